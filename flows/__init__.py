@@ -1,0 +1,1 @@
+"""Dataflows, their configuration and the ``twinflow`` command line."""

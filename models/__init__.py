@@ -1,0 +1,1 @@
+"""Analytic models (River-like surface), physics models and remaining-useful-life estimators."""

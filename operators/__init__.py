@@ -1,0 +1,1 @@
+"""Stream logic as plain functions and small classes; no Bytewax imports here."""

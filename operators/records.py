@@ -1,0 +1,467 @@
+"""The records that cross dataflow stages.
+
+A handful of frozen dataclasses, shared by connectors, operators, models and flows:
+
+- :class:`TelemetryFrame`: one twin, many timestamps, several signals (numpy arrays).
+- :class:`WaveformFrame`: one twin, one high-rate signal, a chunk of evenly spaced samples.
+- :class:`RawMessage`: an undecoded payload as a protocol delivered it.
+- :class:`TwinState`: the live state of one twin (last value, time and quality per signal).
+- :class:`WindowFeatures`: statistics and spectra of one twin over one event-time window,
+  enriched downstream with physics residuals, anomaly score and remaining useful life.
+- :class:`Alert`, :class:`Command`: what leaves the system; versioned JSON (see ``to_json``
+  and the JSON Schemas in ``operators/schemas``), with deterministic ids.
+- :class:`DeadLetter`: anything that failed to decode or validate, with the reason.
+
+Time convention: scalar timestamps are timezone-aware UTC ``datetime``; time arrays inside
+frames are ``float64`` seconds since the Unix epoch (UTC), which keeps windowing and
+regression arithmetic in plain numpy.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum, IntEnum
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+#: Namespace of every deterministic id twinflow derives (uuid5).
+ID_NAMESPACE = uuid.UUID("6f3b0c1e-8a52-4c1e-9d57-2f0e5b7c9a10")
+
+
+def deterministic_id(*parts: object) -> str:
+    """A stable id for the given parts: the same parts give the same id on every replay.
+
+    >>> deterministic_id("T1", "overheating", 1) == deterministic_id("T1", "overheating", 1)
+    True
+    """
+    return str(uuid.uuid5(ID_NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+def utc(ts: float) -> datetime:
+    """Epoch seconds to an aware UTC datetime.
+
+    >>> utc(0).isoformat()
+    '1970-01-01T00:00:00+00:00'
+    """
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def epoch(dt: datetime) -> float:
+    """Aware datetime to epoch seconds; a naive datetime is refused (it has no zone)."""
+    if dt.tzinfo is None:
+        raise ValueError(f"timestamp {dt!r} has no timezone; twinflow needs aware UTC times")
+    return dt.timestamp()
+
+
+def iso(dt: datetime | None) -> str | None:
+    """ISO-8601 in UTC with a trailing ``Z``, or ``None``."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class Quality(IntEnum):
+    """Quality that travels with a value (a coarse image of OPC UA status codes)."""
+
+    GOOD = 0
+    UNCERTAIN = 1
+    BAD = 2
+    STALE = 3
+    SUBSTITUTED = 4
+
+
+class SyncStatus(str, Enum):
+    """How well a twin mirrors its machine right now."""
+
+    INITIALIZING = "initializing"
+    SYNCHRONIZED = "synchronized"
+    STALE = "stale"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TelemetryFrame:
+    """Readings of several signals of one twin at ``len(times)`` timestamps.
+
+    ``times`` is float64 epoch seconds (UTC), non-decreasing; each ``signals`` array has the
+    same length. A ``NaN`` value means "no reading at this time" (a dropout).
+    ``quality`` holds a per-signal quality for the whole frame; a missing entry means GOOD.
+    """
+
+    twin_id: str
+    twin_type: str
+    times: np.ndarray
+    signals: Mapping[str, np.ndarray]
+    quality: Mapping[str, Quality] = _EMPTY
+    source: str = "simulator"
+
+    @property
+    def readings(self) -> int:
+        """How many values the frame carries (timestamps × signals)."""
+        return len(self.times) * len(self.signals)
+
+    @property
+    def start(self) -> float:
+        return float(self.times[0])
+
+    @property
+    def end(self) -> float:
+        return float(self.times[-1])
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class WaveformFrame:
+    """A chunk of one high-rate signal: ``samples[i]`` was taken at ``start + i / sample_rate``."""
+
+    twin_id: str
+    twin_type: str
+    signal: str
+    start: float
+    sample_rate: float
+    samples: np.ndarray
+    quality: Quality = Quality.GOOD
+    source: str = "simulator"
+
+    @property
+    def readings(self) -> int:
+        return len(self.samples)
+
+    @property
+    def end(self) -> float:
+        """Time just after the last sample (epoch seconds)."""
+        return self.start + len(self.samples) / self.sample_rate
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """An undecoded payload, exactly as a protocol delivered it."""
+
+    source: str
+    payload: bytes
+    received: float
+
+    @property
+    def readings(self) -> int:
+        return 0
+
+
+Frame = TelemetryFrame | WaveformFrame
+Incoming = TelemetryFrame | WaveformFrame | RawMessage
+
+
+@dataclass(frozen=True, slots=True)
+class SignalState:
+    """Last known value of one signal, with its source time and quality."""
+
+    value: float
+    time: float
+    quality: Quality
+    stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TwinState:
+    """The reported state of one twin at ``time`` (event time of its newest reading)."""
+
+    twin_id: str
+    twin_type: str
+    time: datetime
+    status: SyncStatus
+    signals: Mapping[str, SignalState]
+    readings: int = 0
+    dead_letters: int = 0
+
+    def to_row(self) -> dict[str, Any]:
+        """Flat row for tabular sinks: one column per signal value/quality."""
+        row: dict[str, Any] = {
+            "twin_id": self.twin_id,
+            "twin_type": self.twin_type,
+            "time": self.time,
+            "status": self.status.value,
+            "readings": self.readings,
+            "dead_letters": self.dead_letters,
+        }
+        return row
+
+
+@dataclass(frozen=True, slots=True)
+class RulEstimate:
+    """Remaining useful life from a health indicator's trend, with an interval.
+
+    ``hours`` is the central estimate; ``low_hours``/``high_hours`` bound it (about 90 %).
+    ``math.inf`` means no degradation trend is visible.
+    """
+
+    indicator: str
+    health: float
+    hours: float
+    low_hours: float
+    high_hours: float
+
+    def to_json(self) -> dict[str, Any]:
+        def num(x: float) -> float | None:
+            return None if math.isinf(x) or math.isnan(x) else round(x, 3)
+
+        return {
+            "indicator": self.indicator,
+            "health": round(self.health, 4),
+            "hours": num(self.hours),
+            "low_hours": num(self.low_hours),
+            "high_hours": num(self.high_hours),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WindowFeatures:
+    """Features of one twin over the event-time window ``[start, end)``.
+
+    ``features`` keys are ``"<signal>.<feature>"``, e.g. ``"power_kw.mean"``,
+    ``"vibration.dominant_hz"``, ``"vibration.fault.bpfo"``. Later stages fill in
+    ``anomaly_score``/``anomaly_threshold`` and ``rul`` with :func:`dataclasses.replace`.
+    """
+
+    twin_id: str
+    twin_type: str
+    start: datetime
+    end: datetime
+    features: Mapping[str, float]
+    counts: Mapping[str, int] = _EMPTY
+    late: int = 0
+    anomaly_score: float | None = None
+    anomaly_threshold: float | None = None
+    rul: RulEstimate | None = None
+
+    @property
+    def is_anomalous(self) -> bool:
+        return (
+            self.anomaly_score is not None
+            and self.anomaly_threshold is not None
+            and self.anomaly_score > self.anomaly_threshold
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        """Flat row for tabular sinks (feature names become columns)."""
+        row: dict[str, Any] = {
+            "twin_id": self.twin_id,
+            "twin_type": self.twin_type,
+            "start": self.start,
+            "end": self.end,
+            "late": self.late,
+            "anomaly_score": self.anomaly_score,
+            "anomaly_threshold": self.anomaly_threshold,
+            "rul_hours": None if self.rul is None else self.rul.hours,
+            "rul_low_hours": None if self.rul is None else self.rul.low_hours,
+            "rul_high_hours": None if self.rul is None else self.rul.high_hours,
+            "health": None if self.rul is None else self.rul.health,
+        }
+        row.update(self.features)
+        return row
+
+
+class AlertState(str, Enum):
+    RAISED = "raised"
+    CLEARED = "cleared"
+
+
+class Severity(str, Enum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+#: Diagnoses an alert may carry (``None`` when the evidence supports none).
+DIAGNOSES = (
+    "bearing",
+    "overheating",
+    "underperformance",
+    "impeller_wear",
+    "sensor_fault",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One transition (raised or cleared) of one alarm of one twin.
+
+    ``alert_id`` identifies the alarm across its lifecycle (raise and clear share it) and is
+    derived from twin, rule and the event time it was raised, so a replay yields the same id.
+    """
+
+    SCHEMA = "twinflow.alert"
+    VERSION = 1
+
+    alert_id: str
+    twin_id: str
+    twin_type: str
+    rule: str
+    state: AlertState
+    severity: Severity
+    time: datetime
+    raised_at: datetime
+    message: str
+    diagnosis: str | None = None
+    evidence: Mapping[str, float] = _EMPTY
+
+    @staticmethod
+    def make_id(twin_id: str, rule: str, raised_at: datetime) -> str:
+        return deterministic_id("alert", twin_id, rule, iso(raised_at))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": self.SCHEMA,
+            "version": self.VERSION,
+            "alert_id": self.alert_id,
+            "twin_id": self.twin_id,
+            "twin_type": self.twin_type,
+            "rule": self.rule,
+            "state": self.state.value,
+            "severity": self.severity.value,
+            "time": iso(self.time),
+            "raised_at": iso(self.raised_at),
+            "message": self.message,
+            "diagnosis": self.diagnosis,
+            "evidence": {k: _finite(v) for k, v in self.evidence.items()},
+        }
+
+
+class CommandStatus(str, Enum):
+    ISSUED = "issued"
+    SENT = "sent"
+    ACKNOWLEDGED = "acknowledged"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command to one twin's actuator, e.g. ``derate`` with ``{"fraction": 0.7}``.
+
+    ``command_id`` derives from twin, command name and the event time it was issued, so a
+    replay yields the same id; ``reason`` names the alert (or request) that caused it.
+    """
+
+    SCHEMA = "twinflow.command"
+    VERSION = 1
+
+    command_id: str
+    twin_id: str
+    twin_type: str
+    name: str
+    params: Mapping[str, float]
+    issued_at: datetime
+    expires_at: datetime
+    reason: str
+    status: CommandStatus = CommandStatus.ISSUED
+    detail: str = ""
+
+    @staticmethod
+    def make_id(twin_id: str, name: str, issued_at: datetime) -> str:
+        return deterministic_id("command", twin_id, name, iso(issued_at))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": self.SCHEMA,
+            "version": self.VERSION,
+            "command_id": self.command_id,
+            "twin_id": self.twin_id,
+            "twin_type": self.twin_type,
+            "name": self.name,
+            "params": {k: _finite(v) for k, v in self.params.items()},
+            "issued_at": iso(self.issued_at),
+            "expires_at": iso(self.expires_at),
+            "reason": self.reason,
+            "status": self.status.value,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An input that could not be used, with the stage and the reason why."""
+
+    stage: str
+    reason: str
+    source: str
+    time: datetime
+    twin_id: str | None = None
+    payload: str = ""
+    readings: int = 0
+
+    #: Longest payload excerpt kept (dead letters must stay small).
+    MAX_PAYLOAD = 2048
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": "twinflow.deadletter",
+            "version": 1,
+            "stage": self.stage,
+            "reason": self.reason,
+            "source": self.source,
+            "time": iso(self.time),
+            "twin_id": self.twin_id,
+            "readings": self.readings,
+            "payload": self.payload[: self.MAX_PAYLOAD],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FaultTruth:
+    """Ground truth of one injected fault: which twin, what kind, when it starts and fails."""
+
+    twin_id: str
+    kind: str
+    onset: datetime
+    failure: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "twin_id": self.twin_id,
+            "kind": self.kind,
+            "onset": iso(self.onset),
+            "failure": iso(self.failure),
+        }
+
+
+def _finite(v: float) -> float | None:
+    """JSON has no NaN/Infinity: map them to null."""
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+__all__ = [
+    "DIAGNOSES",
+    "Alert",
+    "AlertState",
+    "Command",
+    "CommandStatus",
+    "DeadLetter",
+    "FaultTruth",
+    "Frame",
+    "Incoming",
+    "Quality",
+    "RawMessage",
+    "RulEstimate",
+    "Severity",
+    "SignalState",
+    "SyncStatus",
+    "TelemetryFrame",
+    "TwinState",
+    "WaveformFrame",
+    "WindowFeatures",
+    "deterministic_id",
+    "epoch",
+    "iso",
+    "utc",
+]
