@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum, IntEnum
 from types import MappingProxyType
@@ -69,6 +69,11 @@ def iso(dt: datetime | None) -> str | None:
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+def _empty() -> Mapping[str, Any]:
+    """Default for mapping fields: a shared read-only empty mapping."""
+    return _EMPTY
+
+
 class Quality(IntEnum):
     """Quality that travels with a value (a coarse image of OPC UA status codes)."""
 
@@ -101,7 +106,7 @@ class TelemetryFrame:
     twin_type: str
     times: np.ndarray
     signals: Mapping[str, np.ndarray]
-    quality: Mapping[str, Quality] = _EMPTY
+    quality: Mapping[str, Quality] = field(default_factory=_empty)
     source: str = "simulator"
 
     @property
@@ -190,6 +195,11 @@ class TwinState:
             "readings": self.readings,
             "dead_letters": self.dead_letters,
         }
+        for name, sig in self.signals.items():
+            row[name] = sig.value
+            row[f"{name}__age_s"] = self.time.timestamp() - sig.time
+            row[f"{name}__quality"] = sig.quality.name.lower()
+            row[f"{name}__stale"] = sig.stale
         return row
 
 
@@ -234,7 +244,7 @@ class WindowFeatures:
     start: datetime
     end: datetime
     features: Mapping[str, float]
-    counts: Mapping[str, int] = _EMPTY
+    counts: Mapping[str, int] = field(default_factory=_empty)
     late: int = 0
     anomaly_score: float | None = None
     anomaly_threshold: float | None = None
@@ -309,7 +319,7 @@ class Alert:
     raised_at: datetime
     message: str
     diagnosis: str | None = None
-    evidence: Mapping[str, float] = _EMPTY
+    evidence: Mapping[str, float] = field(default_factory=_empty)
 
     @staticmethod
     def make_id(twin_id: str, rule: str, raised_at: datetime) -> str:
@@ -424,11 +434,14 @@ class FaultTruth:
     kind: str
     onset: datetime
     failure: datetime
+    #: For sensor faults: the signal whose sensor fails.
+    signal: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "twin_id": self.twin_id,
             "kind": self.kind,
+            "signal": self.signal,
             "onset": iso(self.onset),
             "failure": iso(self.failure),
         }

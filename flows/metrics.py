@@ -1,0 +1,100 @@
+"""Run statistics and Prometheus metrics of a running flow.
+
+Bytewax's dataflow API (``BYTEWAX_DATAFLOW_API_ENABLED=true``, port
+``BYTEWAX_DATAFLOW_API_PORT``, default 3030) serves ``/metrics`` with Bytewax's own metrics and
+everything registered in prometheus_client's default registry, which is where the
+``twinflow_*`` metrics below live. :func:`serve_metrics` is a stand-alone alternative.
+
+:class:`RunStats` keeps the same counts for one run (thread-safe), for progress lines and
+``summary.json``; the Prometheus metrics are process-wide and only ever increase.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter as _Counter
+from dataclasses import dataclass, field
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+READINGS = Counter(
+    "twinflow_readings", "Readings accepted into the flow", ["twin_type"]
+)
+DEAD_LETTERS = Counter(
+    "twinflow_dead_letters", "Inputs or readings sent to the dead-letter output", ["stage"]
+)
+LATE_READINGS = Counter(
+    "twinflow_late_readings", "Readings that arrived after their window had closed"
+)
+ALERTS = Counter("twinflow_alerts", "Alert transitions emitted", ["rule", "state"])
+COMMANDS = Counter("twinflow_commands", "Commands issued", ["name"])
+ALERT_LAG = Histogram(
+    "twinflow_alert_lag_seconds",
+    "Lag from the newest reading of the window that raised an alert to the alert, measured on "
+    "the flow's reference clock (wall clock for live sources, simulated clock for the simulator)",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+)
+
+
+@dataclass
+class RunStats:
+    """Counts of one run, safe to update from several worker threads."""
+
+    readings: int = 0
+    frames: int = 0
+    dead_letters: int = 0
+    dead_letter_readings: int = 0
+    late_readings: int = 0
+    windows: int = 0
+    alerts: _Counter[str] = field(default_factory=_Counter)
+    commands: _Counter[str] = field(default_factory=_Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_readings(self, twin_type: str, n: int) -> None:
+        with self._lock:
+            self.readings += n
+            self.frames += 1
+        READINGS.labels(twin_type).inc(n)
+
+    def add_dead_letter(self, stage: str, readings: int) -> None:
+        with self._lock:
+            self.dead_letters += 1
+            self.dead_letter_readings += readings
+        DEAD_LETTERS.labels(stage).inc()
+
+    def add_late(self, n: int) -> None:
+        if n:
+            with self._lock:
+                self.late_readings += n
+            LATE_READINGS.inc(n)
+
+    def add_window(self) -> None:
+        with self._lock:
+            self.windows += 1
+
+    def add_alert(self, rule: str, state: str, lag_s: float | None) -> None:
+        with self._lock:
+            self.alerts[f"{rule}:{state}"] += 1
+        ALERTS.labels(rule, state).inc()
+        if lag_s is not None and state == "raised":
+            ALERT_LAG.observe(max(lag_s, 0.0))
+
+    def add_command(self, name: str) -> None:
+        with self._lock:
+            self.commands[name] += 1
+        COMMANDS.labels(name).inc()
+
+
+def enable_dataflow_api(port: int) -> None:
+    """Ask Bytewax to serve its dataflow API, whose ``/metrics`` includes twinflow's metrics.
+
+    Bytewax reads these variables when a dataflow starts, so call this before running one.
+    """
+    os.environ["BYTEWAX_DATAFLOW_API_ENABLED"] = "true"
+    os.environ["BYTEWAX_DATAFLOW_API_PORT"] = str(port)
+
+
+def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:
+    """Serve only prometheus_client's registry (no Bytewax metrics) on ``addr:port``."""
+    start_http_server(port, addr=addr)

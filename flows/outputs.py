@@ -1,0 +1,75 @@
+"""The embedded default outputs: Parquet and JSON Lines files under one folder.
+
+==========================  ==========================================================
+``telemetry/``              readings, one row per timestamp, a column per signal (Parquet)
+``windows/``                window features, anomaly score and RUL per twin and window
+``twin_states/``            twin state snapshots (on status change and periodically)
+``alerts.jsonl``            alert transitions, schema ``operators/schemas/alert.v1.json``
+``commands.jsonl``          commands, schema ``operators/schemas/command.v1.json``
+``deadletter.jsonl``        refused inputs with the reason, ``deadletter.v1.json``
+==========================  ==========================================================
+
+Parquet folders are split by twin type (``twin_type=pump/part-p0-00000.parquet``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bytewax.outputs import Sink
+
+from connectors.files import JsonLinesSink, ParquetSink
+from flows.config import FlowConfig
+from flows.telemetry import FlowOutputs
+from operators.records import TelemetryFrame, TwinState, WindowFeatures
+
+
+def telemetry_columns(frame: Any) -> dict[str, Any] | None:
+    """Scalar telemetry as columns; waveform bursts are summarised by the window features."""
+    if not isinstance(frame, TelemetryFrame):
+        return None
+    cols: dict[str, Any] = {
+        "twin_id": frame.twin_id,
+        "time": (frame.times * 1e6).astype("datetime64[us]"),
+    }
+    cols.update(frame.signals)
+    return cols
+
+
+def window_row(w: WindowFeatures) -> dict[str, Any]:
+    return w.to_row()
+
+
+def state_row(s: TwinState) -> dict[str, Any]:
+    return s.to_row()
+
+
+def _type_of(item: Any) -> str:
+    return str(item.twin_type)
+
+
+def file_outputs(config: FlowConfig, actuators: Sink | None = None) -> FlowOutputs:
+    """File sinks under ``config.out_dir`` (created if missing)."""
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def parquet(name: str, to_columns: Any) -> ParquetSink:
+        return ParquetSink(
+            out / name,
+            to_columns,
+            _type_of,
+            partitions=config.sink_partitions,
+            rows_per_part=config.parquet_rows_per_part,
+        )
+
+    return FlowOutputs(
+        dead_letters=JsonLinesSink(out / "deadletter.jsonl", lambda d: d.to_json()),
+        alerts=JsonLinesSink(out / "alerts.jsonl", lambda a: a.to_json()),
+        commands=JsonLinesSink(out / "commands.jsonl", lambda c: c.to_json()),
+        windows=parquet("windows", window_row),
+        twin_states=parquet("twin_states", state_row),
+        telemetry=parquet("telemetry", telemetry_columns) if config.write_telemetry else None,
+        actuators=actuators,
+    )
+

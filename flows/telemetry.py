@@ -1,0 +1,226 @@
+"""The telemetry flow: frames in; twin state, window features, alerts and commands out.
+
+Steps (Bytewax step ids in brackets)::
+
+    [input] -> [decode_validate] --dead letters--------------------------------> [dead_letters]
+                  | frames
+               [residuals] physics: derived signals (power residual, pump efficiency)
+                  | keyed by twin
+               [twin_state] ----------------------------------------------------> [twin_states]
+               [windows] event-time windows: statistics + FFT ---late readings--> [dead_letters]
+               [anomaly] River model per twin (warm-up, calibrated threshold)
+               [rul] remaining useful life from the health indicator's trend --> [windows_out]
+               [alarms] rules, hysteresis, diagnosis --------------------------> [alerts]
+               [policy] derate on overheating, rate-limited per twin ----------> [commands]
+                                                                                 [actuators]
+
+The flow only wires steps; their logic lives in ``operators/`` and ``models/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.operators import StatefulLogic
+from bytewax.outputs import Sink
+
+from flows.config import FlowConfig
+from flows.metrics import RunStats
+from operators.catalog import CATALOG
+from operators.pipeline import (
+    AnomalyStep,
+    PolicyStep,
+    RulStep,
+    check_item,
+    new_alarm_tracker,
+    new_state_tracker,
+    new_window_aggregator,
+)
+from operators.records import (
+    Alert,
+    Command,
+    DeadLetter,
+    Frame,
+    TelemetryFrame,
+    TwinState,
+    WindowFeatures,
+    epoch,
+)
+from operators.residuals import add_residuals
+from operators.validate import Validator
+from operators.windows import WindowAggregator
+
+
+@dataclass(frozen=True)
+class FlowOutputs:
+    """Where each stream of the flow goes. ``None`` leaves a stream unwritten.
+
+    Every sink receives ``(twin_id, item)`` pairs (dead letters are keyed by twin id, or by
+    their source when the twin is unknown).
+    """
+
+    dead_letters: Sink
+    alerts: Sink
+    commands: Sink
+    windows: Sink | None = None
+    twin_states: Sink | None = None
+    telemetry: Sink | None = None
+    actuators: Sink | None = None
+
+
+class _WindowLogic(StatefulLogic):
+    """Bytewax wrapper of a twin's :class:`WindowAggregator`, built from its first frame.
+
+    Closes the twin's open windows at end of input and after ``config.idle_flush_s`` seconds
+    of wall time without data, so that a twin that falls silent still gets its last window.
+    """
+
+    def __init__(self, config: FlowConfig, agg: WindowAggregator | None = None):
+        self.config = config
+        self.agg = agg
+        self.last_seen: datetime | None = None
+
+    def on_item(self, value: Frame) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
+        if self.agg is None:
+            self.agg = new_window_aggregator(value, self.config)
+        features, dead = self.agg.add(value)
+        self.last_seen = datetime.now(UTC)
+        return [*features, *dead], StatefulLogic.RETAIN
+
+    def _flush(self) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
+        self.last_seen = None
+        return (self.agg.flush() if self.agg is not None else []), StatefulLogic.RETAIN
+
+    on_notify = _flush
+    on_eof = _flush
+
+    def notify_at(self) -> datetime | None:
+        if self.last_seen is None:
+            return None
+        return self.last_seen + timedelta(seconds=self.config.idle_flush_s)
+
+    def snapshot(self) -> WindowAggregator | None:
+        return copy.deepcopy(self.agg)
+
+
+def _key(item: Frame | DeadLetter | Alert | Command) -> str:
+    twin = getattr(item, "twin_id", None)
+    return twin if twin is not None else getattr(item, "source", "unknown")
+
+
+def build_flow(
+    source: Source,
+    outputs: FlowOutputs,
+    config: FlowConfig,
+    *,
+    clock: Callable[[], float] = time.time,
+    twins: Mapping[str, str] | None = None,
+    stats: RunStats | None = None,
+    flow_id: str = "twinflow-telemetry",
+) -> Dataflow:
+    """Wire the telemetry flow.
+
+    ``clock`` is the reference clock in epoch seconds that judges "far future/past"
+    timestamps and alert lag: wall time for live sources, the simulator's clock for the
+    simulated plant. ``twins`` maps known twin ids to their type (``None`` accepts any twin
+    of a known type).
+    """
+    stats = stats if stats is not None else RunStats()
+    validator = Validator(
+        catalog=CATALOG, twins=twins, max_future_s=config.max_future_s,
+        max_past_s=config.max_past_s,
+    )
+    flow = Dataflow(flow_id)
+    raw = op.input("input", flow, source)
+
+    def checked(item: object) -> list[Frame | DeadLetter]:
+        out = check_item(item, validator, clock())
+        for x in out:
+            if isinstance(x, DeadLetter):
+                stats.add_dead_letter(x.stage, x.readings)
+            else:
+                stats.add_readings(x.twin_type, x.readings)
+        return out
+
+    split = op.branch(
+        "split_dead_letters",
+        op.flat_map("decode_validate", raw, checked),
+        lambda x: isinstance(x, DeadLetter),
+    )
+    dead: Stream[DeadLetter] = split.trues
+    frames = op.map("residuals", split.falses, _residuals)
+    keyed = op.key_on("key_by_twin", frames, _key)
+
+    if outputs.telemetry is not None and config.write_telemetry:
+        op.output("telemetry_out", keyed, outputs.telemetry)
+
+    states = op.stateful_flat_map(
+        "twin_state", keyed, lambda s, f: _twin_state(s, f, config)
+    )
+    if outputs.twin_states is not None:
+        op.output("twin_states_out", states, outputs.twin_states)
+
+    windowed = op.stateful(
+        "windows", keyed, lambda resume: _WindowLogic(config, resume)
+    )
+    wsplit = op.branch(
+        "split_late", op.key_rm("unkey_windows", windowed), lambda x: isinstance(x, DeadLetter)
+    )
+
+    def late(d: DeadLetter) -> DeadLetter:
+        stats.add_dead_letter(d.stage, d.readings)
+        stats.add_late(d.readings)
+        return d
+
+    dead = op.merge("all_dead_letters", dead, op.map("count_late", wsplit.trues, late))
+    op.output(
+        "dead_letters_out", op.key_on("key_dead_letters", dead, _key), outputs.dead_letters
+    )
+
+    windows = op.key_on("key_windows", wsplit.falses, _key)
+    scored = op.stateful_map("anomaly", windows, AnomalyStep.mapper(config))
+    with_rul = op.stateful_map("rul", scored, RulStep.mapper())
+
+    def count_window(kv: tuple[str, WindowFeatures]) -> None:
+        stats.add_window()
+
+    op.inspect("count_windows", with_rul, lambda _s, kv: count_window(kv))
+    if outputs.windows is not None:
+        op.output("windows_out", with_rul, outputs.windows)
+
+    alerts = op.stateful_flat_map("alarms", with_rul, new_alarm_tracker)
+
+    def count_alert(_step: str, kv: tuple[str, Alert]) -> None:
+        a = kv[1]
+        stats.add_alert(a.rule, a.state.value, clock() - epoch(a.time))
+
+    op.inspect("count_alerts", alerts, count_alert)
+    op.output("alerts_out", alerts, outputs.alerts)
+
+    commands = op.stateful_flat_map("policy", alerts, PolicyStep.mapper(config))
+
+    def count_command(_step: str, kv: tuple[str, Command]) -> None:
+        stats.add_command(kv[1].name)
+
+    op.inspect("count_commands", commands, count_command)
+    op.output("commands_out", commands, outputs.commands)
+    if outputs.actuators is not None:
+        op.output("actuators_out", commands, outputs.actuators)
+    return flow
+
+
+def _residuals(frame: Frame) -> Frame:
+    return add_residuals(frame) if isinstance(frame, TelemetryFrame) else frame
+
+
+def _twin_state(state, frame: Frame, config: FlowConfig):  # type: ignore[no-untyped-def]
+    tracker = state if state is not None else new_state_tracker(frame, config)
+    out: list[TwinState] = tracker.update(frame)
+    return tracker, out

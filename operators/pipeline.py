@@ -1,0 +1,181 @@
+"""The per-step functions the telemetry flow wires into Bytewax.
+
+Each is plain Python: a stateless function, or a ``(state, item) -> (state, output)`` mapper
+for a keyed stateful step, where ``state`` is ``None`` for a twin's first item. They glue
+the operators and models together and are tested without Bytewax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from models.anomaly import WindowAnomalyDetector
+from operators.catalog import twin_type
+from operators.decode import decode
+from operators.errors import DecodeError
+from operators.health import HealthTracker
+from operators.policy import CommandPolicy
+from operators.records import (
+    Alert,
+    Command,
+    DeadLetter,
+    Frame,
+    RawMessage,
+    TelemetryFrame,
+    WaveformFrame,
+    WindowFeatures,
+    utc,
+)
+from operators.rules import AlarmTracker
+from operators.twin_state import TwinStateTracker
+from operators.validate import Validator, dead_letter_for
+from operators.windows import WindowAggregator
+
+
+class _Settings:
+    """Structural view of the flow settings the steps read (``flows.config.FlowConfig``)."""
+
+    window_s: float
+    lateness_s: float
+    stale_factor: float
+    state_snapshot_s: float
+    anomaly_warmup: int
+    anomaly_quantile: float
+    anomaly_margin: float
+    command_interval_s: float
+    derate_fraction: float
+    command_ttl_s: float
+    seed: int
+
+
+def check_item(item: object, validator: Validator, now: float) -> list[Frame | DeadLetter]:
+    """Decode (raw payloads) and validate one input; never raises on bad data.
+
+    Returns the accepted frame (possibly with out-of-range readings blanked) and any dead
+    letters; an input of an unknown kind becomes a dead letter too.
+    """
+    if isinstance(item, RawMessage):
+        try:
+            frame: Frame = decode(item)
+        except DecodeError as exc:
+            return [dead_letter_for(item, exc, stage="decode")]
+    elif isinstance(item, TelemetryFrame | WaveformFrame):
+        frame = item
+    else:
+        return [
+            DeadLetter(
+                stage="decode",
+                reason=f"unsupported input of type {type(item).__name__}; expected a "
+                "TelemetryFrame, WaveformFrame or RawMessage",
+                source="unknown",
+                time=utc(now),
+                payload=repr(item)[:200],
+            )
+        ]
+    accepted, dead = validator.validate(frame, now)
+    out: list[Frame | DeadLetter] = list(dead)
+    if accepted is not None:
+        out.append(accepted)
+    return out
+
+
+def new_state_tracker(frame: Frame, config: Any) -> TwinStateTracker:
+    return TwinStateTracker(
+        frame.twin_id,
+        twin_type(frame.twin_type),
+        stale_factor=config.stale_factor,
+        snapshot_interval_s=config.state_snapshot_s,
+    )
+
+
+def new_window_aggregator(frame: Frame, config: Any) -> WindowAggregator:
+    return WindowAggregator(
+        frame.twin_id,
+        twin_type(frame.twin_type),
+        length_s=config.window_s,
+        lateness_s=config.lateness_s,
+    )
+
+
+@dataclass(frozen=True)
+class AnomalyStep:
+    """Score each window with the twin's detector, then learn from it."""
+
+    warmup: int
+    quantile: float
+    margin: float
+    seed: int
+
+    @classmethod
+    def mapper(
+        cls, config: Any
+    ) -> Callable[[WindowAnomalyDetector | None, WindowFeatures], tuple[Any, WindowFeatures]]:
+        step = cls(
+            config.anomaly_warmup, config.anomaly_quantile, config.anomaly_margin, config.seed
+        )
+        return step
+
+    def __call__(
+        self, detector: WindowAnomalyDetector | None, w: WindowFeatures
+    ) -> tuple[WindowAnomalyDetector, WindowFeatures]:
+        if detector is None:
+            detector = WindowAnomalyDetector(
+                warmup=self.warmup, quantile=self.quantile, margin=self.margin, seed=self.seed
+            )
+        x = dict(w.features)
+        score = detector.score_one(x)
+        threshold = detector.threshold
+        detector.learn_one(x)
+        return detector, replace(w, anomaly_score=score, anomaly_threshold=threshold)
+
+
+class RulStep:
+    """Attach the twin's remaining-useful-life estimate to each window."""
+
+    @staticmethod
+    def mapper() -> Callable[[HealthTracker | None, WindowFeatures], tuple[Any, WindowFeatures]]:
+        return RulStep.step
+
+    @staticmethod
+    def step(
+        tracker: HealthTracker | None, w: WindowFeatures
+    ) -> tuple[HealthTracker, WindowFeatures]:
+        if tracker is None:
+            tracker = HealthTracker(w.twin_id, w.twin_type)
+        est = tracker.update(w)
+        return tracker, (replace(w, rul=est) if est is not None else w)
+
+
+def new_alarm_tracker(
+    tracker: AlarmTracker | None, w: WindowFeatures
+) -> tuple[AlarmTracker, list[Alert]]:
+    """Evaluate the twin's alarm rules on one window."""
+    if tracker is None:
+        tracker = AlarmTracker(w.twin_id, w.twin_type)
+    return tracker, tracker.evaluate(w)
+
+
+@dataclass(frozen=True)
+class PolicyStep:
+    """Turn alerts into rate-limited commands with the twin's policy."""
+
+    min_interval_s: float
+    derate_fraction: float
+    ttl_s: float
+
+    @classmethod
+    def mapper(cls, config: Any) -> PolicyStep:
+        return cls(config.command_interval_s, config.derate_fraction, config.command_ttl_s)
+
+    def __call__(
+        self, policy: CommandPolicy | None, alert: Alert
+    ) -> tuple[CommandPolicy, list[Command]]:
+        if policy is None:
+            policy = CommandPolicy(
+                min_interval_s=self.min_interval_s,
+                derate_fraction=self.derate_fraction,
+                ttl_s=self.ttl_s,
+            )
+        return policy, policy.decide(alert)
