@@ -126,7 +126,10 @@ class _ParquetPartition(StatefulSinkPartition[Any, int]):
 
 def _height(cols: Columns) -> int:
     """Rows a batch adds: the length of its arrays, or one for a row of scalars."""
-    return max((len(v) for v in cols.values() if isinstance(v, np.ndarray | list)), default=1)
+    return max(
+        (len(v) for v in cols.values() if isinstance(v, np.ndarray | list | pl.Series)),
+        default=1,
+    )
 
 
 class ParquetSink(FixedPartitionedSink[Any, int]):

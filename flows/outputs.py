@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import polars as pl
 from bytewax.outputs import Sink
 
 from connectors.files import JsonLinesSink, ParquetSink
@@ -25,13 +27,16 @@ from flows.telemetry import FlowOutputs
 from operators.records import TelemetryFrame, TwinState, WindowFeatures
 
 
+_UTC_US = pl.Datetime("us", "UTC")
+
+
 def telemetry_columns(frame: Any) -> dict[str, Any] | None:
     """Scalar telemetry as columns; waveform bursts are summarised by the window features."""
     if not isinstance(frame, TelemetryFrame):
         return None
     cols: dict[str, Any] = {
         "twin_id": frame.twin_id,
-        "time": (frame.times * 1e6).astype("datetime64[us]"),
+        "time": pl.Series("time", (frame.times * 1e6).astype(np.int64)).cast(_UTC_US),
     }
     cols.update(frame.signals)
     return cols

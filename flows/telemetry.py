@@ -62,8 +62,9 @@ from operators.windows import WindowAggregator
 class FlowOutputs:
     """Where each stream of the flow goes. ``None`` leaves a stream unwritten.
 
-    Every sink receives ``(twin_id, item)`` pairs (dead letters are keyed by twin id, or by
-    their source when the twin is unknown).
+    Every sink but ``actuators`` receives ``(twin_id, item)`` pairs (dead letters are keyed by
+    twin id, or by their source when the twin is unknown); ``actuators`` receives bare
+    :class:`Command` items.
     """
 
     dead_letters: Sink
@@ -78,33 +79,40 @@ class FlowOutputs:
 class _WindowLogic(StatefulLogic):
     """Bytewax wrapper of a twin's :class:`WindowAggregator`, built from its first frame.
 
-    Closes the twin's open windows at end of input and after ``config.idle_flush_s`` seconds
-    of wall time without data, so that a twin that falls silent still gets its last window.
+    While a twin is silent, its watermark moves on with wall time (as Bytewax's event clock
+    does): every ``config.idle_flush_s`` seconds the windows that would have closed by now
+    are closed. At end of input every open window is closed.
     """
 
     def __init__(self, config: FlowConfig, agg: WindowAggregator | None = None):
         self.config = config
         self.agg = agg
-        self.last_seen: datetime | None = None
+        self.last_seen: float | None = None
 
     def on_item(self, value: Frame) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
         if self.agg is None:
             self.agg = new_window_aggregator(value, self.config)
         features, dead = self.agg.add(value)
-        self.last_seen = datetime.now(UTC)
+        self.last_seen = time.monotonic()
         return [*features, *dead], StatefulLogic.RETAIN
 
-    def _flush(self) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
+    def on_notify(self) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
+        if self.agg is None or self.last_seen is None:
+            return [], StatefulLogic.RETAIN
+        idle = time.monotonic() - self.last_seen
+        out = self.agg.advance(self.agg.watermark + idle)
+        if not self.agg.open_windows:
+            self.last_seen = None
+        return out, StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
         self.last_seen = None
         return (self.agg.flush() if self.agg is not None else []), StatefulLogic.RETAIN
-
-    on_notify = _flush
-    on_eof = _flush
 
     def notify_at(self) -> datetime | None:
         if self.last_seen is None:
             return None
-        return self.last_seen + timedelta(seconds=self.config.idle_flush_s)
+        return datetime.now(UTC) + timedelta(seconds=self.config.idle_flush_s)
 
     def snapshot(self) -> WindowAggregator | None:
         return copy.deepcopy(self.agg)
@@ -212,7 +220,7 @@ def build_flow(
     op.inspect("count_commands", commands, count_command)
     op.output("commands_out", commands, outputs.commands)
     if outputs.actuators is not None:
-        op.output("actuators_out", commands, outputs.actuators)
+        op.output("actuators_out", op.key_rm("unkey_commands", commands), outputs.actuators)
     return flow
 
 

@@ -42,9 +42,7 @@ def turbine_power_curve(wind_ms: np.ndarray | float, rated_kw: float = RATED_KW)
     return np.where((v < CUT_IN_MS) | (v >= CUT_OUT_MS), 0.0, p)
 
 
-def turbine_expected_power(
-    wind_ms: np.ndarray, power_limit_kw: np.ndarray | float
-) -> np.ndarray:
+def turbine_expected_power(wind_ms: np.ndarray, power_limit_kw: np.ndarray | float) -> np.ndarray:
     """Power curve capped by the commanded limit (a derated turbine is not underperforming)."""
     return np.minimum(turbine_power_curve(wind_ms), power_limit_kw)
 

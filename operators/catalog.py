@@ -138,8 +138,9 @@ MOTOR = TwinType(
         SignalSpec("current_a", "A", 0.0, 400.0),
         SignalSpec("speed_rpm", "rpm", 0.0, 1600.0),
         SignalSpec("load_pct", "%", 0.0, 130.0),
-        SignalSpec("vibration", "g", -50.0, 50.0, rate_hz=8192.0, waveform=True,
-                   burst_interval_s=60.0),
+        SignalSpec(
+            "vibration", "g", -50.0, 50.0, rate_hz=8192.0, waveform=True, burst_interval_s=60.0
+        ),
     ),
     actuators=(
         ActuatorSpec("set_load", {"percent": (10.0, 110.0)}, "load setpoint"),
@@ -149,9 +150,7 @@ MOTOR = TwinType(
     bands=((0.0, 50.0), (50.0, 200.0), (200.0, 1000.0), (1000.0, 4096.0)),
 )
 
-CATALOG: Mapping[str, TwinType] = MappingProxyType(
-    {t.name: t for t in (WIND_TURBINE, PUMP, MOTOR)}
-)
+CATALOG: Mapping[str, TwinType] = MappingProxyType({t.name: t for t in (WIND_TURBINE, PUMP, MOTOR)})
 
 
 def twin_type(name: str) -> TwinType:

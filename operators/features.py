@@ -1,10 +1,13 @@
 """Feature arithmetic in plain numpy: mergeable moments and vibration spectra.
 
-:class:`Moments` summarises one signal in ten floats and merges whole batches exactly
+:class:`Moments` summarises one signal in ten numbers and merges whole batches exactly
 (Chan et al.'s pairwise update), so windows fold frames in without keeping samples.
-:func:`moments_rows` computes the moments of several signals of one frame at once (one
-numpy call per statistic, never a Python loop over samples). :func:`spectrum_features`
-turns one burst of a vibration waveform into a fixed, small set of numbers.
+:func:`batch_stats` computes those numbers for all signals of a frame at once (one numpy
+call per statistic, never a Python loop over samples). :func:`spectrum_features` turns one
+burst of a vibration waveform into a fixed, small set of numbers.
+
+Times are epoch seconds, whose float64 resolution is ~0.2 µs today; pass times relative to
+a nearby origin (as the window aggregator does) when sub-microsecond trends matter.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -84,7 +84,7 @@ class Quality(IntEnum):
     SUBSTITUTED = 4
 
 
-class SyncStatus(str, Enum):
+class SyncStatus(StrEnum):
     """How well a twin mirrors its machine right now."""
 
     INITIALIZING = "initializing"
@@ -277,12 +277,12 @@ class WindowFeatures:
         return row
 
 
-class AlertState(str, Enum):
+class AlertState(StrEnum):
     RAISED = "raised"
     CLEARED = "cleared"
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
@@ -343,7 +343,7 @@ class Alert:
         }
 
 
-class CommandStatus(str, Enum):
+class CommandStatus(StrEnum):
     ISSUED = "issued"
     SENT = "sent"
     ACKNOWLEDGED = "acknowledged"

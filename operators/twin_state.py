@@ -9,6 +9,7 @@ the signal's own last reading.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from operators.catalog import TwinType

@@ -13,7 +13,7 @@ import json
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -91,19 +91,12 @@ class Validator:
             raise ValidationError(f"twin {twin!r}: empty frame (no timestamps)")
         if not frame.signals:
             raise ValidationError(f"twin {twin!r}: empty frame (no signals)")
-        finite = np.isfinite(times)
-        if not finite.all():
-            i = int(np.argmin(finite))
-            raise ValidationError(f"twin {twin!r}: times[{i}] is {times[i]}, not a finite time")
-        if n > 1:
-            back = np.diff(times) < 0
-            if back.any():
-                i = int(np.argmax(back)) + 1
-                raise ValidationError(
-                    f"twin {twin!r}: times must be non-decreasing but times[{i}] = {times[i]} "
-                    f"< times[{i - 1}] = {times[i - 1]}; sort the frame at the source"
-                )
-        self._check_span(twin, float(times[0]), float(times[-1]), now)
+        first, last = float(times[0]), float(times[-1])
+        # Non-decreasing with finite ends implies all finite (NaN fails every comparison).
+        ordered = n == 1 or bool((times[1:] >= times[:-1]).all())
+        if not (ordered and math.isfinite(first) and math.isfinite(last)):
+            _bad_times(twin, times)
+        self._check_span(twin, first, last, now)
         unknown = [name for name in frame.signals if name not in specs]
         if unknown:
             raise ValidationError(
@@ -191,6 +184,8 @@ class Validator:
 
     def _check_twin(self, frame: Frame) -> dict[str, SignalSpec]:
         twin, kind = frame.twin_id, frame.twin_type
+        if not isinstance(twin, str) or not twin:
+            raise ValidationError(f"frame of type {kind!r} has twin_id {twin!r}; need a name")
         specs = self._specs.get(kind)
         if specs is None:
             raise ValidationError(
@@ -351,6 +346,19 @@ def _numbers(array: Any, twin: str, what: str) -> np.ndarray:
     if arr.dtype.kind not in "iuf":
         raise ValidationError(f"twin {twin!r}: {what} must hold numbers, got dtype {arr.dtype}")
     return arr.astype(np.float64)
+
+
+def _bad_times(twin: str, times: np.ndarray) -> NoReturn:
+    """Raise the reason a time array is unusable: a non-finite time, or one going back."""
+    finite = np.isfinite(times)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise ValidationError(f"twin {twin!r}: times[{i}] is {times[i]}, not a finite time")
+    i = int(np.argmax(times[1:] < times[:-1])) + 1
+    raise ValidationError(
+        f"twin {twin!r}: times must be non-decreasing but times[{i}] = {times[i]} "
+        f"< times[{i - 1}] = {times[i - 1]}; sort the frame at the source"
+    )
 
 
 def _real(x: Any) -> bool:

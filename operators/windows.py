@@ -119,6 +119,14 @@ class WindowAggregator:
         """Close every open window (end of stream); later data for them counts as late."""
         return self._close(math.inf)
 
+    def advance(self, watermark: float) -> list[WindowFeatures]:
+        """Close the windows that end at or before ``watermark`` without new data.
+
+        For a twin that fell silent: the flow moves its watermark on with wall time, as
+        Bytewax's event clock does, so its last windows still close.
+        """
+        return self._close(watermark)
+
     @property
     def watermark(self) -> float:
         """Newest event time seen minus the allowed lateness (epoch seconds)."""
@@ -127,6 +135,11 @@ class WindowAggregator:
     @property
     def open_windows(self) -> int:
         return len(self._open)
+
+    @property
+    def pending_late(self) -> int:
+        """Late readings not yet reported in an emitted window's ``late`` count."""
+        return self._pending_late
 
     # -- folding -----------------------------------------------------------------------
 

@@ -142,6 +142,10 @@ def test_dead_letter_excerpt_is_short() -> None:
             r"times\[1\] is nan, not a finite time",
         ),
         (
+            TelemetryFrame("P1", "pump", np.array([NOW - 1, NOW, np.inf]), {"flow_m3h": TIMES}),
+            r"times\[2\] is inf, not a finite time",
+        ),
+        (
             TelemetryFrame("P1", "pump", np.array([NOW, NOW - 1, NOW]), {"flow_m3h": TIMES}),
             r"times must be non-decreasing but times\[1\]",
         ),
@@ -174,6 +178,7 @@ def test_dead_letter_excerpt_is_short() -> None:
         (wave(start=NOW + 299.9), "ahead of the reference clock"),
         (wave(twin_type="pump"), "unknown signal 'vibration' for twin type 'pump'"),
         ("not a frame", "expected a telemetry or waveform frame"),
+        (TelemetryFrame("", "pump", TIMES, {"flow_m3h": TIMES}), "has twin_id ''; need a name"),
     ],
 )
 def test_whole_frame_rejects(frame: object, match: str) -> None:

@@ -129,7 +129,7 @@ def test_windows_equal_numpy_and_late_is_exact(
 
     data, late = reference(frames, length, lateness)
     assert late_letters == late == agg.late_total
-    assert sum(w.late for w in emitted) + agg._pending_late == late
+    assert sum(w.late for w in emitted) + agg.pending_late == late
 
     starts = [w.start.timestamp() for w in emitted]
     assert starts == sorted(starts) and len(set(starts)) == len(starts)

@@ -1,0 +1,179 @@
+"""Command policy: which alerts turn into commands to the machine, as data.
+
+A :class:`Reaction` says "on a RAISED alert with this diagnosis, on these twin types, send this
+command with these parameters". :class:`CommandPolicy` applies the first matching reaction,
+rate-limits commands per twin in event time, checks the parameters against the catalogue's
+:class:`~operators.catalog.ActuatorSpec` ranges (a :class:`ValidationError` otherwise) and
+gives every command a deterministic id, so a replay issues the same commands.
+
+Default reactions (:func:`default_reactions`):
+
+==============  =====================  =========  ==========================================
+diagnosis       twin types             command    parameters
+==============  =====================  =========  ==========================================
+overheating     motor                  derate     ``fraction = derate_fraction``
+overheating     wind_turbine           derate     ``fraction = derate_fraction * output``:
+                                                  relative to the output at the alert
+                                                  (``power_kw.mean`` / rated), since a limit
+                                                  above what the wind offers changes nothing
+==============  =====================  =========  ==========================================
+
+To add a policy, add a :class:`Reaction` (e.g. ``Reaction("bearing", ("motor",), "derate",
+{"fraction": 0.5})``) and pass the tuple as ``reactions``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import MappingProxyType
+
+from models.physics import RATED_KW
+from operators.catalog import twin_type
+from operators.errors import ValidationError
+from operators.records import Alert, AlertState, Command, epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """On a raised alert with ``diagnosis`` on one of ``twin_types``, send ``command``.
+
+    With ``scale_by`` set and present in the alert's evidence, every parameter is multiplied
+    by ``evidence[scale_by] / scale_full`` and then clamped into the actuator's range.
+    """
+
+    diagnosis: str
+    twin_types: tuple[str, ...]
+    command: str
+    params: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    scale_by: str | None = None
+    scale_full: float = 1.0
+
+    def matches(self, alert: Alert) -> bool:
+        return alert.diagnosis == self.diagnosis and alert.twin_type in self.twin_types
+
+    def params_for(self, alert: Alert) -> dict[str, float]:
+        params = {k: float(v) for k, v in self.params.items()}
+        scale = alert.evidence.get(self.scale_by) if self.scale_by else None
+        if scale is None or not math.isfinite(scale) or self.scale_full <= 0:
+            return params
+        ranges = twin_type(alert.twin_type).actuator(self.command).params
+        out = {}
+        for k, v in params.items():
+            low, high = ranges.get(k, (-math.inf, math.inf))
+            out[k] = min(high, max(low, v * scale / self.scale_full))
+        return out
+
+
+def default_reactions(derate_fraction: float) -> tuple[Reaction, ...]:
+    """The default reactions (see the module table)."""
+    fraction = MappingProxyType({"fraction": derate_fraction})
+    return (
+        Reaction("overheating", ("motor",), "derate", fraction),
+        Reaction(
+            "overheating",
+            ("wind_turbine",),
+            "derate",
+            fraction,
+            scale_by="power_kw.mean",
+            scale_full=RATED_KW,
+        ),
+    )
+
+
+def check_params(twin: str, kind: str, command: str, params: Mapping[str, float]) -> None:
+    """Raise :class:`ValidationError` unless ``params`` fit the actuator's declared ranges."""
+    spec = twin_type(kind).actuator(command)
+    unknown = sorted(set(params) - set(spec.params))
+    missing = sorted(set(spec.params) - set(params))
+    if unknown or missing:
+        raise ValidationError(
+            f"twin {twin!r} ({kind}): command {command!r} takes {sorted(spec.params)}; "
+            f"unknown {unknown}, missing {missing}"
+        )
+    for name, (low, high) in spec.params.items():
+        v = params[name]
+        if not (math.isfinite(v) and low <= v <= high):
+            raise ValidationError(
+                f"twin {twin!r} ({kind}): command {command!r} parameter {name!r} = {v!r} is "
+                f"outside [{low:g}, {high:g}]; fix the policy configuration"
+            )
+
+
+class CommandPolicy:
+    """Alerts in, validated and rate-limited commands out.
+
+    Per-twin state is the event time of the last command of each twin it has seen (one entry
+    when the flow keeps one policy per twin) and two counters.
+
+    >>> from operators.records import Severity, utc
+    >>> alert = Alert("a1", "M1", "motor", "winding_overtemp", AlertState.RAISED,
+    ...               Severity.CRITICAL, utc(3600), utc(3600), "hot", "overheating")
+    >>> policy = CommandPolicy()
+    >>> [(c.name, dict(c.params), c.reason) for c in policy.decide(alert)]
+    [('derate', {'fraction': 0.7}, 'a1')]
+    >>> policy.decide(alert)  # rate-limited: one command per 30 min of event time
+    []
+    """
+
+    def __init__(
+        self,
+        min_interval_s: float = 1800.0,
+        derate_fraction: float = 0.7,
+        ttl_s: float = 600.0,
+        reactions: tuple[Reaction, ...] | None = None,
+    ) -> None:
+        if min_interval_s < 0 or ttl_s <= 0:
+            raise ValidationError(
+                f"CommandPolicy needs min_interval_s >= 0 and ttl_s > 0, got "
+                f"{min_interval_s!r}, {ttl_s!r}"
+            )
+        self.min_interval_s = min_interval_s
+        self.derate_fraction = derate_fraction
+        self.ttl_s = ttl_s
+        self.reactions = reactions
+        for r in self.active_reactions:  # configuration errors show up at start-up
+            for kind in r.twin_types:
+                check_params("(any)", kind, r.command, r.params)
+        self.last_issued: dict[str, float] = {}
+        self.suppressed = 0
+        self.issued = 0
+
+    @property
+    def active_reactions(self) -> tuple[Reaction, ...]:
+        if self.reactions is None:
+            return default_reactions(self.derate_fraction)
+        return self.reactions
+
+    def decide(self, alert: Alert) -> list[Command]:
+        """Commands for one alert: at most one, none for a cleared alert or within the
+        rate limit of the twin's previous command."""
+        if alert.state is not AlertState.RAISED:
+            return []
+        reaction = next((r for r in self.active_reactions if r.matches(alert)), None)
+        if reaction is None:
+            return []
+        now = epoch(alert.time)
+        last = self.last_issued.get(alert.twin_id)
+        if last is not None and now - last < self.min_interval_s:
+            self.suppressed += 1
+            return []
+        params = reaction.params_for(alert)
+        check_params(alert.twin_id, alert.twin_type, reaction.command, params)
+        self.last_issued[alert.twin_id] = now
+        self.issued += 1
+        return [
+            Command(
+                command_id=Command.make_id(alert.twin_id, reaction.command, alert.time),
+                twin_id=alert.twin_id,
+                twin_type=alert.twin_type,
+                name=reaction.command,
+                params=params,
+                issued_at=alert.time,
+                expires_at=alert.time + timedelta(seconds=self.ttl_s),
+                reason=alert.alert_id,
+                detail=f"{alert.rule}: {alert.diagnosis}",
+            )
+        ]
