@@ -14,15 +14,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from bytewax.testing import cluster_main, run_main
+import polars as pl
+from bytewax.run import cli_main
 
 from connectors.files import read_jsonl, read_parquet_dir
 from connectors.simulator import Plant, PlantConfig, SimulatedPlantSource, SimulatorCommandSink
 from flows.config import FlowConfig
 from flows.evaluation import render, summarise
 from flows.metrics import RunStats
-from flows.outputs import file_outputs
+from flows.outputs import file_outputs, telemetry_columns
 from flows.telemetry import build_flow
+from operators.decode import decode
+from operators.errors import DecodeError
+from operators.records import RawMessage
 
 
 class _Progress(threading.Thread):
@@ -86,10 +90,9 @@ def run_demo(
         ticker.start()
     t0 = time.perf_counter()
     try:
-        if workers == 1:
-            run_main(flow)
-        else:
-            cluster_main(flow, [], 0, worker_count_per_proc=workers)
+        # Bytewax's production runner; it also serves the dataflow API (/metrics) when
+        # BYTEWAX_DATAFLOW_API_ENABLED is set.
+        cli_main(flow, workers_per_process=workers)
     finally:
         wall = time.perf_counter() - t0
         if ticker is not None:
@@ -102,7 +105,8 @@ def run_demo(
         alerts=read_jsonl(out / "alerts.jsonl"),
         commands=read_jsonl(out / "commands.jsonl"),
         windows=read_parquet_dir(out / "windows"),
-        telemetry=read_parquet_dir(out / "telemetry") if write_telemetry else _empty(),
+        telemetry=read_parquet_dir(out / "telemetry") if write_telemetry else pl.DataFrame(),
+        baseline=counterfactual(plant, {c.twin_id for c in _commanded(plant)}),
         dead_letters=stats.dead_letters,
         late_readings=stats.late_readings,
         twins=twins,
@@ -117,10 +121,32 @@ def run_demo(
     return summary
 
 
-def _empty() -> Any:
-    import polars as pl
+def _commanded(plant: Plant) -> list[Any]:
+    return [r for r in plant.command_log if r.accepted]
 
-    return pl.DataFrame()
+
+def counterfactual(plant: Plant, twin_ids: set[str]) -> pl.DataFrame:
+    """Telemetry of the given twins simulated again without any command.
+
+    The simulator draws the same random numbers whether or not commands arrive, so this is
+    the same machine, same weather and same fault, only never commanded.
+    """
+    fresh = Plant(plant.config)
+    index = {t: i for i, (t, _type) in enumerate(fresh.twins)}
+    frames = []
+    for twin_id in sorted(twin_ids):
+        part = fresh.partition(index[twin_id], fresh.config.n_twins)
+        while not part.done:
+            for item in part.next_chunk():
+                if isinstance(item, RawMessage):
+                    try:
+                        item = decode(item)
+                    except DecodeError:
+                        continue
+                cols = telemetry_columns(item) if item.twin_id == twin_id else None
+                if cols is not None:
+                    frames.append(pl.DataFrame(cols))
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
 __all__ = ["render", "run_demo"]

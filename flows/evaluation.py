@@ -9,8 +9,9 @@ injected faults; the demo prints the result and stores it as ``summary.json``.
 - A *false alarm* is a raised alert on a twin before any of its faults began (or on a twin
   with no fault).
 - RUL is checked at the window nearest the middle of each degradation's detected life.
-- A command's *effect* compares the mean of the signal it acts on in the half hour before the
-  command and in the half hour that starts 30 min after it (the machine needs time to respond).
+- A command's *effect* is the mean of the signal it acts on in the half hour that starts 30 min
+  after it (the machine needs time to respond), minus the same mean in a counterfactual run of
+  the same twin without any command (the simulator is deterministic for a seed).
 """
 
 from __future__ import annotations
@@ -133,9 +134,15 @@ def score_rul(faults: Iterable[FaultTruth], windows: pl.DataFrame) -> list[dict[
 
 
 def score_commands(
-    commands: Iterable[Mapping[str, Any]], telemetry: pl.DataFrame
+    commands: Iterable[Mapping[str, Any]],
+    telemetry: pl.DataFrame,
+    baseline: pl.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
-    """Mean of the acted-on signal before and after each command."""
+    """Mean of the acted-on signal before and after each command.
+
+    ``baseline`` is the same plant simulated without any command (the counterfactual): the
+    effect of a command is the signal after it minus the same signal, same time, without it.
+    """
     out = []
     for c in commands:
         if c.get("status") != "issued":
@@ -149,23 +156,31 @@ def score_commands(
             "issued_at": c["issued_at"],
             "signal": signal,
         }
-        if signal and not telemetry.is_empty() and signal in telemetry.columns:
+        if signal:
             t = _t(c["issued_at"])
-            twin = telemetry.filter(pl.col("twin_id") == c["twin_id"])
-
-            def mean(a: datetime, b: datetime, twin: pl.DataFrame = twin, s: str = signal) -> Any:
-                sel = twin.filter((pl.col("time") >= a) & (pl.col("time") < b))[s].drop_nans()
-                return None if sel.is_empty() else round(float(sel.mean()), 2)  # type: ignore[arg-type]
-
-            before = mean(t - timedelta(minutes=30), t)
-            after = mean(t + timedelta(minutes=30), t + timedelta(minutes=60))
-            entry.update(
-                before=before,
-                after=after,
-                change=None if before is None or after is None else round(after - before, 2),
+            after = (t + timedelta(minutes=30), t + timedelta(minutes=60))
+            entry["before"] = _mean(telemetry, c["twin_id"], signal, t - timedelta(minutes=30), t)
+            entry["after"] = _mean(telemetry, c["twin_id"], signal, *after)
+            if baseline is not None:
+                entry["after_without_command"] = _mean(baseline, c["twin_id"], signal, *after)
+            ref = entry.get("after_without_command", entry["before"])
+            entry["effect"] = (
+                None if entry["after"] is None or ref is None else round(entry["after"] - ref, 2)
             )
         out.append(entry)
     return out
+
+
+def _mean(
+    frame: pl.DataFrame, twin_id: str, signal: str, a: datetime, b: datetime
+) -> float | None:
+    """Mean of a signal of one twin over ``[a, b)`` (None if no reading)."""
+    if frame.is_empty() or signal not in frame.columns:
+        return None
+    sel = frame.filter(
+        (pl.col("twin_id") == twin_id) & (pl.col("time") >= a) & (pl.col("time") < b)
+    )[signal].drop_nans().drop_nulls()
+    return None if sel.is_empty() else round(float(sel.mean()), 2)  # type: ignore[arg-type]
 
 
 def summarise(
@@ -177,6 +192,7 @@ def summarise(
     commands: list[Mapping[str, Any]],
     windows: pl.DataFrame,
     telemetry: pl.DataFrame,
+    baseline: pl.DataFrame | None = None,
     dead_letters: int,
     late_readings: int,
     twins: int,
@@ -208,7 +224,7 @@ def summarise(
         "faults": fault_rows,
         "rul": score_rul(faults, windows),
         "commands": len([c for c in commands if c.get("status") == "issued"]),
-        "command_effects": score_commands(commands, telemetry),
+        "command_effects": score_commands(commands, telemetry, baseline),
         "dead_letters": dead_letters,
         "late_readings": late_readings,
     }
@@ -250,12 +266,19 @@ def render(summary: Mapping[str, Any]) -> str:
             else:
                 lines.append(f"    {r['twin_id']:<10} {r['kind']:<17} no estimate")
     lines.append(f"  commands      {s['commands']} issued")
+    if s["command_effects"]:
+        lines.append(
+            "    (signal mean 30 min before -> 30-60 min after; effect = after minus the same "
+            "plant simulated without the command)"
+        )
     for c in s["command_effects"]:
-        if c.get("change") is not None:
+        params = ", ".join(f"{k}={v:.2f}" for k, v in c["params"].items() if v is not None)
+        head = f"    {c['twin_id']:<10} {c['name']}({params}) at {c['issued_at'][11:16]}"
+        if c.get("effect") is not None:
             lines.append(
-                f"    {c['twin_id']:<10} {c['name']} {c['params']}: {c['signal']} "
-                f"{c['before']} -> {c['after']} ({c['change']:+})"
+                f"{head}: {c['signal']} {c['before']} -> {c['after']}, effect "
+                f"{c['effect']:+.2f} (without: {c.get('after_without_command')})"
             )
         else:
-            lines.append(f"    {c['twin_id']:<10} {c['name']} {c['params']}: effect not measured")
+            lines.append(f"{head}: effect not measured (run too short after the command)")
     return "\n".join(lines)

@@ -240,14 +240,15 @@ class ReferenceCurve:
     def _line(self, bins: tuple[int, ...], driver: float) -> float:
         """Least-squares line through the given bins' (driver, signal) means, at ``driver``.
 
-        Points closer than half a bin apart give no usable slope: then the nearest point's
-        value if ``driver`` lies in its bin, else NaN.
+        Points closer than a quarter of a bin apart give no usable slope: then the value of the
+        nearest one if ``driver`` lies in its bin, else NaN.
         """
         xs = [self.points[j][1] for j in bins]
         ys = [self.points[j][2] for j in bins]
-        if max(xs) - min(xs) < 0.5 * (self.high - self.low) / self.bins:
+        if max(xs) - min(xs) < 0.25 * (self.high - self.low) / self.bins:
             i = self._bin(driver)
-            return self.points[i][2] if i in self.points else math.nan
+            nearest = min(bins, key=lambda j: (abs(j - i), j))
+            return self.points[nearest][2] if nearest == i else math.nan
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         sxx = sum((x - mx) ** 2 for x in xs)
         slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx

@@ -10,11 +10,12 @@ indicator must *rise* toward failure (negate one that falls). Two trend shapes:
   excess over the healthy level grows about exponentially; points whose excess is below
   ``floor`` (noise around a healthy level) are left out of that fit.
 
-The ~90 % interval comes from the slope's standard error (Student t, ``n - 2`` dof): the
-earliest failure uses the steepest plausible slope, the latest the flattest (``inf`` when a
-flat or improving trend is plausible). The central estimate is ``inf`` too unless the
-degrading trend is significant at that level, so noise on a healthy machine does not produce
-a finite life. ``health`` maps the current level linearly from ``baseline`` (1) to
+The ~90 % interval comes from the fit's standard errors (Student t, ``n - 2`` dof): the
+earliest failure pairs the steepest plausible slope with the highest plausible current level,
+the latest the flattest slope with the lowest level (``inf`` when a flat or improving trend
+is plausible), a deliberately conservative combination. The central estimate is ``inf``
+too unless the degrading trend is significant at that level, so noise on a healthy machine
+does not produce a finite life. ``health`` maps the current level linearly from ``baseline`` (1) to
 ``failure_level`` (0).
 
 >>> est = RulEstimator(failure_level=10.0, min_points=4)
@@ -126,16 +127,17 @@ class RulEstimator:
             return RulEstimate(self.name, 0.0, 0.0, 0.0, 0.0)
         if fitted is None:
             return RulEstimate(self.name, health, inf, inf, inf)
-        now_z, target_z, slope, slope_se, dof = fitted
+        now_z, target_z, slope, slope_se, level_se, dof = fitted
         q = _t_quantile(dof, self.coverage)
         gap = max(target_z - now_z, 0.0)
         steep, flat = slope + q * slope_se, slope - q * slope_se
-        low = gap / steep if steep > 0.0 else inf
-        high = gap / flat if flat > 0.0 else inf
+        near, far = max(gap - q * level_se, 0.0), gap + q * level_se
+        low = near / steep if steep > 0.0 else inf
+        high = far / flat if flat > 0.0 else inf
         hours = gap / slope if flat > 0.0 else inf
         return RulEstimate(self.name, health, hours, low, high)
 
-    def _current(self, fitted: tuple[float, float, float, float, int] | None) -> float:
+    def _current(self, fitted: tuple[float, ...] | None) -> float:
         """The indicator now: the trend's value at the newest point, else a short mean."""
         if fitted is None:
             return float(np.mean(list(self._y)[-3:]))
@@ -151,8 +153,9 @@ class RulEstimator:
             min(1.0, max(0.0, (self.failure_level - current) / (self.failure_level - level)))
         )
 
-    def _fit(self) -> tuple[float, float, float, float, int] | None:
-        """Least squares on the buffer: (fitted now, target, slope, slope s.e., dof)."""
+    def _fit(self) -> tuple[float, float, float, float, float, int] | None:
+        """Least squares on the buffer: (fitted now, target, slope, slope s.e., s.e. of the
+        fitted now, dof)."""
         t = np.fromiter(self._t, dtype=np.float64)
         y = np.fromiter(self._y, dtype=np.float64)
         target = self.failure_level
@@ -174,9 +177,11 @@ class RulEstimator:
         slope = float(tc @ (y - y.mean())) / stt
         resid = y - y.mean() - slope * tc
         dof = n - 2
-        slope_se = math.sqrt(float(resid @ resid) / dof / stt)
+        sigma2 = float(resid @ resid) / dof
+        slope_se = math.sqrt(sigma2 / stt)
+        level_se = math.sqrt(sigma2 * (1.0 / n + tc[-1] ** 2 / stt))
         now_z = float(y.mean() + slope * tc[-1])
-        return now_z, target, slope, slope_se, dof
+        return now_z, target, slope, slope_se, level_se, dof
 
     def __repr__(self) -> str:
         return (

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from models.anomaly import ReferenceCurve
 from models.physics import differential_pressure_bar, pump_head_m
 from models.rul import RulEstimator
-from operators.catalog import twin_type as lookup_type
+from operators.catalog import CATALOG
 from operators.records import RulEstimate, WindowFeatures, epoch
 
 #: Signals that are commanded values, not measurements: no sensor-fault indicators.
@@ -79,8 +79,8 @@ class Pair:
 PAIRS: Mapping[str, tuple[Pair, ...]] = {
     "motor": (
         Pair("winding_temp", "load_pct", 0.0, 130.0, 26, lag_s=600.0, gate=4.0, reach=3, span=26),
-        Pair("current_a", "load_pct", 0.0, 130.0, 26, gate=5.0),
-        Pair("speed_rpm", "load_pct", 0.0, 130.0, 26, gate=1.5),
+        Pair("current_a", "load_pct", 0.0, 130.0, 26, gate=5.0, reach=4, span=26),
+        Pair("speed_rpm", "load_pct", 0.0, 130.0, 26, gate=1.5, reach=4, span=26),
     ),
     "wind_turbine": (
         Pair(
@@ -129,7 +129,9 @@ class DerivedFeatures:
         return PAIRS.get(self.twin_type, ()) if self.pairs is None else self.pairs
 
     def _sensor_signals(self) -> list[tuple[str, float, float]]:
-        kind = lookup_type(self.twin_type)
+        if self.signals == () or self.twin_type not in CATALOG:
+            return []
+        kind = CATALOG[self.twin_type]
         out = [
             (s.name, s.low, s.high)
             for s in kind.signals

@@ -15,11 +15,13 @@ type     feature (comparison)                           T / C            raise  
 =======  =============================================  ===============  =======  =================
 motor    ``winding_temp.mean`` (above)                  110 / 100 °C     10 min   overheating, crit
 motor    ``winding_temp.residual`` (above)              9 / 4 °C         10 min   overheating
+motor    ``winding_temp.residual`` (below)              -9 / -4 °C       10 min   sensor_fault
 motor    ``vibration.bpfo_ratio`` (above)               3e-3 / 1e-3      10 min   bearing
 motor    ``current_a.residual`` (above, below)          ±10 / ±5 A       10 min   sensor_fault
 motor    ``speed_rpm.residual`` (above, below)          ±3 / ±1.5 rpm    10 min   sensor_fault
 turbine  ``generator_temp.mean`` (above)                115 / 105 °C     10 min   overheating, crit
 turbine  ``generator_temp.residual`` (above)            8 / 4 °C         10 min   overheating
+turbine  ``generator_temp.residual`` (below)            -10 / -5 °C      10 min   sensor_fault
 turbine  ``power_residual_pct.mean`` (below)            -3 / -1.5 %      10 min   underperformance
 turbine  ``power_residual_pct.mean`` (above)            5 / 2 %          10 min   sensor_fault
 turbine  ``gearbox_temp.residual`` (above, below)       ±12 / ±5 °C      10 min   sensor_fault
@@ -206,6 +208,8 @@ DEFAULT_RULES: Mapping[str, tuple[Rule, ...]] = {
         Rule("winding_excess", "winding_temp.residual", "above", 9.0, 600.0, 4.0, 900.0,
              Severity.WARNING, "overheating", "winding hotter than usual at this load",
              context=("load_pct.mean",)),
+        Rule("winding_cool", "winding_temp.residual", "below", -9.0, 600.0, -4.0, 900.0,
+             Severity.WARNING, "sensor_fault", "winding cooler than its load implies"),
         Rule("bearing_defect", "vibration.bpfo_ratio", "above", 3e-3, 600.0, 1e-3, 1800.0,
              Severity.WARNING, "bearing", "outer-race defect tone (BPFO) in the vibration"),
         *_drift_rules(DRIFT_LIMITS["motor"]),
@@ -219,6 +223,8 @@ DEFAULT_RULES: Mapping[str, tuple[Rule, ...]] = {
         Rule("generator_excess", "generator_temp.residual", "above", 8.0, 600.0, 4.0, 900.0,
              Severity.WARNING, "overheating", "generator hotter than usual at this output",
              context=("power_kw.mean",)),
+        Rule("generator_cool", "generator_temp.residual", "below", -10.0, 600.0, -5.0, 900.0,
+             Severity.WARNING, "sensor_fault", "generator cooler than its output implies"),
         Rule("underperformance", "power_residual_pct.mean", "below", -3.0, 600.0, -1.5, 1800.0,
              Severity.WARNING, "underperformance", "output below the power curve"),
         Rule("power_overreading", "power_residual_pct.mean", "above", 5.0, 600.0, 2.0, 900.0,
