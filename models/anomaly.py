@@ -176,10 +176,11 @@ class ReferenceCurve:
     nothing to judge against. :meth:`learn` refuses a value further than ``gate`` from the
     prediction (a developing fault is not learned as normal) and, with ``allow_new=False``,
     a point where nothing is predicted. A bin averages its first ``1 / alpha`` points, then
-    forgets with weight ``alpha``.
+    forgets with weight ``alpha``. Nothing is predicted before ``min_points`` points were
+    learned (a young curve extrapolates badly).
 
     >>> c = ReferenceCurve(low=0.0, high=100.0, bins=10, gate=5.0)
-    >>> for load in (15.0, 35.0, 55.0):
+    >>> for load in (15.0, 35.0, 55.0) * 2:
     ...     _ = c.learn(load, 20.0 + load)
     >>> c.predict(45.0), c.predict(5.0), c.predict(95.0)
     (65.0, 25.0, nan)
@@ -196,6 +197,7 @@ class ReferenceCurve:
         alpha: float = 0.02,
         reach: int = 1,
         span: int = 2,
+        min_points: int = 6,
     ) -> None:
         if not high > low or bins < 1:
             raise ValueError(f"ReferenceCurve needs high > low and bins >= 1, got {low}, {high}")
@@ -206,6 +208,8 @@ class ReferenceCurve:
         self.alpha = alpha
         self.reach = reach
         self.span = span
+        self.min_points = min_points
+        self.learned = 0
         #: bin index -> [count, mean driver, mean signal]
         self.points: dict[int, list[float]] = {}
 
@@ -215,9 +219,9 @@ class ReferenceCurve:
 
     def predict(self, driver: float) -> float:
         """Expected signal at ``driver`` (NaN where the curve knows nothing)."""
-        points = self.points
-        if not math.isfinite(driver) or not points:
+        if not math.isfinite(driver) or self.learned < self.min_points:
             return math.nan
+        points = self.points
         i = self._bin(driver)
         lower = [j for j in points if j <= i]
         upper = [j for j in points if j >= i]
@@ -243,12 +247,13 @@ class ReferenceCurve:
         Points closer than a quarter of a bin apart give no usable slope: then the value of the
         nearest one if ``driver`` lies in its bin, else NaN.
         """
-        xs = [self.points[j][1] for j in bins]
-        ys = [self.points[j][2] for j in bins]
+        points = self.points
+        xs = [points[j][1] for j in bins]
+        ys = [points[j][2] for j in bins]
         if max(xs) - min(xs) < 0.25 * (self.high - self.low) / self.bins:
             i = self._bin(driver)
             nearest = min(bins, key=lambda j: (abs(j - i), j))
-            return self.points[nearest][2] if nearest == i else math.nan
+            return points[nearest][2] if nearest == i else math.nan
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         sxx = sum((x - mx) ** 2 for x in xs)
         slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
@@ -265,6 +270,7 @@ class ReferenceCurve:
                 return False
         elif not allow_new:
             return False
+        self.learned = min(self.learned + 1, 1_000_000)
         i = self._bin(driver)
         point = self.points.get(i)
         if point is None:

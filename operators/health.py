@@ -17,7 +17,7 @@ key                         meaning
 ``<s>.flat``                1.0 when the signal did not move at all in the window although
                             it moved in >= 90 % of the (>= 3) windows before, else 0.0
 ``<s>.spike_pct``           largest excursion from the window mean, in % of the signal's
-                            range, when it is >= 8 window standard deviations (else 0.0)
+                            range, when it is >= 12 window standard deviations (else 0.0)
 ``head_residual_pct``       pump: measured pressure rise vs the new pump's head curve, %
 ``efficiency_residual.``    pump: ``efficiency_residual.mean`` split by whether the head
 ``with_head_loss`` /        also fell (< -0.5 %): impeller wear lowers both, an electrical
@@ -45,8 +45,9 @@ from operators.records import RulEstimate, WindowFeatures, epoch
 
 #: Signals that are commanded values, not measurements: no sensor-fault indicators.
 SETPOINTS = frozenset({"power_limit_kw", "flow_setpoint_m3h"})
-#: Smallest excursion/std ratio that counts as a spike (Gaussian noise over 300 readings
-#: rarely exceeds 4; one outlier among n readings can reach sqrt(n)).
+#: Smallest excursion/std ratio that counts as a spike. Gaussian noise over 300 readings
+#: rarely exceeds 4 and one outlier among n readings reaches up to sqrt(n) (17 for 300);
+#: a short real transient (a gust across a turbine's cut-in, ~2-3 s) reaches ~10.
 SPIKE_CREST = 12.0
 #: Fewest readings in a window for the flat and spike indicators.
 MIN_READINGS = 10

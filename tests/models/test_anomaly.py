@@ -142,8 +142,8 @@ def test_long_run_is_bounded_and_picklable():
     drivers=st.lists(st.floats(0.0, 100.0), min_size=5, max_size=60),
 )
 def test_curve_learns_a_linear_relation(a, b, drivers):
-    c = ReferenceCurve(0.0, 100.0, bins=10)
-    for x in drivers:
+    c = ReferenceCurve(0.0, 100.0, bins=10, min_points=1)
+    for x in drivers * 2:
         c.learn(x, a + b * x)
     tol = 1e-6 * (1 + abs(a) + 100 * abs(b))
     for _, x_mean, _ in c.points.values():  # exact at what each bin saw
@@ -153,7 +153,7 @@ def test_curve_learns_a_linear_relation(a, b, drivers):
 
 
 def test_curve_gate_refuses_a_developing_fault():
-    c = ReferenceCurve(0.0, 1.0, bins=1, gate=1.0)
+    c = ReferenceCurve(0.0, 1.0, bins=1, gate=1.0, min_points=3)
     for v in (10.0, 10.2, 9.8):
         assert c.learn(0.5, v)
     assert not c.learn(0.5, 15.0)
@@ -161,8 +161,11 @@ def test_curve_gate_refuses_a_developing_fault():
 
 
 def test_curve_knows_nothing_far_from_what_it_saw():
-    c = ReferenceCurve(0.0, 100.0, bins=10, reach=1)
+    c = ReferenceCurve(0.0, 100.0, bins=10, reach=1, min_points=2)
     c.learn(15.0, 1.0)
+    assert math.isnan(c.predict(15.0))  # too few points yet
+    c.learn(15.0, 1.0)
+    assert c.predict(15.0) == 1.0
     assert math.isnan(c.predict(35.0)) and math.isnan(c.predict(math.nan))
     assert math.isnan(c.residual(15.0, math.nan))
     assert not c.learn(85.0, 2.0, allow_new=False)

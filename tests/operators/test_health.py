@@ -63,10 +63,22 @@ def test_lagging_signal_is_judged_by_where_it_is_heading():
 
 def test_unseen_operating_point_is_not_judged():
     d = DerivedFeatures("motor", pairs=(PAIRS["motor"][1],), signals=())
-    for k in range(5):
+    for k in range(10):
         d.update(win(k, {"load_pct.mean": 80.0, "current_a.mean": 172.0}))
-    out = d.update(win(5, {"load_pct.mean": 40.0, "current_a.mean": 116.0}))
+    seen = d.update(win(10, {"load_pct.mean": 80.0, "current_a.mean": 180.0}))
+    assert seen["current_a.residual"] == pytest.approx(8.0)
+    out = d.update(win(11, {"load_pct.mean": 40.0, "current_a.mean": 116.0}))
     assert math.isnan(out["current_a.residual"])
+
+
+def test_curves_do_not_learn_from_anomalous_windows():
+    d = DerivedFeatures("motor", pairs=(PAIRS["motor"][1],), signals=())
+    for k in range(10):
+        d.update(win(k, {"load_pct.mean": 80.0, "current_a.mean": 172.0}))
+    before = [list(p) for p in d.curves["current_a"].points.values()]
+    f = {"load_pct.mean": 80.0, "current_a.mean": 174.0}
+    d.update(win(10, f, anomaly_score=3.0, anomaly_threshold=1.0))
+    assert [list(p) for p in d.curves["current_a"].points.values()] == before
 
 
 def test_flat_needs_a_history_of_movement():
