@@ -52,7 +52,9 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--twins", type=_positive_int, default=50, help="machines (default 50)")
     demo.add_argument(
-        "--duration", type=_duration, default=6 * 3600.0,
+        "--duration",
+        type=_duration,
+        default=6 * 3600.0,
         help="simulated time, e.g. 30m, 6h, 2d (default 6h)",
     )
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
@@ -61,11 +63,14 @@ def parser() -> argparse.ArgumentParser:
         "--workers", type=_positive_int, default=1, help="Bytewax worker threads (default 1)"
     )
     demo.add_argument(
-        "--no-telemetry", action="store_true",
+        "--no-telemetry",
+        action="store_true",
         help="do not write raw telemetry to Parquet (window features are still written)",
     )
     demo.add_argument(
-        "--metrics-port", type=_port, default=None,
+        "--metrics-port",
+        type=_port,
+        default=None,
         help="serve Prometheus metrics (Bytewax's and twinflow's) on this port at /metrics",
     )
     demo.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -88,9 +93,7 @@ def _demo(args: argparse.Namespace) -> int:
         from flows.metrics import enable_dataflow_api
 
         enable_dataflow_api(args.metrics_port)
-        print(
-            f"metrics: http://127.0.0.1:{args.metrics_port}/metrics", file=sys.stderr
-        )
+        print(f"metrics: http://127.0.0.1:{args.metrics_port}/metrics", file=sys.stderr)
     from flows.demo import render, run_demo
 
     print(

@@ -64,8 +64,15 @@ class FlowConfig:
 
     def __post_init__(self) -> None:
         positive = (
-            "window_s", "lateness_s", "stale_factor", "state_snapshot_s", "anomaly_margin",
-            "command_interval_s", "command_ttl_s", "max_future_s", "max_past_s",
+            "window_s",
+            "lateness_s",
+            "stale_factor",
+            "state_snapshot_s",
+            "anomaly_margin",
+            "command_interval_s",
+            "command_ttl_s",
+            "max_future_s",
+            "max_past_s",
             "idle_flush_s",
         )
         for name in positive:

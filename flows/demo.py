@@ -48,7 +48,8 @@ class _Progress(threading.Thread):
             f"  sim {done / 3600:5.2f}/{cfg.duration_s / 3600:.2f} h | readings "
             f"{s.readings / 1e6:7.2f} M | {rate / 1e3:6.0f} k/s | windows {s.windows:6d} | "
             f"alerts {sum(v for k, v in s.alerts.items() if k.endswith(':raised')):4d} | "
-            f"commands {sum(s.commands.values()):3d} | dead letters {s.dead_letters:5d}"
+            f"commands {sum(v for k, v in s.commands.items() if k.endswith(':issued')):3d} | "
+            f"dead letters {s.dead_letters:5d}"
         )
 
     def run(self) -> None:
@@ -73,8 +74,13 @@ def run_demo(
         PlantConfig(n_twins=twins, duration_s=duration_s, seed=seed, **(plant_overrides or {}))
     )
     base = flow_config or FlowConfig()
-    config = replace(base, out_dir=Path(out_dir), seed=seed, write_telemetry=write_telemetry,
-                     sink_partitions=max(base.sink_partitions, workers))
+    config = replace(
+        base,
+        out_dir=Path(out_dir),
+        seed=seed,
+        write_telemetry=write_telemetry,
+        sink_partitions=max(base.sink_partitions, workers),
+    )
     stats = RunStats()
     outputs = file_outputs(config, actuators=SimulatorCommandSink(plant))
     flow = build_flow(

@@ -125,9 +125,7 @@ def score_rul(faults: Iterable[FaultTruth], windows: pl.DataFrame) -> list[dict[
                 low_hours=None if low is None or not math.isfinite(low) else round(low, 2),
                 high_hours=None if high is None or not math.isfinite(high) else round(high, 2),
                 error_hours=round(row["rul_hours"] - truth, 2),
-                covered=bool(
-                    low is not None and high is not None and low <= truth <= high
-                ),
+                covered=bool(low is not None and high is not None and low <= truth <= high),
             )
         out.append(entry)
     return out
@@ -171,15 +169,17 @@ def score_commands(
     return out
 
 
-def _mean(
-    frame: pl.DataFrame, twin_id: str, signal: str, a: datetime, b: datetime
-) -> float | None:
+def _mean(frame: pl.DataFrame, twin_id: str, signal: str, a: datetime, b: datetime) -> float | None:
     """Mean of a signal of one twin over ``[a, b)`` (None if no reading)."""
     if frame.is_empty() or signal not in frame.columns:
         return None
-    sel = frame.filter(
-        (pl.col("twin_id") == twin_id) & (pl.col("time") >= a) & (pl.col("time") < b)
-    )[signal].drop_nans().drop_nulls()
+    sel = (
+        frame.filter((pl.col("twin_id") == twin_id) & (pl.col("time") >= a) & (pl.col("time") < b))[
+            signal
+        ]
+        .drop_nans()
+        .drop_nulls()
+    )
     return None if sel.is_empty() else round(float(sel.mean()), 2)  # type: ignore[arg-type]
 
 
@@ -224,6 +224,11 @@ def summarise(
         "faults": fault_rows,
         "rul": score_rul(faults, windows),
         "commands": len([c for c in commands if c.get("status") == "issued"]),
+        "commands_held": [
+            {k: c[k] for k in ("twin_id", "name", "issued_at", "detail")}
+            for c in commands
+            if c.get("status") == "rejected"
+        ],
         "command_effects": score_commands(commands, telemetry, baseline),
         "dead_letters": dead_letters,
         "late_readings": late_readings,
@@ -265,7 +270,10 @@ def render(summary: Mapping[str, Any]) -> str:
                 )
             else:
                 lines.append(f"    {r['twin_id']:<10} {r['kind']:<17} no estimate")
-    lines.append(f"  commands      {s['commands']} issued")
+    lines.append(
+        f"  commands      {s['commands']} issued, {len(s['commands_held'])} held back "
+        "(their evidence came from a suspect sensor)"
+    )
     if s["command_effects"]:
         lines.append(
             "    (signal mean 30 min before -> 30-60 min after; effect = after minus the same "

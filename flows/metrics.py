@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Histogram, start_http_server
 
-READINGS = Counter(
-    "twinflow_readings", "Readings accepted into the flow", ["twin_type"]
-)
+READINGS = Counter("twinflow_readings", "Readings accepted into the flow", ["twin_type"])
 DEAD_LETTERS = Counter(
     "twinflow_dead_letters", "Inputs or readings sent to the dead-letter output", ["stage"]
 )
@@ -28,7 +26,9 @@ LATE_READINGS = Counter(
     "twinflow_late_readings", "Readings that arrived after their window had closed"
 )
 ALERTS = Counter("twinflow_alerts", "Alert transitions emitted", ["rule", "state"])
-COMMANDS = Counter("twinflow_commands", "Commands issued", ["name"])
+COMMANDS = Counter(
+    "twinflow_commands", "Commands decided by the policy (issued, or rejected)", ["name", "status"]
+)
 ALERT_LAG = Histogram(
     "twinflow_alert_lag_seconds",
     "Lag from the newest reading of the window that raised an alert to the alert, measured on "
@@ -80,10 +80,10 @@ class RunStats:
         if lag_s is not None and state == "raised":
             ALERT_LAG.observe(max(lag_s, 0.0))
 
-    def add_command(self, name: str) -> None:
+    def add_command(self, name: str, status: str = "issued") -> None:
         with self._lock:
-            self.commands[name] += 1
-        COMMANDS.labels(name).inc()
+            self.commands[f"{name}:{status}"] += 1
+        COMMANDS.labels(name, status).inc()
 
 
 def enable_dataflow_api(port: int) -> None:

@@ -26,7 +26,6 @@ from flows.config import FlowConfig
 from flows.telemetry import FlowOutputs
 from operators.records import TelemetryFrame, TwinState, WindowFeatures
 
-
 _UTC_US = pl.Datetime("us", "UTC")
 
 
@@ -77,4 +76,3 @@ def file_outputs(config: FlowConfig, actuators: Sink | None = None) -> FlowOutpu
         telemetry=parquet("telemetry", telemetry_columns) if config.write_telemetry else None,
         actuators=actuators,
     )
-

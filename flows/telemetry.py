@@ -46,6 +46,7 @@ from operators.pipeline import (
 from operators.records import (
     Alert,
     Command,
+    CommandStatus,
     DeadLetter,
     Frame,
     TelemetryFrame,
@@ -142,7 +143,9 @@ def build_flow(
     """
     stats = stats if stats is not None else RunStats()
     validator = Validator(
-        catalog=CATALOG, twins=twins, max_future_s=config.max_future_s,
+        catalog=CATALOG,
+        twins=twins,
+        max_future_s=config.max_future_s,
         max_past_s=config.max_past_s,
     )
     flow = Dataflow(flow_id)
@@ -169,15 +172,11 @@ def build_flow(
     if outputs.telemetry is not None and config.write_telemetry:
         op.output("telemetry_out", keyed, outputs.telemetry)
 
-    states = op.stateful_flat_map(
-        "twin_state", keyed, lambda s, f: _twin_state(s, f, config)
-    )
+    states = op.stateful_flat_map("twin_state", keyed, lambda s, f: _twin_state(s, f, config))
     if outputs.twin_states is not None:
         op.output("twin_states_out", states, outputs.twin_states)
 
-    windowed = op.stateful(
-        "windows", keyed, lambda resume: _WindowLogic(config, resume)
-    )
+    windowed = op.stateful("windows", keyed, lambda resume: _WindowLogic(config, resume))
     wsplit = op.branch(
         "split_late", op.key_rm("unkey_windows", windowed), lambda x: isinstance(x, DeadLetter)
     )
@@ -188,9 +187,7 @@ def build_flow(
         return d
 
     dead = op.merge("all_dead_letters", dead, op.map("count_late", wsplit.trues, late))
-    op.output(
-        "dead_letters_out", op.key_on("key_dead_letters", dead, _key), outputs.dead_letters
-    )
+    op.output("dead_letters_out", op.key_on("key_dead_letters", dead, _key), outputs.dead_letters)
 
     windows = op.key_on("key_windows", wsplit.falses, _key)
     scored = op.stateful_map("anomaly", windows, AnomalyStep.mapper(config))
@@ -215,12 +212,17 @@ def build_flow(
     commands = op.stateful_flat_map("policy", alerts, PolicyStep.mapper(config))
 
     def count_command(_step: str, kv: tuple[str, Command]) -> None:
-        stats.add_command(kv[1].name)
+        stats.add_command(kv[1].name, kv[1].status.value)
 
     op.inspect("count_commands", commands, count_command)
     op.output("commands_out", commands, outputs.commands)
     if outputs.actuators is not None:
-        op.output("actuators_out", op.key_rm("unkey_commands", commands), outputs.actuators)
+        to_send = op.filter(
+            "issued_only",
+            op.key_rm("unkey_commands", commands),
+            lambda c: c.status is CommandStatus.ISSUED,
+        )
+        op.output("actuators_out", to_send, outputs.actuators)
     return flow
 
 

@@ -34,22 +34,6 @@ from operators.validate import Validator, dead_letter_for
 from operators.windows import WindowAggregator
 
 
-class _Settings:
-    """Structural view of the flow settings the steps read (``flows.config.FlowConfig``)."""
-
-    window_s: float
-    lateness_s: float
-    stale_factor: float
-    state_snapshot_s: float
-    anomaly_warmup: int
-    anomaly_quantile: float
-    anomaly_margin: float
-    command_interval_s: float
-    derate_fraction: float
-    command_ttl_s: float
-    seed: int
-
-
 def check_item(item: object, validator: Validator, now: float) -> list[Frame | DeadLetter]:
     """Decode (raw payloads) and validate one input; never raises on bad data.
 
@@ -151,10 +135,16 @@ class RulStep:
 def new_alarm_tracker(
     tracker: AlarmTracker | None, w: WindowFeatures
 ) -> tuple[AlarmTracker, list[Alert]]:
-    """Evaluate the twin's alarm rules on one window."""
+    """Evaluate the twin's alarm rules on one window.
+
+    Sensor-fault alerts come first, so the command policy knows a sensor is suspect before
+    it weighs an alert of the same window that rests on that sensor.
+    """
     if tracker is None:
         tracker = AlarmTracker(w.twin_id, w.twin_type)
-    return tracker, tracker.evaluate(w)
+    alerts = tracker.evaluate(w)
+    alerts.sort(key=lambda a: a.diagnosis != "sensor_fault")
+    return tracker, alerts
 
 
 @dataclass(frozen=True)

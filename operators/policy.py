@@ -18,6 +18,16 @@ overheating     wind_turbine           derate     ``fraction = derate_fraction *
                                                   above what the wind offers changes nothing
 ==============  =====================  =========  ==========================================
 
+Two guards keep the policy from acting on bad evidence or repeating itself:
+
+- *Suspect sensors*: while a ``sensor_fault`` alarm is open on a signal of the twin (and for
+  ``quarantine_s`` after it clears), a reaction whose alert's evidence uses that signal is
+  not sent; the policy emits the command with status ``rejected`` and the reason instead, so
+  operators see what was held back.
+- *Compounding derates*: a second ``derate`` of a twin goes below the first
+  (``fraction = previous × derate_fraction``, clamped to the actuator's range); derates are
+  never lifted automatically.
+
 To add a policy, add a :class:`Reaction` (e.g. ``Reaction("bearing", ("motor",), "derate",
 {"fraction": 0.5})``) and pass the tuple as ``reactions``.
 """
@@ -33,7 +43,15 @@ from types import MappingProxyType
 from models.physics import RATED_KW
 from operators.catalog import twin_type
 from operators.errors import ValidationError
-from operators.records import Alert, AlertState, Command, epoch
+from operators.records import Alert, AlertState, Command, CommandStatus, epoch
+
+#: Evidence keys that are not feature values (so name no signal).
+_NOT_SIGNALS = frozenset({"threshold", "clear_threshold"})
+
+
+def evidence_signals(alert: Alert) -> frozenset[str]:
+    """Signals whose features an alert's evidence quotes (``"power_kw.mean"`` -> power_kw)."""
+    return frozenset(k.split(".", 1)[0] for k in alert.evidence if k not in _NOT_SIGNALS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +142,7 @@ class CommandPolicy:
         derate_fraction: float = 0.7,
         ttl_s: float = 600.0,
         reactions: tuple[Reaction, ...] | None = None,
+        quarantine_s: float = 3600.0,
     ) -> None:
         if min_interval_s < 0 or ttl_s <= 0:
             raise ValidationError(
@@ -134,12 +153,18 @@ class CommandPolicy:
         self.derate_fraction = derate_fraction
         self.ttl_s = ttl_s
         self.reactions = reactions
+        self.quarantine_s = quarantine_s
         for r in self.active_reactions:  # configuration errors show up at start-up
             for kind in r.twin_types:
                 check_params("(any)", kind, r.command, r.params)
         self.last_issued: dict[str, float] = {}
+        #: Last derate fraction sent per twin, so a second derate goes further.
+        self.last_fraction: dict[str, float] = {}
+        #: Signals with a suspect sensor: signal -> (alert id, event time the suspicion ends).
+        self.suspect: dict[str, tuple[str, float]] = {}
         self.suppressed = 0
         self.issued = 0
+        self.held = 0
 
     @property
     def active_reactions(self) -> tuple[Reaction, ...]:
@@ -150,20 +175,42 @@ class CommandPolicy:
     def decide(self, alert: Alert) -> list[Command]:
         """Commands for one alert: at most one, none for a cleared alert or within the
         rate limit of the twin's previous command."""
+        now = epoch(alert.time)
+        if alert.diagnosis == "sensor_fault":
+            self._track_sensor(alert, now)
         if alert.state is not AlertState.RAISED:
             return []
         reaction = next((r for r in self.active_reactions if r.matches(alert)), None)
         if reaction is None:
             return []
-        now = epoch(alert.time)
         last = self.last_issued.get(alert.twin_id)
         if last is not None and now - last < self.min_interval_s:
             self.suppressed += 1
             return []
         params = reaction.params_for(alert)
+        if reaction.command == "derate" and alert.twin_id in self.last_fraction:
+            low = twin_type(alert.twin_type).actuator("derate").params["fraction"][0]
+            further = max(low, self.last_fraction[alert.twin_id] * self.derate_fraction)
+            params["fraction"] = min(params["fraction"], further)
         check_params(alert.twin_id, alert.twin_type, reaction.command, params)
-        self.last_issued[alert.twin_id] = now
-        self.issued += 1
+        suspects = sorted(
+            (sig, aid)
+            for sig, (aid, until) in self.suspect.items()
+            if now <= until and sig in evidence_signals(alert)
+        )
+        status, detail = CommandStatus.ISSUED, f"{alert.rule}: {alert.diagnosis}"
+        if suspects:
+            self.held += 1
+            status = CommandStatus.REJECTED
+            detail = (
+                f"held: {alert.rule} rests on {', '.join(s for s, _ in suspects)}, whose sensor "
+                f"is suspect (alert {', '.join(a for _, a in suspects)})"
+            )
+        else:
+            self.last_issued[alert.twin_id] = now
+            self.issued += 1
+            if reaction.command == "derate":
+                self.last_fraction[alert.twin_id] = params["fraction"]
         return [
             Command(
                 command_id=Command.make_id(alert.twin_id, reaction.command, alert.time),
@@ -174,6 +221,15 @@ class CommandPolicy:
                 issued_at=alert.time,
                 expires_at=alert.time + timedelta(seconds=self.ttl_s),
                 reason=alert.alert_id,
-                detail=f"{alert.rule}: {alert.diagnosis}",
+                status=status,
+                detail=detail,
             )
         ]
+
+    def _track_sensor(self, alert: Alert, now: float) -> None:
+        """Mark (raised) or start releasing (cleared) the signals a sensor alarm names."""
+        until = math.inf if alert.state is AlertState.RAISED else now + self.quarantine_s
+        for sig in evidence_signals(alert):
+            self.suspect[sig] = (alert.alert_id, until)
+        for sig in [s for s, (_a, u) in self.suspect.items() if u < now]:
+            del self.suspect[sig]

@@ -80,9 +80,7 @@ class FaultSpec:
         return self.kind in SENSOR_KINDS
 
     def truth(self) -> FaultTruth:
-        return FaultTruth(
-            self.twin_id, self.kind, utc(self.onset), utc(self.failure), self.signal
-        )
+        return FaultTruth(self.twin_id, self.kind, utc(self.onset), utc(self.failure), self.signal)
 
 
 def plan_faults(

@@ -59,8 +59,12 @@ def run_flow(plant: Plant, items: list[Any], out: Path, telemetry: bool) -> tupl
     stats = RunStats()
     cfg = FlowConfig(out_dir=out, write_telemetry=telemetry)
     flow = build_flow(
-        TestingSource(items), file_outputs(cfg), cfg, clock=plant.now,
-        twins=dict(plant.twins), stats=stats,
+        TestingSource(items),
+        file_outputs(cfg),
+        cfg,
+        clock=plant.now,
+        twins=dict(plant.twins),
+        stats=stats,
     )
     t0 = time.perf_counter()
     run_main(flow)
@@ -113,12 +117,17 @@ def main() -> None:
         ("1 Hz signals only (vibration bursts once an hour)", {"burst_interval_s": 3600.0}),
     ]
     for label, overrides in scenarios:
-        plant = Plant(PlantConfig(n_twins=args.twins, duration_s=args.hours * 3600,
-                                  seed=args.seed, **overrides))
+        plant = Plant(
+            PlantConfig(
+                n_twins=args.twins, duration_s=args.hours * 3600, seed=args.seed, **overrides
+            )
+        )
         items, gen_s = generate(plant)
         readings = sum(getattr(i, "readings", 0) for i in items)
-        print(f"\n{label}: {args.twins} twins, {args.hours} h simulated, {len(items):,} items, "
-              f"{readings:,} readings; generated in {gen_s:.2f} s ({readings / gen_s:,.0f}/s)")
+        print(
+            f"\n{label}: {args.twins} twins, {args.hours} h simulated, {len(items):,} items, "
+            f"{readings:,} readings; generated in {gen_s:.2f} s ({readings / gen_s:,.0f}/s)"
+        )
         for telemetry in (False, True):
             rates = []
             for _ in range(args.repeat):

@@ -48,8 +48,15 @@ def test_bad_inputs_end_up_as_dead_letters(demo: tuple[dict[str, Any], Path]) ->
 
 def test_outputs_and_summary(demo: tuple[dict[str, Any], Path]) -> None:
     summary, out = demo
-    for key in ("readings", "wall_seconds", "readings_per_second", "alerts", "false_alarms",
-                "commands", "faults"):
+    for key in (
+        "readings",
+        "wall_seconds",
+        "readings_per_second",
+        "alerts",
+        "false_alarms",
+        "commands",
+        "faults",
+    ):
         assert key in summary
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["readings"] == summary["readings"] > 0
@@ -64,7 +71,9 @@ def test_outputs_and_summary(demo: tuple[dict[str, Any], Path]) -> None:
     assert read_parquet_dir(out / "twin_states").height > 0
     alerts = read_jsonl(out / "alerts.jsonl")
     assert sum(a["state"] == "raised" for a in alerts) == summary["alerts"]
-    assert len(read_jsonl(out / "commands.jsonl")) == summary["commands"]
+    commands = read_jsonl(out / "commands.jsonl")
+    assert sum(c["status"] == "issued" for c in commands) == summary["commands"]
+    assert sum(c["status"] == "rejected" for c in commands) == len(summary["commands_held"])
 
 
 def test_commands_change_what_the_plant_does(demo: tuple[dict[str, Any], Path]) -> None:
@@ -75,8 +84,21 @@ def test_commands_change_what_the_plant_does(demo: tuple[dict[str, Any], Path]) 
 
 
 def test_cli_demo_writes_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["demo", "--twins", "3", "--duration", "20m", "--seed", "1",
-                 "--out", str(tmp_path), "--quiet", "--no-telemetry"])
+    code = main(
+        [
+            "demo",
+            "--twins",
+            "3",
+            "--duration",
+            "20m",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+            "--no-telemetry",
+        ]
+    )
     assert code == 0
     assert json.loads((tmp_path / "summary.json").read_text())["twins"] == 3
     assert "readings/s" in capsys.readouterr().out

@@ -42,8 +42,14 @@ def test_metrics_endpoint_serves_bytewax_and_twinflow_metrics(
     scraper = threading.Thread(target=scrape, daemon=True)
     scraper.start()
     try:
-        run_demo(twins=30, duration_s=4 * 3600, seed=1, out_dir=tmp_path, progress=None,
-                 write_telemetry=False)
+        run_demo(
+            twins=30,
+            duration_s=4 * 3600,
+            seed=1,
+            out_dir=tmp_path,
+            progress=None,
+            write_telemetry=False,
+        )
     finally:
         stop.set()
         scraper.join(timeout=5)

@@ -55,7 +55,10 @@ class Collected:
 def _frame(twin: str, t0: float, n: int = 60, **overrides: float) -> TelemetryFrame:
     times = t0 + np.arange(n, dtype=np.float64)
     base = {
-        "winding_temp": 85.0, "current_a": 120.0, "speed_rpm": 1480.0, "load_pct": 80.0,
+        "winding_temp": 85.0,
+        "current_a": 120.0,
+        "speed_rpm": 1480.0,
+        "load_pct": 80.0,
     }
     base.update(overrides)
     return TelemetryFrame(
@@ -68,8 +71,11 @@ def _frame(twin: str, t0: float, n: int = 60, **overrides: float) -> TelemetryFr
 
 def _plant_flow(plant: Plant, got: Collected, cfg: FlowConfig) -> Any:
     return build_flow(
-        SimulatedPlantSource(plant, partitions=4), got.outputs(), cfg,
-        clock=plant.now, twins=dict(plant.twins),
+        SimulatedPlantSource(plant, partitions=4),
+        got.outputs(),
+        cfg,
+        clock=plant.now,
+        twins=dict(plant.twins),
     )
 
 
@@ -84,8 +90,11 @@ def test_frames_become_windows_states_and_alerts_with_run_main() -> None:
     got = Collected()
     stats = RunStats()
     flow = build_flow(
-        TestingSource(frames), got.outputs(), FlowConfig(window_s=300, lateness_s=30),
-        clock=lambda: t, stats=stats,
+        TestingSource(frames),
+        got.outputs(),
+        FlowConfig(window_s=300, lateness_s=30),
+        clock=lambda: t,
+        stats=stats,
     )
     run_main(flow)
     windows = got.values("windows")
@@ -134,9 +143,7 @@ def test_two_workers_match_one_worker() -> None:
     cluster_main(_plant_flow(Plant(plant_cfg), two, cfg), [], 0, worker_count_per_proc=2)
 
     def key(w: WindowFeatures) -> tuple[Any, ...]:
-        feats = tuple(
-            sorted((k, round(v, 6)) for k, v in w.features.items() if math.isfinite(v))
-        )
+        feats = tuple(sorted((k, round(v, 6)) for k, v in w.features.items() if math.isfinite(v)))
         return (w.twin_id, w.start, feats)
 
     assert sorted(map(key, one.values("windows"))) == sorted(map(key, two.values("windows")))
@@ -156,8 +163,9 @@ def test_alerts_and_commands_match_their_json_schemas() -> None:
     ]
     frames.append(RawMessage("test", b"[]", received=START))
     got = Collected()
-    run_main(build_flow(TestingSource(frames), got.outputs(), FlowConfig(),
-                        clock=lambda: START + 3600))
+    run_main(
+        build_flow(TestingSource(frames), got.outputs(), FlowConfig(), clock=lambda: START + 3600)
+    )
     alerts = got.values("alerts")
     assert alerts
     for a in alerts:

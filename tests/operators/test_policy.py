@@ -127,3 +127,47 @@ def test_state_is_small_and_picklable():
     a = alert(500 * 600.0 + 1.0)
     assert clone.decide(a) == p.decide(a)
     assert p.reactions is None and len(pickle.dumps(p)) < 400
+
+
+def test_a_second_derate_goes_further_than_the_first():
+    policy = CommandPolicy(min_interval_s=1800.0, derate_fraction=0.7)
+    (first,) = policy.decide(alert(t=0.0))
+    (second,) = policy.decide(alert(t=3600.0))
+    assert first.params["fraction"] == pytest.approx(0.7)
+    assert second.params["fraction"] == pytest.approx(0.49)
+    fractions = [policy.decide(alert(t=3600.0 * k))[0].params["fraction"] for k in range(2, 8)]
+    assert min(fractions) == pytest.approx(0.2), "never below the actuator's lowest fraction"
+
+
+def test_commands_resting_on_a_suspect_sensor_are_held_back():
+    from operators.records import CommandStatus
+
+    policy = CommandPolicy()
+    stuck = alert(t=0.0, diagnosis="sensor_fault", evidence={"winding_temp.flat": 1.0})
+    assert policy.decide(stuck) == []
+    hot = alert(t=600.0, evidence={"winding_temp.residual": 20.0, "threshold": 9.0})
+    (held,) = policy.decide(hot)
+    assert held.status is CommandStatus.REJECTED
+    assert "winding_temp" in held.detail and stuck.alert_id in held.detail
+    # Evidence from another signal is not affected.
+    (other,) = policy.decide(alert(t=900.0, evidence={"current_a.mean": 300.0}))
+    assert other.status is CommandStatus.ISSUED
+
+
+def test_a_cleared_sensor_alarm_stays_suspect_for_the_quarantine():
+    from operators.records import CommandStatus
+
+    policy = CommandPolicy(quarantine_s=3600.0)
+    raised = alert(t=0.0, diagnosis="sensor_fault", evidence={"winding_temp.spike_pct": 40.0})
+    policy.decide(raised)
+    cleared = Alert(
+        **{
+            **{f: getattr(raised, f) for f in raised.__slots__},
+            "state": AlertState.CLEARED,
+            "time": utc(T0 + 600.0),
+        }
+    )
+    policy.decide(cleared)
+    evidence = {"winding_temp.residual": 20.0}
+    assert policy.decide(alert(t=1200.0, evidence=evidence))[0].status is CommandStatus.REJECTED
+    assert policy.decide(alert(t=4300.0, evidence=evidence))[0].status is CommandStatus.ISSUED
