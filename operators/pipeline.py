@@ -38,8 +38,11 @@ def check_item(item: object, validator: Validator, now: float) -> list[Frame | D
     """Decode (raw payloads) and validate one input; never raises on bad data.
 
     Returns the accepted frame (possibly with out-of-range readings blanked) and any dead
-    letters; an input of an unknown kind becomes a dead letter too.
+    letters; an input of an unknown kind becomes a dead letter too, and a dead letter a
+    connector emitted passes through.
     """
+    if isinstance(item, DeadLetter):  # a connector already refused it (e.g. a bad payload)
+        return [item]
     if isinstance(item, RawMessage):
         try:
             frame: Frame = decode(item)
