@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -58,23 +59,34 @@ from operators.residuals import add_residuals
 from operators.validate import Validator
 from operators.windows import WindowAggregator
 
+Sinks = Sink | Sequence[Sink] | None
+
 
 @dataclass(frozen=True)
 class FlowOutputs:
-    """Where each stream of the flow goes. ``None`` leaves a stream unwritten.
+    """Where each stream of the flow goes: a sink, several, or ``None`` to leave it unwritten.
 
     Every sink but ``actuators`` receives ``(twin_id, item)`` pairs (dead letters are keyed by
     twin id, or by their source when the twin is unknown); ``actuators`` receives bare
     :class:`Command` items.
     """
 
-    dead_letters: Sink
-    alerts: Sink
-    commands: Sink
-    windows: Sink | None = None
-    twin_states: Sink | None = None
-    telemetry: Sink | None = None
-    actuators: Sink | None = None
+    dead_letters: Sinks
+    alerts: Sinks
+    commands: Sinks
+    windows: Sinks = None
+    twin_states: Sinks = None
+    telemetry: Sinks = None
+    actuators: Sinks = None
+
+
+def _output(step_id: str, stream: Stream[Any], sinks: Sinks) -> None:
+    """Write a stream to each of its sinks (step ids get a suffix when there are several)."""
+    if sinks is None:
+        return
+    many = list(sinks) if isinstance(sinks, Sequence) else [sinks]
+    for i, sink in enumerate(many):
+        op.output(step_id if len(many) == 1 else f"{step_id}_{i}", stream, sink)
 
 
 class _WindowLogic(StatefulLogic):
@@ -125,7 +137,7 @@ def _key(item: Frame | DeadLetter | Alert | Command) -> str:
 
 
 def build_flow(
-    source: Source,
+    source: Source | Sequence[Source],
     outputs: FlowOutputs,
     config: FlowConfig,
     *,
@@ -149,7 +161,12 @@ def build_flow(
         max_past_s=config.max_past_s,
     )
     flow = Dataflow(flow_id)
-    raw = op.input("input", flow, source)
+    sources = list(source) if isinstance(source, Sequence) else [source]
+    inputs = [
+        op.input("input" if len(sources) == 1 else f"input_{i}", flow, src)
+        for i, src in enumerate(sources)
+    ]
+    raw = inputs[0] if len(inputs) == 1 else op.merge("merge_inputs", *inputs)
 
     def checked(item: object) -> list[Frame | DeadLetter]:
         out = check_item(item, validator, clock())
@@ -169,12 +186,11 @@ def build_flow(
     frames = op.map("residuals", split.falses, _residuals)
     keyed = op.key_on("key_by_twin", frames, _key)
 
-    if outputs.telemetry is not None and config.write_telemetry:
-        op.output("telemetry_out", keyed, outputs.telemetry)
+    if config.write_telemetry:
+        _output("telemetry_out", keyed, outputs.telemetry)
 
     states = op.stateful_flat_map("twin_state", keyed, lambda s, f: _twin_state(s, f, config))
-    if outputs.twin_states is not None:
-        op.output("twin_states_out", states, outputs.twin_states)
+    _output("twin_states_out", states, outputs.twin_states)
 
     windowed = op.stateful("windows", keyed, lambda resume: _WindowLogic(config, resume))
     wsplit = op.branch(
@@ -197,8 +213,7 @@ def build_flow(
         stats.add_window()
 
     op.inspect("count_windows", with_rul, lambda _s, kv: count_window(kv))
-    if outputs.windows is not None:
-        op.output("windows_out", with_rul, outputs.windows)
+    _output("windows_out", with_rul, outputs.windows)
 
     alerts = op.stateful_flat_map("alarms", with_rul, new_alarm_tracker)
 
@@ -207,7 +222,7 @@ def build_flow(
         stats.add_alert(a.rule, a.state.value, clock() - epoch(a.time))
 
     op.inspect("count_alerts", alerts, count_alert)
-    op.output("alerts_out", alerts, outputs.alerts)
+    _output("alerts_out", alerts, outputs.alerts)
 
     commands = op.stateful_flat_map("policy", alerts, PolicyStep.mapper(config))
 
@@ -215,14 +230,14 @@ def build_flow(
         stats.add_command(kv[1].name, kv[1].status.value)
 
     op.inspect("count_commands", commands, count_command)
-    op.output("commands_out", commands, outputs.commands)
+    _output("commands_out", commands, outputs.commands)
     if outputs.actuators is not None:
         to_send = op.filter(
             "issued_only",
             op.key_rm("unkey_commands", commands),
             lambda c: c.status is CommandStatus.ISSUED,
         )
-        op.output("actuators_out", to_send, outputs.actuators)
+        _output("actuators_out", to_send, outputs.actuators)
     return flow
 
 

@@ -1,0 +1,1 @@
+"""Hermetic real services (brokers, databases) that tests and benchmarks start themselves."""
