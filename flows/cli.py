@@ -74,6 +74,44 @@ def parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics (Bytewax's and twinflow's) on this port at /metrics",
     )
     demo.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    run = sub.add_parser(
+        "run",
+        help="run the telemetry flow on a deployment's real sources (MQTT, OPC UA, Modbus, Kafka)",
+        description="Validate the deployment file, then run the telemetry flow until stopped "
+        "(Ctrl-C). Outputs go to files under --out and, when configured, to Kafka topics.",
+    )
+    run.add_argument("config", type=Path, help="deployment file (YAML)")
+    run.add_argument("--out", type=Path, default=Path("out"), help="output folder (default out)")
+    run.add_argument(
+        "--workers", type=_positive_int, default=1, help="Bytewax worker threads (default 1)"
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        help="serve Prometheus metrics (Bytewax's and twinflow's) on this port at /metrics",
+    )
+
+    simulate = sub.add_parser(
+        "simulate",
+        help="serve the simulated plant of a deployment as real MQTT, OPC UA and Modbus devices",
+        description="Publish the deployment's simulated twins over their protocols and obey "
+        "the commands that reach them, until the simulated duration is over or Ctrl-C.",
+    )
+    simulate.add_argument("config", type=Path, help="deployment file (YAML)")
+    simulate.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="simulated seconds per wall-clock second (overrides simulator.speed)",
+    )
+    simulate.add_argument(
+        "--duration",
+        type=_duration,
+        default=None,
+        help="simulated time to run, e.g. 30m, 6h (overrides simulator.duration)",
+    )
     return p
 
 
@@ -82,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "simulate":
+            return _simulate(args)
     except TwinflowError as exc:
         print(f"twinflow: error: {exc}", file=sys.stderr)
         return 2
@@ -112,6 +154,62 @@ def _demo(args: argparse.Namespace) -> int:
     )
     print(render(summary))
     print(f"\nwrote {args.out}/summary.json and the outputs beside it")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bytewax.run import cli_main
+
+    from flows.deploy import load_deployment
+    from flows.run import deployment_flow
+
+    dep = load_deployment(args.config)
+    if args.metrics_port is not None:
+        from flows.metrics import enable_dataflow_api
+
+        enable_dataflow_api(args.metrics_port)
+    flow = deployment_flow(dep, args.out)
+    protocols = sorted({t.protocol for t in dep.twins})
+    print(
+        f"twinflow run: {len(dep.twins)} twins over {', '.join(protocols)}; output in "
+        f"{args.out}/" + (f"; Kafka at {dep.kafka.bootstrap}" if dep.kafka else ""),
+        file=sys.stderr,
+    )
+    cli_main(flow, workers_per_process=args.workers)
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+    from dataclasses import replace
+
+    from flows.deploy import load_deployment
+    from flows.simulate import simulate
+
+    dep = load_deployment(args.config)
+    sim = dep.simulator
+    if args.speed is not None:
+        if not args.speed > 0:
+            raise argparse.ArgumentTypeError("--speed must be > 0")
+        sim = replace(sim, speed=args.speed)
+    if args.duration is not None:
+        sim = replace(sim, duration_s=args.duration)
+    dep = replace(dep, simulator=sim)
+    print(
+        f"twinflow simulate: {len(dep.twins)} twins of a {sim.twins}-twin plant (seed "
+        f"{sim.seed}), {sim.duration_s / 3600:.2f} h at {sim.speed:g}x real time",
+        file=sys.stderr,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        plant = asyncio.run(simulate(dep))
+        for f in plant.faults:
+            if f.twin_id in dep.twin_types:
+                print(
+                    f"  fault {f.twin_id} {f.kind}: onset {f.onset:%H:%M}, failure "
+                    f"{f.failure:%H:%M}",
+                    file=sys.stderr,
+                )
     return 0
 
 

@@ -31,7 +31,7 @@ from connectors.bindings import (
     Register,
     TlsSettings,
 )
-from flows.config import FlowConfig
+from flows.config import FlowConfig, parse_duration
 from operators.catalog import CATALOG
 from operators.errors import ConfigError
 
@@ -46,6 +46,8 @@ class SimulatorSettings:
     seed: int = 7
     speed: float = 1.0
     """Simulated seconds per wall-clock second (1 = real time)."""
+    duration_s: float = 6 * 3600.0
+    """Simulated time the plant runs for; injected faults develop within it."""
     opcua_endpoint: str = "opc.tcp://127.0.0.1:4840/twinflow/"
     modbus_host: str = "127.0.0.1"
     modbus_port: int = 5020
@@ -271,12 +273,28 @@ def _kafka_settings(s: _Section, env: Mapping[str, str]) -> KafkaSettings:
 
 
 def _simulator(s: _Section) -> SimulatorSettings:
-    s.check_keys({"twins", "seed", "speed", "opcua_endpoint", "modbus_host", "modbus_port"})
+    s.check_keys(
+        {
+            "twins",
+            "seed",
+            "speed",
+            "duration",
+            "opcua_endpoint",
+            "modbus_host",
+            "modbus_port",
+        }
+    )
     d = SimulatorSettings()
+    duration = s.data.get("duration", d.duration_s)
+    try:
+        duration_s = parse_duration(duration, s.path("duration"))
+    except ConfigError as exc:
+        raise ConfigError(f"{s.file}: {exc}") from None
     return SimulatorSettings(
         twins=s.int("twins", d.twins, 1, 100_000),
         seed=s.int("seed", d.seed),
         speed=s.num("speed", d.speed, 0.001),
+        duration_s=duration_s,
         opcua_endpoint=s.str("opcua_endpoint", d.opcua_endpoint) or d.opcua_endpoint,
         modbus_host=s.str("modbus_host", d.modbus_host) or d.modbus_host,
         modbus_port=s.int("modbus_port", d.modbus_port, 1, 65535),

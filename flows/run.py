@@ -1,0 +1,102 @@
+"""``twinflow run CONFIG --out DIR``: the telemetry flow on a deployment's real sources.
+
+Sources: an MQTT source for the MQTT twins, an OPC UA source for the OPC UA twins, a Modbus
+source for the Modbus twins and, when ``services.kafka.telemetry_topics`` is set, a Kafka
+source. Outputs: the embedded files under ``--out`` and, with Kafka configured, the alert,
+command and twin-state topics. Commands go back to each twin over its own protocol.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bytewax.dataflow import Dataflow
+
+from connectors.actuators import CommandRouter
+from flows.deploy import Deployment
+from flows.metrics import RunStats
+from flows.outputs import file_outputs
+from flows.telemetry import FlowOutputs, build_flow
+
+
+def sources_for(dep: Deployment, **limits: Any) -> list[Any]:
+    """One source per protocol in use; ``limits`` (e.g. a test's stop condition) pass down."""
+    sources: list[Any] = []
+    if dep.bindings("mqtt"):
+        from connectors.mqtt import MqttSource
+
+        sources.append(MqttSource(dep.mqtt, dep.bindings("mqtt"), **limits.get("mqtt", {})))
+    if dep.bindings("opcua"):
+        from connectors.opcua import OpcUaSource
+
+        sources.append(OpcUaSource(dep.bindings("opcua"), **limits.get("opcua", {})))
+    if dep.bindings("modbus"):
+        from connectors.modbus import ModbusSource
+
+        sources.append(ModbusSource(dep.bindings("modbus"), **limits.get("modbus", {})))
+    if dep.kafka is not None and dep.kafka.telemetry_topics:
+        from connectors.kafka import kafka_telemetry_source
+
+        sources.append(kafka_telemetry_source(dep.kafka, **limits.get("kafka", {})))
+    return sources
+
+
+def actuators_for(dep: Deployment) -> CommandRouter:
+    """Commands to each twin over the protocol it is bound to."""
+    routes: dict[str, Any] = {}
+    if dep.bindings("mqtt"):
+        from connectors.mqtt import MqttCommandSink
+
+        routes["mqtt"] = MqttCommandSink(dep.mqtt, dep.bindings("mqtt"))
+    if dep.bindings("opcua"):
+        from connectors.opcua import OpcUaCommandSink
+
+        routes["opcua"] = OpcUaCommandSink(dep.bindings("opcua"))
+    if dep.bindings("modbus"):
+        from connectors.modbus import ModbusCommandSink
+
+        routes["modbus"] = ModbusCommandSink(dep.bindings("modbus"))
+    return CommandRouter(routes, {t.twin_id: t.protocol for t in dep.twins})
+
+
+def outputs_for(dep: Deployment, out_dir: Path, actuators: Any) -> FlowOutputs:
+    """Files under ``out_dir``, plus the Kafka topics when Kafka is configured."""
+    config = replace(dep.flow, out_dir=out_dir)
+    files = file_outputs(config, actuators=actuators)
+    if dep.kafka is None:
+        return files
+    from connectors.kafka import alert_sink, command_sink, twin_state_sink
+
+    k = dep.kafka
+    return replace(
+        files,
+        alerts=[files.alerts, alert_sink(k)] if k.alerts_topic else files.alerts,
+        commands=[files.commands, command_sink(k)] if k.commands_topic else files.commands,
+        twin_states=[files.twin_states, twin_state_sink(k)]
+        if k.twin_state_topic
+        else files.twin_states,
+    )
+
+
+def deployment_flow(
+    dep: Deployment,
+    out_dir: Path,
+    *,
+    stats: RunStats | None = None,
+    actuators: Any = None,
+    limits: dict[str, dict[str, Any]] | None = None,
+) -> Dataflow:
+    """The telemetry flow of a deployment (``actuators`` defaults to the protocol router)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return build_flow(
+        sources_for(dep, **(limits or {})),
+        outputs_for(dep, out_dir, actuators if actuators is not None else actuators_for(dep)),
+        replace(dep.flow, out_dir=out_dir),
+        clock=time.time,
+        twins=dep.twin_types,
+        stats=stats,
+        flow_id="twinflow-run",
+    )

@@ -1,0 +1,143 @@
+"""``twinflow simulate CONFIG``: the simulated plant as real devices.
+
+The twins of the deployment file are taken from a simulated plant (same ids and types) and
+served over their protocols: MQTT twins publish telemetry to the broker, OPC UA twins are
+variables of an OPC UA server, Modbus twins are units of a Modbus TCP server. Commands that
+reach a device over its protocol change what the plant produces from then on.
+
+Time: the plant starts at the wall clock and runs ``speed`` times faster than real time, so
+its timestamps run ahead of the wall clock when ``speed > 1`` (the flow's ``max_future_s``
+must allow for that). Vibration bursts are not carried over these protocols.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.simulator import Plant, PlantConfig
+from flows.deploy import Deployment
+from operators.errors import ConfigError
+from operators.records import TelemetryFrame
+
+log = logging.getLogger(__name__)
+
+
+def plant_for(dep: Deployment, start: datetime | None = None) -> Plant:
+    """The simulated plant of a deployment, checked against the deployment's twins."""
+    sim = dep.simulator
+    chunk_s = float(max(1, math.ceil(sim.speed / 10)))
+    now = start or datetime.fromtimestamp(math.floor(time.time()), tz=UTC)
+    plant = Plant(
+        PlantConfig(
+            n_twins=sim.twins,
+            duration_s=sim.duration_s,
+            seed=sim.seed,
+            start=now,
+            chunk_s=chunk_s,
+            bad_message_rate=0.0,
+            raw_message_rate=0.0,
+        )
+    )
+    types = dict(plant.twins)
+    for twin in dep.twins:
+        if twin.twin_id not in types:
+            raise ConfigError(
+                f"{dep.path}: twin {twin.twin_id!r} is not a twin of the simulated plant "
+                f"(simulator.twins = {sim.twins}: {', '.join(list(types)[:6])}...)"
+            )
+        if types[twin.twin_id] != twin.twin_type:
+            raise ConfigError(
+                f"{dep.path}: twin {twin.twin_id!r} is a {types[twin.twin_id]} in the simulated "
+                f"plant, not a {twin.twin_type}"
+            )
+    return plant
+
+
+class Devices:
+    """The protocol servers and publishers of one simulated plant."""
+
+    def __init__(self, dep: Deployment, plant: Plant):
+        self.dep = dep
+        self.plant = plant
+        self.protocol = {t.twin_id: t.protocol for t in dep.twins}
+        self.mqtt: Any = None
+        self.opcua: Any = None
+        self.modbus: Any = None
+
+    async def start(self) -> None:
+        dep, plant = self.dep, self.plant
+        if dep.bindings("mqtt"):
+            from connectors.simulator.devices.mqtt import MqttDevices
+
+            assert dep.mqtt is not None
+            self.mqtt = MqttDevices(plant, dep.mqtt, dep.bindings("mqtt"))
+            self.mqtt.start()
+        if dep.bindings("opcua"):
+            from connectors.simulator.devices.opcua import OpcUaDevices
+
+            self.opcua = OpcUaDevices(plant, dep.simulator.opcua_endpoint, dep.bindings("opcua"))
+            await self.opcua.start()
+        if dep.bindings("modbus"):
+            from connectors.simulator.devices.modbus import ModbusDevices
+
+            sim = dep.simulator
+            self.modbus = ModbusDevices(
+                plant, sim.modbus_host, sim.modbus_port, dep.bindings("modbus")
+            )
+            await self.modbus.start()
+
+    async def send(self, frame: TelemetryFrame) -> None:
+        protocol = self.protocol.get(frame.twin_id)
+        if protocol == "mqtt" and self.mqtt is not None:
+            self.mqtt.publish(frame)
+        elif protocol == "opcua" and self.opcua is not None:
+            await self.opcua.update(frame)
+        elif protocol == "modbus" and self.modbus is not None:
+            await self.modbus.update(frame)
+
+    async def stop(self) -> None:
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        if self.opcua is not None:
+            await self.opcua.stop()
+        if self.modbus is not None:
+            await self.modbus.stop()
+
+
+async def simulate(
+    dep: Deployment,
+    *,
+    stop: asyncio.Event | None = None,
+    on_chunk: Callable[[float], None] | None = None,
+) -> Plant:
+    """Run the plant as devices until its duration is over or ``stop`` is set."""
+    plant = plant_for(dep)
+    devices = Devices(dep, plant)
+    await devices.start()
+    part = plant.partition(0, 1)
+    speed = dep.simulator.speed
+    t0_sim = plant.config.start.timestamp()
+    t0_wall = time.monotonic()
+    try:
+        while not part.done and not (stop is not None and stop.is_set()):
+            items = part.next_chunk()
+            for item in items:
+                if isinstance(item, TelemetryFrame) and item.twin_id in devices.protocol:
+                    await devices.send(item)
+            sim_now = plant.now()
+            if on_chunk is not None:
+                on_chunk(sim_now)
+            lag = t0_wall + (sim_now - t0_sim) / speed - time.monotonic()
+            if lag > 0:
+                await asyncio.sleep(lag)
+            else:
+                await asyncio.sleep(0)
+    finally:
+        await devices.stop()
+    return plant
