@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -32,7 +32,7 @@ from connectors.bindings import (
     TlsSettings,
 )
 from flows.config import FlowConfig, parse_duration
-from operators.catalog import CATALOG
+from operators.catalog import CATALOG, TwinType
 from operators.errors import ConfigError
 
 PROTOCOLS = ("mqtt", "opcua", "modbus")
@@ -81,6 +81,22 @@ class Deployment:
     @property
     def twin_types(self) -> dict[str, str]:
         return {t.twin_id: t.twin_type for t in self.twins}
+
+    def deployed_types(self) -> dict[str, TwinType]:
+        """Each twin's type limited to the signals its binding carries."""
+        out = {}
+        for t in self.twins:
+            full = CATALOG[t.twin_type]
+            if t.opcua is not None:
+                bound = set(t.opcua.nodes)
+            elif t.modbus is not None:
+                bound = set(t.modbus.registers)
+            else:  # MQTT payloads carry the scalar signals; bursts are not sent over MQTT
+                bound = {s.name for s in full.scalar_signals}
+            out[t.twin_id] = replace(
+                full, signals=tuple(s for s in full.signals if s.name in bound)
+            )
+        return out
 
     def bindings(self, protocol: str) -> list[Any]:
         return [getattr(t, protocol) for t in self.twins if getattr(t, protocol) is not None]

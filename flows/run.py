@@ -97,6 +97,7 @@ def deployment_flow(
         replace(dep.flow, out_dir=out_dir),
         clock=time.time,
         twins=dep.twin_types,
+        twin_types=dep.deployed_types(),
         stats=stats,
         flow_id="twinflow-run",
     )

@@ -34,7 +34,7 @@ from bytewax.outputs import Sink
 
 from flows.config import FlowConfig
 from flows.metrics import RunStats
-from operators.catalog import CATALOG
+from operators.catalog import CATALOG, TwinType
 from operators.pipeline import (
     AnomalyStep,
     PolicyStep,
@@ -97,14 +97,20 @@ class _WindowLogic(StatefulLogic):
     are closed. At end of input every open window is closed.
     """
 
-    def __init__(self, config: FlowConfig, agg: WindowAggregator | None = None):
+    def __init__(
+        self,
+        config: FlowConfig,
+        agg: WindowAggregator | None = None,
+        types: Mapping[str, TwinType] | None = None,
+    ):
         self.config = config
         self.agg = agg
+        self.types = types
         self.last_seen: float | None = None
 
     def on_item(self, value: Frame) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
         if self.agg is None:
-            self.agg = new_window_aggregator(value, self.config)
+            self.agg = new_window_aggregator(value, self.config, self.types)
         features, dead = self.agg.add(value)
         self.last_seen = time.monotonic()
         return [*features, *dead], StatefulLogic.RETAIN
@@ -144,6 +150,7 @@ def build_flow(
     clock: Callable[[], float] = time.time,
     twins: Mapping[str, str] | None = None,
     stats: RunStats | None = None,
+    twin_types: Mapping[str, TwinType] | None = None,
     flow_id: str = "twinflow-telemetry",
 ) -> Dataflow:
     """Wire the telemetry flow.
@@ -151,7 +158,8 @@ def build_flow(
     ``clock`` is the reference clock in epoch seconds that judges "far future/past"
     timestamps and alert lag: wall time for live sources, the simulator's clock for the
     simulated plant. ``twins`` maps known twin ids to their type (``None`` accepts any twin
-    of a known type).
+    of a known type). ``twin_types`` gives a twin's type as deployed, e.g. limited to the
+    signals its protocol binding carries, so that state and windows expect only those.
     """
     stats = stats if stats is not None else RunStats()
     validator = Validator(
@@ -189,10 +197,14 @@ def build_flow(
     if config.write_telemetry:
         _output("telemetry_out", keyed, outputs.telemetry)
 
-    states = op.stateful_flat_map("twin_state", keyed, lambda s, f: _twin_state(s, f, config))
+    states = op.stateful_flat_map(
+        "twin_state", keyed, lambda s, f: _twin_state(s, f, config, twin_types)
+    )
     _output("twin_states_out", states, outputs.twin_states)
 
-    windowed = op.stateful("windows", keyed, lambda resume: _WindowLogic(config, resume))
+    windowed = op.stateful(
+        "windows", keyed, lambda resume: _WindowLogic(config, resume, twin_types)
+    )
     wsplit = op.branch(
         "split_late", op.key_rm("unkey_windows", windowed), lambda x: isinstance(x, DeadLetter)
     )
@@ -245,7 +257,7 @@ def _residuals(frame: Frame) -> Frame:
     return add_residuals(frame) if isinstance(frame, TelemetryFrame) else frame
 
 
-def _twin_state(state, frame: Frame, config: FlowConfig):  # type: ignore[no-untyped-def]
-    tracker = state if state is not None else new_state_tracker(frame, config)
+def _twin_state(state, frame: Frame, config: FlowConfig, types):  # type: ignore[no-untyped-def]
+    tracker = state if state is not None else new_state_tracker(frame, config, types)
     out: list[TwinState] = tracker.update(frame)
     return tracker, out

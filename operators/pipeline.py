@@ -7,12 +7,12 @@ the operators and models together and are tested without Bytewax.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from models.anomaly import WindowAnomalyDetector
-from operators.catalog import twin_type
+from operators.catalog import TwinType, twin_type
 from operators.decode import decode
 from operators.errors import DecodeError
 from operators.health import HealthTracker
@@ -68,19 +68,31 @@ def check_item(item: object, validator: Validator, now: float) -> list[Frame | D
     return out
 
 
-def new_state_tracker(frame: Frame, config: Any) -> TwinStateTracker:
+def deployed_type(frame: Frame, types: Mapping[str, TwinType] | None = None) -> TwinType:
+    """The twin's type as deployed: ``types[twin_id]`` (e.g. limited to the signals its
+    protocol binding carries), else the catalogue's type."""
+    if types is not None and frame.twin_id in types:
+        return types[frame.twin_id]
+    return twin_type(frame.twin_type)
+
+
+def new_state_tracker(
+    frame: Frame, config: Any, types: Mapping[str, TwinType] | None = None
+) -> TwinStateTracker:
     return TwinStateTracker(
         frame.twin_id,
-        twin_type(frame.twin_type),
+        deployed_type(frame, types),
         stale_factor=config.stale_factor,
         snapshot_interval_s=config.state_snapshot_s,
     )
 
 
-def new_window_aggregator(frame: Frame, config: Any) -> WindowAggregator:
+def new_window_aggregator(
+    frame: Frame, config: Any, types: Mapping[str, TwinType] | None = None
+) -> WindowAggregator:
     return WindowAggregator(
         frame.twin_id,
-        twin_type(frame.twin_type),
+        deployed_type(frame, types),
         length_s=config.window_s,
         lateness_s=config.lateness_s,
     )
