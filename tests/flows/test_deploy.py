@@ -128,3 +128,28 @@ def test_missing_and_unparsable_files(tmp_path: Path) -> None:
         load_deployment(write(tmp_path, "twins: [\n"), env={})
     with pytest.raises(ConfigError, match="twins must be a non-empty list"):
         load_deployment(write(tmp_path, "version: 1\n"), env={})
+
+
+def test_deployed_types_expect_only_the_signals_a_binding_carries(tmp_path: Path) -> None:
+    text = BASE.replace(
+        "  - {id: wt-001, type: wind_turbine, protocol: mqtt}",
+        "  - {id: wt-001, type: wind_turbine, protocol: mqtt}\n"
+        "  - {id: motor-003, type: motor, protocol: mqtt}",
+    )
+    types = load_deployment(write(tmp_path, text), env={}).deployed_types()
+    assert "vibration" not in types["motor-003"].signal_names  # bursts do not travel over MQTT
+    assert "winding_temp" in types["motor-003"].signal_names
+    assert len(types["wt-001"].signals) == 8
+
+
+def test_the_simulated_plant_must_hold_the_deployed_twins(tmp_path: Path) -> None:
+    from flows.simulate import plant_for
+
+    ok = load_deployment(write(tmp_path, BASE + "simulator: {twins: 3}\n"), env={})
+    assert dict(plant_for(ok).twins)["wt-001"] == "wind_turbine"
+    wrong_type = BASE.replace("type: wind_turbine", "type: pump") + "simulator: {twins: 3}\n"
+    with pytest.raises(ConfigError, match="is a wind_turbine in the simulated plant, not a pump"):
+        plant_for(load_deployment(write(tmp_path, wrong_type), env={}))
+    missing = BASE.replace("wt-001", "wt-099") + "simulator: {twins: 3}\n"
+    with pytest.raises(ConfigError, match="'wt-099' is not a twin of the simulated plant"):
+        plant_for(load_deployment(write(tmp_path, missing), env={}))
