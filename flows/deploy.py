@@ -465,7 +465,7 @@ def _opcua_binding(
         endpoint=s.str("endpoint", sim.opcua_endpoint) or sim.opcua_endpoint,
         nodes=nodes,
         commands=commands,
-        sampling_interval_ms=s.num("sampling_interval_ms", 1000.0, 0.0),
+        sampling_interval_ms=s.num("sampling_interval_ms", 1000.0, 1.0),
         deadband=s.num("deadband", 0.0, 0.0),
         security=security,
         username=s.str("username"),

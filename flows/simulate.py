@@ -97,7 +97,7 @@ class Devices:
         if protocol == "mqtt" and self.mqtt is not None:
             self.mqtt.publish(frame)
         elif protocol == "opcua" and self.opcua is not None:
-            await self.opcua.update(frame)
+            await self.opcua.update(frame, all_rows=True)
         elif protocol == "modbus" and self.modbus is not None:
             await self.modbus.update(frame)
 

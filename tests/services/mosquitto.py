@@ -9,8 +9,13 @@ persistent sessions and their queued QoS 1 messages survive, as on a real broker
 If mosquitto is not installed, :func:`find_mosquitto` raises :class:`MosquittoMissing` with
 what to install: the MQTT tests must exercise a real broker, so they fail rather than skip.
 
->>> with Mosquitto() as broker:  # doctest: +SKIP
-...     broker.port > 0
+Usage::
+
+    with Mosquitto() as broker:          # started, accepting connections
+        connect_to(broker.host, broker.port)
+        broker.restart()                 # same port, same sessions and queued messages
+
+>>> 1024 <= free_port() <= 65535
 True
 """
 
@@ -62,8 +67,12 @@ def free_port() -> int:
 class Mosquitto:
     """One mosquitto process with its own port, config and persistence directory.
 
-    ``extra_config`` lines are appended to the generated config (e.g. ``"max_inflight_messages
-    100"``). Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    ``extra_config`` lines are appended to the generated config, after the one listener (so
+    ``cafile``/``certfile``/``keyfile`` lines make it a TLS listener, ``password_file`` adds
+    users); ``allow_anonymous=False`` requires a user. ``autosave_interval_s`` is how often
+    the database is saved besides at a graceful stop (0: only then; a save of a big backlog
+    stalls the single-threaded broker). Use as a context manager, or call :meth:`start` and
+    :meth:`stop`.
     """
 
     def __init__(
@@ -72,6 +81,8 @@ class Mosquitto:
         port: int | None = None,
         extra_config: tuple[str, ...] = (),
         start_timeout_s: float = 10.0,
+        allow_anonymous: bool = True,
+        autosave_interval_s: int = 1,
     ) -> None:
         self.binary = find_mosquitto()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -82,6 +93,8 @@ class Mosquitto:
         self.port = port if port is not None else free_port()
         self.host = "127.0.0.1"
         self.extra_config = extra_config
+        self.allow_anonymous = allow_anonymous
+        self.autosave_interval_s = autosave_interval_s
         self.start_timeout_s = start_timeout_s
         self.config_file = self.data_dir / "mosquitto.conf"
         self.log_file = self.data_dir / "mosquitto.log"
@@ -100,11 +113,11 @@ class Mosquitto:
         user = pwd.getpwuid(os.getuid()).pw_name  # as root, mosquitto would drop to "mosquitto"
         lines = [
             f"listener {self.port} {self.host}",
-            "allow_anonymous true",
+            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             f"user {user}",
             "persistence true",
             f"persistence_location {self.data_dir}/",
-            "autosave_interval 1",
+            f"autosave_interval {self.autosave_interval_s}",
             "autosave_on_changes false",
             f"max_queued_messages {MAX_QUEUED}",
             f"log_dest file {self.log_file}",

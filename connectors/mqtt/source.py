@@ -1,0 +1,383 @@
+"""MQTT telemetry into Bytewax: :class:`MqttSource`.
+
+Why a :class:`~bytewax.inputs.FixedPartitionedSource` with one partition: an MQTT session
+belongs to ONE client id, and two connections with the same id take the session from each
+other. One fixed partition means exactly one worker of the whole cluster holds the client,
+whatever the number of workers; the flow spreads the decoded frames by twin right after.
+The partition's Bytewax resume state is empty: the position in the stream lives in the
+broker's persistent session (subscriptions plus the QoS 1 messages not yet acknowledged),
+not in offsets.
+
+Delivery guarantees (QoS 1, a persistent session on a broker that keeps it):
+
+- At least once. A message is acknowledged (PUBACK) only after Bytewax has taken the batch
+  that carries it: at the start of the following ``next_batch`` call, or in ``close``. A
+  message the broker delivered but the flow had not taken when the process stopped or the
+  connection dropped is redelivered, to this partition after a reconnect or to the next one
+  with the same client id after a restart.
+- Duplicates are possible: after a crash, what was taken but not yet acknowledged comes
+  again; a publisher that retries after a broker restart may send a reading twice. A
+  redelivery the partition can recognise (same packet id and payload, DUP flag, while the
+  session survived) is acknowledged and dropped, and counted as ``redelivered``.
+- Order: per topic, in the order the broker delivers (MQTT keeps order per topic for one
+  publisher); redeliveries after a reconnect may come after newer messages. Each emitted
+  frame is sorted by time.
+- Not covered: what a broker loses itself (a crash between its autosaves, a session that
+  expired, a queue over its ``max_queued_messages``), and items the flow had taken but not
+  yet written when the process died (Bytewax recovery replays from its snapshots only).
+
+The broker may be away at start or at any time: paho reconnects with backoff in its network
+thread and ``next_batch`` returns what is buffered, never an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+from connectors.bindings import MqttBinding, MqttSettings
+from connectors.mqtt.client import (
+    CONNECTED,
+    MESSAGES,
+    RECONNECTS,
+    SESSION_EXPIRY_S,
+    is_failure,
+    make_client,
+    subscribe_options,
+)
+from connectors.mqtt.frames import MessageDecoder
+from operators.errors import ConfigError
+from operators.records import DeadLetter, TelemetryFrame
+
+log = logging.getLogger(__name__)
+
+Item = TelemetryFrame | DeadLetter
+
+#: How long closing waits for the broker to confirm the last acknowledgements, in seconds.
+CLOSE_WAIT_S = 5.0
+
+
+class _Received(NamedTuple):
+    """One message as paho delivered it, tagged with the connection it came on (a tuple:
+    one is made per message in paho's thread, so it must be cheap)."""
+
+    gen: int
+    topic: str | None
+    payload: bytes
+    mid: int
+    qos: int
+    #: A redelivery of a message already handed to the flow: acknowledge, do not emit.
+    skip: bool = False
+
+
+class MqttPartition(StatefulSourcePartition[Item, None]):
+    """The one partition of :class:`MqttSource`: a paho client and its hand-over buffer.
+
+    paho's network thread appends received messages to a buffer; ``next_batch`` (Bytewax's
+    worker thread) acknowledges what it handed over last time, then takes up to
+    ``max_batch`` messages and decodes them into one frame per twin plus dead letters. The
+    broker sends at most ``receive_maximum`` unacknowledged messages, which bounds the buffer.
+    """
+
+    def __init__(
+        self,
+        source: MqttSource,
+    ) -> None:
+        self._settings = source.settings
+        self._decoder = source.decoder
+        self._max_batch = source.max_batch
+        self._max_messages = source.max_messages
+        self._idle_timeout_s = source.idle_timeout_s
+        self._poll = timedelta(seconds=source.poll_interval_s)
+        self.client_id = source.settings.client_id
+        self._lock = threading.Lock()
+        self._buffer: deque[_Received] = deque()
+        self._unacked: list[_Received] = []
+        self._redelivered: dict[int, tuple[str | None, bytes]] = {}
+        self._redelivered_limit = 2 * source.receive_maximum
+        self._gen = 0
+        self._live = False  # connected (as far as paho's callbacks have told us)
+        self._connections = 0
+        self._closing = False
+        self._taken = 0
+        self._last_arrival = time.monotonic()
+        self._watchdog_at = 0.0
+        self._filters = self._decoder.router.filters
+        self._sub_mids: dict[int, list[str]] = {}
+        self._barriers: dict[int, threading.Event] = {}
+        #: Set once the broker has granted every subscription (readiness, for tests and probes).
+        self.ready = threading.Event()
+        self._metrics = {
+            k: MESSAGES.labels(self.client_id, k) for k in ("decoded", "dead_letter", "redelivered")
+        }
+        self._client = make_client(
+            self._settings,
+            self.client_id,
+            v5=True,
+            persistent=True,
+            session_expiry_s=source.session_expiry_s,
+            receive_maximum=source.receive_maximum,
+            manual_ack=True,
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._client.loop_start()
+
+    # ---------------------------------------------------------------- paho's network thread
+
+    def _on_connect(self, client: Any, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
+        if is_failure(reason):
+            log.error(
+                "MQTT source %r: broker %s:%s refused the connection: %s; retrying with backoff",
+                self.client_id,
+                self._settings.host,
+                self._settings.port,
+                reason,
+            )
+            return
+        with self._lock:
+            self._gen += 1
+            self._live = True
+            self._connections += 1
+            if flags.session_present:
+                # The broker resends every unacknowledged QoS>0 message of the session: drop
+                # our copies of those not yet handed, and recognise the redelivery of those
+                # handed but not acknowledged.
+                self._buffer = deque(r for r in self._buffer if r.qos == 0)
+                for r in self._unacked:
+                    self._redelivered[r.mid] = (r.topic, r.payload)
+                if len(self._redelivered) > self._redelivered_limit:
+                    self._redelivered.clear()
+            else:
+                if self._connections > 1:
+                    log.warning(
+                        "MQTT source %r: the broker had no session for us (expired or lost); "
+                        "messages it held for us are gone, buffered ones are still delivered",
+                        self.client_id,
+                    )
+                self._redelivered.clear()
+            self._unacked.clear()
+        if self._connections > 1:
+            RECONNECTS.labels(self.client_id).inc()
+        CONNECTED.labels(self.client_id).set(1)
+        opts = subscribe_options(self._settings.qos)
+        _rc, mid = client.subscribe([(f, opts) for f in self._filters])
+        self._sub_mids[mid] = list(self._filters)
+        log.info(
+            "MQTT source %r connected to %s:%s (session %s), subscribing to %d filters",
+            self.client_id,
+            self._settings.host,
+            self._settings.port,
+            "resumed" if flags.session_present else "new",
+            len(self._filters),
+        )
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, reasons: Any, _p: Any) -> None:
+        with self._lock:
+            barrier = self._barriers.pop(mid, None)
+        if barrier is not None:
+            barrier.set()
+            return
+        filters = self._sub_mids.pop(mid, [])
+        refused = [(f, rc) for f, rc in zip(filters, reasons, strict=False) if is_failure(rc)]
+        for f, rc in refused:
+            log.error("MQTT source %r: subscription to %r refused: %s", self.client_id, f, rc)
+        if not refused:
+            self.ready.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        with self._lock:
+            self._live = False
+        CONNECTED.labels(self.client_id).set(0)
+        if not self._closing:
+            log.warning(
+                "MQTT source %r lost the broker %s:%s (%s); reconnecting with backoff",
+                self.client_id,
+                self._settings.host,
+                self._settings.port,
+                reason,
+            )
+
+    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+        try:
+            topic: str | None = msg.topic
+        except UnicodeDecodeError:
+            topic = None
+        payload = msg.payload
+        with self._lock:
+            skip = False
+            if msg.dup and self._redelivered:
+                skip = self._redelivered.pop(msg.mid, None) == (topic, payload)
+            self._buffer.append(_Received(self._gen, topic, payload, msg.mid, msg.qos, skip))
+            self._last_arrival = time.monotonic()
+
+    # ---------------------------------------------------------------- Bytewax's worker thread
+
+    def _ack_handed(self) -> None:
+        """Acknowledge what the flow took last time (lock held). While disconnected nothing
+        is acknowledged: the next connection's handler decides (the broker redelivers those
+        messages when it kept the session, and they are recognised then)."""
+        if not self._live:
+            return
+        gen, client = self._gen, self._client
+        for r in self._unacked:
+            if r.gen == gen:
+                client.ack(r.mid, r.qos)
+        self._unacked.clear()
+
+    def next_batch(self) -> list[Item]:
+        now = time.monotonic()
+        if now >= self._watchdog_at:  # restart paho's thread should it ever have died
+            self._client.loop_start()
+            self._watchdog_at = now + 1.0
+        limit = self._max_batch
+        if self._max_messages is not None:
+            limit = min(limit, self._max_messages - self._taken)
+        taken: list[_Received] = []
+        with self._lock:
+            self._ack_handed()
+            if self._done(now):
+                raise StopIteration
+            buf, live = self._buffer, 0
+            while buf and live < limit:
+                r = buf.popleft()
+                taken.append(r)
+                live += not r.skip
+            self._unacked.extend(r for r in taken if r.qos > 0)
+        if not taken:
+            return []
+        self._taken += live
+        if live < len(taken):
+            self._metrics["redelivered"].inc(len(taken) - live)
+        if not live:
+            return []
+        items = self._decoder.decode(
+            [(r.topic, r.payload) for r in taken if not r.skip], time.time()
+        )
+        dead = sum(1 for i in items if isinstance(i, DeadLetter))
+        self._metrics["decoded"].inc(live - dead)
+        if dead:
+            self._metrics["dead_letter"].inc(dead)
+        return items
+
+    def _done(self, now: float) -> bool:
+        if self._max_messages is not None and self._taken >= self._max_messages:
+            return True
+        idle = self._idle_timeout_s
+        return idle is not None and not self._buffer and now - self._last_arrival >= idle
+
+    def next_awake(self) -> datetime | None:
+        if self._buffer or (self._unacked and self._live):
+            return None
+        return datetime.now(UTC) + self._poll
+
+    def snapshot(self) -> None:
+        return None
+
+    def close(self) -> None:
+        """Acknowledge what the flow took, then disconnect; the session stays on the broker
+        with everything not yet taken.
+
+        Before disconnecting it waits (bounded) until the broker has processed the
+        acknowledgements: closing a socket that still has unread incoming data makes the
+        kernel reset the connection, and the broker would drop what it had not read yet.
+        """
+        with self._lock:
+            self._ack_handed()
+            self._closing = True
+            barrier = self._barrier()
+        if barrier is not None and not barrier.wait(CLOSE_WAIT_S):
+            log.warning("MQTT source %r: broker did not confirm in time at close", self.client_id)
+        self._client.disconnect()
+        self._client.loop_stop()
+        CONNECTED.labels(self.client_id).set(0)
+
+    def _barrier(self) -> threading.Event | None:
+        """Subscribe again to the same filters (lock held): the broker handles a client's
+        packets in order, so its SUBACK confirms every acknowledgement sent before."""
+        opts = subscribe_options(self._settings.qos)
+        rc, mid = self._client.subscribe([(f, opts) for f in self._filters])
+        if rc != 0 or mid is None:
+            return None
+        event = self._barriers[mid] = threading.Event()
+        return event
+
+    def abort(self) -> None:
+        """Drop the connection without acknowledging anything, as a crash would: the broker
+        redelivers everything not acknowledged to the next client with this id."""
+        with self._lock:
+            self._closing = True
+            self._unacked.clear()
+            self._buffer.clear()
+        self._client.loop_stop()
+        sock = self._client.socket()
+        if sock is not None:
+            sock.close()
+        CONNECTED.labels(self.client_id).set(0)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._client.is_connected())
+
+
+class MqttSource(FixedPartitionedSource[Item, None]):
+    """Telemetry of the MQTT-bound twins as frames (one per twin per batch) and dead letters.
+
+    ``settings.client_id`` is used as is and must be fixed: the broker keeps the session
+    under it. ``max_batch`` caps the messages decoded per ``next_batch``. For tests and
+    bounded runs, ``max_messages`` ends the source after that many messages and
+    ``idle_timeout_s`` after that long without one. ``receive_maximum`` (default
+    ``4 * max_batch``, at most 65535) bounds the unacknowledged messages the broker sends
+    at once, hence memory: up to ``receive_maximum`` payloads are buffered.
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        bindings: Sequence[MqttBinding],
+        max_batch: int = 5000,
+        *,
+        max_messages: int | None = None,
+        idle_timeout_s: float | None = None,
+        receive_maximum: int | None = None,
+        session_expiry_s: int = SESSION_EXPIRY_S,
+        poll_interval_s: float = 0.005,
+    ) -> None:
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ConfigError(f"MqttSource max_batch must be an integer >= 1, got {max_batch!r}")
+        if max_messages is not None and max_messages < 1:
+            raise ConfigError(f"MqttSource max_messages must be >= 1, got {max_messages!r}")
+        if idle_timeout_s is not None and not (
+            idle_timeout_s > 0 and math.isfinite(idle_timeout_s)
+        ):
+            raise ConfigError(f"MqttSource idle_timeout_s must be > 0, got {idle_timeout_s!r}")
+        if not bindings:
+            raise ConfigError("MqttSource needs at least one MQTT binding (twin) to subscribe to")
+        if not settings.client_id:
+            raise ConfigError("MQTT client_id must be set (the broker keeps the session under it)")
+        self.settings = settings
+        self.bindings = tuple(bindings)
+        self.max_batch = max_batch
+        self.max_messages = max_messages
+        self.idle_timeout_s = idle_timeout_s
+        self.receive_maximum = min(receive_maximum or 4 * max_batch, 65535)
+        self.session_expiry_s = session_expiry_s
+        self.poll_interval_s = poll_interval_s
+        # Checks the bindings now, so a bad deployment fails when the flow is built.
+        self.decoder = MessageDecoder(self.bindings, settings.max_payload_bytes)
+
+    def list_parts(self) -> list[str]:
+        return [f"mqtt:{self.settings.client_id}"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> MqttPartition:
+        return MqttPartition(self)

@@ -1,0 +1,273 @@
+"""OPC UA bindings checked and grouped by server, and asyncua clients opened for them.
+
+Bindings that share an endpoint URL, security settings and user share one client: one
+session and one subscription per server, however many twins it serves. Everything a user
+can get wrong in a binding is refused here, at construction, with a :class:`ConfigError`
+that names the twin and the field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+from connectors.bindings import OpcUaBinding, OpcUaSecurity
+from operators.catalog import CATALOG
+from operators.errors import ConfigError
+
+try:
+    from asyncua import Client, ua
+    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "twinflow's OPC UA connector needs asyncua; install it with the extra: "
+        "pip install 'twinflow[opcua]'"
+    ) from exc
+
+__all__ = [
+    "Backoff",
+    "Endpoint",
+    "check_bindings",
+    "close_quietly",
+    "group_by_endpoint",
+    "open_client",
+    "parse_node",
+    "public_url",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One server connection: its URL, security and user, and the twins bound to it."""
+
+    key: str
+    url: str
+    security: OpcUaSecurity | None
+    username: str | None
+    password: str | None
+    bindings: tuple[OpcUaBinding, ...]
+
+    @property
+    def label(self) -> str:
+        """The URL without credentials, for logs and metric labels."""
+        return public_url(self.url)
+
+
+def public_url(url: str) -> str:
+    """``url`` without any ``user:password@`` part.
+
+    >>> public_url("opc.tcp://op:secret@10.0.0.5:4840/plc")
+    'opc.tcp://10.0.0.5:4840/plc'
+    """
+    parts = urlparse(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunparse(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def parse_node(node: str, twin_id: str, field: str) -> ua.NodeId:
+    """A node id string such as ``ns=2;s=m1.load_pct`` as a NodeId, or a ConfigError."""
+    try:
+        if not isinstance(node, str) or not node:
+            raise ValueError("empty")
+        return ua.NodeId.from_string(node)
+    except Exception:
+        raise ConfigError(
+            f"OPC UA binding of twin {twin_id!r}: {field} {node!r} is not a node id; write it "
+            "as 'ns=<index>;s=<name>' or 'ns=<index>;i=<number>'"
+        ) from None
+
+
+def check_bindings(bindings: Sequence[OpcUaBinding], *, commands: bool = False) -> None:
+    """Refuse bindings a connector cannot use; ``commands`` also checks the command writes."""
+    if not bindings:
+        raise ConfigError("no OPC UA bindings given; bind at least one twin to a server")
+    seen: set[str] = set()
+    for b in bindings:
+        if not isinstance(b, OpcUaBinding):
+            raise ConfigError(f"expected OpcUaBinding items, got {type(b).__name__}")
+        where = f"OPC UA binding of twin {b.twin_id!r}"
+        if b.twin_id in seen:
+            raise ConfigError(f"{where}: the twin is bound twice; keep one binding per twin")
+        seen.add(b.twin_id)
+        kind = CATALOG.get(b.twin_type)
+        if kind is None:
+            raise ConfigError(
+                f"{where}: unknown twin_type {b.twin_type!r}; known types: {', '.join(CATALOG)}"
+            )
+        if urlparse(b.endpoint).scheme != "opc.tcp" or not urlparse(b.endpoint).hostname:
+            raise ConfigError(
+                f"{where}: endpoint {b.endpoint!r} is not an OPC UA URL; write it as "
+                "'opc.tcp://host:port[/path]'"
+            )
+        if not _positive(b.sampling_interval_ms):
+            raise ConfigError(
+                f"{where}: sampling_interval_ms must be a positive number of milliseconds, "
+                f"got {b.sampling_interval_ms!r}"
+            )
+        if not (_positive(b.deadband) or b.deadband == 0):
+            raise ConfigError(
+                f"{where}: deadband must be a number >= 0 (absolute, in the signal's unit), "
+                f"got {b.deadband!r}"
+            )
+        scalar = {s.name for s in kind.scalar_signals}
+        for signal, node in b.nodes.items():
+            if signal not in scalar:
+                raise ConfigError(
+                    f"{where}: nodes has signal {signal!r}, which is not a scalar signal of "
+                    f"{b.twin_type!r}; use one of: {', '.join(sorted(scalar))}"
+                )
+            parse_node(node, b.twin_id, f"nodes[{signal!r}]")
+        if commands:
+            _check_commands(b)
+        _check_security(b)
+
+
+def _check_commands(b: OpcUaBinding) -> None:
+    kind = CATALOG[b.twin_type]
+    where = f"OPC UA binding of twin {b.twin_id!r}"
+    for name, write in b.commands.items():
+        actuators = {a.name: a for a in kind.actuators}
+        if name not in actuators:
+            raise ConfigError(
+                f"{where}: commands has {name!r}, which {b.twin_type!r} does not accept; "
+                f"it accepts: {', '.join(actuators) or 'none'}"
+            )
+        if write.param not in actuators[name].params:
+            raise ConfigError(
+                f"{where}: commands[{name!r}].param is {write.param!r}; command {name!r} takes "
+                f"{', '.join(actuators[name].params)}"
+            )
+        parse_node(write.node, b.twin_id, f"commands[{name!r}].node")
+
+
+def _check_security(b: OpcUaBinding) -> None:
+    sec = b.security
+    if sec is None:
+        return
+    where = f"OPC UA binding of twin {b.twin_id!r}: security"
+    if sec.policy != "Basic256Sha256":
+        raise ConfigError(f"{where}.policy must be 'Basic256Sha256', got {sec.policy!r}")
+    if sec.mode not in ("Sign", "SignAndEncrypt"):
+        raise ConfigError(f"{where}.mode must be 'Sign' or 'SignAndEncrypt', got {sec.mode!r}")
+    files = {"certificate": sec.certificate, "private_key": sec.private_key}
+    if sec.server_certificate is not None:
+        files["server_certificate"] = sec.server_certificate
+    for field, path in files.items():
+        if not path:
+            raise ConfigError(f"{where}.{field} is empty; give the path of a PEM or DER file")
+        if not Path(path).is_file():
+            raise ConfigError(f"{where}.{field} {path!r} is not a readable file")
+
+
+def _positive(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def group_by_endpoint(bindings: Sequence[OpcUaBinding]) -> list[Endpoint]:
+    """Bindings grouped by (URL, security, user), in order of first appearance."""
+    groups: dict[tuple[object, ...], list[OpcUaBinding]] = {}
+    for b in bindings:
+        groups.setdefault((b.endpoint, b.security, b.username, b.password), []).append(b)
+    out: list[Endpoint] = []
+    keys: set[str] = set()
+    for (url, security, username, password), members in groups.items():
+        key = public_url(str(url))
+        if security is not None:
+            key += f" [{security.policy} {security.mode}]"
+        if username:
+            key += f" [user {username}]"
+        unique, n = key, 1
+        while unique in keys:  # same server and user, other credentials
+            n += 1
+            unique = f"{key} #{n}"
+        keys.add(unique)
+        out.append(Endpoint(unique, str(url), security, username, password, tuple(members)))  # type: ignore[arg-type]
+    return out
+
+
+def application_uri(certificate: str) -> str | None:
+    """The first URI in a certificate's SubjectAltName (the OPC UA application URI), if any."""
+    from cryptography import x509
+
+    data = Path(certificate).read_bytes()
+    cert = (
+        x509.load_pem_x509_certificate(data)
+        if b"-----BEGIN" in data
+        else x509.load_der_x509_certificate(data)
+    )
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return None
+    uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
+    return uris[0] if uris else None
+
+
+async def open_client(endpoint: Endpoint, timeout_s: float, session_timeout_s: float) -> Client:
+    """A connected asyncua client with the endpoint's security and user (raises on failure).
+
+    With security, the client presents its certificate and key under Basic256Sha256 in the
+    configured mode; its application URI is taken from the certificate, as servers expect.
+    Without ``server_certificate`` the server's certificate is fetched from its endpoints.
+    """
+    client = Client(endpoint.url, timeout=timeout_s, watchdog_intervall=max(timeout_s, 1.0))
+    client.name = client.description = "twinflow"
+    client.session_timeout = int(session_timeout_s * 1000)
+    if endpoint.username:
+        client.set_user(endpoint.username)
+    if endpoint.password:
+        client.set_password(endpoint.password)
+    try:
+        sec = endpoint.security
+        if sec is not None:
+            uri = application_uri(sec.certificate)
+            if uri:
+                client.application_uri = uri
+            await client.set_security(
+                SecurityPolicyBasic256Sha256,
+                certificate=sec.certificate,
+                private_key=sec.private_key,
+                server_certificate=sec.server_certificate,
+                mode=getattr(ua.MessageSecurityMode, sec.mode),
+            )
+        await client.connect()
+    except BaseException:
+        await close_quietly(client, timeout_s)
+        raise
+    return client
+
+
+async def close_quietly(client: Client, timeout_s: float) -> None:
+    """Close session, channel and socket as far as the peer allows; never raises."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.disconnect(), timeout_s)
+    with contextlib.suppress(Exception):
+        client.disconnect_socket()
+
+
+class Backoff:
+    """Exponential backoff delays: ``first``, doubling up to ``cap``; :meth:`reset` on success.
+
+    >>> b = Backoff(0.5, 2.0)
+    >>> [b.next() for _ in range(4)]
+    [0.5, 1.0, 2.0, 2.0]
+    """
+
+    def __init__(self, first: float, cap: float) -> None:
+        self.first = first
+        self.cap = cap
+        self._next = first
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2.0, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.first

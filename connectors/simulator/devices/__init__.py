@@ -1,0 +1,1 @@
+"""The simulated plant served over real device protocols, one module per protocol."""
