@@ -10,9 +10,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flows.config import parse_duration
 from operators.errors import TwinflowError
+
+if TYPE_CHECKING:
+    pass
 
 
 def _positive_int(text: str) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -113,13 +114,17 @@ class Devices:
 async def simulate(
     dep: Deployment,
     *,
-    stop: asyncio.Event | None = None,
+    stop: threading.Event | None = None,
     on_chunk: Callable[[float], None] | None = None,
+    on_start: Callable[[Plant], None] | None = None,
 ) -> Plant:
-    """Run the plant as devices until its duration is over or ``stop`` is set."""
+    """Run the plant as devices until its duration is over or ``stop`` is set (from any
+    thread); ``on_start`` gets the plant once every device is up."""
     plant = plant_for(dep)
     devices = Devices(dep, plant)
     await devices.start()
+    if on_start is not None:
+        on_start(plant)
     part = plant.partition(0, 1)
     speed = dep.simulator.speed
     t0_sim = plant.config.start.timestamp()

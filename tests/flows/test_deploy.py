@@ -153,3 +153,16 @@ def test_the_simulated_plant_must_hold_the_deployed_twins(tmp_path: Path) -> Non
     missing = BASE.replace("wt-001", "wt-099") + "simulator: {twins: 3}\n"
     with pytest.raises(ConfigError, match="'wt-099' is not a twin of the simulated plant"):
         plant_for(load_deployment(write(tmp_path, missing), env={}))
+
+
+def test_the_example_deployment_loads() -> None:
+    example = Path(__file__).resolve().parents[2] / "infra" / "examples" / "plant.yaml"
+    dep = load_deployment(example, env={"KAFKA_BOOTSTRAP": "127.0.0.1:19092"})
+    assert {t.protocol for t in dep.twins} == {"mqtt", "opcua", "modbus"}
+    assert dep.kafka is not None and dep.kafka.bootstrap == "127.0.0.1:19092"
+    by_id = {t.twin_id: t for t in dep.twins}
+    opcua, modbus = by_id["pump-002"].opcua, by_id["motor-003"].modbus
+    assert opcua is not None and opcua.nodes["flow_m3h"] == "ns=2;s=pump-002.flow_m3h"
+    assert "set_flow" in opcua.commands
+    assert modbus is not None and modbus.unit == 3 and "winding_temp" in modbus.registers
+    assert "vibration" not in dep.deployed_types()["motor-003"].signal_names

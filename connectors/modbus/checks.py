@@ -1,0 +1,131 @@
+"""Checks of Modbus bindings at construction, so a bad register map fails before any poll.
+
+The deployment loader validates the file as a whole; these checks guard the connector's own
+assumptions (and serve callers that build bindings in code). Errors are
+:class:`~operators.errors.ConfigError` naming the twin, the field and what is expected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+from connectors.bindings import ModbusBinding, Register
+from connectors.modbus.codec import BIT_KINDS, TYPES
+from operators.catalog import CATALOG
+from operators.errors import ConfigError
+
+_KINDS = ("holding", "input", "coil", "discrete")
+_ORDERS = ("big", "little")
+
+
+def check_bindings(bindings: Sequence[ModbusBinding], *, commands: bool) -> None:
+    """Raise :class:`ConfigError` on the first problem; ``commands`` checks command maps too."""
+    seen: set[str] = set()
+    for b in bindings:
+        if not isinstance(b, ModbusBinding):
+            raise ConfigError(
+                f"expected connectors.bindings.ModbusBinding items, got {type(b).__name__}"
+            )
+        where = f"Modbus binding of twin {b.twin_id!r}"
+        if b.twin_id in seen:
+            raise ConfigError(f"{where}: the twin is bound twice; keep one binding per twin")
+        seen.add(b.twin_id)
+        kind = CATALOG.get(b.twin_type)
+        if kind is None:
+            raise ConfigError(
+                f"{where}: unknown twin_type {b.twin_type!r}; known: {', '.join(sorted(CATALOG))}"
+            )
+        if not isinstance(b.host, str) or not b.host:
+            raise ConfigError(f"{where}: host must be a host name or address, got {b.host!r}")
+        _int_in(where, "port", b.port, 1, 65535)
+        _int_in(where, "unit", b.unit, 0, 255)
+        _positive(where, "timeout_s", b.timeout_s, allow_zero=False)
+        _positive(where, "poll_interval_s", b.poll_interval_s, allow_zero=True)
+        scalar = {s.name for s in kind.scalar_signals}
+        for name, reg in b.registers.items():
+            if name not in scalar:
+                raise ConfigError(
+                    f"{where}: registers[{name!r}] is not a scalar signal of twin type "
+                    f"{b.twin_type!r}; known: {', '.join(sorted(scalar))}"
+                )
+            check_register(f"{where}: registers[{name!r}]", reg)
+        if commands:
+            _check_commands(where, b)
+
+
+def check_register(where: str, reg: Register) -> None:
+    """One register: kind, type, orders, address span, scale and offset."""
+    if not isinstance(reg, Register):
+        raise ConfigError(f"{where} must be a connectors.bindings.Register, got {reg!r}")
+    if reg.kind not in _KINDS:
+        raise ConfigError(f"{where}: kind {reg.kind!r} is not one of {', '.join(_KINDS)}")
+    if reg.type not in TYPES:
+        raise ConfigError(f"{where}: type {reg.type!r} is not one of {', '.join(TYPES)}")
+    if reg.kind in BIT_KINDS and reg.type != "bool":
+        raise ConfigError(f"{where}: a {reg.kind} holds one bit; set type: bool (got {reg.type!r})")
+    for field in ("word_order", "byte_order"):
+        if getattr(reg, field) not in _ORDERS:
+            raise ConfigError(f"{where}: {field} must be 'big' or 'little'")
+    _int_in(where, "address", reg.address, 0, 65536 - reg.count)
+    ok_scale = _real(reg.scale) and math.isfinite(reg.scale) and reg.scale != 0
+    if not ok_scale:
+        raise ConfigError(f"{where}: scale must be a finite non-zero number, got {reg.scale!r}")
+    if not (_real(reg.offset) and math.isfinite(reg.offset)):
+        raise ConfigError(f"{where}: offset must be a finite number, got {reg.offset!r}")
+
+
+def _check_commands(where: str, b: ModbusBinding) -> None:
+    kind = CATALOG[b.twin_type]
+    actuators = {a.name: a for a in kind.actuators}
+    for name, write in b.commands.items():
+        at = f"{where}: commands[{name!r}]"
+        spec = actuators.get(name)
+        if spec is None:
+            raise ConfigError(
+                f"{at}: twin type {b.twin_type!r} has no command {name!r}; it accepts: "
+                f"{', '.join(actuators) or 'none'}"
+            )
+        if write.param not in spec.params:
+            raise ConfigError(
+                f"{at}: param {write.param!r} is not a parameter of {name!r}; "
+                f"expected one of {', '.join(spec.params)}"
+            )
+        if len(spec.params) != 1:
+            raise ConfigError(
+                f"{at}: {name!r} takes {len(spec.params)} parameters but a Modbus write "
+                "carries one; map it to a device that accepts it another way"
+            )
+        check_register(f"{at}.register", write.register)
+        if write.register.kind not in ("holding", "coil"):
+            raise ConfigError(
+                f"{at}.register: a {write.register.kind} register is read-only; commands "
+                "write holding registers or coils"
+            )
+
+
+def endpoints(bindings: Iterable[ModbusBinding]) -> dict[tuple[str, int], list[ModbusBinding]]:
+    """Bindings grouped by (host, port), in first-seen order."""
+    out: dict[tuple[str, int], list[ModbusBinding]] = {}
+    for b in bindings:
+        out.setdefault((b.host, b.port), []).append(b)
+    return out
+
+
+def _real(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _int_in(where: str, field: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where}: {field} must be an integer in [{low}, {high}], got {value!r}")
+
+
+def _positive(where: str, field: str, value: object, *, allow_zero: bool) -> None:
+    ok = _real(value) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)  # type: ignore[arg-type, operator]
+    if not ok:
+        need = "a number >= 0" if allow_zero else "a number > 0"
+        raise ConfigError(f"{where}: {field} must be {need} (seconds), got {value!r}")
+
+
+__all__ = ["check_bindings", "check_register", "endpoints"]

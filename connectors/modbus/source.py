@@ -1,0 +1,214 @@
+"""Bytewax source that polls Modbus TCP devices by their twins' register maps.
+
+Each worker polls a disjoint share of the endpoints (one (host, port) per share item, so
+one connection serves all units behind it) on a :class:`LoopThread` of its own; the polls
+land in a bounded queue that ``next_batch`` drains. The rows drained at once become ONE
+:class:`TelemetryFrame` per twin (rows in time order): times are the poll times (wall
+clock, epoch seconds, UTC), since Modbus devices send no timestamps.
+
+Failures are data, not crashes: a read that fails (exception response, no answer, no
+connection) gives NaN for the signals it should have carried, and the frame reports those
+signals BAD when the newest row failed (quality is "as of the end of the frame", as
+:class:`~operators.twin_state.TwinStateTracker` reads it); older failed rows in the same
+frame show only as NaN dropouts. Counts go to ``twinflow_modbus_polls_total{result}`` and
+``twinflow_modbus_reconnects_total`` (see :mod:`connectors.modbus.metrics`).
+
+Polling has no replayable position, so the source is a ``DynamicSource``: a resumed flow
+simply polls again. ``max_polls`` ends the source after that many polls of every twin;
+:meth:`ModbusSource.stop` ends it early (both drain what was polled first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
+
+from connectors.bindings import ModbusBinding
+from connectors.modbus.checks import check_bindings, endpoints
+from connectors.modbus.loop import LoopThread
+from connectors.modbus.metrics import ModbusStats
+from connectors.modbus.poller import EndpointPoller, Row, UnitPlan
+from operators.errors import ConfigError
+from operators.records import Quality, TelemetryFrame
+
+
+class ModbusSource(DynamicSource[TelemetryFrame]):
+    """Poll every binding's registers and emit :class:`TelemetryFrame` items.
+
+    ``bindings`` without registers (command-only devices) are not polled. ``max_polls``
+    (per twin) makes the source finite, for tests and benchmarks. Reconnects back off from
+    ``reconnect_min_s`` to ``reconnect_max_s``; ``max_timeouts`` unanswered requests in a
+    row drop a connection. At most ``max_rows`` polled rows wait for the flow (polling
+    pauses beyond that). ``batch_interval_s`` > 0 lets rows gather that long between
+    ``next_batch`` calls (bigger frames, fewer items). ``clock`` gives the poll times.
+
+    >>> from connectors.bindings import ModbusBinding, Register
+    >>> b = ModbusBinding("M1", "motor", "127.0.0.1", 5020, 1, {"load_pct": Register(0)})
+    >>> src = ModbusSource([b], max_polls=10)
+    >>> src.stats.snapshot()
+    {}
+    """
+
+    def __init__(
+        self,
+        bindings: Sequence[ModbusBinding],
+        *,
+        max_polls: int | None = None,
+        reconnect_min_s: float = 0.1,
+        reconnect_max_s: float = 10.0,
+        max_timeouts: int = 3,
+        max_rows: int = 10_000,
+        batch_interval_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        bindings = tuple(bindings)
+        check_bindings(bindings, commands=False)
+        if max_polls is not None and (not isinstance(max_polls, int) or max_polls < 0):
+            raise ConfigError(
+                f"ModbusSource max_polls must be None or an integer >= 0, got {max_polls!r}"
+            )
+        if not 0 < reconnect_min_s <= reconnect_max_s:
+            raise ConfigError(
+                "ModbusSource needs 0 < reconnect_min_s <= reconnect_max_s, got "
+                f"{reconnect_min_s!r} and {reconnect_max_s!r}"
+            )
+        if max_timeouts < 1 or max_rows < 1 or batch_interval_s < 0:
+            raise ConfigError(
+                "ModbusSource needs max_timeouts >= 1, max_rows >= 1 and batch_interval_s >= 0"
+            )
+        self.bindings = bindings
+        self.max_polls = max_polls
+        self.reconnect_min_s = reconnect_min_s
+        self.reconnect_max_s = reconnect_max_s
+        self.max_timeouts = max_timeouts
+        self.max_rows = max_rows
+        self.batch_interval_s = batch_interval_s
+        self.clock = clock
+        self.stats = ModbusStats()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """End every partition: polling stops, what was polled is still emitted."""
+        self._stop.set()
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> ModbusPartition:
+        polled = [b for b in self.bindings if b.registers]
+        groups = sorted(endpoints(polled).items())
+        mine = [bs for _, bs in groups[worker_index::worker_count]]
+        return ModbusPartition(self, mine, f"{step_id}-{worker_index}")
+
+
+class ModbusPartition(StatelessSourcePartition[TelemetryFrame]):
+    """The endpoints one worker polls: a loop thread feeding a queue that batches drain."""
+
+    def __init__(
+        self, source: ModbusSource, endpoints: list[list[ModbusBinding]], name: str
+    ) -> None:
+        self._source = source
+        self._rows: deque[Row] = deque()
+        self._units: list[UnitPlan] = []
+        pollers = []
+        for bindings in endpoints:
+            units = []
+            for b in bindings:
+                unit = UnitPlan.build(len(self._units), b)
+                self._units.append(unit)
+                units.append(unit)
+            pollers.append(
+                EndpointPoller(
+                    units,
+                    self._rows.append,
+                    self._rows.__len__,
+                    source.stats,
+                    max_polls=source.max_polls,
+                    max_backlog=source.max_rows,
+                    backoff_min_s=source.reconnect_min_s,
+                    backoff_max_s=source.reconnect_max_s,
+                    max_timeouts=source.max_timeouts,
+                    clock=source.clock,
+                )
+            )
+        self._sources = [
+            f"modbus://{u.binding.host}:{u.binding.port}/{u.binding.unit}" for u in self._units
+        ]
+        self._thread = LoopThread(f"twinflow-modbus-{name}").start()
+        self._done = self._thread.submit(_run_all(pollers))
+        self._closed = False
+
+    def next_batch(self) -> list[TelemetryFrame]:
+        if self._source._stop.is_set():
+            self.close()  # joins the polling thread: nothing is appended after this
+        done = self._closed or self._done.done()
+        rows = self._drain()
+        if not rows and done:
+            self.close()
+            error = None if self._done.cancelled() else self._done.exception()
+            if error is not None:
+                raise error  # a bug in polling, not a device error (those become rows)
+            raise StopIteration
+        return self._frames(rows) if rows else []
+
+    def next_awake(self) -> datetime | None:
+        if self._source.batch_interval_s > 0:
+            return datetime.now(UTC) + timedelta(seconds=self._source.batch_interval_s)
+        return None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._thread.stop()
+
+    def _drain(self) -> list[Row]:
+        rows = self._rows
+        n = len(rows)
+        return [rows.popleft() for _ in range(n)]
+
+    def _frames(self, rows: list[Row]) -> list[TelemetryFrame]:
+        per_unit: dict[int, list[Row]] = {}
+        for row in rows:
+            per_unit.setdefault(row[0], []).append(row)
+        frames = []
+        stats = self._source.stats
+        for index in sorted(per_unit):
+            unit_rows = per_unit[index]
+            unit_rows.sort(key=_time)
+            unit = self._units[index]
+            times = np.fromiter((r[1] for r in unit_rows), dtype=np.float64, count=len(unit_rows))
+            block = np.array([r[2] for r in unit_rows], dtype=np.float64).T.copy()
+            newest_bad = unit_rows[-1][3]
+            quality = (
+                {name: Quality.BAD for name, b in zip(unit.names, newest_bad, strict=True) if b}
+                if newest_bad
+                else {}
+            )
+            frames.append(
+                TelemetryFrame(
+                    twin_id=unit.binding.twin_id,
+                    twin_type=unit.binding.twin_type,
+                    times=times,
+                    signals=dict(zip(unit.names, block, strict=True)),
+                    quality=quality,
+                    source=self._sources[index],
+                )
+            )
+        stats.add("rows", len(rows))
+        stats.add("frames", len(frames))
+        return frames
+
+
+async def _run_all(pollers: list[EndpointPoller]) -> None:
+    await asyncio.gather(*(p.run() for p in pollers))
+
+
+def _time(row: Row) -> float:
+    return row[1]
+
+
+__all__ = ["ModbusPartition", "ModbusSource"]

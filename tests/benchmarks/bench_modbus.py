@@ -1,0 +1,190 @@
+"""Benchmark: ModbusSource in a minimal Bytewax flow against a bare pymodbus poll loop.
+
+Not a test (nothing is asserted); prints polls/s, readings/s and the ratio source / bare
+(target: at least 0.8). Both read the same fixed register map from the same simulated
+devices: ``--units`` wind turbines (units 1..N behind one endpoint), 8 float32 holding
+registers each (16 words, one request per unit and poll), ``--polls`` polls of every unit,
+back to back (poll interval 0). The devices run in a separate process, so their CPU time
+is not charged to the client side. Runs alternate (bare, source, bare, ...) and the median
+of ``--repeat`` runs is reported.
+
+Run: ``.venv/bin/python tests/benchmarks/bench_modbus.py [--units 10] [--polls 1000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.testing import run_main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from connectors.bindings import ModbusBinding  # noqa: E402
+from connectors.modbus.source import ModbusSource  # noqa: E402
+from connectors.simulator import Plant, PlantConfig  # noqa: E402
+from connectors.simulator.devices.modbus import ModbusDevices, default_binding  # noqa: E402
+from operators.records import TelemetryFrame  # noqa: E402
+
+HOST = "127.0.0.1"
+TARGET_RATIO = 0.8
+
+
+def plant_and_bindings(units: int, port: int) -> tuple[Plant, list[ModbusBinding]]:
+    """A plant whose first ``units`` wind turbines sit behind ``port`` as units 1..N."""
+    plant = Plant(
+        PlantConfig(
+            n_twins=3 * units,
+            duration_s=120,
+            seed=5,
+            fault_fraction=0.0,
+            raw_message_rate=0.0,
+            bad_message_rate=0.0,
+        )
+    )
+    turbines = [t for t, kind in plant.twins if kind == "wind_turbine"][:units]
+    bindings = [
+        default_binding(t, "wind_turbine", HOST, port, i + 1, poll_interval_s=0.0, timeout_s=2.0)
+        for i, t in enumerate(turbines)
+    ]
+    return plant, bindings
+
+
+async def serve(units: int, port: int) -> None:
+    """The devices, filled with the plant's first chunk, until stdin closes."""
+    plant, bindings = plant_and_bindings(units, port)
+    devices = ModbusDevices(plant, HOST, port, bindings)
+    await devices.start()
+    for item in plant.partition(0, 1).next_chunk():
+        await devices.update(item)  # type: ignore[arg-type]
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await devices.stop()
+
+
+async def bare_loop(bindings: list[ModbusBinding], polls: int) -> tuple[int, int, float]:
+    """The same reads with pymodbus alone: returns (polls, readings, seconds)."""
+    from pymodbus.client import AsyncModbusTcpClient
+
+    client = AsyncModbusTcpClient(HOST, port=bindings[0].port, timeout=2.0, retries=0)
+    await client.connect()
+    f32 = client.DATATYPE.FLOAT32
+    n_polls = readings = 0
+    t0 = time.perf_counter()
+    for _ in range(polls):
+        for b in bindings:
+            rr = await client.read_holding_registers(0, count=16, device_id=b.unit)
+            values = client.convert_from_registers(rr.registers, f32)
+            readings += len(values)  # type: ignore[arg-type]
+            n_polls += 1
+    elapsed = time.perf_counter() - t0
+    client.close()
+    return n_polls, readings, elapsed
+
+
+class _Count(DynamicSink[TelemetryFrame]):
+    """Counts rows (polls) and readings of the frames it receives."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.readings = 0
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _CountPart:
+        return _CountPart(self)
+
+
+class _CountPart(StatelessSinkPartition[TelemetryFrame]):
+    def __init__(self, owner: _Count) -> None:
+        self.owner = owner
+
+    def write_batch(self, items: list[TelemetryFrame]) -> None:
+        for f in items:
+            self.owner.rows += len(f.times)
+            self.owner.readings += f.readings
+
+
+def source_flow(bindings: list[ModbusBinding], polls: int) -> tuple[int, int, float, int]:
+    """The reads through ModbusSource in a minimal flow: (polls, readings, seconds, frames)."""
+    source = ModbusSource(bindings, max_polls=polls)
+    sink = _Count()
+    flow = Dataflow("bench_modbus")
+    op.output("out", op.input("modbus", flow, source), sink)
+    t0 = time.perf_counter()
+    run_main(flow)
+    elapsed = time.perf_counter() - t0
+    stats = source.stats.snapshot()
+    if stats.get("poll:ok", 0) != polls * len(bindings):
+        raise SystemExit(f"source polls did not all succeed: {stats}")
+    return sink.rows, sink.readings, elapsed, stats.get("frames", 0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--units", type=int, default=10)
+    ap.add_argument("--polls", type=int, default=1000, help="polls of every unit per run")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.units, args.serve))
+        return
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port), "--units", str(args.units)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        if server.stdout.readline().strip() != "ready":
+            raise SystemExit("the device process did not start")
+        _, bindings = plant_and_bindings(args.units, port)
+        bare_rates, source_rates, frames = [], [], []
+        for _ in range(args.repeat):
+            n, readings, secs = asyncio.run(bare_loop(bindings, args.polls))
+            bare_rates.append((n / secs, readings / secs))
+            n, readings, secs, nf = source_flow(bindings, args.polls)
+            source_rates.append((n / secs, readings / secs))
+            frames.append(nf)
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(10)
+
+    bare = statistics.median(r[0] for r in bare_rates)
+    src = statistics.median(r[0] for r in source_rates)
+    per_poll = 8
+    total = args.polls * args.units
+    print(
+        f"register map: {args.units} units x 8 float32 holding registers; "
+        f"{args.polls} polls per unit = {total} polls per run; median of {args.repeat}"
+    )
+    print(f"bare pymodbus loop : {bare:10,.0f} polls/s {bare * per_poll:12,.0f} readings/s")
+    print(
+        f"ModbusSource flow  : {src:10,.0f} polls/s {src * per_poll:12,.0f} readings/s "
+        f"({statistics.median(frames):,.0f} frames per run)"
+    )
+    ratio = src / bare
+    verdict = "meets" if ratio >= TARGET_RATIO else "below"
+    print(f"ratio source/bare  : {ratio:.2f} ({verdict} the {TARGET_RATIO}x target)")
+
+
+if __name__ == "__main__":
+    main()
