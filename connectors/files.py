@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +44,7 @@ class _JsonLinesPartition(StatefulSinkPartition[Any, int]):
             for v in values
         ]
         self._file.write("".join(lines).encode())
+        self._file.flush()  # readers tailing the file see each batch
 
     def snapshot(self) -> int:
         self._file.flush()
@@ -80,6 +82,7 @@ class _ParquetPartition(StatefulSinkPartition[Any, int]):
         self._next = next_part
         self._buffers: dict[str, list[Columns]] = {}
         self._rows = 0
+        self._oldest: float | None = None
         self._remove_parts_from(next_part)
 
     def _remove_parts_from(self, n: int) -> None:
@@ -99,7 +102,10 @@ class _ParquetPartition(StatefulSinkPartition[Any, int]):
             group = str(sink.group_of(v))
             self._buffers.setdefault(group, []).append(cols)
             self._rows += _height(cols)
-        if self._rows >= sink.rows_per_part:
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+        too_old = self._oldest is not None and time.monotonic() - self._oldest >= sink.max_delay_s
+        if self._rows >= sink.rows_per_part or too_old:
             self._flush()
 
     def _flush(self) -> None:
@@ -115,6 +121,7 @@ class _ParquetPartition(StatefulSinkPartition[Any, int]):
             self._next += 1
         self._buffers = {}
         self._rows = 0
+        self._oldest = None
 
     def snapshot(self) -> int:
         self._flush()
@@ -137,7 +144,9 @@ class ParquetSink(FixedPartitionedSink[Any, int]):
 
     ``to_columns`` turns an item into a mapping of column name to a scalar (one row) or to
     equally long arrays (many rows), or ``None`` to skip it. Items arrive as ``(key, item)``
-    and are spread over ``partitions`` partitions by key.
+    and are spread over ``partitions`` partitions by key. A part is written when
+    ``rows_per_part`` rows are buffered or the oldest buffered row is ``max_delay_s`` old
+    (checked as items arrive), at each snapshot and at the end.
     """
 
     def __init__(
@@ -148,6 +157,7 @@ class ParquetSink(FixedPartitionedSink[Any, int]):
         group_name: str = "twin_type",
         partitions: int = 1,
         rows_per_part: int = 200_000,
+        max_delay_s: float = 30.0,
     ):
         self.root = Path(root)
         self.to_columns = to_columns
@@ -155,6 +165,7 @@ class ParquetSink(FixedPartitionedSink[Any, int]):
         self.group_name = group_name
         self.partitions = partitions
         self.rows_per_part = rows_per_part
+        self.max_delay_s = max_delay_s
 
     def list_parts(self) -> list[str]:
         return [f"p{i}" for i in range(self.partitions)]

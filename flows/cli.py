@@ -16,7 +16,7 @@ from flows.config import parse_duration
 from operators.errors import TwinflowError
 
 if TYPE_CHECKING:
-    pass
+    from connectors.simulator import Plant
 
 
 def _positive_int(text: str) -> int:
@@ -205,15 +205,19 @@ def _simulate(args: argparse.Namespace) -> int:
         f"{sim.seed}), {sim.duration_s / 3600:.2f} h at {sim.speed:g}x real time",
         file=sys.stderr,
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        plant = asyncio.run(simulate(dep))
+
+    def started(plant: Plant) -> None:
+        print("  devices up; injected faults of the deployed twins:", file=sys.stderr)
         for f in plant.faults:
             if f.twin_id in dep.twin_types:
                 print(
-                    f"  fault {f.twin_id} {f.kind}: onset {f.onset:%H:%M}, failure "
-                    f"{f.failure:%H:%M}",
+                    f"    {f.twin_id} {f.kind}: onset {f.onset:%Y-%m-%d %H:%M:%S}Z, failure "
+                    f"{f.failure:%H:%M:%S}Z (simulated time)",
                     file=sys.stderr,
                 )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(simulate(dep, on_start=started))
     return 0
 
 

@@ -57,6 +57,8 @@ class FlowConfig:
     max_past_s: float = 7 * 86400.0
     write_telemetry: bool = True
     parquet_rows_per_part: int = 250_000
+    parquet_max_delay_s: float = 30.0
+    """Wall-clock seconds a row may wait in a Parquet buffer before its part is written."""
     sink_partitions: int = 1
     idle_flush_s: float = 30.0
     """Wall-clock seconds without data after which a twin's open windows are closed."""
@@ -74,6 +76,7 @@ class FlowConfig:
             "max_future_s",
             "max_past_s",
             "idle_flush_s",
+            "parquet_max_delay_s",
         )
         for name in positive:
             if not getattr(self, name) > 0:

@@ -65,6 +65,7 @@ def file_outputs(config: FlowConfig, actuators: Sink | None = None) -> FlowOutpu
             _type_of,
             partitions=config.sink_partitions,
             rows_per_part=config.parquet_rows_per_part,
+            max_delay_s=config.parquet_max_delay_s,
         )
 
     return FlowOutputs(
