@@ -116,6 +116,21 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="simulated time to run, e.g. 30m, 6h (overrides simulator.duration)",
     )
+
+    db = sub.add_parser(
+        "db",
+        help="database schema: apply migrations, show what is applied",
+        description="Manage twinflow's PostgreSQL/TimescaleDB schema.",
+    )
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    for name, text in (
+        ("migrate", "apply pending migrations (idempotent)"),
+        ("status", "show applied and pending migrations and the storage path (exit 1 if behind)"),
+    ):
+        c = db_sub.add_parser(name, help=text, description=text)
+        c.add_argument(
+            "--url", default=None, help="PostgreSQL URL (default: the DATABASE_URL variable)"
+        )
     return p
 
 
@@ -128,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "db":
+            return _db(args)
     except TwinflowError as exc:
         print(f"twinflow: error: {exc}", file=sys.stderr)
         return 2
@@ -219,6 +236,27 @@ def _simulate(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(simulate(dep, on_start=started))
     return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    import os
+
+    from connectors.postgres import migrate, status
+    from operators.errors import ConfigError
+
+    url = args.url or os.environ.get("DATABASE_URL")
+    if not url:
+        raise ConfigError("no database: pass --url or set DATABASE_URL")
+    if args.db_command == "migrate":
+        applied = migrate(url)
+        for m in applied:
+            print(f"applied {m}")
+        if not applied:
+            print("nothing to apply: the schema is up to date")
+        return 0
+    report = status(url)
+    print(report)
+    return 0 if report.up_to_date else 1
 
 
 if __name__ == "__main__":

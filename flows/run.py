@@ -2,8 +2,9 @@
 
 Sources: an MQTT source for the MQTT twins, an OPC UA source for the OPC UA twins, a Modbus
 source for the Modbus twins and, when ``services.kafka.telemetry_topics`` is set, a Kafka
-source. Outputs: the embedded files under ``--out`` and, with Kafka configured, the alert,
-command and twin-state topics. Commands go back to each twin over its own protocol.
+source. Outputs: the embedded files under ``--out``; with Kafka configured, the alert,
+command and twin-state topics; with a database URL, PostgreSQL/TimescaleDB (apply the schema
+first with ``twinflow db migrate``). Commands go back to each twin over its own protocol.
 """
 
 from __future__ import annotations
@@ -66,19 +67,31 @@ def outputs_for(dep: Deployment, out_dir: Path, actuators: Any) -> FlowOutputs:
     """Files under ``out_dir``, plus the Kafka topics when Kafka is configured."""
     config = replace(dep.flow, out_dir=out_dir)
     files = file_outputs(config, actuators=actuators)
-    if dep.kafka is None:
-        return files
-    from connectors.kafka import alert_sink, command_sink, twin_state_sink
+    extra: dict[str, list[Any]] = {f: [] for f in _STREAMS}
+    if dep.kafka is not None:
+        from connectors.kafka import alert_sink, command_sink, twin_state_sink
 
-    k = dep.kafka
+        k = dep.kafka
+        if k.alerts_topic:
+            extra["alerts"].append(alert_sink(k))
+        if k.commands_topic:
+            extra["commands"].append(command_sink(k))
+        if k.twin_state_topic:
+            extra["twin_states"].append(twin_state_sink(k))
+    if dep.database_url:
+        from connectors.postgres import PostgresSink
+
+        db = PostgresSink(dep.database_url, partitions=2)
+        for stream in _STREAMS:
+            extra[stream].append(db)
     return replace(
         files,
-        alerts=[files.alerts, alert_sink(k)] if k.alerts_topic else files.alerts,
-        commands=[files.commands, command_sink(k)] if k.commands_topic else files.commands,
-        twin_states=[files.twin_states, twin_state_sink(k)]
-        if k.twin_state_topic
-        else files.twin_states,
+        **{s: [getattr(files, s), *extra[s]] for s in _STREAMS if extra[s]},
     )
+
+
+#: The output streams that external stores may also receive.
+_STREAMS = ("telemetry", "windows", "twin_states", "alerts", "commands", "dead_letters")
 
 
 def deployment_flow(

@@ -1,0 +1,151 @@
+"""Connections to PostgreSQL: opening them, telling passing failures from real ones, backoff.
+
+psycopg is imported here and only here at module level: it is an optional dependency (the
+``postgres`` extra), so importing :mod:`connectors.postgres` without it fails with an error
+that names the extra.
+
+A failure is *retryable* when waiting and reconnecting can cure it: the connection was lost,
+the server is restarting or starting up, it is out of connections or disk, a transaction was
+chosen as a deadlock victim, or a failover left us on a read-only standby. Anything else (a
+missing table, a value the column refuses) is a bug or a setup error that retrying would
+only hide.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from operators.errors import TwinflowError
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "the PostgreSQL connector needs psycopg 3: install twinflow with the `postgres` extra "
+        "(pip install 'twinflow[postgres]') or `pip install \"psycopg[binary]>=3.1\"`"
+    ) from exc
+
+
+class PostgresError(TwinflowError):
+    """Root of the PostgreSQL connector's errors."""
+
+
+class PostgresUnavailable(PostgresError):
+    """The database could not be reached (and the caller did not ask to wait for it)."""
+
+
+#: SQLSTATE classes/codes that are not OperationalError in psycopg but heal with a retry.
+_RETRYABLE_STATES = frozenset(
+    {
+        "25006",  # read_only_sql_transaction: a failover put us on a standby
+    }
+)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a passing failure that a reconnect and a retry can cure.
+
+    >>> is_retryable(psycopg.OperationalError("server closed the connection"))
+    True
+    >>> is_retryable(psycopg.errors.UndefinedTable("relation does not exist"))
+    False
+    """
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return True
+    if isinstance(exc, psycopg.Error):
+        return getattr(exc, "sqlstate", None) in _RETRYABLE_STATES
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+_PASSWORD = re.compile(r"(://[^:/@]+:)([^@]*)(@)")
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages and logs.
+
+    >>> redact("postgresql://twin:s3cret@db:5432/plant")
+    'postgresql://twin:***@db:5432/plant'
+    """
+    url = _PASSWORD.sub(r"\1***\3", url)
+    return re.sub(r"(password=)\S+", r"\1***", url)
+
+
+def connect(
+    url: str,
+    *,
+    application_name: str = "twinflow",
+    connect_timeout_s: float = 5.0,
+    autocommit: bool = True,
+) -> psycopg.Connection[Any]:
+    """Open a connection with TCP keepalives (so a vanished server is noticed within ~25 s).
+
+    Raises :class:`PostgresUnavailable` naming the (redacted) URL when the server cannot be
+    reached, and lets other psycopg errors (bad credentials, unknown database) through.
+    """
+    try:
+        return psycopg.connect(
+            url,
+            autocommit=autocommit,
+            application_name=application_name,
+            connect_timeout=max(1, round(connect_timeout_s)),
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
+    except psycopg.OperationalError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PostgresUnavailable(
+            f"cannot connect to PostgreSQL at {redact(url)}: {first}. Is the server running, "
+            "and is the URL (DATABASE_URL) right?"
+        ) from exc
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff: ``initial_s`` doubling up to ``max_s``, each wait jittered to 50-100 %.
+
+    ``seed`` makes the jitter reproducible. :meth:`reset` after a success.
+
+    >>> b = Backoff(initial_s=0.1, max_s=1.0, seed=1)
+    >>> all(0 <= b.next() <= 1.0 for _ in range(10))
+    True
+    """
+
+    initial_s: float = 0.1
+    max_s: float = 5.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        self._attempt = 0
+        self._rng = random.Random(self.seed)
+
+    @property
+    def attempt(self) -> int:
+        """Failures since the last reset."""
+        return self._attempt
+
+    def next(self) -> float:
+        """Seconds to wait before the next try."""
+        ceiling = min(self.max_s, self.initial_s * (2**self._attempt))
+        self._attempt += 1
+        return ceiling * (0.5 + 0.5 * self._rng.random())
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+__all__ = [
+    "Backoff",
+    "PostgresError",
+    "PostgresUnavailable",
+    "connect",
+    "is_retryable",
+    "pg_errors",
+    "psycopg",
+    "redact",
+]

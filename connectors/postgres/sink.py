@@ -1,0 +1,173 @@
+"""A Bytewax sink that stores the flow's records in PostgreSQL (or TimescaleDB).
+
+It takes the items of any of the flow's outputs, as ``(twin_id, item)`` pairs:
+:class:`TelemetryFrame` (raw readings, one row per twin, signal and time),
+:class:`WaveformFrame` (only with ``waveforms=True``: high-rate samples are usually kept as
+window features, not rows), :class:`WindowFeatures`, :class:`TwinState`, :class:`Alert`,
+:class:`Command` and :class:`DeadLetter`. Items are spread over ``partitions`` partitions by
+twin id; each partition has its own connection and writer thread (see
+:mod:`connectors.postgres.writer`).
+
+Recovery: a Bytewax snapshot calls :meth:`snapshot`, which returns only once every row
+written so far is committed, so a snapshot never covers rows that are not in the database.
+After a crash Bytewax replays the items since the last snapshot; the tables' unique keys
+make those rows land once. There is no resume state to keep.
+
+>>> sink = PostgresSink("postgresql://localhost/twins", partitions=2)  # doctest: +SKIP
+>>> FlowOutputs(telemetry=sink, windows=sink, twin_states=sink, alerts=sink,
+...             commands=sink, dead_letters=sink)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+
+from connectors.postgres import rows
+from connectors.postgres.tables import ALERTS, COMMANDS, DEAD_LETTERS, TWIN_STATES, WINDOWS
+from connectors.postgres.writer import BatchWriter, Piece, PostgresSinkError, WriterSettings
+from operators.records import (
+    Alert,
+    Command,
+    DeadLetter,
+    TelemetryFrame,
+    TwinState,
+    WaveformFrame,
+    WindowFeatures,
+)
+
+_ACCEPTED = "TelemetryFrame, WaveformFrame, WindowFeatures, TwinState, Alert, Command, DeadLetter"
+
+
+class PostgresSinkPartition(StatefulSinkPartition[Any, None]):
+    """One partition: encodes items into rows and hands them to its :class:`BatchWriter`."""
+
+    def __init__(self, sink: PostgresSink, name: str) -> None:
+        self.sink = sink
+        self.name = name
+        self.writer = BatchWriter(sink.settings(name), name)
+        self._seq = 0
+
+    def encode(self, values: list[Any]) -> list[Piece]:
+        """Rows of the items, as pieces for the writer (telemetry joined into one piece)."""
+        pieces: list[Piece] = []
+        telemetry: list[bytes] = []
+        telemetry_rows = 0
+        for v in values:
+            self._seq += 1
+            seq = self._seq
+            if isinstance(v, TelemetryFrame):
+                if self.sink.telemetry:
+                    data, n = rows.frame_rows(v)
+                    telemetry.append(data)
+                    telemetry_rows += n
+            elif isinstance(v, WaveformFrame):
+                if self.sink.waveforms:
+                    data, n = rows.waveform_rows(v)
+                    telemetry.append(data)
+                    telemetry_rows += n
+            elif isinstance(v, WindowFeatures):
+                pieces.append((WINDOWS.name, rows.window_row(seq, v), 1))
+            elif isinstance(v, TwinState):
+                pieces.append((TWIN_STATES.name, rows.state_row(seq, v), 1))
+            elif isinstance(v, Alert):
+                pieces.append((ALERTS.name, rows.alert_row(seq, v), 1))
+            elif isinstance(v, Command):
+                pieces.append((COMMANDS.name, rows.command_row(seq, v), 1))
+            elif isinstance(v, DeadLetter):
+                pieces.append((DEAD_LETTERS.name, rows.dead_letter_row(v), 1))
+            else:
+                raise PostgresSinkError(
+                    f"PostgresSink ({self.name}) cannot store a {type(v).__name__}: it takes "
+                    f"{_ACCEPTED} (wire it to a FlowOutputs field that carries those)"
+                )
+        if telemetry_rows:
+            pieces.append(("telemetry", b"".join(telemetry), telemetry_rows))
+        return pieces
+
+    def write_batch(self, values: list[Any]) -> None:
+        self.writer.add(self.encode(values))
+
+    def snapshot(self) -> None:
+        self.writer.flush()
+        return None
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class PostgresSink(FixedPartitionedSink[Any, None]):
+    """Store twinflow records in the ``twinflow`` schema (create it with ``migrate`` first).
+
+    - ``partitions``: independent writers (connections), items spread by twin id.
+    - ``batch_rows`` / ``max_latency_s``: a partition commits when this many rows wait, or
+      when its oldest row has waited this long, whichever comes first.
+    - ``max_buffer_rows``: rows a partition holds uncommitted before the flow blocks.
+    - ``telemetry`` / ``waveforms``: store the readings of telemetry frames (default yes) and
+      the samples of high-rate waveform frames (default no).
+    - ``optimistic_copy``: COPY telemetry straight into its table, falling back to the
+      staging table when a batch holds rows already stored (see the writer's docstring).
+    - ``retry_initial_s`` / ``retry_max_s``: backoff between retries of a failed flush;
+      ``give_up_after_s``: fail the flow after that long (``None``: keep trying, holding the
+      rows and blocking the flow, until the database is back).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        partitions: int = 1,
+        batch_rows: int = 50_000,
+        max_latency_s: float = 1.0,
+        max_buffer_rows: int = 200_000,
+        telemetry: bool = True,
+        waveforms: bool = False,
+        optimistic_copy: bool = True,
+        retry_initial_s: float = 0.1,
+        retry_max_s: float = 5.0,
+        give_up_after_s: float | None = None,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
+        if partitions < 1:
+            raise PostgresSinkError(f"PostgresSink partitions must be at least 1, got {partitions}")
+        if batch_rows < 1 or max_buffer_rows < batch_rows:
+            raise PostgresSinkError(
+                "PostgresSink needs 1 <= batch_rows <= max_buffer_rows, got "
+                f"batch_rows={batch_rows}, max_buffer_rows={max_buffer_rows}"
+            )
+        if max_latency_s <= 0:
+            raise PostgresSinkError(f"PostgresSink max_latency_s must be > 0, got {max_latency_s}")
+        self.url = url
+        self.partitions = partitions
+        self.batch_rows = batch_rows
+        self.max_latency_s = max_latency_s
+        self.max_buffer_rows = max_buffer_rows
+        self.telemetry = telemetry
+        self.waveforms = waveforms
+        self.optimistic_copy = optimistic_copy
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.give_up_after_s = give_up_after_s
+        self.connect_timeout_s = connect_timeout_s
+
+    def settings(self, name: str) -> WriterSettings:
+        """The frozen settings a partition's writer runs with."""
+        return WriterSettings(
+            url=self.url,
+            batch_rows=self.batch_rows,
+            max_latency_s=self.max_latency_s,
+            max_buffer_rows=self.max_buffer_rows,
+            optimistic_copy=self.optimistic_copy,
+            retry_initial_s=self.retry_initial_s,
+            retry_max_s=self.retry_max_s,
+            give_up_after_s=self.give_up_after_s,
+            connect_timeout_s=self.connect_timeout_s,
+            application_name=f"twinflow-sink {name}"[:63],
+        )
+
+    def list_parts(self) -> list[str]:
+        return [f"pg-{i}" for i in range(self.partitions)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> PostgresSinkPartition:
+        return PostgresSinkPartition(self, f"{step_id}/{for_part}")

@@ -1,0 +1,275 @@
+"""The sink's tables: staging columns and the SQL that moves staged rows into place.
+
+Each flush COPYs a table's rows into a temporary staging table (``ON COMMIT DELETE ROWS``:
+it empties itself when the flush commits) and then runs the table's *merges*, ``INSERT ...
+SELECT ... FROM stage ON CONFLICT``, in the same transaction. The unique keys make a batch
+written twice (a replay after recovery, or a retry after a commit whose answer was lost)
+store its rows once:
+
+- ``DO NOTHING`` for facts that never change: telemetry readings, alert and command
+  transitions, dead letters;
+- ``DO UPDATE`` for rows that a later record replaces: a window computed again after late
+  data (the newest arrival wins), the latest twin state (never by an older one), an alarm's
+  lifecycle row (raised, then cleared; cleared is final). Updates are skipped when nothing
+  would change, so the row counts tell new data from replays.
+
+Within one batch, ``DISTINCT ON`` keeps one row per key (``seq`` is the arrival order),
+because ``ON CONFLICT DO UPDATE`` may not touch a row twice in one statement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Merge:
+    """One statement that moves staged rows into ``target``; ``primary`` counts duplicates."""
+
+    target: str
+    sql: str
+    primary: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    """A kind of record: its staging table and the merges that store it."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    merges: tuple[Merge, ...]
+
+    @property
+    def stage(self) -> str:
+        return f"twinflow_stage_{self.name}"
+
+    @property
+    def types(self) -> list[str]:
+        """PostgreSQL type names of the staging columns, for binary COPY."""
+        return [t for _, t in self.columns]
+
+    def create_stage_sql(self) -> str:
+        cols = ", ".join(f"{c} {t}" for c, t in self.columns)
+        return f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} ({cols}) ON COMMIT DELETE ROWS"
+
+    def copy_sql(self, into: str | None = None) -> str:
+        """``COPY <stage or into> (columns) FROM STDIN (FORMAT BINARY)``."""
+        cols = ", ".join(c for c, _ in self.columns)
+        return f"COPY {into or self.stage} ({cols}) FROM STDIN (FORMAT BINARY)"
+
+
+TELEMETRY = Table(
+    "telemetry",
+    (
+        ("twin_id", "text"),
+        ("signal", "text"),
+        ("time", "timestamptz"),
+        ("value", "float8"),
+        ("quality", "int2"),
+    ),
+    (
+        Merge(
+            "telemetry",
+            "INSERT INTO twinflow.telemetry (twin_id, signal, time, value, quality) "
+            "SELECT twin_id, signal, time, value, quality FROM twinflow_stage_telemetry "
+            "ON CONFLICT (twin_id, signal, time) DO NOTHING",
+            primary=True,
+        ),
+    ),
+)
+
+_WINDOW_COLS = (
+    "twin_id, twin_type, window_start, window_end, features, counts, late, anomaly_score, "
+    "anomaly_threshold, rul_indicator, rul_hours, rul_low_hours, rul_high_hours, health"
+)
+_WINDOW_SET = ", ".join(
+    f"{c} = EXCLUDED.{c}" for c in _WINDOW_COLS.split(", ") if c not in ("twin_id", "window_start")
+)
+
+WINDOWS = Table(
+    "window_features",
+    (
+        ("seq", "int8"),
+        ("twin_id", "text"),
+        ("twin_type", "text"),
+        ("window_start", "timestamptz"),
+        ("window_end", "timestamptz"),
+        ("features", "text"),
+        ("counts", "text"),
+        ("late", "int4"),
+        ("anomaly_score", "float8"),
+        ("anomaly_threshold", "float8"),
+        ("rul_indicator", "text"),
+        ("rul_hours", "float8"),
+        ("rul_low_hours", "float8"),
+        ("rul_high_hours", "float8"),
+        ("health", "float8"),
+    ),
+    (
+        Merge(
+            "window_features",
+            f"INSERT INTO twinflow.window_features AS w ({_WINDOW_COLS}) "
+            "SELECT DISTINCT ON (twin_id, window_start) twin_id, twin_type, window_start, "
+            "window_end, features::jsonb, counts::jsonb, late, anomaly_score, "
+            "anomaly_threshold, rul_indicator, rul_hours, rul_low_hours, rul_high_hours, health "
+            "FROM twinflow_stage_window_features ORDER BY twin_id, window_start, seq DESC "
+            f"ON CONFLICT (twin_id, window_start) DO UPDATE SET {_WINDOW_SET} "
+            "WHERE ROW(w.*) IS DISTINCT FROM ROW(EXCLUDED.*)",
+            primary=True,
+        ),
+    ),
+)
+
+_STATE_COLS = "twin_id, twin_type, time, status, signals, readings, dead_letters"
+_STATE_SET = (
+    "twin_type = EXCLUDED.twin_type, status = EXCLUDED.status, signals = EXCLUDED.signals, "
+    "readings = EXCLUDED.readings, dead_letters = EXCLUDED.dead_letters"
+)
+_STATE_SELECT = (
+    "twin_id, twin_type, time, status, signals::jsonb, readings, dead_letters "
+    "FROM twinflow_stage_twin_state"
+)
+
+TWIN_STATES = Table(
+    "twin_state",
+    (
+        ("seq", "int8"),
+        ("twin_id", "text"),
+        ("twin_type", "text"),
+        ("time", "timestamptz"),
+        ("status", "text"),
+        ("signals", "text"),
+        ("readings", "int8"),
+        ("dead_letters", "int8"),
+    ),
+    (
+        Merge(
+            "twin_state_history",
+            f"INSERT INTO twinflow.twin_state_history AS h ({_STATE_COLS}) "
+            f"SELECT DISTINCT ON (twin_id, time) {_STATE_SELECT} "
+            "ORDER BY twin_id, time, seq DESC "
+            f"ON CONFLICT (twin_id, time) DO UPDATE SET {_STATE_SET} "
+            "WHERE ROW(h.*) IS DISTINCT FROM ROW(EXCLUDED.*)",
+            primary=True,
+        ),
+        Merge(
+            "twin_state",
+            f"INSERT INTO twinflow.twin_state AS s ({_STATE_COLS}) "
+            f"SELECT DISTINCT ON (twin_id) {_STATE_SELECT} "
+            "ORDER BY twin_id, time DESC, seq DESC "
+            f"ON CONFLICT (twin_id) DO UPDATE SET time = EXCLUDED.time, {_STATE_SET}, "
+            "updated_at = now() "
+            "WHERE EXCLUDED.time > s.time OR (EXCLUDED.time = s.time AND "
+            "(s.twin_type, s.status, s.signals, s.readings, s.dead_letters) IS DISTINCT FROM "
+            "(EXCLUDED.twin_type, EXCLUDED.status, EXCLUDED.signals, EXCLUDED.readings, "
+            "EXCLUDED.dead_letters))",
+        ),
+    ),
+)
+
+#: An alert row changes only for a newer transition of the same state, or raised -> cleared.
+_ALERT_NEWER = (
+    "(EXCLUDED.state = 'cleared' AND a.state = 'raised') OR "
+    "(EXCLUDED.state = a.state AND EXCLUDED.updated_at > a.updated_at)"
+)
+
+ALERTS = Table(
+    "alerts",
+    (
+        ("seq", "int8"),
+        ("alert_id", "text"),
+        ("twin_id", "text"),
+        ("twin_type", "text"),
+        ("rule", "text"),
+        ("state", "text"),
+        ("severity", "text"),
+        ("diagnosis", "text"),
+        ("message", "text"),
+        ("evidence", "text"),
+        ("time", "timestamptz"),
+        ("raised_at", "timestamptz"),
+    ),
+    (
+        Merge(
+            "alert_events",
+            "INSERT INTO twinflow.alert_events (alert_id, state, time, twin_id, rule, "
+            "severity, diagnosis, message, evidence) "
+            "SELECT alert_id, state, time, twin_id, rule, severity, diagnosis, message, "
+            "evidence::jsonb FROM twinflow_stage_alerts ORDER BY seq "
+            "ON CONFLICT (alert_id, state, time) DO NOTHING",
+            primary=True,
+        ),
+        Merge(
+            "alerts",
+            "INSERT INTO twinflow.alerts AS a (alert_id, twin_id, twin_type, rule, state, "
+            "severity, diagnosis, message, evidence, raised_at, cleared_at, updated_at) "
+            "SELECT DISTINCT ON (alert_id) alert_id, twin_id, twin_type, rule, state, "
+            "severity, diagnosis, message, evidence::jsonb, raised_at, "
+            "CASE WHEN state = 'cleared' THEN time END, time "
+            "FROM twinflow_stage_alerts "
+            "ORDER BY alert_id, (state = 'cleared') DESC, time DESC, seq DESC "
+            "ON CONFLICT (alert_id) DO UPDATE SET state = EXCLUDED.state, "
+            "severity = EXCLUDED.severity, diagnosis = EXCLUDED.diagnosis, "
+            "message = EXCLUDED.message, evidence = EXCLUDED.evidence, "
+            "cleared_at = EXCLUDED.cleared_at, updated_at = EXCLUDED.updated_at "
+            f"WHERE {_ALERT_NEWER}",
+        ),
+    ),
+)
+
+COMMANDS = Table(
+    "commands",
+    (
+        ("seq", "int8"),
+        ("command_id", "text"),
+        ("status", "text"),
+        ("twin_id", "text"),
+        ("twin_type", "text"),
+        ("name", "text"),
+        ("params", "text"),
+        ("issued_at", "timestamptz"),
+        ("expires_at", "timestamptz"),
+        ("reason", "text"),
+        ("detail", "text"),
+    ),
+    (
+        Merge(
+            "commands",
+            "INSERT INTO twinflow.commands (command_id, status, twin_id, twin_type, name, "
+            "params, issued_at, expires_at, reason, detail) "
+            "SELECT command_id, status, twin_id, twin_type, name, params::jsonb, issued_at, "
+            "expires_at, reason, detail FROM twinflow_stage_commands ORDER BY seq "
+            "ON CONFLICT (command_id, status) DO NOTHING",
+            primary=True,
+        ),
+    ),
+)
+
+DEAD_LETTERS = Table(
+    "dead_letters",
+    (
+        ("dead_letter_id", "text"),
+        ("time", "timestamptz"),
+        ("stage", "text"),
+        ("reason", "text"),
+        ("source", "text"),
+        ("twin_id", "text"),
+        ("readings", "int4"),
+        ("payload", "text"),
+    ),
+    (
+        Merge(
+            "dead_letters",
+            "INSERT INTO twinflow.dead_letters (dead_letter_id, time, stage, reason, source, "
+            "twin_id, readings, payload) "
+            "SELECT dead_letter_id, time, stage, reason, source, twin_id, readings, payload "
+            "FROM twinflow_stage_dead_letters "
+            "ON CONFLICT (dead_letter_id) DO NOTHING",
+            primary=True,
+        ),
+    ),
+)
+
+#: Every table, in the order a flush writes them.
+TABLES: tuple[Table, ...] = (TELEMETRY, WINDOWS, TWIN_STATES, ALERTS, COMMANDS, DEAD_LETTERS)
+BY_NAME = {t.name: t for t in TABLES}

@@ -1,0 +1,235 @@
+"""Benchmark: rows/s of the PostgreSQL sink against a bare psycopg COPY of the same rows.
+
+Not a test (no assertion on time). Prints rows/s and the ratios; the target is the
+idempotent sink at 0.8x or more of bare COPY. In one run, on one hermetic PostgreSQL server
+(tests/services/postgres.py) or on ``--url``, each into a fresh database holding the same
+``twinflow.telemetry`` table (primary key (twin_id, signal, time), BRIN on time):
+
+- ``bare COPY (pre-encoded)``: the rows as ready binary COPY bytes made before the clock
+  starts, one ``COPY twinflow.telemetry ... FROM STDIN (FORMAT BINARY)`` and one commit per
+  batch: the database's own ceiling, the strict baseline of the ratio;
+- ``bare COPY (write_row)``: a plain psycopg loop, ``copy.write_row`` per reading;
+- ``sink``: :class:`PostgresSink` partitions fed the telemetry frames with ``write_batch``
+  and closed (every row committed), encoding included; with ``optimistic_copy`` (default)
+  and without it (always through the staging table);
+- ``sink, replay``: the same frames written again into the full table (every row a
+  duplicate, as after a recovery), then the table is checked to hold each row once.
+
+The cases run interleaved, ``--repeat`` times; the best run of each (least disturbed by
+other load on the machine) gives the headline ratio, the median is printed beside it.
+
+Run: ``.venv/bin/python tests/benchmarks/bench_postgres.py [--rows 1000000] [--repeat 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from connectors.postgres import PostgresSink, migrate
+from connectors.postgres.connection import psycopg
+from connectors.postgres.rows import COPY_HEADER, COPY_TRAILER, frame_rows
+from operators.records import TelemetryFrame
+from tests.services.postgres import Postgres
+
+SIGNALS = (
+    "power_kw",
+    "wind_speed_ms",
+    "rotor_rpm",
+    "generator_temp_c",
+    "pitch_deg",
+    "yaw_deg",
+    "current_a",
+    "voltage_v",
+)
+COPY_SQL = (
+    "COPY twinflow.telemetry (twin_id, signal, time, value, quality) FROM STDIN (FORMAT BINARY)"
+)
+
+
+def make_frames(rows: int, twins: int, per_frame: int, seed: int = 7) -> list[TelemetryFrame]:
+    """Frames of ``per_frame`` timestamps x 8 signals, round-robin over twins, 1 Hz."""
+    rng = np.random.default_rng(seed)
+    per_twin_times = rows // (twins * len(SIGNALS))
+    frames = []
+    t0 = 1.7e9
+    for start in range(0, per_twin_times, per_frame):
+        times = t0 + np.arange(start, min(start + per_frame, per_twin_times), dtype=np.float64)
+        for twin in range(twins):
+            signals = {s: rng.normal(100.0, 10.0, len(times)) for s in SIGNALS}
+            frames.append(TelemetryFrame(f"turbine-{twin:03d}", "wind_turbine", times, signals))
+    return frames
+
+
+def batches(frames: list[TelemetryFrame], batch_rows: int) -> list[list[TelemetryFrame]]:
+    out: list[list[TelemetryFrame]] = [[]]
+    n = 0
+    for f in frames:
+        if n >= batch_rows:
+            out.append([])
+            n = 0
+        out[-1].append(f)
+        n += f.readings
+    return out
+
+
+def bare_pre_encoded(url: str, frames: list[TelemetryFrame], batch_rows: int) -> float:
+    blobs = [
+        COPY_HEADER + b"".join(frame_rows(f)[0] for f in b) + COPY_TRAILER
+        for b in batches(frames, batch_rows)
+    ]
+    with psycopg.connect(url, autocommit=True) as conn:
+        started = time.perf_counter()
+        for blob in blobs:
+            with conn.transaction(), conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
+                copy.write(blob)
+        return time.perf_counter() - started
+
+
+def bare_write_row(url: str, frames: list[TelemetryFrame], batch_rows: int) -> float:
+    from operators.records import utc
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        started = time.perf_counter()
+        for b in batches(frames, batch_rows):
+            with conn.transaction(), conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
+                copy.set_types(["text", "text", "timestamptz", "float8", "int2"])
+                for f in b:
+                    stamps = [utc(t) for t in f.times.tolist()]
+                    for signal, values in f.signals.items():
+                        for ts, v in zip(stamps, values.tolist(), strict=True):
+                            copy.write_row((f.twin_id, signal, ts, v, 0))
+        return time.perf_counter() - started
+
+
+def through_sink(
+    url: str,
+    frames: list[TelemetryFrame],
+    batch_rows: int,
+    partitions: int,
+    optimistic: bool,
+    items_per_call: int = 16,
+) -> float:
+    sink = PostgresSink(
+        url,
+        partitions=partitions,
+        batch_rows=batch_rows,
+        max_buffer_rows=4 * batch_rows,
+        max_latency_s=5.0,
+        optimistic_copy=optimistic,
+    )
+    parts = [sink.build_part("bench", p, None) for p in sink.list_parts()]
+    routed: list[list[TelemetryFrame]] = [[] for _ in parts]
+    for f in frames:
+        routed[sink.part_fn(f.twin_id) % len(parts)].append(f)
+    started = time.perf_counter()
+    # Bytewax hands each partition small batches in turn, from one worker thread: so here.
+    cursors = [0] * len(parts)
+    while any(c < len(r) for c, r in zip(cursors, routed, strict=True)):
+        for i, part in enumerate(parts):
+            chunk = routed[i][cursors[i] : cursors[i] + items_per_call]
+            if chunk:
+                part.write_batch(chunk)
+                cursors[i] += len(chunk)
+    for part in parts:
+        part.close()
+    return time.perf_counter() - started
+
+
+def count_rows(url: str) -> tuple[int, int]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT (twin_id, signal, time)) FROM twinflow.telemetry"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--twins", type=int, default=50)
+    p.add_argument("--frame", type=int, default=60, help="timestamps per frame (default 60)")
+    p.add_argument("--batch-rows", type=int, default=50_000)
+    p.add_argument("--partitions", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--url", help="an existing server's admin URL (default: start a hermetic one)")
+    args = p.parse_args()
+
+    frames = make_frames(args.rows, args.twins, args.frame)
+    rows = sum(f.readings for f in frames)
+    server = None if args.url else Postgres(settings={"shared_buffers": "256MB"}).start()
+    admin = args.url or server.url  # type: ignore[union-attr]
+    print(
+        f"PostgreSQL sink benchmark: {rows:,} telemetry rows, {len(frames):,} frames of "
+        f"{args.frame} timestamps x {len(SIGNALS)} signals, {args.twins} twins, "
+        f"batches of {args.batch_rows:,} rows, sink partitions {args.partitions}"
+    )
+    counter = 0
+
+    def fresh() -> str:
+        nonlocal counter
+        counter += 1
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS bench_{counter} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE bench_{counter}")
+        url = admin.rsplit("/", 1)[0] + f"/bench_{counter}"
+        migrate(url)
+        return url
+
+    runs: dict[str, list[float]] = {}
+    b, n = args.batch_rows, args.partitions
+    cases: dict[str, Callable[[str], float]] = {
+        "bare COPY (pre-encoded)": lambda u: bare_pre_encoded(u, frames, b),
+        "bare COPY (write_row)": lambda u: bare_write_row(u, frames, b),
+        "sink (optimistic COPY)": lambda u: through_sink(u, frames, b, n, True),
+        "sink (staging always)": lambda u: through_sink(u, frames, b, n, False),
+    }
+    try:
+        for _ in range(args.repeat):
+            for name, run in cases.items():
+                url = fresh()
+                seconds = run(url)
+                stored, distinct = count_rows(url)
+                assert stored == distinct == rows, (name, stored, distinct, rows)
+                runs.setdefault(name, []).append(seconds)
+            url = fresh()
+            through_sink(url, frames, b, n, True)
+            seconds = through_sink(url, frames, b, n, True)
+            stored, distinct = count_rows(url)
+            assert stored == distinct == rows, ("replay", stored, distinct, rows)
+            runs.setdefault("sink, replay (all duplicates)", []).append(seconds)
+    finally:
+        if server is not None:
+            server.close()
+
+    best = {name: rows / min(s) for name, s in runs.items()}
+    median = {name: rows / statistics.median(s) for name, s in runs.items()}
+    strict = "bare COPY (pre-encoded)"
+    print(
+        f"{'':32} {'best rows/s':>12} {'ratio':>6} {'median rows/s':>14} {'ratio':>6}"
+        f"   (of {args.repeat} runs, interleaved)"
+    )
+    for name in runs:
+        print(
+            f"{name:32} {best[name]:12,.0f} {best[name] / best[strict]:5.2f}x "
+            f"{median[name]:14,.0f} {median[name] / median[strict]:5.2f}x"
+        )
+    headline = best["sink (optimistic COPY)"] / best[strict]
+    print(
+        f"sink / bare COPY = {headline:.2f} best-of-{args.repeat}, "
+        f"{median['sink (optimistic COPY)'] / median[strict]:.2f} median (target >= 0.80: "
+        f"{'met' if headline >= 0.8 else 'NOT met'}); every run stored each row exactly once"
+    )
+
+
+if __name__ == "__main__":
+    main()
