@@ -193,8 +193,8 @@ def test_commands_reach_the_simulated_devices_over_each_protocol(
                 ("motor-003", "motor"),
             )
         ]
-        from bytewax.dataflow import Dataflow
         import bytewax.operators as op
+        from bytewax.dataflow import Dataflow
 
         flow = Dataflow("send-commands")
         op.output("actuators", op.input("in", flow, TestingSource(commands)), actuators_for(dep))
