@@ -178,6 +178,13 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_protocol_loggers() -> None:
+    """pymodbus logs every timeout with a hex dump; twinflow counts them in its metrics."""
+    import logging
+
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
 def _run(args: argparse.Namespace) -> int:
     from bytewax.run import cli_main
 
@@ -185,6 +192,7 @@ def _run(args: argparse.Namespace) -> int:
     from flows.run import deployment_flow
 
     dep = load_deployment(args.config)
+    _quiet_protocol_loggers()
     if args.metrics_port is not None:
         from flows.metrics import enable_dataflow_api
 
@@ -209,6 +217,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from flows.simulate import simulate
 
     dep = load_deployment(args.config)
+    _quiet_protocol_loggers()
     sim = dep.simulator
     if args.speed is not None:
         if not args.speed > 0:

@@ -69,7 +69,7 @@ class Devices:
         self.protocol = {t.twin_id: t.protocol for t in dep.twins}
         self.mqtt: Any = None
         self.opcua: Any = None
-        self.modbus: Any = None
+        self.modbus: dict[str, Any] = {}  # twin id -> the Modbus server (one per port) serving it
 
     async def start(self) -> None:
         dep, plant = self.dep, self.plant
@@ -84,14 +84,16 @@ class Devices:
 
             self.opcua = OpcUaDevices(plant, dep.simulator.opcua_endpoint, dep.bindings("opcua"))
             await self.opcua.start()
-        if dep.bindings("modbus"):
+        by_port: dict[int, list[Any]] = {}
+        for b in dep.bindings("modbus"):
+            by_port.setdefault(b.port, []).append(b)
+        if by_port:
             from connectors.simulator.devices.modbus import ModbusDevices
 
-            sim = dep.simulator
-            self.modbus = ModbusDevices(
-                plant, sim.modbus_host, sim.modbus_port, dep.bindings("modbus")
-            )
-            await self.modbus.start()
+            for port, bindings in sorted(by_port.items()):
+                server = ModbusDevices(plant, dep.simulator.modbus_host, port, bindings)
+                await server.start()
+                self.modbus.update({b.twin_id: server for b in bindings})
 
     async def send(self, frame: TelemetryFrame) -> None:
         protocol = self.protocol.get(frame.twin_id)
@@ -99,16 +101,16 @@ class Devices:
             self.mqtt.publish(frame)
         elif protocol == "opcua" and self.opcua is not None:
             await self.opcua.update(frame, all_rows=True)
-        elif protocol == "modbus" and self.modbus is not None:
-            await self.modbus.update(frame)
+        elif protocol == "modbus" and frame.twin_id in self.modbus:
+            await self.modbus[frame.twin_id].update(frame)
 
     async def stop(self) -> None:
         if self.mqtt is not None:
             self.mqtt.stop()
         if self.opcua is not None:
             await self.opcua.stop()
-        if self.modbus is not None:
-            await self.modbus.stop()
+        for server in {id(s): s for s in self.modbus.values()}.values():
+            await server.stop()
 
 
 async def simulate(

@@ -122,7 +122,8 @@ def _int_in(where: str, field: str, value: object, low: int, high: int) -> None:
 
 
 def _positive(where: str, field: str, value: object, *, allow_zero: bool) -> None:
-    ok = _real(value) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)  # type: ignore[arg-type, operator]
+    number = float(value) if _real(value) else math.nan  # type: ignore[arg-type]
+    ok = math.isfinite(number) and (number >= 0 if allow_zero else number > 0)
     if not ok:
         need = "a number >= 0" if allow_zero else "a number > 0"
         raise ConfigError(f"{where}: {field} must be {need} (seconds), got {value!r}")

@@ -53,8 +53,9 @@ class Connection:
         self.client: Any = None
         self.timeouts = 0
         self.last_error = ""
+        #: ``time.monotonic()`` before which :meth:`get` does not try to connect.
+        self.next_attempt = 0.0
         self._backoff = backoff_min_s
-        self._next_attempt = 0.0
         self._had_connection = False
 
     @property
@@ -72,7 +73,7 @@ class Connection:
                 return self.client
             self.drop()  # the peer closed it; reconnect below
         now = time.monotonic()
-        if honour_backoff and now < self._next_attempt:
+        if honour_backoff and now < self.next_attempt:
             return None
         client = async_client_class()(
             self.host,
@@ -93,7 +94,7 @@ class Connection:
         if not ok:
             client.close()
             self.last_error = error
-            self._next_attempt = time.monotonic() + self._backoff
+            self.next_attempt = time.monotonic() + self._backoff
             self._backoff = min(self._backoff * 2.0, self.backoff_max_s)
             return None
         if self._had_connection and self.stats is not None:
@@ -111,7 +112,7 @@ class Connection:
             self.client.close()
             self.client = None
         self.timeouts = 0
-        self._next_attempt = 0.0
+        self.next_attempt = 0.0
 
     def close(self) -> None:
         """Close for good (same as :meth:`drop`; kept apart for readability at call sites)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -66,17 +67,27 @@ class LoopThread:
             self.loop.run_forever()
         finally:
             try:
-                tasks = asyncio.all_tasks(self.loop)
-                for task in tasks:
-                    task.cancel()
-                if tasks:
-                    gathered = asyncio.gather(*tasks, return_exceptions=True)
-                    self.loop.run_until_complete(gathered)
+                self._cancel_all()
                 # one more turn, so transports closed by that cleanup release their sockets
                 self.loop.run_until_complete(asyncio.sleep(0))
                 self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             finally:
                 self.loop.close()
+
+    def _cancel_all(self, limit_s: float = 5.0) -> None:
+        """Cancel every task until all are done (bounded).
+
+        Cancelling once is not enough on Python 3.11: ``asyncio.wait_for`` (which pymodbus
+        awaits answers with) drops a cancellation that races with the answer arriving, and
+        the task carries on. Hence cancel again until the tasks are done.
+        """
+        deadline = time.monotonic() + limit_s
+        tasks = asyncio.all_tasks(self.loop)
+        while tasks and time.monotonic() < deadline:
+            for task in tasks:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.wait(tasks, timeout=0.25))
+            tasks = {t for t in tasks if not t.done()}
 
 
 __all__ = ["LoopThread"]

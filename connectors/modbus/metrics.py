@@ -31,10 +31,10 @@ RECONNECTS = Counter(
 COMMANDS = Counter(
     "twinflow_modbus_command_results", "Commands handled by the Modbus sink, by result", ["status"]
 )
-for _r in POLL_RESULTS:
-    POLLS.labels(_r)
-for _s in COMMAND_RESULTS:
-    COMMANDS.labels(_s)
+# Children made up front: every label shows (as 0) before it happens, and a poll skips the
+# label lookup.
+_POLLS = {r: POLLS.labels(r) for r in POLL_RESULTS}
+_COMMANDS = {s: COMMANDS.labels(s) for s in COMMAND_RESULTS}
 
 
 class ModbusStats:
@@ -48,7 +48,7 @@ class ModbusStats:
     def poll(self, result: str) -> None:
         with self._lock:
             self._counts[f"poll:{result}"] += 1
-        POLLS.labels(result).inc()
+        _POLLS[result].inc()
 
     def reconnect(self) -> None:
         with self._lock:
@@ -58,7 +58,7 @@ class ModbusStats:
     def command(self, status: str) -> None:
         with self._lock:
             self._counts[f"command:{status}"] += 1
-        COMMANDS.labels(status).inc()
+        _COMMANDS[status].inc()
 
     def add(self, key: str, n: int = 1) -> None:
         """Count something local only (no Prometheus metric), e.g. rows and frames."""

@@ -10,9 +10,10 @@ NaN and flagged bad, so the flow sees the outage as BAD quality at the poll's ti
 of a silent gap. Results are counted in :class:`ModbusStats` (``ok``, ``exception``,
 ``timeout``, ``disconnected``; a poll with several failures reports the worst). A unit that
 does not answer costs one ``timeout_s`` per read group and the poll stops at the first
-silent group; ``max_timeouts`` unanswered requests in a row on the endpoint (no unit
-answering in between) drop the connection, since a peer that accepts but never answers is
-as good as gone, and the next poll reconnects.
+silent group; while the endpoint is unreachable a unit is polled (a BAD row, no I/O) at its
+interval or at each reconnect attempt, whichever is rarer. ``max_timeouts`` unanswered
+requests in a row on the endpoint (no unit answering in between) drop the connection, since
+a peer that accepts but never answers is as good as gone, and the next poll reconnects.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class EndpointPoller:
         self.max_backlog = max_backlog
         self.max_timeouts = max_timeouts
         self.clock = clock
+        self.stopping = False
         self.connection = Connection(
             first.host,
             first.port,
@@ -105,6 +107,13 @@ class EndpointPoller:
             stats=stats,
         )
 
+    def stop(self) -> None:
+        """Ask :meth:`run` to end after the current poll (safe from any thread).
+
+        Cancelling the task is not enough on its own: see :class:`LoopThread`.
+        """
+        self.stopping = True
+
     async def run(self) -> None:
         """Poll until every unit has had ``max_polls`` polls (forever without a limit)."""
         active = [u for u in self.units if self.max_polls is None or self.max_polls > 0]
@@ -112,19 +121,26 @@ class EndpointPoller:
         for u in active:
             u.due = start
         try:
-            while active:
+            while active and not self.stopping:
                 unit = min(active, key=_due)
                 delay = unit.due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                while self.backlog() >= self.max_backlog:
+                while self.backlog() >= self.max_backlog and not self.stopping:
                     await asyncio.sleep(0.005)
+                started = time.monotonic()
                 await self.poll(unit)
                 unit.polls += 1
                 if self.max_polls is not None and unit.polls >= self.max_polls:
                     active.remove(unit)
-                now = time.monotonic()
-                unit.due = max(unit.due + unit.binding.poll_interval_s, now)
+                # Next slot on the unit's cadence; after a late poll, one interval after it
+                # (missed slots are skipped, never caught up in a burst).
+                interval = unit.binding.poll_interval_s
+                unit.due += interval
+                if unit.due < started:
+                    unit.due = started + interval
+                if not self.connection.connected:  # no polls faster than reconnect attempts
+                    unit.due = max(unit.due, self.connection.next_attempt)
         finally:
             self.connection.close()
 
@@ -136,7 +152,8 @@ class EndpointPoller:
         values = [math.nan] * n
         bad: list[bool] | None = None
         result = "ok"
-        client = await self.connection.get()
+        conn = self.connection
+        client = conn.client if conn.connected else await conn.get()
         if client is None:
             self.emit((unit.index, t, values, unit.failed))
             self.stats.poll("disconnected")

@@ -44,6 +44,9 @@ from operators.catalog import twin_type
 from operators.errors import ConfigError, ValidationError
 from operators.records import Command, CommandStatus, epoch, iso
 
+async_client_class()  # fails early, naming the extra, when pymodbus is missing
+from pymodbus.exceptions import ConnectionException, ModbusIOException  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 _STATUS = {
@@ -180,20 +183,17 @@ class ModbusCommandSink(DynamicSink[Command]):
             if cmd.status is not CommandStatus.ISSUED:
                 self.stats.add("ignored")
                 continue
-            with self._lock:
-                seen = cmd.command_id in self._inflight or cmd.command_id in self.results
-            if seen:
-                self.stats.add("duplicates")
-                continue
-            reason, plan = self._check(cmd)
+            with self._lock:  # check and hand over at once: a replay racing in is skipped
+                if cmd.command_id in self._inflight or cmd.command_id in self.results:
+                    self.stats.add("duplicates")
+                    continue
+                reason, plan = self._check(cmd)
+                if plan is not None:
+                    if self._thread is None:
+                        self._thread = LoopThread("twinflow-modbus-commands").start()
+                    self._inflight[cmd.command_id] = self._thread.submit(self._send(cmd, plan))
             if plan is None:
                 self._record(cmd, "rejected", reason)
-                continue
-            with self._lock:
-                if self._thread is None:
-                    self._thread = LoopThread("twinflow-modbus-commands").start()
-                future = self._thread.submit(self._send(cmd, plan))
-                self._inflight[cmd.command_id] = future
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every handed-over command has a result; ``False`` on timeout."""
@@ -289,8 +289,6 @@ class ModbusCommandSink(DynamicSink[Command]):
             self._record(cmd, status, detail)
 
     async def _attempts(self, plan: _Plan) -> tuple[str, str]:
-        from pymodbus.exceptions import ConnectionException, ModbusIOException
-
         b, reg = plan.binding, plan.write.register
         conn, lock = self._connection(b)
         target = f"{reg.kind} {reg.address} of unit {b.unit} at {b.host}:{b.port}"
@@ -324,7 +322,6 @@ class ModbusCommandSink(DynamicSink[Command]):
         key = (b.host, b.port)
         found = self._connections.get(key)
         if found is None:  # only ever called on the writer loop, so no race
-            async_client_class()
             found = (
                 Connection(b.host, b.port, self._timeouts[key], stats=self.stats),
                 asyncio.Lock(),

@@ -141,7 +141,14 @@ class _Unit:
 
 
 class _Context(ModbusServerContext):
-    """pymodbus's datastore interface, answered from the devices' register images."""
+    """pymodbus's datastore interface, answered from the devices' register images.
+
+    pymodbus 3.x servers call ``async_getValues``/``async_setValues`` of a context whose
+    ``old_simulator`` flag is set, and turn what they return into the response: values, or
+    an ``ExcCodes`` member (an exception response). Raising ``NoSuchIdException`` with
+    ``ignore_missing_devices`` on the server sends no response at all, which is how a unit
+    goes silent. The base class's own store (deprecated in 3.x) is not built.
+    """
 
     def __init__(self, devices: ModbusDevices) -> None:  # no super(): no deprecated store
         self.old_simulator = True  # tells pymodbus to call this object's async methods
