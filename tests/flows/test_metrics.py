@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import urllib.request
@@ -12,18 +11,13 @@ import pytest
 
 from flows.demo import run_demo
 from flows.metrics import enable_dataflow_api
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.services.ports import free_port
 
 
 def test_metrics_endpoint_serves_bytewax_and_twinflow_metrics(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("BYTEWAX_DATAFLOW_API_ENABLED", "false")  # restored after the test
     monkeypatch.setenv("BYTEWAX_DATAFLOW_API_PORT", "0")
     enable_dataflow_api(port)

