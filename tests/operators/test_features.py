@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from operators.catalog import MOTOR
 from operators.features import Moments, band_name, moments_rows, spectrum_features
+from tests.operators.oracle import numpy_stats
 
 T0 = 1_700_000_000.0
 
@@ -23,24 +24,6 @@ def random_series(seed: int, n: int, nan_fraction: float) -> tuple[np.ndarray, n
     values = rng.normal(rng.uniform(-500, 500), rng.uniform(0.01, 100), n)
     values[rng.random(n) < nan_fraction] = np.nan
     return times, values
-
-
-def expected_stats(times: np.ndarray, values: np.ndarray) -> dict[str, float]:
-    ok = np.isfinite(values)
-    t, x = times[ok], values[ok]
-    out = {"missing": 1.0 - ok.mean() if values.size else 1.0}
-    if x.size:
-        out.update(
-            mean=x.mean(),
-            std=x.std(),
-            min=x.min(),
-            max=x.max(),
-            rms=np.sqrt(np.mean(x * x)),
-            peak=np.abs(x).max(),
-        )
-        if np.ptp(t) > 0:
-            out["slope"] = np.polyfit(t - t[0], x, 1)[0] * 3600.0
-    return out
 
 
 def assert_stats(got: dict[str, float], want: dict[str, float], scale: float) -> None:
@@ -66,7 +49,7 @@ def test_merged_batches_equal_numpy(
     for a, b in itertools.pairwise(bounds):
         acc.merge(Moments().add(times[a:b], values[a:b]))
     scale = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
-    assert_stats(acc.stats(), expected_stats(times, values), scale)
+    assert_stats(acc.stats(), numpy_stats(times, values), scale)
     assert acc.count == int(np.isfinite(values).sum())
     assert acc.missing == n - acc.count
 
@@ -78,7 +61,7 @@ def test_rows_equal_one_signal_at_a_time(seed: int, k: int, n: int) -> None:
     block = rng.normal(size=(k, n))
     block[rng.random((k, n)) < 0.2] = np.nan
     for row, m in zip(block, moments_rows(times, block), strict=True):
-        want = expected_stats(times, row)
+        want = numpy_stats(times, row)
         assert_stats(m.stats(), want, 10.0)
 
 

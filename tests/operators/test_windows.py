@@ -17,28 +17,11 @@ from operators.errors import ConfigError, ValidationError
 from operators.features import spectrum_features
 from operators.records import TelemetryFrame, WaveformFrame, WindowFeatures, utc
 from operators.windows import WindowAggregator
+from tests.operators.oracle import numpy_stats
 
 T0 = 1_700_000_000.0
 PUMP_SIGNALS = [s.name for s in PUMP.signals]
 STATS = ("mean", "std", "min", "max", "rms", "peak", "slope", "missing")
-
-
-def numpy_stats(times: np.ndarray, values: np.ndarray) -> dict[str, float]:
-    ok = np.isfinite(values)
-    t, x = times[ok], values[ok]
-    out = {"missing": 1.0 - ok.mean()}
-    if x.size:
-        out.update(
-            mean=x.mean(),
-            std=x.std(),
-            min=x.min(),
-            max=x.max(),
-            rms=np.sqrt(np.mean(x * x)),
-            peak=np.abs(x).max(),
-        )
-        if np.ptp(t) > 0:
-            out["slope"] = np.polyfit(t - t[0], x, 1)[0] * 3600.0
-    return out
 
 
 def signal_features(w: WindowFeatures, name: str) -> dict[str, float]:
