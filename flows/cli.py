@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,6 +97,26 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="serve Prometheus metrics (Bytewax's and twinflow's) on this port at /metrics",
     )
+    run.add_argument(
+        "--recovery-dir",
+        type=Path,
+        default=None,
+        help="keep Bytewax recovery snapshots here (created on first use); after a crash, the "
+        "same command resumes per-twin state, models and Kafka offsets from the last snapshot",
+    )
+    run.add_argument(
+        "--snapshot-interval",
+        type=_duration,
+        default=10.0,
+        help="how often state is snapshotted, e.g. 2s, 1m (default 10s); a crash replays at "
+        "most this much input",
+    )
+    run.add_argument(
+        "--until-end",
+        action="store_true",
+        help="stop once the Kafka telemetry topics are read to their end (a backfill) instead "
+        "of waiting for more; MQTT, OPC UA and Modbus sources still run until stopped",
+    )
 
     simulate = sub.add_parser(
         "simulate",
@@ -131,6 +152,21 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument(
             "--url", default=None, help="PostgreSQL URL (default: the DATABASE_URL variable)"
         )
+
+    models = sub.add_parser(
+        "models",
+        help="twin models (DTDL v3): check model files",
+        description="Work with the DTDL v3 Interfaces that define twin types.",
+    )
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    check = models_sub.add_parser(
+        "check",
+        help="validate DTDL v3 files and folders (exit 0 only when all are valid)",
+        description="Parse DTDL v3 model files together (folders are searched for *.json) and "
+        "print every problem as 'file: element: rule: message'. Exit status: 0 when all are "
+        "valid, 1 when any is invalid, 2 on a usage error such as a missing path.",
+    )
+    check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
     return p
 
 
@@ -145,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "db":
             return _db(args)
+        if args.command == "models":
+            return _models(args)
     except TwinflowError as exc:
         print(f"twinflow: error: {exc}", file=sys.stderr)
         return 2
@@ -197,14 +235,27 @@ def _run(args: argparse.Namespace) -> int:
         from flows.metrics import enable_dataflow_api
 
         enable_dataflow_api(args.metrics_port)
-    flow = deployment_flow(dep, args.out)
+    limits = {"kafka": {"tail": False}} if args.until_end else None
+    flow = deployment_flow(dep, args.out, limits=limits)
     protocols = sorted({t.protocol for t in dep.twins})
+    recovery = None
+    if args.recovery_dir is not None:
+        from flows.recovery import recovery_config
+
+        recovery = recovery_config(args.recovery_dir, args.workers)
     print(
         f"twinflow run: {len(dep.twins)} twins over {', '.join(protocols)}; output in "
-        f"{args.out}/" + (f"; Kafka at {dep.kafka.bootstrap}" if dep.kafka else ""),
+        f"{args.out}/"
+        + (f"; Kafka at {dep.kafka.bootstrap}" if dep.kafka else "")
+        + (f"; recovery in {args.recovery_dir}/" if recovery else ""),
         file=sys.stderr,
     )
-    cli_main(flow, workers_per_process=args.workers)
+    cli_main(
+        flow,
+        workers_per_process=args.workers,
+        epoch_interval=timedelta(seconds=args.snapshot_interval),
+        recovery_config=recovery,
+    )
     return 0
 
 
@@ -266,6 +317,32 @@ def _db(args: argparse.Namespace) -> int:
     report = status(url)
     print(report)
     return 0 if report.up_to_date else 1
+
+
+def _models(args: argparse.Namespace) -> int:
+    """``models check``: every problem on its own line, then a summary; 1 if any problem."""
+    from operators.dtdl import DtdlError, find_model_files, parse_files
+    from operators.errors import ConfigError
+
+    files = find_model_files(args.paths)  # ConfigError (exit 2) for a missing path
+    if not files:
+        raise ConfigError("no *.json model files in " + ", ".join(str(p) for p in args.paths))
+    try:
+        models = parse_files(files)
+    except DtdlError as exc:
+        for problem in exc.problems:
+            print(problem)
+        bad = len({p.file for p in exc.problems})
+        print(
+            f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} in {bad} of "
+            f"{len(files)} file{'s' if len(files) != 1 else ''}: the models are invalid"
+        )
+        return 1
+    print(
+        f"{len(files)} file{'s' if len(files) != 1 else ''}, {len(models)} "
+        f"interface{'s' if len(models) != 1 else ''}: all valid"
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -34,8 +34,12 @@ from connectors.bindings import (
 from flows.config import FlowConfig, parse_duration
 from operators.catalog import CATALOG, TwinType
 from operators.errors import ConfigError
+from operators.registry import COMPONENT_OF, CONTAINMENT, PART_OF, SITE, RegistryEntry, TwinRegistry
 
 PROTOCOLS = ("mqtt", "opcua", "modbus")
+#: Twins whose telemetry arrives on the Kafka telemetry topics (bridged from elsewhere); they
+#: have no binding and no actuator route, so their commands only go out on the commands topic.
+KAFKA_ONLY = "kafka"
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,24 @@ class TwinSpec:
     mqtt: MqttBinding | None = None
     opcua: OpcUaBinding | None = None
     modbus: ModbusBinding | None = None
+    part_of: str | None = None
+    """The asset (or twin) this twin sits in; ``None``: directly in the site."""
+    containment: str = PART_OF
+    """``partOf``, or ``isComponentOf`` when declared with ``component_of``."""
+    relationships: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Named relationships to other twins or assets, e.g. ``{"feeds": ("motor-003",)}``."""
+
+
+@dataclass(frozen=True)
+class AssetSpec:
+    """An asset that reports no telemetry (an area, a line, a skid) and where it sits."""
+
+    asset_id: str
+    asset_type: str
+    part_of: str | None = None
+    containment: str = PART_OF
+    relationships: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    model_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +99,25 @@ class Deployment:
     flow: FlowConfig
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     site: str = "site1"
+    assets: tuple[AssetSpec, ...] = ()
+
+    def registry(self) -> TwinRegistry:
+        """The site, its assets and twins with their containment and relationships.
+
+        Raises a :class:`~operators.registry.RegistryError` naming the file and field when
+        a target is unknown, an id repeats, or containment loops.
+        """
+        entries = [RegistryEntry.make(self.site, SITE, where="site")]
+        for i, a in enumerate(self.assets):
+            entries.append(
+                _entry(a.asset_id, a.asset_type, None, a.model_id, a, self.site, f"assets[{i}]")
+            )
+        for i, t in enumerate(self.twins):
+            model_id = getattr(CATALOG.get(t.twin_type), "model_id", None) or None
+            entries.append(
+                _entry(t.twin_id, t.twin_type, t.protocol, model_id, t, self.site, f"twins[{i}]")
+            )
+        return TwinRegistry(entries, source=str(self.path))
 
     @property
     def twin_types(self) -> dict[str, str]:
@@ -181,7 +222,7 @@ def load_deployment(path: Path | str, env: Mapping[str, str] | None = None) -> D
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}") from None
     top = _Section(raw, "", file)
-    top.check_keys({"version", "site", "services", "simulator", "flow", "twins"})
+    top.check_keys({"version", "site", "services", "simulator", "flow", "assets", "twins"})
     if top.data.get("version", 1) != 1:
         raise top.fail("version", "1 (the only version of the deployment format so far)")
     site = top.str("site", "site1") or "site1"
@@ -206,14 +247,22 @@ def load_deployment(path: Path | str, env: Mapping[str, str] | None = None) -> D
     twins: list[TwinSpec] = []
     seen: set[str] = set()
     for i, item in enumerate(twins_raw):
-        spec = _twin(_Section(item, f"twins[{i}]", file), site, sim)
+        section = _Section(item, f"twins[{i}]", file)
+        spec = replace(_twin(section, site, sim), **_placement(section))
         if spec.twin_id in seen:
             raise ConfigError(f"{file}: twins[{i}].id {spec.twin_id!r} appears twice")
         seen.add(spec.twin_id)
         twins.append(spec)
-    dep = Deployment(file, tuple(twins), mqtt, kafka, database_url, flow, sim, site)
+    assets = _assets(top, site)
+    dep = Deployment(file, tuple(twins), mqtt, kafka, database_url, flow, sim, site, assets)
+    dep.registry()  # validates containment and relationships
     if dep.bindings("mqtt") and mqtt is None:
         raise ConfigError(f"{file}: twins use MQTT but services.mqtt is missing (or set MQTT_URL)")
+    if any(t.protocol == KAFKA_ONLY for t in twins) and not (kafka and kafka.telemetry_topics):
+        raise ConfigError(
+            f"{file}: twins use protocol kafka but services.kafka.telemetry_topics is not set; "
+            "list the topics that carry their telemetry"
+        )
     return dep
 
 
@@ -338,20 +387,22 @@ def _flow(s: _Section) -> FlowConfig:
 
 
 def _twin(s: _Section, site: str, sim: SimulatorSettings) -> TwinSpec:
-    s.check_keys({"id", "type", "protocol", *PROTOCOLS})
+    s.check_keys({"id", "type", "protocol", *PROTOCOLS, *_PLACEMENT_KEYS})
     twin_id = s.req_str("id")
     twin_type = s.req_str("type")
     if twin_type not in CATALOG:
         raise s.fail("type", f"one of {', '.join(sorted(CATALOG))}")
     protocol = s.req_str("protocol")
-    if protocol not in PROTOCOLS:
-        raise s.fail("protocol", f"one of {', '.join(PROTOCOLS)}")
+    if protocol not in PROTOCOLS and protocol != KAFKA_ONLY:
+        raise s.fail("protocol", f"one of {', '.join(PROTOCOLS)}, {KAFKA_ONLY}")
     for other in PROTOCOLS:
         if other != protocol and other in s.data:
             raise ConfigError(
                 f"{s.file}: {s.path(other)} is set but twin {twin_id!r} uses protocol "
                 f"{protocol!r}; remove it or change the protocol"
             )
+    if protocol == KAFKA_ONLY:
+        return TwinSpec(twin_id, twin_type, protocol)
     b = s.section(protocol)
     if protocol == "mqtt":
         binding: Any = _mqtt_binding(b, twin_id, twin_type, site)
@@ -536,3 +587,93 @@ def _modbus_binding(
         poll_interval_s=s.num("poll_interval_s", 1.0, 0.01),
         timeout_s=s.num("timeout_s", 1.0, 0.01),
     )
+
+
+# -- assets and relationships ----------------------------------------------------------------
+
+_PLACEMENT_KEYS = ("part_of", "component_of", "relationships")
+
+
+def _placement(s: _Section) -> dict[str, Any]:
+    """``part_of``/``component_of`` and ``relationships`` of a twin or an asset."""
+    out: dict[str, Any] = {}
+    for key, kind in (("component_of", COMPONENT_OF), ("part_of", PART_OF)):
+        if key in s.data:
+            v = s.data[key]
+            if isinstance(v, list):
+                raise s.fail(
+                    key,
+                    "one id: a twin or asset sits in one place; link the others with "
+                    "relationships (e.g. feeds: [...])",
+                )
+            parent = s.req_str(key)
+            if "part_of" in out:  # both keys: the registry reports the two parents
+                out["relationships"] = {kind: (parent,)}
+            else:
+                out.update(part_of=parent, containment=kind)
+    rels = s.section("relationships")
+    named: dict[str, tuple[str, ...]] = dict(out.pop("relationships", {}))
+    for name, targets in rels.data.items():
+        if not isinstance(name, str):
+            raise ConfigError(f"{s.file}: {rels.path(str(name))}: a relationship name is text")
+        if name in (*CONTAINMENT, *_PLACEMENT_KEYS[:2]):
+            raise ConfigError(
+                f"{s.file}: {rels.path(name)}: containment is not a named relationship; "
+                f"write part_of: <id> (or component_of: <id>) on the {s.where} entry instead"
+            )
+        if isinstance(targets, str):
+            targets = [targets]
+        if not isinstance(targets, list) or not all(isinstance(t, str) and t for t in targets):
+            raise rels.fail(name, "a twin or asset id, or a list of ids")
+        named[name] = tuple(targets)
+    if named:
+        out["relationships"] = named
+    return out
+
+
+def _assets(top: _Section, site: str) -> tuple[AssetSpec, ...]:
+    raw = top.data.get("assets")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise top.fail("assets", "a list of assets, each with an id and a type")
+    out = []
+    for i, item in enumerate(raw):
+        s = _Section(item, f"assets[{i}]", top.file)
+        s.check_keys({"id", "type", "model_id", *_PLACEMENT_KEYS})
+        asset_id = s.req_str("id")
+        if asset_id == site:
+            raise ConfigError(
+                f"{s.file}: {s.path('id')} {asset_id!r} is the deployment's site (top-level "
+                "site:); assets sit in it without declaring it: remove this entry"
+            )
+        asset_type = s.req_str("type")
+        if asset_type in CATALOG:
+            raise ConfigError(
+                f"{s.file}: {s.path('type')} = {asset_type!r} is a telemetry twin type; "
+                "declare it under twins: with a protocol, or give the asset its own type "
+                "(e.g. pump_skid, line, area)"
+            )
+        if asset_type == SITE:
+            raise ConfigError(
+                f"{s.file}: {s.path('type')} = 'site' is the top-level site:; use e.g. area "
+                "for a part of the site"
+            )
+        out.append(AssetSpec(asset_id, asset_type, model_id=s.str("model_id"), **_placement(s)))
+    return tuple(out)
+
+
+def _entry(
+    entry_id: str,
+    entry_type: str,
+    protocol: str | None,
+    model_id: str | None,
+    spec: TwinSpec | AssetSpec,
+    site: str,
+    where: str,
+) -> RegistryEntry:
+    """A registry entry; no ``part_of``/``component_of`` means directly in the site."""
+    rels: dict[str, tuple[str, ...]] = dict(spec.relationships)
+    parent = site if spec.part_of is None else spec.part_of
+    rels[spec.containment] = (*rels.get(spec.containment, ()), parent)
+    return RegistryEntry(entry_id, entry_type, protocol, model_id, rels, where)

@@ -215,7 +215,7 @@ def build_flow(
         return d
 
     dead = op.merge("all_dead_letters", dead, op.map("count_late", wsplit.trues, late))
-    op.output("dead_letters_out", op.key_on("key_dead_letters", dead, _key), outputs.dead_letters)
+    _output("dead_letters_out", op.key_on("key_dead_letters", dead, _key), outputs.dead_letters)
 
     windows = op.key_on("key_windows", wsplit.falses, _key)
     scored = op.stateful_map("anomaly", windows, AnomalyStep.mapper(config))

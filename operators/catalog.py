@@ -1,16 +1,24 @@
 """Twin types: the signals each type reports, their units and valid ranges, and its actuators.
 
 This is the contract that validation checks frames against and that the simulator produces.
-(A later step loads the same facts from DTDL interfaces; this module stays the typed form.)
+The types are built from the DTDL v3 Interfaces in ``operators/dtdl/interfaces/`` (names,
+units, commands and their request schemas, writable properties) joined with a twinflow
+*profile* kept here for what DTDL cannot say: valid ranges, reporting rates, waveform bursts,
+command parameter limits, fault frequencies, bands and which command sets which property.
+Building fails with one error listing every disagreement between the two.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
-from operators.errors import ValidationError
+from operators.dtdl import INTERFACES_DIR, ModelSet, parse_files
+from operators.dtdl.model import Command, PrimitiveSchema, Property, Schema, Telemetry
+from operators.errors import ConfigError, ValidationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +48,85 @@ class SignalSpec:
 
 @dataclass(frozen=True, slots=True)
 class ActuatorSpec:
-    """A command a twin type accepts, with the allowed range of each parameter."""
+    """A command a twin type accepts, with the allowed range of each parameter.
+
+    ``request_schema`` is the DTDL request schema of the command (an Object with one double
+    field per parameter), for :func:`operators.dtdl.validate_payload`.
+    """
 
     name: str
     params: Mapping[str, tuple[float, float]]
     description: str = ""
+    request_schema: Schema | None = field(default=None, compare=False, repr=False)
+
+    def check(self, params: Mapping[str, Any]) -> list[str]:
+        """Every problem with ``params``: unknown or missing, not a finite number, out of range.
+
+        >>> a = ActuatorSpec("set_flow", {"m3h": (20.0, 400.0)})
+        >>> a.check({"m3h": 120.0}), a.check({"m3h": 900.0, "x": 1})
+        ([], ["unknown parameter 'x' for set_flow; it takes: m3h", 'm3h=900 is outside [20, 400]'])
+        """
+        problems = [
+            f"unknown parameter {k!r} for {self.name}; it takes: {', '.join(self.params)}"
+            for k in params
+            if k not in self.params
+        ]
+        for name, (low, high) in self.params.items():
+            if name not in params:
+                problems.append(f"missing parameter {name!r} for {self.name}")
+                continue
+            value = params[name]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                problems.append(f"{name} must be a number, got {type(value).__name__}")
+            elif not math.isfinite(value):
+                problems.append(f"{name} must be finite, got {value}")
+            elif not low <= value <= high:
+                problems.append(f"{name}={value:g} is outside [{low:g}, {high:g}]")
+        return problems
+
+
+@dataclass(frozen=True, slots=True)
+class PropertySpec:
+    """A writable (desired/reported) property of a twin type and how a change reaches the device.
+
+    Setting the property sends ``command`` with ``{param: value * scale}``; the device reports
+    it back through ``reported_signal`` (when it has one), and the change counts as done when
+    the report is within ``tolerance`` of the desired value.
+    """
+
+    name: str
+    unit: str
+    low: float
+    high: float
+    writable: bool = True
+    command: str | None = None
+    param: str | None = None
+    scale: float = 1.0
+    reported_signal: str | None = None
+    tolerance: float = 0.0
+
+    def check(self, value: object) -> list[str]:
+        """Problems with a desired value: not a finite number, or outside [low, high]."""
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            return [f"{self.name} must be a finite number, got {value!r}"]
+        if not self.low <= value <= self.high:
+            return [f"{self.name}={value:g} is outside [{self.low:g}, {self.high:g}] {self.unit}"]
+        return []
+
+    def command_params(self, value: float) -> dict[str, float]:
+        """The parameters of the command that sets this property to ``value``.
+
+        >>> PropertySpec("power_limit", "kW", 0, 2000, command="derate", param="fraction",
+        ...              scale=1 / 2000).command_params(1500.0)
+        {'fraction': 0.75}
+        """
+        if self.param is None:
+            raise ValidationError(f"property {self.name!r} is not set through a command")
+        return {self.param: value * self.scale}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +140,10 @@ class TwinType:
     fault_frequencies: Mapping[str, float] = field(default_factory=dict)
     #: For waveform signals: frequency bands (Hz) whose energy becomes a feature.
     bands: tuple[tuple[float, float], ...] = ()
+    #: The DTMI of the DTDL Interface this type is built from.
+    model_id: str = ""
+    #: Writable properties (desired state) and the commands that set them.
+    properties: tuple[PropertySpec, ...] = ()
 
     def signal(self, name: str) -> SignalSpec:
         for s in self.signals:
@@ -89,6 +175,15 @@ class TwinType:
             f"twin type {self.name!r} has no command {name!r}; it accepts: {known}"
         )
 
+    def property(self, name: str) -> PropertySpec:
+        for p in self.properties:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.properties) or "none"
+        raise ValidationError(
+            f"twin type {self.name!r} has no property {name!r}; its properties: {known}"
+        )
+
 
 #: Shaft speed of the simulated motor at nominal load (Hz) and its bearing's geometry
 #: (9 rolling elements, ball/pitch diameter ratio 0.25, zero contact angle).
@@ -97,60 +192,239 @@ _BALLS, _RATIO = 9, 0.25
 BPFO_HZ = _BALLS / 2 * (1 - _RATIO) * MOTOR_SHAFT_HZ  # outer-race defect frequency
 BPFI_HZ = _BALLS / 2 * (1 + _RATIO) * MOTOR_SHAFT_HZ  # inner-race defect frequency
 
-WIND_TURBINE = TwinType(
-    name="wind_turbine",
-    signals=(
-        SignalSpec("wind_speed", "m/s", 0.0, 60.0),
-        SignalSpec("power_kw", "kW", -100.0, 2600.0),
-        SignalSpec("rotor_rpm", "rpm", 0.0, 30.0),
-        SignalSpec("gearbox_temp", "degC", -40.0, 160.0),
-        SignalSpec("generator_temp", "degC", -40.0, 200.0),
-        SignalSpec("vibration_rms", "mm/s", 0.0, 100.0),
-        SignalSpec("pitch_deg", "deg", -5.0, 95.0),
-        SignalSpec("power_limit_kw", "kW", 0.0, 2000.0),
+# ---- the twinflow profile: what DTDL cannot say ------------------------------------------
+
+#: twinflow's short unit symbol for each DTDL unit used by the simulator's Interfaces.
+UNIT_SYMBOLS: Mapping[str, str] = MappingProxyType(
+    {
+        "metrePerSecond": "m/s",
+        "kilowatt": "kW",
+        "revolutionPerMinute": "rpm",
+        "degreeCelsius": "degC",
+        "degreeOfArc": "deg",
+        "cubicMetrePerHour": "m3/h",
+        "bar": "bar",
+        "ampere": "A",
+        "volt": "V",
+        "gForce": "g",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalProfile:
+    """Range and timing of one Telemetry; ``unit`` only where the DTDL has none."""
+
+    low: float
+    high: float
+    rate_hz: float = 1.0
+    waveform: bool = False
+    burst_interval_s: float = 0.0
+    unit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyProfile:
+    """Limits of a writable Property and the command (and parameter scale) that sets it."""
+
+    low: float
+    high: float
+    command: str
+    param: str
+    scale: float = 1.0
+    reported_signal: str | None = None
+    tolerance: float = 0.0
+    unit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What twinflow adds to one DTDL Interface to make a :class:`TwinType`."""
+
+    name: str
+    model_id: str
+    signals: Mapping[str, SignalProfile]
+    actuators: Mapping[str, Mapping[str, tuple[float, float]]]
+    properties: Mapping[str, PropertyProfile] = field(default_factory=dict)
+    fault_frequencies: Mapping[str, float] = field(default_factory=dict)
+    bands: tuple[tuple[float, float], ...] = ()
+
+
+_S = SignalProfile
+PROFILES: tuple[Profile, ...] = (
+    Profile(
+        name="wind_turbine",
+        model_id="dtmi:twinflow:sim:WindTurbine;1",
+        signals={
+            "wind_speed": _S(0.0, 60.0),
+            "power_kw": _S(-100.0, 2600.0),
+            "rotor_rpm": _S(0.0, 30.0),
+            "gearbox_temp": _S(-40.0, 160.0),
+            "generator_temp": _S(-40.0, 200.0),
+            "vibration_rms": _S(0.0, 100.0, unit="mm/s"),
+            "pitch_deg": _S(-5.0, 95.0),
+            "power_limit_kw": _S(0.0, 2000.0),
+        },
+        actuators={"derate": {"fraction": (0.2, 1.0)}, "set_pitch": {"degrees": (-2.0, 90.0)}},
+        properties={
+            "power_limit": PropertyProfile(
+                0.0, 2000.0, "derate", "fraction", 1 / 2000, "power_limit_kw", tolerance=1.0
+            )
+        },
     ),
-    actuators=(
-        ActuatorSpec("derate", {"fraction": (0.2, 1.0)}, "limit output to a fraction of rated"),
-        ActuatorSpec("set_pitch", {"degrees": (-2.0, 90.0)}, "pitch offset added to control"),
+    Profile(
+        name="pump",
+        model_id="dtmi:twinflow:sim:Pump;1",
+        signals={
+            "flow_m3h": _S(0.0, 600.0),
+            "suction_bar": _S(-1.0, 10.0),
+            "discharge_bar": _S(0.0, 40.0),
+            "motor_current_a": _S(0.0, 500.0),
+            "motor_voltage_v": _S(0.0, 1000.0),
+            "flow_setpoint_m3h": _S(0.0, 600.0),
+        },
+        actuators={"set_flow": {"m3h": (20.0, 400.0)}, "derate": {"fraction": (0.2, 1.0)}},
+        properties={
+            "flow_setpoint": PropertyProfile(
+                20.0, 400.0, "set_flow", "m3h", 1.0, "flow_setpoint_m3h", tolerance=0.5
+            )
+        },
+    ),
+    Profile(
+        name="motor",
+        model_id="dtmi:twinflow:sim:Motor;1",
+        signals={
+            "winding_temp": _S(-40.0, 250.0),
+            "current_a": _S(0.0, 400.0),
+            "speed_rpm": _S(0.0, 1600.0),
+            "load_pct": _S(0.0, 130.0, unit="%"),
+            "vibration": _S(-50.0, 50.0, rate_hz=8192.0, waveform=True, burst_interval_s=60.0),
+        },
+        actuators={"set_load": {"percent": (10.0, 110.0)}, "derate": {"fraction": (0.2, 1.0)}},
+        properties={
+            "load_setpoint": PropertyProfile(
+                10.0, 110.0, "set_load", "percent", 1.0, None, tolerance=0.5, unit="%"
+            )
+        },
+        fault_frequencies={"shaft": MOTOR_SHAFT_HZ, "bpfo": BPFO_HZ, "bpfi": BPFI_HZ},
+        bands=((0.0, 50.0), (50.0, 200.0), (200.0, 1000.0), (1000.0, 4096.0)),
     ),
 )
 
-PUMP = TwinType(
-    name="pump",
-    signals=(
-        SignalSpec("flow_m3h", "m3/h", 0.0, 600.0),
-        SignalSpec("suction_bar", "bar", -1.0, 10.0),
-        SignalSpec("discharge_bar", "bar", 0.0, 40.0),
-        SignalSpec("motor_current_a", "A", 0.0, 500.0),
-        SignalSpec("motor_voltage_v", "V", 0.0, 1000.0),
-        SignalSpec("flow_setpoint_m3h", "m3/h", 0.0, 600.0),
-    ),
-    actuators=(
-        ActuatorSpec("set_flow", {"m3h": (20.0, 400.0)}, "flow setpoint"),
-        ActuatorSpec("derate", {"fraction": (0.2, 1.0)}, "scale the flow setpoint"),
-    ),
-)
 
-MOTOR = TwinType(
-    name="motor",
-    signals=(
-        SignalSpec("winding_temp", "degC", -40.0, 250.0),
-        SignalSpec("current_a", "A", 0.0, 400.0),
-        SignalSpec("speed_rpm", "rpm", 0.0, 1600.0),
-        SignalSpec("load_pct", "%", 0.0, 130.0),
-        SignalSpec(
-            "vibration", "g", -50.0, 50.0, rate_hz=8192.0, waveform=True, burst_interval_s=60.0
-        ),
-    ),
-    actuators=(
-        ActuatorSpec("set_load", {"percent": (10.0, 110.0)}, "load setpoint"),
-        ActuatorSpec("derate", {"fraction": (0.2, 1.0)}, "limit load to a fraction of rated"),
-    ),
-    fault_frequencies={"shaft": MOTOR_SHAFT_HZ, "bpfo": BPFO_HZ, "bpfi": BPFI_HZ},
-    bands=((0.0, 50.0), (50.0, 200.0), (200.0, 1000.0), (1000.0, 4096.0)),
-)
+def _unit(dtdl_unit: str | None, profile_unit: str | None, where: str, problems: list[str]) -> str:
+    if dtdl_unit is not None and profile_unit is not None:
+        problems.append(f"{where}: the DTDL gives unit {dtdl_unit!r}; drop the profile's unit")
+    if dtdl_unit is not None:
+        if dtdl_unit not in UNIT_SYMBOLS:
+            problems.append(
+                f"{where}: no symbol for DTDL unit {dtdl_unit!r}; add it to UNIT_SYMBOLS"
+            )
+        return UNIT_SYMBOLS.get(dtdl_unit, dtdl_unit)
+    if profile_unit is None:
+        problems.append(f"{where}: the DTDL has no unit, so the profile must give one")
+        return ""
+    return profile_unit
 
-CATALOG: Mapping[str, TwinType] = MappingProxyType({t.name: t for t in (WIND_TURBINE, PUMP, MOTOR)})
+
+def _diff(kind: str, dtdl: Mapping[str, object], profile: Mapping[str, object]) -> list[str]:
+    out = [f"{kind} {n!r} is in the DTDL but not in the profile" for n in dtdl if n not in profile]
+    out += [f"{kind} {n!r} is in the profile but not in the DTDL" for n in profile if n not in dtdl]
+    return out
+
+
+def build_twin_type(profile: Profile, models: ModelSet) -> TwinType:
+    """Join a DTDL Interface with its profile; raise ``ConfigError`` listing every mismatch."""
+    try:
+        iface = models.interface(profile.model_id)
+    except ValidationError as exc:
+        raise ConfigError(f"twin type {profile.name!r}: {exc}") from None
+    contents = models.contents(profile.model_id)
+    telemetry = {c.name: c for c in contents if isinstance(c, Telemetry)}
+    commands = {c.name: c for c in contents if isinstance(c, Command)}
+    props = {c.name: c for c in contents if isinstance(c, Property) and c.writable}
+    problems = _diff("Telemetry", telemetry, profile.signals)
+    problems += _diff("Command", commands, profile.actuators)
+    problems += _diff("writable Property", props, profile.properties)
+
+    signals = []
+    for name, sp in profile.signals.items():
+        if name not in telemetry:
+            continue
+        t = telemetry[name]
+        if not (isinstance(t.schema, PrimitiveSchema) and t.schema.name in ("double", "float")):
+            problems.append(f"Telemetry {name!r}: schema must be double")
+        unit = _unit(t.unit, sp.unit, f"Telemetry {name!r}", problems)
+        signals.append(
+            SignalSpec(name, unit, sp.low, sp.high, sp.rate_hz, sp.waveform, sp.burst_interval_s)
+        )
+    actuators = []
+    for name, limits in profile.actuators.items():
+        if name not in commands:
+            continue
+        c = commands[name]
+        schema = c.request.schema if c.request is not None else None
+        fields = {f.name for f in getattr(schema, "fields", ())}
+        if fields != set(limits):
+            problems.append(
+                f"Command {name!r}: request fields {sorted(fields)} differ from the profile's "
+                f"parameters {sorted(limits)}"
+            )
+        description = c.description.get("en", "")
+        actuators.append(ActuatorSpec(name, dict(limits), description, schema))
+    properties = []
+    for name, pp in profile.properties.items():
+        if name not in props:
+            continue
+        where = f"Property {name!r}"
+        if pp.param not in profile.actuators.get(pp.command, {}):
+            problems.append(f"{where}: command {pp.command!r} has no parameter {pp.param!r}")
+        if pp.reported_signal is not None and pp.reported_signal not in profile.signals:
+            problems.append(f"{where}: reported signal {pp.reported_signal!r} is not a signal")
+        unit = _unit(props[name].unit, pp.unit, where, problems)
+        properties.append(
+            PropertySpec(
+                name,
+                unit,
+                pp.low,
+                pp.high,
+                True,
+                pp.command,
+                pp.param,
+                pp.scale,
+                pp.reported_signal,
+                pp.tolerance,
+            )
+        )
+    if problems:
+        raise ConfigError(
+            f"twin type {profile.name!r}: the DTDL Interface {profile.model_id!r} "
+            f"({iface.file}) and its profile in operators/catalog.py disagree:\n  "
+            + "\n  ".join(problems)
+        )
+    return TwinType(
+        name=profile.name,
+        signals=tuple(signals),
+        actuators=tuple(actuators),
+        fault_frequencies=dict(profile.fault_frequencies),
+        bands=profile.bands,
+        model_id=profile.model_id,
+        properties=tuple(properties),
+    )
+
+
+def build_catalog(
+    models: ModelSet | None = None, profiles: tuple[Profile, ...] = PROFILES
+) -> Mapping[str, TwinType]:
+    """Every twin type, from the simulator's DTDL Interfaces (or ``models``) and profiles."""
+    models = parse_files([INTERFACES_DIR]) if models is None else models
+    return MappingProxyType({p.name: build_twin_type(p, models) for p in profiles})
+
+
+CATALOG: Mapping[str, TwinType] = build_catalog()
+WIND_TURBINE = CATALOG["wind_turbine"]
+PUMP = CATALOG["pump"]
+MOTOR = CATALOG["motor"]
 
 
 def twin_type(name: str) -> TwinType:

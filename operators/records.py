@@ -344,7 +344,17 @@ class Alert:
 
 
 class CommandStatus(StrEnum):
+    """Where a command is in its lifecycle.
+
+    ``issued`` (decided by a policy, a request or a desired-property change) -> ``queued``
+    (checked against the twin's model and rate limit, handed to the actuator) -> ``sent`` (on
+    the wire) -> ``acknowledged`` (the device or its server accepted it) -> ``succeeded`` /
+    ``failed`` / ``timed_out``. ``rejected`` (refused before sending) and ``expired`` (its
+    ``expires_at`` passed before it could be sent) end a command that never left.
+    """
+
     ISSUED = "issued"
+    QUEUED = "queued"
     SENT = "sent"
     ACKNOWLEDGED = "acknowledged"
     SUCCEEDED = "succeeded"
@@ -395,6 +405,35 @@ class Command:
             "status": self.status.value,
             "detail": self.detail,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    """What a protocol edge learned about a command it was handed.
+
+    Sinks report ``sent``, ``acknowledged``, ``succeeded`` and ``failed`` as they observe them
+    (``expired`` when a command's ``expires_at`` passed before it could be sent, ``rejected``
+    when the edge refuses it before sending); the flow's command book turns them into status
+    transitions on the commands stream and decides time-outs itself.
+    """
+
+    command_id: str
+    twin_id: str
+    status: CommandStatus
+    at: datetime
+    detail: str = ""
+    attempt: int = 1
+
+
+TERMINAL_COMMAND_STATUSES = frozenset(
+    {
+        CommandStatus.SUCCEEDED,
+        CommandStatus.FAILED,
+        CommandStatus.TIMED_OUT,
+        CommandStatus.EXPIRED,
+        CommandStatus.REJECTED,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,3 +517,45 @@ __all__ = [
     "iso",
     "utc",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class AssetRollup:
+    """Alarm and health summary of one asset's parts (see ``operators/rollups.py``).
+
+    ``twins_in_alarm`` counts the telemetry twins of the asset's subtree with an open alarm;
+    ``in_alarm_by_severity`` splits them by the worst severity each has open (every severity
+    is a key). ``worst_health`` is the lowest RUL health (1 healthy .. 0 failed) among them,
+    ``worst_twin`` the twin that has it (``None`` until some twin has a health estimate).
+    """
+
+    SCHEMA = "twinflow.asset_rollup"
+    VERSION = 1
+
+    asset_id: str
+    asset_type: str
+    time: datetime
+    twins_total: int
+    twins_in_alarm: int
+    in_alarm_by_severity: Mapping[str, int]
+    worst_health: float | None = None
+    worst_twin: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": self.SCHEMA,
+            "version": self.VERSION,
+            "asset_id": self.asset_id,
+            "asset_type": self.asset_type,
+            "time": iso(self.time),
+            "twins_total": self.twins_total,
+            "twins_in_alarm": self.twins_in_alarm,
+            "in_alarm_by_severity": {
+                s.value: self.in_alarm_by_severity.get(s.value, 0) for s in Severity
+            },
+            "worst_health": self.worst_health,
+            "worst_twin": self.worst_twin,
+        }
+
+
+__all__ += ["AssetRollup"]

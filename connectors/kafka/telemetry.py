@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from confluent_kafka import OFFSET_BEGINNING, Message
+from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Message
 
 from connectors.bindings import KafkaSettings
 from connectors.kafka.source import KafkaMessageSource
@@ -19,14 +19,24 @@ from operators.records import DeadLetter, RawMessage, utc
 
 
 def raw_messages(msgs: Sequence[Message], received: float) -> list[RawMessage | DeadLetter]:
-    """One :class:`RawMessage` per message, sourced ``kafka:<topic>`` (the hot path)."""
+    """One :class:`RawMessage` per message, sourced ``kafka:<topic>`` (the hot path).
+
+    A message's time is its Kafka timestamp (``received``, the fetch time, only when it has
+    none), so a message read again after recovery yields the same dead letter as the first
+    time, and the idempotent sinks store it once.
+    """
     source = f"kafka:{msgs[0].topic()}"
     return [
-        RawMessage(source, value, received)
+        RawMessage(source, value, _time(m, received))
         if (value := m.value()) is not None
-        else _tombstone(m, received)
+        else _tombstone(m, _time(m, received))
         for m in msgs
     ]
+
+
+def _time(m: Message, received: float) -> float:
+    kind, ms = m.timestamp()
+    return received if kind == TIMESTAMP_NOT_AVAILABLE else ms / 1000.0
 
 
 def _tombstone(m: Message, received: float) -> DeadLetter:

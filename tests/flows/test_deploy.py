@@ -8,6 +8,7 @@ from textwrap import dedent
 import pytest
 
 from flows.deploy import load_deployment
+from operators.catalog import CATALOG
 from operators.errors import ConfigError
 
 BASE = """
@@ -166,3 +167,119 @@ def test_the_example_deployment_loads() -> None:
     assert "set_flow" in opcua.commands
     assert modbus is not None and modbus.unit == 3 and "winding_temp" in modbus.registers
     assert "vibration" not in dep.deployed_types()["motor-003"].signal_names
+
+
+# -- assets and relationships -------------------------------------------------------------
+
+PLANT = """
+version: 1
+site: north
+services:
+  mqtt: {url: "mqtt://127.0.0.1:1883"}
+assets:
+  - {id: line-a, type: line}
+  - {id: skid-1, type: pump_skid, part_of: line-a, model_id: "dtmi:plant:PumpSkid;1"}
+twins:
+  - id: pump-002
+    type: pump
+    protocol: mqtt
+    part_of: skid-1
+    relationships: {drivenBy: [motor-003], feeds: wt-001}
+  - {id: motor-003, type: motor, protocol: mqtt, component_of: skid-1}
+  - {id: wt-001, type: wind_turbine, protocol: mqtt}
+"""
+
+
+def test_assets_and_relationships_build_the_registry(tmp_path: Path) -> None:
+    dep = load_deployment(write(tmp_path, PLANT), env={})
+    reg = dep.registry()
+    assert [a.asset_id for a in dep.assets] == ["line-a", "skid-1"]
+    assert reg.get("north").type == "site" and reg.parent("line-a") == "north"
+    assert reg.children("skid-1") == ("pump-002", "motor-003")
+    assert reg.get("motor-003").containment == "isComponentOf"
+    assert reg.parent("wt-001") == "north"  # no part_of: directly in the site
+    assert reg.ancestors("motor-003") == ("skid-1", "line-a", "north")
+    assert {reg.site_of(e.id) for e in reg} == {"north"}
+    assert reg.related("pump-002", "drivenBy") == ("motor-003",)
+    assert reg.related("pump-002", "feeds") == ("wt-001",)
+    assert reg.get("skid-1").model_id == "dtmi:plant:PumpSkid;1"
+    assert reg.get("pump-002").protocol == "mqtt" and reg.get("skid-1").protocol is None
+    assert reg.twins_under("north") == ("pump-002", "motor-003", "wt-001")
+    # twins take their DTMI from the catalogue's type (when the type has one)
+    assert reg.get("pump-002").model_id == (getattr(CATALOG["pump"], "model_id", None) or None)
+
+
+def test_a_file_without_assets_puts_every_twin_in_the_site(tmp_path: Path) -> None:
+    reg = load_deployment(write(tmp_path, BASE), env={}).registry()
+    assert [(e.id, reg.parent(e.id)) for e in reg] == [("site1", None), ("wt-001", "site1")]
+
+
+def test_the_example_deployment_has_a_skid() -> None:
+    example = Path(__file__).resolve().parents[2] / "infra" / "examples" / "plant.yaml"
+    reg = load_deployment(example, env={}).registry()
+    assert reg.children("skid-1") == ("pump-002", "motor-003")
+    assert reg.site_of("motor-003") == "site1"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ("part_of: skid-1\n", "part_of: skid-9\n"),
+            "twins[0].part_of: 'skid-9' is not a declared twin or asset; did you mean 'skid-1'?",
+        ),
+        (
+            ("feeds: wt-001", "feeds: wt-009"),
+            "twins[0].relationships.feeds: 'wt-009' is not a declared twin or asset",
+        ),
+        (
+            ("{id: line-a, type: line}", "{id: line-a, type: line, part_of: skid-1}"),
+            "assets[0].part_of: containment cycle line-a -> skid-1 -> line-a",
+        ),
+        (
+            ("component_of: skid-1}", "component_of: skid-1, part_of: line-a}"),
+            "twins[1].part_of: 'motor-003' has more than one parent",
+        ),
+        (
+            ("part_of: skid-1\n", "part_of: [skid-1, line-a]\n"),
+            "twins[0].part_of = ['skid-1', 'line-a']: expected one id",
+        ),
+        (
+            ("{id: wt-001, type:", "{id: skid-1, type:"),
+            "twins[2].id: id 'skid-1' is declared twice (also at assets[1])",
+        ),
+        (
+            ("{id: line-a, type: line}", "{id: north, type: line}"),
+            "'north' is the deployment's site",
+        ),
+        (("{id: line-a, type: line}", "{id: line-a, type: pump}"), "is a telemetry twin type"),
+        (("{id: line-a, type: line}", "{id: line-a, type: site}"), "'site' is the top-level site"),
+        (("{id: line-a, type: line}", "{id: line-a}"), "assets[0].type is required"),
+        (
+            ("{id: line-a, type: line}", "{id: line-a, type: line, parent: north}"),
+            "unknown field 'assets[0].parent'",
+        ),
+        (
+            ("feeds: wt-001}", "feeds: wt-001, partOf: [line-a]}"),
+            "twins[0].relationships.partOf: containment is not a named relationship",
+        ),
+        (("feeds: wt-001}", "feeds: 7}"), "twins[0].relationships.feeds = 7: expected a twin"),
+        (("{drivenBy:", "{bad name:"), "relationship name 'bad name'"),
+        (('"dtmi:plant:PumpSkid;1"', '"PumpSkid"'), "assets[1].model_id: 'PumpSkid' is not a DTMI"),
+    ],
+)
+def test_bad_assets_and_relationships_name_the_field(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    text = PLANT.replace(*change)
+    assert text != PLANT
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_deployment(path, env={})
+    assert message in str(exc.value)
+    assert str(path) in str(exc.value)
+
+
+def test_assets_must_be_a_list(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"assets = \{'skid-1': 'pump_skid'\}: expected a list"):
+        load_deployment(write(tmp_path, BASE + "assets: {skid-1: pump_skid}\n"), env={})

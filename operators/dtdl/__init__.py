@@ -1,0 +1,69 @@
+"""DTDL v3: parse twin models, check them with rules named in every error, validate payloads.
+
+Pure Python, no Bytewax: ``parse_files`` reads files and folders of Interfaces into a
+:class:`ModelSet` (raising :class:`DtdlError` with every problem at once), ``check_paths``
+returns the problems instead, and ``validate_payload`` checks a value against a schema.
+The simulator's twin types live as DTDL files in ``interfaces/`` beside this package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from operators.dtdl.dtmi import Dtmi, is_dtmi, parse_dtmi
+from operators.dtdl.errors import DtdlError, Problem
+from operators.dtdl.model import (
+    ArraySchema,
+    Command,
+    CommandPayload,
+    Component,
+    Content,
+    EnumSchema,
+    EnumValue,
+    Field,
+    Interface,
+    MapSchema,
+    ModelSet,
+    ObjectSchema,
+    PrimitiveSchema,
+    Property,
+    Relationship,
+    Schema,
+    Telemetry,
+)
+from operators.dtdl.parser import check_paths, find_model_files, parse_files, parse_text
+from operators.dtdl.schemas import validate_payload
+
+#: Folder of the simulator's twin types (DTDL v3 Interfaces).
+INTERFACES_DIR = Path(__file__).parent / "interfaces"
+
+__all__ = [
+    "INTERFACES_DIR",
+    "ArraySchema",
+    "Command",
+    "CommandPayload",
+    "Component",
+    "Content",
+    "DtdlError",
+    "Dtmi",
+    "EnumSchema",
+    "EnumValue",
+    "Field",
+    "Interface",
+    "MapSchema",
+    "ModelSet",
+    "ObjectSchema",
+    "PrimitiveSchema",
+    "Problem",
+    "Property",
+    "Relationship",
+    "Schema",
+    "Telemetry",
+    "check_paths",
+    "find_model_files",
+    "is_dtmi",
+    "parse_dtmi",
+    "parse_files",
+    "parse_text",
+    "validate_payload",
+]

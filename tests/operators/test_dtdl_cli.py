@@ -1,0 +1,40 @@
+"""``twinflow models check``: exit codes and one line per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+from operators.dtdl import INTERFACES_DIR
+from tests.operators.dtdl_samples import base, write
+
+
+def test_simulator_interfaces_are_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "check", str(INTERFACES_DIR)]) == 0
+    out = capsys.readouterr().out
+    assert "3 files, 3 interfaces: all valid" in out
+
+
+def test_invalid_model_prints_file_element_rule_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = base()
+    doc["contents"][0]["unit"] = "bar"
+    doc["contents"][1]["name"] = "1bad"
+    [path] = write(tmp_path, {"bad.json": doc})
+    assert main(["models", "check", str(path), str(INTERFACES_DIR)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert f"{path}: dtmi:test:Base;1 contents[0].unit: unit-mismatch: " in lines[0] + lines[1]
+    assert any(": name-syntax: " in line for line in lines)
+    assert lines[-1] == "2 problems in 1 of 4 files: the models are invalid"
+
+
+def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "check", str(tmp_path / "missing.json")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert main(["models", "check", str(tmp_path)]) == 2  # a folder with no models
+    with pytest.raises(SystemExit) as info:
+        main(["models", "check"])
+    assert info.value.code == 2

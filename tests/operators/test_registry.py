@@ -1,0 +1,168 @@
+"""The twin registry: containment and relationship queries, and every consistency error."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from operators.errors import ConfigError, TwinflowError
+from operators.registry import (
+    COMPONENT_OF,
+    PART_OF,
+    RegistryEntry,
+    RegistryError,
+    TwinRegistry,
+    UnknownTwinError,
+)
+
+E = RegistryEntry.make
+
+
+def plant() -> TwinRegistry:
+    return TwinRegistry(
+        [
+            E("site1", "site"),
+            E("line-a", "line", part_of="site1"),
+            E("skid-1", "pump_skid", part_of="line-a", model_id="dtmi:plant:PumpSkid;1"),
+            E(
+                "pump-002",
+                "pump",
+                protocol="opcua",
+                part_of="skid-1",
+                relationships={"drivenBy": ["motor-003"], "feeds": "wt-001"},
+            ),
+            E("motor-003", "motor", protocol="modbus", component_of="skid-1"),
+            E("wt-001", "wind_turbine", protocol="mqtt", part_of="site1"),
+        ],
+        source="plant.yaml",
+    )
+
+
+def test_containment_queries() -> None:
+    reg = plant()
+    assert reg.parent("motor-003") == "skid-1" and reg.parent("site1") is None
+    assert reg.get("motor-003").containment == COMPONENT_OF
+    assert reg.get("pump-002").containment == PART_OF
+    assert reg.children("site1") == ("line-a", "wt-001")
+    assert reg.children("skid-1") == ("pump-002", "motor-003")
+    assert reg.ancestors("motor-003") == ("skid-1", "line-a", "site1")
+    assert reg.descendants("site1") == ("line-a", "skid-1", "pump-002", "motor-003", "wt-001")
+    assert reg.descendants("pump-002") == ()
+    assert reg.twins_under("line-a") == ("pump-002", "motor-003")
+    assert reg.twins_under("wt-001") == ("wt-001",)
+    assert {reg.site_of(e.id) for e in reg} == {"site1"}
+
+
+def test_named_relationships_both_ways() -> None:
+    reg = plant()
+    assert reg.related("pump-002", "drivenBy") == ("motor-003",)
+    assert reg.related("pump-002", "feeds") == ("wt-001",)
+    assert reg.related("motor-003", "drivenBy", inverse=True) == ("pump-002",)
+    assert reg.related("motor-003", "feeds") == ()
+    assert reg.related("skid-1", PART_OF, inverse=True) == ("pump-002",)
+    assert set(reg.relationship_names("pump-002")) == {"drivenBy", "feeds", PART_OF}
+
+
+def test_twins_assets_and_model_ids() -> None:
+    reg = plant()
+    assert [e.id for e in reg.twins()] == ["pump-002", "motor-003", "wt-001"]
+    assert [e.id for e in reg.assets()] == ["site1", "line-a", "skid-1"]
+    assert reg.get("skid-1").model_id == "dtmi:plant:PumpSkid;1"
+    assert len(reg) == 6 and "pump-002" in reg and "pump-9" not in reg
+    assert pickle.loads(pickle.dumps(reg)).get("pump-002") == reg.get("pump-002")
+
+
+def test_site_of_without_a_site_entry_is_the_root() -> None:
+    reg = TwinRegistry([E("plant", "area"), E("m1", "motor", protocol="mqtt", part_of="plant")])
+    assert reg.site_of("m1") == "plant"
+
+
+def test_an_unknown_id_is_named_with_a_suggestion() -> None:
+    with pytest.raises(UnknownTwinError, match=r"no twin or asset 'pump-02'.*'pump-002'") as exc:
+        plant().children("pump-02")
+    assert isinstance(exc.value, KeyError) and isinstance(exc.value, TwinflowError)
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        (
+            [E("s", "site"), E("m1", "motor", protocol="mqtt", part_of="skid-9")],
+            "registry: m1.part_of: 'skid-9' is not a declared twin or asset",
+        ),
+        (
+            [E("s", "site"), E("skid-1", "skid"), E("m1", "motor", part_of="skid-2")],
+            "did you mean 'skid-1'?",
+        ),
+        (
+            [E("s", "site"), E("m1", "motor", relationships={"feeds": ["nowhere"]})],
+            "m1.relationships.feeds: 'nowhere' is not a declared twin or asset",
+        ),
+        (
+            [E("s", "site"), E("m1", "motor", where="twins[0]"), E("m1", "pump", where="twins[3]")],
+            "twins[3].id: id 'm1' is declared twice (also at twins[0])",
+        ),
+        (
+            [E("s", "site"), E("k", "skid"), E("m1", "motor", part_of="s", component_of="k")],
+            "m1.part_of: 'm1' has more than one parent (part_of 's', component_of 'k')",
+        ),
+        (
+            [E("s", "site"), E("m1", "motor", part_of="s", relationships={PART_OF: ["s"]})],
+            "has more than one parent",
+        ),
+        (
+            [E("a", "area", part_of="b"), E("b", "area", part_of="c"), E("c", "area", part_of="a")],
+            "a.part_of: containment cycle a -> b -> c -> a",
+        ),
+        ([E("a", "area", part_of="a")], "'a' cannot relate to itself"),
+        ([E("a", "area", relationships={"1bad name": ["a"]})], "relationship name '1bad name'"),
+        ([E("a", "area", model_id="pump;1")], "'pump;1' is not a DTMI"),
+        ([E("", "area")], "an id is required"),
+        ([E("a", "")], "'a' needs a type"),
+    ],
+)
+def test_inconsistent_entries_are_refused(entries: list[RegistryEntry], message: str) -> None:
+    with pytest.raises(RegistryError) as exc:
+        TwinRegistry(entries)
+    assert message in str(exc.value)
+    assert isinstance(exc.value, ConfigError)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(RegistryError) as exc:
+        TwinRegistry(
+            [
+                E("a", "area", part_of="b", where="assets[0]"),
+                E("b", "area", part_of="a", where="assets[1]"),
+                E("m", "motor", part_of="zz", where="twins[0]"),
+            ],
+            source="plant.yaml",
+        )
+    lines = str(exc.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("plant.yaml: twins[0].part_of: 'zz' is not a declared")
+    assert lines[1].startswith("plant.yaml: assets[0].part_of: containment cycle a -> b -> a")
+
+
+@given(st.lists(st.integers(min_value=0, max_value=1000), min_size=1, max_size=30))
+def test_a_random_tree_answers_consistently(picks: list[int]) -> None:
+    """Node i hangs under a random earlier node: ancestors and descendants mirror each other."""
+    entries = [E("n0", "site")]
+    for i, p in enumerate(picks, start=1):
+        entries.append(E(f"n{i}", "area", part_of=f"n{p % i}"))
+    reg = TwinRegistry(entries)
+    for e in reg:
+        for a in reg.ancestors(e.id):
+            assert e.id in reg.descendants(a)
+        assert len(reg.descendants(e.id)) == len(set(reg.descendants(e.id)))
+        assert reg.site_of(e.id) == "n0"
+    assert len(reg.descendants("n0")) == len(picks)
+
+
+def test_a_flat_site_holds_every_twin() -> None:
+    reg = TwinRegistry.flat("site1", {"wt-001": "wind_turbine", "pump-002": "pump"})
+    assert reg.children("site1") == ("wt-001", "pump-002")
+    assert reg.get("pump-002").is_twin and reg.site_of("pump-002") == "site1"
