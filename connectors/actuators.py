@@ -3,6 +3,11 @@
 The flow has one stream of commands; a deployment mixes MQTT, OPC UA and Modbus twins.
 :class:`CommandRouter` is a Bytewax ``DynamicSink`` that hands every command to the sink of its
 twin's protocol, and counts commands for twins it has no route for (they are not sent).
+
+Each protocol sink is built with the process's :class:`~connectors.feedback.CommandFeedback`
+and reports its own outcomes there; the router, given the same hub, reports a queued command
+for a twin without a route as REJECTED, and refuses at construction a route whose sink
+reports to another hub (or to none), so that no protocol is silently left out.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from collections.abc import Mapping
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from prometheus_client import Counter
 
-from operators.records import Command
+from connectors.feedback import CommandFeedback, report
+from operators.errors import ConfigError
+from operators.records import Command, CommandStatus
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +32,11 @@ class _RouterPartition(StatelessSinkPartition[Command]):
         self,
         parts: Mapping[str, StatelessSinkPartition[Command]],
         twin_protocol: Mapping[str, str],
+        feedback: CommandFeedback | None,
     ):
         self._parts = parts
         self._twin_protocol = twin_protocol
+        self._feedback = feedback
 
     def write_batch(self, items: list[Command]) -> None:
         batches: dict[str, list[Command]] = {}
@@ -40,6 +49,9 @@ class _RouterPartition(StatelessSinkPartition[Command]):
                     cmd.command_id,
                     cmd.twin_id,
                 )
+                if cmd.status is CommandStatus.QUEUED:
+                    detail = f"twin {cmd.twin_id!r} is bound to no actuator protocol; not sent"
+                    report(self._feedback, cmd, CommandStatus.REJECTED, detail)
                 continue
             batches.setdefault(protocol, []).append(cmd)
         for protocol, batch in batches.items():
@@ -51,17 +63,31 @@ class _RouterPartition(StatelessSinkPartition[Command]):
 
 
 class CommandRouter(DynamicSink[Command]):
-    """Commands to ``routes[protocol]``, the protocol looked up by twin id."""
+    """Commands to ``routes[protocol]``, the protocol looked up by twin id.
+
+    With ``feedback``, every route's sink must have been built with that same hub.
+    """
 
     def __init__(
-        self, routes: Mapping[str, DynamicSink[Command]], twin_protocol: Mapping[str, str]
+        self,
+        routes: Mapping[str, DynamicSink[Command]],
+        twin_protocol: Mapping[str, str],
+        feedback: CommandFeedback | None = None,
     ):
         self.routes = dict(routes)
         self.twin_protocol = dict(twin_protocol)
+        self.feedback = feedback
+        if feedback is not None:
+            for name, sink in self.routes.items():
+                if getattr(sink, "feedback", None) is not feedback:
+                    raise ConfigError(
+                        f"the {name!r} command sink reports to another command feedback hub "
+                        f"than the router; build it with feedback=<the router's hub>"
+                    )
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RouterPartition:
         parts = {
             name: sink.build(f"{step_id}_{name}", worker_index, worker_count)
             for name, sink in self.routes.items()
         }
-        return _RouterPartition(parts, self.twin_protocol)
+        return _RouterPartition(parts, self.twin_protocol, self.feedback)

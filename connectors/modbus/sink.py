@@ -1,21 +1,26 @@
 """Bytewax sink that carries the flow's commands to Modbus devices as register or coil writes.
 
-Only commands in status ISSUED are acted on. Before anything is sent, a command is checked
+Only commands in status QUEUED are acted on. Before anything is sent, a command is checked
 against its twin's binding (``commands[name]`` says which register and which parameter),
-the twin type's :class:`~operators.catalog.ActuatorSpec` (parameters and ranges), what the
-register can hold after scale and offset (e.g. a uint16 cannot take a negative raw value)
-and its expiry; a command that fails a check is ``rejected`` and never sent.
+the twin type's :class:`~operators.catalog.ActuatorSpec` (parameters and ranges) and what
+the register can hold after scale and offset (e.g. a uint16 cannot take a negative raw
+value): a command that fails a check is REJECTED, one whose ``expires_at`` has passed is
+EXPIRED, and neither is sent.
 
 Writes run on a background event loop so a slow or absent device never stalls the flow;
-writes to one endpoint go one at a time. A device that does not answer, refuses the
-connection or drops it is retried ``retries`` times with a doubling pause, then the command
-is ``failed`` (bounded time: about ``(retries + 1) × 2 × timeout_s`` plus the pauses). A
-Modbus exception answer (e.g. illegal data value) is a definite ``failed`` at once.
+writes to one endpoint go one at a time, in order. Each command's outcomes go to the
+:class:`~connectors.feedback.CommandFeedback` given as ``feedback``:
 
-Results land in :attr:`ModbusCommandSink.results` (``command_id -> (status, detail)``,
-thread-safe, bounded), in ``twinflow_modbus_command_results_total{status}`` and, when given,
-in ``on_result`` (the command with its end status, e.g. to publish it). A command id seen
-before (a replay after recovery) is not written twice.
+- SENT (with the attempt number) when the request went out on a connection;
+- ACKNOWLEDGED when the device answered the write without an exception;
+- FAILED at once on a Modbus exception answer (the code and its name in ``detail``);
+- a refused or lost connection, or no answer, is retried with :class:`~connectors.feedback.
+  Backoff`; when the attempts run out: FAILED "gave up after N attempts: <last error>";
+  when ``expires_at`` passes first: EXPIRED.
+
+A command id seen before (a replay after recovery) is not written twice. Counts go to
+``twinflow_modbus_command_results_total{status}`` (``succeeded`` means the write was
+acknowledged) and :attr:`ModbusCommandSink.stats`.
 """
 
 from __future__ import annotations
@@ -28,20 +33,20 @@ import math
 import numbers
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.bindings import ModbusBinding, ModbusWrite
+from connectors.feedback import DEFAULT_BACKOFF, Backoff, CommandFeedback, SeenIds, report
 from connectors.modbus.checks import check_bindings, endpoints
 from connectors.modbus.client import Connection, async_client_class
 from connectors.modbus.codec import encode_value
 from connectors.modbus.loop import LoopThread
-from connectors.modbus.metrics import ModbusStats
+from connectors.modbus.metrics import COMMAND_RESULTS, ModbusStats
 from operators.catalog import twin_type
-from operators.errors import ConfigError, ValidationError
+from operators.errors import ValidationError
 from operators.records import Command, CommandStatus, epoch, iso
 
 async_client_class()  # fails early, naming the extra, when pymodbus is missing
@@ -49,11 +54,6 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException  # noqa: 
 
 log = logging.getLogger(__name__)
 
-_STATUS = {
-    "succeeded": CommandStatus.SUCCEEDED,
-    "failed": CommandStatus.FAILED,
-    "rejected": CommandStatus.REJECTED,
-}
 _EXCEPTIONS = {
     1: "illegal function",
     2: "illegal data address",
@@ -65,45 +65,6 @@ _EXCEPTIONS = {
 }
 
 
-class CommandResults(Mapping[str, tuple[str, str]]):
-    """``command_id -> (status, detail)``, safe across threads, keeping the newest ``limit``."""
-
-    def __init__(self, limit: int = 10_000) -> None:
-        self.limit = limit
-        self._items: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        self._cond = threading.Condition()
-
-    def __getitem__(self, command_id: str) -> tuple[str, str]:
-        with self._cond:
-            return self._items[command_id]
-
-    def __contains__(self, command_id: object) -> bool:
-        with self._cond:
-            return command_id in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        with self._cond:
-            return iter(list(self._items))
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._items)
-
-    def set(self, command_id: str, status: str, detail: str) -> None:
-        with self._cond:
-            self._items[command_id] = (status, detail)
-            self._items.move_to_end(command_id)
-            while len(self._items) > self.limit:
-                self._items.popitem(last=False)
-            self._cond.notify_all()
-
-    def wait(self, command_id: str, timeout: float) -> tuple[str, str] | None:
-        """The result of ``command_id``, waiting up to ``timeout`` s for it; ``None`` if none."""
-        with self._cond:
-            self._cond.wait_for(lambda: command_id in self._items, timeout)
-            return self._items.get(command_id)
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Plan:
     binding: ModbusBinding
@@ -113,46 +74,39 @@ class _Plan:
 
 
 class ModbusCommandSink(DynamicSink[Command]):
-    """Write issued commands to the devices of ``bindings`` (see the module docstring).
+    """Write queued commands to the devices of ``bindings`` (see the module docstring).
 
+    ``feedback`` receives the outcomes; ``backoff`` paces retries of transient failures;
     ``clock`` (epoch seconds) judges expiry; ``close_timeout_s`` bounds how long closing
-    waits for writes still in flight (each then ends ``failed``).
+    waits for writes still in flight (those cut short get no further outcome).
 
     >>> from connectors.bindings import ModbusBinding, ModbusWrite, Register
     >>> b = ModbusBinding("M1", "motor", "127.0.0.1", 5020, 1, {},
     ...                   {"derate": ModbusWrite(Register(100, type="float32"), "fraction")})
-    >>> sink = ModbusCommandSink([b])
-    >>> len(sink.results)
-    0
+    >>> ModbusCommandSink([b]).backoff.max_attempts
+    4
     """
 
     def __init__(
         self,
         bindings: Sequence[ModbusBinding],
         *,
-        retries: int = 2,
-        retry_backoff_s: float = 0.2,
+        feedback: CommandFeedback | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
         clock: Callable[[], float] = time.time,
-        on_result: Callable[[Command], None] | None = None,
-        max_results: int = 10_000,
+        max_ids: int = 100_000,
         close_timeout_s: float = 10.0,
     ) -> None:
         bindings = tuple(bindings)
         check_bindings(bindings, commands=True)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"ModbusCommandSink retries must be an integer >= 0, got {retries!r}")
-        if not retry_backoff_s >= 0:
-            raise ConfigError(
-                f"ModbusCommandSink retry_backoff_s must be >= 0, got {retry_backoff_s!r}"
-            )
         self.bindings = bindings
-        self.retries = retries
-        self.retry_backoff_s = retry_backoff_s
+        self.feedback = feedback
+        self.backoff = backoff
         self.clock = clock
-        self.on_result = on_result
+        self.max_ids = max_ids
         self.close_timeout_s = close_timeout_s
-        self.results = CommandResults(max_results)
         self.stats = ModbusStats()
+        self._seen = SeenIds(max_ids)
         self._by_twin = {b.twin_id: b for b in bindings}
         self._timeouts = {
             ep: max(b.timeout_s for b in bs) for ep, bs in endpoints(bindings).items()
@@ -180,23 +134,27 @@ class ModbusCommandSink(DynamicSink[Command]):
                     f"ModbusCommandSink takes operators.records.Command items, got "
                     f"{type(cmd).__name__}; route only commands to this sink"
                 )
-            if cmd.status is not CommandStatus.ISSUED:
+            if cmd.status is not CommandStatus.QUEUED:
                 self.stats.add("ignored")
                 continue
-            with self._lock:  # check and hand over at once: a replay racing in is skipped
-                if cmd.command_id in self._inflight or cmd.command_id in self.results:
-                    self.stats.add("duplicates")
-                    continue
-                reason, plan = self._check(cmd)
-                if plan is not None:
+            if not self._seen.claim(cmd.command_id):  # a replay: in flight or done already
+                self.stats.add("duplicates")
+                continue
+            reason, plan = self._check(cmd)
+            if plan is None:
+                self._report(cmd, CommandStatus.REJECTED, reason)
+            elif self.clock() > epoch(cmd.expires_at):
+                self._report(
+                    cmd, CommandStatus.EXPIRED, f"expired at {iso(cmd.expires_at)}, not sent"
+                )
+            else:
+                with self._lock:
                     if self._thread is None:
                         self._thread = LoopThread("twinflow-modbus-commands").start()
                     self._inflight[cmd.command_id] = self._thread.submit(self._send(cmd, plan))
-            if plan is None:
-                self._record(cmd, "rejected", reason)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every handed-over command has a result; ``False`` on timeout."""
+        """Wait until every handed-over command is done with; ``False`` on timeout."""
         with self._lock:
             pending = list(self._inflight.values())
         if not pending:
@@ -206,7 +164,7 @@ class ModbusCommandSink(DynamicSink[Command]):
         return not not_done
 
     def close(self) -> None:
-        """Flush (bounded), then stop the writer thread; commands cut short end ``failed``."""
+        """Flush (bounded), then stop the writer thread (cancelling what is left)."""
         self.flush()
         with self._lock:
             thread, self._thread = self._thread, None
@@ -268,39 +226,47 @@ class ModbusCommandSink(DynamicSink[Command]):
             words = encode_value(float(value), write.register)
         except ValidationError as err:
             return f"{cmd.name}.{write.param}={value!r}: {err}", None
-        if self.clock() > epoch(cmd.expires_at):
-            return f"expired at {iso(cmd.expires_at)} before it could be sent", None
         return "", _Plan(binding, write, float(value), words)
 
     # -- writing ------------------------------------------------------------------------
 
     async def _send(self, cmd: Command, plan: _Plan) -> None:
-        status, detail = "failed", "the sink closed before the write finished"
         try:
-            status, detail = await self._attempts(plan)
+            status, detail, attempt = await self._attempts(cmd, plan)
         except asyncio.CancelledError:
+            log.warning("command %s: the sink closed before its write finished", cmd.command_id)
             raise
         except Exception as err:  # never leave a command without an end state
             log.exception("write of command %s failed unexpectedly", cmd.command_id)
-            status, detail = "failed", f"{type(err).__name__}: {err}"
+            status, detail, attempt = CommandStatus.FAILED, f"{type(err).__name__}: {err}", 1
         finally:
             with self._lock:
                 self._inflight.pop(cmd.command_id, None)
-            self._record(cmd, status, detail)
+        self._report(cmd, status, detail, attempt)
 
-    async def _attempts(self, plan: _Plan) -> tuple[str, str]:
+    async def _attempts(self, cmd: Command, plan: _Plan) -> tuple[CommandStatus, str, int]:
+        """Try the write until answered, out of attempts or expired: the final outcome."""
         b, reg = plan.binding, plan.write.register
         conn, lock = self._connection(b)
         target = f"{reg.kind} {reg.address} of unit {b.unit} at {b.host}:{b.port}"
-        last = ""
+        expires = epoch(cmd.expires_at)
+        last, tries = "", self.backoff.max_attempts
         async with lock:
-            for attempt in range(self.retries + 1):
-                if attempt:
-                    await asyncio.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
+            for attempt in range(1, tries + 1):
+                if attempt > 1:
+                    pause = self.backoff.delay(cmd.command_id, attempt - 1)
+                    await asyncio.sleep(max(0.0, min(pause, expires - self.clock() + 0.001)))
+                if self.clock() > expires:
+                    return (
+                        CommandStatus.EXPIRED,
+                        f"expired at {iso(cmd.expires_at)} after {attempt - 1} attempt(s): {last}",
+                        attempt - 1,
+                    )
                 client = await conn.get(honour_backoff=False)
                 if client is None:
                     last = conn.last_error
                     continue
+                self._report(cmd, CommandStatus.SENT, f"write to {target}", attempt)
                 try:
                     resp = await self._write(client, plan, b.unit)
                 except ModbusIOException:
@@ -314,9 +280,10 @@ class ModbusCommandSink(DynamicSink[Command]):
                 if resp.isError():
                     code = getattr(resp, "exception_code", 0)
                     name = _EXCEPTIONS.get(code, "exception")
-                    return "failed", f"device answered Modbus exception {code} ({name}) to {target}"
-                return "succeeded", f"wrote {plan.value:g} to {target}"
-        return "failed", f"{target} unreachable after {self.retries + 1} attempt(s): {last}"
+                    detail = f"device answered Modbus exception {code} ({name}) to {target}"
+                    return CommandStatus.FAILED, detail, attempt
+                return CommandStatus.ACKNOWLEDGED, f"wrote {plan.value:g} to {target}", attempt
+        return CommandStatus.FAILED, f"gave up after {tries} attempts: {target}: {last}", tries
 
     def _connection(self, b: ModbusBinding) -> tuple[Connection, asyncio.Lock]:
         key = (b.host, b.port)
@@ -338,14 +305,14 @@ class ModbusCommandSink(DynamicSink[Command]):
             return await client.write_register(reg.address, words[0], device_id=unit)
         return await client.write_registers(reg.address, words, device_id=unit)
 
-    def _record(self, cmd: Command, status: str, detail: str) -> None:
-        self.results.set(cmd.command_id, status, detail)
-        self.stats.command(status)
-        if self.on_result is not None:
-            try:
-                self.on_result(dataclasses.replace(cmd, status=_STATUS[status], detail=detail))
-            except Exception:
-                log.exception("on_result callback failed for command %s", cmd.command_id)
+    def _report(self, cmd: Command, status: CommandStatus, detail: str, attempt: int = 1) -> None:
+        if status.value in COMMAND_RESULTS:
+            self.stats.command(status.value)
+        elif status is CommandStatus.ACKNOWLEDGED:
+            self.stats.command("succeeded")  # the metric's "succeeded": the write was answered
+        else:
+            self.stats.add(f"command:{status.value}")
+        report(self.feedback, cmd, status, detail, attempt=attempt, clock=self.clock)
 
     def _release(self) -> None:
         with self._lock:
@@ -371,4 +338,4 @@ class _CommandPartition(StatelessSinkPartition[Command]):
             self._sink._release()
 
 
-__all__ = ["CommandResults", "ModbusCommandSink"]
+__all__ = ["ModbusCommandSink"]

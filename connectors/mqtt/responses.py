@@ -1,9 +1,10 @@
-"""Acknowledgements of commands, as devices publish them to their response topics.
+"""Responses to commands, as devices publish them to their response topics.
 
-A response is a JSON object ``{"command_id": "...", "status": "succeeded"|"failed",
-"detail": "..."}``. :class:`ResponseBook` keeps the latest response per command id, is safe
-to read from any thread and lets a caller wait for one (command lifecycle tracking, with
-timeouts and expiry, builds on it later).
+A response is a JSON object ``{"command_id": "...", "status": ..., "detail": "..."}`` with
+status ``acknowledged`` (or its synonym ``accepted``: the device took the command on),
+then ``succeeded`` or ``failed`` (what came of it). The command sink turns them into
+:class:`~operators.records.CommandOutcome` values; :class:`ResponseBook` keeps the latest
+response per command id for tools that listen to a response topic themselves.
 
 >>> r = parse_response(b'{"command_id": "c1", "status": "failed", "detail": "out of range"}',
 ...                    "m-1", 5.0)
@@ -22,7 +23,7 @@ from datetime import datetime
 from operators.records import utc
 
 #: Statuses a device may answer with.
-STATUSES = frozenset({"succeeded", "failed"})
+STATUSES = frozenset({"accepted", "acknowledged", "succeeded", "failed"})
 
 
 class ResponseError(ValueError):

@@ -1,70 +1,115 @@
-"""Commands out to devices over MQTT, and their acknowledgements back: :class:`MqttCommandSink`.
+"""Commands out to devices over MQTT, and the devices' responses back: :class:`MqttCommandSink`.
 
-Each worker's partition owns a paho client (client id ``<client_id>-commands-<worker>``).
-Only commands with status ``issued`` are acted on: the command's versioned JSON
-(``Command.to_json()``) is published at QoS 1 to its twin's ``command_topic``. The partition
-of worker 0 also subscribes, in a persistent session, to every twin's ``response_topic`` and
-records acknowledgements in :attr:`MqttCommandSink.responses`.
+Each worker's partition owns a paho client (client id ``<client_id>-commands-<worker>``) and
+a small dispatcher thread, so ``write_batch`` never waits for the network. Only commands in
+status QUEUED are acted on. Before anything is published a command is checked against its
+twin's binding and the twin type's actuator ranges (REJECTED otherwise) and its expiry
+(EXPIRED); then its versioned JSON (``Command.to_json()``) is published at QoS 1 to the
+twin's ``command_topic``. Outcomes go to the :class:`~connectors.feedback.CommandFeedback`
+given as ``feedback``:
 
-While the broker is away, paho keeps each publish in its in-memory queue and sends it after
-reconnecting (retrying QoS 1 until the broker acknowledges it). The queue holds at most
-``max_queued`` messages: when it is full, a command is NOT sent; it is logged and counted
-as ``queue_full`` (its lifecycle then ends timed out). A process that dies loses its
-queue: commands are derived deterministically, so a Bytewax replay issues them again with
-the same id, and devices treat a repeated id as the same command.
+- SENT (with the attempt number) when the broker acknowledged the publish (PUBACK);
+- an attempt fails when the broker is not connected within ``connect_wait_s``, when paho
+  refuses the publish (its queue is full) or when no PUBACK comes within
+  ``ack_timeout_s``; it is retried with
+  :class:`~connectors.feedback.Backoff` until the attempts run out (FAILED "gave up after
+  N attempts: <last error>") or ``expires_at`` passes (EXPIRED);
+- the partition of worker 0 subscribes, in a persistent session, to every twin's
+  ``response_topic``: a device's ``acknowledged`` (or ``accepted``) response becomes
+  ACKNOWLEDGED, ``succeeded`` SUCCEEDED and ``failed`` FAILED (see
+  :mod:`connectors.mqtt.responses`).
+
+A command id the sink has taken on before (a Bytewax replay) is not published again. paho
+resends a QoS 1 publish that was in flight when the connection broke after reconnecting,
+so a device may see a command twice; devices treat a repeated id as the same command.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
+import math
+import numbers
+import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from prometheus_client import Counter
 
 from connectors.bindings import MqttBinding, MqttSettings
+from connectors.feedback import DEFAULT_BACKOFF, Backoff, CommandFeedback, SeenIds, report
 from connectors.mqtt.client import (
     CONNECTED,
     RECONNECTS,
-    PublishTracker,
     is_failure,
     make_client,
     paho,
     subscribe_options,
 )
-from connectors.mqtt.responses import ResponseBook, ResponseError, parse_response
+from connectors.mqtt.responses import ResponseError, parse_response
 from connectors.mqtt.topics import TopicRouter, bindings_by_twin, concrete_topic
-from operators.records import Command, CommandStatus
+from operators.catalog import twin_type
+from operators.errors import ValidationError
+from operators.records import Command, CommandOutcome, CommandStatus, epoch, iso, utc
 
 log = logging.getLogger(__name__)
 
 COMMANDS_OUT = Counter(
     "twinflow_mqtt_commands",
-    "Commands handed to the MQTT sink, by outcome: published (queued to the broker), "
-    "unknown_twin, queue_full, ignored (not issued)",
+    "Commands handed to the MQTT sink, by outcome: published (acknowledged by the broker), "
+    "retried, gave_up, unknown_twin, rejected, expired, duplicate, ignored (not queued)",
     ["outcome"],
 )
 RESPONSES = Counter(
     "twinflow_mqtt_command_responses",
-    "Command acknowledgements read from response topics: succeeded, failed, invalid",
+    "Command responses read from response topics: acknowledged, succeeded, failed, invalid",
     ["status"],
 )
 
 #: QoS of command publishes.
 COMMAND_QOS = 1
 
+_RESPONSE_STATUS = {
+    "accepted": CommandStatus.ACKNOWLEDGED,
+    "acknowledged": CommandStatus.ACKNOWLEDGED,
+    "succeeded": CommandStatus.SUCCEEDED,
+    "failed": CommandStatus.FAILED,
+}
+
+
+@dataclass(slots=True)
+class _Job:
+    """One command on its way to the broker."""
+
+    command: Command
+    topic: str
+    payload: str
+    expires: float
+    attempt: int = 0
+    last: str = ""
+    seq: int = field(default=0)
+
 
 class _CommandPartition(StatelessSinkPartition[Command]):
-    """One worker's publisher (and, on worker 0, the response listener)."""
+    """One worker's publisher and dispatcher (and, on worker 0, the response listener)."""
 
     def __init__(self, sink: MqttCommandSink, worker_index: int) -> None:
         self._sink = sink
         self._listen = worker_index == 0
         self.client_id = f"{sink.settings.client_id}-commands-{worker_index}"
-        self._tracker = PublishTracker()
+        self._cond = threading.Condition()
+        self._due: list[tuple[float, int, _Job]] = []  # heap of (monotonic due, seq, job)
+        self._awaiting: dict[int, tuple[_Job, float]] = {}  # mid -> (job, PUBACK deadline)
+        self._overdue: OrderedDict[int, _Job] = OrderedDict()  # mid -> job, PUBACK late
+        self._early: dict[int, Any] = {}  # mid -> reason code, PUBACK before publish returned
+        self._seq = itertools.count()
+        self._busy = 0  # jobs the dispatcher took off the heap and is attempting now
         self._connections = 0
         self._closing = False
         self._client = make_client(
@@ -77,8 +122,14 @@ class _CommandPartition(StatelessSinkPartition[Command]):
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
-        self._client.on_publish = self._tracker.on_publish
+        self._client.on_publish = self._on_publish
         self._client.loop_start()
+        self._thread = threading.Thread(
+            target=self._dispatch, name=f"twinflow-mqtt-{self.client_id}", daemon=True
+        )
+        self._thread.start()
+
+    # -- paho's thread ------------------------------------------------------------------
 
     def _on_connect(self, client: Any, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         if is_failure(reason):
@@ -91,6 +142,8 @@ class _CommandPartition(StatelessSinkPartition[Command]):
         if self._listen:
             opts = subscribe_options(self._sink.settings.qos)
             client.subscribe([(f, opts) for f in self._sink.response_router.filters])
+        with self._cond:
+            self._cond.notify_all()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         CONNECTED.labels(self.client_id).set(0)
@@ -98,6 +151,18 @@ class _CommandPartition(StatelessSinkPartition[Command]):
             log.warning(
                 "MQTT command sink %r lost the broker (%s); reconnecting", self.client_id, reason
             )
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, reason: Any, _p: Any) -> None:
+        with self._cond:
+            found = self._awaiting.pop(mid, None)
+            job = found[0] if found is not None else self._overdue.pop(mid, None)
+            if job is None:
+                self._early[mid] = reason
+                while len(self._early) > 10_000:
+                    del self._early[next(iter(self._early))]
+                return
+            self._cond.notify_all()
+        self._acked(job, reason)
 
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
         try:
@@ -113,77 +178,190 @@ class _CommandPartition(StatelessSinkPartition[Command]):
                 self._sink.response_router.why_unmapped(topic),
             )
             return
+        now = self._sink.clock()
         try:
-            response = parse_response(msg.payload, binding.twin_id, time.time())
+            response = parse_response(msg.payload, binding.twin_id, now)
         except ResponseError as e:
             RESPONSES.labels("invalid").inc()
             log.warning(
                 "MQTT command response of twin %r on %r refused: %s", binding.twin_id, topic, e
             )
             return
-        RESPONSES.labels(response.status).inc()
-        self._sink.responses.add(response)
+        status = _RESPONSE_STATUS[response.status]
+        RESPONSES.labels(status.value).inc()
+        log.info(
+            "command %s (%s): device answered %s: %s",
+            response.command_id,
+            binding.twin_id,
+            response.status,
+            response.detail,
+        )
+        if self._sink.feedback is not None:
+            self._sink.feedback.report(
+                CommandOutcome(
+                    response.command_id, binding.twin_id, status, utc(now), response.detail
+                )
+            )
+
+    # -- Bytewax's thread ---------------------------------------------------------------
 
     def write_batch(self, items: list[Command]) -> None:
-        mqtt = paho()
+        sink = self._sink
         for cmd in items:
             if not isinstance(cmd, Command):
                 raise TypeError(
                     f"MqttCommandSink takes operators.records.Command items, got "
                     f"{type(cmd).__name__}; route only commands to this sink"
                 )
-            if cmd.status is not CommandStatus.ISSUED:
+            if cmd.status is not CommandStatus.QUEUED:
                 COMMANDS_OUT.labels("ignored").inc()
                 continue
-            topic = self._sink.command_topics.get(cmd.twin_id)
+            if not sink.seen.claim(cmd.command_id):
+                COMMANDS_OUT.labels("duplicate").inc()
+                continue
+            topic = sink.command_topics.get(cmd.twin_id)
             if topic is None:
                 COMMANDS_OUT.labels("unknown_twin").inc()
-                log.warning(
-                    "command %s for twin %r not sent: the twin has no MQTT binding",
-                    cmd.command_id,
-                    cmd.twin_id,
+                detail = f"twin {cmd.twin_id!r} has no MQTT binding; not sent"
+                sink.report(cmd, CommandStatus.REJECTED, detail)
+                continue
+            why = sink.rejection(cmd)
+            if why is not None:
+                COMMANDS_OUT.labels("rejected").inc()
+                sink.report(cmd, CommandStatus.REJECTED, f"not sent: {why}")
+                continue
+            expires = epoch(cmd.expires_at)
+            if sink.clock() > expires:
+                COMMANDS_OUT.labels("expired").inc()
+                sink.report(
+                    cmd, CommandStatus.EXPIRED, f"expired at {iso(cmd.expires_at)}, not sent"
                 )
                 continue
             payload = json.dumps(cmd.to_json(), separators=(",", ":"))
-            info = self._client.publish(topic, payload, qos=COMMAND_QOS)
-            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-                COMMANDS_OUT.labels("queue_full").inc()
-                log.error(
-                    "command %s for twin %r not sent: the MQTT outgoing queue is full (%d); "
-                    "is the broker %s:%s reachable?",
-                    cmd.command_id,
-                    cmd.twin_id,
-                    self._sink.max_queued,
-                    self._sink.settings.host,
-                    self._sink.settings.port,
-                )
-                continue
-            COMMANDS_OUT.labels("published").inc()
-            self._tracker.published(info.mid)
+            self._schedule(_Job(cmd, topic, payload, expires), 0.0)
 
     def close(self) -> None:
-        """Wait (up to the sink's ``close_timeout_s``) for the broker to acknowledge what
-        was published, then disconnect."""
-        unsent = self._tracker.wait(self._sink.close_timeout_s)
-        if unsent:
+        """Wait (up to the sink's ``close_timeout_s``) for the commands on their way, then
+        disconnect; commands still retrying get no further outcome."""
+        deadline = time.monotonic() + self._sink.close_timeout_s
+        with self._cond:
+            self._cond.wait_for(
+                lambda: not (self._due or self._awaiting or self._busy),
+                deadline - time.monotonic(),
+            )
+            left = len(self._due) + len(self._awaiting) + self._busy
+            self._closing = True
+            self._cond.notify_all()
+        if left:
             log.warning(
                 "MQTT command sink %r closes with %d commands not acknowledged by the broker",
                 self.client_id,
-                unsent,
+                left,
             )
-        self._closing = True
+        self._thread.join(5.0)
         self._client.disconnect()
         self._client.loop_stop()
         CONNECTED.labels(self.client_id).set(0)
 
+    # -- the dispatcher thread ----------------------------------------------------------
+
+    def _schedule(self, job: _Job, delay_s: float) -> None:
+        with self._cond:
+            heapq.heappush(self._due, (time.monotonic() + delay_s, next(self._seq), job))
+            self._cond.notify_all()
+
+    def _dispatch(self) -> None:
+        while True:
+            with self._cond:
+                if self._closing:
+                    return
+                now = time.monotonic()
+                ready: list[_Job] = []
+                while self._due and self._due[0][0] <= now:
+                    ready.append(heapq.heappop(self._due)[2])
+                late = [m for m, (_, deadline) in self._awaiting.items() if deadline <= now]
+                overdue = [self._awaiting.pop(m)[0] for m in late]
+                for m, job in zip(late, overdue, strict=True):
+                    self._overdue[m] = job  # a late PUBACK still reports SENT
+                while len(self._overdue) > 10_000:
+                    self._overdue.popitem(last=False)
+                self._busy = len(ready) + len(overdue)
+                if not self._busy:
+                    waits = [self._due[0][0] - now] if self._due else []
+                    waits += [d - now for _, d in self._awaiting.values()]
+                    self._cond.wait(min([0.25, *waits]))
+                    continue
+            timeout = self._sink.ack_timeout_s
+            for job in overdue:
+                self._failed_attempt(job, f"no PUBACK from the broker within {timeout:g} s")
+            for job in ready:
+                self._attempt(job)
+            with self._cond:
+                self._busy = 0
+                self._cond.notify_all()
+
+    def _attempt(self, job: _Job) -> None:
+        sink = self._sink
+        if sink.clock() > job.expires:
+            COMMANDS_OUT.labels("expired").inc()
+            detail = (
+                f"expired at {iso(job.command.expires_at)} after {job.attempt} attempt(s): "
+                f"{job.last}"
+            )
+            sink.report(job.command, CommandStatus.EXPIRED, detail, attempt=job.attempt)
+            return
+        job.attempt += 1
+        wait_s = min(sink.connect_wait_s, max(0.0, job.expires - sink.clock()))
+        with self._cond:  # on_connect wakes this up
+            self._cond.wait_for(lambda: self._closing or self._client.is_connected(), wait_s)
+        if not self._client.is_connected():
+            s = sink.settings
+            self._failed_attempt(job, f"not connected to the broker {s.host}:{s.port}")
+            return
+        info = self._client.publish(job.topic, job.payload, qos=COMMAND_QOS)
+        mqtt = paho()
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            self._failed_attempt(job, f"paho's outgoing queue is full ({sink.max_queued})")
+            return
+        with self._cond:
+            reason = self._early.pop(info.mid, None)
+            if reason is None:
+                self._awaiting[info.mid] = (job, time.monotonic() + sink.ack_timeout_s)
+                return
+        self._acked(job, reason)
+
+    def _acked(self, job: _Job, reason: Any) -> None:
+        if is_failure(reason):
+            COMMANDS_OUT.labels("gave_up").inc()
+            detail = f"the broker refused the publish: {reason}"
+            self._sink.report(job.command, CommandStatus.FAILED, detail, attempt=job.attempt)
+            return
+        COMMANDS_OUT.labels("published").inc()
+        detail = f"published to {job.topic!r}, acknowledged by the broker"
+        self._sink.report(job.command, CommandStatus.SENT, detail, attempt=job.attempt)
+
+    def _failed_attempt(self, job: _Job, why: str) -> None:
+        sink = self._sink
+        job.last = why
+        if job.attempt >= sink.backoff.max_attempts:
+            COMMANDS_OUT.labels("gave_up").inc()
+            detail = f"gave up after {job.attempt} attempts: {why}"
+            sink.report(job.command, CommandStatus.FAILED, detail, attempt=job.attempt)
+            return
+        COMMANDS_OUT.labels("retried").inc()
+        pause = sink.backoff.delay(job.command.command_id, job.attempt)
+        until_expiry = max(0.0, job.expires - sink.clock()) + 0.001
+        self._schedule(job, min(pause, until_expiry))
+
 
 class MqttCommandSink(DynamicSink[Command]):
-    """Publish issued commands to each twin's command topic; read the acknowledgements.
+    """Publish queued commands to each twin's command topic; read the devices' responses.
 
-    ``responses`` maps command id to the latest :class:`~connectors.mqtt.responses.
-    CommandResponse` (thread-safe; ``responses.wait(id, timeout_s)`` blocks until one comes).
-    ``max_queued`` bounds paho's outgoing queue per worker while the broker is away;
-    ``close_timeout_s`` bounds how long closing waits for the broker's acknowledgements.
+    ``feedback`` receives the outcomes (see the module docstring); ``backoff`` paces the
+    attempts; ``connect_wait_s`` is how long one attempt waits for a connection to the
+    broker, ``ack_timeout_s`` how long it waits for the broker's PUBACK;
+    ``clock`` (epoch seconds) judges expiry. ``max_queued`` bounds paho's outgoing queue per
+    worker; ``close_timeout_s`` bounds how long closing waits for commands on their way.
     """
 
     def __init__(
@@ -191,19 +369,61 @@ class MqttCommandSink(DynamicSink[Command]):
         settings: MqttSettings,
         bindings: Sequence[MqttBinding],
         *,
+        feedback: CommandFeedback | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        ack_timeout_s: float = 10.0,
+        connect_wait_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
         max_queued: int = 10_000,
         close_timeout_s: float = 5.0,
+        max_ids: int = 100_000,
     ) -> None:
         self.settings = settings
         self.bindings = tuple(bindings)
+        self.feedback = feedback
+        self.backoff = backoff
+        self.ack_timeout_s = ack_timeout_s
+        self.connect_wait_s = connect_wait_s
+        self.clock = clock
         self.max_queued = max_queued
         self.close_timeout_s = close_timeout_s
-        by_twin = bindings_by_twin(self.bindings)
+        self.max_ids = max_ids
+        self.seen = SeenIds(max_ids)
+        self._by_twin = bindings_by_twin(self.bindings)
         self.command_topics = {
-            t: concrete_topic(b.command_topic, b, "command_topic") for t, b in by_twin.items()
+            t: concrete_topic(b.command_topic, b, "command_topic") for t, b in self._by_twin.items()
         }
-        self.response_router = TopicRouter(by_twin.values(), attr="response_topic")
-        self.responses = ResponseBook()
+        self.response_router = TopicRouter(self._by_twin.values(), attr="response_topic")
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CommandPartition:
         return _CommandPartition(self, worker_index)
+
+    def rejection(self, cmd: Command) -> str | None:
+        """Why ``cmd`` must not be sent to its (bound) twin, or ``None``."""
+        bound = self._by_twin[cmd.twin_id].twin_type
+        if cmd.twin_type != bound:
+            return f"twin {cmd.twin_id!r} is bound as a {bound}, not a {cmd.twin_type}"
+        try:
+            spec = twin_type(bound).actuator(cmd.name)
+        except ValidationError as err:
+            return str(err)
+        if set(cmd.params) != set(spec.params):
+            return (
+                f"command {cmd.name!r} takes parameters {sorted(spec.params)}, got "
+                f"{sorted(cmd.params)}"
+            )
+        for name, (low, high) in spec.params.items():
+            value = cmd.params[name]
+            ok = (
+                isinstance(value, numbers.Real)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and low <= value <= high
+            )
+            if not ok:
+                return f"{cmd.name}.{name}={value!r} is outside [{low:g}, {high:g}]"
+        return None
+
+    def report(self, cmd: Command, status: CommandStatus, detail: str, attempt: int = 1) -> None:
+        """Log an outcome of ``cmd`` and hand it to the feedback hub."""
+        report(self.feedback, cmd, status, detail, attempt=attempt, clock=self.clock)

@@ -4,8 +4,8 @@
   sampling interval and absolute deadband from the binding) and emits one
   :class:`~operators.records.TelemetryFrame` per twin and batch, with the OPC UA status code
   as quality and the source timestamp as time. It reconnects and resubscribes on its own.
-- :class:`OpcUaCommandSink` writes ISSUED commands to the bound nodes after checking them
-  against the catalog, and records each write's status code as the command's end state.
+- :class:`OpcUaCommandSink` writes QUEUED commands to the bound nodes after checking them
+  against the catalog, and reports each write's outcome to a command feedback hub.
 
 Both are configured by :class:`connectors.bindings.OpcUaBinding` values; modules:
 ``source`` (partitions), ``subscriber`` (the client thread), ``frames`` (grouping),
@@ -19,7 +19,7 @@ Both are configured by :class:`connectors.bindings.OpcUaBinding` values; modules
 """
 
 from connectors.opcua.quality import quality_of, status_code_for
-from connectors.opcua.sink import CommandResults, OpcUaCommandSink
+from connectors.opcua.sink import OpcUaCommandSink
 from connectors.opcua.source import OpcUaSource
 
-__all__ = ["CommandResults", "OpcUaCommandSink", "OpcUaSource", "quality_of", "status_code_for"]
+__all__ = ["OpcUaCommandSink", "OpcUaSource", "quality_of", "status_code_for"]

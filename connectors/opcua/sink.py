@@ -1,23 +1,25 @@
-"""The OPC UA command sink: commands become node writes; the write's StatusCode is the result.
+"""The OPC UA command sink: commands become node writes; the write's StatusCode is the answer.
 
-Only commands in status ISSUED are acted on. Each is checked before anything is sent: its
+Only commands in status QUEUED are acted on. Each is checked before anything is sent: its
 twin must be bound, the binding must map the command name to a node and parameter, and the
 value must be a finite number inside the catalog's range for that parameter. A refused
-command ends "failed" with the reason and is never written.
+command is REJECTED and one whose ``expires_at`` has passed EXPIRED; neither is written.
 
 Writes run on an event loop in a thread of the sink, one queue per server, so commands to
 one server are written in the order they reached the sink and ``write_batch`` never waits
 for the network. The node's data type is read once per session and the value converted to
-it (a PLC setpoint may be Float or Int16). A write ends:
+it (a PLC setpoint may be Float or Int16). Outcomes go to the
+:class:`~connectors.feedback.CommandFeedback` given as ``feedback``:
 
-- "succeeded" when the server answers Good;
-- "failed" when it answers Bad (e.g. ``BadOutOfRange``), not retried: it is an answer;
-- "failed" after ``retries`` further attempts when the server cannot be reached or the
-  session breaks, each attempt bounded by ``timeout_s`` (with a short backoff between).
+- SENT (with the attempt number) when the write request goes out on an open session;
+- ACKNOWLEDGED when the server answers Good;
+- FAILED when it answers Bad (e.g. ``BadOutOfRange``, named in ``detail``), not retried;
+- a server that cannot be reached, a broken session or no answer within ``3 * timeout_s``
+  is retried with :class:`~connectors.feedback.Backoff`; when the attempts run out: FAILED
+  "gave up after N attempts: <last error>"; when ``expires_at`` passes first: EXPIRED.
 
-Results land in :attr:`OpcUaCommandSink.results` as ``command_id -> (status, detail)``. The
-sink is idempotent: a command id it has already handled (say, replayed after recovery) is
-not written again.
+A command id the sink has already taken on (say, replayed after recovery) is not written
+again. End states are counted in ``twinflow_opcua_command_results_total{status}``.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ import logging
 import math
 import numbers
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.bindings import OpcUaBinding
+from connectors.feedback import DEFAULT_BACKOFF, Backoff, CommandFeedback, SeenIds, report
 from connectors.opcua.connection import (
     Endpoint,
     check_bindings,
@@ -43,7 +47,7 @@ from connectors.opcua.connection import (
 from connectors.opcua.metrics import COMMAND_RESULTS
 from operators.catalog import twin_type
 from operators.errors import ConfigError, ValidationError
-from operators.records import Command, CommandStatus
+from operators.records import Command, CommandStatus, epoch, iso
 
 try:
     from asyncua import Client, ua
@@ -51,9 +55,6 @@ except ImportError as exc:  # pragma: no cover - checked in connectors.opcua.con
     raise ImportError("pip install 'twinflow[opcua]'") from exc
 
 log = logging.getLogger(__name__)
-
-SUCCEEDED = "succeeded"
-FAILED = "failed"
 
 #: StatusCodes that mean "the session or connection broke", worth another attempt.
 _TRANSPORT_CODES = frozenset(
@@ -86,73 +87,40 @@ _INTEGER_TYPES = {
 }
 
 
-class CommandResults(Mapping[str, tuple[str, str]]):
-    """``command_id -> (status, detail)``, safe to read and wait on from any thread."""
-
-    def __init__(self) -> None:
-        self._done: dict[str, tuple[str, str]] = {}
-        self._cond = threading.Condition()
-
-    def __getitem__(self, command_id: str) -> tuple[str, str]:
-        with self._cond:
-            return self._done[command_id]
-
-    def __iter__(self) -> Iterator[str]:
-        with self._cond:
-            return iter(list(self._done))
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._done)
-
-    def wait(self, command_id: str, timeout_s: float) -> tuple[str, str] | None:
-        """The result of ``command_id`` once there is one, or ``None`` after ``timeout_s``."""
-        with self._cond:
-            self._cond.wait_for(lambda: command_id in self._done, timeout_s)
-            return self._done.get(command_id)
-
-    def record(self, command_id: str, status: str, detail: str) -> None:
-        with self._cond:
-            self._done[command_id] = (status, detail)
-            self._cond.notify_all()
-        COMMAND_RESULTS.labels(status).inc()
-
-
 class OpcUaCommandSink(DynamicSink[Command]):
-    """Write the flow's commands to OPC UA nodes; see the module docstring for guarantees.
+    """Write the flow's queued commands to OPC UA nodes; see the module docstring.
 
-    ``timeout_s`` bounds one attempt (connect, read the data type, write); ``retries`` is how
-    many more attempts follow a transport failure, ``backoff_s`` the first pause between
-    them (doubling). So a command to an unreachable server ends "failed" within about
-    ``(retries + 1) * 3 * timeout_s + backoff_s * 2 ** retries`` seconds.
+    ``timeout_s`` bounds connecting and each request of one attempt (the whole attempt
+    takes at most ``3 * timeout_s``); ``backoff`` paces the attempts; ``feedback``
+    receives the outcomes; ``clock`` (epoch seconds) judges expiry.
     """
 
     def __init__(
         self,
         bindings: Sequence[OpcUaBinding],
         *,
+        feedback: CommandFeedback | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
         timeout_s: float = 2.0,
-        retries: int = 2,
-        backoff_s: float = 0.2,
         session_timeout_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        max_ids: int = 100_000,
     ) -> None:
         check_bindings(bindings, commands=True)
         if not (isinstance(timeout_s, int | float) and math.isfinite(timeout_s) and timeout_s > 0):
             raise ConfigError(f"OpcUaCommandSink timeout_s must be > 0, got {timeout_s!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"OpcUaCommandSink retries must be an integer >= 0, got {retries!r}")
         self.bindings = tuple(bindings)
+        self.feedback = feedback
+        self.backoff = backoff
         self.timeout_s = timeout_s
-        self.retries = retries
-        self.backoff_s = backoff_s
         self.session_timeout_s = session_timeout_s
-        self.results = CommandResults()
+        self.clock = clock
+        self.max_ids = max_ids
+        self._seen = SeenIds(max_ids)
         self._by_twin = {b.twin_id: b for b in self.bindings}
         self._endpoint_of = {
             b.twin_id: e for e in group_by_endpoint(self.bindings) for b in e.bindings
         }
-        self._claimed: set[str] = set()
-        self._lock = threading.Lock()
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CommandPartition:
         return _CommandPartition(self)
@@ -194,11 +162,15 @@ class OpcUaCommandSink(DynamicSink[Command]):
 
     def claim(self, command_id: str) -> bool:
         """True the first time a command id is seen (the sink handles each id once)."""
-        with self._lock:
-            if command_id in self._claimed:
-                return False
-            self._claimed.add(command_id)
-            return True
+        return self._seen.claim(command_id)
+
+    def report(
+        self, command: Command, status: CommandStatus, detail: str, attempt: int = 1
+    ) -> None:
+        """Log an outcome of ``command`` and hand it to the feedback hub."""
+        if status is not CommandStatus.SENT:
+            COMMAND_RESULTS.labels(status.value).inc()
+        report(self.feedback, command, status, detail, attempt=attempt, clock=self.clock)
 
 
 class _CommandPartition(StatelessSinkPartition[Command]):
@@ -215,15 +187,18 @@ class _CommandPartition(StatelessSinkPartition[Command]):
                     f"OpcUaCommandSink takes operators.records.Command items, got "
                     f"{type(command).__name__}; route only commands to this sink"
                 )
-            if command.status is not CommandStatus.ISSUED or not self.sink.claim(
+            if command.status is not CommandStatus.QUEUED or not self.sink.claim(
                 command.command_id
             ):
                 continue
             plan = self.sink.plan(command)
             if isinstance(plan, str):
-                self.sink.results.record(command.command_id, FAILED, f"refused, not sent: {plan}")
-                continue
-            self.writer.submit(command, *plan)
+                self.sink.report(command, CommandStatus.REJECTED, f"not sent: {plan}")
+            elif self.sink.clock() > epoch(command.expires_at):
+                detail = f"expired at {iso(command.expires_at)}, not sent"
+                self.sink.report(command, CommandStatus.EXPIRED, detail)
+            else:
+                self.writer.submit(command, *plan)
 
     def close(self) -> None:
         self.writer.close()
@@ -282,53 +257,58 @@ class _ServerWriter:
             while (job := await jobs.get()) is not None:
                 command, node, value = job
                 try:
-                    status, detail = await self._deliver(node, value)
+                    status, detail, attempt = await self._deliver(command, node, value)
                 except Exception as exc:  # never let one command end the writer
-                    status, detail = FAILED, f"unexpected error: {exc!r}"
-                self.sink.results.record(command.command_id, status, detail)
-                log.info(
-                    "OPC UA command %s (%s %s) %s: %s",
-                    command.command_id,
-                    command.twin_id,
-                    command.name,
-                    status,
-                    detail,
-                )
+                    status, detail, attempt = CommandStatus.FAILED, f"unexpected: {exc!r}", 1
+                self.sink.report(command, status, detail, attempt)
         finally:
             await self._drop()
 
-    async def _deliver(self, node: ua.NodeId, value: float) -> tuple[str, str]:
+    async def _deliver(
+        self, command: Command, node: ua.NodeId, value: float
+    ) -> tuple[CommandStatus, str, int]:
+        """Write until answered, out of attempts or expired: the final outcome."""
         sink = self.sink
-        pause = sink.backoff_s
-        failure = ""
-        for attempt in range(sink.retries + 1):
-            if attempt:
-                await asyncio.sleep(pause)
-                pause *= 2
+        expires = epoch(command.expires_at)
+        tries, failure = sink.backoff.max_attempts, ""
+        for attempt in range(1, tries + 1):
+            if attempt > 1:
+                pause = sink.backoff.delay(command.command_id, attempt - 1)
+                await asyncio.sleep(max(0.0, min(pause, expires - sink.clock() + 0.001)))
+            if sink.clock() > expires:
+                return (
+                    CommandStatus.EXPIRED,
+                    f"expired at {iso(command.expires_at)} after {attempt - 1} attempt(s): "
+                    f"{failure}",
+                    attempt - 1,
+                )
             try:
-                code = await asyncio.wait_for(self._write(node, value), 3 * sink.timeout_s)
+                code = await asyncio.wait_for(
+                    self._write(command, attempt, node, value), 3 * sink.timeout_s
+                )
             except ua.UaStatusCodeError as exc:
                 code = exc.code
             except (TimeoutError, OSError, ConnectionError, ua.UaError) as exc:
-                failure = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                failure = f"{type(exc).__name__}: {exc}".rstrip(": ") or type(exc).__name__
                 await self._drop()
                 continue
             status = ua.StatusCode(code)
             if status.is_good():
-                return (
-                    SUCCEEDED,
-                    f"{status.name} from {self.endpoint.label} node {node.to_string()}",
-                )
+                detail = f"{status.name} from {self.endpoint.label} node {node.to_string()}"
+                return CommandStatus.ACKNOWLEDGED, detail, attempt
             if code in _TRANSPORT_CODES:
                 failure = status.name
                 await self._drop()
                 continue
-            return FAILED, f"server answered {status.name} for node {node.to_string()}"
-        return FAILED, (
-            f"{self.endpoint.label} unreachable after {sink.retries + 1} attempt(s): {failure}"
+            detail = f"server answered {status.name} for node {node.to_string()}"
+            return CommandStatus.FAILED, detail, attempt
+        return (
+            CommandStatus.FAILED,
+            f"gave up after {tries} attempts: {self.endpoint.label}: {failure}",
+            tries,
         )
 
-    async def _write(self, node: ua.NodeId, value: float) -> int:
+    async def _write(self, command: Command, attempt: int, node: ua.NodeId, value: float) -> int:
         client = await self._connect()
         vtype = self._types.get(node)
         if vtype is None:
@@ -340,6 +320,12 @@ class _ServerWriter:
         item.Value = ua.DataValue(ua.Variant(_convert(value, vtype), vtype))
         params = ua.WriteParameters()
         params.NodesToWrite = [item]
+        self.sink.report(
+            command,
+            CommandStatus.SENT,
+            f"write to {self.endpoint.label} node {node.to_string()}",
+            attempt,
+        )
         [code] = await client.uaclient.write(params)
         return int(code.value)
 

@@ -15,8 +15,9 @@ from operators.catalog import twin_type
 from operators.errors import ValidationError
 from operators.records import Command, CommandStatus
 
-#: Statuses of a command the plant acts on; later states are bookkeeping, not requests.
-ACTIONABLE = frozenset({CommandStatus.ISSUED, CommandStatus.SENT})
+#: Statuses of a command the plant acts on (the flow's sinks send QUEUED ones); later
+#: states are bookkeeping, not requests.
+ACTIONABLE = frozenset({CommandStatus.ISSUED, CommandStatus.QUEUED, CommandStatus.SENT})
 
 
 class CommandRecord(NamedTuple):

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from connectors.bindings import ModbusBinding, ModbusWrite, Register
+from connectors.feedback import Backoff, CommandFeedback
 from connectors.modbus.codec import (
     TYPES,
     decode_raw,
@@ -531,7 +532,17 @@ def command(twin: str, kind: str, name: str, **params: float) -> Command:
         issued_at=now,
         expires_at=now + timedelta(minutes=10),
         reason="test",
+        status=CommandStatus.QUEUED,
     )
+
+
+def statuses(feedback: CommandFeedback, cmd: Command) -> list[CommandStatus]:
+    return [o.status for o in feedback.history(cmd.command_id)]
+
+
+def last(feedback: CommandFeedback, cmd: Command) -> tuple[CommandStatus, str]:
+    o = feedback.history(cmd.command_id)[-1]
+    return o.status, o.detail
 
 
 def mean_tail(frames: list[TelemetryFrame], twin: str, signal: str) -> float:
@@ -542,14 +553,15 @@ def mean_tail(frames: list[TelemetryFrame], twin: str, signal: str) -> float:
 def test_command_round_trip_changes_what_the_plant_produces(served: Served) -> None:
     before = mean_tail([f for f in served.push_chunk()], "motor-003", "load_pct")
     assert before > 70
-    sink = ModbusCommandSink(served.bindings)
+    feedback = CommandFeedback()
+    sink = ModbusCommandSink(served.bindings, feedback=feedback)
     cmd = command("motor-003", "motor", "derate", fraction=0.5)
     succeeded = counter("twinflow_modbus_command_results_total", status="succeeded")
     flow = Dataflow("modbus_commands")
     op.output("actuators", op.input("cmds", flow, TestingSource([cmd])), sink)
     run_main(flow)  # closing the sink partition waits for the write
-    status, detail = sink.results[cmd.command_id]
-    assert status == "succeeded", detail
+    assert statuses(feedback, cmd) == [CommandStatus.SENT, CommandStatus.ACKNOWLEDGED]
+    assert "wrote 0.5 to holding" in last(feedback, cmd)[1]
     assert counter("twinflow_modbus_command_results_total", status="succeeded") - succeeded == 1
     [issued] = served.devices.commands
     assert (issued.twin_id, issued.name, dict(issued.params)) == (
@@ -569,7 +581,10 @@ def test_command_round_trip_changes_what_the_plant_produces(served: Served) -> N
 def test_out_of_range_commands_are_rejected_before_sending(served: Served) -> None:
     motor = served.bindings[2]
     tight = ModbusWrite(Register(100, type="uint16", scale=0.001), "percent")
-    sink = ModbusCommandSink([replace(motor, commands={**motor.commands, "set_load": tight})])
+    feedback = CommandFeedback()
+    sink = ModbusCommandSink(
+        [replace(motor, commands={**motor.commands, "set_load": tight})], feedback=feedback
+    )
     too_far = command("motor-003", "motor", "derate", fraction=1.5)  # outside the catalog range
     too_big = command("motor-003", "motor", "set_load", percent=100.0)  # raw 100000 > uint16
     wrong = command("motor-003", "motor", "derate", percent=0.5)  # wrong parameter
@@ -578,15 +593,14 @@ def test_out_of_range_commands_are_rejected_before_sending(served: Served) -> No
     old = replace(old, expires_at=old.issued_at - timedelta(seconds=1))
     sink.send([too_far, too_big, wrong, unbound, old])
     assert sink.flush(5)
-    results = {
-        c.command_id: sink.results[c.command_id] for c in (too_far, too_big, wrong, unbound, old)
-    }
-    assert {s for s, _ in results.values()} == {"rejected"}
+    results = {c.command_id: last(feedback, c) for c in (too_far, too_big, wrong, unbound, old)}
+    assert {s for s, _ in results.values()} == {CommandStatus.REJECTED, CommandStatus.EXPIRED}
     assert "outside [0.2, 1]" in results[too_far.command_id][1]
     assert "uint16" in results[too_big.command_id][1]
     assert "takes parameters ['fraction']" in results[wrong.command_id][1]
     assert "no Modbus binding" in results[unbound.command_id][1]
-    assert "expired" in results["old"][1]
+    assert results["old"][0] is CommandStatus.EXPIRED and "expired at" in results["old"][1]
+    assert all(len(feedback.history(c)) == 1 for c in results)  # nothing was sent
     sink.close()
     assert served.devices.commands == [] and served.plant.command_log == []
 
@@ -621,18 +635,29 @@ def test_the_device_refuses_bad_writes_itself(served: Served) -> None:
 def test_unreachable_and_silent_devices_fail_in_bounded_time(served: Served) -> None:
     motor = served.bindings[2]
     nowhere = replace(served.bindings[1], port=free_port())  # nothing listens there
-    sink = ModbusCommandSink([motor, nowhere], retries=2, retry_backoff_s=0.05)
+    feedback = CommandFeedback()
+    backoff = Backoff(base_s=0.05, cap_s=0.1, max_attempts=3, jitter=0.0)
+    sink = ModbusCommandSink([motor, nowhere], feedback=feedback, backoff=backoff)
     served.devices.set_silent("motor-003", True)
     refused = command("pump-002", "pump", "set_flow", m3h=100.0)
     unanswered = command("motor-003", "motor", "derate", fraction=0.5)
     t0 = time.monotonic()
     sink.send([refused, unanswered])
-    assert sink.results.wait(refused.command_id, 15)[0] == "failed"
-    assert sink.results.wait(unanswered.command_id, 15)[0] == "failed"
+    assert feedback.wait_for(refused.command_id, {CommandStatus.FAILED}, 15)
+    assert feedback.wait_for(unanswered.command_id, {CommandStatus.FAILED}, 15)
     elapsed = time.monotonic() - t0
     sink.close()
-    assert "unreachable after 3 attempt(s)" in sink.results[refused.command_id][1]
-    assert "no answer within 0.2 s" in sink.results[unanswered.command_id][1]
+    assert statuses(feedback, refused) == [CommandStatus.FAILED]  # never on the wire
+    assert "gave up after 3 attempts" in last(feedback, refused)[1]
+    assert "cannot connect" in last(feedback, refused)[1]
+    tries = feedback.history(unanswered.command_id)
+    assert [(o.status, o.attempt) for o in tries] == [
+        (CommandStatus.SENT, 1),
+        (CommandStatus.SENT, 2),
+        (CommandStatus.SENT, 3),
+        (CommandStatus.FAILED, 3),
+    ]
+    assert "no answer within 0.2 s" in tries[-1].detail
     # attempts x (connect + answer) + pauses, plus slack for a busy machine
     assert elapsed < 3 * (2 * 0.2) + 0.15 + 5.0
     served.devices.set_silent("motor-003", False)
@@ -641,17 +666,18 @@ def test_unreachable_and_silent_devices_fail_in_bounded_time(served: Served) -> 
 
 @pytest.mark.timeout(45)
 def test_commands_not_issued_and_replays_are_not_written(served: Served) -> None:
-    sink = ModbusCommandSink(served.bindings)
+    feedback = CommandFeedback()
+    sink = ModbusCommandSink(served.bindings, feedback=feedback)
     cmd = command("motor-003", "motor", "set_load", percent=60.0)
     done = replace(cmd, command_id="x", status=CommandStatus.SUCCEEDED)
     sink.send([cmd, done])
-    assert sink.results.wait(cmd.command_id, 5) == (
-        "succeeded",
-        f"wrote 60 to holding 100 of unit 3 at {HOST}:{served.devices.port}",
-    )
+    acked = feedback.wait_for(cmd.command_id, {CommandStatus.ACKNOWLEDGED}, 5)
+    assert acked is not None
+    assert acked.detail == f"wrote 60 to holding 100 of unit 3 at {HOST}:{served.devices.port}"
     sink.send([cmd])  # a replay after recovery
     sink.close()
-    assert len(served.devices.commands) == 1 and "x" not in sink.results
+    assert len(served.devices.commands) == 1 and feedback.history("x") == []
+    assert statuses(feedback, cmd) == [CommandStatus.SENT, CommandStatus.ACKNOWLEDGED]
     assert sink.stats.snapshot()["duplicates"] == 1
     with pytest.raises(TypeError, match=r"takes operators\.records\.Command items"):
         sink.send(["derate"])  # type: ignore[list-item]

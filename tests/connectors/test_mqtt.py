@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from connectors.bindings import FieldMap, MqttBinding, MqttSettings, TlsSettings
+from connectors.feedback import Backoff, CommandFeedback
 from connectors.mqtt import MessageDecoder, MqttCommandSink, MqttPartition, MqttSource
 from connectors.mqtt.payloads import PayloadDecoder, PayloadError
 from connectors.mqtt.topics import TopicRouter
@@ -488,19 +489,24 @@ def test_broker_away_at_start_then_up(tmp_path: Path) -> None:
     first.stop()
     later.stop()
     part = MqttSource(settings, twins).build_part("in", "mqtt", None)
-    sink = MqttCommandSink(settings, twins)
+    feedback = CommandFeedback()
+    patient = Backoff(base_s=0.05, cap_s=0.5, max_attempts=1000)  # retries until the broker is up
+    sink = MqttCommandSink(settings, twins, feedback=feedback, backoff=patient, connect_wait_s=0.05)
     out = sink.build("out", 0, 1)
     cmd = make_command("pump-002", "pump", "set_flow", {"m3h": 150.0})
     devices = MqttDevices(plant, settings, twins)
     try:
         for _ in range(5):
             assert part.next_batch() == []  # no broker: nothing, and no error
-        out.write_batch([cmd])  # queued by paho until the broker is back
+        out.write_batch([cmd])  # retried by the sink until the broker is back
         assert not part.connected
+        time.sleep(0.5)
         later.start()
         assert devices.start()
-        response = sink.responses.wait(cmd.command_id, 15)
-        assert response is not None and response.status == "succeeded"
+        done = feedback.wait_for(cmd.command_id, {CommandStatus.SUCCEEDED}, 15)
+        assert done is not None, feedback.history(cmd.command_id)
+        [sent] = [o for o in feedback.history(cmd.command_id) if o.status is CommandStatus.SENT]
+        assert sent.attempt > 1  # the attempts while the broker was away did not count as sent
         assert part.ready.wait(10)
         devices.publish(seq_frame("pump-002", 0, 5))
         assert rows(drain(part, lambda xs: rows(xs) >= 5)) == 5
@@ -520,8 +526,9 @@ def make_command(twin: str, twin_type: str, name: str, params: dict[str, float])
         name=name,
         params=params,
         issued_at=issued,
-        expires_at=issued + timedelta(hours=1),
+        expires_at=datetime.now(UTC) + timedelta(minutes=10),  # ahead in wall time
         reason="test",
+        status=CommandStatus.QUEUED,
     )
 
 
@@ -545,7 +552,8 @@ def test_command_round_trip_changes_what_the_simulator_produces(broker: Mosquitt
     settings = settings_for(broker, client_id)
     devices = MqttDevices(plant, settings, twins)
     assert devices.start()
-    sink = MqttCommandSink(settings, twins)
+    feedback = CommandFeedback()
+    sink = MqttCommandSink(settings, twins, feedback=feedback)
     part = plant.partition(0, 1)
     derate = make_command("motor-003", "motor", "derate", {"fraction": 0.5})
     chunks = [[f for f in part.next_chunk() if isinstance(f, TelemetryFrame)]]
@@ -564,7 +572,8 @@ def test_command_round_trip_changes_what_the_simulator_produces(broker: Mosquitt
 
     def drive() -> None:  # the plant, acting as real devices
         published.extend(devices.publish(frame) for frame in chunks[0])
-        if sink.responses.wait(derate.command_id, 20) is None:
+        ended = {CommandStatus.SUCCEEDED, CommandStatus.FAILED}
+        if feedback.wait_for(derate.command_id, ended, 20) is None:
             return  # the flow then ends on its idle timeout, and the asserts say why
         chunks.append([f for f in part.next_chunk() if isinstance(f, TelemetryFrame)])
         published.extend(devices.publish(frame) for frame in chunks[1])
@@ -584,9 +593,14 @@ def test_command_round_trip_changes_what_the_simulator_produces(broker: Mosquitt
         driver.join(30)
         devices.stop()
     assert sum(published) == total, "every row of both chunks went out as one message"
-    response = sink.responses[derate.command_id]
-    assert (response.status, response.twin_id) == ("succeeded", "motor-003")
-    assert "derate(fraction=0.5) accepted" in response.detail
+    history = feedback.history(derate.command_id)
+    assert [o.status for o in history] == [
+        CommandStatus.SENT,
+        CommandStatus.ACKNOWLEDGED,
+        CommandStatus.SUCCEEDED,
+    ]
+    assert {o.twin_id for o in history} == {"motor-003"}
+    assert "derate(fraction=0.5) accepted" in history[-1].detail
     (record,) = [r for r in plant.command_log if r.command_id == derate.command_id]
     assert record.accepted
     load = {}
@@ -609,7 +623,8 @@ def test_sink_and_devices_refuse_what_they_must(broker: Mosquitto) -> None:
     settings = settings_for(broker, uid("sink"))
     devices = MqttDevices(plant, settings, twins)
     assert devices.start()
-    sink = MqttCommandSink(settings, twins)
+    feedback = CommandFeedback()
+    sink = MqttCommandSink(settings, twins, feedback=feedback)
     out = sink.build("out", 0, 1)
     unknown_before = metric("twinflow_mqtt_commands_total", outcome="unknown_twin")
     invalid_before = metric("twinflow_mqtt_command_responses_total", status="invalid")
@@ -626,20 +641,22 @@ def test_sink_and_devices_refuse_what_they_must(broker: Mosquitto) -> None:
                 Command(**{**_fields(done), "status": CommandStatus.SUCCEEDED}),
             ]
         )
-        for cmd in (bad_range, bad_name):
-            response = sink.responses.wait(cmd.command_id, 10)
-            assert response is not None and response.status == "failed"
-        assert "outside [0.2, 1]" in sink.responses[bad_range.command_id].detail
-        assert "has no command 'explode'" in sink.responses[bad_name.command_id].detail
-        assert done.command_id not in sink.responses  # not issued: not sent
+        # The sink refuses what it can judge before anything is published.
+        rejected = {CommandStatus.REJECTED}
+        for cmd in (bad_range, bad_name, ghost):
+            assert feedback.wait_for(cmd.command_id, rejected, 0) is not None, cmd.name
+        assert "outside [0.2, 1]" in feedback.history(bad_range.command_id)[0].detail
+        assert "has no command 'explode'" in feedback.history(bad_name.command_id)[0].detail
+        assert "no MQTT binding" in feedback.history(ghost.command_id)[0].detail
+        assert feedback.history(done.command_id) == []  # not queued: not sent
         # A malformed command straight to a device is answered "failed" too; the sink counts
         # the answer without a command id as invalid.
         pub = Publisher(broker)
         pub.send(f"{base}/pump-002/cmd", b'{"command_id": "x1", "name": 3}')
         pub.send(f"{base}/pump-002/resp", b"not json")
         pub.close()
-        response = sink.responses.wait("x1", 10)
-        assert response is not None and response.status == "failed"
+        response = feedback.wait_for("x1", {CommandStatus.FAILED}, 10)
+        assert response is not None and response.twin_id == "pump-002"
         assert "'params' must be an object of numbers" in response.detail
     finally:
         out.close()

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from connectors.bindings import OpcUaBinding, OpcUaSecurity
+from connectors.feedback import Backoff, CommandFeedback
 from connectors.opcua import OpcUaCommandSink, OpcUaSource, quality_of, status_code_for
 from connectors.opcua.frames import Target, build_frames
 from connectors.opcua.source import OpcUaPartition
@@ -177,9 +178,14 @@ def command(twin_id: str, name: str, seq: int, **params: float) -> Command:
         name=name,
         params=params,
         issued_at=issued,
-        expires_at=issued + timedelta(hours=1),
+        expires_at=max(issued, datetime.now(UTC)) + timedelta(minutes=10),  # wall time
         reason="test",
+        status=CommandStatus.QUEUED,
     )
+
+
+def outcomes(feedback: CommandFeedback, cmd: Command) -> list[tuple[CommandStatus, int]]:
+    return [(o.status, o.attempt) for o in feedback.history(cmd.command_id)]
 
 
 def send(sink: OpcUaCommandSink, commands: list[Command]) -> None:
@@ -600,15 +606,18 @@ def test_command_round_trip_changes_what_the_plant_produces(
     before = load_tail(sim.next_chunk())
     assert before > 70.0
     derate = command("motor-003", "derate", 1, fraction=0.3)
-    succeeded = metric("twinflow_opcua_command_results_total", status="succeeded")
-    sink = OpcUaCommandSink(bindings, timeout_s=2.0)
+    acknowledged = metric("twinflow_opcua_command_results_total", status="acknowledged")
+    feedback = CommandFeedback()
+    sink = OpcUaCommandSink(bindings, timeout_s=2.0, feedback=feedback)
     send(sink, [derate])
-    status, detail = sink.results[derate.command_id]
-    assert status == "succeeded", detail
-    assert "Good" in detail
+    assert outcomes(feedback, derate) == [
+        (CommandStatus.SENT, 1),
+        (CommandStatus.ACKNOWLEDGED, 1),
+    ], feedback.history(derate.command_id)
+    assert "Good" in feedback.history(derate.command_id)[-1].detail
     assert devices.commands[-1].params == {"fraction": 0.3}
     assert load_tail(sim.next_chunk()) < 35.0  # the motor obeyed in the next chunk
-    assert metric("twinflow_opcua_command_results_total", status="succeeded") == succeeded + 1
+    assert metric("twinflow_opcua_command_results_total", status="acknowledged") == acknowledged + 1
 
 
 @pytest.mark.timeout(30)
@@ -620,14 +629,18 @@ def test_out_of_range_command_is_refused_before_it_is_sent(
     too_much = command("motor-003", "derate", 2, fraction=1.5)
     not_issued = replace(command("motor-003", "derate", 3, fraction=0.5), status=CommandStatus.SENT)
     unbound = command("motor-003", "set_pitch", 4, degrees=3.0)
-    sink = OpcUaCommandSink(bindings, timeout_s=2.0)
+    feedback = CommandFeedback()
+    sink = OpcUaCommandSink(bindings, timeout_s=2.0, feedback=feedback)
     send(sink, [too_much, too_much, not_issued, unbound])
-    assert sink.results[too_much.command_id] == (
-        "failed",
-        "refused, not sent: derate.fraction=1.5 is outside [0.2, 1]",
+    [refused] = feedback.history(too_much.command_id)  # once, though handed over twice
+    assert (refused.status, refused.detail) == (
+        CommandStatus.REJECTED,
+        "not sent: derate.fraction=1.5 is outside [0.2, 1]",
     )
-    assert "binds no OPC UA write for command 'set_pitch'" in sink.results[unbound.command_id][1]
-    assert set(sink.results) == {too_much.command_id, unbound.command_id}
+    [unsent] = feedback.history(unbound.command_id)
+    assert unsent.status is CommandStatus.REJECTED
+    assert "binds no OPC UA write for command 'set_pitch'" in unsent.detail
+    assert feedback.history(not_issued.command_id) == []
     assert len(devices.commands) == issued  # nothing reached the device
 
     async def raw_write() -> None:  # past the sink's check, the device refuses it too
@@ -643,16 +656,20 @@ def test_out_of_range_command_is_refused_before_it_is_sent(
 @pytest.mark.timeout(30)
 def test_write_to_an_unreachable_server_fails_in_bounded_time() -> None:
     url = f"opc.tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    feedback = CommandFeedback()
     sink = OpcUaCommandSink(
-        [default_binding("motor-003", "motor", url)], timeout_s=0.5, retries=2, backoff_s=0.05
+        [default_binding("motor-003", "motor", url)],
+        timeout_s=0.5,
+        backoff=Backoff(base_s=0.05, cap_s=0.1, max_attempts=3),
+        feedback=feedback,
     )
     derate = command("motor-003", "derate", 5, fraction=0.5)
     started = time.monotonic()
     send(sink, [derate])
     assert time.monotonic() - started < 10.0
-    status, detail = sink.results[derate.command_id]
-    assert status == "failed"
-    assert f"{url} unreachable after 3 attempt(s)" in detail
+    [gave_up] = feedback.history(derate.command_id)  # never on the wire: no SENT
+    assert (gave_up.status, gave_up.attempt) == (CommandStatus.FAILED, 3)
+    assert f"gave up after 3 attempts: {url}" in gave_up.detail
 
 
 # --------------------------------------------------------------------------- security
@@ -695,10 +712,12 @@ def test_secured_connection_with_basic256sha256(loop: Loop, plant: Plant, tmp_pa
         signed = replace(
             secured, security=replace(secured.security, mode="Sign", server_certificate=None)
         )  # type: ignore[type-var]
-        sink = OpcUaCommandSink([signed], timeout_s=2.0)
+        feedback = CommandFeedback()
+        sink = OpcUaCommandSink([signed], timeout_s=2.0, feedback=feedback)
         derate = command("motor-003", "derate", 6, fraction=0.6)
         send(sink, [derate])
-        assert sink.results[derate.command_id][0] == "succeeded", sink.results[derate.command_id]
+        acked = feedback.wait_for(derate.command_id, {CommandStatus.ACKNOWLEDGED}, 0)
+        assert acked is not None, feedback.history(derate.command_id)
 
         # Without security (or with a wrong password) no session opens, and nothing breaks.
         for bad in (served, replace(secured, password="wrong")):

@@ -25,7 +25,7 @@ from connectors.simulator import Plant
 from flows.deploy import Deployment, load_deployment
 from flows.run import actuators_for, deployment_flow
 from flows.simulate import simulate
-from operators.records import Command, utc
+from operators.records import Command, CommandStatus, utc
 from tests.services.kafka import KafkaBroker, unique_topic
 from tests.services.mosquitto import Mosquitto, free_port
 
@@ -184,8 +184,9 @@ def test_commands_reach_the_simulated_devices_over_each_protocol(
                 "derate",
                 {"fraction": 0.5},
                 now,
-                utc(plant.now() + 86400),
+                utc(max(plant.now(), time.time()) + 86400),  # the sinks judge expiry by wall time
                 "test",
+                CommandStatus.QUEUED,
             )
             for t, kind in (
                 ("wt-001", "wind_turbine"),

@@ -6,8 +6,9 @@ telemetry topic as JSON in the binding's format (field map applied backwards:
 out), one message per row (default) or one batch message per frame, at the settings' QoS
 (at least 1). Commands: every twin's command topic is subscribed; a received command JSON
 (``Command.to_json()``) becomes a :class:`~operators.records.Command`, is checked against
-the twin's type and handed to :meth:`Plant.apply`, and a response
-``{"command_id", "status": "succeeded"|"failed", "detail"}`` goes to the response topic.
+the twin's type and handed to :meth:`Plant.apply`, and responses
+``{"command_id", "status", "detail"}`` go to the response topic: ``acknowledged`` then
+``succeeded`` for a command the plant took on, ``failed`` alone for one it refused.
 A repeated command id (a QoS 1 redelivery, a replayed flow) is answered again, not reapplied.
 
 The client id is ``<settings.client_id>-devices``, so a deployment's one MQTT section can
@@ -315,9 +316,13 @@ class MqttDevices:
             log.warning("MQTT devices: message on unexpected topic %r ignored", msg.topic)
             return
         command_id, status, detail = self.handle_command(binding, msg.payload)
-        answer = {"command_id": command_id, "status": status, "detail": detail}
+        answers = [{"command_id": command_id, "status": status, "detail": detail}]
+        if status == "succeeded":  # the device took it on, then acted on it
+            ack = {"command_id": command_id, "status": "acknowledged", "detail": "accepted"}
+            answers.insert(0, ack)
         self._send(
-            self._responses[binding.twin_id], [json.dumps(answer, separators=(",", ":")).encode()]
+            self._responses[binding.twin_id],
+            [json.dumps(a, separators=(",", ":")).encode() for a in answers],
         )
 
     def handle_command(self, binding: MqttBinding, payload: bytes) -> tuple[str | None, str, str]:

@@ -1,0 +1,305 @@
+"""What the command sinks learn about commands, back into the flow: :class:`CommandFeedback`.
+
+The MQTT, OPC UA and Modbus command sinks report each step of a command they were handed
+(sent, acknowledged, succeeded, failed, expired, rejected) as a
+:class:`~operators.records.CommandOutcome` to one per-process hub. The hub is bounded and
+never blocks a sink: when full, the oldest undrained outcome is dropped and counted in
+``twinflow_command_feedback_dropped_total``. :class:`CommandFeedbackSource` is the Bytewax
+input that drains it into the flow, where the command book turns outcomes into status
+transitions; tests and tools wait on :meth:`CommandFeedback.wait_for` instead.
+
+The sinks also share :class:`Backoff` (retry pacing) and :func:`report` (log and report).
+
+>>> from operators.records import CommandStatus, utc
+>>> hub = CommandFeedback(capacity=2)
+>>> for i in range(3):
+...     hub.report(CommandOutcome(f"c{i}", "m1", CommandStatus.SENT, utc(0)))
+>>> [o.command_id for o in hub.drain()], hub.dropped
+(['c1', 'c2'], 1)
+>>> [o.status.value for o in hub.history("c0")]
+['sent']
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
+from prometheus_client import Counter
+
+from operators.errors import ConfigError
+from operators.records import Command, CommandOutcome, CommandStatus, utc
+
+log = logging.getLogger(__name__)
+
+DROPPED = Counter(
+    "twinflow_command_feedback_dropped",
+    "Command outcomes dropped undrained because the feedback hub was full (oldest first)",
+)
+OUTCOMES = Counter(
+    "twinflow_command_outcomes",
+    "Command outcomes reported by the protocol sinks, by status",
+    ["status"],
+)
+
+
+class CommandFeedback:
+    """A thread-safe, bounded hub of :class:`CommandOutcome`\\ s reported by the sinks.
+
+    ``capacity`` bounds the outcomes waiting to be drained (drop-oldest when full);
+    ``history_commands`` bounds how many command ids keep a history (least recently
+    reported forgotten first) and ``history_per_command`` how many outcomes each keeps.
+    """
+
+    def __init__(
+        self,
+        capacity: int = 10_000,
+        *,
+        history_commands: int = 10_000,
+        history_per_command: int = 32,
+    ) -> None:
+        for name, value in (
+            ("capacity", capacity),
+            ("history_commands", history_commands),
+            ("history_per_command", history_per_command),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"CommandFeedback {name} must be an integer >= 1, got {value!r}")
+        self.capacity = capacity
+        self.history_commands = history_commands
+        self.history_per_command = history_per_command
+        self._cond = threading.Condition()
+        self._queue: deque[CommandOutcome] = deque()
+        self._history: OrderedDict[str, deque[CommandOutcome]] = OrderedDict()
+        self._dropped = 0
+        self._closed = False
+
+    def report(self, outcome: CommandOutcome) -> None:
+        """Add ``outcome``; never blocks beyond a short lock (drops the oldest when full)."""
+        dropped = False
+        with self._cond:
+            if len(self._queue) >= self.capacity:
+                self._queue.popleft()
+                self._dropped += 1
+                dropped = True
+            self._queue.append(outcome)
+            past = self._history.get(outcome.command_id)
+            if past is None:
+                past = self._history[outcome.command_id] = deque(maxlen=self.history_per_command)
+                while len(self._history) > self.history_commands:
+                    self._history.popitem(last=False)
+            else:
+                self._history.move_to_end(outcome.command_id)
+            past.append(outcome)
+            self._cond.notify_all()
+        OUTCOMES.labels(outcome.status.value).inc()
+        if dropped:
+            DROPPED.inc()
+
+    def drain(self, max_items: int = 1000) -> list[CommandOutcome]:
+        """Take up to ``max_items`` outcomes, oldest first."""
+        with self._cond:
+            n = min(max_items, len(self._queue))
+            return [self._queue.popleft() for _ in range(n)]
+
+    def history(self, command_id: str) -> list[CommandOutcome]:
+        """What was reported for ``command_id`` (bounded, oldest first); drained or not."""
+        with self._cond:
+            return list(self._history.get(command_id, ()))
+
+    def wait_for(
+        self, command_id: str, statuses: Collection[CommandStatus], timeout_s: float
+    ) -> CommandOutcome | None:
+        """The first reported outcome of ``command_id`` with a status in ``statuses``,
+        waiting up to ``timeout_s``; ``None`` if none came."""
+        wanted = frozenset(statuses)
+
+        def found() -> CommandOutcome | None:
+            return next((o for o in self._history.get(command_id, ()) if o.status in wanted), None)
+
+        with self._cond:
+            self._cond.wait_for(lambda: found() is not None, timeout_s)
+            return found()
+
+    def close(self) -> None:
+        """No more outcomes are expected: the source ends once it drained the rest."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        with self._cond:
+            return self._closed
+
+    @property
+    def dropped(self) -> int:
+        """Outcomes this hub dropped because it was full."""
+        with self._cond:
+            return self._dropped
+
+    def __len__(self) -> int:
+        """Outcomes waiting to be drained."""
+        with self._cond:
+            return len(self._queue)
+
+
+class _FeedbackPartition(StatelessSourcePartition[CommandOutcome]):
+    def __init__(self, source: CommandFeedbackSource, active: bool) -> None:
+        self._source = source
+        self._active = active
+        self._awake: datetime | None = None
+
+    def next_batch(self) -> list[CommandOutcome]:
+        if not self._active:
+            raise StopIteration
+        feedback = self._source.feedback
+        closed = feedback.closed  # read first: what was reported before close is drained
+        batch = feedback.drain(self._source.max_batch)
+        if batch:
+            self._awake = None
+            return batch
+        if closed:
+            raise StopIteration
+        self._awake = datetime.now(UTC) + timedelta(seconds=self._source.idle_s)
+        return []
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+
+class CommandFeedbackSource(DynamicSource[CommandOutcome]):
+    """Bytewax input of the outcomes in ``feedback``, in batches of up to ``max_batch``.
+
+    Only worker 0 emits (the hub belongs to the process); when the hub is empty the
+    partition idles ``idle_s``. It ends once ``feedback`` is closed and drained.
+    """
+
+    def __init__(
+        self, feedback: CommandFeedback, *, max_batch: int = 1000, idle_s: float = 0.05
+    ) -> None:
+        if not (isinstance(idle_s, int | float) and math.isfinite(idle_s) and idle_s >= 0):
+            raise ConfigError(f"CommandFeedbackSource idle_s must be >= 0, got {idle_s!r}")
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ConfigError(f"CommandFeedbackSource max_batch must be >= 1, got {max_batch!r}")
+        self.feedback = feedback
+        self.max_batch = max_batch
+        self.idle_s = idle_s
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _FeedbackPartition:
+        return _FeedbackPartition(self, worker_index == 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Retry pacing of the command sinks: ``max_attempts`` tries in all, the pause before
+    try ``n + 1`` about ``min(cap_s, base_s * 2 ** (n - 1))``, shortened by up to
+    ``jitter`` of itself; the jitter is drawn from a RNG seeded by ``seed``, the command id
+    and the attempt, so a run is reproducible.
+
+    >>> b = Backoff(base_s=0.1, cap_s=0.3, max_attempts=5, jitter=0.0)
+    >>> [b.delay("c1", n) for n in (1, 2, 3, 4)]
+    [0.1, 0.2, 0.3, 0.3]
+    """
+
+    base_s: float = 0.2
+    cap_s: float = 5.0
+    max_attempts: int = 4
+    jitter: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.base_s) and 0 <= self.base_s <= self.cap_s):
+            raise ConfigError(
+                f"Backoff base_s must be >= 0 and <= cap_s, got {self.base_s!r} and {self.cap_s!r}"
+            )
+        if not math.isfinite(self.cap_s):
+            raise ConfigError(f"Backoff cap_s must be finite, got {self.cap_s!r}")
+        n = self.max_attempts
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"Backoff max_attempts must be an integer >= 1, got {n!r}")
+        if not 0 <= self.jitter <= 1:
+            raise ConfigError(f"Backoff jitter must be within [0, 1], got {self.jitter!r}")
+
+    def delay(self, command_id: str, attempt: int) -> float:
+        """Pause after failed try ``attempt`` (1-based), before the next one."""
+        pause = min(self.cap_s, self.base_s * 2.0 ** (attempt - 1))
+        if self.jitter:
+            pause *= (
+                1.0 - self.jitter * random.Random(f"{self.seed}|{command_id}|{attempt}").random()
+            )
+        return pause
+
+
+#: The sinks' default retry pacing: 4 tries, pauses of about 0.2, 0.4 and 0.8 s.
+DEFAULT_BACKOFF = Backoff()
+
+
+class SeenIds:
+    """Command ids a sink has taken on (bounded, oldest forgotten first); thread-safe."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def claim(self, command_id: str) -> bool:
+        """True the first time ``command_id`` is claimed (a replay then gets False)."""
+        with self._lock:
+            if command_id in self._ids:
+                return False
+            self._ids[command_id] = None
+            while len(self._ids) > self.limit:
+                self._ids.popitem(last=False)
+            return True
+
+
+def report(
+    feedback: CommandFeedback | None,
+    command: Command,
+    status: CommandStatus,
+    detail: str = "",
+    *,
+    attempt: int = 1,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Log one outcome of ``command`` and report it to ``feedback`` when there is one."""
+    log.log(
+        logging.WARNING if status in _BAD else logging.INFO,
+        "command %s (%s %s) %s (attempt %d): %s",
+        command.command_id,
+        command.twin_id,
+        command.name,
+        status.value,
+        attempt,
+        detail,
+    )
+    if feedback is not None:
+        feedback.report(
+            CommandOutcome(
+                command.command_id, command.twin_id, status, utc(clock()), detail, attempt
+            )
+        )
+
+
+_BAD = frozenset({CommandStatus.FAILED, CommandStatus.EXPIRED, CommandStatus.REJECTED})
+
+
+__all__ = [
+    "DEFAULT_BACKOFF",
+    "DROPPED",
+    "OUTCOMES",
+    "Backoff",
+    "CommandFeedback",
+    "CommandFeedbackSource",
+    "SeenIds",
+    "report",
+]
