@@ -162,7 +162,9 @@ class _FeedbackPartition(StatelessSourcePartition[CommandOutcome]):
         if not self._active:
             raise StopIteration
         feedback = self._source.feedback
-        closed = feedback.closed  # read first: what was reported before close is drained
+        until = self._source.until
+        # Read first: what was reported before the close is still drained.
+        closed = feedback.closed or (until is not None and until())
         batch = feedback.drain(self._source.max_batch)
         if batch:
             self._awake = None
@@ -180,11 +182,18 @@ class CommandFeedbackSource(DynamicSource[CommandOutcome]):
     """Bytewax input of the outcomes in ``feedback``, in batches of up to ``max_batch``.
 
     Only worker 0 emits (the hub belongs to the process); when the hub is empty the
-    partition idles ``idle_s``. It ends once ``feedback`` is closed and drained.
+    partition idles ``idle_s``. It ends once ``feedback`` is closed and drained, or once
+    ``until()`` is true and it is drained (e.g. when a finite telemetry source is done, so
+    that a flow over recorded or simulated input still ends).
     """
 
     def __init__(
-        self, feedback: CommandFeedback, *, max_batch: int = 1000, idle_s: float = 0.05
+        self,
+        feedback: CommandFeedback,
+        *,
+        max_batch: int = 1000,
+        idle_s: float = 0.05,
+        until: Callable[[], bool] | None = None,
     ) -> None:
         if not (isinstance(idle_s, int | float) and math.isfinite(idle_s) and idle_s >= 0):
             raise ConfigError(f"CommandFeedbackSource idle_s must be >= 0, got {idle_s!r}")
@@ -193,6 +202,7 @@ class CommandFeedbackSource(DynamicSource[CommandOutcome]):
         self.feedback = feedback
         self.max_batch = max_batch
         self.idle_s = idle_s
+        self.until = until
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _FeedbackPartition:
         return _FeedbackPartition(self, worker_index == 0)

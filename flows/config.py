@@ -53,6 +53,12 @@ class FlowConfig:
     command_interval_s: float = 1800.0
     derate_fraction: float = 0.7
     command_ttl_s: float = 600.0
+    command_timeout_s: float = 120.0
+    """Seconds (reference clock) a queued command may take to reach an end state before it
+    ends timed out: long enough for a reported setpoint to come back."""
+    command_rate_limit: int = 6
+    """Commands that may be queued per twin within ``command_rate_window_s``."""
+    command_rate_window_s: float = 60.0
     max_future_s: float = 300.0
     max_past_s: float = 7 * 86400.0
     write_telemetry: bool = True
@@ -73,6 +79,8 @@ class FlowConfig:
             "anomaly_margin",
             "command_interval_s",
             "command_ttl_s",
+            "command_timeout_s",
+            "command_rate_window_s",
             "max_future_s",
             "max_past_s",
             "idle_flush_s",
@@ -89,7 +97,12 @@ class FlowConfig:
             raise ConfigError(
                 f"flow config: derate_fraction must be in (0, 1], got {self.derate_fraction!r}"
             )
-        for name in ("anomaly_warmup", "parquet_rows_per_part", "sink_partitions"):
+        for name in (
+            "anomaly_warmup",
+            "parquet_rows_per_part",
+            "sink_partitions",
+            "command_rate_limit",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"flow config: {name} must be ≥ 1, got {getattr(self, name)!r}")
         if self.lateness_s >= self.window_s * 10:

@@ -143,7 +143,7 @@ def score_commands(
     """
     out = []
     for c in commands:
-        if c.get("status") != "issued":
+        if c.get("status") != "queued":  # each command that went to the plant, once
             continue
         signal = EFFECT_SIGNAL.get(c["twin_type"])
         entry: dict[str, Any] = {
@@ -223,7 +223,8 @@ def summarise(
         "faults_diagnosed": sum(1 for f in fault_rows if f["diagnosed"]),
         "faults": fault_rows,
         "rul": score_rul(faults, windows),
-        "commands": len([c for c in commands if c.get("status") == "issued"]),
+        "commands": len([c for c in commands if c.get("status") == "queued"]),
+        "command_outcomes": _outcomes(commands),
         "commands_held": [
             {k: c[k] for k in ("twin_id", "name", "issued_at", "detail")}
             for c in commands
@@ -270,9 +271,10 @@ def render(summary: Mapping[str, Any]) -> str:
                 )
             else:
                 lines.append(f"    {r['twin_id']:<10} {r['kind']:<17} no estimate")
+    ends = ", ".join(f"{n} {k}" for k, n in sorted(s.get("command_outcomes", {}).items()))
     lines.append(
-        f"  commands      {s['commands']} issued, {len(s['commands_held'])} held back "
-        "(their evidence came from a suspect sensor)"
+        f"  commands      {s['commands']} sent to the plant ({ends or 'none ended'}), "
+        f"{len(s['commands_held'])} held back (their evidence came from a suspect sensor)"
     )
     if s["command_effects"]:
         lines.append(
@@ -290,3 +292,14 @@ def render(summary: Mapping[str, Any]) -> str:
         else:
             lines.append(f"{head}: effect not measured (run too short after the command)")
     return "\n".join(lines)
+
+
+def _outcomes(commands: list[dict[str, Any]]) -> dict[str, int]:
+    """How the commands that were sent ended: succeeded, failed, timed_out, ..."""
+    sent = {c["command_id"] for c in commands if c.get("status") == "queued"}
+    ends = ("succeeded", "failed", "timed_out", "expired", "rejected")
+    out: dict[str, int] = {}
+    for c in commands:
+        if c["command_id"] in sent and c.get("status") in ends:
+            out[c["status"]] = out.get(c["status"], 0) + 1
+    return out

@@ -5,7 +5,8 @@
 ``windows/``                window features, anomaly score and RUL per twin and window
 ``twin_states/``            twin state snapshots (on status change and periodically)
 ``alerts.jsonl``            alert transitions, schema ``operators/schemas/alert.v1.json``
-``commands.jsonl``          commands, schema ``operators/schemas/command.v1.json``
+``commands.jsonl``          command lifecycle transitions, schema ``command.v2.json``
+``rollups.jsonl``           asset roll-ups (twins in alarm, worst health), ``asset_rollup.v1.json``
 ``deadletter.jsonl``        refused inputs with the reason, ``deadletter.v1.json``
 ==========================  ==========================================================
 
@@ -72,6 +73,7 @@ def file_outputs(config: FlowConfig, actuators: Sink | None = None) -> FlowOutpu
         dead_letters=JsonLinesSink(out / "deadletter.jsonl", lambda d: d.to_json()),
         alerts=JsonLinesSink(out / "alerts.jsonl", lambda a: a.to_json()),
         commands=JsonLinesSink(out / "commands.jsonl", lambda c: c.to_json()),
+        rollups=JsonLinesSink(out / "rollups.jsonl", lambda r: r.to_json()),
         windows=parquet("windows", window_row),
         twin_states=parquet("twin_states", state_row),
         telemetry=parquet("telemetry", telemetry_columns) if config.write_telemetry else None,

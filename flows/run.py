@@ -17,6 +17,8 @@ from typing import Any
 from bytewax.dataflow import Dataflow
 
 from connectors.actuators import CommandRouter
+from connectors.feedback import Backoff, CommandFeedback, CommandFeedbackSource
+from flows.deploy import PROTOCOLS as ACTUATOR_PROTOCOLS
 from flows.deploy import Deployment
 from flows.metrics import RunStats
 from flows.outputs import file_outputs
@@ -45,22 +47,45 @@ def sources_for(dep: Deployment, **limits: Any) -> list[Any]:
     return sources
 
 
-def actuators_for(dep: Deployment) -> CommandRouter:
-    """Commands to each twin over the protocol it is bound to."""
+def actuators_for(dep: Deployment, feedback: CommandFeedback | None = None) -> CommandRouter:
+    """Commands to each twin over the protocol it is bound to; outcomes to ``feedback``.
+
+    The sinks retry a transient failure until the command expires (the flow's command book
+    ends a command that gets no answer ``timed_out`` after ``flow.command_timeout_s``).
+    """
     routes: dict[str, Any] = {}
+    retry = {"feedback": feedback, "backoff": UNTIL_EXPIRY} if feedback is not None else {}
     if dep.bindings("mqtt"):
         from connectors.mqtt import MqttCommandSink
 
-        routes["mqtt"] = MqttCommandSink(dep.mqtt, dep.bindings("mqtt"))
+        routes["mqtt"] = MqttCommandSink(dep.mqtt, dep.bindings("mqtt"), **retry)
     if dep.bindings("opcua"):
         from connectors.opcua import OpcUaCommandSink
 
-        routes["opcua"] = OpcUaCommandSink(dep.bindings("opcua"))
+        routes["opcua"] = OpcUaCommandSink(dep.bindings("opcua"), **retry)
     if dep.bindings("modbus"):
         from connectors.modbus import ModbusCommandSink
 
-        routes["modbus"] = ModbusCommandSink(dep.bindings("modbus"))
-    return CommandRouter(routes, {t.twin_id: t.protocol for t in dep.twins})
+        routes["modbus"] = ModbusCommandSink(dep.bindings("modbus"), **retry)
+    return CommandRouter(routes, {t.twin_id: t.protocol for t in dep.twins}, feedback=feedback)
+
+
+#: Sink retries for a flow: keep trying (backing off to 30 s) until the command expires.
+UNTIL_EXPIRY = Backoff(base_s=0.5, cap_s=30.0, max_attempts=1_000_000)
+
+
+def routed_twins(dep: Deployment) -> frozenset[str]:
+    """Twins with an actuator protocol (telemetry-only Kafka twins have none)."""
+    return frozenset(t.twin_id for t in dep.twins if t.protocol in ACTUATOR_PROTOCOLS)
+
+
+def request_sources(dep: Deployment, **limits: Any) -> list[Any]:
+    """Command requests and desired-property changes from Kafka, when a topic is configured."""
+    if dep.kafka is None or not dep.kafka.command_requests_topic:
+        return []
+    from connectors.kafka import kafka_command_request_source
+
+    return [kafka_command_request_source(dep.kafka, twins=dep.twin_types, **limits)]
 
 
 def outputs_for(dep: Deployment, out_dir: Path, actuators: Any) -> FlowOutputs:
@@ -101,16 +126,33 @@ def deployment_flow(
     stats: RunStats | None = None,
     actuators: Any = None,
     limits: dict[str, dict[str, Any]] | None = None,
+    feedback: CommandFeedback | None = None,
 ) -> Dataflow:
-    """The telemetry flow of a deployment (``actuators`` defaults to the protocol router)."""
+    """The telemetry flow of a deployment.
+
+    ``actuators`` defaults to the protocol router, reporting to ``feedback`` (a new hub when
+    not given); the flow reads the outcomes back from it while any twin has an actuator
+    protocol. ``limits`` pass stop conditions to the sources (``"requests"`` to the Kafka
+    request source, ``"feedback"`` to the feedback source, e.g. ``{"until": callable}``).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    limits = limits or {}
+    routed = routed_twins(dep)
+    hub = feedback if feedback is not None else CommandFeedback()
+    if actuators is None:
+        actuators = actuators_for(dep, hub)
+    feedback_source = CommandFeedbackSource(hub, **limits.get("feedback", {})) if routed else None
     return build_flow(
-        sources_for(dep, **(limits or {})),
-        outputs_for(dep, out_dir, actuators if actuators is not None else actuators_for(dep)),
+        sources_for(dep, **limits),
+        outputs_for(dep, out_dir, actuators),
         replace(dep.flow, out_dir=out_dir),
         clock=time.time,
         twins=dep.twin_types,
         twin_types=dep.deployed_types(),
         stats=stats,
         flow_id="twinflow-run",
+        requests=request_sources(dep, **limits.get("requests", {})),
+        feedback=feedback_source,
+        routed=routed.__contains__,
+        registry=dep.registry(),
     )

@@ -32,8 +32,10 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 
+from flows.commands import CommandBookLogic, to_actuators
 from flows.config import FlowConfig
 from flows.metrics import RunStats
+from flows.rollups import rollup_stream
 from operators.catalog import CATALOG, TwinType
 from operators.pipeline import (
     AnomalyStep,
@@ -46,15 +48,17 @@ from operators.pipeline import (
 )
 from operators.records import (
     Alert,
+    AssetRollup,
     Command,
-    CommandStatus,
     DeadLetter,
+    DesiredChange,
     Frame,
     TelemetryFrame,
     TwinState,
     WindowFeatures,
     epoch,
 )
+from operators.registry import TwinRegistry
 from operators.residuals import add_residuals
 from operators.validate import Validator
 from operators.windows import WindowAggregator
@@ -78,6 +82,7 @@ class FlowOutputs:
     twin_states: Sinks = None
     telemetry: Sinks = None
     actuators: Sinks = None
+    rollups: Sinks = None
 
 
 def _output(step_id: str, stream: Stream[Any], sinks: Sinks) -> None:
@@ -152,15 +157,27 @@ def build_flow(
     stats: RunStats | None = None,
     twin_types: Mapping[str, TwinType] | None = None,
     flow_id: str = "twinflow-telemetry",
+    requests: Sequence[Source] = (),
+    feedback: Source | None = None,
+    routed: Callable[[str], bool] | None = None,
+    registry: TwinRegistry | None = None,
 ) -> Dataflow:
     """Wire the telemetry flow.
 
     ``clock`` is the reference clock in epoch seconds that judges "far future/past"
-    timestamps and alert lag: wall time for live sources, the simulator's clock for the
-    simulated plant. ``twins`` maps known twin ids to their type (``None`` accepts any twin
-    of a known type). ``twin_types`` gives a twin's type as deployed, e.g. limited to the
-    signals its protocol binding carries, so that state and windows expect only those.
+    timestamps, alert lag and command time-outs: wall time for live sources, the
+    simulator's clock for the simulated plant. ``twins`` maps known twin ids to their type
+    (``None`` accepts any twin of a known type). ``twin_types`` gives a twin's type as
+    deployed, e.g. limited to the signals its protocol binding carries, so that state and
+    windows expect only those.
+
+    The command loop: ``requests`` are sources of command requests and desired-property
+    changes from outside (:class:`Command`, :class:`DesiredChange` or :class:`DeadLetter`
+    items), ``feedback`` the source of the actuators' :class:`CommandOutcome` reports, and
+    ``routed(twin_id)`` tells whether a twin has an actuator route (default: all do).
+    With a ``registry`` and an ``outputs.rollups`` sink, assets get roll-ups.
     """
+    routed = routed if routed is not None else _everyone
     stats = stats if stats is not None else RunStats()
     validator = Validator(
         catalog=CATALOG,
@@ -197,8 +214,22 @@ def build_flow(
     if config.write_telemetry:
         _output("telemetry_out", keyed, outputs.telemetry)
 
+    incoming: Stream[Any] | None = None
+    if requests:
+        req_inputs = [op.input(f"requests_{i}", flow, src) for i, src in enumerate(requests)]
+        req_all = req_inputs[0] if len(req_inputs) == 1 else op.merge("merge_requests", *req_inputs)
+        rsplit = op.branch(
+            "split_request_dead_letters", req_all, lambda x: isinstance(x, DeadLetter)
+        )
+        dead = op.merge("request_dead_letters", dead, rsplit.trues)
+        incoming = op.key_on("key_requests", rsplit.falses, _key)
+        desired = op.filter("desired_only", incoming, lambda kv: isinstance(kv[1], DesiredChange))
+        state_in = op.merge("frames_and_desired", keyed, desired)
+    else:
+        state_in = keyed
+
     states = op.stateful_flat_map(
-        "twin_state", keyed, lambda s, f: _twin_state(s, f, config, twin_types)
+        "twin_state", state_in, lambda s, f: _twin_state(s, f, config, twin_types)
     )
     _output("twin_states_out", states, outputs.twin_states)
 
@@ -215,7 +246,6 @@ def build_flow(
         return d
 
     dead = op.merge("all_dead_letters", dead, op.map("count_late", wsplit.trues, late))
-    _output("dead_letters_out", op.key_on("key_dead_letters", dead, _key), outputs.dead_letters)
 
     windows = op.key_on("key_windows", wsplit.falses, _key)
     scored = op.stateful_map("anomaly", windows, AnomalyStep.mapper(config))
@@ -236,7 +266,22 @@ def build_flow(
     op.inspect("count_alerts", alerts, count_alert)
     _output("alerts_out", alerts, outputs.alerts)
 
-    commands = op.stateful_flat_map("policy", alerts, PolicyStep.mapper(config))
+    if registry is not None and outputs.rollups is not None:
+        rollups = rollup_stream(alerts, with_rul, registry, "rollups")
+        _output("rollups_out", op.key_on("key_rollups", rollups, _asset), outputs.rollups)
+
+    decided = op.stateful_flat_map("policy", alerts, PolicyStep.mapper(config))
+    book_in = [decided, states]
+    if incoming is not None:
+        book_in.append(incoming)
+    if feedback is not None:
+        outcomes = op.input("command_feedback", flow, feedback)
+        book_in.append(op.key_on("key_outcomes", outcomes, _key))
+    commands = op.stateful(
+        "command_book",
+        op.merge("command_book_in", *book_in),
+        lambda resume: CommandBookLogic(resume, config, clock, twin_types, routed),
+    )
 
     def count_command(_step: str, kv: tuple[str, Command]) -> None:
         stats.add_command(kv[1].name, kv[1].status.value)
@@ -245,12 +290,19 @@ def build_flow(
     _output("commands_out", commands, outputs.commands)
     if outputs.actuators is not None:
         to_send = op.filter(
-            "issued_only",
-            op.key_rm("unkey_commands", commands),
-            lambda c: c.status is CommandStatus.ISSUED,
+            "queued_only", op.key_rm("unkey_commands", commands), to_actuators(routed)
         )
         _output("actuators_out", to_send, outputs.actuators)
+    _output("dead_letters_out", op.key_on("key_dead_letters", dead, _key), outputs.dead_letters)
     return flow
+
+
+def _everyone(_twin_id: str) -> bool:
+    return True
+
+
+def _asset(rollup: AssetRollup) -> str:
+    return rollup.asset_id
 
 
 def _residuals(frame: Frame) -> Frame:

@@ -27,7 +27,9 @@ class SignalSpec:
 
     ``rate_hz`` is how often a reading is expected (staleness is judged against it); for a
     waveform it is the sample rate inside a burst, and ``burst_interval_s`` says how often a
-    burst arrives.
+    burst arrives. ``schema`` is the Telemetry's DTDL primitive schema (one of
+    :data:`SIGNAL_SCHEMAS`) and ``dtdl_unit`` its DTDL unit name (``cubicMetrePerHour``),
+    ``None`` when the DTDL gives none; ``unit`` is twinflow's display symbol (``m3/h``).
     """
 
     name: str
@@ -37,6 +39,13 @@ class SignalSpec:
     rate_hz: float = 1.0
     waveform: bool = False
     burst_interval_s: float = 0.0
+    schema: str = "double"
+    dtdl_unit: str | None = None
+
+    @property
+    def units(self) -> frozenset[str]:
+        """The unit strings a device may declare for this signal: DTDL name or symbol."""
+        return frozenset(u for u in (self.unit, self.dtdl_unit) if u is not None)
 
     @property
     def expected_interval_s(self) -> float:
@@ -191,6 +200,9 @@ MOTOR_SHAFT_HZ = 24.75
 _BALLS, _RATIO = 9, 0.25
 BPFO_HZ = _BALLS / 2 * (1 - _RATIO) * MOTOR_SHAFT_HZ  # outer-race defect frequency
 BPFI_HZ = _BALLS / 2 * (1 + _RATIO) * MOTOR_SHAFT_HZ  # inner-race defect frequency
+
+#: The DTDL primitive schemas a signal may have: numbers, and booleans carried as 0/1.
+SIGNAL_SCHEMAS: tuple[str, ...] = ("double", "float", "integer", "long", "boolean")
 
 # ---- the twinflow profile: what DTDL cannot say ------------------------------------------
 
@@ -352,11 +364,23 @@ def build_twin_type(profile: Profile, models: ModelSet) -> TwinType:
         if name not in telemetry:
             continue
         t = telemetry[name]
-        if not (isinstance(t.schema, PrimitiveSchema) and t.schema.name in ("double", "float")):
-            problems.append(f"Telemetry {name!r}: schema must be double")
+        schema = t.schema.name if isinstance(t.schema, PrimitiveSchema) else None
+        if schema not in SIGNAL_SCHEMAS or (sp.waveform and schema not in ("double", "float")):
+            allowed = "double or float" if sp.waveform else ", ".join(SIGNAL_SCHEMAS)
+            problems.append(f"Telemetry {name!r}: schema must be {allowed}")
         unit = _unit(t.unit, sp.unit, f"Telemetry {name!r}", problems)
         signals.append(
-            SignalSpec(name, unit, sp.low, sp.high, sp.rate_hz, sp.waveform, sp.burst_interval_s)
+            SignalSpec(
+                name,
+                unit,
+                sp.low,
+                sp.high,
+                sp.rate_hz,
+                sp.waveform,
+                sp.burst_interval_s,
+                schema=schema or "double",
+                dtdl_unit=t.unit,
+            )
         )
     actuators = []
     for name, limits in profile.actuators.items():

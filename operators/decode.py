@@ -6,7 +6,13 @@ ISO-8601 strings that carry a zone, unknown top-level keys are ignored::
     {"twin_id": "T1", "twin_type": "pump", "times": [1700000000, 1700000001],
      "signals": {"flow_m3h": [250.0, null]}}
     {"twin_id": "T1", "twin_type": "pump", "time": "2023-11-14T22:13:20Z",
-     "values": {"flow_m3h": 250.0}}
+     "values": {"flow_m3h": 250.0}, "units": {"flow_m3h": "cubicMetrePerHour"}}
+
+Values are JSON numbers (a DTDL ``boolean`` Telemetry is sent as 0 or 1). The optional
+``units`` object declares the unit of some or all signals of the payload, each a DTDL unit
+name (``cubicMetrePerHour``) or twinflow's symbol (``m3/h``); it lands in
+:attr:`TelemetryFrame.units` and validation drops a signal whose unit differs from its
+model's. Without ``units`` nothing is checked.
 
 Anything else raises :class:`~operators.errors.DecodeError` with the reason. Decoding is
 ``json.loads`` plus one ``np.array`` per signal; element types are checked with a C-level
@@ -55,6 +61,9 @@ def decode(msg: RawMessage, max_bytes: int = MAX_BYTES) -> TelemetryFrame:
         times, signals = _single(doc, twin_id)
     else:
         _fail(twin_id, "payload has neither 'times' and 'signals' nor 'time' and 'values'")
+    if "units" in doc:
+        units = _units(doc["units"], signals, twin_id)
+        return TelemetryFrame(twin_id, twin_type, times, signals, source=msg.source, units=units)
     return TelemetryFrame(twin_id, twin_type, times, signals, source=msg.source)
 
 
@@ -154,6 +163,26 @@ def _floats(raw: list[Any], what: str, twin_id: str | None) -> np.ndarray:
         return np.array(raw, dtype=np.float64)
     except OverflowError:
         _fail(twin_id, f"{what} holds an integer too large for a float")
+
+
+def _units(raw: Any, signals: dict[str, np.ndarray], twin_id: str | None) -> dict[str, str]:
+    """The declared units: an object from signal names of this payload to unit names."""
+    if not isinstance(raw, dict):
+        _fail(twin_id, f"field 'units' must be an object of signal: unit, got {_kind(raw)}")
+    for name, unit in raw.items():
+        if name not in signals:
+            _fail(
+                twin_id,
+                f"'units' names signal {name!r}, which the payload does not carry; "
+                f"its signals: {', '.join(signals)}",
+            )
+        if not isinstance(unit, str) or not unit:
+            _fail(
+                twin_id,
+                f"unit of signal {name!r} must be a non-empty string such as "
+                f"'cubicMetrePerHour', got {_kind(unit)}",
+            )
+    return raw
 
 
 def _field(doc: dict[str, Any], name: str, kind: type, twin_id: str | None) -> Any:

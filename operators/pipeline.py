@@ -21,6 +21,7 @@ from operators.records import (
     Alert,
     Command,
     DeadLetter,
+    DesiredChange,
     Frame,
     RawMessage,
     TelemetryFrame,
@@ -77,11 +78,17 @@ def deployed_type(frame: Frame, types: Mapping[str, TwinType] | None = None) -> 
 
 
 def new_state_tracker(
-    frame: Frame, config: Any, types: Mapping[str, TwinType] | None = None
+    item: Frame | DesiredChange, config: Any, types: Mapping[str, TwinType] | None = None
 ) -> TwinStateTracker:
+    """The state tracker of the twin of ``item``: its first frame, or a desired change that
+    arrived before any telemetry (the twin's type comes from the change alike)."""
+    if types is not None and item.twin_id in types:
+        twin = types[item.twin_id]
+    else:
+        twin = twin_type(item.twin_type)
     return TwinStateTracker(
-        frame.twin_id,
-        deployed_type(frame, types),
+        item.twin_id,
+        twin,
         stale_factor=config.stale_factor,
         snapshot_interval_s=config.state_snapshot_s,
     )

@@ -100,6 +100,9 @@ class TelemetryFrame:
     ``times`` is float64 epoch seconds (UTC), non-decreasing; each ``signals`` array has the
     same length. A ``NaN`` value means "no reading at this time" (a dropout).
     ``quality`` holds a per-signal quality for the whole frame; a missing entry means GOOD.
+    ``units`` holds the unit a device declared for a signal (a DTDL unit name such as
+    ``cubicMetrePerHour`` or twinflow's symbol such as ``m3/h``); validation checks it
+    against the model. A missing entry means "not declared" (no check).
     """
 
     twin_id: str
@@ -108,6 +111,7 @@ class TelemetryFrame:
     signals: Mapping[str, np.ndarray]
     quality: Mapping[str, Quality] = field(default_factory=_empty)
     source: str = "simulator"
+    units: Mapping[str, str] = field(default_factory=_empty)
 
     @property
     def readings(self) -> int:
@@ -174,8 +178,51 @@ class SignalState:
 
 
 @dataclass(frozen=True, slots=True)
+class PropertyState:
+    """Desired and reported side of one writable property of a twin, each with a version.
+
+    ``desired`` is what the twin is being steered to (``None`` until a valid desired change
+    arrived); ``desired_version`` counts the changes applied, ``desired_at`` is the time of
+    the latest. ``reported`` is the device's latest report of the property (``None`` until
+    one arrived, and always for a property without a reported signal); ``reported_version``
+    counts reports that moved by more than the property's tolerance, ``reported_at`` is the
+    event time of the latest report. ``in_sync``: the reported value is within the tolerance
+    of the desired one (``True`` while nothing is desired, ``False`` while a desired value
+    has no report yet).
+
+    >>> PropertyState().in_sync, PropertyState(desired=250.0, desired_version=1).in_sync
+    (True, True)
+    """
+
+    desired: float | None = None
+    desired_version: int = 0
+    desired_at: datetime | None = None
+    reported: float | None = None
+    reported_version: int = 0
+    reported_at: datetime | None = None
+    in_sync: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """The property's entry in twin-state JSON (schema twin_state.v2.json; NaN -> null)."""
+        return {
+            "desired": None if self.desired is None else _finite(self.desired),
+            "desired_version": int(self.desired_version),
+            "desired_at": iso(self.desired_at),
+            "reported": None if self.reported is None else _finite(self.reported),
+            "reported_version": int(self.reported_version),
+            "reported_at": iso(self.reported_at),
+            "in_sync": bool(self.in_sync),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class TwinState:
-    """The reported state of one twin at ``time`` (event time of its newest reading)."""
+    """The state of one twin at ``time`` (event time of its newest reading).
+
+    ``signals`` holds the reported value of each signal; ``properties`` the desired and
+    reported side of each writable property the twin's type declares (read-only; empty for
+    a type without writable properties).
+    """
 
     twin_id: str
     twin_type: str
@@ -184,9 +231,31 @@ class TwinState:
     signals: Mapping[str, SignalState]
     readings: int = 0
     dead_letters: int = 0
+    properties: Mapping[str, PropertyState] = field(default_factory=_empty)
+
+    def __post_init__(self) -> None:
+        if type(self.properties) is not MappingProxyType:
+            object.__setattr__(self, "properties", MappingProxyType(dict(self.properties)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A read-only mapping does not pickle; Bytewax pickles states between workers.
+        return (
+            TwinState,
+            (
+                self.twin_id,
+                self.twin_type,
+                self.time,
+                self.status,
+                self.signals,
+                self.readings,
+                self.dead_letters,
+                dict(self.properties),
+            ),
+        )
 
     def to_row(self) -> dict[str, Any]:
-        """Flat row for tabular sinks: one column per signal value/quality."""
+        """Flat row for tabular sinks: one column per signal value/quality, and per property
+        ``<prop>__desired``, ``<prop>__reported`` (NaN when unknown) and ``<prop>__in_sync``."""
         row: dict[str, Any] = {
             "twin_id": self.twin_id,
             "twin_type": self.twin_type,
@@ -200,6 +269,10 @@ class TwinState:
             row[f"{name}__age_s"] = self.time.timestamp() - sig.time
             row[f"{name}__quality"] = sig.quality.name.lower()
             row[f"{name}__stale"] = sig.stale
+        for name, prop in self.properties.items():
+            row[f"{name}__desired"] = math.nan if prop.desired is None else prop.desired
+            row[f"{name}__reported"] = math.nan if prop.reported is None else prop.reported
+            row[f"{name}__in_sync"] = prop.in_sync
         return row
 
 
@@ -373,7 +446,7 @@ class Command:
     """
 
     SCHEMA = "twinflow.command"
-    VERSION = 1
+    VERSION = 2
 
     command_id: str
     twin_id: str
@@ -385,6 +458,13 @@ class Command:
     reason: str
     status: CommandStatus = CommandStatus.ISSUED
     detail: str = ""
+    #: Who decided it: ``policy`` (the flow's own reactions), ``request`` (from outside, e.g. a
+    #: Kafka command request) or ``desired`` (a change of a desired property).
+    origin: str = "policy"
+    #: When this status was reached (the flow's reference clock); ``None`` while issued.
+    status_at: datetime | None = None
+    #: Delivery attempts so far (from the protocol edge's reports).
+    attempt: int = 0
 
     @staticmethod
     def make_id(twin_id: str, name: str, issued_at: datetime) -> str:
@@ -404,6 +484,9 @@ class Command:
             "reason": self.reason,
             "status": self.status.value,
             "detail": self.detail,
+            "origin": self.origin,
+            "status_at": iso(self.status_at) if self.status_at is not None else None,
+            "attempt": self.attempt,
         }
 
 
@@ -423,6 +506,26 @@ class CommandOutcome:
     at: datetime
     detail: str = ""
     attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredChange:
+    """A request to steer a writable property of a twin (declared in its DTDL model) to ``value``.
+
+    It reaches both the twin's state (the desired side of the property, with a new version)
+    and its command book (which turns it into the property's command and tracks it until the
+    reported value matches within the property's tolerance). ``request_id`` makes the command
+    id deterministic, so a replayed request is the same command.
+    """
+
+    twin_id: str
+    twin_type: str
+    prop: str
+    value: float
+    at: datetime
+    request_id: str
+    expires_at: datetime
+    source: str = "request"
 
 
 TERMINAL_COMMAND_STATUSES = frozenset(
@@ -502,6 +605,7 @@ __all__ = [
     "FaultTruth",
     "Frame",
     "Incoming",
+    "PropertyState",
     "Quality",
     "RawMessage",
     "RulEstimate",

@@ -1,21 +1,26 @@
-"""The live reported state of one twin: last value, time and quality per signal, and status.
+"""The live state of one twin: last value, time and quality per signal, status, and the
+desired and reported side of each writable property.
 
 One :class:`TwinStateTracker` per twin (Bytewax keys by twin and snapshots it). Its state
-is a few entries per signal of the twin's type, so it never grows with time. Staleness is
-judged on event time: a signal is stale when the twin's newest reading is much newer than
-the signal's own last reading.
+is a few entries per signal and per property of the twin's type, so it never grows with
+time. Staleness is judged on event time: a signal is stale when the twin's newest reading
+is much newer than the signal's own last reading.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
-from operators.catalog import TwinType
+from operators.catalog import PropertySpec, TwinType
 from operators.errors import ValidationError
 from operators.records import (
+    DesiredChange,
     Frame,
+    PropertyState,
     Quality,
     SignalState,
     SyncStatus,
@@ -26,8 +31,34 @@ from operators.records import (
 )
 
 
+@dataclass(slots=True)
+class _Property:
+    """Mutable per-property state of a tracker (a :class:`PropertyState` is built on demand)."""
+
+    desired: float | None = None
+    desired_version: int = 0
+    desired_at: datetime | None = None
+    #: request id of the latest applied change (a redelivered request is applied once)
+    request_id: str | None = None
+    reported: float | None = None
+    reported_version: int = 0
+    reported_at: float = -math.inf
+    #: reported value when ``reported_version`` last moved (versions count moves beyond it)
+    anchor: float = math.nan
+    in_sync: bool = True
+
+
+def _in_sync(spec: PropertySpec, desired: float | None, reported: float | None) -> bool:
+    """Reported within the property's tolerance of desired (a hair of float slack)."""
+    if desired is None:
+        return True
+    if reported is None:
+        return False
+    return abs(reported - desired) <= spec.tolerance + 1e-9 * max(1.0, abs(desired))
+
+
 class TwinStateTracker:
-    """Folds validated frames of one twin into its reported state.
+    """Folds validated frames and desired changes of one twin into its state.
 
     A signal is stale when ``newest - its last time > max(min_stale_s, stale_factor ×
     expected interval)`` or when its source reports :attr:`Quality.STALE`. The status is
@@ -36,6 +67,20 @@ class TwinStateTracker:
     :class:`TwinState` when the status changes, and otherwise once every
     ``snapshot_interval_s`` of event time. Only signals of the twin's type are tracked.
     For a waveform the value is the RMS of the burst's finite samples.
+
+    Properties (``twin_type.properties``, one entry each): the *reported* side of a property
+    with a ``reported_signal`` is that signal's newest finite reading in a telemetry frame
+    (its event time is ``reported_at``; an older reading, or one of BAD or STALE quality,
+    does not count). ``reported_version`` moves only when the report differs by more than
+    the property's tolerance from the report that last moved it, so a steady (or slightly
+    noisy) report keeps its version. The *desired* side comes from :class:`DesiredChange`
+    items given to :meth:`update`: a valid change (declared writable property,
+    ``PropertySpec.check(value)`` empty) sets the desired value, increments
+    ``desired_version``, sets ``desired_at = change.at`` and publishes a state. An invalid
+    change, one older than the current desired value, or the same request again (by
+    ``request_id``) changes nothing and publishes nothing: the command book reports the
+    rejection, not the twin state. A state is also published when a property's
+    ``reported_version`` or ``in_sync`` changes.
 
     >>> from operators.catalog import PUMP
     >>> tracker = TwinStateTracker("P1", PUMP)
@@ -47,6 +92,12 @@ class TwinStateTracker:
     >>> late = TelemetryFrame("P1", "pump", np.array([60.0]), {"flow_m3h": np.array([2.0])})
     >>> [(s.status.value, s.signals["flow_m3h"].value) for s in tracker.update(late)]
     [('stale', 2.0)]
+    >>> from datetime import UTC, datetime
+    >>> at = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> change = DesiredChange("P1", "pump", "flow_setpoint", 250.0, at, "r1", at)
+    >>> p = tracker.update(change)[0].properties["flow_setpoint"]
+    >>> p.desired, p.desired_version, p.reported, p.reported_version, p.in_sync
+    (250.0, 1, 1.0, 1, False)
     """
 
     def __init__(
@@ -69,31 +120,63 @@ class TwinStateTracker:
         }
         self._last: dict[str, tuple[float, float]] = {}  # name -> (value, time)
         self._quality: dict[str, tuple[Quality, float]] = {}  # name -> (quality, as of time)
+        #: Declared properties, and (property, signal) pairs of those the device reports.
+        self._specs = {p.name: p for p in twin_type.properties}
+        self._reported_by: tuple[tuple[PropertySpec, str], ...] = tuple(
+            (p, p.reported_signal) for p in twin_type.properties if p.reported_signal is not None
+        )
+        self._props = {name: _Property() for name in self._specs}
         self._newest = -math.inf
         self._emitted_status: SyncStatus | None = None
         self._emitted_at = -math.inf
         self.readings = 0
         self.dead_letters = 0
 
-    def update(self, frame: Frame) -> list[TwinState]:
-        """Fold one frame in; returns the state to publish, if any (at most one)."""
+    def update(self, frame: Frame | DesiredChange) -> list[TwinState]:
+        """Fold one frame or desired change in; returns the state to publish, if any (at most
+        one)."""
         if frame.twin_id != self.twin_id:
+            kind = "desired change" if isinstance(frame, DesiredChange) else "frame"
             raise ValidationError(
-                f"tracker of twin {self.twin_id!r} was given a frame of twin {frame.twin_id!r}; "
-                "key the stream by twin id"
+                f"tracker of twin {self.twin_id!r} was given a {kind} of twin "
+                f"{frame.twin_id!r}; key the stream by twin id"
             )
+        if isinstance(frame, DesiredChange):
+            return [self._publish(self.status())] if self._desire(frame) else []
+        props_changed = False
         if isinstance(frame, WaveformFrame):
             end = self._observe_waveform(frame)
         else:
             end = self._observe_telemetry(frame)
+            if self._reported_by:
+                props_changed = self._observe_properties(frame)
         self.readings += frame.readings
         if end > self._newest:
             self._newest = end
         status = self.status()
         due = self._newest - self._emitted_at >= self.snapshot_interval_s
-        if status is self._emitted_status and not due:
+        if status is self._emitted_status and not due and not props_changed:
             return []
         return [self._publish(status)]
+
+    def property_state(self, name: str) -> PropertyState:
+        """The desired and reported side of one declared property."""
+        if name not in self._props:
+            known = ", ".join(self._specs) or "none"
+            raise ValidationError(
+                f"twin {self.twin_id!r} (type {self.twin_type.name!r}) has no property "
+                f"{name!r}; its properties: {known}"
+            )
+        p = self._props[name]
+        return PropertyState(
+            desired=p.desired,
+            desired_version=p.desired_version,
+            desired_at=p.desired_at,
+            reported=p.reported,
+            reported_version=p.reported_version,
+            reported_at=None if p.reported is None else utc(p.reported_at),
+            in_sync=p.in_sync,
+        )
 
     def count_dead_letters(self, n: int = 1) -> None:
         """Record dead letters of this twin (reported in the next published state)."""
@@ -119,6 +202,62 @@ class TwinStateTracker:
         return SyncStatus.SYNCHRONIZED
 
     # -- internals ---------------------------------------------------------------------
+
+    def _desire(self, change: DesiredChange) -> bool:
+        """Apply a desired change if it is valid and new; True when the state changed."""
+        spec = self._specs.get(change.prop)
+        if spec is None or not spec.writable or spec.check(change.value):
+            return False  # rejected: the command book reports why
+        p = self._props[change.prop]
+        if change.request_id == p.request_id:
+            return False  # the same request delivered again
+        if p.desired_at is not None and change.at < p.desired_at:
+            return False  # an older request never overrides a newer desired value
+        p.desired = float(change.value)
+        p.desired_version += 1
+        p.desired_at = change.at
+        p.request_id = change.request_id
+        p.in_sync = _in_sync(spec, p.desired, p.reported)
+        return True
+
+    def _observe_properties(self, frame: TelemetryFrame) -> bool:
+        """Take reported values from the frame; True when a version or in_sync changed."""
+        changed = False
+        times = frame.times
+        n = len(times)
+        if n == 0:
+            return False
+        for spec, signal in self._reported_by:
+            values = frame.signals.get(signal)
+            if values is None or len(values) != n:
+                continue
+            quality = frame.quality.get(signal, Quality.GOOD)
+            if quality == Quality.BAD or quality == Quality.STALE:
+                continue
+            newest = values[-1]
+            if newest == newest:
+                value, time = float(newest), float(times[-1])
+            else:
+                ok = ~np.isnan(values)
+                if not ok.any():
+                    continue
+                i = n - 1 - int(np.argmax(ok[::-1]))
+                value, time = float(values[i]), float(times[i])
+            if not math.isfinite(value):
+                continue
+            p = self._props[spec.name]
+            if time < p.reported_at:
+                continue  # an older report does not roll back a newer one
+            p.reported, p.reported_at = value, time
+            if p.reported_version == 0 or abs(value - p.anchor) > spec.tolerance:
+                p.reported_version += 1
+                p.anchor = value
+                changed = True
+            in_sync = _in_sync(spec, p.desired, value)
+            if in_sync is not p.in_sync:
+                p.in_sync = in_sync
+                changed = True
+        return changed
 
     def _observe_telemetry(self, frame: TelemetryFrame) -> float:
         times = frame.times
@@ -213,6 +352,7 @@ class TwinStateTracker:
             signals=signals,
             readings=self.readings,
             dead_letters=self.dead_letters,
+            properties={name: self.property_state(name) for name in self._props},
         )
 
 

@@ -1,9 +1,15 @@
 """Check decoded frames against their twin type's contract before any state sees them.
 
 A frame that breaks the contract as a whole (unknown type, twin or signal, bad times or
-shapes) is rejected with one dead letter. Values outside a signal's physical range are
-replaced by NaN (a dropout) and reported in one dead letter per signal, so the rest of
-the frame still flows. All checks are a few numpy reductions per signal.
+shapes) is rejected with one dead letter. A signal the device declares in a unit other than
+its model's (see :attr:`TelemetryFrame.units`) is dropped from the frame with one dead
+letter. Values that are not valid for the signal's DTDL schema (a fraction for an
+``integer``, 2 for a ``boolean``) or that lie outside its physical range are replaced by
+NaN (a dropout) and reported in one dead letter per signal and kind, so the rest of the
+frame still flows. All value checks are a few numpy reductions per signal.
+
+Every dead letter carries the event time of the data it is about and a reason free of
+wall-clock numbers, so a replay after recovery yields the identical dead letter.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from operators.catalog import CATALOG, SignalSpec, TwinType
+from operators.catalog import CATALOG, UNIT_SYMBOLS, SignalSpec, TwinType
+from operators.dtdl.quantities import UNIT_TYPES
 from operators.errors import TwinflowError, ValidationError
 from operators.records import (
     DeadLetter,
@@ -33,6 +40,29 @@ from operators.records import (
 EXCERPT_PAIRS = 10
 #: How many payload bytes a decode dead letter quotes.
 EXCERPT_BYTES = 200
+
+#: Every unit name twinflow knows: the DTDL units and twinflow's symbols for them.
+KNOWN_UNITS: frozenset[str] = frozenset().union(*UNIT_TYPES.values(), UNIT_SYMBOLS.values())
+
+_FLOAT_MAX = 3.4028234663852886e38
+_DOUBLE_MAX = float(np.finfo(np.float64).max)
+#: Values each DTDL schema can hold (inclusive, as float64).
+_SCHEMA_RANGE: dict[str, tuple[float, float]] = {
+    "double": (-_DOUBLE_MAX, _DOUBLE_MAX),
+    "float": (-_FLOAT_MAX, _FLOAT_MAX),
+    "integer": (-(2.0**31), 2.0**31 - 1),
+    "long": (-(2.0**63), float(np.nextafter(2.0**63, 0.0))),
+    "boolean": (0.0, 1.0),
+}
+#: Schemas whose values must be whole numbers.
+_INTEGRAL = frozenset({"integer", "long", "boolean"})
+#: What a valid value of each non-double schema is, for dead-letter reasons.
+_SCHEMA_NEEDS = {
+    "float": "finite numbers that fit a 32-bit float",
+    "integer": "whole numbers from -2147483648 to 2147483647",
+    "long": "whole numbers that fit a 64-bit integer",
+    "boolean": "0 or 1 (false or true)",
+}
 
 
 class Validator:
@@ -67,10 +97,17 @@ class Validator:
         self._specs: dict[str, dict[str, SignalSpec]] = {
             name: {s.name: s for s in t.signals} for name, t in catalog.items()
         }
-        self._bounds_cache: dict[tuple[str, tuple[str, ...]], tuple[np.ndarray, np.ndarray]] = {}
+        self._layouts: dict[tuple[str, tuple[str, ...]], _Layout] = {}
+        self._accepted: dict[str, dict[str, frozenset[str]]] = {
+            name: {s.name: s.units for s in t.signals} for name, t in catalog.items()
+        }
+        self._known_units = KNOWN_UNITS | {
+            s.unit for t in catalog.values() for s in t.signals if s.unit
+        }
 
     def validate(self, frame: Frame, now: float) -> tuple[Frame | None, list[DeadLetter]]:
-        """The frame (a cleaned copy if values were out of range) or ``None``, and dead letters."""
+        """The frame (a cleaned copy if values were dropped or blanked) or ``None``, and
+        dead letters. ``None`` when the frame is rejected or none of its signals is left."""
         try:
             if isinstance(frame, TelemetryFrame):
                 return self._telemetry(frame, now)
@@ -82,7 +119,9 @@ class Validator:
 
     # -- whole frames ------------------------------------------------------------------
 
-    def _telemetry(self, frame: TelemetryFrame, now: float) -> tuple[Frame, list[DeadLetter]]:
+    def _telemetry(
+        self, frame: TelemetryFrame, now: float
+    ) -> tuple[Frame | None, list[DeadLetter]]:
         twin = frame.twin_id
         specs = self._check_twin(frame)
         times = _numbers(frame.times, twin, "times")
@@ -109,44 +148,128 @@ class Validator:
                 f"twin {twin!r}: signal(s) {', '.join(map(repr, waves))} are waveforms; "
                 "send them as waveform frames"
             )
-        arrays = [_numbers(raw, twin, f"signal {name!r}") for name, raw in frame.signals.items()]
-        for name, values in zip(frame.signals, arrays, strict=True):
+        dead: list[DeadLetter] = []
+        signals = frame.signals
+        if frame.units is not _NO_UNITS:
+            signals = self._check_units(frame, specs, first, n, dead)
+            if not signals:
+                return None, dead
+        arrays = [
+            _numbers(raw, twin, f"signal {name!r}", specs[name].schema == "boolean")
+            for name, raw in signals.items()
+        ]
+        for name, values in zip(signals, arrays, strict=True):
             if values.size != n:
                 raise ValidationError(
                     f"twin {twin!r}: signal {name!r} has {values.size} values but the frame "
                     f"has {n} timestamps"
                 )
-        # One vectorised range check over all signals; details only for suspect ones.
-        low, high = self._bounds(frame.twin_type, tuple(frame.signals), specs)
+        # One vectorised range check over all signals (the limits are the physical range
+        # within what the schema can hold); details only for suspect ones.
+        layout = self._layout(frame.twin_type, tuple(signals), specs)
         block = np.array(arrays)
-        suspect = (np.fmin.reduce(block, axis=1) < low) | (np.fmax.reduce(block, axis=1) > high)
-        converted = times is not frame.times or any(
-            a is not raw for a, raw in zip(arrays, frame.signals.values(), strict=True)
+        suspect = (np.fmin.reduce(block, axis=1) < layout.low) | (
+            np.fmax.reduce(block, axis=1) > layout.high
+        )
+        if layout.integral.size:
+            sub = block[layout.integral]
+            # NaN != NaN, so "sub == sub" keeps dropouts out; infinities are range violations.
+            fraction = ((sub != np.trunc(sub)) & (sub == sub)).any(axis=1)
+            suspect[layout.integral] |= fraction
+        converted = (
+            signals is not frame.signals
+            or times is not frame.times
+            or any(a is not raw for a, raw in zip(arrays, signals.values(), strict=True))
         )
         if not converted and not suspect.any():
-            return frame, []
-        dead: list[DeadLetter] = []
-        clean = dict(zip(frame.signals, arrays, strict=True))
+            return frame, dead
+        clean = dict(zip(signals, arrays, strict=True))
         names = list(clean)
         for i in np.flatnonzero(suspect).tolist():
             name = names[i]
             clean[name] = self._clamp(frame, name, specs[name], times, arrays[i], now, dead)
         return dataclasses.replace(frame, times=times, signals=clean), dead
 
-    def _bounds(
-        self, kind: str, names: tuple[str, ...], specs: dict[str, SignalSpec]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Low and high limits of ``names`` as arrays (cached per signal layout)."""
+    def _layout(self, kind: str, names: tuple[str, ...], specs: dict[str, SignalSpec]) -> _Layout:
+        """Limits and integral-schema rows of ``names`` (cached per signal layout)."""
         key = (kind, names)
-        bounds = self._bounds_cache.get(key)
-        if bounds is None:
-            if len(self._bounds_cache) >= 1024:
-                self._bounds_cache.clear()
-            bounds = self._bounds_cache[key] = (
-                np.array([specs[n].low for n in names]),
-                np.array([specs[n].high for n in names]),
+        layout = self._layouts.get(key)
+        if layout is None:
+            if len(self._layouts) >= 1024:
+                self._layouts.clear()
+            limits = [_limits(specs[n]) for n in names]
+            layout = self._layouts[key] = _Layout(
+                np.array([lo for lo, _ in limits]),
+                np.array([hi for _, hi in limits]),
+                np.array(
+                    [i for i, n in enumerate(names) if specs[n].schema in _INTEGRAL], dtype=np.intp
+                ),
             )
-        return bounds
+        return layout
+
+    def _check_units(
+        self,
+        frame: TelemetryFrame,
+        specs: dict[str, SignalSpec],
+        first: float,
+        n: int,
+        dead: list[DeadLetter],
+    ) -> Mapping[str, Any]:
+        """The frame's signals without those declared in a unit other than their model's
+        (one dead letter each, dated at the frame's first time)."""
+        twin, units = frame.twin_id, frame.units
+        if not isinstance(units, Mapping):
+            raise ValidationError(
+                f"twin {twin!r}: units must map signal names to unit names, got "
+                f"{type(units).__name__}; fix the decoder or connector that built the frame"
+            )
+        if not units:
+            return frame.signals
+        accepted = self._accepted[frame.twin_type]
+        drop = []
+        for name in frame.signals:
+            declared = units.get(name, accepted)  # ``accepted``: nothing declared
+            if declared is accepted or (isinstance(declared, str) and declared in accepted[name]):
+                continue
+            drop.append(name)
+            spec = specs[name]
+            if not isinstance(declared, str):
+                what = f"a unit that is not a name ({_short(declared)})"
+            elif declared in self._known_units:
+                what = f"unit {_short(declared)}"
+            else:
+                what = f"unknown unit {_short(declared)}"
+            if spec.dtdl_unit is not None:
+                model = f"{spec.dtdl_unit!r} ({spec.unit})"
+            else:
+                model = repr(spec.unit) if spec.unit else "no unit"
+            excerpt = {
+                "twin_id": twin,
+                "twin_type": frame.twin_type,
+                "signal": name,
+                "declared_unit": declared[:200] if isinstance(declared, str) else _short(declared),
+                "model_unit": spec.dtdl_unit,
+                "unit_symbol": spec.unit,
+                "readings": n,
+            }
+            dead.append(
+                DeadLetter(
+                    stage="validate",
+                    reason=(
+                        f"twin {twin!r}: signal {name!r} is declared in {what} but the model "
+                        f"of {frame.twin_type!r} gives {model}; its {n} reading(s) are "
+                        "dropped; convert on the device or fix the model"
+                    ),
+                    source=frame.source,
+                    time=utc(first),
+                    twin_id=twin,
+                    payload=json.dumps(excerpt, default=repr)[: DeadLetter.MAX_PAYLOAD],
+                    readings=n,
+                )
+            )
+        if not drop:
+            return frame.signals
+        return {k: v for k, v in frame.signals.items() if k not in drop}
 
     def _waveform(self, frame: WaveformFrame, now: float) -> tuple[Frame, list[DeadLetter]]:
         twin = frame.twin_id
@@ -233,11 +356,62 @@ class Validator:
         now: float,
         dead: list[DeadLetter],
     ) -> np.ndarray:
-        """``values`` with out-of-range readings set to NaN (a copy only if any were)."""
-        lo, hi = spec.low, spec.high
-        if not (np.fmin.reduce(values) < lo or np.fmax.reduce(values) > hi):
-            return values
-        bad = (values < lo) | (values > hi)
+        """``values`` with readings invalid for the schema or out of range set to NaN (a copy
+        only if any were), with one dead letter for each of the two kinds found."""
+        lo, hi = _limits(spec)
+        schema_bad = _schema_violations(spec.schema, values)
+        if schema_bad is None:
+            if not (np.fmin.reduce(values) < lo or np.fmax.reduce(values) > hi):
+                return values
+            bad = range_bad = (values < lo) | (values > hi)
+        else:
+            range_bad = ((values < lo) | (values > hi)) & ~schema_bad
+            bad = schema_bad | range_bad
+            if not bad.any():
+                return values
+            if schema_bad.any():
+                needs = _SCHEMA_NEEDS[spec.schema]
+                dead.append(
+                    self._blanked(
+                        frame,
+                        name,
+                        spec,
+                        times,
+                        values,
+                        schema_bad,
+                        f"are not valid DTDL {spec.schema} values (need {needs})",
+                        {"schema": spec.schema},
+                    )
+                )
+        if range_bad is bad or range_bad.any():
+            dead.append(
+                self._blanked(
+                    frame,
+                    name,
+                    spec,
+                    times,
+                    values,
+                    range_bad,
+                    f"outside its valid range [{lo:g}, {hi:g}] {spec.unit}",
+                    {"unit": spec.unit, "range": [lo, hi]},
+                )
+            )
+        out = values.copy()
+        out[bad] = np.nan
+        return out
+
+    def _blanked(
+        self,
+        frame: Frame,
+        name: str,
+        spec: SignalSpec,
+        times: np.ndarray | _LazyTimes,
+        values: np.ndarray,
+        bad: np.ndarray,
+        why: str,
+        facts: dict[str, Any],
+    ) -> DeadLetter:
+        """The dead letter for readings of ``name`` blanked because they are ``why``."""
         idx = np.flatnonzero(bad)
         shown = idx[:EXCERPT_PAIRS]
         pairs = [
@@ -247,28 +421,21 @@ class Validator:
         excerpt = {
             "twin_id": frame.twin_id,
             "signal": name,
-            "unit": spec.unit,
-            "range": [lo, hi],
+            **facts,
             "readings": pairs,
             "more": int(idx.size - shown.size),
         }
-        dead.append(
-            DeadLetter(
-                stage="validate",
-                reason=(
-                    f"twin {frame.twin_id!r}: {idx.size} reading(s) of {name!r} outside its "
-                    f"valid range [{lo:g}, {hi:g}] {spec.unit}; replaced by NaN"
-                ),
-                source=frame.source,
-                time=utc(float(times[idx[:1]][0])),
-                twin_id=frame.twin_id,
-                payload=json.dumps(excerpt),
-                readings=int(idx.size),
-            )
+        return DeadLetter(
+            stage="validate",
+            reason=(
+                f"twin {frame.twin_id!r}: {idx.size} reading(s) of {name!r} {why}; replaced by NaN"
+            ),
+            source=frame.source,
+            time=utc(float(times[idx[:1]][0])),
+            twin_id=frame.twin_id,
+            payload=json.dumps(excerpt),
+            readings=int(idx.size),
         )
-        out = values.copy()
-        out[bad] = np.nan
-        return out
 
     def _reject(self, frame: Any, now: float, reason: str) -> DeadLetter:
         return DeadLetter(
@@ -304,6 +471,43 @@ def _event_time(frame: Any, now: float) -> float:
 
 #: Times a dead letter can carry (datetime's range, with a margin).
 _MIN_EPOCH, _MAX_EPOCH = -62_000_000_000.0, 253_000_000_000.0
+
+#: The ``units`` of a frame that declares none (the shared default; checked by identity).
+_NO_UNITS = TelemetryFrame("", "", np.empty(0), {}).units
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Layout:
+    """Per signal layout: the limits of each row and the rows with an integral schema."""
+
+    low: np.ndarray
+    high: np.ndarray
+    integral: np.ndarray
+
+
+def _limits(spec: SignalSpec) -> tuple[float, float]:
+    """The signal's physical range narrowed to what its schema can hold."""
+    lo, hi = _SCHEMA_RANGE.get(spec.schema, _SCHEMA_RANGE["double"])
+    return max(spec.low, lo), min(spec.high, hi)
+
+
+def _schema_violations(schema: str, values: np.ndarray) -> np.ndarray | None:
+    """Mask of finite readings the DTDL ``schema`` cannot hold; ``None`` for ``double``
+    (any finite number; infinities are left to the range check)."""
+    if schema not in _SCHEMA_NEEDS:
+        return None
+    lo, hi = _SCHEMA_RANGE[schema]
+    finite = np.isfinite(values)
+    bad = (values < lo) | (values > hi)
+    if schema in _INTEGRAL:
+        bad |= values != np.trunc(values)
+    return finite & bad
+
+
+def _short(value: Any) -> str:
+    """``repr`` of a declared unit, cut to a readable length."""
+    text = repr(value[:60] if isinstance(value, str) else value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class _LazyTimes:
@@ -359,8 +563,9 @@ def _sniff_twin(payload: bytes) -> str | None:
     return rest[1:end][:200]
 
 
-def _numbers(array: Any, twin: str, what: str) -> np.ndarray:
-    """A 1-D float64 view (or converted copy) of ``array``; refuses non-numeric data."""
+def _numbers(array: Any, twin: str, what: str, booleans: bool = False) -> np.ndarray:
+    """A 1-D float64 view (or converted copy) of ``array``; refuses non-numeric data
+    (``booleans``: also accepts a bool array, as 0/1)."""
     if isinstance(array, np.ndarray) and array.dtype == np.float64 and array.ndim == 1:
         return array
     try:
@@ -369,7 +574,7 @@ def _numbers(array: Any, twin: str, what: str) -> np.ndarray:
         raise ValidationError(f"twin {twin!r}: {what} is not an array of numbers ({e})") from None
     if arr.ndim != 1:
         raise ValidationError(f"twin {twin!r}: {what} must be 1-D, got shape {arr.shape}")
-    if arr.dtype.kind not in "iuf":
+    if arr.dtype.kind not in ("iufb" if booleans else "iuf"):
         raise ValidationError(f"twin {twin!r}: {what} must hold numbers, got dtype {arr.dtype}")
     return arr.astype(np.float64)
 
@@ -426,6 +631,8 @@ def _summary(frame: Any) -> str:
         elif isinstance(frame, TelemetryFrame):
             times = np.asarray(frame.times).ravel()
             out.update(signals=list(frame.signals)[:20], times=int(times.size))
+            if frame.units:
+                out["units"] = dict(list(frame.units.items())[:20])
             if times.size and times.dtype.kind in "iuf":
                 out.update(first=_when(float(times[0])), last=_when(float(times[-1])))
     except Exception as e:  # the summary of a broken frame must not fail in turn

@@ -56,14 +56,14 @@ def alert_sink(settings: KafkaSettings) -> KafkaJsonSink:
 
 
 def command_sink(settings: KafkaSettings) -> KafkaJsonSink:
-    """``(twin_id, Command)`` pairs to ``settings.commands_topic`` (schema command.v1.json)."""
+    """``(twin_id, Command)`` pairs to ``settings.commands_topic`` (schema command.v2.json)."""
     return KafkaJsonSink(
         settings, _topic(settings.commands_topic, "commands_topic"), Command.to_json
     )
 
 
 def twin_state_sink(settings: KafkaSettings) -> KafkaJsonSink:
-    """``(twin_id, TwinState)`` pairs to ``settings.twin_state_topic`` (twin_state.v1.json)."""
+    """``(twin_id, TwinState)`` pairs to ``settings.twin_state_topic`` (twin_state.v2.json)."""
     return KafkaJsonSink(
         settings, _topic(settings.twin_state_topic, "twin_state_topic"), twin_state_json
     )

@@ -1,23 +1,30 @@
-"""Command requests from a Kafka topic: validated :class:`Command` objects or dead letters.
+"""Command requests from a Kafka topic: commands, desired-property changes or dead letters.
 
-A request is one JSON object (other teams, operators' tools)::
+A request is one JSON object (other teams, operators' tools), either a command::
 
     {"request_id": "ops-4711", "twin_id": "P1", "command": "set_flow",
      "params": {"m3h": 250.0}, "expires_at": "2026-01-01T00:05:00Z"}
 
-``twin_type`` may be added; it is required when the source knows no twin registry. The
-request is checked against the twin type's actuators in the catalog (command name, exact set
-of parameters, each a finite number in its range) and must expire after it was issued.
-``issued_at`` is the Kafka message's timestamp, so a replay of the topic yields the same
-command: its ``command_id`` derives from ``request_id`` alone (a request sent twice is one
-command) and its ``reason`` is ``"request:<request_id>"``. Anything wrong becomes a
-:class:`DeadLetter` (stage ``decode`` for bad JSON, ``validate`` otherwise) with the reason.
+or a change of one desired property (declared writable in the twin's DTDL model)::
+
+    {"request_id": "ops-4712", "twin_id": "P1", "desired": {"flow_setpoint": 250.0},
+     "expires_at": "2026-01-01T00:05:00Z"}
+
+``twin_type`` may be added; it is required when the source knows no twin registry. What
+cannot be a request at all (bad JSON, a missing or mistyped field, an unknown twin or type,
+a parameter that is not a number) becomes a :class:`DeadLetter` (stage ``decode`` for bad
+JSON, ``validate`` otherwise) with the reason. Everything else becomes a
+:class:`~operators.records.Command` (``origin`` ``request``) or a
+:class:`~operators.records.DesiredChange`; the flow's command book then checks it against
+the twin's model (command declared, payload schema, limits), its expiry and the twin's rate
+limit, so a refused request still ends on the commands stream, ``rejected`` or ``expired``
+with the reason. ``issued_at`` is the Kafka message's timestamp and the ids derive from
+``request_id`` alone, so a replay of the topic (or a request sent twice) is one command.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,10 +37,21 @@ from connectors.bindings import KafkaSettings
 from connectors.kafka.source import KafkaMessageSource
 from operators.catalog import CATALOG, TwinType
 from operators.errors import ConfigError, DecodeError, ValidationError
-from operators.records import Command, DeadLetter, RawMessage, deterministic_id, epoch, utc
+from operators.records import (
+    Command,
+    DeadLetter,
+    DesiredChange,
+    RawMessage,
+    deterministic_id,
+    epoch,
+    utc,
+)
 from operators.validate import dead_letter_for
 
-REQUIRED = ("request_id", "twin_id", "command", "params", "expires_at")
+REQUIRED = ("request_id", "twin_id", "expires_at")
+#: A request is a command (``command`` and ``params``) or a desired change (``desired``).
+COMMAND_FIELDS = ("command", "params")
+DESIRED_FIELDS = ("desired",)
 OPTIONAL = ("twin_type",)
 #: Largest request accepted (bytes); a command request is a few hundred.
 MAX_BYTES = 65_536
@@ -51,8 +69,8 @@ def parse_command_request(
     issued_at: datetime,
     twins: Mapping[str, str] | None = None,
     catalog: Mapping[str, TwinType] = CATALOG,
-) -> Command | DeadLetter:
-    """Validate one request; never raises on bad input.
+) -> Command | DesiredChange | DeadLetter:
+    """Read one request; never raises on bad input.
 
     ``twins`` maps known twin ids to their type (``None``: any twin, type from the request).
 
@@ -61,12 +79,17 @@ def parse_command_request(
     >>> ok = parse_command_request(b'{"request_id": "r1", "twin_id": "P1", "command": '
     ...     b'"set_flow", "params": {"m3h": 250}, "expires_at": "2026-01-01T00:05:00Z"}',
     ...     source="kafka:requests", issued_at=at, twins={"P1": "pump"})
-    >>> ok.name, dict(ok.params), ok.status.value, ok.reason
-    ('set_flow', {'m3h': 250.0}, 'issued', 'request:r1')
-    >>> parse_command_request(b'{"request_id": "r2", "twin_id": "P1", "command": "set_flow", '
-    ...     b'"params": {"m3h": 9000}, "expires_at": "2026-01-01T00:05:00Z"}',
+    >>> ok.name, dict(ok.params), ok.status.value, ok.reason, ok.origin
+    ('set_flow', {'m3h': 250.0}, 'issued', 'request:r1', 'request')
+    >>> change = parse_command_request(b'{"request_id": "r2", "twin_id": "P1", "desired": '
+    ...     b'{"flow_setpoint": 250}, "expires_at": "2026-01-01T00:05:00Z"}',
+    ...     source="kafka:requests", issued_at=at, twins={"P1": "pump"})
+    >>> change.prop, change.value
+    ('flow_setpoint', 250.0)
+    >>> parse_command_request(b'{"request_id": "r3", "twin_id": "P1", "command": "set_flow", '
+    ...     b'"params": {"m3h": "fast"}, "expires_at": "2026-01-01T00:05:00Z"}',
     ...     source="kafka:requests", issued_at=at, twins={"P1": "pump"}).reason
-    "request 'r2' for twin 'P1': parameter 'm3h' = 9000 is outside [20.0, 400.0] of set_flow"
+    "request 'r3' for twin 'P1': parameter 'm3h' must be a number, got 'fast'"
     """
     msg = RawMessage(source, bytes(payload), epoch(issued_at))
     try:
@@ -98,43 +121,69 @@ def _command(
     issued_at: datetime,
     twins: Mapping[str, str] | None,
     catalog: Mapping[str, TwinType],
-) -> Command:
-    missing = [k for k in REQUIRED if k not in doc]
+) -> Command | DesiredChange:
     where = _Where(doc)
+    missing = [k for k in REQUIRED if k not in doc]
+    is_desired = "desired" in doc
+    shape = DESIRED_FIELDS if is_desired else COMMAND_FIELDS
+    missing += [k for k in shape if k not in doc]
     if missing:
-        where.fail(f"missing field(s) {', '.join(missing)}; a request needs {', '.join(REQUIRED)}")
-    unknown = sorted(set(doc) - set(REQUIRED) - set(OPTIONAL))
-    if unknown:
         where.fail(
-            f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(REQUIRED)}, "
-            f"{', '.join(OPTIONAL)}"
+            f"missing field(s) {', '.join(missing)}; a request needs {', '.join(REQUIRED)} and "
+            "either command and params, or desired"
         )
-    for name in ("request_id", "twin_id", "command"):
+    unknown = sorted(set(doc) - set(REQUIRED) - set(shape) - set(OPTIONAL))
+    if unknown:
+        other = COMMAND_FIELDS if is_desired else DESIRED_FIELDS
+        hint = (
+            " (a request is a command or a desired change, not both)"
+            if set(unknown) & set(other)
+            else ""
+        )
+        where.fail(
+            f"unknown field(s) {', '.join(unknown)}{hint}; allowed: "
+            f"{', '.join((*REQUIRED, *shape, *OPTIONAL))}"
+        )
+    for name in ("request_id", "twin_id", *(() if is_desired else ("command",))):
         if not isinstance(doc[name], str) or not doc[name]:
             where.fail(f"field {name!r} must be a non-empty string, got {doc[name]!r}")
     kind = _twin_type(doc, where, twins, catalog)
-    try:
-        actuator = kind.actuator(doc["command"])
-    except ValidationError as exc:
-        where.fail(str(exc))
-    params = _params(doc["params"], actuator.params, actuator.name, where)
     expires_at = _time(doc["expires_at"], where)
-    if expires_at <= issued_at:
-        where.fail(
-            f"expires_at {doc['expires_at']} is not after the request's time "
-            f"{issued_at.isoformat()}; the request expired before it arrived"
-        )
     request_id = doc["request_id"]
+    if is_desired:
+        prop, value = _desired(doc["desired"], where)
+        return DesiredChange(
+            twin_id=doc["twin_id"],
+            twin_type=kind.name,
+            prop=prop,
+            value=value,
+            at=issued_at,
+            request_id=request_id,
+            expires_at=expires_at,
+        )
     return Command(
         command_id=command_id_for(request_id),
         twin_id=doc["twin_id"],
         twin_type=kind.name,
-        name=actuator.name,
-        params=MappingProxyType(params),
+        name=doc["command"],
+        params=MappingProxyType(_params(doc["params"], where)),
         issued_at=issued_at,
         expires_at=expires_at,
         reason=f"request:{request_id}",
+        origin="request",
     )
+
+
+def _desired(raw: Any, where: _Where) -> tuple[str, float]:
+    if not isinstance(raw, dict) or len(raw) != 1:
+        where.fail(
+            "field 'desired' must be an object with exactly one property, e.g. "
+            '{"flow_setpoint": 250}; send one request per property'
+        )
+    ((name, value),) = raw.items()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        where.fail(f"desired {name!r} must be a number, got {value!r}")
+    return name, float(value)
 
 
 @dataclass(frozen=True)
@@ -177,25 +226,14 @@ def _twin_type(
     return catalog[given]
 
 
-def _params(
-    raw: Any, spec: Mapping[str, tuple[float, float]], command: str, where: _Where
-) -> dict[str, float]:
+def _params(raw: Any, where: _Where) -> dict[str, float]:
+    """The parameters as numbers; whether they suit the command is the command book's call."""
     if not isinstance(raw, dict):
         where.fail(f"field 'params' must be an object, got {type(raw).__name__}")
-    missing = sorted(set(spec) - set(raw))
-    unknown = sorted(set(raw) - set(spec))
-    if missing or unknown:
-        where.fail(
-            f"{command} takes parameter(s) {', '.join(sorted(spec)) or 'none'}; "
-            f"missing: {', '.join(missing) or '-'}, unknown: {', '.join(unknown) or '-'}"
-        )
     out = {}
     for name, value in raw.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             where.fail(f"parameter {name!r} must be a number, got {value!r}")
-        low, high = spec[name]
-        if not math.isfinite(value) or not low <= value <= high:
-            where.fail(f"parameter {name!r} = {value} is outside [{low}, {high}] of {command}")
         out[name] = float(value)
     return out
 
@@ -223,8 +261,10 @@ class CommandRequests:
     twins: Mapping[str, str] | None = None
     catalog: Mapping[str, TwinType] = field(default_factory=lambda: CATALOG)
 
-    def __call__(self, msgs: Sequence[Message], received: float) -> list[Command | DeadLetter]:
-        out: list[Command | DeadLetter] = []
+    def __call__(
+        self, msgs: Sequence[Message], received: float
+    ) -> list[Command | DesiredChange | DeadLetter]:
+        out: list[Command | DesiredChange | DeadLetter] = []
         for m in msgs:
             kind, ms = m.timestamp()
             issued = utc(received if kind == TIMESTAMP_NOT_AVAILABLE else ms / 1000)

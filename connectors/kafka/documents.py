@@ -1,7 +1,9 @@
-"""JSON documents of records that have no ``to_json`` of their own: twin state, version 1.
+"""JSON documents of records that have no ``to_json`` of their own: twin state, version 2.
 
-Schema ``operators/schemas/twin_state.v1.json``. A twin state has no id: consumers
-deduplicate replays on ``(twin_id, time, status)``; the latest ``time`` per twin wins.
+Schema ``operators/schemas/twin_state.v2.json``: version 1 (``twin_state.v1.json``) plus
+``properties``, the desired and reported side of each writable property with their
+versions, times and whether they agree. A twin state has no id: consumers deduplicate
+replays on ``(twin_id, time, status, properties)``; the latest ``time`` per twin wins.
 """
 
 from __future__ import annotations
@@ -12,20 +14,25 @@ from typing import Any
 from operators.records import SignalState, TwinState, iso, utc
 
 TWIN_STATE_SCHEMA = "twinflow.twin_state"
-TWIN_STATE_VERSION = 1
+TWIN_STATE_VERSION = 2
 
 
 def twin_state_json(state: TwinState) -> dict[str, Any]:
     """The versioned JSON of one twin state (NaN values become ``null``).
 
     >>> from datetime import UTC, datetime
-    >>> from operators.records import Quality, SignalState, SyncStatus
-    >>> s = TwinState("P1", "pump", datetime(2026, 1, 1, tzinfo=UTC), SyncStatus.STALE,
-    ...               {"flow_m3h": SignalState(float("nan"), 1767225590.0, Quality.GOOD, True)})
+    >>> from operators.records import PropertyState, Quality, SignalState, SyncStatus
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> s = TwinState("P1", "pump", t, SyncStatus.STALE,
+    ...               {"flow_m3h": SignalState(float("nan"), 1767225590.0, Quality.GOOD, True)},
+    ...               properties={"flow_setpoint": PropertyState(250.0, 1, t, in_sync=False)})
     >>> doc = twin_state_json(s)
-    >>> doc["status"], doc["time"], doc["signals"]["flow_m3h"]
-    ('stale', '2026-01-01T00:00:00Z', {'value': None, 'time': '2025-12-31T23:59:50Z', \
+    >>> doc["version"], doc["status"], doc["time"], doc["signals"]["flow_m3h"]
+    (2, 'stale', '2026-01-01T00:00:00Z', {'value': None, 'time': '2025-12-31T23:59:50Z', \
 'quality': 'good', 'stale': True})
+    >>> doc["properties"]["flow_setpoint"]
+    {'desired': 250.0, 'desired_version': 1, 'desired_at': '2026-01-01T00:00:00Z', \
+'reported': None, 'reported_version': 0, 'reported_at': None, 'in_sync': False}
     """
     return {
         "schema": TWIN_STATE_SCHEMA,
@@ -37,6 +44,7 @@ def twin_state_json(state: TwinState) -> dict[str, Any]:
         "readings": state.readings,
         "dead_letters": state.dead_letters,
         "signals": {name: _signal(sig) for name, sig in state.signals.items()},
+        "properties": {name: p.to_json() for name, p in state.properties.items()},
     }
 
 

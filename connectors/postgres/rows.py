@@ -201,6 +201,7 @@ def window_row(seq: int, w: WindowFeatures) -> tuple[Any, ...]:
 
 
 def state_row(seq: int, s: TwinState) -> tuple[Any, ...]:
+    """Columns of ``TWIN_STATES``; ``properties`` as in twin-state JSON version 2."""
     signals = {
         name: {
             "value": sig.value,
@@ -219,6 +220,7 @@ def state_row(seq: int, s: TwinState) -> tuple[Any, ...]:
         to_json_text(signals),
         int(s.readings),
         int(s.dead_letters),
+        to_json_text({name: p.to_json() for name, p in s.properties.items()}),
     )
 
 

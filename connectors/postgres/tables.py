@@ -120,14 +120,15 @@ WINDOWS = Table(
     ),
 )
 
-_STATE_COLS = "twin_id, twin_type, time, status, signals, readings, dead_letters"
+_STATE_COLS = "twin_id, twin_type, time, status, signals, readings, dead_letters, properties"
 _STATE_SET = (
     "twin_type = EXCLUDED.twin_type, status = EXCLUDED.status, signals = EXCLUDED.signals, "
-    "readings = EXCLUDED.readings, dead_letters = EXCLUDED.dead_letters"
+    "readings = EXCLUDED.readings, dead_letters = EXCLUDED.dead_letters, "
+    "properties = EXCLUDED.properties"
 )
 _STATE_SELECT = (
-    "twin_id, twin_type, time, status, signals::jsonb, readings, dead_letters "
-    "FROM twinflow_stage_twin_state"
+    "twin_id, twin_type, time, status, signals::jsonb, readings, dead_letters, "
+    "properties::jsonb FROM twinflow_stage_twin_state"
 )
 
 TWIN_STATES = Table(
@@ -141,6 +142,7 @@ TWIN_STATES = Table(
         ("signals", "text"),
         ("readings", "int8"),
         ("dead_letters", "int8"),
+        ("properties", "text"),
     ),
     (
         Merge(
@@ -160,9 +162,9 @@ TWIN_STATES = Table(
             f"ON CONFLICT (twin_id) DO UPDATE SET time = EXCLUDED.time, {_STATE_SET}, "
             "updated_at = now() "
             "WHERE EXCLUDED.time > s.time OR (EXCLUDED.time = s.time AND "
-            "(s.twin_type, s.status, s.signals, s.readings, s.dead_letters) IS DISTINCT FROM "
-            "(EXCLUDED.twin_type, EXCLUDED.status, EXCLUDED.signals, EXCLUDED.readings, "
-            "EXCLUDED.dead_letters))",
+            "(s.twin_type, s.status, s.signals, s.readings, s.dead_letters, s.properties) "
+            "IS DISTINCT FROM (EXCLUDED.twin_type, EXCLUDED.status, EXCLUDED.signals, "
+            "EXCLUDED.readings, EXCLUDED.dead_letters, EXCLUDED.properties))",
         ),
     ),
 )

@@ -13,12 +13,19 @@ That moment is the only nondeterminism between runs. Source and sink must share 
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.simulator.plant import PartitionState, Plant, PlantPartition
 from operators.errors import ConfigError
-from operators.records import Command, Incoming
+from operators.records import Command, CommandOutcome, CommandStatus, Incoming, utc
+
+if TYPE_CHECKING:
+    from connectors.feedback import CommandFeedback
 
 _PREFIX = "sim-"
 
@@ -26,11 +33,13 @@ _PREFIX = "sim-"
 class _SourcePartition(StatefulSourcePartition[Incoming, PartitionState]):
     """One plant partition as a Bytewax source partition; one batch is one chunk."""
 
-    def __init__(self, part: PlantPartition) -> None:
+    def __init__(self, part: PlantPartition, on_done: Callable[[], None]) -> None:
         self._part = part
+        self._on_done = on_done
 
     def next_batch(self) -> list[Incoming]:
         if self._part.done:
+            self._on_done()
             raise StopIteration
         return self._part.next_chunk()
 
@@ -53,6 +62,17 @@ class SimulatedPlantSource(FixedPartitionedSource[Incoming, PartitionState]):
             )
         self.plant = plant
         self.partitions = partitions
+        self._done: set[int] = set()
+        self._lock = threading.Lock()
+
+    def done(self) -> bool:
+        """Whether every partition has emitted its last chunk (in this process)."""
+        with self._lock:
+            return len(self._done) == self.partitions
+
+    def _mark_done(self, index: int) -> None:
+        with self._lock:
+            self._done.add(index)
 
     def list_parts(self) -> list[str]:
         return [f"{_PREFIX}{i}" for i in range(self.partitions)]
@@ -61,12 +81,14 @@ class SimulatedPlantSource(FixedPartitionedSource[Incoming, PartitionState]):
         self, step_id: str, for_part: str, resume_state: PartitionState | None
     ) -> _SourcePartition:
         index = int(for_part.removeprefix(_PREFIX))
-        return _SourcePartition(self.plant.partition(index, self.partitions, resume_state))
+        part = self.plant.partition(index, self.partitions, resume_state)
+        return _SourcePartition(part, lambda: self._mark_done(index))
 
 
 class _CommandPartition(StatelessSinkPartition[Command]):
-    def __init__(self, plant: Plant) -> None:
+    def __init__(self, plant: Plant, feedback: CommandFeedback | None) -> None:
         self._plant = plant
+        self._feedback = feedback
 
     def write_batch(self, items: list[Command]) -> None:
         for item in items:
@@ -75,14 +97,28 @@ class _CommandPartition(StatelessSinkPartition[Command]):
                     f"SimulatorCommandSink takes operators.records.Command items, got "
                     f"{type(item).__name__}; route only commands to this sink"
                 )
-            self._plant.apply(item)
+            accepted = self._plant.apply(item)
+            if self._feedback is not None and item.status is CommandStatus.QUEUED:
+                at = utc(self._plant.now())
+                report = self._feedback.report
+                if accepted:
+                    report(CommandOutcome(item.command_id, item.twin_id, CommandStatus.SENT, at))
+                    status, detail = CommandStatus.ACKNOWLEDGED, "accepted by the simulated device"
+                else:
+                    status, detail = CommandStatus.FAILED, "refused by the simulated device"
+                report(CommandOutcome(item.command_id, item.twin_id, status, at, detail))
 
 
 class SimulatorCommandSink(DynamicSink[Command]):
-    """Deliver the flow's commands to the simulated plant (any worker, any thread)."""
+    """Deliver the flow's commands to the simulated plant (any worker, any thread).
 
-    def __init__(self, plant: Plant) -> None:
+    With ``feedback``, each queued command's outcome is reported there (sent and acknowledged
+    when the simulated device takes it, failed when it refuses it), as a real device's would.
+    """
+
+    def __init__(self, plant: Plant, feedback: CommandFeedback | None = None) -> None:
         self.plant = plant
+        self.feedback = feedback
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CommandPartition:
-        return _CommandPartition(self.plant)
+        return _CommandPartition(self.plant, self.feedback)

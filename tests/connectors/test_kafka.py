@@ -12,6 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from confluent_kafka import (
 )
 from confluent_kafka import Consumer as KafkaConsumer
 from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import ValidationError as SchemaError
 from prometheus_client import REGISTRY
 
 from connectors.bindings import KafkaSettings
@@ -49,6 +51,8 @@ from connectors.kafka import (
     twin_state_sink,
 )
 from connectors.kafka.command_requests import command_id_for
+from operators.catalog import PUMP
+from operators.command_book import CommandBook
 from operators.errors import ConfigError
 from operators.pipeline import check_item
 from operators.records import (
@@ -57,6 +61,8 @@ from operators.records import (
     Command,
     CommandStatus,
     DeadLetter,
+    DesiredChange,
+    PropertyState,
     Quality,
     RawMessage,
     Severity,
@@ -76,6 +82,7 @@ from tests.services.kafka import (
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "operators" / "schemas"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+EPOCH0 = T0.timestamp()
 
 
 @pytest.fixture(scope="module")
@@ -382,6 +389,17 @@ def twin_state(twin: str, minute: int) -> TwinState:
         },
         readings=100 * minute,
         dead_letters=minute,
+        properties={
+            "flow_setpoint": PropertyState(
+                desired=260.0 + minute,
+                desired_version=minute,
+                desired_at=t - timedelta(seconds=5),
+                reported=float("nan") if minute % 3 == 0 else 255.0,
+                reported_version=minute // 2,
+                reported_at=None if minute % 3 == 0 else t,
+                in_sync=False,
+            )
+        },
     )
 
 
@@ -430,8 +448,8 @@ def test_replayed_alerts_keep_their_ids(bootstrap: str) -> None:
 @pytest.mark.parametrize(
     ("make_sink", "field", "schema_file", "make_item", "to_json"),
     [
-        (command_sink, "commands_topic", "command.v1.json", command, Command.to_json),
-        (twin_state_sink, "twin_state_topic", "twin_state.v1.json", twin_state, twin_state_json),
+        (command_sink, "commands_topic", "command.v2.json", command, Command.to_json),
+        (twin_state_sink, "twin_state_topic", "twin_state.v2.json", twin_state, twin_state_json),
     ],
     ids=["commands", "twin_states"],
 )
@@ -460,7 +478,7 @@ def test_commands_and_twin_states_are_read_back(
 
 def test_twin_state_json_maps_nan_to_null_and_names_quality() -> None:
     doc = twin_state_json(twin_state("P1", 3))
-    schema("twin_state.v1.json").validate(doc)
+    schema("twin_state.v2.json").validate(doc)
     assert doc["signals"]["suction_bar"] == {
         "value": None,
         "time": "2026-01-01T00:02:30Z",
@@ -468,6 +486,46 @@ def test_twin_state_json_maps_nan_to_null_and_names_quality() -> None:
         "stale": True,
     }
     assert (doc["status"], doc["readings"], doc["dead_letters"]) == ("stale", 300, 3)
+    assert doc["properties"]["flow_setpoint"] == {
+        "desired": 263.0,
+        "desired_version": 3,
+        "desired_at": "2026-01-01T00:02:55Z",
+        "reported": None,
+        "reported_version": 1,
+        "reported_at": None,
+        "in_sync": False,
+    }
+
+
+def test_twin_state_v2_is_v1_plus_properties() -> None:
+    """Every version 1 field keeps its meaning: without ``properties`` and with version 1,
+    a version 2 document is a valid version 1 document."""
+    doc = twin_state_json(twin_state("P1", 4))
+    assert (doc["schema"], doc["version"]) == ("twinflow.twin_state", 2)
+    v1 = {k: v for k, v in doc.items() if k != "properties"} | {"version": 1}
+    schema("twin_state.v1.json").validate(v1)
+    with pytest.raises(SchemaError, match="properties"):
+        schema("twin_state.v2.json").validate(v1 | {"version": 2})
+    empty = twin_state_json(replace(twin_state("P1", 4), properties={}))
+    schema("twin_state.v2.json").validate(empty)
+    assert empty["properties"] == {}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("desired_version", -1),
+        ("in_sync", None),
+        ("reported", "255"),
+        ("desired_at", "yesterday"),
+        ("extra", 1),
+    ],
+)
+def test_twin_state_v2_schema_refuses_malformed_properties(field: str, value: Any) -> None:
+    doc = twin_state_json(twin_state("P1", 4))
+    doc["properties"]["flow_setpoint"][field] = value
+    with pytest.raises(SchemaError):
+        schema("twin_state.v2.json").validate(doc)
 
 
 @pytest.mark.timeout(30)
@@ -567,7 +625,13 @@ def request(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if v is not ...}
 
 
-def parse(doc: Any, twins: dict[str, str] | None = TWINS) -> Command | DeadLetter:
+def desired(**changes: Any) -> dict[str, Any]:
+    doc = request(command=..., params=..., desired={"flow_setpoint": 250})
+    doc.update(changes)
+    return doc
+
+
+def parse(doc: Any, twins: dict[str, str] | None = TWINS) -> Command | DesiredChange | DeadLetter:
     body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
     return parse_command_request(body, source="kafka:req", issued_at=T0, twins=twins)
 
@@ -583,7 +647,7 @@ def test_valid_request_is_an_issued_command_with_a_deterministic_id() -> None:
         "request:ops-1",
     )
     assert cmd.expires_at == T0 + timedelta(minutes=5)
-    schema("command.v1.json").validate(cmd.to_json())
+    schema("command.v2.json").validate(cmd.to_json())
     typed = parse(request(twin_id="X9", twin_type="pump"), twins=None)
     assert isinstance(typed, Command) and typed.twin_type == "pump"
 
@@ -600,17 +664,16 @@ def test_valid_request_is_an_issued_command_with_a_deterministic_id() -> None:
         (request(twin_id=7), "validate", "'twin_id' must be a non-empty string"),
         (request(twin_id="P404"), "validate", "unknown twin"),
         (request(twin_type="motor"), "validate", "does not match the twin's type 'pump'"),
-        (request(command="explode"), "validate", "has no command 'explode'"),
         (request(params=[250]), "validate", "'params' must be an object"),
-        (request(params={}), "validate", "missing: m3h"),
-        (request(params={"m3h": 250, "rpm": 1}), "validate", "unknown: rpm"),
         (request(params={"m3h": "250"}), "validate", "'m3h' must be a number"),
         (request(params={"m3h": True}), "validate", "'m3h' must be a number"),
-        (request(params={"m3h": 9000}), "validate", "outside [20.0, 400.0]"),
         (request(expires_at="soon"), "validate", "not ISO-8601"),
         (request(expires_at=1767225900), "validate", "must be an ISO-8601 string"),
         (request(expires_at="2026-01-01T00:05:00"), "validate", "has no zone"),
-        (request(expires_at="2025-12-31T23:59:00Z"), "validate", "expired before it arrived"),
+        (request(desired={"flow_setpoint": 1}), "validate", "not both"),
+        (desired(desired={}), "validate", "exactly one property"),
+        (desired(desired={"flow_setpoint": "max"}), "validate", "must be a number"),
+        (desired(desired=[1]), "validate", "exactly one property"),
     ],
 )
 def test_bad_requests_are_dead_letters_with_the_reason(doc: Any, stage: str, reason: str) -> None:
@@ -618,6 +681,49 @@ def test_bad_requests_are_dead_letters_with_the_reason(doc: Any, stage: str, rea
     assert isinstance(dead, DeadLetter), dead
     assert (dead.stage, dead.source) == (stage, "kafka:req")
     assert reason in dead.reason, dead.reason
+
+
+@pytest.mark.parametrize(
+    ("doc", "status", "reason"),
+    [
+        (request(command="explode"), "rejected", "has no command 'explode'"),
+        (request(params={}), "rejected", "missing parameter 'm3h'"),
+        (request(params={"m3h": 250, "rpm": 1}), "rejected", "unknown parameter 'rpm'"),
+        (request(params={"m3h": 9000}), "rejected", "m3h=9000 is outside [20, 400]"),
+        (request(expires_at="2025-12-31T23:59:00Z"), "expired", "expired before it was sent"),
+        (desired(desired={"flow_setpoint": 9000}), "rejected", "outside [20, 400]"),
+        (desired(desired={"warp": 1}), "rejected", "warp"),
+    ],
+)
+def test_requests_the_model_refuses_end_on_the_commands_stream(
+    doc: dict[str, Any], status: str, reason: str
+) -> None:
+    """Well-formed requests reach the command book, which ends them with the reason."""
+    item = parse(doc)
+    assert isinstance(item, Command | DesiredChange), item
+    book = CommandBook(PUMP)
+    out = (
+        book.desire(item, EPOCH0) if isinstance(item, DesiredChange) else book.submit(item, EPOCH0)
+    )
+    assert [c.status.value for c in out] == [status] and reason in out[0].detail, out
+    assert out[0].origin == ("desired" if isinstance(item, DesiredChange) else "request")
+    schema("command.v2.json").validate(out[0].to_json())
+
+
+def test_a_desired_change_request_names_property_value_and_expiry() -> None:
+    change = parse(desired())
+    assert isinstance(change, DesiredChange)
+    assert (change.twin_id, change.twin_type, change.prop, change.value) == (
+        "P1",
+        "pump",
+        "flow_setpoint",
+        250.0,
+    )
+    assert (change.at, change.expires_at, change.request_id) == (
+        T0,
+        T0 + timedelta(minutes=5),
+        "ops-1",
+    )
 
 
 def test_request_without_twin_type_needs_a_registry() -> None:
@@ -637,7 +743,8 @@ def test_command_requests_from_a_topic(bootstrap: str) -> None:
         json.dumps(
             request(request_id="ops-2", twin_id="T1", command="derate", params={"fraction": 0.5})
         ).encode(),
-        json.dumps(request(request_id="ops-3", params={"m3h": 1})).encode(),
+        json.dumps(request(request_id="ops-3", params={"m3h": "one"})).encode(),
+        json.dumps(desired(request_id="ops-4")).encode(),
         b"garbage",
         None,
     ]
@@ -652,7 +759,11 @@ def test_command_requests_from_a_topic(bootstrap: str) -> None:
         ("P1", "set_flow", {"m3h": 250.0}),
         ("T1", "derate", {"fraction": 0.5}),
     ]
+    changes = [x for x in items if isinstance(x, DesiredChange)]
+    assert [(c.request_id, c.prop, c.value, c.at) for c in changes] == [
+        ("ops-4", "flow_setpoint", 250.0, T0)
+    ]
     assert len(dead) == 3
-    assert "outside [20.0, 400.0]" in dead[0].reason and dead[0].twin_id == "P1"
+    assert "must be a number" in dead[0].reason and dead[0].twin_id == "P1"
     assert "not JSON" in dead[1].reason and "tombstone" in dead[2].reason
     assert all(d.source == f"kafka:{topic}" for d in dead)

@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from operators.records import (
     Command,
     CommandStatus,
     DeadLetter,
+    PropertyState,
     Quality,
     RulEstimate,
     Severity,
@@ -256,11 +258,11 @@ def write(sink: PostgresSink, *batches: list[Any], part: str = "pg-0") -> None:
 
 def test_migrate_is_idempotent_and_status_tells_the_path(fresh: str, server: Postgres) -> None:
     before = status(fresh)
-    assert not before.applied and before.pending == ("0001_base", "0002_views")
+    assert not before.applied and before.pending == ("0001_base", "0002_views", "0003_properties")
     assert "not created" in str(before) and "run `twinflow db migrate`" in str(before)
 
     applied = migrate(fresh)
-    assert [m.label for m in applied][:2] == ["0001_base", "0002_views"]
+    assert [m.label for m in applied][:3] == ["0001_base", "0002_views", "0003_properties"]
     assert migrate(fresh) == []
 
     report = status(fresh)
@@ -272,7 +274,7 @@ def test_migrate_is_idempotent_and_status_tells_the_path(fresh: str, server: Pos
     else:
         assert report.storage == "postgresql"
         assert "plain PostgreSQL" in text and "timescaledb not available" in text
-        assert len(applied) == 2
+        assert len(applied) == 3
 
 
 def test_changed_migration_is_refused_naming_it(fresh: str, tmp_path: Path) -> None:
@@ -294,16 +296,16 @@ def test_new_migration_applies_alone_and_a_failing_one_rolls_back(
     folder = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, folder)
     migrate(fresh, directory=folder, use_timescaledb=False)
-    (folder / "0003_extra.sql").write_text("CREATE TABLE twinflow.extra (x int);\n")
-    assert [m.label for m in migrate(fresh, directory=folder)] == ["0003_extra"]
+    (folder / "0901_extra.sql").write_text("CREATE TABLE twinflow.extra (x int);\n")
+    assert [m.label for m in migrate(fresh, directory=folder)] == ["0901_extra"]
 
-    (folder / "0004_broken.sql").write_text(
+    (folder / "0902_broken.sql").write_text(
         "CREATE TABLE twinflow.half_done (x int);\nSELECT 1 / 0;\n"
     )
-    with pytest.raises(MigrationError, match=r"0004_broken .*rolled back.*division by zero"):
+    with pytest.raises(MigrationError, match=r"0902_broken .*rolled back.*division by zero"):
         migrate(fresh, directory=folder)
     assert query(fresh, "SELECT to_regclass('twinflow.half_done')") == [(None,)]
-    assert status(fresh, directory=folder).pending == ("0004_broken",)
+    assert status(fresh, directory=folder).pending == ("0902_broken",)
 
 
 def test_badly_named_migration_file_is_an_error(tmp_path: Path) -> None:
@@ -367,7 +369,7 @@ def test_timescale_layer_sql_and_when_it_applies(fresh: str, server: Postgres) -
     else:
         with pytest.raises(MigrationError, match="TimescaleDB was asked for but cannot be used"):
             migrate(fresh, use_timescaledb=True)
-        assert [m.label for m in migrate(fresh)] == ["0001_base", "0002_views"]
+        assert [m.label for m in migrate(fresh)] == ["0001_base", "0002_views", "0003_properties"]
         assert not status(fresh).uses_timescaledb
 
 
@@ -477,6 +479,96 @@ def test_recomputed_window_replaces_and_older_state_never_wins(db: str) -> None:
         "SELECT features->>'power_kw.mean' FROM twinflow.window_features WHERE late = 0 "
         "ORDER BY window_start",
     ) == [("2.0",), ("3.0",)]
+
+
+def with_properties(
+    s: TwinState, desired: float, version: int, reported: float | None = 250.0
+) -> TwinState:
+    """``s`` with a desired and reported property (desired set 3 s before the state)."""
+    prop = PropertyState(
+        desired=desired,
+        desired_version=version,
+        desired_at=s.time - timedelta(seconds=3),
+        reported=reported,
+        reported_version=0 if reported is None else 2,
+        reported_at=None if reported is None else s.time,
+        in_sync=reported is not None and abs(reported - desired) <= 0.5,
+    )
+    no_report = PropertyState(desired=float("nan"))  # NaN is stored as null
+    return replace(s, properties={"flow_setpoint": prop, "load_setpoint": no_report})
+
+
+def test_twin_state_properties_round_trip_and_view(db: str) -> None:
+    first = with_properties(state("M1", 20), 300.0, 1)
+    write(PostgresSink(db), [first, state("M2", 20)])
+    expected = {name: p.to_json() for name, p in first.properties.items()}
+    assert expected["flow_setpoint"]["desired_at"] == "2024-05-01T12:00:17Z"
+    assert expected["load_setpoint"]["desired"] is None
+    for table in ("twin_state", "twin_state_history"):
+        rows = query(db, f"SELECT twin_id, properties FROM twinflow.{table} ORDER BY twin_id")
+        assert rows == [("M1", expected), ("M2", {})], table  # no properties: '{}'
+    view = query(
+        db,
+        "SELECT twin_id, property, desired, desired_version, desired_at, reported, "
+        "reported_version, reported_at, in_sync FROM twinflow.twin_properties_latest "
+        "ORDER BY twin_id, property",
+    )
+    t = T0 + timedelta(seconds=20)
+    assert view == [
+        ("M1", "flow_setpoint", 300.0, 1, t - timedelta(seconds=3), 250.0, 2, t, False),
+        ("M1", "load_setpoint", None, 0, None, None, 0, None, True),
+    ]
+
+
+def test_desired_change_without_new_readings_updates_and_older_state_never_wins(
+    db: str,
+) -> None:
+    """A desired change publishes a state at the same event time: it replaces the stored
+    state (and its history row); an older state does not, whatever its properties."""
+    write(PostgresSink(db), [with_properties(state("M1", 20), 300.0, 1)])
+    newer = with_properties(state("M1", 20), 280.0, 2)
+    write(PostgresSink(db), [newer])
+    desired = "SELECT properties->'flow_setpoint'->>'desired_version' FROM twinflow.{}"
+    assert query(db, desired.format("twin_state")) == [("2",)]
+    assert query(db, desired.format("twin_state_history")) == [("2",)]
+    write(PostgresSink(db), [with_properties(state("M1", 10), 100.0, 3)])  # older: late
+    assert query(db, desired.format("twin_state")) == [("2",)]
+    assert count(db, "twin_state_history") == 2
+    # several versions of the same time in one batch: the last to arrive wins
+    write(
+        PostgresSink(db),
+        [with_properties(state("M1", 30), 270.0, 4), with_properties(state("M1", 30), 269.5, 5)],
+    )
+    assert query(db, desired.format("twin_state")) == [("5",)]
+    # a replay stores nothing new
+    counts = {t: count(db, t) for t in ("twin_state", "twin_state_history")}
+    write(PostgresSink(db), [newer, with_properties(state("M1", 30), 269.5, 5)])
+    assert {t: count(db, t) for t in counts} == counts
+    assert query(db, desired.format("twin_state")) == [("5",)]
+
+
+def test_properties_migration_upgrades_stored_states_and_runs_once(
+    fresh: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "before"
+    folder.mkdir()
+    for name in ("0001_base.sql", "0002_views.sql"):
+        shutil.copy(MIGRATIONS_DIR / name, folder / name)
+    migrate(fresh, directory=folder, use_timescaledb=False)
+    with psycopg.connect(fresh) as conn:
+        conn.execute(
+            "INSERT INTO twinflow.twin_state (twin_id, twin_type, time, status, signals) "
+            "VALUES ('M1', 'motor', %s, 'synchronized', '{}')",
+            (T0,),
+        )
+    assert [m.label for m in migrate(fresh, use_timescaledb=False)] == ["0003_properties"]
+    assert migrate(fresh, use_timescaledb=False) == []
+    assert query(fresh, "SELECT properties FROM twinflow.twin_state") == [({},)]
+    write(PostgresSink(fresh), [with_properties(state("M1", 5), 300.0, 1)])
+    assert query(fresh, "SELECT property FROM twinflow.twin_properties_latest ORDER BY 1") == [
+        ("flow_setpoint",),
+        ("load_setpoint",),
+    ]
 
 
 def test_waveforms_are_stored_only_when_asked(db: str) -> None:

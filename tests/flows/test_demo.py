@@ -72,7 +72,16 @@ def test_outputs_and_summary(demo: tuple[dict[str, Any], Path]) -> None:
     alerts = read_jsonl(out / "alerts.jsonl")
     assert sum(a["state"] == "raised" for a in alerts) == summary["alerts"]
     commands = read_jsonl(out / "commands.jsonl")
-    assert sum(c["status"] == "issued" for c in commands) == summary["commands"]
+    assert sum(c["status"] == "queued" for c in commands) == summary["commands"]
+    # Every command sent to the simulated plant ended, and the derates the plant took
+    # showed in the reported values or the device's acknowledgement.
+    sent = {c["command_id"] for c in commands if c["status"] == "queued"}
+    ended = {c["command_id"] for c in commands if c["status"] in {"succeeded", "failed"}}
+    assert sent and ended == sent, summary["command_outcomes"]
+    assert summary["command_outcomes"].get("succeeded", 0) == len(sent)
+    rollups = read_jsonl(out / "rollups.jsonl")
+    assert rollups and {r["asset_id"] for r in rollups} == {"demo-site"}
+    assert max(r["twins_in_alarm"] for r in rollups) >= 1
     assert sum(c["status"] == "rejected" for c in commands) == len(summary["commands_held"])
 
 

@@ -132,6 +132,7 @@ def test_simulate_beside_run_carries_every_protocol_end_to_end(
             "mqtt": {"idle_timeout_s": 8.0},
             "opcua": {"stop": stop_sources},
             "modbus": {"max_polls": 36},
+            "feedback": {"until": stop_sources.is_set},
         },
     )
     sim.start()

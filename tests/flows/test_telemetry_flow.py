@@ -156,7 +156,7 @@ def test_two_workers_match_one_worker() -> None:
 
 def test_alerts_and_commands_match_their_json_schemas() -> None:
     alert_schema = Draft202012Validator(json.loads((SCHEMAS / "alert.v1.json").read_text()))
-    command_schema = Draft202012Validator(json.loads((SCHEMAS / "command.v1.json").read_text()))
+    command_schema = Draft202012Validator(json.loads((SCHEMAS / "command.v2.json").read_text()))
     dead_schema = Draft202012Validator(json.loads((SCHEMAS / "deadletter.v1.json").read_text()))
     frames = [
         _frame("m-1", START + 60 * i, winding_temp=85.0 if i < 20 else 150.0) for i in range(60)

@@ -1,0 +1,293 @@
+"""One twin's command book: every command from decision to end state, checked against the model.
+
+Commands reach a twin from three origins: the flow's policy (``derate`` on overheating), a
+request from outside (a Kafka command request) and a change of a desired property
+(:class:`~operators.records.DesiredChange`). The book handles them alike:
+
+1. **Check** before anything is sent: the twin's DTDL model must declare the command, the
+   payload must match its request schema and the parameter limits; the command must not have
+   expired; the twin's rate limit must allow it. A failed check ends it ``rejected`` (or
+   ``expired``) with the reason in ``detail``; a passed one becomes ``queued`` and goes to
+   the actuators.
+2. **Follow** it: the protocol edges report ``sent``, ``acknowledged``, ``succeeded`` and
+   ``failed`` (:class:`~operators.records.CommandOutcome`); a command that sets a property
+   with a reported signal succeeds when the reported value comes within the property's
+   tolerance of the target; one without a reported counterpart succeeds when the device
+   acknowledges it (a write accepted by an OPC UA or Modbus server) or says so (MQTT).
+3. **Time out**: a command with no end state ``timeout_s`` after it was queued ends
+   ``timed_out`` (a device that does not answer, an unreachable server).
+
+Every transition is one :class:`~operators.records.Command` on the output, with its
+``status_at`` (the reference clock) and ``attempt``. Statuses only move forward; outcomes
+for finished or unknown commands are ignored (a replay, a report after a time-out). State is
+bounded: at most ``max_open`` open commands and the ids of the last ``remember`` finished
+ones (so a replayed command is not queued twice).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from operators.catalog import PropertySpec, TwinType
+from operators.errors import ValidationError
+from operators.records import (
+    TERMINAL_COMMAND_STATUSES,
+    Command,
+    CommandOutcome,
+    CommandStatus,
+    DesiredChange,
+    TwinState,
+    deterministic_id,
+    epoch,
+    utc,
+)
+
+#: Order of the statuses a command moves through; an outcome never moves it backwards.
+_RANK = {
+    CommandStatus.ISSUED: 0,
+    CommandStatus.QUEUED: 1,
+    CommandStatus.SENT: 2,
+    CommandStatus.ACKNOWLEDGED: 3,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSettings:
+    """How the book treats commands (times in seconds of the reference clock).
+
+    ``rate_limit`` commands may be queued per twin within any ``rate_window_s``; more are
+    rejected. ``routed`` is False for twins without an actuator protocol (their commands
+    are queued for an external executor that reads the commands stream, and not followed).
+    """
+
+    timeout_s: float = 30.0
+    rate_limit: int = 6
+    rate_window_s: float = 60.0
+    max_open: int = 64
+    remember: int = 256
+    routed: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "rate_window_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValidationError(f"CommandSettings.{name} must be > 0, got {value!r}")
+        for name in ("rate_limit", "max_open", "remember"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValidationError(f"CommandSettings.{name} must be an integer >= 1")
+
+
+@dataclass(slots=True)
+class _Open:
+    """A command that has not reached an end state, with what decides its success."""
+
+    command: Command
+    deadline: float
+    #: (reported signal, target value, tolerance) when the command sets a reported property.
+    target: tuple[str, float, float] | None
+
+
+def desired_command_id(twin_id: str, prop: str, request_id: str) -> str:
+    """The deterministic id of the command that carries a desired-property change."""
+    return deterministic_id("desired", twin_id, prop, request_id)
+
+
+@dataclass
+class CommandBook:
+    """The command lifecycle of one twin of type ``twin_type``; ``now`` is epoch seconds.
+
+    >>> from datetime import UTC, datetime
+    >>> from operators.catalog import PUMP
+    >>> book = CommandBook(PUMP)
+    >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> cmd = Command("c1", "P1", "pump", "set_flow", {"m3h": 900.0}, t0,
+    ...               utc(t0.timestamp() + 60), "test")
+    >>> [(c.status.value, c.detail) for c in book.submit(cmd, t0.timestamp())]
+    [('rejected', 'set_flow: m3h=900 is outside [20, 400]')]
+    """
+
+    twin_type: TwinType
+    settings: CommandSettings = field(default_factory=CommandSettings)
+    open: dict[str, _Open] = field(default_factory=dict)
+    finished: deque[str] = field(default_factory=deque)
+    queued_times: deque[float] = field(default_factory=deque)
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def submit(self, command: Command, now: float) -> list[Command]:
+        """A new command (status ``issued``): checked, then queued or ended."""
+        if command.status is not CommandStatus.ISSUED:
+            # Decided elsewhere (e.g. a policy holding a command back): pass it on as it is.
+            return [command] if command.status in TERMINAL_COMMAND_STATUSES else []
+        if command.command_id in self.open or command.command_id in self.finished:
+            return []  # a replay of a command this book already has
+        if now >= epoch(command.expires_at):
+            return [self._end(command, CommandStatus.EXPIRED, now, "expired before it was sent")]
+        problems = self.check(command)
+        if problems:
+            return [self._end(command, CommandStatus.REJECTED, now, "; ".join(problems))]
+        while self.queued_times and self.queued_times[0] <= now - self.settings.rate_window_s:
+            self.queued_times.popleft()
+        if len(self.queued_times) >= self.settings.rate_limit:
+            s = self.settings
+            detail = f"rate limit: {s.rate_limit} commands within {s.rate_window_s:g} s"
+            return [self._end(command, CommandStatus.REJECTED, now, detail)]
+        if len(self.open) >= self.settings.max_open:
+            detail = f"{self.settings.max_open} commands still open for this twin"
+            return [self._end(command, CommandStatus.REJECTED, now, detail)]
+        self.queued_times.append(now)
+        queued = replace(command, status=CommandStatus.QUEUED, status_at=utc(now), detail="")
+        if not self.settings.routed:
+            self._remember(command.command_id)
+            detail = "no actuator protocol: left to the executor reading the commands stream"
+            return [replace(queued, detail=detail)]
+        self.open[command.command_id] = _Open(
+            queued, now + self.settings.timeout_s, self._target(command)
+        )
+        return [queued]
+
+    def desire(self, change: DesiredChange, now: float) -> list[Command]:
+        """A desired-property change becomes the property's command, then as :meth:`submit`."""
+        base = Command(
+            command_id=desired_command_id(change.twin_id, change.prop, change.request_id),
+            twin_id=change.twin_id,
+            twin_type=self.twin_type.name,
+            name=f"desired:{change.prop}",  # until the property's command is known
+            params=MappingProxyType({}),
+            issued_at=change.at,
+            expires_at=change.expires_at,
+            reason=f"desired:{change.prop}={change.value:g} ({change.request_id})",
+            origin="desired",
+        )
+        try:
+            spec = self.twin_type.property(change.prop)
+        except ValidationError as exc:
+            return [self._end(base, CommandStatus.REJECTED, now, str(exc))]
+        problems = _property_problems(spec, change.value)
+        if problems:
+            name = spec.command or base.name
+            return [self._end(replace(base, name=name), CommandStatus.REJECTED, now, problems)]
+        assert spec.command is not None
+        params = MappingProxyType(spec.command_params(change.value))
+        return self.submit(replace(base, name=spec.command, params=params), now)
+
+    def outcome(self, report: CommandOutcome, now: float) -> list[Command]:
+        """What a protocol edge reported; moves the command forward (never back)."""
+        entry = self.open.get(report.command_id)
+        if entry is None:
+            return []
+        current = entry.command
+        status = report.status
+        attempt = max(current.attempt, report.attempt)
+        if status in TERMINAL_COMMAND_STATUSES:
+            return [self._end(current, status, now, report.detail, attempt)]
+        if _RANK.get(status, -1) <= _RANK[current.status]:
+            if attempt != current.attempt:
+                entry.command = replace(current, attempt=attempt)
+            return []
+        moved = replace(
+            current, status=status, status_at=utc(now), detail=report.detail, attempt=attempt
+        )
+        entry.command = moved
+        out = [moved]
+        if status is CommandStatus.ACKNOWLEDGED and entry.target is None:
+            out.append(self._end(moved, CommandStatus.SUCCEEDED, now, "acknowledged by the device"))
+        return out
+
+    def observe(self, state: TwinState, now: float) -> list[Command]:
+        """Reported values: commands whose target is reached succeed."""
+        out = []
+        for entry in list(self.open.values()):
+            if entry.target is None or entry.command.status is CommandStatus.QUEUED:
+                continue
+            signal, target, tolerance = entry.target
+            reported = state.signals.get(signal)
+            if reported is None or not math.isfinite(reported.value):
+                continue
+            if abs(reported.value - target) <= tolerance:
+                detail = f"reported {signal}={reported.value:g} (target {target:g})"
+                out.append(self._end(entry.command, CommandStatus.SUCCEEDED, now, detail))
+        return out
+
+    def tick(self, now: float) -> list[Command]:
+        """Commands past their deadline end ``timed_out``."""
+        late = [e for e in self.open.values() if e.deadline <= now]
+        out = []
+        for entry in sorted(late, key=lambda e: e.deadline):
+            last = entry.command.status.value
+            detail = f"no end state within {self.settings.timeout_s:g} s (last: {last})"
+            out.append(self._end(entry.command, CommandStatus.TIMED_OUT, now, detail))
+        return out
+
+    # -- queries -------------------------------------------------------------------------
+
+    def check(self, command: Command) -> list[str]:
+        """Problems that forbid sending ``command`` to this twin type (empty when none)."""
+        try:
+            actuator = self.twin_type.actuator(command.name)
+        except ValidationError as exc:
+            return [str(exc)]
+        problems = [f"{command.name}: {p}" for p in actuator.check(command.params)]
+        if not problems and actuator.request_schema is not None:
+            from operators.dtdl import validate_payload
+
+            payload = {k: float(v) for k, v in command.params.items()}
+            problems = [
+                f"{command.name}: {p}" for p in validate_payload(actuator.request_schema, payload)
+            ]
+        return problems
+
+    def next_deadline(self) -> float | None:
+        """When the next open command times out (``None`` when nothing is open)."""
+        return min((e.deadline for e in self.open.values()), default=None)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _end(
+        self,
+        command: Command,
+        status: CommandStatus,
+        now: float,
+        detail: str,
+        attempt: int | None = None,
+    ) -> Command:
+        self.open.pop(command.command_id, None)
+        self._remember(command.command_id)
+        return replace(
+            command,
+            status=status,
+            status_at=utc(now),
+            detail=detail,
+            attempt=command.attempt if attempt is None else attempt,
+        )
+
+    def _remember(self, command_id: str) -> None:
+        self.finished.append(command_id)
+        while len(self.finished) > self.settings.remember:
+            self.finished.popleft()
+
+    def _target(self, command: Command) -> tuple[str, float, float] | None:
+        """The reported value that shows ``command`` took effect, when its type has one."""
+        for prop in self.twin_type.properties:
+            if (
+                prop.command == command.name
+                and prop.reported_signal in self.twin_type.signal_names
+                and prop.param is not None
+                and prop.param in command.params
+                and prop.scale != 0
+            ):
+                value = float(command.params[prop.param]) / prop.scale
+                return prop.reported_signal, value, prop.tolerance
+        return None
+
+
+def _property_problems(spec: PropertySpec, value: float) -> str:
+    if not spec.writable:
+        return f"property {spec.name!r} is read-only in the twin's model"
+    if spec.command is None or spec.param is None:
+        return f"property {spec.name!r} has no command that sets it"
+    return "; ".join(spec.check(value))
