@@ -114,8 +114,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--until-end",
         action="store_true",
-        help="stop once the Kafka telemetry topics are read to their end (a backfill) instead "
-        "of waiting for more; MQTT, OPC UA and Modbus sources still run until stopped",
+        help="stop once the Kafka telemetry (and command request) topics are read to their "
+        "end (a backfill) instead of waiting for more; MQTT, OPC UA and Modbus sources, and "
+        "the actuators' feedback, still run until stopped",
     )
 
     simulate = sub.add_parser(
@@ -235,7 +236,7 @@ def _run(args: argparse.Namespace) -> int:
         from flows.metrics import enable_dataflow_api
 
         enable_dataflow_api(args.metrics_port)
-    limits = {"kafka": {"tail": False}} if args.until_end else None
+    limits = {"kafka": {"tail": False}, "requests": {"tail": False}} if args.until_end else None
     flow = deployment_flow(dep, args.out, limits=limits)
     protocols = sorted({t.protocol for t in dep.twins})
     recovery = None

@@ -27,7 +27,10 @@ LATE_READINGS = Counter(
 )
 ALERTS = Counter("twinflow_alerts", "Alert transitions emitted", ["rule", "state"])
 COMMANDS = Counter(
-    "twinflow_commands", "Commands decided by the policy (issued, or rejected)", ["name", "status"]
+    "twinflow_commands",
+    "Command lifecycle transitions on the commands stream (queued, sent, acknowledged, "
+    "succeeded, failed, timed_out, expired, rejected), by command name",
+    ["name", "status"],
 )
 ALERT_LAG = Histogram(
     "twinflow_alert_lag_seconds",

@@ -6,13 +6,17 @@ Steps (Bytewax step ids in brackets)::
                   | frames
                [residuals] physics: derived signals (power residual, pump efficiency)
                   | keyed by twin
-               [twin_state] ----------------------------------------------------> [twin_states]
+    [requests_*] --desired changes--+  (command requests, desired-property changes, from Kafka)
+               [twin_state] reported and desired state -------------------------> [twin_states]
                [windows] event-time windows: statistics + FFT ---late readings--> [dead_letters]
                [anomaly] River model per twin (warm-up, calibrated threshold)
                [rul] remaining useful life from the health indicator's trend --> [windows_out]
                [alarms] rules, hysteresis, diagnosis --------------------------> [alerts]
-               [policy] derate on overheating, rate-limited per twin ----------> [commands]
-                                                                                 [actuators]
+               [rollups] per asset: twins in alarm, worst health (registry) ----> [rollups]
+               [policy] derate on overheating, rate-limited per twin
+               [command_book] <- policy commands, requests, twin states, and the actuators'
+                  outcomes [command_feedback]: checks, lifecycle, time-outs -----> [commands]
+                  | queued, for twins with an actuator route                     [actuators]
 
 The flow only wires steps; their logic lives in ``operators/`` and ``models/``.
 """

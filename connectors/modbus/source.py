@@ -68,6 +68,7 @@ class ModbusSource(DynamicSource[TelemetryFrame]):
         max_rows: int = 10_000,
         batch_interval_s: float = 0.01,
         clock: Callable[[], float] = time.time,
+        stop: threading.Event | None = None,
     ) -> None:
         bindings = tuple(bindings)
         check_bindings(bindings, commands=False)
@@ -93,7 +94,8 @@ class ModbusSource(DynamicSource[TelemetryFrame]):
         self.batch_interval_s = batch_interval_s
         self.clock = clock
         self.stats = ModbusStats()
-        self._stop = threading.Event()
+        #: Set (here, by :meth:`stop` or by whoever passed ``stop``) to end every partition.
+        self._stop = stop if stop is not None else threading.Event()
 
     def stop(self) -> None:
         """End every partition: polling stops, what was polled is still emitted."""

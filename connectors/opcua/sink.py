@@ -204,6 +204,10 @@ class _CommandPartition(StatelessSinkPartition[Command]):
         self.writer.close()
 
 
+#: Seconds a closing sink waits for queued writes before cancelling them.
+CLOSE_TIMEOUT_S = 5.0
+
+
 class _Writer:
     """An event loop thread with one ordered write queue (and session) per server."""
 
@@ -227,14 +231,26 @@ class _Writer:
             self._workers.append(asyncio.ensure_future(_ServerWriter(self.sink, endpoint).run(q)))
         q.put_nowait(job)
 
-    def close(self) -> None:
-        """Finish the queued writes (each bounded), close the sessions, end the thread."""
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Finish the queued writes for up to ``timeout_s``, then cancel what is left (a
+        server that is away would otherwise be retried until its commands expire), close
+        the sessions and end the thread."""
 
         async def drain() -> None:
             for q in self._queues.values():
                 q.put_nowait(None)
-            if self._workers:
-                await asyncio.gather(*self._workers, return_exceptions=True)
+            if not self._workers:
+                return
+            done, pending = await asyncio.wait(self._workers, timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning(
+                    "OPC UA command writer closed with %d server(s) still unreachable; their "
+                    "unsent commands end timed out in the flow",
+                    len(pending),
+                )
+                await asyncio.gather(*pending, return_exceptions=True)
 
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(drain(), self._loop).result()

@@ -254,6 +254,9 @@ def command_row(seq: int, c: Command) -> tuple[Any, ...]:
         c.expires_at,
         clean_text(c.reason),
         clean_text(c.detail),
+        clean_text(c.origin),
+        c.status_at,
+        c.attempt,
     )
 
 

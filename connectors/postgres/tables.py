@@ -233,14 +233,18 @@ COMMANDS = Table(
         ("expires_at", "timestamptz"),
         ("reason", "text"),
         ("detail", "text"),
+        ("origin", "text"),
+        ("status_at", "timestamptz"),
+        ("attempt", "int4"),
     ),
     (
         Merge(
             "commands",
             "INSERT INTO twinflow.commands (command_id, status, twin_id, twin_type, name, "
-            "params, issued_at, expires_at, reason, detail) "
+            "params, issued_at, expires_at, reason, detail, origin, status_at, attempt) "
             "SELECT command_id, status, twin_id, twin_type, name, params::jsonb, issued_at, "
-            "expires_at, reason, detail FROM twinflow_stage_commands ORDER BY seq "
+            "expires_at, reason, detail, origin, status_at, attempt "
+            "FROM twinflow_stage_commands ORDER BY seq "
             "ON CONFLICT (command_id, status) DO NOTHING",
             primary=True,
         ),

@@ -41,6 +41,7 @@ from connectors.postgres.connection import (
     psycopg,
     redact,
 )
+from connectors.postgres.migrations import MIGRATIONS_TABLE, load_migrations
 from connectors.postgres.rows import COPY_HEADER, COPY_TRAILER
 from connectors.postgres.tables import BY_NAME, TABLES, TELEMETRY
 
@@ -332,6 +333,16 @@ class BatchWriter:
             raise PostgresSinkError(
                 f"the database {redact(self.settings.url)} lacks {', '.join(missing)}: create "
                 "the schema with `twinflow db migrate` (connectors.postgres.migrate) first"
+            )
+        applied = {
+            (version, name)
+            for version, name in conn.execute(f"SELECT version, name FROM {MIGRATIONS_TABLE}")
+        }
+        behind = [m.label for m in load_migrations() if (m.version, m.name) not in applied]
+        if behind:
+            raise PostgresSinkError(
+                f"the database {redact(self.settings.url)} has not applied {', '.join(behind)}: "
+                "bring the schema up to date with `twinflow db migrate` first"
             )
 
     def _drop_connection(self) -> None:

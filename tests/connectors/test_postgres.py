@@ -62,6 +62,9 @@ from tests.services.postgres import Postgres
 
 pytestmark = pytest.mark.timeout(60)
 
+#: The repository's migrations, in order.
+ALL_MIGRATIONS = ("0001_base", "0002_views", "0003_properties", "0004_command_lifecycle")
+
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 E0 = T0.timestamp()
 SIGNALS = ("power_kw", "temp_c")
@@ -223,6 +226,8 @@ def command(twin: str, status_: CommandStatus, minute: int = 1) -> Command:
         issued + timedelta(minutes=5),
         "alert",
         status_,
+        status_at=issued + timedelta(seconds=30),
+        attempt=2,
     )
 
 
@@ -258,11 +263,11 @@ def write(sink: PostgresSink, *batches: list[Any], part: str = "pg-0") -> None:
 
 def test_migrate_is_idempotent_and_status_tells_the_path(fresh: str, server: Postgres) -> None:
     before = status(fresh)
-    assert not before.applied and before.pending == ("0001_base", "0002_views", "0003_properties")
+    assert not before.applied and before.pending == ALL_MIGRATIONS
     assert "not created" in str(before) and "run `twinflow db migrate`" in str(before)
 
     applied = migrate(fresh)
-    assert [m.label for m in applied][:3] == ["0001_base", "0002_views", "0003_properties"]
+    assert tuple(m.label for m in applied)[: len(ALL_MIGRATIONS)] == ALL_MIGRATIONS
     assert migrate(fresh) == []
 
     report = status(fresh)
@@ -274,7 +279,7 @@ def test_migrate_is_idempotent_and_status_tells_the_path(fresh: str, server: Pos
     else:
         assert report.storage == "postgresql"
         assert "plain PostgreSQL" in text and "timescaledb not available" in text
-        assert len(applied) == 3
+        assert len(applied) == len(ALL_MIGRATIONS)
 
 
 def test_changed_migration_is_refused_naming_it(fresh: str, tmp_path: Path) -> None:
@@ -369,7 +374,7 @@ def test_timescale_layer_sql_and_when_it_applies(fresh: str, server: Postgres) -
     else:
         with pytest.raises(MigrationError, match="TimescaleDB was asked for but cannot be used"):
             migrate(fresh, use_timescaledb=True)
-        assert [m.label for m in migrate(fresh)] == ["0001_base", "0002_views", "0003_properties"]
+        assert tuple(m.label for m in migrate(fresh)) == ALL_MIGRATIONS
         assert not status(fresh).uses_timescaledb
 
 
@@ -561,7 +566,10 @@ def test_properties_migration_upgrades_stored_states_and_runs_once(
             "VALUES ('M1', 'motor', %s, 'synchronized', '{}')",
             (T0,),
         )
-    assert [m.label for m in migrate(fresh, use_timescaledb=False)] == ["0003_properties"]
+    assert [m.label for m in migrate(fresh, use_timescaledb=False)] == [
+        "0003_properties",
+        "0004_command_lifecycle",
+    ]
     assert migrate(fresh, use_timescaledb=False) == []
     assert query(fresh, "SELECT properties FROM twinflow.twin_state") == [({},)]
     write(PostgresSink(fresh), [with_properties(state("M1", 5), 300.0, 1)])
@@ -591,10 +599,12 @@ def test_views_answer_example_queries(db: str) -> None:
             alert("M1", AlertState.RAISED, 1),
             alert("M2", AlertState.RAISED, 1),
             alert("M2", AlertState.CLEARED, 2),
-            command("M1", CommandStatus.ISSUED),
+            command("M1", CommandStatus.QUEUED),
             command("M1", CommandStatus.SENT),
             command("M1", CommandStatus.SUCCEEDED),
             command("M1", CommandStatus.REJECTED, minute=3),
+            command("M1", CommandStatus.QUEUED, minute=4),
+            command("M1", CommandStatus.ACKNOWLEDGED, minute=4),
         ],
     )
     latest = query(
@@ -632,24 +642,39 @@ def test_views_answer_example_queries(db: str) -> None:
         "ORDER BY issued_at, step",
     )
     assert history == [
-        ("derate", "issued", 1),
-        ("derate", "sent", 2),
-        ("derate", "succeeded", 4),
-        ("derate", "rejected", 4),
+        ("derate", "queued", 2),
+        ("derate", "sent", 3),
+        ("derate", "succeeded", 5),
+        ("derate", "rejected", 5),
+        ("derate", "queued", 2),
+        ("derate", "acknowledged", 4),
     ]
-    assert query(db, "SELECT status FROM twinflow.commands_latest ORDER BY issued_at") == [
-        ("succeeded",),
-        ("rejected",),
-    ]
+    assert query(
+        db, "SELECT status, origin, attempt FROM twinflow.commands_latest ORDER BY issued_at"
+    ) == [("succeeded", "policy", 2), ("rejected", "policy", 2), ("acknowledged", "policy", 2)]
 
 
 def test_unmigrated_database_and_wrong_items_are_clear_errors(
-    server: Postgres, db: str, request: pytest.FixtureRequest
+    server: Postgres, db: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     empty = server.create_database(_db_name(request)[:40] + "_empty")
     p = PostgresSink(empty, retry_initial_s=0.01).build_part("test", "pg-0", None)
     p.write_batch([frame("M1", E0)])
     with pytest.raises(PostgresSinkError, match=r"lacks twinflow\..*twinflow db migrate"):
+        p.snapshot()
+    with pytest.raises(PostgresSinkError):
+        p.close()
+
+    behind = server.create_database(_db_name(request)[:40] + "_behind")
+    folder = tmp_path / "only-base"
+    folder.mkdir()
+    shutil.copy(MIGRATIONS_DIR / "0001_base.sql", folder / "0001_base.sql")
+    migrate(behind, directory=folder, use_timescaledb=False)
+    p = PostgresSink(behind, retry_initial_s=0.01).build_part("test", "pg-0", None)
+    p.write_batch([frame("M1", E0)])
+    with pytest.raises(
+        PostgresSinkError, match=r"has not applied 0002_views, .*twinflow db migrate"
+    ):
         p.snapshot()
     with pytest.raises(PostgresSinkError):
         p.close()

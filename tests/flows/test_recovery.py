@@ -42,8 +42,10 @@ from tests.services.postgres import Postgres
 pytestmark = pytest.mark.timeout(300)
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Columns the database sets itself (``DEFAULT now()``): they differ between any two runs.
-DB_TIME_COLUMNS = frozenset({"updated_at", "recorded_at"})
+#: Columns that say when a row was processed, not what it holds: the database's own
+#: ``DEFAULT now()`` columns, and the moment (reference clock) a command reached a status.
+#: They differ between any two runs.
+DB_TIME_COLUMNS = frozenset({"updated_at", "recorded_at", "status_at"})
 #: Simulated hours of plant data in the topic: long enough that a run lasts a few seconds.
 HOURS = 4
 #: The broker refuses bigger messages (the simulator's oversized bad payload is left out).
