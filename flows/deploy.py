@@ -420,8 +420,8 @@ def _signal_names(twin_type: str) -> set[str]:
 def _check_signal(s: _Section, key: str, name: str, twin_type: str) -> None:
     if name not in _signal_names(twin_type):
         raise ConfigError(
-            f"{s.file}: {s.path(key)}: {name!r} is not a signal of {twin_type}; known: "
-            f"{', '.join(sorted(_signal_names(twin_type)))}"
+            f"{s.file}: {s.path(key)}: {name!r} is not a Telemetry of {twin_type}'s model "
+            f"{CATALOG[twin_type].model_id}; known: {', '.join(sorted(_signal_names(twin_type)))}"
         )
 
 
@@ -429,13 +429,13 @@ def _check_command(s: _Section, key: str, name: str, param: str, twin_type: str)
     actuators = {a.name: a for a in CATALOG[twin_type].actuators}
     if name not in actuators:
         raise ConfigError(
-            f"{s.file}: {s.path(key)}: {twin_type} has no command {name!r}; it accepts "
-            f"{', '.join(sorted(actuators))}"
+            f"{s.file}: {s.path(key)}: {twin_type}'s model {CATALOG[twin_type].model_id} "
+            f"declares no command {name!r}; it declares {', '.join(sorted(actuators))}"
         )
     if param not in actuators[name].params:
         raise ConfigError(
-            f"{s.file}: {s.path(key)}: command {name!r} has no parameter {param!r}; it takes "
-            f"{', '.join(sorted(actuators[name].params))}"
+            f"{s.file}: {s.path(key)}: command {name!r} of {CATALOG[twin_type].model_id} has "
+            f"no request field {param!r}; it takes {', '.join(sorted(actuators[name].params))}"
         )
 
 

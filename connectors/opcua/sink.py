@@ -241,7 +241,7 @@ class _Writer:
                 q.put_nowait(None)
             if not self._workers:
                 return
-            done, pending = await asyncio.wait(self._workers, timeout=timeout_s)
+            _done, pending = await asyncio.wait(self._workers, timeout=timeout_s)
             for task in pending:
                 task.cancel()
             if pending:

@@ -692,7 +692,7 @@ def test_devices_decide_on_commands_once_and_check_them() -> None:
     for bad, why in [
         (b"nope", "not JSON"),
         (b'{"schema": "twinflow.alert"}', "is not 'twinflow.command'"),
-        (json.dumps({**derate.to_json(), "version": 2}).encode(), "version 2 is not supported"),
+        (json.dumps({**derate.to_json(), "version": 3}).encode(), "version 3 is not supported"),
         (
             json.dumps({**derate.to_json(), "issued_at": "2026-01-01T00:00:00"}).encode(),
             "no time zone",

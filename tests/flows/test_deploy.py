@@ -104,7 +104,22 @@ def test_field_maps_and_flow_settings(tmp_path: Path) -> None:
         ),
         (
             ("protocol: mqtt}", "protocol: mqtt, mqtt: {fields: {x: rotor_speed}}}"),
-            "'rotor_speed' is not a signal of wind_turbine",
+            "'rotor_speed' is not a Telemetry of wind_turbine's model "
+            "dtmi:twinflow:sim:WindTurbine;1",
+        ),
+        (
+            (
+                "protocol: mqtt}",
+                "protocol: opcua, opcua: {commands: {fly: {node: 'ns=2;s=x', param: up}}}}",
+            ),
+            "wind_turbine's model dtmi:twinflow:sim:WindTurbine;1 declares no command 'fly'",
+        ),
+        (
+            (
+                "protocol: mqtt}",
+                "protocol: opcua, opcua: {commands: {derate: {node: 'ns=2;s=x', param: up}}}}",
+            ),
+            "command 'derate' of dtmi:twinflow:sim:WindTurbine;1 has no request field 'up'",
         ),
         (
             ("protocol: mqtt}", "protocol: mqtt, modbus: {unit: 1}}"),
