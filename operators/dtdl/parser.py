@@ -78,6 +78,11 @@ GEOSPATIAL = frozenset(
     ["lineString", "multiLineString", "multiPoint", "multiPolygon", "point", "polygon"]
 )
 NUMERIC = frozenset({"double", "float", "integer", "long"})
+#: The reference names each standard schema by a term and by an IRI (a DTMI); both spell it.
+STANDARD_SCHEMA_IRIS = {
+    **{f"dtmi:dtdl:instance:Schema:{p};3": p for p in PRIMITIVES},
+    **{f"dtmi:standard:schema:geospatial:{g};3": g for g in GEOSPATIAL},
+}
 #: Primitive schemas of later DTDL versions: named in the error so the fix is obvious.
 _LATER_PRIMITIVES = frozenset(
     [
@@ -113,6 +118,8 @@ _CLASSES = frozenset(
         "Field",
     ]
 )
+#: A class may also be written as its IRI, e.g. "dtmi:dtdl:class:Telemetry;3".
+_CLASS_IRIS = {f"dtmi:dtdl:class:{c};3": c for c in _CLASSES}
 _CONTENT_CLASSES = ("Telemetry", "Property", "Command", "Relationship", "Component")
 _COMPLEX = ("Array", "Enum", "Map", "Object")
 _COMMON = frozenset({"@type", "@id", "comment", "description", "displayName"})
@@ -148,6 +155,11 @@ def _is_int(value: object) -> bool:
 
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+def _standard_term(value: Any) -> Any:
+    """The term of a standard schema written as its IRI; any other value unchanged."""
+    return STANDARD_SCHEMA_IRIS.get(value, value) if isinstance(value, str) else value
 
 
 def schema_depth(schema: Schema) -> int:
@@ -256,6 +268,34 @@ class _Parser:
                 )
         return tuple(values)
 
+    def nested_context(self, value: Any, at: _At) -> None:
+        """Check an ``@context`` inside an Interface: DTDL v3 or a supported extension only.
+
+        An empty list is allowed (it adds nothing). Extensions named here are checked but do
+        not switch on their terms for the element: name them on the Interface instead.
+        """
+        values = _as_list(value)
+        if not all(isinstance(v, str) for v in values):
+            self.add(at, "property-type", "@context must be a DTMI or a list of them")
+            return
+        for v in values:
+            if v == DTDL_CONTEXT or v in KNOWN_EXTENSIONS:
+                continue
+            if v.startswith("dtmi:dtdl:context;"):
+                self.add(
+                    at,
+                    "context-version",
+                    f"{v!r} inside a DTDL v3 Interface: this parser reads DTDL v3 only; "
+                    f"remove it or use {DTDL_CONTEXT!r}",
+                )
+            else:
+                self.add(
+                    at,
+                    "context-extension",
+                    f"unsupported language extension {v!r}; supported: "
+                    + ", ".join(sorted(KNOWN_EXTENSIONS)),
+                )
+
     # ---- pieces shared by every element -------------------------------------------------
 
     def types(
@@ -282,7 +322,8 @@ class _Parser:
         if not values or not all(isinstance(v, str) for v in values):
             self.add(at.key("@type"), "property-type", "@type must be a string or list of strings")
             return None, None
-        classes = [v for v in values if v in _CLASSES]
+        values = [_CLASS_IRIS.get(v, v) for v in values]
+        classes = list(dict.fromkeys(v for v in values if v in _CLASSES))
         if len(classes) != 1 or classes[0] not in expected:
             self.add(
                 at.key("@type"),
@@ -329,7 +370,9 @@ class _Parser:
     def keys(
         self, raw: dict[str, Any], at: _At, kind: str, allowed: Iterable[str], required=()
     ) -> None:
-        allowed = _COMMON | set(allowed) | {"unit"}
+        allowed = _COMMON | set(allowed) | {"unit", "@context"}
+        if "@context" in raw and kind != "Interface":
+            self.nested_context(raw["@context"], at.key("@context"))
         for key in raw:
             if key not in allowed:
                 self.add(
@@ -471,6 +514,24 @@ class _Parser:
                 )
             seen.add(name)
 
+    def members(self, raw: dict[str, Any], key: str, at: _At) -> list[tuple[Any, _At]] | None:
+        """The items of a set-valued property (``contents``, ``fields``...), each with its place.
+
+        DTDL follows JSON-LD, where a set of one may be written as the lone object itself:
+        ``"fields": {...}`` means ``"fields": [{...}]``. ``None`` when the value is neither.
+        """
+        value = raw.get(key, [])
+        if isinstance(value, dict):
+            return [(value, at.key(key))]
+        if isinstance(value, list):
+            return [(v, at.key(key).index(i)) for i, v in enumerate(value)]
+        self.add(
+            at.key(key),
+            "property-type",
+            f"{key} must be a list of objects (or a single object), not {type(value).__name__}",
+        )
+        return None
+
     def flag(self, raw: dict[str, Any], key: str, at: _At) -> bool:
         value = raw.get(key, False)
         if not isinstance(value, bool):
@@ -516,6 +577,7 @@ class _Parser:
     # ---- schemas --------------------------------------------------------------------------
 
     def schema(self, value: Any, at: _At) -> Schema | None:
+        value = _standard_term(value)
         if isinstance(value, str):
             if value in PRIMITIVES or value in GEOSPATIAL:
                 return PrimitiveSchema(name=value)
@@ -595,15 +657,13 @@ class _Parser:
         if kind == "Object":
             self.keys(raw, at, kind, {"fields"})
             self.unit(raw, at, None, None)
-            fields = raw.get("fields", [])
-            if not isinstance(fields, list):
-                self.add(at.key("fields"), "property-type", "fields must be a list of Fields")
+            fields = self.members(raw, "fields", at)
+            if fields is None:
                 return None
             parsed: list[Field] = []
             names: list[tuple[_At, str | None]] = []
             ok = True
-            for i, f in enumerate(fields):
-                f_at = at.key("fields").index(i)
+            for f, f_at in fields:
                 if not isinstance(f, dict):
                     self.add(f_at, "property-type", "each field is an object")
                     ok = False
@@ -628,7 +688,7 @@ class _Parser:
     def enum(self, raw: dict[str, Any], at: _At, info: dict[str, Any]) -> Schema | None:
         self.keys(raw, at, "Enum", {"valueSchema", "enumValues"}, {"valueSchema"})
         self.unit(raw, at, None, None)
-        value_schema = raw.get("valueSchema")
+        value_schema = _standard_term(raw.get("valueSchema"))
         if "valueSchema" in raw and value_schema not in ("integer", "string"):
             self.add(
                 at.key("valueSchema"),
@@ -636,15 +696,13 @@ class _Parser:
                 f"an Enum's valueSchema must be 'integer' or 'string', not {value_schema!r}",
             )
             value_schema = None
-        values = raw.get("enumValues", [])
-        if not isinstance(values, list):
-            self.add(at.key("enumValues"), "property-type", "enumValues must be a list")
+        values = self.members(raw, "enumValues", at)
+        if values is None:
             return None
         parsed: list[EnumValue] = []
         names: list[tuple[_At, str | None]] = []
         seen_values: set[int | str] = set()
-        for i, v in enumerate(values):
-            v_at = at.key("enumValues").index(i)
+        for v, v_at in values:
             if not isinstance(v, dict):
                 self.add(v_at, "property-type", "each enum value is an object")
                 continue
@@ -696,7 +754,7 @@ class _Parser:
             self.keys(key, k_at, "MapKey", {"name", "schema"}, {"name", "schema"})
             self.unit(key, k_at, None, None)
             key_name = self.name(key, k_at)
-            if "schema" in key and key["schema"] != "string":
+            if "schema" in key and _standard_term(key["schema"]) != "string":
                 self.add(
                     k_at.key("schema"),
                     "map-key-schema",
@@ -823,12 +881,7 @@ class _Parser:
             high = None
         props: list[Property] = []
         names: list[tuple[_At, str | None]] = []
-        raw_props = raw.get("properties", [])
-        if not isinstance(raw_props, list):
-            self.add(at.key("properties"), "property-type", "properties must be a list")
-            raw_props = []
-        for i, p in enumerate(raw_props):
-            p_at = at.key("properties").index(i)
+        for p, p_at in self.members(raw, "properties", at) or []:
             if not isinstance(p, dict):
                 self.add(p_at, "property-type", "each Relationship property is an object")
                 continue
@@ -932,13 +985,8 @@ class _Parser:
                 extends.append(parent)
                 self.refs.append((e_at, "extends", parent))
         # schemas: reusable complex schemas, each with an @id
-        raw_schemas = raw.get("schemas", [])
-        if not isinstance(raw_schemas, list):
-            self.add(at.key("schemas"), "property-type", "schemas must be a list")
-            raw_schemas = []
         order: list[str] = []
-        for i, s in enumerate(raw_schemas):
-            s_at = at.key("schemas").index(i)
+        for s, s_at in self.members(raw, "schemas", at) or []:
             if not isinstance(s, dict):
                 self.add(s_at, "property-type", "each entry of schemas is a complex schema object")
             elif "@id" not in s:
@@ -956,15 +1004,13 @@ class _Parser:
                     "id-duplicate",
                     f"@id {s['@id']!r} names two schemas of this Interface; rename one",
                 )
+            else:
+                self.check_dtmi(s["@id"], s_at.key("@id"))
         # contents
-        raw_contents = raw.get("contents", [])
-        if not isinstance(raw_contents, list):
-            self.add(at.key("contents"), "property-type", "contents must be a list")
-            raw_contents = []
+        raw_contents = self.members(raw, "contents", at) or []
         contents: list[Content] = []
         names: list[tuple[_At, str | None]] = []
-        for i, c in enumerate(raw_contents):
-            c_at = at.key("contents").index(i)
+        for c, c_at in raw_contents:
             if not isinstance(c, dict):
                 self.add(c_at, "property-type", "each entry of contents is an object")
                 continue
@@ -983,7 +1029,7 @@ class _Parser:
             self.depth(s, s_at)
             if s is not None:
                 schemas.append(s)
-        count = _count_elements(raw_contents)
+        count = _count_elements([c for c, _ in raw_contents])
         if count > MAX_CONTENTS:
             self.add(
                 at.key("contents"),

@@ -346,6 +346,119 @@ def test_folders_are_searched_for_json(tmp_path: Path) -> None:
     assert len(parse_files([tmp_path])) == 1
 
 
+def _rules(tmp_path: Path, doc: Any) -> list[str]:
+    return [p.rule for p in check_paths(write(tmp_path, {"m.json": doc}))]
+
+
+def test_a_set_of_one_may_be_written_as_the_lone_object(tmp_path: Path) -> None:
+    # JSON-LD, which DTDL v3 follows, reads {"contents": {...}} as {"contents": [{...}]}
+    doc = {
+        "@context": V3,
+        "@id": "dtmi:test:Single;1",
+        "@type": "Interface",
+        "schemas": {
+            "@id": "dtmi:test:Single:mode;1",
+            "@type": "Enum",
+            "valueSchema": "string",
+            "enumValues": {"name": "auto", "enumValue": "A"},
+        },
+        "contents": {
+            "@type": "Relationship",
+            "name": "feeds",
+            "properties": {
+                "@type": "Property",
+                "name": "flow",
+                "schema": {"@type": "Object", "fields": {"name": "rate", "schema": "float"}},
+            },
+        },
+    }
+    models = parse_files(write(tmp_path, {"m.json": doc}))
+    rel = models.contents("dtmi:test:Single;1")[0]
+    assert isinstance(rel, Relationship) and rel.properties[0].name == "flow"
+    flow = rel.properties[0].schema
+    assert isinstance(flow, ObjectSchema) and flow.fields[0].name == "rate"
+    mode = models.interface("dtmi:test:Single;1").schemas[0]
+    assert isinstance(mode, EnumSchema) and mode.values[0].value == "A"
+    # a scalar is still not a set
+    assert _rules(tmp_path, _iface("dtmi:test:Scalar;1") | {"contents": "temp"}) == [
+        "property-type"
+    ]
+
+
+def test_standard_schemas_may_be_named_by_their_iri(tmp_path: Path) -> None:
+    contents = [
+        {
+            "@type": "Telemetry",
+            "name": "where",
+            "schema": "dtmi:standard:schema:geospatial:point;3",
+        },
+        {"@type": "Telemetry", "name": "speed", "schema": "dtmi:dtdl:instance:Schema:double;3"},
+        {
+            "@type": "Property",
+            "name": "tags",
+            "schema": {
+                "@type": "Map",
+                "mapKey": {"name": "k", "schema": "dtmi:dtdl:instance:Schema:string;3"},
+                "mapValue": {"name": "v", "schema": "string"},
+            },
+        },
+        {
+            "@type": "Property",
+            "name": "level",
+            "schema": {"@type": "Enum", "valueSchema": "dtmi:dtdl:instance:Schema:integer;3"},
+        },
+    ]
+    models = parse_files(write(tmp_path, {"m.json": _iface("dtmi:test:Iri;1", contents=contents)}))
+    assert models.telemetry("dtmi:test:Iri;1", "where").schema.name == "point"  # type: ignore[union-attr]
+    assert models.telemetry("dtmi:test:Iri;1", "speed").schema.name == "double"  # type: ignore[union-attr]
+    level = models.property("dtmi:test:Iri;1", "level").schema
+    assert isinstance(level, EnumSchema) and level.value_schema == "integer"
+
+
+def test_a_class_may_be_repeated_or_written_as_its_iri(tmp_path: Path) -> None:
+    doc = _iface(
+        "dtmi:test:Twice;1",
+        contents=[
+            {"@type": ["Telemetry", "dtmi:dtdl:class:Telemetry;3"], "name": "t", "schema": "long"}
+        ],
+    )
+    doc["@type"] = ["Interface", "Interface"]
+    models = parse_files(write(tmp_path, {"m.json": doc}))
+    assert models.telemetry("dtmi:test:Twice;1", "t").schema.name == "long"  # type: ignore[union-attr]
+    doc["contents"][0]["@type"] = ["Telemetry", "Property"]  # two classes still conflict
+    assert _rules(tmp_path, doc) == ["type-invalid"]
+
+
+@pytest.mark.parametrize(
+    ("context", "rules"),
+    [
+        ([], []),
+        (V3, []),
+        ([V3, QT], []),
+        ("dtmi:dtdl:context;2", ["context-version"]),
+        ("dtmi:test:someExtension;1", ["context-extension"]),
+        (7, ["property-type"]),
+    ],
+)
+def test_an_element_inside_an_interface_may_carry_its_own_context(
+    tmp_path: Path, context: Any, rules: list[str]
+) -> None:
+    field = {"@context": context, "name": "x", "schema": "double"}
+    telemetry = {
+        "@type": "Telemetry",
+        "name": "pos",
+        "schema": {"@type": "Object", "fields": [field]},
+    }
+    assert _rules(tmp_path, _iface("dtmi:test:Ctx;1", contents=[telemetry])) == rules
+
+
+def test_a_reusable_schema_with_a_list_as_id_is_reported(tmp_path: Path) -> None:
+    doc = _iface("dtmi:test:ListId;1") | {
+        "schemas": [{"@id": ["dtmi:test:ListId:a;1"], "@type": "Array", "elementSchema": "date"}]
+    }
+    assert _rules(tmp_path, doc) == ["property-type"]
+
+
 _SAMPLES = os.environ.get("DTDL_V3_SAMPLES")
 
 
