@@ -153,14 +153,11 @@ class CommandFeedback:
 
 
 class _FeedbackPartition(StatelessSourcePartition[CommandOutcome]):
-    def __init__(self, source: CommandFeedbackSource, active: bool) -> None:
+    def __init__(self, source: CommandFeedbackSource) -> None:
         self._source = source
-        self._active = active
         self._awake: datetime | None = None
 
     def next_batch(self) -> list[CommandOutcome]:
-        if not self._active:
-            raise StopIteration
         feedback = self._source.feedback
         until = self._source.until
         # Read first: what was reported before the close is still drained.
@@ -181,10 +178,12 @@ class _FeedbackPartition(StatelessSourcePartition[CommandOutcome]):
 class CommandFeedbackSource(DynamicSource[CommandOutcome]):
     """Bytewax input of the outcomes in ``feedback``, in batches of up to ``max_batch``.
 
-    Only worker 0 emits (the hub belongs to the process); when the hub is empty the
-    partition idles ``idle_s``. It ends once ``feedback`` is closed and drained, or once
-    ``until()`` is true and it is drained (e.g. when a finite telemetry source is done, so
-    that a flow over recorded or simulated input still ends).
+    Every worker's partition drains its process's hub (draining is thread-safe, and each
+    outcome is taken once), so in a cluster of several processes the outcomes that the sinks
+    of each process report reach the flow; the flow then routes each to its twin's worker.
+    When the hub is empty a partition idles ``idle_s``. It ends once ``feedback`` is closed
+    and drained, or once ``until()`` is true and it is drained (e.g. when a finite telemetry
+    source is done, so that a flow over recorded or simulated input still ends).
     """
 
     def __init__(
@@ -205,7 +204,7 @@ class CommandFeedbackSource(DynamicSource[CommandOutcome]):
         self.until = until
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _FeedbackPartition:
-        return _FeedbackPartition(self, worker_index == 0)
+        return _FeedbackPartition(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ regression arithmetic in plain numpy.
 
 from __future__ import annotations
 
+import copyreg
 import math
 import uuid
 from collections.abc import Mapping
@@ -29,6 +30,20 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+
+
+def read_only(mapping: Mapping[Any, Any]) -> MappingProxyType[Any, Any]:
+    """A read-only view of a copy of ``mapping`` (how records hold their mappings)."""
+    return MappingProxyType(dict(mapping))
+
+
+def _reduce_mappingproxy(m: MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, Any]]]:
+    return read_only, (dict(m),)
+
+
+# Records keep their mappings read-only (MappingProxyType), which pickle cannot handle by
+# itself; Bytewax pickles items that cross workers and state it snapshots for recovery.
+copyreg.pickle(MappingProxyType, _reduce_mappingproxy)
 
 #: Namespace of every deterministic id twinflow derives (uuid5).
 ID_NAMESPACE = uuid.UUID("6f3b0c1e-8a52-4c1e-9d57-2f0e5b7c9a10")
@@ -235,23 +250,7 @@ class TwinState:
 
     def __post_init__(self) -> None:
         if type(self.properties) is not MappingProxyType:
-            object.__setattr__(self, "properties", MappingProxyType(dict(self.properties)))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # A read-only mapping does not pickle; Bytewax pickles states between workers.
-        return (
-            TwinState,
-            (
-                self.twin_id,
-                self.twin_type,
-                self.time,
-                self.status,
-                self.signals,
-                self.readings,
-                self.dead_letters,
-                dict(self.properties),
-            ),
-        )
+            object.__setattr__(self, "properties", read_only(self.properties))
 
     def to_row(self) -> dict[str, Any]:
         """Flat row for tabular sinks: one column per signal value/quality, and per property

@@ -4,7 +4,6 @@ mosquitto broker started by the tests; OPC UA and Modbus served by the simulator
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -18,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from asyncua import Client
 from bytewax.dataflow import Dataflow
-from bytewax.testing import TestingSink, TestingSource, run_main
+from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from prometheus_client import REGISTRY
 
 from connectors.actuators import CommandRouter
@@ -34,15 +33,10 @@ from connectors.simulator.devices.opcua import OpcUaDevices, default_binding
 from operators.errors import ConfigError
 from operators.records import Command, CommandOutcome, CommandStatus, utc
 from tests.services.mosquitto import Mosquitto, MosquittoMissing
+from tests.services.ports import free_port
 
 S = CommandStatus
 FAST = Backoff(base_s=0.05, cap_s=0.2, max_attempts=3, jitter=0.0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def quiet_plant() -> Plant:
@@ -175,8 +169,19 @@ def test_the_source_emits_what_was_reported_and_ends_when_closed() -> None:
     run_main(flow)
     reporter.join(5)
     assert [o.command_id for o in out] == [*(o.command_id for o in early), "l0", "l1", "l2"]
-    with pytest.raises(StopIteration):  # only worker 0 emits
-        CommandFeedbackSource(hub).build("in", 1, 2).next_batch()
+
+
+def test_every_worker_drains_the_hub_and_each_outcome_is_taken_once() -> None:
+    hub = CommandFeedback()
+    for i in range(500):
+        hub.report(outcome(f"c{i}"))
+    hub.close()
+    out: list[CommandOutcome] = []
+    flow = Dataflow("feedback_two_workers")
+    source = CommandFeedbackSource(hub, max_batch=7, idle_s=0.0)
+    op.output("out", op.input("in", flow, source), TestingSink(out))
+    cluster_main(flow, [], 0, worker_count_per_proc=2)
+    assert sorted(o.command_id for o in out) == sorted(f"c{i}" for i in range(500))
 
 
 def test_the_router_rejects_unrouted_commands_and_wiring_mistakes() -> None:
