@@ -179,3 +179,5 @@ class KafkaSettings:
     commands_topic: str | None = "twinflow.commands"
     twin_state_topic: str | None = "twinflow.twin-state"
     command_requests_topic: str | None = None
+    #: asset roll-ups (asset_rollup.v1), keyed by asset id; ``None``: not written to Kafka
+    rollups_topic: str | None = None

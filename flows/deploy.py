@@ -309,6 +309,7 @@ def _kafka_settings(s: _Section, env: Mapping[str, str]) -> KafkaSettings:
             "commands_topic",
             "twin_state_topic",
             "command_requests_topic",
+            "rollups_topic",
         }
     )
     bootstrap = env.get("KAFKA_BOOTSTRAP") or s.str("bootstrap", "127.0.0.1:9092") or ""
@@ -334,6 +335,7 @@ def _kafka_settings(s: _Section, env: Mapping[str, str]) -> KafkaSettings:
         commands_topic=s.str("commands_topic", "twinflow.commands"),
         twin_state_topic=s.str("twin_state_topic", "twinflow.twin-state"),
         command_requests_topic=s.str("command_requests_topic"),
+        rollups_topic=s.str("rollups_topic"),
     )
 
 

@@ -3,8 +3,9 @@
 Sources: an MQTT source for the MQTT twins, an OPC UA source for the OPC UA twins, a Modbus
 source for the Modbus twins and, when ``services.kafka.telemetry_topics`` is set, a Kafka
 source. Outputs: the embedded files under ``--out``; with Kafka configured, the alert,
-command and twin-state topics; with a database URL, PostgreSQL/TimescaleDB (apply the schema
-first with ``twinflow db migrate``). Commands go back to each twin over its own protocol.
+command and twin-state topics (and the roll-up topic when ``rollups_topic`` is set); with a
+database URL, PostgreSQL/TimescaleDB (apply the schema first with ``twinflow db migrate``).
+Commands go back to each twin over its own protocol.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def outputs_for(dep: Deployment, out_dir: Path, actuators: Any) -> FlowOutputs:
     files = file_outputs(config, actuators=actuators)
     extra: dict[str, list[Any]] = {f: [] for f in _STREAMS}
     if dep.kafka is not None:
-        from connectors.kafka import alert_sink, command_sink, twin_state_sink
+        from connectors.kafka import alert_sink, command_sink, rollup_sink, twin_state_sink
 
         k = dep.kafka
         if k.alerts_topic:
@@ -103,6 +104,8 @@ def outputs_for(dep: Deployment, out_dir: Path, actuators: Any) -> FlowOutputs:
             extra["commands"].append(command_sink(k))
         if k.twin_state_topic:
             extra["twin_states"].append(twin_state_sink(k))
+        if k.rollups_topic:
+            extra["rollups"].append(rollup_sink(k))
     if dep.database_url:
         from connectors.postgres import PostgresSink
 
@@ -116,7 +119,15 @@ def outputs_for(dep: Deployment, out_dir: Path, actuators: Any) -> FlowOutputs:
 
 
 #: The output streams that external stores may also receive.
-_STREAMS = ("telemetry", "windows", "twin_states", "alerts", "commands", "dead_letters")
+_STREAMS = (
+    "telemetry",
+    "windows",
+    "twin_states",
+    "alerts",
+    "commands",
+    "dead_letters",
+    "rollups",
+)
 
 
 def deployment_flow(

@@ -2,10 +2,10 @@
 
 This is the contract that validation checks frames against and that the simulator produces.
 The types are built from the DTDL v3 Interfaces in ``operators/dtdl/interfaces/`` (names,
-units, commands and their request schemas, writable properties) joined with a twinflow
-*profile* kept here for what DTDL cannot say: valid ranges, reporting rates, waveform bursts,
-command parameter limits, fault frequencies, bands and which command sets which property.
-Building fails with one error listing every disagreement between the two.
+units, commands and their request schemas, writable properties, relationships) joined with a
+twinflow *profile* kept here for what DTDL cannot say: valid ranges, reporting rates,
+waveform bursts, command parameter limits, fault frequencies, bands and which command sets
+which property. Building fails with one error listing every disagreement between the two.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from types import MappingProxyType
 from typing import Any
 
 from operators.dtdl import INTERFACES_DIR, ModelSet, parse_files
-from operators.dtdl.model import Command, PrimitiveSchema, Property, Schema, Telemetry
+from operators.dtdl.model import (
+    Command,
+    PrimitiveSchema,
+    Property,
+    Relationship,
+    Schema,
+    Telemetry,
+)
 from operators.errors import ConfigError, ValidationError
 
 
@@ -95,6 +102,19 @@ class ActuatorSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class RelationshipSpec:
+    """A DTDL Relationship of a twin type: twins of this type may link to others by ``name``.
+
+    ``target`` is the DTMI of the Interface every target must have (``None``: any twin), and
+    ``max_multiplicity`` the most targets one twin may name (``None``: no limit).
+    """
+
+    name: str
+    target: str | None = None
+    max_multiplicity: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PropertySpec:
     """A writable (desired/reported) property of a twin type and how a change reaches the device.
 
@@ -153,6 +173,8 @@ class TwinType:
     model_id: str = ""
     #: Writable properties (desired state) and the commands that set them.
     properties: tuple[PropertySpec, ...] = ()
+    #: The DTDL Relationships (own and inherited) a twin of this type may have.
+    relationships: tuple[RelationshipSpec, ...] = ()
 
     def signal(self, name: str) -> SignalSpec:
         for s in self.signals:
@@ -174,6 +196,20 @@ class TwinType:
     @property
     def waveform_signals(self) -> tuple[SignalSpec, ...]:
         return tuple(s for s in self.signals if s.waveform)
+
+    def command_problem(self, name: str, params: Mapping[str, Any]) -> str | None:
+        """Why a command ``name`` with ``params`` must not be sent to this type, or ``None``:
+        the one check every actuator edge and the simulated plant apply before acting.
+
+        >>> PUMP.command_problem("set_flow", {"m3h": 900.0})
+        'set_flow: m3h=900 is outside [20, 400]'
+        """
+        try:
+            spec = self.actuator(name)
+        except ValidationError as exc:
+            return str(exc)
+        problems = spec.check(params)
+        return f"{name}: {'; '.join(problems)}" if problems else None
 
     def actuator(self, name: str) -> ActuatorSpec:
         for a in self.actuators:
@@ -355,6 +391,11 @@ def build_twin_type(profile: Profile, models: ModelSet) -> TwinType:
     telemetry = {c.name: c for c in contents if isinstance(c, Telemetry)}
     commands = {c.name: c for c in contents if isinstance(c, Command)}
     props = {c.name: c for c in contents if isinstance(c, Property) and c.writable}
+    relationships = tuple(
+        RelationshipSpec(c.name, c.target, c.max_multiplicity)
+        for c in contents
+        if isinstance(c, Relationship)
+    )
     problems = _diff("Telemetry", telemetry, profile.signals)
     problems += _diff("Command", commands, profile.actuators)
     problems += _diff("writable Property", props, profile.properties)
@@ -434,6 +475,7 @@ def build_twin_type(profile: Profile, models: ModelSet) -> TwinType:
         bands=profile.bands,
         model_id=profile.model_id,
         properties=tuple(properties),
+        relationships=relationships,
     )
 
 

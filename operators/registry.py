@@ -4,23 +4,40 @@ An entry is a telemetry-reporting twin (it has a ``protocol``) or an asset that 
 nothing itself (a site, an area, a line, a pump skid). Entries form a containment tree:
 each has at most one parent, named by a ``partOf`` relationship (an asset in a larger one, a
 skid on a site) or an ``isComponentOf`` one (a motor that is a component of a skid). Free
-named relationships (``feeds``, ``drives``...) connect any two entries and may form any graph.
+named relationships (``drivenBy``, ``feeds``...) connect any two entries and may form any graph.
+
+Containment is twinflow's own; a free relationship of an entry with a DTDL model (a twin of
+a catalogue type) must be declared by that model: a Relationship of that name, targets whose
+model is the Relationship's ``target`` (when it names one), no more than ``maxMultiplicity``
+targets. Entries without a DTDL model (assets: sites, lines, skids) keep their free
+relationships unchecked, as does an asset whose ``model_id`` the registry does not know.
 
 :class:`TwinRegistry` checks all entries at once (unknown targets, duplicate ids, more than
-one parent, containment cycles) and raises one :class:`RegistryError` that lists every
-problem with the file, the entry and the field, then answers queries in O(1) or O(answer).
+one parent, containment cycles, relationships the models do not declare) and raises one
+:class:`RegistryError` that lists every problem with the file, the entry, the field and
+what to do, then answers queries in O(1) or O(answer).
 
 >>> reg = TwinRegistry([
 ...     RegistryEntry.make("site1", "site"),
 ...     RegistryEntry.make("skid-1", "pump_skid", part_of="site1"),
 ...     RegistryEntry.make("pump-002", "pump", protocol="opcua", part_of="skid-1",
-...                        relationships={"feeds": ["motor-003"]}),
-...     RegistryEntry.make("motor-003", "motor", protocol="modbus", component_of="skid-1"),
+...                        model_id="dtmi:twinflow:sim:Pump;1",
+...                        relationships={"drivenBy": ["motor-003"]}),
+...     RegistryEntry.make("motor-003", "motor", protocol="modbus", component_of="skid-1",
+...                        model_id="dtmi:twinflow:sim:Motor;1"),
 ... ])
->>> reg.children("skid-1"), reg.site_of("motor-003"), reg.related("pump-002", "feeds")
+>>> reg.children("skid-1"), reg.site_of("motor-003"), reg.related("pump-002", "drivenBy")
 (('pump-002', 'motor-003'), 'site1', ('motor-003',))
 >>> reg.ancestors("pump-002"), reg.twins_under("site1")
 (('skid-1', 'site1'), ('pump-002', 'motor-003'))
+>>> TwinRegistry([
+...     RegistryEntry.make("m1", "motor", protocol="modbus", model_id="dtmi:twinflow:sim:Motor;1",
+...                        relationships={"drivenBy": ["m1b"]}),
+...     RegistryEntry.make("m1b", "motor", protocol="modbus"),
+... ], source="plant.yaml")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+operators.registry.RegistryError: plant.yaml: m1.relationships.drivenBy: the model of 'm1', ...
 """
 
 from __future__ import annotations
@@ -30,6 +47,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from operators.catalog import CATALOG, RelationshipSpec
 from operators.errors import ConfigError, TwinflowError
 
 #: Containment relationship names (DTDL-style): the target is the entry's single parent.
@@ -122,11 +140,27 @@ class TwinRegistry:
     """Validated twins and assets with containment and relationship queries.
 
     ``source`` (e.g. the deployment file) starts every error line. Children keep the order
-    the entries were given in.
+    the entries were given in. ``models`` maps a DTDL model's DTMI to the Relationships it
+    declares (default: the catalogue's twin types); an entry whose ``model_id`` is there may
+    only have the free relationships its model declares. A twin (an entry with a protocol)
+    with free relationships and a ``model_id`` not there is refused, since they cannot be
+    checked; entries without a ``model_id`` and assets with an unknown one are not checked.
+    A Relationship's ``target`` must equal the target entry's ``model_id`` (the registry
+    does not know which Interfaces a model extends).
     """
 
-    def __init__(self, entries: Iterable[RegistryEntry], source: str = "registry") -> None:
+    def __init__(
+        self,
+        entries: Iterable[RegistryEntry],
+        source: str = "registry",
+        models: Mapping[str, Iterable[RelationshipSpec]] | None = None,
+    ) -> None:
         self.source = source
+        if models is None:
+            models = {t.model_id: t.relationships for t in CATALOG.values() if t.model_id}
+        self.models: dict[str, tuple[RelationshipSpec, ...]] = {
+            dtmi: tuple(rels) for dtmi, rels in models.items()
+        }
         self.entries: Mapping[str, RegistryEntry] = {}
         problems: list[str] = []
         by_id: dict[str, RegistryEntry] = {}
@@ -141,6 +175,7 @@ class TwinRegistry:
             by_id[e.id] = e
         for e in by_id.values():
             problems.extend(self._check_entry(e, by_id))
+            problems.extend(self._check_declared(e, by_id))
         parents = {e.id: e.parent for e in by_id.values() if e.parent in by_id}
         problems.extend(self._check_cycles(by_id, parents))
         if problems:
@@ -207,6 +242,59 @@ class TwinRegistry:
                         f"{self._at(e, key)}: {t!r} is not a declared twin or asset; {hint}"
                         "declare it (under assets: or twins:) or fix the id"
                     )
+        return out
+
+    def _check_declared(self, e: RegistryEntry, by_id: Mapping[str, RegistryEntry]) -> list[str]:
+        """Free relationships against the Relationships of the entry's DTDL model."""
+        free = {
+            n: ts for n, ts in e.relationships.items() if n not in CONTAINMENT and _NAME.match(n)
+        }
+        if not free or e.model_id is None:
+            return []  # no DTDL model (an asset, or an entry made without one): unchecked
+        model = e.model_id
+        if model not in self.models:
+            if not e.is_twin:
+                return []  # an asset's own model: not one the registry can check against
+            key = f"relationships.{next(iter(free))}"
+            known = ", ".join(sorted(self.models)) or "none"
+            return [
+                f"{self._at(e, key)}: {e.id!r} has model {model}, which the registry does not "
+                f"know, so its relationships cannot be checked; give it a twin type with a "
+                f"DTDL model (known: {known})"
+            ]
+        declared = {r.name: r for r in self.models[model]}
+        out: list[str] = []
+        for name, targets in free.items():
+            at = self._at(e, f"relationships.{name}")
+            spec = declared.get(name)
+            if spec is None:
+                near = difflib.get_close_matches(name, list(declared), n=1)
+                hint = f"did you mean {near[0]!r}? " if near else ""
+                names = ", ".join(declared) or "none"
+                out.append(
+                    f"{at}: the model of {e.id!r}, {model}, declares no Relationship "
+                    f"{name!r} (it declares: {names}); {hint}use a declared one, or add a "
+                    f"Relationship named {name!r} to the model"
+                )
+                continue
+            if spec.max_multiplicity is not None and len(targets) > spec.max_multiplicity:
+                out.append(
+                    f"{at}: {e.id!r} names {len(targets)} targets ({', '.join(targets)}) but "
+                    f"Relationship {name!r} of {model} allows at most {spec.max_multiplicity}; "
+                    f"keep at most {spec.max_multiplicity} or raise maxMultiplicity in the model"
+                )
+            if spec.target is None:
+                continue
+            for t in targets:
+                other = by_id.get(t)
+                if other is None or t == e.id or other.model_id == spec.target:
+                    continue  # unknown and self targets are reported by _check_entry
+                what = f"has model {other.model_id}" if other.model_id else "has no DTDL model"
+                out.append(
+                    f"{at}: {t!r} {what}, but Relationship "
+                    f"{name!r} of {model} targets {spec.target}; name a twin of {spec.target} "
+                    "or fix the id"
+                )
         return out
 
     def _check_cycles(

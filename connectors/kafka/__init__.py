@@ -1,4 +1,4 @@
-"""Kafka: telemetry in, versioned JSON out (alerts, commands, twin states), command requests.
+"""Kafka: telemetry in, versioned JSON out (alerts, commands, twin states, roll-ups), requests.
 
 Built on confluent-kafka (install the ``kafka`` extra: ``pip install 'twinflow[kafka]'``) and
 configured by one :class:`~connectors.bindings.KafkaSettings`; ``settings.extra`` passes SASL
@@ -13,7 +13,8 @@ Sources (Bytewax partitioned sources, resumed from their own offsets by recovery
 
 Sinks of the flow's ``(twin_id, item)`` pairs, keyed by twin, acks=all and idempotent, each
 snapshot waiting for every acknowledgement: :func:`alert_sink`, :func:`command_sink`,
-:func:`twin_state_sink`, and the general :func:`kafka_json_sink`.
+:func:`twin_state_sink`, :func:`rollup_sink` (keyed by asset rather than twin), and the
+general :func:`kafka_json_sink`.
 
 Guarantees: at-least-once in both directions under Bytewax recovery; a twin's messages stay
 in order; a delivery failure is counted, logged and stops the flow (never silent).
@@ -41,7 +42,7 @@ from connectors.kafka.sink import KafkaJsonSink, kafka_json_sink
 from connectors.kafka.source import KafkaMessageSource
 from connectors.kafka.telemetry import kafka_telemetry_source
 from operators.errors import ConfigError
-from operators.records import Alert, Command
+from operators.records import Alert, AssetRollup, Command
 
 
 def _topic(value: str | None, field: str) -> str:
@@ -62,6 +63,21 @@ def command_sink(settings: KafkaSettings) -> KafkaJsonSink:
     )
 
 
+def asset_id_of(rollup: AssetRollup) -> str:
+    """The Kafka key of an asset roll-up: its asset id (an asset's roll-ups stay in order)."""
+    return rollup.asset_id
+
+
+def rollup_sink(settings: KafkaSettings) -> KafkaJsonSink:
+    """``(asset_id, AssetRollup)`` pairs to ``settings.rollups_topic`` (asset_rollup.v1.json)."""
+    return KafkaJsonSink(
+        settings,
+        _topic(settings.rollups_topic, "rollups_topic"),
+        AssetRollup.to_json,
+        key_of=asset_id_of,
+    )
+
+
 def twin_state_sink(settings: KafkaSettings) -> KafkaJsonSink:
     """``(twin_id, TwinState)`` pairs to ``settings.twin_state_topic`` (twin_state.v2.json)."""
     return KafkaJsonSink(
@@ -76,6 +92,7 @@ __all__ = [
     "KafkaMessageSource",
     "admin_config",
     "alert_sink",
+    "asset_id_of",
     "command_id_for",
     "command_sink",
     "consumer_config",
@@ -84,6 +101,7 @@ __all__ = [
     "kafka_telemetry_source",
     "parse_command_request",
     "producer_config",
+    "rollup_sink",
     "twin_state_json",
     "twin_state_sink",
 ]

@@ -29,8 +29,6 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
-import math
-import numbers
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -201,27 +199,10 @@ class ModbusCommandSink(DynamicSink[Command]):
                 f"(it maps: {mapped})",
                 None,
             )
-        try:
-            spec = twin_type(binding.twin_type).actuator(cmd.name)
-        except ValidationError as err:
-            return str(err), None
-        params = dict(cmd.params)
-        if set(params) != set(spec.params):
-            return (
-                f"command {cmd.name!r} takes parameters {sorted(spec.params)}, got "
-                f"{sorted(params)}",
-                None,
-            )
-        value = params[write.param]
-        low, high = spec.params[write.param]
-        ok = (
-            isinstance(value, numbers.Real)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and low <= value <= high
-        )
-        if not ok:
-            return f"{cmd.name}.{write.param}={value!r} is outside [{low:g}, {high:g}]", None
+        problem = twin_type(binding.twin_type).command_problem(cmd.name, cmd.params)
+        if problem is not None:
+            return problem, None
+        value = cmd.params[write.param]
         try:
             words = encode_value(float(value), write.register)
         except ValidationError as err:

@@ -30,8 +30,6 @@ import heapq
 import itertools
 import json
 import logging
-import math
-import numbers
 import threading
 import time
 from collections import OrderedDict
@@ -55,7 +53,6 @@ from connectors.mqtt.client import (
 from connectors.mqtt.responses import ResponseError, parse_response
 from connectors.mqtt.topics import TopicRouter, bindings_by_twin, concrete_topic
 from operators.catalog import twin_type
-from operators.errors import ValidationError
 from operators.records import Command, CommandOutcome, CommandStatus, epoch, iso, utc
 
 log = logging.getLogger(__name__)
@@ -403,26 +400,7 @@ class MqttCommandSink(DynamicSink[Command]):
         bound = self._by_twin[cmd.twin_id].twin_type
         if cmd.twin_type != bound:
             return f"twin {cmd.twin_id!r} is bound as a {bound}, not a {cmd.twin_type}"
-        try:
-            spec = twin_type(bound).actuator(cmd.name)
-        except ValidationError as err:
-            return str(err)
-        if set(cmd.params) != set(spec.params):
-            return (
-                f"command {cmd.name!r} takes parameters {sorted(spec.params)}, got "
-                f"{sorted(cmd.params)}"
-            )
-        for name, (low, high) in spec.params.items():
-            value = cmd.params[name]
-            ok = (
-                isinstance(value, numbers.Real)
-                and not isinstance(value, bool)
-                and math.isfinite(value)
-                and low <= value <= high
-            )
-            if not ok:
-                return f"{cmd.name}.{name}={value!r} is outside [{low:g}, {high:g}]"
-        return None
+        return twin_type(bound).command_problem(cmd.name, cmd.params)
 
     def report(self, cmd: Command, status: CommandStatus, detail: str, attempt: int = 1) -> None:
         """Log an outcome of ``cmd`` and hand it to the feedback hub."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import numbers
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -46,7 +45,7 @@ from connectors.opcua.connection import (
 )
 from connectors.opcua.metrics import COMMAND_RESULTS
 from operators.catalog import twin_type
-from operators.errors import ConfigError, ValidationError
+from operators.errors import ConfigError
 from operators.records import Command, CommandStatus, epoch, iso
 
 try:
@@ -143,20 +142,10 @@ class OpcUaCommandSink(DynamicSink[Command]):
                 f"twin {command.twin_id!r} binds no OPC UA write for command {command.name!r}; "
                 f"bound: {', '.join(binding.commands) or 'none'}"
             )
-        try:
-            spec = twin_type(binding.twin_type).actuator(command.name)
-        except ValidationError as err:
-            return str(err)
-        low, high = spec.params[write.param]
-        value = command.params.get(write.param)
-        ok = (
-            isinstance(value, numbers.Real)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and low <= value <= high
-        )
-        if not ok:
-            return f"{command.name}.{write.param}={value!r} is outside [{low:g}, {high:g}]"
+        problem = twin_type(binding.twin_type).command_problem(command.name, command.params)
+        if problem is not None:
+            return problem
+        value = command.params[write.param]
         node = parse_node(write.node, binding.twin_id, f"commands[{command.name!r}].node")
         return self._endpoint_of[binding.twin_id], node, float(value)  # type: ignore[arg-type]
 

@@ -24,8 +24,10 @@ import numpy as np
 
 from operators.records import (
     Alert,
+    AssetRollup,
     Command,
     DeadLetter,
+    Severity,
     TelemetryFrame,
     TwinState,
     WaveformFrame,
@@ -257,6 +259,24 @@ def command_row(seq: int, c: Command) -> tuple[Any, ...]:
         clean_text(c.origin),
         c.status_at,
         c.attempt,
+    )
+
+
+def rollup_row(seq: int, r: AssetRollup) -> tuple[Any, ...]:
+    """Columns of ``ROLLUPS``: the severity counts as columns (a severity missing counts 0)."""
+    by_severity = r.in_alarm_by_severity
+    return (
+        seq,
+        clean_text(r.asset_id),
+        clean_text(r.asset_type),
+        r.time,
+        int(r.twins_total),
+        int(r.twins_in_alarm),
+        int(by_severity.get(Severity.INFO.value, 0)),
+        int(by_severity.get(Severity.WARNING.value, 0)),
+        int(by_severity.get(Severity.CRITICAL.value, 0)),
+        None if r.worst_health is None else _finite(r.worst_health),
+        None if r.worst_twin is None else clean_text(r.worst_twin),
     )
 
 

@@ -4,8 +4,9 @@ It takes the items of any of the flow's outputs, as ``(twin_id, item)`` pairs:
 :class:`TelemetryFrame` (raw readings, one row per twin, signal and time),
 :class:`WaveformFrame` (only with ``waveforms=True``: high-rate samples are usually kept as
 window features, not rows), :class:`WindowFeatures`, :class:`TwinState`, :class:`Alert`,
-:class:`Command` and :class:`DeadLetter`. Items are spread over ``partitions`` partitions by
-twin id; each partition has its own connection and writer thread (see
+:class:`Command`, :class:`DeadLetter`, and :class:`AssetRollup` (as ``(asset_id, roll-up)``
+pairs: one row per asset and time, plus the latest per asset). Items are spread over
+``partitions`` partitions by their key; each partition has its own connection and writer thread (see
 :mod:`connectors.postgres.writer`).
 
 Recovery: a Bytewax snapshot calls :meth:`snapshot`, which returns only once every row
@@ -15,7 +16,7 @@ make those rows land once. There is no resume state to keep.
 
 >>> sink = PostgresSink("postgresql://localhost/twins", partitions=2)  # doctest: +SKIP
 >>> FlowOutputs(telemetry=sink, windows=sink, twin_states=sink, alerts=sink,
-...             commands=sink, dead_letters=sink)  # doctest: +SKIP
+...             commands=sink, dead_letters=sink, rollups=sink)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -25,10 +26,18 @@ from typing import Any
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from connectors.postgres import rows
-from connectors.postgres.tables import ALERTS, COMMANDS, DEAD_LETTERS, TWIN_STATES, WINDOWS
+from connectors.postgres.tables import (
+    ALERTS,
+    COMMANDS,
+    DEAD_LETTERS,
+    ROLLUPS,
+    TWIN_STATES,
+    WINDOWS,
+)
 from connectors.postgres.writer import BatchWriter, Piece, PostgresSinkError, WriterSettings
 from operators.records import (
     Alert,
+    AssetRollup,
     Command,
     DeadLetter,
     TelemetryFrame,
@@ -37,7 +46,10 @@ from operators.records import (
     WindowFeatures,
 )
 
-_ACCEPTED = "TelemetryFrame, WaveformFrame, WindowFeatures, TwinState, Alert, Command, DeadLetter"
+_ACCEPTED = (
+    "TelemetryFrame, WaveformFrame, WindowFeatures, TwinState, Alert, Command, DeadLetter, "
+    "AssetRollup"
+)
 
 
 class PostgresSinkPartition(StatefulSinkPartition[Any, None]):
@@ -77,6 +89,8 @@ class PostgresSinkPartition(StatefulSinkPartition[Any, None]):
                 pieces.append((COMMANDS.name, rows.command_row(seq, v), 1))
             elif isinstance(v, DeadLetter):
                 pieces.append((DEAD_LETTERS.name, rows.dead_letter_row(v), 1))
+            elif isinstance(v, AssetRollup):
+                pieces.append((ROLLUPS.name, rows.rollup_row(seq, v), 1))
             else:
                 raise PostgresSinkError(
                     f"PostgresSink ({self.name}) cannot store a {type(v).__name__}: it takes "
@@ -100,7 +114,7 @@ class PostgresSinkPartition(StatefulSinkPartition[Any, None]):
 class PostgresSink(FixedPartitionedSink[Any, None]):
     """Store twinflow records in the ``twinflow`` schema (create it with ``migrate`` first).
 
-    - ``partitions``: independent writers (connections), items spread by twin id.
+    - ``partitions``: independent writers (connections), items spread by twin (or asset) id.
     - ``batch_rows`` / ``max_latency_s``: a partition commits when this many rows wait, or
       when its oldest row has waited this long, whichever comes first.
     - ``max_buffer_rows``: rows a partition holds uncommitted before the flow blocks.

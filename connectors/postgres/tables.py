@@ -10,7 +10,8 @@ store its rows once:
   transitions, dead letters;
 - ``DO UPDATE`` for rows that a later record replaces: a window computed again after late
   data (the newest arrival wins), the latest twin state (never by an older one), an alarm's
-  lifecycle row (raised, then cleared; cleared is final). Updates are skipped when nothing
+  lifecycle row (raised, then cleared; cleared is final), an asset's roll-up at the same
+  time and its latest roll-up (never by an older one). Updates are skipped when nothing
   would change, so the row counts tell new data from replays.
 
 Within one batch, ``DISTINCT ON`` keeps one row per key (``seq`` is the arrival order),
@@ -251,6 +252,54 @@ COMMANDS = Table(
     ),
 )
 
+_ROLLUP_COLS = (
+    "asset_id, asset_type, time, twins_total, twins_in_alarm, in_alarm_info, "
+    "in_alarm_warning, in_alarm_critical, worst_health, worst_twin"
+)
+_ROLLUP_VALUES = [c for c in _ROLLUP_COLS.split(", ") if c not in ("asset_id", "time")]
+_ROLLUP_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in _ROLLUP_VALUES)
+_ROLLUP_DIFFERS = (
+    f"({', '.join(f'r.{c}' for c in _ROLLUP_VALUES)}) IS DISTINCT FROM "
+    f"({', '.join(f'EXCLUDED.{c}' for c in _ROLLUP_VALUES)})"
+)
+
+ROLLUPS = Table(
+    "asset_rollups",
+    (
+        ("seq", "int8"),
+        ("asset_id", "text"),
+        ("asset_type", "text"),
+        ("time", "timestamptz"),
+        ("twins_total", "int4"),
+        ("twins_in_alarm", "int4"),
+        ("in_alarm_info", "int4"),
+        ("in_alarm_warning", "int4"),
+        ("in_alarm_critical", "int4"),
+        ("worst_health", "float8"),
+        ("worst_twin", "text"),
+    ),
+    (
+        Merge(
+            "asset_rollups",
+            f"INSERT INTO twinflow.asset_rollups AS r ({_ROLLUP_COLS}) "
+            f"SELECT DISTINCT ON (asset_id, time) {_ROLLUP_COLS} "
+            "FROM twinflow_stage_asset_rollups ORDER BY asset_id, time, seq DESC "
+            f"ON CONFLICT (asset_id, time) DO UPDATE SET {_ROLLUP_SET} "
+            f"WHERE {_ROLLUP_DIFFERS}",
+            primary=True,
+        ),
+        Merge(
+            "asset_rollups_latest",
+            f"INSERT INTO twinflow.asset_rollups_latest AS r ({_ROLLUP_COLS}) "
+            f"SELECT DISTINCT ON (asset_id) {_ROLLUP_COLS} "
+            "FROM twinflow_stage_asset_rollups ORDER BY asset_id, time DESC, seq DESC "
+            f"ON CONFLICT (asset_id) DO UPDATE SET time = EXCLUDED.time, {_ROLLUP_SET}, "
+            "updated_at = now() "
+            f"WHERE EXCLUDED.time > r.time OR (EXCLUDED.time = r.time AND {_ROLLUP_DIFFERS})",
+        ),
+    ),
+)
+
 DEAD_LETTERS = Table(
     "dead_letters",
     (
@@ -277,5 +326,13 @@ DEAD_LETTERS = Table(
 )
 
 #: Every table, in the order a flush writes them.
-TABLES: tuple[Table, ...] = (TELEMETRY, WINDOWS, TWIN_STATES, ALERTS, COMMANDS, DEAD_LETTERS)
+TABLES: tuple[Table, ...] = (
+    TELEMETRY,
+    WINDOWS,
+    TWIN_STATES,
+    ALERTS,
+    COMMANDS,
+    ROLLUPS,
+    DEAD_LETTERS,
+)
 BY_NAME = {t.name: t for t in TABLES}

@@ -8,11 +8,14 @@ kept in a file so that tests check it even where the extension is not installabl
 that its intervals come from one validated :class:`TimescaleOptions`.
 
 The migration runner applies it as the optional migration ``1001_timescaledb``, after the
-numbered files, only when :func:`detect_timescaledb` says the extension can be used.
+numbered files, only when :func:`detect_timescaledb` says the extension can be used. Tables
+that later files add get layers of their own (``1002_timescaledb_rollups``: the asset
+roll-up history of 0005), because an applied layer's text is history and never changes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,6 +25,9 @@ from connectors.postgres.connection import PostgresError
 #: Version and name under which the TimescaleDB layer is recorded as a migration.
 TIMESCALE_VERSION = 1001
 TIMESCALE_NAME = "timescaledb"
+#: Version and name of the layer that makes the roll-up history (0005) a hypertable.
+TIMESCALE_ROLLUPS_VERSION = 1002
+TIMESCALE_ROLLUPS_NAME = "timescaledb_rollups"
 
 
 def interval(td: timedelta) -> str:
@@ -100,6 +106,48 @@ _HYPERTABLES = (
 )
 
 
+#: Hypertables of layer 1002: tables added after layer 1001 shipped. 1001's text never
+#: changes (its checksum is recorded where it was applied); a table a later migration file
+#: adds gets a new layer here, applied after the files on old and new databases alike.
+_ROLLUP_HYPERTABLES = (
+    (
+        "asset_rollups",
+        "time",
+        "history_chunk",
+        "asset_id",
+        "retain_history",
+        "asset_rollups_time_brin",
+    ),
+)
+
+
+def _hypertable(spec: tuple[str, str, str, str, str, str], o: TimescaleOptions) -> list[str]:
+    """Lines that make one table a compressed hypertable, with its retention policy."""
+    table, column, chunk, segment_by, retain, brin = spec
+    qualified = f"twinflow.{table}"
+    out = [
+        f"SELECT create_hypertable('{qualified}', '{column}',",
+        f"    chunk_time_interval => {interval(getattr(o, chunk))},",
+        "    migrate_data => true, if_not_exists => true);",
+        # chunks are time ranges already; the hypertable's own time index replaces BRIN
+        f"DROP INDEX IF EXISTS twinflow.{brin};",
+        f"ALTER TABLE {qualified} SET (",
+        "    timescaledb.compress,",
+        f"    timescaledb.compress_segmentby = '{segment_by}',",
+        f"    timescaledb.compress_orderby = '{column} DESC');",
+        f"SELECT add_compression_policy('{qualified}',",
+        f"    compress_after => {interval(o.compress_after)}, if_not_exists => true);",
+    ]
+    keep = getattr(o, retain)
+    if keep is not None:
+        out += [
+            f"SELECT add_retention_policy('{qualified}',",
+            f"    drop_after => {interval(keep)}, if_not_exists => true);",
+        ]
+    out.append("")
+    return out
+
+
 def timescale_ddl(options: TimescaleOptions | None = None) -> str:
     """The SQL of the TimescaleDB layer (runs in one transaction; idempotent where it can be).
 
@@ -116,28 +164,8 @@ def timescale_ddl(options: TimescaleOptions | None = None) -> str:
         "DROP VIEW IF EXISTS twinflow.telemetry_1m;",
         "",
     ]
-    for table, column, chunk, segment_by, retain, brin in _HYPERTABLES:
-        qualified = f"twinflow.{table}"
-        out += [
-            f"SELECT create_hypertable('{qualified}', '{column}',",
-            f"    chunk_time_interval => {interval(getattr(o, chunk))},",
-            "    migrate_data => true, if_not_exists => true);",
-            # chunks are time ranges already; the hypertable's own time index replaces BRIN
-            f"DROP INDEX IF EXISTS twinflow.{brin};",
-            f"ALTER TABLE {qualified} SET (",
-            "    timescaledb.compress,",
-            f"    timescaledb.compress_segmentby = '{segment_by}',",
-            f"    timescaledb.compress_orderby = '{column} DESC');",
-            f"SELECT add_compression_policy('{qualified}',",
-            f"    compress_after => {interval(o.compress_after)}, if_not_exists => true);",
-        ]
-        keep = getattr(o, retain)
-        if keep is not None:
-            out += [
-                f"SELECT add_retention_policy('{qualified}',",
-                f"    drop_after => {interval(keep)}, if_not_exists => true);",
-            ]
-        out.append("")
+    for spec in _HYPERTABLES:
+        out += _hypertable(spec, o)
     out += [
         "CREATE MATERIALIZED VIEW twinflow.telemetry_1m",
         "WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS",
@@ -173,6 +201,32 @@ def timescale_ddl(options: TimescaleOptions | None = None) -> str:
         "$$;",
     ]
     return "\n".join(out) + "\n"
+
+
+def timescale_rollups_ddl(options: TimescaleOptions | None = None) -> str:
+    """The SQL of layer 1002: ``twinflow.asset_rollups`` (migration 0005) as a hypertable.
+
+    Chunked, compressed and retained like ``twin_state_history``, segmented by asset.
+
+    >>> "create_hypertable('twinflow.asset_rollups', 'time'" in timescale_rollups_ddl()
+    True
+    """
+    o = options or TimescaleOptions()
+    out = [
+        "-- TimescaleDB layer of the asset roll-ups (generated by connectors.postgres.timescale)",
+        "CREATE EXTENSION IF NOT EXISTS timescaledb;",
+        "",
+    ]
+    for spec in _ROLLUP_HYPERTABLES:
+        out += _hypertable(spec, o)
+    return "\n".join(out)
+
+
+#: The generated layers, in the order they apply: (version, name, DDL of the options).
+TIMESCALE_LAYERS: tuple[tuple[int, str, Callable[[TimescaleOptions | None], str]], ...] = (
+    (TIMESCALE_VERSION, TIMESCALE_NAME, timescale_ddl),
+    (TIMESCALE_ROLLUPS_VERSION, TIMESCALE_ROLLUPS_NAME, timescale_rollups_ddl),
+)
 
 
 @dataclass(frozen=True)

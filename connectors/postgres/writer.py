@@ -323,6 +323,20 @@ class BatchWriter:
         return conn
 
     def _check_schema(self, conn: psycopg.Connection[Any]) -> None:
+        """Refuse a database whose schema is missing or behind the repository's migrations."""
+        url = redact(self.settings.url)
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (MIGRATIONS_TABLE,)).fetchone()
+        if row and row[0]:
+            applied = {
+                (version, name)
+                for version, name in conn.execute(f"SELECT version, name FROM {MIGRATIONS_TABLE}")
+            }
+            behind = [m.label for m in load_migrations() if (m.version, m.name) not in applied]
+            if behind:
+                raise PostgresSinkError(
+                    f"the database {url} has not applied {', '.join(behind)}: bring the "
+                    "schema up to date with `twinflow db migrate` first"
+                )
         targets = sorted({m.target for t in TABLES for m in t.merges})
         row = conn.execute(
             "SELECT array_agg(t) FROM unnest(%s::text[]) AS t WHERE to_regclass(t) IS NULL",
@@ -331,18 +345,8 @@ class BatchWriter:
         missing = row[0] if row else None
         if missing:
             raise PostgresSinkError(
-                f"the database {redact(self.settings.url)} lacks {', '.join(missing)}: create "
-                "the schema with `twinflow db migrate` (connectors.postgres.migrate) first"
-            )
-        applied = {
-            (version, name)
-            for version, name in conn.execute(f"SELECT version, name FROM {MIGRATIONS_TABLE}")
-        }
-        behind = [m.label for m in load_migrations() if (m.version, m.name) not in applied]
-        if behind:
-            raise PostgresSinkError(
-                f"the database {redact(self.settings.url)} has not applied {', '.join(behind)}: "
-                "bring the schema up to date with `twinflow db migrate` first"
+                f"the database {url} lacks {', '.join(missing)}: create the schema with "
+                "`twinflow db migrate` (connectors.postgres.migrate) first"
             )
 
     def _drop_connection(self) -> None:

@@ -7,12 +7,9 @@ Every decision becomes a :class:`CommandRecord` in the plant's command log.
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import NamedTuple
 
 from operators.catalog import twin_type
-from operators.errors import ValidationError
 from operators.records import Command, CommandStatus
 
 #: Statuses of a command the plant acts on (the flow's sinks send QUEUED ones); later
@@ -40,25 +37,4 @@ def rejection(command: Command, twins: dict[str, str]) -> str | None:
         return f"unknown twin {command.twin_id!r}"
     if command.twin_type != actual:
         return f"twin {command.twin_id!r} is a {actual}, not a {command.twin_type}"
-    try:
-        spec = twin_type(actual).actuator(command.name)
-    except ValidationError as err:
-        return str(err)
-    missing = sorted(set(spec.params) - set(command.params))
-    extra = sorted(set(command.params) - set(spec.params))
-    if missing or extra:
-        return (
-            f"command {command.name!r} takes parameters {sorted(spec.params)}; "
-            f"missing {missing}, unexpected {extra}"
-        )
-    for name, (low, high) in spec.params.items():
-        value = command.params[name]
-        ok = (
-            isinstance(value, numbers.Real)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and low <= value <= high
-        )
-        if not ok:
-            return f"{command.name}.{name}={value!r} is outside [{low:g}, {high:g}]"
-    return None
+    return twin_type(actual).command_problem(command.name, command.params)

@@ -47,6 +47,7 @@ from connectors.kafka import (
     kafka_telemetry_source,
     parse_command_request,
     producer_config,
+    rollup_sink,
     twin_state_json,
     twin_state_sink,
 )
@@ -58,6 +59,7 @@ from operators.pipeline import check_item
 from operators.records import (
     Alert,
     AlertState,
+    AssetRollup,
     Command,
     CommandStatus,
     DeadLetter,
@@ -474,6 +476,47 @@ def test_commands_and_twin_states_are_read_back(
     for twin in {t for t, _ in items}:
         mine = [json.loads(m.value()) for m in msgs if m.key() == twin.encode()]
         assert mine == [to_json(x) for t, x in items if t == twin]
+
+
+def asset_rollup(asset: str, minute: int) -> AssetRollup:
+    """A roll-up of ``asset``: no health estimate for the first minutes, info never counted."""
+    warning, critical = minute % 3, minute // 4
+    return AssetRollup(
+        asset_id=asset,
+        asset_type="site" if asset == "site1" else "pump_skid",
+        time=T0 + timedelta(minutes=minute),
+        twins_total=6,
+        twins_in_alarm=warning + critical,
+        in_alarm_by_severity={"warning": warning, "critical": critical},
+        worst_health=None if minute < 2 else round(1.0 - minute / 10, 2),
+        worst_twin=None if minute < 2 else f"P{minute % 3}",
+    )
+
+
+@pytest.mark.timeout(30)
+def test_rollups_are_read_back_keyed_by_asset(bootstrap: str) -> None:
+    with pytest.raises(ConfigError, match=r"kafka.rollups_topic is not set"):
+        rollup_sink(settings(bootstrap))  # off unless a topic is named
+    topic = create_topic(bootstrap, unique_topic("rollups"), partitions=3)
+    assets = ("site1", "skid-1", "skid-2")
+    items = [(a, asset_rollup(a, minute)) for minute in range(8) for a in assets]
+    write(rollup_sink(settings(bootstrap, rollups_topic=topic)), items)
+
+    msgs = read_back(bootstrap, topic)
+    validator = schema("asset_rollup.v1.json")
+    assert len(msgs) == len(items)
+    for m in msgs:
+        doc = json.loads(m.value())
+        validator.validate(doc)
+        assert m.key().decode() == doc["asset_id"]
+        assert dict(m.headers()) == {"schema": b"twinflow.asset_rollup", "version": b"1"}
+        assert sum(doc["in_alarm_by_severity"].values()) == doc["twins_in_alarm"]
+    for asset in assets:  # one asset, one partition, in the order written
+        assert len({m.partition() for m in msgs if m.key() == asset.encode()}) == 1
+        mine = [json.loads(m.value()) for m in msgs if m.key() == asset.encode()]
+        assert mine == [r.to_json() for a, r in items if a == asset]
+    first = next(json.loads(m.value()) for m in msgs if m.key() == b"site1")
+    assert first["worst_health"] is None and first["in_alarm_by_severity"]["info"] == 0
 
 
 def test_twin_state_json_maps_nan_to_null_and_names_quality() -> None:

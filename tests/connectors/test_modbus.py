@@ -597,7 +597,7 @@ def test_out_of_range_commands_are_rejected_before_sending(served: Served) -> No
     assert {s for s, _ in results.values()} == {CommandStatus.REJECTED, CommandStatus.EXPIRED}
     assert "outside [0.2, 1]" in results[too_far.command_id][1]
     assert "uint16" in results[too_big.command_id][1]
-    assert "takes parameters ['fraction']" in results[wrong.command_id][1]
+    assert "missing parameter 'fraction'" in results[wrong.command_id][1]
     assert "no Modbus binding" in results[unbound.command_id][1]
     assert results["old"][0] is CommandStatus.EXPIRED and "expired at" in results["old"][1]
     assert all(len(feedback.history(c)) == 1 for c in results)  # nothing was sent

@@ -635,7 +635,7 @@ def test_out_of_range_command_is_refused_before_it_is_sent(
     [refused] = feedback.history(too_much.command_id)  # once, though handed over twice
     assert (refused.status, refused.detail) == (
         CommandStatus.REJECTED,
-        "not sent: derate.fraction=1.5 is outside [0.2, 1]",
+        "not sent: derate: fraction=1.5 is outside [0.2, 1]",
     )
     [unsent] = feedback.history(unbound.command_id)
     assert unsent.status is CommandStatus.REJECTED

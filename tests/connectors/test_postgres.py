@@ -38,12 +38,18 @@ from connectors.postgres import (
     timescale_ddl,
 )
 from connectors.postgres.connection import psycopg
-from connectors.postgres.migrations import MIGRATIONS_DIR
+from connectors.postgres.migrations import (
+    MIGRATIONS_DIR,
+    MIGRATIONS_TABLE,
+    timescale_migration,
+    timescale_migrations,
+)
 from connectors.postgres.rows import clean_text, dead_letter_id, to_json_text
-from connectors.postgres.timescale import TimescaleOptions
+from connectors.postgres.timescale import TimescaleOptions, timescale_rollups_ddl
 from operators.records import (
     Alert,
     AlertState,
+    AssetRollup,
     Command,
     CommandStatus,
     DeadLetter,
@@ -63,7 +69,13 @@ from tests.services.postgres import Postgres
 pytestmark = pytest.mark.timeout(60)
 
 #: The repository's migrations, in order.
-ALL_MIGRATIONS = ("0001_base", "0002_views", "0003_properties", "0004_command_lifecycle")
+ALL_MIGRATIONS = (
+    "0001_base",
+    "0002_views",
+    "0003_properties",
+    "0004_command_lifecycle",
+    "0005_asset_rollups",
+)
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 E0 = T0.timestamp()
@@ -367,6 +379,7 @@ def test_timescale_layer_sql_and_when_it_applies(fresh: str, server: Postgres) -
             "WHERE hypertable_schema = 'twinflow' ORDER BY 1",
         )
         assert [h for (h,) in hypertables] == [
+            "asset_rollups",
             "telemetry",
             "twin_state_history",
             "window_features",
@@ -566,10 +579,7 @@ def test_properties_migration_upgrades_stored_states_and_runs_once(
             "VALUES ('M1', 'motor', %s, 'synchronized', '{}')",
             (T0,),
         )
-    assert [m.label for m in migrate(fresh, use_timescaledb=False)] == [
-        "0003_properties",
-        "0004_command_lifecycle",
-    ]
+    assert [m.label for m in migrate(fresh, use_timescaledb=False)] == list(ALL_MIGRATIONS[2:])
     assert migrate(fresh, use_timescaledb=False) == []
     assert query(fresh, "SELECT properties FROM twinflow.twin_state") == [({},)]
     write(PostgresSink(fresh), [with_properties(state("M1", 5), 300.0, 1)])
@@ -577,6 +587,199 @@ def test_properties_migration_upgrades_stored_states_and_runs_once(
         ("flow_setpoint",),
         ("load_setpoint",),
     ]
+
+
+# -- asset roll-ups ------------------------------------------------------------------------
+
+
+def rollup(
+    asset: str,
+    minute: int,
+    alarms: tuple[int, int, int] = (0, 1, 0),
+    health: float | None = None,
+) -> AssetRollup:
+    """A roll-up of ``asset`` at ``minute``: ``alarms`` twins in alarm (info, warning, critical)."""
+    return AssetRollup(
+        asset_id=asset,
+        asset_type="site" if asset == "site1" else "pump_skid",
+        time=T0 + timedelta(minutes=minute),
+        twins_total=4,
+        twins_in_alarm=sum(alarms),
+        in_alarm_by_severity=dict(zip(("info", "warning", "critical"), alarms, strict=True)),
+        worst_health=health,
+        worst_twin=None if health is None else "pump-002",
+    )
+
+
+ROLLUP_COLUMNS = (
+    "asset_id, asset_type, time, twins_total, twins_in_alarm, in_alarm_info, in_alarm_warning, "
+    "in_alarm_critical, worst_health, worst_twin"
+)
+
+
+def rollup_columns(r: AssetRollup) -> tuple[Any, ...]:
+    """What the tables should hold of ``r`` (the columns of ``ROLLUP_COLUMNS``)."""
+    doc = r.to_json()
+    by_severity = doc["in_alarm_by_severity"]
+    return (
+        r.asset_id,
+        r.asset_type,
+        r.time,
+        r.twins_total,
+        r.twins_in_alarm,
+        by_severity["info"],
+        by_severity["warning"],
+        by_severity["critical"],
+        r.worst_health,
+        r.worst_twin,
+    )
+
+
+def test_rollups_land_through_a_flow_and_a_replay_stores_them_once(db: str) -> None:
+    items: list[Any] = []
+    for minute in range(4):
+        health = None if minute == 0 else 0.9 - 0.1 * minute
+        items.append(rollup("site1", minute, (minute % 2, 1, minute // 2), health))
+        items.append(rollup("skid-1", minute, (0, minute % 2, 0), health))
+    items.insert(3, alert("M1", AlertState.RAISED, 1))  # roll-ups share the sink with others
+
+    def run_once() -> None:
+        flow = Dataflow("pg_rollups")
+        stream = op.input("in", flow, TestingSource(items, batch_size=3))
+        keyed = op.key_on("key", stream, lambda x: getattr(x, "asset_id", None) or x.twin_id)
+        op.output("out", keyed, PostgresSink(db, partitions=2, batch_rows=4, max_latency_s=0.05))
+        run_main(flow)
+
+    rollups = [x for x in items if isinstance(x, AssetRollup)]
+    run_once()
+    history = query(
+        db, f"SELECT {ROLLUP_COLUMNS} FROM twinflow.asset_rollups ORDER BY asset_id, time"
+    )
+    assert history == sorted(rollup_columns(r) for r in rollups)
+    assert count(db, "alerts") == 1
+
+    before = metric("twinflow_pg_rows_duplicate_total", table="asset_rollups")
+    stamps = query(db, "SELECT asset_id, updated_at FROM twinflow.asset_rollups_latest")
+    run_once()  # a replay after recovery
+    assert (
+        query(db, f"SELECT {ROLLUP_COLUMNS} FROM twinflow.asset_rollups ORDER BY asset_id, time")
+        == history
+    )
+    assert metric("twinflow_pg_rows_duplicate_total", table="asset_rollups") - before == len(
+        rollups
+    )
+    # the latest roll-up of each asset, untouched by the replay (no update: same updated_at)
+    latest = query(
+        db, f"SELECT {ROLLUP_COLUMNS} FROM twinflow.asset_rollups_latest ORDER BY asset_id"
+    )
+    assert latest == [rollup_columns(rollups[-2]), rollup_columns(rollups[-1])]
+    assert query(db, "SELECT asset_id, updated_at FROM twinflow.asset_rollups_latest") == stamps
+
+    # the README's example: which assets have twins in alarm, the worst first
+    answer = query(
+        db,
+        "SELECT asset_id, twins_in_alarm, in_alarm_critical, worst_twin, worst_health "
+        "FROM twinflow.asset_rollups_latest WHERE twins_in_alarm > 0 "
+        "ORDER BY in_alarm_critical DESC, twins_in_alarm DESC, worst_health",
+    )
+    assert answer == [
+        ("site1", 3, 1, "pump-002", pytest.approx(0.6)),
+        ("skid-1", 1, 0, "pump-002", pytest.approx(0.6)),
+    ]
+
+
+def test_an_older_rollup_never_wins_and_one_at_the_same_time_replaces(db: str) -> None:
+    write(PostgresSink(db), [rollup("skid-1", 5, (0, 1, 0), 0.7)])
+    write(PostgresSink(db), [rollup("skid-1", 2, (0, 0, 2), 0.2)])  # older, arriving late
+    latest = "SELECT time, in_alarm_critical, worst_health FROM twinflow.asset_rollups_latest"
+    at = T0 + timedelta(minutes=5)
+    assert query(db, latest) == [(at, 0, 0.7)]
+    assert count(db, "asset_rollups") == 2  # the history keeps both
+
+    # a changed roll-up at the same time (another alert at that event time) replaces it
+    write(PostgresSink(db), [rollup("skid-1", 5, (0, 1, 1), 0.7)])
+    assert query(db, latest) == [(at, 1, 0.7)]
+    assert query(
+        db, "SELECT in_alarm_critical FROM twinflow.asset_rollups WHERE time = %s", (at,)
+    ) == [(1,)]
+    # several versions of one key in one batch: the last to arrive wins, in both tables
+    write(
+        PostgresSink(db),
+        [rollup("skid-1", 9, (1, 0, 0), 0.5), rollup("skid-1", 9, (0, 0, 0), None)],
+    )
+    at = T0 + timedelta(minutes=9)
+    assert query(
+        db, "SELECT time, twins_in_alarm, worst_twin FROM twinflow.asset_rollups_latest"
+    ) == [(at, 0, None)]
+    assert query(
+        db, "SELECT twins_in_alarm, worst_health FROM twinflow.asset_rollups WHERE time = %s", (at,)
+    ) == [(0, None)]
+    assert count(db, "asset_rollups") == 3
+
+
+def test_rollups_migration_upgrades_a_database_at_0004_and_runs_once(
+    fresh: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "before"
+    folder.mkdir()
+    for label in ALL_MIGRATIONS[:4]:
+        shutil.copy(MIGRATIONS_DIR / f"{label}.sql", folder / f"{label}.sql")
+    migrate(fresh, directory=folder, use_timescaledb=False)
+    p = PostgresSink(fresh, retry_initial_s=0.01).build_part("test", "pg-0", None)
+    p.write_batch([rollup("site1", 1)])
+    with pytest.raises(PostgresSinkError, match=r"has not applied 0005_asset_rollups: .*migrate"):
+        p.snapshot()  # the sink refuses a schema without the roll-up tables
+    with pytest.raises(PostgresSinkError):
+        p.close()
+
+    assert [m.label for m in migrate(fresh, use_timescaledb=False)] == ["0005_asset_rollups"]
+    assert migrate(fresh, use_timescaledb=False) == []
+    assert status(fresh).up_to_date
+    write(PostgresSink(fresh), [rollup("site1", 1)])
+    assert count(fresh, "asset_rollups_latest") == 1
+
+
+def test_timescale_rollups_layer_is_a_layer_of_its_own(fresh: str) -> None:
+    sql = timescale_rollups_ddl(TimescaleOptions(retain_history=None))
+    assert "SELECT create_hypertable('twinflow.asset_rollups', 'time'," in sql
+    assert "chunk_time_interval => INTERVAL '7 days'" in sql
+    assert "DROP INDEX IF EXISTS twinflow.asset_rollups_time_brin;" in sql
+    assert "timescaledb.compress_segmentby = 'asset_id'" in sql
+    assert "SELECT add_compression_policy('twinflow.asset_rollups'," in sql
+    assert "add_retention_policy" not in sql  # retain_history=None: kept forever
+    assert (
+        "SELECT add_retention_policy('twinflow.asset_rollups',\n"
+        "    drop_after => INTERVAL '365 days'"
+    ) in timescale_rollups_ddl()
+    # layer 1001 is history where it was applied: its text (checksum) must never change
+    assert "asset_rollups" not in timescale_ddl()
+    assert timescale_migration().checksum == (
+        "7c1cdc51c31ae638e852af8f2f75349f4a2fd345762fba02882e6461cdaab24e"
+    )
+    layers = timescale_migrations()
+    assert [m.label for m in layers] == ["1001_timescaledb", "1002_timescaledb_rollups"]
+    assert all(m.optional for m in layers) and layers[1].sql == timescale_rollups_ddl()
+
+    migrate(fresh, use_timescaledb=False)
+    with psycopg.connect(fresh) as conn:  # syntax checked by PostgreSQL's parser
+        for statement in filter(str.strip, sql.split(";\n")):
+            try:
+                with conn.transaction():
+                    conn.execute(statement)
+                    raise psycopg.Rollback
+            except psycopg.errors.SyntaxError as exc:
+                pytest.fail(f"syntax error in the roll-up TimescaleDB layer: {exc}\n{statement}")
+            except psycopg.Error:
+                pass  # e.g. function create_hypertable(...) does not exist
+        # a database that applied 1001 before 0005 existed (recorded as such here) is planned
+        # the new layer, and its 1001 is not reported as changed
+        conn.execute(
+            f"INSERT INTO {MIGRATIONS_TABLE} (version, name, checksum) VALUES (%s, %s, %s)",
+            (1001, "timescaledb", timescale_migration().checksum),
+        )
+    report = status(fresh)
+    assert report.pending == ("1002_timescaledb_rollups",)
+    assert not report.changed and not report.unknown
 
 
 def test_waveforms_are_stored_only_when_asked(db: str) -> None:

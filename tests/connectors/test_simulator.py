@@ -485,13 +485,13 @@ def test_commands_change_output_from_the_next_chunk() -> None:
     ("cmd", "reason"),
     [
         (command("wt-001", "wind_turbine", "derate", fraction=0.1), "outside"),
-        (command("wt-001", "wind_turbine", "derate", fraction=float("nan")), "outside"),
+        (command("wt-001", "wind_turbine", "derate", fraction=float("nan")), "must be finite"),
         (command("wt-001", "wind_turbine", "set_flow", m3h=100.0), "no command"),
         (command("wt-001", "wind_turbine", "derate"), "missing"),
-        (command("wt-001", "wind_turbine", "derate", fraction=0.5, extra=1.0), "unexpected"),
+        (command("wt-001", "wind_turbine", "derate", fraction=0.5, extra=1.0), "unknown param"),
         (command("wt-001", "pump", "set_flow", m3h=100.0), "is a wind_turbine"),
         (command("wt-999", "wind_turbine", "derate", fraction=0.5), "unknown twin"),
-        (command("pump-002", "pump", "set_flow", m3h="100"), "outside"),
+        (command("pump-002", "pump", "set_flow", m3h="100"), "must be a number"),
     ],
 )
 def test_invalid_commands_are_refused_and_change_nothing(cmd: Command, reason: str) -> None:

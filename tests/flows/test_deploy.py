@@ -298,3 +298,69 @@ def test_bad_assets_and_relationships_name_the_field(
 def test_assets_must_be_a_list(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"assets = \{'skid-1': 'pump_skid'\}: expected a list"):
         load_deployment(write(tmp_path, BASE + "assets: {skid-1: pump_skid}\n"), env={})
+
+
+# -- free relationships must be declared by the twin type's DTDL model ------------------------
+
+
+def test_the_example_deployment_uses_declared_relationships() -> None:
+    example = Path(__file__).resolve().parents[2] / "infra" / "examples" / "plant.yaml"
+    reg = load_deployment(example, env={}).registry()
+    assert reg.related("pump-002", "drivenBy") == ("motor-003",)
+    assert reg.related("pump-005", "drivenBy") == ("motor-006",)
+    declared = {t.model_id: {r.name for r in t.relationships} for t in CATALOG.values()}
+    for e in reg.twins():
+        free = set(e.relationships) - {"partOf", "isComponentOf"}
+        assert free <= declared[e.model_id], e.id
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ("{drivenBy: [motor-003],", "{poweredBy: [motor-003],"),
+            "twins[0].relationships.poweredBy: the model of 'pump-002', "
+            f"{CATALOG['pump'].model_id}, declares no Relationship 'poweredBy' (it declares: "
+            "drivenBy, feeds); use a declared one, or add a Relationship named 'poweredBy' to "
+            "the model",
+        ),
+        (
+            ("{drivenBy: [motor-003],", "{drivenBy: [wt-001],"),
+            "twins[0].relationships.drivenBy: 'wt-001' has model "
+            f"{CATALOG['wind_turbine'].model_id}, but Relationship 'drivenBy' of "
+            f"{CATALOG['pump'].model_id} targets {CATALOG['motor'].model_id}",
+        ),
+        (
+            ("{drivenBy: [motor-003],", "{drivenBy: [line-a],"),
+            "twins[0].relationships.drivenBy: 'line-a' has no DTDL model, but Relationship "
+            "'drivenBy' of dtmi:twinflow:sim:Pump;1 targets dtmi:twinflow:sim:Motor;1; name a "
+            "twin of dtmi:twinflow:sim:Motor;1 or fix the id",
+        ),
+        (
+            ("{drivenBy: [motor-003],", "{drivenBy: [motor-003, motor-004],"),
+            "twins[0].relationships.drivenBy: 'pump-002' names 2 targets (motor-003, motor-004) "
+            "but Relationship 'drivenBy' of dtmi:twinflow:sim:Pump;1 allows at most 1",
+        ),
+        (
+            ("component_of: skid-1}", "component_of: skid-1, relationships: {drives: [wt-001]}}"),
+            "twins[1].relationships.drives: 'wt-001' has model",
+        ),
+    ],
+)
+def test_undeclared_relationships_name_the_field_and_model(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    text = PLANT.replace(*change) + "  - {id: motor-004, type: motor, protocol: mqtt}\n"
+    assert text != PLANT + "  - {id: motor-004, type: motor, protocol: mqtt}\n"
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_deployment(path, env={})
+    assert f"{path}: {message}" in str(exc.value)
+
+
+def test_assets_keep_free_relationships_unchecked(tmp_path: Path) -> None:
+    text = PLANT.replace(
+        "{id: line-a, type: line}", "{id: line-a, type: line, relationships: {supplies: [wt-001]}}"
+    )
+    reg = load_deployment(write(tmp_path, text), env={}).registry()
+    assert reg.related("line-a", "supplies") == ("wt-001",)

@@ -133,3 +133,30 @@ def test_catalog_refuses_a_profile_for_a_missing_interface() -> None:
 def test_property_spec_defaults() -> None:
     p = PropertySpec("x", "kW", 0.0, 1.0)
     assert (p.writable, p.command, p.scale, p.tolerance) == (True, None, 1.0, 0.0)
+
+
+def test_types_expose_their_dtdl_relationships() -> None:
+    assert PUMP.relationships == (
+        catalog.RelationshipSpec("drivenBy", MOTOR.model_id, 1),
+        catalog.RelationshipSpec("feeds", None, None),
+    )
+    assert MOTOR.relationships == (catalog.RelationshipSpec("drives", PUMP.model_id, None),)
+    assert WIND_TURBINE.relationships == ()
+
+
+def test_relationships_are_inherited_from_extended_interfaces(tmp_path: Path) -> None:
+    for f in INTERFACES_DIR.glob("*.json"):
+        doc = json.loads(f.read_text())
+        if doc["@id"] == "dtmi:twinflow:sim:Motor;1":
+            doc["extends"] = "dtmi:twinflow:test:Linked;1"
+        (tmp_path / f.name).write_text(json.dumps(doc))
+    base = {
+        "@context": "dtmi:dtdl:context;3",
+        "@id": "dtmi:twinflow:test:Linked;1",
+        "@type": "Interface",
+        "contents": [{"@type": "Relationship", "name": "near", "maxMultiplicity": 2}],
+    }
+    (tmp_path / "linked.json").write_text(json.dumps(base))
+    built = build_catalog(parse_files([tmp_path]))
+    assert [r.name for r in built["motor"].relationships] == ["drives", "near"]
+    assert built["motor"].relationships[1] == catalog.RelationshipSpec("near", None, 2)
