@@ -463,6 +463,12 @@ def test_broker_restarted_mid_stream_loses_no_reading(tmp_path: Path) -> None:
         assert len(set(times_of(items))) < n  # mid-stream
         own.restart()
         items += drain(part, lambda xs: len(set(times_of(items + xs))) >= n, timeout_s=40)
+        # The rest may have been in the client's buffers already: wait for the reconnect.
+        deadline = time.monotonic() + 20
+        while metric("twinflow_mqtt_reconnects_total", client=client_id) <= reconnects:
+            assert time.monotonic() < deadline, "the source never reconnected"
+            part.next_batch()
+            time.sleep(0.1)
     finally:
         publisher.join(10)
         devices.stop()
