@@ -16,7 +16,7 @@
 
 from connectors.mqtt.frames import MessageDecoder
 from connectors.mqtt.payloads import PayloadDecoder, PayloadError
-from connectors.mqtt.responses import CommandResponse, ResponseBook
+from connectors.mqtt.responses import CommandResponse
 from connectors.mqtt.sink import MqttCommandSink
 from connectors.mqtt.source import MqttPartition, MqttSource
 
@@ -28,5 +28,4 @@ __all__ = [
     "MqttSource",
     "PayloadDecoder",
     "PayloadError",
-    "ResponseBook",
 ]

@@ -3,8 +3,8 @@
 A response is a JSON object ``{"command_id": "...", "status": ..., "detail": "..."}`` with
 status ``acknowledged`` (or its synonym ``accepted``: the device took the command on),
 then ``succeeded`` or ``failed`` (what came of it). The command sink turns them into
-:class:`~operators.records.CommandOutcome` values; :class:`ResponseBook` keeps the latest
-response per command id for tools that listen to a response topic themselves.
+:class:`~operators.records.CommandOutcome` values (the flow's command book follows them;
+``connectors.feedback.CommandFeedback.history`` keeps them for tools and tests).
 
 >>> r = parse_response(b'{"command_id": "c1", "status": "failed", "detail": "out of range"}',
 ...                    "m-1", 5.0)
@@ -15,8 +15,6 @@ response per command id for tools that listen to a response topic themselves.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -57,34 +55,3 @@ def parse_response(payload: bytes, twin_id: str, now: float) -> CommandResponse:
             f"response status {status!r} is not one of {', '.join(sorted(STATUSES))}"
         )
     return CommandResponse(cid, twin_id, status, str(detail), utc(now))
-
-
-class ResponseBook(Mapping[str, CommandResponse]):
-    """Latest response per command id; thread-safe; :meth:`wait` blocks until one arrives."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._data: dict[str, CommandResponse] = {}
-
-    def add(self, response: CommandResponse) -> None:
-        with self._cond:
-            self._data[response.command_id] = response
-            self._cond.notify_all()
-
-    def wait(self, command_id: str, timeout_s: float) -> CommandResponse | None:
-        """The response to ``command_id``, waiting up to ``timeout_s``; ``None`` if none came."""
-        with self._cond:
-            self._cond.wait_for(lambda: command_id in self._data, timeout_s)
-            return self._data.get(command_id)
-
-    def __getitem__(self, command_id: str) -> CommandResponse:
-        with self._cond:
-            return self._data[command_id]
-
-    def __iter__(self) -> Iterator[str]:
-        with self._cond:
-            return iter(list(self._data))
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._data)
