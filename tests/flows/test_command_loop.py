@@ -189,7 +189,13 @@ def test_desired_changes_and_requests_end_as_the_devices_answer(
     for t, (p, v) in desired.items():
         history = statuses[f"desired:{p}={v:g} (want-{t})"]
         assert history[0] == "queued" and history[-1] == "succeeded", (t, history)
-        assert "sent" in history and "acknowledged" in history, (t, history)
+        # Statuses only move forward. The reported value may show the change before the
+        # device's acknowledgement is back (which then ends the command first), and the
+        # broker's PUBACK (sent) and the device's answer travel on different connections:
+        # not every intermediate status need be seen, but one must.
+        rank = {"queued": 0, "sent": 1, "acknowledged": 2, "succeeded": 3}
+        steps = [rank.get(h, 99) for h in history]
+        assert steps == sorted(set(steps)) and len(steps) >= 3, (t, history)
     assert statuses["desired:flow_setpoint=9999 (too-much)"] == ["rejected"]
     assert statuses["request:stale"] == ["expired"]
     unreachable = statuses["request:nobody-home"]
