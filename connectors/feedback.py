@@ -22,6 +22,7 @@ The sinks also share :class:`Backoff` (retry pacing) and :func:`report` (log and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
@@ -36,7 +37,7 @@ from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from prometheus_client import Counter
 
 from operators.errors import ConfigError
-from operators.records import Command, CommandOutcome, CommandStatus, utc
+from operators.records import Command, CommandOutcome, CommandStatus, epoch, iso, utc
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +248,31 @@ class Backoff:
             )
         return pause
 
+    async def before_try(
+        self, command: Command, attempt: int, clock: Callable[[], float], last_error: str
+    ) -> Outcome | None:
+        """Wait before try ``attempt`` (1-based) of ``command``: the pause after the previous
+        try, never past the command's expiry. The ``expired`` outcome when it expired first
+        (``last_error`` says what the tries so far met), else ``None``: go ahead."""
+        expires = epoch(command.expires_at)
+        if attempt > 1:
+            pause = self.delay(command.command_id, attempt - 1)
+            await asyncio.sleep(max(0.0, min(pause, expires - clock() + 0.001)))
+        if clock() > expires:
+            detail = (
+                f"expired at {iso(command.expires_at)} after {attempt - 1} attempt(s): {last_error}"
+            )
+            return CommandStatus.EXPIRED, detail, attempt - 1
+        return None
+
+    def gave_up(self, target: str, last_error: str) -> Outcome:
+        """The ``failed`` outcome once every try met a transient failure."""
+        n = self.max_attempts
+        return CommandStatus.FAILED, f"gave up after {n} attempts: {target}: {last_error}", n
+
+
+#: A sink's final word on a command: status, detail and the tries it took.
+Outcome = tuple[CommandStatus, str, int]
 
 #: The sinks' default retry pacing: 4 tries, pauses of about 0.2, 0.4 and 0.8 s.
 DEFAULT_BACKOFF = Backoff()

@@ -230,19 +230,12 @@ class ModbusCommandSink(DynamicSink[Command]):
         b, reg = plan.binding, plan.write.register
         conn, lock = self._connection(b)
         target = f"{reg.kind} {reg.address} of unit {b.unit} at {b.host}:{b.port}"
-        expires = epoch(cmd.expires_at)
-        last, tries = "", self.backoff.max_attempts
+        last = ""
         async with lock:
-            for attempt in range(1, tries + 1):
-                if attempt > 1:
-                    pause = self.backoff.delay(cmd.command_id, attempt - 1)
-                    await asyncio.sleep(max(0.0, min(pause, expires - self.clock() + 0.001)))
-                if self.clock() > expires:
-                    return (
-                        CommandStatus.EXPIRED,
-                        f"expired at {iso(cmd.expires_at)} after {attempt - 1} attempt(s): {last}",
-                        attempt - 1,
-                    )
+            for attempt in range(1, self.backoff.max_attempts + 1):
+                expired = await self.backoff.before_try(cmd, attempt, self.clock, last)
+                if expired is not None:
+                    return expired
                 client = await conn.get(honour_backoff=False)
                 if client is None:
                     last = conn.last_error
@@ -264,7 +257,7 @@ class ModbusCommandSink(DynamicSink[Command]):
                     detail = f"device answered Modbus exception {code} ({name}) to {target}"
                     return CommandStatus.FAILED, detail, attempt
                 return CommandStatus.ACKNOWLEDGED, f"wrote {plan.value:g} to {target}", attempt
-        return CommandStatus.FAILED, f"gave up after {tries} attempts: {target}: {last}", tries
+        return self.backoff.gave_up(target, last)
 
     def _connection(self, b: ModbusBinding) -> tuple[Connection, asyncio.Lock]:
         key = (b.host, b.port)

@@ -274,19 +274,11 @@ class _ServerWriter:
     ) -> tuple[CommandStatus, str, int]:
         """Write until answered, out of attempts or expired: the final outcome."""
         sink = self.sink
-        expires = epoch(command.expires_at)
-        tries, failure = sink.backoff.max_attempts, ""
-        for attempt in range(1, tries + 1):
-            if attempt > 1:
-                pause = sink.backoff.delay(command.command_id, attempt - 1)
-                await asyncio.sleep(max(0.0, min(pause, expires - sink.clock() + 0.001)))
-            if sink.clock() > expires:
-                return (
-                    CommandStatus.EXPIRED,
-                    f"expired at {iso(command.expires_at)} after {attempt - 1} attempt(s): "
-                    f"{failure}",
-                    attempt - 1,
-                )
+        failure = ""
+        for attempt in range(1, sink.backoff.max_attempts + 1):
+            expired = await sink.backoff.before_try(command, attempt, sink.clock, failure)
+            if expired is not None:
+                return expired
             try:
                 code = await asyncio.wait_for(
                     self._write(command, attempt, node, value), 3 * sink.timeout_s
@@ -307,11 +299,7 @@ class _ServerWriter:
                 continue
             detail = f"server answered {status.name} for node {node.to_string()}"
             return CommandStatus.FAILED, detail, attempt
-        return (
-            CommandStatus.FAILED,
-            f"gave up after {tries} attempts: {self.endpoint.label}: {failure}",
-            tries,
-        )
+        return sink.backoff.gave_up(self.endpoint.label, failure)
 
     async def _write(self, command: Command, attempt: int, node: ua.NodeId, value: float) -> int:
         client = await self._connect()

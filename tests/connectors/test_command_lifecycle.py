@@ -27,29 +27,17 @@ from connectors.modbus.loop import LoopThread
 from connectors.modbus.sink import ModbusCommandSink
 from connectors.mqtt import MqttCommandSink
 from connectors.opcua import OpcUaCommandSink
-from connectors.simulator import Plant, PlantConfig
+from connectors.simulator import Plant
 from connectors.simulator.devices.mqtt import MqttDevices
 from connectors.simulator.devices.opcua import OpcUaDevices, default_binding
 from operators.errors import ConfigError
 from operators.records import Command, CommandOutcome, CommandStatus, utc
+from tests.connectors.test_opcua import quiet_plant
 from tests.services.mosquitto import Mosquitto, MosquittoMissing
 from tests.services.ports import free_port
 
 S = CommandStatus
 FAST = Backoff(base_s=0.05, cap_s=0.2, max_attempts=3, jitter=0.0)
-
-
-def quiet_plant() -> Plant:
-    """wt-001, pump-002, motor-003; no faults, no bad or raw messages."""
-    cfg = PlantConfig(
-        n_twins=3,
-        duration_s=3600,
-        seed=5,
-        fault_fraction=0.0,
-        bad_message_rate=0.0,
-        raw_message_rate=0.0,
-    )
-    return Plant(cfg)
 
 
 def queued(twin: str, kind: str, name: str, ttl_s: float = 600.0, **params: float) -> Command:
