@@ -4,10 +4,11 @@ The flow has one stream of commands; a deployment mixes MQTT, OPC UA and Modbus 
 :class:`CommandRouter` is a Bytewax ``DynamicSink`` that hands every command to the sink of its
 twin's protocol, and counts commands for twins it has no route for (they are not sent).
 
-Each protocol sink is built with the process's :class:`~connectors.feedback.CommandFeedback`
-and reports its own outcomes there; the router, given the same hub, reports a queued command
-for a twin without a route as REJECTED, and refuses at construction a route whose sink
-reports to another hub (or to none), so that no protocol is silently left out.
+Each protocol sink is built with the process's
+:class:`~twinflow.connectors.feedback.CommandFeedback` and reports its own outcomes there;
+the router, given the same hub, reports a queued command for a twin without a route as
+REJECTED, and refuses at construction a route whose sink reports to another hub (or to
+none), so that no protocol is silently left out.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from collections.abc import Mapping
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from prometheus_client import Counter
 
-from connectors.feedback import CommandFeedback, report
-from operators.errors import ConfigError
-from operators.records import Command, CommandStatus
+from twinflow.connectors.feedback import CommandFeedback, report
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import Command, CommandStatus
 
 log = logging.getLogger(__name__)
 

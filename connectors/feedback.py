@@ -2,7 +2,7 @@
 
 The MQTT, OPC UA and Modbus command sinks report each step of a command they were handed
 (sent, acknowledged, succeeded, failed, expired, rejected) as a
-:class:`~operators.records.CommandOutcome` to one per-process hub. The hub is bounded and
+:class:`~twinflow.core.records.CommandOutcome` to one per-process hub. The hub is bounded and
 never blocks a sink: when full, the oldest undrained outcome is dropped and counted in
 ``twinflow_command_feedback_dropped_total``. :class:`CommandFeedbackSource` is the Bytewax
 input that drains it into the flow, where the command book turns outcomes into status
@@ -10,7 +10,7 @@ transitions; tests and tools wait on :meth:`CommandFeedback.wait_for` instead.
 
 The sinks also share :class:`Backoff` (retry pacing) and :func:`report` (log and report).
 
->>> from operators.records import CommandStatus, utc
+>>> from twinflow.core.records import CommandStatus, utc
 >>> hub = CommandFeedback(capacity=2)
 >>> for i in range(3):
 ...     hub.report(CommandOutcome(f"c{i}", "m1", CommandStatus.SENT, utc(0)))
@@ -36,8 +36,8 @@ from datetime import UTC, datetime, timedelta
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from prometheus_client import Counter
 
-from operators.errors import ConfigError
-from operators.records import Command, CommandOutcome, CommandStatus, epoch, iso, utc
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import Command, CommandOutcome, CommandStatus, epoch, iso, utc
 
 log = logging.getLogger(__name__)
 

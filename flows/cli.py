@@ -13,11 +13,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flows.config import parse_duration
-from operators.errors import TwinflowError
+from twinflow.core.errors import TwinflowError
+from twinflow.flows.config import parse_duration
 
 if TYPE_CHECKING:
-    from connectors.simulator import Plant
+    from twinflow.connectors.simulator import Plant
 
 
 def _positive_int(text: str) -> int:
@@ -192,11 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
-        from flows.metrics import enable_dataflow_api
+        from twinflow.flows.metrics import enable_dataflow_api
 
         enable_dataflow_api(args.metrics_port)
         print(f"metrics: http://127.0.0.1:{args.metrics_port}/metrics", file=sys.stderr)
-    from flows.demo import render, run_demo
+    from twinflow.flows.demo import render, run_demo
 
     print(
         f"twinflow demo: {args.twins} twins, {args.duration / 3600:.2f} h simulated, "
@@ -227,13 +227,13 @@ def _quiet_protocol_loggers() -> None:
 def _run(args: argparse.Namespace) -> int:
     from bytewax.run import cli_main
 
-    from flows.deploy import load_deployment
-    from flows.run import deployment_flow
+    from twinflow.flows.deploy import load_deployment
+    from twinflow.flows.run import deployment_flow
 
     dep = load_deployment(args.config)
     _quiet_protocol_loggers()
     if args.metrics_port is not None:
-        from flows.metrics import enable_dataflow_api
+        from twinflow.flows.metrics import enable_dataflow_api
 
         enable_dataflow_api(args.metrics_port)
     limits = {"kafka": {"tail": False}, "requests": {"tail": False}} if args.until_end else None
@@ -241,7 +241,7 @@ def _run(args: argparse.Namespace) -> int:
     protocols = sorted({t.protocol for t in dep.twins})
     recovery = None
     if args.recovery_dir is not None:
-        from flows.recovery import recovery_config
+        from twinflow.flows.recovery import recovery_config
 
         recovery = recovery_config(args.recovery_dir, args.workers)
     print(
@@ -265,8 +265,8 @@ def _simulate(args: argparse.Namespace) -> int:
     import contextlib
     from dataclasses import replace
 
-    from flows.deploy import load_deployment
-    from flows.simulate import simulate
+    from twinflow.flows.deploy import load_deployment
+    from twinflow.flows.simulate import simulate
 
     dep = load_deployment(args.config)
     _quiet_protocol_loggers()
@@ -302,8 +302,8 @@ def _simulate(args: argparse.Namespace) -> int:
 def _db(args: argparse.Namespace) -> int:
     import os
 
-    from connectors.postgres import migrate, status
-    from operators.errors import ConfigError
+    from twinflow.connectors.postgres import migrate, status
+    from twinflow.core.errors import ConfigError
 
     url = args.url or os.environ.get("DATABASE_URL")
     if not url:
@@ -322,8 +322,8 @@ def _db(args: argparse.Namespace) -> int:
 
 def _models(args: argparse.Namespace) -> int:
     """``models check``: every problem on its own line, then a summary; 1 if any problem."""
-    from operators.dtdl import DtdlError, find_model_files, parse_files
-    from operators.errors import ConfigError
+    from twinflow.core.errors import ConfigError
+    from twinflow.operators.dtdl import DtdlError, find_model_files, parse_files
 
     files = find_model_files(args.paths)  # ConfigError (exit 2) for a missing path
     if not files:

@@ -2,10 +2,10 @@
 
 Into the ``command_book`` step (keyed by twin) go the policy's commands, command requests
 and desired-property changes from outside, the protocol edges' outcomes
-(:class:`~operators.records.CommandOutcome`) and the twin's states (reported values).
-Out comes one :class:`~operators.records.Command` per lifecycle transition; those
+(:class:`~twinflow.core.records.CommandOutcome`) and the twin's states (reported values).
+Out comes one :class:`~twinflow.core.records.Command` per lifecycle transition; those
 ``queued`` for a twin with an actuator route go on to the actuators. The logic is
-:class:`operators.command_book.CommandBook`; this module only adapts it to Bytewax (state
+:class:`twinflow.operators.command_book.CommandBook`; this module only adapts it to Bytewax (state
 snapshots for recovery, a wake-up so time-outs fire while a twin is quiet).
 """
 
@@ -18,16 +18,16 @@ from typing import Any
 
 from bytewax.operators import StatefulLogic
 
-from flows.config import FlowConfig
-from operators.catalog import CATALOG, TwinType
-from operators.command_book import CommandBook, CommandSettings
-from operators.records import (
+from twinflow.core.records import (
     Command,
     CommandOutcome,
     CommandStatus,
     DesiredChange,
     TwinState,
 )
+from twinflow.flows.config import FlowConfig
+from twinflow.operators.catalog import CATALOG, TwinType
+from twinflow.operators.command_book import CommandBook, CommandSettings
 
 #: Wall-clock seconds between time-out checks while a twin has open commands.
 TICK_S = 1.0

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
 
-from operators.errors import ConfigError
+from twinflow.core.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}

@@ -17,18 +17,23 @@ from typing import Any, TextIO
 import polars as pl
 from bytewax.run import cli_main
 
-from connectors.feedback import CommandFeedback, CommandFeedbackSource
-from connectors.files import read_jsonl, read_parquet_dir
-from connectors.simulator import Plant, PlantConfig, SimulatedPlantSource, SimulatorCommandSink
-from flows.config import FlowConfig
-from flows.evaluation import render, summarise
-from flows.metrics import RunStats
-from flows.outputs import file_outputs, telemetry_columns
-from flows.telemetry import build_flow
-from operators.decode import decode
-from operators.errors import DecodeError
-from operators.records import RawMessage
-from operators.registry import TwinRegistry
+from twinflow.connectors.feedback import CommandFeedback, CommandFeedbackSource
+from twinflow.connectors.files import read_jsonl, read_parquet_dir
+from twinflow.connectors.simulator import (
+    Plant,
+    PlantConfig,
+    SimulatedPlantSource,
+    SimulatorCommandSink,
+)
+from twinflow.core.errors import DecodeError
+from twinflow.core.records import RawMessage
+from twinflow.flows.config import FlowConfig
+from twinflow.flows.evaluation import render, summarise
+from twinflow.flows.metrics import RunStats
+from twinflow.flows.outputs import file_outputs, telemetry_columns
+from twinflow.flows.telemetry import build_flow
+from twinflow.operators.decode import decode
+from twinflow.operators.registry import TwinRegistry
 
 #: The site the demo's simulated twins belong to (for roll-ups).
 DEMO_SITE = "demo-site"

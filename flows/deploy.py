@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from connectors.bindings import (
+from twinflow.connectors.bindings import (
     FieldMap,
     KafkaSettings,
     ModbusBinding,
@@ -31,10 +31,17 @@ from connectors.bindings import (
     Register,
     TlsSettings,
 )
-from flows.config import FlowConfig, parse_duration
-from operators.catalog import CATALOG, TwinType
-from operators.errors import ConfigError
-from operators.registry import COMPONENT_OF, CONTAINMENT, PART_OF, SITE, RegistryEntry, TwinRegistry
+from twinflow.core.errors import ConfigError
+from twinflow.flows.config import FlowConfig, parse_duration
+from twinflow.operators.catalog import CATALOG, TwinType
+from twinflow.operators.registry import (
+    COMPONENT_OF,
+    CONTAINMENT,
+    PART_OF,
+    SITE,
+    RegistryEntry,
+    TwinRegistry,
+)
 
 PROTOCOLS = ("mqtt", "opcua", "modbus")
 #: Twins whose telemetry arrives on the Kafka telemetry topics (bridged from elsewhere); they
@@ -104,7 +111,7 @@ class Deployment:
     def registry(self) -> TwinRegistry:
         """The site, its assets and twins with their containment and relationships.
 
-        Raises a :class:`~operators.registry.RegistryError` naming the file and field when
+        Raises a :class:`~twinflow.operators.registry.RegistryError` naming the file and field when
         a target is unknown, an id repeats, or containment loops.
         """
         entries = [RegistryEntry.make(self.site, SITE, where="site")]
@@ -480,7 +487,7 @@ def _opcua_binding(
             "password",
         }
     )
-    from connectors.simulator.devices.opcua import default_commands, default_nodes
+    from twinflow.connectors.simulator.devices.opcua import default_commands, default_nodes
 
     nodes_raw = s.section("nodes")
     nodes = dict(default_nodes(twin_id, twin_type)) if not nodes_raw.data else {}
@@ -560,7 +567,7 @@ def _modbus_binding(
     s: _Section, twin_id: str, twin_type: str, sim: SimulatorSettings
 ) -> ModbusBinding:
     s.check_keys({"host", "port", "unit", "registers", "commands", "poll_interval_s", "timeout_s"})
-    from connectors.simulator.devices.modbus import default_register_map
+    from twinflow.connectors.simulator.devices.modbus import default_register_map
 
     default_regs, default_cmds = default_register_map(twin_type)
     regs_raw = s.section("registers")

@@ -24,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from operators.records import FaultTruth, iso
+from twinflow.core.records import FaultTruth, iso
 
 #: Diagnosis an alert should carry for each kind of injected fault.
 EXPECTED_DIAGNOSIS: Mapping[str, str] = {

@@ -22,10 +22,10 @@ import numpy as np
 import polars as pl
 from bytewax.outputs import Sink
 
-from connectors.files import JsonLinesSink, ParquetSink
-from flows.config import FlowConfig
-from flows.telemetry import FlowOutputs
-from operators.records import TelemetryFrame, TwinState, WindowFeatures
+from twinflow.connectors.files import JsonLinesSink, ParquetSink
+from twinflow.core.records import TelemetryFrame, TwinState, WindowFeatures
+from twinflow.flows.config import FlowConfig
+from twinflow.flows.telemetry import FlowOutputs
 
 _UTC_US = pl.Datetime("us", "UTC")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
-from operators.errors import ConfigError
+from twinflow.core.errors import ConfigError
 
 #: Partitions created in a new recovery directory. Bytewax spreads them over the workers of
 #: every later run, so this bounds how many workers a resumed flow can use.

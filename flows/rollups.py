@@ -1,5 +1,5 @@
 """The roll-up step: alerts and windows of every twin, re-keyed by site, rolled up the
-registry's containment tree (logic in :mod:`operators.rollups`).
+registry's containment tree (logic in :mod:`twinflow.operators.rollups`).
 
 In the telemetry flow, pass the keyed alerts stream (``alerts``, out of ``alarms``) and the
 keyed windows carrying their RUL estimate (``with_rul``, out of ``rul``)::
@@ -18,9 +18,9 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 
-from operators.records import Alert, AssetRollup, WindowFeatures
-from operators.registry import TwinRegistry
-from operators.rollups import RollupOperator
+from twinflow.core.records import Alert, AssetRollup, WindowFeatures
+from twinflow.operators.registry import TwinRegistry
+from twinflow.operators.rollups import RollupOperator
 
 
 def _unkey(item: Any) -> Any:

@@ -17,32 +17,32 @@ from typing import Any
 
 from bytewax.dataflow import Dataflow
 
-from connectors.actuators import CommandRouter
-from connectors.feedback import Backoff, CommandFeedback, CommandFeedbackSource
-from flows.deploy import PROTOCOLS as ACTUATOR_PROTOCOLS
-from flows.deploy import Deployment
-from flows.metrics import RunStats
-from flows.outputs import file_outputs
-from flows.telemetry import FlowOutputs, build_flow
+from twinflow.connectors.actuators import CommandRouter
+from twinflow.connectors.feedback import Backoff, CommandFeedback, CommandFeedbackSource
+from twinflow.flows.deploy import PROTOCOLS as ACTUATOR_PROTOCOLS
+from twinflow.flows.deploy import Deployment
+from twinflow.flows.metrics import RunStats
+from twinflow.flows.outputs import file_outputs
+from twinflow.flows.telemetry import FlowOutputs, build_flow
 
 
 def sources_for(dep: Deployment, **limits: Any) -> list[Any]:
     """One source per protocol in use; ``limits`` (e.g. a test's stop condition) pass down."""
     sources: list[Any] = []
     if dep.bindings("mqtt"):
-        from connectors.mqtt import MqttSource
+        from twinflow.connectors.mqtt import MqttSource
 
         sources.append(MqttSource(dep.mqtt, dep.bindings("mqtt"), **limits.get("mqtt", {})))
     if dep.bindings("opcua"):
-        from connectors.opcua import OpcUaSource
+        from twinflow.connectors.opcua import OpcUaSource
 
         sources.append(OpcUaSource(dep.bindings("opcua"), **limits.get("opcua", {})))
     if dep.bindings("modbus"):
-        from connectors.modbus import ModbusSource
+        from twinflow.connectors.modbus import ModbusSource
 
         sources.append(ModbusSource(dep.bindings("modbus"), **limits.get("modbus", {})))
     if dep.kafka is not None and dep.kafka.telemetry_topics:
-        from connectors.kafka import kafka_telemetry_source
+        from twinflow.connectors.kafka import kafka_telemetry_source
 
         sources.append(kafka_telemetry_source(dep.kafka, **limits.get("kafka", {})))
     return sources
@@ -57,15 +57,15 @@ def actuators_for(dep: Deployment, feedback: CommandFeedback | None = None) -> C
     routes: dict[str, Any] = {}
     retry = {"feedback": feedback, "backoff": UNTIL_EXPIRY} if feedback is not None else {}
     if dep.bindings("mqtt"):
-        from connectors.mqtt import MqttCommandSink
+        from twinflow.connectors.mqtt import MqttCommandSink
 
         routes["mqtt"] = MqttCommandSink(dep.mqtt, dep.bindings("mqtt"), **retry)
     if dep.bindings("opcua"):
-        from connectors.opcua import OpcUaCommandSink
+        from twinflow.connectors.opcua import OpcUaCommandSink
 
         routes["opcua"] = OpcUaCommandSink(dep.bindings("opcua"), **retry)
     if dep.bindings("modbus"):
-        from connectors.modbus import ModbusCommandSink
+        from twinflow.connectors.modbus import ModbusCommandSink
 
         routes["modbus"] = ModbusCommandSink(dep.bindings("modbus"), **retry)
     return CommandRouter(routes, {t.twin_id: t.protocol for t in dep.twins}, feedback=feedback)
@@ -84,7 +84,7 @@ def request_sources(dep: Deployment, **limits: Any) -> list[Any]:
     """Command requests and desired-property changes from Kafka, when a topic is configured."""
     if dep.kafka is None or not dep.kafka.command_requests_topic:
         return []
-    from connectors.kafka import kafka_command_request_source
+    from twinflow.connectors.kafka import kafka_command_request_source
 
     return [kafka_command_request_source(dep.kafka, twins=dep.twin_types, **limits)]
 
@@ -95,7 +95,7 @@ def outputs_for(dep: Deployment, out_dir: Path, actuators: Any) -> FlowOutputs:
     files = file_outputs(config, actuators=actuators)
     extra: dict[str, list[Any]] = {f: [] for f in _STREAMS}
     if dep.kafka is not None:
-        from connectors.kafka import alert_sink, command_sink, rollup_sink, twin_state_sink
+        from twinflow.connectors.kafka import alert_sink, command_sink, rollup_sink, twin_state_sink
 
         k = dep.kafka
         if k.alerts_topic:
@@ -107,7 +107,7 @@ def outputs_for(dep: Deployment, out_dir: Path, actuators: Any) -> FlowOutputs:
         if k.rollups_topic:
             extra["rollups"].append(rollup_sink(k))
     if dep.database_url:
-        from connectors.postgres import PostgresSink
+        from twinflow.connectors.postgres import PostgresSink
 
         db = PostgresSink(dep.database_url, partitions=2)
         for stream in _STREAMS:

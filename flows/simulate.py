@@ -21,10 +21,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.simulator import Plant, PlantConfig
-from flows.deploy import Deployment
-from operators.errors import ConfigError
-from operators.records import TelemetryFrame
+from twinflow.connectors.simulator import Plant, PlantConfig
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import TelemetryFrame
+from twinflow.flows.deploy import Deployment
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +74,13 @@ class Devices:
     async def start(self) -> None:
         dep, plant = self.dep, self.plant
         if dep.bindings("mqtt"):
-            from connectors.simulator.devices.mqtt import MqttDevices
+            from twinflow.connectors.simulator.devices.mqtt import MqttDevices
 
             assert dep.mqtt is not None
             self.mqtt = MqttDevices(plant, dep.mqtt, dep.bindings("mqtt"))
             self.mqtt.start()
         if dep.bindings("opcua"):
-            from connectors.simulator.devices.opcua import OpcUaDevices
+            from twinflow.connectors.simulator.devices.opcua import OpcUaDevices
 
             self.opcua = OpcUaDevices(plant, dep.simulator.opcua_endpoint, dep.bindings("opcua"))
             await self.opcua.start()
@@ -88,7 +88,7 @@ class Devices:
         for b in dep.bindings("modbus"):
             by_port.setdefault(b.port, []).append(b)
         if by_port:
-            from connectors.simulator.devices.modbus import ModbusDevices
+            from twinflow.connectors.simulator.devices.modbus import ModbusDevices
 
             for port, bindings in sorted(by_port.items()):
                 server = ModbusDevices(plant, dep.simulator.modbus_host, port, bindings)

@@ -36,21 +36,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 
-from flows.commands import CommandBookLogic, to_actuators
-from flows.config import FlowConfig
-from flows.metrics import RunStats
-from flows.rollups import rollup_stream
-from operators.catalog import CATALOG, TwinType
-from operators.pipeline import (
-    AnomalyStep,
-    PolicyStep,
-    RulStep,
-    check_item,
-    new_alarm_tracker,
-    new_state_tracker,
-    new_window_aggregator,
-)
-from operators.records import (
+from twinflow.core.records import (
     Alert,
     AssetRollup,
     Command,
@@ -62,10 +48,24 @@ from operators.records import (
     WindowFeatures,
     epoch,
 )
-from operators.registry import TwinRegistry
-from operators.residuals import add_residuals
-from operators.validate import Validator
-from operators.windows import WindowAggregator
+from twinflow.flows.commands import CommandBookLogic, to_actuators
+from twinflow.flows.config import FlowConfig
+from twinflow.flows.metrics import RunStats
+from twinflow.flows.rollups import rollup_stream
+from twinflow.operators.catalog import CATALOG, TwinType
+from twinflow.operators.pipeline import (
+    AnomalyStep,
+    PolicyStep,
+    RulStep,
+    check_item,
+    new_alarm_tracker,
+    new_state_tracker,
+    new_window_aggregator,
+)
+from twinflow.operators.registry import TwinRegistry
+from twinflow.operators.residuals import add_residuals
+from twinflow.operators.validate import Validator
+from twinflow.operators.windows import WindowAggregator
 
 Sinks = Sink | Sequence[Sink] | None
 

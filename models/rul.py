@@ -33,7 +33,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from operators.records import RulEstimate
+from twinflow.core.records import RulEstimate
 
 _FITS = ("linear", "exponential")
 

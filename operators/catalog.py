@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from operators.dtdl import INTERFACES_DIR, ModelSet, parse_files
-from operators.dtdl.model import (
+from twinflow.core.errors import ConfigError, ValidationError
+from twinflow.operators.dtdl import INTERFACES_DIR, ModelSet, parse_files
+from twinflow.operators.dtdl.model import (
     Command,
     PrimitiveSchema,
     Property,
@@ -25,7 +26,6 @@ from operators.dtdl.model import (
     Schema,
     Telemetry,
 )
-from operators.errors import ConfigError, ValidationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ class ActuatorSpec:
     """A command a twin type accepts, with the allowed range of each parameter.
 
     ``request_schema`` is the DTDL request schema of the command (an Object with one double
-    field per parameter), for :func:`operators.dtdl.validate_payload`.
+    field per parameter), for :func:`twinflow.operators.dtdl.validate_payload`.
     """
 
     name: str

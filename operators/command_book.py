@@ -2,7 +2,7 @@
 
 Commands reach a twin from three origins: the flow's policy (``derate`` on overheating), a
 request from outside (a Kafka command request) and a change of a desired property
-(:class:`~operators.records.DesiredChange`). The book handles them alike:
+(:class:`~twinflow.core.records.DesiredChange`). The book handles them alike:
 
 1. **Check** before anything is sent: the twin's DTDL model must declare the command, the
    payload must match its request schema and the parameter limits; the command must not have
@@ -10,14 +10,14 @@ request from outside (a Kafka command request) and a change of a desired propert
    ``expired``) with the reason in ``detail``; a passed one becomes ``queued`` and goes to
    the actuators.
 2. **Follow** it: the protocol edges report ``sent``, ``acknowledged``, ``succeeded`` and
-   ``failed`` (:class:`~operators.records.CommandOutcome`); a command that sets a property
+   ``failed`` (:class:`~twinflow.core.records.CommandOutcome`); a command that sets a property
    with a reported signal succeeds when the reported value comes within the property's
    tolerance of the target; one without a reported counterpart succeeds when the device
    acknowledges it (a write accepted by an OPC UA or Modbus server) or says so (MQTT).
 3. **Time out**: a command with no end state ``timeout_s`` after it was queued ends
    ``timed_out`` (a device that does not answer, an unreachable server).
 
-Every transition is one :class:`~operators.records.Command` on the output, with its
+Every transition is one :class:`~twinflow.core.records.Command` on the output, with its
 ``status_at`` (the reference clock) and ``attempt``. Statuses only move forward; outcomes
 for finished or unknown commands are ignored (a replay, a report after a time-out). State is
 bounded: at most ``max_open`` open commands and the ids of the last ``remember`` finished
@@ -31,9 +31,8 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from operators.catalog import PropertySpec, TwinType
-from operators.errors import ValidationError
-from operators.records import (
+from twinflow.core.errors import ValidationError
+from twinflow.core.records import (
     TERMINAL_COMMAND_STATUSES,
     Command,
     CommandOutcome,
@@ -44,6 +43,7 @@ from operators.records import (
     epoch,
     utc,
 )
+from twinflow.operators.catalog import PropertySpec, TwinType
 
 #: Order of the statuses a command moves through; an outcome never moves it backwards.
 _RANK = {
@@ -101,7 +101,7 @@ class CommandBook:
     """The command lifecycle of one twin of type ``twin_type``; ``now`` is epoch seconds.
 
     >>> from datetime import UTC, datetime
-    >>> from operators.catalog import PUMP
+    >>> from twinflow.operators.catalog import PUMP
     >>> book = CommandBook(PUMP)
     >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
     >>> cmd = Command("c1", "P1", "pump", "set_flow", {"m3h": 900.0}, t0,
@@ -233,7 +233,7 @@ class CommandBook:
             return [str(exc)]
         problems = [f"{command.name}: {p}" for p in actuator.check(command.params)]
         if not problems and actuator.request_schema is not None:
-            from operators.dtdl import validate_payload
+            from twinflow.operators.dtdl import validate_payload
 
             payload = {k: float(v) for k, v in command.params.items()}
             problems = [

@@ -14,7 +14,7 @@ name (``cubicMetrePerHour``) or twinflow's symbol (``m3/h``); it lands in
 :attr:`TelemetryFrame.units` and validation drops a signal whose unit differs from its
 model's. Without ``units`` nothing is checked.
 
-Anything else raises :class:`~operators.errors.DecodeError` with the reason. Decoding is
+Anything else raises :class:`~twinflow.core.errors.DecodeError` with the reason. Decoding is
 ``json.loads`` plus one ``np.array`` per signal; element types are checked with a C-level
 ``set(map(type, ...))`` instead of a Python loop.
 """
@@ -27,8 +27,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from operators.errors import DecodeError
-from operators.records import RawMessage, TelemetryFrame
+from twinflow.core.errors import DecodeError
+from twinflow.core.records import RawMessage, TelemetryFrame
 
 #: Largest payload accepted by default (1 MiB).
 MAX_BYTES = 1_048_576
@@ -50,7 +50,7 @@ def decode(msg: RawMessage, max_bytes: int = MAX_BYTES) -> TelemetryFrame:
     >>> decode(RawMessage("mqtt", b"[1, 2]", 0.0))
     Traceback (most recent call last):
     ...
-    operators.errors.DecodeError: payload is an array, expected a JSON object ...
+    twinflow.core.errors.DecodeError: payload is an array, expected a JSON object ...
     """
     doc = _load(msg.payload, max_bytes)
     twin_id = _text(doc, "twin_id", None)

@@ -10,7 +10,7 @@ key                         meaning
                             the shaft tone (self-normalising; ~2e-4 when healthy, ~9 at
                             failure in the simulator)
 ``<s>.residual``            ``<s>.mean`` minus its learned healthy value at the current
-                            operating point (a :class:`~models.anomaly.ReferenceCurve` of the
+                            operating point (a ``ReferenceCurve`` of the
                             signal against its driver's mean); a signal that lags its driver
                             (temperatures) is first projected to the level it is heading for,
                             ``mean + time_constant * slope``; see :data:`PAIRS`
@@ -26,7 +26,7 @@ key                         meaning
 ==========================  =============================================================
 
 :class:`HealthTracker` follows the indicators of :data:`INDICATORS` with one
-:class:`~models.rul.RulEstimator` each and reports the worst (shortest life). Every fault
+:class:`~twinflow.models.rul.RulEstimator` each and reports the worst (shortest life). Every fault
 the simulator injects grows its excess over the healthy level about exponentially, so the
 estimators fit ``log(excess)``; failure levels are the excess a fully developed fault shows.
 """
@@ -37,11 +37,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from models.anomaly import ReferenceCurve
-from models.physics import differential_pressure_bar, pump_head_m
-from models.rul import RulEstimator
-from operators.catalog import CATALOG
-from operators.records import RulEstimate, WindowFeatures, epoch
+from twinflow.core.records import RulEstimate, WindowFeatures, epoch
+from twinflow.models.anomaly import ReferenceCurve
+from twinflow.models.physics import differential_pressure_bar, pump_head_m
+from twinflow.models.rul import RulEstimator
+from twinflow.operators.catalog import CATALOG
 
 #: Signals that are commanded values, not measurements: no sensor-fault indicators.
 SETPOINTS = frozenset({"power_limit_kw", "flow_setpoint_m3h"})

@@ -11,13 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from models.anomaly import WindowAnomalyDetector
-from operators.catalog import TwinType, twin_type
-from operators.decode import decode
-from operators.errors import DecodeError
-from operators.health import HealthTracker
-from operators.policy import CommandPolicy
-from operators.records import (
+from twinflow.core.errors import DecodeError
+from twinflow.core.records import (
     Alert,
     Command,
     DeadLetter,
@@ -29,10 +24,15 @@ from operators.records import (
     WindowFeatures,
     utc,
 )
-from operators.rules import AlarmTracker
-from operators.twin_state import TwinStateTracker
-from operators.validate import Validator, dead_letter_for
-from operators.windows import WindowAggregator
+from twinflow.models.anomaly import WindowAnomalyDetector
+from twinflow.operators.catalog import TwinType, twin_type
+from twinflow.operators.decode import decode
+from twinflow.operators.health import HealthTracker
+from twinflow.operators.policy import CommandPolicy
+from twinflow.operators.rules import AlarmTracker
+from twinflow.operators.twin_state import TwinStateTracker
+from twinflow.operators.validate import Validator, dead_letter_for
+from twinflow.operators.windows import WindowAggregator
 
 
 def check_item(item: object, validator: Validator, now: float) -> list[Frame | DeadLetter]:

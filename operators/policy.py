@@ -3,7 +3,7 @@
 A :class:`Reaction` says "on a RAISED alert with this diagnosis, on these twin types, send this
 command with these parameters". :class:`CommandPolicy` applies the first matching reaction,
 rate-limits commands per twin in event time, checks the parameters against the catalogue's
-:class:`~operators.catalog.ActuatorSpec` ranges (a :class:`ValidationError` otherwise) and
+:class:`~twinflow.operators.catalog.ActuatorSpec` ranges (a :class:`ValidationError` otherwise) and
 gives every command a deterministic id, so a replay issues the same commands.
 
 Default reactions (:func:`default_reactions`):
@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from types import MappingProxyType
 
-from models.physics import RATED_KW
-from operators.catalog import twin_type
-from operators.errors import ValidationError
-from operators.records import Alert, AlertState, Command, CommandStatus, epoch
+from twinflow.core.errors import ValidationError
+from twinflow.core.records import Alert, AlertState, Command, CommandStatus, epoch
+from twinflow.models.physics import RATED_KW
+from twinflow.operators.catalog import twin_type
 
 #: Evidence keys that are not feature values (so name no signal).
 _NOT_SIGNALS = frozenset({"threshold", "clear_threshold"})
@@ -126,7 +126,7 @@ class CommandPolicy:
     Per-twin state is the event time of the last command of each twin it has seen (one entry
     when the flow keeps one policy per twin) and two counters.
 
-    >>> from operators.records import Severity, utc
+    >>> from twinflow.core.records import Severity, utc
     >>> alert = Alert("a1", "M1", "motor", "winding_overtemp", AlertState.RAISED,
     ...               Severity.CRITICAL, utc(3600), utc(3600), "hot", "overheating")
     >>> policy = CommandPolicy()

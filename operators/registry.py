@@ -37,7 +37,7 @@ what to do, then answers queries in O(1) or O(answer).
 ... ], source="plant.yaml")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-operators.registry.RegistryError: plant.yaml: m1.relationships.drivenBy: the model of 'm1', ...
+twinflow.operators.registry.RegistryError: plant.yaml: m1.relationships.drivenBy: ...
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from operators.catalog import CATALOG, RelationshipSpec
-from operators.errors import ConfigError, TwinflowError
+from twinflow.core.errors import ConfigError, TwinflowError
+from twinflow.operators.catalog import CATALOG, RelationshipSpec
 
 #: Containment relationship names (DTDL-style): the target is the entry's single parent.
 PART_OF = "partOf"

@@ -33,7 +33,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from models.physics import (
+from twinflow.core.records import TelemetryFrame
+from twinflow.models.physics import (
     CUT_OUT_MS,
     PUMP_BEP_M3H,
     RATED_KW,
@@ -41,7 +42,6 @@ from models.physics import (
     pump_nominal_efficiency,
     turbine_expected_power,
 )
-from operators.records import TelemetryFrame
 
 #: Wind speeds (m/s) over which the turbine power residual is informative: [low, high).
 INFORMATIVE_WIND_MS = (4.0, CUT_OUT_MS)
@@ -98,7 +98,7 @@ def pump_residuals(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Measured hydraulic efficiency and its residual against the new pump's curve.
 
-    >>> from models.physics import differential_pressure_bar, pump_current_a, pump_head_m
+    >>> from twinflow.models.physics import differential_pressure_bar, pump_current_a, pump_head_m
     >>> q = np.array([250.0, 10.0]); dp = differential_pressure_bar(pump_head_m(q))
     >>> i = pump_current_a(q, dp, 0.6, 400.0)
     >>> eff, res = pump_residuals(q, np.zeros(2), dp, i, np.full(2, 400.0))

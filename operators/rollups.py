@@ -3,26 +3,26 @@
 :class:`RollupOperator` is a ``(state, item) -> (state, roll-ups)`` mapper for one site. It
 takes the per-twin facts the telemetry flow already has:
 
-- :class:`~operators.records.Alert` transitions: an alarm (``alert_id``) is open from its
+- :class:`~twinflow.core.records.Alert` transitions: an alarm (``alert_id``) is open from its
   ``raised`` to its ``cleared`` transition. A twin is in alarm while any of its alarms is
   open, at the worst severity open. A clear is final (a new raise gets a new id), so the
   result does not depend on the order the transitions arrive in: a raise that comes after
   its own clear (e.g. merged streams) stays cleared.
-- :class:`~operators.records.WindowFeatures` with ``rul``: the twin's health is the
+- :class:`~twinflow.core.records.WindowFeatures` with ``rul``: the twin's health is the
   RUL estimate's ``health`` (1 healthy .. 0 at the failure level of its worst indicator),
   rounded to ``resolution`` so noise does not emit a roll-up every window. A window
   without an estimate changes nothing.
 
 For each asset whose subtree a fact touches (its ancestors, and itself when a twin has
-components) the operator emits an :class:`~operators.records.AssetRollup` when the roll-up
+components) the operator emits an :class:`~twinflow.core.records.AssetRollup` when the roll-up
 differs from the one last emitted; a site's first fact emits every asset of the site once,
 a baseline. A roll-up's ``time`` is the event time of the newest fact of its site so far (it
 never goes backwards, although alerts and windows may interleave). State is one entry per
 registered twin and asset (plus at most ``max_cleared`` recently cleared alarm ids per twin).
 
 >>> from datetime import UTC, datetime
->>> from operators.records import Alert, AlertState, Severity
->>> from operators.registry import RegistryEntry, TwinRegistry
+>>> from twinflow.core.records import Alert, AlertState, Severity
+>>> from twinflow.operators.registry import RegistryEntry, TwinRegistry
 >>> reg = TwinRegistry([
 ...     RegistryEntry.make("site1", "site"),
 ...     RegistryEntry.make("skid-1", "pump_skid", part_of="site1"),
@@ -42,8 +42,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from operators.records import Alert, AlertState, AssetRollup, Severity, WindowFeatures
-from operators.registry import TwinRegistry
+from twinflow.core.records import Alert, AlertState, AssetRollup, Severity, WindowFeatures
+from twinflow.operators.registry import TwinRegistry
 
 #: Severities from least to most severe (index into the per-asset counters).
 SEVERITIES = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)

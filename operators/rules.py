@@ -1,7 +1,7 @@
 """Alarm rules as data, and the alarm lifecycle of one twin.
 
 A :class:`Rule` watches one feature of each window (raw, or derived by
-:class:`~operators.health.DerivedFeatures`). Its condition must hold for ``duration_s`` of
+:class:`~twinflow.operators.health.DerivedFeatures`). Its condition must hold for ``duration_s`` of
 event time (from the start of the first window where it held to the end of the current one)
 before an alarm is raised, and the clear condition (``clear_threshold``, hysteresis) for
 ``clear_duration_s`` before it clears. A window whose feature is missing or NaN changes
@@ -64,10 +64,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from operators.catalog import CATALOG, TwinType
-from operators.errors import ConfigError
-from operators.health import DERIVED_RANGES, SETPOINTS, DerivedFeatures
-from operators.records import Alert, AlertState, Severity, WindowFeatures, epoch, utc
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import Alert, AlertState, Severity, WindowFeatures, epoch, utc
+from twinflow.operators.catalog import CATALOG, TwinType
+from twinflow.operators.health import DERIVED_RANGES, SETPOINTS, DerivedFeatures
 
 _COMPARISONS = ("above", "below")
 

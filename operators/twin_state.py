@@ -15,9 +15,8 @@ from datetime import datetime
 
 import numpy as np
 
-from operators.catalog import PropertySpec, TwinType
-from operators.errors import ValidationError
-from operators.records import (
+from twinflow.core.errors import ValidationError
+from twinflow.core.records import (
     DesiredChange,
     Frame,
     PropertyState,
@@ -29,6 +28,7 @@ from operators.records import (
     WaveformFrame,
     utc,
 )
+from twinflow.operators.catalog import PropertySpec, TwinType
 
 
 @dataclass(slots=True)
@@ -82,7 +82,7 @@ class TwinStateTracker:
     rejection, not the twin state. A state is also published when a property's
     ``reported_version`` or ``in_sync`` changes.
 
-    >>> from operators.catalog import PUMP
+    >>> from twinflow.operators.catalog import PUMP
     >>> tracker = TwinStateTracker("P1", PUMP)
     >>> names = [s.name for s in PUMP.signals]
     >>> frame = TelemetryFrame("P1", "pump", np.array([0.0, 1.0]),

@@ -23,10 +23,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from operators.catalog import CATALOG, UNIT_SYMBOLS, SignalSpec, TwinType
-from operators.dtdl.quantities import UNIT_TYPES
-from operators.errors import TwinflowError, ValidationError
-from operators.records import (
+from twinflow.core.errors import TwinflowError, ValidationError
+from twinflow.core.records import (
     DeadLetter,
     Frame,
     RawMessage,
@@ -35,6 +33,8 @@ from operators.records import (
     iso,
     utc,
 )
+from twinflow.operators.catalog import CATALOG, UNIT_SYMBOLS, SignalSpec, TwinType
+from twinflow.operators.dtdl.quantities import UNIT_TYPES
 
 #: How many offending (time, value) pairs a range dead letter quotes.
 EXCERPT_PAIRS = 10
@@ -72,7 +72,7 @@ class Validator:
     reference clock (wall time for real sources, the simulator's clock for the simulated
     plant) that bounds how far in the future or past a frame's times may lie.
 
-    >>> from operators.records import TelemetryFrame
+    >>> from twinflow.core.records import TelemetryFrame
     >>> v = Validator(twins={"P1": "pump"})
     >>> frame = TelemetryFrame("P1", "pump", np.array([100.0, 101.0]),
     ...                        {"flow_m3h": np.array([250.0, 9999.0])})

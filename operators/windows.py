@@ -2,7 +2,7 @@
 
 Windows are ``[k × length_s, (k + 1) × length_s)`` in epoch seconds. A frame's arrays are
 split at window boundaries with ``np.searchsorted`` and each part is folded into the
-window's per-signal :class:`~operators.features.Moments`; a waveform burst goes to the
+window's per-signal :class:`~twinflow.operators.features.Moments`; a waveform burst goes to the
 window of its start time, adding to the moments and to running sums of its spectrum
 features. The watermark trails the newest event time by ``lateness_s``; windows that end at
 or before it are emitted. Readings that arrive for an already closed window are late: they
@@ -19,10 +19,8 @@ import math
 
 import numpy as np
 
-from operators.catalog import TwinType
-from operators.errors import ConfigError, ValidationError
-from operators.features import Moments, batch_stats, spectrum_features
-from operators.records import (
+from twinflow.core.errors import ConfigError, ValidationError
+from twinflow.core.records import (
     DeadLetter,
     Frame,
     TelemetryFrame,
@@ -31,6 +29,8 @@ from operators.records import (
     iso,
     utc,
 )
+from twinflow.operators.catalog import TwinType
+from twinflow.operators.features import Moments, batch_stats, spectrum_features
 
 
 class _Window:
@@ -59,7 +59,7 @@ class _Window:
 class WindowAggregator:
     """Tumbling event-time windows of one twin, with a bounded wait for late data.
 
-    >>> from operators.catalog import PUMP
+    >>> from twinflow.operators.catalog import PUMP
     >>> agg = WindowAggregator("P1", PUMP, length_s=60.0, lateness_s=10.0)
     >>> frame = TelemetryFrame("P1", "pump", np.arange(0.0, 80.0, 10.0),
     ...                        {"flow_m3h": np.arange(8.0)})

@@ -1,8 +1,8 @@
 """Kafka: telemetry in, versioned JSON out (alerts, commands, twin states, roll-ups), requests.
 
 Built on confluent-kafka (install the ``kafka`` extra: ``pip install 'twinflow[kafka]'``) and
-configured by one :class:`~connectors.bindings.KafkaSettings`; ``settings.extra`` passes SASL
-and TLS settings through to librdkafka.
+configured by one :class:`~twinflow.connectors.bindings.KafkaSettings`; ``settings.extra``
+passes SASL and TLS settings through to librdkafka.
 
 Sources (Bytewax partitioned sources, resumed from their own offsets by recovery):
 
@@ -29,20 +29,20 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "the Kafka connector needs confluent-kafka: pip install 'twinflow[kafka]'"
     ) from exc
 
-from connectors.bindings import KafkaSettings
-from connectors.kafka.command_requests import (
+from twinflow.connectors.bindings import KafkaSettings
+from twinflow.connectors.kafka.command_requests import (
     command_id_for,
     kafka_command_request_source,
     parse_command_request,
 )
-from connectors.kafka.config import admin_config, consumer_config, producer_config
-from connectors.kafka.documents import twin_state_json
-from connectors.kafka.errors import KafkaConnectorError, KafkaDeliveryError
-from connectors.kafka.sink import KafkaJsonSink, kafka_json_sink
-from connectors.kafka.source import KafkaMessageSource
-from connectors.kafka.telemetry import kafka_telemetry_source
-from operators.errors import ConfigError
-from operators.records import Alert, AssetRollup, Command
+from twinflow.connectors.kafka.config import admin_config, consumer_config, producer_config
+from twinflow.connectors.kafka.documents import twin_state_json
+from twinflow.connectors.kafka.errors import KafkaConnectorError, KafkaDeliveryError
+from twinflow.connectors.kafka.sink import KafkaJsonSink, kafka_json_sink
+from twinflow.connectors.kafka.source import KafkaMessageSource
+from twinflow.connectors.kafka.telemetry import kafka_telemetry_source
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import Alert, AssetRollup, Command
 
 
 def _topic(value: str | None, field: str) -> str:

@@ -14,8 +14,8 @@ or a change of one desired property (declared writable in the twin's DTDL model)
 cannot be a request at all (bad JSON, a missing or mistyped field, an unknown twin or type,
 a parameter that is not a number) becomes a :class:`DeadLetter` (stage ``decode`` for bad
 JSON, ``validate`` otherwise) with the reason. Everything else becomes a
-:class:`~operators.records.Command` (``origin`` ``request``) or a
-:class:`~operators.records.DesiredChange`; the flow's command book then checks it against
+:class:`~twinflow.core.records.Command` (``origin`` ``request``) or a
+:class:`~twinflow.core.records.DesiredChange`; the flow's command book then checks it against
 the twin's model (command declared, payload schema, limits), its expiry and the twin's rate
 limit, so a refused request still ends on the commands stream, ``rejected`` or ``expired``
 with the reason. ``issued_at`` is the Kafka message's timestamp and the ids derive from
@@ -33,11 +33,10 @@ from typing import Any, NoReturn
 
 from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Message
 
-from connectors.bindings import KafkaSettings
-from connectors.kafka.source import KafkaMessageSource
-from operators.catalog import CATALOG, TwinType
-from operators.errors import ConfigError, DecodeError, ValidationError
-from operators.records import (
+from twinflow.connectors.bindings import KafkaSettings
+from twinflow.connectors.kafka.source import KafkaMessageSource
+from twinflow.core.errors import ConfigError, DecodeError, ValidationError
+from twinflow.core.records import (
     Command,
     DeadLetter,
     DesiredChange,
@@ -46,7 +45,8 @@ from operators.records import (
     epoch,
     utc,
 )
-from operators.validate import dead_letter_for
+from twinflow.operators.catalog import CATALOG, TwinType
+from twinflow.operators.validate import dead_letter_for
 
 REQUIRED = ("request_id", "twin_id", "expires_at")
 #: A request is a command (``command`` and ``params``) or a desired change (``desired``).

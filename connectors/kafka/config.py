@@ -1,4 +1,4 @@
-"""librdkafka client settings built from :class:`~connectors.bindings.KafkaSettings`.
+"""librdkafka client settings built from :class:`~twinflow.connectors.bindings.KafkaSettings`.
 
 Defaults first, then ``settings.extra`` (SASL, TLS, tuning: anything librdkafka knows, e.g.
 ``security.protocol``, ``sasl.mechanism``, ``sasl.username``, ``ssl.ca.location``), then what
@@ -7,7 +7,7 @@ the connector itself must set (group id, end-of-partition events, delivery callb
 weaken the producer's durability (``acks``, ``enable.idempotence``): such a deployment file
 is refused with a :class:`ConfigError`.
 
->>> from connectors.bindings import KafkaSettings
+>>> from twinflow.connectors.bindings import KafkaSettings
 >>> s = KafkaSettings(bootstrap="k1:9092", extra={"security.protocol": "SASL_SSL"})
 >>> p = producer_config(s)
 >>> p["acks"], p["enable.idempotence"], p["security.protocol"], p["bootstrap.servers"]
@@ -15,7 +15,7 @@ is refused with a :class:`ConfigError`.
 >>> producer_config(KafkaSettings(extra={"acks": "1"}))
 Traceback (most recent call last):
 ...
-operators.errors.ConfigError: kafka.extra sets acks='1', which would weaken ...
+twinflow.core.errors.ConfigError: kafka.extra sets acks='1', which would weaken ...
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
-from connectors.bindings import KafkaSettings
-from operators.errors import ConfigError
+from twinflow.connectors.bindings import KafkaSettings
+from twinflow.core.errors import ConfigError
 
 #: librdkafka's log lines and error events go to this logger (served on poll/consume).
 LOG = logging.getLogger("twinflow.kafka")

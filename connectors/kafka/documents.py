@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from operators.records import SignalState, TwinState, iso, utc
+from twinflow.core.records import SignalState, TwinState, iso, utc
 
 TWIN_STATE_SCHEMA = "twinflow.twin_state"
 TWIN_STATE_VERSION = 2
@@ -21,7 +21,7 @@ def twin_state_json(state: TwinState) -> dict[str, Any]:
     """The versioned JSON of one twin state (NaN values become ``null``).
 
     >>> from datetime import UTC, datetime
-    >>> from operators.records import PropertyState, Quality, SignalState, SyncStatus
+    >>> from twinflow.core.records import PropertyState, Quality, SignalState, SyncStatus
     >>> t = datetime(2026, 1, 1, tzinfo=UTC)
     >>> s = TwinState("P1", "pump", t, SyncStatus.STALE,
     ...               {"flow_m3h": SignalState(float("nan"), 1767225590.0, Quality.GOOD, True)},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from operators.errors import TwinflowError
+from twinflow.core.errors import TwinflowError
 
 
 class KafkaConnectorError(TwinflowError):

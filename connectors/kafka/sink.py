@@ -6,7 +6,8 @@ JSON, with headers ``schema`` and ``version`` copied from the document. Keying b
 each twin's events to one Kafka partition, and one sink partition (one producer) writes each
 twin, so they stay in order.
 
-Delivery: the producer is idempotent with ``acks=all`` (see :mod:`connectors.kafka.config`);
+Delivery: the producer is idempotent with ``acks=all``
+(see :mod:`twinflow.connectors.kafka.config`);
 librdkafka retries until ``message.timeout.ms`` (default 300 s, settable in ``kafka.extra``).
 A message that still fails is counted in ``twinflow_kafka_delivery_errors_total{topic}``,
 logged, and raised as :class:`KafkaDeliveryError` at the next write or snapshot. Every
@@ -32,10 +33,10 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import Counter
 
-from connectors.bindings import KafkaSettings
-from connectors.kafka.config import producer_config
-from connectors.kafka.errors import KafkaDeliveryError
-from operators.errors import ConfigError, TwinflowError
+from twinflow.connectors.bindings import KafkaSettings
+from twinflow.connectors.kafka.config import producer_config
+from twinflow.connectors.kafka.errors import KafkaDeliveryError
+from twinflow.core.errors import ConfigError, TwinflowError
 
 ToJson = Callable[[Any], Mapping[str, Any]]
 KeyOf = Callable[[Any], str]

@@ -40,11 +40,11 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from prometheus_client import Counter
 
-from connectors.bindings import KafkaSettings
-from connectors.kafka.config import admin_config, consumer_config
-from connectors.kafka.errors import KafkaConnectorError
-from operators.errors import ConfigError
-from operators.records import DeadLetter, utc
+from twinflow.connectors.bindings import KafkaSettings
+from twinflow.connectors.kafka.config import admin_config, consumer_config
+from twinflow.connectors.kafka.errors import KafkaConnectorError
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import DeadLetter, utc
 
 #: Turns the messages of one fetched batch (errors removed) into flow items; ``received`` is
 #: the wall time of the fetch in epoch seconds.

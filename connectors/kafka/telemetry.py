@@ -1,6 +1,6 @@
 """Telemetry from Kafka topics: each message becomes a :class:`RawMessage` for the decoder.
 
-Payloads are telemetry wire format v1 (see :mod:`operators.decode`); the flow's
+Payloads are telemetry wire format v1 (see :mod:`twinflow.operators.decode`); the flow's
 ``decode_validate`` step decodes them, so a bad payload becomes a dead letter there with the
 same reasons as from any other protocol. A message without a value (a tombstone) becomes a
 dead letter here. Keys and headers are not used: the payload names its twin.
@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Message
 
-from connectors.bindings import KafkaSettings
-from connectors.kafka.source import KafkaMessageSource
-from operators.errors import ConfigError
-from operators.records import DeadLetter, RawMessage, utc
+from twinflow.connectors.bindings import KafkaSettings
+from twinflow.connectors.kafka.source import KafkaMessageSource
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import DeadLetter, RawMessage, utc
 
 
 def raw_messages(msgs: Sequence[Message], received: float) -> list[RawMessage | DeadLetter]:
@@ -59,10 +59,10 @@ def kafka_telemetry_source(
 ) -> KafkaMessageSource:
     """Telemetry from ``settings.telemetry_topics`` as :class:`RawMessage` items.
 
-    Feed it to ``flows.telemetry.build_flow``; Bytewax recovery resumes each partition after
-    the last message of the last snapshot (at-least-once: messages read after that snapshot
-    are read again, and the flow's sinks are idempotent). ``tail=False`` stops at the end of
-    the topics.
+    Feed it to ``twinflow.flows.telemetry.build_flow``; Bytewax recovery resumes each
+    partition after the last message of the last snapshot (at-least-once: messages read
+    after that snapshot are read again, and the flow's sinks are idempotent). ``tail=False``
+    stops at the end of the topics.
     """
     if not settings.telemetry_topics:
         raise ConfigError(

@@ -1,11 +1,12 @@
 """Modbus TCP: a polling source and a command sink on pymodbus, and a pure register codec.
 
-- :class:`ModbusSource` polls each twin's register map (``connectors.bindings.ModbusBinding``)
-  and emits one :class:`~operators.records.TelemetryFrame` per twin per batch; failed reads
-  become NaN with BAD quality and metrics, never a crash.
+- :class:`ModbusSource` polls each twin's register map
+  (``twinflow.connectors.bindings.ModbusBinding``) and emits one
+  :class:`~twinflow.core.records.TelemetryFrame` per twin per batch; failed reads become NaN
+  with BAD quality and metrics, never a crash.
 - :class:`ModbusCommandSink` writes the flow's issued commands to holding registers or coils,
   after checking them against the twin type's actuator ranges and the register's type.
-- :mod:`connectors.modbus.codec` turns registers into values and back (int16/uint16/int32/
+- :mod:`twinflow.connectors.modbus.codec` turns registers into values and back (int16/uint16/int32/
   uint32/float32/bool, word and byte order, scale and offset).
 
 The source and sink import pymodbus (the ``modbus`` extra) when first used; the codec does not.
@@ -15,23 +16,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from connectors.modbus.codec import decode_value, encode_value
+from twinflow.connectors.modbus.codec import decode_value, encode_value
 
 if TYPE_CHECKING:
-    from connectors.modbus.sink import ModbusCommandSink
-    from connectors.modbus.source import ModbusSource
+    from twinflow.connectors.modbus.sink import ModbusCommandSink
+    from twinflow.connectors.modbus.source import ModbusSource
 
 
 def __getattr__(name: str) -> Any:
     if name == "ModbusSource":
-        from connectors.modbus.source import ModbusSource
+        from twinflow.connectors.modbus.source import ModbusSource
 
         return ModbusSource
     if name == "ModbusCommandSink":
-        from connectors.modbus.sink import ModbusCommandSink
+        from twinflow.connectors.modbus.sink import ModbusCommandSink
 
         return ModbusCommandSink
-    raise AttributeError(f"module 'connectors.modbus' has no attribute {name!r}")
+    raise AttributeError(f"module 'twinflow.connectors.modbus' has no attribute {name!r}")
 
 
 __all__ = ["ModbusCommandSink", "ModbusSource", "decode_value", "encode_value"]

@@ -2,7 +2,7 @@
 
 The deployment loader validates the file as a whole; these checks guard the connector's own
 assumptions (and serve callers that build bindings in code). Errors are
-:class:`~operators.errors.ConfigError` naming the twin, the field and what is expected.
+:class:`~twinflow.core.errors.ConfigError` naming the twin, the field and what is expected.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from connectors.bindings import ModbusBinding, Register
-from connectors.modbus.codec import BIT_KINDS, TYPES
-from operators.catalog import CATALOG
-from operators.errors import ConfigError
+from twinflow.connectors.bindings import ModbusBinding, Register
+from twinflow.connectors.modbus.codec import BIT_KINDS, TYPES
+from twinflow.core.errors import ConfigError
+from twinflow.operators.catalog import CATALOG
 
 _KINDS = ("holding", "input", "coil", "discrete")
 _ORDERS = ("big", "little")
@@ -25,7 +25,7 @@ def check_bindings(bindings: Sequence[ModbusBinding], *, commands: bool) -> None
     for b in bindings:
         if not isinstance(b, ModbusBinding):
             raise ConfigError(
-                f"expected connectors.bindings.ModbusBinding items, got {type(b).__name__}"
+                f"expected twinflow.connectors.bindings.ModbusBinding items, got {type(b).__name__}"
             )
         where = f"Modbus binding of twin {b.twin_id!r}"
         if b.twin_id in seen:
@@ -57,7 +57,7 @@ def check_bindings(bindings: Sequence[ModbusBinding], *, commands: bool) -> None
 def check_register(where: str, reg: Register) -> None:
     """One register: kind, type, orders, address span, scale and offset."""
     if not isinstance(reg, Register):
-        raise ConfigError(f"{where} must be a connectors.bindings.Register, got {reg!r}")
+        raise ConfigError(f"{where} must be a twinflow.connectors.bindings.Register, got {reg!r}")
     if reg.kind not in _KINDS:
         raise ConfigError(f"{where}: kind {reg.kind!r} is not one of {', '.join(_KINDS)}")
     if reg.type not in TYPES:

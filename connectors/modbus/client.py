@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from connectors.modbus.metrics import ModbusStats
+from twinflow.connectors.modbus.metrics import ModbusStats
 
 
 def async_client_class() -> Any:

@@ -6,7 +6,7 @@ registers: ``word_order="big"`` puts the most significant word at the lower addr
 endian). The four 32-bit layouts are the usual ABCD (big/big), CDAB (little word order),
 BADC (little byte order) and DCBA (both little).
 
->>> from connectors.bindings import Register
+>>> from twinflow.connectors.bindings import Register
 >>> encode_value(1.0, Register(0, type="float32"))
 [16256, 0]
 >>> decode_value([0x0000, 0x3F80], Register(0, type="float32", word_order="little"))
@@ -21,8 +21,8 @@ import math
 import struct
 from collections.abc import Sequence
 
-from connectors.bindings import Register
-from operators.errors import ValidationError
+from twinflow.connectors.bindings import Register
+from twinflow.core.errors import ValidationError
 
 #: Per type: struct code of the big-endian raw value, registers it spans, raw limits.
 TYPES: dict[str, tuple[str, int, float, float]] = {
@@ -120,7 +120,7 @@ def encode_value(value: float, reg: Register, *, clamp: bool = False) -> list[in
     >>> encode_value(70000, Register(0, type="uint16"))
     Traceback (most recent call last):
     ...
-    operators.errors.ValidationError: holding register 0 (uint16) cannot hold 70000: raw 70000 \
+    twinflow.core.errors.ValidationError: holding register 0 (uint16) cannot hold 70000: raw 70000 \
 is outside the uint16 range [0, 65535]
     """
     return encode_raw(raw_for(value, reg, clamp=clamp), reg)

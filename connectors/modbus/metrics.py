@@ -1,7 +1,7 @@
 """Prometheus counters of the Modbus connector, and per-object counts for one run.
 
 The counters live in prometheus_client's default registry, so Bytewax's dataflow API (or
-:func:`flows.metrics.serve_metrics`) exports them next to the flow's own metrics:
+:func:`twinflow.flows.metrics.serve_metrics`) exports them next to the flow's own metrics:
 
 - ``twinflow_modbus_polls_total{result}``: one per poll of one twin; ``result`` is ``ok``,
   ``exception`` (the device answered with a Modbus exception), ``timeout`` (no answer) or

@@ -6,7 +6,7 @@ unmapped addresses makes many devices answer "illegal data address". Each
 :class:`ReadGroup` decodes its response into a row of values with one ``struct`` call when
 its fields do not overlap.
 
->>> from connectors.bindings import Register
+>>> from twinflow.connectors.bindings import Register
 >>> names, groups = plan_reads({
 ...     "a": Register(0, type="float32"), "b": Register(2, type="int16", scale=0.5),
 ...     "c": Register(10), "d": Register(0, kind="coil", type="bool")})
@@ -23,8 +23,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 
-from connectors.bindings import Register, RegisterKind
-from connectors.modbus.codec import BIT_KINDS, TYPES, decode_value, to_canonical
+from twinflow.connectors.bindings import Register, RegisterKind
+from twinflow.connectors.modbus.codec import BIT_KINDS, TYPES, decode_value, to_canonical
 
 #: Most registers one read request may return (Modbus function codes 3 and 4).
 MAX_REGISTERS = 125

@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from connectors.bindings import ModbusBinding
-from connectors.modbus.client import Connection, async_client_class
-from connectors.modbus.metrics import POLL_RESULTS, ModbusStats
-from connectors.modbus.plan import ReadGroup, plan_reads
+from twinflow.connectors.bindings import ModbusBinding
+from twinflow.connectors.modbus.client import Connection, async_client_class
+from twinflow.connectors.modbus.metrics import POLL_RESULTS, ModbusStats
+from twinflow.connectors.modbus.plan import ReadGroup, plan_reads
 
 async_client_class()  # fails early, naming the extra, when pymodbus is missing
 from pymodbus.exceptions import ConnectionException, ModbusIOException  # noqa: E402

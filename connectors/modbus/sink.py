@@ -2,19 +2,19 @@
 
 Only commands in status QUEUED are acted on. Before anything is sent, a command is checked
 against its twin's binding (``commands[name]`` says which register and which parameter),
-the twin type's :class:`~operators.catalog.ActuatorSpec` (parameters and ranges) and what
+the twin type's :class:`~twinflow.operators.catalog.ActuatorSpec` (parameters and ranges) and what
 the register can hold after scale and offset (e.g. a uint16 cannot take a negative raw
 value): a command that fails a check is REJECTED, one whose ``expires_at`` has passed is
 EXPIRED, and neither is sent.
 
 Writes run on a background event loop so a slow or absent device never stalls the flow;
 writes to one endpoint go one at a time, in order. Each command's outcomes go to the
-:class:`~connectors.feedback.CommandFeedback` given as ``feedback``:
+:class:`~twinflow.connectors.feedback.CommandFeedback` given as ``feedback``:
 
 - SENT (with the attempt number) when the request went out on a connection;
 - ACKNOWLEDGED when the device answered the write without an exception;
 - FAILED at once on a Modbus exception answer (the code and its name in ``detail``);
-- a refused or lost connection, or no answer, is retried with :class:`~connectors.feedback.
+- a refused or lost connection, or no answer, is retried with :class:`~twinflow.connectors.feedback.
   Backoff`; when the attempts run out: FAILED "gave up after N attempts: <last error>";
   when ``expires_at`` passes first: EXPIRED.
 
@@ -36,16 +36,16 @@ from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from connectors.bindings import ModbusBinding, ModbusWrite
-from connectors.feedback import DEFAULT_BACKOFF, Backoff, CommandFeedback, SeenIds, report
-from connectors.modbus.checks import check_bindings, endpoints
-from connectors.modbus.client import Connection, async_client_class
-from connectors.modbus.codec import encode_value
-from connectors.modbus.loop import LoopThread
-from connectors.modbus.metrics import COMMAND_RESULTS, ModbusStats
-from operators.catalog import twin_type
-from operators.errors import ValidationError
-from operators.records import Command, CommandStatus, epoch, iso
+from twinflow.connectors.bindings import ModbusBinding, ModbusWrite
+from twinflow.connectors.feedback import DEFAULT_BACKOFF, Backoff, CommandFeedback, SeenIds, report
+from twinflow.connectors.modbus.checks import check_bindings, endpoints
+from twinflow.connectors.modbus.client import Connection, async_client_class
+from twinflow.connectors.modbus.codec import encode_value
+from twinflow.connectors.modbus.loop import LoopThread
+from twinflow.connectors.modbus.metrics import COMMAND_RESULTS, ModbusStats
+from twinflow.core.errors import ValidationError
+from twinflow.core.records import Command, CommandStatus, epoch, iso
+from twinflow.operators.catalog import twin_type
 
 async_client_class()  # fails early, naming the extra, when pymodbus is missing
 from pymodbus.exceptions import ConnectionException, ModbusIOException  # noqa: E402
@@ -78,7 +78,7 @@ class ModbusCommandSink(DynamicSink[Command]):
     ``clock`` (epoch seconds) judges expiry; ``close_timeout_s`` bounds how long closing
     waits for writes still in flight (those cut short get no further outcome).
 
-    >>> from connectors.bindings import ModbusBinding, ModbusWrite, Register
+    >>> from twinflow.connectors.bindings import ModbusBinding, ModbusWrite, Register
     >>> b = ModbusBinding("M1", "motor", "127.0.0.1", 5020, 1, {},
     ...                   {"derate": ModbusWrite(Register(100, type="float32"), "fraction")})
     >>> ModbusCommandSink([b]).backoff.max_attempts
@@ -129,7 +129,7 @@ class ModbusCommandSink(DynamicSink[Command]):
         for cmd in items:
             if not isinstance(cmd, Command):
                 raise TypeError(
-                    f"ModbusCommandSink takes operators.records.Command items, got "
+                    f"ModbusCommandSink takes twinflow.core.records.Command items, got "
                     f"{type(cmd).__name__}; route only commands to this sink"
                 )
             if cmd.status is not CommandStatus.QUEUED:

@@ -9,9 +9,9 @@ clock, epoch seconds, UTC), since Modbus devices send no timestamps.
 Failures are data, not crashes: a read that fails (exception response, no answer, no
 connection) gives NaN for the signals it should have carried, and the frame reports those
 signals BAD when the newest row failed (quality is "as of the end of the frame", as
-:class:`~operators.twin_state.TwinStateTracker` reads it); older failed rows in the same
+:class:`~twinflow.operators.twin_state.TwinStateTracker` reads it); older failed rows in the same
 frame show only as NaN dropouts. Counts go to ``twinflow_modbus_polls_total{result}`` and
-``twinflow_modbus_reconnects_total`` (see :mod:`connectors.modbus.metrics`).
+``twinflow_modbus_reconnects_total`` (see :mod:`twinflow.connectors.modbus.metrics`).
 
 Polling has no replayable position, so the source is a ``DynamicSource``: a resumed flow
 simply polls again. ``max_polls`` ends the source after that many polls of every twin;
@@ -30,13 +30,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 
-from connectors.bindings import ModbusBinding
-from connectors.modbus.checks import check_bindings, endpoints
-from connectors.modbus.loop import LoopThread
-from connectors.modbus.metrics import ModbusStats
-from connectors.modbus.poller import EndpointPoller, Row, UnitPlan
-from operators.errors import ConfigError
-from operators.records import Quality, TelemetryFrame
+from twinflow.connectors.bindings import ModbusBinding
+from twinflow.connectors.modbus.checks import check_bindings, endpoints
+from twinflow.connectors.modbus.loop import LoopThread
+from twinflow.connectors.modbus.metrics import ModbusStats
+from twinflow.connectors.modbus.poller import EndpointPoller, Row, UnitPlan
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import Quality, TelemetryFrame
 
 
 class ModbusSource(DynamicSource[TelemetryFrame]):
@@ -50,7 +50,7 @@ class ModbusSource(DynamicSource[TelemetryFrame]):
     often as Bytewax asks), so fast polls gather into fewer, bigger frames at a small cost
     in latency. ``clock`` gives the poll times.
 
-    >>> from connectors.bindings import ModbusBinding, Register
+    >>> from twinflow.connectors.bindings import ModbusBinding, Register
     >>> b = ModbusBinding("M1", "motor", "127.0.0.1", 5020, 1, {"load_pct": Register(0)})
     >>> src = ModbusSource([b], max_polls=10)
     >>> src.stats.snapshot()

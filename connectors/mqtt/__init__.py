@@ -6,7 +6,7 @@
 - :mod:`.frames`, :mod:`.payloads`, :mod:`.topics`: pure decoding and routing, no network.
 - :mod:`.client`: how a paho client is built from the settings, and the Prometheus metrics.
 
->>> from connectors.bindings import MqttBinding, MqttSettings
+>>> from twinflow.connectors.bindings import MqttBinding, MqttSettings
 >>> twins = [MqttBinding("wt-001", "wind_turbine", "plant/s1/wt-001/telemetry",
 ...                      "plant/s1/wt-001/commands", "plant/s1/wt-001/responses")]
 >>> source = MqttSource(MqttSettings(client_id="twinflow-flow"), twins)
@@ -14,11 +14,11 @@
 ['mqtt:twinflow-flow']
 """
 
-from connectors.mqtt.frames import MessageDecoder
-from connectors.mqtt.payloads import PayloadDecoder, PayloadError
-from connectors.mqtt.responses import CommandResponse
-from connectors.mqtt.sink import MqttCommandSink
-from connectors.mqtt.source import MqttPartition, MqttSource
+from twinflow.connectors.mqtt.frames import MessageDecoder
+from twinflow.connectors.mqtt.payloads import PayloadDecoder, PayloadError
+from twinflow.connectors.mqtt.responses import CommandResponse
+from twinflow.connectors.mqtt.sink import MqttCommandSink
+from twinflow.connectors.mqtt.source import MqttPartition, MqttSource
 
 __all__ = [
     "CommandResponse",

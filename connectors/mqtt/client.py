@@ -1,4 +1,4 @@
-"""paho-mqtt clients built from :class:`~connectors.bindings.MqttSettings`, and the metrics.
+"""paho-mqtt clients built from ``MqttSettings``, and the metrics.
 
 One place decides how twinflow talks to a broker: paho's VERSION2 callbacks, a fixed
 client id, username/password and TLS when configured, reconnection with exponential backoff
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
 
-from connectors.bindings import MqttSettings
-from operators.errors import ConfigError
+from twinflow.connectors.bindings import MqttSettings
+from twinflow.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client

@@ -1,11 +1,11 @@
 """Received MQTT messages to Bytewax items: one telemetry frame per twin, or dead letters.
 
 :class:`MessageDecoder` turns the messages of one ``next_batch`` call into at most one
-:class:`~operators.records.TelemetryFrame` per twin (rows sorted by time, a signal missing
-in a row is NaN) plus one :class:`~operators.records.DeadLetter` per unusable message. Items
+:class:`~twinflow.core.records.TelemetryFrame` per twin (rows sorted by time, a signal missing
+in a row is NaN) plus one :class:`~twinflow.core.records.DeadLetter` per unusable message. Items
 carry batches because each Bytewax item costs microseconds. Pure Python, no network.
 
->>> from connectors.bindings import MqttBinding
+>>> from twinflow.connectors.bindings import MqttBinding
 >>> dec = MessageDecoder([MqttBinding("p1", "pump", "plant/p1/telemetry", "c", "r")])
 >>> frame, dead = dec.decode([("plant/p1/telemetry", b'{"ts": 2, "flow_m3h": 5}'),
 ...                           ("plant/p1/telemetry", b'{"ts": 1, "suction_bar": 1.5}'),
@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from connectors.bindings import MqttBinding
-from connectors.mqtt.payloads import PayloadDecoder, PayloadError
-from connectors.mqtt.topics import TopicRouter, bindings_by_twin
-from operators.records import DeadLetter, TelemetryFrame, utc
+from twinflow.connectors.bindings import MqttBinding
+from twinflow.connectors.mqtt.payloads import PayloadDecoder, PayloadError
+from twinflow.connectors.mqtt.topics import TopicRouter, bindings_by_twin
+from twinflow.core.records import DeadLetter, TelemetryFrame, utc
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class MessageDecoder:
     """Decodes batches of ``(topic, payload)`` for the given bindings.
 
     Bindings are checked on creation (twin types, field maps, topic filters), so a bad
-    deployment fails at start with a :class:`~operators.errors.ConfigError` naming the twin.
+    deployment fails at start with a :class:`~twinflow.core.errors.ConfigError` naming the twin.
     """
 
     def __init__(self, bindings: Sequence[MqttBinding], max_payload_bytes: int = 1 << 20) -> None:

@@ -10,7 +10,7 @@ taken as a signal of the twin type when it is named like one. ``null`` means no 
 (NaN). Times are epoch seconds or ISO-8601 strings with a zone. Anything else raises
 :class:`PayloadError` with a reason that names the field, so the source can dead-letter it.
 
->>> from connectors.bindings import FieldMap, MqttBinding
+>>> from twinflow.connectors.bindings import FieldMap, MqttBinding
 >>> b = MqttBinding("wt-1", "wind_turbine", "t", "c", "r",
 ...                 fields={"power_w": FieldMap("power_kw", scale=0.001)})
 >>> PayloadDecoder(b).decode(b'{"ts": "2026-01-01T00:00:00Z", "power_w": 712000, "pitch_deg": 2}')
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from connectors.bindings import MqttBinding
-from operators.catalog import CATALOG, TwinType
-from operators.errors import ConfigError
+from twinflow.connectors.bindings import MqttBinding
+from twinflow.core.errors import ConfigError
+from twinflow.operators.catalog import CATALOG, TwinType
 
 #: One reading set: (time, {signal: value}); a batch: (times, {signal: values}).
 Single = tuple[float, dict[str, float]]

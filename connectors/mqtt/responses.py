@@ -3,8 +3,8 @@
 A response is a JSON object ``{"command_id": "...", "status": ..., "detail": "..."}`` with
 status ``acknowledged`` (or its synonym ``accepted``: the device took the command on),
 then ``succeeded`` or ``failed`` (what came of it). The command sink turns them into
-:class:`~operators.records.CommandOutcome` values (the flow's command book follows them;
-``connectors.feedback.CommandFeedback.history`` keeps them for tools and tests).
+:class:`~twinflow.core.records.CommandOutcome` values (the flow's command book follows them;
+``twinflow.connectors.feedback.CommandFeedback.history`` keeps them for tools and tests).
 
 >>> r = parse_response(b'{"command_id": "c1", "status": "failed", "detail": "out of range"}',
 ...                    "m-1", 5.0)
@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from operators.records import utc
+from twinflow.core.records import utc
 
 #: Statuses a device may answer with.
 STATUSES = frozenset({"accepted", "acknowledged", "succeeded", "failed"})

@@ -5,19 +5,19 @@ a small dispatcher thread, so ``write_batch`` never waits for the network. Only 
 status QUEUED are acted on. Before anything is published a command is checked against its
 twin's binding and the twin type's actuator ranges (REJECTED otherwise) and its expiry
 (EXPIRED); then its versioned JSON (``Command.to_json()``) is published at QoS 1 to the
-twin's ``command_topic``. Outcomes go to the :class:`~connectors.feedback.CommandFeedback`
+twin's ``command_topic``. Outcomes go to the :class:`~twinflow.connectors.feedback.CommandFeedback`
 given as ``feedback``:
 
 - SENT (with the attempt number) when the broker acknowledged the publish (PUBACK);
 - an attempt fails when the broker is not connected within ``connect_wait_s``, when paho
   refuses the publish (its queue is full) or when no PUBACK comes within
   ``ack_timeout_s``; it is retried with
-  :class:`~connectors.feedback.Backoff` until the attempts run out (FAILED "gave up after
+  :class:`~twinflow.connectors.feedback.Backoff` until the attempts run out (FAILED "gave up after
   N attempts: <last error>") or ``expires_at`` passes (EXPIRED);
 - the partition of worker 0 subscribes, in a persistent session, to every twin's
   ``response_topic``: a device's ``acknowledged`` (or ``accepted``) response becomes
   ACKNOWLEDGED, ``succeeded`` SUCCEEDED and ``failed`` FAILED (see
-  :mod:`connectors.mqtt.responses`).
+  :mod:`twinflow.connectors.mqtt.responses`).
 
 A command id the sink has taken on before (a Bytewax replay) is not published again. paho
 resends a QoS 1 publish that was in flight when the connection broke after reconnecting,
@@ -40,9 +40,9 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from prometheus_client import Counter
 
-from connectors.bindings import MqttBinding, MqttSettings
-from connectors.feedback import DEFAULT_BACKOFF, Backoff, CommandFeedback, SeenIds, report
-from connectors.mqtt.client import (
+from twinflow.connectors.bindings import MqttBinding, MqttSettings
+from twinflow.connectors.feedback import DEFAULT_BACKOFF, Backoff, CommandFeedback, SeenIds, report
+from twinflow.connectors.mqtt.client import (
     CONNECTED,
     RECONNECTS,
     is_failure,
@@ -50,10 +50,10 @@ from connectors.mqtt.client import (
     paho,
     subscribe_options,
 )
-from connectors.mqtt.responses import ResponseError, parse_response
-from connectors.mqtt.topics import TopicRouter, bindings_by_twin, concrete_topic
-from operators.catalog import twin_type
-from operators.records import Command, CommandOutcome, CommandStatus, epoch, iso, utc
+from twinflow.connectors.mqtt.responses import ResponseError, parse_response
+from twinflow.connectors.mqtt.topics import TopicRouter, bindings_by_twin, concrete_topic
+from twinflow.core.records import Command, CommandOutcome, CommandStatus, epoch, iso, utc
+from twinflow.operators.catalog import twin_type
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class _CommandPartition(StatelessSinkPartition[Command]):
         for cmd in items:
             if not isinstance(cmd, Command):
                 raise TypeError(
-                    f"MqttCommandSink takes operators.records.Command items, got "
+                    f"MqttCommandSink takes twinflow.core.records.Command items, got "
                     f"{type(cmd).__name__}; route only commands to this sink"
                 )
             if cmd.status is not CommandStatus.QUEUED:

@@ -43,8 +43,8 @@ from typing import Any, NamedTuple
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.bindings import MqttBinding, MqttSettings
-from connectors.mqtt.client import (
+from twinflow.connectors.bindings import MqttBinding, MqttSettings
+from twinflow.connectors.mqtt.client import (
     CONNECTED,
     MESSAGES,
     RECONNECTS,
@@ -53,9 +53,9 @@ from connectors.mqtt.client import (
     make_client,
     subscribe_options,
 )
-from connectors.mqtt.frames import MessageDecoder
-from operators.errors import ConfigError
-from operators.records import DeadLetter, TelemetryFrame
+from twinflow.connectors.mqtt.frames import MessageDecoder
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import DeadLetter, TelemetryFrame
 
 log = logging.getLogger(__name__)
 

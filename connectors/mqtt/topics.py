@@ -6,7 +6,7 @@ stand for the binding's own values, any other ``{name}`` (e.g. ``{site}``) for o
 (``+``). Bindings whose templates put ``{twin_id}`` at the same place of the same pattern
 share ONE subscription (``plant/+/+/telemetry``), and the twin is read from that topic level.
 
->>> from connectors.bindings import MqttBinding
+>>> from twinflow.connectors.bindings import MqttBinding
 >>> b = [MqttBinding(t, "pump", "plant/{site}/{twin_id}/telemetry", "c", "r") for t in ("p1", "p2")]
 >>> router = TopicRouter(b)
 >>> router.filters
@@ -23,8 +23,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from connectors.bindings import MqttBinding
-from operators.errors import ConfigError
+from twinflow.connectors.bindings import MqttBinding
+from twinflow.core.errors import ConfigError
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: Most topics a router remembers the route of (unmapped topics included); then it forgets.

@@ -2,24 +2,24 @@
 
 - :class:`OpcUaSource` subscribes to the nodes of every bound twin (one session per server,
   sampling interval and absolute deadband from the binding) and emits one
-  :class:`~operators.records.TelemetryFrame` per twin and batch, with the OPC UA status code
+  :class:`~twinflow.core.records.TelemetryFrame` per twin and batch, with the OPC UA status code
   as quality and the source timestamp as time. It reconnects and resubscribes on its own.
 - :class:`OpcUaCommandSink` writes QUEUED commands to the bound nodes after checking them
   against the catalog, and reports each write's outcome to a command feedback hub.
 
-Both are configured by :class:`connectors.bindings.OpcUaBinding` values; modules:
+Both are configured by :class:`twinflow.connectors.bindings.OpcUaBinding` values; modules:
 ``source`` (partitions), ``subscriber`` (the client thread), ``frames`` (grouping),
 ``quality`` (status codes), ``connection`` (checks, security, backoff), ``sink``, ``metrics``.
 
->>> from connectors.bindings import OpcUaBinding
+>>> from twinflow.connectors.bindings import OpcUaBinding
 >>> b = OpcUaBinding("m1", "motor", "opc.tcp://127.0.0.1:4840",
 ...                  nodes={"load_pct": "ns=2;s=m1.load_pct"})
 >>> OpcUaSource([b]).list_parts()
 ['opc.tcp://127.0.0.1:4840']
 """
 
-from connectors.opcua.quality import quality_of, status_code_for
-from connectors.opcua.sink import OpcUaCommandSink
-from connectors.opcua.source import OpcUaSource
+from twinflow.connectors.opcua.quality import quality_of, status_code_for
+from twinflow.connectors.opcua.sink import OpcUaCommandSink
+from twinflow.connectors.opcua.source import OpcUaSource
 
 __all__ = ["OpcUaCommandSink", "OpcUaSource", "quality_of", "status_code_for"]

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
-from connectors.bindings import OpcUaBinding, OpcUaSecurity
-from operators.catalog import CATALOG
-from operators.errors import ConfigError
+from twinflow.connectors.bindings import OpcUaBinding, OpcUaSecurity
+from twinflow.core.errors import ConfigError
+from twinflow.operators.catalog import CATALOG
 
 try:
     from asyncua import Client, ua

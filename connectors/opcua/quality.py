@@ -13,7 +13,7 @@ by the frame.
 
 from __future__ import annotations
 
-from operators.records import Quality
+from twinflow.core.records import Quality
 
 #: StatusCode values used when twinflow itself writes a quality (the simulated devices).
 GOOD = 0x00000000

@@ -9,13 +9,13 @@ Writes run on an event loop in a thread of the sink, one queue per server, so co
 one server are written in the order they reached the sink and ``write_batch`` never waits
 for the network. The node's data type is read once per session and the value converted to
 it (a PLC setpoint may be Float or Int16). Outcomes go to the
-:class:`~connectors.feedback.CommandFeedback` given as ``feedback``:
+:class:`~twinflow.connectors.feedback.CommandFeedback` given as ``feedback``:
 
 - SENT (with the attempt number) when the write request goes out on an open session;
 - ACKNOWLEDGED when the server answers Good;
 - FAILED when it answers Bad (e.g. ``BadOutOfRange``, named in ``detail``), not retried;
 - a server that cannot be reached, a broken session or no answer within ``3 * timeout_s``
-  is retried with :class:`~connectors.feedback.Backoff`; when the attempts run out: FAILED
+  is retried with :class:`~twinflow.connectors.feedback.Backoff`; when the attempts run out: FAILED
   "gave up after N attempts: <last error>"; when ``expires_at`` passes first: EXPIRED.
 
 A command id the sink has already taken on (say, replayed after recovery) is not written
@@ -33,9 +33,9 @@ from collections.abc import Callable, Sequence
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from connectors.bindings import OpcUaBinding
-from connectors.feedback import DEFAULT_BACKOFF, Backoff, CommandFeedback, SeenIds, report
-from connectors.opcua.connection import (
+from twinflow.connectors.bindings import OpcUaBinding
+from twinflow.connectors.feedback import DEFAULT_BACKOFF, Backoff, CommandFeedback, SeenIds, report
+from twinflow.connectors.opcua.connection import (
     Endpoint,
     check_bindings,
     close_quietly,
@@ -43,14 +43,14 @@ from connectors.opcua.connection import (
     open_client,
     parse_node,
 )
-from connectors.opcua.metrics import COMMAND_RESULTS
-from operators.catalog import twin_type
-from operators.errors import ConfigError
-from operators.records import Command, CommandStatus, epoch, iso
+from twinflow.connectors.opcua.metrics import COMMAND_RESULTS
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import Command, CommandStatus, epoch, iso
+from twinflow.operators.catalog import twin_type
 
 try:
     from asyncua import Client, ua
-except ImportError as exc:  # pragma: no cover - checked in connectors.opcua.connection
+except ImportError as exc:  # pragma: no cover - checked in twinflow.connectors.opcua.connection
     raise ImportError("pip install 'twinflow[opcua]'") from exc
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class _CommandPartition(StatelessSinkPartition[Command]):
         for command in items:
             if not isinstance(command, Command):
                 raise TypeError(
-                    f"OpcUaCommandSink takes operators.records.Command items, got "
+                    f"OpcUaCommandSink takes twinflow.core.records.Command items, got "
                     f"{type(command).__name__}; route only commands to this sink"
                 )
             if command.status is not CommandStatus.QUEUED or not self.sink.claim(

@@ -39,12 +39,12 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.bindings import OpcUaBinding
-from connectors.opcua.connection import Endpoint, check_bindings, group_by_endpoint
-from connectors.opcua.frames import Change, Target, build_frames, stale_frames
-from connectors.opcua.subscriber import Chunk, Item, LinkSettings, Lost, Subscriber
-from operators.errors import ConfigError
-from operators.records import DeadLetter, TelemetryFrame
+from twinflow.connectors.bindings import OpcUaBinding
+from twinflow.connectors.opcua.connection import Endpoint, check_bindings, group_by_endpoint
+from twinflow.connectors.opcua.frames import Change, Target, build_frames, stale_frames
+from twinflow.connectors.opcua.subscriber import Chunk, Item, LinkSettings, Lost, Subscriber
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import DeadLetter, TelemetryFrame
 
 Output = TelemetryFrame | DeadLetter
 

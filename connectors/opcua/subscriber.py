@@ -7,7 +7,7 @@ monitored item per bound node, and puts what arrives on a thread-safe queue:
 
 - :class:`Chunk`: the data changes of one publish response, as compact tuples;
 - :class:`Lost`: the session was lost at ``at`` (epoch seconds);
-- :class:`~operators.records.DeadLetter`: a node the server refused to monitor.
+- :class:`~twinflow.core.records.DeadLetter`: a node the server refused to monitor.
 
 A lost session is noticed by a socket error, a bad subscription status change, asyncua's
 connection watchdog, or by silence: the server must answer a publish request at least
@@ -33,14 +33,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 
-from connectors.opcua.connection import Backoff, Endpoint, close_quietly, open_client, parse_node
-from connectors.opcua.frames import SOURCE, Change, Target
-from connectors.opcua.metrics import DATACHANGES, RECONNECTS
-from operators.records import DeadLetter, utc
+from twinflow.connectors.opcua.connection import (
+    Backoff,
+    Endpoint,
+    close_quietly,
+    open_client,
+    parse_node,
+)
+from twinflow.connectors.opcua.frames import SOURCE, Change, Target
+from twinflow.connectors.opcua.metrics import DATACHANGES, RECONNECTS
+from twinflow.core.records import DeadLetter, utc
 
 try:
     from asyncua import Client, ua
-except ImportError as exc:  # pragma: no cover - checked in connectors.opcua.connection
+except ImportError as exc:  # pragma: no cover - checked in twinflow.connectors.opcua.connection
     raise ImportError("pip install 'twinflow[opcua]'") from exc
 
 log = logging.getLogger(__name__)
@@ -59,7 +65,7 @@ _FILTER_REFUSED = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class LinkSettings:
-    """Timing and sizing of one server link (see :class:`connectors.opcua.OpcUaSource`)."""
+    """Timing and sizing of one server link (see :class:`twinflow.connectors.opcua.OpcUaSource`)."""
 
     request_timeout_s: float = 4.0
     keepalive_s: float = 5.0

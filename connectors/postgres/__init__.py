@@ -10,8 +10,8 @@
 Needs psycopg 3 (the ``postgres`` extra).
 """
 
-from connectors.postgres.connection import PostgresError, PostgresUnavailable, redact
-from connectors.postgres.migrations import (
+from twinflow.connectors.postgres.connection import PostgresError, PostgresUnavailable, redact
+from twinflow.connectors.postgres.migrations import (
     AppliedMigration,
     Migration,
     MigrationError,
@@ -20,14 +20,14 @@ from connectors.postgres.migrations import (
     migrate,
     status,
 )
-from connectors.postgres.sink import PostgresSink, PostgresSinkPartition
-from connectors.postgres.timescale import (
+from twinflow.connectors.postgres.sink import PostgresSink, PostgresSinkPartition
+from twinflow.connectors.postgres.timescale import (
     TimescaleOptions,
     TimescaleSupport,
     detect_timescaledb,
     timescale_ddl,
 )
-from connectors.postgres.writer import PostgresSinkError
+from twinflow.connectors.postgres.writer import PostgresSinkError
 
 __all__ = [
     "AppliedMigration",

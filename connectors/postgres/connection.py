@@ -1,7 +1,7 @@
 """Connections to PostgreSQL: opening them, telling passing failures from real ones, backoff.
 
 psycopg is imported here and only here at module level: it is an optional dependency (the
-``postgres`` extra), so importing :mod:`connectors.postgres` without it fails with an error
+``postgres`` extra), so importing :mod:`twinflow.connectors.postgres` without it fails with an error
 that names the extra.
 
 A failure is *retryable* when waiting and reconnecting can cure it: the connection was lost,
@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from operators.errors import TwinflowError
+from twinflow.core.errors import TwinflowError
 
 try:
     import psycopg

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from operators.records import (
+from twinflow.core.records import (
     Alert,
     AssetRollup,
     Command,

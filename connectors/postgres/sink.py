@@ -7,7 +7,7 @@ window features, not rows), :class:`WindowFeatures`, :class:`TwinState`, :class:
 :class:`Command`, :class:`DeadLetter`, and :class:`AssetRollup` (as ``(asset_id, roll-up)``
 pairs: one row per asset and time, plus the latest per asset). Items are spread over
 ``partitions`` partitions by their key; each partition has its own connection and writer thread (see
-:mod:`connectors.postgres.writer`).
+:mod:`twinflow.connectors.postgres.writer`).
 
 Recovery: a Bytewax snapshot calls :meth:`snapshot`, which returns only once every row
 written so far is committed, so a snapshot never covers rows that are not in the database.
@@ -25,8 +25,8 @@ from typing import Any
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from connectors.postgres import rows
-from connectors.postgres.tables import (
+from twinflow.connectors.postgres import rows
+from twinflow.connectors.postgres.tables import (
     ALERTS,
     COMMANDS,
     DEAD_LETTERS,
@@ -34,8 +34,13 @@ from connectors.postgres.tables import (
     TWIN_STATES,
     WINDOWS,
 )
-from connectors.postgres.writer import BatchWriter, Piece, PostgresSinkError, WriterSettings
-from operators.records import (
+from twinflow.connectors.postgres.writer import (
+    BatchWriter,
+    Piece,
+    PostgresSinkError,
+    WriterSettings,
+)
+from twinflow.core.records import (
     Alert,
     AssetRollup,
     Command,

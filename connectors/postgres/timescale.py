@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from connectors.postgres.connection import PostgresError
+from twinflow.connectors.postgres.connection import PostgresError
 
 #: Version and name under which the TimescaleDB layer is recorded as a migration.
 TIMESCALE_VERSION = 1001

@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.postgres import metrics
-from connectors.postgres.connection import (
+from twinflow.connectors.postgres import metrics
+from twinflow.connectors.postgres.connection import (
     Backoff,
     PostgresError,
     PostgresUnavailable,
@@ -41,9 +41,9 @@ from connectors.postgres.connection import (
     psycopg,
     redact,
 )
-from connectors.postgres.migrations import MIGRATIONS_TABLE, load_migrations
-from connectors.postgres.rows import COPY_HEADER, COPY_TRAILER
-from connectors.postgres.tables import BY_NAME, TABLES, TELEMETRY
+from twinflow.connectors.postgres.migrations import MIGRATIONS_TABLE, load_migrations
+from twinflow.connectors.postgres.rows import COPY_HEADER, COPY_TRAILER
+from twinflow.connectors.postgres.tables import BY_NAME, TABLES, TELEMETRY
 
 log = logging.getLogger("twinflow.postgres")
 
@@ -346,7 +346,7 @@ class BatchWriter:
         if missing:
             raise PostgresSinkError(
                 f"the database {url} lacks {', '.join(missing)}: create the schema with "
-                "`twinflow db migrate` (connectors.postgres.migrate) first"
+                "`twinflow db migrate` (twinflow.connectors.postgres.migrations) first"
             )
 
     def _drop_connection(self) -> None:

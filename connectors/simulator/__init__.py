@@ -8,8 +8,8 @@ input and :class:`SimulatorCommandSink` closes the loop by delivering the flow's
 >>> source, sink = SimulatedPlantSource(plant, partitions=2), SimulatorCommandSink(plant)
 """
 
-from connectors.simulator.config import PlantConfig
-from connectors.simulator.plant import Plant
-from connectors.simulator.source import SimulatedPlantSource, SimulatorCommandSink
+from twinflow.connectors.simulator.config import PlantConfig
+from twinflow.connectors.simulator.plant import Plant
+from twinflow.connectors.simulator.source import SimulatedPlantSource, SimulatorCommandSink
 
 __all__ = ["Plant", "PlantConfig", "SimulatedPlantSource", "SimulatorCommandSink"]

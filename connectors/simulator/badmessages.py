@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from connectors.simulator.wire import dumps, frame_to_wire
-from operators.records import RawMessage, TelemetryFrame
+from twinflow.connectors.simulator.wire import dumps, frame_to_wire
+from twinflow.core.records import RawMessage, TelemetryFrame
 
 BAD_KINDS = (
     "truncated_json",

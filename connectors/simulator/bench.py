@@ -1,4 +1,6 @@
-"""How fast the simulator generates data on one core: ``python -m connectors.simulator.bench``.
+"""How fast the simulator generates data on one core.
+
+Run ``python -m twinflow.connectors.simulator.bench``.
 
 Prints readings per second (telemetry values plus waveform samples) and the speed-up over
 real time; it asserts nothing (figures depend on the machine).
@@ -9,8 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from connectors.simulator.config import PlantConfig
-from connectors.simulator.plant import Plant
+from twinflow.connectors.simulator.config import PlantConfig
+from twinflow.connectors.simulator.plant import Plant
 
 
 def measure(n_twins: int, duration_s: float, seed: int = 7) -> dict[str, float]:

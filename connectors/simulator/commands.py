@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from operators.catalog import twin_type
-from operators.records import Command, CommandStatus
+from twinflow.core.records import Command, CommandStatus
+from twinflow.operators.catalog import twin_type
 
 #: Statuses of a command the plant acts on (the flow's sinks send QUEUED ones); later
 #: states are bookkeeping, not requests.

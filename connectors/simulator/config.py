@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from operators.catalog import BPFO_HZ, MOTOR
-from operators.errors import ConfigError
+from twinflow.core.errors import ConfigError
+from twinflow.operators.catalog import BPFO_HZ, MOTOR
 
 #: Default start of simulated time: 2026-01-01T00:00Z.
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from operators.records import FaultTruth, utc
+from twinflow.core.records import FaultTruth, utc
 
 #: Kinds that change the machine itself (the rest are sensor faults).
 MACHINE_KINDS = ("bearing", "overheating", "impeller_wear", "underperformance")

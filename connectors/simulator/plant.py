@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from connectors.simulator.commands import ACTIONABLE, CommandRecord, rejection
-from connectors.simulator.config import PlantConfig
-from connectors.simulator.faults import FaultSpec, plan_faults
-from connectors.simulator.machines import TYPE_ORDER
-from connectors.simulator.twin import TwinSim
-from operators.errors import ConfigError
-from operators.records import Command, FaultTruth, Incoming, WaveformFrame
+from twinflow.connectors.simulator.commands import ACTIONABLE, CommandRecord, rejection
+from twinflow.connectors.simulator.config import PlantConfig
+from twinflow.connectors.simulator.faults import FaultSpec, plan_faults
+from twinflow.connectors.simulator.machines import TYPE_ORDER
+from twinflow.connectors.simulator.twin import TwinSim
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import Command, FaultTruth, Incoming, WaveformFrame
 
 
 class Plant:

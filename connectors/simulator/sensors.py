@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from connectors.simulator.dynamics import progress, severity
-from connectors.simulator.faults import FaultSpec
+from twinflow.connectors.simulator.dynamics import progress, severity
+from twinflow.connectors.simulator.faults import FaultSpec
 
 DRIFT_AT_FAILURE = 0.15  # share of the range
 DRIFT_CAP = 0.30  # the drift keeps its slope after failure up to this share of the range

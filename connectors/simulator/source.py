@@ -5,7 +5,7 @@ index modulo ``partitions`` is its number; one ``next_batch`` call returns one c
 (every item of every owned twin for ``chunk_s`` simulated seconds). Its snapshot is the partition's
 state, so a resumed flow continues with the chunk after the snapshot, identically.
 
-:class:`SimulatorCommandSink` hands every :class:`~operators.records.Command` to
+:class:`SimulatorCommandSink` hands every :class:`~twinflow.core.records.Command` to
 :meth:`Plant.apply`; a command acts at the start of the next chunk of its twin's partition.
 That moment is the only nondeterminism between runs. Source and sink must share one
 ``Plant`` object, so closing the loop needs the flow's workers in one process.
@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from connectors.simulator.plant import PartitionState, Plant, PlantPartition
-from operators.errors import ConfigError
-from operators.records import Command, CommandOutcome, CommandStatus, Incoming, utc
+from twinflow.connectors.simulator.plant import PartitionState, Plant, PlantPartition
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import Command, CommandOutcome, CommandStatus, Incoming, utc
 
 if TYPE_CHECKING:
-    from connectors.feedback import CommandFeedback
+    from twinflow.connectors.feedback import CommandFeedback
 
 _PREFIX = "sim-"
 
@@ -94,7 +94,7 @@ class _CommandPartition(StatelessSinkPartition[Command]):
         for item in items:
             if not isinstance(item, Command):
                 raise TypeError(
-                    f"SimulatorCommandSink takes operators.records.Command items, got "
+                    f"SimulatorCommandSink takes twinflow.core.records.Command items, got "
                     f"{type(item).__name__}; route only commands to this sink"
                 )
             accepted = self._plant.apply(item)

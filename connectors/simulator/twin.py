@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from connectors.simulator.badmessages import BAD_KINDS, SOURCE, bad_message
-from connectors.simulator.config import PlantConfig
-from connectors.simulator.dynamics import severity
-from connectors.simulator.faults import FaultSpec
-from connectors.simulator.machines import Machine, Motor, create_machine
-from connectors.simulator.sensors import SensorState, apply_sensor_fault
-from connectors.simulator.wire import encode_frame
-from operators.catalog import CATALOG
-from operators.records import Incoming, RawMessage, TelemetryFrame, WaveformFrame
+from twinflow.connectors.simulator.badmessages import BAD_KINDS, SOURCE, bad_message
+from twinflow.connectors.simulator.config import PlantConfig
+from twinflow.connectors.simulator.dynamics import severity
+from twinflow.connectors.simulator.faults import FaultSpec
+from twinflow.connectors.simulator.machines import Machine, Motor, create_machine
+from twinflow.connectors.simulator.sensors import SensorState, apply_sensor_fault
+from twinflow.connectors.simulator.wire import encode_frame
+from twinflow.core.records import Incoming, RawMessage, TelemetryFrame, WaveformFrame
+from twinflow.operators.catalog import CATALOG
 
 #: Catalog ranges of every scalar signal, per type, in catalog order.
 RANGES: dict[str, dict[str, tuple[float, float]]] = {

@@ -18,7 +18,7 @@ written with full precision, so decoding gives back exactly the encoded frame. A
 larger than 1 MiB is invalid. Waveform frames are not sent in this format.
 
 >>> import numpy as np
->>> from operators.records import TelemetryFrame
+>>> from twinflow.core.records import TelemetryFrame
 >>> f = TelemetryFrame("m-1", "motor", np.array([1.0, 2.0]), {"load_pct": np.array([80.0, np.nan])})
 >>> encode_frame(f)
 b'{"twin_id":"m-1","twin_type":"motor","times":[1.0,2.0],"signals":{"load_pct":[80.0,null]}}'
@@ -30,7 +30,7 @@ import json
 import math
 from typing import Any
 
-from operators.records import TelemetryFrame
+from twinflow.core.records import TelemetryFrame
 
 #: Largest valid message, in bytes.
 MAX_MESSAGE_BYTES = 1 << 20

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from operators.dtdl.dtmi import Dtmi, is_dtmi, parse_dtmi
-from operators.dtdl.errors import DtdlError, Problem
-from operators.dtdl.model import (
+from twinflow.operators.dtdl.dtmi import Dtmi, is_dtmi, parse_dtmi
+from twinflow.operators.dtdl.errors import DtdlError, Problem
+from twinflow.operators.dtdl.model import (
     ArraySchema,
     Command,
     CommandPayload,
@@ -31,8 +31,8 @@ from operators.dtdl.model import (
     Schema,
     Telemetry,
 )
-from operators.dtdl.parser import check_paths, find_model_files, parse_files, parse_text
-from operators.dtdl.schemas import validate_payload
+from twinflow.operators.dtdl.parser import check_paths, find_model_files, parse_files, parse_text
+from twinflow.operators.dtdl.schemas import validate_payload
 
 #: Folder of the simulator's twin types (DTDL v3 Interfaces).
 INTERFACES_DIR = Path(__file__).parent / "interfaces"

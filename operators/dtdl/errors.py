@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from operators.errors import ConfigError
+from twinflow.core.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from operators.errors import ValidationError
+from twinflow.core.errors import ValidationError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

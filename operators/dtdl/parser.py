@@ -15,16 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from operators.dtdl import quantities
-from operators.dtdl.dtmi import (
+from twinflow.core.errors import ConfigError
+from twinflow.operators.dtdl import quantities
+from twinflow.operators.dtdl.dtmi import (
     MAX_INTERFACE_LENGTH,
     MAX_USER_LENGTH,
     RESERVED_PREFIXES,
     dtmi_problem,
     is_dtmi,
 )
-from operators.dtdl.errors import DtdlError, Problem
-from operators.dtdl.model import (
+from twinflow.operators.dtdl.errors import DtdlError, Problem
+from twinflow.operators.dtdl.model import (
     ArraySchema,
     Command,
     CommandPayload,
@@ -43,7 +44,6 @@ from operators.dtdl.model import (
     Schema,
     Telemetry,
 )
-from operators.errors import ConfigError
 
 DTDL_CONTEXT = "dtmi:dtdl:context;3"
 #: Extension contexts this parser understands (their terms are checked, not ignored).

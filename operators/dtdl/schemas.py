@@ -12,7 +12,7 @@ import re
 from datetime import date, datetime, time
 from typing import Any
 
-from operators.dtdl.model import (
+from twinflow.operators.dtdl.model import (
     ArraySchema,
     EnumSchema,
     MapSchema,
@@ -39,7 +39,7 @@ _GEO_TYPES = {
 def validate_payload(schema: Schema, value: Any, path: str = "$") -> list[str]:
     """Every way ``value`` breaks ``schema`` (an empty list when it conforms).
 
-    >>> from operators.dtdl.model import Field, ObjectSchema, PrimitiveSchema
+    >>> from twinflow.operators.dtdl.model import Field, ObjectSchema, PrimitiveSchema
     >>> s = ObjectSchema(fields=(Field(name="m3h", schema=PrimitiveSchema(name="double")),))
     >>> validate_payload(s, {"m3h": 120.0})
     []

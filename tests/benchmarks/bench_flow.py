@@ -24,12 +24,12 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from connectors.simulator import Plant, PlantConfig, SimulatedPlantSource
-from flows.config import FlowConfig
-from flows.metrics import RunStats
-from flows.outputs import file_outputs
-from flows.telemetry import build_flow
-from operators.pipeline import (
+from twinflow.connectors.simulator import Plant, PlantConfig, SimulatedPlantSource
+from twinflow.flows.config import FlowConfig
+from twinflow.flows.metrics import RunStats
+from twinflow.flows.outputs import file_outputs
+from twinflow.flows.telemetry import build_flow
+from twinflow.operators.pipeline import (
     AnomalyStep,
     PolicyStep,
     RulStep,
@@ -38,8 +38,8 @@ from operators.pipeline import (
     new_state_tracker,
     new_window_aggregator,
 )
-from operators.residuals import add_residuals
-from operators.validate import Validator
+from twinflow.operators.residuals import add_residuals
+from twinflow.operators.validate import Validator
 
 TARGET_READINGS_S = 250_000
 TARGET_STATE_BYTES = 64 * 1024

@@ -11,7 +11,7 @@ each) is produced once; then, alternating, in the same run:
 - alerts: ``alert_sink`` in a flow (TestingSource -> sink) against a bare idempotent
   ``Producer`` loop writing the same JSON, each flushed to the end.
 
-Both sides use the same librdkafka settings (``connectors.kafka.config``). The broker is
+Both sides use the same librdkafka settings (``twinflow.connectors.kafka.config``). The broker is
 ``KAFKA_BOOTSTRAP`` or a local Tansu. Run:
 ``.venv/bin/python tests/benchmarks/bench_kafka.py [--messages 200000] [--repeat 3]``.
 """
@@ -37,12 +37,17 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from connectors.bindings import KafkaSettings
-from connectors.kafka import alert_sink, consumer_config, kafka_telemetry_source, producer_config
-from operators.pipeline import check_item
-from operators.records import Alert, AlertState, DeadLetter, RawMessage, Severity
-from operators.validate import Validator
 from tests.services.kafka import KafkaBroker, create_topic, unique_topic
+from twinflow.connectors.bindings import KafkaSettings
+from twinflow.connectors.kafka import (
+    alert_sink,
+    consumer_config,
+    kafka_telemetry_source,
+    producer_config,
+)
+from twinflow.core.records import Alert, AlertState, DeadLetter, RawMessage, Severity
+from twinflow.operators.pipeline import check_item
+from twinflow.operators.validate import Validator
 
 #: Pump signals and a plausible level of each (inside the catalog's ranges).
 SIGNALS = {"flow_m3h": 250.0, "suction_bar": 1.0, "discharge_bar": 6.0, "motor_current_a": 120.0}

@@ -29,11 +29,11 @@ from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
-from connectors.bindings import ModbusBinding
-from connectors.modbus.source import ModbusSource
-from connectors.simulator import Plant, PlantConfig
-from connectors.simulator.devices.modbus import ModbusDevices, default_binding
-from operators.records import TelemetryFrame
+from twinflow.connectors.bindings import ModbusBinding
+from twinflow.connectors.modbus.source import ModbusSource
+from twinflow.connectors.simulator import Plant, PlantConfig
+from twinflow.connectors.simulator.devices.modbus import ModbusDevices, default_binding
+from twinflow.core.records import TelemetryFrame
 
 HOST = "127.0.0.1"
 TARGET_RATIO = 0.8

@@ -36,11 +36,11 @@ from bytewax.testing import run_main
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from connectors.bindings import MqttBinding, MqttSettings
-from connectors.mqtt import MqttSource
-from operators.catalog import PUMP
-from operators.records import TelemetryFrame
 from tests.services.mosquitto import Mosquitto
+from twinflow.connectors.bindings import MqttBinding, MqttSettings
+from twinflow.connectors.mqtt import MqttSource
+from twinflow.core.records import TelemetryFrame
+from twinflow.operators.catalog import PUMP
 
 RECEIVE_MAXIMUM = 20_000
 

@@ -5,7 +5,7 @@ and, on request, writes a fixed set of value changes as fast as it can: ``rounds
 which every node changes once (with source timestamps from 2030-01-01, so the values the
 consumers already hold are told apart). The same set is consumed
 
-(a) by :class:`~connectors.opcua.OpcUaSource` in a minimal Bytewax flow (input -> count), and
+(a) by ``OpcUaSource`` in a minimal Bytewax flow (input -> count), and
 (b) by a bare asyncua subscription whose handler keeps each change (node, value, status, time),
 
 each with a 50 ms sampling/publishing interval and monitored-item queues deep enough that no
@@ -37,11 +37,11 @@ from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
-from connectors.bindings import OpcUaBinding
-from connectors.opcua import OpcUaSource
-from connectors.simulator import Plant, PlantConfig
-from connectors.simulator.devices.opcua import OpcUaDevices, default_binding
-from operators.records import TelemetryFrame
+from twinflow.connectors.bindings import OpcUaBinding
+from twinflow.connectors.opcua import OpcUaSource
+from twinflow.connectors.simulator import Plant, PlantConfig
+from twinflow.connectors.simulator.devices.opcua import OpcUaDevices, default_binding
+from twinflow.core.records import TelemetryFrame
 
 #: Source timestamps of the benchmark's changes start here (2030-01-01T00:00Z).
 T_BENCH = 1_893_456_000.0

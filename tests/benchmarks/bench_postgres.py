@@ -34,11 +34,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from connectors.postgres import PostgresSink, migrate
-from connectors.postgres.connection import psycopg
-from connectors.postgres.rows import COPY_HEADER, COPY_TRAILER, frame_rows
-from operators.records import TelemetryFrame
 from tests.services.postgres import Postgres
+from twinflow.connectors.postgres import PostgresSink, migrate
+from twinflow.connectors.postgres.connection import psycopg
+from twinflow.connectors.postgres.rows import COPY_HEADER, COPY_TRAILER, frame_rows
+from twinflow.core.records import TelemetryFrame
 
 SIGNALS = (
     "power_kw",
@@ -95,7 +95,7 @@ def bare_pre_encoded(url: str, frames: list[TelemetryFrame], batch_rows: int) ->
 
 
 def bare_write_row(url: str, frames: list[TelemetryFrame], batch_rows: int) -> float:
-    from operators.records import utc
+    from twinflow.core.records import utc
 
     with psycopg.connect(url, autocommit=True) as conn:
         started = time.perf_counter()

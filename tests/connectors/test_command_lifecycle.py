@@ -20,21 +20,21 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from prometheus_client import REGISTRY
 
-from connectors.actuators import CommandRouter
-from connectors.bindings import MqttBinding, MqttSettings, OpcUaBinding
-from connectors.feedback import Backoff, CommandFeedback, CommandFeedbackSource
-from connectors.modbus.loop import LoopThread
-from connectors.modbus.sink import ModbusCommandSink
-from connectors.mqtt import MqttCommandSink
-from connectors.opcua import OpcUaCommandSink
-from connectors.simulator import Plant
-from connectors.simulator.devices.mqtt import MqttDevices
-from connectors.simulator.devices.opcua import OpcUaDevices, default_binding
-from operators.errors import ConfigError
-from operators.records import Command, CommandOutcome, CommandStatus, utc
 from tests.connectors.test_opcua import quiet_plant
 from tests.services.mosquitto import Mosquitto, MosquittoMissing
 from tests.services.ports import free_port
+from twinflow.connectors.actuators import CommandRouter
+from twinflow.connectors.bindings import MqttBinding, MqttSettings, OpcUaBinding
+from twinflow.connectors.feedback import Backoff, CommandFeedback, CommandFeedbackSource
+from twinflow.connectors.modbus.loop import LoopThread
+from twinflow.connectors.modbus.sink import ModbusCommandSink
+from twinflow.connectors.mqtt import MqttCommandSink
+from twinflow.connectors.opcua import OpcUaCommandSink
+from twinflow.connectors.simulator import Plant
+from twinflow.connectors.simulator.devices.mqtt import MqttDevices
+from twinflow.connectors.simulator.devices.opcua import OpcUaDevices, default_binding
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import Command, CommandOutcome, CommandStatus, utc
 
 S = CommandStatus
 FAST = Backoff(base_s=0.05, cap_s=0.2, max_attempts=3, jitter=0.0)
@@ -400,7 +400,7 @@ def test_opcua_stopped_server_is_retried_until_expiry() -> None:
 
 @pytest.mark.timeout(60)
 def test_modbus_lifecycle_against_the_simulated_devices() -> None:
-    from connectors.simulator.devices.modbus import ModbusDevices, default_bindings
+    from twinflow.connectors.simulator.devices.modbus import ModbusDevices, default_bindings
 
     plant = quiet_plant()
     port = free_port()

@@ -37,8 +37,15 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema import ValidationError as SchemaError
 from prometheus_client import REGISTRY
 
-from connectors.bindings import KafkaSettings
-from connectors.kafka import (
+from tests.services.kafka import (
+    KafkaBroker,
+    KafkaUnavailable,
+    create_topic,
+    free_port,
+    unique_topic,
+)
+from twinflow.connectors.bindings import KafkaSettings
+from twinflow.connectors.kafka import (
     KafkaConnectorError,
     KafkaDeliveryError,
     alert_sink,
@@ -51,12 +58,9 @@ from connectors.kafka import (
     twin_state_json,
     twin_state_sink,
 )
-from connectors.kafka.command_requests import command_id_for
-from operators.catalog import PUMP
-from operators.command_book import CommandBook
-from operators.errors import ConfigError
-from operators.pipeline import check_item
-from operators.records import (
+from twinflow.connectors.kafka.command_requests import command_id_for
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import (
     Alert,
     AlertState,
     AssetRollup,
@@ -73,14 +77,10 @@ from operators.records import (
     TelemetryFrame,
     TwinState,
 )
-from operators.validate import Validator
-from tests.services.kafka import (
-    KafkaBroker,
-    KafkaUnavailable,
-    create_topic,
-    free_port,
-    unique_topic,
-)
+from twinflow.operators.catalog import PUMP
+from twinflow.operators.command_book import CommandBook
+from twinflow.operators.pipeline import check_item
+from twinflow.operators.validate import Validator
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "operators" / "schemas"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -20,30 +20,30 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from connectors.bindings import ModbusBinding, ModbusWrite, Register
-from connectors.feedback import Backoff, CommandFeedback
-from connectors.modbus.codec import (
+from twinflow.connectors.bindings import ModbusBinding, ModbusWrite, Register
+from twinflow.connectors.feedback import Backoff, CommandFeedback
+from twinflow.connectors.modbus.codec import (
     TYPES,
     decode_raw,
     decode_value,
     encode_raw,
     encode_value,
 )
-from connectors.modbus.loop import LoopThread
-from connectors.modbus.plan import ReadGroup, plan_reads
-from connectors.modbus.sink import ModbusCommandSink
-from connectors.modbus.source import ModbusPartition, ModbusSource
-from connectors.simulator import Plant, PlantConfig
-from connectors.simulator.devices.modbus import (
+from twinflow.connectors.modbus.loop import LoopThread
+from twinflow.connectors.modbus.plan import ReadGroup, plan_reads
+from twinflow.connectors.modbus.sink import ModbusCommandSink
+from twinflow.connectors.modbus.source import ModbusPartition, ModbusSource
+from twinflow.connectors.simulator import Plant, PlantConfig
+from twinflow.connectors.simulator.devices.modbus import (
     ModbusDevices,
     default_binding,
     default_bindings,
     default_register_map,
 )
-from operators.errors import ConfigError, ValidationError
-from operators.pipeline import check_item
-from operators.records import Command, CommandStatus, Quality, TelemetryFrame
-from operators.validate import Validator
+from twinflow.core.errors import ConfigError, ValidationError
+from twinflow.core.records import Command, CommandStatus, Quality, TelemetryFrame
+from twinflow.operators.pipeline import check_item
+from twinflow.operators.validate import Validator
 
 HOST = "127.0.0.1"
 ORDERS = ("big", "little")

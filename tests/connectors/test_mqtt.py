@@ -29,16 +29,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from connectors.bindings import FieldMap, MqttBinding, MqttSettings, TlsSettings
-from connectors.feedback import Backoff, CommandFeedback
-from connectors.mqtt import MessageDecoder, MqttCommandSink, MqttPartition, MqttSource
-from connectors.mqtt.payloads import PayloadDecoder, PayloadError
-from connectors.mqtt.topics import TopicRouter
-from connectors.simulator import Plant, PlantConfig
-from connectors.simulator.devices.mqtt import MqttDevices, encode_batch, encode_rows
-from operators.errors import ConfigError
-from operators.records import Command, CommandStatus, DeadLetter, TelemetryFrame, utc
 from tests.services.mosquitto import Mosquitto, MosquittoMissing
+from twinflow.connectors.bindings import FieldMap, MqttBinding, MqttSettings, TlsSettings
+from twinflow.connectors.feedback import Backoff, CommandFeedback
+from twinflow.connectors.mqtt import MessageDecoder, MqttCommandSink, MqttPartition, MqttSource
+from twinflow.connectors.mqtt.payloads import PayloadDecoder, PayloadError
+from twinflow.connectors.mqtt.topics import TopicRouter
+from twinflow.connectors.simulator import Plant, PlantConfig
+from twinflow.connectors.simulator.devices.mqtt import MqttDevices, encode_batch, encode_rows
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import Command, CommandStatus, DeadLetter, TelemetryFrame, utc
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

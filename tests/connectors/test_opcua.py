@@ -29,21 +29,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from connectors.bindings import OpcUaBinding, OpcUaSecurity
-from connectors.feedback import Backoff, CommandFeedback
-from connectors.opcua import OpcUaCommandSink, OpcUaSource, quality_of, status_code_for
-from connectors.opcua.frames import Target, build_frames
-from connectors.opcua.source import OpcUaPartition
-from connectors.simulator import Plant, PlantConfig
-from connectors.simulator.devices.opcua import (
+from tests.services.opcua_certs import make_cert
+from twinflow.connectors.bindings import OpcUaBinding, OpcUaSecurity
+from twinflow.connectors.feedback import Backoff, CommandFeedback
+from twinflow.connectors.opcua import OpcUaCommandSink, OpcUaSource, quality_of, status_code_for
+from twinflow.connectors.opcua.frames import Target, build_frames
+from twinflow.connectors.opcua.source import OpcUaPartition
+from twinflow.connectors.simulator import Plant, PlantConfig
+from twinflow.connectors.simulator.devices.opcua import (
     OpcUaDevices,
     ServerSecurity,
     default_binding,
     node_id,
 )
-from operators.errors import ConfigError
-from operators.records import Command, CommandStatus, DeadLetter, Quality, TelemetryFrame
-from tests.services.opcua_certs import make_cert
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import Command, CommandStatus, DeadLetter, Quality, TelemetryFrame
 
 T = TypeVar("T")
 

@@ -28,7 +28,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from connectors.postgres import (
+from tests.services.postgres import Postgres
+from twinflow.connectors.postgres import (
     MigrationError,
     PostgresSink,
     PostgresSinkError,
@@ -37,16 +38,16 @@ from connectors.postgres import (
     status,
     timescale_ddl,
 )
-from connectors.postgres.connection import psycopg
-from connectors.postgres.migrations import (
+from twinflow.connectors.postgres.connection import psycopg
+from twinflow.connectors.postgres.migrations import (
     MIGRATIONS_DIR,
     MIGRATIONS_TABLE,
     timescale_migration,
     timescale_migrations,
 )
-from connectors.postgres.rows import clean_text, dead_letter_id, to_json_text
-from connectors.postgres.timescale import TimescaleOptions, timescale_rollups_ddl
-from operators.records import (
+from twinflow.connectors.postgres.rows import clean_text, dead_letter_id, to_json_text
+from twinflow.connectors.postgres.timescale import TimescaleOptions, timescale_rollups_ddl
+from twinflow.core.records import (
     Alert,
     AlertState,
     AssetRollup,
@@ -64,7 +65,6 @@ from operators.records import (
     WaveformFrame,
     WindowFeatures,
 )
-from tests.services.postgres import Postgres
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,20 +15,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.simulator import Plant, PlantConfig
-from connectors.simulator.badmessages import BAD_KINDS, bad_message
-from connectors.simulator.dynamics import ar1, severity
-from connectors.simulator.faults import MACHINE_KINDS, SENSOR_KINDS
-from connectors.simulator.machines import Motor, Pump, Turbine
-from connectors.simulator.wire import MAX_MESSAGE_BYTES
-from models.physics import (
-    pump_measured_efficiency,
-    pump_nominal_efficiency,
-    turbine_expected_power,
-)
-from operators.catalog import BPFO_HZ, CATALOG
-from operators.errors import ConfigError
-from operators.records import (
+from twinflow.connectors.simulator import Plant, PlantConfig
+from twinflow.connectors.simulator.badmessages import BAD_KINDS, bad_message
+from twinflow.connectors.simulator.dynamics import ar1, severity
+from twinflow.connectors.simulator.faults import MACHINE_KINDS, SENSOR_KINDS
+from twinflow.connectors.simulator.machines import Motor, Pump, Turbine
+from twinflow.connectors.simulator.wire import MAX_MESSAGE_BYTES
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import (
     Command,
     CommandStatus,
     Incoming,
@@ -37,6 +31,12 @@ from operators.records import (
     WaveformFrame,
     utc,
 )
+from twinflow.models.physics import (
+    pump_measured_efficiency,
+    pump_nominal_efficiency,
+    turbine_expected_power,
+)
+from twinflow.operators.catalog import BPFO_HZ, CATALOG
 
 T0 = PlantConfig(n_twins=1, duration_s=60, seed=0).start_epoch
 ALL_KINDS = set(MACHINE_KINDS) | set(SENSOR_KINDS)

@@ -14,9 +14,14 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from connectors.simulator import Plant, PlantConfig, SimulatedPlantSource, SimulatorCommandSink
-from operators.errors import ConfigError
-from operators.records import Command, Incoming, TelemetryFrame, WaveformFrame, utc
+from twinflow.connectors.simulator import (
+    Plant,
+    PlantConfig,
+    SimulatedPlantSource,
+    SimulatorCommandSink,
+)
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import Command, Incoming, TelemetryFrame, WaveformFrame, utc
 
 
 def item_key(item: Incoming) -> tuple[Any, ...]:
@@ -198,4 +203,4 @@ def test_command_sink_applies_commands_and_refuses_other_items() -> None:
     )
     with pytest.raises(RuntimeError) as err:
         run_main(flow)
-    assert "takes operators.records.Command items, got str" in causes(err.value)
+    assert "takes twinflow.core.records.Command items, got str" in causes(err.value)

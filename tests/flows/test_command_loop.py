@@ -28,13 +28,13 @@ import pytest
 from bytewax.testing import run_main
 from confluent_kafka import Producer
 
-from connectors.feedback import CommandFeedback
-from connectors.files import read_jsonl
-from flows.deploy import Deployment, load_deployment
-from flows.run import deployment_flow
 from tests.flows.test_run_deployment import SimulatorThread
 from tests.services.kafka import KafkaBroker, create_topic, unique_topic
 from tests.services.mosquitto import Mosquitto, free_port
+from twinflow.connectors.feedback import CommandFeedback
+from twinflow.connectors.files import read_jsonl
+from twinflow.flows.deploy import Deployment, load_deployment
+from twinflow.flows.run import deployment_flow
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.cli import main
 from tests.services.postgres import Postgres
+from twinflow.flows.cli import main
 
 
 @pytest.mark.timeout(120)

@@ -10,10 +10,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from connectors.files import read_jsonl, read_parquet_dir
-from flows.cli import main
-from flows.demo import run_demo
-from flows.evaluation import EXPECTED_DIAGNOSIS
+from twinflow.connectors.files import read_jsonl, read_parquet_dir
+from twinflow.flows.cli import main
+from twinflow.flows.demo import run_demo
+from twinflow.flows.evaluation import EXPECTED_DIAGNOSIS
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from textwrap import dedent
 
 import pytest
 
-from flows.deploy import load_deployment
-from operators.catalog import CATALOG
-from operators.errors import ConfigError
+from twinflow.core.errors import ConfigError
+from twinflow.flows.deploy import load_deployment
+from twinflow.operators.catalog import CATALOG
 
 BASE = """
 version: 1
@@ -159,7 +159,7 @@ def test_deployed_types_expect_only_the_signals_a_binding_carries(tmp_path: Path
 
 
 def test_the_simulated_plant_must_hold_the_deployed_twins(tmp_path: Path) -> None:
-    from flows.simulate import plant_for
+    from twinflow.flows.simulate import plant_for
 
     ok = load_deployment(write(tmp_path, BASE + "simulator: {twins: 3}\n"), env={})
     assert dict(plant_for(ok).twins)["wt-001"] == "wind_turbine"

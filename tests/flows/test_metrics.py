@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.demo import run_demo
-from flows.metrics import enable_dataflow_api
 from tests.services.ports import free_port
+from twinflow.flows.demo import run_demo
+from twinflow.flows.metrics import enable_dataflow_api
 
 
 def test_metrics_endpoint_serves_bytewax_and_twinflow_metrics(

@@ -32,12 +32,12 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from connectors.postgres import migrate
-from connectors.postgres.connection import psycopg
-from connectors.simulator import Plant, PlantConfig
-from operators.records import RawMessage, TelemetryFrame
 from tests.services.kafka import KafkaBroker, create_topic, unique_topic
 from tests.services.postgres import Postgres
+from twinflow.connectors.postgres import migrate
+from twinflow.connectors.postgres.connection import psycopg
+from twinflow.connectors.simulator import Plant, PlantConfig
+from twinflow.core.records import RawMessage, TelemetryFrame
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -159,7 +159,7 @@ def run_command(rec: Recording, out: Path, recovery: Path | None) -> list[str]:
     argv = [
         sys.executable,
         "-c",
-        "import sys; from flows.cli import main; sys.exit(main())",
+        "import sys; from twinflow.flows.cli import main; sys.exit(main())",
         "run",
         str(rec.config),
         "--out",

@@ -10,8 +10,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
-from flows.rollups import rollup_stream
-from operators.records import (
+from twinflow.core.records import (
     Alert,
     AlertState,
     AssetRollup,
@@ -19,7 +18,8 @@ from operators.records import (
     Severity,
     WindowFeatures,
 )
-from operators.registry import RegistryEntry, TwinRegistry
+from twinflow.flows.rollups import rollup_stream
+from twinflow.operators.registry import RegistryEntry, TwinRegistry
 
 E = RegistryEntry.make
 T0 = datetime(2024, 5, 1, tzinfo=UTC)

@@ -20,14 +20,14 @@ import pytest
 from bytewax.testing import TestingSource, run_main
 from confluent_kafka import Consumer, TopicPartition
 
-from connectors.files import read_parquet_dir
-from connectors.simulator import Plant
-from flows.deploy import Deployment, load_deployment
-from flows.run import actuators_for, deployment_flow
-from flows.simulate import simulate
-from operators.records import Command, CommandStatus, utc
 from tests.services.kafka import KafkaBroker, unique_topic
 from tests.services.mosquitto import Mosquitto, free_port
+from twinflow.connectors.files import read_parquet_dir
+from twinflow.connectors.simulator import Plant
+from twinflow.core.records import Command, CommandStatus, utc
+from twinflow.flows.deploy import Deployment, load_deployment
+from twinflow.flows.run import actuators_for, deployment_flow
+from twinflow.flows.simulate import simulate
 
 TWINS = """
   - {id: wt-001, type: wind_turbine, protocol: mqtt}

@@ -14,11 +14,8 @@ import pytest
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from jsonschema import Draft202012Validator
 
-from connectors.simulator import Plant, PlantConfig, SimulatedPlantSource
-from flows.config import FlowConfig
-from flows.metrics import RunStats
-from flows.telemetry import FlowOutputs, build_flow
-from operators.records import (
+from twinflow.connectors.simulator import Plant, PlantConfig, SimulatedPlantSource
+from twinflow.core.records import (
     Alert,
     DeadLetter,
     RawMessage,
@@ -26,6 +23,9 @@ from operators.records import (
     TwinState,
     WindowFeatures,
 )
+from twinflow.flows.config import FlowConfig
+from twinflow.flows.metrics import RunStats
+from twinflow.flows.telemetry import FlowOutputs, build_flow
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "operators" / "schemas"
 START = datetime(2026, 1, 1, tzinfo=UTC).timestamp()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.anomaly import ReferenceCurve, WindowAnomalyDetector
+from twinflow.models.anomaly import ReferenceCurve, WindowAnomalyDetector
 
 KEYS = [f"s{i}.{stat}" for i in range(8) for stat in ("mean", "std", "min", "max", "missing")]
 

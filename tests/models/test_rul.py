@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.rul import RulEstimator
+from twinflow.models.rul import RulEstimator
 
 
 def feed(est: RulEstimator, times, values):

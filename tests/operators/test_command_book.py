@@ -9,9 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.catalog import MOTOR, PUMP, WIND_TURBINE
-from operators.command_book import CommandBook, CommandSettings, desired_command_id
-from operators.records import (
+from twinflow.core.records import (
     TERMINAL_COMMAND_STATUSES,
     Command,
     CommandOutcome,
@@ -23,6 +21,8 @@ from operators.records import (
     TwinState,
     utc,
 )
+from twinflow.operators.catalog import MOTOR, PUMP, WIND_TURBINE
+from twinflow.operators.command_book import CommandBook, CommandSettings, desired_command_id
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 NOW = T0.timestamp()

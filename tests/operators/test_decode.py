@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.decode import decode
-from operators.errors import DecodeError
-from operators.records import RawMessage, TelemetryFrame
+from twinflow.core.errors import DecodeError
+from twinflow.core.records import RawMessage, TelemetryFrame
+from twinflow.operators.decode import decode
 
 T0 = 1_700_000_000.0
 

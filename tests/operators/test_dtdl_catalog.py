@@ -8,10 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from operators import catalog
-from operators.catalog import CATALOG, MOTOR, PUMP, WIND_TURBINE, PropertySpec, build_catalog
-from operators.dtdl import INTERFACES_DIR, parse_files, validate_payload
-from operators.errors import ConfigError, ValidationError
+from twinflow.core.errors import ConfigError, ValidationError
+from twinflow.operators import catalog
+from twinflow.operators.catalog import (
+    CATALOG,
+    MOTOR,
+    PUMP,
+    WIND_TURBINE,
+    PropertySpec,
+    build_catalog,
+)
+from twinflow.operators.dtdl import INTERFACES_DIR, parse_files, validate_payload
 
 # The hand-written catalog as it was before the DTDL files: (name, unit, low, high).
 OLD_SIGNALS = {

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
-from operators.dtdl import INTERFACES_DIR
 from tests.operators.dtdl_samples import base, write
+from twinflow.flows.cli import main
+from twinflow.operators.dtdl import INTERFACES_DIR
 
 
 def test_simulator_interfaces_are_valid(capsys: pytest.CaptureFixture[str]) -> None:

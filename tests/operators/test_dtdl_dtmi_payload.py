@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.dtdl import is_dtmi, parse_dtmi, parse_text, validate_payload
-from operators.dtdl.model import (
+from twinflow.operators.dtdl import is_dtmi, parse_dtmi, parse_text, validate_payload
+from twinflow.operators.dtdl.model import (
     ArraySchema,
     EnumSchema,
     EnumValue,

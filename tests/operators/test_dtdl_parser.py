@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from operators.dtdl import (
+from tests.operators.dtdl_samples import QT, V3, base, broad_set, write
+from twinflow.core.errors import ConfigError
+from twinflow.operators.dtdl import (
     ArraySchema,
     Command,
     Component,
@@ -24,9 +26,7 @@ from operators.dtdl import (
     check_paths,
     parse_files,
 )
-from operators.dtdl import parser as dtdl_parser
-from operators.errors import ConfigError
-from tests.operators.dtdl_samples import QT, V3, base, broad_set, write
+from twinflow.operators.dtdl import parser as dtdl_parser
 
 BASE = "dtmi:test:Base;1"
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.catalog import MOTOR
-from operators.features import Moments, band_name, moments_rows, spectrum_features
 from tests.operators.oracle import numpy_stats
+from twinflow.operators.catalog import MOTOR
+from twinflow.operators.features import Moments, band_name, moments_rows, spectrum_features
 
 T0 = 1_700_000_000.0
 

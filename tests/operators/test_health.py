@@ -8,8 +8,8 @@ import pickle
 import numpy as np
 import pytest
 
-from operators.health import INDICATORS, PAIRS, DerivedFeatures, HealthTracker
-from operators.records import WindowFeatures, utc
+from twinflow.core.records import WindowFeatures, utc
+from twinflow.operators.health import INDICATORS, PAIRS, DerivedFeatures, HealthTracker
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00Z
 STEP = 300.0
@@ -110,7 +110,7 @@ def test_spikes():
 
 
 def test_pump_head_split():
-    from models.physics import differential_pressure_bar, pump_head_m
+    from twinflow.models.physics import differential_pressure_bar, pump_head_m
 
     dp = float(differential_pressure_bar(pump_head_m(250.0)))
     f = {"flow_m3h.mean": 250.0, "suction_bar.mean": 1.5, "flow_setpoint_m3h.mean": 245.0,

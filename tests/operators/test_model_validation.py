@@ -16,7 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.catalog import (
+from twinflow.core.errors import ConfigError, DecodeError
+from twinflow.core.records import DeadLetter, RawMessage, TelemetryFrame, utc
+from twinflow.operators.catalog import (
     CATALOG,
     MOTOR,
     PUMP,
@@ -24,11 +26,9 @@ from operators.catalog import (
     TwinType,
     build_catalog,
 )
-from operators.decode import decode
-from operators.dtdl import INTERFACES_DIR, parse_files
-from operators.errors import ConfigError, DecodeError
-from operators.records import DeadLetter, RawMessage, TelemetryFrame, utc
-from operators.validate import Validator
+from twinflow.operators.decode import decode
+from twinflow.operators.dtdl import INTERFACES_DIR, parse_files
+from twinflow.operators.validate import Validator
 
 NOW = 1_700_000_000.0
 TIMES = np.array([NOW - 2, NOW - 1, NOW])

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.errors import ValidationError
-from operators.policy import CommandPolicy, Reaction, check_params
-from operators.records import Alert, AlertState, Command, Severity, utc
+from twinflow.core.errors import ValidationError
+from twinflow.core.records import Alert, AlertState, Command, Severity, utc
+from twinflow.operators.policy import CommandPolicy, Reaction, check_params
 
 T0 = 1_767_225_600.0
 
@@ -140,7 +140,7 @@ def test_a_second_derate_goes_further_than_the_first():
 
 
 def test_commands_resting_on_a_suspect_sensor_are_held_back():
-    from operators.records import CommandStatus
+    from twinflow.core.records import CommandStatus
 
     policy = CommandPolicy()
     stuck = alert(t=0.0, diagnosis="sensor_fault", evidence={"winding_temp.flat": 1.0})
@@ -155,7 +155,7 @@ def test_commands_resting_on_a_suspect_sensor_are_held_back():
 
 
 def test_a_cleared_sensor_alarm_stays_suspect_for_the_quarantine():
-    from operators.records import CommandStatus
+    from twinflow.core.records import CommandStatus
 
     policy = CommandPolicy(quarantine_s=3600.0)
     raised = alert(t=0.0, diagnosis="sensor_fault", evidence={"winding_temp.spike_pct": 40.0})

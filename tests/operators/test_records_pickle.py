@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from operators.records import (
+from twinflow.core.records import (
     Command,
     CommandOutcome,
     CommandStatus,

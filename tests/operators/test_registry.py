@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.catalog import MOTOR, PUMP, WIND_TURBINE, RelationshipSpec
-from operators.errors import ConfigError, TwinflowError
-from operators.registry import (
+from twinflow.core.errors import ConfigError, TwinflowError
+from twinflow.operators.catalog import MOTOR, PUMP, WIND_TURBINE, RelationshipSpec
+from twinflow.operators.registry import (
     COMPONENT_OF,
     PART_OF,
     RegistryEntry,

@@ -7,15 +7,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.physics import (
+from twinflow.core.records import TelemetryFrame
+from twinflow.models.physics import (
     differential_pressure_bar,
     pump_current_a,
     pump_head_m,
     pump_nominal_efficiency,
     turbine_expected_power,
 )
-from operators.records import TelemetryFrame
-from operators.residuals import add_residuals
+from twinflow.operators.residuals import add_residuals
 
 
 def turbine_frame(wind, power, limit=2000.0) -> TelemetryFrame:

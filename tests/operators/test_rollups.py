@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.records import (
+from twinflow.core.records import (
     Alert,
     AlertState,
     AssetRollup,
@@ -20,8 +20,8 @@ from operators.records import (
     Severity,
     WindowFeatures,
 )
-from operators.registry import RegistryEntry, TwinRegistry
-from operators.rollups import RollupOperator, RollupState
+from twinflow.operators.registry import RegistryEntry, TwinRegistry
+from twinflow.operators.rollups import RollupOperator, RollupState
 
 E = RegistryEntry.make
 T0 = datetime(2024, 5, 1, tzinfo=UTC)

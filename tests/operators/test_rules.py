@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.catalog import CATALOG
-from operators.errors import ConfigError
-from operators.records import DIAGNOSES, Alert, AlertState, Severity, WindowFeatures, utc
-from operators.rules import DEFAULT_RULES, AlarmTracker, Rule
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import DIAGNOSES, Alert, AlertState, Severity, WindowFeatures, utc
+from twinflow.operators.catalog import CATALOG
+from twinflow.operators.rules import DEFAULT_RULES, AlarmTracker, Rule
 
 T0 = 1_767_225_600.0
 STEP = 300.0
@@ -146,7 +146,7 @@ def test_default_turbine_and_pump_rules():
     got = [a.diagnosis for k in range(2) for a in t.evaluate(win(k, under, "wind_turbine"))]
     assert got == ["underperformance"]
     p = AlarmTracker("p-1", "pump")
-    from models.physics import differential_pressure_bar, pump_head_m
+    from twinflow.models.physics import differential_pressure_bar, pump_head_m
 
     dp = float(differential_pressure_bar(pump_head_m(250.0)))
     worn = {"flow_m3h.mean": 250.0, "flow_setpoint_m3h.mean": 250.0, "suction_bar.mean": 1.5,

@@ -8,9 +8,8 @@ import pickle
 import numpy as np
 import pytest
 
-from operators.catalog import MOTOR, PUMP
-from operators.errors import ValidationError
-from operators.records import (
+from twinflow.core.errors import ValidationError
+from twinflow.core.records import (
     Quality,
     SyncStatus,
     TelemetryFrame,
@@ -18,7 +17,8 @@ from operators.records import (
     WaveformFrame,
     utc,
 )
-from operators.twin_state import TwinStateTracker
+from twinflow.operators.catalog import MOTOR, PUMP
+from twinflow.operators.twin_state import TwinStateTracker
 
 T0 = 1_700_000_000.0
 PUMP_SIGNALS = [s.name for s in PUMP.signals]

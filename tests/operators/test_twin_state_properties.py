@@ -13,10 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.catalog import MOTOR, PUMP, WIND_TURBINE, PropertySpec
-from operators.errors import ValidationError
-from operators.pipeline import new_state_tracker
-from operators.records import (
+from twinflow.core.errors import ValidationError
+from twinflow.core.records import (
     DesiredChange,
     PropertyState,
     Quality,
@@ -25,7 +23,9 @@ from operators.records import (
     TwinState,
     utc,
 )
-from operators.twin_state import TwinStateTracker
+from twinflow.operators.catalog import MOTOR, PUMP, WIND_TURBINE, PropertySpec
+from twinflow.operators.pipeline import new_state_tracker
+from twinflow.operators.twin_state import TwinStateTracker
 
 T0 = 1_700_000_000.0
 AT = utc(T0)

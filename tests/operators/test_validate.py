@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.catalog import CATALOG, MOTOR, PUMP
-from operators.errors import DecodeError
-from operators.records import DeadLetter, RawMessage, TelemetryFrame, WaveformFrame, utc
-from operators.validate import Validator, dead_letter_for
+from twinflow.core.errors import DecodeError
+from twinflow.core.records import DeadLetter, RawMessage, TelemetryFrame, WaveformFrame, utc
+from twinflow.operators.catalog import CATALOG, MOTOR, PUMP
+from twinflow.operators.validate import Validator, dead_letter_for
 
 NOW = 1_700_000_000.0
 TIMES = np.array([NOW - 2, NOW - 1, NOW])

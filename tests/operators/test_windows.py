@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.catalog import MOTOR, PUMP
-from operators.errors import ConfigError, ValidationError
-from operators.features import spectrum_features
-from operators.records import TelemetryFrame, WaveformFrame, WindowFeatures, utc
-from operators.windows import WindowAggregator
 from tests.operators.oracle import numpy_stats
+from twinflow.core.errors import ConfigError, ValidationError
+from twinflow.core.records import TelemetryFrame, WaveformFrame, WindowFeatures, utc
+from twinflow.operators.catalog import MOTOR, PUMP
+from twinflow.operators.features import spectrum_features
+from twinflow.operators.windows import WindowAggregator
 
 T0 = 1_700_000_000.0
 PUMP_SIGNALS = [s.name for s in PUMP.signals]

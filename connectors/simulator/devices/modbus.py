@@ -9,7 +9,7 @@ address 0, each command a float32 holding register pair from address 100.
 :meth:`ModbusDevices.update` stores the newest row of a telemetry frame, encoded per
 register (a NaN keeps the previous value, as a real device's register holds its last
 reading; a value beyond what the register type holds is clipped). A client's write that
-covers a command register becomes a :class:`~operators.records.Command` (status ISSUED, id
+covers a command register becomes a :class:`~twinflow.core.records.Command` (status ISSUED, id
 derived from twin, command and write count) handed to :meth:`Plant.apply`; a value outside
 the catalog's range is answered with Modbus exception 3 (illegal data value) and changes
 nothing. Writes to signal registers, partial writes of a command value and reads of
@@ -28,14 +28,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from connectors.bindings import ModbusBinding, ModbusWrite, Register
-from connectors.modbus.checks import check_bindings, check_register
-from connectors.modbus.codec import decode_value, encode_value
-from connectors.simulator.commands import rejection
-from connectors.simulator.plant import Plant
-from operators.catalog import twin_type as lookup_type
-from operators.errors import ConfigError, ValidationError
-from operators.records import Command, TelemetryFrame, deterministic_id, utc
+from twinflow.connectors.bindings import ModbusBinding, ModbusWrite, Register
+from twinflow.connectors.modbus.checks import check_bindings, check_register
+from twinflow.connectors.modbus.codec import decode_value, encode_value
+from twinflow.connectors.simulator.commands import rejection
+from twinflow.connectors.simulator.plant import Plant
+from twinflow.core.errors import ConfigError, ValidationError
+from twinflow.core.records import Command, TelemetryFrame, deterministic_id, utc
+from twinflow.operators.catalog import twin_type as lookup_type
 
 try:
     from pymodbus.constants import ExcCodes
@@ -112,7 +112,7 @@ def default_binding(
 def default_bindings(plant: Plant, host: str, port: int, **fields: float) -> list[ModbusBinding]:
     """Default bindings of every twin of ``plant`` behind one endpoint, units 1, 2, 3, ...
 
-    >>> from connectors.simulator import PlantConfig
+    >>> from twinflow.connectors.simulator import PlantConfig
     >>> [(b.twin_id, b.unit) for b in default_bindings(
     ...     Plant(PlantConfig(n_twins=2, duration_s=60, seed=1)), "127.0.0.1", 5020)]
     [('wt-001', 1), ('pump-002', 2)]

@@ -5,7 +5,7 @@ telemetry topic as JSON in the binding's format (field map applied backwards:
 ``raw = (value - offset) / scale``; the time field in epoch seconds; a NaN reading left
 out), one message per row (default) or one batch message per frame, at the settings' QoS
 (at least 1). Commands: every twin's command topic is subscribed; a received command JSON
-(``Command.to_json()``) becomes a :class:`~operators.records.Command`, is checked against
+(``Command.to_json()``) becomes a :class:`~twinflow.core.records.Command`, is checked against
 the twin's type and handed to :meth:`Plant.apply`, and responses
 ``{"command_id", "status", "detail"}`` go to the response topic: ``acknowledged`` then
 ``succeeded`` for a command the plant took on, ``failed`` alone for one it refused.
@@ -17,8 +17,8 @@ speaks MQTT v3.1.1, as most field devices do. The API is synchronous around paho
 thread.
 
 >>> import numpy as np
->>> from connectors.bindings import FieldMap, MqttBinding
->>> from operators.records import TelemetryFrame
+>>> from twinflow.connectors.bindings import FieldMap, MqttBinding
+>>> from twinflow.core.records import TelemetryFrame
 >>> b = MqttBinding("wt-1", "wind_turbine", "t", "c", "r",
 ...                 fields={"power_w": FieldMap("power_kw", scale=0.001)})
 >>> f = TelemetryFrame("wt-1", "wind_turbine", np.array([10.0, 11.0]),
@@ -40,8 +40,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from connectors.bindings import MqttBinding, MqttSettings
-from connectors.mqtt.client import (
+from twinflow.connectors.bindings import MqttBinding, MqttSettings
+from twinflow.connectors.mqtt.client import (
     CONNECTED,
     MESSAGES,
     RECONNECTS,
@@ -49,11 +49,11 @@ from connectors.mqtt.client import (
     is_failure,
     make_client,
 )
-from connectors.mqtt.payloads import PayloadDecoder
-from connectors.mqtt.topics import bindings_by_twin, concrete_topic
-from connectors.simulator.commands import ACTIONABLE, rejection
-from connectors.simulator.plant import Plant
-from operators.records import Command, CommandStatus, TelemetryFrame, utc
+from twinflow.connectors.mqtt.payloads import PayloadDecoder
+from twinflow.connectors.mqtt.topics import bindings_by_twin, concrete_topic
+from twinflow.connectors.simulator.commands import ACTIONABLE, rejection
+from twinflow.connectors.simulator.plant import Plant
+from twinflow.core.records import Command, CommandStatus, TelemetryFrame, utc
 
 log = logging.getLogger(__name__)
 

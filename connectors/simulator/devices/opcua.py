@@ -15,7 +15,7 @@ namespace 2; the devices then serve those.
 :meth:`OpcUaDevices.update` publishes the newest row of a telemetry frame (or every row, with
 ``all_rows``) with that row's time as SourceTimestamp and the frame's quality as StatusCode
 (NaN readings are not published).
-A client's write to an actuator variable becomes a :class:`~operators.records.Command`
+A client's write to an actuator variable becomes a :class:`~twinflow.core.records.Command`
 (status ISSUED, id derived from twin, command and write count) handed to
 :meth:`Plant.apply`; a value outside the catalog's range, or one the plant refuses, is
 rejected with ``BadOutOfRange`` and changes nothing. :meth:`stop` then :meth:`start` restarts
@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from connectors.bindings import OpcUaBinding, OpcUaWrite
-from connectors.opcua.connection import application_uri, check_bindings, parse_node
-from connectors.opcua.quality import BAD_OUT_OF_RANGE, status_code_for
-from connectors.simulator.plant import Plant
-from operators.catalog import CATALOG
-from operators.errors import ConfigError
-from operators.records import Command, Quality, TelemetryFrame, deterministic_id, utc
+from twinflow.connectors.bindings import OpcUaBinding, OpcUaWrite
+from twinflow.connectors.opcua.connection import application_uri, check_bindings, parse_node
+from twinflow.connectors.opcua.quality import BAD_OUT_OF_RANGE, status_code_for
+from twinflow.connectors.simulator.plant import Plant
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import Command, Quality, TelemetryFrame, deterministic_id, utc
+from twinflow.operators.catalog import CATALOG
 
 try:
     from asyncua import Server, ua

@@ -12,9 +12,9 @@ from typing import Protocol
 
 import numpy as np
 
-from connectors.simulator.machines.motor import Motor
-from connectors.simulator.machines.pump import Pump
-from connectors.simulator.machines.turbine import Turbine
+from twinflow.connectors.simulator.machines.motor import Motor
+from twinflow.connectors.simulator.machines.pump import Pump
+from twinflow.connectors.simulator.machines.turbine import Turbine
 
 #: Twin types in the order twins are assigned to them (round-robin), with id prefixes.
 TYPE_ORDER: tuple[tuple[str, str], ...] = (

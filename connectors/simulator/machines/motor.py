@@ -5,7 +5,7 @@ with a 10 s lag plus a slow wander. Speed drops with slip (1500 rpm at no load, 
 full load), current grows with load, and the winding temperature lags 10 min behind ambient
 plus a rise with the square of load (80-95 °C at 80 % load). An ``overheating`` fault adds
 up to +60 °C that also scales with load squared, so derating cools it clearly. The vibration
-waveform lives in :mod:`connectors.simulator.machines.vibration`.
+waveform lives in :mod:`twinflow.connectors.simulator.machines.vibration`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from connectors.simulator.dynamics import daily, lag, ou
-from connectors.simulator.machines.vibration import vibration_burst
+from twinflow.connectors.simulator.dynamics import daily, lag, ou
+from twinflow.connectors.simulator.machines.vibration import vibration_burst
 
 OVERHEAT_RISE = 60.0  # degC at 80 % load when the fault is fully developed
 WINDING_RISE_FULL_LOAD = 97.0  # degC above ambient at 100 % load

@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from connectors.simulator.dynamics import lag, ou
-from models.physics import (
+from twinflow.connectors.simulator.dynamics import lag, ou
+from twinflow.models.physics import (
     differential_pressure_bar,
     pump_current_a,
     pump_head_m,

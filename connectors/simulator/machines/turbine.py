@@ -20,8 +20,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from connectors.simulator.dynamics import daily, lag, ou
-from models.physics import (
+from twinflow.connectors.simulator.dynamics import daily, lag, ou
+from twinflow.models.physics import (
     CUT_IN_MS,
     CUT_OUT_MS,
     RATED_KW,
