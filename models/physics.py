@@ -39,12 +39,14 @@ def turbine_power_curve(wind_ms: np.ndarray | float, rated_kw: float = RATED_KW)
     v = np.asarray(wind_ms, dtype=np.float64)
     frac = (v**3 - CUT_IN_MS**3) / (RATED_MS**3 - CUT_IN_MS**3)
     p = rated_kw * np.clip(frac, 0.0, 1.0)
-    return np.where((v < CUT_IN_MS) | (v >= CUT_OUT_MS), 0.0, p)
+    power: np.ndarray = np.where((v < CUT_IN_MS) | (v >= CUT_OUT_MS), 0.0, p)
+    return power
 
 
 def turbine_expected_power(wind_ms: np.ndarray, power_limit_kw: np.ndarray | float) -> np.ndarray:
     """Power curve capped by the commanded limit (a derated turbine is not underperforming)."""
-    return np.minimum(turbine_power_curve(wind_ms), power_limit_kw)
+    capped: np.ndarray = np.minimum(turbine_power_curve(wind_ms), power_limit_kw)
+    return capped
 
 
 def pump_head_m(flow_m3h: np.ndarray | float) -> np.ndarray:
@@ -69,12 +71,14 @@ def differential_pressure_bar(head_m: np.ndarray | float) -> np.ndarray:
 
 
 def hydraulic_power_w(flow_m3h: np.ndarray, dp_bar: np.ndarray) -> np.ndarray:
-    return np.asarray(flow_m3h) / 3600.0 * np.asarray(dp_bar) * 1e5
+    watts: np.ndarray = np.asarray(flow_m3h) / 3600.0 * np.asarray(dp_bar) * 1e5
+    return watts
 
 
 def motor_electric_power_w(current_a: np.ndarray, voltage_v: np.ndarray) -> np.ndarray:
     """Three-phase electrical input power."""
-    return np.sqrt(3.0) * np.asarray(voltage_v) * np.asarray(current_a) * POWER_FACTOR
+    watts: np.ndarray = np.sqrt(3.0) * np.asarray(voltage_v) * np.asarray(current_a) * POWER_FACTOR
+    return watts
 
 
 def pump_current_a(
@@ -82,7 +86,8 @@ def pump_current_a(
 ) -> np.ndarray:
     """Motor current that drives the pump at a flow, pressure rise and efficiency."""
     shaft = hydraulic_power_w(flow_m3h, dp_bar) / np.maximum(efficiency, 1e-3)
-    return shaft / MOTOR_EFFICIENCY / (np.sqrt(3.0) * np.asarray(voltage_v) * POWER_FACTOR)
+    amps: np.ndarray = shaft / MOTOR_EFFICIENCY / (np.sqrt(3.0) * np.asarray(voltage_v) * POWER_FACTOR)
+    return amps
 
 
 def pump_measured_efficiency(

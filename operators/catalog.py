@@ -428,15 +428,15 @@ def build_twin_type(profile: Profile, models: ModelSet) -> TwinType:
         if name not in commands:
             continue
         c = commands[name]
-        schema = c.request.schema if c.request is not None else None
-        fields = {f.name for f in getattr(schema, "fields", ())}
+        request = c.request.schema if c.request is not None else None
+        fields = {f.name for f in getattr(request, "fields", ())}
         if fields != set(limits):
             problems.append(
                 f"Command {name!r}: request fields {sorted(fields)} differ from the profile's "
                 f"parameters {sorted(limits)}"
             )
         description = c.description.get("en", "")
-        actuators.append(ActuatorSpec(name, dict(limits), description, schema))
+        actuators.append(ActuatorSpec(name, dict(limits), description, request))
     properties = []
     for name, pp in profile.properties.items():
         if name not in props:

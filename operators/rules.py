@@ -63,6 +63,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import Alert, AlertState, Severity, WindowFeatures, epoch, utc
@@ -263,7 +264,7 @@ class AlarmTracker:
         self.rules = rules
         self.derived = DerivedFeatures(twin_type)
         #: rule name -> [pending_since, raised_at, clear_since, diagnosis] (epoch s or None)
-        self.state: dict[str, list] = {}
+        self.state: dict[str, list[Any]] = {}
         self.anomaly_run = 0
         #: How far toward a rule's threshold (0 = clear level, 1 = threshold) a feature must be
         #: to explain an anomaly.
@@ -355,7 +356,9 @@ class AlarmTracker:
             evidence = {rule.feature: v, **explained}
         return self._alert(rule, AlertState.RAISED, end, w, v, diagnosis, evidence)
 
-    def explain(self, values: Mapping[str, float], top: int = 3) -> tuple[str | None, dict]:
+    def explain(
+        self, values: Mapping[str, float], top: int = 3
+    ) -> tuple[str | None, dict[str, float]]:
         """Diagnosis of the rule whose feature went furthest toward its threshold (past its
         clear level), and the closest features as evidence; ``(None, {})`` if none did."""
         ranked: list[tuple[float, Rule, float]] = []

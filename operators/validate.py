@@ -501,7 +501,8 @@ def _schema_violations(schema: str, values: np.ndarray) -> np.ndarray | None:
     bad = (values < lo) | (values > hi)
     if schema in _INTEGRAL:
         bad |= values != np.trunc(values)
-    return finite & bad
+    out_of_range: np.ndarray = finite & bad
+    return out_of_range
 
 
 def _short(value: Any) -> str:

@@ -1,7 +1,7 @@
 """Every docstring example in the package runs, under the module's installed name.
 
-pytest's ``--doctest-modules`` would import ``operators/records.py`` as ``operators.records``,
-a second copy of ``twinflow.core.records``; walking the installed package avoids that.
+pytest's ``--doctest-modules`` would import ``operators/registry.py`` as ``operators.registry``,
+a second copy of ``twinflow.operators.registry``; walking the installed package avoids that.
 """
 
 from __future__ import annotations

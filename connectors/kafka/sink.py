@@ -111,7 +111,7 @@ class _JsonPartition(StatefulSinkPartition[Any, None]):
                     producer.poll(_ROOM_WAIT_S)
         producer.poll(0)
 
-    def _encode(self, key: str, item: Any) -> tuple[bytes, list[tuple[str, bytes]]]:
+    def _encode(self, key: str, item: Any) -> tuple[bytes, list[tuple[str, str | bytes | None]]]:
         try:
             doc = self._to_json(item)
             value = json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
@@ -120,7 +120,9 @@ class _JsonPartition(StatefulSinkPartition[Any, None]):
                 f"cannot write {type(item).__name__} of twin {key!r} to Kafka topic "
                 f"{self._topic!r} as JSON: {exc}"
             ) from exc
-        headers = [(h, str(doc[h]).encode()) for h in ("schema", "version") if h in doc]
+        headers: list[tuple[str, str | bytes | None]] = [
+            (h, str(doc[h]).encode()) for h in ("schema", "version") if h in doc
+        ]
         return value.encode(), headers
 
     def snapshot(self) -> None:

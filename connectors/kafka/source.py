@@ -108,7 +108,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         """The items a fetched batch becomes; moves the resume offset past its messages."""
         if any(m.error() is not None for m in msgs):
             return self._with_errors(msgs, received)
-        self._offset = msgs[-1].offset() + 1
+        self._offset = _next_offset(msgs[-1])
         return self._map_batch(msgs, received)
 
     def _with_errors(self, msgs: list[Message], received: float) -> list[Any]:
@@ -128,7 +128,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
             else:
                 errors.append(self._dead_letter(error, received))
         if good:
-            self._offset = good[-1].offset() + 1
+            self._offset = _next_offset(good[-1])
         return [*errors, *(self._map_batch(good, received) if good else [])]
 
     def _dead_letter(self, error: KafkaError, received: float) -> DeadLetter:
@@ -183,7 +183,7 @@ class KafkaMessageSource(FixedPartitionedSource[Any, int]):
 
     def list_parts(self) -> list[str]:
         admin = AdminClient(admin_config(self.settings))
-        parts = []
+        parts: list[str] = []
         for topic in self.topics:
             # One topic at a time, so a broker that auto-creates topics does so.
             meta = admin.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics[topic]
@@ -225,3 +225,11 @@ class KafkaMessageSource(FixedPartitionedSource[Any, int]):
 
 
 __all__ = ["CONSUMER_ERRORS", "KafkaMessageSource", "MapBatch"]
+
+
+def _next_offset(message: Message) -> int:
+    """The offset after a message that was read (a read message always has one)."""
+    offset = message.offset()
+    if offset is None:
+        raise KafkaConnectorError("a Kafka message without an offset cannot be resumed after")
+    return offset + 1

@@ -103,7 +103,7 @@ def make_client(
         )
         if tls.insecure:
             client.tls_insecure_set(True)
-    client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)  # type: ignore[arg-type]
+    client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
     client.max_inflight_messages_set(max_inflight)
     client.max_queued_messages_set(max_queued)
     connect: dict[str, Any] = {"keepalive": settings.keepalive_s}

@@ -49,9 +49,9 @@ class _Pending:
     def frame(self) -> TelemetryFrame:
         blocks = list(self.blocks)
         if self.rows:
-            names = {s for r in self.rows for s in r}
+            row_names = {s for r in self.rows for s in r}
             nan = math.nan
-            cols = {s: np.array([r.get(s, nan) for r in self.rows]) for s in names}
+            cols = {s: np.array([r.get(s, nan) for r in self.rows]) for s in row_names}
             blocks.insert(0, (np.array(self.row_times, dtype=np.float64), cols))
         order = self.decoder.order
         names = sorted({s for _, c in blocks for s in c}, key=order.__getitem__)
@@ -98,7 +98,7 @@ class MessageDecoder:
         limit = self.max_payload_bytes
         for topic, payload in messages:
             binding = self.router.route(topic) if topic is not None else None
-            if binding is None:
+            if binding is None or topic is None:
                 reason = (
                     self.router.why_unmapped(topic)
                     if topic is not None

@@ -74,4 +74,5 @@ def daily(times: np.ndarray) -> np.ndarray:
     >>> round(float(daily(np.array([15 * 3600.0]))[0]), 6)
     1.0
     """
-    return np.sin(2.0 * np.pi * (np.mod(times, 86400.0) - 9.0 * 3600.0) / 86400.0)
+    cycle: np.ndarray = np.sin(2.0 * np.pi * (np.mod(times, 86400.0) - 9.0 * 3600.0) / 86400.0)
+    return cycle

@@ -70,7 +70,8 @@ def apply_sensor_fault(
         out[_dropout_mask(fault, state, times, rng)] = np.nan
     else:
         raise ValueError(f"not a sensor fault kind: {fault.kind!r}")
-    return np.clip(out, low, high)
+    clipped: np.ndarray = np.clip(out, low, high)
+    return clipped
 
 
 def _dropout_mask(

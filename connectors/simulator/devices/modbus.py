@@ -105,7 +105,7 @@ def default_binding(
         unit,
         registers,
         commands,
-        **fields,  # type: ignore[arg-type]
+        **fields,
     )
 
 
@@ -153,20 +153,24 @@ class _Context(ModbusServerContext):
     def __init__(self, devices: ModbusDevices) -> None:  # no super(): no deprecated store
         self.old_simulator = True  # tells pymodbus to call this object's async methods
         self.simdevices = []
-        self._devices = devices
+        self._served = devices  # not ``_devices``: the base class uses that name
 
     async def async_getValues(
         self, device_id: int, func_code: int, address: int, count: int = 1
     ) -> list[int] | list[bool] | ExcCodes:
-        return self._devices._read(device_id, func_code, address, count)
+        return self._served._read(device_id, func_code, address, count)
 
     async def async_setValues(
-        self, device_id: int, func_code: int, address: int, values: list[int] | list[bool]
+        self,
+        device_id: int,
+        func_code: int,
+        address: int,
+        values: Sequence[int] | Sequence[bool],
     ) -> ExcCodes | None:
-        return self._devices._write(device_id, func_code, address, list(values))
+        return self._served._write(device_id, func_code, address, list(values))
 
     def device_ids(self) -> list[int]:
-        return sorted(self._devices._units)
+        return sorted(self._served._units)
 
 
 class ModbusDevices:

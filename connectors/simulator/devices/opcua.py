@@ -29,10 +29,10 @@ import json
 import math
 import numbers
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, cast
 
 from twinflow.connectors.bindings import OpcUaBinding, OpcUaWrite
 from twinflow.connectors.opcua.connection import application_uri, check_bindings, parse_node
@@ -46,6 +46,7 @@ try:
     from asyncua import Server, ua
     from asyncua.common.utils import ServiceError
     from asyncua.crypto.permission_rules import User, UserRole
+    from asyncua.server.user_managers import UserManager
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "the simulator's OPC UA devices need asyncua; install: pip install 'twinflow[opcua]'"
@@ -88,9 +89,9 @@ def default_commands(twin_id: str, twin_type: str) -> dict[str, OpcUaWrite]:
     return out
 
 
-def default_binding(twin_id: str, twin_type: str, endpoint: str, **fields: object) -> OpcUaBinding:
+def default_binding(twin_id: str, twin_type: str, endpoint: str, **fields: Any) -> OpcUaBinding:
     """A binding to the simulator's nodes of one twin; ``fields`` sets the other fields."""
-    return OpcUaBinding(  # type: ignore[arg-type]
+    return OpcUaBinding(
         twin_id,
         twin_type,
         endpoint,
@@ -121,7 +122,7 @@ class ServerSecurity:
     allow_unsecured: bool = False
 
 
-class _Users:
+class _Users(UserManager):
     """asyncua user manager: only the given username/password pairs may open a session."""
 
     def __init__(self, users: Mapping[str, str]) -> None:
@@ -262,21 +263,23 @@ class OpcUaDevices:
         if idx != NAMESPACE_INDEX:  # pragma: no cover - a fresh asyncua server gives 2
             raise ConfigError(f"namespace {NAMESPACE_URI} got index {idx}, expected 2")
         start = datetime.now(UTC)
-        waiting = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
+        waiting = ua.StatusCode(cast(ua.UInt32, ua.StatusCodes.BadWaitingForInitialData))
+        # asyncua's annotations name its wire types; the plain Python values are what it takes.
+        stamp = cast(ua.DateTime, start)
         objects = server.nodes.objects
         for b in self.bindings:
             twin = await objects.add_object(
-                ua.NodeId(b.twin_id, idx), ua.QualifiedName(b.twin_id, idx)
+                _node_id(b.twin_id, idx), ua.QualifiedName(b.twin_id, idx)
             )
             for signal, nid in self._signals[b.twin_id].items():
                 await twin.add_variable(
                     nid, ua.QualifiedName(signal, idx), math.nan, ua.VariantType.Double
                 )
                 await server.write_attribute_value(
-                    nid, ua.DataValue(StatusCode=waiting, SourceTimestamp=start)
+                    nid, ua.DataValue(StatusCode=waiting, SourceTimestamp=stamp)
                 )
         for nid, p in self._params.items():
-            parent = server.get_node(ua.NodeId(p.twin_id, idx))
+            parent = server.get_node(_node_id(p.twin_id, idx))
             # A derate starts "not derated" (its top); other setpoints are unknown until written.
             initial = p.high if p.command == "derate" else math.nan
             var = await parent.add_variable(
@@ -334,9 +337,9 @@ class OpcUaDevices:
                     continue
                 dv = ua.DataValue(
                     Value=ua.Variant(value, ua.VariantType.Double),
-                    StatusCode=ua.StatusCode(code),
-                    SourceTimestamp=when,
-                    ServerTimestamp=now,
+                    StatusCode=ua.StatusCode(cast(ua.UInt32, code)),
+                    SourceTimestamp=cast(ua.DateTime, when),
+                    ServerTimestamp=cast(ua.DateTime, now),
                 )
                 await server.write_attribute_value(nid, dv)
                 written += 1
@@ -344,20 +347,17 @@ class OpcUaDevices:
 
     # -- commands ------------------------------------------------------------------------
 
-    def _setter(self, nid: ua.NodeId, p: _Param):  # type: ignore[no-untyped-def]
+    def _setter(self, nid: ua.NodeId, p: _Param) -> Callable[[object, Any, ua.DataValue], None]:
         """The value setter of one actuator parameter: validate, issue, then store."""
 
-        def set_value(node: object, attr: ua.AttributeIds, value: ua.DataValue) -> None:
+        def set_value(node: object, attr: Any, value: ua.DataValue) -> None:
             raw = None if value.Value is None else value.Value.Value
-            ok = (
-                isinstance(raw, numbers.Real)
-                and not isinstance(raw, bool)
-                and math.isfinite(raw)
-                and p.low <= raw <= p.high
-            )
-            if not ok:
+            if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
                 raise ServiceError(BAD_OUT_OF_RANGE)
-            command = self._command(nid, p, float(raw))  # type: ignore[arg-type]
+            number = float(raw)
+            if not (math.isfinite(number) and p.low <= number <= p.high):
+                raise ServiceError(BAD_OUT_OF_RANGE)
+            command = self._command(nid, p, number)
             if not self.plant.apply(command):
                 raise ServiceError(BAD_OUT_OF_RANGE)
             with self._lock:
@@ -388,3 +388,8 @@ class OpcUaDevices:
             expires_at=issued + timedelta(hours=1),
             reason=f"OPC UA write to {nid.to_string()} at {self.endpoint}",
         )
+
+
+def _node_id(name: str, namespace: int) -> ua.NodeId:
+    """A string node id in ``namespace`` (asyncua annotates its wire types; it takes these)."""
+    return ua.NodeId(cast(ua.String, name), cast(ua.Int16, namespace))

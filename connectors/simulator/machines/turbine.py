@@ -64,8 +64,8 @@ class Turbine:
             ambient=ambient,
             wind_dev=wind_dev,
             gust=rng.normal(),
-            gearbox_temp=amb + _gearbox_rise(load),
-            generator_temp=amb + _generator_rise(load),
+            gearbox_temp=amb + float(_gearbox_rise(load)),
+            generator_temp=amb + float(_generator_rise(load)),
         )
 
     def signals(

@@ -39,7 +39,7 @@ def vibration_burst(n: int, rate: float, bearing: float, rng: np.random.Generato
     phase = rng.uniform(0.0, _TWO_PI, 4)
     noise = rng.standard_normal(n)
     w = _TWO_PI * MOTOR_SHAFT_HZ
-    x = SHAFT_G * np.sin(w * t + phase[0])
+    x: np.ndarray = SHAFT_G * np.sin(w * t + phase[0])
     x += 0.3 * SHAFT_G * np.sin(2.0 * w * t + phase[1])
     x += (NOISE_G * (1.0 + 2.0 * bearing)) * noise
     if bearing > 0.0:
