@@ -242,6 +242,7 @@ def mqtt_settings(host: str, port: int) -> MqttSettings:
     )
 
 
+@pytest.mark.services
 @pytest.mark.timeout(60)
 def test_mqtt_lifecycle_against_the_simulated_devices(broker: Mosquitto) -> None:
     plant, base = quiet_plant(), uid("plant")
@@ -275,6 +276,7 @@ def test_mqtt_lifecycle_against_the_simulated_devices(broker: Mosquitto) -> None
     assert [(r.command_id, r.accepted) for r in plant.command_log] == [(good.command_id, True)]
 
 
+@pytest.mark.services
 @pytest.mark.timeout(60)
 def test_mqtt_device_that_never_answers_stays_sent(broker: Mosquitto) -> None:
     plant, base = quiet_plant(), uid("plant")
@@ -347,6 +349,7 @@ def run_sink(sink: Any, commands: list[Command]) -> None:
     run_main(flow)
 
 
+@pytest.mark.services
 @pytest.mark.timeout(60)
 def test_opcua_lifecycle_against_the_simulated_devices(
     opcua: tuple[OpcUaDevices, list[OpcUaBinding], LoopThread],
@@ -373,6 +376,7 @@ def test_opcua_lifecycle_against_the_simulated_devices(
     assert loop.run(setpoint(), timeout=15) == pytest.approx(0.4)
 
 
+@pytest.mark.services
 @pytest.mark.timeout(60)
 def test_opcua_stopped_server_is_retried_until_expiry() -> None:
     plant = quiet_plant()
@@ -398,6 +402,7 @@ def test_opcua_stopped_server_is_retried_until_expiry() -> None:
 # --------------------------------------------------------------------------- Modbus
 
 
+@pytest.mark.services
 @pytest.mark.timeout(60)
 def test_modbus_lifecycle_against_the_simulated_devices() -> None:
     from twinflow.connectors.simulator.devices.modbus import ModbusDevices, default_bindings

@@ -209,6 +209,7 @@ BAD_PAYLOADS: dict[bytes | None, str] = {
 }
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_telemetry_payloads_become_frames_and_bad_ones_dead_letters(bootstrap: str) -> None:
     topic = create_topic(bootstrap, unique_topic("telemetry"), partitions=2)
@@ -237,6 +238,7 @@ def test_telemetry_payloads_become_frames_and_bad_ones_dead_letters(bootstrap: s
     assert {d.stage for d in dead} == {"decode"}
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_recovery_resumes_after_the_last_snapshot(bootstrap: str, tmp_path: Path) -> None:
     """A second run with the same recovery store reads only what was produced since."""
@@ -261,6 +263,7 @@ def test_recovery_resumes_after_the_last_snapshot(bootstrap: str, tmp_path: Path
     assert run_once() == []
 
 
+@pytest.mark.services
 def test_consumer_error_events_become_dead_letters_and_reading_goes_on(bootstrap: str) -> None:
     """An error event in a fetched batch (here: an ACL refusal) is a dead letter, not a crash,
     and it does not move the resume offset; the batch's messages still flow."""
@@ -285,6 +288,7 @@ def test_consumer_error_events_become_dead_letters_and_reading_goes_on(bootstrap
     assert REGISTRY.get_sample_value("twinflow_kafka_consumer_errors_total", {"topic": topic}) == 1
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_fatal_consumer_error_stops_the_source(bootstrap: str) -> None:
     topic = create_topic(bootstrap, unique_topic("fatal"))
@@ -299,6 +303,7 @@ def test_fatal_consumer_error_stops_the_source(bootstrap: str) -> None:
         part.close()
 
 
+@pytest.mark.services
 @pytest.mark.timeout(40)
 def test_source_survives_the_broker_going_away() -> None:
     """While the broker is down the source returns nothing and does not raise; once it is back
@@ -405,6 +410,7 @@ def twin_state(twin: str, minute: int) -> TwinState:
     )
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_alerts_are_read_back_by_an_independent_consumer(bootstrap: str) -> None:
     topic = create_topic(bootstrap, unique_topic("alerts"), partitions=3)
@@ -431,6 +437,7 @@ def test_alerts_are_read_back_by_an_independent_consumer(bootstrap: str) -> None
     assert docs[0]["evidence"]["efficiency"] is None and "ü" in docs[0]["message"]
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_replayed_alerts_keep_their_ids(bootstrap: str) -> None:
     """A replay (as after recovery) writes the same alerts again with the same ids."""
@@ -446,6 +453,7 @@ def test_replayed_alerts_keep_their_ids(bootstrap: str) -> None:
     assert len({(d["alert_id"], d["state"]) for d in docs}) == len(items)
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize(
     ("make_sink", "field", "schema_file", "make_item", "to_json"),
@@ -493,6 +501,7 @@ def asset_rollup(asset: str, minute: int) -> AssetRollup:
     )
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_rollups_are_read_back_keyed_by_asset(bootstrap: str) -> None:
     with pytest.raises(ConfigError, match=r"kafka.rollups_topic is not set"):
@@ -777,6 +786,7 @@ def test_request_without_twin_type_needs_a_registry() -> None:
     assert isinstance(unknown, DeadLetter) and "unknown twin type 'boiler'" in unknown.reason
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_command_requests_from_a_topic(bootstrap: str) -> None:
     topic = create_topic(bootstrap, unique_topic("requests"))

@@ -413,6 +413,7 @@ def finish(source: ModbusSource, part: ModbusPartition) -> None:
     collect(part, timeout=10)
 
 
+@pytest.mark.services
 @pytest.mark.timeout(45)
 def test_polling_decodes_every_type_and_order() -> None:
     plant = make_plant()
@@ -457,6 +458,7 @@ def test_polling_decodes_every_type_and_order() -> None:
         assert got[-1].source == f"modbus://{HOST}:{port}/{b.unit}"
 
 
+@pytest.mark.services
 @pytest.mark.timeout(45)
 def test_an_exception_response_marks_only_its_signals_bad(served: Served) -> None:
     wt = served.bindings[0]
@@ -474,6 +476,7 @@ def test_an_exception_response_marks_only_its_signals_bad(served: Served) -> Non
     assert counter("twinflow_modbus_polls_total", result="exception") - before == 2
 
 
+@pytest.mark.services
 @pytest.mark.timeout(45)
 def test_a_device_that_stops_answering_and_comes_back(served: Served) -> None:
     before = counter("twinflow_modbus_polls_total", result="timeout")
@@ -499,6 +502,7 @@ def test_a_device_that_stops_answering_and_comes_back(served: Served) -> None:
     assert counter("twinflow_modbus_polls_total", result="timeout") - before >= 1
 
 
+@pytest.mark.services
 @pytest.mark.timeout(45)
 def test_a_stopped_and_restarted_server_is_reconnected(served: Served) -> None:
     reconnects = counter("twinflow_modbus_reconnects_total")
@@ -549,6 +553,7 @@ def mean_tail(frames: list[TelemetryFrame], twin: str, signal: str) -> float:
     return float(np.mean(next(f for f in frames if f.twin_id == twin).signals[signal][-10:]))
 
 
+@pytest.mark.services
 @pytest.mark.timeout(45)
 def test_command_round_trip_changes_what_the_plant_produces(served: Served) -> None:
     before = mean_tail([f for f in served.push_chunk()], "motor-003", "load_pct")
@@ -577,6 +582,7 @@ def test_command_round_trip_changes_what_the_plant_produces(served: Served) -> N
     assert np.isfinite(load).all() and load.max() < 55
 
 
+@pytest.mark.services
 @pytest.mark.timeout(45)
 def test_out_of_range_commands_are_rejected_before_sending(served: Served) -> None:
     motor = served.bindings[2]
@@ -605,6 +611,7 @@ def test_out_of_range_commands_are_rejected_before_sending(served: Served) -> No
     assert served.devices.commands == [] and served.plant.command_log == []
 
 
+@pytest.mark.services
 @pytest.mark.timeout(45)
 def test_the_device_refuses_bad_writes_itself(served: Served) -> None:
     """A client that skips the checks gets Modbus exceptions, and the plant is untouched."""
@@ -631,6 +638,7 @@ def test_the_device_refuses_bad_writes_itself(served: Served) -> None:
     assert served.devices.commands == [] and served.plant.command_log == []
 
 
+@pytest.mark.services
 @pytest.mark.timeout(45)
 def test_unreachable_and_silent_devices_fail_in_bounded_time(served: Served) -> None:
     motor = served.bindings[2]
@@ -664,6 +672,7 @@ def test_unreachable_and_silent_devices_fail_in_bounded_time(served: Served) -> 
     assert served.devices.commands == []  # the silent unit never acted on it
 
 
+@pytest.mark.services
 @pytest.mark.timeout(45)
 def test_commands_not_issued_and_replays_are_not_written(served: Served) -> None:
     feedback = CommandFeedback()
@@ -679,10 +688,11 @@ def test_commands_not_issued_and_replays_are_not_written(served: Served) -> None
     assert len(served.devices.commands) == 1 and feedback.history("x") == []
     assert statuses(feedback, cmd) == [CommandStatus.SENT, CommandStatus.ACKNOWLEDGED]
     assert sink.stats.snapshot()["duplicates"] == 1
-    with pytest.raises(TypeError, match=r"takes operators\.records\.Command items"):
+    with pytest.raises(TypeError, match=r"takes twinflow\.core\.records\.Command items"):
         sink.send(["derate"])  # type: ignore[list-item]
 
 
+@pytest.mark.services
 @pytest.mark.timeout(45)
 def test_a_flow_run_through_bytewax(served: Served) -> None:
     twins = dict(served.plant.twins)
@@ -702,6 +712,7 @@ def test_a_flow_run_through_bytewax(served: Served) -> None:
         assert all(f.twin_type == kind and good(f) for f in mine)
 
 
+@pytest.mark.services
 @pytest.mark.timeout(45)
 def test_stop_ends_an_endless_source_and_workers_share_endpoints(served: Served) -> None:
     other = free_port()

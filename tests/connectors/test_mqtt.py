@@ -311,6 +311,7 @@ def test_device_encoding_decodes_to_the_same_readings(
 # ----------------------------------------------------------------------------- real broker
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_source_decodes_what_the_broker_delivers_and_dead_letters_the_rest(
     broker: Mosquitto,
@@ -349,6 +350,7 @@ def test_source_decodes_what_the_broker_delivers_and_dead_letters_the_rest(
     assert any("3000 bytes exceeds the limit of 2000" in r for r in dead)
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_shared_topic_pattern_is_one_subscription(broker: Mosquitto) -> None:
     site = uid("site")
@@ -389,6 +391,7 @@ def run_flow(source: MqttSource, workers: int = 1) -> list[Any]:
     return out
 
 
+@pytest.mark.services
 @pytest.mark.timeout(40)
 def test_flow_restarted_picks_up_what_the_broker_queued(broker: Mosquitto) -> None:
     base, client_id = uid("t"), uid("flow")
@@ -414,6 +417,7 @@ def test_flow_restarted_picks_up_what_the_broker_queued(broker: Mosquitto) -> No
     assert len([i for i in first if isinstance(i, TelemetryFrame)]) < 200  # frames carry batches
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_messages_taken_but_not_acknowledged_come_again_after_a_crash(broker: Mosquitto) -> None:
     base, client_id = uid("t"), uid("crash")
@@ -442,6 +446,7 @@ def test_messages_taken_but_not_acknowledged_come_again_after_a_crash(broker: Mo
     assert sorted(times_of(again)) == [T0 + i for i in range(100)]  # at least once
 
 
+@pytest.mark.services
 @pytest.mark.timeout(60)
 def test_broker_restarted_mid_stream_loses_no_reading(tmp_path: Path) -> None:
     own = start_broker(data_dir=tmp_path / "broker")
@@ -488,6 +493,7 @@ def test_broker_restarted_mid_stream_loses_no_reading(tmp_path: Path) -> None:
     assert metric("twinflow_mqtt_reconnects_total", client=client_id) > reconnects
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_broker_away_at_start_then_up(tmp_path: Path) -> None:
     base = uid("plant")
@@ -544,6 +550,7 @@ def make_command(twin: str, twin_type: str, name: str, params: dict[str, float])
     )
 
 
+@pytest.mark.services
 @pytest.mark.timeout(60)
 def test_command_round_trip_changes_what_the_simulator_produces(broker: Mosquitto) -> None:
     base, client_id = uid("plant"), uid("loop")
@@ -624,6 +631,7 @@ def test_command_round_trip_changes_what_the_simulator_produces(broker: Mosquitt
     assert np.mean(second[-20:]) < 55.0 < np.mean(first) - 15.0  # load limited to 50 %
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_sink_and_devices_refuse_what_they_must(broker: Mosquitto) -> None:
     base = uid("plant")
@@ -775,6 +783,7 @@ def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_tls_with_username_and_password(tmp_path: Path) -> None:
     import subprocess

@@ -340,6 +340,7 @@ def test_other_bad_settings_are_refused() -> None:
 # --------------------------------------------------------------------------- the source
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_frames_carry_status_code_as_quality_and_source_timestamp_as_time(
     loop: Loop, served: tuple[OpcUaDevices, list[OpcUaBinding]]
@@ -398,6 +399,7 @@ def test_frames_carry_status_code_as_quality_and_source_timestamp_as_time(
     assert metric("twinflow_opcua_datachanges_total", endpoint=label) >= before + 5
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_changes_drained_together_make_one_frame_per_twin(
     loop: Loop, served: tuple[OpcUaDevices, list[OpcUaBinding]]
@@ -430,6 +432,7 @@ def test_changes_drained_together_make_one_frame_per_twin(
         assert by_twin["pump-002"].times.tolist() == [t0 + 1]
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_every_row_of_a_chunk_can_be_published(
     loop: Loop, served: tuple[OpcUaDevices, list[OpcUaBinding]]
@@ -461,6 +464,7 @@ def test_every_row_of_a_chunk_can_be_published(
         assert math.isnan(got[t0 + 1].get("suction_bar", math.nan))
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_deadband_and_unknown_nodes(
     loop: Loop, served: tuple[OpcUaDevices, list[OpcUaBinding]]
@@ -490,6 +494,7 @@ def test_deadband_and_unknown_nodes(
         assert seen == [110.0, 120.0]  # changes within 5 m3/h of the last one are filtered
 
 
+@pytest.mark.services
 @pytest.mark.timeout(120)
 def test_server_restart_mid_stream(loop: Loop, plant: Plant) -> None:
     url = f"opc.tcp://127.0.0.1:{free_port()}"
@@ -569,6 +574,7 @@ def test_server_restart_mid_stream(loop: Loop, plant: Plant) -> None:
     assert metric("twinflow_opcua_reconnects_total", endpoint=url) >= reconnects + 1
 
 
+@pytest.mark.services
 @pytest.mark.timeout(40)
 def test_a_server_that_hangs_is_noticed_and_the_source_reconnects(
     loop: Loop, served: tuple[OpcUaDevices, list[OpcUaBinding]]
@@ -592,6 +598,7 @@ def test_a_server_that_hangs_is_noticed_and_the_source_reconnects(
 # --------------------------------------------------------------------------- the sink
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_command_round_trip_changes_what_the_plant_produces(
     served: tuple[OpcUaDevices, list[OpcUaBinding]], plant: Plant
@@ -620,6 +627,7 @@ def test_command_round_trip_changes_what_the_plant_produces(
     assert metric("twinflow_opcua_command_results_total", status="acknowledged") == acknowledged + 1
 
 
+@pytest.mark.services
 @pytest.mark.timeout(30)
 def test_out_of_range_command_is_refused_before_it_is_sent(
     loop: Loop, served: tuple[OpcUaDevices, list[OpcUaBinding]]
@@ -675,6 +683,7 @@ def test_write_to_an_unreachable_server_fails_in_bounded_time() -> None:
 # --------------------------------------------------------------------------- security
 
 
+@pytest.mark.services
 @pytest.mark.timeout(45)
 def test_secured_connection_with_basic256sha256(loop: Loop, plant: Plant, tmp_path: Path) -> None:
     server_cert = make_cert(tmp_path, "server", "urn:twinflow:test:server", server=True)

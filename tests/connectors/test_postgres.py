@@ -273,6 +273,7 @@ def write(sink: PostgresSink, *batches: list[Any], part: str = "pg-0") -> None:
 # -- migrations ---------------------------------------------------------------------------
 
 
+@pytest.mark.services
 def test_migrate_is_idempotent_and_status_tells_the_path(fresh: str, server: Postgres) -> None:
     before = status(fresh)
     assert not before.applied and before.pending == ALL_MIGRATIONS
@@ -294,6 +295,7 @@ def test_migrate_is_idempotent_and_status_tells_the_path(fresh: str, server: Pos
         assert len(applied) == len(ALL_MIGRATIONS)
 
 
+@pytest.mark.services
 def test_changed_migration_is_refused_naming_it(fresh: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, folder)
@@ -307,6 +309,7 @@ def test_changed_migration_is_refused_naming_it(fresh: str, tmp_path: Path) -> N
     assert "CHANGED" in str(report)
 
 
+@pytest.mark.services
 def test_new_migration_applies_alone_and_a_failing_one_rolls_back(
     fresh: str, tmp_path: Path
 ) -> None:
@@ -332,6 +335,7 @@ def test_badly_named_migration_file_is_an_error(tmp_path: Path) -> None:
         load_migrations(tmp_path / "m")
 
 
+@pytest.mark.services
 def test_timescale_layer_sql_and_when_it_applies(fresh: str, server: Postgres) -> None:
     sql = timescale_ddl(TimescaleOptions(retain_telemetry=timedelta(days=30)))
     for table, column in (
@@ -394,6 +398,7 @@ def test_timescale_layer_sql_and_when_it_applies(fresh: str, server: Postgres) -
 # -- the sink -----------------------------------------------------------------------------
 
 
+@pytest.mark.services
 def test_each_record_type_lands_in_its_table_through_a_flow(db: str) -> None:
     items = one_of_each("M1") + one_of_each("M2")
     flow = Dataflow("pg_each_type")
@@ -428,6 +433,7 @@ def test_each_record_type_lands_in_its_table_through_a_flow(db: str) -> None:
     }
 
 
+@pytest.mark.services
 def test_the_same_batch_written_twice_stores_each_row_once(db: str) -> None:
     batch = [*one_of_each("M1"), frame("M1", E0 + 5, 20), window("M1", 1), state("M1", 9)]
     before = metric("twinflow_pg_rows_duplicate_total", table="telemetry")
@@ -444,6 +450,7 @@ def test_the_same_batch_written_twice_stores_each_row_once(db: str) -> None:
     assert {t: count(db, t) for t in counts} == counts
 
 
+@pytest.mark.services
 def test_a_replay_overlapping_new_rows_inserts_only_the_new(db: str) -> None:
     first = [frame("M1", E0 + 10 * i) for i in range(3)]
     later = [frame("M1", E0 + 10 * i) for i in range(3, 6)]
@@ -452,6 +459,7 @@ def test_a_replay_overlapping_new_rows_inserts_only_the_new(db: str) -> None:
     assert stored_readings(db) == expected_readings(first + later)
 
 
+@pytest.mark.services
 def test_alert_raise_then_clear_updates_its_lifecycle_row(db: str) -> None:
     raised, cleared = alert("M1", AlertState.RAISED, 1), alert("M1", AlertState.CLEARED, 7)
     write(PostgresSink(db), [raised])
@@ -482,6 +490,7 @@ def test_alert_raise_then_clear_updates_its_lifecycle_row(db: str) -> None:
     ]
 
 
+@pytest.mark.services
 def test_recomputed_window_replaces_and_older_state_never_wins(db: str) -> None:
     write(PostgresSink(db), [window("M1", 0, mean=1.0), state("M1", 20)])
     write(PostgresSink(db), [window("M1", 0, mean=2.0), state("M1", 10)])  # late data; older
@@ -516,6 +525,7 @@ def with_properties(
     return replace(s, properties={"flow_setpoint": prop, "load_setpoint": no_report})
 
 
+@pytest.mark.services
 def test_twin_state_properties_round_trip_and_view(db: str) -> None:
     first = with_properties(state("M1", 20), 300.0, 1)
     write(PostgresSink(db), [first, state("M2", 20)])
@@ -538,6 +548,7 @@ def test_twin_state_properties_round_trip_and_view(db: str) -> None:
     ]
 
 
+@pytest.mark.services
 def test_desired_change_without_new_readings_updates_and_older_state_never_wins(
     db: str,
 ) -> None:
@@ -565,6 +576,7 @@ def test_desired_change_without_new_readings_updates_and_older_state_never_wins(
     assert query(db, desired.format("twin_state")) == [("5",)]
 
 
+@pytest.mark.services
 def test_properties_migration_upgrades_stored_states_and_runs_once(
     fresh: str, tmp_path: Path
 ) -> None:
@@ -635,6 +647,7 @@ def rollup_columns(r: AssetRollup) -> tuple[Any, ...]:
     )
 
 
+@pytest.mark.services
 def test_rollups_land_through_a_flow_and_a_replay_stores_them_once(db: str) -> None:
     items: list[Any] = []
     for minute in range(4):
@@ -688,6 +701,7 @@ def test_rollups_land_through_a_flow_and_a_replay_stores_them_once(db: str) -> N
     ]
 
 
+@pytest.mark.services
 def test_an_older_rollup_never_wins_and_one_at_the_same_time_replaces(db: str) -> None:
     write(PostgresSink(db), [rollup("skid-1", 5, (0, 1, 0), 0.7)])
     write(PostgresSink(db), [rollup("skid-1", 2, (0, 0, 2), 0.2)])  # older, arriving late
@@ -717,6 +731,7 @@ def test_an_older_rollup_never_wins_and_one_at_the_same_time_replaces(db: str) -
     assert count(db, "asset_rollups") == 3
 
 
+@pytest.mark.services
 def test_rollups_migration_upgrades_a_database_at_0004_and_runs_once(
     fresh: str, tmp_path: Path
 ) -> None:
@@ -739,6 +754,7 @@ def test_rollups_migration_upgrades_a_database_at_0004_and_runs_once(
     assert count(fresh, "asset_rollups_latest") == 1
 
 
+@pytest.mark.services
 def test_timescale_rollups_layer_is_a_layer_of_its_own(fresh: str) -> None:
     sql = timescale_rollups_ddl(TimescaleOptions(retain_history=None))
     assert "SELECT create_hypertable('twinflow.asset_rollups', 'time'," in sql
@@ -782,6 +798,7 @@ def test_timescale_rollups_layer_is_a_layer_of_its_own(fresh: str) -> None:
     assert not report.changed and not report.unknown
 
 
+@pytest.mark.services
 def test_waveforms_are_stored_only_when_asked(db: str) -> None:
     wave = WaveformFrame("M1", "motor", "vibration", E0, 1000.0, np.arange(250, dtype=float))
     write(PostgresSink(db), [wave])
@@ -792,6 +809,7 @@ def test_waveforms_are_stored_only_when_asked(db: str) -> None:
     ) == [(250, 249.0, timedelta(microseconds=249_000))]
 
 
+@pytest.mark.services
 def test_views_answer_example_queries(db: str) -> None:
     frames = [frame("M1", E0 + 10 * i) for i in range(12)]  # 120 s: two minutes
     write(
@@ -857,6 +875,7 @@ def test_views_answer_example_queries(db: str) -> None:
     ) == [("succeeded", "policy", 2), ("rejected", "policy", 2), ("acknowledged", "policy", 2)]
 
 
+@pytest.mark.services
 def test_unmigrated_database_and_wrong_items_are_clear_errors(
     server: Postgres, db: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -895,6 +914,7 @@ def test_unmigrated_database_and_wrong_items_are_clear_errors(
         PostgresSink(db, batch_rows=10, max_buffer_rows=5)
 
 
+@pytest.mark.services
 def test_batches_flush_on_latency_without_a_snapshot(db: str) -> None:
     p = PostgresSink(db, batch_rows=10_000, max_latency_s=0.1).build_part("t", "pg-0", None)
     try:
@@ -918,6 +938,7 @@ def _wait_for(predicate: Any, timeout_s: float, what: str) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.services
 def test_a_terminated_session_is_replaced_without_losing_the_batch(db: str) -> None:
     part = PostgresSink(db, retry_initial_s=0.01).build_part("kill", "pg-0", None)
     frames = [frame("M1", E0), frame("M1", E0 + 10)]
@@ -937,6 +958,7 @@ def test_a_terminated_session_is_replaced_without_losing_the_batch(db: str) -> N
     assert stored_readings(db) == expected_readings(frames)
 
 
+@pytest.mark.services
 def test_postgres_restarted_mid_stream_loses_and_duplicates_nothing(
     fragile: Postgres, request: pytest.FixtureRequest
 ) -> None:
@@ -999,6 +1021,7 @@ def test_postgres_restarted_mid_stream_loses_and_duplicates_nothing(
     assert count(url, "twin_state") == 6
 
 
+@pytest.mark.services
 def test_backpressure_bounds_the_buffer_while_the_server_is_down(
     fragile: Postgres, request: pytest.FixtureRequest
 ) -> None:
@@ -1040,6 +1063,7 @@ def test_backpressure_bounds_the_buffer_while_the_server_is_down(
     assert stored_readings(url) == expected_readings(frames)
 
 
+@pytest.mark.services
 def test_giving_up_fails_the_flow_instead_of_dropping_rows(
     fragile: Postgres, request: pytest.FixtureRequest
 ) -> None:

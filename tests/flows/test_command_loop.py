@@ -36,7 +36,7 @@ from twinflow.connectors.files import read_jsonl
 from twinflow.flows.deploy import Deployment, load_deployment
 from twinflow.flows.run import deployment_flow
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.services, pytest.mark.timeout(240)]
 
 #: Seconds (wall clock) a command may take before the book ends it timed out.
 TIMEOUT_S = 10

@@ -8,6 +8,7 @@ from tests.services.postgres import Postgres
 from twinflow.flows.cli import main
 
 
+@pytest.mark.services
 @pytest.mark.timeout(120)
 def test_db_migrate_is_idempotent_and_status_says_so(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

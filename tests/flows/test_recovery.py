@@ -39,7 +39,7 @@ from twinflow.connectors.postgres.connection import psycopg
 from twinflow.connectors.simulator import Plant, PlantConfig
 from twinflow.core.records import RawMessage, TelemetryFrame
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Columns that say when a row was processed, not what it holds: the database's own

@@ -29,6 +29,8 @@ from twinflow.flows.deploy import Deployment, load_deployment
 from twinflow.flows.run import actuators_for, deployment_flow
 from twinflow.flows.simulate import simulate
 
+pytestmark = pytest.mark.services
+
 TWINS = """
   - {id: wt-001, type: wind_turbine, protocol: mqtt}
   - {id: pump-002, type: pump, protocol: opcua}
