@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TypeGuard
 
 #: Longest DTMI of any kind, of a user DTMI, and of an Interface's ``@id``.
 MAX_LENGTH = 4096
@@ -62,7 +63,7 @@ def parse_dtmi(text: str) -> Dtmi:
     )
 
 
-def is_dtmi(text: object) -> bool:
+def is_dtmi(text: object) -> TypeGuard[str]:
     """True when ``text`` is a syntactically valid DTMI (system or user, any length rule).
 
     >>> is_dtmi("dtmi:foo_bar:_16:baz33:qux;12"), is_dtmi("dtmi:1abc;1"), is_dtmi("dtmi:a;01")

@@ -8,8 +8,9 @@ are maps from language tag to text.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from twinflow.core.errors import ValidationError
 
@@ -47,13 +48,23 @@ class EnumSchema(Element):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Field(Element):
-    """A field of an Object; may carry a semantic type and unit."""
+class NamedValue(Element):
+    """A named value of one schema, which may carry a semantic type and its unit.
+
+    The common base of :class:`Field`, :class:`Telemetry` and :class:`CommandPayload`;
+    :class:`Property` spells its fields out to keep ``writable`` in its place (field order
+    is what ``repr`` shows and what pickles hold).
+    """
 
     name: str
     schema: Schema
     semantic_type: str | None = None
     unit: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Field(NamedValue):
+    """A field of an Object; may carry a semantic type and unit."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,11 +97,8 @@ Schema = PrimitiveSchema | EnumSchema | ObjectSchema | MapSchema | ArraySchema
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Telemetry(Element):
-    name: str
-    schema: Schema
-    semantic_type: str | None = None
-    unit: str | None = None
+class Telemetry(NamedValue):
+    """A value the twin reports over time."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,13 +111,8 @@ class Property(Element):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CommandPayload(Element):
+class CommandPayload(NamedValue):
     """A Command's request or response: a named value of one schema."""
-
-    name: str
-    schema: Schema
-    semantic_type: str | None = None
-    unit: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,12 +149,15 @@ Content = Telemetry | Property | Command | Relationship | Component
 class Interface(Element):
     """One Interface as written: its own contents; inherited ones come from :class:`ModelSet`."""
 
-    id: str  # type: ignore[misc]  # required here
+    id: str  # required here
     contents: tuple[Content, ...] = ()
     extends: tuple[str, ...] = ()
     schemas: tuple[Schema, ...] = ()
     contexts: tuple[str, ...] = ()
     file: str = ""
+
+
+_C = TypeVar("_C", Telemetry, Property, Command)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,33 +186,44 @@ class ModelSet:
 
     def ancestors(self, dtmi: str) -> tuple[str, ...]:
         """The Interface and every Interface it extends, nearest first, each once."""
-        seen: list[str] = []
-        todo = [dtmi]
-        while todo:
-            current = todo.pop(0)
-            if current in seen:
-                continue
-            seen.append(current)
-            todo.extend(self.interface(current).extends)
-        return tuple(seen)
+        return tuple(walk_extends(dtmi, lambda d: self.interface(d).extends))
 
     def contents(self, dtmi: str) -> tuple[Content, ...]:
         """All contents of an Interface, its own first, then inherited ones."""
         return tuple(c for i in self.ancestors(dtmi) for c in self.interface(i).contents)
 
-    def _find(self, dtmi: str, name: str, kind: type, label: str) -> Content:
+    def _find(self, dtmi: str, name: str, kind: type[_C]) -> _C:
         found = [c for c in self.contents(dtmi) if isinstance(c, kind)]
         for c in found:
             if c.name == name:
                 return c
         known = ", ".join(c.name for c in found) or "none"
-        raise ValidationError(f"Interface {dtmi!r} has no {label} {name!r}; known: {known}")
+        raise ValidationError(f"Interface {dtmi!r} has no {kind.__name__} {name!r}; known: {known}")
 
     def telemetry(self, dtmi: str, name: str) -> Telemetry:
-        return self._find(dtmi, name, Telemetry, "Telemetry")  # type: ignore[return-value]
+        return self._find(dtmi, name, Telemetry)
 
     def property(self, dtmi: str, name: str) -> Property:
-        return self._find(dtmi, name, Property, "Property")  # type: ignore[return-value]
+        return self._find(dtmi, name, Property)
 
     def command(self, dtmi: str, name: str) -> Command:
-        return self._find(dtmi, name, Command, "Command")  # type: ignore[return-value]
+        return self._find(dtmi, name, Command)
+
+
+def walk_extends(dtmi: str, parents: Callable[[str], Iterable[str] | None]) -> list[str]:
+    """``dtmi`` and every Interface it extends, breadth first (nearest first), each once.
+
+    ``parents`` gives an Interface's ``extends``, or ``None`` to leave an unknown one out.
+    """
+    seen: list[str] = []
+    todo = [dtmi]
+    while todo:
+        current = todo.pop(0)
+        if current in seen:
+            continue
+        found = parents(current)
+        if found is None:
+            continue
+        seen.append(current)
+        todo.extend(found)
+    return seen

@@ -1,0 +1,186 @@
+"""An Interface's contents: Telemetry, Property, Command, Relationship and Component.
+
+A Component (like ``extends``) names another Interface by DTMI or holds one inline; those
+links are collected as :class:`Ref` for the second pass, which resolves them across files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twinflow.operators.dtdl.model import (
+    Command,
+    CommandPayload,
+    Component,
+    Content,
+    Property,
+    Relationship,
+    Telemetry,
+)
+from twinflow.operators.dtdl.reading.place import At, Ref
+from twinflow.operators.dtdl.reading.schemas import NAME_SCHEMA, SchemaReader
+from twinflow.operators.dtdl.reading.vocabulary import CONTENT_CLASSES, is_int
+
+_RELATIONSHIP = frozenset(
+    {"name", "target", "minMultiplicity", "maxMultiplicity", "properties", "writable"}
+)
+_PAYLOADS = (("request", "CommandRequest"), ("response", "CommandResponse"))
+
+
+class ContentReader(SchemaReader):
+    """Reads the elements of ``contents``; Interfaces themselves come from the layer above."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[Ref] = []
+
+    def interface(
+        self, raw: dict[str, Any], at: At, inherited: tuple[str, ...] | None
+    ) -> str | None:
+        """Parse an Interface; see :class:`~.interfaces.InterfaceReader`."""
+        raise NotImplementedError
+
+    def linked_interface(self, value: Any, at: At, kind: str) -> str | None:
+        """An Interface named by DTMI or written inline, remembered as a :class:`Ref`."""
+        if isinstance(value, dict):
+            target = self.interface(value, at, self.scope.contexts)
+        elif self.check_dtmi(value, at):
+            target = value
+        else:
+            target = None
+        if target is not None:
+            self.refs.append(Ref(at, kind, target))
+        return target
+
+    def content(self, raw: dict[str, Any], at: At) -> Content | None:
+        """One entry of ``contents``, by its ``@type``."""
+        kind, sem = self.types(raw, at, CONTENT_CLASSES, semantic=True)
+        if kind is None:
+            return None
+        if sem is not None and kind not in ("Telemetry", "Property"):
+            self.refuse_cotype(at.key("@type"), sem, kind)
+            sem = None
+        info = self.common(raw, at)
+        if "id" in info:
+            at = at.at_id(info["id"])
+        if kind in ("Telemetry", "Property"):
+            return self.value_element(raw, at, kind, sem, info)
+        if kind == "Command":
+            return self.command(raw, at, info)
+        if kind == "Relationship":
+            return self.relationship(raw, at, info)
+        return self.component(raw, at, info)
+
+    def value_element(
+        self, raw: dict[str, Any], at: At, kind: str, sem: str | None, info: dict[str, Any]
+    ) -> Telemetry | Property | None:
+        extra = frozenset({"writable"} if kind == "Property" else ())
+        name, schema, unit = self.named_value(raw, at, kind, sem, extra=extra)
+        writable = self.flag(raw, "writable", at)
+        if name is None or schema is None:
+            return None
+        if kind == "Telemetry":
+            return Telemetry(name=name, schema=schema, semantic_type=sem, unit=unit, **info)
+        return Property(
+            name=name, schema=schema, writable=writable, semantic_type=sem, unit=unit, **info
+        )
+
+    def command(self, raw: dict[str, Any], at: At, info: dict[str, Any]) -> Command | None:
+        self.keys(raw, at, "Command", {"name", "request", "response"}, ("name",))
+        self.unit(raw, at, None, None)
+        name = self.name(raw, at)
+        payloads: dict[str, CommandPayload | None] = {}
+        for key, kind in _PAYLOADS:
+            if key not in raw:
+                payloads[key] = None
+            elif isinstance(raw[key], dict):
+                payload = self.payload(raw[key], at.key(key), kind)
+                if payload is not None:
+                    payloads[key] = payload
+            else:
+                self.add(at.key(key), "property-type", f"{key} must be a {kind} object")
+        # a payload that is given but broken leaves its key out: the Command is broken
+        if name is None or len(payloads) != len(_PAYLOADS):
+            return None
+        request, response = payloads["request"], payloads["response"]
+        return Command(name=name, request=request, response=response, **info)
+
+    def payload(self, raw: dict[str, Any], at: At, kind: str) -> CommandPayload | None:
+        """A Command's request or response."""
+        sem, info = self.part(raw, at, kind, semantic=True)
+        name, schema, unit = self.named_value(raw, at, kind, sem)
+        if name is None or schema is None:
+            return None
+        return CommandPayload(name=name, schema=schema, semantic_type=sem, unit=unit, **info)
+
+    def relationship(
+        self, raw: dict[str, Any], at: At, info: dict[str, Any]
+    ) -> Relationship | None:
+        self.keys(raw, at, "Relationship", _RELATIONSHIP, ("name",))
+        self.unit(raw, at, None, None)
+        name = self.name(raw, at)
+        target = raw.get("target")
+        if target is not None and not self.check_dtmi(target, at.key("target")):
+            target = None
+        high = self.multiplicity(raw, at)
+        props = self.relationship_properties(raw, at)
+        writable = self.flag(raw, "writable", at)
+        if name is None:
+            return None
+        return Relationship(
+            name=name,
+            target=target,
+            min_multiplicity=0,
+            max_multiplicity=high,
+            properties=tuple(props),
+            writable=writable,
+            **info,
+        )
+
+    def multiplicity(self, raw: dict[str, Any], at: At) -> int | None:
+        """Check min and max multiplicity; return the max when valid (``None``: unbounded)."""
+        low, high = raw.get("minMultiplicity", 0), raw.get("maxMultiplicity")
+        if not is_int(low) or low != 0:
+            self.add(
+                at.key("minMultiplicity"),
+                "multiplicity",
+                f"minMultiplicity must be 0 in DTDL v3, not {low!r}; remove it or set it to 0",
+            )
+        if high is not None and (not is_int(high) or high < 1):
+            self.add(
+                at.key("maxMultiplicity"),
+                "multiplicity",
+                f"maxMultiplicity must be a whole number of at least 1, not {high!r}",
+            )
+            return None
+        return high if high is None else int(high)
+
+    def relationship_properties(self, raw: dict[str, Any], at: At) -> list[Property]:
+        props: list[Property] = []
+        names: list[tuple[At, str | None]] = []
+        items = self.members(raw, "properties", at) or []
+        for p, p_at in self.objects(items, "each Relationship property is an object"):
+            kind, sem = self.types(p, p_at, ("Property",), semantic=True)
+            if kind is None:
+                continue
+            p_info = self.common(p, p_at)
+            if "id" in p_info:
+                p_at = p_at.at_id(p_info["id"])
+            names.append((p_at, p.get("name") if isinstance(p.get("name"), str) else None))
+            prop = self.value_element(p, p_at, "Property", sem, p_info)
+            if isinstance(prop, Property):
+                props.append(prop)
+        self.unique_names(names, "properties of this Relationship")
+        return props
+
+    def component(self, raw: dict[str, Any], at: At, info: dict[str, Any]) -> Component | None:
+        self.keys(raw, at, "Component", NAME_SCHEMA, NAME_SCHEMA)
+        self.unit(raw, at, None, None)
+        name = self.name(raw, at)
+        schema = raw.get("schema")
+        target = (
+            None if schema is None else self.linked_interface(schema, at.key("schema"), "component")
+        )
+        if name is None or target is None:
+            return None
+        return Component(name=name, schema=target, **info)
