@@ -251,7 +251,7 @@ def _run(args: argparse.Namespace) -> int:
         + (f"; recovery in {args.recovery_dir}/" if recovery else ""),
         file=sys.stderr,
     )
-    cli_main(
+    cli_main(  # type: ignore[no-untyped-call]  # bytewax.run's stub has no annotations
         flow,
         workers_per_process=args.workers,
         epoch_interval=timedelta(seconds=args.snapshot_interval),

@@ -115,7 +115,7 @@ def run_demo(
     try:
         # Bytewax's production runner; it also serves the dataflow API (/metrics) when
         # BYTEWAX_DATAFLOW_API_ENABLED is set.
-        cli_main(flow, workers_per_process=workers)
+        cli_main(flow, workers_per_process=workers)  # type: ignore[no-untyped-call]
     finally:
         wall = time.perf_counter() - t0
         if ticker is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -187,9 +187,9 @@ def summarise(
     *,
     readings: int,
     wall_seconds: float,
-    faults: list[FaultTruth],
-    alerts: list[Mapping[str, Any]],
-    commands: list[Mapping[str, Any]],
+    faults: Sequence[FaultTruth],
+    alerts: Sequence[Mapping[str, Any]],
+    commands: Sequence[Mapping[str, Any]],
     windows: pl.DataFrame,
     telemetry: pl.DataFrame,
     baseline: pl.DataFrame | None = None,
@@ -294,7 +294,7 @@ def render(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _outcomes(commands: list[dict[str, Any]]) -> dict[str, int]:
+def _outcomes(commands: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """How the commands that were sent ended: succeeded, failed, timed_out, ..."""
     sent = {c["command_id"] for c in commands if c.get("status") == "queued"}
     ends = ("succeeded", "failed", "timed_out", "expired", "rejected")

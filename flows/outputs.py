@@ -15,6 +15,7 @@ Parquet folders are split by twin type (``twin_type=pump/part-p0-00000.parquet``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 import polars as pl
 from bytewax.outputs import Sink
 
-from twinflow.connectors.files import JsonLinesSink, ParquetSink
+from twinflow.connectors.files import Columns, JsonLinesSink, ParquetSink
 from twinflow.core.records import TelemetryFrame, TwinState, WindowFeatures
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.telemetry import FlowOutputs
@@ -54,12 +55,12 @@ def _type_of(item: Any) -> str:
     return str(item.twin_type)
 
 
-def file_outputs(config: FlowConfig, actuators: Sink | None = None) -> FlowOutputs:
+def file_outputs(config: FlowConfig, actuators: Sink[Any] | None = None) -> FlowOutputs:
     """File sinks under ``config.out_dir`` (created if missing)."""
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    def parquet(name: str, to_columns: Any) -> ParquetSink:
+    def parquet(name: str, to_columns: Callable[[Any], Columns | None]) -> ParquetSink:
         return ParquetSink(
             out / name,
             to_columns,

@@ -1,39 +1,43 @@
 """The telemetry flow: frames in; twin state, window features, alerts and commands out.
 
-Steps (Bytewax step ids in brackets)::
+:func:`build_flow` composes named sub-flows, each a Bytewax operator made of steps, so that
+a step id reads ``<flow id>.<sub-flow>.<step>`` (``twinflow-run.analytics.anomaly``) in
+Bytewax's metrics and in its dataflow diagram (``python -m bytewax.visualize``)::
 
-    [input] -> [decode_validate] --dead letters--------------------------------> [dead_letters]
-                  | frames
-               [residuals] physics: derived signals (power residual, pump efficiency)
-                  | keyed by twin
-    [requests_*] --desired changes--+  (command requests, desired-property changes, from Kafka)
-               [twin_state] reported and desired state -------------------------> [twin_states]
-               [windows] event-time windows: statistics + FFT ---late readings--> [dead_letters]
-               [anomaly] River model per twin (warm-up, calibrated threshold)
-               [rul] remaining useful life from the health indicator's trend --> [windows_out]
-               [alarms] rules, hysteresis, diagnosis --------------------------> [alerts]
-               [rollups] per asset: twins in alarm, worst health (registry) ----> [rollups]
-               [policy] derate on overheating, rate-limited per twin
-               [command_book] <- policy commands, requests, twin states, and the actuators'
-                  outcomes [command_feedback]: checks, lifecycle, time-outs -----> [commands]
-                  | queued, for twins with an actuator route                     [actuators]
+    ingest        [input*] sources -> [decode_validate] -> [residuals] -> [key_by_twin]
+                        | frames, keyed by twin                 (refused inputs: dead letters)
+    requests      [requests_*] command requests and desired-property changes from outside
+                        | desired changes, requests             (refused ones: dead letters)
+    twin_state    [update] reported and desired state, per twin
+    analytics     [windows] event-time windows: statistics + FFT    (late: dead letters)
+                  [anomaly] River model per twin (warm-up, calibrated threshold)
+                  [rul] remaining useful life from the health indicator's trend
+                  [alarms] rules, hysteresis, diagnosis
+    rollups       per asset: twins in alarm, worst health (with a registry and its sink)
+    commands      [policy] derate on overheating, rate-limited per twin
+                  [command_book] <- policy commands, requests, twin states and the actuators'
+                  outcomes [command_feedback]: checks, lifecycle, time-outs
+                  [queued_only] queued commands of twins with an actuator route
+    dead_letters  refused inputs and late readings, merged
+    outputs       each stream to its sinks: [telemetry_out] [twin_states_out] [windows_out]
+                  [alerts_out] [rollups_out] [commands_out] [actuators_out] [dead_letters_out]
 
-The flow only wires steps; their logic lives in ``operators/`` and ``models/``.
+``requests`` and ``rollups`` are there only when configured. This module only wires: the
+steps' adapters are in :mod:`twinflow.flows.steps`, their logic in ``operators/`` and
+``models/``.
 """
 
 from __future__ import annotations
 
-import copy
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow, Stream
+from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.inputs import Source
-from bytewax.operators import StatefulLogic
+from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
 from twinflow.core.records import (
@@ -43,31 +47,34 @@ from twinflow.core.records import (
     DeadLetter,
     DesiredChange,
     Frame,
-    TelemetryFrame,
     TwinState,
     WindowFeatures,
-    epoch,
 )
-from twinflow.flows.commands import CommandBookLogic, to_actuators
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.metrics import RunStats
 from twinflow.flows.rollups import rollup_stream
-from twinflow.operators.catalog import CATALOG, TwinType
-from twinflow.operators.pipeline import (
+from twinflow.flows.steps import (
     AnomalyStep,
+    CheckStep,
+    CommandBookStep,
     PolicyStep,
-    RulStep,
-    check_item,
-    new_alarm_tracker,
-    new_state_tracker,
-    new_window_aggregator,
+    Tally,
+    TwinStateStep,
+    TwinTypes,
+    WindowStep,
+    alarm_step,
+    everyone,
+    is_dead_letter,
+    key_of,
+    residuals,
+    rul_step,
+    to_actuators,
 )
+from twinflow.operators.catalog import TwinType
 from twinflow.operators.registry import TwinRegistry
-from twinflow.operators.residuals import add_residuals
-from twinflow.operators.validate import Validator
-from twinflow.operators.windows import WindowAggregator
 
-Sinks = Sink | Sequence[Sink] | None
+Sinks = Sink[Any] | Sequence[Sink[Any]] | None
+Sources = Sequence[Source[Any]]
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,8 @@ class FlowOutputs:
     """Where each stream of the flow goes: a sink, several, or ``None`` to leave it unwritten.
 
     Every sink but ``actuators`` receives ``(twin_id, item)`` pairs (dead letters are keyed by
-    twin id, or by their source when the twin is unknown); ``actuators`` receives bare
-    :class:`Command` items.
+    twin id, or by their source when the twin is unknown; roll-ups by asset id);
+    ``actuators`` receives bare :class:`Command` items.
     """
 
     dead_letters: Sinks
@@ -89,70 +96,155 @@ class FlowOutputs:
     rollups: Sinks = None
 
 
-def _output(step_id: str, stream: Stream[Any], sinks: Sinks) -> None:
-    """Write a stream to each of its sinks (step ids get a suffix when there are several)."""
-    if sinks is None:
-        return
-    many = list(sinks) if isinstance(sinks, Sequence) else [sinks]
-    for i, sink in enumerate(many):
-        op.output(step_id if len(many) == 1 else f"{step_id}_{i}", stream, sink)
+@dataclass(frozen=True)
+class Ingested:
+    """Out of ``ingest``: accepted frames keyed by twin, and the refused inputs."""
+
+    frames: KeyedStream[Frame]
+    refused: Stream[DeadLetter]
 
 
-class _WindowLogic(StatefulLogic):
-    """Bytewax wrapper of a twin's :class:`WindowAggregator`, built from its first frame.
-
-    While a twin is silent, its watermark moves on with wall time (as Bytewax's event clock
-    does): every ``config.idle_flush_s`` seconds the windows that would have closed by now
-    are closed. At end of input every open window is closed.
-    """
-
-    def __init__(
-        self,
-        config: FlowConfig,
-        agg: WindowAggregator | None = None,
-        types: Mapping[str, TwinType] | None = None,
-    ):
-        self.config = config
-        self.agg = agg
-        self.types = types
-        self.last_seen: float | None = None
-
-    def on_item(self, value: Frame) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
-        if self.agg is None:
-            self.agg = new_window_aggregator(value, self.config, self.types)
-        features, dead = self.agg.add(value)
-        self.last_seen = time.monotonic()
-        return [*features, *dead], StatefulLogic.RETAIN
-
-    def on_notify(self) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
-        if self.agg is None or self.last_seen is None:
-            return [], StatefulLogic.RETAIN
-        idle = time.monotonic() - self.last_seen
-        out = self.agg.advance(self.agg.watermark + idle)
-        if not self.agg.open_windows:
-            self.last_seen = None
-        return out, StatefulLogic.RETAIN
-
-    def on_eof(self) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
-        self.last_seen = None
-        return (self.agg.flush() if self.agg is not None else []), StatefulLogic.RETAIN
-
-    def notify_at(self) -> datetime | None:
-        if self.last_seen is None:
-            return None
-        return datetime.now(UTC) + timedelta(seconds=self.config.idle_flush_s)
-
-    def snapshot(self) -> WindowAggregator | None:
-        return copy.deepcopy(self.agg)
+@operator
+def ingest(step_id: str, flow: Dataflow, sources: Sources, check: CheckStep) -> Ingested:
+    """Read the sources; decode, validate and count each input; add the physics residuals."""
+    inputs = [
+        op.input("input" if len(sources) == 1 else f"input_{i}", flow, src)
+        for i, src in enumerate(sources)
+    ]
+    raw = inputs[0] if len(inputs) == 1 else op.merge("merge_inputs", *inputs)
+    split = op.branch(
+        "split_dead_letters", op.flat_map("decode_validate", raw, check), is_dead_letter
+    )
+    frames = op.map("residuals", cast(Stream[Frame], split.falses), residuals)
+    return Ingested(op.key_on("key_by_twin", frames, key_of), split.trues)
 
 
-def _key(item: Frame | DeadLetter | Alert | Command) -> str:
-    twin = getattr(item, "twin_id", None)
-    return twin if twin is not None else getattr(item, "source", "unknown")
+@dataclass(frozen=True)
+class Requests:
+    """Out of ``requests``: every request and its desired changes keyed by twin; refusals."""
+
+    incoming: KeyedStream[Command | DesiredChange]
+    desired: KeyedStream[DesiredChange]
+    refused: Stream[DeadLetter]
+
+
+@operator
+def command_requests(step_id: str, flow: Dataflow, sources: Sources) -> Requests:
+    """Read command requests and desired-property changes (or connectors' dead letters)."""
+    inputs = [op.input(f"requests_{i}", flow, src) for i, src in enumerate(sources)]
+    raw = inputs[0] if len(inputs) == 1 else op.merge("merge_requests", *inputs)
+    split = op.branch("split_request_dead_letters", raw, is_dead_letter)
+    incoming = op.key_on(
+        "key_requests", cast(Stream[Command | DesiredChange], split.falses), key_of
+    )
+    desired = op.filter("desired_only", incoming, lambda kv: isinstance(kv[1], DesiredChange))
+    return Requests(incoming, cast(KeyedStream[DesiredChange], desired), split.trues)
+
+
+@operator
+def twin_state(
+    step_id: str,
+    frames: KeyedStream[Frame],
+    *desired: KeyedStream[DesiredChange],
+    update: TwinStateStep,
+) -> KeyedStream[TwinState]:
+    """Each twin's reported and desired state, from its frames and desired changes."""
+    state_in = op.merge("frames_and_desired", frames, *desired) if desired else frames
+    return op.stateful_flat_map("update", state_in, update)
+
+
+@dataclass(frozen=True)
+class Analysed:
+    """Out of ``analytics``: scored windows and alerts keyed by twin; late readings."""
+
+    windows: KeyedStream[WindowFeatures]
+    alerts: KeyedStream[Alert]
+    late: Stream[DeadLetter]
+
+
+@operator
+def analytics(
+    step_id: str, frames: KeyedStream[Frame], config: FlowConfig, types: TwinTypes, tally: Tally
+) -> Analysed:
+    """Windows and their features; anomaly score, RUL and alarm rules per twin."""
+    windowed = op.stateful("windows", frames, WindowStep(config, types))
+    split = op.branch("split_late", op.key_rm("unkey_windows", windowed), is_dead_letter)
+    late = op.map("count_late", split.trues, tally.late)
+    windows = op.key_on("key_windows", cast(Stream[WindowFeatures], split.falses), key_of)
+    scored = op.stateful_map("anomaly", windows, AnomalyStep.from_config(config))
+    with_rul = op.stateful_map("rul", scored, rul_step)
+    op.inspect("count_windows", with_rul, tally.window)
+    alerts = op.stateful_flat_map("alarms", with_rul, alarm_step)
+    op.inspect("count_alerts", alerts, tally.alert)
+    return Analysed(with_rul, alerts, late)
+
+
+@dataclass(frozen=True)
+class Commanded:
+    """Out of ``commands``: every lifecycle transition keyed by twin; those to send."""
+
+    transitions: KeyedStream[Command]
+    queued: Stream[Command]
+
+
+@operator
+def command_loop(
+    step_id: str,
+    flow: Dataflow,
+    alerts: KeyedStream[Alert],
+    states: KeyedStream[TwinState],
+    *requests: KeyedStream[Command | DesiredChange],
+    feedback: Source[Any] | None,
+    book: CommandBookStep,
+    policy: PolicyStep,
+    tally: Tally,
+) -> Commanded:
+    """Alerts to commands, and every command's lifecycle (see :class:`CommandBookStep`)."""
+    book_in: list[Stream[Any]] = [op.stateful_flat_map("policy", alerts, policy), states]
+    book_in.extend(requests)
+    if feedback is not None:
+        outcomes = op.input("command_feedback", flow, feedback)
+        book_in.append(op.key_on("key_outcomes", outcomes, key_of))
+    commands = op.stateful("command_book", op.merge("command_book_in", *book_in), book)
+    op.inspect("count_commands", commands, tally.command)
+    queued = op.filter(
+        "queued_only", op.key_rm("unkey_commands", commands), to_actuators(book.routed)
+    )
+    return Commanded(commands, queued)
+
+
+@operator
+def write_outputs(
+    step_id: str,
+    telemetry: KeyedStream[Frame],
+    states: KeyedStream[TwinState],
+    windows: KeyedStream[WindowFeatures],
+    alerts: KeyedStream[Alert],
+    commands: KeyedStream[Command],
+    queued: Stream[Command],
+    dead_letters: Stream[DeadLetter],
+    *rollups: Stream[AssetRollup],
+    sinks: FlowOutputs,
+    write_telemetry: bool,
+) -> None:
+    """Each stream to its sinks (``rollups``: none, or the one stream of roll-ups)."""
+    if write_telemetry:
+        _output("telemetry_out", telemetry, sinks.telemetry)
+    _output("twin_states_out", states, sinks.twin_states)
+    _output("windows_out", windows, sinks.windows)
+    _output("alerts_out", alerts, sinks.alerts)
+    for rolled in rollups:
+        _output("rollups_out", op.key_on("key_rollups", rolled, _asset), sinks.rollups)
+    _output("commands_out", commands, sinks.commands)
+    if sinks.actuators is not None:
+        _output("actuators_out", queued, sinks.actuators)
+    _output(
+        "dead_letters_out", op.key_on("key_dead_letters", dead_letters, key_of), sinks.dead_letters
+    )
 
 
 def build_flow(
-    source: Source | Sequence[Source],
+    source: Source[Any] | Sources,
     outputs: FlowOutputs,
     config: FlowConfig,
     *,
@@ -161,8 +253,8 @@ def build_flow(
     stats: RunStats | None = None,
     twin_types: Mapping[str, TwinType] | None = None,
     flow_id: str = "twinflow-telemetry",
-    requests: Sequence[Source] = (),
-    feedback: Source | None = None,
+    requests: Sources = (),
+    feedback: Source[Any] | None = None,
     routed: Callable[[str], bool] | None = None,
     registry: TwinRegistry | None = None,
 ) -> Dataflow:
@@ -181,139 +273,59 @@ def build_flow(
     ``routed(twin_id)`` tells whether a twin has an actuator route (default: all do).
     With a ``registry`` and an ``outputs.rollups`` sink, assets get roll-ups.
     """
-    routed = routed if routed is not None else _everyone
     stats = stats if stats is not None else RunStats()
-    validator = Validator(
-        catalog=CATALOG,
-        twins=twins,
-        max_future_s=config.max_future_s,
-        max_past_s=config.max_past_s,
-    )
+    tally = Tally(stats, clock)
     flow = Dataflow(flow_id)
     sources = list(source) if isinstance(source, Sequence) else [source]
-    inputs = [
-        op.input("input" if len(sources) == 1 else f"input_{i}", flow, src)
-        for i, src in enumerate(sources)
-    ]
-    raw = inputs[0] if len(inputs) == 1 else op.merge("merge_inputs", *inputs)
-
-    def checked(item: object) -> list[Frame | DeadLetter]:
-        out = check_item(item, validator, clock())
-        for x in out:
-            if isinstance(x, DeadLetter):
-                stats.add_dead_letter(x.stage, x.readings)
-            else:
-                stats.add_readings(x.twin_type, x.readings)
-        return out
-
-    split = op.branch(
-        "split_dead_letters",
-        op.flat_map("decode_validate", raw, checked),
-        lambda x: isinstance(x, DeadLetter),
+    ingested = ingest("ingest", flow, sources, CheckStep.create(config, twins, clock, stats))
+    asked = [command_requests("requests", flow, list(requests))] if requests else []
+    states = twin_state(
+        "twin_state",
+        ingested.frames,
+        *(r.desired for r in asked),
+        update=TwinStateStep(config, twin_types),
     )
-    dead: Stream[DeadLetter] = split.trues
-    frames = op.map("residuals", split.falses, _residuals)
-    keyed = op.key_on("key_by_twin", frames, _key)
-
-    if config.write_telemetry:
-        _output("telemetry_out", keyed, outputs.telemetry)
-
-    incoming: Stream[Any] | None = None
-    if requests:
-        req_inputs = [op.input(f"requests_{i}", flow, src) for i, src in enumerate(requests)]
-        req_all = req_inputs[0] if len(req_inputs) == 1 else op.merge("merge_requests", *req_inputs)
-        rsplit = op.branch(
-            "split_request_dead_letters", req_all, lambda x: isinstance(x, DeadLetter)
-        )
-        dead = op.merge("request_dead_letters", dead, rsplit.trues)
-        incoming = op.key_on("key_requests", rsplit.falses, _key)
-        desired = op.filter("desired_only", incoming, lambda kv: isinstance(kv[1], DesiredChange))
-        state_in = op.merge("frames_and_desired", keyed, desired)
-    else:
-        state_in = keyed
-
-    states = op.stateful_flat_map(
-        "twin_state", state_in, lambda s, f: _twin_state(s, f, config, twin_types)
-    )
-    _output("twin_states_out", states, outputs.twin_states)
-
-    windowed = op.stateful(
-        "windows", keyed, lambda resume: _WindowLogic(config, resume, twin_types)
-    )
-    wsplit = op.branch(
-        "split_late", op.key_rm("unkey_windows", windowed), lambda x: isinstance(x, DeadLetter)
-    )
-
-    def late(d: DeadLetter) -> DeadLetter:
-        stats.add_dead_letter(d.stage, d.readings)
-        stats.add_late(d.readings)
-        return d
-
-    dead = op.merge("all_dead_letters", dead, op.map("count_late", wsplit.trues, late))
-
-    windows = op.key_on("key_windows", wsplit.falses, _key)
-    scored = op.stateful_map("anomaly", windows, AnomalyStep.mapper(config))
-    with_rul = op.stateful_map("rul", scored, RulStep.mapper())
-
-    def count_window(kv: tuple[str, WindowFeatures]) -> None:
-        stats.add_window()
-
-    op.inspect("count_windows", with_rul, lambda _s, kv: count_window(kv))
-    _output("windows_out", with_rul, outputs.windows)
-
-    alerts = op.stateful_flat_map("alarms", with_rul, new_alarm_tracker)
-
-    def count_alert(_step: str, kv: tuple[str, Alert]) -> None:
-        a = kv[1]
-        stats.add_alert(a.rule, a.state.value, clock() - epoch(a.time))
-
-    op.inspect("count_alerts", alerts, count_alert)
-    _output("alerts_out", alerts, outputs.alerts)
-
+    analysed = analytics("analytics", ingested.frames, config, twin_types, tally)
+    rollups = []
     if registry is not None and outputs.rollups is not None:
-        rollups = rollup_stream(alerts, with_rul, registry, "rollups")
-        _output("rollups_out", op.key_on("key_rollups", rollups, _asset), outputs.rollups)
-
-    decided = op.stateful_flat_map("policy", alerts, PolicyStep.mapper(config))
-    book_in = [decided, states]
-    if incoming is not None:
-        book_in.append(incoming)
-    if feedback is not None:
-        outcomes = op.input("command_feedback", flow, feedback)
-        book_in.append(op.key_on("key_outcomes", outcomes, _key))
-    commands = op.stateful(
-        "command_book",
-        op.merge("command_book_in", *book_in),
-        lambda resume: CommandBookLogic(resume, config, clock, twin_types, routed),
+        rollups.append(rollup_stream(analysed.alerts, analysed.windows, registry, "rollups"))
+    book = CommandBookStep(config, clock, twin_types, routed or everyone)
+    commands = command_loop(
+        "commands",
+        flow,
+        analysed.alerts,
+        states,
+        *(r.incoming for r in asked),
+        feedback=feedback,
+        book=book,
+        policy=PolicyStep.from_config(config),
+        tally=tally,
     )
-
-    def count_command(_step: str, kv: tuple[str, Command]) -> None:
-        stats.add_command(kv[1].name, kv[1].status.value)
-
-    op.inspect("count_commands", commands, count_command)
-    _output("commands_out", commands, outputs.commands)
-    if outputs.actuators is not None:
-        to_send = op.filter(
-            "queued_only", op.key_rm("unkey_commands", commands), to_actuators(routed)
-        )
-        _output("actuators_out", to_send, outputs.actuators)
-    _output("dead_letters_out", op.key_on("key_dead_letters", dead, _key), outputs.dead_letters)
+    dead = op.merge("dead_letters", ingested.refused, *(r.refused for r in asked), analysed.late)
+    write_outputs(
+        "outputs",
+        ingested.frames,
+        states,
+        analysed.windows,
+        analysed.alerts,
+        commands.transitions,
+        commands.queued,
+        dead,
+        *rollups,
+        sinks=outputs,
+        write_telemetry=config.write_telemetry,
+    )
     return flow
 
 
-def _everyone(_twin_id: str) -> bool:
-    return True
+def _output(step_id: str, stream: Stream[Any], sinks: Sinks) -> None:
+    """Write a stream to each of its sinks (step ids get a suffix when there are several)."""
+    if sinks is None:
+        return
+    many = list(sinks) if isinstance(sinks, Sequence) else [sinks]
+    for i, sink in enumerate(many):
+        op.output(step_id if len(many) == 1 else f"{step_id}_{i}", stream, sink)
 
 
 def _asset(rollup: AssetRollup) -> str:
     return rollup.asset_id
-
-
-def _residuals(frame: Frame) -> Frame:
-    return add_residuals(frame) if isinstance(frame, TelemetryFrame) else frame
-
-
-def _twin_state(state, frame: Frame, config: FlowConfig, types):  # type: ignore[no-untyped-def]
-    tracker = state if state is not None else new_state_tracker(frame, config, types)
-    out: list[TwinState] = tracker.update(frame)
-    return tracker, out

@@ -28,17 +28,17 @@ from twinflow.connectors.simulator import Plant, PlantConfig, SimulatedPlantSour
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.metrics import RunStats
 from twinflow.flows.outputs import file_outputs
-from twinflow.flows.telemetry import build_flow
-from twinflow.operators.pipeline import (
+from twinflow.flows.steps import (
     AnomalyStep,
     PolicyStep,
-    RulStep,
-    check_item,
-    new_alarm_tracker,
-    new_state_tracker,
+    TwinStateStep,
+    alarm_step,
     new_window_aggregator,
+    residuals,
+    rul_step,
 )
-from twinflow.operators.residuals import add_residuals
+from twinflow.flows.telemetry import build_flow
+from twinflow.operators.pipeline import check_item
 from twinflow.operators.validate import Validator
 
 TARGET_READINGS_S = 250_000
@@ -76,22 +76,23 @@ def state_sizes(plant: Plant, items: list[Any]) -> dict[str, int]:
     cfg = FlowConfig()
     validator = Validator(twins=dict(plant.twins))
     states: dict[str, dict[str, Any]] = defaultdict(dict)
-    anomaly, rul, policy = AnomalyStep.mapper(cfg), RulStep.mapper(), PolicyStep.mapper(cfg)
+    anomaly, policy = AnomalyStep.from_config(cfg), PolicyStep.from_config(cfg)
+    state = TwinStateStep(cfg)
     end = plant.now()
     for item in items:
         for x in check_item(item, validator, end):
             if not hasattr(x, "twin_type") or type(x).__name__ == "DeadLetter":
                 continue
-            frame = add_residuals(x) if type(x).__name__ == "TelemetryFrame" else x
+            frame = residuals(x)
             s = states[frame.twin_id]
             s.setdefault("type", frame.twin_type)
-            s.setdefault("state", new_state_tracker(frame, cfg)).update(frame)
+            s["state"], _out = state(s.get("state"), frame)
             agg = s.setdefault("windows", new_window_aggregator(frame, cfg))
             windows, _dead = agg.add(frame)
             for w in windows:
                 s["anomaly"], w = anomaly(s.get("anomaly"), w)
-                s["rul"], w = rul(s.get("rul"), w)
-                s["alarms"], alerts = new_alarm_tracker(s.get("alarms"), w)
+                s["rul"], w = rul_step(s.get("rul"), w)
+                s["alarms"], alerts = alarm_step(s.get("alarms"), w)
                 for a in alerts:
                     s["policy"], _cmds = policy(s.get("policy"), a)
     largest: dict[str, int] = {}

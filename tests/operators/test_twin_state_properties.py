@@ -23,8 +23,8 @@ from twinflow.core.records import (
     TwinState,
     utc,
 )
+from twinflow.flows.steps import new_state_tracker
 from twinflow.operators.catalog import MOTOR, PUMP, WIND_TURBINE, PropertySpec
-from twinflow.operators.pipeline import new_state_tracker
 from twinflow.operators.twin_state import TwinStateTracker
 
 T0 = 1_700_000_000.0

@@ -1,0 +1,442 @@
+"""The step adapters of the telemetry flow: what each Bytewax step calls, in one place.
+
+Bytewax's operators take plain callables: ``flat_map`` a function of one item,
+``stateful_map``/``stateful_flat_map`` a ``(state, item) -> (state, output)`` mapper where
+``state`` is ``None`` for a key's first item, ``stateful`` a builder of a
+:class:`~bytewax.operators.StatefulLogic`, ``inspect`` a ``(step_id, item)`` callback. The
+adapters below fit the operators and models to those shapes and take their settings from a
+:class:`~twinflow.flows.config.FlowConfig`; the logic itself lives in ``operators/`` and
+``models/``. Everything here but the two ``StatefulLogic`` classes runs without Bytewax.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import TypeGuard
+
+from bytewax.operators import StatefulLogic
+
+from twinflow.core.records import (
+    Alert,
+    Command,
+    CommandOutcome,
+    CommandStatus,
+    DeadLetter,
+    DesiredChange,
+    Frame,
+    TelemetryFrame,
+    TwinState,
+    WindowFeatures,
+    epoch,
+)
+from twinflow.flows.config import FlowConfig
+from twinflow.flows.metrics import RunStats
+from twinflow.models.anomaly import WindowAnomalyDetector
+from twinflow.operators.catalog import CATALOG, TwinType, twin_type
+from twinflow.operators.command_book import CommandBook, CommandSettings
+from twinflow.operators.health import HealthTracker
+from twinflow.operators.pipeline import check_item, deployed_type
+from twinflow.operators.policy import CommandPolicy
+from twinflow.operators.residuals import add_residuals
+from twinflow.operators.rollups import RollupOperator
+from twinflow.operators.rules import AlarmTracker
+from twinflow.operators.twin_state import TwinStateTracker
+from twinflow.operators.validate import Validator
+from twinflow.operators.windows import WindowAggregator
+
+#: Deployed twin types by twin id (``None``: every twin has its catalogue type).
+TwinTypes = Mapping[str, TwinType] | None
+
+#: Items the ``command_book`` step takes, all keyed by twin.
+BookItem = Command | DesiredChange | CommandOutcome | TwinState
+
+#: Facts that roll-ups take.
+RollupFact = Alert | WindowFeatures
+
+#: Wall-clock seconds between time-out checks while a twin has open commands.
+TICK_S = 1.0
+
+
+def key_of(item: object) -> str:
+    """An item's key: its twin id, else its source (a dead letter of an unknown twin)."""
+    twin = getattr(item, "twin_id", None)
+    return twin if twin is not None else getattr(item, "source", "unknown")
+
+
+def unkey(item: tuple[str, RollupFact] | RollupFact) -> RollupFact:
+    """``unkey_*`` (roll-ups): ``(key, value)`` -> ``value``; a bare item passes as is."""
+    return item[1] if isinstance(item, tuple) else item
+
+
+def is_dead_letter(item: object) -> TypeGuard[DeadLetter]:
+    return isinstance(item, DeadLetter)
+
+
+def residuals(frame: Frame) -> Frame:
+    """Physics-derived signals (power residual, pump efficiency) of scalar telemetry."""
+    return add_residuals(frame) if isinstance(frame, TelemetryFrame) else frame
+
+
+# -- ingest ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckStep:
+    """``decode_validate`` (flat_map): decode and validate one input, counting what passes."""
+
+    validator: Validator
+    clock: Callable[[], float]
+    stats: RunStats
+
+    @classmethod
+    def create(
+        cls,
+        config: FlowConfig,
+        twins: Mapping[str, str] | None,
+        clock: Callable[[], float],
+        stats: RunStats,
+    ) -> CheckStep:
+        validator = Validator(
+            catalog=CATALOG,
+            twins=twins,
+            max_future_s=config.max_future_s,
+            max_past_s=config.max_past_s,
+        )
+        return cls(validator, clock, stats)
+
+    def __call__(self, item: object) -> list[Frame | DeadLetter]:
+        out = check_item(item, self.validator, self.clock())
+        for x in out:
+            if isinstance(x, DeadLetter):
+                self.stats.add_dead_letter(x.stage, x.readings)
+            else:
+                self.stats.add_readings(x.twin_type, x.readings)
+        return out
+
+
+# -- twin state -----------------------------------------------------------------------------
+
+
+def new_state_tracker(
+    item: Frame | DesiredChange, config: FlowConfig, types: TwinTypes = None
+) -> TwinStateTracker:
+    """The state tracker of the twin of ``item``: its first frame, or a desired change that
+    arrived before any telemetry (the twin's type comes from the change alike)."""
+    if types is not None and item.twin_id in types:
+        twin = types[item.twin_id]
+    else:
+        twin = twin_type(item.twin_type)
+    return TwinStateTracker(
+        item.twin_id,
+        twin,
+        stale_factor=config.stale_factor,
+        snapshot_interval_s=config.state_snapshot_s,
+    )
+
+
+@dataclass(frozen=True)
+class TwinStateStep:
+    """``update`` (stateful_flat_map): fold frames and desired changes into the twin state."""
+
+    config: FlowConfig
+    types: TwinTypes = None
+
+    def __call__(
+        self, tracker: TwinStateTracker | None, item: Frame | DesiredChange
+    ) -> tuple[TwinStateTracker, list[TwinState]]:
+        if tracker is None:
+            tracker = new_state_tracker(item, self.config, self.types)
+        return tracker, tracker.update(item)
+
+
+# -- analytics ------------------------------------------------------------------------------
+
+
+def new_window_aggregator(
+    frame: Frame, config: FlowConfig, types: TwinTypes = None
+) -> WindowAggregator:
+    """The window aggregator of the twin of ``frame``, for its deployed type."""
+    return WindowAggregator(
+        frame.twin_id,
+        deployed_type(frame, types),
+        length_s=config.window_s,
+        lateness_s=config.lateness_s,
+    )
+
+
+class WindowLogic(StatefulLogic[Frame, WindowFeatures | DeadLetter, WindowAggregator | None]):
+    """``windows`` (stateful): a twin's :class:`WindowAggregator`, built from its first frame.
+
+    While a twin is silent, its watermark moves on with wall time (as Bytewax's event clock
+    does): every ``config.idle_flush_s`` seconds the windows that would have closed by now
+    are closed. At end of input every open window is closed.
+    """
+
+    def __init__(
+        self, config: FlowConfig, agg: WindowAggregator | None = None, types: TwinTypes = None
+    ) -> None:
+        self.config = config
+        self.agg = agg
+        self.types = types
+        self.last_seen: float | None = None
+
+    def on_item(self, value: Frame) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
+        if self.agg is None:
+            self.agg = new_window_aggregator(value, self.config, self.types)
+        features, dead = self.agg.add(value)
+        self.last_seen = time.monotonic()
+        return [*features, *dead], StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
+        if self.agg is None or self.last_seen is None:
+            return [], StatefulLogic.RETAIN
+        idle = time.monotonic() - self.last_seen
+        out = self.agg.advance(self.agg.watermark + idle)
+        if not self.agg.open_windows:
+            self.last_seen = None
+        return out, StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
+        self.last_seen = None
+        return (self.agg.flush() if self.agg is not None else []), StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        if self.last_seen is None:
+            return None
+        return datetime.now(UTC) + timedelta(seconds=self.config.idle_flush_s)
+
+    def snapshot(self) -> WindowAggregator | None:
+        return copy.deepcopy(self.agg)
+
+
+@dataclass(frozen=True)
+class WindowStep:
+    """The builder ``windows`` (stateful) calls with a twin's resumed state, if any."""
+
+    config: FlowConfig
+    types: TwinTypes = None
+
+    def __call__(self, resume: WindowAggregator | None) -> WindowLogic:
+        return WindowLogic(self.config, resume, self.types)
+
+
+@dataclass(frozen=True)
+class AnomalyStep:
+    """``anomaly`` (stateful_map): score each window with the twin's detector, then learn."""
+
+    warmup: int
+    quantile: float
+    margin: float
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: FlowConfig) -> AnomalyStep:
+        return cls(
+            config.anomaly_warmup, config.anomaly_quantile, config.anomaly_margin, config.seed
+        )
+
+    def __call__(
+        self, detector: WindowAnomalyDetector | None, w: WindowFeatures
+    ) -> tuple[WindowAnomalyDetector, WindowFeatures]:
+        if detector is None:
+            detector = WindowAnomalyDetector(
+                warmup=self.warmup, quantile=self.quantile, margin=self.margin, seed=self.seed
+            )
+        x = dict(w.features)
+        score = detector.score_one(x)
+        threshold = detector.threshold
+        detector.learn_one(x)
+        return detector, replace(w, anomaly_score=score, anomaly_threshold=threshold)
+
+
+def rul_step(
+    tracker: HealthTracker | None, w: WindowFeatures
+) -> tuple[HealthTracker, WindowFeatures]:
+    """``rul`` (stateful_map): attach the twin's remaining-useful-life estimate."""
+    if tracker is None:
+        tracker = HealthTracker(w.twin_id, w.twin_type)
+    est = tracker.update(w)
+    return tracker, (replace(w, rul=est) if est is not None else w)
+
+
+def alarm_step(tracker: AlarmTracker | None, w: WindowFeatures) -> tuple[AlarmTracker, list[Alert]]:
+    """``alarms`` (stateful_flat_map): evaluate the twin's alarm rules on one window.
+
+    Sensor-fault alerts come first, so the command policy knows a sensor is suspect before
+    it weighs an alert of the same window that rests on that sensor.
+    """
+    if tracker is None:
+        tracker = AlarmTracker(w.twin_id, w.twin_type)
+    alerts = tracker.evaluate(w)
+    alerts.sort(key=lambda a: a.diagnosis != "sensor_fault")
+    return tracker, alerts
+
+
+def has_health(item: RollupFact) -> bool:
+    """``with_health`` (roll-ups): a window carrying a RUL estimate."""
+    return isinstance(item, WindowFeatures) and item.rul is not None
+
+
+@dataclass(frozen=True)
+class SiteOf:
+    """``registered`` and ``key_by_site`` (roll-ups): the site of a fact's twin."""
+
+    rollups: RollupOperator
+
+    def known(self, fact: RollupFact) -> bool:
+        return self.rollups.key(fact.twin_id) is not None
+
+    def __call__(self, fact: RollupFact) -> str:
+        return self.rollups.key(fact.twin_id) or ""
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The counting steps (``count_*``): run statistics and Prometheus metrics."""
+
+    stats: RunStats
+    clock: Callable[[], float]
+
+    def late(self, d: DeadLetter) -> DeadLetter:
+        self.stats.add_dead_letter(d.stage, d.readings)
+        self.stats.add_late(d.readings)
+        return d
+
+    def window(self, _step: str, _kv: tuple[str, WindowFeatures]) -> None:
+        self.stats.add_window()
+
+    def alert(self, _step: str, kv: tuple[str, Alert]) -> None:
+        a = kv[1]
+        self.stats.add_alert(a.rule, a.state.value, self.clock() - epoch(a.time))
+
+    def command(self, _step: str, kv: tuple[str, Command]) -> None:
+        self.stats.add_command(kv[1].name, kv[1].status.value)
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyStep:
+    """``policy`` (stateful_flat_map): turn alerts into rate-limited commands."""
+
+    min_interval_s: float
+    derate_fraction: float
+    ttl_s: float
+
+    @classmethod
+    def from_config(cls, config: FlowConfig) -> PolicyStep:
+        return cls(config.command_interval_s, config.derate_fraction, config.command_ttl_s)
+
+    def __call__(
+        self, policy: CommandPolicy | None, alert: Alert
+    ) -> tuple[CommandPolicy, list[Command]]:
+        if policy is None:
+            policy = CommandPolicy(
+                min_interval_s=self.min_interval_s,
+                derate_fraction=self.derate_fraction,
+                ttl_s=self.ttl_s,
+            )
+        return policy, policy.decide(alert)
+
+
+def command_settings(config: FlowConfig, routed: bool = True) -> CommandSettings:
+    """The command book's settings from the flow config."""
+    return CommandSettings(
+        timeout_s=config.command_timeout_s,
+        rate_limit=config.command_rate_limit,
+        rate_window_s=config.command_rate_window_s,
+        routed=routed,
+    )
+
+
+class CommandBookLogic(StatefulLogic[BookItem, Command, CommandBook | None]):
+    """``command_book`` (stateful): one twin's :class:`CommandBook`, built from its first
+    typed item, with state snapshots for recovery and a wake-up so time-outs fire while a
+    twin is quiet."""
+
+    def __init__(
+        self,
+        book: CommandBook | None,
+        config: FlowConfig,
+        clock: Callable[[], float],
+        twin_types: TwinTypes,
+        routed: Callable[[str], bool],
+    ) -> None:
+        self.book = book
+        self.config = config
+        self.clock = clock
+        self.twin_types = twin_types
+        self.routed = routed
+
+    def _book_for(self, item: BookItem) -> CommandBook | None:
+        if self.book is None:
+            kind = getattr(item, "twin_type", None)
+            twin = item.twin_id
+            ttype = (self.twin_types or {}).get(twin) or CATALOG.get(kind or "")
+            if ttype is None:
+                return None
+            self.book = CommandBook(ttype, command_settings(self.config, self.routed(twin)))
+        return self.book
+
+    def on_item(self, value: BookItem) -> tuple[Iterable[Command], bool]:
+        book = self._book_for(value)
+        if book is None:  # an outcome before anything else of this twin: nothing to follow
+            return [], StatefulLogic.RETAIN
+        now = self.clock()
+        if isinstance(value, Command):
+            out = book.submit(value, now)
+        elif isinstance(value, DesiredChange):
+            out = book.desire(value, now)
+        elif isinstance(value, CommandOutcome):
+            out = book.outcome(value, now)
+        elif isinstance(value, TwinState):
+            out = book.observe(value, now)
+        else:
+            raise TypeError(f"command_book got a {type(value).__name__}")
+        deadline = book.next_deadline()
+        if deadline is not None and deadline <= now:
+            out = [*out, *book.tick(now)]
+        return out, StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[Command], bool]:
+        return (self.book.tick(self.clock()) if self.book else []), StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        if self.book is None or self.book.next_deadline() is None:
+            return None
+        return datetime.now(UTC) + timedelta(seconds=TICK_S)
+
+    def snapshot(self) -> CommandBook | None:
+        return copy.deepcopy(self.book)
+
+
+@dataclass(frozen=True)
+class CommandBookStep:
+    """The builder ``command_book`` (stateful) calls with a twin's resumed book, if any."""
+
+    config: FlowConfig
+    clock: Callable[[], float]
+    twin_types: TwinTypes
+    routed: Callable[[str], bool]
+
+    def __call__(self, resume: CommandBook | None) -> CommandBookLogic:
+        return CommandBookLogic(resume, self.config, self.clock, self.twin_types, self.routed)
+
+
+def to_actuators(routed: Callable[[str], bool]) -> Callable[[Command], bool]:
+    """Which commands the actuators receive: queued ones of twins with an actuator route."""
+
+    def wanted(command: Command) -> bool:
+        return command.status is CommandStatus.QUEUED and routed(command.twin_id)
+
+    return wanted
+
+
+def everyone(_twin_id: str) -> bool:
+    """The default actuator route: every twin has one."""
+    return True
