@@ -27,10 +27,7 @@ def parse_files(paths: Iterable[str | Path]) -> ModelSet:
 
     References (``extends``, Component schemas) resolve across every file given.
     """
-    models, problems = _parse(paths)
-    if problems:
-        raise DtdlError(problems)
-    return models
+    return _valid(*_parse(paths))
 
 
 def check_paths(paths: Iterable[str | Path]) -> list[Problem]:
@@ -49,10 +46,7 @@ def parse_text(text: str, file: str = "<text>") -> ModelSet:
     """
     reader = InterfaceReader()
     read_document(reader, file, text)
-    models, problems = _finish(reader)
-    if problems:
-        raise DtdlError(problems)
-    return models
+    return _valid(*_finish(reader))
 
 
 def _parse(paths: Iterable[str | Path]) -> tuple[ModelSet, list[Problem]]:
@@ -60,6 +54,12 @@ def _parse(paths: Iterable[str | Path]) -> tuple[ModelSet, list[Problem]]:
     for path in find_model_files(paths):
         read_file(reader, path)
     return _finish(reader)
+
+
+def _valid(models: ModelSet, problems: list[Problem]) -> ModelSet:
+    if problems:
+        raise DtdlError(problems)
+    return models
 
 
 def _finish(reader: InterfaceReader) -> tuple[ModelSet, list[Problem]]:

@@ -19,7 +19,7 @@ from twinflow.operators.dtdl.model import (
 )
 from twinflow.operators.dtdl.reading.place import At, Ref
 from twinflow.operators.dtdl.reading.schemas import NAME_SCHEMA, SchemaReader
-from twinflow.operators.dtdl.reading.vocabulary import CONTENT_CLASSES, is_int
+from twinflow.operators.dtdl.reading.vocabulary import CONTENT_CLASSES, given_name, is_int
 
 _RELATIONSHIP = frozenset(
     {"name", "target", "minMultiplicity", "maxMultiplicity", "properties", "writable"}
@@ -60,9 +60,7 @@ class ContentReader(SchemaReader):
         if sem is not None and kind not in ("Telemetry", "Property"):
             self.refuse_cotype(at.key("@type"), sem, kind)
             sem = None
-        info = self.common(raw, at)
-        if "id" in info:
-            at = at.at_id(info["id"])
+        info, at = self.identified(raw, at)
         if kind in ("Telemetry", "Property"):
             return self.value_element(raw, at, kind, sem, info)
         if kind == "Command":
@@ -163,10 +161,8 @@ class ContentReader(SchemaReader):
             kind, sem = self.types(p, p_at, ("Property",), semantic=True)
             if kind is None:
                 continue
-            p_info = self.common(p, p_at)
-            if "id" in p_info:
-                p_at = p_at.at_id(p_info["id"])
-            names.append((p_at, p.get("name") if isinstance(p.get("name"), str) else None))
+            p_info, p_at = self.identified(p, p_at)
+            names.append((p_at, given_name(p)))
             prop = self.value_element(p, p_at, "Property", sem, p_info)
             if isinstance(prop, Property):
                 props.append(prop)

@@ -186,6 +186,11 @@ class ElementReader(Report):
                 out["comment"] = comment
         return out
 
+    def identified(self, raw: dict[str, Any], at: At) -> tuple[dict[str, Any], At]:
+        """:meth:`common`, and the place re-anchored on the element's own ``@id`` if valid."""
+        info = self.common(raw, at)
+        return info, at.at_id(info["id"]) if "id" in info else at
+
     def defines_id(self, dtmi: Any, at: At, *, interface: bool) -> bool:
         """Check an element's own ``@id`` and register it; False when it cannot be used."""
         if not self.check_dtmi(dtmi, at.key("@id"), interface=interface, defining=True):

@@ -15,7 +15,7 @@ from twinflow.operators.dtdl.reading.contents import ContentReader
 from twinflow.operators.dtdl.reading.contexts import interface_contexts
 from twinflow.operators.dtdl.reading.elements import Scope
 from twinflow.operators.dtdl.reading.place import At
-from twinflow.operators.dtdl.reading.vocabulary import as_list, count_elements
+from twinflow.operators.dtdl.reading.vocabulary import as_list, count_elements, given_name
 
 _INTERFACE = frozenset({"@context", "contents", "extends", "schemas"})
 
@@ -33,19 +33,19 @@ class InterfaceReader(ContentReader):
     ) -> str | None:
         """Parse one Interface (top-level or inline); return its @id when it has a valid one."""
         own_id = raw.get("@id")
-        contexts = interface_contexts(
-            self, raw, at.at_id(own_id) if is_dtmi(own_id) else at, inherited
-        )
-        outer, self.scope = self.scope, Scope(contexts)
+        # until its @id is known to be valid, an Interface's own problems are placed by the
+        # @id as written when it at least looks like a DTMI
+        early = at.at_id(own_id) if is_dtmi(own_id) else at
+        outer = self.scope
+        self.scope = Scope(interface_contexts(self, raw, early, inherited))
         try:
-            return self._interface(raw, at, contexts)
+            return self._interface(raw, at, early)
         finally:
             self.scope = outer
 
-    def _interface(self, raw: dict[str, Any], at: At, contexts: tuple[str, ...]) -> str | None:
+    def _interface(self, raw: dict[str, Any], at: At, early: At) -> str | None:
         kind, _ = self.types(raw, at, ("Interface",))
-        own_id = raw.get("@id")
-        info = self.common(raw, at.at_id(own_id) if is_dtmi(own_id) else at, interface=True)
+        info = self.common(raw, early, interface=True)
         dtmi: str | None = info.pop("id", None)
         if dtmi is not None:
             at = at.at_id(dtmi)
@@ -73,7 +73,7 @@ class InterfaceReader(ContentReader):
                 contents=tuple(contents),
                 extends=tuple(extends),
                 schemas=tuple(schemas),
-                contexts=contexts,
+                contexts=self.scope.contexts,
                 file=at.file,
                 **info,
             )
@@ -120,7 +120,7 @@ class InterfaceReader(ContentReader):
         contents: list[Content] = []
         names: list[tuple[At, str | None]] = []
         for c, c_at in self.objects(items, "each entry of contents is an object"):
-            name = c.get("name") if isinstance(c.get("name"), str) else None
+            name = given_name(c)
             element = self.content(c, c_at)
             if element is not None and element.id is not None:
                 c_at = c_at.at_id(element.id)

@@ -151,9 +151,7 @@ class SchemaReader(ElementReader):
     def complex(self, raw: dict[str, Any], at: At) -> Schema | None:
         """An Array, Enum, Map or Object written as an object."""
         kind, _ = self.types(raw, at, COMPLEX)
-        info = self.common(raw, at)
-        if "id" in info:
-            at = at.at_id(info["id"])
+        info, at = self.identified(raw, at)
         if kind == "Array":
             return self.array_schema(raw, at, info)
         if kind == "Enum":

@@ -87,6 +87,12 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def given_name(raw: dict[str, Any]) -> str | None:
+    """The ``name`` as written when it is a string, valid or not (to spot a name used twice)."""
+    name = raw.get("name")
+    return name if isinstance(name, str) else None
+
+
 def standard_term(value: Any) -> Any:
     """The term of a standard schema written as its IRI; any other value unchanged."""
     return STANDARD_SCHEMA_IRIS.get(value, value) if isinstance(value, str) else value
