@@ -37,7 +37,11 @@ class ContentReader(SchemaReader):
     def interface(
         self, raw: dict[str, Any], at: At, inherited: tuple[str, ...] | None
     ) -> str | None:
-        """Parse an Interface; see :class:`~.interfaces.InterfaceReader`."""
+        """Parse an inline Interface (a Component's schema, an ``extends`` entry).
+
+        The grammar is recursive: :class:`~.interfaces.InterfaceReader`, the layer above,
+        implements this.
+        """
         raise NotImplementedError
 
     def linked_interface(self, value: Any, at: At, kind: str) -> str | None:
