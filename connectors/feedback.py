@@ -8,7 +8,8 @@ never blocks a sink: when full, the oldest undrained outcome is dropped and coun
 input that drains it into the flow, where the command book turns outcomes into status
 transitions; tests and tools wait on :meth:`CommandFeedback.wait_for` instead.
 
-The sinks also share :class:`Backoff` (retry pacing) and :func:`report` (log and report).
+The sinks also share :class:`SeenIds` (replay guard) and :func:`report` (log and report); their
+retry pacing is :class:`twinflow.core.backoff.Backoff`, re-exported here.
 
 >>> from twinflow.core.records import CommandStatus, utc
 >>> hub = CommandFeedback(capacity=2)
@@ -22,22 +23,20 @@ The sinks also share :class:`Backoff` (retry pacing) and :func:`report` (log and
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import random
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from prometheus_client import Counter
 
+from twinflow.core.backoff import DEFAULT_BACKOFF, Backoff, Outcome
 from twinflow.core.errors import ConfigError
-from twinflow.core.records import Command, CommandOutcome, CommandStatus, epoch, iso, utc
+from twinflow.core.records import Command, CommandOutcome, CommandStatus, utc
 
 log = logging.getLogger(__name__)
 
@@ -208,76 +207,6 @@ class CommandFeedbackSource(DynamicSource[CommandOutcome]):
         return _FeedbackPartition(self)
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Retry pacing of the command sinks: ``max_attempts`` tries in all, the pause before
-    try ``n + 1`` about ``min(cap_s, base_s * 2 ** (n - 1))``, shortened by up to
-    ``jitter`` of itself; the jitter is drawn from a RNG seeded by ``seed``, the command id
-    and the attempt, so a run is reproducible.
-
-    >>> b = Backoff(base_s=0.1, cap_s=0.3, max_attempts=5, jitter=0.0)
-    >>> [b.delay("c1", n) for n in (1, 2, 3, 4)]
-    [0.1, 0.2, 0.3, 0.3]
-    """
-
-    base_s: float = 0.2
-    cap_s: float = 5.0
-    max_attempts: int = 4
-    jitter: float = 0.2
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.base_s) and 0 <= self.base_s <= self.cap_s):
-            raise ConfigError(
-                f"Backoff base_s must be >= 0 and <= cap_s, got {self.base_s!r} and {self.cap_s!r}"
-            )
-        if not math.isfinite(self.cap_s):
-            raise ConfigError(f"Backoff cap_s must be finite, got {self.cap_s!r}")
-        n = self.max_attempts
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"Backoff max_attempts must be an integer >= 1, got {n!r}")
-        if not 0 <= self.jitter <= 1:
-            raise ConfigError(f"Backoff jitter must be within [0, 1], got {self.jitter!r}")
-
-    def delay(self, command_id: str, attempt: int) -> float:
-        """Pause after failed try ``attempt`` (1-based), before the next one."""
-        pause = min(self.cap_s, self.base_s * 2.0 ** (attempt - 1))
-        if self.jitter:
-            pause *= (
-                1.0 - self.jitter * random.Random(f"{self.seed}|{command_id}|{attempt}").random()
-            )
-        return pause
-
-    async def before_try(
-        self, command: Command, attempt: int, clock: Callable[[], float], last_error: str
-    ) -> Outcome | None:
-        """Wait before try ``attempt`` (1-based) of ``command``: the pause after the previous
-        try, never past the command's expiry. The ``expired`` outcome when it expired first
-        (``last_error`` says what the tries so far met), else ``None``: go ahead."""
-        expires = epoch(command.expires_at)
-        if attempt > 1:
-            pause = self.delay(command.command_id, attempt - 1)
-            await asyncio.sleep(max(0.0, min(pause, expires - clock() + 0.001)))
-        if clock() > expires:
-            detail = (
-                f"expired at {iso(command.expires_at)} after {attempt - 1} attempt(s): {last_error}"
-            )
-            return CommandStatus.EXPIRED, detail, attempt - 1
-        return None
-
-    def gave_up(self, target: str, last_error: str) -> Outcome:
-        """The ``failed`` outcome once every try met a transient failure."""
-        n = self.max_attempts
-        return CommandStatus.FAILED, f"gave up after {n} attempts: {target}: {last_error}", n
-
-
-#: A sink's final word on a command: status, detail and the tries it took.
-Outcome = tuple[CommandStatus, str, int]
-
-#: The sinks' default retry pacing: 4 tries, pauses of about 0.2, 0.4 and 0.8 s.
-DEFAULT_BACKOFF = Backoff()
-
-
 class SeenIds:
     """Command ids a sink has taken on (bounded, oldest forgotten first); thread-safe."""
 
@@ -335,6 +264,7 @@ __all__ = [
     "Backoff",
     "CommandFeedback",
     "CommandFeedbackSource",
+    "Outcome",
     "SeenIds",
     "report",
 ]

@@ -22,12 +22,10 @@ in order; a delivery failure is counted, logged and stops the flow (never silent
 
 from __future__ import annotations
 
-try:
+from twinflow.core.optional import needs
+
+with needs("kafka", "the Kafka connector"):
     import confluent_kafka  # noqa: F401
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "the Kafka connector needs confluent-kafka: pip install 'twinflow[kafka]'"
-    ) from exc
 
 from twinflow.connectors.bindings import KafkaSettings
 from twinflow.connectors.kafka.command_requests import (

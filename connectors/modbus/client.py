@@ -13,17 +13,14 @@ import time
 from typing import Any
 
 from twinflow.connectors.modbus.metrics import ModbusStats
+from twinflow.core.optional import require
 
 
 def async_client_class() -> Any:
     """pymodbus's ``AsyncModbusTcpClient``, with an error naming the extra when missing."""
-    try:
-        from pymodbus.client import AsyncModbusTcpClient
-    except ImportError as err:  # pragma: no cover - the test environment has it
-        raise ImportError(
-            "the Modbus connector needs pymodbus; install it with: pip install 'twinflow[modbus]'"
-        ) from err
-    return AsyncModbusTcpClient
+    return require(
+        "pymodbus.client", extra="modbus", what="the Modbus connector"
+    ).AsyncModbusTcpClient
 
 
 class Connection:

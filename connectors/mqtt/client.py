@@ -21,6 +21,7 @@ from prometheus_client import Counter, Gauge
 
 from twinflow.connectors.bindings import MqttSettings
 from twinflow.core.errors import ConfigError
+from twinflow.core.optional import require
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client
@@ -47,13 +48,7 @@ CONNECTED = Gauge("twinflow_mqtt_connected", "1 while the MQTT client is connect
 
 def paho() -> Any:
     """The ``paho.mqtt.client`` module, or an error that says which extra to install."""
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError as e:  # pragma: no cover - the test environment has it
-        raise ConfigError(
-            "the MQTT connector needs paho-mqtt 2: pip install 'twinflow[mqtt]'"
-        ) from e
-    return mqtt
+    return require("paho.mqtt.client", extra="mqtt", what="the MQTT connector")
 
 
 def make_client(

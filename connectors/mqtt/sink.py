@@ -1,18 +1,17 @@
 """Commands out to devices over MQTT, and the devices' responses back: :class:`MqttCommandSink`.
 
 Each worker's partition owns a paho client (client id ``<client_id>-commands-<worker>``) and
-a small dispatcher thread, so ``write_batch`` never waits for the network. Only commands in
-status QUEUED are acted on. Before anything is published a command is checked against its
-twin's binding and the twin type's actuator ranges (REJECTED otherwise) and its expiry
-(EXPIRED); then its versioned JSON (``Command.to_json()``) is published at QoS 1 to the
-twin's ``command_topic``. Outcomes go to the :class:`~twinflow.connectors.feedback.CommandFeedback`
-given as ``feedback``:
+a small dispatcher thread, so ``write_batch`` never waits for the network. The checks (binding,
+twin type and catalogue: REJECTED; expiry: EXPIRED), the replay guard and the retry pacing are
+:class:`~twinflow.connectors.command_sink.CommandSink`'s; then the command's versioned JSON
+(``Command.to_json()``) is published at QoS 1 to the twin's ``command_topic``. Outcomes go to
+the :class:`~twinflow.connectors.feedback.CommandFeedback` given as ``feedback``:
 
 - SENT (with the attempt number) when the broker acknowledged the publish (PUBACK);
 - an attempt fails when the broker is not connected within ``connect_wait_s``, when paho
   refuses the publish (its queue is full) or when no PUBACK comes within
   ``ack_timeout_s``; it is retried with
-  :class:`~twinflow.connectors.feedback.Backoff` until the attempts run out (FAILED "gave up after
+  :class:`~twinflow.core.backoff.Backoff` until the attempts run out (FAILED "gave up after
   N attempts: <last error>") or ``expires_at`` passes (EXPIRED);
 - the partition of worker 0 subscribes, in a persistent session, to every twin's
   ``response_topic``: a device's ``acknowledged`` (or ``accepted``) response becomes
@@ -34,14 +33,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from prometheus_client import Counter
 
 from twinflow.connectors.bindings import MqttBinding, MqttSettings
-from twinflow.connectors.feedback import DEFAULT_BACKOFF, Backoff, CommandFeedback, SeenIds, report
+from twinflow.connectors.command_sink import CommandPartition, CommandSink
+from twinflow.connectors.feedback import CommandFeedback
 from twinflow.connectors.mqtt.client import (
     CONNECTED,
     RECONNECTS,
@@ -50,10 +49,10 @@ from twinflow.connectors.mqtt.client import (
     paho,
     subscribe_options,
 )
-from twinflow.connectors.mqtt.responses import ResponseError, parse_response
+from twinflow.connectors.mqtt.responses import report_response
 from twinflow.connectors.mqtt.topics import TopicRouter, bindings_by_twin, concrete_topic
-from twinflow.core.records import Command, CommandOutcome, CommandStatus, epoch, iso, utc
-from twinflow.operators.catalog import twin_type
+from twinflow.core.backoff import DEFAULT_BACKOFF, Backoff
+from twinflow.core.records import Command, CommandStatus, epoch
 
 log = logging.getLogger(__name__)
 
@@ -63,21 +62,12 @@ COMMANDS_OUT = Counter(
     "retried, gave_up, unknown_twin, rejected, expired, duplicate, ignored (not queued)",
     ["outcome"],
 )
-RESPONSES = Counter(
-    "twinflow_mqtt_command_responses",
-    "Command responses read from response topics: acknowledged, succeeded, failed, invalid",
-    ["status"],
-)
+#: The shared sink's events that this metric names otherwise (the sink reports no other status
+#: than sent, failed, rejected and expired; the devices' answers are counted as responses).
+_OUTCOME_OF = {"sent": "published", "failed": "gave_up"}
 
 #: QoS of command publishes.
 COMMAND_QOS = 1
-
-_RESPONSE_STATUS = {
-    "accepted": CommandStatus.ACKNOWLEDGED,
-    "acknowledged": CommandStatus.ACKNOWLEDGED,
-    "succeeded": CommandStatus.SUCCEEDED,
-    "failed": CommandStatus.FAILED,
-}
 
 
 @dataclass(slots=True)
@@ -87,16 +77,15 @@ class _Job:
     command: Command
     topic: str
     payload: str
-    expires: float
     attempt: int = 0
     last: str = ""
-    seq: int = field(default=0)
 
 
-class _CommandPartition(StatelessSinkPartition[Command]):
+class _CommandPartition(CommandPartition[_Job]):
     """One worker's publisher and dispatcher (and, on worker 0, the response listener)."""
 
     def __init__(self, sink: MqttCommandSink, worker_index: int) -> None:
+        super().__init__(sink)
         self._sink = sink
         self._listen = worker_index == 0
         self.client_id = f"{sink.settings.client_id}-commands-{worker_index}"
@@ -166,76 +155,13 @@ class _CommandPartition(StatelessSinkPartition[Command]):
             topic = msg.topic
         except UnicodeDecodeError:
             topic = "?"
-        binding = self._sink.response_router.route(topic)
-        if binding is None:
-            RESPONSES.labels("invalid").inc()
-            log.warning(
-                "MQTT command response on %r: %s",
-                topic,
-                self._sink.response_router.why_unmapped(topic),
-            )
-            return
-        now = self._sink.clock()
-        try:
-            response = parse_response(msg.payload, binding.twin_id, now)
-        except ResponseError as e:
-            RESPONSES.labels("invalid").inc()
-            log.warning(
-                "MQTT command response of twin %r on %r refused: %s", binding.twin_id, topic, e
-            )
-            return
-        status = _RESPONSE_STATUS[response.status]
-        RESPONSES.labels(status.value).inc()
-        log.info(
-            "command %s (%s): device answered %s: %s",
-            response.command_id,
-            binding.twin_id,
-            response.status,
-            response.detail,
-        )
-        if self._sink.feedback is not None:
-            self._sink.feedback.report(
-                CommandOutcome(
-                    response.command_id, binding.twin_id, status, utc(now), response.detail
-                )
-            )
+        sink = self._sink
+        report_response(topic, msg.payload, sink.response_router, sink.feedback, sink.clock())
 
     # -- Bytewax's thread ---------------------------------------------------------------
 
-    def write_batch(self, items: list[Command]) -> None:
-        sink = self._sink
-        for cmd in items:
-            if not isinstance(cmd, Command):
-                raise TypeError(
-                    f"MqttCommandSink takes twinflow.core.records.Command items, got "
-                    f"{type(cmd).__name__}; route only commands to this sink"
-                )
-            if cmd.status is not CommandStatus.QUEUED:
-                COMMANDS_OUT.labels("ignored").inc()
-                continue
-            if not sink.seen.claim(cmd.command_id):
-                COMMANDS_OUT.labels("duplicate").inc()
-                continue
-            topic = sink.command_topics.get(cmd.twin_id)
-            if topic is None:
-                COMMANDS_OUT.labels("unknown_twin").inc()
-                detail = f"twin {cmd.twin_id!r} has no MQTT binding; not sent"
-                sink.report(cmd, CommandStatus.REJECTED, detail)
-                continue
-            why = sink.rejection(cmd)
-            if why is not None:
-                COMMANDS_OUT.labels("rejected").inc()
-                sink.report(cmd, CommandStatus.REJECTED, f"not sent: {why}")
-                continue
-            expires = epoch(cmd.expires_at)
-            if sink.clock() > expires:
-                COMMANDS_OUT.labels("expired").inc()
-                sink.report(
-                    cmd, CommandStatus.EXPIRED, f"expired at {iso(cmd.expires_at)}, not sent"
-                )
-                continue
-            payload = json.dumps(cmd.to_json(), separators=(",", ":"))
-            self._schedule(_Job(cmd, topic, payload, expires), 0.0)
+    def submit(self, command: Command, plan: _Job) -> None:
+        self._schedule(plan, 0.0)
 
     def close(self) -> None:
         """Wait (up to the sink's ``close_timeout_s``) for the commands on their way, then
@@ -299,16 +225,10 @@ class _CommandPartition(StatelessSinkPartition[Command]):
 
     def _attempt(self, job: _Job) -> None:
         sink = self._sink
-        if sink.clock() > job.expires:
-            COMMANDS_OUT.labels("expired").inc()
-            detail = (
-                f"expired at {iso(job.command.expires_at)} after {job.attempt} attempt(s): "
-                f"{job.last}"
-            )
-            sink.report(job.command, CommandStatus.EXPIRED, detail, attempt=job.attempt)
+        if sink.expire_if_due(job.command, job.attempt, job.last):
             return
         job.attempt += 1
-        wait_s = min(sink.connect_wait_s, max(0.0, job.expires - sink.clock()))
+        wait_s = min(sink.connect_wait_s, max(0.0, epoch(job.command.expires_at) - sink.clock()))
         with self._cond:  # on_connect wakes this up
             self._cond.wait_for(lambda: self._closing or self._client.is_connected(), wait_s)
         if not self._client.is_connected():
@@ -329,29 +249,20 @@ class _CommandPartition(StatelessSinkPartition[Command]):
 
     def _acked(self, job: _Job, reason: Any) -> None:
         if is_failure(reason):
-            COMMANDS_OUT.labels("gave_up").inc()
             detail = f"the broker refused the publish: {reason}"
             self._sink.report(job.command, CommandStatus.FAILED, detail, attempt=job.attempt)
             return
-        COMMANDS_OUT.labels("published").inc()
         detail = f"published to {job.topic!r}, acknowledged by the broker"
         self._sink.report(job.command, CommandStatus.SENT, detail, attempt=job.attempt)
 
     def _failed_attempt(self, job: _Job, why: str) -> None:
-        sink = self._sink
         job.last = why
-        if job.attempt >= sink.backoff.max_attempts:
-            COMMANDS_OUT.labels("gave_up").inc()
-            detail = f"gave up after {job.attempt} attempts: {why}"
-            sink.report(job.command, CommandStatus.FAILED, detail, attempt=job.attempt)
-            return
-        COMMANDS_OUT.labels("retried").inc()
-        pause = sink.backoff.delay(job.command.command_id, job.attempt)
-        until_expiry = max(0.0, job.expires - sink.clock()) + 0.001
-        self._schedule(job, min(pause, until_expiry))
+        pause = self._sink.retry_after(job.command, job.attempt, why)
+        if pause is not None:
+            self._schedule(job, pause)
 
 
-class MqttCommandSink(DynamicSink[Command]):
+class MqttCommandSink(CommandSink[MqttBinding, _Job]):
     """Publish queued commands to each twin's command topic; read the devices' responses.
 
     ``feedback`` receives the outcomes (see the module docstring); ``backoff`` paces the
@@ -360,6 +271,8 @@ class MqttCommandSink(DynamicSink[Command]):
     ``clock`` (epoch seconds) judges expiry. ``max_queued`` bounds paho's outgoing queue per
     worker; ``close_timeout_s`` bounds how long closing waits for commands on their way.
     """
+
+    protocol: ClassVar[str] = "MQTT"
 
     def __init__(
         self,
@@ -375,33 +288,24 @@ class MqttCommandSink(DynamicSink[Command]):
         close_timeout_s: float = 5.0,
         max_ids: int = 100_000,
     ) -> None:
+        by_twin = bindings_by_twin(bindings)  # refuses a twin bound twice
+        super().__init__(bindings, feedback=feedback, backoff=backoff, clock=clock, max_ids=max_ids)
         self.settings = settings
-        self.bindings = tuple(bindings)
-        self.feedback = feedback
-        self.backoff = backoff
         self.ack_timeout_s = ack_timeout_s
         self.connect_wait_s = connect_wait_s
-        self.clock = clock
         self.max_queued = max_queued
         self.close_timeout_s = close_timeout_s
-        self.max_ids = max_ids
-        self.seen = SeenIds(max_ids)
-        self._by_twin = bindings_by_twin(self.bindings)
         self.command_topics = {
-            t: concrete_topic(b.command_topic, b, "command_topic") for t, b in self._by_twin.items()
+            t: concrete_topic(b.command_topic, b, "command_topic") for t, b in by_twin.items()
         }
-        self.response_router = TopicRouter(self._by_twin.values(), attr="response_topic")
+        self.response_router = TopicRouter(by_twin.values(), attr="response_topic")
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CommandPartition:
         return _CommandPartition(self, worker_index)
 
-    def rejection(self, cmd: Command) -> str | None:
-        """Why ``cmd`` must not be sent to its (bound) twin, or ``None``."""
-        bound = self._by_twin[cmd.twin_id].twin_type
-        if cmd.twin_type != bound:
-            return f"twin {cmd.twin_id!r} is bound as a {bound}, not a {cmd.twin_type}"
-        return twin_type(bound).command_problem(cmd.name, cmd.params)
+    def plan(self, command: Command, binding: MqttBinding) -> _Job:
+        payload = json.dumps(command.to_json(), separators=(",", ":"))
+        return _Job(command, self.command_topics[command.twin_id], payload)
 
-    def report(self, cmd: Command, status: CommandStatus, detail: str, attempt: int = 1) -> None:
-        """Log an outcome of ``cmd`` and hand it to the feedback hub."""
-        report(self.feedback, cmd, status, detail, attempt=attempt, clock=self.clock)
+    def count(self, event: str, status: CommandStatus | None = None) -> None:
+        COMMANDS_OUT.labels(_OUTCOME_OF.get(event, event)).inc()

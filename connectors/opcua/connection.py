@@ -17,17 +17,15 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from twinflow.connectors.bindings import OpcUaBinding, OpcUaSecurity
+from twinflow.core.backoff import Backoff
 from twinflow.core.errors import ConfigError
+from twinflow.core.optional import needs
 from twinflow.operators.catalog import CATALOG
 
-try:
-    from asyncua import Client, ua
+with needs("opcua", "the OPC UA connector"):
+    from asyncua import ua
+    from asyncua.client import Client
     from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "twinflow's OPC UA connector needs asyncua; install it with the extra: "
-        "pip install 'twinflow[opcua]'"
-    ) from exc
 
 __all__ = [
     "Backoff",
@@ -171,13 +169,14 @@ def _positive(x: object) -> bool:
 
 def group_by_endpoint(bindings: Sequence[OpcUaBinding]) -> list[Endpoint]:
     """Bindings grouped by (URL, security, user), in order of first appearance."""
-    groups: dict[tuple[object, ...], list[OpcUaBinding]] = {}
+    groups: dict[tuple[str, OpcUaSecurity | None, str | None, str | None], list[OpcUaBinding]]
+    groups = {}
     for b in bindings:
         groups.setdefault((b.endpoint, b.security, b.username, b.password), []).append(b)
     out: list[Endpoint] = []
     keys: set[str] = set()
     for (url, security, username, password), members in groups.items():
-        key = public_url(str(url))
+        key = public_url(url)
         if security is not None:
             key += f" [{security.policy} {security.mode}]"
         if username:
@@ -187,7 +186,7 @@ def group_by_endpoint(bindings: Sequence[OpcUaBinding]) -> list[Endpoint]:
             n += 1
             unique = f"{key} #{n}"
         keys.add(unique)
-        out.append(Endpoint(unique, str(url), security, username, password, tuple(members)))  # type: ignore[arg-type]
+        out.append(Endpoint(unique, url, security, username, password, tuple(members)))
     return out
 
 
@@ -249,25 +248,3 @@ async def close_quietly(client: Client, timeout_s: float) -> None:
         await asyncio.wait_for(client.disconnect(), timeout_s)
     with contextlib.suppress(Exception):
         client.disconnect_socket()
-
-
-class Backoff:
-    """Exponential backoff delays: ``first``, doubling up to ``cap``; :meth:`reset` on success.
-
-    >>> b = Backoff(0.5, 2.0)
-    >>> [b.next() for _ in range(4)]
-    [0.5, 1.0, 2.0, 2.0]
-    """
-
-    def __init__(self, first: float, cap: float) -> None:
-        self.first = first
-        self.cap = cap
-        self._next = first
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2.0, self.cap)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.first

@@ -1,9 +1,10 @@
 """The OPC UA command sink: commands become node writes; the write's StatusCode is the answer.
 
-Only commands in status QUEUED are acted on. Each is checked before anything is sent: its
-twin must be bound, the binding must map the command name to a node and parameter, and the
-value must be a finite number inside the catalog's range for that parameter. A refused
-command is REJECTED and one whose ``expires_at`` has passed EXPIRED; neither is written.
+The checks, replay guard, retries and reporting are
+:class:`~twinflow.connectors.command_sink.CommandSink`'s: a command's twin must be bound, the
+binding must map the command name to a node and parameter, and the value must be a finite
+number inside the catalog's range for that parameter. A refused command is REJECTED and one
+whose ``expires_at`` has passed EXPIRED; neither is written.
 
 Writes run on an event loop in a thread of the sink, one queue per server, so commands to
 one server are written in the order they reached the sink and ``write_batch`` never waits
@@ -15,7 +16,7 @@ it (a PLC setpoint may be Float or Int16). Outcomes go to the
 - ACKNOWLEDGED when the server answers Good;
 - FAILED when it answers Bad (e.g. ``BadOutOfRange``, named in ``detail``), not retried;
 - a server that cannot be reached, a broken session or no answer within ``3 * timeout_s``
-  is retried with :class:`~twinflow.connectors.feedback.Backoff`; when the attempts run out: FAILED
+  is retried with :class:`~twinflow.core.backoff.Backoff`; when the attempts run out: FAILED
   "gave up after N attempts: <last error>"; when ``expires_at`` passes first: EXPIRED.
 
 A command id the sink has already taken on (say, replayed after recovery) is not written
@@ -25,16 +26,17 @@ again. End states are counted in ``twinflow_opcua_command_results_total{status}`
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
-
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from collections.abc import Callable, Collection, Sequence
+from typing import ClassVar
 
 from twinflow.connectors.bindings import OpcUaBinding
-from twinflow.connectors.feedback import DEFAULT_BACKOFF, Backoff, CommandFeedback, SeenIds, report
+from twinflow.connectors.command_sink import CommandPartition, CommandSink
+from twinflow.connectors.feedback import CommandFeedback
 from twinflow.connectors.opcua.connection import (
     Endpoint,
     check_bindings,
@@ -44,20 +46,23 @@ from twinflow.connectors.opcua.connection import (
     parse_node,
 )
 from twinflow.connectors.opcua.metrics import COMMAND_RESULTS
+from twinflow.core.backoff import DEFAULT_BACKOFF, Backoff, Outcome
 from twinflow.core.errors import ConfigError
-from twinflow.core.records import Command, CommandStatus, epoch, iso
-from twinflow.operators.catalog import twin_type
+from twinflow.core.optional import needs
+from twinflow.core.records import Command, CommandStatus
 
-try:
-    from asyncua import Client, ua
-except ImportError as exc:  # pragma: no cover - checked in twinflow.connectors.opcua.connection
-    raise ImportError("pip install 'twinflow[opcua]'") from exc
+with needs("opcua", "the OPC UA connector"):
+    from asyncua import ua
+    from asyncua.client import Client
+    from asyncua.ua.attribute_ids import AttributeIds
+    from asyncua.ua.status_codes import StatusCodes
+    from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 log = logging.getLogger(__name__)
 
 #: StatusCodes that mean "the session or connection broke", worth another attempt.
 _TRANSPORT_CODES = frozenset(
-    getattr(ua.StatusCodes, name)
+    getattr(StatusCodes, name)
     for name in (
         "BadTimeout",
         "BadCommunicationError",
@@ -86,13 +91,19 @@ _INTEGER_TYPES = {
 }
 
 
-class OpcUaCommandSink(DynamicSink[Command]):
+#: What to write for one command: the server, the node and the value.
+_Plan = tuple[Endpoint, ua.NodeId, float]
+
+
+class OpcUaCommandSink(CommandSink[OpcUaBinding, _Plan]):
     """Write the flow's queued commands to OPC UA nodes; see the module docstring.
 
     ``timeout_s`` bounds connecting and each request of one attempt (the whole attempt
     takes at most ``3 * timeout_s``); ``backoff`` paces the attempts; ``feedback``
     receives the outcomes; ``clock`` (epoch seconds) judges expiry.
     """
+
+    protocol: ClassVar[str] = "OPC UA"
 
     def __init__(
         self,
@@ -108,15 +119,9 @@ class OpcUaCommandSink(DynamicSink[Command]):
         check_bindings(bindings, commands=True)
         if not (isinstance(timeout_s, int | float) and math.isfinite(timeout_s) and timeout_s > 0):
             raise ConfigError(f"OpcUaCommandSink timeout_s must be > 0, got {timeout_s!r}")
-        self.bindings = tuple(bindings)
-        self.feedback = feedback
-        self.backoff = backoff
+        super().__init__(bindings, feedback=feedback, backoff=backoff, clock=clock, max_ids=max_ids)
         self.timeout_s = timeout_s
         self.session_timeout_s = session_timeout_s
-        self.clock = clock
-        self.max_ids = max_ids
-        self._seen = SeenIds(max_ids)
-        self._by_twin = {b.twin_id: b for b in self.bindings}
         self._endpoint_of = {
             b.twin_id: e for e in group_by_endpoint(self.bindings) for b in e.bindings
         }
@@ -124,70 +129,29 @@ class OpcUaCommandSink(DynamicSink[Command]):
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CommandPartition:
         return _CommandPartition(self)
 
-    # -- checks (any thread) -------------------------------------------------------------
+    def writes(self, binding: OpcUaBinding) -> Collection[str]:
+        return binding.commands.keys()
 
-    def plan(self, command: Command) -> tuple[Endpoint, ua.NodeId, float] | str:
-        """Where and what to write for ``command``, or why it is refused."""
-        binding = self._by_twin.get(command.twin_id)
-        if binding is None:
-            return f"twin {command.twin_id!r} has no OPC UA binding"
-        if command.twin_type != binding.twin_type:
-            return (
-                f"twin {command.twin_id!r} is bound as a {binding.twin_type}, "
-                f"not a {command.twin_type}"
-            )
-        write = binding.commands.get(command.name)
-        if write is None:
-            return (
-                f"twin {command.twin_id!r} binds no OPC UA write for command {command.name!r}; "
-                f"bound: {', '.join(binding.commands) or 'none'}"
-            )
-        problem = twin_type(binding.twin_type).command_problem(command.name, command.params)
-        if problem is not None:
-            return problem
-        value = command.params[write.param]
+    def plan(self, command: Command, binding: OpcUaBinding) -> _Plan:
+        """Where and what to write for a checked ``command``."""
+        write = binding.commands[command.name]
         node = parse_node(write.node, binding.twin_id, f"commands[{command.name!r}].node")
-        return self._endpoint_of[binding.twin_id], node, float(value)  # type: ignore[arg-type]
+        return self._endpoint_of[binding.twin_id], node, float(command.params[write.param])
 
-    def claim(self, command_id: str) -> bool:
-        """True the first time a command id is seen (the sink handles each id once)."""
-        return self._seen.claim(command_id)
-
-    def report(
-        self, command: Command, status: CommandStatus, detail: str, attempt: int = 1
-    ) -> None:
-        """Log an outcome of ``command`` and hand it to the feedback hub."""
-        if status is not CommandStatus.SENT:
+    def count(self, event: str, status: CommandStatus | None = None) -> None:
+        if status is not None and status is not CommandStatus.SENT:
             COMMAND_RESULTS.labels(status.value).inc()
-        report(self.feedback, command, status, detail, attempt=attempt, clock=self.clock)
 
 
-class _CommandPartition(StatelessSinkPartition[Command]):
+class _CommandPartition(CommandPartition[_Plan]):
     """Hands commands to a writer thread; never blocks on the network."""
 
     def __init__(self, sink: OpcUaCommandSink) -> None:
-        self.sink = sink
+        super().__init__(sink)
         self.writer = _Writer(sink)
 
-    def write_batch(self, items: list[Command]) -> None:
-        for command in items:
-            if not isinstance(command, Command):
-                raise TypeError(
-                    f"OpcUaCommandSink takes twinflow.core.records.Command items, got "
-                    f"{type(command).__name__}; route only commands to this sink"
-                )
-            if command.status is not CommandStatus.QUEUED or not self.sink.claim(
-                command.command_id
-            ):
-                continue
-            plan = self.sink.plan(command)
-            if isinstance(plan, str):
-                self.sink.report(command, CommandStatus.REJECTED, f"not sent: {plan}")
-            elif self.sink.clock() > epoch(command.expires_at):
-                detail = f"expired at {iso(command.expires_at)}, not sent"
-                self.sink.report(command, CommandStatus.EXPIRED, detail)
-            else:
-                self.writer.submit(command, *plan)
+    def submit(self, command: Command, plan: _Plan) -> None:
+        self.writer.submit(command, *plan)
 
     def close(self) -> None:
         self.writer.close()
@@ -261,45 +225,33 @@ class _ServerWriter:
         try:
             while (job := await jobs.get()) is not None:
                 command, node, value = job
-                try:
-                    status, detail, attempt = await self._deliver(command, node, value)
-                except Exception as exc:  # never let one command end the writer
-                    status, detail, attempt = CommandStatus.FAILED, f"unexpected: {exc!r}", 1
-                self.sink.report(command, status, detail, attempt)
+                attempt = functools.partial(self._try, command, node, value)
+                await self.sink.deliver(command, self.endpoint.label, attempt)
         finally:
             await self._drop()
 
-    async def _deliver(
-        self, command: Command, node: ua.NodeId, value: float
-    ) -> tuple[CommandStatus, str, int]:
-        """Write until answered, out of attempts or expired: the final outcome."""
-        sink = self.sink
-        failure = ""
-        for attempt in range(1, sink.backoff.max_attempts + 1):
-            expired = await sink.backoff.before_try(command, attempt, sink.clock, failure)
-            if expired is not None:
-                return expired
-            try:
-                code = await asyncio.wait_for(
-                    self._write(command, attempt, node, value), 3 * sink.timeout_s
-                )
-            except ua.UaStatusCodeError as exc:
-                code = exc.code
-            except (TimeoutError, OSError, ConnectionError, ua.UaError) as exc:
-                failure = f"{type(exc).__name__}: {exc}".rstrip(": ") or type(exc).__name__
-                await self._drop()
-                continue
-            status = ua.StatusCode(code)
-            if status.is_good():
-                detail = f"{status.name} from {self.endpoint.label} node {node.to_string()}"
-                return CommandStatus.ACKNOWLEDGED, detail, attempt
-            if code in _TRANSPORT_CODES:
-                failure = status.name
-                await self._drop()
-                continue
-            detail = f"server answered {status.name} for node {node.to_string()}"
-            return CommandStatus.FAILED, detail, attempt
-        return sink.backoff.gave_up(self.endpoint.label, failure)
+    async def _try(
+        self, command: Command, node: ua.NodeId, value: float, attempt: int
+    ) -> Outcome | str:
+        """One write: its outcome, or what went wrong in a way worth another try."""
+        try:
+            code = await asyncio.wait_for(
+                self._write(command, attempt, node, value), 3 * self.sink.timeout_s
+            )
+        except UaStatusCodeError as exc:
+            code = exc.code
+        except (TimeoutError, OSError, ConnectionError, UaError) as exc:
+            await self._drop()
+            return f"{type(exc).__name__}: {exc}".rstrip(": ") or type(exc).__name__
+        status = ua.StatusCode(ua.UInt32(code))
+        if status.is_good():
+            detail = f"{status.name} from {self.endpoint.label} node {node.to_string()}"
+            return CommandStatus.ACKNOWLEDGED, detail, attempt
+        if code in _TRANSPORT_CODES:
+            await self._drop()
+            return status.name
+        detail = f"server answered {status.name} for node {node.to_string()}"
+        return CommandStatus.FAILED, detail, attempt
 
     async def _write(self, command: Command, attempt: int, node: ua.NodeId, value: float) -> int:
         client = await self._connect()
@@ -309,7 +261,7 @@ class _ServerWriter:
             self._types[node] = vtype
         item = ua.WriteValue()
         item.NodeId = node
-        item.AttributeId = ua.AttributeIds.Value
+        item.AttributeId = AttributeIds.Value
         item.Value = ua.DataValue(ua.Variant(_convert(value, vtype), vtype))
         params = ua.WriteParameters()
         params.NodesToWrite = [item]

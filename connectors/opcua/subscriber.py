@@ -42,12 +42,12 @@ from twinflow.connectors.opcua.connection import (
 )
 from twinflow.connectors.opcua.frames import SOURCE, Change, Target
 from twinflow.connectors.opcua.metrics import DATACHANGES, RECONNECTS
+from twinflow.core.optional import needs
 from twinflow.core.records import DeadLetter, utc
 
-try:
-    from asyncua import Client, ua
-except ImportError as exc:  # pragma: no cover - checked in twinflow.connectors.opcua.connection
-    raise ImportError("pip install 'twinflow[opcua]'") from exc
+with needs("opcua", "the OPC UA connector"):
+    from asyncua import ua
+    from asyncua.client import Client
 
 log = logging.getLogger(__name__)
 

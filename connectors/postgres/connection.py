@@ -13,21 +13,16 @@ only hide.
 
 from __future__ import annotations
 
-import random
 import re
-from dataclasses import dataclass
 from typing import Any
 
+from twinflow.core.backoff import Backoff
 from twinflow.core.errors import TwinflowError
+from twinflow.core.optional import needs
 
-try:
+with needs("postgres", "the PostgreSQL connector (psycopg 3)"):
     import psycopg
     from psycopg import errors as pg_errors
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "the PostgreSQL connector needs psycopg 3: install twinflow with the `postgres` extra "
-        "(pip install 'twinflow[postgres]') or `pip install \"psycopg[binary]>=3.1\"`"
-    ) from exc
 
 
 class PostgresError(TwinflowError):
@@ -103,40 +98,6 @@ def connect(
             f"cannot connect to PostgreSQL at {redact(url)}: {first}. Is the server running, "
             "and is the URL (DATABASE_URL) right?"
         ) from exc
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff: ``initial_s`` doubling up to ``max_s``, each wait jittered to 50-100 %.
-
-    ``seed`` makes the jitter reproducible. :meth:`reset` after a success.
-
-    >>> b = Backoff(initial_s=0.1, max_s=1.0, seed=1)
-    >>> all(0 <= b.next() <= 1.0 for _ in range(10))
-    True
-    """
-
-    initial_s: float = 0.1
-    max_s: float = 5.0
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        self._attempt = 0
-        self._rng = random.Random(self.seed)
-
-    @property
-    def attempt(self) -> int:
-        """Failures since the last reset."""
-        return self._attempt
-
-    def next(self) -> float:
-        """Seconds to wait before the next try."""
-        ceiling = min(self.max_s, self.initial_s * (2**self._attempt))
-        self._attempt += 1
-        return ceiling * (0.5 + 0.5 * self._rng.random())
-
-    def reset(self) -> None:
-        self._attempt = 0
 
 
 __all__ = [

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from twinflow.connectors.command_sink import catalogue_problem
 from twinflow.core.records import Command, CommandStatus
-from twinflow.operators.catalog import twin_type
 
 #: Statuses of a command the plant acts on (the flow's sinks send QUEUED ones); later
 #: states are bookkeeping, not requests.
@@ -35,6 +35,4 @@ def rejection(command: Command, twins: dict[str, str]) -> str | None:
     actual = twins.get(command.twin_id)
     if actual is None:
         return f"unknown twin {command.twin_id!r}"
-    if command.twin_type != actual:
-        return f"twin {command.twin_id!r} is a {actual}, not a {command.twin_type}"
-    return twin_type(actual).command_problem(command.name, command.params)
+    return catalogue_problem(command, actual, "is")  # the check the protocol sinks make

@@ -34,18 +34,15 @@ from twinflow.connectors.modbus.codec import decode_value, encode_value
 from twinflow.connectors.simulator.commands import rejection
 from twinflow.connectors.simulator.plant import Plant
 from twinflow.core.errors import ConfigError, ValidationError
+from twinflow.core.optional import needs
 from twinflow.core.records import Command, TelemetryFrame, deterministic_id, utc
 from twinflow.operators.catalog import twin_type as lookup_type
 
-try:
+with needs("modbus", "the simulator's Modbus devices"):
     from pymodbus.constants import ExcCodes
     from pymodbus.datastore import ModbusServerContext
     from pymodbus.exceptions import NoSuchIdException
     from pymodbus.server import ModbusTcpServer
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "the simulator's Modbus devices need pymodbus; install: pip install 'twinflow[modbus]'"
-    ) from exc
 
 #: First address of the command registers in the default map.
 COMMAND_BASE = 100

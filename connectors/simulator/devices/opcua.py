@@ -39,18 +39,16 @@ from twinflow.connectors.opcua.connection import application_uri, check_bindings
 from twinflow.connectors.opcua.quality import BAD_OUT_OF_RANGE, status_code_for
 from twinflow.connectors.simulator.plant import Plant
 from twinflow.core.errors import ConfigError
+from twinflow.core.optional import needs
 from twinflow.core.records import Command, Quality, TelemetryFrame, deterministic_id, utc
 from twinflow.operators.catalog import CATALOG
 
-try:
-    from asyncua import Server, ua
+with needs("opcua", "the simulator's OPC UA devices"):
+    from asyncua import ua
     from asyncua.common.utils import ServiceError
     from asyncua.crypto.permission_rules import User, UserRole
+    from asyncua.server import Server
     from asyncua.server.user_managers import UserManager
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "the simulator's OPC UA devices need asyncua; install: pip install 'twinflow[opcua]'"
-    ) from exc
 
 #: Namespace of the simulator's nodes, and the index it gets on a fresh asyncua server.
 NAMESPACE_URI = "urn:twinflow:simulator"
