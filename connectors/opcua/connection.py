@@ -4,6 +4,9 @@ Bindings that share an endpoint URL, security settings and user share one client
 session and one subscription per server, however many twins it serves. Everything a user
 can get wrong in a binding is refused here, at construction, with a :class:`ConfigError`
 that names the twin and the field.
+
+asyncua is imported here, behind the check that names the ``opcua`` extra; the package's
+other modules take ``Client`` and ``ua`` from here.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ with needs("opcua", "the OPC UA connector"):
 
 __all__ = [
     "Backoff",
+    "Client",
     "Endpoint",
     "check_bindings",
     "close_quietly",
@@ -36,6 +40,7 @@ __all__ = [
     "open_client",
     "parse_node",
     "public_url",
+    "ua",
 ]
 
 

@@ -38,12 +38,14 @@ from twinflow.connectors.bindings import OpcUaBinding
 from twinflow.connectors.command_sink import CommandPartition, CommandSink
 from twinflow.connectors.feedback import CommandFeedback
 from twinflow.connectors.opcua.connection import (
+    Client,
     Endpoint,
     check_bindings,
     close_quietly,
     group_by_endpoint,
     open_client,
     parse_node,
+    ua,
 )
 from twinflow.connectors.opcua.metrics import COMMAND_RESULTS
 from twinflow.core.backoff import DEFAULT_BACKOFF, Backoff, Outcome
@@ -52,8 +54,6 @@ from twinflow.core.optional import needs
 from twinflow.core.records import Command, CommandStatus
 
 with needs("opcua", "the OPC UA connector"):
-    from asyncua import ua
-    from asyncua.client import Client
     from asyncua.ua.attribute_ids import AttributeIds
     from asyncua.ua.status_codes import StatusCodes
     from asyncua.ua.uaerrors import UaError, UaStatusCodeError

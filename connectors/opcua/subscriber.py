@@ -35,19 +35,16 @@ from datetime import UTC
 
 from twinflow.connectors.opcua.connection import (
     Backoff,
+    Client,
     Endpoint,
     close_quietly,
     open_client,
     parse_node,
+    ua,
 )
 from twinflow.connectors.opcua.frames import SOURCE, Change, Target
 from twinflow.connectors.opcua.metrics import DATACHANGES, RECONNECTS
-from twinflow.core.optional import needs
 from twinflow.core.records import DeadLetter, utc
-
-with needs("opcua", "the OPC UA connector"):
-    from asyncua import ua
-    from asyncua.client import Client
 
 log = logging.getLogger(__name__)
 
