@@ -25,7 +25,7 @@ from tests.services.mosquitto import Mosquitto, MosquittoMissing
 from tests.services.ports import free_port
 from twinflow.connectors.actuators import CommandRouter
 from twinflow.connectors.bindings import MqttBinding, MqttSettings, OpcUaBinding
-from twinflow.connectors.feedback import Backoff, CommandFeedback, CommandFeedbackSource
+from twinflow.connectors.feedback import CommandFeedback, CommandFeedbackSource
 from twinflow.connectors.modbus.loop import LoopThread
 from twinflow.connectors.modbus.sink import ModbusCommandSink
 from twinflow.connectors.mqtt import MqttCommandSink
@@ -33,6 +33,7 @@ from twinflow.connectors.opcua import OpcUaCommandSink
 from twinflow.connectors.simulator import Plant
 from twinflow.connectors.simulator.devices.mqtt import MqttDevices
 from twinflow.connectors.simulator.devices.opcua import OpcUaDevices, default_binding
+from twinflow.core.backoff import Backoff
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import Command, CommandOutcome, CommandStatus, utc
 

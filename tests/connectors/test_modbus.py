@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from twinflow.connectors.bindings import ModbusBinding, ModbusWrite, Register
-from twinflow.connectors.feedback import Backoff, CommandFeedback
+from twinflow.connectors.feedback import CommandFeedback
 from twinflow.connectors.modbus.codec import (
     TYPES,
     decode_raw,
@@ -40,6 +40,7 @@ from twinflow.connectors.simulator.devices.modbus import (
     default_bindings,
     default_register_map,
 )
+from twinflow.core.backoff import Backoff
 from twinflow.core.errors import ConfigError, ValidationError
 from twinflow.core.records import Command, CommandStatus, Quality, TelemetryFrame
 from twinflow.operators.pipeline import check_item

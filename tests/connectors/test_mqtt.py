@@ -31,12 +31,13 @@ from prometheus_client import REGISTRY
 
 from tests.services.mosquitto import Mosquitto, MosquittoMissing
 from twinflow.connectors.bindings import FieldMap, MqttBinding, MqttSettings, TlsSettings
-from twinflow.connectors.feedback import Backoff, CommandFeedback
+from twinflow.connectors.feedback import CommandFeedback
 from twinflow.connectors.mqtt import MessageDecoder, MqttCommandSink, MqttPartition, MqttSource
 from twinflow.connectors.mqtt.payloads import PayloadDecoder, PayloadError
 from twinflow.connectors.mqtt.topics import TopicRouter
 from twinflow.connectors.simulator import Plant, PlantConfig
 from twinflow.connectors.simulator.devices.mqtt import MqttDevices, encode_batch, encode_rows
+from twinflow.core.backoff import Backoff
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import Command, CommandStatus, DeadLetter, TelemetryFrame, utc
 

@@ -31,7 +31,7 @@ from prometheus_client import REGISTRY
 
 from tests.services.opcua_certs import make_cert
 from twinflow.connectors.bindings import OpcUaBinding, OpcUaSecurity
-from twinflow.connectors.feedback import Backoff, CommandFeedback
+from twinflow.connectors.feedback import CommandFeedback
 from twinflow.connectors.opcua import OpcUaCommandSink, OpcUaSource, quality_of, status_code_for
 from twinflow.connectors.opcua.frames import Target, build_frames
 from twinflow.connectors.opcua.source import OpcUaPartition
@@ -42,6 +42,7 @@ from twinflow.connectors.simulator.devices.opcua import (
     default_binding,
     node_id,
 )
+from twinflow.core.backoff import Backoff
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import Command, CommandStatus, DeadLetter, Quality, TelemetryFrame
 
