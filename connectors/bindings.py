@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 
-def _frozen() -> Mapping[str, object]:
+def _frozen() -> Mapping[str, Any]:
     return MappingProxyType({})
 
 
@@ -53,7 +53,7 @@ class MqttBinding:
     telemetry_topic: str
     command_topic: str
     response_topic: str
-    fields: Mapping[str, FieldMap] = field(default_factory=_frozen)  # type: ignore[assignment]
+    fields: Mapping[str, FieldMap] = field(default_factory=_frozen)
     time_field: str = "ts"
 
 
@@ -104,7 +104,7 @@ class OpcUaBinding:
     twin_type: str
     endpoint: str
     nodes: Mapping[str, str]
-    commands: Mapping[str, OpcUaWrite] = field(default_factory=_frozen)  # type: ignore[assignment]
+    commands: Mapping[str, OpcUaWrite] = field(default_factory=_frozen)
     sampling_interval_ms: float = 1000.0
     deadband: float = 0.0
     security: OpcUaSecurity | None = None
@@ -159,7 +159,7 @@ class ModbusBinding:
     port: int
     unit: int
     registers: Mapping[str, Register]
-    commands: Mapping[str, ModbusWrite] = field(default_factory=_frozen)  # type: ignore[assignment]
+    commands: Mapping[str, ModbusWrite] = field(default_factory=_frozen)
     poll_interval_s: float = 1.0
     timeout_s: float = 1.0
 
@@ -172,7 +172,7 @@ class KafkaSettings:
     """A Kafka cluster; ``extra`` passes librdkafka settings through (SASL, TLS...)."""
 
     bootstrap: str = "127.0.0.1:9092"
-    extra: Mapping[str, str] = field(default_factory=_frozen)  # type: ignore[assignment]
+    extra: Mapping[str, str] = field(default_factory=_frozen)
     telemetry_topics: tuple[str, ...] = ()
     group_id: str = "twinflow"
     alerts_topic: str | None = "twinflow.alerts"

@@ -6,105 +6,113 @@ later) builds a :class:`FlowConfig` and the flow passes its parts down.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
 
+from twinflow.core.config import (
+    Flag,
+    Number,
+    Schema,
+    Whole,
+    check_fields,
+    fields_of,
+    parse_duration,
+    setting,
+)
 from twinflow.core.errors import ConfigError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+def _positive(key: str, doc: str, default: float) -> float:
+    return setting(Number(key, doc, default, above=0))
 
 
-def parse_duration(text: str | float | int, what: str = "duration") -> float:
-    """Seconds from ``"6h"``, ``"30m"``, ``"90s"``, ``"1.5d"`` or a plain number of seconds.
-
-    >>> parse_duration("6h"), parse_duration("30m"), parse_duration(45)
-    (21600.0, 1800.0, 45.0)
-    """
-    if isinstance(text, int | float):
-        seconds = float(text)
-    else:
-        m = _DURATION.match(text)
-        if not m:
-            raise ConfigError(
-                f"{what}: {text!r} is not a duration; use a number with a unit such as "
-                "'90s', '30m', '6h' or '2d'"
-            )
-        seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
-    if seconds <= 0:
-        raise ConfigError(f"{what}: must be positive, got {text!r}")
-    return seconds
+def _count(key: str, doc: str, default: int) -> int:
+    return setting(Whole(key, doc, default, 1, coerce=True))
 
 
 @dataclass(frozen=True, slots=True)
 class FlowConfig:
-    """Settings of the telemetry flow (all times in seconds of event time unless noted)."""
+    """Settings of the telemetry flow (all times in seconds of event time unless noted).
+
+    Each field's default, check and description come from its :func:`setting`, which the
+    deployment file's ``flow:`` section and the generated reference read too.
+    """
 
     out_dir: Path = Path("out")
-    window_s: float = 300.0
-    lateness_s: float = 60.0
-    stale_factor: float = 3.0
-    state_snapshot_s: float = 900.0
-    anomaly_warmup: int = 24
-    anomaly_quantile: float = 0.995
-    anomaly_margin: float = 1.5
-    command_interval_s: float = 1800.0
-    derate_fraction: float = 0.7
-    command_ttl_s: float = 600.0
-    command_timeout_s: float = 120.0
-    """Seconds (reference clock) a queued command may take to reach an end state before it
-    ends timed out: long enough for a reported setpoint to come back."""
-    command_rate_limit: int = 6
-    """Commands that may be queued per twin within ``command_rate_window_s``."""
-    command_rate_window_s: float = 60.0
-    max_future_s: float = 300.0
-    max_past_s: float = 7 * 86400.0
-    write_telemetry: bool = True
-    parquet_rows_per_part: int = 250_000
-    parquet_max_delay_s: float = 30.0
-    """Wall-clock seconds a row may wait in a Parquet buffer before its part is written."""
-    sink_partitions: int = 1
-    idle_flush_s: float = 30.0
-    """Wall-clock seconds without data after which a twin's open windows are closed."""
-    seed: int = 0
+    window_s: float = _positive("window_s", "Length of the tumbling feature windows.", 300.0)
+    lateness_s: float = _positive(
+        "lateness_s", "How late a reading may arrive and still count in its window.", 60.0
+    )
+    stale_factor: float = _positive(
+        "stale_factor", "A twin is stale after this many windows without data.", 3.0
+    )
+    state_snapshot_s: float = _positive(
+        "state_snapshot_s", "Interval of twin-state snapshots (besides changes).", 900.0
+    )
+    anomaly_warmup: int = _count(
+        "anomaly_warmup", "Windows an anomaly model learns from before it scores.", 24
+    )
+    anomaly_quantile: float = setting(
+        Number(
+            "anomaly_quantile",
+            "Quantile of past scores that sets the anomaly threshold.",
+            0.995,
+            above=0,
+            below=1,
+        )
+    )
+    anomaly_margin: float = _positive(
+        "anomaly_margin", "Factor on that quantile a score must exceed to alert.", 1.5
+    )
+    command_interval_s: float = _positive(
+        "command_interval_s", "Least time between two automatic commands to one twin.", 1800.0
+    )
+    derate_fraction: float = setting(
+        Number("derate_fraction", "Load fraction a derate command asks for.", 0.7, above=0, high=1)
+    )
+    command_ttl_s: float = _positive(
+        "command_ttl_s", "Seconds until an issued command expires.", 600.0
+    )
+    command_timeout_s: float = _positive(
+        "command_timeout_s",
+        "Seconds (reference clock) a queued command may take to reach an end state before it "
+        "ends timed out: long enough for a reported setpoint to come back.",
+        120.0,
+    )
+    command_rate_limit: int = _count(
+        "command_rate_limit", "Commands that may be queued per twin within the rate window.", 6
+    )
+    command_rate_window_s: float = _positive(
+        "command_rate_window_s", "The window of `command_rate_limit`.", 60.0
+    )
+    max_future_s: float = _positive(
+        "max_future_s", "Readings stamped further ahead of the wall clock are refused.", 300.0
+    )
+    max_past_s: float = _positive(
+        "max_past_s", "Readings older than this (behind the wall clock) are refused.", 7 * 86400.0
+    )
+    write_telemetry: bool = setting(
+        Flag("write_telemetry", "Write every decoded reading to the telemetry files.", True)
+    )
+    parquet_rows_per_part: int = _count(
+        "parquet_rows_per_part", "Rows per Parquet part file.", 250_000
+    )
+    parquet_max_delay_s: float = _positive(
+        "parquet_max_delay_s",
+        "Wall-clock seconds a row may wait in a Parquet buffer before its part is written.",
+        30.0,
+    )
+    sink_partitions: int = _count("sink_partitions", "Partitions of the file sinks.", 1)
+    idle_flush_s: float = _positive(
+        "idle_flush_s",
+        "Wall-clock seconds without data after which a twin's open windows are closed.",
+        30.0,
+    )
+    seed: int = setting(Whole("seed", "Seed of the flow's randomness.", 0, coerce=True))
 
     def __post_init__(self) -> None:
-        positive = (
-            "window_s",
-            "lateness_s",
-            "stale_factor",
-            "state_snapshot_s",
-            "anomaly_margin",
-            "command_interval_s",
-            "command_ttl_s",
-            "command_timeout_s",
-            "command_rate_window_s",
-            "max_future_s",
-            "max_past_s",
-            "idle_flush_s",
-            "parquet_max_delay_s",
-        )
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"flow config: {name} must be > 0, got {getattr(self, name)!r}")
-        if not 0 < self.anomaly_quantile < 1:
-            raise ConfigError(
-                f"flow config: anomaly_quantile must be in (0, 1), got {self.anomaly_quantile!r}"
-            )
-        if not 0 < self.derate_fraction <= 1:
-            raise ConfigError(
-                f"flow config: derate_fraction must be in (0, 1], got {self.derate_fraction!r}"
-            )
-        for name in (
-            "anomaly_warmup",
-            "parquet_rows_per_part",
-            "sink_partitions",
-            "command_rate_limit",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"flow config: {name} must be ≥ 1, got {getattr(self, name)!r}")
+        check_fields(self, "flow config: ")
         if self.lateness_s >= self.window_s * 10:
             raise ConfigError(
                 "flow config: lateness_s is more than ten windows long; per-twin state would "
@@ -119,3 +127,9 @@ class FlowConfig:
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+
+#: The ``flow:`` section of a deployment file (every field but ``out_dir``, a command option).
+FLOW = Schema("flow", "Settings of the telemetry flow (times in seconds).", fields_of(FlowConfig))
+
+__all__ = ["FLOW", "FlowConfig", "parse_duration"]

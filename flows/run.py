@@ -17,34 +17,24 @@ from typing import Any
 
 from bytewax.dataflow import Dataflow
 
+from twinflow.connectors import registry
 from twinflow.connectors.actuators import CommandRouter
 from twinflow.connectors.feedback import Backoff, CommandFeedback, CommandFeedbackSource
-from twinflow.flows.deploy import PROTOCOLS as ACTUATOR_PROTOCOLS
-from twinflow.flows.deploy import Deployment
+from twinflow.flows.deployment import Deployment
 from twinflow.flows.metrics import RunStats
 from twinflow.flows.outputs import file_outputs
 from twinflow.flows.telemetry import FlowOutputs, build_flow
 
 
 def sources_for(dep: Deployment, **limits: Any) -> list[Any]:
-    """One source per protocol in use; ``limits`` (e.g. a test's stop condition) pass down."""
+    """One source per protocol in use; ``limits[<protocol>]`` (e.g. a test's stop condition)
+    pass down to that protocol's source."""
     sources: list[Any] = []
-    if dep.bindings("mqtt"):
-        from twinflow.connectors.mqtt import MqttSource
-
-        sources.append(MqttSource(dep.mqtt, dep.bindings("mqtt"), **limits.get("mqtt", {})))
-    if dep.bindings("opcua"):
-        from twinflow.connectors.opcua import OpcUaSource
-
-        sources.append(OpcUaSource(dep.bindings("opcua"), **limits.get("opcua", {})))
-    if dep.bindings("modbus"):
-        from twinflow.connectors.modbus import ModbusSource
-
-        sources.append(ModbusSource(dep.bindings("modbus"), **limits.get("modbus", {})))
-    if dep.kafka is not None and dep.kafka.telemetry_topics:
-        from twinflow.connectors.kafka import kafka_telemetry_source
-
-        sources.append(kafka_telemetry_source(dep.kafka, **limits.get("kafka", {})))
+    for name in dep.protocols():
+        spec = registry.spec(name)
+        source = spec.source(dep.services.get(name), dep.bindings(name), **limits.get(name, {}))
+        if source is not None:
+            sources.append(source)
     return sources
 
 
@@ -56,18 +46,11 @@ def actuators_for(dep: Deployment, feedback: CommandFeedback | None = None) -> C
     """
     routes: dict[str, Any] = {}
     retry = {"feedback": feedback, "backoff": UNTIL_EXPIRY} if feedback is not None else {}
-    if dep.bindings("mqtt"):
-        from twinflow.connectors.mqtt import MqttCommandSink
-
-        routes["mqtt"] = MqttCommandSink(dep.mqtt, dep.bindings("mqtt"), **retry)
-    if dep.bindings("opcua"):
-        from twinflow.connectors.opcua import OpcUaCommandSink
-
-        routes["opcua"] = OpcUaCommandSink(dep.bindings("opcua"), **retry)
-    if dep.bindings("modbus"):
-        from twinflow.connectors.modbus import ModbusCommandSink
-
-        routes["modbus"] = ModbusCommandSink(dep.bindings("modbus"), **retry)
+    for name in dep.protocols():
+        spec = registry.spec(name)
+        sink = spec.command_sink(dep.services.get(name), dep.bindings(name), **retry)
+        if sink is not None:
+            routes[name] = sink
     return CommandRouter(routes, {t.twin_id: t.protocol for t in dep.twins}, feedback=feedback)
 
 
@@ -77,35 +60,27 @@ UNTIL_EXPIRY = Backoff(base_s=0.5, cap_s=30.0, max_attempts=1_000_000)
 
 def routed_twins(dep: Deployment) -> frozenset[str]:
     """Twins with an actuator protocol (telemetry-only Kafka twins have none)."""
-    return frozenset(t.twin_id for t in dep.twins if t.protocol in ACTUATOR_PROTOCOLS)
+    return frozenset(t.twin_id for t in dep.twins if registry.spec(t.protocol).actuates)
 
 
 def request_sources(dep: Deployment, **limits: Any) -> list[Any]:
-    """Command requests and desired-property changes from Kafka, when a topic is configured."""
-    if dep.kafka is None or not dep.kafka.command_requests_topic:
-        return []
-    from twinflow.connectors.kafka import kafka_command_request_source
-
-    return [kafka_command_request_source(dep.kafka, twins=dep.twin_types, **limits)]
+    """Command requests and desired-property changes from outside (a Kafka topic), if any."""
+    out: list[Any] = []
+    for name in dep.protocols():
+        spec = registry.spec(name)
+        out += spec.request_sources(dep.services.get(name), dep.twin_types, **limits)
+    return out
 
 
 def outputs_for(dep: Deployment, out_dir: Path, actuators: Any) -> FlowOutputs:
-    """Files under ``out_dir``, plus the Kafka topics when Kafka is configured."""
+    """Files under ``out_dir``, plus each connector's outputs (e.g. Kafka topics) and the
+    database when configured."""
     config = replace(dep.flow, out_dir=out_dir)
     files = file_outputs(config, actuators=actuators)
     extra: dict[str, list[Any]] = {f: [] for f in _STREAMS}
-    if dep.kafka is not None:
-        from twinflow.connectors.kafka import alert_sink, command_sink, rollup_sink, twin_state_sink
-
-        k = dep.kafka
-        if k.alerts_topic:
-            extra["alerts"].append(alert_sink(k))
-        if k.commands_topic:
-            extra["commands"].append(command_sink(k))
-        if k.twin_state_topic:
-            extra["twin_states"].append(twin_state_sink(k))
-        if k.rollups_topic:
-            extra["rollups"].append(rollup_sink(k))
+    for name in dep.protocols():
+        for stream, sinks in registry.spec(name).outputs(dep.services.get(name)).items():
+            extra[stream] += sinks
     if dep.database_url:
         from twinflow.connectors.postgres import PostgresSink
 

@@ -19,12 +19,13 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
+from twinflow.connectors import registry
 from twinflow.connectors.simulator import Plant, PlantConfig
+from twinflow.connectors.spec import SimulatedDevices
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import TelemetryFrame
-from twinflow.flows.deploy import Deployment
+from twinflow.flows.deployment import Deployment
 
 log = logging.getLogger(__name__)
 
@@ -61,56 +62,34 @@ def plant_for(dep: Deployment, start: datetime | None = None) -> Plant:
 
 
 class Devices:
-    """The protocol servers and publishers of one simulated plant."""
+    """The simulated devices of every protocol the deployment's twins use."""
 
     def __init__(self, dep: Deployment, plant: Plant):
         self.dep = dep
         self.plant = plant
         self.protocol = {t.twin_id: t.protocol for t in dep.twins}
-        self.mqtt: Any = None
-        self.opcua: Any = None
-        self.modbus: dict[str, Any] = {}  # twin id -> the Modbus server (one per port) serving it
+        self.started: list[SimulatedDevices] = []
 
     async def start(self) -> None:
-        dep, plant = self.dep, self.plant
-        if dep.bindings("mqtt"):
-            from twinflow.connectors.simulator.devices.mqtt import MqttDevices
-
-            assert dep.mqtt is not None
-            self.mqtt = MqttDevices(plant, dep.mqtt, dep.bindings("mqtt"))
-            self.mqtt.start()
-        if dep.bindings("opcua"):
-            from twinflow.connectors.simulator.devices.opcua import OpcUaDevices
-
-            self.opcua = OpcUaDevices(plant, dep.simulator.opcua_endpoint, dep.bindings("opcua"))
-            await self.opcua.start()
-        by_port: dict[int, list[Any]] = {}
-        for b in dep.bindings("modbus"):
-            by_port.setdefault(b.port, []).append(b)
-        if by_port:
-            from twinflow.connectors.simulator.devices.modbus import ModbusDevices
-
-            for port, bindings in sorted(by_port.items()):
-                server = ModbusDevices(plant, dep.simulator.modbus_host, port, bindings)
-                await server.start()
-                self.modbus.update({b.twin_id: server for b in bindings})
+        """Bring each protocol's devices up, in registration order."""
+        dep = self.dep
+        for name in dep.protocols():
+            spec = registry.spec(name)
+            bindings = dep.bindings(name)
+            devices = spec.devices(self.plant, dep.services.get(name), dep.simulator, bindings)
+            if devices is not None:
+                await devices.start()
+                self.started.append(devices)
 
     async def send(self, frame: TelemetryFrame) -> None:
-        protocol = self.protocol.get(frame.twin_id)
-        if protocol == "mqtt" and self.mqtt is not None:
-            self.mqtt.publish(frame)
-        elif protocol == "opcua" and self.opcua is not None:
-            await self.opcua.update(frame, all_rows=True)
-        elif protocol == "modbus" and frame.twin_id in self.modbus:
-            await self.modbus[frame.twin_id].update(frame)
+        for devices in self.started:
+            if devices.serves(frame.twin_id):
+                await devices.send(frame)
+                return
 
     async def stop(self) -> None:
-        if self.mqtt is not None:
-            self.mqtt.stop()
-        if self.opcua is not None:
-            await self.opcua.stop()
-        for server in {id(s): s for s in self.modbus.values()}.values():
-            await server.stop()
+        for devices in self.started:
+            await devices.stop()
 
 
 async def simulate(

@@ -52,27 +52,33 @@ CONSUMER_DEFAULTS: Mapping[str, Any] = {
     "fetch.wait.max.ms": 100,
 }
 
-_OWN_FIELDS = {"bootstrap.servers": "kafka.bootstrap", "group.id": "kafka.group_id"}
+_OWN_FIELDS = {"bootstrap.servers": "bootstrap", "group.id": "group_id"}
 _DURABLE = {"acks": ("all", "-1"), "enable.idempotence": ("true",)}
 
 
-def _check_extra(extra: Mapping[str, Any]) -> None:
+def check_extra(extra: Mapping[str, Any], section: str = "kafka", file: object = None) -> None:
+    """Refuse ``extra`` settings that have a field of their own or weaken durability.
+
+    The deployment loader calls this with the file and ``services.kafka`` so the error names
+    both; the client builders call it again for settings built in code.
+    """
+    at = f"{file}: {section}" if file is not None else section
     for key, field in _OWN_FIELDS.items():
         if key in extra:
             raise ConfigError(
-                f"kafka.extra sets {key!r}; set {field} instead (the environment variable "
-                "KAFKA_BOOTSTRAP overrides the bootstrap servers)"
+                f"{at}.extra sets {key!r}; set {section}.{field} instead (the environment "
+                "variable KAFKA_BOOTSTRAP overrides the bootstrap servers)"
             )
     for key, allowed in _DURABLE.items():
         if key in extra and str(extra[key]).lower() not in allowed:
             raise ConfigError(
-                f"kafka.extra sets {key}={extra[key]!r}, which would weaken the delivery "
+                f"{at}.extra sets {key}={extra[key]!r}, which would weaken the delivery "
                 f"guarantee of alerts and commands; remove it (twinflow uses {key}={allowed[0]})"
             )
 
 
 def _base(settings: KafkaSettings) -> dict[str, Any]:
-    _check_extra(settings.extra)
+    check_extra(settings.extra)
     return {
         "bootstrap.servers": settings.bootstrap,
         "client.id": "twinflow",  # names twinflow in broker logs and quotas; extra may override
@@ -121,6 +127,7 @@ __all__ = [
     "LOG",
     "PRODUCER_DEFAULTS",
     "admin_config",
+    "check_extra",
     "consumer_config",
     "log_error",
     "producer_config",

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 from twinflow.connectors.bindings import ModbusBinding, Register
-from twinflow.connectors.modbus.codec import BIT_KINDS, TYPES
+from twinflow.connectors.modbus.codec import BIT_KINDS
+from twinflow.connectors.modbus.deploy import REGISTER
+from twinflow.core.config import Choice, Field, Number, Whole, check_value
 from twinflow.core.errors import ConfigError
 from twinflow.operators.catalog import CATALOG
-
-_KINDS = ("holding", "input", "coil", "discrete")
-_ORDERS = ("big", "little")
 
 
 def check_bindings(bindings: Sequence[ModbusBinding], *, commands: bool) -> None:
@@ -38,10 +38,8 @@ def check_bindings(bindings: Sequence[ModbusBinding], *, commands: bool) -> None
             )
         if not isinstance(b.host, str) or not b.host:
             raise ConfigError(f"{where}: host must be a host name or address, got {b.host!r}")
-        _int_in(where, "port", b.port, 1, 65535)
-        _int_in(where, "unit", b.unit, 0, 255)
-        _positive(where, "timeout_s", b.timeout_s, allow_zero=False)
-        _positive(where, "poll_interval_s", b.poll_interval_s, allow_zero=True)
+        for spec in _BINDING:
+            check_value(spec, getattr(b, spec.key), f"{where}: ")
         scalar = {s.name for s in kind.scalar_signals}
         for name, reg in b.registers.items():
             if name not in scalar:
@@ -58,16 +56,17 @@ def check_register(where: str, reg: Register) -> None:
     """One register: kind, type, orders, address span, scale and offset."""
     if not isinstance(reg, Register):
         raise ConfigError(f"{where} must be a twinflow.connectors.bindings.Register, got {reg!r}")
-    if reg.kind not in _KINDS:
-        raise ConfigError(f"{where}: kind {reg.kind!r} is not one of {', '.join(_KINDS)}")
-    if reg.type not in TYPES:
-        raise ConfigError(f"{where}: type {reg.type!r} is not one of {', '.join(TYPES)}")
+    for key in ("kind", "type"):
+        choice = cast(Choice, REGISTER[key])
+        if getattr(reg, key) not in choice.choices:
+            raise ConfigError(f"{where}: {key} {getattr(reg, key)!r} is not {choice.one_of()}")
     if reg.kind in BIT_KINDS and reg.type != "bool":
         raise ConfigError(f"{where}: a {reg.kind} holds one bit; set type: bool (got {reg.type!r})")
-    for field in ("word_order", "byte_order"):
-        if getattr(reg, field) not in _ORDERS:
-            raise ConfigError(f"{where}: {field} must be 'big' or 'little'")
-    _int_in(where, "address", reg.address, 0, 65536 - reg.count)
+    for key in ("word_order", "byte_order"):
+        if getattr(reg, key) not in cast(Choice, REGISTER[key]).choices:
+            raise ConfigError(f"{where}: {key} must be 'big' or 'little'")
+    span = Whole("address", "", 0, 0, 65536 - reg.count)
+    check_value(span, reg.address, f"{where}: ")
     ok_scale = _real(reg.scale) and math.isfinite(reg.scale) and reg.scale != 0
     if not ok_scale:
         raise ConfigError(f"{where}: scale must be a finite non-zero number, got {reg.scale!r}")
@@ -116,17 +115,14 @@ def _real(x: object) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
-def _int_in(where: str, field: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{where}: {field} must be an integer in [{low}, {high}], got {value!r}")
-
-
-def _positive(where: str, field: str, value: object, *, allow_zero: bool) -> None:
-    number = float(value) if _real(value) else math.nan  # type: ignore[arg-type]
-    ok = math.isfinite(number) and (number >= 0 if allow_zero else number > 0)
-    if not ok:
-        need = "a number >= 0" if allow_zero else "a number > 0"
-        raise ConfigError(f"{where}: {field} must be {need} (seconds), got {value!r}")
+#: Binding fields checked for bindings built in code (a unit id up to 255 is accepted here;
+#: deployment files keep to Modbus's 0..247).
+_BINDING: tuple[Field[Any], ...] = (
+    Whole("port", "", 502, 1, 65535),
+    Whole("unit", "", 1, 0, 255),
+    Number("timeout_s", "", 1.0, above=0, finite=True, expect="a number > 0 (seconds)"),
+    Number("poll_interval_s", "", 1.0, low=0, finite=True, expect="a number >= 0 (seconds)"),
+)
 
 
 __all__ = ["check_bindings", "check_register", "endpoints"]

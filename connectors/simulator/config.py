@@ -9,10 +9,11 @@ it down unchanged. Errors name the field and say what a valid value looks like.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from twinflow.core.config import Field, Number, Whole, check_value
 from twinflow.core.errors import ConfigError
 from twinflow.operators.catalog import BPFO_HZ, MOTOR
 
@@ -44,39 +45,27 @@ class PlantConfig:
     raw_message_rate: float = 0.01
 
     def __post_init__(self) -> None:
-        _int_at_least("n_twins", self.n_twins, 1)
-        _int_at_least("seed", self.seed, 0)
-        _int_at_least("waveform_samples", self.waveform_samples, 16)
-        _number_in("duration_s", self.duration_s, 1.0, math.inf, "at least 1 second")
+        for spec in _FIELDS:
+            check_value(spec, getattr(self, spec.key), "PlantConfig.")
         if not isinstance(self.start, datetime) or self.start.utcoffset() != timedelta(0):
             raise ConfigError(
                 f"PlantConfig.start must be a timezone-aware UTC datetime, got {self.start!r}"
             )
-        _number_in("chunk_s", self.chunk_s, 1.0, math.inf, "a whole number of seconds >= 1")
         if float(self.chunk_s) != int(self.chunk_s):
             raise ConfigError(
                 f"PlantConfig.chunk_s must be a whole number of seconds (data is 1 Hz), "
                 f"got {self.chunk_s!r}"
             )
-        nyquist_need = 2.0 * 3.0 * BPFO_HZ  # the third BPFO harmonic must be representable
-        _number_in(
-            "waveform_rate",
-            self.waveform_rate,
-            nyquist_need,
-            math.inf,
-            f"a sample rate >= {nyquist_need:.0f} Hz",
-        )
         burst_len = self.waveform_samples / self.waveform_rate
-        _number_in(
+        burst = Number(
             "burst_interval_s",
-            self.burst_interval_s,
-            burst_len,
-            math.inf,
-            f"at least one burst long ({burst_len:g} s)",
+            "Seconds between vibration bursts.",
+            0.0,
+            low=burst_len,
+            finite=True,
+            expect=f"at least one burst long ({burst_len:g} s)",
         )
-        _number_in("fault_fraction", self.fault_fraction, 0.0, 1.0, "a share in [0, 1]")
-        _number_in("bad_message_rate", self.bad_message_rate, 0.0, 0.5, "a share in [0, 0.5]")
-        _number_in("raw_message_rate", self.raw_message_rate, 0.0, 1.0, "a share in [0, 1]")
+        check_value(burst, self.burst_interval_s, "PlantConfig.")
 
     @property
     def start_epoch(self) -> float:
@@ -99,17 +88,36 @@ class PlantConfig:
         return -(-self.n_samples // self.chunk_samples)
 
 
-def _int_at_least(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"PlantConfig.{name} must be an integer >= {low}, got {value!r}")
+_NYQUIST = 2.0 * 3.0 * BPFO_HZ  # the third BPFO harmonic must be representable
 
 
-def _number_in(name: str, value: object, low: float, high: float, what: str) -> None:
-    ok = (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and low <= value <= high
-    )
-    if not ok:
-        raise ConfigError(f"PlantConfig.{name} must be {what}, got {value!r}")
+def _share(key: str, doc: str, high: float) -> Number:
+    return Number(key, doc, 0.0, low=0.0, high=high, expect=f"a share in [0, {high:g}]")
+
+
+#: The checks of the fields that do not depend on each other.
+_FIELDS: tuple[Field[Any], ...] = (
+    Whole("n_twins", "Twins simulated.", 1, 1),
+    Whole("seed", "Seed of the plant's randomness.", 0, 0),
+    Whole("waveform_samples", "Samples per vibration waveform.", 4096, 16),
+    Number("duration_s", "Simulated seconds.", 1.0, 1.0, finite=True, expect="at least 1 second"),
+    Number(
+        "chunk_s",
+        "Seconds per frame.",
+        60.0,
+        1.0,
+        finite=True,
+        expect="a whole number of seconds >= 1",
+    ),
+    Number(
+        "waveform_rate",
+        "Waveform sample rate (Hz).",
+        8192.0,
+        _NYQUIST,
+        finite=True,
+        expect=f"a sample rate >= {_NYQUIST:.0f} Hz",
+    ),
+    _share("fault_fraction", "Share of twins that get a fault.", 1.0),
+    _share("bad_message_rate", "Share of emitted items that are bad raw messages.", 0.5),
+    _share("raw_message_rate", "Share of good frames sent as JSON.", 1.0),
+)

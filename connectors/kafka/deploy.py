@@ -1,0 +1,127 @@
+"""Kafka in deployment files (``services.kafka``) and its connector spec.
+
+Kafka carries telemetry of twins bridged from elsewhere (``protocol: kafka``: no binding, no
+actuator route), the flow's outputs (alerts, commands, twin states, roll-ups) and command
+requests. confluent-kafka is imported by the factories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from twinflow.connectors.bindings import KafkaSettings
+from twinflow.connectors.spec import ConnectorSpec
+from twinflow.core.config import Names, OptionalText, Schema, Section, Settings, Text
+from twinflow.core.errors import ConfigError
+
+SERVICE = Schema(
+    "services.kafka",
+    "A Kafka cluster: telemetry topics in, output topics out (`KAFKA_BOOTSTRAP` overrides "
+    "`bootstrap`). A topic set to `null` is not written.",
+    (
+        Text("bootstrap", "Bootstrap servers: `host:port[,host:port...]`.", "127.0.0.1:9092"),
+        Settings(
+            "extra",
+            "librdkafka settings passed through (SASL, TLS, tuning), e.g. "
+            "`security.protocol: SASL_SSL`.",
+            {},
+            what="librdkafka settings",
+        ),
+        Names(
+            "telemetry_topics",
+            "Topics that carry telemetry (of `protocol: kafka` twins).",
+            what="topic names",
+        ),
+        Text(
+            "group_id", "Consumer group id (offsets live in the flow's recovery state).", "twinflow"
+        ),
+        OptionalText("alerts_topic", "Topic of alerts (alert.v1).", "twinflow.alerts"),
+        OptionalText(
+            "commands_topic", "Topic of issued commands (command.v2).", "twinflow.commands"
+        ),
+        OptionalText(
+            "twin_state_topic",
+            "Topic of twin-state changes (twin_state.v2).",
+            "twinflow.twin-state",
+        ),
+        OptionalText("command_requests_topic", "Topic of command requests from outside."),
+        OptionalText(
+            "rollups_topic", "Topic of asset roll-ups (asset_rollup.v1), keyed by asset id."
+        ),
+    ),
+)
+
+
+def kafka_settings(s: Section, env: Mapping[str, str]) -> KafkaSettings:
+    """``services.kafka``; ``KAFKA_BOOTSTRAP`` in ``env`` overrides the bootstrap servers."""
+    from twinflow.connectors.kafka.config import check_extra
+
+    s.check_keys(SERVICE)
+    bootstrap = env.get("KAFKA_BOOTSTRAP") or s.get(SERVICE["bootstrap"])
+    for part in bootstrap.split(","):
+        host, _, port = part.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(
+                f"{s.file}: {s.path('bootstrap')} (or KAFKA_BOOTSTRAP) = {bootstrap!r}: "
+                "expected host:port[,host:port...]"
+            )
+    values = {f.key: s.get(f) for f in SERVICE.fields if f.key != "bootstrap"}
+    check_extra(values["extra"], s.where, s.file)
+    return KafkaSettings(bootstrap=bootstrap, **values)
+
+
+class KafkaSpec(ConnectorSpec):
+    """Kafka: telemetry of bridged twins in; alerts, commands, states, roll-ups out."""
+
+    name = "kafka"
+    doc = "Telemetry bridged onto Kafka topics; outputs and command requests over Kafka."
+    service_schemas = (SERVICE,)
+    service_env = "KAFKA_BOOTSTRAP"
+    metrics = ("twinflow_kafka_delivery_errors", "twinflow_kafka_consumer_errors")
+    metrics_module = "twinflow.connectors.kafka"
+
+    def parse_service(self, section: Section, env: Mapping[str, str]) -> KafkaSettings:
+        return kafka_settings(section, env)
+
+    def check(self, service: Any, twins: int, file: Path) -> None:
+        if twins and not (service and cast(KafkaSettings, service).telemetry_topics):
+            raise ConfigError(
+                f"{file}: twins use protocol kafka but services.kafka.telemetry_topics is not "
+                "set; list the topics that carry their telemetry"
+            )
+
+    def source(self, service: Any, bindings: Sequence[Any], **limits: Any) -> Any | None:
+        if service is None or not cast(KafkaSettings, service).telemetry_topics:
+            return None
+        from twinflow.connectors.kafka import kafka_telemetry_source
+
+        return kafka_telemetry_source(service, **limits)
+
+    def outputs(self, service: Any) -> dict[str, list[Any]]:
+        if service is None:
+            return {}
+        from twinflow.connectors.kafka import alert_sink, command_sink, rollup_sink, twin_state_sink
+
+        k = cast(KafkaSettings, service)
+        out: dict[str, list[Any]] = {}
+        for stream, topic, make in (
+            ("alerts", k.alerts_topic, alert_sink),
+            ("commands", k.commands_topic, command_sink),
+            ("twin_states", k.twin_state_topic, twin_state_sink),
+            ("rollups", k.rollups_topic, rollup_sink),
+        ):
+            if topic:
+                out[stream] = [make(k)]
+        return out
+
+    def request_sources(self, service: Any, twins: Mapping[str, str], **limits: Any) -> list[Any]:
+        if service is None or not cast(KafkaSettings, service).command_requests_topic:
+            return []
+        from twinflow.connectors.kafka import kafka_command_request_source
+
+        return [kafka_command_request_source(service, twins=twins, **limits)]
+
+
+SPEC = KafkaSpec()
