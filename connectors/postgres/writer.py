@@ -120,7 +120,9 @@ class BatchWriter:
         self._error: BaseException | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._optimistic = settings.optimistic_copy
-        self._backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
+        self._backoff = Backoff(
+            settings.retry_initial_s, settings.retry_max_s, jitter=0.5, seed=None
+        )
         self.retries = 0
         self._thread = threading.Thread(target=self._run, name=f"twinflow-pg-{name}", daemon=True)
         self._thread.start()
