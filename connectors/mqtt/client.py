@@ -84,7 +84,7 @@ def make_client(
     else:
         kwargs["protocol"] = mqtt.MQTTv311
         kwargs["clean_session"] = not persistent
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
+    client: Client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
     client.suppress_exceptions = True  # a bug in a callback is logged; the loop goes on
     if settings.username is not None:
         client.username_pw_set(settings.username, settings.password)
@@ -98,7 +98,8 @@ def make_client(
         )
         if tls.insecure:
             client.tls_insecure_set(True)
-    client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
+    # paho annotates whole seconds, but its reconnect timer takes fractions too.
+    client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)  # type: ignore[arg-type]
     client.max_inflight_messages_set(max_inflight)
     client.max_queued_messages_set(max_queued)
     connect: dict[str, Any] = {"keepalive": settings.keepalive_s}
