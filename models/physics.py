@@ -86,7 +86,9 @@ def pump_current_a(
 ) -> np.ndarray:
     """Motor current that drives the pump at a flow, pressure rise and efficiency."""
     shaft = hydraulic_power_w(flow_m3h, dp_bar) / np.maximum(efficiency, 1e-3)
-    amps: np.ndarray = shaft / MOTOR_EFFICIENCY / (np.sqrt(3.0) * np.asarray(voltage_v) * POWER_FACTOR)
+    amps: np.ndarray = (
+        shaft / MOTOR_EFFICIENCY / (np.sqrt(3.0) * np.asarray(voltage_v) * POWER_FACTOR)
+    )
     return amps
 
 
