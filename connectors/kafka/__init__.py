@@ -16,72 +16,60 @@ snapshot waiting for every acknowledgement: :func:`alert_sink`, :func:`command_s
 :func:`twin_state_sink`, :func:`rollup_sink` (keyed by asset rather than twin), and the
 general :func:`kafka_json_sink`.
 
+Everything here is imported on first use, so the package imports without confluent-kafka.
+
 Guarantees: at-least-once in both directions under Bytewax recovery; a twin's messages stay
 in order; a delivery failure is counted, logged and stops the flow (never silent).
 """
 
 from __future__ import annotations
 
-from twinflow.core.optional import needs
+from typing import TYPE_CHECKING
 
-with needs("kafka", "the Kafka connector"):
-    import confluent_kafka  # noqa: F401
+from twinflow.core.optional import lazy_exports
 
-from twinflow.connectors.bindings import KafkaSettings
-from twinflow.connectors.kafka.command_requests import (
-    command_id_for,
-    kafka_command_request_source,
-    parse_command_request,
-)
-from twinflow.connectors.kafka.config import admin_config, consumer_config, producer_config
-from twinflow.connectors.kafka.documents import twin_state_json
-from twinflow.connectors.kafka.errors import KafkaConnectorError, KafkaDeliveryError
-from twinflow.connectors.kafka.sink import KafkaJsonSink, kafka_json_sink
-from twinflow.connectors.kafka.source import KafkaMessageSource
-from twinflow.connectors.kafka.telemetry import kafka_telemetry_source
-from twinflow.core.errors import ConfigError
-from twinflow.core.records import Alert, AssetRollup, Command
-
-
-def _topic(value: str | None, field: str) -> str:
-    if not value:
-        raise ConfigError(f"kafka.{field} is not set; name the topic to write to")
-    return value
-
-
-def alert_sink(settings: KafkaSettings) -> KafkaJsonSink:
-    """``(twin_id, Alert)`` pairs to ``settings.alerts_topic`` (schema alert.v1.json)."""
-    return KafkaJsonSink(settings, _topic(settings.alerts_topic, "alerts_topic"), Alert.to_json)
-
-
-def command_sink(settings: KafkaSettings) -> KafkaJsonSink:
-    """``(twin_id, Command)`` pairs to ``settings.commands_topic`` (schema command.v2.json)."""
-    return KafkaJsonSink(
-        settings, _topic(settings.commands_topic, "commands_topic"), Command.to_json
+if TYPE_CHECKING:
+    from twinflow.connectors.kafka.command_requests import (
+        command_id_for,
+        kafka_command_request_source,
+        parse_command_request,
     )
-
-
-def asset_id_of(rollup: AssetRollup) -> str:
-    """The Kafka key of an asset roll-up: its asset id (an asset's roll-ups stay in order)."""
-    return rollup.asset_id
-
-
-def rollup_sink(settings: KafkaSettings) -> KafkaJsonSink:
-    """``(asset_id, AssetRollup)`` pairs to ``settings.rollups_topic`` (asset_rollup.v1.json)."""
-    return KafkaJsonSink(
-        settings,
-        _topic(settings.rollups_topic, "rollups_topic"),
-        AssetRollup.to_json,
-        key_of=asset_id_of,
+    from twinflow.connectors.kafka.config import admin_config, consumer_config, producer_config
+    from twinflow.connectors.kafka.documents import twin_state_json
+    from twinflow.connectors.kafka.errors import KafkaConnectorError, KafkaDeliveryError
+    from twinflow.connectors.kafka.outputs import (
+        alert_sink,
+        asset_id_of,
+        command_sink,
+        rollup_sink,
+        twin_state_sink,
     )
+    from twinflow.connectors.kafka.sink import KafkaJsonSink, kafka_json_sink
+    from twinflow.connectors.kafka.source import KafkaMessageSource
+    from twinflow.connectors.kafka.telemetry import kafka_telemetry_source
 
+_WHERE = {
+    "KafkaConnectorError": "errors",
+    "KafkaDeliveryError": "errors",
+    "KafkaJsonSink": "sink",
+    "KafkaMessageSource": "source",
+    "admin_config": "config",
+    "alert_sink": "outputs",
+    "asset_id_of": "outputs",
+    "command_id_for": "command_requests",
+    "command_sink": "outputs",
+    "consumer_config": "config",
+    "kafka_command_request_source": "command_requests",
+    "kafka_json_sink": "sink",
+    "kafka_telemetry_source": "telemetry",
+    "parse_command_request": "command_requests",
+    "producer_config": "config",
+    "rollup_sink": "outputs",
+    "twin_state_json": "documents",
+    "twin_state_sink": "outputs",
+}
 
-def twin_state_sink(settings: KafkaSettings) -> KafkaJsonSink:
-    """``(twin_id, TwinState)`` pairs to ``settings.twin_state_topic`` (twin_state.v2.json)."""
-    return KafkaJsonSink(
-        settings, _topic(settings.twin_state_topic, "twin_state_topic"), twin_state_json
-    )
-
+__getattr__ = lazy_exports(__name__, _WHERE, extra="kafka", what="the Kafka connector")
 
 __all__ = [
     "KafkaConnectorError",

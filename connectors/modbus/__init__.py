@@ -14,25 +14,21 @@ The source and sink import pymodbus (the ``modbus`` extra) when first used; the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twinflow.connectors.modbus.codec import decode_value, encode_value
+from twinflow.core.optional import lazy_exports
 
 if TYPE_CHECKING:
     from twinflow.connectors.modbus.sink import ModbusCommandSink
     from twinflow.connectors.modbus.source import ModbusSource
 
-
-def __getattr__(name: str) -> Any:
-    if name == "ModbusSource":
-        from twinflow.connectors.modbus.source import ModbusSource
-
-        return ModbusSource
-    if name == "ModbusCommandSink":
-        from twinflow.connectors.modbus.sink import ModbusCommandSink
-
-        return ModbusCommandSink
-    raise AttributeError(f"module 'twinflow.connectors.modbus' has no attribute {name!r}")
+__getattr__ = lazy_exports(
+    __name__,
+    {"ModbusCommandSink": "sink", "ModbusSource": "source"},
+    extra="modbus",
+    what="the Modbus connector",
+)
 
 
 __all__ = ["ModbusCommandSink", "ModbusSource", "decode_value", "encode_value"]

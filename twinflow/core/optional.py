@@ -17,9 +17,10 @@ the MQTT connector needs twinflow_no_such_module, ...: pip install 'twinflow[mqt
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import ModuleType
+from typing import Any
 
 from twinflow.core.errors import TwinflowError
 
@@ -49,4 +50,31 @@ def require(module: str, *, extra: str, what: str = "twinflow") -> ModuleType:
     return found
 
 
-__all__ = ["MissingExtra", "needs", "require"]
+def lazy_exports(
+    package: str, where: Mapping[str, str], *, extra: str = "", what: str = "twinflow"
+) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for ``package``: name ``n`` comes from submodule ``where[n]``,
+    imported on first use, so importing the package needs none of its optional libraries;
+    with ``extra``, a library missing then is a :class:`MissingExtra` naming that extra.
+
+    >>> getattr_ = lazy_exports("twinflow.core", {"Backoff": "backoff"})
+    >>> getattr_("Backoff").__name__
+    'Backoff'
+    >>> getattr_("nothing")
+    Traceback (most recent call last):
+    ...
+    AttributeError: module 'twinflow.core' has no attribute 'nothing'
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        if not extra:
+            return getattr(importlib.import_module(f"{package}.{module}"), name)
+        return getattr(require(f"{package}.{module}", extra=extra, what=what), name)
+
+    return __getattr__
+
+
+__all__ = ["MissingExtra", "lazy_exports", "needs", "require"]
