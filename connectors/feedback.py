@@ -9,7 +9,7 @@ input that drains it into the flow, where the command book turns outcomes into s
 transitions; tests and tools wait on :meth:`CommandFeedback.wait_for` instead.
 
 The sinks also share :class:`SeenIds` (replay guard) and :func:`report` (log and report); their
-retry pacing is :class:`twinflow.core.backoff.Backoff`, re-exported here.
+retry pacing is :class:`twinflow.core.backoff.Backoff`.
 
 >>> from twinflow.core.records import CommandStatus, utc
 >>> hub = CommandFeedback(capacity=2)
@@ -34,7 +34,6 @@ from datetime import UTC, datetime, timedelta
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from prometheus_client import Counter
 
-from twinflow.core.backoff import DEFAULT_BACKOFF, Backoff, Outcome
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import Command, CommandOutcome, CommandStatus, utc
 
@@ -258,13 +257,10 @@ _BAD = frozenset({CommandStatus.FAILED, CommandStatus.EXPIRED, CommandStatus.REJ
 
 
 __all__ = [
-    "DEFAULT_BACKOFF",
     "DROPPED",
     "OUTCOMES",
-    "Backoff",
     "CommandFeedback",
     "CommandFeedbackSource",
-    "Outcome",
     "SeenIds",
     "report",
 ]

@@ -19,7 +19,8 @@ from bytewax.dataflow import Dataflow
 
 from twinflow.connectors import registry
 from twinflow.connectors.actuators import CommandRouter
-from twinflow.connectors.feedback import Backoff, CommandFeedback, CommandFeedbackSource
+from twinflow.connectors.feedback import CommandFeedback, CommandFeedbackSource
+from twinflow.core.backoff import Backoff
 from twinflow.flows.deployment import Deployment
 from twinflow.flows.metrics import RunStats
 from twinflow.flows.outputs import file_outputs

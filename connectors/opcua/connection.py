@@ -20,7 +20,6 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from twinflow.connectors.bindings import OpcUaBinding, OpcUaSecurity
-from twinflow.core.backoff import Backoff
 from twinflow.core.errors import ConfigError
 from twinflow.core.optional import needs
 from twinflow.operators.catalog import CATALOG
@@ -31,7 +30,6 @@ with needs("opcua", "the OPC UA connector"):
     from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 __all__ = [
-    "Backoff",
     "Client",
     "Endpoint",
     "check_bindings",

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from datetime import UTC
 
 from twinflow.connectors.opcua.connection import (
-    Backoff,
     Client,
     Endpoint,
     close_quietly,
@@ -44,6 +43,7 @@ from twinflow.connectors.opcua.connection import (
 )
 from twinflow.connectors.opcua.frames import SOURCE, Change, Target
 from twinflow.connectors.opcua.metrics import DATACHANGES, RECONNECTS
+from twinflow.core.backoff import Backoff
 from twinflow.core.records import DeadLetter, utc
 
 log = logging.getLogger(__name__)

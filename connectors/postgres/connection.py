@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from twinflow.core.backoff import Backoff
 from twinflow.core.errors import TwinflowError
 from twinflow.core.optional import needs
 
@@ -101,7 +100,6 @@ def connect(
 
 
 __all__ = [
-    "Backoff",
     "PostgresError",
     "PostgresUnavailable",
     "connect",

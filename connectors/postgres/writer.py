@@ -32,7 +32,6 @@ from typing import Any
 
 from twinflow.connectors.postgres import metrics
 from twinflow.connectors.postgres.connection import (
-    Backoff,
     PostgresError,
     PostgresUnavailable,
     connect,
@@ -44,6 +43,7 @@ from twinflow.connectors.postgres.connection import (
 from twinflow.connectors.postgres.migrations import MIGRATIONS_TABLE, load_migrations
 from twinflow.connectors.postgres.rows import COPY_HEADER, COPY_TRAILER
 from twinflow.connectors.postgres.tables import BY_NAME, TABLES, TELEMETRY
+from twinflow.core.backoff import Backoff
 
 log = logging.getLogger("twinflow.postgres")
 
