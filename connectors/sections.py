@@ -1,4 +1,5 @@
-"""Checks the protocol section parsers share: signal and command names against the catalogue.
+"""Checks the protocol connectors share: signal and command names against the catalogue, and
+the walk over a list of bindings.
 
 A binding may only name the Telemetry and Commands of its twin type's DTDL model; the errors
 say which model and list what it declares.
@@ -6,9 +7,39 @@ say which model and list what it declares.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+
 from twinflow.core.config import Section
 from twinflow.core.errors import ConfigError
-from twinflow.operators.catalog import CATALOG
+from twinflow.operators.catalog import CATALOG, TwinType
+
+B = TypeVar("B")
+
+
+def each_binding(
+    bindings: Sequence[Any], kind: type[B], protocol: str
+) -> Iterator[tuple[B, str, TwinType]]:
+    """Each binding with the ``where`` its errors start with and its twin type, after the
+    checks every protocol makes: the right binding class, each twin bound once, a known type.
+    """
+    seen: set[str] = set()
+    for b in bindings:
+        if not isinstance(b, kind):
+            raise ConfigError(
+                f"expected {kind.__module__}.{kind.__name__} items, got {type(b).__name__}"
+            )
+        twin_id, twin_type = getattr(b, "twin_id"), getattr(b, "twin_type")  # noqa: B009
+        where = f"{protocol} binding of twin {twin_id!r}"
+        if twin_id in seen:
+            raise ConfigError(f"{where}: the twin is bound twice; keep one binding per twin")
+        seen.add(twin_id)
+        twin = CATALOG.get(twin_type)
+        if twin is None:
+            raise ConfigError(
+                f"{where}: unknown twin_type {twin_type!r}; known: {', '.join(sorted(CATALOG))}"
+            )
+        yield b, where, twin
 
 
 def signal_names(twin_type: str) -> set[str]:

@@ -14,6 +14,7 @@ from typing import Any, cast
 from twinflow.connectors.bindings import ModbusBinding, Register
 from twinflow.connectors.modbus.codec import BIT_KINDS
 from twinflow.connectors.modbus.deploy import REGISTER
+from twinflow.connectors.sections import each_binding
 from twinflow.core.config import Choice, Field, Number, Whole, check_value
 from twinflow.core.errors import ConfigError
 from twinflow.operators.catalog import CATALOG
@@ -21,21 +22,7 @@ from twinflow.operators.catalog import CATALOG
 
 def check_bindings(bindings: Sequence[ModbusBinding], *, commands: bool) -> None:
     """Raise :class:`ConfigError` on the first problem; ``commands`` checks command maps too."""
-    seen: set[str] = set()
-    for b in bindings:
-        if not isinstance(b, ModbusBinding):
-            raise ConfigError(
-                f"expected twinflow.connectors.bindings.ModbusBinding items, got {type(b).__name__}"
-            )
-        where = f"Modbus binding of twin {b.twin_id!r}"
-        if b.twin_id in seen:
-            raise ConfigError(f"{where}: the twin is bound twice; keep one binding per twin")
-        seen.add(b.twin_id)
-        kind = CATALOG.get(b.twin_type)
-        if kind is None:
-            raise ConfigError(
-                f"{where}: unknown twin_type {b.twin_type!r}; known: {', '.join(sorted(CATALOG))}"
-            )
+    for b, where, kind in each_binding(bindings, ModbusBinding, "Modbus"):
         if not isinstance(b.host, str) or not b.host:
             raise ConfigError(f"{where}: host must be a host name or address, got {b.host!r}")
         for spec in _BINDING:

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from twinflow.connectors.bindings import OpcUaBinding, OpcUaSecurity
+from twinflow.connectors.sections import each_binding
 from twinflow.core.errors import ConfigError
 from twinflow.core.optional import needs
 from twinflow.operators.catalog import CATALOG
@@ -88,19 +89,7 @@ def check_bindings(bindings: Sequence[OpcUaBinding], *, commands: bool = False) 
     """Refuse bindings a connector cannot use; ``commands`` also checks the command writes."""
     if not bindings:
         raise ConfigError("no OPC UA bindings given; bind at least one twin to a server")
-    seen: set[str] = set()
-    for b in bindings:
-        if not isinstance(b, OpcUaBinding):
-            raise ConfigError(f"expected OpcUaBinding items, got {type(b).__name__}")
-        where = f"OPC UA binding of twin {b.twin_id!r}"
-        if b.twin_id in seen:
-            raise ConfigError(f"{where}: the twin is bound twice; keep one binding per twin")
-        seen.add(b.twin_id)
-        kind = CATALOG.get(b.twin_type)
-        if kind is None:
-            raise ConfigError(
-                f"{where}: unknown twin_type {b.twin_type!r}; known types: {', '.join(CATALOG)}"
-            )
+    for b, where, kind in each_binding(bindings, OpcUaBinding, "OPC UA"):
         if urlparse(b.endpoint).scheme != "opc.tcp" or not urlparse(b.endpoint).hostname:
             raise ConfigError(
                 f"{where}: endpoint {b.endpoint!r} is not an OPC UA URL; write it as "
