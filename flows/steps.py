@@ -22,6 +22,7 @@ from bytewax.operators import StatefulLogic
 
 from twinflow.core.records import (
     Alert,
+    AssetRollup,
     Command,
     CommandOutcome,
     CommandStatus,
@@ -36,7 +37,7 @@ from twinflow.core.records import (
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.metrics import RunStats
 from twinflow.models.anomaly import WindowAnomalyDetector
-from twinflow.operators.catalog import CATALOG, TwinType, twin_type
+from twinflow.operators.catalog import CATALOG, TwinType
 from twinflow.operators.command_book import CommandBook, CommandSettings
 from twinflow.operators.health import HealthTracker
 from twinflow.operators.pipeline import check_item, deployed_type
@@ -74,6 +75,16 @@ def unkey(item: tuple[str, RollupFact] | RollupFact) -> RollupFact:
 
 def is_dead_letter(item: object) -> TypeGuard[DeadLetter]:
     return isinstance(item, DeadLetter)
+
+
+def is_desired(kv: tuple[str, Command | DesiredChange]) -> bool:
+    """``desired_only``: the requests that change a desired property."""
+    return isinstance(kv[1], DesiredChange)
+
+
+def asset_of(rollup: AssetRollup) -> str:
+    """``key_rollups``: roll-ups are keyed by their asset."""
+    return rollup.asset_id
 
 
 def residuals(frame: Frame) -> Frame:
@@ -126,13 +137,9 @@ def new_state_tracker(
 ) -> TwinStateTracker:
     """The state tracker of the twin of ``item``: its first frame, or a desired change that
     arrived before any telemetry (the twin's type comes from the change alike)."""
-    if types is not None and item.twin_id in types:
-        twin = types[item.twin_id]
-    else:
-        twin = twin_type(item.twin_type)
     return TwinStateTracker(
         item.twin_id,
-        twin,
+        deployed_type(item, types),
         stale_factor=config.stale_factor,
         snapshot_interval_s=config.state_snapshot_s,
     )

@@ -63,8 +63,10 @@ from twinflow.flows.steps import (
     TwinTypes,
     WindowStep,
     alarm_step,
+    asset_of,
     everyone,
     is_dead_letter,
+    is_desired,
     key_of,
     residuals,
     rul_step,
@@ -137,7 +139,7 @@ def command_requests(step_id: str, flow: Dataflow, sources: Sources) -> Requests
     incoming = op.key_on(
         "key_requests", cast(Stream[Command | DesiredChange], split.falses), key_of
     )
-    desired = op.filter("desired_only", incoming, lambda kv: isinstance(kv[1], DesiredChange))
+    desired = op.filter("desired_only", incoming, is_desired)
     return Requests(incoming, cast(KeyedStream[DesiredChange], desired), split.trues)
 
 
@@ -234,7 +236,7 @@ def write_outputs(
     _output("windows_out", windows, sinks.windows)
     _output("alerts_out", alerts, sinks.alerts)
     for rolled in rollups:
-        _output("rollups_out", op.key_on("key_rollups", rolled, _asset), sinks.rollups)
+        _output("rollups_out", op.key_on("key_rollups", rolled, asset_of), sinks.rollups)
     _output("commands_out", commands, sinks.commands)
     if sinks.actuators is not None:
         _output("actuators_out", queued, sinks.actuators)
@@ -286,10 +288,11 @@ def build_flow(
         update=TwinStateStep(config, twin_types),
     )
     analysed = analytics("analytics", ingested.frames, config, twin_types, tally)
-    rollups = []
+    rollups: list[Stream[AssetRollup]] = []
     if registry is not None and outputs.rollups is not None:
         rollups.append(rollup_stream(analysed.alerts, analysed.windows, registry, "rollups"))
-    book = CommandBookStep(config, clock, twin_types, routed or everyone)
+    routed = routed if routed is not None else everyone
+    book = CommandBookStep(config, clock, twin_types, routed)
     commands = command_loop(
         "commands",
         flow,
@@ -325,7 +328,3 @@ def _output(step_id: str, stream: Stream[Any], sinks: Sinks) -> None:
     many = list(sinks) if isinstance(sinks, Sequence) else [sinks]
     for i, sink in enumerate(many):
         op.output(step_id if len(many) == 1 else f"{step_id}_{i}", stream, sink)
-
-
-def _asset(rollup: AssetRollup) -> str:
-    return rollup.asset_id

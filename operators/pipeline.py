@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from twinflow.core.errors import DecodeError
-from twinflow.core.records import DeadLetter, Frame, RawMessage, TelemetryFrame, WaveformFrame, utc
+from twinflow.core.records import (
+    DeadLetter,
+    DesiredChange,
+    Frame,
+    RawMessage,
+    TelemetryFrame,
+    WaveformFrame,
+    utc,
+)
 from twinflow.operators.catalog import TwinType, twin_type
 from twinflow.operators.decode import decode
 from twinflow.operators.validate import Validator, dead_letter_for
@@ -49,9 +57,11 @@ def check_item(item: object, validator: Validator, now: float) -> list[Frame | D
     return out
 
 
-def deployed_type(frame: Frame, types: Mapping[str, TwinType] | None = None) -> TwinType:
+def deployed_type(
+    item: Frame | DesiredChange, types: Mapping[str, TwinType] | None = None
+) -> TwinType:
     """The twin's type as deployed: ``types[twin_id]`` (e.g. limited to the signals its
     protocol binding carries), else the catalogue's type."""
-    if types is not None and frame.twin_id in types:
-        return types[frame.twin_id]
-    return twin_type(frame.twin_type)
+    if types is not None and item.twin_id in types:
+        return types[item.twin_id]
+    return twin_type(item.twin_type)
