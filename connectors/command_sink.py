@@ -36,7 +36,8 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from twinflow.connectors.feedback import CommandFeedback, SeenIds, report
 from twinflow.core.backoff import DEFAULT_BACKOFF, Backoff, Outcome
-from twinflow.core.records import Command, CommandStatus, epoch, iso
+from twinflow.core.records import Command, CommandStatus
+from twinflow.core.times import epoch, iso
 from twinflow.operators.catalog import twin_type
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ def catalogue_problem(command: Command, bound_type: str, bound: str = "is bound 
     """Why ``command`` does not fit a twin of type ``bound_type`` (the type differs, or the
     type's catalogue refuses the command and its parameters), or ``None``.
 
-    >>> from twinflow.core.records import Command, utc
+    >>> from twinflow.core.records import Command
+    >>> from twinflow.core.times import utc
     >>> cmd = Command("c1", "p-1", "pump", "set_flow", {"m3h": 900.0}, utc(0), utc(60), "doc")
     >>> catalogue_problem(cmd, "pump")
     'set_flow: m3h=900 is outside [20, 400]'

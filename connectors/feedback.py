@@ -11,7 +11,8 @@ transitions; tests and tools wait on :meth:`CommandFeedback.wait_for` instead.
 The sinks also share :class:`SeenIds` (replay guard) and :func:`report` (log and report); their
 retry pacing is :class:`twinflow.core.backoff.Backoff`.
 
->>> from twinflow.core.records import CommandStatus, utc
+>>> from twinflow.core.records import CommandStatus
+>>> from twinflow.core.times import utc
 >>> hub = CommandFeedback(capacity=2)
 >>> for i in range(3):
 ...     hub.report(CommandOutcome(f"c{i}", "m1", CommandStatus.SENT, utc(0)))
@@ -35,7 +36,8 @@ from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from prometheus_client import Counter
 
 from twinflow.core.errors import ConfigError
-from twinflow.core.records import Command, CommandOutcome, CommandStatus, utc
+from twinflow.core.records import Command, CommandOutcome, CommandStatus
+from twinflow.core.times import utc
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from twinflow.core.errors import TwinflowError
-from twinflow.flows.config import parse_duration
+from twinflow.core.times import parse_duration
 
 if TYPE_CHECKING:
     from twinflow.connectors.simulator import Plant

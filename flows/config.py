@@ -10,16 +10,7 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
 
-from twinflow.core.config import (
-    Flag,
-    Number,
-    Schema,
-    Whole,
-    check_fields,
-    fields_of,
-    parse_duration,
-    setting,
-)
+from twinflow.core.config import Flag, Number, Schema, Whole, check_fields, fields_of, setting
 from twinflow.core.errors import ConfigError
 
 
@@ -132,4 +123,4 @@ class FlowConfig:
 #: The ``flow:`` section of a deployment file (every field but ``out_dir``, a command option).
 FLOW = Schema("flow", "Settings of the telemetry flow (times in seconds).", fields_of(FlowConfig))
 
-__all__ = ["FLOW", "FlowConfig", "parse_duration"]
+__all__ = ["FLOW", "FlowConfig"]

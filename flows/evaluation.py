@@ -24,7 +24,8 @@ from typing import Any
 
 import polars as pl
 
-from twinflow.core.records import FaultTruth, iso
+from twinflow.core.records import FaultTruth
+from twinflow.core.times import iso
 
 #: Diagnosis an alert should carry for each kind of injected fault.
 EXPECTED_DIAGNOSIS: Mapping[str, str] = {

@@ -32,8 +32,8 @@ from twinflow.core.records import (
     TelemetryFrame,
     TwinState,
     WindowFeatures,
-    epoch,
 )
+from twinflow.core.times import epoch
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.metrics import RunStats
 from twinflow.models.anomaly import WindowAnomalyDetector

@@ -40,9 +40,8 @@ from twinflow.core.records import (
     DesiredChange,
     TwinState,
     deterministic_id,
-    epoch,
-    utc,
 )
+from twinflow.core.times import epoch, utc
 from twinflow.operators.catalog import PropertySpec, TwinType
 
 #: Order of the statuses a command moves through; an outcome never moves it backwards.

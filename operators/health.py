@@ -37,7 +37,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from twinflow.core.records import RulEstimate, WindowFeatures, epoch
+from twinflow.core.records import RulEstimate, WindowFeatures
+from twinflow.core.times import epoch
 from twinflow.models.anomaly import ReferenceCurve
 from twinflow.models.physics import differential_pressure_bar, pump_head_m
 from twinflow.models.rul import RulEstimator

@@ -16,8 +16,8 @@ from twinflow.core.records import (
     RawMessage,
     TelemetryFrame,
     WaveformFrame,
-    utc,
 )
+from twinflow.core.times import utc
 from twinflow.operators.catalog import TwinType, twin_type
 from twinflow.operators.decode import decode
 from twinflow.operators.validate import Validator, dead_letter_for

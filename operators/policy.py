@@ -41,7 +41,8 @@ from datetime import timedelta
 from types import MappingProxyType
 
 from twinflow.core.errors import ValidationError
-from twinflow.core.records import Alert, AlertState, Command, CommandStatus, epoch
+from twinflow.core.records import Alert, AlertState, Command, CommandStatus
+from twinflow.core.times import epoch
 from twinflow.models.physics import RATED_KW
 from twinflow.operators.catalog import twin_type
 
@@ -126,7 +127,8 @@ class CommandPolicy:
     Per-twin state is the event time of the last command of each twin it has seen (one entry
     when the flow keeps one policy per twin) and two counters.
 
-    >>> from twinflow.core.records import Severity, utc
+    >>> from twinflow.core.records import Severity
+    >>> from twinflow.core.times import utc
     >>> alert = Alert("a1", "M1", "motor", "winding_overtemp", AlertState.RAISED,
     ...               Severity.CRITICAL, utc(3600), utc(3600), "hot", "overheating")
     >>> policy = CommandPolicy()

@@ -66,7 +66,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from twinflow.core.errors import ConfigError
-from twinflow.core.records import Alert, AlertState, Severity, WindowFeatures, epoch, utc
+from twinflow.core.records import Alert, AlertState, Severity, WindowFeatures
+from twinflow.core.times import epoch, utc
 from twinflow.operators.catalog import CATALOG, TwinType
 from twinflow.operators.health import DERIVED_RANGES, SETPOINTS, DerivedFeatures
 

@@ -26,8 +26,8 @@ from twinflow.core.records import (
     TelemetryFrame,
     TwinState,
     WaveformFrame,
-    utc,
 )
+from twinflow.core.times import utc
 from twinflow.operators.catalog import PropertySpec, TwinType
 
 

@@ -24,15 +24,8 @@ from typing import Any, NoReturn
 import numpy as np
 
 from twinflow.core.errors import TwinflowError, ValidationError
-from twinflow.core.records import (
-    DeadLetter,
-    Frame,
-    RawMessage,
-    TelemetryFrame,
-    WaveformFrame,
-    iso,
-    utc,
-)
+from twinflow.core.records import DeadLetter, Frame, RawMessage, TelemetryFrame, WaveformFrame
+from twinflow.core.times import iso, utc
 from twinflow.operators.catalog import CATALOG, UNIT_SYMBOLS, SignalSpec, TwinType
 from twinflow.operators.dtdl.quantities import UNIT_TYPES
 

@@ -20,15 +20,8 @@ import math
 import numpy as np
 
 from twinflow.core.errors import ConfigError, ValidationError
-from twinflow.core.records import (
-    DeadLetter,
-    Frame,
-    TelemetryFrame,
-    WaveformFrame,
-    WindowFeatures,
-    iso,
-    utc,
-)
+from twinflow.core.records import DeadLetter, Frame, TelemetryFrame, WaveformFrame, WindowFeatures
+from twinflow.core.times import iso, utc
 from twinflow.operators.catalog import TwinType
 from twinflow.operators.features import Moments, batch_stats, spectrum_features
 

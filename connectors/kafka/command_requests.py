@@ -36,15 +36,8 @@ from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Message
 from twinflow.connectors.bindings import KafkaSettings
 from twinflow.connectors.kafka.source import KafkaMessageSource
 from twinflow.core.errors import ConfigError, DecodeError, ValidationError
-from twinflow.core.records import (
-    Command,
-    DeadLetter,
-    DesiredChange,
-    RawMessage,
-    deterministic_id,
-    epoch,
-    utc,
-)
+from twinflow.core.records import Command, DeadLetter, DesiredChange, RawMessage, deterministic_id
+from twinflow.core.times import epoch, utc
 from twinflow.operators.catalog import CATALOG, TwinType
 from twinflow.operators.validate import dead_letter_for
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from twinflow.core.records import SignalState, TwinState, iso, utc
+from twinflow.core.records import SignalState, TwinState
+from twinflow.core.times import iso, utc
 
 TWIN_STATE_SCHEMA = "twinflow.twin_state"
 TWIN_STATE_VERSION = 2

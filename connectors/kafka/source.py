@@ -44,7 +44,8 @@ from twinflow.connectors.bindings import KafkaSettings
 from twinflow.connectors.kafka.config import admin_config, consumer_config
 from twinflow.connectors.kafka.errors import KafkaConnectorError
 from twinflow.core.errors import ConfigError
-from twinflow.core.records import DeadLetter, utc
+from twinflow.core.records import DeadLetter
+from twinflow.core.times import utc
 
 #: Turns the messages of one fetched batch (errors removed) into flow items; ``received`` is
 #: the wall time of the fetch in epoch seconds.

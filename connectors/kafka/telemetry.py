@@ -15,7 +15,8 @@ from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Message
 from twinflow.connectors.bindings import KafkaSettings
 from twinflow.connectors.kafka.source import KafkaMessageSource
 from twinflow.core.errors import ConfigError
-from twinflow.core.records import DeadLetter, RawMessage, utc
+from twinflow.core.records import DeadLetter, RawMessage
+from twinflow.core.times import utc
 
 
 def raw_messages(msgs: Sequence[Message], received: float) -> list[RawMessage | DeadLetter]:

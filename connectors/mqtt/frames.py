@@ -28,7 +28,8 @@ import numpy as np
 from twinflow.connectors.bindings import MqttBinding
 from twinflow.connectors.mqtt.payloads import PayloadDecoder, PayloadError
 from twinflow.connectors.mqtt.topics import TopicRouter, bindings_by_twin
-from twinflow.core.records import DeadLetter, TelemetryFrame, utc
+from twinflow.core.records import DeadLetter, TelemetryFrame
+from twinflow.core.times import utc
 
 log = logging.getLogger(__name__)
 

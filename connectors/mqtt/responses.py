@@ -24,7 +24,8 @@ from prometheus_client import Counter
 
 from twinflow.connectors.feedback import CommandFeedback
 from twinflow.connectors.mqtt.topics import TopicRouter
-from twinflow.core.records import CommandOutcome, CommandStatus, utc
+from twinflow.core.records import CommandOutcome, CommandStatus
+from twinflow.core.times import utc
 
 log = logging.getLogger(__name__)
 

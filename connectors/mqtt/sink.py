@@ -52,7 +52,8 @@ from twinflow.connectors.mqtt.client import (
 from twinflow.connectors.mqtt.responses import report_response
 from twinflow.connectors.mqtt.topics import TopicRouter, bindings_by_twin, concrete_topic
 from twinflow.core.backoff import DEFAULT_BACKOFF, Backoff
-from twinflow.core.records import Command, CommandStatus, epoch
+from twinflow.core.records import Command, CommandStatus
+from twinflow.core.times import epoch
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from twinflow.connectors.opcua.quality import RANK, quality_of
-from twinflow.core.records import DeadLetter, Quality, TelemetryFrame, utc
+from twinflow.core.records import DeadLetter, Quality, TelemetryFrame
+from twinflow.core.times import utc
 
 #: One data change: (index of its target, raw value, StatusCode value, epoch seconds).
 Change = tuple[int, object, int, float]

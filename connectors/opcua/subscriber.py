@@ -44,7 +44,8 @@ from twinflow.connectors.opcua.connection import (
 from twinflow.connectors.opcua.frames import SOURCE, Change, Target
 from twinflow.connectors.opcua.metrics import DATACHANGES, RECONNECTS
 from twinflow.core.backoff import Backoff
-from twinflow.core.records import DeadLetter, utc
+from twinflow.core.records import DeadLetter
+from twinflow.core.times import utc
 
 log = logging.getLogger(__name__)
 

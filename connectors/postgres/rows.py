@@ -32,9 +32,8 @@ from twinflow.core.records import (
     TwinState,
     WaveformFrame,
     WindowFeatures,
-    iso,
-    utc,
 )
+from twinflow.core.times import iso, utc
 
 #: Header of a binary COPY stream: signature, flags, header-extension length.
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"

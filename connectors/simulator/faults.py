@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twinflow.core.records import FaultTruth, utc
+from twinflow.core.records import FaultTruth
+from twinflow.core.times import utc
 
 #: Kinds that change the machine itself (the rest are sensor faults).
 MACHINE_KINDS = ("bearing", "overheating", "impeller_wear", "underperformance")

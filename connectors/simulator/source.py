@@ -22,7 +22,8 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from twinflow.connectors.simulator.plant import PartitionState, Plant, PlantPartition
 from twinflow.core.errors import ConfigError
-from twinflow.core.records import Command, CommandOutcome, CommandStatus, Incoming, utc
+from twinflow.core.records import Command, CommandOutcome, CommandStatus, Incoming
+from twinflow.core.times import utc
 
 if TYPE_CHECKING:
     from twinflow.connectors.feedback import CommandFeedback

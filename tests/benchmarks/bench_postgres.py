@@ -95,7 +95,7 @@ def bare_pre_encoded(url: str, frames: list[TelemetryFrame], batch_rows: int) ->
 
 
 def bare_write_row(url: str, frames: list[TelemetryFrame], batch_rows: int) -> float:
-    from twinflow.core.records import utc
+    from twinflow.core.times import utc
 
     with psycopg.connect(url, autocommit=True) as conn:
         started = time.perf_counter()

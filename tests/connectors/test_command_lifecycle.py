@@ -35,7 +35,8 @@ from twinflow.connectors.simulator.devices.mqtt import MqttDevices
 from twinflow.connectors.simulator.devices.opcua import OpcUaDevices, default_binding
 from twinflow.core.backoff import Backoff
 from twinflow.core.errors import ConfigError
-from twinflow.core.records import Command, CommandOutcome, CommandStatus, utc
+from twinflow.core.records import Command, CommandOutcome, CommandStatus
+from twinflow.core.times import utc
 
 S = CommandStatus
 FAST = Backoff(base_s=0.05, cap_s=0.2, max_attempts=3, jitter=0.0)

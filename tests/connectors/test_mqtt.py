@@ -39,7 +39,8 @@ from twinflow.connectors.simulator import Plant, PlantConfig
 from twinflow.connectors.simulator.devices.mqtt import MqttDevices, encode_batch, encode_rows
 from twinflow.core.backoff import Backoff
 from twinflow.core.errors import ConfigError
-from twinflow.core.records import Command, CommandStatus, DeadLetter, TelemetryFrame, utc
+from twinflow.core.records import Command, CommandStatus, DeadLetter, TelemetryFrame
+from twinflow.core.times import utc
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

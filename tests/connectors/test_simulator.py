@@ -29,8 +29,8 @@ from twinflow.core.records import (
     RawMessage,
     TelemetryFrame,
     WaveformFrame,
-    utc,
 )
+from twinflow.core.times import utc
 from twinflow.models.physics import (
     pump_measured_efficiency,
     pump_nominal_efficiency,

@@ -21,7 +21,8 @@ from twinflow.connectors.simulator import (
     SimulatorCommandSink,
 )
 from twinflow.core.errors import ConfigError
-from twinflow.core.records import Command, Incoming, TelemetryFrame, WaveformFrame, utc
+from twinflow.core.records import Command, Incoming, TelemetryFrame, WaveformFrame
+from twinflow.core.times import utc
 
 
 def item_key(item: Incoming) -> tuple[Any, ...]:

@@ -24,7 +24,8 @@ from tests.services.kafka import KafkaBroker, unique_topic
 from tests.services.mosquitto import Mosquitto, free_port
 from twinflow.connectors.files import read_parquet_dir
 from twinflow.connectors.simulator import Plant
-from twinflow.core.records import Command, CommandStatus, utc
+from twinflow.core.records import Command, CommandStatus
+from twinflow.core.times import utc
 from twinflow.flows.deploy import Deployment, load_deployment
 from twinflow.flows.run import actuators_for, deployment_flow
 from twinflow.flows.simulate import simulate

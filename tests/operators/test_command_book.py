@@ -19,8 +19,8 @@ from twinflow.core.records import (
     SignalState,
     SyncStatus,
     TwinState,
-    utc,
 )
+from twinflow.core.times import utc
 from twinflow.operators.catalog import MOTOR, PUMP, WIND_TURBINE
 from twinflow.operators.command_book import CommandBook, CommandSettings, desired_command_id
 

@@ -8,7 +8,8 @@ import pickle
 import numpy as np
 import pytest
 
-from twinflow.core.records import WindowFeatures, utc
+from twinflow.core.records import WindowFeatures
+from twinflow.core.times import utc
 from twinflow.operators.health import INDICATORS, PAIRS, DerivedFeatures, HealthTracker
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00Z

@@ -17,7 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from twinflow.core.errors import ConfigError, DecodeError
-from twinflow.core.records import DeadLetter, RawMessage, TelemetryFrame, utc
+from twinflow.core.records import DeadLetter, RawMessage, TelemetryFrame
+from twinflow.core.times import utc
 from twinflow.operators.catalog import (
     CATALOG,
     MOTOR,

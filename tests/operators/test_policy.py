@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from twinflow.core.errors import ValidationError
-from twinflow.core.records import Alert, AlertState, Command, Severity, utc
+from twinflow.core.records import Alert, AlertState, Command, Severity
+from twinflow.core.times import utc
 from twinflow.operators.policy import CommandPolicy, Reaction, check_params
 
 T0 = 1_767_225_600.0

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from twinflow.core.errors import ConfigError
-from twinflow.core.records import DIAGNOSES, Alert, AlertState, Severity, WindowFeatures, utc
+from twinflow.core.records import DIAGNOSES, Alert, AlertState, Severity, WindowFeatures
+from twinflow.core.times import utc
 from twinflow.operators.catalog import CATALOG
 from twinflow.operators.rules import DEFAULT_RULES, AlarmTracker, Rule
 

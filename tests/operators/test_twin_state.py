@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 
 from twinflow.core.errors import ValidationError
-from twinflow.core.records import (
-    Quality,
-    SyncStatus,
-    TelemetryFrame,
-    TwinState,
-    WaveformFrame,
-    utc,
-)
+from twinflow.core.records import Quality, SyncStatus, TelemetryFrame, TwinState, WaveformFrame
+from twinflow.core.times import utc
 from twinflow.operators.catalog import MOTOR, PUMP
 from twinflow.operators.twin_state import TwinStateTracker
 

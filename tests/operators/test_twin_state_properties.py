@@ -21,8 +21,8 @@ from twinflow.core.records import (
     SyncStatus,
     TelemetryFrame,
     TwinState,
-    utc,
 )
+from twinflow.core.times import utc
 from twinflow.flows.steps import new_state_tracker
 from twinflow.operators.catalog import MOTOR, PUMP, WIND_TURBINE, PropertySpec
 from twinflow.operators.twin_state import TwinStateTracker

@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from twinflow.core.errors import DecodeError
-from twinflow.core.records import DeadLetter, RawMessage, TelemetryFrame, WaveformFrame, utc
+from twinflow.core.records import DeadLetter, RawMessage, TelemetryFrame, WaveformFrame
+from twinflow.core.times import utc
 from twinflow.operators.catalog import CATALOG, MOTOR, PUMP
 from twinflow.operators.validate import Validator, dead_letter_for
 

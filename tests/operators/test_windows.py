@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from tests.operators.oracle import numpy_stats
 from twinflow.core.errors import ConfigError, ValidationError
-from twinflow.core.records import TelemetryFrame, WaveformFrame, WindowFeatures, utc
+from twinflow.core.records import TelemetryFrame, WaveformFrame, WindowFeatures
+from twinflow.core.times import utc
 from twinflow.operators.catalog import MOTOR, PUMP
 from twinflow.operators.features import spectrum_features
 from twinflow.operators.windows import WindowAggregator

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from twinflow.core.errors import ConfigError
-from twinflow.core.records import Command, CommandStatus, epoch, iso
+from twinflow.core.records import Command, CommandStatus
+from twinflow.core.times import epoch, iso
 
 #: A sink's final word on a command: status, detail and the tries it took.
 Outcome = tuple[CommandStatus, str, int]

@@ -42,7 +42,6 @@ from twinflow.core.fields import (
     Settings,
     Text,
     Whole,
-    parse_duration,
 )
 
 T = TypeVar("T")
@@ -196,6 +195,5 @@ __all__ = [
     "check_fields",
     "check_value",
     "fields_of",
-    "parse_duration",
     "setting",
 ]

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar, cast
 
-from twinflow.core.errors import ConfigError
+from twinflow.core.times import parse_duration
 
 T = TypeVar("T")
 
@@ -260,31 +259,6 @@ class Choice(Field[str]):
         return " \\| ".join(f"`{c}`" for c in self.choices)
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(text: str | float | int, what: str = "duration") -> float:
-    """Seconds from ``"6h"``, ``"30m"``, ``"90s"``, ``"1.5d"`` or a plain number of seconds.
-
-    >>> parse_duration("6h"), parse_duration("30m"), parse_duration(45)
-    (21600.0, 1800.0, 45.0)
-    """
-    if isinstance(text, int | float):
-        seconds = float(text)
-    else:
-        m = _DURATION.match(text)
-        if not m:
-            raise ConfigError(
-                f"{what}: {text!r} is not a duration; use a number with a unit such as "
-                "'90s', '30m', '6h' or '2d'"
-            )
-        seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
-    if seconds <= 0:
-        raise ConfigError(f"{what}: must be positive, got {text!r}")
-    return seconds
-
-
 @dataclass(frozen=True)
 class Duration(Field[float]):
     """A positive duration: seconds, or text with a unit (``90s``, ``30m``, ``6h``, ``2d``)."""
@@ -358,5 +332,4 @@ __all__ = [
     "Settings",
     "Text",
     "Whole",
-    "parse_duration",
 ]

@@ -12,9 +12,9 @@ A handful of frozen dataclasses, shared by connectors, operators, models and flo
   and the JSON Schemas in ``operators/schemas``), with deterministic ids.
 - :class:`DeadLetter`: anything that failed to decode or validate, with the reason.
 
-Time convention: scalar timestamps are timezone-aware UTC ``datetime``; time arrays inside
-frames are ``float64`` seconds since the Unix epoch (UTC), which keeps windowing and
-regression arithmetic in plain numpy.
+Time convention (helpers in :mod:`twinflow.core.times`): scalar timestamps are
+timezone-aware UTC ``datetime``; time arrays inside frames are ``float64`` seconds since the
+Unix epoch (UTC), which keeps windowing and regression arithmetic in plain numpy.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import IntEnum, StrEnum
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+
+from twinflow.core.times import iso
 
 
 def read_only(mapping: Mapping[Any, Any]) -> MappingProxyType[Any, Any]:
@@ -56,29 +58,6 @@ def deterministic_id(*parts: object) -> str:
     True
     """
     return str(uuid.uuid5(ID_NAMESPACE, "|".join(str(p) for p in parts)))
-
-
-def utc(ts: float) -> datetime:
-    """Epoch seconds to an aware UTC datetime.
-
-    >>> utc(0).isoformat()
-    '1970-01-01T00:00:00+00:00'
-    """
-    return datetime.fromtimestamp(ts, tz=UTC)
-
-
-def epoch(dt: datetime) -> float:
-    """Aware datetime to epoch seconds; a naive datetime is refused (it has no zone)."""
-    if dt.tzinfo is None:
-        raise ValueError(f"timestamp {dt!r} has no timezone; twinflow needs aware UTC times")
-    return dt.timestamp()
-
-
-def iso(dt: datetime | None) -> str | None:
-    """ISO-8601 in UTC with a trailing ``Z``, or ``None``."""
-    if dt is None:
-        return None
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -616,9 +595,6 @@ __all__ = [
     "WaveformFrame",
     "WindowFeatures",
     "deterministic_id",
-    "epoch",
-    "iso",
-    "utc",
 ]
 
 

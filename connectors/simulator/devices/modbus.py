@@ -35,7 +35,8 @@ from twinflow.connectors.simulator.commands import rejection
 from twinflow.connectors.simulator.plant import Plant
 from twinflow.core.errors import ConfigError, ValidationError
 from twinflow.core.optional import needs
-from twinflow.core.records import Command, TelemetryFrame, deterministic_id, utc
+from twinflow.core.records import Command, TelemetryFrame, deterministic_id
+from twinflow.core.times import utc
 from twinflow.operators.catalog import twin_type as lookup_type
 
 with needs("modbus", "the simulator's Modbus devices"):

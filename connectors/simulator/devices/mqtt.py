@@ -53,7 +53,8 @@ from twinflow.connectors.mqtt.payloads import PayloadDecoder
 from twinflow.connectors.mqtt.topics import bindings_by_twin, concrete_topic
 from twinflow.connectors.simulator.commands import ACTIONABLE, rejection
 from twinflow.connectors.simulator.plant import Plant
-from twinflow.core.records import Command, CommandStatus, TelemetryFrame, utc
+from twinflow.core.records import Command, CommandStatus, TelemetryFrame
+from twinflow.core.times import utc
 
 log = logging.getLogger(__name__)
 

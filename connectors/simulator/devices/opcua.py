@@ -40,7 +40,8 @@ from twinflow.connectors.opcua.quality import BAD_OUT_OF_RANGE, status_code_for
 from twinflow.connectors.simulator.plant import Plant
 from twinflow.core.errors import ConfigError
 from twinflow.core.optional import needs
-from twinflow.core.records import Command, Quality, TelemetryFrame, deterministic_id, utc
+from twinflow.core.records import Command, Quality, TelemetryFrame, deterministic_id
+from twinflow.core.times import utc
 from twinflow.operators.catalog import CATALOG
 
 with needs("opcua", "the simulator's OPC UA devices"):
