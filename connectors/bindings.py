@@ -1,7 +1,8 @@
 """How each twin is bound to a protocol, and how to reach each service: frozen settings.
 
-The deployment-file loader (``flows/deploy.py``) builds these from YAML and the environment
-and validates them; connectors take them as they are and never read files or variables.
+Each protocol's deployment-section parser (``connectors/<protocol>/deploy.py``, run by the
+loader in ``flows/deploy.py``) builds these from YAML and the environment and validates them;
+connectors take them as they are and never read files or variables.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 :func:`build_flow` composes named sub-flows, each a Bytewax operator made of steps, so that
 a step id reads ``<flow id>.<sub-flow>.<step>`` (``twinflow-run.analytics.anomaly``) in
-Bytewax's metrics and in its dataflow diagram (``python -m bytewax.visualize``)::
+Bytewax's metrics and in its dataflow diagram (``bytewax.visualize.to_mermaid(flow)``)::
 
     ingest        [input*] sources -> [decode_validate] -> [residuals] -> [key_by_twin]
                         | frames, keyed by twin                 (refused inputs: dead letters)
