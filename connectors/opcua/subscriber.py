@@ -142,7 +142,7 @@ class Subscriber:
 
     async def _main(self) -> None:
         s = self.settings
-        backoff = Backoff(s.reconnect_min_s, s.reconnect_max_s, jitter=0.0)
+        backoff = Backoff(s.reconnect_min_s, s.reconnect_max_s, jitter=0.0).cursor()
         label = self.endpoint.label
         was_up = False
         failures = 0

@@ -122,7 +122,7 @@ class BatchWriter:
         self._optimistic = settings.optimistic_copy
         self._backoff = Backoff(
             settings.retry_initial_s, settings.retry_max_s, jitter=0.5, seed=None
-        )
+        ).cursor()
         self.retries = 0
         self._thread = threading.Thread(target=self._run, name=f"twinflow-pg-{name}", daemon=True)
         self._thread.start()

@@ -2,14 +2,14 @@
 
 The command sinks use it per command (:meth:`Backoff.before_try`, :meth:`Backoff.pause`,
 :meth:`Backoff.gave_up`: tries bounded by ``max_attempts`` and by the command's expiry); the
-OPC UA source and the PostgreSQL writer use its cursor (:meth:`Backoff.next`,
-:meth:`Backoff.reset`) to pace reconnects. It lives in the core because both kinds of user
+OPC UA source and the PostgreSQL writer pace reconnects with a :class:`Retries` cursor made
+by :meth:`Backoff.cursor`. It lives in the core because both kinds of user
 sit in different connector packages and neither should import the other.
 
->>> b = Backoff(base_s=0.5, cap_s=2.0, jitter=0.0)
->>> [b.next() for _ in range(4)], b.attempt
+>>> retries = Backoff(base_s=0.5, cap_s=2.0, jitter=0.0).cursor()
+>>> [retries.next() for _ in range(4)], retries.attempt
 ([0.5, 1.0, 2.0, 2.0], 4)
->>> b.reset(); b.next()
+>>> retries.reset(); retries.next()
 0.5
 """
 
@@ -19,7 +19,7 @@ import asyncio
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import Command, CommandStatus
@@ -36,9 +36,9 @@ class Backoff:
 
     The jitter is drawn from a RNG seeded by ``seed``, a key (a command id) and the try, so a
     run is reproducible; ``seed=None`` draws from the system's randomness instead.
-    ``max_attempts`` bounds the tries of one command; the :meth:`next` cursor of a reconnect
-    loop is unbounded (its owner decides when to stop). Share one Backoff between sinks freely
-    (they only read it); a cursor belongs to one reconnect loop.
+    ``max_attempts`` bounds the tries of one command; a :meth:`cursor` of a reconnect loop is
+    unbounded (its owner decides when to stop). Share one Backoff between sinks freely (it is
+    immutable); a cursor belongs to one reconnect loop.
 
     >>> b = Backoff(base_s=0.1, cap_s=0.3, max_attempts=5, jitter=0.0)
     >>> [b.delay("c1", n) for n in (1, 2, 3, 4)]
@@ -50,7 +50,6 @@ class Backoff:
     max_attempts: int = 4
     jitter: float = 0.2
     seed: int | None = 0
-    _failures: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name, value in (("base_s", self.base_s), ("cap_s", self.cap_s)):
@@ -105,25 +104,30 @@ class Backoff:
         where = f"{target}: " if target else ""
         return CommandStatus.FAILED, f"gave up after {n} attempts: {where}{last_error}", n
 
-    # -- reconnect cursor ---------------------------------------------------------------
+    def cursor(self) -> Retries:
+        """A new reconnect cursor paced by this backoff."""
+        return Retries(self)
 
-    @property
-    def attempt(self) -> int:
-        """Failures (calls of :meth:`next`) since the last :meth:`reset`."""
-        return self._failures
+
+class Retries:
+    """Failures of one reconnect loop since its last success, and the pause each one earns."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self.attempt = 0
+        self._key = f"cursor@{id(self):x}"  # two reconnecting clients do not move in lockstep
 
     def next(self) -> float:
-        """Seconds to wait after one more failure; keyed by this object, so two reconnecting
-        clients do not move in lockstep."""
-        object.__setattr__(self, "_failures", self._failures + 1)
-        return self.delay(f"cursor@{id(self):x}", self._failures)
+        """Seconds to wait after one more failure."""
+        self.attempt += 1
+        return self.backoff.delay(self._key, self.attempt)
 
     def reset(self) -> None:
         """After a success: the next failure waits ``base_s`` again."""
-        object.__setattr__(self, "_failures", 0)
+        self.attempt = 0
 
 
 #: The command sinks' default pacing: 4 tries, pauses of about 0.2, 0.4 and 0.8 s.
 DEFAULT_BACKOFF = Backoff()
 
-__all__ = ["DEFAULT_BACKOFF", "Backoff", "Outcome"]
+__all__ = ["DEFAULT_BACKOFF", "Backoff", "Outcome", "Retries"]
