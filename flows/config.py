@@ -56,6 +56,32 @@ class FlowConfig:
     anomaly_margin: float = _positive(
         "anomaly_margin", "Factor on that quantile a score must exceed to alert.", 1.5
     )
+    anomaly_learn_below: float = _positive(
+        "anomaly_learn_below",
+        "After warm-up, a window is learned only if its score is below this fraction of the "
+        "threshold, so a developing fault is not absorbed into normal.",
+        0.9,
+    )
+    anomaly_min_std: float = setting(
+        Number(
+            "anomaly_min_std",
+            "Absolute floor on a feature's standard deviation when scoring (a constant "
+            "feature does not turn a tiny change into a huge score).",
+            0.01,
+            low=0,
+        )
+    )
+    anomaly_rel_std: float = setting(
+        Number(
+            "anomaly_rel_std",
+            "Floor on a feature's standard deviation as a fraction of its mean's magnitude.",
+            0.01,
+            low=0,
+        )
+    )
+    anomaly_max_features: int = _count(
+        "anomaly_max_features", "Most window features one twin's anomaly model follows.", 128
+    )
     command_interval_s: float = _positive(
         "command_interval_s", "Least time between two automatic commands to one twin.", 1800.0
     )

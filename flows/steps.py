@@ -239,11 +239,22 @@ class AnomalyStep:
     quantile: float
     margin: float
     seed: int
+    learn_below: float = 0.9
+    min_std: float = 0.01
+    rel_std: float = 0.01
+    max_features: int = 128
 
     @classmethod
     def from_config(cls, config: FlowConfig) -> AnomalyStep:
         return cls(
-            config.anomaly_warmup, config.anomaly_quantile, config.anomaly_margin, config.seed
+            config.anomaly_warmup,
+            config.anomaly_quantile,
+            config.anomaly_margin,
+            config.seed,
+            config.anomaly_learn_below,
+            config.anomaly_min_std,
+            config.anomaly_rel_std,
+            config.anomaly_max_features,
         )
 
     def __call__(
@@ -251,7 +262,14 @@ class AnomalyStep:
     ) -> tuple[WindowAnomalyDetector, WindowFeatures]:
         if detector is None:
             detector = WindowAnomalyDetector(
-                warmup=self.warmup, quantile=self.quantile, margin=self.margin, seed=self.seed
+                warmup=self.warmup,
+                quantile=self.quantile,
+                margin=self.margin,
+                seed=self.seed,
+                learn_below=self.learn_below,
+                min_std=self.min_std,
+                rel_std=self.rel_std,
+                max_features=self.max_features,
             )
         x = dict(w.features)
         score = detector.score_one(x)
