@@ -3,7 +3,7 @@
 Pure Python, no Bytewax: ``parse_files`` reads files and folders of Interfaces into a
 :class:`ModelSet` (raising :class:`DtdlError` with every problem at once), ``check_paths``
 returns the problems instead, and ``validate_payload`` checks a value against a schema.
-The simulator's twin types live as DTDL files in ``interfaces/`` beside this package.
+The bundled twin types live as DTDL files in ``operators/types/``.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from twinflow.operators.dtdl.model import (
 from twinflow.operators.dtdl.parser import check_paths, find_model_files, parse_files, parse_text
 from twinflow.operators.dtdl.schemas import validate_payload
 
-#: Folder of the simulator's twin types (DTDL v3 Interfaces).
-INTERFACES_DIR = Path(__file__).parent / "interfaces"
+#: Folder of the bundled twin types (DTDL v3 Interfaces and their profiles).
+INTERFACES_DIR = Path(__file__).parent.parent / "types"
 
 __all__ = [
     "INTERFACES_DIR",

@@ -132,7 +132,7 @@ def test_catalog_refuses_a_dtdl_that_disagrees_with_the_profile(tmp_path: Path) 
 
 
 def test_catalog_refuses_a_profile_for_a_missing_interface() -> None:
-    ghost = dataclasses.replace(catalog.PROFILES[0], model_id="dtmi:twinflow:sim:Ghost;1")
+    ghost = dataclasses.replace(catalog.bundled_profiles()[0], model_id="dtmi:twinflow:sim:Ghost;1")
     with pytest.raises(ConfigError, match="Ghost"):
         build_catalog(parse_files([INTERFACES_DIR]), (ghost,))
 
