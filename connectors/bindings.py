@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from twinflow.operators.twin_type import TwinType
+
 
 def _frozen() -> Mapping[str, Any]:
     return MappingProxyType({})
@@ -56,6 +58,10 @@ class MqttBinding:
     response_topic: str
     fields: Mapping[str, FieldMap] = field(default_factory=_frozen)
     time_field: str = "ts"
+    #: The signals this twin sends (empty: every scalar signal of its type).
+    signals: tuple[str, ...] = ()
+    #: The twin's type as the deployment defines it (``None``: the bundled type by name).
+    kind: TwinType | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +117,8 @@ class OpcUaBinding:
     security: OpcUaSecurity | None = None
     username: str | None = None
     password: str | None = None
+    #: The twin's type as the deployment defines it (``None``: the bundled type by name).
+    kind: TwinType | None = field(default=None, compare=False, repr=False)
 
 
 # --------------------------------------------------------------------------- Modbus
@@ -163,6 +171,8 @@ class ModbusBinding:
     commands: Mapping[str, ModbusWrite] = field(default_factory=_frozen)
     poll_interval_s: float = 1.0
     timeout_s: float = 1.0
+    #: The twin's type as the deployment defines it (``None``: the bundled type by name).
+    kind: TwinType | None = field(default=None, compare=False, repr=False)
 
 
 # --------------------------------------------------------------------------- Kafka

@@ -35,10 +35,12 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from twinflow.connectors.feedback import CommandFeedback, SeenIds, report
+from twinflow.connectors.sections import kind_of
 from twinflow.core.backoff import DEFAULT_BACKOFF, Backoff, Outcome
 from twinflow.core.records import Command, CommandStatus
 from twinflow.core.times import epoch, iso
 from twinflow.operators.catalog import twin_type
+from twinflow.operators.twin_type import TwinType
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,9 @@ P = TypeVar("P")
 Try = Callable[[int], Awaitable[Outcome | str]]
 
 
-def catalogue_problem(command: Command, bound_type: str, bound: str = "is bound as") -> str | None:
+def catalogue_problem(
+    command: Command, bound_type: str, bound: str = "is bound as", kind: TwinType | None = None
+) -> str | None:
     """Why ``command`` does not fit a twin of type ``bound_type`` (the type differs, or the
     type's catalogue refuses the command and its parameters), or ``None``.
 
@@ -74,7 +78,8 @@ def catalogue_problem(command: Command, bound_type: str, bound: str = "is bound 
     """
     if command.twin_type != bound_type:
         return f"twin {command.twin_id!r} {bound} a {bound_type}, not a {command.twin_type}"
-    return twin_type(bound_type).command_problem(command.name, command.params)
+    spec = kind if kind is not None else twin_type(bound_type)
+    return spec.command_problem(command.name, command.params)
 
 
 class CommandSink(DynamicSink[Command], Generic[B, P]):
@@ -155,7 +160,7 @@ class CommandSink(DynamicSink[Command], Generic[B, P]):
                     f"twin {cmd.twin_id!r} binds no {self.protocol} write for command "
                     f"{cmd.name!r}; bound: {', '.join(mapped) or 'none'}"
                 )
-        problem = catalogue_problem(cmd, binding.twin_type)
+        problem = catalogue_problem(cmd, binding.twin_type, kind=kind_of(binding))
         return problem if problem is not None else self.plan(cmd, binding)
 
     # -- outcomes -------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""Checks the protocol connectors share: signal and command names against the catalogue, and
+"""Checks the protocol connectors share: signal and command names against the twin's type, and
 the walk over a list of bindings.
 
 A binding may only name the Telemetry and Commands of its twin type's DTDL model; the errors
-say which model and list what it declares.
+say which model and list what it declares. A binding carries its type (``kind``, from the
+deployment's catalogue); one built in code without it gets the bundled type of its name.
 """
 
 from __future__ import annotations
@@ -11,10 +12,23 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from twinflow.core.config import Section
-from twinflow.core.errors import ConfigError
-from twinflow.operators.catalog import CATALOG, TwinType
+from twinflow.core.errors import ConfigError, ValidationError
+from twinflow.operators.catalog import twin_type as bundled_type
+from twinflow.operators.twin_type import TwinType
 
 B = TypeVar("B")
+
+
+def kind_of(binding: Any) -> TwinType:
+    """A binding's twin type: its ``kind``, else the bundled type of its ``twin_type`` name
+    (a :class:`ConfigError` naming the twin when there is none)."""
+    kind = getattr(binding, "kind", None)
+    if isinstance(kind, TwinType):
+        return kind
+    try:
+        return bundled_type(getattr(binding, "twin_type"))  # noqa: B009
+    except ValidationError as exc:
+        raise ConfigError(f"twin {getattr(binding, 'twin_id', '?')!r}: {exc}") from None
 
 
 def each_binding(
@@ -29,41 +43,44 @@ def each_binding(
             raise ConfigError(
                 f"expected {kind.__module__}.{kind.__name__} items, got {type(b).__name__}"
             )
-        twin_id, twin_type = getattr(b, "twin_id"), getattr(b, "twin_type")  # noqa: B009
+        twin_id = getattr(b, "twin_id")  # noqa: B009
         where = f"{protocol} binding of twin {twin_id!r}"
         if twin_id in seen:
             raise ConfigError(f"{where}: the twin is bound twice; keep one binding per twin")
         seen.add(twin_id)
-        twin = CATALOG.get(twin_type)
-        if twin is None:
+        try:
+            twin = kind_of(b)
+        except ConfigError:
             raise ConfigError(
-                f"{where}: unknown twin_type {twin_type!r}; known: {', '.join(sorted(CATALOG))}"
-            )
+                f"{where}: unknown twin_type {getattr(b, 'twin_type')!r}; known: "  # noqa: B009
+                f"{', '.join(sorted(_bundled()))}"
+            ) from None
         yield b, where, twin
 
 
-def signal_names(twin_type: str) -> set[str]:
-    """Every signal of a twin type (scalar and burst)."""
-    return {sp.name for sp in CATALOG[twin_type].signals}
+def _bundled() -> list[str]:
+    from twinflow.operators.catalog import CATALOG
+
+    return list(CATALOG)
 
 
-def check_signal(s: Section, key: str, name: str, twin_type: str) -> None:
+def check_signal(s: Section, key: str, name: str, kind: TwinType) -> None:
     """Refuse ``name`` at ``s.key`` unless it is a Telemetry of the twin type's model."""
-    known = signal_names(twin_type)
+    known = kind.signal_names
     if name not in known:
         raise ConfigError(
-            f"{s.file}: {s.path(key)}: {name!r} is not a Telemetry of {twin_type}'s model "
-            f"{CATALOG[twin_type].model_id}; known: {', '.join(sorted(known))}"
+            f"{s.file}: {s.path(key)}: {name!r} is not a Telemetry of {kind.name}'s model "
+            f"{kind.model_id}; known: {', '.join(sorted(known))}"
         )
 
 
-def check_command(s: Section, key: str, name: str, param: str, twin_type: str) -> None:
+def check_command(s: Section, key: str, name: str, param: str, kind: TwinType) -> None:
     """Refuse a command mapping unless the model declares command ``name`` with ``param``."""
-    model = CATALOG[twin_type].model_id
-    actuators = {a.name: a for a in CATALOG[twin_type].actuators}
+    model = kind.model_id
+    actuators = {a.name: a for a in kind.actuators}
     if name not in actuators:
         raise ConfigError(
-            f"{s.file}: {s.path(key)}: {twin_type}'s model {model} "
+            f"{s.file}: {s.path(key)}: {kind.name}'s model {model} "
             f"declares no command {name!r}; it declares {', '.join(sorted(actuators))}"
         )
     if param not in actuators[name].params:
@@ -73,4 +90,4 @@ def check_command(s: Section, key: str, name: str, param: str, twin_type: str) -
         )
 
 
-__all__ = ["check_command", "check_signal", "signal_names"]
+__all__ = ["check_command", "check_signal", "each_binding", "kind_of"]

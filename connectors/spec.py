@@ -21,16 +21,26 @@ from twinflow.connectors.simulator.settings import SimulatorSettings
 from twinflow.core.config import Schema, Section
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import TelemetryFrame
+from twinflow.operators.twin_type import TwinType
 
 
 @dataclass(frozen=True)
 class BindingContext:
-    """What a twin's binding parser may need besides its section: the twin and the plant."""
+    """What a twin's binding parser may need besides its section: the twin, its type (as the
+    deployment's catalogue defines it) and the plant."""
 
     twin_id: str
     twin_type: str
     site: str
     simulator: SimulatorSettings
+    kind: TwinType | None = None
+
+    @property
+    def type(self) -> TwinType:
+        """The twin's type: :attr:`kind`, else the bundled type named :attr:`twin_type`."""
+        from twinflow.operators.catalog import twin_type
+
+        return self.kind if self.kind is not None else twin_type(self.twin_type)
 
 
 class SimulatedDevices:

@@ -21,12 +21,22 @@ import yaml
 from twinflow.connectors import registry
 from twinflow.connectors.simulator.settings import SimulatorSettings, simulator_settings
 from twinflow.connectors.spec import BindingContext
-from twinflow.core.config import Choice, Field, OptionalText, Part, Schema, Section, Text, Whole
+from twinflow.core.config import (
+    Choice,
+    Field,
+    Names,
+    OptionalText,
+    Part,
+    Schema,
+    Section,
+    Text,
+    Whole,
+)
 from twinflow.core.errors import ConfigError
 from twinflow.flows.config import FLOW, FlowConfig
 from twinflow.flows.deployment import AssetSpec, Deployment, TwinSpec
 from twinflow.flows.placement import PLACEMENT, assets, placement
-from twinflow.operators.catalog import CATALOG
+from twinflow.operators.catalog import Catalogue, load_catalogue
 
 TOP = Schema(
     "",
@@ -41,6 +51,13 @@ TOP = Schema(
             expect="1",
         ),
         Text("site", "Id of the site every asset and twin sits in.", "site1"),
+        Names(
+            "models",
+            "Folders of DTDL Interfaces and twin-type profiles, relative to this file; their "
+            "types join the bundled ones.",
+            (),
+            what="folder paths",
+        ),
         Part("services", "How to reach the services.", see="services"),
         Part("simulator", "What `twinflow simulate` simulates.", see="simulator"),
         Part("flow", "Settings of the telemetry flow.", see="flow"),
@@ -76,12 +93,12 @@ def twin_schema(bound: tuple[str, ...] | None = None) -> Schema:
         "One twin: its type, protocol, binding and where it sits.",
         (
             Text("id", "Unique twin id.", "", required=True),
-            Choice(
+            Text(
                 "type",
-                "Twin type (a DTDL model of the catalogue).",
+                "Twin type: the short name its profile declares, or its model's DTMI "
+                "(bundled: `motor`, `pump`, `wind_turbine`).",
                 "",
                 required=True,
-                choices=tuple(sorted(CATALOG)),
             ),
             Choice(
                 "protocol",
@@ -108,17 +125,31 @@ def load_deployment(path: Path | str, env: Mapping[str, str] | None = None) -> D
     if top.data.get("version", 1) != 1:
         raise top.fail("version", "1 (the only version of the deployment format so far)")
     site = top.get(TOP["site"])
+    types = catalogue(top)
     services, database_url = _services(top.section("services"), env)
     sim = simulator_settings(top.section("simulator"))
     flow = _flow(top.section("flow"))
-    twins = _twins(top, site, sim)
-    dep = Deployment(file, twins, services, database_url, flow, sim, site, assets(top, site))
+    twins = _twins(top, site, sim, types)
+    places = assets(top, site, types)
+    dep = Deployment(file, twins, services, database_url, flow, sim, site, places, types)
     dep.registry()  # validates containment and relationships
     for name in registry.names():
         users = sum(t.protocol == name for t in twins)
         if users or name in services:
             registry.spec(name).check(services.get(name), users, file)
     return dep
+
+
+def catalogue(top: Section) -> Catalogue:
+    """The bundled twin types and those of the ``models:`` folders (relative to the file)."""
+    folders = [top.file.parent / f for f in top.get(TOP["models"])]
+    for i, f in enumerate(folders):
+        if not f.is_dir():
+            raise ConfigError(
+                f"{top.file}: models[{i}] = {str(f)!r}: expected a folder of DTDL Interfaces "
+                "and twin-type profiles"
+            )
+    return load_catalogue(folders)
 
 
 def _read(file: Path) -> object:
@@ -157,7 +188,9 @@ def _flow(s: Section) -> FlowConfig:
         raise ConfigError(f"{s.file}: {s.where}: {exc}") from None
 
 
-def _twins(top: Section, site: str, sim: SimulatorSettings) -> tuple[TwinSpec, ...]:
+def _twins(
+    top: Section, site: str, sim: SimulatorSettings, types: Catalogue
+) -> tuple[TwinSpec, ...]:
     raw = top.data.get("twins")
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{top.file}: twins must be a non-empty list of twins")
@@ -166,7 +199,7 @@ def _twins(top: Section, site: str, sim: SimulatorSettings) -> tuple[TwinSpec, .
     seen: set[str] = set()
     for i, item in enumerate(raw):
         section = Section(item, f"twins[{i}]", top.file)
-        spec = replace(_twin(section, schema, site, sim), **placement(section))
+        spec = replace(_twin(section, schema, site, sim, types), **placement(section))
         if spec.twin_id in seen:
             raise ConfigError(f"{top.file}: twins[{i}].id {spec.twin_id!r} appears twice")
         seen.add(spec.twin_id)
@@ -174,10 +207,18 @@ def _twins(top: Section, site: str, sim: SimulatorSettings) -> tuple[TwinSpec, .
     return tuple(twins)
 
 
-def _twin(s: Section, schema: Schema, site: str, sim: SimulatorSettings) -> TwinSpec:
+def _twin(
+    s: Section, schema: Schema, site: str, sim: SimulatorSettings, types: Catalogue
+) -> TwinSpec:
     s.check_keys(schema)
     twin_id = s.get(schema["id"])
-    twin_type = s.get(schema["type"])
+    kind = types.resolve(s.get(schema["type"]))
+    if kind is None:
+        raise s.fail(
+            "type", f"one of {', '.join(sorted(types))} or the DTMI of one (a type of your own "
+            "needs its folder of DTDL and profile under models:)"
+        )  # fmt: skip
+    twin_type = kind.name
     protocol = s.get(schema["protocol"])
     for other in registry.names():
         if other != protocol and other in s.data:
@@ -193,7 +234,7 @@ def _twin(s: Section, schema: Schema, site: str, sim: SimulatorSettings) -> Twin
                 "section; remove it"
             )
         return TwinSpec(twin_id, twin_type, protocol)
-    ctx = BindingContext(twin_id, twin_type, site, sim)
+    ctx = BindingContext(twin_id, twin_type, site, sim, kind)
     return TwinSpec(twin_id, twin_type, protocol, spec.parse_binding(s.section(protocol), ctx))
 
 

@@ -21,7 +21,7 @@ from twinflow.connectors.bindings import (
 )
 from twinflow.connectors.simulator.settings import SimulatorSettings
 from twinflow.flows.config import FlowConfig
-from twinflow.operators.catalog import CATALOG, TwinType
+from twinflow.operators.catalog import CATALOG, Catalogue, TwinType
 from twinflow.operators.registry import PART_OF, SITE, RegistryEntry, TwinRegistry
 
 
@@ -79,6 +79,8 @@ class Deployment:
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     site: str = "site1"
     assets: tuple[AssetSpec, ...] = ()
+    types: Catalogue = field(default_factory=lambda: CATALOG)
+    """The twin types: the bundled ones and those of the file's ``models:`` folders."""
 
     @property
     def mqtt(self) -> MqttSettings | None:
@@ -102,11 +104,12 @@ class Deployment:
                 _entry(a.asset_id, a.asset_type, None, a.model_id, a, self.site, f"assets[{i}]")
             )
         for i, t in enumerate(self.twins):
-            model_id = getattr(CATALOG.get(t.twin_type), "model_id", None) or None
+            model_id = getattr(self.types.get(t.twin_type), "model_id", None) or None
             entries.append(
                 _entry(t.twin_id, t.twin_type, t.protocol, model_id, t, self.site, f"twins[{i}]")
             )
-        return TwinRegistry(entries, source=str(self.path))
+        models = {k.model_id: k.relationships for k in self.types.values() if k.model_id}
+        return TwinRegistry(entries, source=str(self.path), models=models)
 
     @property
     def twin_types(self) -> dict[str, str]:
@@ -118,11 +121,11 @@ class Deployment:
         return tuple(n for n in registry.names() if n in used)
 
     def deployed_types(self) -> dict[str, TwinType]:
-        """Each twin's type limited to the signals its binding carries (MQTT payloads carry
-        the scalar signals; bursts are not sent over MQTT)."""
+        """Each twin's type limited to the signals its binding carries (by default the scalar
+        signals; bursts are not sent over MQTT): staleness and dropout judge only these."""
         out = {}
         for t in self.twins:
-            full = CATALOG[t.twin_type]
+            full = self.types[t.twin_type]
             bound: frozenset[str] = frozenset(s.name for s in full.scalar_signals)
             if t.binding is not None:
                 bound = registry.spec(t.protocol).signals(t.binding, bound)

@@ -6,6 +6,7 @@ from them (:meth:`Deployment.registry`) checks targets, cycles and DTDL declarat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from twinflow.core.config import OptionalText, Part, Schema, Section, Text
@@ -13,6 +14,7 @@ from twinflow.core.errors import ConfigError
 from twinflow.flows.deployment import AssetSpec
 from twinflow.operators.catalog import CATALOG
 from twinflow.operators.registry import COMPONENT_OF, CONTAINMENT, PART_OF, SITE
+from twinflow.operators.twin_type import TwinType
 
 PLACEMENT = (
     OptionalText("part_of", "Id of the asset or twin this one sits in; none: the site."),
@@ -84,7 +86,9 @@ def _relationships(s: Section) -> dict[str, tuple[str, ...]]:
     return named
 
 
-def assets(top: Section, site: str) -> tuple[AssetSpec, ...]:
+def assets(
+    top: Section, site: str, types: Mapping[str, TwinType] = CATALOG
+) -> tuple[AssetSpec, ...]:
     """The ``assets:`` list; an asset is neither the site nor of a telemetry twin type."""
     raw = top.data.get("assets")
     if raw is None:
@@ -92,11 +96,11 @@ def assets(top: Section, site: str) -> tuple[AssetSpec, ...]:
     if not isinstance(raw, list):
         raise top.fail("assets", "a list of assets, each with an id and a type")
     return tuple(
-        _asset(Section(item, f"assets[{i}]", top.file), site) for i, item in enumerate(raw)
+        _asset(Section(item, f"assets[{i}]", top.file), site, types) for i, item in enumerate(raw)
     )
 
 
-def _asset(s: Section, site: str) -> AssetSpec:
+def _asset(s: Section, site: str, types: Mapping[str, TwinType]) -> AssetSpec:
     s.check_keys(ASSET)
     asset_id = s.get(ASSET["id"])
     if asset_id == site:
@@ -105,7 +109,7 @@ def _asset(s: Section, site: str) -> AssetSpec:
             "site:); assets sit in it without declaring it: remove this entry"
         )
     asset_type = s.get(ASSET["type"])
-    if asset_type in CATALOG:
+    if asset_type in types:
         raise ConfigError(
             f"{s.file}: {s.path('type')} = {asset_type!r} is a telemetry twin type; "
             "declare it under twins: with a protocol, or give the asset its own type "

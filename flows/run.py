@@ -69,7 +69,8 @@ def request_sources(dep: Deployment, **limits: Any) -> list[Any]:
     out: list[Any] = []
     for name in dep.protocols():
         spec = registry.spec(name)
-        out += spec.request_sources(dep.services.get(name), dep.twin_types, **limits)
+        service = dep.services.get(name)
+        out += spec.request_sources(service, dep.twin_types, catalog=dep.types, **limits)
     return out
 
 
@@ -142,4 +143,5 @@ def deployment_flow(
         feedback=feedback_source,
         routed=routed.__contains__,
         registry=dep.registry(),
+        catalog=dep.types,
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeGuard
 
@@ -110,9 +110,11 @@ class CheckStep:
         twins: Mapping[str, str] | None,
         clock: Callable[[], float],
         stats: RunStats,
+        catalog: Mapping[str, TwinType] = CATALOG,
     ) -> CheckStep:
+        """``catalog``: the twin types frames are checked against, by name."""
         validator = Validator(
-            catalog=CATALOG,
+            catalog=catalog,
             twins=twins,
             max_future_s=config.max_future_s,
             max_past_s=config.max_past_s,
@@ -391,18 +393,20 @@ class CommandBookLogic(StatefulLogic[BookItem, Command, CommandBook | None]):
         clock: Callable[[], float],
         twin_types: TwinTypes,
         routed: Callable[[str], bool],
+        catalog: Mapping[str, TwinType] = CATALOG,
     ) -> None:
         self.book = book
         self.config = config
         self.clock = clock
         self.twin_types = twin_types
         self.routed = routed
+        self.catalog = catalog
 
     def _book_for(self, item: BookItem) -> CommandBook | None:
         if self.book is None:
             kind = getattr(item, "twin_type", None)
             twin = item.twin_id
-            ttype = (self.twin_types or {}).get(twin) or CATALOG.get(kind or "")
+            ttype = (self.twin_types or {}).get(twin) or self.catalog.get(kind or "")
             if ttype is None:
                 return None
             self.book = CommandBook(ttype, command_settings(self.config, self.routed(twin)))
@@ -448,9 +452,12 @@ class CommandBookStep:
     clock: Callable[[], float]
     twin_types: TwinTypes
     routed: Callable[[str], bool]
+    catalog: Mapping[str, TwinType] = field(default_factory=lambda: CATALOG)
 
     def __call__(self, resume: CommandBook | None) -> CommandBookLogic:
-        return CommandBookLogic(resume, self.config, self.clock, self.twin_types, self.routed)
+        return CommandBookLogic(
+            resume, self.config, self.clock, self.twin_types, self.routed, self.catalog
+        )
 
 
 def to_actuators(routed: Callable[[str], bool]) -> Callable[[Command], bool]:

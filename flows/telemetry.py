@@ -72,7 +72,7 @@ from twinflow.flows.steps import (
     rul_step,
     to_actuators,
 )
-from twinflow.operators.catalog import TwinType
+from twinflow.operators.catalog import CATALOG, TwinType
 from twinflow.operators.registry import TwinRegistry
 
 Sinks = Sink[Any] | Sequence[Sink[Any]] | None
@@ -259,6 +259,7 @@ def build_flow(
     feedback: Source[Any] | None = None,
     routed: Callable[[str], bool] | None = None,
     registry: TwinRegistry | None = None,
+    catalog: Mapping[str, TwinType] | None = None,
 ) -> Dataflow:
     """Wire the telemetry flow.
 
@@ -273,13 +274,17 @@ def build_flow(
     changes from outside (:class:`Command`, :class:`DesiredChange` or :class:`DeadLetter`
     items), ``feedback`` the source of the actuators' :class:`CommandOutcome` reports, and
     ``routed(twin_id)`` tells whether a twin has an actuator route (default: all do).
-    With a ``registry`` and an ``outputs.rollups`` sink, assets get roll-ups.
+    With a ``registry`` and an ``outputs.rollups`` sink, assets get roll-ups. ``catalog``
+    holds the twin types by name (default: the bundled ones; a deployment's
+    :attr:`~twinflow.flows.deployment.Deployment.types` adds its own).
     """
+    catalog = CATALOG if catalog is None else catalog
     stats = stats if stats is not None else RunStats()
     tally = Tally(stats, clock)
     flow = Dataflow(flow_id)
     sources = list(source) if isinstance(source, Sequence) else [source]
-    ingested = ingest("ingest", flow, sources, CheckStep.create(config, twins, clock, stats))
+    check = CheckStep.create(config, twins, clock, stats, catalog)
+    ingested = ingest("ingest", flow, sources, check)
     asked = [command_requests("requests", flow, list(requests))] if requests else []
     states = twin_state(
         "twin_state",
@@ -292,7 +297,7 @@ def build_flow(
     if registry is not None and outputs.rollups is not None:
         rollups.append(rollup_stream(analysed.alerts, analysed.windows, registry, "rollups"))
     routed = routed if routed is not None else everyone
-    book = CommandBookStep(config, clock, twin_types, routed)
+    book = CommandBookStep(config, clock, twin_types, routed, catalog)
     commands = command_loop(
         "commands",
         flow,

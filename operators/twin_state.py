@@ -118,6 +118,8 @@ class TwinStateTracker:
             s.name: max(min_stale_s, stale_factor * s.expected_interval_s)
             for s in twin_type.signals
         }
+        #: Signals the status waits for and judges (optional ones never hold it back).
+        self._required = {n: self._limits[n] for n in twin_type.expected_signals}
         self._last: dict[str, tuple[float, float]] = {}  # name -> (value, time)
         self._quality: dict[str, tuple[Quality, float]] = {}  # name -> (quality, as of time)
         #: Declared properties, and (property, signal) pairs of those the device reports.
@@ -189,14 +191,15 @@ class TwinStateTracker:
     def status(self) -> SyncStatus:
         """The sync status as of the newest event time seen."""
         last = self._last
-        if len(last) < len(self._limits):
+        required = getattr(self, "_required", self._limits)  # trackers pickled before it
+        if any(name not in last for name in required):
             return SyncStatus.INITIALIZING
         qualities = [q for q, _ in self._quality.values()]
         if Quality.BAD in qualities:
             return SyncStatus.ERROR
         newest = self._newest
         if Quality.STALE in qualities or any(
-            newest - last[name][1] > limit for name, limit in self._limits.items()
+            newest - last[name][1] > limit for name, limit in required.items()
         ):
             return SyncStatus.STALE
         return SyncStatus.SYNCHRONIZED

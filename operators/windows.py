@@ -83,7 +83,8 @@ class WindowAggregator:
         self.twin_type = twin_type
         self.length_s = float(length_s)
         self.lateness_s = float(lateness_s)
-        self._expected = tuple(s.name for s in twin_type.signals)
+        # optional signals are summarised when they come and never reported missing
+        self._expected = tuple(s.name for s in twin_type.signals if not s.optional)
         self._open: dict[int, _Window] = {}
         self._newest = -math.inf
         #: End of the newest closed window: readings before it are late.

@@ -17,7 +17,7 @@ from twinflow.connectors.modbus.deploy import REGISTER
 from twinflow.connectors.sections import each_binding
 from twinflow.core.config import Choice, Field, Number, Whole, check_value
 from twinflow.core.errors import ConfigError
-from twinflow.operators.catalog import CATALOG
+from twinflow.operators.twin_type import TwinType
 
 
 def check_bindings(bindings: Sequence[ModbusBinding], *, commands: bool) -> None:
@@ -36,7 +36,7 @@ def check_bindings(bindings: Sequence[ModbusBinding], *, commands: bool) -> None
                 )
             check_register(f"{where}: registers[{name!r}]", reg)
         if commands:
-            _check_commands(where, b)
+            _check_commands(where, b, kind)
 
 
 def check_register(where: str, reg: Register) -> None:
@@ -61,8 +61,7 @@ def check_register(where: str, reg: Register) -> None:
         raise ConfigError(f"{where}: offset must be a finite number, got {reg.offset!r}")
 
 
-def _check_commands(where: str, b: ModbusBinding) -> None:
-    kind = CATALOG[b.twin_type]
+def _check_commands(where: str, b: ModbusBinding, kind: TwinType) -> None:
     actuators = {a.name: a for a in kind.actuators}
     for name, write in b.commands.items():
         at = f"{where}: commands[{name!r}]"

@@ -105,11 +105,11 @@ def modbus_binding(s: Section, ctx: BindingContext) -> ModbusBinding:
     s.check_keys(BINDING)
     from twinflow.connectors.simulator.devices.modbus import default_register_map
 
-    default_regs, default_cmds = default_register_map(ctx.twin_type)
+    default_regs, default_cmds = default_register_map(ctx.type)
     regs_raw = s.section("registers")
     registers = dict(default_regs) if not regs_raw.data else {}
     for signal in regs_raw.data:
-        check_signal(regs_raw, str(signal), str(signal), ctx.twin_type)
+        check_signal(regs_raw, str(signal), str(signal), ctx.type)
         registers[str(signal)] = register(regs_raw.section(str(signal)))
     cmds_raw = s.section("commands")
     commands = dict(default_cmds) if not cmds_raw.data else {}
@@ -117,7 +117,7 @@ def modbus_binding(s: Section, ctx: BindingContext) -> ModbusBinding:
         c = cmds_raw.section(str(name))
         c.check_keys(WRITE)
         param = c.get(WRITE["param"])
-        check_command(cmds_raw, str(name), str(name), param, ctx.twin_type)
+        check_command(cmds_raw, str(name), str(name), param, ctx.type)
         commands[str(name)] = ModbusWrite(register(c.section("register")), param)
     if not registers:
         raise ConfigError(f"{s.file}: {s.path('registers')}: twin {ctx.twin_id!r} maps no register")
@@ -125,6 +125,7 @@ def modbus_binding(s: Section, ctx: BindingContext) -> ModbusBinding:
     return ModbusBinding(
         twin_id=ctx.twin_id,
         twin_type=ctx.twin_type,
+        kind=ctx.kind,
         host=s.get(BINDING["host"], sim.modbus_host),
         port=s.get(BINDING["port"], sim.modbus_port),
         unit=s.get(BINDING["unit"]),

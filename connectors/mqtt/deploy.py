@@ -7,14 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 from twinflow.connectors.bindings import FieldMap, MqttBinding, MqttSettings, TlsSettings
 from twinflow.connectors.sections import check_signal
 from twinflow.connectors.simulator.settings import SimulatorSettings
 from twinflow.connectors.spec import BindingContext, ConnectorSpec, SimulatedDevices
-from twinflow.core.config import Flag, Number, OptionalText, Part, Schema, Section, Text, Whole
+from twinflow.core.config import (
+    Flag,
+    Names,
+    Number,
+    OptionalText,
+    Part,
+    Schema,
+    Section,
+    Text,
+    Whole,
+)
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import TelemetryFrame
 
@@ -78,6 +88,13 @@ BINDING = Schema(
             see="twins[].mqtt.fields.<field>",
         ),
         Text("time_field", "Payload field with the reading time (epoch s or ISO-8601).", "ts"),
+        Names(
+            "signals",
+            "The scalar signals the twin sends; staleness and dropout judge only these.",
+            (),
+            what="signal names",
+            shown="every scalar signal of its type",
+        ),
     ),
 )
 FIELD = Schema(
@@ -132,7 +149,7 @@ def mqtt_binding(s: Section, ctx: BindingContext) -> MqttBinding:
         )
         f.check_keys(FIELD)
         signal = f.get(FIELD["signal"])
-        check_signal(f, "signal", signal, ctx.twin_type)
+        check_signal(f, "signal", signal, ctx.type)
         fmap[str(name)] = FieldMap(signal, f.get(FIELD["scale"]), f.get(FIELD["offset"]))
     return MqttBinding(
         twin_id=ctx.twin_id,
@@ -142,7 +159,23 @@ def mqtt_binding(s: Section, ctx: BindingContext) -> MqttBinding:
         response_topic=s.get(BINDING["response_topic"], f"{base}/responses"),
         fields=fmap,
         time_field=s.get(BINDING["time_field"]),
+        signals=_sent(s, ctx),
+        kind=ctx.kind,
     )
+
+
+def _sent(s: Section, ctx: BindingContext) -> tuple[str, ...]:
+    """``twins[i].mqtt.signals``: the scalar signals the twin sends (empty: all of them)."""
+    names: tuple[str, ...] = s.get(BINDING["signals"])
+    kind = ctx.type
+    for i, name in enumerate(names):
+        check_signal(s, f"signals[{i}]", name, kind)
+        if kind.signal(name).waveform:
+            raise ConfigError(
+                f"{s.file}: {s.path(f'signals[{i}]')}: {name!r} is a waveform signal; MQTT "
+                "telemetry carries scalar signals"
+            )
+    return names
 
 
 class _Devices(SimulatedDevices):
@@ -183,6 +216,10 @@ class MqttSpec(ConnectorSpec):
 
     def parse_service(self, section: Section, env: Mapping[str, str]) -> MqttSettings:
         return mqtt_settings(section, env)
+
+    def signals(self, binding: Any, scalar: frozenset[str]) -> frozenset[str]:
+        sent = cast(MqttBinding, binding).signals
+        return frozenset(sent) if sent else scalar
 
     def parse_binding(self, section: Section, ctx: BindingContext) -> MqttBinding:
         return mqtt_binding(section, ctx)

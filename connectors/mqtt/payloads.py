@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from twinflow.connectors.bindings import MqttBinding
+from twinflow.connectors.sections import kind_of
 from twinflow.core.errors import ConfigError
-from twinflow.operators.catalog import CATALOG, TwinType
+from twinflow.operators.twin_type import TwinType
 
 #: One reading set: (time, {signal: value}); a batch: (times, {signal: values}).
 Single = tuple[float, dict[str, float]]
@@ -84,12 +85,7 @@ class PayloadDecoder:
 
     def __init__(self, binding: MqttBinding) -> None:
         self.binding = binding
-        ttype = CATALOG.get(binding.twin_type)
-        if ttype is None:
-            raise ConfigError(
-                f"twin {binding.twin_id!r}: unknown twin type {binding.twin_type!r}; known: "
-                f"{', '.join(sorted(CATALOG))}"
-            )
+        ttype = kind_of(binding)  # ConfigError naming the twin for an unknown type
         self.twin_type: TwinType = ttype
         self.time_field = binding.time_field
         scalar = {s.name for s in ttype.scalar_signals}

@@ -23,7 +23,7 @@ from twinflow.connectors.bindings import OpcUaBinding, OpcUaSecurity
 from twinflow.connectors.sections import each_binding
 from twinflow.core.errors import ConfigError
 from twinflow.core.optional import needs
-from twinflow.operators.catalog import CATALOG
+from twinflow.operators.twin_type import TwinType
 
 with needs("opcua", "the OPC UA connector"):
     from asyncua import ua
@@ -114,12 +114,11 @@ def check_bindings(bindings: Sequence[OpcUaBinding], *, commands: bool = False) 
                 )
             parse_node(node, b.twin_id, f"nodes[{signal!r}]")
         if commands:
-            _check_commands(b)
+            _check_commands(b, kind)
         _check_security(b)
 
 
-def _check_commands(b: OpcUaBinding) -> None:
-    kind = CATALOG[b.twin_type]
+def _check_commands(b: OpcUaBinding, kind: TwinType) -> None:
     where = f"OPC UA binding of twin {b.twin_id!r}"
     for name, write in b.commands.items():
         actuators = {a.name: a for a in kind.actuators}

@@ -70,10 +70,10 @@ def _nodes(s: Section, ctx: BindingContext) -> dict[str, str]:
     if not s.data:
         from twinflow.connectors.simulator.devices.opcua import default_nodes
 
-        return dict(default_nodes(ctx.twin_id, ctx.twin_type))
+        return dict(default_nodes(ctx.twin_id, ctx.type))
     nodes: dict[str, str] = {}
     for signal, node in s.data.items():
-        check_signal(s, str(signal), str(signal), ctx.twin_type)
+        check_signal(s, str(signal), str(signal), ctx.type)
         if not isinstance(node, str) or not node:
             raise s.fail(str(signal), "a node id string such as 'ns=2;s=pump-1.flow'")
         nodes[str(signal)] = node
@@ -84,13 +84,13 @@ def _commands(s: Section, ctx: BindingContext) -> dict[str, OpcUaWrite]:
     if not s.data:
         from twinflow.connectors.simulator.devices.opcua import default_commands
 
-        return dict(default_commands(ctx.twin_id, ctx.twin_type))
+        return dict(default_commands(ctx.twin_id, ctx.type))
     commands: dict[str, OpcUaWrite] = {}
     for name in s.data:
         c = s.section(str(name))
         c.check_keys(WRITE)
         w = OpcUaWrite(c.get(WRITE["node"]), c.get(WRITE["param"]))
-        check_command(s, str(name), str(name), w.param, ctx.twin_type)
+        check_command(s, str(name), str(name), w.param, ctx.type)
         commands[str(name)] = w
     return commands
 
@@ -112,6 +112,7 @@ def opcua_binding(s: Section, ctx: BindingContext) -> OpcUaBinding:
     return OpcUaBinding(
         twin_id=ctx.twin_id,
         twin_type=ctx.twin_type,
+        kind=ctx.kind,
         endpoint=s.get(BINDING["endpoint"], ctx.simulator.opcua_endpoint),
         nodes=_nodes(s.section("nodes"), ctx),
         commands=_commands(s.section("commands"), ctx),

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from twinflow.connectors.bindings import ModbusBinding, ModbusWrite, Register
 from twinflow.connectors.modbus.checks import check_bindings, check_register
@@ -37,6 +38,7 @@ from twinflow.core.errors import ConfigError, ValidationError
 from twinflow.core.optional import needs
 from twinflow.core.records import Command, TelemetryFrame, deterministic_id
 from twinflow.core.times import utc
+from twinflow.operators.catalog import TwinType
 from twinflow.operators.catalog import twin_type as lookup_type
 
 with needs("modbus", "the simulator's Modbus devices"):
@@ -60,7 +62,9 @@ _KIND_OF = {
 }
 
 
-def default_register_map(twin_type: str) -> tuple[dict[str, Register], dict[str, ModbusWrite]]:
+def default_register_map(
+    twin_type: str | TwinType,
+) -> tuple[dict[str, Register], dict[str, ModbusWrite]]:
     """``(registers, commands)`` of the simulator's default map for a twin type.
 
     Scalar signal ``i`` (catalog order) is a float32 holding register pair at ``2 i``; the
@@ -70,7 +74,7 @@ def default_register_map(twin_type: str) -> tuple[dict[str, Register], dict[str,
     >>> regs["load_pct"].address, cmds["derate"].register.address, cmds["derate"].param
     (6, 102, 'fraction')
     """
-    kind = lookup_type(twin_type)
+    kind = twin_type if isinstance(twin_type, TwinType) else lookup_type(twin_type)
     registers = {
         s.name: Register(address=2 * i, kind="holding", type="float32")
         for i, s in enumerate(kind.scalar_signals)
@@ -87,7 +91,7 @@ def default_register_map(twin_type: str) -> tuple[dict[str, Register], dict[str,
 
 
 def default_binding(
-    twin_id: str, twin_type: str, host: str, port: int, unit: int, **fields: float
+    twin_id: str, twin_type: str, host: str, port: int, unit: int, **fields: Any
 ) -> ModbusBinding:
     """A binding with the default register map; ``fields`` set e.g. ``poll_interval_s``.
 

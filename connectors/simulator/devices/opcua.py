@@ -42,7 +42,7 @@ from twinflow.core.errors import ConfigError
 from twinflow.core.optional import needs
 from twinflow.core.records import Command, Quality, TelemetryFrame, deterministic_id
 from twinflow.core.times import utc
-from twinflow.operators.catalog import CATALOG
+from twinflow.operators.catalog import CATALOG, TwinType
 
 with needs("opcua", "the simulator's OPC UA devices"):
     from asyncua import ua
@@ -65,7 +65,7 @@ def node_id(twin_id: str, name: str) -> str:
     return f"ns={NAMESPACE_INDEX};s={twin_id}.{name}"
 
 
-def default_nodes(twin_id: str, twin_type: str) -> dict[str, str]:
+def default_nodes(twin_id: str, twin_type: str | TwinType) -> dict[str, str]:
     """``signal -> node id`` of every scalar signal of the twin's type, as the devices serve it.
 
     >>> default_nodes("pump-002", "pump")["flow_m3h"]
@@ -74,7 +74,7 @@ def default_nodes(twin_id: str, twin_type: str) -> dict[str, str]:
     return {s.name: node_id(twin_id, s.name) for s in _type(twin_type).scalar_signals}
 
 
-def default_commands(twin_id: str, twin_type: str) -> dict[str, OpcUaWrite]:
+def default_commands(twin_id: str, twin_type: str | TwinType) -> dict[str, OpcUaWrite]:
     """``command -> write`` for every single-parameter actuator of the twin's type.
 
     >>> default_commands("motor-003", "motor")["derate"]
@@ -100,7 +100,9 @@ def default_binding(twin_id: str, twin_type: str, endpoint: str, **fields: Any) 
     )
 
 
-def _type(twin_type: str):  # type: ignore[no-untyped-def]
+def _type(twin_type: str | TwinType) -> TwinType:
+    if isinstance(twin_type, TwinType):
+        return twin_type
     kind = CATALOG.get(twin_type)
     if kind is None:
         raise ConfigError(f"unknown twin type {twin_type!r}; known types: {', '.join(CATALOG)}")
