@@ -7,7 +7,7 @@ and adding its line here. A spec module is imported the first time it is asked f
 deployment that does not use a protocol never imports its package (nor needs its extra).
 
 >>> names()
-('mqtt', 'opcua', 'modbus', 'kafka')
+('mqtt', 'opcua', 'modbus', 'kafka', 'replay')
 >>> spec("mqtt").service_env
 'MQTT_URL'
 """
@@ -36,6 +36,7 @@ PROTOCOLS: dict[str, Entry] = {
     "opcua": Entry("twinflow.connectors.opcua.deploy"),
     "modbus": Entry("twinflow.connectors.modbus.deploy"),
     "kafka": Entry("twinflow.connectors.kafka.deploy", service=True, env="KAFKA_BOOTSTRAP"),
+    "replay": Entry("twinflow.connectors.recorded.deploy"),
 }
 
 

@@ -1,0 +1,233 @@
+"""Score a run against ground truth given as events: faults (onset, failure) or labels.
+
+Shared by ``twinflow replay`` and usable for the demo's faults: detection, lead time and
+diagnosis come from :func:`twinflow.flows.evaluation.score_faults`; this module adds
+
+- *point-wise* precision/recall/F1 over windows: a window is truly anomalous when it overlaps
+  an event, and flagged when an alert of its twin is open at the window's end;
+- *event-wise* precision/recall/F1: an event is detected when an alert is raised on its twin
+  within it; an alert is right when it falls within an event of its twin (for labelled spans,
+  up to ``grace_s`` after their end; for faults, any time after onset);
+- *false alarms per day*: raised alerts that are not right, per day of recording;
+- *lead time* before failure and *detection delay* after onset;
+- *RUL error*: RMSE of every estimate between onset and failure, and alpha-lambda accuracy
+  (the estimate at ``onset + lambda * (failure - onset)`` within ``alpha`` of the truth).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+from twinflow.core.records import FaultTruth
+from twinflow.flows.evaluation import score_faults
+
+LAMBDAS = (0.25, 0.5, 0.75)
+
+
+def _t(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def alert_spans(alerts: Iterable[Mapping[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """Per twin, the spans each alert was open: raised to cleared (or forever)."""
+    opened: dict[str, tuple[str, float]] = {}
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for a in sorted(alerts, key=lambda a: (a["time"], a["state"] != "cleared")):
+        if a["state"] == "raised":
+            opened[a["alert_id"]] = (a["twin_id"], _t(a["time"]))
+        elif a["alert_id"] in opened:
+            twin, raised = opened.pop(a["alert_id"])
+            spans.setdefault(twin, []).append((raised, _t(a["time"])))
+    for twin, raised in opened.values():
+        spans.setdefault(twin, []).append((raised, math.inf))
+    return spans
+
+
+def _prf(tp: int, fp: int, fn: int) -> dict[str, float | None]:
+    p = tp / (tp + fp) if tp + fp else None
+    r = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * p * r / (p + r) if p is not None and r is not None and p + r > 0 else None
+    return {
+        k: None if v is None else round(v, 4)
+        for k, v in (("precision", p), ("recall", r), ("f1", f1))
+    }
+
+
+def pointwise(
+    windows: pl.DataFrame,
+    events: Sequence[FaultTruth],
+    spans: Mapping[str, list[tuple[float, float]]],
+    twins: set[str],
+) -> dict[str, Any]:
+    """Windows of the scored ``twins`` as points: truth from events, flag from open alerts."""
+    tp = fp = fn = tn = 0
+    if not windows.is_empty():
+        by_twin: dict[str, list[tuple[float, float]]] = {}
+        for e in events:
+            by_twin.setdefault(e.twin_id, []).append((e.onset.timestamp(), e.failure.timestamp()))
+        rows = windows.filter(pl.col("twin_id").is_in(sorted(twins))).select(
+            "twin_id", pl.col("start").dt.epoch("us") / 1e6, pl.col("end").dt.epoch("us") / 1e6
+        )
+        for twin, start, end in rows.iter_rows():
+            truth = any(a <= end and start <= b for a, b in by_twin.get(twin, ()))
+            flag = any(r <= end < c for r, c in spans.get(twin, ()))
+            tp += truth and flag
+            fp += flag and not truth
+            fn += truth and not flag
+            tn += not (truth or flag)
+    return {
+        "windows": tp + fp + fn + tn,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        **_prf(tp, fp, fn),
+    }
+
+
+def eventwise(
+    events: Sequence[FaultTruth],
+    alerts: Sequence[Mapping[str, Any]],
+    twins: set[str],
+    open_ended: bool,
+    grace_s: float,
+) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+    """Event detection and alert precision; also the alerts that are false alarms."""
+    raised = [a for a in alerts if a["state"] == "raised" and a["twin_id"] in twins]
+    by_twin: dict[str, list[FaultTruth]] = {}
+    for e in events:
+        by_twin.setdefault(e.twin_id, []).append(e)
+
+    def right(a: Mapping[str, Any]) -> bool:
+        t = _t(a["time"])
+        return any(
+            e.onset.timestamp()
+            <= t
+            <= (math.inf if open_ended else e.failure.timestamp() + grace_s)
+            for e in by_twin.get(a["twin_id"], ())
+        )
+
+    detected = sum(
+        any(
+            a["twin_id"] == e.twin_id
+            and e.onset.timestamp() <= _t(a["time"]) <= e.failure.timestamp() + grace_s
+            for a in raised
+        )
+        for e in events
+    )
+    good = [a for a in raised if right(a)]
+    false = [a for a in raised if not right(a)]
+    p = len(good) / len(raised) if raised else None
+    r = detected / len(events) if events else None
+    f1 = 2 * p * r / (p + r) if p is not None and r is not None and p + r > 0 else None
+    out = {
+        "events": len(events),
+        "detected": detected,
+        "alerts": len(raised),
+        "alerts_in_events": len(good),
+        **{
+            k: None if v is None else round(v, 4)
+            for k, v in (("precision", p), ("recall", r), ("f1", f1))
+        },
+    }
+    return out, false
+
+
+def rul_errors(
+    events: Sequence[FaultTruth], windows: pl.DataFrame, alpha: float = 0.2
+) -> dict[str, Any]:
+    """RMSE of RUL estimates before failure and alpha-lambda accuracy per lambda."""
+    out: dict[str, Any] = {"estimates": 0, "rmse_hours": None, "alpha": alpha, "alpha_lambda": {}}
+    if windows.is_empty() or "rul_hours" not in windows.columns:
+        return out
+    errors: list[float] = []
+    hits: dict[float, list[bool]] = {lam: [] for lam in LAMBDAS}
+    for e in events:
+        rows = windows.filter(
+            (pl.col("twin_id") == e.twin_id)
+            & (pl.col("end") > e.onset)
+            & (pl.col("end") <= e.failure)
+            & pl.col("rul_hours").is_not_null()
+            & pl.col("rul_hours").is_finite()
+        )
+        if rows.is_empty():
+            continue
+        ends = [x.timestamp() for x in rows["end"].to_list()]
+        ruls = rows["rul_hours"].to_list()
+        fail, onset = e.failure.timestamp(), e.onset.timestamp()
+        errors += [est - (fail - t) / 3600.0 for t, est in zip(ends, ruls, strict=True)]
+        for lam in LAMBDAS:
+            at = onset + lam * (fail - onset)
+            i = min(range(len(ends)), key=lambda k: abs(ends[k] - at))
+            truth = (fail - ends[i]) / 3600.0
+            hits[lam].append(abs(ruls[i] - truth) <= alpha * truth)
+    if errors:
+        out["estimates"] = len(errors)
+        out["rmse_hours"] = round(math.sqrt(sum(x * x for x in errors) / len(errors)), 3)
+    out["alpha_lambda"] = {
+        str(lam): (round(sum(h) / len(h), 4) if h else None) for lam, h in hits.items()
+    }
+    return out
+
+
+def _stats(values: Sequence[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {
+        "mean": round(statistics.fmean(values), 3),
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def score_events(
+    *,
+    events: Sequence[FaultTruth],
+    alerts: Sequence[Mapping[str, Any]],
+    windows: pl.DataFrame,
+    twins: set[str],
+    days: float,
+    failures: bool,
+    grace_s: float,
+) -> dict[str, Any]:
+    """Every score of a run against ``events`` on the scored ``twins``.
+
+    ``failures``: the events end in a failure (a faults file), so alerts after an onset are
+    right however late, and lead time and RUL are scored; otherwise (labelled spans) alerts
+    count up to ``grace_s`` after a span.
+    """
+    fault_rows, _ = score_faults(events, alerts)
+    spans = alert_spans(alerts)
+    events_out, false = eventwise(events, alerts, twins, failures, grace_s)
+    delays = [
+        (_t(f["first_alert"]) - _t(f["onset"])) / 3600.0 for f in fault_rows if f["first_alert"]
+    ]
+    out: dict[str, Any] = {
+        "truth": "faults" if failures else "labels",
+        "twins_scored": len(twins),
+        "days": round(days, 4),
+        "pointwise": pointwise(windows, events, spans, twins),
+        "eventwise": events_out,
+        "false_alarms": len(false),
+        "false_alarms_per_day": round(len(false) / days, 3) if days > 0 else None,
+        "false_alarm_list": [
+            {k: a.get(k) for k in ("twin_id", "rule", "time", "diagnosis")} for a in false
+        ],
+        "detection_delay_hours": _stats(delays),
+    }
+    if failures:
+        leads = [f["lead_time_hours"] for f in fault_rows if f["lead_time_hours"] is not None]
+        out["lead_time_hours"] = _stats(leads)
+        out["rul"] = rul_errors(events, windows)
+    out["events"] = fault_rows
+    return out
+
+
+__all__ = ["alert_spans", "eventwise", "pointwise", "rul_errors", "score_events"]
