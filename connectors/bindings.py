@@ -179,6 +179,21 @@ class ModbusBinding:
 
 
 @dataclass(frozen=True, slots=True)
+class KafkaBinding:
+    """A telemetry-only Kafka twin (``protocol: kafka``): which signals it sends.
+
+    Its telemetry arrives on the service's telemetry topics; there is no actuator route.
+    """
+
+    twin_id: str
+    twin_type: str
+    #: The signals this twin sends (empty: every scalar signal of its type).
+    signals: tuple[str, ...] = ()
+    #: The twin's type as the deployment defines it (``None``: the bundled type by name).
+    kind: TwinType | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class KafkaSettings:
     """A Kafka cluster; ``extra`` passes librdkafka settings through (SASL, TLS...)."""
 

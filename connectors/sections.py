@@ -74,6 +74,21 @@ def check_signal(s: Section, key: str, name: str, kind: TwinType) -> None:
         )
 
 
+def check_sent(
+    s: Section, key: str, names: tuple[str, ...], kind: TwinType, carrier: str
+) -> tuple[str, ...]:
+    """``names`` (at ``s.key``) as the scalar signals a twin sends over ``carrier``: each a
+    Telemetry of the twin type's model and none a waveform; empty means all of them."""
+    for i, name in enumerate(names):
+        check_signal(s, f"{key}[{i}]", name, kind)
+        if kind.signal(name).waveform:
+            raise ConfigError(
+                f"{s.file}: {s.path(f'{key}[{i}]')}: {name!r} is a waveform signal; {carrier} "
+                "telemetry carries scalar signals"
+            )
+    return names
+
+
 def check_command(s: Section, key: str, name: str, param: str, kind: TwinType) -> None:
     """Refuse a command mapping unless the model declares command ``name`` with ``param``."""
     model = kind.model_id
@@ -90,4 +105,4 @@ def check_command(s: Section, key: str, name: str, param: str, kind: TwinType) -
         )
 
 
-__all__ = ["check_command", "check_signal", "each_binding", "kind_of"]
+__all__ = ["check_command", "check_sent", "check_signal", "each_binding", "kind_of"]

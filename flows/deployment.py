@@ -33,7 +33,8 @@ class TwinSpec:
     twin_type: str
     protocol: str
     binding: Any = None
-    """The protocol's binding (e.g. :class:`MqttBinding`); ``None`` for Kafka-only twins."""
+    """The protocol's binding (e.g. :class:`MqttBinding`); ``None`` for a protocol without
+    bindings (``replay``)."""
     part_of: str | None = None
     """The asset (or twin) this twin sits in; ``None``: directly in the site."""
     containment: str = PART_OF

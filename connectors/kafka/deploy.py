@@ -1,8 +1,9 @@
-"""Kafka in deployment files (``services.kafka``) and its connector spec.
+"""Kafka in deployment files (``services.kafka``, ``twins[].kafka``) and its connector spec.
 
-Kafka carries telemetry of twins bridged from elsewhere (``protocol: kafka``: no binding, no
-actuator route), the flow's outputs (alerts, commands, twin states, roll-ups) and command
-requests. confluent-kafka is imported by the factories.
+Kafka carries telemetry of twins bridged from elsewhere (``protocol: kafka``: an optional
+binding that lists the signals a twin sends, no actuator route), the flow's outputs (alerts,
+commands, twin states, roll-ups) and command requests. confluent-kafka is imported by the
+factories.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from twinflow.connectors.bindings import KafkaSettings
-from twinflow.connectors.spec import ConnectorSpec
+from twinflow.connectors.bindings import KafkaBinding, KafkaSettings
+from twinflow.connectors.sections import check_sent
+from twinflow.connectors.spec import BindingContext, ConnectorSpec
 from twinflow.core.config import Names, OptionalText, Schema, Section, Settings, Text
 from twinflow.core.errors import ConfigError
 
@@ -53,6 +55,20 @@ SERVICE = Schema(
     ),
 )
 
+BINDING = Schema(
+    "twins[].kafka",
+    "A telemetry-only Kafka twin's binding (optional): what it sends on the telemetry topics.",
+    (
+        Names(
+            "signals",
+            "The scalar signals the twin sends; staleness and dropout judge only these.",
+            (),
+            what="signal names",
+            shown="every scalar signal of its type",
+        ),
+    ),
+)
+
 
 def kafka_settings(s: Section, env: Mapping[str, str]) -> KafkaSettings:
     """``services.kafka``; ``KAFKA_BOOTSTRAP`` in ``env`` overrides the bootstrap servers."""
@@ -72,11 +88,20 @@ def kafka_settings(s: Section, env: Mapping[str, str]) -> KafkaSettings:
     return KafkaSettings(bootstrap=bootstrap, **values)
 
 
+def kafka_binding(s: Section, ctx: BindingContext) -> KafkaBinding:
+    """``twins[i].kafka``: the scalar signals the twin sends (empty: all of them)."""
+    s.check_keys(BINDING)
+    sent = check_sent(s, "signals", s.get(BINDING["signals"]), ctx.type, "Kafka")
+    return KafkaBinding(ctx.twin_id, ctx.twin_type, sent, ctx.kind)
+
+
 class KafkaSpec(ConnectorSpec):
     """Kafka: telemetry of bridged twins in; alerts, commands, states, roll-ups out."""
 
     name = "kafka"
     doc = "Telemetry bridged onto Kafka topics; outputs and command requests over Kafka."
+    binding_type = KafkaBinding
+    binding_schemas = (BINDING,)
     service_schemas = (SERVICE,)
     service_env = "KAFKA_BOOTSTRAP"
     metrics = ("twinflow_kafka_delivery_errors", "twinflow_kafka_consumer_errors")
@@ -84,6 +109,13 @@ class KafkaSpec(ConnectorSpec):
 
     def parse_service(self, section: Section, env: Mapping[str, str]) -> KafkaSettings:
         return kafka_settings(section, env)
+
+    def parse_binding(self, section: Section, ctx: BindingContext) -> KafkaBinding:
+        return kafka_binding(section, ctx)
+
+    def signals(self, binding: Any, scalar: frozenset[str]) -> frozenset[str]:
+        sent = cast(KafkaBinding, binding).signals
+        return frozenset(sent) if sent else scalar
 
     def check(self, service: Any, twins: int, file: Path) -> None:
         if twins and not (service and cast(KafkaSettings, service).telemetry_topics):

@@ -11,7 +11,7 @@ from typing import Any, cast
 from urllib.parse import urlparse
 
 from twinflow.connectors.bindings import FieldMap, MqttBinding, MqttSettings, TlsSettings
-from twinflow.connectors.sections import check_signal
+from twinflow.connectors.sections import check_sent, check_signal
 from twinflow.connectors.simulator.settings import SimulatorSettings
 from twinflow.connectors.spec import BindingContext, ConnectorSpec, SimulatedDevices
 from twinflow.core.config import (
@@ -166,16 +166,7 @@ def mqtt_binding(s: Section, ctx: BindingContext) -> MqttBinding:
 
 def _sent(s: Section, ctx: BindingContext) -> tuple[str, ...]:
     """``twins[i].mqtt.signals``: the scalar signals the twin sends (empty: all of them)."""
-    names: tuple[str, ...] = s.get(BINDING["signals"])
-    kind = ctx.type
-    for i, name in enumerate(names):
-        check_signal(s, f"signals[{i}]", name, kind)
-        if kind.signal(name).waveform:
-            raise ConfigError(
-                f"{s.file}: {s.path(f'signals[{i}]')}: {name!r} is a waveform signal; MQTT "
-                "telemetry carries scalar signals"
-            )
-    return names
+    return check_sent(s, "signals", s.get(BINDING["signals"]), ctx.type, "MQTT")
 
 
 class _Devices(SimulatedDevices):
