@@ -8,6 +8,10 @@ reach a device over its protocol change what the plant produces from then on.
 Time: the plant starts at the wall clock and runs ``speed`` times faster than real time, so
 its timestamps run ahead of the wall clock when ``speed > 1`` (the flow's ``max_future_s``
 must allow for that). Vibration bursts are not carried over these protocols.
+
+The simulator plays only the bundled twin types (its own physics): twins of a type from the
+deployment's ``models:`` folders are left out with a warning (their real devices may publish
+beside it), and a deployment with no twin of a bundled type is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from twinflow.connectors import registry
@@ -25,13 +30,53 @@ from twinflow.connectors.simulator import Plant, PlantConfig
 from twinflow.connectors.spec import SimulatedDevices
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import TelemetryFrame
-from twinflow.flows.deployment import Deployment
+from twinflow.flows.deployment import Deployment, TwinSpec
+from twinflow.operators.catalog import CATALOG
 
 log = logging.getLogger(__name__)
 
 
+def _not_played(dep: Deployment) -> list[TwinSpec]:
+    """The twins whose type is not one the simulator plays (a type of ``models:``)."""
+    return [t for t in dep.twins if t.twin_type not in CATALOG]
+
+
+def _played_types() -> str:
+    return ", ".join(sorted(CATALOG))
+
+
+def playable(dep: Deployment) -> Deployment:
+    """The deployment without the twins the simulator cannot play, each left out with a
+    warning; a :class:`ConfigError` when no twin is left."""
+    left_out = _not_played(dep)
+    if not left_out:
+        return dep
+    for t in left_out:
+        log.warning(
+            "%s: twin %r is a %s, a type of the deployment's models: folders; twinflow "
+            "simulate plays only the bundled types (%s) and serves no device for it",
+            dep.path, t.twin_id, t.twin_type, _played_types(),
+        )  # fmt: skip
+    twins = tuple(t for t in dep.twins if t.twin_type in CATALOG)
+    if not twins:
+        raise ConfigError(
+            f"{dep.path}: twinflow simulate plays only the bundled twin types "
+            f"({_played_types()}), and every twin here is of the deployment's own types: "
+            + ", ".join(f"{t.twin_id!r} ({t.twin_type})" for t in left_out)
+            + "; run their real devices (or publish their telemetry) beside `twinflow run`"
+        )
+    return replace(dep, twins=twins)
+
+
 def plant_for(dep: Deployment, start: datetime | None = None) -> Plant:
-    """The simulated plant of a deployment, checked against the deployment's twins."""
+    """The simulated plant of a deployment, checked against the deployment's twins (of the
+    bundled types only: see :func:`playable`)."""
+    for t in _not_played(dep):
+        raise ConfigError(
+            f"{dep.path}: twin {t.twin_id!r} is a {t.twin_type}, a type of the deployment's "
+            f"models: folders; the simulated plant has only the bundled types "
+            f"({_played_types()})"
+        )
     sim = dep.simulator
     chunk_s = float(max(1, math.ceil(sim.speed / 10)))
     now = start or datetime.fromtimestamp(math.floor(time.time()), tz=UTC)
@@ -100,7 +145,9 @@ async def simulate(
     on_start: Callable[[Plant], None] | None = None,
 ) -> Plant:
     """Run the plant as devices until its duration is over or ``stop`` is set (from any
-    thread); ``on_start`` gets the plant once every device is up."""
+    thread); ``on_start`` gets the plant once every device is up. Twins of the deployment's
+    own types are left out (:func:`playable`)."""
+    dep = playable(dep)
     plant = plant_for(dep)
     devices = Devices(dep, plant)
     await devices.start()
