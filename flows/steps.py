@@ -41,7 +41,7 @@ from twinflow.operators.catalog import CATALOG, TwinType
 from twinflow.operators.command_book import CommandBook, CommandSettings
 from twinflow.operators.health import HealthTracker
 from twinflow.operators.pipeline import check_item, deployed_type
-from twinflow.operators.policy import CommandPolicy
+from twinflow.operators.policy import CommandPolicy, check_reactions
 from twinflow.operators.residuals import add_residuals
 from twinflow.operators.rollups import RollupOperator
 from twinflow.operators.rules import AlarmTracker
@@ -87,9 +87,35 @@ def asset_of(rollup: AssetRollup) -> str:
     return rollup.asset_id
 
 
-def residuals(frame: Frame) -> Frame:
-    """Physics-derived signals (power residual, pump efficiency) of scalar telemetry."""
-    return add_residuals(frame) if isinstance(frame, TelemetryFrame) else frame
+@dataclass(frozen=True)
+class TypeOf:
+    """A twin's type as deployed: ``types[twin_id]``, else ``catalog[type name]``."""
+
+    types: TwinTypes = None
+    catalog: Mapping[str, TwinType] = field(default_factory=lambda: CATALOG)
+
+    def __call__(self, twin_id: str, name: str) -> TwinType | None:
+        if self.types is not None and twin_id in self.types:
+            return self.types[twin_id]
+        return self.catalog.get(name)
+
+
+@dataclass(frozen=True)
+class ResidualStep:
+    """``residuals`` (map): the physics-derived signals of scalar telemetry (the type's
+    ``physics:`` models)."""
+
+    type_of: TypeOf = field(default_factory=TypeOf)
+
+    def __call__(self, frame: Frame) -> Frame:
+        if not isinstance(frame, TelemetryFrame):
+            return frame
+        kind = self.type_of(frame.twin_id, frame.twin_type)
+        return add_residuals(frame, kind) if kind is not None else frame
+
+
+#: The residual step for bundled types (tests and benchmarks).
+residuals = ResidualStep()
 
 
 # -- ingest ---------------------------------------------------------------------------------
@@ -280,27 +306,44 @@ class AnomalyStep:
         return detector, replace(w, anomaly_score=score, anomaly_threshold=threshold)
 
 
-def rul_step(
-    tracker: HealthTracker | None, w: WindowFeatures
-) -> tuple[HealthTracker, WindowFeatures]:
+@dataclass(frozen=True)
+class RulStep:
     """``rul`` (stateful_map): attach the twin's remaining-useful-life estimate."""
-    if tracker is None:
-        tracker = HealthTracker(w.twin_id, w.twin_type)
-    est = tracker.update(w)
-    return tracker, (replace(w, rul=est) if est is not None else w)
+
+    type_of: TypeOf = field(default_factory=TypeOf)
+
+    def __call__(
+        self, tracker: HealthTracker | None, w: WindowFeatures
+    ) -> tuple[HealthTracker, WindowFeatures]:
+        if tracker is None:
+            tracker = HealthTracker(w.twin_id, w.twin_type)
+        est = tracker.update(w, self.type_of(w.twin_id, w.twin_type))
+        return tracker, (replace(w, rul=est) if est is not None else w)
 
 
-def alarm_step(tracker: AlarmTracker | None, w: WindowFeatures) -> tuple[AlarmTracker, list[Alert]]:
+@dataclass(frozen=True)
+class AlarmStep:
     """``alarms`` (stateful_flat_map): evaluate the twin's alarm rules on one window.
 
     Sensor-fault alerts come first, so the command policy knows a sensor is suspect before
     it weighs an alert of the same window that rests on that sensor.
     """
-    if tracker is None:
-        tracker = AlarmTracker(w.twin_id, w.twin_type)
-    alerts = tracker.evaluate(w)
-    alerts.sort(key=lambda a: a.diagnosis != "sensor_fault")
-    return tracker, alerts
+
+    type_of: TypeOf = field(default_factory=TypeOf)
+
+    def __call__(
+        self, tracker: AlarmTracker | None, w: WindowFeatures
+    ) -> tuple[AlarmTracker, list[Alert]]:
+        if tracker is None:
+            tracker = AlarmTracker(w.twin_id, w.twin_type)
+        alerts = tracker.evaluate(w, self.type_of(w.twin_id, w.twin_type))
+        alerts.sort(key=lambda a: a.diagnosis != "sensor_fault")
+        return tracker, alerts
+
+
+#: The RUL and alarm steps for bundled types (tests and benchmarks).
+rul_step = RulStep()
+alarm_step = AlarmStep()
 
 
 def has_health(item: RollupFact) -> bool:
@@ -354,10 +397,16 @@ class PolicyStep:
     min_interval_s: float
     derate_fraction: float
     ttl_s: float
+    type_of: TypeOf = field(default_factory=TypeOf)
 
     @classmethod
-    def from_config(cls, config: FlowConfig) -> PolicyStep:
-        return cls(config.command_interval_s, config.derate_fraction, config.command_ttl_s)
+    def from_config(cls, config: FlowConfig, type_of: TypeOf | None = None) -> PolicyStep:
+        """The step with the flow's settings; every type's reactions are checked here, so a
+        bad profile reaction fails at start-up."""
+        type_of = type_of or TypeOf()
+        for kind in (*type_of.catalog.values(), *(type_of.types or {}).values()):
+            check_reactions(kind, config.derate_fraction)
+        return cls(config.command_interval_s, config.derate_fraction, config.command_ttl_s, type_of)
 
     def __call__(
         self, policy: CommandPolicy | None, alert: Alert
@@ -368,7 +417,7 @@ class PolicyStep:
                 derate_fraction=self.derate_fraction,
                 ttl_s=self.ttl_s,
             )
-        return policy, policy.decide(alert)
+        return policy, policy.decide(alert, self.type_of(alert.twin_id, alert.twin_type))
 
 
 def command_settings(config: FlowConfig, routed: bool = True) -> CommandSettings:

@@ -54,22 +54,24 @@ from twinflow.flows.config import FlowConfig
 from twinflow.flows.metrics import RunStats
 from twinflow.flows.rollups import rollup_stream
 from twinflow.flows.steps import (
+    AlarmStep,
     AnomalyStep,
     CheckStep,
     CommandBookStep,
     PolicyStep,
+    ResidualStep,
+    RulStep,
     Tally,
     TwinStateStep,
     TwinTypes,
+    TypeOf,
     WindowStep,
-    alarm_step,
     asset_of,
     everyone,
     is_dead_letter,
     is_desired,
     key_of,
     residuals,
-    rul_step,
     to_actuators,
 )
 from twinflow.operators.catalog import CATALOG, TwinType
@@ -107,7 +109,13 @@ class Ingested:
 
 
 @operator
-def ingest(step_id: str, flow: Dataflow, sources: Sources, check: CheckStep) -> Ingested:
+def ingest(
+    step_id: str,
+    flow: Dataflow,
+    sources: Sources,
+    check: CheckStep,
+    residuals: ResidualStep = residuals,
+) -> Ingested:
     """Read the sources; decode, validate and count each input; add the physics residuals."""
     inputs = [
         op.input("input" if len(sources) == 1 else f"input_{i}", flow, src)
@@ -166,7 +174,12 @@ class Analysed:
 
 @operator
 def analytics(
-    step_id: str, frames: KeyedStream[Frame], config: FlowConfig, types: TwinTypes, tally: Tally
+    step_id: str,
+    frames: KeyedStream[Frame],
+    config: FlowConfig,
+    types: TwinTypes,
+    tally: Tally,
+    type_of: TypeOf | None = None,
 ) -> Analysed:
     """Windows and their features; anomaly score, RUL and alarm rules per twin."""
     windowed = op.stateful("windows", frames, WindowStep(config, types))
@@ -174,9 +187,10 @@ def analytics(
     late = op.map("count_late", split.trues, tally.late)
     windows = op.key_on("key_windows", cast(Stream[WindowFeatures], split.falses), key_of)
     scored = op.stateful_map("anomaly", windows, AnomalyStep.from_config(config))
-    with_rul = op.stateful_map("rul", scored, rul_step)
+    type_of = type_of or TypeOf(types)
+    with_rul = op.stateful_map("rul", scored, RulStep(type_of))
     op.inspect("count_windows", with_rul, tally.window)
-    alerts = op.stateful_flat_map("alarms", with_rul, alarm_step)
+    alerts = op.stateful_flat_map("alarms", with_rul, AlarmStep(type_of))
     op.inspect("count_alerts", alerts, tally.alert)
     return Analysed(with_rul, alerts, late)
 
@@ -284,7 +298,8 @@ def build_flow(
     flow = Dataflow(flow_id)
     sources = list(source) if isinstance(source, Sequence) else [source]
     check = CheckStep.create(config, twins, clock, stats, catalog)
-    ingested = ingest("ingest", flow, sources, check)
+    type_of = TypeOf(twin_types, catalog)
+    ingested = ingest("ingest", flow, sources, check, ResidualStep(type_of))
     asked = [command_requests("requests", flow, list(requests))] if requests else []
     states = twin_state(
         "twin_state",
@@ -292,7 +307,7 @@ def build_flow(
         *(r.desired for r in asked),
         update=TwinStateStep(config, twin_types),
     )
-    analysed = analytics("analytics", ingested.frames, config, twin_types, tally)
+    analysed = analytics("analytics", ingested.frames, config, twin_types, tally, type_of)
     rollups: list[Stream[AssetRollup]] = []
     if registry is not None and outputs.rollups is not None:
         rollups.append(rollup_stream(analysed.alerts, analysed.windows, registry, "rollups"))
@@ -306,7 +321,7 @@ def build_flow(
         *(r.incoming for r in asked),
         feedback=feedback,
         book=book,
-        policy=PolicyStep.from_config(config),
+        policy=PolicyStep.from_config(config, type_of),
         tally=tally,
     )
     dead = op.merge("dead_letters", ingested.refused, *(r.refused for r in asked), analysed.late)

@@ -42,18 +42,15 @@ from twinflow.core.times import epoch
 from twinflow.models.anomaly import ReferenceCurve
 from twinflow.models.physics import differential_pressure_bar, pump_head_m
 from twinflow.models.rul import RulEstimator
-from twinflow.operators.catalog import CATALOG
+from twinflow.operators.catalog import CATALOG, TwinType
+from twinflow.operators.rulebook import generic_of
 
-#: Signals that are commanded values, not measurements: no sensor-fault indicators.
-SETPOINTS = frozenset({"power_limit_kw", "flow_setpoint_m3h"})
 #: Smallest excursion/std ratio that counts as a spike. Gaussian noise over 300 readings
 #: rarely exceeds 4 and one outlier among n readings reaches up to sqrt(n) (17 for 300);
 #: a short real transient (a gust across a turbine's cut-in, ~2-3 s) reaches ~10.
 SPIKE_CREST = 12.0
 #: Fewest readings in a window for the flat and spike indicators.
 MIN_READINGS = 10
-#: Extra signal ranges for derived signals judged for spikes.
-DERIVED_RANGES: Mapping[str, tuple[float, float]] = {"power_residual_kw": (-2700.0, 2700.0)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,21 +127,27 @@ class DerivedFeatures:
     def active_pairs(self) -> tuple[Pair, ...]:
         return PAIRS.get(self.twin_type, ()) if self.pairs is None else self.pairs
 
-    def _sensor_signals(self) -> list[tuple[str, float, float]]:
-        if self.signals == () or self.twin_type not in CATALOG:
+    def _sensor_signals(self, kind: TwinType | None) -> list[tuple[str, float, float]]:
+        """Signals judged for flat and spikes: the measured ones and ``generic.spikes_on``."""
+        if self.signals == () or kind is None:
             return []
-        kind = CATALOG[self.twin_type]
+        g = generic_of(kind)
         out = [
             (s.name, s.low, s.high)
             for s in kind.signals
-            if s.name not in SETPOINTS and (self.signals is None or s.name in self.signals)
+            if s.name not in g.commanded and (self.signals is None or s.name in self.signals)
         ]
-        for name, (low, high) in DERIVED_RANGES.items():
+        for name, (low, high) in g.spikes_on.items():
             if self.signals is None or name in self.signals:
                 out.append((name, low, high))
         return out
 
-    def update(self, w: WindowFeatures, frozen: frozenset[str] = frozenset()) -> dict[str, float]:
+    def update(
+        self,
+        w: WindowFeatures,
+        frozen: frozenset[str] = frozenset(),
+        kind: TwinType | None = None,
+    ) -> dict[str, float]:
         """Derived features of window ``w``.
 
         Curves of ``frozen`` signals learn nothing at operating points they have not seen, and
@@ -162,7 +165,8 @@ class DerivedFeatures:
             out["vibration.bpfo_ratio"] = bpfo / shaft if shaft > 0.0 else math.nan
         elif self.twin_type == "pump":
             out.update(_pump_features(f))
-        for name, low, high in self._sensor_signals():
+        kind = kind if kind is not None else CATALOG.get(self.twin_type)
+        for name, low, high in self._sensor_signals(kind):
             out.update(self._sensor(name, high - low, f, w.counts.get(name, 0)))
         return out
 
@@ -279,9 +283,9 @@ class HealthTracker:
             for i in indicators
         }
 
-    def update(self, w: WindowFeatures) -> RulEstimate | None:
+    def update(self, w: WindowFeatures, kind: TwinType | None = None) -> RulEstimate | None:
         """Feed one window; the worst current estimate (``None`` before any indicator)."""
-        values = {**w.features, **self.derived.update(w)}
+        values = {**w.features, **self.derived.update(w, kind=kind)}
         t_hours = epoch(w.end) / 3600.0
         worst: RulEstimate | None = None
         for ind in INDICATORS.get(self.twin_type, ()):

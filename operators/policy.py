@@ -1,22 +1,16 @@
 """Command policy: which alerts turn into commands to the machine, as data.
 
 A :class:`Reaction` says "on a RAISED alert with this diagnosis, on these twin types, send this
-command with these parameters". :class:`CommandPolicy` applies the first matching reaction,
-rate-limits commands per twin in event time, checks the parameters against the catalogue's
-:class:`~twinflow.operators.catalog.ActuatorSpec` ranges (a :class:`ValidationError` otherwise) and
-gives every command a deterministic id, so a replay issues the same commands.
+command with these parameters". A type's reactions come from its profile's ``reactions:``
+section (:func:`reactions_of`; the grammar is in :mod:`twinflow.operators.rulebook`), unless a
+policy is given its own. :class:`CommandPolicy` applies the first matching reaction,
+rate-limits commands per twin in event time, checks the parameters against the type's
+:class:`~twinflow.operators.catalog.ActuatorSpec` ranges (a :class:`ValidationError`
+otherwise) and gives every command a deterministic id, so a replay issues the same commands.
 
-Default reactions (:func:`default_reactions`):
-
-==============  =====================  =========  ==========================================
-diagnosis       twin types             command    parameters
-==============  =====================  =========  ==========================================
-overheating     motor                  derate     ``fraction = derate_fraction``
-overheating     wind_turbine           derate     ``fraction = derate_fraction * output``:
-                                                  relative to the output at the alert
-                                                  (``power_kw.mean`` / rated), since a limit
-                                                  above what the wind offers changes nothing
-==============  =====================  =========  ==========================================
+A reaction parameter may name the flow setting ``derate_fraction`` instead of a number; with
+``scale_by``, every parameter is scaled by that evidence value over ``scale_full`` (a derate
+relative to the output at the alert) and clamped into the command's range.
 
 Two guards keep the policy from acting on bad evidence or repeating itself:
 
@@ -24,12 +18,9 @@ Two guards keep the policy from acting on bad evidence or repeating itself:
   ``quarantine_s`` after it clears), a reaction whose alert's evidence uses that signal is
   not sent; the policy emits the command with status ``rejected`` and the reason instead, so
   operators see what was held back.
-- *Compounding derates*: a second ``derate`` of a twin goes below the first
-  (``fraction = previous × derate_fraction``, clamped to the actuator's range); derates are
-  never lifted automatically.
-
-To add a policy, add a :class:`Reaction` (e.g. ``Reaction("bearing", ("motor",), "derate",
-{"fraction": 0.5})``) and pass the tuple as ``reactions``.
+- *Compounding*: a reaction with ``compound: <param>`` takes that parameter further on a
+  twin's next command (``previous × its configured value``, clamped to the command's range);
+  the bundled derates do, and are never lifted automatically.
 """
 
 from __future__ import annotations
@@ -43,8 +34,8 @@ from types import MappingProxyType
 from twinflow.core.errors import ValidationError
 from twinflow.core.records import Alert, AlertState, Command, CommandStatus
 from twinflow.core.times import epoch
-from twinflow.models.physics import RATED_KW
-from twinflow.operators.catalog import twin_type
+from twinflow.operators.catalog import CATALOG, TwinType, twin_type
+from twinflow.operators.rulebook import ReactionSpec, section_of
 
 #: Evidence keys that are not feature values (so name no signal).
 _NOT_SIGNALS = frozenset({"threshold", "clear_threshold"})
@@ -69,16 +60,17 @@ class Reaction:
     params: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     scale_by: str | None = None
     scale_full: float = 1.0
+    compound: str | None = None
 
     def matches(self, alert: Alert) -> bool:
         return alert.diagnosis == self.diagnosis and alert.twin_type in self.twin_types
 
-    def params_for(self, alert: Alert) -> dict[str, float]:
+    def params_for(self, alert: Alert, kind: TwinType) -> dict[str, float]:
         params = {k: float(v) for k, v in self.params.items()}
         scale = alert.evidence.get(self.scale_by) if self.scale_by else None
         if scale is None or not math.isfinite(scale) or self.scale_full <= 0:
             return params
-        ranges = twin_type(alert.twin_type).actuator(self.command).params
+        ranges = kind.actuator(self.command).params
         out = {}
         for k, v in params.items():
             low, high = ranges.get(k, (-math.inf, math.inf))
@@ -86,25 +78,51 @@ class Reaction:
         return out
 
 
-def default_reactions(derate_fraction: float) -> tuple[Reaction, ...]:
-    """The default reactions (see the module table)."""
-    fraction = MappingProxyType({"fraction": derate_fraction})
-    return (
-        Reaction("overheating", ("motor",), "derate", fraction),
-        Reaction(
-            "overheating",
-            ("wind_turbine",),
-            "derate",
-            fraction,
-            scale_by="power_kw.mean",
-            scale_full=RATED_KW,
-        ),
+def _reaction(kind: TwinType, r: ReactionSpec, derate_fraction: float) -> Reaction:
+    params = {k: derate_fraction if isinstance(v, str) else v for k, v in r.params.items()}
+    return Reaction(
+        r.diagnosis,
+        (kind.name,),
+        r.command,
+        MappingProxyType(params),
+        r.scale_by,
+        r.scale_full,
+        r.compound,
     )
 
 
-def check_params(twin: str, kind: str, command: str, params: Mapping[str, float]) -> None:
+#: Built reactions by (type identity, derate fraction); the type is kept alive here.
+_BUILT: dict[tuple[int, float], tuple[TwinType, tuple[Reaction, ...]]] = {}
+
+
+def reactions_of(kind: TwinType, derate_fraction: float) -> tuple[Reaction, ...]:
+    """The reactions of a type's profile, with the flow's ``derate_fraction`` filled in."""
+    hit = _BUILT.get((id(kind), derate_fraction))
+    if hit is not None and hit[0] is kind:
+        return hit[1]
+    specs: tuple[ReactionSpec, ...] = section_of(kind, "reactions", ())
+    out = tuple(_reaction(kind, r, derate_fraction) for r in specs)
+    _BUILT[(id(kind), derate_fraction)] = (kind, out)
+    return out
+
+
+def check_reactions(kind: TwinType, derate_fraction: float) -> None:
+    """Raise :class:`ValidationError` unless the type's reactions fit its commands."""
+    where = f"{kind.profile_file or kind.name}: reactions"
+    for r in reactions_of(kind, derate_fraction):
+        try:
+            check_params("(any)", kind, r.command, r.params)
+        except ValidationError as exc:
+            raise ValidationError(f"{where}.{r.diagnosis}: {exc}") from None
+
+
+def check_params(
+    twin: str, kind: str | TwinType, command: str, params: Mapping[str, float]
+) -> None:
     """Raise :class:`ValidationError` unless ``params`` fit the actuator's declared ranges."""
-    spec = twin_type(kind).actuator(command)
+    ttype = twin_type(kind) if isinstance(kind, str) else kind
+    kind = ttype.name
+    spec = ttype.actuator(command)
     unknown = sorted(set(params) - set(spec.params))
     missing = sorted(set(spec.params) - set(params))
     if unknown or missing:
@@ -156,11 +174,15 @@ class CommandPolicy:
         self.ttl_s = ttl_s
         self.reactions = reactions
         self.quarantine_s = quarantine_s
-        for r in self.active_reactions:  # configuration errors show up at start-up
-            for kind in r.twin_types:
-                check_params("(any)", kind, r.command, r.params)
+        # configuration errors show up at start-up
+        if reactions is None:
+            for ttype in CATALOG.values():
+                check_reactions(ttype, derate_fraction)
+        for r in reactions or ():
+            for name in r.twin_types:
+                check_params("(any)", name, r.command, r.params)
         self.last_issued: dict[str, float] = {}
-        #: Last derate fraction sent per twin, so a second derate goes further.
+        #: Last value of a compounding parameter sent per twin, so a second goes further.
         self.last_fraction: dict[str, float] = {}
         #: Signals with a suspect sensor: signal -> (alert id, event time the suspicion ends).
         self.suspect: dict[str, tuple[str, float]] = {}
@@ -168,33 +190,35 @@ class CommandPolicy:
         self.issued = 0
         self.held = 0
 
-    @property
-    def active_reactions(self) -> tuple[Reaction, ...]:
-        if self.reactions is None:
-            return default_reactions(self.derate_fraction)
-        return self.reactions
+    def active_reactions(self, kind: TwinType | None) -> tuple[Reaction, ...]:
+        if self.reactions is not None:
+            return self.reactions
+        return () if kind is None else reactions_of(kind, self.derate_fraction)
 
-    def decide(self, alert: Alert) -> list[Command]:
+    def decide(self, alert: Alert, kind: TwinType | None = None) -> list[Command]:
         """Commands for one alert: at most one, none for a cleared alert or within the
-        rate limit of the twin's previous command."""
+        rate limit of the twin's previous command. ``kind`` is the twin's type (``None``:
+        the bundled type of ``alert.twin_type``)."""
         now = epoch(alert.time)
         if alert.diagnosis == "sensor_fault":
             self._track_sensor(alert, now)
         if alert.state is not AlertState.RAISED:
             return []
-        reaction = next((r for r in self.active_reactions if r.matches(alert)), None)
-        if reaction is None:
+        kind = kind if kind is not None else CATALOG.get(alert.twin_type)
+        reaction = next((r for r in self.active_reactions(kind) if r.matches(alert)), None)
+        if reaction is None or kind is None:
             return []
         last = self.last_issued.get(alert.twin_id)
         if last is not None and now - last < self.min_interval_s:
             self.suppressed += 1
             return []
-        params = reaction.params_for(alert)
-        if reaction.command == "derate" and alert.twin_id in self.last_fraction:
-            low = twin_type(alert.twin_type).actuator("derate").params["fraction"][0]
-            further = max(low, self.last_fraction[alert.twin_id] * self.derate_fraction)
-            params["fraction"] = min(params["fraction"], further)
-        check_params(alert.twin_id, alert.twin_type, reaction.command, params)
+        params = reaction.params_for(alert, kind)
+        step = reaction.compound
+        if step is not None and alert.twin_id in self.last_fraction:
+            low = kind.actuator(reaction.command).params[step][0]
+            further = max(low, self.last_fraction[alert.twin_id] * float(reaction.params[step]))
+            params[step] = min(params[step], further)
+        check_params(alert.twin_id, kind, reaction.command, params)
         suspects = sorted(
             (sig, aid)
             for sig, (aid, until) in self.suspect.items()
@@ -211,8 +235,8 @@ class CommandPolicy:
         else:
             self.last_issued[alert.twin_id] = now
             self.issued += 1
-            if reaction.command == "derate":
-                self.last_fraction[alert.twin_id] = params["fraction"]
+            if step is not None:
+                self.last_fraction[alert.twin_id] = params[step]
         return [
             Command(
                 command_id=Command.make_id(alert.twin_id, reaction.command, alert.time),

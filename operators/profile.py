@@ -25,6 +25,15 @@ import yaml
 from twinflow.core.config import Flag, Number, OptionalText, Part, Schema, Section, Text
 from twinflow.core.errors import ConfigError
 from twinflow.operators.dtdl import is_dtmi
+from twinflow.operators.rulebook import (
+    GENERIC,
+    REACTION,
+    RULE,
+    parsed,
+    read_generic,
+    read_reactions,
+    read_rules,
+)
 
 #: A profile's type name: a letter, then letters, digits and underscores.
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -264,6 +273,9 @@ SECTIONS: dict[str, ProfileSection] = {
         ProfileSection("commands", read_commands),
         ProfileSection("properties", read_properties, PROPERTY),
         ProfileSection("spectrum", read_spectrum, SPECTRUM),
+        ProfileSection("rules", parsed("rules", read_rules), RULE),
+        ProfileSection("generic", parsed("generic", read_generic), GENERIC),
+        ProfileSection("reactions", parsed("reactions", read_reactions), REACTION),
     )
 }
 #: Sections whose values become the core fields of :class:`Profile`.

@@ -42,6 +42,7 @@ from twinflow.models.physics import (
     pump_nominal_efficiency,
     turbine_expected_power,
 )
+from twinflow.operators.twin_type import TwinType
 
 #: Wind speeds (m/s) over which the turbine power residual is informative: [low, high).
 INFORMATIVE_WIND_MS = (4.0, CUT_OUT_MS)
@@ -113,7 +114,7 @@ def pump_residuals(
     return eff, res
 
 
-def add_residuals(frame: TelemetryFrame) -> TelemetryFrame:
+def add_residuals(frame: TelemetryFrame, kind: TwinType | None = None) -> TelemetryFrame:
     """Return ``frame`` with its type's residual signals added (see the module table).
 
     Frames of other types, or lacking an input signal, come back unchanged (the same object).

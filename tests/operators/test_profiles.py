@@ -154,10 +154,10 @@ def test_name_clashes_and_two_profiles_for_one_interface(tmp_path: Path) -> None
 def test_a_new_section_is_one_row_of_the_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    row = profiles.ProfileSection("rules", lambda s: dict(s.data))
-    monkeypatch.setitem(profiles.SECTIONS, "rules", row)
-    write_compressor(tmp_path, PROFILE + "rules: {hot: 1}\n")
-    assert load_catalogue([tmp_path])["compressor"].sections == {"rules": {"hot": 1}}
-    monkeypatch.delitem(profiles.SECTIONS, "rules")
-    with pytest.raises(ConfigError, match="unknown field 'rules'"):
+    row = profiles.ProfileSection("extension", lambda s: dict(s.data))
+    monkeypatch.setitem(profiles.SECTIONS, "extension", row)
+    write_compressor(tmp_path, PROFILE + "extension: {hot: 1}\n")
+    assert load_catalogue([tmp_path])["compressor"].sections["extension"] == {"hot": 1}
+    monkeypatch.delitem(profiles.SECTIONS, "extension")
+    with pytest.raises(ConfigError, match="unknown field 'extension'"):
         load_catalogue([tmp_path])
