@@ -18,6 +18,7 @@ from twinflow.core.times import parse_duration
 
 if TYPE_CHECKING:
     from twinflow.connectors.simulator import Plant
+    from twinflow.operators.dtdl import ModelSet
 
 
 def _positive_int(text: str) -> int:
@@ -438,6 +439,42 @@ def _models(args: argparse.Namespace) -> int:
         f"{len(files)} file{'s' if len(files) != 1 else ''}, {len(models)} "
         f"interface{'s' if len(models) != 1 else ''}: all valid"
     )
+    return _check_profiles(args.paths, models)
+
+
+def _check_profiles(paths: list[Path], models: ModelSet) -> int:
+    """The twin-type profiles (``*.yaml``) among ``paths``, each read and joined with its DTDL
+    Interface: one line per problem and 1 if any, else one line naming the types."""
+    from twinflow.core.errors import ConfigError
+    from twinflow.operators.catalog import build_types
+    from twinflow.operators.profile import find_profiles, read_profile
+
+    found = [
+        f
+        for p in map(Path, paths)
+        for f in (find_profiles(p) if p.is_dir() else [p] if p.suffix in (".yaml", ".yml") else [])
+    ]
+    if not found:
+        return 0
+    problems: list[str] = []
+    profiles = []
+    for f in found:
+        try:
+            profiles.append(read_profile(f))
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if not problems:
+        try:
+            types = build_types(models, profiles)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    n = f"{len(found)} profile{'s' if len(found) != 1 else ''}"
+    if problems:
+        for problem in problems:
+            print(problem)
+        print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {n}: invalid")
+        return 1
+    print(f"{n}, twin types {', '.join(sorted(t.name for t in types))}: all valid")
     return 0
 
 

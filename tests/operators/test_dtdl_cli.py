@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.operators.compressor import PROFILE, write_compressor
 from tests.operators.dtdl_samples import base, write
 from twinflow.flows.cli import main
 from twinflow.operators.dtdl import INTERFACES_DIR
@@ -38,3 +39,35 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit) as info:
         main(["models", "check"])
     assert info.value.code == 2
+
+
+def test_profiles_beside_the_models_are_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_compressor(tmp_path / "ok")
+    assert main(["models", "check", str(tmp_path / "ok")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "1 profile, twin types compressor: all valid"
+    )
+    assert main(["models", "check", str(INTERFACES_DIR)]) == 0
+    assert "3 profiles, twin types motor, pump, wind_turbine: all valid" in capsys.readouterr().out
+
+
+def test_a_bad_profile_names_file_and_field_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profile = write_compressor(tmp_path, PROFILE.replace("high: 16", "high: sixteen"))
+    assert main(["models", "check", str(tmp_path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "1 file, 1 interface: all valid"
+    assert lines[1].startswith(f"{profile}: signals.discharge_pressure.high")
+    assert lines[-1] == "1 problem in 1 profile: invalid"
+
+
+def test_a_profile_that_disagrees_with_its_model_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_compressor(tmp_path, PROFILE.replace("  oil_level:", "  oil_temp:"))
+    assert main(["models", "check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "oil_level" in out and "oil_temp" in out
