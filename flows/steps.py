@@ -44,7 +44,7 @@ from twinflow.operators.pipeline import check_item, deployed_type
 from twinflow.operators.policy import CommandPolicy, check_reactions
 from twinflow.operators.residuals import add_residuals
 from twinflow.operators.rollups import RollupOperator
-from twinflow.operators.rules import AlarmTracker
+from twinflow.operators.rules import DRIVER_PREFIX, AlarmTracker, anomaly_alerts
 from twinflow.operators.twin_state import TwinStateTracker
 from twinflow.operators.validate import Validator
 from twinflow.operators.windows import WindowAggregator
@@ -271,9 +271,10 @@ class AnomalyStep:
     min_std: float = 0.01
     rel_std: float = 0.01
     max_features: int = 128
+    type_of: TypeOf = field(default_factory=TypeOf)
 
     @classmethod
-    def from_config(cls, config: FlowConfig) -> AnomalyStep:
+    def from_config(cls, config: FlowConfig, type_of: TypeOf | None = None) -> AnomalyStep:
         return cls(
             config.anomaly_warmup,
             config.anomaly_quantile,
@@ -283,6 +284,7 @@ class AnomalyStep:
             config.anomaly_min_std,
             config.anomaly_rel_std,
             config.anomaly_max_features,
+            type_of or TypeOf(),
         )
 
     def __call__(
@@ -302,8 +304,14 @@ class AnomalyStep:
         x = dict(w.features)
         score = detector.score_one(x)
         threshold = detector.threshold
+        out = replace(w, anomaly_score=score, anomaly_threshold=threshold)
+        if out.is_anomalous:  # name what drives it, for a type whose anomalies alert alone
+            kind = self.type_of(w.twin_id, w.twin_type)
+            if kind is not None and anomaly_alerts(kind):
+                drivers = {DRIVER_PREFIX + k: v for k, v in detector.explain(x).items()}
+                out = replace(out, features={**w.features, **drivers})
         detector.learn_one(x)
-        return detector, replace(w, anomaly_score=score, anomaly_threshold=threshold)
+        return detector, out
 
 
 @dataclass(frozen=True)
