@@ -4,12 +4,14 @@ loads, the deployment loads, and the guide's files and payloads are the example'
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from twinflow.connectors.files import read_parquet_dir
 from twinflow.connectors.mqtt.payloads import PayloadDecoder
 from twinflow.flows.cli import main
 from twinflow.flows.deploy import load_deployment
@@ -37,7 +39,9 @@ def test_the_example_type_loads_from_its_folder() -> None:
 
 def test_the_example_models_pass_models_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "check", str(EXAMPLE / "models")]) == 0
-    assert "1 file, 1 interface: all valid" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 file, 1 interface: all valid" in out
+    assert "1 profile, twin types compressor: all valid" in out
 
 
 def test_the_example_deployment_loads() -> None:
@@ -79,3 +83,23 @@ def test_the_guides_payloads_decode_for_their_twins() -> None:
     assert list(times) == [1772438400.0, 1772438401.0]
     assert set(v2) == {"discharge_pressure", "motor_power"}
     assert v2["motor_power"][0] == pytest.approx(118.4)  # W scaled to kW
+
+
+def test_the_guides_replay_runs(tmp_path: Path) -> None:
+    (shown,) = re.findall(r"```\n(time,discharge_pressure.*?)```", GUIDE.read_text(), flags=re.S)
+    header, *rows = shown.strip().splitlines()
+    first = rows[0].split(",")
+    lines = [header] + [
+        f"2026-03-02 08:{m:02d}:{s:02d},{first[1]},{first[2]},{first[3]}"
+        for m in range(20)
+        for s in range(60)
+    ]
+    csv = tmp_path / "comp-1.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "replayed"
+    argv = ["replay", str(EXAMPLE / "plant.yaml"), str(csv), "--out", str(out)]
+    assert main([*argv, "--tz", "Europe/Berlin"]) == 0
+    telemetry = read_parquet_dir(out / "telemetry")
+    assert telemetry.height == 1200 and set(telemetry["twin_id"]) == {"comp-1"}
+    assert telemetry["time"].min() == datetime(2026, 3, 2, 7, tzinfo=UTC)  # Berlin is UTC+1
+    assert read_parquet_dir(out / "windows").height == 4
