@@ -321,8 +321,8 @@ def _replay(args: argparse.Namespace) -> int:
             flags[key] = value
     if args.map:
         flags["columns"] = dict(parse_map(m) for m in args.map)
-    spec = load_spec(args.spec, flags)
     dep = load_deployment(args.config)
+    spec = load_spec(args.spec, flags, deployment=args.config)
     if not args.quiet:
         print(
             f"twinflow replay: {len(args.data)} file(s) for {len(dep.twins)} twins; output in "

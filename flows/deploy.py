@@ -63,6 +63,12 @@ TOP = Schema(
         Part("flow", "Settings of the telemetry flow.", see="flow"),
         Part("assets", "Assets that report no telemetry.", kind="list", see="assets[]"),
         Part("twins", "The twins (at least one).", kind="list", see="twins[]"),
+        Part(
+            "replay",
+            "How `twinflow replay` reads recordings for this deployment (a `--spec` file and "
+            "flags take precedence); `run` and `simulate` ignore it.",
+            see="replay",
+        ),
     ),
 )
 DATABASE = Schema(
@@ -96,7 +102,7 @@ def twin_schema(bound: tuple[str, ...] | None = None) -> Schema:
             Text(
                 "type",
                 "Twin type: the short name its profile declares, or its model's DTMI "
-                "(bundled: `motor`, `pump`, `wind_turbine`).",
+                "(the bundled types are listed in the twin-types guide).",
                 "",
                 required=True,
             ),

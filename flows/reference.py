@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 
 from twinflow.connectors import registry
+from twinflow.connectors.recorded.spec import COLUMN, REPLAY, TIME
 from twinflow.connectors.simulator.settings import SIMULATOR
 from twinflow.core.config import Schema
 from twinflow.flows.config import FLOW
@@ -41,7 +42,7 @@ def schemas() -> list[Schema]:
     out = [TOP, services_schema()]
     for spec in specs:
         out += spec.service_schemas
-    out += [DATABASE, SIMULATOR, FLOW, ASSET]
+    out += [DATABASE, SIMULATOR, FLOW, ASSET, REPLAY, TIME, COLUMN]
     out.append(twin_schema(tuple(s.name for s in specs if s.binding_type is not None)))
     for spec in specs:
         out += spec.binding_schemas

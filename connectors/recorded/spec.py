@@ -182,15 +182,34 @@ def _columns(s: Section) -> dict[str, ColumnMap]:
     return out
 
 
-def load_spec(path: Path | None, flags: Mapping[str, Any] | None = None) -> ReplaySpec:
-    """The description in ``path`` (a YAML file with a top-level ``replay:``), if any, with
-    the command line's ``flags`` (a ``replay:`` mapping) over it."""
+def load_spec(
+    path: Path | None,
+    flags: Mapping[str, Any] | None = None,
+    *,
+    deployment: Path | None = None,
+) -> ReplaySpec:
+    """The description in ``path`` (a YAML file with a top-level ``replay:``), else the
+    ``replay:`` section of the ``deployment`` file, if any; the command line's ``flags`` (a
+    ``replay:`` mapping) go over it."""
     spec = ReplaySpec()
     if path is not None:
         spec = replay_spec(_replay_part(path), path)
+    elif deployment is not None:
+        part = _deployment_part(deployment)
+        if part is not None:
+            spec = replay_spec(part, deployment)
     if flags:
         spec = replay_spec(flags, COMMAND_LINE, spec)
     return spec
+
+
+def _deployment_part(path: Path) -> object:
+    """The ``replay:`` section of a deployment file (which the loader has checked), or None."""
+    try:
+        top = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None  # the deployment loader reports an unreadable file
+    return top.get("replay") if isinstance(top, dict) else None
 
 
 def _replay_part(path: Path) -> object:

@@ -288,6 +288,28 @@ def test_cli_prints_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "p1.csv: row 1, column 'time'" in capsys.readouterr().err
 
 
+def test_the_deployment_file_may_describe_the_recording(tmp_path: Path) -> None:
+    """A ``replay:`` section in the deployment file is used when no ``--spec`` is given."""
+    section = "replay:\n  time: {column: ts, unit: s}\n  columns: {flow: flow_m3h}\n"
+    dep = deployment(tmp_path, {"p1": "pump"}, section)
+    df = pump_rows(600).rename({"flow_m3h": "flow"})
+    df = df.with_columns(ts=pl.int_range(0, df.height) + 1_709_251_200).drop("time")
+    df.write_csv(tmp_path / "p1.csv")
+    out = tmp_path / "o"
+    assert main(["replay", str(dep), str(tmp_path / "p1.csv"), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["readings"] == 600 * 5
+
+
+def test_a_bad_replay_section_names_the_deployment_file_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dep = deployment(tmp_path, {"p1": "pump"}, "replay:\n  time: {unit: hours}\n")
+    pump_rows(10).write_csv(tmp_path / "p1.csv")
+    assert main(["replay", str(dep), str(tmp_path / "p1.csv"), "--out", str(tmp_path / "o")]) == 2
+    assert f"{dep}: replay.time.unit" in capsys.readouterr().err
+
+
 # -- scoring ---------------------------------------------------------------------------------
 
 
