@@ -65,8 +65,10 @@ def test_the_guide_shows_the_example_files() -> None:
     shown = [yaml.safe_load(b) for b in _blocks("yaml")]
     profile = yaml.safe_load((EXAMPLE / "models" / "compressor.yaml").read_text())
     deployment = yaml.safe_load((EXAMPLE / "plant.yaml").read_text())
+    recorded = yaml.safe_load((EXAMPLE / "recorded.yaml").read_text())
     assert profile in shown
     assert deployment in shown
+    assert recorded in shown
 
 
 def test_the_guides_payloads_decode_for_their_twins() -> None:
