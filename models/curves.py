@@ -8,6 +8,8 @@ The constants of the bundled twin types live in their profiles, not here.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 #: Water density (kg/m3) and gravity (m/s2): pressure rise from head.
@@ -101,9 +103,44 @@ def centrifugal_efficiency_residual(
     return {"efficiency": eff, "residual": res}
 
 
+def head_loss_split(
+    flow: float,
+    suction: float,
+    discharge: float,
+    efficiency_residual: float,
+    *,
+    shutoff_head_m: float,
+    bep_flow: float,
+    bep_head_m: float,
+    loss_pct: float = 0.5,
+) -> dict[str, float]:
+    """A window-level model: the measured pressure rise against the quadratic head curve
+    (``head_residual_pct``, %), and the efficiency residual split by whether the head also
+    fell by more than ``loss_pct`` (``with_head_loss``: wear lowers both) or not
+    (``without_head_loss``: a sensor error lowers only the efficiency); 0 on the other side,
+    NaN when the head says nothing.
+
+    >>> out = head_loss_split(250.0, 1.0, 4.0, -0.05, shutoff_head_m=60, bep_flow=250,
+    ...                       bep_head_m=45)
+    >>> round(out["head_residual_pct"], 1), out["with_head_loss"], out["without_head_loss"]
+    (-32.0, -0.05, 0.0)
+    """
+    dp = discharge - suction
+    expected = float(quadratic_head_bar(flow, shutoff_head_m, bep_flow, bep_head_m))
+    head = 100.0 * (dp / expected - 1.0) if expected > 0.0 else math.nan
+    worn = head < -loss_pct
+    known = head == head
+    return {
+        "head_residual_pct": head,
+        "with_head_loss": efficiency_residual if worn else (0.0 if known else math.nan),
+        "without_head_loss": math.nan if not known else (0.0 if worn else efficiency_residual),
+    }
+
+
 __all__ = [
     "centrifugal_efficiency_residual",
     "cubic_power_curve",
+    "head_loss_split",
     "parabolic_efficiency",
     "power_curve_residual",
     "quadratic_head_bar",

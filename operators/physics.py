@@ -58,7 +58,8 @@ class ResidualModel:
         return {name: result[key] for key, name in self.outputs.items() if key in result}
 
 
-def _names(s: Section, key: str) -> dict[str, str]:
+def read_names(s: Section, key: str) -> dict[str, str]:
+    """A mapping of names to non-empty names (``inputs``, ``outputs``)."""
     part = s.section(key)
     out = {}
     for k, v in part.data.items():
@@ -68,7 +69,8 @@ def _names(s: Section, key: str) -> dict[str, str]:
     return out
 
 
-def _import(s: Section, path: str) -> Model:
+def import_model(s: Section, path: str) -> Model:
+    """The function at ``path`` (``package.module:function``); errors name ``model``."""
     if not IMPORT_PATH.match(path):
         raise s.fail("model", "an import path 'package.module:function'")
     module, _, name = path.partition(":")
@@ -87,23 +89,39 @@ def read_physics(s: Section) -> tuple[ResidualModel, ...]:
     out = []
     for name, raw in s.data.items():
         e = Section(raw, s.path(str(name)), s.file)
-        e.check_keys(MODEL)
-        function = _import(e, e.get(MODEL["model"]))
-        inputs, outputs = _names(e, "inputs"), _names(e, "outputs")
-        if not outputs:
-            raise e.error("outputs", " is required: result key -> derived signal name")
-        p = e.section("params")
-        params = {}
-        for k, v in p.data.items():
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise p.fail(str(k), "a number")
-            params[str(k)] = float(v)
-        try:
-            inspect.signature(function).bind(**dict.fromkeys(inputs), **params)
-        except TypeError as exc:
-            raise e.error("params", f": inputs and params do not fit the model: {exc}") from None
+        function, inputs, outputs, params = read_model(e, MODEL)
         out.append(ResidualModel(str(name), function, inputs, outputs, params))
     return tuple(out)
 
 
-__all__ = ["MODEL", "Model", "ResidualModel", "read_physics"]
+def read_model(
+    e: Section, schema: Schema
+) -> tuple[Model, dict[str, str], dict[str, str], dict[str, float]]:
+    """One model entry: its function, inputs, outputs and params, the call checked."""
+    e.check_keys(schema)
+    function = import_model(e, e.get(schema["model"]))
+    inputs, outputs = read_names(e, "inputs"), read_names(e, "outputs")
+    if not outputs:
+        raise e.error("outputs", " is required: result key -> derived name")
+    p = e.section("params")
+    params = {}
+    for k, v in p.data.items():
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise p.fail(str(k), "a number")
+        params[str(k)] = float(v)
+    try:
+        inspect.signature(function).bind(**dict.fromkeys(inputs), **params)
+    except TypeError as exc:
+        raise e.error("params", f": inputs and params do not fit the model: {exc}") from None
+    return function, inputs, outputs, params
+
+
+__all__ = [
+    "MODEL",
+    "Model",
+    "ResidualModel",
+    "import_model",
+    "read_model",
+    "read_names",
+    "read_physics",
+]

@@ -25,6 +25,7 @@ import yaml
 from twinflow.core.config import Flag, Number, OptionalText, Part, Schema, Section, Text
 from twinflow.core.errors import ConfigError
 from twinflow.operators.dtdl import is_dtmi
+from twinflow.operators.health_profile import HEALTH, read_health
 from twinflow.operators.physics import MODEL, read_physics
 from twinflow.operators.rulebook import (
     GENERIC,
@@ -278,6 +279,7 @@ SECTIONS: dict[str, ProfileSection] = {
         ProfileSection("generic", parsed("generic", read_generic), GENERIC),
         ProfileSection("reactions", parsed("reactions", read_reactions), REACTION),
         ProfileSection("physics", parsed("physics", read_physics), MODEL),
+        ProfileSection("health", parsed("health", read_health), HEALTH),
     )
 }
 #: Sections whose values become the core fields of :class:`Profile`.

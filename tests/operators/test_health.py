@@ -10,7 +10,9 @@ import pytest
 
 from twinflow.core.records import WindowFeatures
 from twinflow.core.times import utc
-from twinflow.operators.health import INDICATORS, PAIRS, DerivedFeatures, HealthTracker
+from twinflow.operators.catalog import CATALOG
+from twinflow.operators.health import DerivedFeatures, HealthTracker
+from twinflow.operators.health_profile import health_of
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00Z
 STEP = 300.0
@@ -53,7 +55,7 @@ def test_bpfo_ratio_and_residuals():
 
 
 def test_lagging_signal_is_judged_by_where_it_is_heading():
-    d = DerivedFeatures("motor", pairs=(PAIRS["motor"][0],), signals=())
+    d = DerivedFeatures("motor", references=("winding_temp",), signals=())
     base = {"load_pct.mean": 80.0, "winding_temp.slope": 0.0}
     for k in range(10):
         d.update(win(k, {**base, "winding_temp.mean": 87.0}))
@@ -63,7 +65,7 @@ def test_lagging_signal_is_judged_by_where_it_is_heading():
 
 
 def test_unseen_operating_point_is_not_judged():
-    d = DerivedFeatures("motor", pairs=(PAIRS["motor"][1],), signals=())
+    d = DerivedFeatures("motor", references=("current_a",), signals=())
     for k in range(10):
         d.update(win(k, {"load_pct.mean": 80.0, "current_a.mean": 172.0}))
     seen = d.update(win(10, {"load_pct.mean": 80.0, "current_a.mean": 180.0}))
@@ -73,7 +75,7 @@ def test_unseen_operating_point_is_not_judged():
 
 
 def test_curves_do_not_learn_from_anomalous_windows():
-    d = DerivedFeatures("motor", pairs=(PAIRS["motor"][1],), signals=())
+    d = DerivedFeatures("motor", references=("current_a",), signals=())
     for k in range(10):
         d.update(win(k, {"load_pct.mean": 80.0, "current_a.mean": 172.0}))
     before = [list(p) for p in d.curves["current_a"].points.values()]
@@ -83,7 +85,7 @@ def test_curves_do_not_learn_from_anomalous_windows():
 
 
 def test_flat_needs_a_history_of_movement():
-    d = DerivedFeatures("pump", pairs=())
+    d = DerivedFeatures("pump", references=())
     moving = {"flow_m3h.std": 0.8, "flow_m3h.mean": 250.0, "flow_m3h.min": 248.0,
               "flow_m3h.max": 252.0}  # fmt: skip
     still = {"flow_m3h.std": 0.0, "flow_m3h.mean": 250.0, "flow_m3h.min": 250.0,
@@ -98,7 +100,7 @@ def test_flat_needs_a_history_of_movement():
 
 
 def test_spikes():
-    d = DerivedFeatures("pump", pairs=())
+    d = DerivedFeatures("pump", references=())
     counts = {"flow_m3h": 300}
     calm = {"flow_m3h.std": 0.8, "flow_m3h.mean": 250.0, "flow_m3h.min": 247.6,
             "flow_m3h.max": 252.4}  # fmt: skip
@@ -111,19 +113,19 @@ def test_spikes():
 
 
 def test_pump_head_split():
-    from twinflow.models.physics import differential_pressure_bar, pump_head_m
+    from twinflow.models.curves import quadratic_head_bar
 
-    dp = float(differential_pressure_bar(pump_head_m(250.0)))
+    dp = float(quadratic_head_bar(250.0, 60.0, 250.0, 45.0))  # the pump profile's head curve
     f = {"flow_m3h.mean": 250.0, "suction_bar.mean": 1.5, "flow_setpoint_m3h.mean": 245.0,
          "efficiency_residual.mean": -0.05}  # fmt: skip
-    worn = DerivedFeatures("pump", pairs=()).update(
+    worn = DerivedFeatures("pump", references=()).update(
         win(0, {**f, "discharge_bar.mean": 1.5 + 0.95 * dp}, "pump")
     )
     assert worn["head_residual_pct"] == pytest.approx(-5.0)
     assert worn["efficiency_residual.with_head_loss"] == -0.05
     assert worn["efficiency_residual.without_head_loss"] == 0.0
     assert worn["flow_m3h.setpoint_error"] == pytest.approx(5.0)
-    meter = DerivedFeatures("pump", pairs=()).update(
+    meter = DerivedFeatures("pump", references=()).update(
         win(0, {**f, "discharge_bar.mean": 1.5 + dp}, "pump")
     )
     assert meter["efficiency_residual.without_head_loss"] == -0.05
@@ -167,7 +169,8 @@ def test_worst_indicator_wins():
 def test_unknown_type_and_empty_windows():
     assert HealthTracker("x", "conveyor").update(win(0, {}, "conveyor")) is None
     assert HealthTracker("m", "motor").update(win(0, {})) is None
-    assert set(INDICATORS) == {"motor", "wind_turbine", "pump"}
+    with_rul = {k.name for k in CATALOG.values() if health_of(k).indicators}
+    assert with_rul == {"motor", "wind_turbine", "pump"}
 
 
 def test_state_is_small_and_picklable():

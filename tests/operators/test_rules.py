@@ -147,9 +147,9 @@ def test_default_turbine_and_pump_rules():
     got = [a.diagnosis for k in range(2) for a in t.evaluate(win(k, under, "wind_turbine"))]
     assert got == ["underperformance"]
     p = AlarmTracker("p-1", "pump")
-    from twinflow.models.physics import differential_pressure_bar, pump_head_m
+    from twinflow.models.curves import quadratic_head_bar
 
-    dp = float(differential_pressure_bar(pump_head_m(250.0)))
+    dp = float(quadratic_head_bar(250.0, 60.0, 250.0, 45.0))  # the pump profile's head curve
     worn = {"flow_m3h.mean": 250.0, "flow_setpoint_m3h.mean": 250.0, "suction_bar.mean": 1.5,
             "discharge_bar.mean": 1.5 + 0.96 * dp, "efficiency_residual.mean": -0.05}  # fmt: skip
     got = [a.diagnosis for k in range(2) for a in p.evaluate(win(k, worn, "pump"))]
