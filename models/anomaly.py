@@ -4,14 +4,14 @@
 deviation from what the twin showed while healthy. It is built on River's online
 ``preprocessing.StandardScaler`` (Welford mean/variance per feature) and reads its state to
 score. Why not ``HalfSpaceTrees``/``LODA``: with ~50 features and only ~24 warm-up windows,
-(1) random half-space splits dilute a fault that moves two or three features (a hot winding,
-a BPFO tone) among dozens of quiet ones, (2) HST scores nothing until a whole reference
+(1) random half-space splits dilute a fault that moves two or three features (a hot
+bearing, a defect tone) among dozens of quiet ones, (2) HST scores nothing until a whole reference
 window of observations has passed, and its [0, 1] score does not suit a multiplicative
 margin, and (3) HST with 5 trees of height 4 already pickles to ~10 KB per twin (46 KB with
 10 trees of height 6), against ~3 KB here. A max-|z| score also says *which* feature
 deviates, which :meth:`WindowAnomalyDetector.explain` returns.
 
-:class:`ReferenceCurve` learns a healthy relation ``signal ≈ f(driver)`` (e.g. winding
+:class:`ReferenceCurve` learns a healthy relation ``signal ≈ f(driver)`` (e.g. a
 temperature against load) as a binned curve, so a residual can be judged at any operating
 point the twin has visited.
 """

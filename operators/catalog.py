@@ -308,15 +308,6 @@ def load_catalogue(folders: Sequence[Path | str] = (), *, bundled: bool = True) 
 CATALOG: Catalogue = Catalogue(
     build_types(parse_files([TYPES_DIR]), bundled_profiles()), (TYPES_DIR,)
 )
-WIND_TURBINE = CATALOG["wind_turbine"]
-PUMP = CATALOG["pump"]
-MOTOR = CATALOG["motor"]
-
-#: Shaft speed of the simulated motor at nominal load (Hz) and its bearing's defect
-#: frequencies, as the bundled motor profile declares them (the simulator's physics uses them).
-MOTOR_SHAFT_HZ = MOTOR.fault_frequencies["shaft"]
-BPFO_HZ = MOTOR.fault_frequencies["bpfo"]  # outer-race defect frequency
-BPFI_HZ = MOTOR.fault_frequencies["bpfi"]  # inner-race defect frequency
 
 
 def twin_type(name: str) -> TwinType:
@@ -325,16 +316,10 @@ def twin_type(name: str) -> TwinType:
 
 
 __all__ = [
-    "BPFI_HZ",
-    "BPFO_HZ",
     "CATALOG",
-    "MOTOR",
-    "MOTOR_SHAFT_HZ",
-    "PUMP",
     "SIGNAL_SCHEMAS",
     "TYPES_DIR",
     "UNIT_SYMBOLS",
-    "WIND_TURBINE",
     "ActuatorSpec",
     "Catalogue",
     "PropertySpec",

@@ -100,13 +100,14 @@ class CommandBook:
     """The command lifecycle of one twin of type ``twin_type``; ``now`` is epoch seconds.
 
     >>> from datetime import UTC, datetime
-    >>> from twinflow.operators.catalog import PUMP
-    >>> book = CommandBook(PUMP)
+    >>> from twinflow.operators.catalog import ActuatorSpec, TwinType
+    >>> fan = TwinType("fan", (), (ActuatorSpec("set_speed", {"rpm": (200.0, 1500.0)}),))
+    >>> book = CommandBook(fan)
     >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    >>> cmd = Command("c1", "P1", "pump", "set_flow", {"m3h": 900.0}, t0,
+    >>> cmd = Command("c1", "F1", "fan", "set_speed", {"rpm": 2000.0}, t0,
     ...               utc(t0.timestamp() + 60), "test")
     >>> [(c.status.value, c.detail) for c in book.submit(cmd, t0.timestamp())]
-    [('rejected', 'set_flow: m3h=900 is outside [20, 400]')]
+    [('rejected', 'set_speed: rpm=2000 is outside [200, 1500]')]
     """
 
     twin_type: TwinType

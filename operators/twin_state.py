@@ -82,20 +82,25 @@ class TwinStateTracker:
     rejection, not the twin state. A state is also published when a property's
     ``reported_version`` or ``in_sync`` changes.
 
-    >>> from twinflow.operators.catalog import PUMP
-    >>> tracker = TwinStateTracker("P1", PUMP)
-    >>> names = [s.name for s in PUMP.signals]
-    >>> frame = TelemetryFrame("P1", "pump", np.array([0.0, 1.0]),
-    ...                        {n: np.array([1.0, np.nan]) for n in names})
+    >>> from twinflow.operators.catalog import ActuatorSpec, PropertySpec, SignalSpec
+    >>> fan = TwinType("fan", (SignalSpec("speed_rpm", "rpm", 0, 1500),
+    ...                        SignalSpec("speed_setpoint_rpm", "rpm", 0, 1500)),
+    ...                (ActuatorSpec("set_speed", {"rpm": (200.0, 1500.0)}),),
+    ...                properties=(PropertySpec("speed_setpoint", "rpm", 200, 1500,
+    ...                                         command="set_speed", param="rpm",
+    ...                                         reported_signal="speed_setpoint_rpm"),))
+    >>> tracker = TwinStateTracker("F1", fan)
+    >>> frame = TelemetryFrame("F1", "fan", np.array([0.0, 1.0]),
+    ...                        {s.name: np.array([1.0, np.nan]) for s in fan.signals})
     >>> [s.status.value for s in tracker.update(frame)]
     ['synchronized']
-    >>> late = TelemetryFrame("P1", "pump", np.array([60.0]), {"flow_m3h": np.array([2.0])})
-    >>> [(s.status.value, s.signals["flow_m3h"].value) for s in tracker.update(late)]
+    >>> late = TelemetryFrame("F1", "fan", np.array([60.0]), {"speed_rpm": np.array([2.0])})
+    >>> [(s.status.value, s.signals["speed_rpm"].value) for s in tracker.update(late)]
     [('stale', 2.0)]
     >>> from datetime import UTC, datetime
     >>> at = datetime(2026, 1, 1, tzinfo=UTC)
-    >>> change = DesiredChange("P1", "pump", "flow_setpoint", 250.0, at, "r1", at)
-    >>> p = tracker.update(change)[0].properties["flow_setpoint"]
+    >>> change = DesiredChange("F1", "fan", "speed_setpoint", 250.0, at, "r1", at)
+    >>> p = tracker.update(change)[0].properties["speed_setpoint"]
     >>> p.desired, p.desired_version, p.reported, p.reported_version, p.in_sync
     (250.0, 1, 1.0, 1, False)
     """

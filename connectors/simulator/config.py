@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from twinflow.connectors.simulator.types import BPFO_HZ, MOTOR
 from twinflow.core.config import Field, Number, Whole, check_value
 from twinflow.core.errors import ConfigError
-from twinflow.operators.catalog import BPFO_HZ, MOTOR
 
 #: Default start of simulated time: 2026-01-01T00:00Z.
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)

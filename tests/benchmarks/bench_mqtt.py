@@ -39,8 +39,8 @@ from paho.mqtt.properties import Properties
 from tests.services.mosquitto import Mosquitto
 from twinflow.connectors.bindings import MqttBinding, MqttSettings
 from twinflow.connectors.mqtt import MqttSource
+from twinflow.connectors.simulator.types import PUMP
 from twinflow.core.records import TelemetryFrame
-from twinflow.operators.catalog import PUMP
 
 RECEIVE_MAXIMUM = 20_000
 

@@ -59,6 +59,7 @@ from twinflow.connectors.kafka import (
     twin_state_sink,
 )
 from twinflow.connectors.kafka.command_requests import command_id_for
+from twinflow.connectors.simulator.types import PUMP
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import (
     Alert,
@@ -77,7 +78,6 @@ from twinflow.core.records import (
     TelemetryFrame,
     TwinState,
 )
-from twinflow.operators.catalog import PUMP
 from twinflow.operators.command_book import CommandBook
 from twinflow.operators.pipeline import check_item
 from twinflow.operators.validate import Validator

@@ -20,6 +20,12 @@ from twinflow.connectors.simulator.badmessages import BAD_KINDS, bad_message
 from twinflow.connectors.simulator.dynamics import ar1, severity
 from twinflow.connectors.simulator.faults import MACHINE_KINDS, SENSOR_KINDS
 from twinflow.connectors.simulator.machines import Motor, Pump, Turbine
+from twinflow.connectors.simulator.machines.physics import (
+    pump_measured_efficiency,
+    pump_nominal_efficiency,
+    turbine_expected_power,
+)
+from twinflow.connectors.simulator.types import BPFO_HZ
 from twinflow.connectors.simulator.wire import MAX_MESSAGE_BYTES
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import (
@@ -31,12 +37,7 @@ from twinflow.core.records import (
     WaveformFrame,
 )
 from twinflow.core.times import utc
-from twinflow.models.physics import (
-    pump_measured_efficiency,
-    pump_nominal_efficiency,
-    turbine_expected_power,
-)
-from twinflow.operators.catalog import BPFO_HZ, CATALOG
+from twinflow.operators.catalog import CATALOG
 
 T0 = PlantConfig(n_twins=1, duration_s=60, seed=0).start_epoch
 ALL_KINDS = set(MACHINE_KINDS) | set(SENSOR_KINDS)

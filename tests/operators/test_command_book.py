@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from twinflow.connectors.simulator.types import MOTOR, PUMP, WIND_TURBINE
 from twinflow.core.records import (
     TERMINAL_COMMAND_STATUSES,
     Command,
@@ -21,7 +22,6 @@ from twinflow.core.records import (
     TwinState,
 )
 from twinflow.core.times import utc
-from twinflow.operators.catalog import MOTOR, PUMP, WIND_TURBINE
 from twinflow.operators.command_book import CommandBook, CommandSettings, desired_command_id
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)

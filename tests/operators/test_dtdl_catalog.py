@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from twinflow.connectors.simulator.types import BPFO_HZ, MOTOR, PUMP, WIND_TURBINE
 from twinflow.core.errors import ConfigError, ValidationError
 from twinflow.operators import catalog
 from twinflow.operators.catalog import (
     CATALOG,
-    MOTOR,
-    PUMP,
-    WIND_TURBINE,
     PropertySpec,
     build_catalog,
 )
@@ -76,7 +74,7 @@ def test_built_types_equal_the_hand_written_ones(name: str) -> None:
 def test_waveform_faults_and_bands_kept() -> None:
     v = MOTOR.signal("vibration")
     assert (v.rate_hz, v.waveform, v.burst_interval_s) == (8192.0, True, 60.0)
-    assert MOTOR.fault_frequencies["bpfo"] == pytest.approx(catalog.BPFO_HZ)
+    assert MOTOR.fault_frequencies["bpfo"] == pytest.approx(BPFO_HZ)
     assert MOTOR.bands == ((0.0, 50.0), (50.0, 200.0), (200.0, 1000.0), (1000.0, 4096.0))
 
 

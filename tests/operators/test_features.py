@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.operators.oracle import numpy_stats
-from twinflow.operators.catalog import MOTOR
+from twinflow.connectors.simulator.types import MOTOR
 from twinflow.operators.features import Moments, band_name, moments_rows, spectrum_features
 
 T0 = 1_700_000_000.0

@@ -16,13 +16,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from twinflow.connectors.simulator.types import MOTOR, PUMP
 from twinflow.core.errors import ConfigError, DecodeError
 from twinflow.core.records import DeadLetter, RawMessage, TelemetryFrame
 from twinflow.core.times import utc
 from twinflow.operators.catalog import (
     CATALOG,
-    MOTOR,
-    PUMP,
     SignalSpec,
     TwinType,
     build_catalog,

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from twinflow.connectors.simulator.types import MOTOR, PUMP, WIND_TURBINE
 from twinflow.core.errors import ConfigError, TwinflowError
-from twinflow.operators.catalog import MOTOR, PUMP, WIND_TURBINE, RelationshipSpec
+from twinflow.operators.catalog import RelationshipSpec
 from twinflow.operators.registry import (
     COMPONENT_OF,
     PART_OF,

@@ -7,14 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twinflow.core.records import TelemetryFrame
-from twinflow.models.physics import (
+from twinflow.connectors.simulator.machines.physics import (
     differential_pressure_bar,
     pump_current_a,
     pump_head_m,
     pump_nominal_efficiency,
     turbine_expected_power,
 )
+from twinflow.core.records import TelemetryFrame
 from twinflow.operators.residuals import add_residuals
 
 

@@ -8,10 +8,10 @@ import pickle
 import numpy as np
 import pytest
 
+from twinflow.connectors.simulator.types import MOTOR, PUMP
 from twinflow.core.errors import ValidationError
 from twinflow.core.records import Quality, SyncStatus, TelemetryFrame, TwinState, WaveformFrame
 from twinflow.core.times import utc
-from twinflow.operators.catalog import MOTOR, PUMP
 from twinflow.operators.twin_state import TwinStateTracker
 
 T0 = 1_700_000_000.0

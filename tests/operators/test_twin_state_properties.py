@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from twinflow.connectors.simulator.types import MOTOR, PUMP, WIND_TURBINE
 from twinflow.core.errors import ValidationError
 from twinflow.core.records import (
     DesiredChange,
@@ -24,7 +25,7 @@ from twinflow.core.records import (
 )
 from twinflow.core.times import utc
 from twinflow.flows.steps import new_state_tracker
-from twinflow.operators.catalog import MOTOR, PUMP, WIND_TURBINE, PropertySpec
+from twinflow.operators.catalog import PropertySpec
 from twinflow.operators.twin_state import TwinStateTracker
 
 T0 = 1_700_000_000.0

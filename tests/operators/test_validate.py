@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from twinflow.connectors.simulator.types import MOTOR, PUMP
 from twinflow.core.errors import DecodeError
 from twinflow.core.records import DeadLetter, RawMessage, TelemetryFrame, WaveformFrame
 from twinflow.core.times import utc
-from twinflow.operators.catalog import CATALOG, MOTOR, PUMP
+from twinflow.operators.catalog import CATALOG
 from twinflow.operators.validate import Validator, dead_letter_for
 
 NOW = 1_700_000_000.0

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.operators.oracle import numpy_stats
+from twinflow.connectors.simulator.types import MOTOR, PUMP
 from twinflow.core.errors import ConfigError, ValidationError
 from twinflow.core.records import TelemetryFrame, WaveformFrame, WindowFeatures
 from twinflow.core.times import utc
-from twinflow.operators.catalog import MOTOR, PUMP
 from twinflow.operators.features import spectrum_features
 from twinflow.operators.windows import WindowAggregator
 

@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from twinflow.connectors.simulator.dynamics import lag, ou
-from twinflow.models.physics import (
+from twinflow.connectors.simulator.machines.physics import (
     differential_pressure_bar,
     pump_current_a,
     pump_head_m,

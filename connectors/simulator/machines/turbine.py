@@ -21,7 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from twinflow.connectors.simulator.dynamics import daily, lag, ou
-from twinflow.models.physics import (
+from twinflow.connectors.simulator.machines.physics import (
     CUT_IN_MS,
     CUT_OUT_MS,
     RATED_KW,

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from twinflow.operators.catalog import BPFO_HZ, MOTOR_SHAFT_HZ
+from twinflow.connectors.simulator.types import BPFO_HZ, MOTOR_SHAFT_HZ
 
 SHAFT_G = 0.5
 NOISE_G = 0.15
