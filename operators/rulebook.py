@@ -209,11 +209,12 @@ def _rule(name: str, e: Section) -> list[Rule]:
 # -- generic: --------------------------------------------------------------------------------
 
 #: The generic rules every type gets, by the name ``generic.disable`` lists.
-GENERIC_RULES = ("stuck", "dropout", "spikes", "anomaly")
+GENERIC_RULES = ("stuck", "dropout", "spikes", "range", "anomaly")
 
 GENERIC = Schema(
     "generic",
-    "The generic rules every type gets: stuck, dropout, spikes and sustained anomaly.",
+    "The generic rules every type gets: stuck, dropout, spikes, declared-range violation "
+    "and sustained anomaly.",
     (
         Names("commanded", "Signals that carry commanded values, not measurements: no "
               "sensor rules.", what="signal names"),
@@ -228,6 +229,9 @@ GENERIC = Schema(
                3.0, low=1, finite=True),
         Number("explain_proximity", "How close (0 = clear level, 1 = threshold) a rule's "
                "feature must be to explain an anomaly.", 0.7, low=0, finite=True),
+        Number("out_of_range", "Share of a window's readings of a signal outside its "
+               "declared range that raises a range alert (it clears below a tenth of it).",
+               0.01, above=0, high=1, finite=True),
     ),
 )  # fmt: skip
 
@@ -242,6 +246,7 @@ class GenericRules:
     anomaly_alert: bool | None = None
     anomaly_windows: float = 3.0
     explain_proximity: float = 0.7
+    out_of_range: float = 0.01
 
 
 _DEFAULT_GENERIC = GenericRules()
@@ -275,6 +280,7 @@ def read_generic(s: Section) -> GenericRules:
         anomaly_alert=alert,
         anomaly_windows=s.get(GENERIC["anomaly_windows"]),
         explain_proximity=s.get(GENERIC["explain_proximity"]),
+        out_of_range=s.get(GENERIC["out_of_range"]),
     )
 
 

@@ -18,10 +18,13 @@ feature (comparison)             T / C            raise    diagnosis
 ``S.flat`` (above): stuck        0.5 / 0.5        10 min   sensor_fault
 ``S.missing`` (above): dropout   0.2 / 0.02       at once  sensor_fault (non-optional ``S``)
 ``S.spike_pct`` (above): spikes  15 / 1 % range   at once  sensor_fault (scalar ``S``)
+``S.out_of_range`` (above)       R / R/10         at once  sensor_fault (declared range)
 ``anomaly.run`` (above)          windows - 0.5    at once  from evidence
 ===============================  ===============  =======  ================================
 
-Clearing takes 30 min for these intermittent symptoms (10 min for stuck).
+``R`` is ``generic.out_of_range`` (default 0.01: 1 % of a window's readings outside the
+signal's declared range). Clearing takes 30 min for these intermittent symptoms (10 min for
+stuck).
 
 The anomaly rule raises with evidence: when some other rule's feature is past its clear
 level toward its threshold (proximity >= ``explain_proximity``), the alarm takes that rule's
@@ -40,7 +43,7 @@ from typing import Any
 
 from twinflow.core.records import Alert, AlertState, WindowFeatures
 from twinflow.core.times import epoch, utc
-from twinflow.operators.catalog import CATALOG, TwinType
+from twinflow.operators.catalog import CATALOG, SignalSpec, TwinType
 from twinflow.operators.health import DerivedFeatures
 from twinflow.operators.rulebook import GenericRules, Rule, generic_of, section_of
 
@@ -79,12 +82,24 @@ def _generic_rules(kind: TwinType, g: GenericRules) -> tuple[Rule, ...]:
                 Rule(f"{name}_spikes", f"{name}.spike_pct", "above", 15.0, 0.0, 1.0, 1800.0,
                      diagnosis="sensor_fault", description=f"{name} shows spikes")
             )  # fmt: skip
+    if "range" not in g.disable:
+        rules.extend(_range_rule(s, g.out_of_range) for s in measured)
     if "anomaly" not in g.disable:
         rules.append(
             Rule("anomaly", "anomaly.run", "above", g.anomaly_windows - 0.5, 0.0, 0.5, 1800.0,
                  explain=True, description="anomalous windows in a row")
         )  # fmt: skip
     return tuple(rules)
+
+
+def _range_rule(s: SignalSpec, share: float) -> Rule:
+    """Declared-range violation: more than ``share`` of a window's readings of ``s`` were
+    outside ``[low, high]`` (refused by validation); clears below a tenth of it."""
+    return Rule(
+        f"{s.name}_out_of_range", f"{s.name}.out_of_range", "above", share, 0.0, share / 10,
+        1800.0, diagnosis="sensor_fault",
+        description=f"{s.name} reads outside its declared range [{s.low:g}, {s.high:g}]",
+    )  # fmt: skip
 
 
 #: Built rule sets by the identity of their type (kept alive here, so ids stay unique).

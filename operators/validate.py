@@ -5,8 +5,10 @@ shapes) is rejected with one dead letter. A signal the device declares in a unit
 its model's (see :attr:`TelemetryFrame.units`) is dropped from the frame with one dead
 letter. Values that are not valid for the signal's DTDL schema (a fraction for an
 ``integer``, 2 for a ``boolean``) or that lie outside its physical range are replaced by
-NaN (a dropout) and reported in one dead letter per signal and kind, so the rest of the
-frame still flows. All value checks are a few numpy reductions per signal.
+NaN and reported in one dead letter per signal and kind, so the rest of the frame still
+flows; the readings refused for their range are marked on the frame
+(:attr:`TelemetryFrame.out_of_range`), so windows can tell them from dropouts. All value
+checks are a few numpy reductions per signal.
 
 Every dead letter carries the event time of the data it is about and a reason free of
 wall-clock numbers, so a replay after recovery yields the identical dead letter.
@@ -65,15 +67,16 @@ class Validator:
     reference clock (wall time for real sources, the simulator's clock for the simulated
     plant) that bounds how far in the future or past a frame's times may lie.
 
-    >>> from twinflow.core.records import TelemetryFrame
-    >>> v = Validator(twins={"P1": "pump"})
-    >>> frame = TelemetryFrame("P1", "pump", np.array([100.0, 101.0]),
-    ...                        {"flow_m3h": np.array([250.0, 9999.0])})
+    >>> from twinflow.operators.twin_type import SignalSpec
+    >>> tank = TwinType("tank", (SignalSpec("level", "m", 0, 10),))
+    >>> v = Validator({"tank": tank}, twins={"T1": "tank"})
+    >>> frame = TelemetryFrame("T1", "tank", np.array([100.0, 101.0]),
+    ...                        {"level": np.array([2.5, 99.0])})
     >>> ok, dead = v.validate(frame, now=101.0)
-    >>> ok.signals["flow_m3h"].tolist(), dead[0].readings
-    ([250.0, nan], 1)
-    >>> v.validate(TelemetryFrame("P9", "pump", frame.times, frame.signals), now=101.0)[1][0].reason
-    "twin 'P9' is not registered; add it to the deployment's twins (known: P1)"
+    >>> ok.signals["level"].tolist(), ok.out_of_range["level"].tolist(), dead[0].readings
+    ([2.5, nan], [False, True], 1)
+    >>> v.validate(TelemetryFrame("T9", "tank", frame.times, frame.signals), now=101.0)[1][0].reason
+    "twin 'T9' is not registered; add it to the deployment's twins (known: T1)"
     """
 
     def __init__(
@@ -178,9 +181,15 @@ class Validator:
             return frame, dead
         clean = dict(zip(signals, arrays, strict=True))
         names = list(clean)
+        refused: dict[str, np.ndarray] = {}
         for i in np.flatnonzero(suspect).tolist():
             name = names[i]
-            clean[name] = self._clamp(frame, name, specs[name], times, arrays[i], now, dead)
+            clean[name] = self._clamp(
+                frame, name, specs[name], times, arrays[i], now, dead, refused
+            )
+        if refused:  # the windows count them apart from dropouts
+            out = dataclasses.replace(frame, times=times, signals=clean, out_of_range=refused)
+            return out, dead
         return dataclasses.replace(frame, times=times, signals=clean), dead
 
     def _layout(self, kind: str, names: tuple[str, ...], specs: dict[str, SignalSpec]) -> _Layout:
@@ -293,9 +302,12 @@ class Validator:
         self._check_span(twin, float(start), float(start + (samples.size - 1) / rate), now)
         dead: list[DeadLetter] = []
         times = _LazyTimes(float(start), float(rate))
-        fixed = self._clamp(frame, frame.signal, spec, times, samples, now, dead)
+        refused: dict[str, np.ndarray] = {}
+        fixed = self._clamp(frame, frame.signal, spec, times, samples, now, dead, refused)
         if fixed is not frame.samples:
-            frame = dataclasses.replace(frame, samples=fixed)
+            ranged = refused.get(frame.signal)
+            count = int(np.count_nonzero(ranged)) if ranged is not None else 0
+            frame = dataclasses.replace(frame, samples=fixed, out_of_range=count)
         return frame, dead
 
     def _check_twin(self, frame: Frame) -> dict[str, SignalSpec]:
@@ -348,9 +360,11 @@ class Validator:
         values: np.ndarray,
         now: float,
         dead: list[DeadLetter],
+        refused: dict[str, np.ndarray],
     ) -> np.ndarray:
         """``values`` with readings invalid for the schema or out of range set to NaN (a copy
-        only if any were), with one dead letter for each of the two kinds found."""
+        only if any were), with one dead letter for each of the two kinds found; the mask of
+        the readings out of range goes to ``refused[name]``."""
         lo, hi = _limits(spec)
         schema_bad = _schema_violations(spec.schema, values)
         if schema_bad is None:
@@ -389,6 +403,7 @@ class Validator:
                     {"unit": spec.unit, "range": [lo, hi]},
                 )
             )
+            refused[name] = range_bad
         out = values.copy()
         out[bad] = np.nan
         return out

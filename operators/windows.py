@@ -4,9 +4,11 @@ Windows are ``[k × length_s, (k + 1) × length_s)`` in epoch seconds. A frame's
 split at window boundaries with ``np.searchsorted`` and each part is folded into the
 window's per-signal :class:`~twinflow.operators.features.Moments`; a waveform burst goes to the
 window of its start time, adding to the moments and to running sums of its spectrum
-features. The watermark trails the newest event time by ``lateness_s``; windows that end at
-or before it are emitted. Readings that arrive for an already closed window are late: they
-are counted and returned as dead letters, never dropped silently.
+features; readings validation refused for their declared range are counted apart from
+dropouts (``<signal>.out_of_range``). The watermark trails the newest event time by
+``lateness_s``; windows that end at or before it are emitted. Readings that arrive for an
+already closed window are late: they are counted and returned as dead letters, never
+dropped silently.
 
 State is the open windows (at most ``lateness_s / length_s + 2`` of them), each a few
 accumulators per signal, so it stays bounded however long the stream runs.
@@ -27,14 +29,19 @@ from twinflow.operators.features import Moments, batch_stats, spectrum_features
 
 
 class _Window:
-    """Accumulators of one open window: moments per signal, spectrum sums per waveform."""
+    """Accumulators of one open window: moments per signal, spectrum sums per waveform, and
+    readings refused for their declared range per signal."""
 
-    __slots__ = ("bursts", "moments", "spectra")
+    __slots__ = ("bursts", "moments", "refused", "spectra")
 
     def __init__(self) -> None:
         self.moments: dict[str, Moments] = {}
         self.spectra: dict[str, dict[str, float]] = {}
         self.bursts: dict[str, int] = {}
+        self.refused: dict[str, int] = {}
+
+    def refuse(self, name: str, count: int) -> None:
+        self.refused[name] = self.refused.get(name, 0) + count
 
     def fold(self, name: str, row: list[float]) -> None:
         acc = self.moments.get(name)
@@ -52,20 +59,32 @@ class _Window:
 class WindowAggregator:
     """Tumbling event-time windows of one twin, with a bounded wait for late data.
 
-    >>> from twinflow.operators.catalog import PUMP
-    >>> agg = WindowAggregator("P1", PUMP, length_s=60.0, lateness_s=10.0)
-    >>> frame = TelemetryFrame("P1", "pump", np.arange(0.0, 80.0, 10.0),
-    ...                        {"flow_m3h": np.arange(8.0)})
+    >>> from twinflow.operators.twin_type import SignalSpec, TwinType
+    >>> tank = TwinType("tank", (SignalSpec("level", "m", 0, 10), SignalSpec("temp", "C", 0, 90)))
+    >>> agg = WindowAggregator("T1", tank, length_s=60.0, lateness_s=10.0)
+    >>> frame = TelemetryFrame("T1", "tank", np.arange(0.0, 80.0, 10.0),
+    ...                        {"level": np.arange(8.0)})
     >>> windows, dead = agg.add(frame)
-    >>> [(w.start.isoformat(), w.features["flow_m3h.mean"]) for w in windows]
+    >>> [(w.start.isoformat(), w.features["level.mean"]) for w in windows]
     [('1970-01-01T00:00:00+00:00', 2.5)]
-    >>> windows[0].features["suction_bar.missing"], windows[0].counts["flow_m3h"]
+    >>> windows[0].features["temp.missing"], windows[0].counts["level"]
     (1.0, 6)
-    >>> late = TelemetryFrame("P1", "pump", np.array([30.0]), {"flow_m3h": np.array([1.0])})
+    >>> late = TelemetryFrame("T1", "tank", np.array([30.0]), {"level": np.array([1.0])})
     >>> agg.add(late)[1][0].reason.split(":")[0]
     'late by 40 s'
     >>> [(w.end.isoformat(), w.late) for w in agg.flush()]
     [('1970-01-01T00:02:00+00:00', 1)]
+
+    Readings validation refused for their declared range (``out_of_range``, now NaN) are
+    their own feature, not a dropout:
+
+    >>> refused = np.array([False, True, False, False])
+    >>> _ = agg.add(TelemetryFrame("T1", "tank", np.arange(180.0, 220.0, 10.0),
+    ...                            {"level": np.array([1.0, np.nan, 2.0, np.nan])},
+    ...                            out_of_range={"level": refused}))
+    >>> (w,) = agg.flush()
+    >>> w.features["level.out_of_range"], w.features["level.missing"]
+    (0.25, 0.25)
     """
 
     def __init__(
@@ -177,6 +196,7 @@ class WindowAggregator:
             )
         if cut:
             values = values[:, cut:]
+        refused = frame.out_of_range
         first, last = self._index(float(times[0])), self._index(float(times[-1]))
         if first == last:
             parts = [(first, 0, times.size)]
@@ -192,6 +212,10 @@ class WindowAggregator:
             rows = batch_stats(times[a:b] - k * self.length_s, values[:, a:b])
             for name, row in zip(names, rows, strict=True):
                 win.fold(name, row)
+            for name, mask in refused.items():
+                count = int(np.count_nonzero(mask[cut + a : cut + b]))
+                if count:
+                    win.refuse(name, count)
         self._newest = max(self._newest, float(times[-1]))
 
     def _add_waveform(self, frame: WaveformFrame, dead: list[DeadLetter]) -> None:
@@ -208,6 +232,8 @@ class WindowAggregator:
         win = self._window(k)
         times = (start - k * self.length_s) + np.arange(n) / rate
         win.fold(frame.signal, batch_stats(times, samples[None, :])[0])
+        if frame.out_of_range:
+            win.refuse(frame.signal, frame.out_of_range)
         spectrum = spectrum_features(
             samples, rate, self.twin_type.bands, self.twin_type.fault_frequencies
         )
@@ -273,8 +299,14 @@ class WindowAggregator:
                 features[f"{name}.missing"] = 1.0
                 counts[name] = 0
                 continue
-            for stat, value in acc.stats().items():
+            stats = acc.stats()
+            slots = acc.count + acc.missing
+            refused = win.refused.get(name, 0)
+            if refused:  # refused readings are NaN now, but they did come
+                stats["missing"] = (acc.missing - refused) / slots
+            for stat, value in stats.items():
                 features[f"{name}.{stat}"] = value
+            features[f"{name}.out_of_range"] = refused / slots if slots else 0.0
             counts[name] = acc.count
             bursts = win.bursts.get(name)
             if bursts:

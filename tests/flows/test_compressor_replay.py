@@ -140,3 +140,28 @@ def test_the_guide_shows_this_replay(replayed: tuple[Path, datetime, str]) -> No
         assert message.split(";")[0] in alert["message"]
     summary_line = next(line for line in printed.splitlines() if "events" in line)
     assert summary_line in guide
+
+
+def test_a_sensor_reading_past_its_declared_range_is_a_range_alert_not_a_dropout(
+    tmp_path: Path,
+) -> None:
+    """Through the flow: comp-1's pressure transmitter saturates at 19.9 bar (its declared
+    range is [0, 16]) for 20 minutes; the generic range rule raises, dropout does not."""
+    n = 3 * 3600
+    times = np.datetime64(START.replace(tzinfo=None), "ms") + np.arange(n) * np.timedelta64(1, "s")
+    values = compressor(seed=5, n=n)
+    broken = (np.arange(n) >= 3600) & (np.arange(n) < 4800)
+    values["discharge_pressure"] = np.where(broken, 19.9, values["discharge_pressure"])
+    pl.DataFrame({"time": times, **values}).with_columns(
+        pl.col("time").dt.strftime("%Y-%m-%d %H:%M:%S")
+    ).write_csv(tmp_path / "comp-1.csv", float_precision=2)
+    out = tmp_path / "out"
+    argv = ["replay", str(EXAMPLE / "recorded.yaml"), str(tmp_path / "comp-1.csv")]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main([*argv, "--out", str(out), "--tz", "UTC", "--quiet"]) == 0
+    alerts = read_jsonl(out / "alerts.jsonl")
+    raised = [(a["rule"], a["diagnosis"], a["time"]) for a in alerts if a["state"] == "raised"]
+    assert raised[0] == ("discharge_pressure_out_of_range", "sensor_fault", "2026-03-02T07:05:00Z")
+    assert not any("dropout" in rule for rule, _, _ in raised)
+    cleared = [a for a in alerts if a["state"] == "cleared"]
+    assert [a["rule"] for a in cleared] == ["discharge_pressure_out_of_range"]

@@ -97,6 +97,8 @@ class TelemetryFrame:
     ``units`` holds the unit a device declared for a signal (a DTDL unit name such as
     ``cubicMetrePerHour`` or twinflow's symbol such as ``m3/h``); validation checks it
     against the model. A missing entry means "not declared" (no check).
+    ``out_of_range`` is set by validation: for a signal some of whose readings lay outside
+    its declared range (and are now NaN), a boolean mask of those readings.
     """
 
     twin_id: str
@@ -106,6 +108,7 @@ class TelemetryFrame:
     quality: Mapping[str, Quality] = field(default_factory=_empty)
     source: str = "simulator"
     units: Mapping[str, str] = field(default_factory=_empty)
+    out_of_range: Mapping[str, np.ndarray] = field(default_factory=_empty)
 
     @property
     def readings(self) -> int:
@@ -123,7 +126,10 @@ class TelemetryFrame:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class WaveformFrame:
-    """A chunk of one high-rate signal: ``samples[i]`` was taken at ``start + i / sample_rate``."""
+    """A chunk of one high-rate signal: ``samples[i]`` was taken at ``start + i / sample_rate``.
+
+    ``out_of_range`` is set by validation: how many samples lay outside the declared range
+    (and are now NaN)."""
 
     twin_id: str
     twin_type: str
@@ -133,6 +139,7 @@ class WaveformFrame:
     samples: np.ndarray
     quality: Quality = Quality.GOOD
     source: str = "simulator"
+    out_of_range: int = 0
 
     @property
     def readings(self) -> int:
