@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="run the telemetry flow on the built-in simulated plant (no services needed)",
-        description="Simulate a plant of wind turbines, pumps and motors with injected faults, "
+        description="Simulate a plant of the bundled machine types with injected faults, "
         "run it through the telemetry flow, and score detections against the ground truth.",
     )
     demo.add_argument("--twins", type=_positive_int, default=50, help="machines (default 50)")

@@ -40,7 +40,7 @@ class TwinSpec:
     containment: str = PART_OF
     """``partOf``, or ``isComponentOf`` when declared with ``component_of``."""
     relationships: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    """Named relationships to other twins or assets, e.g. ``{"feeds": ("motor-003",)}``."""
+    """Named relationships to other twins or assets, e.g. ``{"feeds": ("line-3",)}``."""
 
     @property
     def mqtt(self) -> MqttBinding | None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import polars as pl
 
+from twinflow.connectors.simulator.types import EFFECT_SIGNAL
 from twinflow.core.records import FaultTruth
 from twinflow.core.times import iso
 
@@ -41,13 +42,6 @@ EXPECTED_DIAGNOSIS: Mapping[str, str] = {
 
 #: Faults that degrade a machine over time, for which a remaining useful life makes sense.
 DEGRADATION_KINDS = frozenset({"bearing", "overheating", "impeller_wear", "underperformance"})
-
-#: The signal whose level shows whether a command had an effect, per twin type.
-EFFECT_SIGNAL: Mapping[str, str] = {
-    "motor": "winding_temp",
-    "wind_turbine": "generator_temp",
-    "pump": "flow_m3h",
-}
 
 
 def _t(text: str) -> datetime:

@@ -10,7 +10,7 @@
 ``deadletter.jsonl``        refused inputs with the reason, ``deadletter.v1.json``
 ==========================  ==========================================================
 
-Parquet folders are split by twin type (``twin_type=pump/part-p0-00000.parquet``).
+Parquet folders are split by twin type (``twin_type=<type>/part-p0-00000.parquet``).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ ASSET = Schema(
         Text("id", "Unique id (not the site's).", "", required=True),
         Text(
             "type",
-            "Asset type, e.g. `pump_skid`, `line`, `area` (not a twin type).",
+            "Asset type, e.g. `skid`, `line`, `area` (not a twin type).",
             "",
             required=True,
         ),
@@ -113,7 +113,7 @@ def _asset(s: Section, site: str, types: Mapping[str, TwinType]) -> AssetSpec:
         raise ConfigError(
             f"{s.file}: {s.path('type')} = {asset_type!r} is a telemetry twin type; "
             "declare it under twins: with a protocol, or give the asset its own type "
-            "(e.g. pump_skid, line, area)"
+            "(e.g. skid, line, area)"
         )
     if asset_type == SITE:
         raise ConfigError(

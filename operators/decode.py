@@ -3,10 +3,10 @@
 Two shapes are accepted; ``null`` is a dropout and becomes NaN, times are epoch seconds or
 ISO-8601 strings that carry a zone, unknown top-level keys are ignored::
 
-    {"twin_id": "T1", "twin_type": "pump", "times": [1700000000, 1700000001],
-     "signals": {"flow_m3h": [250.0, null]}}
-    {"twin_id": "T1", "twin_type": "pump", "time": "2023-11-14T22:13:20Z",
-     "values": {"flow_m3h": 250.0}, "units": {"flow_m3h": "cubicMetrePerHour"}}
+    {"twin_id": "T1", "twin_type": "fan", "times": [1700000000, 1700000001],
+     "signals": {"airflow": [250.0, null]}}
+    {"twin_id": "T1", "twin_type": "fan", "time": "2023-11-14T22:13:20Z",
+     "values": {"airflow": 250.0}, "units": {"airflow": "cubicMetrePerHour"}}
 
 Values are JSON numbers (a DTDL ``boolean`` Telemetry is sent as 0 or 1). The optional
 ``units`` object declares the unit of some or all signals of the payload, each a DTDL unit
@@ -42,11 +42,11 @@ _TIME_TYPES = frozenset({int, float, str})
 def decode(msg: RawMessage, max_bytes: int = MAX_BYTES) -> TelemetryFrame:
     """Decode one payload into a frame whose ``source`` is the message's source.
 
-    >>> msg = RawMessage("mqtt", b'{"twin_id": "P1", "twin_type": "pump", '
-    ...                  b'"time": "2023-11-14T22:13:20Z", "values": {"flow_m3h": null}}', 0.0)
+    >>> msg = RawMessage("mqtt", b'{"twin_id": "F1", "twin_type": "fan", '
+    ...                  b'"time": "2023-11-14T22:13:20Z", "values": {"airflow": null}}', 0.0)
     >>> f = decode(msg)
-    >>> f.twin_id, f.times.tolist(), f.signals["flow_m3h"].tolist(), f.source
-    ('P1', [1700000000.0], [nan], 'mqtt')
+    >>> f.twin_id, f.times.tolist(), f.signals["airflow"].tolist(), f.source
+    ('F1', [1700000000.0], [nan], 'mqtt')
     >>> decode(RawMessage("mqtt", b"[1, 2]", 0.0))
     Traceback (most recent call last):
     ...

@@ -38,7 +38,7 @@ from twinflow.operators.rulebook import generic_of
 
 #: Smallest excursion/std ratio that counts as a spike. Gaussian noise over 300 readings
 #: rarely exceeds 4 and one outlier among n readings reaches up to sqrt(n) (17 for 300);
-#: a short real transient (a gust across a turbine's cut-in, ~2-3 s) reaches ~10.
+#: a short real transient (a machine crossing a threshold of its operation, ~2-3 s) reaches ~10.
 SPIKE_CREST = 12.0
 #: Fewest readings in a window for the flat and spike indicators.
 MIN_READINGS = 10

@@ -147,12 +147,14 @@ class CommandPolicy:
 
     >>> from twinflow.core.records import Severity
     >>> from twinflow.core.times import utc
-    >>> alert = Alert("a1", "M1", "motor", "winding_overtemp", AlertState.RAISED,
+    >>> from twinflow.operators.catalog import CATALOG
+    >>> kind = CATALOG["motor"]  # a bundled type: its profile reacts to overheating
+    >>> alert = Alert("a1", "M1", kind.name, "overtemp", AlertState.RAISED,
     ...               Severity.CRITICAL, utc(3600), utc(3600), "hot", "overheating")
     >>> policy = CommandPolicy()
-    >>> [(c.name, dict(c.params), c.reason) for c in policy.decide(alert)]
+    >>> [(c.name, dict(c.params), c.reason) for c in policy.decide(alert, kind)]
     [('derate', {'fraction': 0.7}, 'a1')]
-    >>> policy.decide(alert)  # rate-limited: one command per 30 min of event time
+    >>> policy.decide(alert, kind)  # rate-limited: one command per 30 min of event time
     []
     """
 

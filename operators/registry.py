@@ -1,10 +1,10 @@
 """The twin registry: which twins and assets exist, what they are and how they relate.
 
 An entry is a telemetry-reporting twin (it has a ``protocol``) or an asset that reports
-nothing itself (a site, an area, a line, a pump skid). Entries form a containment tree:
-each has at most one parent, named by a ``partOf`` relationship (an asset in a larger one, a
-skid on a site) or an ``isComponentOf`` one (a motor that is a component of a skid). Free
-named relationships (``drivenBy``, ``feeds``...) connect any two entries and may form any graph.
+nothing itself (a site, an area, a line, a skid). Entries form a containment tree: each has
+at most one parent, named by a ``partOf`` relationship (an asset in a larger one, a skid on a
+site) or an ``isComponentOf`` one (a drive that is a component of a skid). Free named
+relationships (``drivenBy``, ``feeds``...) connect any two entries and may form any graph.
 
 Containment is twinflow's own; a free relationship of an entry with a DTDL model (a twin of
 a catalogue type) must be declared by that model: a Relationship of that name, targets whose
@@ -17,27 +17,29 @@ one parent, containment cycles, relationships the models do not declare) and rai
 :class:`RegistryError` that lists every problem with the file, the entry, the field and
 what to do, then answers queries in O(1) or O(answer).
 
+>>> from twinflow.operators.twin_type import RelationshipSpec
+>>> FAN, DRIVE = "dtmi:example:Fan;1", "dtmi:example:Drive;1"
+>>> models = {FAN: [RelationshipSpec("drivenBy", DRIVE, 1)], DRIVE: []}
 >>> reg = TwinRegistry([
 ...     RegistryEntry.make("site1", "site"),
-...     RegistryEntry.make("skid-1", "pump_skid", part_of="site1"),
-...     RegistryEntry.make("pump-002", "pump", protocol="opcua", part_of="skid-1",
-...                        model_id="dtmi:twinflow:sim:Pump;1",
-...                        relationships={"drivenBy": ["motor-003"]}),
-...     RegistryEntry.make("motor-003", "motor", protocol="modbus", component_of="skid-1",
-...                        model_id="dtmi:twinflow:sim:Motor;1"),
-... ])
->>> reg.children("skid-1"), reg.site_of("motor-003"), reg.related("pump-002", "drivenBy")
-(('pump-002', 'motor-003'), 'site1', ('motor-003',))
->>> reg.ancestors("pump-002"), reg.twins_under("site1")
-(('skid-1', 'site1'), ('pump-002', 'motor-003'))
+...     RegistryEntry.make("skid-1", "skid", part_of="site1"),
+...     RegistryEntry.make("fan-002", "fan", protocol="opcua", part_of="skid-1",
+...                        model_id=FAN, relationships={"drivenBy": ["drive-003"]}),
+...     RegistryEntry.make("drive-003", "drive", protocol="modbus", component_of="skid-1",
+...                        model_id=DRIVE),
+... ], models=models)
+>>> reg.children("skid-1"), reg.site_of("drive-003"), reg.related("fan-002", "drivenBy")
+(('fan-002', 'drive-003'), 'site1', ('drive-003',))
+>>> reg.ancestors("fan-002"), reg.twins_under("site1")
+(('skid-1', 'site1'), ('fan-002', 'drive-003'))
 >>> TwinRegistry([
-...     RegistryEntry.make("m1", "motor", protocol="modbus", model_id="dtmi:twinflow:sim:Motor;1",
-...                        relationships={"drivenBy": ["m1b"]}),
-...     RegistryEntry.make("m1b", "motor", protocol="modbus"),
-... ], source="plant.yaml")  # doctest: +ELLIPSIS
+...     RegistryEntry.make("d1", "drive", protocol="modbus", model_id=DRIVE,
+...                        relationships={"drivenBy": ["d2"]}),
+...     RegistryEntry.make("d2", "drive", protocol="modbus"),
+... ], source="plant.yaml", models=models)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-twinflow.operators.registry.RegistryError: plant.yaml: m1.relationships.drivenBy: ...
+twinflow.operators.registry.RegistryError: plant.yaml: d1.relationships.drivenBy: ...
 """
 
 from __future__ import annotations
@@ -211,7 +213,10 @@ class TwinRegistry:
         if not e.id:
             out.append(f"{self._at(e, 'id')}: an id is required (a non-empty string)")
         if not e.type:
-            out.append(f"{self._at(e, 'type')}: {e.id!r} needs a type (e.g. pump, pump_skid)")
+            out.append(
+                f"{self._at(e, 'type')}: {e.id!r} needs a type (a twin type, or an asset "
+                "type such as line)"
+            )
         if e.model_id is not None and not _DTMI.match(e.model_id):
             out.append(
                 f"{self._at(e, 'model_id')}: {e.model_id!r} is not a DTMI; write it as "

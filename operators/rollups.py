@@ -25,11 +25,11 @@ registered twin and asset (plus at most ``max_cleared`` recently cleared alarm i
 >>> from twinflow.operators.registry import RegistryEntry, TwinRegistry
 >>> reg = TwinRegistry([
 ...     RegistryEntry.make("site1", "site"),
-...     RegistryEntry.make("skid-1", "pump_skid", part_of="site1"),
-...     RegistryEntry.make("pump-002", "pump", protocol="opcua", part_of="skid-1"),
+...     RegistryEntry.make("skid-1", "skid", part_of="site1"),
+...     RegistryEntry.make("fan-002", "fan", protocol="opcua", part_of="skid-1"),
 ... ])
 >>> t = datetime(2024, 1, 1, tzinfo=UTC)
->>> raise_ = Alert("a1", "pump-002", "pump", "impeller_wear", AlertState.RAISED,
+>>> raise_ = Alert("a1", "fan-002", "fan", "blade_wear", AlertState.RAISED,
 ...                Severity.WARNING, t, t, "efficiency falls")
 >>> state, out = RollupOperator(reg)(None, raise_)
 >>> [(r.asset_id, r.twins_in_alarm, r.in_alarm_by_severity["warning"]) for r in out]

@@ -203,8 +203,8 @@ class TwinType:
         """Why a command ``name`` with ``params`` must not be sent to this type, or ``None``:
         the one check every actuator edge and the simulated plant apply before acting.
 
-        >>> pump = TwinType("pump", (), (ActuatorSpec("set_flow", {"m3h": (20.0, 400.0)}),))
-        >>> pump.command_problem("set_flow", {"m3h": 900.0})
+        >>> fan = TwinType("fan", (), (ActuatorSpec("set_flow", {"m3h": (20.0, 400.0)}),))
+        >>> fan.command_problem("set_flow", {"m3h": 900.0})
         'set_flow: m3h=900 is outside [20, 400]'
         """
         try:
