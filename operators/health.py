@@ -34,14 +34,7 @@ from twinflow.models.anomaly import ReferenceCurve
 from twinflow.models.rul import RulEstimator
 from twinflow.operators.catalog import CATALOG, TwinType
 from twinflow.operators.health_profile import Health, Indicator, Reference, health_of
-from twinflow.operators.rulebook import generic_of
-
-#: Smallest excursion/std ratio that counts as a spike. Gaussian noise over 300 readings
-#: rarely exceeds 4 and one outlier among n readings reaches up to sqrt(n) (17 for 300);
-#: a short real transient (a machine crossing a threshold of its operation, ~2-3 s) reaches ~10.
-SPIKE_CREST = 12.0
-#: Fewest readings in a window for the flat and spike indicators.
-MIN_READINGS = 10
+from twinflow.operators.rulebook import GenericRules, generic_of
 
 
 def _get(f: Mapping[str, float], key: str) -> float:
@@ -70,11 +63,10 @@ class DerivedFeatures:
         #: signal -> [windows it moved in, windows seen]
         self.moved: dict[str, list[int]] = {}
 
-    def _sensor_signals(self, kind: TwinType | None) -> list[tuple[str, float, float]]:
+    def _sensor_signals(self, kind: TwinType, g: GenericRules) -> list[tuple[str, float, float]]:
         """Signals judged for flat and spikes: the measured ones and ``generic.spikes_on``."""
-        if self.signals == () or kind is None:
+        if self.signals == ():
             return []
-        g = generic_of(kind)
         out = [
             (s.name, s.low, s.high)
             for s in kind.signals
@@ -109,8 +101,10 @@ class DerivedFeatures:
                 )
         if health.derived or health.models:
             out.update(_window_features(health, f))
-        for name, low, high in self._sensor_signals(kind):
-            out.update(self._sensor(name, high - low, f, w.counts.get(name, 0)))
+        if kind is not None:
+            g = generic_of(kind)
+            for name, low, high in self._sensor_signals(kind, g):
+                out.update(self._sensor(name, high - low, f, w.counts.get(name, 0), g))
         return out
 
     def _residual(
@@ -135,15 +129,16 @@ class DerivedFeatures:
         return residual
 
     def _sensor(
-        self, name: str, span: float, f: Mapping[str, float], count: int
+        self, name: str, span: float, f: Mapping[str, float], count: int, g: GenericRules
     ) -> dict[str, float]:
+        """``<name>.spike_pct`` and ``<name>.flat`` (``g``: the type's generic settings)."""
         std = _get(f, f"{name}.std")
-        if math.isnan(std) or count < MIN_READINGS:  # too few readings to judge
+        if math.isnan(std) or count < g.min_readings:  # too few readings to judge
             return {}
         out: dict[str, float] = {}
         mean, lo, hi = _get(f, f"{name}.mean"), _get(f, f"{name}.min"), _get(f, f"{name}.max")
         extent = max(hi - mean, mean - lo)
-        if std > 0.0 and extent >= SPIKE_CREST * std:
+        if std > 0.0 and extent >= g.spike_crest * std:
             out[f"{name}.spike_pct"] = 100.0 * extent / span
         else:
             out[f"{name}.spike_pct"] = 0.0

@@ -15,7 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from twinflow.core.config import Choice, Duration, Flag, Names, Number, Part, Schema, Section, Text
+from twinflow.core.config import (
+    Choice,
+    Duration,
+    Flag,
+    Names,
+    Number,
+    Part,
+    Schema,
+    Section,
+    Text,
+    Whole,
+)
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import Severity
 from twinflow.operators.twin_type import TwinType
@@ -232,6 +243,12 @@ GENERIC = Schema(
         Number("out_of_range", "Share of a window's readings of a signal outside its "
                "declared range that raises a range alert (it clears below a tenth of it).",
                0.01, above=0, high=1, finite=True),
+        Number("spike_crest", "Smallest excursion from a window's mean, in window standard "
+               "deviations, that counts as a spike (Gaussian noise over 300 readings rarely "
+               "passes 4; one outlier among n readings reaches up to sqrt(n)).", 12.0, above=0,
+               finite=True),
+        Whole("min_readings", "Fewest readings of a signal in a window for the stuck and "
+              "spike indicators to judge it.", 10, 2, coerce=True),
     ),
 )  # fmt: skip
 
@@ -247,6 +264,8 @@ class GenericRules:
     anomaly_windows: float = 3.0
     explain_proximity: float = 0.7
     out_of_range: float = 0.01
+    spike_crest: float = 12.0
+    min_readings: int = 10
 
 
 _DEFAULT_GENERIC = GenericRules()
@@ -281,6 +300,8 @@ def read_generic(s: Section) -> GenericRules:
         anomaly_windows=s.get(GENERIC["anomaly_windows"]),
         explain_proximity=s.get(GENERIC["explain_proximity"]),
         out_of_range=s.get(GENERIC["out_of_range"]),
+        spike_crest=s.get(GENERIC["spike_crest"]),
+        min_readings=s.get(GENERIC["min_readings"]),
     )
 
 

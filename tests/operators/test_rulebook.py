@@ -110,6 +110,22 @@ def test_generic_rules_can_be_switched_off(tmp_path: Path) -> None:
     assert "motor_power_dropout" not in names and "anomaly" in names
 
 
+def test_spike_and_stuck_settings_come_from_the_generic_section(tmp_path: Path) -> None:
+    """A 9-sigma excursion is no spike at the default crest (12) but is at ``spike_crest: 8``;
+    ``min_readings`` decides whether a window of few readings is judged at all."""
+    from twinflow.operators.health import DerivedFeatures
+
+    f = {"discharge_temp.mean": 80.0, "discharge_temp.std": 1.0, "discharge_temp.min": 79.0,
+         "discharge_temp.max": 89.0}  # fmt: skip
+    w = win(1, f, counts={"discharge_temp": 20})
+    default = compressor(tmp_path / "a")
+    sharp = compressor(tmp_path / "b", "generic: {spike_crest: 8, min_readings: 30}")
+    loose = compressor(tmp_path / "c", "generic: {spike_crest: 8}")
+    assert DerivedFeatures("compressor").update(w, kind=default)["discharge_temp.spike_pct"] == 0
+    assert DerivedFeatures("compressor").update(w, kind=loose)["discharge_temp.spike_pct"] > 0
+    assert "discharge_temp.spike_pct" not in DerivedFeatures("compressor").update(w, kind=sharp)
+
+
 def test_sustained_anomaly_alerts_alone_for_a_type_without_rules(tmp_path: Path) -> None:
     kind = compressor(tmp_path)
     drivers = {DRIVER_PREFIX + "discharge_temp.mean": 9.5, DRIVER_PREFIX + "motor_power.std": -4}
@@ -189,6 +205,8 @@ BAD = [
     ("generic: {anomaly_alert: maybe}", "generic.anomaly_alert"),
     ("generic: {anomaly_windows: 0}", "generic.anomaly_windows must be >= 1"),
     ("generic: {explain: 1}", "unknown field 'generic.explain'"),
+    ("generic: {spike_crest: 0}", "generic.spike_crest must be > 0"),
+    ("generic: {min_readings: 1}", "generic.min_readings"),
     ("reactions: {leak: {params: {bar: 6}}}", "reactions.leak.command is required"),
     ("reactions: {leak: {command: c, params: {bar: lots}}}",
      "reactions.leak.params.bar = 'lots': expected a number or derate_fraction"),
