@@ -37,6 +37,7 @@ from twinflow.flows.config import FLOW, FlowConfig
 from twinflow.flows.deployment import AssetSpec, Deployment, TwinSpec
 from twinflow.flows.placement import PLACEMENT, assets, placement
 from twinflow.operators.catalog import Catalogue, load_catalogue
+from twinflow.operators.profile import profile_from
 
 TOP = Schema(
     "",
@@ -57,6 +58,12 @@ TOP = Schema(
             "types join the bundled ones.",
             (),
             what="folder paths",
+        ),
+        Part(
+            "types",
+            "Twin-type profiles kept in this file: type name -> a profile in the format of a "
+            "profile file (`name` may be left out); their DTDL Interfaces come from `models:`.",
+            kind="mapping",
         ),
         Part("services", "How to reach the services.", see="services"),
         Part("simulator", "What `twinflow simulate` simulates.", see="simulator"),
@@ -147,7 +154,8 @@ def load_deployment(path: Path | str, env: Mapping[str, str] | None = None) -> D
 
 
 def catalogue(top: Section) -> Catalogue:
-    """The bundled twin types and those of the ``models:`` folders (relative to the file)."""
+    """The bundled twin types, those of the ``models:`` folders (relative to the file) and
+    the profiles under ``types:``."""
     folders = [top.file.parent / f for f in top.get(TOP["models"])]
     for i, f in enumerate(folders):
         if not f.is_dir():
@@ -155,7 +163,12 @@ def catalogue(top: Section) -> Catalogue:
                 f"{top.file}: models[{i}] = {str(f)!r}: expected a folder of DTDL Interfaces "
                 "and twin-type profiles"
             )
-    return load_catalogue(folders)
+    types = top.section("types")
+    profiles = [
+        profile_from(data, top.file, types.path(str(name)), str(name))
+        for name, data in types.data.items()
+    ]
+    return load_catalogue(folders, profiles=profiles)
 
 
 def _read(file: Path) -> object:

@@ -285,23 +285,29 @@ def build_catalog(
     return Catalogue(build_types(models, bundled_profiles() if profiles is None else profiles))
 
 
-def load_catalogue(folders: Sequence[Path | str] = (), *, bundled: bool = True) -> Catalogue:
+def load_catalogue(
+    folders: Sequence[Path | str] = (),
+    *,
+    bundled: bool = True,
+    profiles: Sequence[Profile] = (),
+) -> Catalogue:
     """The twin types of the bundled folder (unless ``bundled=False``) and ``folders``.
 
-    Every DTDL Interface with a profile in these folders becomes a type; Interfaces without
-    one (base interfaces, components) may be extended or used by the others. The DTDL is
-    parsed together, so a user's model may extend or target a bundled one.
+    Every DTDL Interface with a profile in these folders (or among ``profiles``, e.g. those a
+    deployment file holds) becomes a type; Interfaces without one (base interfaces,
+    components) may be extended or used by the others. The DTDL is parsed together, so a
+    user's model may extend or target a bundled one.
     """
     roots = [TYPES_DIR] if bundled else []
     for f in map(Path, folders):
         if not f.is_dir():
             raise ConfigError(f"{f}: not a folder of DTDL Interfaces and twin-type profiles")
         roots.append(f)
-    if roots == [TYPES_DIR]:
+    if roots == [TYPES_DIR] and not profiles:
         return CATALOG
     models = parse_files(roots)
-    profiles = [read_profile(p) for root in roots for p in find_profiles(root)]
-    return Catalogue(build_types(models, profiles), roots)
+    found = [read_profile(p) for root in roots for p in find_profiles(root)]
+    return Catalogue(build_types(models, [*found, *profiles]), roots)
 
 
 #: The bundled twin types (the simulator's machines), the default catalogue.

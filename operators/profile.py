@@ -297,8 +297,19 @@ def read_profile(file: Path) -> Profile:
         raise ConfigError(f"{file}: cannot read the profile: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}") from None
-    top = Section(data, "", file)
+    return profile_from(data, file)
+
+
+def profile_from(data: object, file: Path, where: str = "", name: str | None = None) -> Profile:
+    """A profile from already loaded YAML at ``where`` in ``file`` (a deployment file's
+    ``types.<name>``, whose ``name`` is the key and may be left out); errors name both."""
+    top = Section(data, where, file)
     top.check_keys((*TOP.keys[:2], *SECTIONS))
+    if name is not None:
+        given = top.data.get("name", name)
+        if given != name:
+            raise top.error("name", f" = {given!r}: must be {name!r}, the key it is under")
+        top = Section({**top.data, "name": name}, where, file)
     name = top.get(TOP["name"])
     if not NAME.match(name) or name in RESERVED:
         raise top.fail(
@@ -341,5 +352,6 @@ __all__ = [
     "SignalProfile",
     "Spectrum",
     "find_profiles",
+    "profile_from",
     "read_profile",
 ]

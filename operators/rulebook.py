@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import yaml
+
 from twinflow.core.config import (
     Choice,
     Duration,
@@ -37,16 +39,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Parsed(Generic[T]):
-    """A parsed profile section that pickles as ``(file, key)`` and is read again from its
+    """A parsed profile section that pickles as ``(file, where)`` and is read again from its
     file when unpickled: a :class:`TwinType` travels inside per-twin state (snapshots), and
-    its rules and models must not make that state grow."""
+    its rules and models must not make that state grow. ``where`` is the section's dotted
+    place in the file: its key in a profile file, ``types.<name>.<key>`` in a deployment's."""
 
     value: T
     file: str
-    key: str
+    where: str
 
     def __reduce__(self) -> tuple[Callable[[str, str], Any], tuple[str, str]]:
-        return (_reread, (self.file, self.key))
+        return (_reread, (self.file, self.where))
 
     def __copy__(self) -> Parsed[T]:
         return self
@@ -56,14 +59,21 @@ class Parsed(Generic[T]):
 
 
 @functools.cache
-def _profile_sections(file: str) -> Mapping[str, Any]:
-    from twinflow.operators.profile import read_profile  # the reader imports this module
+def _profile_sections(file: str, where: str) -> Mapping[str, Any]:
+    # the reader imports this module
+    from twinflow.operators.profile import profile_from, read_profile
 
-    return read_profile(Path(file)).sections
+    if not where:
+        return read_profile(Path(file)).sections
+    node: Any = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
+    for part in where.split("."):
+        node = node[part]
+    return profile_from(node, Path(file), where, where.rsplit(".", 1)[-1]).sections
 
 
-def _reread(file: str, key: str) -> Any:
-    return _profile_sections(file)[key]
+def _reread(file: str, where: str) -> Any:
+    profile, _, key = where.rpartition(".")
+    return _profile_sections(file, profile)[key]
 
 
 def section_of(kind: TwinType, key: str, default: T) -> T:
@@ -76,7 +86,7 @@ def parsed(key: str, read: Callable[[Section], T]) -> Callable[[Section], Parsed
     """A section reader whose value pickles by reference (see :class:`Parsed`)."""
 
     def reader(s: Section) -> Parsed[T]:
-        return Parsed(read(s), str(s.file), key)
+        return Parsed(read(s), str(s.file), s.where)
 
     reader.__doc__ = read.__doc__
     return reader

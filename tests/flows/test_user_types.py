@@ -119,3 +119,50 @@ def test_a_twin_of_a_file_type_runs_through_the_flow(tmp_path: Path) -> None:
     last = {s.twin_id: s for _k, s in states}
     assert last["comp-1"].status.value == "synchronized"
     assert last["comp-2"].status.value == "synchronized"  # oil_level is optional
+
+
+def _inline(tmp_path: Path, profile: str) -> Path:
+    """A deployment holding the compressor's profile under ``types:``; only its DTDL is a file."""
+    write_compressor(tmp_path / "models")
+    (tmp_path / "models" / "compressor.yaml").unlink()
+    body = "\n".join("    " + line for line in profile.splitlines() if line.strip())
+    path = tmp_path / "plant.yaml"
+    path.write_text(
+        "version: 1\nmodels: [models]\ntypes:\n  compressor:\n"
+        + body
+        + "\ntwins:\n  - {id: comp-1, type: compressor, protocol: replay}\n"
+    )
+    return path
+
+
+def test_a_profile_may_live_in_the_deployment_file(tmp_path: Path) -> None:
+    import pickle
+
+    from tests.operators.compressor import PROFILE
+
+    rules = (
+        "rules:\n  hot: {feature: discharge_temp.mean, above: 105, clear: 95, for: 10m,"
+        " diagnosis: overheating}\n"
+    )
+    profile = PROFILE.replace("name: compressor\n", "") + rules
+    path = _inline(tmp_path, profile)
+    dep = load_deployment(path, env={})
+    kind = dep.types["compressor"]
+    assert kind.model_id == DTMI and kind.profile_file == str(path)
+    section = kind.sections["rules"]
+    again = pickle.loads(pickle.dumps(section))  # re-read from the deployment file
+    assert again.value == section.value and [r.name for r in again.value] == ["hot"]
+
+
+def test_an_error_in_an_inline_profile_names_the_deployment_file_and_field(
+    tmp_path: Path,
+) -> None:
+    from tests.operators.compressor import PROFILE
+
+    path = _inline(tmp_path, PROFILE.replace("high: 16", "high: sixteen"))
+    with pytest.raises(ConfigError) as info:
+        load_deployment(path, env={})
+    assert f"{path}: types.compressor.signals.discharge_pressure.high" in str(info.value)
+    path = _inline(tmp_path, PROFILE.replace("name: compressor", "name: blower"))
+    with pytest.raises(ConfigError, match=r"types\.compressor\.name = 'blower': must be"):
+        load_deployment(path, env={})
