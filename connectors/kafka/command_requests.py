@@ -24,7 +24,6 @@ with the reason. ``issued_at`` is the Kafka message's timestamp and the ids deri
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +33,13 @@ from typing import Any, NoReturn
 from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Message
 
 from twinflow.connectors.bindings import KafkaSettings
+from twinflow.connectors.kafka.request_json import (
+    SHOWN,
+    bounded_epoch_ms,
+    bounded_time,
+    load_request,
+    show,
+)
 from twinflow.connectors.kafka.source import KafkaMessageSource
 from twinflow.core.errors import ConfigError, DecodeError, ValidationError
 from twinflow.core.records import Command, DeadLetter, DesiredChange, RawMessage, deterministic_id
@@ -46,8 +52,10 @@ REQUIRED = ("request_id", "twin_id", "expires_at")
 COMMAND_FIELDS = ("command", "params")
 DESIRED_FIELDS = ("desired",)
 OPTIONAL = ("twin_type",)
-#: Largest request accepted (bytes); a command request is a few hundred.
-MAX_BYTES = 65_536
+#: Longest id or command name accepted (they end up in outputs and metric labels).
+MAX_NAME = 128
+#: Most parameters of one command.
+MAX_PARAMS = 32
 
 
 def command_id_for(request_id: str) -> str:
@@ -86,27 +94,13 @@ def parse_command_request(
     """
     msg = RawMessage(source, bytes(payload), epoch(issued_at))
     try:
-        doc = _load(msg.payload)
+        doc = load_request(msg.payload)
     except DecodeError as exc:
         return dead_letter_for(msg, exc, stage="decode")
     try:
         return _command(doc, issued_at, twins, catalog)
     except ValidationError as exc:
         return dead_letter_for(msg, exc, stage="validate")
-
-
-def _load(payload: bytes) -> dict[str, Any]:
-    if len(payload) > MAX_BYTES:
-        raise DecodeError(f"command request of {len(payload)} bytes exceeds {MAX_BYTES} bytes")
-    try:
-        doc = json.loads(payload.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise DecodeError(f"command request is not UTF-8: byte {e.start} ({e.reason})") from None
-    except json.JSONDecodeError as e:
-        raise DecodeError(f"command request is not JSON: {e.msg} at column {e.colno}") from None
-    if not isinstance(doc, dict):
-        raise DecodeError(f"command request must be a JSON object, got {type(doc).__name__}")
-    return doc
 
 
 def _command(
@@ -134,12 +128,14 @@ def _command(
             else ""
         )
         where.fail(
-            f"unknown field(s) {', '.join(unknown)}{hint}; allowed: "
+            f"unknown field(s) {', '.join(k[:SHOWN] for k in unknown[:8])}{hint}; allowed: "
             f"{', '.join((*REQUIRED, *shape, *OPTIONAL))}"
         )
     for name in ("request_id", "twin_id", *(() if is_desired else ("command",))):
         if not isinstance(doc[name], str) or not doc[name]:
-            where.fail(f"field {name!r} must be a non-empty string, got {doc[name]!r}")
+            where.fail(f"field {name!r} must be a non-empty string, got {show(doc[name])}")
+        if len(doc[name]) > MAX_NAME:
+            where.fail(f"field {name!r} is longer than {MAX_NAME} characters")
     kind = _twin_type(doc, where, twins, catalog)
     expires_at = _time(doc["expires_at"], where)
     request_id = doc["request_id"]
@@ -175,7 +171,9 @@ def _desired(raw: Any, where: _Where) -> tuple[str, float]:
         )
     ((name, value),) = raw.items()
     if isinstance(value, bool) or not isinstance(value, int | float):
-        where.fail(f"desired {name!r} must be a number, got {value!r}")
+        where.fail(f"desired {show(name)} must be a number, got {show(value)}")
+    if len(name) > MAX_NAME:
+        where.fail(f"desired property name is longer than {MAX_NAME} characters")
     return name, float(value)
 
 
@@ -188,9 +186,9 @@ class _Where:
     def fail(self, reason: str) -> NoReturn:
         parts = []
         if isinstance(self.doc.get("request_id"), str):
-            parts.append(f"request {self.doc['request_id']!r}")
+            parts.append(f"request {show(self.doc['request_id'])}")
         if isinstance(self.doc.get("twin_id"), str):
-            parts.append(f"for twin {self.doc['twin_id']!r}")
+            parts.append(f"for twin {show(self.doc['twin_id'])}")
         prefix = " ".join(parts) or "command request"
         raise ValidationError(f"{prefix}: {reason}")
 
@@ -203,19 +201,19 @@ def _twin_type(
 ) -> TwinType:
     given = doc.get("twin_type")
     if given is not None and (not isinstance(given, str) or not given):
-        where.fail(f"field 'twin_type' must be a non-empty string, got {given!r}")
+        where.fail(f"field 'twin_type' must be a non-empty string, got {show(given)}")
     if twins is not None:
         if doc["twin_id"] not in twins:
             where.fail("unknown twin; it is not in the deployment's twins")
         if given is not None and given != twins[doc["twin_id"]]:
             where.fail(
-                f"twin_type {given!r} does not match the twin's type {twins[doc['twin_id']]!r}"
+                f"twin_type {show(given)} does not match the twin's type {twins[doc['twin_id']]!r}"
             )
         given = twins[doc["twin_id"]]
     if given is None:
         where.fail("field 'twin_type' is needed (this source knows no twin registry)")
     if given not in catalog:
-        where.fail(f"unknown twin type {given!r}; known types: {', '.join(sorted(catalog))}")
+        where.fail(f"unknown twin type {show(given)}; known types: {', '.join(sorted(catalog))}")
     return catalog[given]
 
 
@@ -223,24 +221,23 @@ def _params(raw: Any, where: _Where) -> dict[str, float]:
     """The parameters as numbers; whether they suit the command is the command book's call."""
     if not isinstance(raw, dict):
         where.fail(f"field 'params' must be an object, got {type(raw).__name__}")
+    if len(raw) > MAX_PARAMS:
+        where.fail(f"field 'params' has {len(raw)} entries (at most {MAX_PARAMS})")
     out = {}
     for name, value in raw.items():
+        if len(name) > MAX_NAME:
+            where.fail(f"a parameter name is longer than {MAX_NAME} characters")
         if isinstance(value, bool) or not isinstance(value, int | float):
-            where.fail(f"parameter {name!r} must be a number, got {value!r}")
+            where.fail(f"parameter {show(name)} must be a number, got {show(value)}")
         out[name] = float(value)
     return out
 
 
 def _time(raw: Any, where: _Where) -> datetime:
-    if not isinstance(raw, str):
-        where.fail(f"field 'expires_at' must be an ISO-8601 string, got {raw!r}")
     try:
-        dt = datetime.fromisoformat(raw)
-    except ValueError:
-        where.fail(f"expires_at {raw!r} is not ISO-8601")
-    if dt.tzinfo is None:
-        where.fail(f"expires_at {raw!r} has no zone; add 'Z' or an offset such as '+00:00'")
-    return dt
+        return bounded_time(raw, "expires_at")
+    except ValidationError as exc:
+        where.fail(str(exc))
 
 
 @dataclass(frozen=True)
@@ -257,22 +254,30 @@ class CommandRequests:
     def __call__(
         self, msgs: Sequence[Message], received: float
     ) -> list[Command | DesiredChange | DeadLetter]:
-        out: list[Command | DesiredChange | DeadLetter] = []
-        for m in msgs:
-            kind, ms = m.timestamp()
-            issued = utc(received if kind == TIMESTAMP_NOT_AVAILABLE else ms / 1000)
-            source, value = f"kafka:{m.topic()}", m.value()
-            if value is None:
-                empty = RawMessage(source, b"", epoch(issued))
-                tombstone = DecodeError("command request has no value (a tombstone)")
-                out.append(dead_letter_for(empty, tombstone, stage="decode"))
-                continue
-            out.append(
-                parse_command_request(
-                    value, source=source, issued_at=issued, twins=self.twins, catalog=self.catalog
-                )
+        return [self.item(m.value(), f"kafka:{m.topic()}", m.timestamp(), received) for m in msgs]
+
+    def item(
+        self, value: bytes | None, source: str, timestamp: tuple[int, int], received: float
+    ) -> Command | DesiredChange | DeadLetter:
+        """One message (value, ``kafka:<topic>``, ``(kind, ms)``) as a request or dead letter."""
+        fetched = utc(received)
+        kind, ms = timestamp
+        issued = fetched if kind == TIMESTAMP_NOT_AVAILABLE else bounded_epoch_ms(ms)
+        if value is None or issued is None:
+            problem = (
+                "command request has no value (a tombstone)"
+                if value is None
+                else f"command request's Kafka timestamp {ms} ms lies outside the accepted range"
             )
-        return out
+            raw = RawMessage(source, b"" if value is None else bytes(value), received)
+            return dead_letter_for(raw, DecodeError(problem), stage="decode")
+        try:
+            return parse_command_request(
+                value, source=source, issued_at=issued, twins=self.twins, catalog=self.catalog
+            )
+        except Exception as exc:  # a last guard: a request never stops the flow
+            raw = RawMessage(source, bytes(value), received)
+            return dead_letter_for(raw, exc, stage="validate")
 
 
 def kafka_command_request_source(
