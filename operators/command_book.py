@@ -6,7 +6,9 @@ request from outside (a Kafka command request) and a change of a desired propert
 
 1. **Check** before anything is sent: the twin's DTDL model must declare the command, the
    payload must match its request schema and the parameter limits; the command must not have
-   expired; the twin's rate limit must allow it. A failed check ends it ``rejected`` (or
+   expired; the twin's rate limit must allow it. The flow's own safety commands (origin
+   ``policy``) have a rate budget and open-command cap of their own, so external requests and
+   desired changes cannot use up what a policy derate needs. A failed check ends it ``rejected`` (or
    ``expired``) with the reason in ``detail``; a passed one becomes ``queued`` and goes to
    the actuators.
 2. **Follow** it: the protocol edges report ``sent``, ``acknowledged``, ``succeeded`` and
@@ -58,7 +60,9 @@ class CommandSettings:
     """How the book treats commands (times in seconds of the reference clock).
 
     ``rate_limit`` commands may be queued per twin within any ``rate_window_s``; more are
-    rejected. ``routed`` is False for twins without an actuator protocol (their commands
+    rejected. The flow's own safety commands (origin ``policy``) count against a budget of
+    their own, ``safety_rate_limit`` (default: ``rate_limit``), and ``max_open`` holds for
+    each budget apart. ``routed`` is False for twins without an actuator protocol (their commands
     are queued for an external executor that reads the commands stream, and not followed).
     """
 
@@ -68,14 +72,22 @@ class CommandSettings:
     max_open: int = 64
     remember: int = 256
     routed: bool = True
+    safety_rate_limit: int | None = None
+
+    @property
+    def safety_limit(self) -> int:
+        """The safety commands' rate budget."""
+        return self.rate_limit if self.safety_rate_limit is None else self.safety_rate_limit
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "rate_window_s"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValidationError(f"CommandSettings.{name} must be > 0, got {value!r}")
-        for name in ("rate_limit", "max_open", "remember"):
+        for name in ("rate_limit", "max_open", "remember", "safety_rate_limit"):
             value = getattr(self, name)
+            if value is None and name == "safety_rate_limit":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValidationError(f"CommandSettings.{name} must be an integer >= 1")
 
@@ -88,6 +100,11 @@ class _Open:
     deadline: float
     #: (reported signal, target value, tolerance) when the command sets a reported property.
     target: tuple[str, float, float] | None
+
+
+def is_safety(command: Command) -> bool:
+    """Whether ``command`` is one of the flow's own safety commands (origin ``policy``)."""
+    return command.origin == "policy"
 
 
 def desired_command_id(twin_id: str, prop: str, request_id: str) -> str:
@@ -115,6 +132,13 @@ class CommandBook:
     open: dict[str, _Open] = field(default_factory=dict)
     finished: deque[str] = field(default_factory=deque)
     queued_times: deque[float] = field(default_factory=deque)
+    #: Queue times of the flow's own safety commands (their own budget).
+    safety_times: deque[float] = field(default_factory=deque)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Resume a snapshot taken before safety commands had a budget of their own."""
+        state.setdefault("safety_times", deque())
+        self.__dict__.update(state)
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -130,16 +154,26 @@ class CommandBook:
         problems = self.check(command)
         if problems:
             return [self._end(command, CommandStatus.REJECTED, now, "; ".join(problems))]
-        while self.queued_times and self.queued_times[0] <= now - self.settings.rate_window_s:
-            self.queued_times.popleft()
-        if len(self.queued_times) >= self.settings.rate_limit:
-            s = self.settings
-            detail = f"rate limit: {s.rate_limit} commands within {s.rate_window_s:g} s"
+        safety = is_safety(command)
+        times, limit = (
+            (self.safety_times, self.settings.safety_limit)
+            if safety
+            else (self.queued_times, self.settings.rate_limit)
+        )
+        while times and times[0] <= now - self.settings.rate_window_s:
+            times.popleft()
+        budget = "safety " if safety else ""
+        if len(times) >= limit:
+            window = self.settings.rate_window_s
+            detail = f"{budget}rate limit: {limit} commands within {window:g} s"
             return [self._end(command, CommandStatus.REJECTED, now, detail)]
-        if len(self.open) >= self.settings.max_open:
-            detail = f"{self.settings.max_open} commands still open for this twin"
+        if (
+            sum(is_safety(e.command) == safety for e in self.open.values())
+            >= self.settings.max_open
+        ):
+            detail = f"{self.settings.max_open} {budget}commands still open for this twin"
             return [self._end(command, CommandStatus.REJECTED, now, detail)]
-        self.queued_times.append(now)
+        times.append(now)
         queued = replace(command, status=CommandStatus.QUEUED, status_at=utc(now), detail="")
         if not self.settings.routed:
             self._remember(command.command_id)
