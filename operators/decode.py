@@ -32,6 +32,10 @@ from twinflow.core.records import RawMessage, TelemetryFrame
 
 #: Largest payload accepted by default (1 MiB).
 MAX_BYTES = 1_048_576
+#: Most JSON arrays and objects a payload may open (``[`` and ``{`` bytes, counted before
+#: parsing, brackets inside strings included); this bounds nesting depth too. A telemetry
+#: payload opens one per signal plus a few.
+MAX_CONTAINERS = 1_000
 
 _NONE = type(None)
 _NUMBERS = frozenset({int, float})
@@ -73,8 +77,16 @@ def _load(payload: bytes, max_bytes: int) -> dict[str, Any]:
             f"payload of {len(payload)} bytes exceeds the {max_bytes}-byte limit; "
             "send smaller frames or raise max_bytes"
         )
+    payload = bytes(payload)
+    containers = payload.count(b"[") + payload.count(b"{")
+    if containers > MAX_CONTAINERS:
+        raise DecodeError(
+            f"payload is not usable JSON: it opens {containers} arrays/objects, more than "
+            f"the limit of {MAX_CONTAINERS} (nested too deeply or too many); telemetry is "
+            "an object of flat arrays"
+        )
     try:
-        text = bytes(payload).decode("utf-8-sig")
+        text = payload.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise DecodeError(f"payload is not UTF-8: byte {e.start} ({e.reason})") from None
     try:
@@ -85,6 +97,8 @@ def _load(payload: bytes, max_bytes: int) -> dict[str, Any]:
         ) from None
     except RecursionError:
         raise DecodeError("payload is not usable JSON: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits
+        raise DecodeError(f"payload is not usable JSON: {str(e)[:120]}") from None
     if not isinstance(doc, dict):
         raise DecodeError(
             f"payload is {_kind(doc)}, expected a JSON object with 'twin_id', 'twin_type' "
@@ -137,18 +151,28 @@ def _times(raw: list[Any], twin_id: str | None, field: str = "times") -> np.ndar
         _fail(twin_id, f"{where} is {_kind(bad)}; expected epoch seconds or an ISO-8601 string")
     out = np.empty(len(raw), dtype=np.float64)
     for i, v in enumerate(raw):
-        out[i] = _iso(v, twin_id) if type(v) is str else float(v)
+        out[i] = _iso(v, twin_id) if type(v) is str else _float(v, field, twin_id)
     return out
+
+
+def _float(v: int | float, what: str, twin_id: str | None) -> float:
+    try:
+        return float(v)
+    except OverflowError:
+        _fail(twin_id, f"{what} holds an integer too large for a float")
 
 
 def _iso(text: str, twin_id: str | None) -> float:
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
-        _fail(twin_id, f"time {text!r} is not ISO-8601")
+        _fail(twin_id, f"time {text[:40]!r} is not ISO-8601")
     if dt.tzinfo is None:
-        _fail(twin_id, f"time {text!r} has no zone; add 'Z' or an offset such as '+00:00'")
-    return dt.timestamp()
+        _fail(twin_id, f"time {text[:40]!r} has no zone; add 'Z' or an offset such as '+00:00'")
+    try:
+        return dt.timestamp()
+    except (OverflowError, ValueError):
+        _fail(twin_id, f"time {text[:40]!r} lies outside the years 1 to 9999 in UTC")
 
 
 def _values(raw: list[Any], name: str, twin_id: str | None) -> np.ndarray:
@@ -225,4 +249,4 @@ def _fail(twin_id: str | None, reason: str) -> NoReturn:
     raise DecodeError(prefix + reason)
 
 
-__all__ = ["MAX_BYTES", "decode"]
+__all__ = ["MAX_BYTES", "MAX_CONTAINERS", "decode"]

@@ -129,9 +129,16 @@ class Validator:
         first, last = float(times[0]), float(times[-1])
         # Non-decreasing with finite ends implies all finite (NaN fails every comparison).
         ordered = n == 1 or bool((times[1:] >= times[:-1]).all())
-        if not (ordered and math.isfinite(first) and math.isfinite(last)):
-            _bad_times(twin, times)
-        self._check_span(twin, first, last, now)
+        dead: list[DeadLetter] = []
+        if not (
+            ordered
+            and math.isfinite(first)
+            and math.isfinite(last)
+            and first >= now - self.max_past_s
+            and last <= now + self.max_future_s
+        ):
+            frame, times = self._drop_bad_times(frame, times, now, dead)
+            first, last, n = float(times[0]), float(times[-1]), times.size
         unknown = [name for name in frame.signals if name not in specs]
         if unknown:
             raise ValidationError(
@@ -144,7 +151,6 @@ class Validator:
                 f"twin {twin!r}: signal(s) {', '.join(map(repr, waves))} are waveforms; "
                 "send them as waveform frames"
             )
-        dead: list[DeadLetter] = []
         signals = frame.signals
         if frame.units is not _NO_UNITS:
             signals = self._check_units(frame, specs, first, n, dead)
@@ -191,6 +197,88 @@ class Validator:
             out = dataclasses.replace(frame, times=times, signals=clean, out_of_range=refused)
             return out, dead
         return dataclasses.replace(frame, times=times, signals=clean), dead
+
+    def _drop_bad_times(
+        self, frame: TelemetryFrame, times: np.ndarray, now: float, dead: list[DeadLetter]
+    ) -> tuple[TelemetryFrame, np.ndarray]:
+        """The frame without its rows whose time is not finite or lies outside the allowed
+        span (one dead letter per kind), so the other readings of a merged batch go on.
+
+        Raises as for a whole bad frame when no row is left, or when the rows left go back
+        in time."""
+        twin, n = frame.twin_id, times.size
+        finite = np.isfinite(times)
+        late = finite & (times > now + self.max_future_s)
+        early = finite & (times < now - self.max_past_s)
+        keep = finite & ~late & ~early
+        if not keep.any() or keep.all():  # nothing to split off: judge the frame as a whole
+            if not finite.all():
+                _bad_times(twin, times)
+            self._check_span(twin, float(times[0]), float(times[-1]), now)
+            _bad_times(twin, times)
+        kept = times[keep]
+        if kept.size > 1 and bool((kept[1:] < kept[:-1]).any()):
+            _bad_times(twin, kept)
+        signals: dict[str, np.ndarray] = {}
+        for name, raw in frame.signals.items():
+            arr = np.asarray(raw)
+            if arr.ndim != 1 or arr.size != n:
+                raise ValidationError(
+                    f"twin {twin!r}: signal {name!r} has {arr.size} values but the frame "
+                    f"has {n} timestamps"
+                )
+            signals[name] = arr[keep]
+        width = len(signals)
+        for mask, why in (
+            (~finite, "is not a finite time"),
+            (
+                late,
+                f"is more than {self.max_future_s:g} s ahead of the reference clock; "
+                "check the device's clock",
+            ),
+            (
+                early,
+                f"is more than {self.max_past_s:g} s behind the reference clock; "
+                "replay old data in a backfill",
+            ),
+        ):
+            rows = int(np.count_nonzero(mask))
+            if rows:
+                dead.append(self._dropped_rows(frame, times, mask, rows, width, why, now))
+        return dataclasses.replace(frame, times=kept, signals=signals), kept
+
+    def _dropped_rows(
+        self,
+        frame: TelemetryFrame,
+        times: np.ndarray,
+        mask: np.ndarray,
+        rows: int,
+        width: int,
+        why: str,
+        now: float,
+    ) -> DeadLetter:
+        """The dead letter for ``rows`` rows of a frame refused for their time ``why``."""
+        shown = times[mask][:EXCERPT_PAIRS]
+        excerpt = {
+            "twin_id": frame.twin_id,
+            "twin_type": frame.twin_type,
+            "signals": list(frame.signals)[:20],
+            "times": [_when(float(t)) if math.isfinite(t) else repr(float(t)) for t in shown],
+            "more": rows - int(shown.size),
+        }
+        first = float(times[mask][0])
+        return DeadLetter(
+            stage="validate",
+            reason=(
+                f"twin {frame.twin_id!r}: {rows} row(s) of the frame dropped: their time {why}; "
+                "the frame's other readings go on"
+            ),
+            source=frame.source,
+            time=utc(first if math.isfinite(first) else _event_time(frame, now)),
+            twin_id=frame.twin_id,
+            payload=json.dumps(excerpt, default=repr)[: DeadLetter.MAX_PAYLOAD],
+            readings=rows * width,
+        )
 
     def _layout(self, kind: str, names: tuple[str, ...], specs: dict[str, SignalSpec]) -> _Layout:
         """Limits and integral-schema rows of ``names`` (cached per signal layout)."""

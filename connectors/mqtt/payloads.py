@@ -36,6 +36,9 @@ Single = tuple[float, dict[str, float]]
 Batch = tuple[np.ndarray, dict[str, np.ndarray]]
 
 _NUMBER = (int, float)
+#: Most JSON arrays and objects a payload may open (``[`` and ``{`` bytes, counted before
+#: parsing); bounds nesting depth too. A batch opens one array per field.
+MAX_CONTAINERS = 1_000
 _VALUE_TYPES = frozenset({int, float, type(None)})
 
 
@@ -58,7 +61,10 @@ def parse_time(value: object, field: str) -> float:
     """
     kind = type(value)
     if kind is float or kind is int:
-        t = float(value)  # type: ignore[arg-type]
+        try:
+            t = float(value)  # type: ignore[arg-type]
+        except OverflowError:
+            raise PayloadError(f"time field {field!r} is an integer too large for a time") from None
         if not math.isfinite(t):
             raise PayloadError(f"time field {field!r} is not a finite number")
         return t
@@ -67,13 +73,18 @@ def parse_time(value: object, field: str) -> float:
             dt = datetime.fromisoformat(value)  # type: ignore[arg-type]
         except ValueError:
             raise PayloadError(
-                f"time field {field!r} = {value!r} is not ISO-8601 (e.g. 2026-01-01T00:00:00Z)"
+                f"time field {field!r} = {value!r:.40} is not ISO-8601 (e.g. 2026-01-01T00:00:00Z)"
             ) from None
         if dt.tzinfo is None:
             raise PayloadError(
-                f"time field {field!r} = {value!r} has no time zone; add Z or an offset"
+                f"time field {field!r} = {value!r:.40} has no time zone; add Z or an offset"
             )
-        return dt.timestamp()
+        try:
+            return dt.timestamp()
+        except (OverflowError, ValueError):
+            raise PayloadError(
+                f"time field {field!r} = {value!r:.40} lies outside the years 1 to 9999 in UTC"
+            ) from None
     raise PayloadError(
         f"time field {field!r} must be epoch seconds or an ISO-8601 string with a zone, "
         f"got {kind.__name__}"
@@ -111,6 +122,12 @@ class PayloadDecoder:
 
     def decode(self, payload: bytes) -> Single | Batch:
         """One reading set or a batch; raises :class:`PayloadError` with the reason."""
+        containers = payload.count(b"[") + payload.count(b"{")
+        if containers > MAX_CONTAINERS:
+            raise PayloadError(
+                f"payload opens {containers} JSON arrays/objects, more than the limit of "
+                f"{MAX_CONTAINERS}: nested too deeply or too many to be telemetry"
+            )
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -142,8 +159,10 @@ class PayloadDecoder:
                 continue
             signal, scale, offset = self._field(name)
             kind = type(raw)
-            if kind is float or kind is int:
+            if kind is float:
                 value = raw * scale + offset
+            elif kind is int:
+                value = _scaled_int(raw, name, scale, offset)
             elif raw is None:
                 value = math.nan
             else:
@@ -175,7 +194,7 @@ class PayloadDecoder:
         if n == 0:
             raise PayloadError(f"batch payload has an empty {self.time_field!r} array")
         if all(type(x) is float or type(x) is int for x in stamps):
-            times = np.asarray(stamps, dtype=np.float64)
+            times = _floats(stamps, f"time field {self.time_field!r}")
             if not np.isfinite(times).all():
                 raise PayloadError(f"time field {self.time_field!r} has a non-finite time")
         else:
@@ -198,13 +217,29 @@ class PayloadDecoder:
                     )
             if signal in cols:
                 raise PayloadError(f"signal {signal!r} is given twice (field {name!r})")
-            values = np.array(raw, dtype=np.float64)  # null -> NaN
+            values = _floats(raw, f"field {name!r}")  # null -> NaN
             if scale != 1.0 or offset != 0.0:
                 values = values * scale + offset
             cols[signal] = values
         if not cols:
             raise PayloadError("batch payload has times but no signal field")
         return times, cols
+
+
+def _scaled_int(raw: int, name: str, scale: float, offset: float) -> float:
+    """``raw * scale + offset`` for a JSON integer, refusing one too large for a float."""
+    try:
+        return raw * scale + offset
+    except OverflowError:
+        raise PayloadError(f"field {name!r} holds an integer too large for a float") from None
+
+
+def _floats(raw: list[Any], what: str) -> np.ndarray:
+    """``raw`` as float64 (``None`` as NaN), refusing integers too large for a float."""
+    try:
+        return np.array(raw, dtype=np.float64)
+    except OverflowError:
+        raise PayloadError(f"{what} holds an integer too large for a float") from None
 
 
 def _describe(raw: object) -> str:

@@ -151,20 +151,8 @@ def test_dead_letter_excerpt_is_short() -> None:
             "'vibration' are waveforms; send them as waveform frames",
         ),
         (
-            TelemetryFrame("P1", "pump", np.array([NOW, np.nan, NOW]), {"flow_m3h": TIMES}),
-            r"times\[1\] is nan, not a finite time",
-        ),
-        (
-            TelemetryFrame("P1", "pump", np.array([NOW - 1, NOW, np.inf]), {"flow_m3h": TIMES}),
-            r"times\[2\] is inf, not a finite time",
-        ),
-        (
             TelemetryFrame("P1", "pump", np.array([NOW, NOW - 1, NOW]), {"flow_m3h": TIMES}),
             r"times must be non-decreasing but times\[1\]",
-        ),
-        (
-            TelemetryFrame("P1", "pump", np.array([NOW, NOW + 301]), {"flow_m3h": np.ones(2)}),
-            "more than 300 s ahead of the reference clock",
         ),
         (
             TelemetryFrame("P1", "pump", np.array([NOW - 8 * 86400]), {"flow_m3h": np.ones(1)}),
@@ -192,6 +180,14 @@ def test_dead_letter_excerpt_is_short() -> None:
         (wave(twin_type="pump"), "unknown signal 'vibration' for twin type 'pump'"),
         ("not a frame", "expected a telemetry or waveform frame"),
         (TelemetryFrame("", "pump", TIMES, {"flow_m3h": TIMES}), "has twin_id ''; need a name"),
+        (
+            TelemetryFrame("P1", "pump", np.array([np.nan, np.inf]), {"flow_m3h": np.ones(2)}),
+            r"times\[0\] is nan, not a finite time",
+        ),
+        (
+            TelemetryFrame("P1", "pump", np.array([NOW + 301]), {"flow_m3h": np.ones(1)}),
+            "more than 300 s ahead of the reference clock",
+        ),
     ],
 )
 def test_whole_frame_rejects(frame: object, match: str) -> None:
@@ -303,3 +299,34 @@ def test_a_rejected_frame_gives_the_same_dead_letter_whenever_it_is_validated() 
     first = rejected(frame)
     later = Validator().validate(frame, NOW + 3600)[1]
     assert later == [first] and first.time == utc(TIMES[0])
+
+
+@pytest.mark.parametrize(
+    ("times", "kept", "match"),
+    [
+        ([NOW, np.nan, NOW], [NOW, NOW], "is not a finite time"),
+        ([NOW - 1, NOW, np.inf], [NOW - 1, NOW], "is not a finite time"),
+        ([NOW, NOW + 301], [NOW], "more than 300 s ahead of the reference clock"),
+        ([NOW - 8 * 86400, NOW], [NOW], "more than 604800 s behind the reference clock"),
+    ],
+)
+def test_bad_time_rows_are_dropped_alone(times: list[float], kept: list[float], match: str) -> None:
+    """Issue 11: a row with a bad time is dead-lettered alone; the frame's other rows go on
+    (these frames were rejected whole before)."""
+    n = len(times)
+    frame = TelemetryFrame(
+        "P1",
+        "pump",
+        np.array(times),
+        {"flow_m3h": np.arange(n, dtype=float), "suction_bar": np.ones(n)},
+        source="mqtt:plant/p1",
+    )
+    out, dead = Validator().validate(frame, NOW)
+    assert isinstance(out, TelemetryFrame)
+    assert out.times.tolist() == kept
+    assert out.signals["flow_m3h"].size == len(kept)
+    assert len(dead) == 1 and re.search(match, dead[0].reason), dead[0].reason
+    assert dead[0].readings == 2 * (n - len(kept))
+    assert dead[0].source == "mqtt:plant/p1" and dead[0].twin_id == "P1"
+    json.loads(dead[0].payload)
+    assert Validator().validate(frame, NOW)[1] == dead  # a replay yields the same letter

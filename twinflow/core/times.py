@@ -6,19 +6,52 @@ are ``float64`` seconds since the Unix epoch (UTC).
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 
 from twinflow.core.errors import ConfigError
 
+#: The earliest and latest instants a ``datetime`` holds (year 1 and year 9999, UTC).
+FIRST = datetime.min.replace(tzinfo=UTC)
+LAST = datetime.max.replace(tzinfo=UTC)
+#: Their epoch seconds: the absolute horizon of any time twinflow turns into a datetime.
+MIN_EPOCH = FIRST.timestamp()
+MAX_EPOCH = LAST.timestamp()
+
 
 def utc(ts: float) -> datetime:
-    """Epoch seconds to an aware UTC datetime.
+    """Epoch seconds to an aware UTC datetime; never raises.
 
-    >>> utc(0).isoformat()
-    '1970-01-01T00:00:00+00:00'
+    A time outside what a ``datetime`` holds (before year 1, after year 9999, infinite) is
+    clamped to the nearest end, and a NaN maps to the epoch, so a dead letter about a
+    poison timestamp can still be dated (deterministically, for replays).
+
+    >>> utc(0).isoformat(), utc(1e300).year, utc(-1e300).year, utc(float("nan")).year
+    ('1970-01-01T00:00:00+00:00', 9999, 1, 1970)
     """
-    return datetime.fromtimestamp(ts, tz=UTC)
+    try:
+        return datetime.fromtimestamp(ts, tz=UTC)
+    except (OverflowError, OSError, ValueError, TypeError):
+        return _clamped(ts)
+
+
+def _clamped(ts: object) -> datetime:
+    try:
+        t = float(ts)  # type: ignore[arg-type]
+    except (OverflowError, TypeError, ValueError):
+        t = (
+            math.inf
+            if isinstance(ts, int) and ts > 0
+            else -math.inf
+            if isinstance(ts, int)
+            else 0.0
+        )
+    if math.isnan(t):
+        return datetime.fromtimestamp(0.0, tz=UTC)
+    return (
+        LAST if t >= MAX_EPOCH else FIRST if t <= MIN_EPOCH else datetime.fromtimestamp(t, tz=UTC)
+    )
 
 
 def epoch(dt: datetime) -> float:
@@ -29,10 +62,22 @@ def epoch(dt: datetime) -> float:
 
 
 def iso(dt: datetime | None) -> str | None:
-    """ISO-8601 in UTC with a trailing ``Z``, or ``None``."""
+    """ISO-8601 in UTC with a trailing ``Z``, or ``None``; never raises.
+
+    A time whose UTC instant lies outside years 1 to 9999 (``9999-12-31T23:59:59-23:59``)
+    is written as the nearest end.
+
+    >>> from datetime import timedelta, timezone
+    >>> iso(datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(-timedelta(minutes=1439))))
+    '9999-12-31T23:59:59.999999Z'
+    """
     if dt is None:
         return None
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    try:
+        utc_dt = dt.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc_dt = LAST if dt.year > 5000 else FIRST
+    return utc_dt.isoformat().replace("+00:00", "Z")
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
@@ -60,4 +105,4 @@ def parse_duration(text: str | float | int, what: str = "duration") -> float:
     return seconds
 
 
-__all__ = ["epoch", "iso", "parse_duration", "utc"]
+__all__ = ["FIRST", "LAST", "MAX_EPOCH", "MIN_EPOCH", "epoch", "iso", "parse_duration", "utc"]
