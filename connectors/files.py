@@ -8,6 +8,9 @@
   twin type so every file has one schema). A snapshot flushes the buffer; on resume, parts
   numbered at or after the snapshotted count are deleted (the replay writes them again).
 
+Folders are created 0700 and files 0600 (only their owner reads them); see
+:func:`private_dir`.
+
 Read them back with polars: ``pl.read_parquet("out/windows/**/*.parquet")``.
 """
 
@@ -18,7 +21,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import polars as pl
@@ -28,12 +31,29 @@ X = TypeVar("X")
 
 Columns = Mapping[str, Any]
 
+#: Modes of the folders and files the sinks create: their owner's alone.
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and its missing parents with mode 0700 (an existing one is kept as is)."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for p in reversed(missing):
+        p.mkdir(mode=DIR_MODE, exist_ok=True)
+    return path
+
+
+def open_private(path: Path) -> BinaryIO:
+    """``path`` opened for appending bytes, created 0600 if missing."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE), "ab")
+
 
 class _JsonLinesPartition(StatefulSinkPartition[Any, int]):
     def __init__(self, path: Path, to_json: Callable[[Any], Mapping[str, Any]], offset: int):
         self._path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "ab")  # noqa: SIM115 - kept open for the partition's life
+        private_dir(path.parent)
+        self._file = open_private(path)  # kept open for the partition's life
         self._file.truncate(offset)
         self._file.seek(offset)
         self._to_json = to_json
@@ -114,9 +134,10 @@ class _ParquetPartition(StatefulSinkPartition[Any, int]):
                 continue
             frame = pl.concat([pl.DataFrame(b) for b in batches], how="diagonal_relaxed")
             folder = self._sink.root / f"{self._sink.group_name}={group}"
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
             tmp = folder / f".part-{self._part}-{self._next:05d}.tmp"
             frame.write_parquet(tmp, compression="zstd")
+            tmp.chmod(FILE_MODE)
             tmp.replace(folder / f"part-{self._part}-{self._next:05d}.parquet")
             self._next += 1
         self._buffers = {}

@@ -7,6 +7,7 @@ and no configuration, and prints a scored summary.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -66,6 +67,11 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.add_argument("--out", type=Path, default=Path("out"), help="output folder (default out)")
     demo.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs an earlier run left in --out (refused without it)",
+    )
+    demo.add_argument(
         "--workers", type=_positive_int, default=1, help="Bytewax worker threads (default 1)"
     )
     demo.add_argument(
@@ -89,6 +95,11 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("config", type=Path, help="deployment file (YAML)")
     run.add_argument("--out", type=Path, default=Path("out"), help="output folder (default out)")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs an earlier run left in --out (refused without it)",
+    )
     run.add_argument(
         "--workers", type=_positive_int, default=1, help="Bytewax worker threads (default 1)"
     )
@@ -176,6 +187,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    os.umask(0o077)  # outputs, recovery state and summaries are their owner's alone
     try:
         if args.command == "demo":
             return _demo(args)
@@ -202,7 +214,9 @@ def _demo(args: argparse.Namespace) -> int:
         enable_dataflow_api(args.metrics_port)
         print(f"metrics: http://127.0.0.1:{args.metrics_port}/metrics", file=sys.stderr)
     from twinflow.flows.demo import render, run_demo
+    from twinflow.flows.outputs import prepare_out
 
+    prepare_out(args.out, overwrite=args.overwrite)
     print(
         f"twinflow demo: {args.twins} twins, {args.duration / 3600:.2f} h simulated, "
         f"seed {args.seed}, output in {args.out}/",
@@ -242,12 +256,15 @@ def _run(args: argparse.Namespace) -> int:
 
         enable_dataflow_api(args.metrics_port)
     limits = {"kafka": {"tail": False}, "requests": {"tail": False}} if args.until_end else None
+    from twinflow.flows.outputs import prepare_out
+    from twinflow.flows.recovery import partitions_in, recovery_config
+
+    resuming = args.recovery_dir is not None and partitions_in(args.recovery_dir) > 0
+    prepare_out(args.out, overwrite=args.overwrite, resuming=resuming)
     flow = deployment_flow(dep, args.out, limits=limits)
     protocols = sorted({t.protocol for t in dep.twins})
     recovery = None
     if args.recovery_dir is not None:
-        from twinflow.flows.recovery import recovery_config
-
         recovery = recovery_config(args.recovery_dir, args.workers)
     print(
         f"twinflow run: {len(dep.twins)} twins over {', '.join(protocols)}; output in "
@@ -276,6 +293,11 @@ def _replay_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     replay.add_argument("config", type=Path, help="deployment file (YAML): twins and types")
     replay.add_argument("data", type=Path, nargs="+", metavar="DATA", help="CSV or Parquet files")
     replay.add_argument("--out", type=Path, default=Path("out"), help="output folder (default out)")
+    replay.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs an earlier run left in --out (refused without it)",
+    )
     replay.add_argument("--spec", type=Path, default=None, help="replay description (YAML)")
     replay.add_argument("--format", choices=("wide", "long"), default=None, help="layout")
     replay.add_argument("--time-column", default=None, help="time column (default time)")
@@ -305,6 +327,7 @@ def _replay_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def _replay(args: argparse.Namespace) -> int:
     from twinflow.connectors.recorded.spec import load_spec, parse_map
     from twinflow.flows.deploy import load_deployment
+    from twinflow.flows.outputs import prepare_out
     from twinflow.flows.replay import run_replay
 
     flags: dict[str, object] = {}
@@ -323,6 +346,7 @@ def _replay(args: argparse.Namespace) -> int:
         flags["columns"] = dict(parse_map(m) for m in args.map)
     dep = load_deployment(args.config)
     spec = load_spec(args.spec, flags, deployment=args.config)
+    prepare_out(args.out, overwrite=args.overwrite)
     if not args.quiet:
         print(
             f"twinflow replay: {len(args.data)} file(s) for {len(dep.twins)} twins; output in "

@@ -24,6 +24,7 @@ from twinflow.connectors.spec import BindingContext
 from twinflow.core.config import (
     Choice,
     Field,
+    Flag,
     Names,
     OptionalText,
     Part,
@@ -33,6 +34,8 @@ from twinflow.core.config import (
     Whole,
 )
 from twinflow.core.errors import ConfigError
+from twinflow.core.pgurl import ENCRYPTED, SSLMODES, has_password, sslmode_of, with_sslmode
+from twinflow.core.transport import refuse_plain_password
 from twinflow.flows.config import FLOW, FlowConfig
 from twinflow.flows.deployment import AssetSpec, Deployment, TwinSpec
 from twinflow.flows.placement import PLACEMENT, assets, placement
@@ -81,7 +84,22 @@ TOP = Schema(
 DATABASE = Schema(
     "services.database",
     "PostgreSQL/TimescaleDB that stores the outputs (`DATABASE_URL` overrides `url`).",
-    (OptionalText("url", "Connection URL, e.g. `postgresql://user@host/db`."),),
+    (
+        OptionalText("url", "Connection URL, e.g. `postgresql://user@host/db`."),
+        Choice(
+            "sslmode",
+            "libpq `sslmode`, added to the URL; `verify-full` checks the server's certificate "
+            "and host name (set `PGSSLROOTCERT` or `sslrootcert` in the URL to its CA).",
+            "",
+            choices=SSLMODES,
+            shown="the URL's, else libpq's `prefer`",
+        ),
+        Flag(
+            "allow_insecure",
+            "Allow a password without `sslmode` require, verify-ca or verify-full.",
+            False,
+        ),
+    ),
 )
 
 
@@ -191,7 +209,23 @@ def _services(s: Section, env: Mapping[str, str]) -> tuple[dict[str, Any], str |
             out[name] = registry.spec(name).parse_service(s.section(name), env)
     db = s.section("database")
     db.check_keys(DATABASE)
-    return out, env.get("DATABASE_URL") or db.get(DATABASE["url"])
+    return out, _database_url(db, env)
+
+
+def _database_url(db: Section, env: Mapping[str, str]) -> str | None:
+    """``services.database``: the URL with its ``sslmode``; a password needs encryption."""
+    url = env.get("DATABASE_URL") or db.get(DATABASE["url"])
+    if not url:
+        return None
+    url = with_sslmode(url, db.get(DATABASE["sslmode"]) or None)
+    refuse_plain_password(
+        f"{db.file}: {db.where or 'services.database'}",
+        password=has_password(url),
+        encrypted=sslmode_of(url, env) in ENCRYPTED,
+        allow_insecure=db.get(DATABASE["allow_insecure"]),
+        fix="set sslmode: verify-full (or require)",
+    )
+    return url
 
 
 def _flow(s: Section) -> FlowConfig:

@@ -11,10 +11,13 @@
 ==========================  ==========================================================
 
 Parquet folders are split by twin type (``twin_type=<type>/part-p0-00000.parquet``).
+The folder is created 0700 and its files 0600. :func:`prepare_out` refuses to write into a
+folder that already holds outputs unless the run resumes them or ``overwrite`` is given.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,8 @@ import numpy as np
 import polars as pl
 from bytewax.outputs import Sink
 
-from twinflow.connectors.files import Columns, JsonLinesSink, ParquetSink
+from twinflow.connectors.files import Columns, JsonLinesSink, ParquetSink, private_dir
+from twinflow.core.errors import ConfigError
 from twinflow.core.records import TelemetryFrame, TwinState, WindowFeatures
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.telemetry import FlowOutputs
@@ -55,10 +59,49 @@ def _type_of(item: Any) -> str:
     return str(item.twin_type)
 
 
+#: What a run writes under ``--out`` (``--overwrite`` removes these, and nothing else).
+OUTPUT_NAMES = (
+    "telemetry",
+    "windows",
+    "twin_states",
+    "alerts.jsonl",
+    "commands.jsonl",
+    "rollups.jsonl",
+    "deadletter.jsonl",
+    "summary.json",
+    "faults.json",
+)
+
+
+def prepare_out(out: Path, *, overwrite: bool = False, resuming: bool = False) -> Path:
+    """Make ``out`` ready for a run that must not destroy earlier outputs.
+
+    A new or empty folder is created (0700). A folder that holds something is refused unless
+    the run resumes from recovery (the sinks cut their files back to the last snapshot) or
+    ``overwrite`` is set, which deletes the previous outputs (:data:`OUTPUT_NAMES`) first.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held and not resuming:
+        if not overwrite:
+            shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+            raise ConfigError(
+                f"--out {out} already holds {shown}; a new run would replace it. Give a new "
+                "folder, resume with the same --recovery-dir, or pass --overwrite"
+            )
+        for name in OUTPUT_NAMES:
+            p = out / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+    return private_dir(out)
+
+
 def file_outputs(config: FlowConfig, actuators: Sink[Any] | None = None) -> FlowOutputs:
     """File sinks under ``config.out_dir`` (created if missing)."""
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = private_dir(Path(config.out_dir))
 
     def parquet(name: str, to_columns: Callable[[Any], Columns | None]) -> ParquetSink:
         return ParquetSink(

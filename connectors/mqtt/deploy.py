@@ -27,6 +27,8 @@ from twinflow.core.config import (
 )
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import TelemetryFrame
+from twinflow.core.redact import redact
+from twinflow.core.transport import refuse_plain_password
 
 SERVICE = Schema(
     "services.mqtt",
@@ -47,6 +49,11 @@ SERVICE = Schema(
         Part("tls", "TLS settings; implied by `mqtts://`.", see="services.mqtt.tls"),
         Whole("qos", "QoS of subscriptions and command publishes.", 1, 0, 2),
         Whole("keepalive_s", "Seconds between keep-alive pings.", 30, 5, 3600),
+        Flag(
+            "allow_insecure",
+            "Allow a password over plain `mqtt://` (without TLS it travels in the clear).",
+            False,
+        ),
     ),
 )
 TLS = Schema(
@@ -116,7 +123,7 @@ def mqtt_settings(s: Section, env: Mapping[str, str]) -> MqttSettings:
     parsed = urlparse(url)
     if parsed.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parsed.hostname:
         raise ConfigError(
-            f"{s.file}: {s.path('url')} (or MQTT_URL) = {url!r}: expected mqtt://host:port "
+            f"{s.file}: {s.path('url')} (or MQTT_URL) = {redact(url)!r}: expected mqtt://host:port "
             "or mqtts://host:port"
         )
     secure = parsed.scheme in ("mqtts", "ssl")
@@ -125,12 +132,20 @@ def mqtt_settings(s: Section, env: Mapping[str, str]) -> MqttSettings:
         t = s.section("tls")
         t.check_keys(TLS)
         tls = TlsSettings(*(t.get(f) for f in TLS.fields))
+    password = parsed.password or s.get(SERVICE["password"])
+    refuse_plain_password(
+        f"{s.file}: {s.where or 'services.mqtt'}",
+        password=bool(password),
+        encrypted=tls is not None,
+        allow_insecure=s.get(SERVICE["allow_insecure"]),
+        fix="use mqtts:// or a tls: section",
+    )
     return MqttSettings(
         host=parsed.hostname,
         port=parsed.port or (8883 if secure else 1883),
         client_id=s.get(SERVICE["client_id"]),
         username=parsed.username or s.get(SERVICE["username"]),
-        password=parsed.password or s.get(SERVICE["password"]),
+        password=password,
         tls=tls,
         qos=s.get(SERVICE["qos"]),
         keepalive_s=s.get(SERVICE["keepalive_s"]),

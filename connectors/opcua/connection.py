@@ -17,12 +17,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 from twinflow.connectors.bindings import OpcUaBinding, OpcUaSecurity
 from twinflow.connectors.sections import each_binding
 from twinflow.core.errors import ConfigError
 from twinflow.core.optional import needs
+from twinflow.core.redact import redact
 from twinflow.operators.twin_type import TwinType
 
 with needs("opcua", "the OPC UA connector"):
@@ -66,10 +67,7 @@ def public_url(url: str) -> str:
     >>> public_url("opc.tcp://op:secret@10.0.0.5:4840/plc")
     'opc.tcp://10.0.0.5:4840/plc'
     """
-    parts = urlparse(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunparse(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return redact(url, drop_userinfo=True)
 
 
 def parse_node(node: str, twin_id: str, field: str) -> ua.NodeId:
@@ -92,7 +90,7 @@ def check_bindings(bindings: Sequence[OpcUaBinding], *, commands: bool = False) 
     for b, where, kind in each_binding(bindings, OpcUaBinding, "OPC UA"):
         if urlparse(b.endpoint).scheme != "opc.tcp" or not urlparse(b.endpoint).hostname:
             raise ConfigError(
-                f"{where}: endpoint {b.endpoint!r} is not an OPC UA URL; write it as "
+                f"{where}: endpoint {redact(b.endpoint)!r} is not an OPC UA URL; write it as "
                 "'opc.tcp://host:port[/path]'"
             )
         if not _positive(b.sampling_interval_ms):

@@ -13,8 +13,18 @@ from twinflow.connectors.bindings import OpcUaBinding, OpcUaSecurity, OpcUaWrite
 from twinflow.connectors.sections import check_command, check_signal
 from twinflow.connectors.simulator.settings import SimulatorSettings
 from twinflow.connectors.spec import BindingContext, ConnectorSpec, SimulatedDevices
-from twinflow.core.config import Choice, Number, OptionalText, Part, Schema, Section, Text
+from twinflow.core.config import (
+    Choice,
+    Flag,
+    Number,
+    OptionalText,
+    Part,
+    Schema,
+    Section,
+    Text,
+)
 from twinflow.core.records import TelemetryFrame
+from twinflow.core.transport import refuse_plain_password
 
 BINDING = Schema(
     "twins[].opcua",
@@ -41,6 +51,11 @@ BINDING = Schema(
         Part("security", "Message security; leave out for none.", see="twins[].opcua.security"),
         OptionalText("username", "User name of the session (with `password`)."),
         OptionalText("password", "Password of the session."),
+        Flag(
+            "allow_insecure",
+            "Allow a password without a `security` section (it would travel in the clear).",
+            False,
+        ),
     ),
 )
 WRITE = Schema(
@@ -109,6 +124,13 @@ def _security(s: Section) -> OpcUaSecurity:
 def opcua_binding(s: Section, ctx: BindingContext) -> OpcUaBinding:
     """``twins[i].opcua``: nodes and commands default to the simulator's node ids."""
     s.check_keys(BINDING)
+    refuse_plain_password(
+        f"{s.file}: {s.where}",
+        password=bool(s.get(BINDING["password"])),
+        encrypted="security" in s.data,
+        allow_insecure=s.get(BINDING["allow_insecure"]),
+        fix="add a security: section",
+    )
     return OpcUaBinding(
         twin_id=ctx.twin_id,
         twin_type=ctx.twin_type,

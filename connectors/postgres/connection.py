@@ -13,11 +13,11 @@ only hide.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from twinflow.core.errors import TwinflowError
 from twinflow.core.optional import needs
+from twinflow.core.redact import redact
 
 with needs("postgres", "the PostgreSQL connector (psycopg 3)"):
     import psycopg
@@ -53,19 +53,6 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, psycopg.Error):
         return getattr(exc, "sqlstate", None) in _RETRYABLE_STATES
     return isinstance(exc, ConnectionError | TimeoutError)
-
-
-_PASSWORD = re.compile(r"(://[^:/@]+:)([^@]*)(@)")
-
-
-def redact(url: str) -> str:
-    """The URL with its password hidden, for messages and logs.
-
-    >>> redact("postgresql://twin:s3cret@db:5432/plant")
-    'postgresql://twin:***@db:5432/plant'
-    """
-    url = _PASSWORD.sub(r"\1***\3", url)
-    return re.sub(r"(password=)\S+", r"\1***", url)
 
 
 def connect(

@@ -48,7 +48,11 @@ def test_environment_overrides_service_addresses(tmp_path: Path) -> None:
         "KAFKA_BOOTSTRAP": "k1:9092,k2:9093",
         "DATABASE_URL": "postgresql://db/twins",
     }
-    dep = load_deployment(write(tmp_path, BASE), env=env)
+    # a password over plain mqtt:// needs allow_insecure since issue 11
+    text = BASE.replace(
+        '"mqtt://127.0.0.1:1883"}', '"mqtt://127.0.0.1:1883", allow_insecure: true}'
+    )
+    dep = load_deployment(write(tmp_path, text), env=env)
     assert dep.mqtt is not None
     assert (dep.mqtt.host, dep.mqtt.port, dep.mqtt.username, dep.mqtt.password) == (
         "10.1.2.3",

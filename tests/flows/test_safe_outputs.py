@@ -1,0 +1,101 @@
+"""Safe outputs (issue 11): --out never loses data without --overwrite; private modes;
+a resume refuses snapshots another user could have written."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from twinflow.connectors.files import JsonLinesSink, ParquetSink, private_dir, read_jsonl
+from twinflow.core.errors import ConfigError
+from twinflow.flows.cli import main
+from twinflow.flows.outputs import prepare_out
+from twinflow.flows.recovery import check_owner, recovery_config
+
+
+def mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+def test_prepare_out_refuses_a_folder_with_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    prepare_out(out)  # new: created
+    assert out.is_dir() and mode(out) == 0o700
+    prepare_out(out)  # empty: fine
+    (out / "alerts.jsonl").write_text("{}\n")
+    (out / "windows").mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"already holds alerts\.jsonl.*--overwrite"):
+        prepare_out(out)
+    assert (out / "alerts.jsonl").read_text() == "{}\n"
+    prepare_out(out, resuming=True)  # a resume cuts the sinks back itself
+    assert (out / "alerts.jsonl").exists()
+    prepare_out(out, overwrite=True)
+    assert not (out / "alerts.jsonl").exists() and not (out / "windows").exists()
+    assert (out / "notes.txt").read_text() == "mine"  # not an output: kept
+
+
+def test_prepare_out_refuses_a_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="not a folder"):
+        prepare_out(tmp_path / "f", overwrite=True)
+
+
+def test_sinks_create_private_files(tmp_path: Path) -> None:
+    old = os.umask(0o022)  # even under a permissive umask
+    try:
+        sink = JsonLinesSink(tmp_path / "a" / "x.jsonl", lambda v: {"v": v})
+        part = sink.build_part("s", "x.jsonl", None)
+        part.write_batch([1, 2])
+        part.close()
+        parquet = ParquetSink(tmp_path / "p", lambda v: {"v": v}, lambda v: "g")
+        pp = parquet.build_part("s", "p0", None)
+        pp.write_batch([1, 2])
+        pp.close()
+    finally:
+        os.umask(old)
+    assert read_jsonl(tmp_path / "a" / "x.jsonl") == [{"v": 1}, {"v": 2}]
+    assert mode(tmp_path / "a") == 0o700 and mode(tmp_path / "a" / "x.jsonl") == 0o600
+    (f,) = (tmp_path / "p").glob("*/*.parquet")
+    assert mode(f) == 0o600 and mode(f.parent) == 0o700 and mode(tmp_path / "p") == 0o700
+    assert mode(private_dir(tmp_path / "n" / "m")) == 0o700 and mode(tmp_path / "n") == 0o700
+
+
+def test_demo_twice_on_one_out_keeps_the_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    args = ["demo", "--twins", "2", "--duration", "20m", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    first = (out / "summary.json").read_text()
+    windows = sorted(p.name for p in out.glob("windows/*/*.parquet"))
+    assert windows and mode(out / "summary.json") == 0o600 and mode(out) == 0o700
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "summary.json").read_text() == first
+    assert sorted(p.name for p in out.glob("windows/*/*.parquet")) == windows
+    assert main([*args, "--overwrite"]) == 0
+    assert (out / "summary.json").exists()
+
+
+def test_recovery_directory_is_private_and_owned(tmp_path: Path) -> None:
+    d = tmp_path / "recovery"
+    recovery_config(d)
+    assert mode(d) == 0o700
+    parts = list(d.glob("part-*.sqlite3"))
+    assert parts and all(mode(p) == 0o600 for p in parts)
+    recovery_config(d)  # resume: own files, fine
+    with pytest.raises(ConfigError, match=r"owned by user .* refused"):
+        check_owner(d, uid=os.getuid() + 1)
+    parts[0].chmod(0o666)
+    with pytest.raises(ConfigError, match="writable by others"):
+        recovery_config(d)
+    parts[0].chmod(0o600)
+    link = d / "part-9.sqlite3"
+    link.symlink_to(parts[0])
+    with pytest.raises(ConfigError, match="a link"):
+        recovery_config(d)
