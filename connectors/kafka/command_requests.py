@@ -25,14 +25,16 @@ with the reason. ``issued_at`` is the Kafka message's timestamp and the ids deri
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NoReturn
 
 from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Message
+from prometheus_client import Counter
 
 from twinflow.connectors.bindings import KafkaSettings
+from twinflow.connectors.kafka.request_auth import Headers, RequestAuth
 from twinflow.connectors.kafka.request_json import (
     SHOWN,
     bounded_epoch_ms,
@@ -42,9 +44,17 @@ from twinflow.connectors.kafka.request_json import (
 )
 from twinflow.connectors.kafka.source import KafkaMessageSource
 from twinflow.core.errors import ConfigError, DecodeError, ValidationError
-from twinflow.core.records import Command, DeadLetter, DesiredChange, RawMessage, deterministic_id
+from twinflow.core.records import (
+    Command,
+    CommandStatus,
+    DeadLetter,
+    DesiredChange,
+    RawMessage,
+    deterministic_id,
+)
 from twinflow.core.times import epoch, utc
 from twinflow.operators.catalog import CATALOG, TwinType
+from twinflow.operators.command_book import desired_command_id
 from twinflow.operators.validate import dead_letter_for
 
 REQUIRED = ("request_id", "twin_id", "expires_at")
@@ -56,6 +66,14 @@ OPTIONAL = ("twin_type",)
 MAX_NAME = 128
 #: Most parameters of one command.
 MAX_PARAMS = 32
+
+
+REFUSED = Counter(
+    "twinflow_command_requests_refused",
+    "Command requests rejected as unauthenticated or unauthorised, by reason "
+    "(unsigned, unknown_issuer, bad_signature, forbidden)",
+    ["reason"],
+)
 
 
 def command_id_for(request_id: str) -> str:
@@ -250,14 +268,24 @@ class CommandRequests:
 
     twins: Mapping[str, str] | None = None
     catalog: Mapping[str, TwinType] = field(default_factory=lambda: CATALOG)
+    #: Authentication and grants (``None``: every well-formed request passes, insecure).
+    auth: RequestAuth | None = None
 
     def __call__(
         self, msgs: Sequence[Message], received: float
     ) -> list[Command | DesiredChange | DeadLetter]:
-        return [self.item(m.value(), f"kafka:{m.topic()}", m.timestamp(), received) for m in msgs]
+        return [
+            self.item(m.value(), f"kafka:{m.topic()}", m.timestamp(), received, m.headers())
+            for m in msgs
+        ]
 
     def item(
-        self, value: bytes | None, source: str, timestamp: tuple[int, int], received: float
+        self,
+        value: bytes | None,
+        source: str,
+        timestamp: tuple[int, int],
+        received: float,
+        headers: Headers = None,
     ) -> Command | DesiredChange | DeadLetter:
         """One message (value, ``kafka:<topic>``, ``(kind, ms)``) as a request or dead letter."""
         fetched = utc(received)
@@ -272,12 +300,43 @@ class CommandRequests:
             raw = RawMessage(source, b"" if value is None else bytes(value), received)
             return dead_letter_for(raw, DecodeError(problem), stage="decode")
         try:
-            return parse_command_request(
+            item = parse_command_request(
                 value, source=source, issued_at=issued, twins=self.twins, catalog=self.catalog
             )
+            if self.auth is None or isinstance(item, DeadLetter):
+                return item
+            refusal = self.auth.refusal(bytes(value), headers, item)
+            if refusal is None:
+                return item
+            REFUSED.labels(refusal[0]).inc()
+            return _rejected(item, refusal[1], self.catalog)
         except Exception as exc:  # a last guard: a request never stops the flow
             raw = RawMessage(source, bytes(value), received)
             return dead_letter_for(raw, exc, stage="validate")
+
+
+def _rejected(
+    item: Command | DesiredChange, detail: str, catalog: Mapping[str, TwinType]
+) -> Command:
+    """A refused request as the ``rejected`` command the commands stream carries."""
+    if isinstance(item, Command):
+        return replace(item, status=CommandStatus.REJECTED, status_at=item.issued_at, detail=detail)
+    kind = catalog.get(item.twin_type)
+    spec = next((p for p in kind.properties if p.name == item.prop), None) if kind else None
+    return Command(
+        command_id=desired_command_id(item.twin_id, item.prop, item.request_id),
+        twin_id=item.twin_id,
+        twin_type=item.twin_type,
+        name=spec.command if spec is not None and spec.command else f"desired:{item.prop}",
+        params=MappingProxyType({}),
+        issued_at=item.at,
+        expires_at=item.expires_at,
+        reason=f"desired:{item.prop}={item.value:g} ({item.request_id})",
+        status=CommandStatus.REJECTED,
+        status_at=item.at,
+        detail=detail,
+        origin="desired",
+    )
 
 
 def kafka_command_request_source(
@@ -285,6 +344,7 @@ def kafka_command_request_source(
     *,
     twins: Mapping[str, str] | None = None,
     catalog: Mapping[str, TwinType] = CATALOG,
+    auth: RequestAuth | None = None,
     tail: bool = True,
     starting_offset: int = OFFSET_BEGINNING,
 ) -> KafkaMessageSource:
@@ -297,7 +357,7 @@ def kafka_command_request_source(
     return KafkaMessageSource(
         settings,
         [settings.command_requests_topic],
-        CommandRequests(twins, catalog),
+        CommandRequests(twins, catalog, auth),
         tail=tail,
         starting_offset=starting_offset,
         batch_size=100,

@@ -8,15 +8,32 @@ factories.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from twinflow.connectors.bindings import KafkaBinding, KafkaSettings
+from twinflow.connectors.kafka.request_auth import RequestAuth
+from twinflow.connectors.kafka.request_section import SCHEMAS as REQUEST_SCHEMAS
+from twinflow.connectors.kafka.request_section import request_auth
 from twinflow.connectors.sections import check_sent
 from twinflow.connectors.spec import BindingContext, ConnectorSpec
 from twinflow.core.config import Names, OptionalText, Schema, Section, Settings, Text
 from twinflow.core.errors import ConfigError
+from twinflow.core.fields import Part
+
+#: Logs the warning about unauthenticated command requests.
+LOG = logging.getLogger("twinflow.kafka.requests")
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaService(KafkaSettings):
+    """``services.kafka`` as parsed: the cluster's settings and the request authorisation."""
+
+    requests: RequestAuth | None = None
+
 
 SERVICE = Schema(
     "services.kafka",
@@ -49,6 +66,11 @@ SERVICE = Schema(
             "twinflow.twin-state",
         ),
         OptionalText("command_requests_topic", "Topic of command requests from outside."),
+        Part(
+            "requests",
+            "Who may send command requests, signed how, and what each may ask.",
+            see="services.kafka.requests",
+        ),
         OptionalText(
             "rollups_topic", "Topic of asset roll-ups (asset_rollup.v1), keyed by asset id."
         ),
@@ -70,7 +92,7 @@ BINDING = Schema(
 )
 
 
-def kafka_settings(s: Section, env: Mapping[str, str]) -> KafkaSettings:
+def kafka_settings(s: Section, env: Mapping[str, str]) -> KafkaService:
     """``services.kafka``; ``KAFKA_BOOTSTRAP`` in ``env`` overrides the bootstrap servers."""
     from twinflow.connectors.kafka.config import check_extra
 
@@ -83,9 +105,10 @@ def kafka_settings(s: Section, env: Mapping[str, str]) -> KafkaSettings:
                 f"{s.file}: {s.path('bootstrap')} (or KAFKA_BOOTSTRAP) = {bootstrap!r}: "
                 "expected host:port[,host:port...]"
             )
-    values = {f.key: s.get(f) for f in SERVICE.fields if f.key != "bootstrap"}
+    values = {f.key: s.get(f) for f in SERVICE.fields if f.key not in ("bootstrap", "requests")}
     check_extra(values["extra"], s.where, s.file)
-    return KafkaSettings(bootstrap=bootstrap, **values)
+    auth = request_auth(s.section("requests"), env)
+    return KafkaService(bootstrap=bootstrap, requests=auth, **values)
 
 
 def kafka_binding(s: Section, ctx: BindingContext) -> KafkaBinding:
@@ -102,7 +125,7 @@ class KafkaSpec(ConnectorSpec):
     doc = "Telemetry bridged onto Kafka topics; outputs and command requests over Kafka."
     binding_type = KafkaBinding
     binding_schemas = (BINDING,)
-    service_schemas = (SERVICE,)
+    service_schemas = (SERVICE, *REQUEST_SCHEMAS)
     service_env = "KAFKA_BOOTSTRAP"
     metrics = ("twinflow_kafka_delivery_errors", "twinflow_kafka_consumer_errors")
     metrics_module = "twinflow.connectors.kafka"
@@ -153,7 +176,14 @@ class KafkaSpec(ConnectorSpec):
             return []
         from twinflow.connectors.kafka import kafka_command_request_source
 
-        return [kafka_command_request_source(service, twins=twins, **limits)]
+        auth = getattr(service, "requests", None)
+        if auth is None:
+            LOG.warning(
+                "command requests on %s are not authenticated: anyone who can write the topic "
+                "can command every twin; set services.kafka.requests (see the Security guide)",
+                cast(KafkaSettings, service).command_requests_topic,
+            )
+        return [kafka_command_request_source(service, twins=twins, auth=auth, **limits)]
 
 
 SPEC = KafkaSpec()
