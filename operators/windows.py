@@ -12,10 +12,21 @@ dropped silently.
 
 State is the open windows (at most ``lateness_s / length_s + 2`` of them), each a few
 accumulators per signal, so it stays bounded however long the stream runs.
+
+A reading far ahead of the twin's data does not move its windows on. Telemetry whose time
+jumps ahead of the newest time by more than ``lateness_s`` plus four times the twin's
+recent median step (the gap from one frame to the next, over its last 8 frames) is held
+(at most 16 chunks) and folded only when the twin's data reaches it, when it no longer
+stands out (the twin's steps grew, e.g. a device that really jumped), when the hold is full,
+or at the end of the stream. So one reading with a clock error inside the validator's
+``max_future_s`` no longer closes the windows its twin's next good readings belong to,
+while a twin whose data really resumes after a pause waits at most until the jump is its
+usual step. Waveform bursts are not held.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -56,6 +67,14 @@ class _Window:
         self.bursts[name] = self.bursts.get(name, 0) + 1
 
 
+#: Recent steps (gap from the newest time to a frame's first time) a twin remembers.
+STEPS = 8
+#: Telemetry chunks held back at most (then the oldest is folded).
+MAX_HELD = 16
+#: How many median steps beyond ``lateness_s`` a jump must be to be held.
+JUMP_STEPS = 4.0
+
+
 class WindowAggregator:
     """Tumbling event-time windows of one twin, with a bounded wait for late data.
 
@@ -93,6 +112,7 @@ class WindowAggregator:
         twin_type: TwinType,
         length_s: float = 300.0,
         lateness_s: float = 60.0,
+        hold_ahead: bool = True,
     ) -> None:
         if not (math.isfinite(length_s) and length_s > 0):
             raise ConfigError(f"twin {twin_id!r}: window length_s must be > 0, got {length_s}")
@@ -111,6 +131,18 @@ class WindowAggregator:
         self._pending_late = 0
         #: Late readings seen so far (all of them were also returned as dead letters).
         self.late_total = 0
+        #: Hold telemetry that jumps ahead (see the module docstring); ``False`` gives the
+        #: plain watermark of the newest time.
+        self.hold_ahead = hold_ahead
+        self._steps: list[float] = []
+        self._held: list[TelemetryFrame] = []
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Resume snapshots taken before the hold existed."""
+        state.setdefault("_steps", [])
+        state.setdefault("_held", [])
+        state.setdefault("hold_ahead", True)
+        self.__dict__.update(state)
 
     # -- public ------------------------------------------------------------------------
 
@@ -125,19 +157,30 @@ class WindowAggregator:
         if isinstance(frame, WaveformFrame):
             self._add_waveform(frame, dead)
         else:
-            self._add_telemetry(frame, dead)
+            self._add_telemetry(self._admit(frame), dead)
+            if self._held:
+                self._release(self._newest + self._jump(), dead)
         return self._close(self._newest - self.lateness_s), dead
 
     def flush(self) -> list[WindowFeatures]:
         """Close every open window (end of stream); later data for them counts as late."""
+        self._release(math.inf, [])
         return self._close(math.inf)
+
+    @property
+    def held(self) -> int:
+        """Telemetry chunks held back because they jumped ahead of the twin's data."""
+        return len(self._held)
 
     def advance(self, watermark: float) -> list[WindowFeatures]:
         """Close the windows that end at or before ``watermark`` without new data.
 
         For a twin that fell silent: the flow moves its watermark on with wall time, as
-        Bytewax's event clock does, so its last windows still close.
+        Bytewax's event clock does, so its last windows still close (and held chunks the
+        watermark reached are folded first).
         """
+        if self._held:
+            self._release(watermark + self.lateness_s, [])
         return self._close(watermark)
 
     @property
@@ -172,7 +215,60 @@ class WindowAggregator:
             win = self._open[k] = _Window()
         return win
 
-    def _add_telemetry(self, frame: TelemetryFrame, dead: list[DeadLetter]) -> None:
+    # -- holding jumps ahead ------------------------------------------------------------
+
+    def _jump(self) -> float:
+        """How far ahead of the newest time a chunk must start to be held."""
+        steps = self._steps
+        if len(steps) < 3:
+            return math.inf  # too little history to tell a jump from the usual step
+        ordered = sorted(steps)
+        return self.lateness_s + JUMP_STEPS * max(ordered[len(ordered) // 2], 0.0)
+
+    def _step(self, gap: float) -> None:
+        self._steps.append(gap)
+        if len(self._steps) > STEPS:
+            del self._steps[0]
+
+    def _admit(self, frame: TelemetryFrame) -> TelemetryFrame | None:
+        """The part of ``frame`` to fold now; a part that jumps ahead is held."""
+        times = frame.times
+        n = len(times)
+        if n == 0 or self._newest == -math.inf or not self.hold_ahead:
+            return frame
+        jump = self._jump()
+        gap = float(times[0]) - self._newest
+        self._step(gap)
+        if jump == math.inf:
+            return frame
+        if gap > jump:
+            cut = 0
+        else:
+            if float(times[-1]) - float(times[0]) <= jump:  # no step inside can be a jump
+                return frame
+            inner = np.flatnonzero(np.diff(times) > jump)
+            if inner.size == 0:
+                return frame
+            cut = int(inner[0]) + 1
+            self._step(float(times[cut] - times[cut - 1]))
+        self._hold(_rows(frame, cut, n))
+        return _rows(frame, 0, cut) if cut else None
+
+    def _hold(self, chunk: TelemetryFrame) -> None:
+        self._held.append(chunk)
+        self._held.sort(key=lambda f: float(f.times[0]))
+
+    def _release(self, reach: float, dead: list[DeadLetter]) -> None:
+        """Fold the held chunks that start at or before ``reach`` (and the oldest ones while
+        the hold is over its size)."""
+        held = self._held
+        while held and (float(held[0].times[0]) <= reach or len(held) > MAX_HELD):
+            self._add_telemetry(held.pop(0), dead)
+            reach = max(reach, self._newest + self._jump())
+
+    def _add_telemetry(self, frame: TelemetryFrame | None, dead: list[DeadLetter]) -> None:
+        if frame is None:
+            return
         times = np.asarray(frame.times, dtype=np.float64)
         n = times.size
         if n == 0 or not frame.signals:
@@ -322,6 +418,16 @@ class WindowAggregator:
             counts=counts,
             late=late,
         )
+
+
+def _rows(frame: TelemetryFrame, a: int, b: int) -> TelemetryFrame:
+    """Rows ``a:b`` of a frame (its signals and out-of-range masks sliced alike)."""
+    return dataclasses.replace(
+        frame,
+        times=frame.times[a:b],
+        signals={k: np.asarray(v)[a:b] for k, v in frame.signals.items()},
+        out_of_range={k: np.asarray(m)[a:b] for k, m in frame.out_of_range.items()},
+    )
 
 
 __all__ = ["WindowAggregator"]

@@ -39,17 +39,21 @@ def test_poison_among_good_messages() -> None:
         if (bad := next(mqtt_poison, None)) is not None:
             batch.append(("plant/p2/telemetry", bad))
         items.extend(decoder.decode(batch, now=t))
+        if i == 10:  # a clock error inside max_future_s: it must not make later data late
+            items.append(RawMessage("kafka:plant.telemetry", _good(t + 250), t))
         if (raw := next(poison, None)) is not None:
             items.append(RawMessage("kafka:plant.telemetry", raw, t))
     kafka = [_KafkaMessage(b"\xff", AFTER_9999_MS), _KafkaMessage(None, AFTER_9999_MS)]
     items.extend(raw_messages(kafka, received=START))  # type: ignore[arg-type]
     frames: list[Any] = []
     dead: list[Any] = []
+    windows: list[Any] = []
     stats = RunStats()
     flow = build_flow(
         TestingSource(items),
         FlowOutputs(
             telemetry=TestingSink(frames),
+            windows=TestingSink(windows),
             dead_letters=TestingSink(dead),
             alerts=None,
             commands=None,
@@ -64,9 +68,13 @@ def test_poison_among_good_messages() -> None:
     per_twin: dict[str, list[float]] = {}
     for f in got:
         per_twin.setdefault(f.twin_id, []).extend(f.times.tolist())
-    assert sorted(per_twin["P1"]) == [START + i for i in range(ROWS)]
+    assert sorted(per_twin["P1"]) == [START + i for i in range(ROWS)] + [START + 260]
     assert sorted(per_twin["P2"]) == [START + i for i in range(ROWS)]
     letters = [d for _k, d in dead] if dead and isinstance(dead[0], tuple) else dead
     assert all(isinstance(d, DeadLetter) and d.reason for d in letters)
     assert len(letters) >= len(POISON) + len(MQTT_POISON) + len(kafka)
     assert not [d for d in letters if "late" in d.reason.lower()]
+    counts: dict[str, int] = {}
+    for _k, w in windows:
+        counts[w.twin_id] = counts.get(w.twin_id, 0) + w.counts["flow_m3h"]
+    assert counts == {"P1": ROWS + 1, "P2": ROWS}
