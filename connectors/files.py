@@ -7,6 +7,9 @@
   ``<dir>/<name>/<group>=<value>/part-<partition>-<n>.parquet`` (hive layout, one folder per
   twin type so every file has one schema). A snapshot flushes the buffer; on resume, parts
   numbered at or after the snapshotted count are deleted (the replay writes them again).
+  With a ``fingerprint``, an item equal to one of the last ``remember`` items of its key is
+  dropped (a frame delivered twice is stored once, as PostgreSQL's unique keys do); the
+  fingerprints are part of the snapshot.
 
 Folders are created 0700 and files 0600 (only their owner reads them); see
 :func:`private_dir`.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -95,14 +99,49 @@ class JsonLinesSink(FixedPartitionedSink[Any, int]):
         return _JsonLinesPartition(self.path, self.to_json, resume_state or 0)
 
 
-class _ParquetPartition(StatefulSinkPartition[Any, int]):
-    def __init__(self, sink: ParquetSink, part: str, next_part: int):
+#: A Parquet partition's resume state: the next part number and, per key, the fingerprints
+#: of its last items (older snapshots hold the part number alone).
+ParquetState = tuple[int, dict[str, list[int]]]
+
+
+class Recent:
+    """The fingerprints of the last ``n`` items of each key: tells a repeated item."""
+
+    def __init__(self, n: int, state: Mapping[str, list[int]] | None = None) -> None:
+        self._n = n
+        self._order: dict[str, deque[int]] = {
+            k: deque(v[-n:], maxlen=n) for k, v in (state or {}).items()
+        }
+        self._seen: dict[str, set[int]] = {k: set(v) for k, v in self._order.items()}
+
+    def repeated(self, key: str, fp: int) -> bool:
+        """Whether ``fp`` was seen among the last items of ``key`` (and remember it if not)."""
+        seen = self._seen.setdefault(key, set())
+        if fp in seen:
+            return True
+        order = self._order.setdefault(key, deque(maxlen=self._n))
+        if len(order) == self._n:
+            seen.discard(order[0])
+        order.append(fp)
+        seen.add(fp)
+        return False
+
+    def state(self) -> dict[str, list[int]]:
+        return {k: list(v) for k, v in self._order.items()}
+
+
+class _ParquetPartition(StatefulSinkPartition[Any, ParquetState]):
+    def __init__(self, sink: ParquetSink, part: str, resume: ParquetState | int | None):
+        next_part, recent = resume if isinstance(resume, tuple) else (resume or 0, {})
         self._sink = sink
         self._part = part
         self._next = next_part
+        self._recent = Recent(sink.remember, recent)
         self._buffers: dict[str, list[Columns]] = {}
         self._rows = 0
         self._oldest: float | None = None
+        #: Items dropped as repeats of a recent one.
+        self.duplicates = 0
         self._remove_parts_from(next_part)
 
     def _remove_parts_from(self, n: int) -> None:
@@ -116,6 +155,11 @@ class _ParquetPartition(StatefulSinkPartition[Any, int]):
     def write_batch(self, values: list[Any]) -> None:
         sink = self._sink
         for v in values:
+            if sink.fingerprint is not None:
+                fp = sink.fingerprint(v)
+                if fp is not None and self._recent.repeated(*fp):
+                    self.duplicates += 1
+                    continue
             cols = sink.to_columns(v)
             if cols is None:
                 continue
@@ -144,9 +188,9 @@ class _ParquetPartition(StatefulSinkPartition[Any, int]):
         self._rows = 0
         self._oldest = None
 
-    def snapshot(self) -> int:
+    def snapshot(self) -> ParquetState:
         self._flush()
-        return self._next
+        return self._next, self._recent.state()
 
     def close(self) -> None:
         self._flush()
@@ -160,14 +204,16 @@ def _height(cols: Columns) -> int:
     )
 
 
-class ParquetSink(FixedPartitionedSink[Any, int]):
+class ParquetSink(FixedPartitionedSink[Any, ParquetState]):
     """Write items as rows of Parquet part files, one folder per group (e.g. twin type).
 
     ``to_columns`` turns an item into a mapping of column name to a scalar (one row) or to
     equally long arrays (many rows), or ``None`` to skip it. Items arrive as ``(key, item)``
     and are spread over ``partitions`` partitions by key. A part is written when
     ``rows_per_part`` rows are buffered or the oldest buffered row is ``max_delay_s`` old
-    (checked as items arrive), at each snapshot and at the end.
+    (checked as items arrive), at each snapshot and at the end. ``fingerprint`` gives an
+    item's key and a 64-bit fingerprint, or ``None`` to always keep it: an item whose
+    fingerprint is among the last ``remember`` of its key is dropped.
     """
 
     def __init__(
@@ -179,6 +225,8 @@ class ParquetSink(FixedPartitionedSink[Any, int]):
         partitions: int = 1,
         rows_per_part: int = 200_000,
         max_delay_s: float = 30.0,
+        fingerprint: Callable[[Any], tuple[str, int] | None] | None = None,
+        remember: int = 256,
     ):
         self.root = Path(root)
         self.to_columns = to_columns
@@ -187,14 +235,16 @@ class ParquetSink(FixedPartitionedSink[Any, int]):
         self.partitions = partitions
         self.rows_per_part = rows_per_part
         self.max_delay_s = max_delay_s
+        self.fingerprint = fingerprint
+        self.remember = remember
 
     def list_parts(self) -> list[str]:
         return [f"p{i}" for i in range(self.partitions)]
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: int | None
+        self, step_id: str, for_part: str, resume_state: ParquetState | int | None
     ) -> _ParquetPartition:
-        return _ParquetPartition(self, for_part, resume_state or 0)
+        return _ParquetPartition(self, for_part, resume_state)
 
 
 def read_parquet_dir(root: Path | str) -> pl.DataFrame:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter as _Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Histogram, start_http_server
@@ -29,7 +30,8 @@ ALERTS = Counter("twinflow_alerts", "Alert transitions emitted", ["rule", "state
 COMMANDS = Counter(
     "twinflow_commands",
     "Command lifecycle transitions on the commands stream (queued, sent, acknowledged, "
-    "succeeded, failed, timed_out, expired, rejected), by command name",
+    "succeeded, failed, timed_out, expired, rejected), by command name (a name no twin type "
+    "declares is counted as 'other')",
     ["name", "status"],
 )
 ALERT_LAG = Histogram(
@@ -40,9 +42,26 @@ ALERT_LAG = Histogram(
 )
 
 
+#: The one label of every command name no twin type declares (requests may name anything).
+OTHER = "other"
+
+
+def bounded(name: str, declared: frozenset[str] | None) -> str:
+    """``name`` if it is declared (or nothing is), else :data:`OTHER`.
+
+    >>> bounded("derate", frozenset({"derate"})), bounded("x" * 500, frozenset({"derate"}))
+    ('derate', 'other')
+    """
+    return name if declared is None or name in declared else OTHER
+
+
 @dataclass
 class RunStats:
-    """Counts of one run, safe to update from several worker threads."""
+    """Counts of one run, safe to update from several worker threads.
+
+    ``command_names`` are the declared command names; others are counted as ``other`` so
+    that requests cannot grow the metrics or the summary without bound.
+    """
 
     readings: int = 0
     frames: int = 0
@@ -52,6 +71,7 @@ class RunStats:
     windows: int = 0
     alerts: _Counter[str] = field(default_factory=_Counter)
     commands: _Counter[str] = field(default_factory=_Counter)
+    command_names: frozenset[str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_readings(self, twin_type: str, n: int) -> None:
@@ -83,7 +103,13 @@ class RunStats:
         if lag_s is not None and state == "raised":
             ALERT_LAG.observe(max(lag_s, 0.0))
 
+    def declare_commands(self, names: Iterable[str]) -> None:
+        """Add ``names`` to the command names counted under their own label."""
+        with self._lock:
+            self.command_names = frozenset(self.command_names or ()) | frozenset(names)
+
     def add_command(self, name: str, status: str = "issued") -> None:
+        name = bounded(name, self.command_names)
         with self._lock:
             self.commands[f"{name}:{status}"] += 1
         COMMANDS.labels(name, status).inc()

@@ -17,6 +17,7 @@ folder that already holds outputs unless the run resumes them or ``overwrite`` i
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +46,17 @@ def telemetry_columns(frame: Any) -> dict[str, Any] | None:
     }
     cols.update(frame.signals)
     return cols
+
+
+def frame_fingerprint(frame: Any) -> tuple[str, int] | None:
+    """A telemetry frame's twin and a 64-bit digest of its times and signal names: a frame
+    delivered twice (e.g. a Kafka message read again) has the same one."""
+    if not isinstance(frame, TelemetryFrame):
+        return None
+    h = hashlib.blake2b(digest_size=8)
+    h.update(np.ascontiguousarray(frame.times, dtype=np.float64).tobytes())
+    h.update("\0".join(sorted(frame.signals)).encode())
+    return frame.twin_id, int.from_bytes(h.digest(), "big")
 
 
 def window_row(w: WindowFeatures) -> dict[str, Any]:
@@ -103,7 +115,11 @@ def file_outputs(config: FlowConfig, actuators: Sink[Any] | None = None) -> Flow
     """File sinks under ``config.out_dir`` (created if missing)."""
     out = private_dir(Path(config.out_dir))
 
-    def parquet(name: str, to_columns: Callable[[Any], Columns | None]) -> ParquetSink:
+    def parquet(
+        name: str,
+        to_columns: Callable[[Any], Columns | None],
+        fingerprint: Callable[[Any], tuple[str, int] | None] | None = None,
+    ) -> ParquetSink:
         return ParquetSink(
             out / name,
             to_columns,
@@ -111,6 +127,7 @@ def file_outputs(config: FlowConfig, actuators: Sink[Any] | None = None) -> Flow
             partitions=config.sink_partitions,
             rows_per_part=config.parquet_rows_per_part,
             max_delay_s=config.parquet_max_delay_s,
+            fingerprint=fingerprint,
         )
 
     return FlowOutputs(
@@ -120,6 +137,8 @@ def file_outputs(config: FlowConfig, actuators: Sink[Any] | None = None) -> Flow
         rollups=JsonLinesSink(out / "rollups.jsonl", lambda r: r.to_json()),
         windows=parquet("windows", window_row),
         twin_states=parquet("twin_states", state_row),
-        telemetry=parquet("telemetry", telemetry_columns) if config.write_telemetry else None,
+        telemetry=parquet("telemetry", telemetry_columns, frame_fingerprint)
+        if config.write_telemetry
+        else None,
         actuators=actuators,
     )

@@ -294,6 +294,7 @@ def build_flow(
     """
     catalog = CATALOG if catalog is None else catalog
     stats = stats if stats is not None else RunStats()
+    stats.declare_commands(a.name for t in catalog.values() for a in t.actuators)
     tally = Tally(stats, clock)
     flow = Dataflow(flow_id)
     sources = list(source) if isinstance(source, Sequence) else [source]

@@ -20,6 +20,7 @@ Unix epoch (UTC), which keeps windowing and regression arithmetic in plain numpy
 from __future__ import annotations
 
 import copyreg
+import hashlib
 import math
 import uuid
 from collections.abc import Mapping
@@ -524,9 +525,32 @@ TERMINAL_COMMAND_STATUSES = frozenset(
 )
 
 
+def capped_payload(payload: str | bytes, limit: int = 2048) -> str:
+    """At most ``limit`` characters of ``payload``; a longer one keeps its start and ends with
+    its size and SHA-256, so the whole input can still be recognised.
+
+    >>> capped_payload("short")
+    'short'
+    >>> p = capped_payload("x" * 10_000, 120)
+    >>> len(p), p[-87:]
+    (120, '…[10000 bytes, sha256 e4ee97ec252749d2096447e849628d0d7734f51700416eefbb33574bf0b3ee75]')
+    """
+    raw = payload if isinstance(payload, bytes) else payload.encode("utf-8", "surrogatepass")
+    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+    if len(text) <= limit and (isinstance(payload, str) or len(raw) <= limit):
+        return text
+    mark = f"…[{len(raw)} bytes, sha256 {hashlib.sha256(raw).hexdigest()}]"
+    return text[: max(limit - len(mark), 0)] + mark
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """An input that could not be used, with the stage and the reason why."""
+    """An input that could not be used, with the stage and the reason why.
+
+    The payload is capped when the dead letter is made (:func:`capped_payload`: an excerpt,
+    the size and the SHA-256 of the whole), and so is the reason, so a huge input cannot
+    make a huge dead letter. Give the whole input: the hash is taken of what is given.
+    """
 
     stage: str
     reason: str
@@ -538,6 +562,14 @@ class DeadLetter:
 
     #: Longest payload excerpt kept (dead letters must stay small).
     MAX_PAYLOAD = 2048
+    #: Longest reason kept.
+    MAX_REASON = 1024
+
+    def __post_init__(self) -> None:
+        if len(self.payload) > self.MAX_PAYLOAD:
+            object.__setattr__(self, "payload", capped_payload(self.payload, self.MAX_PAYLOAD))
+        if len(self.reason) > self.MAX_REASON:
+            object.__setattr__(self, "reason", self.reason[: self.MAX_REASON - 1] + "…")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -601,6 +633,7 @@ __all__ = [
     "TwinState",
     "WaveformFrame",
     "WindowFeatures",
+    "capped_payload",
     "deterministic_id",
 ]
 
