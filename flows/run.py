@@ -67,10 +67,14 @@ def routed_twins(dep: Deployment) -> frozenset[str]:
 def request_sources(dep: Deployment, **limits: Any) -> list[Any]:
     """Command requests and desired-property changes from outside (a Kafka topic), if any."""
     out: list[Any] = []
+    places = dep.registry()
+    within = {t.twin_id: frozenset(places.ancestors(t.twin_id)) for t in dep.twins}
     for name in dep.protocols():
         spec = registry.spec(name)
         service = dep.services.get(name)
-        out += spec.request_sources(service, dep.twin_types, catalog=dep.types, **limits)
+        out += spec.request_sources(
+            service, dep.twin_types, catalog=dep.types, within=within, **limits
+        )
     return out
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, cast
 
 from twinflow.connectors.bindings import KafkaBinding, KafkaSettings
@@ -171,12 +172,22 @@ class KafkaSpec(ConnectorSpec):
                 out[stream] = [make(k)]
         return out
 
-    def request_sources(self, service: Any, twins: Mapping[str, str], **limits: Any) -> list[Any]:
+    def request_sources(
+        self,
+        service: Any,
+        twins: Mapping[str, str],
+        *,
+        within: Mapping[str, frozenset[str]] | None = None,
+        **limits: Any,
+    ) -> list[Any]:
+        """The request topic's source; ``within``: each twin's assets, for grants by asset."""
         if service is None or not cast(KafkaSettings, service).command_requests_topic:
             return []
         from twinflow.connectors.kafka import kafka_command_request_source
 
         auth = getattr(service, "requests", None)
+        if auth is not None and within is not None:
+            auth = replace(auth, within=MappingProxyType(dict(within)))
         if auth is None:
             LOG.warning(
                 "command requests on %s are not authenticated: anyone who can write the topic "

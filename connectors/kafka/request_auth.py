@@ -7,9 +7,9 @@ Wire format: a request message carries two Kafka headers,
   value (the exact bytes of the JSON request) under that issuer's key.
 
 A request whose issuer is unknown, whose signature is missing or does not match, or that no
-grant of its issuer allows (the command, or the desired property, for the twin or its type)
-ends ``rejected`` on the commands stream with the reason, and is counted
-in ``twinflow_command_requests_refused_total{reason}``. The signature covers ``request_id``
+grant of its issuer allows (the command, or the desired property, for the twin, its type or
+an asset or site it lies in) ends ``rejected`` on the commands stream with the reason, and is
+counted in ``twinflow_command_requests_refused_total{reason}``. The signature covers ``request_id``
 and ``expires_at``, so a replayed message is the same command (same id) and only until it
 expires. Keys come from the environment or a secret file, never the deployment file.
 """
@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from twinflow.core.records import Command, DesiredChange
 
@@ -58,7 +59,7 @@ class Key:
 
 @dataclass(frozen=True)
 class Grant:
-    """What one issuer may ask: commands and desired properties, for twins or types.
+    """What one issuer may ask: commands and desired properties, for twins, types or assets.
 
     >>> g = Grant("ops", commands=frozenset({"set_flow"}), types=frozenset({"pump"}))
     >>> g.allows("set_flow", None, "P1", "pump"), g.allows("derate", None, "P1", "pump")
@@ -70,13 +71,23 @@ class Grant:
     properties: frozenset[str] = frozenset()
     twins: frozenset[str] = frozenset()
     types: frozenset[str] = frozenset()
+    assets: frozenset[str] = frozenset()
 
-    def allows(self, command: str | None, prop: str | None, twin: str, kind: str) -> bool:
+    def allows(
+        self,
+        command: str | None,
+        prop: str | None,
+        twin: str,
+        kind: str,
+        within: frozenset[str] = frozenset(),
+    ) -> bool:
+        """Whether this grant covers the command (or desired property) for the twin, of type
+        ``kind``, that lies in the assets ``within``."""
         """Whether this grant covers the command (or desired property) for the twin."""
         what = self.commands if prop is None else self.properties
         if not (ANY in what or (prop if prop is not None else command) in what):
             return False
-        return bool({ANY, twin} & self.twins or {ANY, kind} & self.types)
+        return bool({ANY, twin} & self.twins or {ANY, kind} & self.types or within & self.assets)
 
 
 def _headers(raw: Headers) -> dict[str, str]:
@@ -96,6 +107,8 @@ class RequestAuth:
 
     keys: Mapping[str, Key]
     grants: tuple[Grant, ...] = ()
+    #: Each twin's containing assets and site (from the deployment's placement).
+    within: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
 
     def refusal(
         self,
@@ -118,7 +131,10 @@ class RequestAuth:
             return "bad_signature", f"not authenticated: signature does not match issuer {issuer!r}"
         command, prop = (None, item.prop) if isinstance(item, DesiredChange) else (item.name, None)
         for grant in self.grants:
-            if grant.issuer == issuer and grant.allows(command, prop, item.twin_id, item.twin_type):
+            within = self.within.get(item.twin_id, frozenset())
+            if grant.issuer == issuer and grant.allows(
+                command, prop, item.twin_id, item.twin_type, within
+            ):
                 return None
         what = f"desired property {prop!r}" if prop is not None else f"command {command!r}"
         return "forbidden", (

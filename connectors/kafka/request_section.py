@@ -50,13 +50,19 @@ ISSUER = Schema(
 ALLOW = Schema(
     "services.kafka.requests.allow[]",
     "One grant: the issuer may send these commands or desired properties to these twins, "
-    'twins of these types (`"*"`: any).',
+    'twins of these types or twins within these assets (`"*"`: any command, twin or type).',
     (
         Text("issuer", "The issuer granted (a name under `issuers`).", "", required=True),
         Names("commands", "Commands it may send.", (), what="command names"),
         Names("properties", "Desired properties it may change.", (), what="property names"),
         Names("twins", "Twin ids it may address.", (), what="twin ids"),
         Names("types", "Twin types whose twins it may address.", (), what="type names"),
+        Names(
+            "assets",
+            "Assets (or the site) whose twins, at any depth, it may address.",
+            (),
+            what="asset ids",
+        ),
     ),
 )
 
@@ -110,12 +116,13 @@ def _grant(s: Section, keys: Mapping[str, Key]) -> Grant:
     issuer = s.get(ALLOW["issuer"])
     if issuer not in keys:
         raise s.error("issuer", f" = {issuer!r} is not under issuers ({', '.join(sorted(keys))})")
-    lists = {k: frozenset(s.get(ALLOW[k])) for k in ("commands", "properties", "twins", "types")}
+    kinds = ("commands", "properties", "twins", "types", "assets")
+    lists = {k: frozenset(s.get(ALLOW[k])) for k in kinds}
     if not (lists["commands"] or lists["properties"]):
         raise ConfigError(f"{s.file}: {s.where} grants nothing; list commands or properties")
-    if not (lists["twins"] or lists["types"]):
+    if not (lists["twins"] or lists["types"] or lists["assets"]):
         raise ConfigError(
-            f"{s.file}: {s.where} names no twins or types; list them (or twins: ['*'])"
+            f"{s.file}: {s.where} names no twins, types or assets; list them (or twins: ['*'])"
         )
     return Grant(issuer, **lists)
 

@@ -261,3 +261,37 @@ def test_headers_travel_over_kafka(bootstrap: str) -> None:
         ("request:forged", "rejected"),
         ("request:unsigned", "rejected"),
     ]
+
+
+def test_a_grant_by_asset_covers_the_twins_within_it(tmp_path: Path) -> None:
+    path = tmp_path / "plant.yaml"
+    path.write_text("""
+version: 1
+site: plant-a
+assets:
+  - {id: line-1, type: line}
+  - {id: skid-1, type: skid, part_of: line-1}
+services:
+  kafka:
+    telemetry_topics: [tel]
+    command_requests_topic: req
+    requests:
+      issuers: {ops: {key_env: OPS_KEY}}
+      allow: [{issuer: ops, commands: [set_flow], assets: [line-1]}]
+twins:
+  - {id: P1, type: pump, protocol: kafka, part_of: skid-1}
+  - {id: P2, type: pump, protocol: kafka}
+""")
+    from twinflow.flows.run import request_sources
+
+    dep = load_deployment(path, env={"OPS_KEY": "ops-key-0123456789abcdef"})
+    (source,) = request_sources(dep)
+    requests = source.map_batch  # the CommandRequests of the source
+    assert isinstance(requests, CommandRequests) and requests.auth is not None
+    assert requests.auth.within["P1"] == {"skid-1", "line-1", "plant-a"}
+    inside, outside = body(), body(request_id="ops-2", twin_id="P2")
+    ok = requests.item(inside, "kafka:req", MS, T0.timestamp(), signed(inside))
+    no = requests.item(outside, "kafka:req", MS, T0.timestamp(), signed(outside))
+    assert isinstance(ok, Command) and ok.status.value == "issued", ok
+    assert isinstance(no, Command) and no.status.value == "rejected", no
+    assert "may not send command 'set_flow' to twin 'P2'" in no.detail
