@@ -148,4 +148,5 @@ def deployment_flow(
         routed=routed.__contains__,
         registry=dep.registry(),
         catalog=dep.types,
+        bindings={t.twin_id: t.protocol for t in dep.twins},
     )

@@ -137,13 +137,16 @@ class CheckStep:
         clock: Callable[[], float],
         stats: RunStats,
         catalog: Mapping[str, TwinType] = CATALOG,
+        bindings: Mapping[str, str] | None = None,
     ) -> CheckStep:
-        """``catalog``: the twin types frames are checked against, by name."""
+        """``catalog``: the twin types frames are checked against, by name; ``bindings``:
+        the protocol each twin's telemetry must come from, by twin id."""
         validator = Validator(
             catalog=catalog,
             twins=twins,
             max_future_s=config.max_future_s,
             max_past_s=config.max_past_s,
+            bindings=bindings,
         )
         return cls(validator, clock, stats)
 

@@ -274,6 +274,7 @@ def build_flow(
     routed: Callable[[str], bool] | None = None,
     registry: TwinRegistry | None = None,
     catalog: Mapping[str, TwinType] | None = None,
+    bindings: Mapping[str, str] | None = None,
 ) -> Dataflow:
     """Wire the telemetry flow.
 
@@ -290,7 +291,10 @@ def build_flow(
     ``routed(twin_id)`` tells whether a twin has an actuator route (default: all do).
     With a ``registry`` and an ``outputs.rollups`` sink, assets get roll-ups. ``catalog``
     holds the twin types by name (default: the bundled ones; a deployment's
-    :attr:`~twinflow.flows.deployment.Deployment.types` adds its own).
+    :attr:`~twinflow.flows.deployment.Deployment.types` adds its own). ``bindings`` maps a
+    twin id to the protocol of its binding: its telemetry from any other source is a dead
+    letter ("twin bound to opcua"); twins it does not name, and every twin without it (the
+    demo, replays), are accepted from any source.
     """
     catalog = CATALOG if catalog is None else catalog
     stats = stats if stats is not None else RunStats()
@@ -298,7 +302,7 @@ def build_flow(
     tally = Tally(stats, clock)
     flow = Dataflow(flow_id)
     sources = list(source) if isinstance(source, Sequence) else [source]
-    check = CheckStep.create(config, twins, clock, stats, catalog)
+    check = CheckStep.create(config, twins, clock, stats, catalog, bindings)
     type_of = TypeOf(twin_types, catalog)
     ingested = ingest("ingest", flow, sources, check, ResidualStep(type_of))
     asked = [command_requests("requests", flow, list(requests))] if requests else []

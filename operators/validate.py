@@ -77,6 +77,14 @@ class Validator:
     ([2.5, nan], [False, True], 1)
     >>> v.validate(TelemetryFrame("T9", "tank", frame.times, frame.signals), now=101.0)[1][0].reason
     "twin 'T9' is not registered; add it to the deployment's twins (known: T1)"
+
+    ``bindings`` maps twin id to the protocol its binding names (``opcua``, ``mqtt``,
+    ``kafka``, ...); a frame of such a twin is accepted only from a source of that protocol
+    (the part of :attr:`TelemetryFrame.source` before ``:``, or ``://``):
+
+    >>> bound = Validator({"tank": tank}, twins={"T1": "tank"}, bindings={"T1": "opcua"})
+    >>> bound.validate(dataclasses.replace(frame, source="kafka:plant"), now=101.0)[1][0].reason
+    "twin 'T1' is bound to opcua: telemetry from 'kafka:plant' refused"
     """
 
     def __init__(
@@ -85,9 +93,12 @@ class Validator:
         twins: Mapping[str, str] | None = None,
         max_future_s: float = 300.0,
         max_past_s: float = 7 * 86400.0,
+        bindings: Mapping[str, str] | None = None,
     ) -> None:
         self.catalog = catalog
         self.twins = twins
+        self.bindings = bindings
+        self._protocols: dict[str, str] = {}
         self.max_future_s = max_future_s
         self.max_past_s = max_past_s
         self._specs: dict[str, dict[str, SignalSpec]] = {
@@ -421,7 +432,25 @@ class Validator:
                     f"twin {twin!r} is registered as type {registered!r} but the frame says "
                     f"{kind!r}; fix the device's twin_type or the deployment file"
                 )
+        if self.bindings is not None:
+            bound = self.bindings.get(twin)
+            if bound is not None and self._protocol(frame.source) != bound:
+                raise ValidationError(
+                    f"twin {twin!r} is bound to {bound}: telemetry from "
+                    f"{str(frame.source)[:80]!r} refused"
+                )
         return specs
+
+    def _protocol(self, source: object) -> str:
+        """The protocol of a frame's source: ``mqtt`` of ``mqtt:plant/p1``, ``modbus`` of
+        ``modbus://host:502/1`` (cached: sources are few)."""
+        text = str(source)
+        proto = self._protocols.get(text)
+        if proto is None:
+            proto = text.split(":", 1)[0]
+            if len(self._protocols) < 4096:
+                self._protocols[text] = proto
+        return proto
 
     def _check_span(self, twin: str, first: float, last: float, now: float) -> None:
         # The reasons name the limit, not the distance to the clock: a replay after recovery
