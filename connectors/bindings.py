@@ -88,11 +88,15 @@ class MqttSettings:
 class OpcUaSecurity:
     """Security policy, mode and the client's certificate (PEM or DER paths)."""
 
-    policy: Literal["Basic256Sha256"] = "Basic256Sha256"
+    policy: Literal["Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"] = (
+        "Basic256Sha256"
+    )
     mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"
     certificate: str = ""
     private_key: str = ""
     server_certificate: str | None = None
+    #: CA or server certificates (a file or a folder) the server's certificate must match.
+    trust: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

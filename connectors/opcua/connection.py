@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from twinflow.connectors.bindings import OpcUaBinding, OpcUaSecurity
+from twinflow.connectors.opcua.trust import POLICIES, check_trusted, load_trust
 from twinflow.connectors.sections import each_binding
 from twinflow.core.errors import ConfigError
 from twinflow.core.optional import needs
@@ -29,7 +30,21 @@ from twinflow.operators.twin_type import TwinType
 with needs("opcua", "the OPC UA connector"):
     from asyncua import ua
     from asyncua.client import Client
-    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+    from asyncua.client.client import _first_cert_from_chain
+    from asyncua.crypto.security_policies import (
+        SecurityPolicy,
+        SecurityPolicyAes128Sha256RsaOaep,
+        SecurityPolicyAes256Sha256RsaPss,
+        SecurityPolicyBasic256Sha256,
+        SecurityPolicyNone,
+    )
+
+#: The asyncua class of each security policy a binding may name.
+_POLICY_CLASSES: dict[str, type[SecurityPolicy]] = {
+    "Basic256Sha256": SecurityPolicyBasic256Sha256,
+    "Aes128_Sha256_RsaOaep": SecurityPolicyAes128Sha256RsaOaep,
+    "Aes256_Sha256_RsaPss": SecurityPolicyAes256Sha256RsaPss,
+}
 
 __all__ = [
     "Client",
@@ -138,8 +153,10 @@ def _check_security(b: OpcUaBinding) -> None:
     if sec is None:
         return
     where = f"OPC UA binding of twin {b.twin_id!r}: security"
-    if sec.policy != "Basic256Sha256":
-        raise ConfigError(f"{where}.policy must be 'Basic256Sha256', got {sec.policy!r}")
+    if sec.policy not in POLICIES:
+        raise ConfigError(
+            f"{where}.policy must be one of {', '.join(POLICIES)}, got {sec.policy!r}"
+        )
     if sec.mode not in ("Sign", "SignAndEncrypt"):
         raise ConfigError(f"{where}.mode must be 'Sign' or 'SignAndEncrypt', got {sec.mode!r}")
     files = {"certificate": sec.certificate, "private_key": sec.private_key}
@@ -150,6 +167,13 @@ def _check_security(b: OpcUaBinding) -> None:
             raise ConfigError(f"{where}.{field} is empty; give the path of a PEM or DER file")
         if not Path(path).is_file():
             raise ConfigError(f"{where}.{field} {path!r} is not a readable file")
+    if sec.trust is not None:
+        load_trust(sec.trust)  # raises naming the file or folder
+    if not sec.trust and not sec.server_certificate:
+        raise ConfigError(
+            f"{where}: give trust (CA or server certificates) or server_certificate; without "
+            "them any server's certificate would be accepted"
+        )
 
 
 def _positive(x: object) -> bool:
@@ -200,9 +224,10 @@ def application_uri(certificate: str) -> str | None:
 async def open_client(endpoint: Endpoint, timeout_s: float, session_timeout_s: float) -> Client:
     """A connected asyncua client with the endpoint's security and user (raises on failure).
 
-    With security, the client presents its certificate and key under Basic256Sha256 in the
-    configured mode; its application URI is taken from the certificate, as servers expect.
-    Without ``server_certificate`` the server's certificate is fetched from its endpoints.
+    With security, the client presents its certificate and key under the configured policy
+    and mode; its application URI is taken from the certificate, as servers expect. The
+    server's certificate is the pinned ``server_certificate``, or the one its endpoints
+    present, accepted only when the trust list vouches for it (:class:`UntrustedServer`).
     """
     client = Client(endpoint.url, timeout=timeout_s, watchdog_intervall=max(timeout_s, 1.0))
     client.name = client.description = "twinflow"
@@ -217,18 +242,37 @@ async def open_client(endpoint: Endpoint, timeout_s: float, session_timeout_s: f
             uri = application_uri(sec.certificate)
             if uri:
                 client.application_uri = uri
+            policy = _POLICY_CLASSES[sec.policy]
+            mode = getattr(ua.MessageSecurityMode, sec.mode)
+            server: str | bytes | None = sec.server_certificate
+            if sec.trust is not None:
+                presented = await _presented_certificate(client, policy, mode)
+                check_trusted(presented, load_trust(sec.trust))
+                server = server or presented  # pinned: asyncua refuses any other
             await client.set_security(
-                SecurityPolicyBasic256Sha256,
+                policy,
                 certificate=sec.certificate,
                 private_key=sec.private_key,
-                server_certificate=sec.server_certificate,
-                mode=getattr(ua.MessageSecurityMode, sec.mode),
+                server_certificate=server,
+                mode=mode,
             )
         await client.connect()
     except BaseException:
         await close_quietly(client, timeout_s)
         raise
     return client
+
+
+async def _presented_certificate(
+    client: Client, policy: type[SecurityPolicy], mode: ua.MessageSecurityMode
+) -> bytes:
+    """The certificate (DER) the server's endpoint for ``policy`` and ``mode`` presents."""
+    none = SecurityPolicyNone()  # type: ignore[no-untyped-call]  # asyncua: no annotations
+    client.security_policy = none
+    client.uaclient.security_policy = none
+    endpoints = await client.connect_and_get_server_endpoints()
+    endpoint = Client.find_endpoint(endpoints, mode, policy.URI)
+    return bytes(_first_cert_from_chain(endpoint.ServerCertificate))
 
 
 async def close_quietly(client: Client, timeout_s: float) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, cast
 
 from twinflow.connectors.bindings import OpcUaBinding, OpcUaSecurity, OpcUaWrite
+from twinflow.connectors.opcua.trust import POLICIES
 from twinflow.connectors.sections import check_command, check_signal
 from twinflow.connectors.simulator.settings import SimulatorSettings
 from twinflow.connectors.spec import BindingContext, ConnectorSpec, SimulatedDevices
@@ -23,8 +24,11 @@ from twinflow.core.config import (
     Section,
     Text,
 )
+from twinflow.core.errors import ConfigError
 from twinflow.core.records import TelemetryFrame
 from twinflow.core.transport import refuse_plain_password
+
+Policy = Literal["Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"]
 
 BINDING = Schema(
     "twins[].opcua",
@@ -70,13 +74,19 @@ SECURITY = Schema(
     "twins[].opcua.security",
     "Security policy, mode and the client's certificate (PEM or DER paths).",
     (
-        Choice("policy", "Security policy.", "Basic256Sha256", choices=("Basic256Sha256",)),
+        Choice("policy", "Security policy.", "Basic256Sha256", choices=POLICIES),
         Choice(
             "mode", "Message security mode.", "SignAndEncrypt", choices=("Sign", "SignAndEncrypt")
         ),
         Text("certificate", "Client certificate file.", "", required=True),
         Text("private_key", "Client private key file.", "", required=True),
         OptionalText("server_certificate", "The server's certificate, to pin it."),
+        OptionalText(
+            "trust",
+            "Trust list: a file or folder of CA or server certificates (PEM or DER) that the "
+            "server's certificate must be, or be signed by; this or `server_certificate` is "
+            "required.",
+        ),
     ),
 )
 
@@ -112,12 +122,21 @@ def _commands(s: Section, ctx: BindingContext) -> dict[str, OpcUaWrite]:
 
 def _security(s: Section) -> OpcUaSecurity:
     s.check_keys(SECURITY)
-    s.get(SECURITY["policy"])  # checked: Basic256Sha256 is the one policy supported
+    trust = s.get(SECURITY["trust"])
+    pinned = s.get(SECURITY["server_certificate"])
+    if not trust and not pinned:
+        raise ConfigError(
+            f"{s.file}: {s.where}: name the server certificates to trust (trust: a file or "
+            "folder of CA or server certificates, or server_certificate: to pin one); without "
+            "them any server's certificate would be accepted"
+        )
     return OpcUaSecurity(
+        policy=cast(Policy, s.get(SECURITY["policy"])),
         mode=cast(Literal["Sign", "SignAndEncrypt"], s.get(SECURITY["mode"])),
         certificate=s.get(SECURITY["certificate"]),
         private_key=s.get(SECURITY["private_key"]),
-        server_certificate=s.get(SECURITY["server_certificate"]),
+        server_certificate=pinned,
+        trust=trust,
     )
 
 

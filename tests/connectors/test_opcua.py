@@ -718,10 +718,17 @@ def test_secured_connection_with_basic256sha256(loop: Loop, plant: Plant, tmp_pa
             [f] = frames(collect(part, lambda out: bool(frames(out)), 5.0))
             assert (f.times.tolist(), f.signals["load_pct"].tolist()) == ([t0], [42.0])
 
-        # Commands over a signed channel (the server certificate fetched from its endpoints).
+        # Commands over a signed channel (the server certificate fetched from its endpoints
+        # and checked against the trust list).
         signed = replace(
-            secured, security=replace(secured.security, mode="Sign", server_certificate=None)
-        )  # type: ignore[type-var]
+            secured,
+            security=replace(
+                secured.security,  # type: ignore[type-var]
+                mode="Sign",
+                server_certificate=None,
+                trust=server_cert.certificate,
+            ),
+        )
         feedback = CommandFeedback()
         sink = OpcUaCommandSink([signed], timeout_s=2.0, feedback=feedback)
         derate = command("motor-003", "derate", 6, fraction=0.6)

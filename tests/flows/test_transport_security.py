@@ -59,7 +59,7 @@ def test_opcua_password_without_security_is_refused(tmp_path: Path) -> None:
         load(tmp_path, "", OPCUA_TWIN % "")
     dep = load(tmp_path, "", OPCUA_TWIN % ", allow_insecure: true")
     assert dep.twins[0].opcua is not None and dep.twins[0].opcua.password == "pw"
-    sec = ", security: {certificate: c.der, private_key: k.pem}"
+    sec = ", security: {certificate: c.der, private_key: k.pem, trust: ca.pem}"
     dep = load(tmp_path, "", OPCUA_TWIN % sec)
     assert dep.twins[0].opcua is not None and dep.twins[0].opcua.security is not None
 
