@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -196,3 +197,55 @@ def test_any_kafka_timestamp_is_a_request_or_a_dead_letter(ms: int) -> None:
         request(), "kafka:req", (TIMESTAMP_CREATE_TIME, ms), T0.timestamp()
     )
     assert isinstance(item, Command | DeadLetter)
+
+
+@pytest.mark.services
+@pytest.mark.timeout(60)
+def test_poison_on_the_topic_never_stops_a_flow_that_resumes(tmp_path: Path) -> None:
+    """Poison requests between good ones, read by a flow with recovery: every message is an
+    item, and each resume goes on after them (no crash loop replaying the same message)."""
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+    from bytewax.testing import TestingSink, run_main
+    from confluent_kafka import Producer
+
+    from tests.services.kafka import KafkaBroker, create_topic, unique_topic
+    from twinflow.connectors.bindings import KafkaSettings
+    from twinflow.connectors.kafka import kafka_command_request_source
+
+    init_db_dir(tmp_path, 1)
+    recovery = RecoveryConfig(str(tmp_path))
+    with KafkaBroker() as broker:
+        topic = create_topic(broker.bootstrap, unique_topic("poison-requests"))
+        s = KafkaSettings(bootstrap=broker.bootstrap, command_requests_topic=topic)
+
+        def send(values: list[bytes], **kw: Any) -> None:
+            producer = Producer(
+                {"bootstrap.servers": broker.bootstrap, "message.max.bytes": 4_000_000}
+            )
+            for v in values:
+                producer.produce(topic, v, **kw)
+            assert producer.flush(10) == 0
+
+        def run_once() -> list[Any]:
+            out: list[Any] = []
+            flow = Dataflow("poison-requests")
+            source = kafka_command_request_source(s, twins=TWINS, tail=False)
+            op.output("out", op.input("in", flow, source), TestingSink(out))
+            run_main(flow, recovery_config=recovery)
+            return out
+
+        poison = [payload for payload, _ in POISON.values()]
+        send([request(), *poison[:5]])
+        send([b"{}"], timestamp=253_402_300_800_000 * 2)  # a Kafka timestamp after 9999
+        send(poison[5:])
+        first = run_once()
+        assert len(first) == 2 + len(poison)
+        assert sum(isinstance(x, Command) for x in first) == 1
+        dead = [x for x in first if isinstance(x, DeadLetter)]
+        assert any("Kafka timestamp" in d.reason for d in dead)
+        assert run_once() == []
+        send([request()])
+        (again,) = run_once()
+        assert isinstance(again, Command)
