@@ -78,3 +78,48 @@ def test_poison_among_good_messages() -> None:
     for _k, w in windows:
         counts[w.twin_id] = counts.get(w.twin_id, 0) + w.counts["flow_m3h"]
     assert counts == {"P1": ROWS + 1, "P2": ROWS}
+
+
+def test_poison_then_crash_then_resume(tmp_path: Any) -> None:
+    """The flow stops (the source aborts) after every poison message; resuming from
+    recovery replays them into dead letters again, never into a crash loop."""
+    from datetime import timedelta
+
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+
+    items: list[Any] = []
+    for i, raw in enumerate(sorted(POISON.values())):
+        items.append(RawMessage("kafka:plant.telemetry", _good(START + i), START + i))
+        items.append(RawMessage("kafka:plant.telemetry", raw, AFTER_9999_MS / 1000))
+    items.append(TestingSource.ABORT())
+    items.append(RawMessage("kafka:plant.telemetry", _good(START + 100), START + 100))
+    init_db_dir(tmp_path, 1)
+    recovery = RecoveryConfig(str(tmp_path))
+    frames: list[Any] = []
+    dead: list[Any] = []
+
+    def run() -> None:
+        flow = build_flow(
+            TestingSource(items),
+            FlowOutputs(
+                telemetry=TestingSink(frames),
+                dead_letters=TestingSink(dead),
+                alerts=None,
+                commands=None,
+            ),
+            FlowConfig(window_s=60, lateness_s=30),
+            clock=lambda: START + ROWS,
+            twins={"P1": "pump"},
+        )
+        run_main(flow, epoch_interval=timedelta(seconds=0), recovery_config=recovery)
+
+    run()  # aborts (a simulated crash) after every poison message went through
+    assert START + 100 not in {float(t) for _k, f in frames for t in f.times}
+    crashed_with = len(dead)
+    assert crashed_with >= len(POISON)
+    run()  # resumes from the last snapshot and finishes
+    times = sorted({float(t) for _k, f in frames for t in f.times})
+    assert times == [START + i for i in range(len(POISON))] + [START + 100]
+    assert all(isinstance(d, DeadLetter) and d.reason for _k, d in dead)
+    replayed = [d for _k, d in dead[crashed_with:]]
+    assert {(d.reason, d.time) for d in replayed} <= {(d.reason, d.time) for _k, d in dead}
