@@ -128,7 +128,11 @@ class KafkaSpec(ConnectorSpec):
     binding_schemas = (BINDING,)
     service_schemas = (SERVICE, *REQUEST_SCHEMAS)
     service_env = "KAFKA_BOOTSTRAP"
-    metrics = ("twinflow_kafka_delivery_errors", "twinflow_kafka_consumer_errors")
+    metrics = (
+        "twinflow_kafka_delivery_errors",
+        "twinflow_kafka_consumer_errors",
+        "twinflow_command_requests_refused",
+    )
     metrics_module = "twinflow.connectors.kafka"
 
     def parse_service(self, section: Section, env: Mapping[str, str]) -> KafkaSettings:
