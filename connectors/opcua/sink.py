@@ -52,6 +52,7 @@ from twinflow.core.backoff import DEFAULT_BACKOFF, Backoff, Outcome
 from twinflow.core.errors import ConfigError
 from twinflow.core.optional import needs
 from twinflow.core.records import Command, CommandStatus
+from twinflow.core.redact import redact
 
 with needs("opcua", "the OPC UA connector"):
     from asyncua.ua.attribute_ids import AttributeIds
@@ -242,7 +243,7 @@ class _ServerWriter:
             code = exc.code
         except (TimeoutError, OSError, ConnectionError, UaError) as exc:
             await self._drop()
-            return f"{type(exc).__name__}: {exc}".rstrip(": ") or type(exc).__name__
+            return redact(f"{type(exc).__name__}: {exc}".rstrip(": ")) or type(exc).__name__
         status = ua.StatusCode(ua.UInt32(code))
         if status.is_good():
             detail = f"{status.name} from {self.endpoint.label} node {node.to_string()}"

@@ -45,6 +45,7 @@ from twinflow.connectors.opcua.frames import SOURCE, Change, Target
 from twinflow.connectors.opcua.metrics import DATACHANGES, RECONNECTS
 from twinflow.core.backoff import Backoff
 from twinflow.core.records import DeadLetter
+from twinflow.core.redact import redact
 from twinflow.core.times import utc
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,11 @@ class Subscriber:
                 failures += 1
                 level = logging.WARNING if failures == 1 else logging.DEBUG
                 log.log(
-                    level, "OPC UA %s: connection failed (%d in a row): %r", label, failures, exc
+                    level,
+                    "OPC UA %s: connection failed (%d in a row): %s",
+                    label,
+                    failures,
+                    redact(repr(exc)),
                 )
             finally:
                 self.connected.clear()

@@ -89,3 +89,12 @@ def test_database_password_needs_ssl(tmp_path: Path) -> None:
 def test_sslmode_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="sslmode"):
         load(tmp_path, "  database: {url: 'postgresql://db/plant', sslmode: always}\n")
+
+
+def test_a_password_of_the_wrong_kind_is_not_printed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"services\.mqtt\.password = '\*\*\*'") as e:
+        load(tmp_path, "  mqtt: {url: 'mqtts://broker', password: 98765432}\n")
+    assert "98765432" not in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, "  mqtt: {url: 'mqtts://broker', qos: 'mqtt://u:hunter22@h'}\n")
+    assert "hunter22" not in str(e.value)

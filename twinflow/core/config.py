@@ -43,11 +43,23 @@ from twinflow.core.fields import (
     Text,
     Whole,
 )
+from twinflow.core.redact import HIDDEN, redact
 
 T = TypeVar("T")
 
 
 # -- schemas and sections ------------------------------------------------------------------
+
+
+def shown(key: str, value: object) -> str:
+    """``value`` as an error message shows it: a secret field hidden, URLs redacted.
+
+    >>> shown("password", 1234), shown("url", "mqtt://u:pw@h")
+    ("'***'", "'mqtt://u:***@h'")
+    """
+    if any(word in key.lower() for word in ("password", "secret", "token")):
+        return repr(HIDDEN)
+    return redact(repr(value))
 
 
 @dataclass(frozen=True)
@@ -88,7 +100,7 @@ class Section:
     def fail(self, key: str, expected: str) -> ConfigError:
         """The error for a value of the wrong kind."""
         return ConfigError(
-            f"{self.file}: {self.path(key)} = {self.data.get(key)!r}: expected {expected}"
+            f"{self.file}: {self.path(key)} = {shown(key, self.data.get(key))}: expected {expected}"
         )
 
     def error(self, key: str, message: str) -> ConfigError:
@@ -126,7 +138,8 @@ class Section:
             if bad.wrong_kind:
                 raise self.fail(field.key, bad.expected) from None
             raise ConfigError(
-                f"{self.file}: {self.path(field.key)} must be {bad.expected}, got {raw!r}"
+                f"{self.file}: {self.path(field.key)} must be {bad.expected}, got "
+                f"{shown(field.key, raw)}"
             ) from None
         except ConfigError as exc:  # e.g. a duration's own message
             raise ConfigError(f"{self.file}: {self.path(field.key)}{exc}") from None
@@ -168,7 +181,9 @@ def check_value(spec: Field[T], value: object, owner: str) -> T:
     try:
         return spec.parse(value)
     except Invalid as bad:
-        raise ConfigError(f"{owner}{spec.key} must be {bad.expected}, got {value!r}") from None
+        raise ConfigError(
+            f"{owner}{spec.key} must be {bad.expected}, got {shown(spec.key, value)}"
+        ) from None
 
 
 def check_fields(obj: object, owner: str) -> None:
