@@ -37,21 +37,21 @@ def utc(ts: float) -> datetime:
 
 
 def _clamped(ts: object) -> datetime:
+    """The nearest end of the ``datetime`` range for a time beyond it; the epoch for NaN
+    or a value that is not a number."""
+    if isinstance(ts, int):  # too large for a float: only the sign matters
+        return LAST if ts > 0 else FIRST
     try:
         t = float(ts)  # type: ignore[arg-type]
-    except (OverflowError, TypeError, ValueError):
-        t = (
-            math.inf
-            if isinstance(ts, int) and ts > 0
-            else -math.inf
-            if isinstance(ts, int)
-            else 0.0
-        )
+    except (TypeError, ValueError):
+        t = math.nan
     if math.isnan(t):
         return datetime.fromtimestamp(0.0, tz=UTC)
-    return (
-        LAST if t >= MAX_EPOCH else FIRST if t <= MIN_EPOCH else datetime.fromtimestamp(t, tz=UTC)
-    )
+    if t >= MAX_EPOCH:
+        return LAST
+    if t <= MIN_EPOCH:
+        return FIRST
+    return datetime.fromtimestamp(t, tz=UTC)
 
 
 def epoch(dt: datetime) -> float:
