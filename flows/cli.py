@@ -167,6 +167,11 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument(
             "--url", default=None, help="PostgreSQL URL (default: the DATABASE_URL variable)"
         )
+        c.add_argument(
+            "--allow-insecure",
+            action="store_true",
+            help="allow a password without sslmode require, verify-ca or verify-full",
+        )
 
     models = sub.add_parser(
         "models",
@@ -424,10 +429,19 @@ def _db(args: argparse.Namespace) -> int:
 
     from twinflow.connectors.postgres import migrate, status
     from twinflow.core.errors import ConfigError
+    from twinflow.core.pgurl import ENCRYPTED, has_password, sslmode_of
+    from twinflow.core.transport import refuse_plain_password
 
     url = args.url or os.environ.get("DATABASE_URL")
     if not url:
         raise ConfigError("no database: pass --url or set DATABASE_URL")
+    refuse_plain_password(
+        "twinflow db: --url (or DATABASE_URL)",
+        password=has_password(url),
+        encrypted=sslmode_of(url, os.environ) in ENCRYPTED,
+        allow_insecure=args.allow_insecure,
+        fix="add sslmode=verify-full to the URL (or set PGSSLMODE)",
+    )
     if args.db_command == "migrate":
         applied = migrate(url)
         for m in applied:

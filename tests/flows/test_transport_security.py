@@ -98,3 +98,14 @@ def test_a_password_of_the_wrong_kind_is_not_printed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load(tmp_path, "  mqtt: {url: 'mqtts://broker', qos: 'mqtt://u:hunter22@h'}\n")
     assert "hunter22" not in str(e.value)
+
+
+def test_db_command_refuses_a_password_without_ssl(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from twinflow.flows.cli import main
+
+    monkeypatch.delenv("PGSSLMODE", raising=False)
+    assert main(["db", "status", "--url", "postgresql://twin:hunter22@127.0.0.1:9/x"]) == 2
+    err = capsys.readouterr().err
+    assert "a password over an unencrypted connection" in err and "hunter22" not in err
