@@ -99,3 +99,26 @@ def test_recovery_directory_is_private_and_owned(tmp_path: Path) -> None:
     link.symlink_to(parts[0])
     with pytest.raises(ConfigError, match="a link"):
         recovery_config(d)
+
+
+def test_run_and_replay_refuse_an_out_with_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plant = tmp_path / "plant.yaml"
+    plant.write_text(
+        "version: 1\nservices:\n  mqtt: {url: 'mqtt://127.0.0.1:1'}\n"
+        "twins:\n  - {id: wt-001, type: wind_turbine, protocol: mqtt}\n"
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "alerts.jsonl").write_text('{"a": 1}\n')
+    data = tmp_path / "rec.csv"
+    data.write_text("time,twin_id,wind_speed_ms\n2026-01-01T00:00:00Z,wt-001,5\n")
+    for argv in (
+        ["run", str(plant), "--out", str(out)],
+        ["run", str(plant), "--out", str(out), "--recovery-dir", str(tmp_path / "new")],
+        ["replay", str(plant), str(data), "--out", str(out), "--quiet"],
+    ):
+        assert main(argv) == 2, argv
+        assert "pass --overwrite" in capsys.readouterr().err
+        assert (out / "alerts.jsonl").read_text() == '{"a": 1}\n'
