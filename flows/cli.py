@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from twinflow.operators.dtdl import ModelSet
 
 
+#: Where ``twinflow demo`` writes unless told otherwise; each demo run replaces it.
+DEMO_OUT = Path("out") / "demo"
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -65,7 +69,12 @@ def parser() -> argparse.ArgumentParser:
         help="simulated time, e.g. 30m, 6h, 2d (default 6h)",
     )
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    demo.add_argument("--out", type=Path, default=Path("out"), help="output folder (default out)")
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output folder (default {DEMO_OUT}, the demo's own, replaced at every run)",
+    )
     demo.add_argument(
         "--overwrite",
         action="store_true",
@@ -221,6 +230,8 @@ def _demo(args: argparse.Namespace) -> int:
     from twinflow.flows.demo import render, run_demo
     from twinflow.flows.outputs import prepare_out
 
+    if args.out is None:  # the demo's own folder: its previous outputs are the demo's too
+        args.out, args.overwrite = DEMO_OUT, True
     prepare_out(args.out, overwrite=args.overwrite)
     print(
         f"twinflow demo: {args.twins} twins, {args.duration / 3600:.2f} h simulated, "

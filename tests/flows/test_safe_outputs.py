@@ -82,6 +82,20 @@ def test_demo_twice_on_one_out_keeps_the_first(
     assert (out / "summary.json").exists()
 
 
+def test_the_demo_replaces_only_its_own_default_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --out the demo writes to out/demo and may run again (the Quick start's
+    command); a run's outputs in out/ beside it are left alone."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "alerts.jsonl").write_text("kept\n")
+    args = ["demo", "--twins", "2", "--duration", "20m", "--quiet"]
+    assert main(args) == 0 and main(args) == 0
+    assert (tmp_path / "out" / "demo" / "summary.json").exists()
+    assert (tmp_path / "out" / "alerts.jsonl").read_text() == "kept\n"
+
+
 def test_recovery_directory_is_private_and_owned(tmp_path: Path) -> None:
     d = tmp_path / "recovery"
     recovery_config(d)
