@@ -26,14 +26,22 @@ from typing import Any, NoReturn
 import numpy as np
 
 from twinflow.core.errors import TwinflowError, ValidationError
-from twinflow.core.records import DeadLetter, Frame, RawMessage, TelemetryFrame, WaveformFrame
+from twinflow.core.records import (
+    DeadLetter,
+    Frame,
+    RawMessage,
+    TelemetryFrame,
+    WaveformFrame,
+    capped_payload,
+)
 from twinflow.core.times import iso, utc
 from twinflow.operators.catalog import CATALOG, UNIT_SYMBOLS, SignalSpec, TwinType
 from twinflow.operators.dtdl.quantities import UNIT_TYPES
 
 #: How many offending (time, value) pairs a range dead letter quotes.
 EXCERPT_PAIRS = 10
-#: How many payload bytes a decode dead letter quotes.
+#: Characters a decode dead letter keeps of a payload: an excerpt, and for a longer one its
+#: size and SHA-256.
 EXCERPT_BYTES = 200
 
 #: Every unit name twinflow knows: the DTDL units and twinflow's symbols for them.
@@ -666,7 +674,7 @@ def dead_letter_for(msg: RawMessage, error: Exception, stage: str = "decode") ->
         source=msg.source,
         time=utc(msg.received),
         twin_id=_sniff_twin(payload),
-        payload=payload[:EXCERPT_BYTES].decode("utf-8", errors="replace"),
+        payload=capped_payload(payload, EXCERPT_BYTES),
         readings=0,
     )
 

@@ -24,6 +24,7 @@ from twinflow.connectors.spec import BindingContext, ConnectorSpec
 from twinflow.core.config import Names, OptionalText, Schema, Section, Settings, Text
 from twinflow.core.errors import ConfigError
 from twinflow.core.fields import Part
+from twinflow.core.redact import redact
 
 #: Logs the warning about unauthenticated command requests.
 LOG = logging.getLogger("twinflow.kafka.requests")
@@ -103,7 +104,7 @@ def kafka_settings(s: Section, env: Mapping[str, str]) -> KafkaService:
         host, _, port = part.strip().rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(
-                f"{s.file}: {s.path('bootstrap')} (or KAFKA_BOOTSTRAP) = {bootstrap!r}: "
+                f"{s.file}: {s.path('bootstrap')} (or KAFKA_BOOTSTRAP) = {redact(bootstrap)!r}: "
                 "expected host:port[,host:port...]"
             )
     values = {f.key: s.get(f) for f in SERVICE.fields if f.key not in ("bootstrap", "requests")}

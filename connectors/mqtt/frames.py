@@ -28,12 +28,13 @@ import numpy as np
 from twinflow.connectors.bindings import MqttBinding
 from twinflow.connectors.mqtt.payloads import PayloadDecoder, PayloadError
 from twinflow.connectors.mqtt.topics import TopicRouter, bindings_by_twin
-from twinflow.core.records import DeadLetter, TelemetryFrame
+from twinflow.core.records import DeadLetter, TelemetryFrame, capped_payload
 from twinflow.core.times import utc
 
 log = logging.getLogger(__name__)
 
-#: Payload bytes a dead letter quotes.
+#: Characters a dead letter keeps of a payload: an excerpt, and for a longer one its size and
+#: SHA-256.
 EXCERPT_BYTES = 200
 
 
@@ -145,5 +146,5 @@ def _dead(
         source=f"mqtt:{topic if topic is not None else '?'}",
         time=utc(now),
         twin_id=twin,
-        payload=payload[:EXCERPT_BYTES].decode("utf-8", errors="replace"),
+        payload=capped_payload(payload, EXCERPT_BYTES),
     )
