@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,30 @@ def ended(history: list[dict[str, Any]]) -> bool:
     )
 
 
+def run_until_ended(
+    flow: Any, out: Path, reasons: Iterable[str], sim: SimulatorThread, stop: threading.Event
+) -> None:
+    """Run ``flow`` until every command of ``reasons`` has ended (at most 120 s), then stop
+    the simulated plant and the flow's feedback source."""
+    wanted = list(reasons)
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            seen = lifecycles(out)
+            if all(r in seen and ended(seen[r]) for r in wanted):
+                break
+            time.sleep(0.5)
+        sim.stop_flag.set()
+        sim.join(timeout=30)
+        stop.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    run_main(flow)
+    watcher.join(timeout=60)
+
+
 def test_desired_changes_and_requests_end_as_the_devices_answer(
     tmp_path: Path, services: tuple[Mosquitto, KafkaBroker]
 ) -> None:
@@ -166,22 +190,8 @@ def test_desired_changes_and_requests_end_as_the_devices_answer(
         "request:nobody-home": "pump-005",
     }
 
-    def watch() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            seen = lifecycles(out)
-            if all(r in seen and ended(seen[r]) for r in reasons):
-                break
-            time.sleep(0.5)
-        sim.stop_flag.set()
-        sim.join(timeout=30)
-        stop.set()
-
     send_requests(kafka.bootstrap, topic, requests)
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    run_main(flow)
-    watcher.join(timeout=60)
+    run_until_ended(flow, out, reasons, sim, stop)
     assert sim.error is None, sim.error
 
     seen = lifecycles(out)

@@ -12,17 +12,15 @@ ones end ``rejected`` with the reason and the poison ones are dead letters.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from bytewax.testing import run_main
 from confluent_kafka import Producer
 
 from tests.connectors.test_request_poison import DEEP_ARRAY, INT_400, INT_5000
-from tests.flows.test_command_loop import ended, lifecycles, services  # noqa: F401
+from tests.flows.test_command_loop import lifecycles, run_until_ended, services  # noqa: F401
 from tests.flows.test_run_deployment import SimulatorThread
 from tests.services.kafka import KafkaBroker, create_topic, unique_topic
 from tests.services.mosquitto import Mosquitto, free_port
@@ -134,21 +132,7 @@ twins:
         "request:forbidden",
     ]
 
-    def watch() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            seen = lifecycles(out)
-            if all(r in seen and ended(seen[r]) for r in reasons):
-                break
-            time.sleep(0.5)
-        sim.stop_flag.set()
-        sim.join(timeout=30)
-        stop.set()
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    run_main(flow)
-    watcher.join(timeout=60)
+    run_until_ended(flow, out, reasons, sim, stop)
     assert sim.error is None, sim.error
 
     seen = lifecycles(out)
