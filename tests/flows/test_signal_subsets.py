@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from tests.operators.compressor import write_compressor
+from tests.operators.compressor import compressor_frames, write_compressor
 from twinflow.connectors.bindings import KafkaBinding
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import TelemetryFrame, WindowFeatures
@@ -110,13 +109,7 @@ def test_opcua_and_modbus_twins_expect_what_they_map(tmp_path: Path) -> None:
 
 
 def _frames(twin: str, signals: dict[str, float], minutes: int) -> list[TelemetryFrame]:
-    out = []
-    for m in range(minutes):
-        times = START + 60.0 * m + np.arange(60, dtype=np.float64)
-        rng = np.random.default_rng(m)
-        values = {k: v + rng.normal(0.0, 0.01 * max(abs(v), 1.0), 60) for k, v in signals.items()}
-        out.append(TelemetryFrame(twin, "compressor", times, values))
-    return out
+    return compressor_frames(twin, signals, minutes, START)
 
 
 def test_a_kafka_twin_with_a_signal_list_is_judged_on_it_alone(tmp_path: Path) -> None:

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from tests.operators.compressor import DTMI, write_compressor
+from tests.operators.compressor import DTMI, compressor_frames, write_compressor
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import TelemetryFrame, WindowFeatures
 from twinflow.flows.config import FlowConfig
@@ -70,13 +69,7 @@ def test_unknown_types_and_folders_name_the_field(tmp_path: Path) -> None:
 
 
 def _frames(twin: str, signals: dict[str, float], minutes: int) -> list[TelemetryFrame]:
-    out = []
-    for m in range(minutes):
-        times = START + 60.0 * m + np.arange(60, dtype=np.float64)
-        rng = np.random.default_rng(m)
-        values = {k: v + rng.normal(0.0, 0.01 * max(abs(v), 1.0), 60) for k, v in signals.items()}
-        out.append(TelemetryFrame(twin, "compressor", times, values))
-    return out
+    return compressor_frames(twin, signals, minutes, START)
 
 
 def test_a_twin_of_a_file_type_runs_through_the_flow(tmp_path: Path) -> None:

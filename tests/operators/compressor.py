@@ -5,6 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import TelemetryFrame
+from twinflow.operators.catalog import TwinType, load_catalogue
+
 DTMI = "dtmi:example:Compressor;1"
 
 
@@ -70,3 +77,29 @@ def write_compressor(folder: Path, profile: str = PROFILE) -> Path:
     path = folder / "compressor.yaml"
     path.write_text(profile)
     return path
+
+
+def load_compressor(tmp_path: Path, extra: str = "") -> TwinType:
+    """The compressor type with ``extra`` profile sections, loaded as a deployment would."""
+    write_compressor(tmp_path / "models", PROFILE + extra)
+    return load_catalogue([tmp_path / "models"])["compressor"]
+
+
+def profile_error(tmp_path: Path, extra: str) -> str:
+    """The message of the error the compressor's profile with ``extra`` raises."""
+    with pytest.raises(ConfigError) as info:
+        load_compressor(tmp_path, extra + "\n")
+    return str(info.value)
+
+
+def compressor_frames(
+    twin: str, signals: dict[str, float], minutes: int, start: float
+) -> list[TelemetryFrame]:
+    """One frame a minute of 1 Hz readings near ``signals``' values (1 % noise, seeded)."""
+    out = []
+    for m in range(minutes):
+        times = start + 60.0 * m + np.arange(60, dtype=np.float64)
+        rng = np.random.default_rng(m)
+        values = {k: v + rng.normal(0.0, 0.01 * max(abs(v), 1.0), 60) for k, v in signals.items()}
+        out.append(TelemetryFrame(twin, "compressor", times, values))
+    return out

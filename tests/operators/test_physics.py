@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.operators.compressor import PROFILE, write_compressor
-from twinflow.core.errors import ConfigError
+from tests.operators.compressor import load_compressor as compressor
+from tests.operators.compressor import profile_error
 from twinflow.core.records import TelemetryFrame
 from twinflow.core.times import utc
-from twinflow.operators.catalog import CATALOG, TwinType, load_catalogue
+from twinflow.operators.catalog import CATALOG
 from twinflow.operators.residuals import add_residuals
 
 
@@ -31,11 +31,6 @@ physics:
     outputs: {residual: power_residual_kw}
     params: {kw_per_bar: 20}
 """
-
-
-def compressor(tmp_path: Path, extra: str) -> TwinType:
-    write_compressor(tmp_path / "models", PROFILE + extra)
-    return load_catalogue([tmp_path / "models"])["compressor"]
 
 
 def frame(kind: str, **signals: list[float]) -> TelemetryFrame:
@@ -94,7 +89,5 @@ BAD = [
 def test_each_validation_rule_names_file_and_field(
     tmp_path: Path, extra: str, message: str
 ) -> None:
-    with pytest.raises(ConfigError) as info:
-        compressor(tmp_path, extra + "\n")
-    text = str(info.value)
+    text = profile_error(tmp_path, extra)
     assert "compressor.yaml: " in text and message in text, text

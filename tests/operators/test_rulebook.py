@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.operators.compressor import PROFILE, write_compressor
-from twinflow.core.errors import ConfigError, ValidationError
+from tests.operators.compressor import load_compressor as compressor
+from tests.operators.compressor import profile_error
+from twinflow.core.errors import ValidationError
 from twinflow.core.records import Alert, AlertState, Severity, WindowFeatures
 from twinflow.core.times import utc
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.steps import PolicyStep, TypeOf
-from twinflow.operators.catalog import CATALOG, TwinType, load_catalogue
+from twinflow.operators.catalog import CATALOG, TwinType
 from twinflow.operators.policy import CommandPolicy
 from twinflow.operators.rules import DRIVER_PREFIX, AlarmTracker, rules_for
 
@@ -42,11 +43,6 @@ rules:
 reactions:
   overheating: {command: set_pressure, params: {bar: 6}}
 """
-
-
-def compressor(tmp_path: Path, extra: str = "") -> TwinType:
-    write_compressor(tmp_path / "models", PROFILE + extra)
-    return load_catalogue([tmp_path / "models"])["compressor"]
 
 
 def win(k: int, features: dict[str, float], **kw: object) -> WindowFeatures:
@@ -221,9 +217,7 @@ BAD = [
 def test_each_validation_rule_names_file_and_field(
     tmp_path: Path, extra: str, message: str
 ) -> None:
-    with pytest.raises(ConfigError) as info:
-        compressor(tmp_path, extra + "\n")
-    text = str(info.value)
+    text = profile_error(tmp_path, extra)
     assert "compressor.yaml: " in text and message in text, text
 
 
