@@ -23,7 +23,10 @@ Every transition is one :class:`~twinflow.core.records.Command` on the output, w
 ``status_at`` (the reference clock) and ``attempt``. Statuses only move forward; outcomes
 for finished or unknown commands are ignored (a replay, a report after a time-out). State is
 bounded: at most ``max_open`` open commands and the ids of the last ``remember`` finished
-ones (so a replayed command is not queued twice).
+ones (so a replayed command is not queued twice); the ids of finished commands from outside
+(requests and desired changes) are also kept until they expire, so a copied request is
+refused however many commands came since (up to ``4 * remember`` of them; beyond that the one
+closest to expiry is forgotten first).
 """
 
 from __future__ import annotations
@@ -134,10 +137,14 @@ class CommandBook:
     queued_times: deque[float] = field(default_factory=deque)
     #: Queue times of the flow's own safety commands (their own budget).
     safety_times: deque[float] = field(default_factory=deque)
+    #: Finished external commands that have not expired: id -> expiry (epoch seconds).
+    unexpired: dict[str, float] = field(default_factory=dict)
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        """Resume a snapshot taken before safety commands had a budget of their own."""
+        """Resume a snapshot taken before safety commands had a budget of their own, or
+        before external request ids were kept until they expire."""
         state.setdefault("safety_times", deque())
+        state.setdefault("unexpired", {})
         self.__dict__.update(state)
 
     # -- inputs --------------------------------------------------------------------------
@@ -147,7 +154,9 @@ class CommandBook:
         if command.status is not CommandStatus.ISSUED:
             # Decided elsewhere (e.g. a policy holding a command back): pass it on as it is.
             return [command] if command.status in TERMINAL_COMMAND_STATUSES else []
-        if command.command_id in self.open or command.command_id in self.finished:
+        self._forget_expired(now)
+        seen = (self.open, self.unexpired)
+        if any(command.command_id in ids for ids in seen) or command.command_id in self.finished:
             return []  # a replay of a command this book already has
         if now >= epoch(command.expires_at):
             return [self._end(command, CommandStatus.EXPIRED, now, "expired before it was sent")]
@@ -176,7 +185,7 @@ class CommandBook:
         times.append(now)
         queued = replace(command, status=CommandStatus.QUEUED, status_at=utc(now), detail="")
         if not self.settings.routed:
-            self._remember(command.command_id)
+            self._remember(command)
             detail = "no actuator protocol: left to the executor reading the commands stream"
             return [replace(queued, detail=detail)]
         self.open[command.command_id] = _Open(
@@ -290,7 +299,7 @@ class CommandBook:
         attempt: int | None = None,
     ) -> Command:
         self.open.pop(command.command_id, None)
-        self._remember(command.command_id)
+        self._remember(command)
         return replace(
             command,
             status=status,
@@ -299,10 +308,21 @@ class CommandBook:
             attempt=command.attempt if attempt is None else attempt,
         )
 
-    def _remember(self, command_id: str) -> None:
-        self.finished.append(command_id)
+    def _remember(self, command: Command) -> None:
+        self.finished.append(command.command_id)
         while len(self.finished) > self.settings.remember:
             self.finished.popleft()
+        if is_safety(command):
+            return
+        self.unexpired[command.command_id] = epoch(command.expires_at)
+        if len(self.unexpired) > 4 * self.settings.remember:
+            soonest = min(self.unexpired, key=self.unexpired.__getitem__)
+            del self.unexpired[soonest]
+
+    def _forget_expired(self, now: float) -> None:
+        """Drop the ids of external commands that have expired (a replay ends ``expired``)."""
+        if self.unexpired and min(self.unexpired.values()) <= now:
+            self.unexpired = {k: t for k, t in self.unexpired.items() if t > now}
 
     def _target(self, command: Command) -> tuple[str, float, float] | None:
         """The reported value that shows ``command`` took effect, when its type has one."""

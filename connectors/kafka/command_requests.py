@@ -305,7 +305,7 @@ class CommandRequests:
             )
             if self.auth is None or isinstance(item, DeadLetter):
                 return item
-            refusal = self.auth.refusal(bytes(value), headers, item)
+            refusal = self.auth.refusal(bytes(value), headers, item, received)
             if refusal is None:
                 return item
             REFUSED.labels(refusal[0]).inc()

@@ -18,13 +18,14 @@ from typing import Any, cast
 from twinflow.connectors.bindings import KafkaBinding, KafkaSettings
 from twinflow.connectors.kafka.request_auth import RequestAuth
 from twinflow.connectors.kafka.request_section import SCHEMAS as REQUEST_SCHEMAS
-from twinflow.connectors.kafka.request_section import request_auth
+from twinflow.connectors.kafka.request_section import check_grants, request_auth
 from twinflow.connectors.sections import check_sent
 from twinflow.connectors.spec import BindingContext, ConnectorSpec
 from twinflow.core.config import Names, OptionalText, Schema, Section, Settings, Text
 from twinflow.core.errors import ConfigError
 from twinflow.core.fields import Part
 from twinflow.core.redact import redact
+from twinflow.operators.catalog import CATALOG
 
 #: Logs the warning about unauthenticated command requests.
 LOG = logging.getLogger("twinflow.kafka.requests")
@@ -193,6 +194,7 @@ class KafkaSpec(ConnectorSpec):
         auth = getattr(service, "requests", None)
         if auth is not None and within is not None:
             auth = replace(auth, within=MappingProxyType(dict(within)))
+            check_grants(auth, twins, limits.get("catalog") or CATALOG, within)
         if auth is None:
             LOG.warning(
                 "command requests on %s are not authenticated: anyone who can write the topic "

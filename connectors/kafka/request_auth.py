@@ -9,9 +9,14 @@ Wire format: a request message carries two Kafka headers,
 A request whose issuer is unknown, whose signature is missing or does not match, or that no
 grant of its issuer allows (the command, or the desired property, for the twin, its type or
 an asset or site it lies in) ends ``rejected`` on the commands stream with the reason, and is
-counted in ``twinflow_command_requests_refused_total{reason}``. The signature covers ``request_id``
-and ``expires_at``, so a replayed message is the same command (same id) and only until it
-expires. Keys come from the environment or a secret file, never the deployment file.
+counted in ``twinflow_command_requests_refused_total{reason}``.
+
+Replays: the signature covers ``request_id`` and ``expires_at``, so a copied message is the
+same command (same id) and only until it expires; a signed request may expire at most
+``max_validity`` after it is read (default 15 min), and the twin's command book remembers the
+id of every external request until it expires (:mod:`twinflow.operators.command_book`), so a
+replayed message is never carried out twice. Keys come from the environment or a secret file,
+never the deployment file.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from twinflow.core.records import Command, DesiredChange
+from twinflow.core.times import epoch
 
 ISSUER_HEADER = "twinflow-issuer"
 SIGNATURE_HEADER = "twinflow-signature"
@@ -30,6 +36,8 @@ SIGNATURE_HEADER = "twinflow-signature"
 SCHEME = "sha256="
 #: Matches any command, property, twin or type in a grant.
 ANY = "*"
+#: How long after it is read a signed request may stay valid, by default (seconds).
+MAX_VALIDITY_S = 900.0
 
 #: Kafka message headers as the client gives them (a list of pairs, a mapping or none).
 Headers = Mapping[str, bytes | str | None] | Sequence[tuple[str, bytes | str | None]] | None
@@ -72,6 +80,8 @@ class Grant:
     twins: frozenset[str] = frozenset()
     types: frozenset[str] = frozenset()
     assets: frozenset[str] = frozenset()
+    #: Where the grant was declared (file and field), for error messages.
+    where: str = field(default="", compare=False)
 
     def allows(
         self,
@@ -83,7 +93,6 @@ class Grant:
     ) -> bool:
         """Whether this grant covers the command (or desired property) for the twin, of type
         ``kind``, that lies in the assets ``within``."""
-        """Whether this grant covers the command (or desired property) for the twin."""
         what = self.commands if prop is None else self.properties
         if not (ANY in what or (prop if prop is not None else command) in what):
             return False
@@ -109,14 +118,22 @@ class RequestAuth:
     grants: tuple[Grant, ...] = ()
     #: Each twin's containing assets and site (from the deployment's placement).
     within: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
+    #: Longest a signed request may stay valid after it is read (seconds).
+    max_validity_s: float = MAX_VALIDITY_S
 
     def refusal(
         self,
         payload: bytes,
         headers: Headers,
         item: Command | DesiredChange,
+        now: float,
     ) -> tuple[str, str] | None:
-        """``(reason label, detail)`` when the request may not pass; ``None`` when it may."""
+        """``(reason label, detail)`` when the request may not pass; ``None`` when it may.
+
+        ``now`` is when the request was read (wall clock, epoch seconds): a signed request
+        that expires more than ``max_validity_s`` later is refused, which bounds how long a
+        copied message could be replayed.
+        """
         h = _headers(headers)
         issuer = h.get(ISSUER_HEADER)
         if issuer is None:
@@ -129,6 +146,12 @@ class RequestAuth:
             return "unsigned", f"not authenticated: no {SIGNATURE_HEADER} header"
         if not hmac.compare_digest(given.encode(), key.sign(payload).encode()):
             return "bad_signature", f"not authenticated: signature does not match issuer {issuer!r}"
+        ahead = epoch(item.expires_at) - now
+        if ahead > self.max_validity_s:
+            return "too_long", (
+                f"refused: expires_at lies {ahead:.0f} s ahead; a signed request may stay valid "
+                f"for at most {self.max_validity_s:g} s (services.kafka.requests.max_validity)"
+            )
         command, prop = (None, item.prop) if isinstance(item, DesiredChange) else (item.name, None)
         for grant in self.grants:
             within = self.within.get(item.twin_id, frozenset())
@@ -145,6 +168,7 @@ class RequestAuth:
 __all__ = [
     "ANY",
     "ISSUER_HEADER",
+    "MAX_VALIDITY_S",
     "SCHEME",
     "SIGNATURE_HEADER",
     "Grant",

@@ -7,13 +7,14 @@ Errors name the file and field, never the key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from twinflow.connectors.kafka.request_auth import Grant, Key, RequestAuth
-from twinflow.core.config import Names, OptionalText, Schema, Section, Text
+from twinflow.connectors.kafka.request_auth import ANY, MAX_VALIDITY_S, Grant, Key, RequestAuth
+from twinflow.core.config import Duration, Names, OptionalText, Schema, Section, Text
 from twinflow.core.errors import ConfigError
 from twinflow.core.fields import Part
+from twinflow.operators.twin_type import TwinType
 
 #: Shortest key accepted (bytes).
 MIN_KEY_BYTES = 16
@@ -34,6 +35,14 @@ REQUESTS = Schema(
             "Grants: what each issuer may ask of which twins; nothing else is allowed.",
             kind="list of sections",
             see="services.kafka.requests.allow[]",
+        ),
+        Duration(
+            "max_validity",
+            "Longest a signed request may stay valid after it is read: one whose `expires_at` "
+            "lies further ahead is rejected, which bounds how long a copied message could be "
+            "replayed (the twin's command book remembers request ids until they expire).",
+            MAX_VALIDITY_S,
+            shown="`15m`",
         ),
     ),
 )
@@ -84,7 +93,7 @@ def request_auth(s: Section, env: Mapping[str, str]) -> RequestAuth | None:
     grants = tuple(
         _grant(Section(g, f"{s.path('allow')}[{i}]", s.file), keys) for i, g in enumerate(raw)
     )
-    return RequestAuth(keys, grants)
+    return RequestAuth(keys, grants, max_validity_s=s.get(REQUESTS["max_validity"]))
 
 
 def _key(s: Section, env: Mapping[str, str]) -> Key:
@@ -124,7 +133,62 @@ def _grant(s: Section, keys: Mapping[str, Key]) -> Grant:
         raise ConfigError(
             f"{s.file}: {s.where} names no twins, types or assets; list them (or twins: ['*'])"
         )
-    return Grant(issuer, **lists)
+    return Grant(issuer, **lists, where=f"{s.file}: {s.where}")
 
 
-__all__ = ["ALLOW", "ISSUER", "REQUESTS", "SCHEMAS", "request_auth"]
+def check_grants(
+    auth: RequestAuth,
+    twins: Mapping[str, str],
+    catalog: Mapping[str, TwinType],
+    within: Mapping[str, frozenset[str]],
+) -> None:
+    """Refuse grants that name what the deployment does not have: a twin, a type, an asset
+    holding no twin, or a command or property that no type it covers declares (a typo would
+    otherwise grant nothing, silently)."""
+    assets = frozenset().union(*within.values()) if within else frozenset()
+    for g in auth.grants:
+        for kind, names, known in (
+            ("twin", g.twins, twins.keys()),
+            ("type", g.types, catalog.keys()),
+            ("asset", g.assets, assets),
+        ):
+            unknown = sorted(names - {ANY} - set(known))
+            if unknown:
+                raise ConfigError(
+                    f"{g.where}: {kind} {unknown[0]!r} is not in the deployment (known "
+                    f"{kind}s: {_some(known)})"
+                )
+        covered = _covered_types(g, twins, catalog, within)
+        for what, names, declared in (
+            ("command", g.commands, {a.name for t in covered for a in t.actuators}),
+            ("property", g.properties, {p.name for t in covered for p in t.properties}),
+        ):
+            unknown = sorted(names - {ANY} - declared)
+            if unknown:
+                raise ConfigError(
+                    f"{g.where}: {what} {unknown[0]!r} is not declared by the types it covers "
+                    f"({', '.join(sorted(t.name for t in covered)) or 'none'}; their "
+                    f"{what}s: {_some(declared)})"
+                )
+
+
+def _covered_types(
+    g: Grant,
+    twins: Mapping[str, str],
+    catalog: Mapping[str, TwinType],
+    within: Mapping[str, frozenset[str]],
+) -> list[TwinType]:
+    """The twin types of every twin the grant addresses."""
+    if ANY in g.twins or ANY in g.types:
+        return list(catalog.values())
+    names = set(g.types) | {twins[t] for t in g.twins if t in twins}
+    names |= {kind for t, kind in twins.items() if within.get(t, frozenset()) & g.assets}
+    return [catalog[n] for n in sorted(names) if n in catalog]
+
+
+def _some(names: Iterable[str]) -> str:
+    shown = sorted(names)
+    return ", ".join(shown[:12]) + (", ..." if len(shown) > 12 else "") if shown else "none"
+
+
+__all__ = ["ALLOW", "ISSUER", "REQUESTS", "SCHEMAS", "check_grants", "request_auth"]
