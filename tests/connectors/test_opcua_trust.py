@@ -214,3 +214,55 @@ def test_connects_only_to_a_trusted_server(
             await server.stop()
 
     asyncio.run(scenario())
+
+
+def _ca(
+    name: str, issuer: tuple[x509.Certificate, rsa.RSAPrivateKey] | None, path_length: int | None
+) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    key, now = _key(), datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(issuer[0].subject if issuer else _name(name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .sign(issuer[1] if issuer else key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_a_chain_through_intermediates_the_server_sends_reaches_the_trusted_root(
+    tmp_path: Path,
+) -> None:
+    root = _ca("root-ca", None, path_length=1)
+    site = _ca("site-ca", root, path_length=0)
+    leaf_path, _ = server_cert_signed_by(tmp_path, site[0], site[1])
+    leaf = leaf_path.read_bytes()
+    assert check_trusted(leaf + _der(site[0]), [root[0]]).subject == _name("plc")
+    with pytest.raises(UntrustedServer, match="through intermediate CAs"):
+        check_trusted(leaf, [root[0]])  # the intermediate was not sent
+    strict = _ca("root-ca", None, path_length=0)  # allows no CA below it
+    strict_site = _ca("site-ca", strict, path_length=0)
+    (tmp_path / "strict").mkdir()
+    strict_leaf, _ = server_cert_signed_by(tmp_path / "strict", *strict_site)
+    with pytest.raises(UntrustedServer):
+        check_trusted(strict_leaf.read_bytes() + _der(strict_site[0]), [strict[0]])
+    # a certificate that is not a CA cannot vouch for another, even when the list trusts it
+    (tmp_path / "pin").mkdir()
+    pinned = make_cert(tmp_path / "pin", "server", "urn:x", server=True)
+    pinned_cert = x509.load_der_x509_certificate(Path(pinned.certificate).read_bytes())
+    with pytest.raises(UntrustedServer):
+        check_trusted(leaf + _der(site[0]), [pinned_cert])
+
+
+@pytest.mark.parametrize("blob", [b"", b"\x31\x00", b"\x30\x85\x00\x00\x00\x00\x01", b"\x30\x05ab"])
+def test_malformed_certificate_bytes_are_refused_with_a_reason(blob: bytes) -> None:
+    with pytest.raises(UntrustedServer):
+        check_trusted(blob, [])
