@@ -20,7 +20,9 @@ key                         meaning
 ==========================  =============================================================
 
 :class:`HealthTracker` follows the type's ``health.indicators`` with one
-:class:`~twinflow.models.rul.RulEstimator` each and reports the worst (shortest life).
+:class:`~twinflow.models.rul.RulEstimator` each and, for a type that declares none (or gives
+``health.index``), the anomaly score's health index with its onset and trend
+(:class:`~twinflow.models.health_index.ScoreHealth`); it reports the worst (shortest life).
 """
 
 from __future__ import annotations
@@ -31,9 +33,17 @@ from collections.abc import Mapping
 from twinflow.core.records import RulEstimate, WindowFeatures
 from twinflow.core.times import epoch
 from twinflow.models.anomaly import ReferenceCurve
+from twinflow.models.health_index import ScoreHealth
 from twinflow.models.rul import RulEstimator
 from twinflow.operators.catalog import CATALOG, TwinType
-from twinflow.operators.health_profile import Health, Indicator, Reference, health_of
+from twinflow.operators.health_profile import (
+    Health,
+    Indicator,
+    Reference,
+    ScoreIndex,
+    health_of,
+    learned_failure,
+)
 from twinflow.operators.rulebook import GenericRules, generic_of
 
 
@@ -166,7 +176,9 @@ class HealthTracker:
     """Remaining useful life of one twin: the worst of its indicators' estimates.
 
     The indicators come with the twin's type on every call; an estimator is made for each
-    the first time it is seen.
+    the first time it is seen. The anomaly-score index (``score``) is made on the first
+    window when the type uses one; its failure level is the one learned from history
+    (:func:`~twinflow.operators.health_profile.learned_failure`), else ``health.index``'s.
     """
 
     def __init__(self, twin_id: str, twin_type: str, min_points: int = 6) -> None:
@@ -175,6 +187,15 @@ class HealthTracker:
         self.min_points = min_points
         self.derived = DerivedFeatures(twin_type, signals=())
         self.estimators: dict[str, RulEstimator] = {}
+        self.score: ScoreHealth | None = None
+
+    def _score(self, index: ScoreIndex, kind: TwinType | None) -> ScoreHealth:
+        if self.score is None:
+            failure = learned_failure(kind) or index.failure
+            self.score = ScoreHealth(
+                failure, index.warmup, index.drift, index.limit, index.coverage
+            )
+        return self.score
 
     def _estimator(self, i: Indicator) -> RulEstimator:
         est = self.estimators.get(i.name)
@@ -193,13 +214,17 @@ class HealthTracker:
     def update(self, w: WindowFeatures, kind: TwinType | None = None) -> RulEstimate | None:
         """Feed one window; the worst current estimate (``None`` before any indicator)."""
         kind = kind if kind is not None else CATALOG.get(self.twin_type)
-        indicators = health_of(kind).indicators
-        if not indicators:
-            return None
-        needed = frozenset(i.key.removesuffix(".residual") for i in indicators)
-        values = {**w.features, **self.derived.update(w, kind=kind, only=needed)}
+        health = health_of(kind)
+        indicators = health.indicators
+        index = health.score_index()
         t_hours = epoch(w.end) / 3600.0
         worst: RulEstimate | None = None
+        if index is not None:
+            worst = self._score(index, kind).update(t_hours, w.anomaly_score, w.anomaly_threshold)
+        if not indicators:
+            return worst
+        needed = frozenset(i.key.removesuffix(".residual") for i in indicators)
+        values = {**w.features, **self.derived.update(w, kind=kind, only=needed)}
         for ind in indicators:
             est = self._estimator(ind)
             v = values.get(ind.key)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from twinflow.core.config import Choice, Duration, Number, Part, Schema, Section, Text, Whole
@@ -32,6 +32,8 @@ HEALTH = Schema(
         Part("models", "Window-level models by import path.", see="health.models.<name>"),
         Part("indicators", "Indicator name -> a feature and its failure level.",
              see="health.indicators.<name>"),
+        Part("index", "The health index from the anomaly score (used when no indicator is "
+             "declared, or beside them when given).", see="health.index"),
     ),
 )  # fmt: skip
 REFERENCE = Schema(
@@ -87,6 +89,27 @@ INDICATOR = Schema(
         Whole("history", "Windows the fit looks back over.", 24, low=2),
     ),
 )  # fmt: skip
+INDEX = Schema(
+    "health.index",
+    "A health index from the anomaly model: each window's score over the detector's "
+    "threshold, its degradation onset (CUSUM against the twin's own first values) and the "
+    "remaining life from the trend since the onset to `failure`.",
+    (
+        Number("failure", "Index at failure, in multiples of the anomaly threshold (a guess "
+               "unless given; `twinflow replay --history` learns it from run-to-failure "
+               "data).", 3.0, above=0, finite=True),
+        Whole("warmup", "Windows after the detector's warm-up that give the index's healthy "
+              "mean and deviation.", 12, low=2),
+        Number("drift", "CUSUM allowance, in healthy deviations.", 0.5, low=0, finite=True),
+        Number("limit", "CUSUM level that declares an onset, in healthy deviations.", 5.0,
+               above=0, finite=True),
+        Number("coverage", "Probability of the RUL interval.", 0.9, above=0, below=1),
+    ),
+)  # fmt: skip
+
+#: The key of a type's sections under which a failure level learned from run-to-failure
+#: history is kept (it overrides ``health.index.failure``).
+LEARNED_FAILURE = "health.learned_failure"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,13 +177,32 @@ class Indicator:
 
 
 @dataclass(frozen=True, slots=True)
+class ScoreIndex:
+    """``health.index``: the anomaly-score health index and its RUL settings."""
+
+    failure: float = 3.0
+    warmup: int = 12
+    drift: float = 0.5
+    limit: float = 5.0
+    coverage: float = 0.9
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
-    """A type's ``health:`` section."""
+    """A type's ``health:`` section (``index`` is ``None`` unless given)."""
 
     references: tuple[Reference, ...] = ()
     derived: tuple[Derived, ...] = ()
     models: tuple[WindowModel, ...] = ()
     indicators: tuple[Indicator, ...] = ()
+    index: ScoreIndex | None = None
+
+    def score_index(self) -> ScoreIndex | None:
+        """The anomaly-score index in use: the given one, else the default when no
+        indicator is declared."""
+        if self.index is not None:
+            return self.index
+        return None if self.indicators else ScoreIndex()
 
 
 NO_HEALTH = Health()
@@ -169,6 +211,17 @@ NO_HEALTH = Health()
 def health_of(kind: TwinType | None) -> Health:
     """The type's ``health:`` section (empty when its profile has none)."""
     return NO_HEALTH if kind is None else section_of(kind, "health", NO_HEALTH)
+
+
+def learned_failure(kind: TwinType | None) -> float | None:
+    """The failure level learned from history for the type (``None``: none learned)."""
+    v = None if kind is None else kind.sections.get(LEARNED_FAILURE)
+    return float(v) if isinstance(v, float) and math.isfinite(v) else None
+
+
+def with_learned_failure(kind: TwinType, level: float) -> TwinType:
+    """``kind`` with a failure level learned from run-to-failure history."""
+    return replace(kind, sections={**kind.sections, LEARNED_FAILURE: float(level)})
 
 
 def _entries(s: Section, key: str) -> list[tuple[str, Section]]:
@@ -239,20 +292,34 @@ def read_health(s: Section) -> Health:
         function, inputs, outputs, params = read_model(e, WINDOW_MODEL)
         models.append(WindowModel(name, function, inputs, outputs, params))
     indicators = tuple(_indicator(k, e, refs) for k, e in _entries(s, "indicators"))
-    return Health(refs, derived, tuple(models), indicators)
+    return Health(refs, derived, tuple(models), indicators, _index(s))
+
+
+def _index(s: Section) -> ScoreIndex | None:
+    if "index" not in s.data:
+        return None
+    e = s.section("index")
+    e.check_keys(INDEX)
+    return ScoreIndex(*(e.get(INDEX[k]) for k in ("failure", "warmup", "drift", "limit",
+                                                   "coverage")))  # fmt: skip
 
 
 __all__ = [
     "DERIVED",
     "HEALTH",
+    "INDEX",
     "INDICATOR",
+    "LEARNED_FAILURE",
     "REFERENCE",
     "WINDOW_MODEL",
     "Derived",
     "Health",
     "Indicator",
     "Reference",
+    "ScoreIndex",
     "WindowModel",
     "health_of",
+    "learned_failure",
     "read_health",
+    "with_learned_failure",
 ]

@@ -1,0 +1,171 @@
+"""A scale-free health index from an anomaly score, and the onset of degradation on it.
+
+When a twin type declares no health indicators, its health is judged by how far its windows
+are from the twin's own healthy behaviour, as its anomaly detector already measures:
+the index of a window is ``score / threshold`` (1.0 at the detector's calibrated threshold,
+whatever the detector's units). :class:`OnsetDetector` finds when that index starts to climb
+for good: a one-sided CUSUM against the index's own distribution over the first ``warmup``
+values, so no level is tuned to a machine.
+
+>>> onset = OnsetDetector(warmup=10)
+>>> for t in range(10):
+...     _ = onset.update(float(t), 0.5 + 0.01 * (t % 3))
+>>> [onset.update(float(t), 0.5 + 0.2 * (t - 9)) for t in range(10, 14)][-1]
+10.0
+"""
+
+from __future__ import annotations
+
+import math
+
+from twinflow.core.records import RulEstimate
+from twinflow.models.degradation import TrendRul
+
+
+def score_index(score: float | None, threshold: float | None) -> float:
+    """The health index of one window: ``score / threshold`` (NaN while either is unknown).
+
+    >>> score_index(3.0, 6.0), math.isnan(score_index(3.0, None))
+    (0.5, True)
+    """
+    if score is None or threshold is None:
+        return math.nan
+    if not (math.isfinite(score) and math.isfinite(threshold)) or threshold <= 0.0:
+        return math.nan
+    return float(score) / float(threshold)
+
+
+class OnsetDetector:
+    """Degradation onset on a health index: a one-sided CUSUM with a learned baseline.
+
+    The first ``warmup`` finite values give the healthy mean and standard deviation (the
+    deviation floored at ``min_std``, in index units, so a perfectly steady warm-up still
+    has a scale). Afterwards ``s = max(0, s + z - drift)`` with ``z`` the standardised value;
+    when ``s`` exceeds ``limit`` the onset is the time ``s`` last left zero (the classic
+    CUSUM change-point estimate), and it stays until ``recover`` consecutive values are back
+    within one deviation of the mean (a repair), when the search starts again.
+    """
+
+    def __init__(
+        self,
+        warmup: int = 12,
+        drift: float = 0.5,
+        limit: float = 5.0,
+        min_std: float = 0.02,
+        recover: int = 24,
+    ) -> None:
+        if warmup < 2:
+            raise ValueError(f"OnsetDetector warmup must be >= 2, got {warmup}")
+        if not (drift >= 0.0 and limit > 0.0 and min_std > 0.0 and recover >= 1):
+            raise ValueError("OnsetDetector needs drift >= 0, limit > 0, min_std > 0, recover >= 1")
+        self.warmup = warmup
+        self.drift = drift
+        self.limit = limit
+        self.min_std = min_std
+        self.recover = recover
+        self.count = 0
+        self.mean = 0.0
+        self._m2 = 0.0
+        self.cusum = 0.0
+        self.rise_start: float | None = None
+        self.onset: float | None = None
+        self._healthy_run = 0
+
+    @property
+    def std(self) -> float:
+        """The healthy deviation (floored)."""
+        var = self._m2 / (self.count - 1) if self.count > 1 else 0.0
+        return max(math.sqrt(var), self.min_std)
+
+    @property
+    def ready(self) -> bool:
+        """True once the healthy baseline is learned."""
+        return self.count >= self.warmup
+
+    def update(self, t: float, value: float) -> float | None:
+        """Add one value at time ``t``; the onset time (``None`` while healthy)."""
+        if not (math.isfinite(value) and math.isfinite(t)):
+            return self.onset
+        if not self.ready:
+            self.count += 1
+            delta = value - self.mean
+            self.mean += delta / self.count
+            self._m2 += delta * (value - self.mean)
+            return None
+        z = (value - self.mean) / self.std
+        if self.onset is not None:
+            self._healthy_run = self._healthy_run + 1 if z <= 1.0 else 0
+            if self._healthy_run >= self.recover:
+                self.onset, self.cusum, self.rise_start = None, 0.0, None
+            return self.onset
+        if self.cusum <= 0.0:
+            self.rise_start = t
+        self.cusum = max(0.0, self.cusum + z - self.drift)
+        if self.cusum <= 0.0:
+            self.rise_start = None
+        elif self.cusum > self.limit:
+            self.onset = self.rise_start if self.rise_start is not None else t
+            self._healthy_run = 0
+        return self.onset
+
+    def __repr__(self) -> str:
+        return (
+            f"OnsetDetector(mean={self.mean:.3g}, std={self.std:.3g}, cusum={self.cusum:.3g}, "
+            f"onset={self.onset})"
+        )
+
+
+class ScoreHealth:
+    """Health and remaining life of one twin from its anomaly score.
+
+    Each window's index (:func:`score_index`) feeds an :class:`OnsetDetector`; once its
+    baseline is known, a :class:`~twinflow.models.degradation.TrendRul` from that baseline
+    to ``failure`` (index units: multiples of the detector's threshold) keeps the points,
+    starts its fit at the onset and forgets it at a repair. Health is 1 at the healthy
+    mean and 0 at ``failure``; the life is infinite until an onset is detected.
+    """
+
+    def __init__(
+        self,
+        failure: float = 3.0,
+        warmup: int = 12,
+        drift: float = 0.5,
+        limit: float = 5.0,
+        coverage: float = 0.9,
+        seed: int = 0,
+        name: str = "anomaly_score",
+    ) -> None:
+        if not (math.isfinite(failure) and failure > 0.0):
+            raise ValueError(f"ScoreHealth failure must be a positive number, got {failure!r}")
+        self.failure = failure
+        self.coverage = coverage
+        self.seed = seed
+        self.name = name
+        self.onset = OnsetDetector(warmup=warmup, drift=drift, limit=limit)
+        self.trend: TrendRul | None = None
+
+    def update(
+        self, t_hours: float, score: float | None, threshold: float | None
+    ) -> RulEstimate | None:
+        """Feed one window's score; the estimate (``None`` until the baseline is known)."""
+        h = score_index(score, threshold)
+        onset = self.onset.update(t_hours, h)
+        if not self.onset.ready:
+            return None
+        if self.trend is None:
+            base = min(self.onset.mean, self.failure * 0.99)
+            self.trend = TrendRul(self.failure, base, self.coverage, seed=self.seed, name=self.name)
+        self.trend.add(t_hours, h)
+        if onset is None and self.trend.onset is not None:
+            self.trend.stop()
+        elif onset is not None and self.trend.onset != onset:
+            self.trend.start(onset)
+        return self.trend.estimate()
+
+    @property
+    def onset_time(self) -> float | None:
+        """When the current degradation began (hours since the epoch), if any."""
+        return self.onset.onset
+
+
+__all__ = ["OnsetDetector", "ScoreHealth", "score_index"]
