@@ -224,3 +224,62 @@ def test_round_trip(frame: tuple[list[float], dict[str, list[float | None]]], is
     for name, values in signals.items():
         expected = np.array([math.nan if v is None else float(v) for v in values])
         np.testing.assert_array_equal(out.signals[name], expected)
+
+
+# -- the fast parser agrees with the standard one ---------------------------------------
+
+_JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+)
+_JSON = st.recursive(
+    _JSON_LEAVES,
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=6), kids, max_size=4)
+    ),
+    max_leaves=20,
+)
+_ODD = [
+    b"\xef\xbb\xbf{}",  # a byte-order mark
+    b'{"a": 1e400}',
+    b'{"a": NaN}',
+    b'{"a": "\\ud800"}',
+    b'{"a": 1}\x00',
+    b'{"a": 1, "a": 2}',
+    b'{"a": 123456789012345678901234567890}',
+    b"\xff{}",
+    b"[1, 2]",
+]
+
+
+def _same_number(value: object) -> object:
+    """orjson reads an integer beyond 64 bits as the nearest double, which is what every
+    reading becomes anyway; the standard parser keeps it exact."""
+    if isinstance(value, dict):
+        return {k: _same_number(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_same_number(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return float(value)
+    return value
+
+
+def _outcome(load: object, payload: bytes) -> object:
+    try:
+        return ("ok", repr(_same_number(load(payload))))  # type: ignore[operator]
+    except DecodeError as exc:
+        return ("error", str(exc))
+
+
+@given(_JSON)
+def test_the_fast_parser_accepts_and_refuses_exactly_what_the_standard_one_does(
+    doc: object,
+) -> None:
+    from twinflow.operators.decode import MAX_BYTES, _load, _load_standard
+
+    for payload in (json.dumps(doc).encode(), json.dumps({"x": doc}).encode(), *_ODD):
+        fast = _outcome(lambda p: _load(p, MAX_BYTES), payload)
+        assert fast == _outcome(_load_standard, payload), payload
