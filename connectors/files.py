@@ -5,16 +5,21 @@
   cut back to that offset, so the replayed items are written exactly once.
 - :class:`ParquetSink` buffers rows and writes numbered part files under
   ``<dir>/<name>/<group>=<value>/part-<partition>-<n>.parquet`` (hive layout, one folder per
-  twin type so every file has one schema). A snapshot flushes the buffer; on resume, parts
-  numbered at or after the snapshotted count are deleted (the replay writes them again).
-  With a ``fingerprint``, an item equal to one of the last ``remember`` items of its key is
-  dropped (a frame delivered twice is stored once, as PostgreSQL's unique keys do); the
-  fingerprints are part of the snapshot.
+  twin type so every file has one schema). A part is cut by size (rows) and age; a writer
+  thread builds and writes it off the worker (bounded hand-off, timeouts). Every few parts
+  and at the end, consecutive parts are merged into ``part-<partition>-<first>-<last>.parquet``
+  files of a target size (:mod:`twinflow.connectors.files_parts`). A snapshot that Bytewax
+  keeps (recovery on) seals the buffer and waits for the disk; on resume, the rows of parts
+  numbered at or after the snapshotted count are deleted, inside merged files too (the
+  replay writes them again). With a ``fingerprint``, an item equal to one of the last
+  ``remember`` items of its key is dropped (a frame delivered twice is stored once, as
+  PostgreSQL's unique keys do); the fingerprints are part of the snapshot.
 
 Folders are created 0700 and files 0600 (only their owner reads them); see
 :func:`private_dir`.
 
-Read them back with polars: ``pl.read_parquet("out/windows/**/*.parquet")``.
+Read them back with polars: ``pl.read_parquet("out/windows/**/*.parquet")``, or
+:func:`read_parquet_dir`.
 """
 
 from __future__ import annotations
@@ -27,13 +32,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-import numpy as np
 import polars as pl
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-X = TypeVar("X")
+from twinflow.connectors.files_columns import Columns as Columns
+from twinflow.connectors.files_columns import build_frame, height
+from twinflow.connectors.files_parts import compact, cut_from, part_name, tidy, write_frame
+from twinflow.connectors.files_writer import PartWriter
+from twinflow.core.errors import TwinflowError
 
-Columns = Mapping[str, Any]
+X = TypeVar("X")
 
 #: Modes of the folders and files the sinks create: their owner's alone.
 DIR_MODE = 0o700
@@ -101,7 +109,7 @@ class JsonLinesSink(FixedPartitionedSink[Any, int]):
 
 #: A Parquet partition's resume state: the next part number and, per key, the fingerprints
 #: of its last items (older snapshots hold the part number alone).
-ParquetState = tuple[int, dict[str, list[int]]]
+ParquetResume = tuple[int, dict[str, list[int]]]
 
 
 class Recent:
@@ -130,8 +138,36 @@ class Recent:
         return {k: list(v) for k, v in self._order.items()}
 
 
-class _ParquetPartition(StatefulSinkPartition[Any, ParquetState]):
-    def __init__(self, sink: ParquetSink, part: str, resume: ParquetState | int | None):
+class ParquetState(tuple[int, dict[str, list[int]]]):
+    """A snapshot of a Parquet partition: ``(next part, fingerprints)``, made durable when
+    Bytewax pickles it.
+
+    Bytewax asks every sink for a snapshot at each epoch, with or without recovery, but pickles
+    it only when recovery is on, right after asking. Pickling is therefore when the buffered
+    rows must reach the disk: it seals them into a part and waits for the writer. A snapshot
+    nobody pickles costs nothing, so a run without recovery writes parts by size and age only.
+    Until a snapshot has gone unpickled the sink seals at each snapshot (it cannot know yet);
+    a snapshot pickled after more items arrived is an error (its rows could not be told apart).
+    """
+
+    _partition: _ParquetPartition | None
+    _writes: int
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        part = self._partition
+        if part is None:
+            return (tuple, (tuple(self),))
+        return (tuple, (part.durable_state(self._writes),))
+
+
+def _state(resume: ParquetResume, partition: _ParquetPartition | None, writes: int) -> ParquetState:
+    s = ParquetState(resume)
+    s._partition, s._writes = partition, writes
+    return s
+
+
+class _ParquetPartition(StatefulSinkPartition[Any, ParquetResume]):
+    def __init__(self, sink: ParquetSink, part: str, resume: ParquetResume | int | None) -> None:
         next_part, recent = resume if isinstance(resume, tuple) else (resume or 0, {})
         self._sink = sink
         self._part = part
@@ -140,20 +176,20 @@ class _ParquetPartition(StatefulSinkPartition[Any, ParquetState]):
         self._buffers: dict[str, list[Columns]] = {}
         self._rows = 0
         self._oldest: float | None = None
+        self._writes = 0  # write_batch calls, to tell a snapshot pickled late
+        self._durable: bool | None = None  # whether Bytewax keeps snapshots (unknown at first)
+        self._plain: dict[str, int] = {}  # parts written per group since its last compaction
+        self._writer = PartWriter(f"{sink.root.name}/{part}", timeout_s=sink.timeout_s)
         #: Items dropped as repeats of a recent one.
         self.duplicates = 0
-        self._remove_parts_from(next_part)
-
-    def _remove_parts_from(self, n: int) -> None:
-        """Delete parts written after the snapshot we resume from (the replay rewrites them)."""
-        if not self._sink.root.exists():
-            return
-        for f in self._sink.root.glob(f"*/part-{self._part}-*.parquet"):
-            if int(f.stem.rsplit("-", 1)[1]) >= n:
-                f.unlink()
+        if sink.root.is_dir():
+            for folder in sorted(p for p in sink.root.iterdir() if p.is_dir()):
+                tidy(folder, part)
+                cut_from(folder, part, next_part)  # the replay writes them again
 
     def write_batch(self, values: list[Any]) -> None:
         sink = self._sink
+        self._writes += 1
         for v in values:
             if sink.fingerprint is not None:
                 fp = sink.fingerprint(v)
@@ -163,57 +199,84 @@ class _ParquetPartition(StatefulSinkPartition[Any, ParquetState]):
             cols = sink.to_columns(v)
             if cols is None:
                 continue
-            group = str(sink.group_of(v))
-            self._buffers.setdefault(group, []).append(cols)
-            self._rows += _height(cols)
+            self._buffers.setdefault(str(sink.group_of(v)), []).append(cols)
+            self._rows += height(cols)
             if self._oldest is None:
                 self._oldest = time.monotonic()
         too_old = self._oldest is not None and time.monotonic() - self._oldest >= sink.max_delay_s
         if self._rows >= sink.rows_per_part or too_old:
-            self._flush()
+            self._seal()
 
-    def _flush(self) -> None:
+    def _seal(self) -> None:
+        """Hand the buffer to the writer as one part per group (numbered now, written later)."""
+        parts: list[tuple[Path, int, list[Columns]]] = []
         for group, batches in self._buffers.items():
-            if not batches:
-                continue
-            frame = pl.concat([pl.DataFrame(b) for b in batches], how="diagonal_relaxed")
             folder = self._sink.root / f"{self._sink.group_name}={group}"
-            private_dir(folder)
-            tmp = folder / f".part-{self._part}-{self._next:05d}.tmp"
-            frame.write_parquet(tmp, compression="zstd")
-            tmp.chmod(FILE_MODE)
-            tmp.replace(folder / f"part-{self._part}-{self._next:05d}.parquet")
+            parts.append((folder, self._next, batches))
             self._next += 1
-        self._buffers = {}
-        self._rows = 0
-        self._oldest = None
+        self._buffers, self._rows, self._oldest = {}, 0, None
+        if not parts:
+            return
+        merge = []
+        for folder, _n, _b in parts:
+            self._plain[folder.name] = self._plain.get(folder.name, 0) + 1
+            if self._plain[folder.name] >= self._sink.compact_every:
+                self._plain[folder.name] = 0
+                merge.append(folder)
+        self._writer.submit(lambda: self._write(parts, merge))
 
-    def snapshot(self) -> ParquetState:
-        self._flush()
+    def _write(self, parts: list[tuple[Path, int, list[Columns]]], merge: list[Path]) -> None:
+        for folder, n, batches in parts:
+            frame = build_frame(batches)
+            private_dir(folder)
+            write_frame(folder, part_name(self._part, n), frame, [(n, frame.height)])
+        for folder in merge:
+            compact(folder, self._part, self._sink.target_bytes)
+
+    def snapshot(self) -> ParquetResume:
+        if self._durable is False:  # nobody kept the last one: stay lazy
+            return _state((self._next, {}), self, self._writes)
+        if self._durable is None and self._writes > 0:
+            self._durable = False  # becomes True if this snapshot is pickled
+        self._seal()
+        return _state((self._next, self._recent.state()), self, self._writes)
+
+    def durable_state(self, writes: int) -> ParquetResume:
+        """The state to pickle for a snapshot taken after ``writes`` batches: seals the buffer
+        if the snapshot did not, and waits until every part is on disk."""
+        if writes != self._writes:
+            raise TwinflowError(
+                f"{self._sink.root.name}: a snapshot was pickled after more items arrived; "
+                "its rows cannot be told apart (recovery would duplicate them)"
+            )
+        self._durable = True
+        self._seal()
+        self._writer.wait()
         return self._next, self._recent.state()
 
     def close(self) -> None:
-        self._flush()
+        self._seal()
+        self._writer.submit(self._compact_all)
+        self._writer.close()
+
+    def _compact_all(self) -> None:
+        for folder in sorted(self._sink.root.glob(f"{self._sink.group_name}=*")):
+            compact(folder, self._part, self._sink.target_bytes)
 
 
-def _height(cols: Columns) -> int:
-    """Rows a batch adds: the length of its arrays, or one for a row of scalars."""
-    return max(
-        (len(v) for v in cols.values() if isinstance(v, np.ndarray | list | pl.Series)),
-        default=1,
-    )
-
-
-class ParquetSink(FixedPartitionedSink[Any, ParquetState]):
+class ParquetSink(FixedPartitionedSink[Any, ParquetResume]):
     """Write items as rows of Parquet part files, one folder per group (e.g. twin type).
 
     ``to_columns`` turns an item into a mapping of column name to a scalar (one row) or to
     equally long arrays (many rows), or ``None`` to skip it. Items arrive as ``(key, item)``
-    and are spread over ``partitions`` partitions by key. A part is written when
-    ``rows_per_part`` rows are buffered or the oldest buffered row is ``max_delay_s`` old
-    (checked as items arrive), at each snapshot and at the end. ``fingerprint`` gives an
-    item's key and a 64-bit fingerprint, or ``None`` to always keep it: an item whose
-    fingerprint is among the last ``remember`` of its key is dropped.
+    and are spread over ``partitions`` partitions by key. The buffered rows become a part
+    when ``rows_per_part`` rows are buffered or the oldest is ``max_delay_s`` old (checked as
+    items arrive), at a snapshot that Bytewax keeps (recovery) and at the end; a writer thread
+    builds and writes them (at most two parts wait for it, each wait at most ``timeout_s``).
+    Every ``compact_every`` parts of a group, and at the end, consecutive files are merged
+    into files of up to ``target_bytes`` (see :mod:`twinflow.connectors.files_parts`).
+    ``fingerprint`` gives an item's key and a 64-bit fingerprint, or ``None`` to always keep
+    it: an item whose fingerprint is among the last ``remember`` of its key is dropped.
     """
 
     def __init__(
@@ -227,6 +290,9 @@ class ParquetSink(FixedPartitionedSink[Any, ParquetState]):
         max_delay_s: float = 30.0,
         fingerprint: Callable[[Any], tuple[str, int] | None] | None = None,
         remember: int = 256,
+        compact_every: int = 16,
+        target_bytes: int = 64 * 2**20,
+        timeout_s: float = 120.0,
     ):
         self.root = Path(root)
         self.to_columns = to_columns
@@ -237,19 +303,22 @@ class ParquetSink(FixedPartitionedSink[Any, ParquetState]):
         self.max_delay_s = max_delay_s
         self.fingerprint = fingerprint
         self.remember = remember
+        self.compact_every = compact_every
+        self.target_bytes = target_bytes
+        self.timeout_s = timeout_s
 
     def list_parts(self) -> list[str]:
         return [f"p{i}" for i in range(self.partitions)]
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: ParquetState | int | None
+        self, step_id: str, for_part: str, resume_state: ParquetResume | int | None
     ) -> _ParquetPartition:
         return _ParquetPartition(self, for_part, resume_state)
 
 
 def read_parquet_dir(root: Path | str) -> pl.DataFrame:
     """All parts under a sink folder as one frame (empty frame if nothing was written)."""
-    files = sorted(Path(root).glob("*/*.parquet"))
+    files = sorted(Path(root).glob("*/part-*.parquet"))
     if not files:
         return pl.DataFrame()
     frames = []

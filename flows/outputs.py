@@ -33,18 +33,25 @@ from twinflow.core.records import TelemetryFrame, TwinState, WindowFeatures
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.telemetry import FlowOutputs
 
-_UTC_US = pl.Datetime("us", "UTC")
 
-
-def telemetry_columns(frame: Any) -> dict[str, Any] | None:
-    """Scalar telemetry as columns; waveform bursts are summarised by the window features."""
+def telemetry_batch(frame: Any) -> dict[str, Any] | None:
+    """Scalar telemetry as the Parquet sink's columns (numpy only: times as ``datetime64[us]``,
+    which the sink writes as UTC); waveform bursts are summarised by the window features."""
     if not isinstance(frame, TelemetryFrame):
         return None
     cols: dict[str, Any] = {
         "twin_id": frame.twin_id,
-        "time": pl.Series("time", (frame.times * 1e6).astype(np.int64)).cast(_UTC_US),
+        "time": (frame.times * 1e6).astype(np.int64).astype("datetime64[us]"),
     }
     cols.update(frame.signals)
+    return cols
+
+
+def telemetry_columns(frame: Any) -> dict[str, Any] | None:
+    """:func:`telemetry_batch` with the times as a UTC polars Series (for ``pl.DataFrame``)."""
+    cols = telemetry_batch(frame)
+    if cols is not None:
+        cols["time"] = pl.Series("time", cols["time"]).dt.replace_time_zone("UTC")
     return cols
 
 
@@ -137,7 +144,7 @@ def file_outputs(config: FlowConfig, actuators: Sink[Any] | None = None) -> Flow
         rollups=JsonLinesSink(out / "rollups.jsonl", lambda r: r.to_json()),
         windows=parquet("windows", window_row),
         twin_states=parquet("twin_states", state_row),
-        telemetry=parquet("telemetry", telemetry_columns, frame_fingerprint)
+        telemetry=parquet("telemetry", telemetry_batch, frame_fingerprint)
         if config.write_telemetry
         else None,
         actuators=actuators,
