@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from twinflow.core.errors import TwinflowError
 from twinflow.core.times import parse_duration
+from twinflow.flows.cluster import add_cluster_arguments, cluster_from
 
 if TYPE_CHECKING:
     from twinflow.connectors.simulator import Plant
@@ -108,9 +109,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace the outputs an earlier run left in --out (refused without it)",
     )
-    run.add_argument(
-        "--workers", type=_positive_int, default=1, help="Bytewax worker threads (default 1)"
-    )
+    add_cluster_arguments(run)
     run.add_argument(
         "--metrics-port",
         type=_port,
@@ -260,19 +259,20 @@ def _quiet_protocol_loggers() -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from bytewax.run import cli_main
-
     from twinflow.flows.deploy import load_deployment
     from twinflow.flows.run import deployment_flow
 
     dep = load_deployment(args.config)
+    cluster = cluster_from(args)
     _quiet_protocol_loggers()
     if args.metrics_port is not None:
         from twinflow.flows.metrics import enable_dataflow_api
 
         enable_dataflow_api(args.metrics_port)
     limits = {"kafka": {"tail": False}, "requests": {"tail": False}} if args.until_end else None
+    from twinflow.flows.cluster import cluster_recovery
     from twinflow.flows.outputs import prepare_out
-    from twinflow.flows.recovery import partitions_in, recovery_config
+    from twinflow.flows.recovery import partitions_in
 
     resuming = args.recovery_dir is not None and partitions_in(args.recovery_dir) > 0
     prepare_out(args.out, overwrite=args.overwrite, resuming=resuming)
@@ -280,17 +280,18 @@ def _run(args: argparse.Namespace) -> int:
     protocols = sorted({t.protocol for t in dep.twins})
     recovery = None
     if args.recovery_dir is not None:
-        recovery = recovery_config(args.recovery_dir, args.workers)
+        recovery = cluster_recovery(args.recovery_dir, cluster)
     print(
         f"twinflow run: {len(dep.twins)} twins over {', '.join(protocols)}; output in "
         f"{args.out}/"
         + (f"; Kafka at {dep.kafka.bootstrap}" if dep.kafka else "")
-        + (f"; recovery in {args.recovery_dir}/" if recovery else ""),
+        + (f"; recovery in {args.recovery_dir}/" if recovery else "")
+        + (f"; {cluster.describe()}" if cluster.processes > 1 else ""),
         file=sys.stderr,
     )
     cli_main(  # type: ignore[no-untyped-call]  # bytewax.run's stub has no annotations
         flow,
-        workers_per_process=args.workers,
+        **cluster.main_kwargs(),
         epoch_interval=timedelta(seconds=args.snapshot_interval),
         recovery_config=recovery,
     )
@@ -332,9 +333,7 @@ def _replay_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     truth = replay.add_mutually_exclusive_group()
     truth.add_argument("--labels", default=None, metavar="COLUMN", help="anomaly label column")
     truth.add_argument("--faults", type=Path, default=None, help="faults file to score against")
-    replay.add_argument(
-        "--workers", type=_positive_int, default=1, help="Bytewax worker threads (default 1)"
-    )
+    add_cluster_arguments(replay)
     replay.add_argument("--no-telemetry", action="store_true", help="no raw-telemetry Parquet")
     replay.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -360,6 +359,7 @@ def _replay(args: argparse.Namespace) -> int:
     if args.map:
         flags["columns"] = dict(parse_map(m) for m in args.map)
     dep = load_deployment(args.config)
+    cluster = cluster_from(args)
     spec = load_spec(args.spec, flags, deployment=args.config)
     prepare_out(args.out, overwrite=args.overwrite)
     if not args.quiet:
@@ -373,7 +373,8 @@ def _replay(args: argparse.Namespace) -> int:
         list(args.data),
         spec,
         args.out,
-        workers=args.workers,
+        workers=cluster.workers_per_process,
+        cluster=cluster,
         faults=args.faults,
         write_telemetry=not args.no_telemetry,
         progress=None if args.quiet else sys.stderr,

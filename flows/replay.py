@@ -29,6 +29,7 @@ from twinflow.connectors.recorded.spec import ReplaySpec
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import FaultTruth
 from twinflow.core.times import iso, utc
+from twinflow.flows.cluster import Cluster, replay_source
 from twinflow.flows.deployment import Deployment
 from twinflow.flows.faults_file import load_faults
 from twinflow.flows.metrics import RunStats
@@ -106,20 +107,25 @@ def run_replay(
     out_dir: Path,
     *,
     workers: int = 1,
+    cluster: Cluster | None = None,
     faults: Path | None = None,
     write_telemetry: bool = True,
     progress: TextIO | None = sys.stderr,
 ) -> dict[str, Any]:
-    """Replay ``files`` through the deployment's flow; return (and write) the summary."""
+    """Replay ``files`` through the deployment's flow; return (and write) the summary.
+
+    In a ``cluster`` of several processes, each process reads the files Bytewax assigns it
+    and summarises its own share (see :mod:`twinflow.flows.cluster`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     truth = load_faults(faults, spec.zone) if faults is not None else None
-    source = ReplaySource(files, spec, dep.deployed_types())
+    cluster = cluster or Cluster(workers)
+    source = replay_source(files, spec, dep.deployed_types(), cluster)
     types = replay_types(dep, source, spec)
     config = replace(
         dep.flow,
         out_dir=out_dir,
         write_telemetry=write_telemetry and dep.flow.write_telemetry,
-        sink_partitions=max(dep.flow.sink_partitions, workers),
+        sink_partitions=max(dep.flow.sink_partitions, cluster.workers),
     )
     run_dep = replace(dep, flow=config)
     stats = RunStats()
@@ -141,7 +147,7 @@ def run_replay(
         ticker.start()
     t0 = time.perf_counter()
     try:
-        cli_main(flow, workers_per_process=workers)  # type: ignore[no-untyped-call]
+        cli_main(flow, **cluster.main_kwargs())  # type: ignore[no-untyped-call]
     except Exception:
         if source.error is not None:
             raise source.error from None
