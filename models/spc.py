@@ -1,0 +1,436 @@
+"""Multivariate statistical process control: Hotelling T² and SPE on any set of signals.
+
+:class:`SpcDetector` learns what "normal" looks like for one twin from a short warm-up and
+then scores every row (a raw sample or a window's features) by two classical statistics of a
+principal-component model of the standardised variables: Hotelling's T² (how unusual the
+row is *inside* the learned correlation structure) and SPE/Q (how far it falls *outside*
+it: a broken correlation). Nothing depends on a signal's units or magnitude: variables are
+standardised by their own warm-up spread and both control limits are quantiles of scores
+the model gave to warm-up rows it had not been fitted on.
+
+Operating settings (speed, load, setpoints) are not monitored but *condition* the model:
+each monitored variable is first predicted from them by a quadratic least-squares fit, and
+the PCA model watches what that prediction does not explain, so a load change is not an
+anomaly. A setting outside every value seen while learning is a new operating point: those
+rows are not judged but learned, and the model refits (the adaptation rule for operating
+points). Slow drift is followed by exponential forgetting (``half_life`` rows) of rows
+learned while the twin is normal; learning stops while it is anomalous and ``hold`` rows
+after.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy.signal import lfilter
+
+#: Ridge on the regression's setting terms (standardised units): a term the data barely
+#: moves (``z²`` of a setting seen at two levels is nearly constant) is shrunk to zero
+#: instead of fitting noise that would blow up between the levels.
+RIDGE = 1e-2
+#: A variable whose warm-up spread is below this (relative to its magnitude plus one) is
+#: constant: it carries no information the model can standardise, so it is left out.
+CONSTANT = 1e-9
+
+
+def _quantile(values: np.ndarray, q: float) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.quantile(finite, q, method="higher")) if finite.size else math.nan
+
+
+class _Model:
+    """A fitted model: regression on the settings, standardisation, principal components."""
+
+    def __init__(self, m: np.ndarray, n_settings: int, variance: float) -> None:
+        """Fit from ``m``, the weighted cross-product matrix of rows ``[phi, y]`` where
+        ``phi = [1, z, z²]`` of the ``n_settings`` standardised settings."""
+        q = 1 + 2 * n_settings
+        w = max(float(m[0, 0]), 1e-12)
+        mff, mfy, myy = m[:q, :q], m[:q, q:], m[q:, q:]
+        ridge = RIDGE * w * np.eye(q)
+        ridge[0, 0] = 1e-9 * w  # the intercept is not shrunk
+        self.beta = np.linalg.solve(mff + ridge, mfy)
+        cov = (myy - self.beta.T @ mfy) / w
+        var = np.clip(np.diag(cov), 0.0, None)
+        mean = mfy[0] / w
+        self.keep = var > (CONSTANT * (np.abs(mean) + 1.0)) ** 2
+        sd = np.sqrt(np.where(self.keep, var, 1.0))
+        self.sd = sd
+        corr = cov / np.outer(sd, sd)
+        corr = corr[np.ix_(self.keep, self.keep)]
+        eigval, eigvec = np.linalg.eigh(corr) if corr.size else (np.zeros(0), np.zeros((0, 0)))
+        order = np.argsort(eigval)[::-1]
+        eigval, eigvec = np.clip(eigval[order], 0.0, None), eigvec[:, order]
+        total = float(eigval.sum())
+        k = 0
+        if total > 0:
+            share = np.cumsum(eigval) / total
+            k = int(np.searchsorted(share, variance) + 1)
+            k = min(k, int((eigval > 1e-9 * total).sum()))
+        self.pcs = eigvec[:, :k]
+        self.eig = eigval[:k]
+
+    def parts(self, phi: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Standardised residuals ``u``, per-row T² and SPE contributions per variable."""
+        u = ((y - phi @ self.beta) / self.sd)[:, self.keep]
+        t = u @ self.pcs
+        t2 = u * ((t / self.eig) @ self.pcs.T) if self.eig.size else np.zeros_like(u)
+        e = u - t @ self.pcs.T
+        return u, t2, e * e
+
+
+class SpcDetector:
+    """Hotelling T² and SPE of one twin's rows, calibrated on its own warm-up.
+
+    Rows come as arrays (``update``: many rows, vectorised) or mappings (``score_one``,
+    ``learn_one``). The score of a row is ``max(T²/T²_lim, SPE/SPE_lim)``, smoothed by an
+    exponential average over ``smooth`` rows and divided by a limit, so a score above 1.0
+    is anomalous. The limits are the ``quantile`` of each statistic (then of the smoothed
+    score, times ``margin``) over the last ``calibrate`` share of the warm-up, scored by a
+    model fitted on the rows before it.
+
+    Warm-up ends after ``warmup`` rows and ``warmup_s`` seconds (both; 0 disables either).
+    ``operating`` names the variables that condition the model (settings, not monitored).
+    ``variance`` is the share of the correlation's variance the principal components keep.
+    After warm-up a row is learned only when ``adapt`` is on, its score is below
+    ``learn_below`` and no row of the last ``hold`` was anomalous; learned rows fade with
+    ``half_life`` (rows; 0: never). The model refits every ``refit_every`` learned rows.
+    A row missing a value takes the variable's last value; a row before every variable
+    was seen is not scored (NaN). No randomness: ``seed`` is kept for the shared surface.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> base = rng.standard_normal((300, 1))
+    >>> rows = np.hstack([base, 2 * base, -base]) + 0.1 * rng.standard_normal((300, 3))
+    >>> det = SpcDetector(("a", "b", "c"), warmup=200)
+    >>> _ = det.update(np.arange(300.0), rows)
+    >>> det.warm, det.score_one({"a": 1.0, "b": 2.0, "c": -1.0}) < 1.0
+    (True, True)
+    >>> det.score_one({"a": 1.0, "b": -2.0, "c": -1.0}) > 1.0  # the correlation breaks
+    True
+    """
+
+    def __init__(
+        self,
+        variables: Sequence[str],
+        operating: Sequence[str] = (),
+        warmup: int = 120,
+        warmup_s: float = 0.0,
+        quantile: float = 0.99,
+        margin: float = 1.0,
+        variance: float = 0.9,
+        smooth: int = 1,
+        adapt: bool = True,
+        half_life: float = 0.0,
+        learn_below: float = 0.8,
+        hold: int = 30,
+        refit_every: int = 60,
+        calibrate: float = 0.35,
+        regime_margin: float = 0.1,
+        max_rows: int = 600,
+        seed: int = 0,
+    ) -> None:
+        monitored = tuple(v for v in variables if v not in set(operating))
+        if not monitored:
+            raise ValueError("SpcDetector needs at least one monitored variable")
+        if warmup < 8 or not 0.0 < quantile < 1.0 or margin <= 0.0 or not 0 < variance <= 1:
+            raise ValueError(
+                "SpcDetector needs warmup >= 8, 0 < quantile < 1, margin > 0 and "
+                f"0 < variance <= 1; got warmup={warmup}, quantile={quantile}, "
+                f"margin={margin}, variance={variance}"
+            )
+        self.variables = monitored
+        self.operating = tuple(operating)
+        self.warmup = warmup
+        self.warmup_s = warmup_s
+        self.quantile = quantile
+        self.margin = margin
+        self.variance = variance
+        self.smooth = max(1, smooth)
+        self.adapt = adapt
+        self.half_life = half_life
+        self.learn_below = learn_below
+        self.hold = hold
+        self.refit_every = refit_every
+        self.calibrate = calibrate
+        self.regime_margin = regime_margin
+        self.max_rows = max_rows
+        self.seed = seed
+        #: Columns: the settings, then the monitored variables.
+        self.columns = (*self.operating, *self.variables)
+        self.n_seen = 0
+        self.start: float | None = None
+        self._buffer: list[np.ndarray] = []
+        self._stride = 1
+        self._last = np.full(len(self.columns), np.nan)
+        self.model: _Model | None = None
+        self.limits = (math.nan, math.nan, math.nan)  # T², SPE, smoothed score
+        self._s_mean = np.zeros(len(self.operating))
+        self._s_sd = np.ones(len(self.operating))
+        self._y_mean = np.zeros(len(self.variables))
+        self._y_sd = np.ones(len(self.variables))
+        self._range = np.zeros((2, len(self.operating)))
+        self._pending = np.zeros((2, len(self.operating)))
+        self._m: np.ndarray | None = None
+        self._ewma = math.nan
+        self._since_anomalous = hold
+        self._since_refit = 0
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def warm(self) -> bool:
+        """True once the limits are calibrated."""
+        return self.model is not None
+
+    @property
+    def n_settings(self) -> int:
+        return len(self.operating)
+
+    def _phi(self, s: np.ndarray) -> np.ndarray:
+        z = (s - self._s_mean) / self._s_sd
+        return np.hstack([np.ones((len(s), 1)), z, z * z])
+
+    def _split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Settings (raw) and monitored variables (centred and scaled by the warm-up)."""
+        y = (rows[:, self.n_settings :] - self._y_mean) / self._y_sd
+        return rows[:, : self.n_settings], y
+
+    def fill(self, rows: np.ndarray) -> np.ndarray:
+        """Rows (columns in :attr:`columns` order) where a missing value takes the
+        variable's last value (sample and hold); remembers the last row."""
+        out = np.array(rows, dtype=float)
+        if out.size == 0:
+            return out
+        prev = self._last
+        for j in range(out.shape[1]):
+            col = out[:, j]
+            bad = ~np.isfinite(col)
+            if bad.any():
+                idx = np.where(~bad, np.arange(len(col)), -1)
+                np.maximum.accumulate(idx, out=idx)
+                col[:] = np.where(idx >= 0, col[np.maximum(idx, 0)], prev[j])
+        self._last = out[-1].copy()
+        return out
+
+    # -- warm-up ---------------------------------------------------------------------------
+
+    def _keep_for_warmup(self, rows: np.ndarray) -> None:
+        for row in rows:
+            self.n_seen += 1
+            if self.n_seen % self._stride == 0:
+                self._buffer.append(row)
+            if len(self._buffer) >= self.max_rows:  # bounded: keep every other row
+                self._buffer = self._buffer[1::2]
+                self._stride *= 2
+
+    def _warm_enough(self, now: float) -> bool:
+        elapsed = now - self.start if self.start is not None else 0.0
+        return self.n_seen >= self.warmup and elapsed >= self.warmup_s
+
+    def _cross(self, phi: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+        z = np.hstack([phi, y])
+        return (z * (w[:, None] if w is not None else 1.0)).T @ z
+
+    def _finish_warmup(self) -> None:
+        data = np.vstack(self._buffer)
+        self._buffer = []
+        raw = data[:, self.n_settings :]
+        self._y_mean = raw.mean(axis=0)
+        sd = raw.std(axis=0)
+        self._y_sd = np.where(sd > CONSTANT * (np.abs(self._y_mean) + 1.0), sd, 1.0)
+        s, y = self._split(data)
+        if self.n_settings:
+            self._s_mean = s.mean(axis=0)
+            sd = s.std(axis=0)
+            self._s_sd = np.where(sd > CONSTANT * (np.abs(self._s_mean) + 1.0), sd, np.inf)
+        n_cal = max(4, int(len(data) * self.calibrate))
+        fit, cal = slice(0, len(data) - n_cal), slice(len(data) - n_cal, len(data))
+        phi = self._phi(s)
+        trial = _Model(self._cross(phi[fit], y[fit]), self.n_settings, self.variance)
+        _u, t2, spe = trial.parts(phi[cal], y[cal])
+        t2s, spes = t2.sum(axis=1), spe.sum(axis=1)
+        lim_t = max(_quantile(t2s, self.quantile), 1e-12)
+        lim_q = max(_quantile(spes, self.quantile), 1e-12)
+        combined = np.maximum(t2s / lim_t, spes / lim_q)
+        smoothed = self._smoothed(combined, first=float(combined[0]))[0]
+        self.limits = (lim_t, lim_q, max(_quantile(smoothed, self.quantile), 1e-12) * self.margin)
+        self._m = self._cross(phi, y)
+        zs = (s - self._s_mean) / self._s_sd
+        self._range = np.vstack([zs.min(axis=0), zs.max(axis=0)])
+        self._pending = self._range.copy()
+        self.model = _Model(self._m, self.n_settings, self.variance)
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def _smoothed(self, x: np.ndarray, first: float | None = None) -> tuple[np.ndarray, float]:
+        """Exponential average of ``x`` over ``smooth`` rows, carrying on from the last."""
+        if self.smooth <= 1:
+            return x, float(x[-1]) if x.size else self._ewma
+        a = 2.0 / (self.smooth + 1.0)
+        start = first if first is not None else self._ewma
+        if not math.isfinite(start):
+            start = float(x[0])
+        out, _zf = lfilter([a], [1.0, a - 1.0], x, zi=[start * (1.0 - a)])
+        return out, float(out[-1])
+
+    def _novel(self, s: np.ndarray) -> np.ndarray:
+        """Rows whose settings lie outside every operating point learned (plus a margin)."""
+        if not self.n_settings:
+            return np.zeros(len(s), dtype=bool)
+        z = (s - self._s_mean) / self._s_sd
+        lo, hi = self._range
+        pad = self.regime_margin * np.maximum(hi - lo, 0.0)
+        z = np.where(np.isfinite(self._s_sd), z, 0.0)
+        fixed = ~np.isfinite(self._s_sd)
+        moved = fixed & ~np.isclose(s, self._s_mean, rtol=1e-9, atol=0.0)
+        return ((z < lo - pad) | (z > hi + pad) | moved).any(axis=1)
+
+    def _raw(self, s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        assert self.model is not None
+        _u, t2, spe = self.model.parts(self._phi(s), y)
+        lim_t, lim_q, _ = self.limits
+        combined = np.maximum(t2.sum(axis=1) / lim_t, spe.sum(axis=1) / lim_q)
+        return combined, t2, spe
+
+    def update(self, times: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Score then learn rows (columns in :attr:`columns` order); one score per row:
+        NaN during warm-up, at a new operating point or before every variable was seen."""
+        return self.update_filled(times, self.fill(np.atleast_2d(np.asarray(rows, dtype=float))))
+
+    def update_filled(self, times: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """:meth:`update` of rows already passed through :meth:`fill`."""
+        scores = np.full(len(rows), np.nan)
+        ok = np.flatnonzero(np.isfinite(rows).all(axis=1))
+        if not self.warm and ok.size:
+            cut = self._warmup_rows(np.asarray(times, dtype=float)[ok])
+            self._keep_for_warmup(rows[ok[:cut]])
+            if cut < ok.size or self._warm_enough(float(np.asarray(times)[ok[cut - 1]])):
+                self._finish_warmup()
+            ok = ok[cut:]
+        if ok.size and self.warm:
+            scores[ok] = self._judge(rows[ok])
+        return scores
+
+    def _warmup_rows(self, times: np.ndarray) -> int:
+        """How many of these (complete) rows the warm-up still takes."""
+        if self.start is None:
+            self.start = float(times[0])
+        count = self.n_seen + np.arange(1, len(times) + 1)
+        done = (count >= self.warmup) & (times - self.start >= self.warmup_s)
+        hit = np.flatnonzero(done)
+        return int(hit[0]) + 1 if hit.size else len(times)
+
+    def _judge(self, rows: np.ndarray) -> np.ndarray:
+        s, y = self._split(rows)
+        novel = self._novel(s)
+        combined, _t2, _spe = self._raw(s, y)
+        combined = np.where(novel, np.nan, combined)
+        filled = np.where(np.isfinite(combined), combined, 0.0)
+        smoothed, self._ewma = self._smoothed(filled)
+        ratio = np.where(novel, np.nan, smoothed / self.limits[2])
+        self._learn(s, y, ratio, novel)
+        return ratio
+
+    def _learn(self, s: np.ndarray, y: np.ndarray, ratio: np.ndarray, novel: np.ndarray) -> None:
+        """Learn the normal rows (and new operating points), freezing around anomalies."""
+        assert self._m is not None
+        anomalous = ratio > 1.0
+        learn = np.zeros(len(ratio), dtype=bool)
+        for i in range(len(ratio)):
+            if anomalous[i]:
+                self._since_anomalous = 0
+                continue
+            self._since_anomalous += 1
+            if self._since_anomalous <= self.hold:
+                continue
+            learn[i] = novel[i] or (self.adapt and ratio[i] < self.learn_below)
+        if not learn.any():
+            return
+        n = int(learn.sum())
+        w = np.ones(n)
+        if self.half_life > 0:
+            g = 0.5 ** (1.0 / self.half_life)
+            w = g ** np.arange(n - 1, -1, -1, dtype=float)
+            self._m *= g**n
+        phi = self._phi(s[learn])
+        self._m += self._cross(phi, y[learn], w)
+        if self.n_settings:
+            z = np.where(np.isfinite(self._s_sd), (s[learn] - self._s_mean) / self._s_sd, 0.0)
+            self._pending[0] = np.minimum(self._pending[0], z.min(axis=0))
+            self._pending[1] = np.maximum(self._pending[1], z.max(axis=0))
+        self._since_refit += n
+        if self._since_refit >= self.refit_every:
+            self.refit()
+
+    def refit(self) -> None:
+        """Refit the model from what was learned; new operating points become known."""
+        if self._m is None:
+            return
+        self.model = _Model(self._m, self.n_settings, self.variance)
+        self._range = self._pending.copy()
+        self._since_refit = 0
+
+    # -- single rows -----------------------------------------------------------------------
+
+    def _row(self, x: Mapping[str, float]) -> np.ndarray:
+        return np.array([[float(x.get(c, math.nan)) for c in self.columns]])
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        """The score of one row without learning it (the smoothing is not advanced)."""
+        if not self.warm:
+            return 0.0
+        row = np.where(np.isfinite(r := self._row(x)), r, self._last)
+        if not np.isfinite(row).all():
+            return math.nan
+        s, y = self._split(row)
+        if self._novel(s)[0]:
+            return math.nan
+        combined, _t2, _spe = self._raw(s, y)
+        return float(combined[0]) / self.limits[2]
+
+    def learn_one(self, x: Mapping[str, float], t: float | None = None) -> float:
+        """Score and learn one row (see :meth:`update`); returns its score."""
+        now = float(self.n_seen) if t is None else t
+        return float(self.update(np.array([now]), self._row(x))[0])
+
+    def explain(self, x: Mapping[str, float], top: int = 3) -> dict[str, float]:
+        """The ``top`` variables that drive the row's score, each with its share (0-1) of
+        the limit-scaled T² and SPE contributions."""
+        if self.model is None:
+            return {}
+        row = np.where(np.isfinite(r := self._row(x)), r, self._last)
+        if not np.isfinite(row).all():
+            return {}
+        return self.contributions(row, top)
+
+    def shares(self, rows: np.ndarray) -> np.ndarray:
+        """Each (filled) row's score split by monitored variable: shares summing to 1 of the
+        limit-scaled T² and SPE contributions (0 for a variable left out as constant)."""
+        assert self.model is not None
+        s, y = self._split(np.atleast_2d(rows))
+        _c, t2, spe = self._raw(s, y)
+        lim_t, lim_q, _ = self.limits
+        part = np.abs(t2) / lim_t + spe / lim_q
+        total = part.sum(axis=1, keepdims=True)
+        out = np.zeros((len(part), len(self.variables)))
+        out[:, self.model.keep] = part / np.where(total > 0, total, 1.0)
+        return out
+
+    def contributions(self, row: np.ndarray, top: int = 3) -> dict[str, float]:
+        """The ``top`` variables of one (filled) row's score with their shares."""
+        share = self.shares(row)[0]
+        ranked = sorted(zip(self.variables, share, strict=True), key=lambda kv: -kv[1])[:top]
+        return {k: round(float(v), 3) for k, v in ranked}
+
+    def __repr__(self) -> str:
+        k = 0 if self.model is None else self.model.eig.size
+        return (
+            f"SpcDetector(variables={len(self.variables)}, operating={len(self.operating)}, "
+            f"seen={self.n_seen}, components={k}, warm={self.warm})"
+        )
+
+
+__all__ = ["SpcDetector"]
