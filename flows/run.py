@@ -10,8 +10,10 @@ Commands go back to each twin over its own protocol.
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,11 @@ from twinflow.connectors.actuators import CommandRouter
 from twinflow.connectors.feedback import CommandFeedback, CommandFeedbackSource
 from twinflow.core.backoff import Backoff
 from twinflow.flows.deployment import Deployment
+from twinflow.flows.kafka_lag import KafkaLag, is_kafka
 from twinflow.flows.metrics import RunStats
+from twinflow.flows.observe import Observer
 from twinflow.flows.outputs import file_outputs
+from twinflow.flows.shutdown import stoppable
 from twinflow.flows.telemetry import FlowOutputs, build_flow
 
 
@@ -111,6 +116,33 @@ _STREAMS = (
 )
 
 
+@dataclass
+class Watch:
+    """How an operator follows and stops a running flow: setting ``stop`` ends every source
+    (the flow then drains and flushes); ``observer`` and ``lag`` measure it at its edges."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    observer: Observer = field(default_factory=Observer)
+    lag: KafkaLag = field(default_factory=KafkaLag)
+
+    def sources(self, sources: Sequence[Any]) -> list[Any]:
+        """Each source stoppable and observed (Kafka sources also for their lag)."""
+        out = []
+        for s in sources:
+            if is_kafka(s):
+                self.lag.watch(s)
+                out.append(stoppable(s, self.stop, self._kafka_tap))
+            else:
+                out.append(stoppable(s, self.stop, self._tap))
+        return out
+
+    def _tap(self, _step_id: str, _part: str, _inner: Any, items: list[Any]) -> None:
+        self.observer.arrived(items)
+
+    def _kafka_tap(self, step_id: str, part: str, inner: Any, items: list[Any]) -> None:
+        self.lag.tap(step_id, part, inner, items)
+
+
 def deployment_flow(
     dep: Deployment,
     out_dir: Path,
@@ -119,6 +151,7 @@ def deployment_flow(
     actuators: Any = None,
     limits: dict[str, dict[str, Any]] | None = None,
     feedback: CommandFeedback | None = None,
+    watch: Watch | None = None,
 ) -> Dataflow:
     """The telemetry flow of a deployment.
 
@@ -126,6 +159,8 @@ def deployment_flow(
     not given); the flow reads the outcomes back from it while any twin has an actuator
     protocol. ``limits`` pass stop conditions to the sources (``"requests"`` to the Kafka
     request source, ``"feedback"`` to the feedback source, e.g. ``{"until": callable}``).
+    With ``watch``, every source ends when ``watch.stop`` is set, and the sources and the
+    alert, command and dead-letter outputs are observed.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     limits = limits or {}
@@ -134,16 +169,24 @@ def deployment_flow(
     if actuators is None:
         actuators = actuators_for(dep, hub)
     feedback_source = CommandFeedbackSource(hub, **limits.get("feedback", {})) if routed else None
+    sources = sources_for(dep, **limits)
+    requests = request_sources(dep, **limits.get("requests", {}))
+    outputs = outputs_for(dep, out_dir, actuators)
+    if watch is not None:
+        sources, requests = watch.sources(sources), watch.sources(requests)
+        if feedback_source is not None:
+            feedback_source = watch.sources([feedback_source])[0]
+        outputs = watch.observer.outputs(outputs)
     return build_flow(
-        sources_for(dep, **limits),
-        outputs_for(dep, out_dir, actuators),
+        sources,
+        outputs,
         replace(dep.flow, out_dir=out_dir),
         clock=time.time,
         twins=dep.twin_types,
         twin_types=dep.deployed_types(),
         stats=stats,
         flow_id="twinflow-run",
-        requests=request_sources(dep, **limits.get("requests", {})),
+        requests=requests,
         feedback=feedback_source,
         routed=routed.__contains__,
         registry=dep.registry(),

@@ -31,6 +31,7 @@ from twinflow.connectors.spec import SimulatedDevices
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import TelemetryFrame
 from twinflow.flows.deployment import Deployment, TwinSpec
+from twinflow.flows.metrics import RunStats
 from twinflow.operators.catalog import CATALOG
 
 log = logging.getLogger(__name__)
@@ -143,10 +144,11 @@ async def simulate(
     stop: threading.Event | None = None,
     on_chunk: Callable[[float], None] | None = None,
     on_start: Callable[[Plant], None] | None = None,
+    stats: RunStats | None = None,
 ) -> Plant:
     """Run the plant as devices until its duration is over or ``stop`` is set (from any
-    thread); ``on_start`` gets the plant once every device is up. Twins of the deployment's
-    own types are left out (:func:`playable`)."""
+    thread); ``on_start`` gets the plant once every device is up; ``stats`` counts the
+    readings published. Twins of the deployment's own types are left out (:func:`playable`)."""
     dep = playable(dep)
     plant = plant_for(dep)
     devices = Devices(dep, plant)
@@ -163,6 +165,8 @@ async def simulate(
             for item in items:
                 if isinstance(item, TelemetryFrame) and item.twin_id in devices.protocol:
                     await devices.send(item)
+                    if stats is not None:
+                        stats.add_readings(item.twin_type, item.readings)
             sim_now = plant.now()
             if on_chunk is not None:
                 on_chunk(sim_now)

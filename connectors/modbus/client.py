@@ -9,11 +9,15 @@ resets it.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
+from twinflow.connectors import connection_state
 from twinflow.connectors.modbus.metrics import ModbusStats
 from twinflow.core.optional import require
+
+log = logging.getLogger(__name__)
 
 
 def async_client_class() -> Any:
@@ -40,6 +44,7 @@ class Connection:
         backoff_min_s: float = 0.1,
         backoff_max_s: float = 10.0,
         stats: ModbusStats | None = None,
+        role: str = "source",
     ) -> None:
         self.host = host
         self.port = port
@@ -47,6 +52,7 @@ class Connection:
         self.backoff_min_s = backoff_min_s
         self.backoff_max_s = backoff_max_s
         self.stats = stats
+        self.role = role
         self.client: Any = None
         self.timeouts = 0
         self.last_error = ""
@@ -90,12 +96,18 @@ class Connection:
             error = f"cannot connect to {self.host}:{self.port}: {type(err).__name__}: {err}"
         if not ok:
             client.close()
+            if self.last_error != error:
+                log.warning("Modbus %s %s; retrying with backoff", self.role, error)
+            connection_state.down("modbus", self.role, f"{self.host}:{self.port}")
             self.last_error = error
             self.next_attempt = time.monotonic() + self._backoff
             self._backoff = min(self._backoff * 2.0, self.backoff_max_s)
             return None
         if self._had_connection and self.stats is not None:
             self.stats.reconnect()
+        connection_state.up(
+            "modbus", self.role, f"{self.host}:{self.port}", reconnected=self._had_connection
+        )
         self._had_connection = True
         self._backoff = self.backoff_min_s
         self.client = client
@@ -108,6 +120,7 @@ class Connection:
         if self.client is not None:
             self.client.close()
             self.client = None
+            connection_state.down("modbus", self.role, f"{self.host}:{self.port}")
         self.timeouts = 0
         self.next_attempt = 0.0
 

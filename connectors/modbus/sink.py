@@ -233,7 +233,7 @@ class ModbusCommandSink(CommandSink[ModbusBinding, _Plan]):
         found = self._connections.get(key)
         if found is None:  # only ever called on the writer loop, so no race
             found = (
-                Connection(b.host, b.port, self._timeouts[key], stats=self.stats),
+                Connection(b.host, b.port, self._timeouts[key], stats=self.stats, role="sink"),
                 asyncio.Lock(),
             )
             self._connections[key] = found

@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 
 from prometheus_client import Counter
 
+from twinflow.connectors import connection_state
 from twinflow.connectors.bindings import MqttBinding, MqttSettings
 from twinflow.connectors.command_sink import CommandPartition, CommandSink
 from twinflow.connectors.feedback import CommandFeedback
@@ -106,7 +107,10 @@ class _CommandPartition(CommandPartition[_Job]):
             persistent=self._listen,
             max_queued=sink.max_queued,
         )
+        self._peer = f"{sink.settings.host}:{sink.settings.port}"
+        self._failures = 0
         self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
@@ -123,18 +127,32 @@ class _CommandPartition(CommandPartition[_Job]):
             log.error("MQTT command sink %r: connection refused: %s", self.client_id, reason)
             return
         self._connections += 1
+        self._failures = 0
         if self._connections > 1:
             RECONNECTS.labels(self.client_id).inc()
         CONNECTED.labels(self.client_id).set(1)
+        connection_state.up("mqtt", "sink", self._peer, reconnected=self._connections > 1)
         if self._listen:
             opts = subscribe_options(self._sink.settings.qos)
             client.subscribe([(f, opts) for f in self._sink.response_router.filters])
         with self._cond:
             self._cond.notify_all()
 
+    def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        """A connection attempt failed: said once per outage, then at debug level."""
+        self._failures += 1
+        connection_state.down("mqtt", "sink", self._peer)
+        log.log(
+            logging.WARNING if self._failures == 1 else logging.DEBUG,
+            "MQTT command sink %r cannot reach the broker at %s; retrying with backoff",
+            self.client_id,
+            self._peer,
+        )
+
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         CONNECTED.labels(self.client_id).set(0)
         if not self._closing:
+            connection_state.down("mqtt", "sink", self._peer)
             log.warning(
                 "MQTT command sink %r lost the broker (%s); reconnecting", self.client_id, reason
             )
@@ -186,6 +204,7 @@ class _CommandPartition(CommandPartition[_Job]):
         self._client.disconnect()
         self._client.loop_stop()
         CONNECTED.labels(self.client_id).set(0)
+        connection_state.forget("mqtt", "sink", self._peer)
 
     # -- the dispatcher thread ----------------------------------------------------------
 

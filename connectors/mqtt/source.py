@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from twinflow.connectors import connection_state
 from twinflow.connectors.bindings import MqttBinding, MqttSettings
 from twinflow.connectors.mqtt.client import (
     CONNECTED,
@@ -127,10 +128,14 @@ class MqttPartition(StatefulSourcePartition[Item, None]):
             receive_maximum=source.receive_maximum,
             manual_ack=True,
         )
+        self._peer = f"{self._settings.host}:{self._settings.port}"
+        connection_state.down("mqtt", "source", self._peer)  # until the broker answers
         self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._failures = 0
         self._client.loop_start()
 
     # ---------------------------------------------------------------- paho's network thread
@@ -145,6 +150,7 @@ class MqttPartition(StatefulSourcePartition[Item, None]):
                 reason,
             )
             return
+        self._failures = 0
         with self._lock:
             self._gen += 1
             self._live = True
@@ -170,6 +176,7 @@ class MqttPartition(StatefulSourcePartition[Item, None]):
         if self._connections > 1:
             RECONNECTS.labels(self.client_id).inc()
         CONNECTED.labels(self.client_id).set(1)
+        connection_state.up("mqtt", "source", self._peer, reconnected=self._connections > 1)
         opts = subscribe_options(self._settings.qos)
         _rc, mid = client.subscribe([(f, opts) for f in self._filters])
         self._sub_mids[mid] = list(self._filters)
@@ -180,6 +187,18 @@ class MqttPartition(StatefulSourcePartition[Item, None]):
             self._settings.port,
             "resumed" if flags.session_present else "new",
             len(self._filters),
+        )
+
+    def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        """A connection attempt failed (nothing listens, a timeout): said once per outage."""
+        self._failures += 1
+        connection_state.down("mqtt", "source", self._peer)
+        log.log(
+            logging.WARNING if self._failures == 1 else logging.DEBUG,
+            "MQTT source %r cannot reach the broker at %s; check that it runs and that "
+            "services.mqtt (or MQTT_URL) names it; retrying with backoff",
+            self.client_id,
+            self._peer,
         )
 
     def _on_subscribe(self, _c: Any, _u: Any, mid: int, reasons: Any, _p: Any) -> None:
@@ -200,6 +219,7 @@ class MqttPartition(StatefulSourcePartition[Item, None]):
             self._live = False
         CONNECTED.labels(self.client_id).set(0)
         if not self._closing:
+            connection_state.down("mqtt", "source", self._peer)
             log.warning(
                 "MQTT source %r lost the broker %s:%s (%s); reconnecting with backoff",
                 self.client_id,
@@ -301,6 +321,7 @@ class MqttPartition(StatefulSourcePartition[Item, None]):
         self._client.disconnect()
         self._client.loop_stop()
         CONNECTED.labels(self.client_id).set(0)
+        connection_state.forget("mqtt", "source", self._peer)
 
     def _barrier(self) -> threading.Event | None:
         """Subscribe again to the same filters (lock held): the broker handles a client's

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 
+from twinflow.connectors import connection_state
 from twinflow.connectors.opcua.connection import (
     Client,
     Endpoint,
@@ -159,6 +160,7 @@ class Subscriber:
                 _on_connection_lost(client, lost)
                 await asyncio.wait_for(self._subscribe(client, lost), budget)
                 up = True
+                connection_state.up("opcua", "source", label, reconnected=was_up)
                 if was_up:
                     RECONNECTS.labels(label).inc()
                     log.info("OPC UA %s: reconnected and resubscribed", label)
@@ -182,12 +184,15 @@ class Subscriber:
                 )
             finally:
                 self.connected.clear()
+                if not self.stopping:
+                    connection_state.down("opcua", "source", label)
                 if up and not self.stopping:
                     await self._put(Lost(time.time()))
                 if client is not None:
                     await close_quietly(client, s.request_timeout_s)
             if not self.stopping:
                 await self._sleep(backoff.next())
+        connection_state.forget("opcua", "source", label)
 
     async def _subscribe(self, client: Client, lost: asyncio.Event) -> None:
         s = self.settings

@@ -1,0 +1,263 @@
+"""What an operator watches, measured at the flow's edges: latency, lag, alarms, dead letters.
+
+An :class:`Observer` sees the batches the sources emit (through the ``tap`` of
+:func:`twinflow.flows.shutdown.stoppable`) and the alerts, commands and dead letters the
+outputs write (through :meth:`Observer.outputs`, which wraps the first sink of each of those
+streams without changing its step id or its recovery state). From them it keeps:
+
+- the wall-clock latency from a reading's arrival to its alert, and to the command that
+  answered the alert (``twinflow_reading_to_alert_seconds``,
+  ``twinflow_reading_to_command_seconds``): the arrival is when the source emitted the first
+  frame of the twin whose newest reading reached the alert's time;
+- the twins in alarm per twin type (``twinflow_twins_in_alarm``);
+- the dead letters by stage and reason kind (``twinflow_dead_letter_reasons_total``);
+- the Kafka consumer lag per partition (``twinflow_kafka_consumer_lag``, by :class:`KafkaLag`).
+
+Arrivals are known for sources that emit frames (MQTT, OPC UA, Modbus, the simulator,
+recordings); Kafka telemetry arrives as raw payloads decoded later, so it is not timed.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from bytewax.outputs import (
+    DynamicSink,
+    FixedPartitionedSink,
+    Sink,
+    StatefulSinkPartition,
+    StatelessSinkPartition,
+)
+from prometheus_client import Counter, Gauge, Histogram
+
+from twinflow.core.records import Alert, Command, DeadLetter, TelemetryFrame, WaveformFrame
+from twinflow.flows.telemetry import FlowOutputs
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+TO_ALERT = Histogram(
+    "twinflow_reading_to_alert_seconds",
+    "Wall-clock seconds from the arrival of the reading that completed an alert's window to "
+    "the raised alert being written",
+    buckets=_LATENCY_BUCKETS,
+)
+TO_COMMAND = Histogram(
+    "twinflow_reading_to_command_seconds",
+    "Wall-clock seconds from the arrival of the reading behind an alert to the command the "
+    "policy queued in answer being written",
+    buckets=_LATENCY_BUCKETS,
+)
+IN_ALARM = Gauge(
+    "twinflow_twins_in_alarm", "Twins with at least one open alarm, by twin type", ["twin_type"]
+)
+DEAD_LETTER_REASONS = Counter(
+    "twinflow_dead_letter_reasons",
+    "Dead letters written, by stage and reason kind (the reason with quoted names and numbers "
+    "masked; at most 64 kinds per stage, then 'other')",
+    ["stage", "reason"],
+)
+
+#: Arrivals remembered per twin (frames); enough for a window plus its lateness.
+ARRIVALS_PER_TWIN = 256
+#: Distinct reason kinds per stage before the rest count as ``other``.
+REASON_KINDS = 64
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NUMBER = re.compile(r"[-+]?\d[\d.,:eE+-]*")
+
+
+def reason_kind(reason: str) -> str:
+    """A dead letter's reason with its particulars masked, so that it can be a label.
+
+    >>> reason_kind("twin 'P1' is bound to opcua: telemetry from 'kafka:t' refused")
+    "twin '…' is bound to opcua: telemetry from '…' refused"
+    >>> reason_kind("value 1e999 of 'speed' out of range at 12:00:01")
+    "value N of '…' out of range at N"
+    """
+    text = _NUMBER.sub("N", _QUOTED.sub("'…'", reason))
+    return text[:120]
+
+
+class Observer:
+    """The edge measurements of one run (thread-safe); the Prometheus metrics are process-wide."""
+
+    def __init__(self, clock: Any = time.time) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._arrivals: dict[str, deque[tuple[float, float]]] = {}
+        self._open: dict[tuple[str, str], str] = {}  # (twin, rule) -> twin type
+        self._raised_arrival: dict[str, float] = {}
+        self._kinds: dict[str, set[str]] = {}
+        self._types_seen: set[str] = set()
+        self.dead_letter_reasons: dict[tuple[str, str], int] = {}
+
+    # -- sources ---------------------------------------------------------------------------
+
+    def arrived(self, items: Sequence[Any]) -> None:
+        """Remember when each frame's twin got readings up to the frame's newest time."""
+        now = self.clock()
+        with self._lock:
+            for item in items:
+                if isinstance(item, TelemetryFrame) and len(item.times):
+                    newest = item.end
+                elif isinstance(item, WaveformFrame):
+                    newest = item.start + len(item.samples) / max(item.sample_rate, 1e-9)
+                else:
+                    continue
+                ring = self._arrivals.get(item.twin_id)
+                if ring is None:
+                    ring = self._arrivals[item.twin_id] = deque(maxlen=ARRIVALS_PER_TWIN)
+                ring.append((newest, now))
+
+    def arrival_of(self, twin_id: str, event_time: float) -> float | None:
+        """Wall time the twin's first frame reaching ``event_time`` arrived, if remembered."""
+        with self._lock:
+            for newest, wall in self._arrivals.get(twin_id, ()):
+                if newest >= event_time:
+                    return wall
+        return None
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    def alerts(self, items: Sequence[Any]) -> None:
+        now = self.clock()
+        for _key, a in items:
+            if not isinstance(a, Alert):
+                continue
+            key = (a.twin_id, a.rule)
+            if a.state.value == "raised":
+                arrival = self.arrival_of(a.twin_id, a.time.timestamp())
+                with self._lock:
+                    self._open[key] = a.twin_type
+                    if arrival is not None:
+                        self._raised_arrival[a.twin_id] = arrival
+                if arrival is not None:
+                    TO_ALERT.observe(max(now - arrival, 0.0))
+            else:
+                with self._lock:
+                    self._open.pop(key, None)
+        self._publish_alarms()
+
+    def commands(self, items: Sequence[Any]) -> None:
+        now = self.clock()
+        for _key, c in items:
+            if not isinstance(c, Command) or c.status.value != "queued" or c.origin != "policy":
+                continue
+            with self._lock:
+                arrival = self._raised_arrival.get(c.twin_id)
+            if arrival is not None:
+                TO_COMMAND.observe(max(now - arrival, 0.0))
+
+    def dead_letters(self, items: Sequence[Any]) -> None:
+        for _key, d in items:
+            if not isinstance(d, DeadLetter):
+                continue
+            kind = reason_kind(d.reason)
+            with self._lock:
+                kinds = self._kinds.setdefault(d.stage, set())
+                if kind not in kinds:
+                    kind = kind if len(kinds) < REASON_KINDS else "other"
+                    kinds.add(kind)
+                k = (d.stage, kind)
+                self.dead_letter_reasons[k] = self.dead_letter_reasons.get(k, 0) + 1
+            DEAD_LETTER_REASONS.labels(d.stage, kind).inc()
+
+    def open_alarms(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def in_alarm(self) -> dict[str, int]:
+        """Twins with an open alarm, by twin type."""
+        with self._lock:
+            twins: dict[str, set[str]] = {}
+            for (twin, _rule), twin_type in self._open.items():
+                twins.setdefault(twin_type, set()).add(twin)
+        return {t: len(v) for t, v in sorted(twins.items())}
+
+    def _publish_alarms(self) -> None:
+        counts = self.in_alarm()
+        with self._lock:
+            self._types_seen |= set(counts)
+            seen = sorted(self._types_seen)
+        for twin_type in seen:
+            IN_ALARM.labels(twin_type).set(counts.get(twin_type, 0))
+
+    def outputs(self, outputs: FlowOutputs) -> FlowOutputs:
+        """``outputs`` with the first sink of alerts, commands and dead letters observed."""
+        return replace(
+            outputs,
+            alerts=_tap_first(outputs.alerts, self.alerts),
+            commands=_tap_first(outputs.commands, self.commands),
+            dead_letters=_tap_first(outputs.dead_letters, self.dead_letters),
+        )
+
+
+def _tap_first(sinks: Any, see: Any) -> Any:
+    if sinks is None:
+        return None
+    if isinstance(sinks, Sequence):
+        return [tapped(sinks[0], see), *sinks[1:]] if sinks else sinks
+    return tapped(sinks, see)
+
+
+class _SeenStateful(StatefulSinkPartition[Any, Any]):
+    def __init__(self, inner: Any, see: Any) -> None:
+        self.inner, self.see = inner, see
+
+    def write_batch(self, values: list[Any]) -> None:
+        self.inner.write_batch(values)
+        self.see(values)
+
+    def snapshot(self) -> Any:
+        return self.inner.snapshot()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _SeenStateless(StatelessSinkPartition[Any]):
+    def __init__(self, inner: Any, see: Any) -> None:
+        self.inner, self.see = inner, see
+
+    def write_batch(self, items: list[Any]) -> None:
+        self.inner.write_batch(items)
+        self.see(items)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _TappedFixed(FixedPartitionedSink[Any, Any]):
+    def __init__(self, inner: FixedPartitionedSink[Any, Any], see: Any) -> None:
+        self.inner, self.see = inner, see
+
+    def list_parts(self) -> list[str]:
+        return self.inner.list_parts()
+
+    def part_fn(self, item_key: str) -> int:
+        return self.inner.part_fn(item_key)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _SeenStateful:
+        return _SeenStateful(self.inner.build_part(step_id, for_part, resume_state), self.see)
+
+
+class _TappedDynamic(DynamicSink[Any]):
+    def __init__(self, inner: DynamicSink[Any], see: Any) -> None:
+        self.inner, self.see = inner, see
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _SeenStateless:
+        return _SeenStateless(self.inner.build(step_id, worker_index, worker_count), self.see)
+
+
+def tapped(sink: Sink[Any], see: Any) -> Sink[Any]:
+    """``sink`` unchanged, and ``see(batch)`` after each batch it wrote."""
+    if isinstance(sink, FixedPartitionedSink):
+        return _TappedFixed(sink, see)
+    if isinstance(sink, DynamicSink):
+        return _TappedDynamic(sink, see)
+    raise TypeError(f"not a Bytewax sink: {sink!r}")
