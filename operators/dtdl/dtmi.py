@@ -73,17 +73,51 @@ def is_dtmi(text: object) -> TypeGuard[str]:
 
 
 def dtmi_problem(text: str) -> str | None:
-    """Why ``text`` is not a valid DTMI (``None`` when it is); length limits are checked apart."""
+    """The one DTMI rule ``text`` breaks (``None`` when it is valid); lengths are checked apart.
+
+    >>> dtmi_problem("dtmi:com:1pump;1")
+    "'dtmi:com:1pump;1': segment '1pump' starts with a digit; a segment starts with a letter"
+    """
     if not text.startswith("dtmi:"):
         return f"{text!r} is not a DTMI: it must start with 'dtmi:', e.g. 'dtmi:com:example:Pump;1'"
-    if _DTMI.fullmatch(text) is None:
+    if _DTMI.fullmatch(text) is not None:
+        return None
+    body, _, version = text[5:].partition(";")
+    for segment in body.split(":"):
+        reason = _segment_problem(segment)
+        if reason is not None:
+            return f"{text!r}: {reason}"
+    if ";" in text:
+        return f"{text!r}: {_version_problem(version)}"
+    return f"{text!r} is not a valid DTMI"  # pragma: no cover - every case is named above
+
+
+def _segment_problem(segment: str) -> str | None:
+    if not segment:
+        return "a path segment is empty (two ':' in a row, or ':' at an end)"
+    bad = sorted({c for c in segment if not (c.isascii() and (c.isalnum() or c == "_"))})
+    if bad:
         return (
-            f"{text!r} is not a valid DTMI: segments are letters, digits and underscores, "
-            "start with a letter or underscore and do not end with an underscore; the "
-            "version (optional) is ';N' or ';N.M' with no leading zeros, N up to 9 digits "
-            "and M up to 6"
+            f"segment {segment!r} holds {''.join(bad)!r}; only letters, digits and '_' are allowed"
         )
+    if segment[0].isdigit():
+        return f"segment {segment!r} starts with a digit; a segment starts with a letter"
+    if segment.endswith("_"):
+        return f"segment {segment!r} ends with '_'; a segment ends with a letter or digit"
     return None
+
+
+def _version_problem(version: str) -> str:
+    major, _, minor = version.partition(".")
+    for part, most, what in ((major, 9, "major"), (minor, 6, "minor")):
+        if part is major or "." in version:
+            if not part.isdigit() or not part.isascii():
+                return f"the {what} version {part!r} is not a whole number"
+            if part.startswith("0"):
+                return f"the {what} version {part!r} starts with 0 (no leading zeros, not 0)"
+            if len(part) > most:
+                return f"the {what} version has {len(part)} digits; at most {most} are allowed"
+    return "the version must be ';N' or ';N.M'"
 
 
 def length_limit(*, interface: bool) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 V3 = "dtmi:dtdl:context;3"
 QT = "dtmi:dtdl:extension:quantitativeTypes;1"
+HIST = "dtmi:dtdl:extension:historization;1"
 
 
 def base() -> dict[str, Any]:
@@ -95,7 +96,7 @@ def base() -> dict[str, Any]:
 def broad_set() -> dict[str, Any]:
     """File name -> document: a valid set exercising every DTDL v3 feature the parser reads."""
     device = {
-        "@context": [V3, QT],
+        "@context": [V3, QT, HIST],
         "@id": "dtmi:test:Device;2.1",
         "@type": "Interface",
         "extends": ["dtmi:test:Base;1", "dtmi:test:Named"],
@@ -173,7 +174,7 @@ def broad_set() -> dict[str, Any]:
                     },
                 },
             },
-            {"@type": ["Telemetry", "dtmi:test:cotype;1"], "name": "custom", "schema": "double"},
+            {"@type": ["Telemetry", "Historized"], "name": "custom", "schema": "double"},
         ],
     }
     named = {

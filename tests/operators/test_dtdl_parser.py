@@ -92,6 +92,24 @@ def _set(path: str, value: Any) -> Callable[[Any], Any]:
 _DELETE = object()
 
 
+def _many(*mutations: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def mutate(doc: Any) -> Any:
+        for m in mutations:
+            doc = m(doc)
+        return doc
+
+    return mutate
+
+
+V2 = "dtmi:dtdl:context;2"
+ANNOTATION = "dtmi:dtdl:extension:annotation;1"
+MQTT = "dtmi:dtdl:extension:mqtt;1"
+
+
+def _v2(dtmi: str, **more: Any) -> dict[str, Any]:
+    return {"@context": V2, "@id": dtmi, "@type": "Interface", **more}
+
+
 def _extends(*extra: dict[str, Any], extends: Any = None) -> Callable[[Any], Any]:
     def mutate(doc: Any) -> Any:
         if extends is not None:
@@ -137,7 +155,7 @@ VARIANTS: list[tuple[str, Any, str, dict[str, int]]] = [
     ("file-read", b"\xff\xfe{", "(file)", {}),
     ("document-shape", "[1]", "[0]", {}),
     ("context-missing", _set("@context", _DELETE), BASE, {}),
-    ("context-version", _set("@context", "dtmi:dtdl:context;2"), f"{BASE} @context", {}),
+    ("context-version", _set("@context", "dtmi:dtdl:context;4"), f"{BASE} @context", {}),
     ("context-extension", _set("@context", [V3, QT, "dtmi:x:ext;1"]), f"{BASE} @context", {}),
     ("type-missing", _set("contents[1].@type", _DELETE), f"{BASE} contents[1]", {}),
     ("type-invalid", _set("contents[1].@type", "Interface"), f"{BASE} contents[1].@type", {}),
@@ -175,7 +193,7 @@ VARIANTS: list[tuple[str, Any, str, dict[str, int]]] = [
     ("name-syntax", _set("contents[1].name", "1bad"), f"{BASE} contents[1].name", {}),
     ("name-length", _set("contents[1].name", "a" * 513), f"{BASE} contents[1].name", {}),
     ("name-duplicate", _set("contents[1].name", "temp"), f"{BASE} contents[1].name", {}),
-    ("string-length", _set("displayName", "x" * 65), f"{BASE} displayName", {}),
+    ("string-length", _set("displayName", "x" * 513), f"{BASE} displayName", {}),
     ("language-tag", _set("description", {"en gb": "x"}), f"{BASE} description", {}),
     ("schema-unknown", _set("contents[1].schema", "uuid"), f"{BASE} contents[1].schema", {}),
     (
@@ -270,6 +288,84 @@ VARIANTS: list[tuple[str, Any, str, dict[str, int]]] = [
         {},
     ),
     ("contents-limit", _set("comment", "x"), f"{BASE} contents", {"MAX_CONTENTS": 5}),
+    (
+        "property-repeated",
+        _set("contents[1].dtmi:dtdl:property:name;3", "again"),
+        f"{BASE} contents[1].dtmi:dtdl:property:name;3",
+        {},
+    ),
+    ("value-object", _set("contents[1].name", {"@value": 5}), f"{BASE} contents[1].name", {}),
+    ("localizable-string", _set("description", ["one", "two"]), f"{BASE} description", {}),
+    ("context-order", _set("@context", [QT, V3]), f"{BASE} @context", {}),
+    ("context-syntax", _set("@context", [V3, QT, "dtmi:x:ext"]), f"{BASE} @context", {}),
+    ("json-depth", "[" * 200 + "]" * 200, "(file)", {}),
+    (
+        "extension-value",
+        _many(
+            _set("@context", [V3, QT, MQTT]),
+            _set("@type", ["Interface", "Mqtt"]),
+            _set("payloadFormat", "xml"),
+        ),
+        f"{BASE} payloadFormat",
+        {},
+    ),
+    (
+        "element-unresolved",
+        _set("contents[4].schema.enumValues[0]", "dtmi:test:nope;1"),
+        f"{BASE} contents[4].schema.enumValues[0]",
+        {},
+    ),
+    (
+        "count-limit",
+        lambda doc: [
+            doc,
+            _v2("dtmi:test:V2;1", extends=["dtmi:test:A;1", "dtmi:test:B;1", BASE]),
+            _v2("dtmi:test:A;1"),
+            _v2("dtmi:test:B;1"),
+        ],
+        "dtmi:test:V2;1 extends",
+        {},
+    ),
+    (
+        "schema-v2-property",
+        lambda doc: [
+            doc,
+            _v2(
+                "dtmi:test:V2;1",
+                contents=[
+                    {
+                        "@type": "Property",
+                        "name": "p",
+                        "schema": {"@type": "Array", "elementSchema": "double"},
+                    }
+                ],
+            ),
+        ],
+        "dtmi:test:V2;1 contents[0].schema",
+        {},
+    ),
+    (
+        "command-type",
+        _set("contents[2].commandType", "later"),
+        f"{BASE} contents[2].commandType",
+        {},
+    ),
+    (
+        "version-mix",
+        lambda doc: [doc, _v2("dtmi:test:V2;1", extends=BASE)],
+        "dtmi:test:V2;1 extends",
+        {},
+    ),
+    (
+        "annotation-target",
+        _many(
+            _set("@context", [V3, QT, ANNOTATION]),
+            _set("contents[1].@type", ["Property", "ValueAnnotation"]),
+            _set("contents[1].annotates", "nothing"),
+        ),
+        f"{BASE} contents[1].annotates",
+        {},
+    ),
     ("interface-size", _set("comment", "x"), "(root)", {"MAX_INTERFACE_BYTES": 100}),
 ]
 

@@ -9,34 +9,47 @@ from __future__ import annotations
 from typing import Any
 
 from twinflow.operators.dtdl.model import (
+    ArraySchema,
     Command,
     CommandPayload,
     Component,
     Content,
+    MapSchema,
+    ObjectSchema,
+    PrimitiveSchema,
     Property,
     Relationship,
+    Schema,
     Telemetry,
 )
 from twinflow.operators.dtdl.reading.place import At, Ref
 from twinflow.operators.dtdl.reading.schemas import NAME_SCHEMA, SchemaReader
-from twinflow.operators.dtdl.reading.vocabulary import CONTENT_CLASSES, given_name, is_int
+from twinflow.operators.dtdl.reading.vocabulary import (
+    CONTENT_CLASSES,
+    GEOSPATIAL,
+    given_name,
+    is_int32,
+)
 
 _RELATIONSHIP = frozenset(
     {"name", "target", "minMultiplicity", "maxMultiplicity", "properties", "writable"}
 )
 _PAYLOADS = (("request", "CommandRequest"), ("response", "CommandResponse"))
+_COMMAND_TYPES = frozenset(
+    f"{prefix}{t}{suffix}"
+    for t in ("asynchronous", "synchronous")
+    for prefix, suffix in (("", ""), ("dtmi:dtdl:instance:CommandType:", ";3"))
+)
 
 
 class ContentReader(SchemaReader):
     """Reads the elements of ``contents``; Interfaces themselves come from the layer above."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, allow_undefined_extensions: bool = False) -> None:
+        super().__init__(allow_undefined_extensions=allow_undefined_extensions)
         self.refs: list[Ref] = []
 
-    def interface(
-        self, raw: dict[str, Any], at: At, inherited: tuple[str, ...] | None
-    ) -> str | None:
+    def interface(self, raw: dict[str, Any], at: At) -> str | None:
         """Parse an inline Interface (a Component's schema, an ``extends`` entry).
 
         The grammar is recursive: :class:`~.interfaces.InterfaceReader`, the layer above,
@@ -47,7 +60,7 @@ class ContentReader(SchemaReader):
     def linked_interface(self, value: Any, at: At, kind: str) -> str | None:
         """An Interface named by DTMI or written inline, remembered as a :class:`Ref`."""
         if isinstance(value, dict):
-            target = self.interface(value, at, self.scope.contexts)
+            target = self.interface(value, at)
         elif self.check_dtmi(value, at):
             target = value
         else:
@@ -79,6 +92,11 @@ class ContentReader(SchemaReader):
         extra = frozenset({"writable"} if kind == "Property" else ())
         name, schema, unit = self.named_value(raw, at, kind, sem, extra=extra)
         writable = self.flag(raw, "writable", at)
+        if kind == "Property" and schema is not None and self.act(raw).version == 2:
+            bad = _v2_property_problem(schema)
+            if bad is not None:
+                self.add(at.key("schema"), "schema-v2-property", bad)
+                return None
         if name is None or schema is None:
             return None
         if kind == "Telemetry":
@@ -88,19 +106,30 @@ class ContentReader(SchemaReader):
         )
 
     def command(self, raw: dict[str, Any], at: At, info: dict[str, Any]) -> Command | None:
-        self.keys(raw, at, "Command", {"name", "request", "response"}, ("name",))
+        self.keys(raw, at, "Command", {"name", "request", "response", "commandType"}, ("name",))
         self.unit(raw, at, None, None)
         name = self.name(raw, at)
+        version = self.act(raw).version
+        if "commandType" in raw and raw["commandType"] not in {
+            c.replace(";3", f";{version}") for c in _COMMAND_TYPES
+        }:
+            self.add(
+                at.key("commandType"),
+                "command-type",
+                f"commandType (deprecated) is 'synchronous' or 'asynchronous', not "
+                f"{raw['commandType']!r}",
+            )
         payloads: dict[str, CommandPayload | None] = {}
         for key, kind in _PAYLOADS:
+            kind = "CommandPayload" if version == 2 else kind
             if key not in raw:
                 payloads[key] = None
-            elif isinstance(raw[key], dict):
-                payload = self.payload(raw[key], at.key(key), kind)
+                continue
+            items = list(self.objects([(raw[key], at.key(key))], f"{key} must be a {kind} object"))
+            if items:
+                payload = self.payload(items[0][0], at.key(key), kind)
                 if payload is not None:
                     payloads[key] = payload
-            else:
-                self.add(at.key(key), "property-type", f"{key} must be a {kind} object")
         # a payload that is given but broken leaves its key out: the Command is broken
         if name is None or len(payloads) != len(_PAYLOADS):
             return None
@@ -122,7 +151,7 @@ class ContentReader(SchemaReader):
         self.unit(raw, at, None, None)
         name = self.name(raw, at)
         target = raw.get("target")
-        if target is not None and not self.check_dtmi(target, at.key("target")):
+        if "target" in raw and not self.check_dtmi(target, at.key("target")):
             target = None
         high = self.multiplicity(raw, at)
         props = self.relationship_properties(raw, at)
@@ -142,20 +171,20 @@ class ContentReader(SchemaReader):
     def multiplicity(self, raw: dict[str, Any], at: At) -> int | None:
         """Check min and max multiplicity; return the max when valid (``None``: unbounded)."""
         low, high = raw.get("minMultiplicity", 0), raw.get("maxMultiplicity")
-        if not is_int(low) or low != 0:
+        if not is_int32(low) or low != 0:
             self.add(
                 at.key("minMultiplicity"),
                 "multiplicity",
                 f"minMultiplicity must be 0 in DTDL v3, not {low!r}; remove it or set it to 0",
             )
-        if high is not None and (not is_int(high) or high < 1):
+        if "maxMultiplicity" in raw and (not is_int32(high) or high < 1):
             self.add(
                 at.key("maxMultiplicity"),
                 "multiplicity",
                 f"maxMultiplicity must be a whole number of at least 1, not {high!r}",
             )
             return None
-        return high if high is None else int(high)
+        return None if high is None else int(high)
 
     def relationship_properties(self, raw: dict[str, Any], at: At) -> list[Property]:
         props: list[Property] = []
@@ -184,3 +213,16 @@ class ContentReader(SchemaReader):
         if name is None or target is None:
             return None
         return Component(name=name, schema=target, **info)
+
+
+def _v2_property_problem(schema: Schema) -> str | None:
+    """Why a DTDL v2 Property may not have ``schema`` (no Array, no geospatial, at any depth)."""
+    if isinstance(schema, ArraySchema):
+        return "a DTDL v2 Property may not have an Array schema (at any depth); DTDL v3 allows it"
+    if isinstance(schema, PrimitiveSchema) and schema.name in GEOSPATIAL:
+        return f"a DTDL v2 Property may not have the geospatial schema {schema.name!r}"
+    if isinstance(schema, MapSchema):
+        return _v2_property_problem(schema.value_schema)
+    if isinstance(schema, ObjectSchema):
+        return next(filter(None, (_v2_property_problem(f.schema) for f in schema.fields)), None)
+    return None

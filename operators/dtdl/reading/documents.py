@@ -1,15 +1,28 @@
-"""Model files: finding them, reading them, and the documents (one Interface or a list)."""
+"""Model files: finding them, reading them, and the documents (one Interface or a list).
+
+A file may start with a UTF-8 byte-order mark (many published ontologies do). Any JSON
+nesting depth ends in a verdict: deeper than DTDL can use is one clear problem, never a
+``RecursionError``.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from twinflow.core.errors import ConfigError
 from twinflow.operators.dtdl.reading import limits
 from twinflow.operators.dtdl.reading.interfaces import InterfaceReader
 from twinflow.operators.dtdl.reading.place import At
+
+_UTF16_32 = {
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe": "UTF-16",
+    b"\xfe\xff": "UTF-16",
+}
 
 
 def find_model_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -32,24 +45,51 @@ def find_model_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def read_file(reader: InterfaceReader, path: Path) -> None:
     """Read one model file into ``reader``; a file that cannot be read is a problem too."""
+    at = At(str(path), "(file)")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reader.add(At(str(path), "(file)"), "file-read", f"cannot read the file: {exc}")
+        data = path.read_bytes()
+    except OSError as exc:
+        reader.add(at, "file-read", f"cannot read the file: {exc}")
+        return
+    for mark, encoding in _UTF16_32.items():
+        if data.startswith(mark):
+            reader.add(
+                at,
+                "file-read",
+                f"the file is {encoding} (its byte-order mark says so); save it as UTF-8",
+            )
+            return
+    try:
+        text = data.decode("utf-8-sig")  # a UTF-8 byte-order mark is dropped
+    except UnicodeDecodeError as exc:
+        reader.add(at, "file-read", f"the file is not UTF-8: {exc}; save it as UTF-8")
         return
     read_document(reader, str(path), text)
 
 
 def read_document(reader: InterfaceReader, file: str, text: str) -> None:
     """Read a document's Interfaces: one JSON object, or a JSON array of them."""
+    at = At(file, "(file)")
     try:
-        doc = json.loads(text)
+        doc = json.loads(text.removeprefix("\ufeff"))
     except json.JSONDecodeError as exc:
         reader.add(
-            At(file, "(file)"),
+            at,
             "json-syntax",
             f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}; "
             "fix the JSON syntax",
+        )
+        return
+    except RecursionError:  # nested beyond what the JSON decoder itself handles
+        doc, deep = None, True
+    else:
+        deep = too_deep(doc, limits.MAX_JSON_DEPTH)
+    if deep:
+        reader.add(
+            at,
+            "json-depth",
+            f"the JSON is nested more than {limits.MAX_JSON_DEPTH} levels deep; no DTDL model "
+            "needs that (complex schemas nest at most 5, 'extends' 10): flatten it",
         )
         return
     items = doc if isinstance(doc, list) else [doc]
@@ -72,4 +112,18 @@ def read_document(reader: InterfaceReader, file: str, text: str) -> None:
                 f"an Interface's text is limited to {limits.MAX_INTERFACE_BYTES} bytes; split "
                 "it into several Interfaces joined by 'extends' or Components",
             )
-        reader.interface(item, at, None)
+        reader.normalize(item, at, None)
+        reader.interface(item, at)
+
+
+def too_deep(doc: Any, limit: int) -> bool:
+    """True when ``doc`` nests objects and arrays more than ``limit`` levels (no recursion)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)] if isinstance(doc, (dict, list)) else []
+    while stack:
+        value, depth = stack.pop()
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False

@@ -1,8 +1,8 @@
-"""What every DTDL element carries: ``@type``, ``@id``, display texts, a name, a unit.
+"""What every DTDL element carries: ``@id``, display texts, a comment, a name, its members.
 
-:class:`ElementReader` is the bottom layer of the first-pass reader: it checks these
-pieces for any element kind and holds what they need (the ``@id`` registry and the
-current Interface's :class:`Scope`).
+:class:`ElementReader` checks these pieces for any element kind and holds what they need
+(the ``@id`` registry and the current Interface's :class:`Scope`). ``@type`` and co-types
+come from the layer below (:mod:`.cotypes`), notation from the pass below that.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from twinflow.operators.dtdl import quantities
+from twinflow.operators.dtdl import extensions
 from twinflow.operators.dtdl.dtmi import (
     RESERVED_PREFIXES,
     dtmi_problem,
@@ -19,120 +19,39 @@ from twinflow.operators.dtdl.dtmi import (
     length_limit,
     parse_dtmi,
 )
-from twinflow.operators.dtdl.model import PrimitiveSchema, Schema
+from twinflow.operators.dtdl.model import Schema
 from twinflow.operators.dtdl.reading import limits
-from twinflow.operators.dtdl.reading.contexts import check_nested_context
-from twinflow.operators.dtdl.reading.place import At, Report
-from twinflow.operators.dtdl.reading.vocabulary import (
-    CLASS_IRIS,
-    CLASSES,
-    COMMON,
-    LANGUAGE_TAG,
-    NAME,
-    NUMERIC,
-    as_list,
-)
+from twinflow.operators.dtdl.reading.contexts import DEFAULT, Active
+from twinflow.operators.dtdl.reading.cotypes import TypeReader
+from twinflow.operators.dtdl.reading.language import display_name_limit, name_limit
+from twinflow.operators.dtdl.reading.place import At
+from twinflow.operators.dtdl.reading.vocabulary import COMMON, LANGUAGE_TAG, NAME, is_int32
 
 
 @dataclass(slots=True)
 class Scope:
-    """What the elements of one Interface see: its contexts and its reusable schemas.
+    """What the elements of one Interface see: its context and the elements it holds.
 
-    ``defs`` holds the raw ``schemas`` entries by ``@id``; ``done`` the ones parsed so far
-    and ``busy`` the ones being parsed (to catch a schema that contains itself).
+    ``defs`` holds the Interface's elements that have an ``@id`` (its partition, which a
+    reference by ``@id`` may name); ``done`` the schemas parsed so far and ``busy`` the ones
+    being parsed (to catch a schema that contains itself).
     """
 
-    contexts: tuple[str, ...]
+    active: Active
+    owner: str | None = None
     defs: dict[str, tuple[Any, At]] = field(default_factory=dict)
     done: dict[str, Schema | None] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)
 
-    @property
-    def quantitative(self) -> bool:
-        """True when the QuantitativeTypes extension (semantic types, units) is in force."""
-        return quantities.CONTEXT in self.contexts
 
-
-class ElementReader(Report):
+class ElementReader(TypeReader):
     """Checks the pieces shared by every element, reporting each broken rule."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.ids: dict[str, str] = {}  # @id -> where it was first defined
-        self.scope = Scope(())
-
-    def types(
-        self,
-        raw: dict[str, Any],
-        at: At,
-        expected: Iterable[str],
-        *,
-        default: str | None = None,
-        semantic: bool = False,
-    ) -> tuple[str | None, str | None]:
-        """The element's class and semantic type, from ``@type``."""
-        kinds = tuple(expected)
-        if "@type" not in raw:
-            if default is not None:
-                return default, None
-            self.add(
-                at,
-                "type-missing",
-                f'no @type; add "@type": {" or ".join(repr(e) for e in kinds)}',
-            )
-            return None, None
-        values = as_list(raw["@type"])
-        if not values or not all(isinstance(v, str) for v in values):
-            self.add(at.key("@type"), "property-type", "@type must be a string or list of strings")
-            return None, None
-        values = [CLASS_IRIS.get(v, v) for v in values]
-        classes = list(dict.fromkeys(v for v in values if v in CLASSES))
-        if len(classes) != 1 or classes[0] not in kinds:
-            self.add(
-                at.key("@type"),
-                "type-invalid",
-                f"@type {raw['@type']!r} is not allowed here; it must name exactly one of "
-                + ", ".join(kinds),
-            )
-            return None, None
-        return classes[0], self._cotypes(values, at.key("@type"), classes[0], semantic)
-
-    def _cotypes(self, values: list[str], at: At, kind: str, semantic: bool) -> str | None:
-        """The semantic type among ``@type``'s co-types, reporting those that do not fit."""
-        sem: str | None = None
-        for v in values:
-            if v in CLASSES:
-                continue
-            if v in quantities.SEMANTIC_TYPES:
-                if not semantic:
-                    self.refuse_cotype(at, v, kind)
-                elif not self.scope.quantitative:
-                    self.add(
-                        at,
-                        "semantic-type-context",
-                        f"semantic type {v!r} needs the QuantitativeTypes extension: add "
-                        f"{quantities.CONTEXT!r} to the Interface's @context",
-                    )
-                elif sem is not None:
-                    self.add(
-                        at,
-                        "type-cotype",
-                        f"at most one semantic type per element; found {sem!r} and {v!r}",
-                    )
-                else:
-                    sem = v
-            elif not is_dtmi(v):
-                self.add(
-                    at,
-                    "type-unknown",
-                    f"unknown @type {v!r}; use a DTDL class, a semantic type of the "
-                    "QuantitativeTypes extension, or a DTMI",
-                )
-        return sem
-
-    def refuse_cotype(self, at: At, sem: str, kind: str) -> None:
-        """Report a semantic type on an element kind that cannot carry one (``at``: @type)."""
-        self.add(at, "type-cotype", f"semantic type {sem!r} cannot co-type a {kind}; remove it")
+    def __init__(self, *, allow_undefined_extensions: bool = False) -> None:
+        super().__init__(allow_undefined_extensions=allow_undefined_extensions)
+        self.ids: dict[str, tuple[str, int]] = {}  # @id -> where first defined, by whom
+        self.scope = Scope(DEFAULT)
+        self.annotations: list[tuple[At, str, dict[str, Any]]] = []  # owner, element
 
     def keys(
         self,
@@ -142,32 +61,68 @@ class ElementReader(Report):
         allowed: Iterable[str],
         required: tuple[str, ...] = (),
     ) -> None:
-        """Report properties a ``kind`` does not have and required ones that are missing.
+        """Report members a ``kind`` does not have and required ones that are missing.
 
         ``required`` is ordered so that missing ones are reported in a stable order.
         """
-        known = COMMON | set(allowed) | {"unit", "@context"}
-        if "@context" in raw and kind != "Interface":
-            check_nested_context(self, raw["@context"], at.key("@context"))
+        extra, informal = self.extra_members(raw)
+        known = COMMON | set(allowed) | extra | {"unit", "@context"}
+        v2 = self.act(raw).version == 2
         for key in raw:
-            if key not in known:
-                self.add(
-                    at,
-                    "property-unknown",
-                    f"{key!r} is not a property of a {kind}; remove it or fix its spelling "
-                    f"(allowed: {', '.join(sorted(known - {'unit'}))})",
-                )
-        for key in required:
-            if key not in raw:
+            if key in known or (v2 and key.startswith("@") and key != "@graph"):
+                continue
+            if informal and not key.startswith("@") and _may_be_informal(key, v2):
+                continue
+            self.add(
+                at,
+                "property-unknown",
+                f"{key!r} is not a member of a {kind}; remove it or fix its spelling "
+                f"(allowed: {', '.join(sorted(known - {'unit'}))})",
+            )
+        for key in (*required, *sorted(m for a in self._adjuncts(raw) for m in a.required)):
+            if key not in raw and (id(raw), key) not in self.broken:
                 self.add(at, "property-missing", f"a {kind} needs {key!r}; add it")
+        self._adjunct_values(raw, at)
+
+    def _adjuncts(self, raw: dict[str, Any]) -> list[extensions.Adjunct]:
+        typing = self.typing.get(id(raw))
+        return list(typing.adjuncts.values()) if typing else []
+
+    def _adjunct_values(self, raw: dict[str, Any], at: At) -> None:
+        """Check the values of the members extension adjunct types add."""
+        typing = self.typing.get(id(raw))
+        if typing is None or not typing.adjuncts:
+            return
+        for key in ("annotates", "overrides", "commandTopic", "telemetryTopic", "ttl"):
+            if key in raw and not isinstance(raw[key], str):
+                self.add(at.key(key), "property-type", f"{key} must be a string")
+        fmt = raw.get("payloadFormat")
+        if "payloadFormat" in raw and fmt not in extensions.PAYLOAD_FORMATS:
+            self.add(
+                at.key("payloadFormat"),
+                "extension-value",
+                f"payloadFormat {fmt!r} is not one of "
+                + ", ".join(sorted(extensions.PAYLOAD_FORMATS)),
+            )
+        if "ttl" in raw and isinstance(raw["ttl"], str) and not _is_duration(raw["ttl"]):
+            self.add(
+                at.key("ttl"), "extension-value", f"ttl {raw['ttl']!r} is not an ISO 8601 duration"
+            )
+        if "index" in raw and not (is_int32(raw["index"]) and raw["index"] >= 1):
+            self.add(
+                at.key("index"), "extension-value", "index must be a whole number of at least 1"
+            )
+        if "ValueAnnotation" in typing.adjuncts and self.scope.owner is not None:
+            self.annotations.append((at, self.scope.owner, raw))
 
     def common(self, raw: dict[str, Any], at: At, *, interface: bool = False) -> dict[str, Any]:
         """Check ``@id``, displayName, description and comment; return them as keywords."""
         out: dict[str, Any] = {}
-        if "@id" in raw and self.defines_id(raw["@id"], at, interface=interface):
+        if "@id" in raw and self.defines_id(raw, at, interface=interface):
             out["id"] = raw["@id"]
+        version = self.act(raw).version
         for key, limit, name in (
-            ("displayName", limits.MAX_DISPLAY_NAME, "display_name"),
+            ("displayName", display_name_limit(version), "display_name"),
             ("description", limits.MAX_DESCRIPTION, "description"),
         ):
             if key in raw:
@@ -191,19 +146,20 @@ class ElementReader(Report):
         info = self.common(raw, at)
         return info, at.at_id(info["id"]) if "id" in info else at
 
-    def defines_id(self, dtmi: Any, at: At, *, interface: bool) -> bool:
+    def defines_id(self, raw: dict[str, Any], at: At, *, interface: bool) -> bool:
         """Check an element's own ``@id`` and register it; False when it cannot be used."""
+        dtmi = raw["@id"]
         if not self.check_dtmi(dtmi, at.key("@id"), interface=interface, defining=True):
             return False
-        if dtmi in self.ids:
+        first = self.ids.get(dtmi)
+        if first is None:
+            self.ids[dtmi] = (f"{at.file}: {at.label}", id(raw))
+        elif first[1] != id(raw):  # the same element read again through a reference is fine
             self.add(
                 at.key("@id"),
                 "id-duplicate",
-                f"@id {dtmi!r} is already defined at {self.ids[dtmi]}; give each "
-                "element its own @id",
+                f"@id {dtmi!r} is already defined at {first[0]}; give each element its own @id",
             )
-        else:
-            self.ids[dtmi] = f"{at.file}: {at.label}"
         return True
 
     def localizable(self, value: Any, at: At, limit: int) -> Mapping[str, str]:
@@ -218,7 +174,9 @@ class ElementReader(Report):
             return {}
         for tag, text in texts.items():
             if not LANGUAGE_TAG.fullmatch(tag):
-                self.add(at, "language-tag", f"{tag!r} is not a language tag; use e.g. 'en'")
+                self.add(
+                    at, "language-tag", f"{tag!r} is not a language tag; use e.g. 'en' or 'en-US'"
+                )
             if len(text) > limit:
                 self.add(
                     at,
@@ -252,8 +210,8 @@ class ElementReader(Report):
             self.add(
                 at,
                 "dtmi-system",
-                f"{value!r} is a system DTMI (a segment starts with '_'); models may only "
-                "use user DTMIs",
+                f"{value!r}: a segment starts with '_' (a system DTMI); models use segments "
+                "that start with a letter",
             )
             return False
         if defining and value.startswith(RESERVED_PREFIXES):
@@ -279,11 +237,12 @@ class ElementReader(Report):
                 "with a letter and end with a letter or digit",
             )
             return None
-        if len(name) > limits.MAX_NAME:
+        limit = name_limit(self.act(raw).version)
+        if len(name) > limit:
             self.add(
                 at.key("name"),
                 "name-length",
-                f"name is {len(name)} characters; shorten it to {limits.MAX_NAME}",
+                f"name is {len(name)} characters; shorten it to {limit}",
             )
             return None
         return name
@@ -302,14 +261,30 @@ class ElementReader(Report):
                 )
             seen.add(name)
 
-    def members(self, raw: dict[str, Any], key: str, at: At) -> list[tuple[Any, At]] | None:
-        """The items of a set-valued property (``contents``, ``fields``...), each with its place.
+    def unique_indexes(self, items: Iterable[tuple[dict[str, Any], At]], what: str) -> None:
+        """The MQTT extension's ``index`` is unique among the ``what`` of one member."""
+        seen: set[int] = set()
+        for raw, at in items:
+            typing = self.typing.get(id(raw))
+            index = raw.get("index")
+            if typing is None or "Indexed" not in typing.adjuncts or not is_int32(index):
+                continue
+            if index in seen:
+                self.add(
+                    at.key("index"),
+                    "extension-value",
+                    f"index {index} is used twice among the {what}",
+                )
+            seen.add(index)
 
-        DTDL follows JSON-LD, where a set of one may be written as the lone object itself:
+    def members(self, raw: dict[str, Any], key: str, at: At) -> list[tuple[Any, At]] | None:
+        """The items of a set-valued member (``contents``, ``fields``...), each with its place.
+
+        DTDL follows JSON-LD, where a set of one may be written as the lone value itself:
         ``"fields": {...}`` means ``"fields": [{...}]``. ``None`` when the value is neither.
         """
         value = raw.get(key, [])
-        if isinstance(value, dict):
+        if isinstance(value, (dict, str)):
             return [(value, at.key(key))]
         if isinstance(value, list):
             return [(v, at.key(key).index(i)) for i, v in enumerate(value)]
@@ -323,52 +298,47 @@ class ElementReader(Report):
     def objects(
         self, items: Iterable[tuple[Any, At]], message: str
     ) -> Iterator[tuple[dict[str, Any], At]]:
-        """The items that are objects; each other one is reported with ``message``."""
+        """The items that are objects, or the @id of one in this Interface; others reported."""
         for value, at in items:
             if isinstance(value, dict):
                 yield value, at
+            elif is_dtmi(value) and value in self.scope.defs:
+                yield self.scope.defs[value][0], at
+            elif is_dtmi(value):
+                self.add(
+                    at,
+                    "element-unresolved",
+                    f"no element with @id {value!r} in this Interface; an element that is not "
+                    "an Interface is referred to by @id only within its own Interface",
+                )
             else:
                 self.add(at, "property-type", message)
 
     def flag(self, raw: dict[str, Any], key: str, at: At) -> bool:
-        """A true/false property (``writable``), false when absent."""
+        """A true/false member (``writable``), false when absent."""
         value = raw.get(key, False)
         if not isinstance(value, bool):
             self.add(at.key(key), "property-type", f"{key} must be true or false")
             return False
         return value
 
-    def unit(
-        self, raw: dict[str, Any], at: At, sem: str | None, schema: Schema | None
-    ) -> str | None:
-        """Check the ``unit`` against the semantic type and the schema against numbers."""
-        if sem is None:
-            if "unit" in raw:
-                self.add(
-                    at.key("unit"),
-                    "unit-without-semantic-type",
-                    "a unit needs a semantic type: add one to @type, e.g. "
-                    '["Telemetry", "Temperature"], or remove the unit',
-                )
-            return None
-        if schema is not None and not (
-            isinstance(schema, PrimitiveSchema) and schema.name in NUMERIC
-        ):
-            self.add(
-                at.key("schema"),
-                "semantic-type-schema",
-                f"an element with semantic type {sem!r} must have a numeric schema "
-                f"({', '.join(sorted(NUMERIC))})",
-            )
-        if "unit" not in raw:
-            return None
-        unit = raw["unit"]
-        allowed = quantities.units_for(sem)
-        if unit not in allowed:
-            self.add(
-                at.key("unit"),
-                "unit-mismatch",
-                f"{unit!r} is not a unit of {sem}; use one of: {', '.join(sorted(allowed))}",
-            )
-            return None
-        return str(unit)
+
+def _may_be_informal(key: str, v2: bool) -> bool:
+    """Whether an informally co-typed element may carry a member of this name."""
+    if v2:
+        return True
+    if key.startswith("dtmi:"):
+        return dtmi_problem(key) is None
+    return ":" not in key
+
+
+def _is_duration(text: str) -> bool:
+    import re
+
+    return (
+        re.fullmatch(
+            r"P(?!$)(?:\d+Y)?(?:\d+M)?(?:\d+W)?(?:\d+D)?(?:T(?=\d)(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?",
+            text,
+        )
+        is not None
+    )

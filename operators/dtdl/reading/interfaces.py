@@ -12,8 +12,8 @@ from twinflow.operators.dtdl.dtmi import is_dtmi
 from twinflow.operators.dtdl.model import Content, Interface, Schema
 from twinflow.operators.dtdl.reading import limits
 from twinflow.operators.dtdl.reading.contents import ContentReader
-from twinflow.operators.dtdl.reading.contexts import interface_contexts
 from twinflow.operators.dtdl.reading.elements import Scope
+from twinflow.operators.dtdl.reading.language import V2_MAX_CONTENTS, V2_MAX_EXTENDS
 from twinflow.operators.dtdl.reading.place import At
 from twinflow.operators.dtdl.reading.vocabulary import as_list, count_elements, given_name
 
@@ -23,21 +23,25 @@ _INTERFACE = frozenset({"@context", "contents", "extends", "schemas"})
 class InterfaceReader(ContentReader):
     """The first pass: every Interface read, by ``@id``, and the references between them."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, allow_undefined_extensions: bool = False) -> None:
+        super().__init__(allow_undefined_extensions=allow_undefined_extensions)
         self.interfaces: dict[str, Interface] = {}
         self.counts: dict[str, int] = {}  # Interface @id -> elements under its own contents
+        self.versions: dict[str, int] = {}  # Interface @id -> its DTDL version
 
-    def interface(
-        self, raw: dict[str, Any], at: At, inherited: tuple[str, ...] | None
-    ) -> str | None:
+    def interface(self, raw: dict[str, Any], at: At) -> str | None:
         """Parse one Interface (top-level or inline); return its @id when it has a valid one."""
         own_id = raw.get("@id")
         # until its @id is known to be valid, an Interface's own problems are placed by the
         # @id as written when it at least looks like a DTMI
         early = at.at_id(own_id) if is_dtmi(own_id) else at
         outer = self.scope
-        self.scope = Scope(interface_contexts(self, raw, early, inherited))
+        active = self.act(raw)
+        self.scope = Scope(
+            active,
+            owner=own_id if is_dtmi(own_id) else None,
+            defs=dict(self.partitions.get(id(raw), {})),
+        )
         try:
             return self._interface(raw, at, early)
         finally:
@@ -57,7 +61,16 @@ class InterfaceReader(ContentReader):
         contents = self.contents(raw_contents)
         schemas = self.defined_schemas(order)
         count = count_elements([c for c, _ in raw_contents])
-        if count > limits.MAX_CONTENTS:
+        if self.scope.active.version == 2:
+            for key, n, most in (
+                ("contents", len(raw_contents), V2_MAX_CONTENTS),
+                ("extends", len(as_list(raw.get("extends", []))), V2_MAX_EXTENDS),
+            ):
+                if n > most:
+                    self.add(
+                        at.key(key), "count-limit", f"DTDL v2 allows {most} {key}; this one has {n}"
+                    )
+        elif count > limits.MAX_CONTENTS:
             self.add(
                 at.key("contents"),
                 "contents-limit",
@@ -67,13 +80,14 @@ class InterfaceReader(ContentReader):
         if dtmi is None or kind is None:
             return None
         self.counts[dtmi] = count
+        self.versions[dtmi] = self.scope.active.version
         if dtmi not in self.interfaces:
             self.interfaces[dtmi] = Interface(
                 id=dtmi,
                 contents=tuple(contents),
                 extends=tuple(extends),
                 schemas=tuple(schemas),
-                contexts=self.scope.contexts,
+                contexts=self.scope.active.contexts,
                 file=at.file,
                 **info,
             )
@@ -102,8 +116,8 @@ class InterfaceReader(ContentReader):
                     "property-missing",
                     "a schema in an Interface's 'schemas' needs an @id to be referred to; add one",
                 )
-            elif isinstance(s["@id"], str) and s["@id"] not in self.scope.defs:
-                self.scope.defs[s["@id"]] = (s, s_at)
+            elif isinstance(s["@id"], str) and s["@id"] not in order:
+                self.scope.defs.setdefault(s["@id"], (s, s_at))
                 order.append(s["@id"])
             elif isinstance(s["@id"], str):
                 self.add(
@@ -119,7 +133,8 @@ class InterfaceReader(ContentReader):
         """The valid contents; names are checked to be unique among all of them."""
         contents: list[Content] = []
         names: list[tuple[At, str | None]] = []
-        for c, c_at in self.objects(items, "each entry of contents is an object"):
+        read = list(self.objects(items, "each entry of contents is an object"))
+        for c, c_at in read:
             name = given_name(c)
             element = self.content(c, c_at)
             if element is not None and element.id is not None:
@@ -128,6 +143,7 @@ class InterfaceReader(ContentReader):
             if element is not None:
                 contents.append(element)
         self.unique_names(names, "contents of this Interface")
+        self.unique_indexes(read, "contents of this Interface")
         return contents
 
     def defined_schemas(self, order: list[str]) -> list[Schema]:

@@ -7,27 +7,36 @@ across inherited contents; and a Component's Interface may not hold Components i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from twinflow.operators.dtdl.model import Component, Interface, walk_extends
+from twinflow.operators.dtdl import quantities
+from twinflow.operators.dtdl.model import Component, Interface, Property, Telemetry, walk_extends
 from twinflow.operators.dtdl.reading import limits
-from twinflow.operators.dtdl.reading.place import At, Ref, Report
+from twinflow.operators.dtdl.reading.place import At, Report
+
+if TYPE_CHECKING:
+    from twinflow.operators.dtdl.reading.interfaces import InterfaceReader
 
 
-def resolve(
-    report: Report,
-    interfaces: Mapping[str, Interface],
-    refs: Iterable[Ref],
-    counts: Mapping[str, int],
-) -> None:
-    """Report every problem between the ``interfaces`` read (``counts``: their elements)."""
-    for ref in refs:
+def resolve(reader: InterfaceReader) -> None:
+    """Report every problem between the Interfaces ``reader`` read."""
+    interfaces, counts, versions = reader.interfaces, reader.counts, reader.versions
+    for ref in reader.refs:
         if ref.target not in interfaces:
-            report.add(
+            reader.add(
                 ref.at,
                 f"{ref.kind}-unresolved",
                 f"no Interface {ref.target!r} in the files given; add the file that defines it",
             )
+        elif versions.get(ref.target) == 3 and _version_at(reader, ref.at, interfaces) == 2:
+            reader.add(
+                ref.at,
+                "version-mix",
+                f"a DTDL v2 Interface cannot use the DTDL v3 Interface {ref.target!r} "
+                "(a v3 Interface may use a v2 one)",
+            )
+    report: Report = reader
     depths, cyclic = _extends_depths(interfaces)
     for dtmi, iface in interfaces.items():
         at = At(iface.file, dtmi)
@@ -46,8 +55,56 @@ def resolve(
             )
         else:
             hierarchy = ancestors(interfaces, dtmi)
-            _check_inherited(report, interfaces, counts, at, hierarchy)
+            _check_inherited(report, interfaces, counts, at, hierarchy, versions.get(dtmi, 3))
             _check_components(report, interfaces, cyclic, at, hierarchy)
+    for a_at, owner, raw in reader.annotations:
+        if owner in interfaces and owner not in cyclic:
+            _check_annotation(report, interfaces, a_at, owner, raw)
+
+
+def _version_at(reader: InterfaceReader, at: At, interfaces: Mapping[str, Interface]) -> int:
+    """The DTDL version of the Interface a reference was written in (3 when unknown)."""
+    owner = at.anchor if at.anchor in interfaces else None
+    return reader.versions.get(owner, 3) if owner else 3
+
+
+def _check_annotation(
+    report: Report, interfaces: Mapping[str, Interface], at: At, owner: str, raw: dict[str, Any]
+) -> None:
+    """A ValueAnnotation names a sibling; an Override names a member that sibling has."""
+    target = raw.get("annotates")
+    siblings = {
+        c.name: c
+        for a in ancestors(interfaces, owner)
+        for c in interfaces[a].contents
+        if c.name != raw.get("name")
+    }
+    found = siblings.get(target) if isinstance(target, str) else None
+    if not isinstance(found, (Telemetry, Property)):
+        report.add(
+            at.key("annotates"),
+            "annotation-target",
+            f"annotates {target!r}, which is not a Property or Telemetry of this Interface",
+        )
+        return
+    overrides = raw.get("overrides")
+    if overrides is None:
+        return
+    if overrides != "unit" or found.semantic_type is None:
+        report.add(
+            at.key("overrides"),
+            "annotation-target",
+            f"overrides {overrides!r}, which is not an extension member of {target!r} "
+            "(only the 'unit' of an element with a semantic type can be overridden)",
+        )
+        return
+    unit_type = quantities.SEMANTIC_TYPES.get(found.semantic_type)
+    if raw.get("schema") != unit_type:
+        report.add(
+            at.key("schema"),
+            "annotation-target",
+            f"the schema of an Override of {target!r}'s unit must be its unit type {unit_type!r}",
+        )
 
 
 def ancestors(interfaces: Mapping[str, Interface], dtmi: str) -> list[str]:
@@ -82,9 +139,10 @@ def _check_inherited(
     counts: Mapping[str, int],
     at: At,
     hierarchy: list[str],
+    version: int,
 ) -> None:
     """The size of the hierarchy, and names unique across inherited contents."""
-    if len(hierarchy) - 1 > limits.MAX_EXTENDS_COUNT:
+    if version == 3 and len(hierarchy) - 1 > limits.MAX_EXTENDS_COUNT:
         report.add(
             at.key("extends"),
             "extends-count",
@@ -103,7 +161,7 @@ def _check_inherited(
                 )
             origin.setdefault(c.name, a)
     total = sum(counts.get(a, 0) for a in hierarchy)
-    if interfaces[hierarchy[0]].extends and total > limits.MAX_CONTENTS:
+    if version == 3 and interfaces[hierarchy[0]].extends and total > limits.MAX_CONTENTS:
         report.add(
             at.key("contents"),
             "contents-limit",

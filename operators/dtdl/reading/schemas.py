@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twinflow.operators.dtdl import quantities
 from twinflow.operators.dtdl.dtmi import is_dtmi
 from twinflow.operators.dtdl.model import (
     ArraySchema,
@@ -21,13 +22,14 @@ from twinflow.operators.dtdl.model import (
 )
 from twinflow.operators.dtdl.reading import limits
 from twinflow.operators.dtdl.reading.elements import ElementReader
+from twinflow.operators.dtdl.reading.language import V2_ENUM_VALUES, V2_OBJECT_FIELDS
 from twinflow.operators.dtdl.reading.place import At
 from twinflow.operators.dtdl.reading.vocabulary import (
     COMPLEX,
     GEOSPATIAL,
     LATER_PRIMITIVES,
     PRIMITIVES,
-    is_int,
+    is_int32,
     standard_term,
 )
 
@@ -52,11 +54,23 @@ class SchemaReader(ElementReader):
     """Reads schemas, and the named values (fields, payloads...) that carry one."""
 
     def schema(self, value: Any, at: At) -> Schema | None:
-        """A schema written as a term, an IRI, a DTMI of a reusable schema or an object."""
+        """A schema written as a term, an IRI, the @id of a complex schema or an object."""
+        version = self.scope.active.version
+        if (
+            isinstance(value, str)
+            and value.startswith("dtmi:")
+            and value.endswith(f";{5 - version}")
+        ):
+            term = standard_term(value)  # the other version's IRI of a standard schema
+            if term != value:
+                self.add(at, "schema-unknown", f"{value!r} is DTDL v{5 - version}'s; use {term!r}")
+                return None
         value = standard_term(value)
         if isinstance(value, str):
             if value in PRIMITIVES or value in GEOSPATIAL:
                 return PrimitiveSchema(name=value)
+            if self.scope.active.quantitative and value in quantities.UNIT_TYPES:
+                return _unit_type(value)
             if value in LATER_PRIMITIVES:
                 self.add(
                     at,
@@ -96,13 +110,13 @@ class SchemaReader(ElementReader):
             self.add(
                 at,
                 "schema-unresolved",
-                f"no schema {dtmi!r} in this Interface's 'schemas'; define it there (schemas "
+                f"no schema {dtmi!r} in this Interface; define it in its 'schemas' (schemas "
                 "are not shared through 'extends' or Components)",
             )
             return None
         scope.busy.add(dtmi)
         raw, def_at = scope.defs[dtmi]
-        result = self.complex(raw, def_at)
+        result = self._complex(raw, def_at) if isinstance(raw, dict) else None
         scope.busy.discard(dtmi)
         scope.done[dtmi] = result
         return result
@@ -149,7 +163,13 @@ class SchemaReader(ElementReader):
     # ---- complex schemas ----------------------------------------------------------------
 
     def complex(self, raw: dict[str, Any], at: At) -> Schema | None:
-        """An Array, Enum, Map or Object written as an object."""
+        """An Array, Enum, Map or Object written as an object (each one parsed once)."""
+        sid = raw.get("@id")
+        if isinstance(sid, str) and self.scope.defs.get(sid, (None,))[0] is raw:
+            return self.reference(sid, at)
+        return self._complex(raw, at)
+
+    def _complex(self, raw: dict[str, Any], at: At) -> Schema | None:
         kind, _ = self.types(raw, at, COMPLEX)
         info, at = self.identified(raw, at)
         if kind == "Array":
@@ -176,9 +196,12 @@ class SchemaReader(ElementReader):
         fields = self.members(raw, "fields", at)
         if fields is None:
             return None
+        self.count_v2(raw, at, "fields", len(fields), V2_OBJECT_FIELDS)
         parsed: list[Field] = []
         names: list[tuple[At, str | None]] = []
-        for f, f_at in self.objects(fields, "each field is an object"):
+        read = list(self.objects(fields, "each field is an object"))
+        self.unique_indexes(read, "fields of this Object")
+        for f, f_at in read:
             sem, f_info = self.part(f, f_at, "Field", semantic=True)
             name, schema, unit = self.named_value(f, f_at, "Field", sem, depth=False)
             names.append((f_at, name))
@@ -206,10 +229,13 @@ class SchemaReader(ElementReader):
         values = self.members(raw, "enumValues", at)
         if values is None:
             return None
+        self.count_v2(raw, at, "enumValues", len(values), V2_ENUM_VALUES)
         parsed: list[EnumValue] = []
         names: list[tuple[At, str | None]] = []
         seen: set[int | str] = set()
-        for v, v_at in self.objects(values, "each enum value is an object"):
+        read = list(self.objects(values, "each enum value is an object"))
+        self.unique_indexes(read, "values of this Enum")
+        for v, v_at in read:
             _, v_info = self.part(v, v_at, "EnumValue")
             self.keys(v, v_at, "EnumValue", {"name", "enumValue"}, ("name", "enumValue"))
             self.unit(v, v_at, None, None)
@@ -229,7 +255,7 @@ class SchemaReader(ElementReader):
     ) -> bool:
         """Check one ``enumValue`` against the Enum's type and the values ``seen`` before it."""
         value = raw["enumValue"]
-        typed_ok = (value_schema == "integer" and is_int(value)) or (
+        typed_ok = (value_schema == "integer" and is_int32(value)) or (
             value_schema == "string" and isinstance(value, str)
         )
         if value_schema is not None and not typed_ok:
@@ -239,7 +265,7 @@ class SchemaReader(ElementReader):
                 f"enumValue {value!r} is not of the Enum's valueSchema {value_schema!r}",
             )
             return False
-        if not (is_int(value) or isinstance(value, str)):
+        if not (is_int32(value) or isinstance(value, str)):
             return False
         if value in seen:
             self.add(
@@ -295,3 +321,23 @@ class SchemaReader(ElementReader):
                 f"a Map's key schema must be 'string', not {raw['schema']!r}",
             )
         return name
+
+    def count_v2(
+        self, raw: dict[str, Any], at: At, key: str, count: int, bounds: tuple[int, int]
+    ) -> None:
+        """DTDL v2 bounds the number of an Enum's values and of an Object's fields."""
+        low, high = bounds
+        if self.act(raw).version == 2 and not low <= count <= high:
+            self.add(
+                at.key(key),
+                "count-limit",
+                f"DTDL v2 requires {low} to {high} {key}; this one has {count}",
+            )
+
+
+def _unit_type(name: str) -> EnumSchema:
+    """A QuantitativeTypes unit type used as a schema: an Enum of its unit names."""
+    units = sorted(quantities.UNIT_TYPES[name])
+    return EnumSchema(
+        id=None, value_schema="string", values=tuple(EnumValue(name=u, value=u) for u in units)
+    )

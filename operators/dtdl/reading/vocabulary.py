@@ -7,7 +7,7 @@ standard schema written as its IRI).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 PRIMITIVES = frozenset(
     [
@@ -29,8 +29,8 @@ GEOSPATIAL = frozenset(
 NUMERIC = frozenset({"double", "float", "integer", "long"})
 #: The reference names each standard schema by a term and by an IRI (a DTMI); both spell it.
 STANDARD_SCHEMA_IRIS = {
-    **{f"dtmi:dtdl:instance:Schema:{p};3": p for p in PRIMITIVES},
-    **{f"dtmi:standard:schema:geospatial:{g};3": g for g in GEOSPATIAL},
+    **{f"dtmi:dtdl:instance:Schema:{p};{v}": p for p in PRIMITIVES for v in (2, 3)},
+    **{f"dtmi:standard:schema:geospatial:{g};{v}": g for g in GEOSPATIAL for v in (2, 3)},
 }
 #: Primitive schemas of later DTDL versions: named in the error so the fix is obvious.
 LATER_PRIMITIVES = frozenset(
@@ -65,21 +65,56 @@ CLASSES = frozenset(
         "MapValue",
         "Object",
         "Field",
+        "CommandPayload",
     ]
 )
-#: A class may also be written as its IRI, e.g. "dtmi:dtdl:class:Telemetry;3".
-CLASS_IRIS = {f"dtmi:dtdl:class:{c};3": c for c in CLASSES}
+#: A class may also be written as its IRI, e.g. "dtmi:dtdl:class:Telemetry;3" (";2" in v2).
+CLASS_IRIS = {f"dtmi:dtdl:class:{c};{v}": c for c in CLASSES for v in (2, 3)}
+#: The members DTDL itself defines (reserved: never a co-type).
+PROPERTY_NAMES = frozenset(
+    [
+        "commandType",
+        "comment",
+        "contents",
+        "description",
+        "displayName",
+        "elementSchema",
+        "enumValue",
+        "enumValues",
+        "extends",
+        "fields",
+        "mapKey",
+        "mapValue",
+        "maxMultiplicity",
+        "minMultiplicity",
+        "name",
+        "properties",
+        "request",
+        "response",
+        "schema",
+        "schemas",
+        "target",
+        "valueSchema",
+        "writable",
+    ]
+)
 CONTENT_CLASSES = ("Telemetry", "Property", "Command", "Relationship", "Component")
 COMPLEX = ("Array", "Enum", "Map", "Object")
 #: Properties every element may have.
 COMMON = frozenset({"@type", "@id", "comment", "description", "displayName"})
 NAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9_]*[A-Za-z0-9])?")
-LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
+#: A language tag as DTDL allows it: "en", "en-US", "zh-Hant-TW", "es-419".
+LANGUAGE_TAG = re.compile(r"[a-z]{2,4}(?:-[A-Z][a-z]{3})?(?:-(?:[A-Z]{2}|[0-9]{3}))?")
 
 
 def is_int(value: object) -> bool:
     """A JSON whole number (``true`` and ``false`` are not numbers here)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_int32(value: object) -> TypeGuard[int]:
+    """A whole number DTDL calls an integer: one that fits in 4 bytes."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31
 
 
 def as_list(value: Any) -> list[Any]:
