@@ -6,8 +6,10 @@ injected faults; the demo prints the result and stores it as ``summary.json``.
 - A fault is *detected* when an alert is raised on its twin between its onset and its failure;
   the lead time is failure minus that alert's time; the diagnosis is right when the alert's
   diagnosis matches the fault's kind.
+- A fault with no alert before its failure but one after it (before the twin's next fault) is
+  *detected after failure*, said so with how late; it does not count as detected.
 - A *false alarm* is a raised alert on a twin before any of its faults began (or on a twin
-  with no fault).
+  with no fault); the summary lists each with the rule that fired.
 - RUL is checked at the window nearest the middle of each degradation's detected life.
 - A command's *effect* is the mean of the signal it acts on in the half hour that starts 30 min
   after it (the machine needs time to respond), minus the same mean in a counterfactual run of
@@ -40,6 +42,9 @@ EXPECTED_DIAGNOSIS: Mapping[str, str] = {
     "sensor_dropout": "sensor_fault",
 }
 
+#: False alarms listed one per line in the printed summary (all are in summary.json).
+FALSE_ALARMS_SHOWN = 10
+
 #: Faults that degrade a machine over time, for which a remaining useful life makes sense.
 DEGRADATION_KINDS = frozenset({"bearing", "overheating", "impeller_wear", "underperformance"})
 
@@ -61,9 +66,12 @@ def score_faults(
     faults = sorted(faults, key=lambda f: (f.twin_id, f.onset))
     first_onset: dict[str, datetime] = {}
     results = []
-    for f in faults:
+    for i, f in enumerate(faults):
         first_onset[f.twin_id] = min(first_onset.get(f.twin_id, f.onset), f.onset)
         hits = [a for a in by_twin.get(f.twin_id, []) if f.onset <= _t(a["time"]) <= f.failure]
+        following = [g.onset for g in faults[i + 1 :] if g.twin_id == f.twin_id]
+        until = following[0] if following else datetime.max.replace(tzinfo=f.failure.tzinfo)
+        late = [a for a in by_twin.get(f.twin_id, []) if f.failure < _t(a["time"]) < until]
         want = EXPECTED_DIAGNOSIS.get(f.kind)
         right = [a for a in hits if a.get("diagnosis") == want]
         first = hits[0] if hits else None
@@ -77,6 +85,11 @@ def score_faults(
                 "lead_time_hours": _hours(f.failure - _t(first["time"])) if first else None,
                 "diagnosed": first_right is not None,
                 "first_diagnosis_alert": first_right["time"] if first_right else None,
+                "after_failure_alert": late[0]["time"] if late and not hits else None,
+                "after_failure_rule": late[0]["rule"] if late and not hits else None,
+                "after_failure_hours": (
+                    _hours(_t(late[0]["time"]) - f.failure) if late and not hits else None
+                ),
             }
         )
     false_alarms = [
@@ -241,7 +254,22 @@ def render(summary: Mapping[str, Any]) -> str:
         f"  dead letters  {s['dead_letters']:,} (late readings {s['late_readings']:,})",
         f"  alerts        {s['alerts']} raised: "
         + (", ".join(f"{k} {v}" for k, v in s["alerts_by_rule"].items()) or "none"),
-        f"  false alarms  {s['false_alarms']}",
+        f"  false alarms  {s['false_alarms']}"
+        + (
+            " (alerts on twins with no fault, or before their fault began):"
+            if s["false_alarms"]
+            else ""
+        ),
+    ]
+    shown = s.get("false_alarm_list", [])[:FALSE_ALARMS_SHOWN]
+    for a in shown:
+        lines.append(
+            f"    {a['twin_id']:<10} {a['rule']} at {a['time'][:16].replace('T', ' ')}"
+            f" ({a.get('diagnosis') or 'no diagnosis'})"
+        )
+    if s["false_alarms"] > len(shown):
+        lines.append(f"    ... and {s['false_alarms'] - len(shown)} more in summary.json")
+    lines += [
         f"  faults        {s['faults_detected']}/{len(s['faults'])} detected before failure, "
         f"{s['faults_diagnosed']} with the right diagnosis",
     ]
@@ -250,6 +278,11 @@ def render(summary: Mapping[str, Any]) -> str:
             what = (
                 f"detected {f['lead_time_hours']:.1f} h before failure by {f['first_alert_rule']}"
                 f" ({f['first_alert_diagnosis'] or 'no diagnosis'})"
+            )
+        elif f.get("after_failure_alert"):
+            what = (
+                f"NOT detected before failure; detected {f['after_failure_hours']:.1f} h after "
+                f"failure by {f['after_failure_rule']}"
             )
         else:
             what = "NOT detected"

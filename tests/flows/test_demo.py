@@ -129,3 +129,45 @@ def test_cli_rejects_bad_options(
         main(["demo", *args])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_summary_is_honest_about_late_detections_and_false_alarms() -> None:
+    """A fault whose only alert came after its failure is said to be detected after failure
+    (not counted as detected); an alert on a twin with no fault is a false alarm, listed with
+    the rule that fired."""
+    from datetime import UTC, datetime
+
+    from twinflow.core.records import FaultTruth
+    from twinflow.flows.evaluation import render, score_faults
+
+    fault = FaultTruth(
+        "motor-009",
+        "overheating",
+        datetime(2026, 1, 1, 1, tzinfo=UTC),
+        datetime(2026, 1, 1, 3, tzinfo=UTC),
+    )
+    alerts = [
+        {"state": "raised", "time": "2026-01-01T03:30:00Z", "alert_id": "a", "twin_id": "motor-009",
+         "rule": "winding_temperature_high", "diagnosis": "overheating"},
+        {"state": "raised", "time": "2026-01-01T00:40:00Z", "alert_id": "b", "twin_id": "wt-001",
+         "rule": "anomaly_score", "diagnosis": None},
+    ]  # fmt: skip
+    rows, false_alarms = score_faults([fault], alerts)
+    assert rows[0]["first_alert"] is None
+    assert rows[0]["after_failure_alert"] == "2026-01-01T03:30:00Z"
+    assert rows[0]["after_failure_hours"] == 0.5
+    assert [a["twin_id"] for a in false_alarms] == ["wt-001"]
+    summary = {
+        "twins": 2, "simulated_hours": 4, "seed": 1, "readings": 1, "wall_seconds": 1.0,
+        "readings_per_second": 1, "dead_letters": 0, "late_readings": 0, "alerts": 2,
+        "alerts_by_rule": {}, "false_alarms": 1,
+        "false_alarm_list": [{k: alerts[1][k] for k in ("twin_id", "rule", "time", "diagnosis")}],
+        "faults_detected": 0, "faults_diagnosed": 0, "faults": rows, "rul": [], "commands": 0,
+        "command_outcomes": {}, "commands_held": [], "command_effects": [],
+    }  # fmt: skip
+    text = render(summary)
+    assert (
+        "NOT detected before failure; detected 0.5 h after failure by winding_temperature_high"
+        in text
+    )
+    assert "wt-001     anomaly_score at 2026-01-01 00:40 (no diagnosis)" in text
