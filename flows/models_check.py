@@ -1,7 +1,8 @@
 """``twinflow models check``: DTDL files and twin-type profiles checked together.
 
-Every problem is printed on its own line, then a one-line summary; the exit status is 0 when
-all are valid and 1 otherwise (a missing path raises :class:`ConfigError`, exit 2).
+Every problem is printed on its own line, then a one-line summary (files, Interfaces, DTDL
+elements and the time taken); the exit status is 0 when all are valid and 1 otherwise (a
+missing path raises :class:`ConfigError`, exit 2).
 """
 
 from __future__ import annotations
@@ -16,27 +17,30 @@ if TYPE_CHECKING:
 def check_models(paths: list[Path]) -> int:
     """``models check``: every problem on its own line, then a summary; 1 if any problem."""
     from twinflow.core.errors import ConfigError
-    from twinflow.operators.dtdl import DtdlError, find_model_files, parse_files
+    from twinflow.operators.dtdl import find_model_files
+    from twinflow.operators.dtdl.parser import check
 
     files = find_model_files(paths)  # ConfigError (exit 2) for a missing path
     if not files:
         raise ConfigError("no *.json model files in " + ", ".join(str(p) for p in paths))
-    try:
-        models = parse_files(files)
-    except DtdlError as exc:
-        for problem in exc.problems:
+    found = check(files)
+    size = f"{_count(len(found.models), 'interface')}, {_count(found.elements, 'element')}"
+    took = f"in {found.seconds:.3f} s"
+    if found.problems:
+        for problem in found.problems:
             print(problem)
-        bad = len({p.file for p in exc.problems})
+        bad = len({p.file for p in found.problems})
         print(
-            f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} in {bad} of "
-            f"{len(files)} file{'s' if len(files) != 1 else ''}: the models are invalid"
+            f"{_count(len(found.problems), 'problem')} in {bad} of {_count(found.files, 'file')}"
+            f" ({size} checked {took}): the models are invalid"
         )
         return 1
-    print(
-        f"{len(files)} file{'s' if len(files) != 1 else ''}, {len(models)} "
-        f"interface{'s' if len(models) != 1 else ''}: all valid"
-    )
-    return check_profiles(paths, models)
+    print(f"{_count(found.files, 'file')}, {size} checked {took}: all valid")
+    return check_profiles(paths, found.models)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 def check_profiles(paths: list[Path], models: ModelSet) -> int:
