@@ -123,7 +123,12 @@ def start(
 
 
 def finish(proc: subprocess.Popen[bytes], folder: Path, timeout_s: float = 180) -> None:
-    rc = proc.wait(timeout=timeout_s)
+    try:
+        rc = proc.wait(timeout=timeout_s)
+    finally:
+        if proc.poll() is None:  # a run that does not end fails the test, and is ended
+            proc.kill()
+            proc.wait()
     log = (folder / "run.log").read_text(errors="replace")
     assert rc == 0, f"twinflow run in {folder} exited {rc}:\n{log[-3000:]}"
 
