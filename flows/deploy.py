@@ -40,6 +40,7 @@ from twinflow.flows.config import FLOW, FlowConfig
 from twinflow.flows.deployment import AssetSpec, Deployment, TwinSpec
 from twinflow.flows.placement import PLACEMENT, assets, placement
 from twinflow.operators.catalog import Catalogue, load_catalogue
+from twinflow.operators.maintenance.settings import read_maintenance
 from twinflow.operators.profile import profile_from
 
 TOP = Schema(
@@ -78,6 +79,11 @@ TOP = Schema(
             "How `twinflow replay` reads recordings for this deployment (a `--spec` file and "
             "flags take precedence); `run` and `simulate` ignore it.",
             see="replay",
+        ),
+        Part(
+            "maintenance",
+            "Costs, crews and windows for maintenance planning (`twinflow plan`).",
+            see="maintenance",
         ),
     ),
 )
@@ -164,6 +170,8 @@ def load_deployment(path: Path | str, env: Mapping[str, str] | None = None) -> D
     places = assets(top, site, types)
     dep = Deployment(file, twins, services, database_url, flow, sim, site, places, types)
     dep.registry()  # validates containment and relationships
+    ids, owners = {t.twin_id for t in twins}, {site, *(a.asset_id for a in places)}
+    read_maintenance(top.section("maintenance"), ids, owners)  # `twinflow plan` reads it again
     for name in registry.names():
         users = sum(t.protocol == name for t in twins)
         if users or name in services:
