@@ -11,15 +11,18 @@ Sources (Bytewax partitioned sources, resumed from their own offsets by recovery
 - :func:`kafka_command_request_source`: ``settings.command_requests_topic`` as validated
   :class:`Command` objects or dead letters.
 
-Sinks of the flow's ``(twin_id, item)`` pairs, keyed by twin, acks=all and idempotent, each
-snapshot waiting for every acknowledgement: :func:`alert_sink`, :func:`command_sink`,
+Sinks of the flow's ``(twin_id, item)`` pairs, keyed by twin, acks=all and idempotent, with a
+bounded outbox of unacknowledged messages that a broker outage fills instead of stopping the
+flow (see :mod:`twinflow.connectors.kafka.sink`): :func:`alert_sink`, :func:`command_sink`,
 :func:`twin_state_sink`, :func:`rollup_sink` (keyed by asset rather than twin), and the
 general :func:`kafka_json_sink`.
 
 Everything here is imported on first use, so the package imports without confluent-kafka.
 
-Guarantees: at-least-once in both directions under Bytewax recovery; a twin's messages stay
-in order; a delivery failure is counted, logged and stops the flow (never silent).
+Guarantees: at-least-once in both directions under Bytewax recovery (a sink's snapshot keeps
+its unacknowledged messages); a twin's messages stay in order; a broker that is away or
+restarts is followed by the sources and the sinks, with one log line per condition and the
+``twinflow_output_*`` metrics (:mod:`twinflow.connectors.outage`).
 """
 
 from __future__ import annotations

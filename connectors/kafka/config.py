@@ -27,10 +27,13 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from twinflow.connectors.bindings import KafkaSettings
+from twinflow.connectors.kafka.logs import OncePerCondition
 from twinflow.core.errors import ConfigError
 
-#: librdkafka's log lines and error events go to this logger (served on poll/consume).
+#: librdkafka's log lines and error events go to this logger (served on poll/consume), one
+#: line per condition a minute while a broker is away (see :mod:`.logs`).
 LOG = logging.getLogger("twinflow.kafka")
+LOG.addFilter(OncePerCondition(window_s=60.0))
 
 #: Producer defaults: every write acknowledged by all in-sync replicas, no duplicates or
 #: reordering on retries, small batches (20 ms) compressed with lz4, and the Java client's

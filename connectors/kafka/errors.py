@@ -12,6 +12,6 @@ class KafkaConnectorError(TwinflowError):
 class KafkaDeliveryError(KafkaConnectorError):
     """Messages a sink accepted were not acknowledged by the brokers.
 
-    Raised at the next write or snapshot after the failure, so the Bytewax epoch that
-    held those messages never commits and a recovering flow writes them again.
+    The sinks no longer raise it (they hold and send again what is unacknowledged, see
+    :mod:`twinflow.connectors.kafka.sink`); kept so that code catching it still imports.
     """

@@ -1,4 +1,4 @@
-"""Versioned JSON to a Kafka topic, keyed by twin, with nothing accepted lost silently.
+"""Versioned JSON to a Kafka topic, keyed by twin, that an unavailable broker cannot hang.
 
 :class:`KafkaJsonSink` takes the flow's ``(twin_id, item)`` pairs (the pair's key picks the
 sink partition) and produces ``key=item.twin_id``, ``value=to_json(item)`` as compact UTF-8
@@ -6,36 +6,53 @@ JSON, with headers ``schema`` and ``version`` copied from the document. Keying b
 each twin's events to one Kafka partition, and one sink partition (one producer) writes each
 twin, so they stay in order.
 
-Delivery: the producer is idempotent with ``acks=all``
-(see :mod:`twinflow.connectors.kafka.config`);
-librdkafka retries until ``message.timeout.ms`` (default 300 s, settable in ``kafka.extra``).
-A message that still fails is counted in ``twinflow_kafka_delivery_errors_total{topic}``,
-logged, and raised as :class:`KafkaDeliveryError` at the next write or snapshot. Every
-snapshot waits until all messages written so far are acknowledged, so the Bytewax epoch that
-held a lost message never commits, and a flow run with recovery writes it again on resume.
-Without recovery the flow stops with the error: nothing fails silently. (``close`` only
-logs: Bytewax snapshots before it closes, and aborts the process if ``close`` raises while
-a failed flow is torn down.)
+Delivery: the producer is idempotent with ``acks=all`` (see
+:mod:`twinflow.connectors.kafka.config`) and librdkafka retries without a deadline
+(``message.timeout.ms: 0`` unless ``kafka.extra`` sets one). Every accepted message is also
+held in the partition's :class:`~twinflow.connectors.kafka.outbox.Outbox` until the brokers
+acknowledge it, bounded by ``max_messages`` and ``max_bytes``:
 
-The guarantee is at-least-once: a replay after recovery writes the epoch again, with the
-same deterministic ids (alerts, commands) or the same (twin, time) (twin states), so
-consumers deduplicate.
+- **Outage**: writes go on into the outbox and the flow with them; after ``down_after_s``
+  without an acknowledgement the output is marked down (one log line, the
+  ``twinflow_output_*`` metrics of :mod:`twinflow.connectors.outage`). Only when the outbox is
+  full does ``write_batch`` wait (back-pressure on the whole flow), logging that it waits.
+- **Broker back with its data**: librdkafka delivers the queue in order; the output is up.
+- **Broker back without its data, or a fatal producer error** (unknown producer id, out of
+  order sequence; a delivery error when ``message.timeout.ms`` is set): the producer is
+  dropped, a new one made, and the outbox sent again in acceptance order, with a growing pause
+  between such restarts (counted in ``twinflow_output_retries_total``). A producer stuck
+  while the broker answers (no acknowledgement for ``stall_s``, no connection error) is
+  restarted the same way.
+- **Snapshot** (every Bytewax epoch, with or without recovery) never waits for the brokers
+  beyond ``snapshot_wait_s`` while the output is up, and not at all while it is down: it
+  returns the outbox's messages as the partition's state. A flow resumed with
+  ``--recovery-dir`` builds its partitions from that state and sends those messages again,
+  and replays the input after the snapshot, so every message accepted before a crash is
+  delivered at least once. Without recovery, what is unacknowledged when the process ends is
+  lost (``close`` waits ``close_wait_s`` for it and logs what is left).
+
+The guarantee is at-least-once: a message may be delivered twice (a restart re-sends what was
+written but not acknowledged; a replay writes an epoch again), with the same deterministic ids
+(alerts, commands) or the same (twin, time) (twin states), so consumers deduplicate.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
 
 from twinflow.connectors.bindings import KafkaSettings
-from twinflow.connectors.kafka.config import producer_config
-from twinflow.connectors.kafka.errors import KafkaDeliveryError
+from twinflow.connectors.kafka.config import log_error, producer_config
+from twinflow.connectors.kafka.outbox import Headers, Held, Outbox
+from twinflow.connectors.outage import OutputHealth
 from twinflow.core.errors import ConfigError, TwinflowError
 
 ToJson = Callable[[Any], Mapping[str, Any]]
@@ -51,67 +68,191 @@ log = logging.getLogger(__name__)
 
 DELIVERY_ERRORS = Counter(
     "twinflow_kafka_delivery_errors",
-    "Messages to Kafka that the brokers did not acknowledge in time (each stops the flow)",
+    "Messages to Kafka that the brokers refused or did not acknowledge in time (each is sent "
+    "again by a new producer)",
     ["topic"],
 )
 
-#: How long write_batch waits for room when librdkafka's local queue is full, per try.
+#: How long a wait for room polls the producer at a time.
 _ROOM_WAIT_S = 0.1
-#: How long close waits for outstanding acknowledgements (a snapshot has waited already).
-CLOSE_TIMEOUT_S = 10.0
+#: Longest pause between two producer restarts.
+RESTART_CAP_S = 60.0
+#: After a connection error, how long a stuck producer is left alone: the broker is away, and
+#: librdkafka retries its connections at least this often (reconnect.backoff.max.ms: 10 s).
+UNREACHABLE_GRACE_S = 15.0
+#: librdkafka errors that say a broker cannot be reached (the producer is not restarted).
+_UNREACHABLE = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
 
 
-class _JsonPartition(StatefulSinkPartition[Any, None]):
-    """One producer; a snapshot waits for every acknowledgement, close for a bounded time."""
+class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
+    """One producer and its outbox; see the module docstring for the outage behaviour."""
 
-    def __init__(self, sink: KafkaJsonSink, part: str) -> None:
-        settings = sink.settings
-        self._topic = topic = sink.topic
+    def __init__(self, sink: KafkaJsonSink, part: str, resume: list[Held] | None) -> None:
+        self._sink = sink
+        self._topic = sink.topic
         self._to_json = sink.to_json
         self._key_of = sink.key_of
-        self._failed = 0
-        self._first_failure = ""
-        self._producer = Producer(
-            producer_config(
-                settings,
-                **{"on_delivery": self._on_delivery, "delivery.report.only.error": True},
+        self._outbox = Outbox(sink.max_messages, sink.max_bytes)
+        self._health = OutputHealth(f"kafka:{sink.topic}", log)
+        self._generation = 0
+        self._fatal = ""  # why the producer must be replaced, set by its callbacks
+        self._last_error = ""
+        self._unreachable_at = -1e9  # monotonic time of the last connection error
+        self._progress_at = time.monotonic()  # last ack, or when the outbox became non-empty
+        self._restart_at = 0.0  # no producer restart before this monotonic time
+        self._restart_pause_s = sink.stall_s
+        self._producer = self._new_producer()
+        log.debug("kafka sink partition %s writes topic %r", part, self._topic)
+        if resume:
+            log.warning(
+                "kafka topic %r: sending again %d message(s) held unacknowledged at the last "
+                "snapshot",
+                self._topic,
+                len(resume),
             )
-        )
-        log.debug("kafka sink partition %s writes topic %r", part, topic)
+            for key, value, headers in resume:
+                self._produce(self._outbox.add(key, value, headers), key, value, headers)
+            self._health.set_backlog(len(self._outbox))
 
-    def _on_delivery(self, error: KafkaError | None, msg: Message) -> None:
-        if error is None:
+    # -- the producer ------------------------------------------------------------------
+
+    def _new_producer(self) -> Producer:
+        settings = self._sink.settings
+        overrides: dict[str, Any] = {
+            "error_cb": partial(self._on_error, self._generation),
+            # librdkafka's own queue must not fill before the outbox does
+            "queue.buffering.max.messages": max(self._sink.max_messages + 1000, 100_000),
+        }
+        if not {"message.timeout.ms", "delivery.timeout.ms"} & set(settings.extra):
+            overrides["message.timeout.ms"] = 0  # retry until delivered; the outbox bounds it
+        return Producer(producer_config(settings, **overrides))
+
+    def _on_error(self, generation: int, error: KafkaError) -> None:
+        log_error(error)
+        if generation != self._generation:
             return
-        self._failed += 1
-        DELIVERY_ERRORS.labels(self._topic).inc()
-        if not self._first_failure:
-            self._first_failure = f"key {msg.key()!r}: {error.str()} ({error.name()})"
-        log.error("kafka topic %r: delivery of key %r failed: %s", self._topic, msg.key(), error)
+        self._last_error = error.str()
+        if error.code() in _UNREACHABLE:
+            self._unreachable_at = time.monotonic()
+        if error.fatal():
+            self._fatal = f"fatal producer error: {error.str()}"
 
-    def _raise_if_failed(self) -> None:
-        if self._failed:
-            raise KafkaDeliveryError(
-                f"{self._failed} message(s) to Kafka topic {self._topic!r} were not "
-                f"acknowledged (first: {self._first_failure}); the flow stops so that nothing "
-                "is lost: check the brokers, then restart it (with recovery it writes them "
-                "again)"
+    def _on_delivery(
+        self, generation: int, seq: int, error: KafkaError | None, msg: Message
+    ) -> None:
+        if generation != self._generation:
+            return  # a report of a producer that was replaced; the outbox sent it again
+        if error is None:
+            if self._outbox.ack(seq):
+                self._progress_at = time.monotonic()
+            return
+        DELIVERY_ERRORS.labels(self._topic).inc()
+        self._last_error = f"{error.str()} ({error.name()})"
+        self._fatal = self._fatal or f"delivery of key {msg.key()!r} failed: {self._last_error}"
+
+    def _produce(self, seq: int, key: bytes, value: bytes, headers: Headers) -> None:
+        report = partial(self._on_delivery, self._generation, seq)
+        while True:
+            try:
+                self._producer.produce(self._topic, value, key, headers=headers, on_delivery=report)
+                return
+            except BufferError:  # librdkafka's queue is full: let it send, then retry
+                self._producer.poll(_ROOM_WAIT_S)
+            except KafkaException as exc:  # a fatal producer: the restart sends it again
+                self._fatal = f"producer refused a message: {exc}"
+                return
+
+    def _restart(self, reason: str) -> None:
+        """Replace the producer and send the outbox again, in acceptance order."""
+        old = self._producer
+        self._generation += 1
+        self._fatal = ""
+        try:
+            old.purge()
+            old.poll(0)
+        except KafkaException:  # a producer in a fatal state may refuse; it is dropped anyway
+            log.debug("purging a failed producer failed", exc_info=True)
+        self._health.retried()
+        log.warning(
+            "kafka topic %r: %s; starting a new producer and sending again %d unacknowledged "
+            "message(s) (next restart no sooner than %.0f s)",
+            self._topic,
+            reason,
+            len(self._outbox),
+            self._restart_pause_s,
+        )
+        self._producer = self._new_producer()
+        now = time.monotonic()
+        self._restart_at = now + self._restart_pause_s
+        self._restart_pause_s = min(self._restart_pause_s * 2, RESTART_CAP_S)
+        for seq, (key, value, headers) in self._outbox.items():
+            self._produce(seq, key, value, headers)
+
+    def _tend(self) -> None:
+        """Serve reports, update the output's state, restart a failed or stuck producer."""
+        self._producer.poll(0)
+        now = time.monotonic()
+        waiting = bool(len(self._outbox))
+        if not waiting:
+            self._progress_at = now
+            self._restart_pause_s = self._sink.stall_s
+        quiet_s = now - self._progress_at
+        health = self._health
+        health.set_backlog(len(self._outbox))
+        if waiting and quiet_s >= self._sink.down_after_s:
+            health.went_down(
+                f"no acknowledgement from the brokers for {quiet_s:.0f} s"
+                + (f" ({self._last_error})" if self._last_error else "")
             )
+        elif not health.is_up and quiet_s < self._sink.down_after_s:
+            health.came_back()
+        if now < self._restart_at:
+            return
+        if self._fatal:
+            self._restart(self._fatal)
+        elif (
+            waiting
+            and quiet_s >= self._sink.stall_s
+            and now - self._unreachable_at >= UNREACHABLE_GRACE_S
+        ):
+            self._restart(f"no acknowledgement for {quiet_s:.0f} s while the brokers answer")
+
+    # -- Bytewax -----------------------------------------------------------------------
 
     def write_batch(self, items: list[Any]) -> None:
-        self._raise_if_failed()
-        producer, topic, key_of = self._producer, self._topic, self._key_of
+        self._tend()
+        outbox, key_of = self._outbox, self._key_of
         for item in items:
             key = key_of(item)
             value, headers = self._encode(key, item)
-            while True:
-                try:
-                    producer.produce(topic, value, key.encode(), headers=headers)
-                    break
-                except BufferError:  # local queue full: let librdkafka send, then retry
-                    producer.poll(_ROOM_WAIT_S)
-        producer.poll(0)
+            if not outbox.has_room(len(value)):
+                self._wait_for_room(len(value))
+            if not len(outbox):
+                self._progress_at = time.monotonic()
+            kb = key.encode()
+            self._produce(outbox.add(kb, value, headers), kb, value, headers)
+        self._producer.poll(0)
 
-    def _encode(self, key: str, item: Any) -> tuple[bytes, list[tuple[str, str | bytes | None]]]:
+    def _wait_for_room(self, size: int) -> None:
+        """Back-pressure: the outbox is full, so the flow waits for acknowledgements."""
+        started = time.monotonic()
+        log.warning(
+            "kafka topic %r: %d message(s) (%d bytes) wait for the brokers, the bound of this "
+            "output; the flow waits until they are acknowledged",
+            self._topic,
+            len(self._outbox),
+            self._outbox.bytes,
+        )
+        while not self._outbox.has_room(size):
+            self._producer.poll(_ROOM_WAIT_S)
+            self._tend()
+        waited = time.monotonic() - started
+        self._health.blocked(waited)
+        log.warning(
+            "kafka topic %r: room again after %.1f s; the flow goes on", self._topic, waited
+        )
+
+    def _encode(self, key: str, item: Any) -> tuple[bytes, Headers]:
         try:
             doc = self._to_json(item)
             value = json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
@@ -120,43 +261,49 @@ class _JsonPartition(StatefulSinkPartition[Any, None]):
                 f"cannot write {type(item).__name__} of twin {key!r} to Kafka topic "
                 f"{self._topic!r} as JSON: {exc}"
             ) from exc
-        headers: list[tuple[str, str | bytes | None]] = [
-            (h, str(doc[h]).encode()) for h in ("schema", "version") if h in doc
-        ]
+        headers: Headers = [(h, str(doc[h]).encode()) for h in ("schema", "version") if h in doc]
         return value.encode(), headers
 
-    def snapshot(self) -> None:
-        """The epoch's barrier: wait until every message so far is acknowledged, or raise."""
-        remaining = self._producer.flush()
-        self._raise_if_failed()
-        if remaining:  # pragma: no cover - flush() without a timeout waits for every message
-            raise KafkaDeliveryError(
-                f"{remaining} message(s) to Kafka topic {self._topic!r} still unacknowledged"
-            )
+    def snapshot(self) -> list[Held] | None:
+        """The unacknowledged messages (None when all are acknowledged); never blocks long.
+
+        While the output is up it gives the brokers up to ``snapshot_wait_s`` to acknowledge
+        what is in flight, so the state is usually empty; while it is down it does not wait.
+        """
+        self._tend()
+        if len(self._outbox) and self._health.is_up and self._sink.snapshot_wait_s > 0:
+            self._producer.flush(self._sink.snapshot_wait_s)
+            self._tend()
+        return self._outbox.held() or None
 
     def close(self) -> None:
-        """Send what is left (bounded wait); failures are logged and counted, not raised.
+        """Send what is left, waiting at most ``close_wait_s``; log what stays unsent.
 
-        At the end of a run Bytewax snapshots before it closes, so the snapshot has already
-        raised any failure; an exception here, while a failing flow is being torn down,
-        would make Bytewax abort the whole process.
+        Never raises: Bytewax aborts the process if ``close`` raises while a failed flow is
+        torn down. With recovery, the last snapshot holds the messages left here.
         """
-        remaining = self._producer.flush(CLOSE_TIMEOUT_S)
-        if remaining or self._failed:
+        if len(self._outbox):
+            self._producer.flush(self._sink.close_wait_s)
+        self._producer.poll(0)
+        self._health.set_backlog(len(self._outbox))
+        if len(self._outbox):
             log.error(
-                "kafka topic %r: closing with %d message(s) unacknowledged and %d failed",
+                "kafka topic %r: closing with %d message(s) unacknowledged (%s); a run resumed "
+                "from --recovery-dir sends them again, without recovery they are lost",
                 self._topic,
-                remaining,
-                self._failed,
+                len(self._outbox),
+                self._last_error or "no answer from the brokers",
             )
 
 
-class KafkaJsonSink(FixedPartitionedSink[Any, None]):
+class KafkaJsonSink(FixedPartitionedSink[Any, list[Held] | None]):
     """Write ``(twin_id, item)`` pairs to ``topic`` as JSON made by ``to_json``.
 
     ``key_of(item)`` is the Kafka key (default: the item's ``twin_id``). ``partitions`` sink
     partitions (each its own producer) share the twins by the pair's key; one is enough
-    below tens of thousands of messages per second.
+    below tens of thousands of messages per second. ``max_messages``/``max_bytes`` bound each
+    partition's unacknowledged messages; ``down_after_s``, ``stall_s``, ``snapshot_wait_s``
+    and ``close_wait_s`` tune the outage handling described in the module docstring.
     """
 
     def __init__(
@@ -167,21 +314,40 @@ class KafkaJsonSink(FixedPartitionedSink[Any, None]):
         *,
         key_of: KeyOf = twin_id_of,
         partitions: int = 1,
+        max_messages: int = 100_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        down_after_s: float = 5.0,
+        stall_s: float = 10.0,
+        snapshot_wait_s: float = 1.0,
+        close_wait_s: float = 10.0,
     ) -> None:
         if not topic:
             raise ConfigError("Kafka sink needs a topic name, got an empty one")
+        if max_messages < 1 or max_bytes < 1:
+            raise ConfigError(
+                f"Kafka sink of {topic!r} needs max_messages and max_bytes >= 1, got "
+                f"{max_messages} and {max_bytes}"
+            )
         self.settings = settings
         self.topic = topic
         self.to_json = to_json
         self.key_of = key_of
         self.partitions = partitions
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.down_after_s = down_after_s
+        self.stall_s = stall_s
+        self.snapshot_wait_s = snapshot_wait_s
+        self.close_wait_s = close_wait_s
         producer_config(settings)  # refuse a bad kafka.extra when the flow is built
 
     def list_parts(self) -> list[str]:
         return [f"{self.topic}-{i}" for i in range(self.partitions)]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _JsonPartition:
-        return _JsonPartition(self, for_part)
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: list[Held] | None
+    ) -> _JsonPartition:
+        return _JsonPartition(self, for_part, resume_state)
 
 
 def kafka_json_sink(

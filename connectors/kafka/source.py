@@ -17,7 +17,15 @@ Consumer errors (an error event in a fetched batch, e.g. a topic ACL refusal) be
 :class:`DeadLetter` items (stage ``decode``), are counted in
 ``twinflow_kafka_consumer_errors_total{topic}`` and logged; reading goes on, as librdkafka
 retries. Lost connections never reach the flow: librdkafka reconnects with backoff and they
-are only logged. A fatal client error raises :class:`KafkaConnectorError`.
+are logged (one line per condition a minute). A fatal client error raises
+:class:`KafkaConnectorError`.
+
+A broker that comes back without its data (restarted on empty storage, or the topic deleted
+and created again) is followed: a partition whose log now ends before the offset the source
+is at (the high watermark of its last fetch is lower), or whose topic's id changed (checked
+every ``WATCH_S`` seconds through an admin client), is read again from its beginning, with a
+warning that says so, instead of waiting for the new log to reach the old offset. Messages
+read from the new log before the change was seen may be read twice (at-least-once).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +44,7 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Message,
+    TopicCollection,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
@@ -62,6 +72,8 @@ CONSUMER_ERRORS = Counter(
 _EOF = KafkaError._PARTITION_EOF
 #: How long list_parts and build_part wait for a topic's metadata.
 METADATA_TIMEOUT_S = 10.0
+#: How often a partition checks that its log is still the one it was reading.
+WATCH_S = 5.0
 
 
 class _KafkaPartition(StatefulSourcePartition[Any, int]):
@@ -77,9 +89,15 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         batch_size: int,
         tail: bool,
         max_idle_wait_s: float,
+        admin: AdminClient | None = None,
     ) -> None:
         consumer.assign([TopicPartition(topic, partition, offset)])
         self._consumer = consumer
+        self._admin = admin
+        self._topic_id: str | None = None
+        self._described: Future[Any] | None = None
+        self._watched_at = -WATCH_S  # the first check asks for the topic id at once
+        self._watch_due = time.monotonic()
         self._topic = topic
         self._partition = partition
         self._offset = offset
@@ -94,6 +112,10 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
     def next_batch(self) -> list[Any]:
         if self._eof:
             raise StopIteration
+        now = time.monotonic()
+        if now >= self._watch_due:
+            self._watch_due = now + 1.0
+            self._watch(now)
         msgs = self._consumer.consume(self._batch_size, 0)
         if not msgs:
             # Nothing fetched yet: come back later, waiting longer while the topic is quiet
@@ -104,6 +126,45 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         self._idle_wait_s = 0.0
         self._awake = None
         return self.process(msgs, time.time())
+
+    def _watch(self, now: float) -> None:
+        """Read from the beginning again if the broker's log is no longer the one read."""
+        tp = TopicPartition(self._topic, self._partition)
+        _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+        if 0 <= high < self._offset:
+            self._rewind(f"its log now ends at offset {high}")
+            return
+        if self._admin is None:
+            return
+        if self._described is not None and self._described.done():
+            self._check_topic_id(self._described)
+            self._described = None
+        if self._described is None and now - self._watched_at >= WATCH_S:
+            self._watched_at = now
+            collection = TopicCollection([self._topic])
+            self._described = self._admin.describe_topics(collection)[self._topic]
+
+    def _check_topic_id(self, described: Future[Any]) -> None:
+        try:
+            topic_id = str(described.result().topic_id)
+        except KafkaException:  # broker away or too old for topic ids: the next check retries
+            return
+        if self._topic_id is not None and topic_id != self._topic_id:
+            self._rewind(f"the topic was created again (its id changed from {self._topic_id})")
+        self._topic_id = topic_id
+
+    def _rewind(self, why: str) -> None:
+        log.warning(
+            "kafka topic %r partition %d: %s, before offset %d where reading was: the broker "
+            "lost its data or the topic was recreated; reading the partition again from its "
+            "beginning",
+            self._topic,
+            self._partition,
+            why,
+            self._offset,
+        )
+        self._offset = 0
+        self._consumer.assign([TopicPartition(self._topic, self._partition, OFFSET_BEGINNING)])
 
     def process(self, msgs: list[Message], received: float) -> list[Any]:
         """The items a fetched batch becomes; moves the resume offset past its messages."""
@@ -151,6 +212,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
 
     def close(self) -> None:
         self._consumer.close()
+        self._admin = None
 
 
 class KafkaMessageSource(FixedPartitionedSource[Any, int]):
@@ -222,6 +284,7 @@ class KafkaMessageSource(FixedPartitionedSource[Any, int]):
             self.batch_size,
             self.tail,
             self.max_idle_wait_s,
+            AdminClient(admin_config(self.settings)) if self.tail else None,
         )
 
 

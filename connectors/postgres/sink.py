@@ -9,10 +9,18 @@ pairs: one row per asset and time, plus the latest per asset). Items are spread 
 ``partitions`` partitions by their key; each partition has its own connection and writer thread (see
 :mod:`twinflow.connectors.postgres.writer`).
 
-Recovery: a Bytewax snapshot calls :meth:`snapshot`, which returns only once every row
-written so far is committed, so a snapshot never covers rows that are not in the database.
-After a crash Bytewax replays the items since the last snapshot; the tables' unique keys
-make those rows land once. There is no resume state to keep.
+Outages: a database that is away does not stop the flow. The partition's writer keeps the
+rows it accepted (up to ``max_buffer_rows``, then the flow waits: back-pressure), retries
+with backoff, and reports the outage once in the log and in the ``twinflow_output_*``
+metrics (:mod:`twinflow.connectors.outage`); when the database is back it writes them all.
+
+Recovery: a Bytewax snapshot calls :meth:`PostgresSinkPartition.snapshot`, which gives the
+writer up to ``snapshot_wait_s`` to commit what it holds while the database answers (not at
+all while it is down) and returns the rows still uncommitted as the partition's state
+(usually none). A flow resumed with ``--recovery-dir`` writes those rows first, then Bytewax
+replays the items since the snapshot; the tables' unique keys make rows written twice land
+once. So every row accepted before a crash is stored at least once and kept once. Without
+recovery, rows still uncommitted when the process ends are lost (``close`` waits for them).
 
 >>> sink = PostgresSink("postgresql://localhost/twins", partitions=2)  # doctest: +SKIP
 >>> FlowOutputs(telemetry=sink, windows=sink, twin_states=sink, alerts=sink,
@@ -57,14 +65,20 @@ _ACCEPTED = (
 )
 
 
-class PostgresSinkPartition(StatefulSinkPartition[Any, None]):
+#: A partition's resume state: the rows it held uncommitted at the snapshot (or None).
+Held = list[Piece] | None
+
+
+class PostgresSinkPartition(StatefulSinkPartition[Any, Held]):
     """One partition: encodes items into rows and hands them to its :class:`BatchWriter`."""
 
-    def __init__(self, sink: PostgresSink, name: str) -> None:
+    def __init__(self, sink: PostgresSink, name: str, resume: Held = None) -> None:
         self.sink = sink
         self.name = name
         self.writer = BatchWriter(sink.settings(name), name)
         self._seq = 0
+        if resume:
+            self.writer.add(resume)
 
     def encode(self, values: list[Any]) -> list[Piece]:
         """Rows of the items, as pieces for the writer (telemetry joined into one piece)."""
@@ -108,15 +122,18 @@ class PostgresSinkPartition(StatefulSinkPartition[Any, None]):
     def write_batch(self, values: list[Any]) -> None:
         self.writer.add(self.encode(values))
 
-    def snapshot(self) -> None:
-        self.writer.flush()
-        return None
+    def snapshot(self) -> Held:
+        """The rows not committed after a bounded wait (None: all are in the database)."""
+        wait = self.sink.snapshot_wait_s if self.writer.health.is_up else 0.0
+        if self.writer.flush(wait):
+            return None
+        return self.writer.held() or None
 
     def close(self) -> None:
         self.writer.close()
 
 
-class PostgresSink(FixedPartitionedSink[Any, None]):
+class PostgresSink(FixedPartitionedSink[Any, Held]):
     """Store twinflow records in the ``twinflow`` schema (create it with ``migrate`` first).
 
     - ``partitions``: independent writers (connections), items spread by twin (or asset) id.
@@ -129,7 +146,9 @@ class PostgresSink(FixedPartitionedSink[Any, None]):
       staging table when a batch holds rows already stored (see the writer's docstring).
     - ``retry_initial_s`` / ``retry_max_s``: backoff between retries of a failed flush;
       ``give_up_after_s``: fail the flow after that long (``None``: keep trying, holding the
-      rows and blocking the flow, until the database is back).
+      rows, until the database is back; the flow waits only when ``max_buffer_rows`` is hit).
+    - ``snapshot_wait_s``: how long a snapshot waits for the rows to commit while the
+      database answers; what is left goes into the snapshot's state.
     """
 
     def __init__(
@@ -147,6 +166,7 @@ class PostgresSink(FixedPartitionedSink[Any, None]):
         retry_max_s: float = 5.0,
         give_up_after_s: float | None = None,
         connect_timeout_s: float = 5.0,
+        snapshot_wait_s: float = 5.0,
     ) -> None:
         if partitions < 1:
             raise PostgresSinkError(f"PostgresSink partitions must be at least 1, got {partitions}")
@@ -169,6 +189,7 @@ class PostgresSink(FixedPartitionedSink[Any, None]):
         self.retry_max_s = retry_max_s
         self.give_up_after_s = give_up_after_s
         self.connect_timeout_s = connect_timeout_s
+        self.snapshot_wait_s = snapshot_wait_s
 
     def settings(self, name: str) -> WriterSettings:
         """The frozen settings a partition's writer runs with."""
@@ -188,5 +209,5 @@ class PostgresSink(FixedPartitionedSink[Any, None]):
     def list_parts(self) -> list[str]:
         return [f"pg-{i}" for i in range(self.partitions)]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> PostgresSinkPartition:
-        return PostgresSinkPartition(self, f"{step_id}/{for_part}")
+    def build_part(self, step_id: str, for_part: str, resume_state: Held) -> PostgresSinkPartition:
+        return PostgresSinkPartition(self, f"{step_id}/{for_part}", resume_state)

@@ -9,7 +9,12 @@ same batch again, which the merges' unique keys make harmless even when the lost
 a successful COMMIT.
 
 Memory is bounded: when buffered plus in-flight rows reach ``max_buffer_rows``, ``add``
-blocks until the writer catches up (backpressure on the flow) instead of growing.
+blocks until the writer catches up (backpressure on the flow) instead of growing. Below that
+bound a database that is away costs the flow nothing: rows wait in the buffer, the writer
+retries, and :class:`~twinflow.connectors.outage.OutputHealth` logs the outage once and keeps
+the ``twinflow_output_*`` metrics (``postgres:<name>``). :meth:`BatchWriter.flush` takes a
+timeout, and :meth:`BatchWriter.held` hands out the rows not committed yet (a snapshot's
+state, see :mod:`twinflow.connectors.postgres.sink`).
 
 Telemetry takes a fast path: COPY straight into ``twinflow.telemetry``, first thing in the
 flush's transaction. If any row of the batch is already stored (a replay after recovery),
@@ -30,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from twinflow.connectors.outage import OutputHealth
 from twinflow.connectors.postgres import metrics
 from twinflow.connectors.postgres.connection import (
     PostgresError,
@@ -40,9 +46,9 @@ from twinflow.connectors.postgres.connection import (
     psycopg,
     redact,
 )
-from twinflow.connectors.postgres.migrations import MIGRATIONS_TABLE, load_migrations
 from twinflow.connectors.postgres.rows import COPY_HEADER, COPY_TRAILER
-from twinflow.connectors.postgres.tables import BY_NAME, TABLES, TELEMETRY
+from twinflow.connectors.postgres.schema_check import schema_problem
+from twinflow.connectors.postgres.tables import BY_NAME, TELEMETRY
 from twinflow.core.backoff import Backoff
 
 log = logging.getLogger("twinflow.postgres")
@@ -113,6 +119,7 @@ class BatchWriter:
         self._queue: deque[_Batch] = deque()  # the last one takes rows until batch_rows
         self._pending = 0
         self._inflight = 0
+        self._current: _Batch | None = None  # the batch the writer thread is committing
         self._added = 0
         self._committed = 0
         self._flush_waiters = 0
@@ -124,6 +131,7 @@ class BatchWriter:
             settings.retry_initial_s, settings.retry_max_s, jitter=0.5, seed=None
         ).cursor()
         self.retries = 0
+        self.health = OutputHealth(f"postgres:{name}", log, unit="rows")
         self._thread = threading.Thread(target=self._run, name=f"twinflow-pg-{name}", daemon=True)
         self._thread.start()
 
@@ -147,10 +155,18 @@ class BatchWriter:
             limit = self.settings.max_buffer_rows
             if self._pending + self._inflight >= limit:
                 started = time.monotonic()
+                log.warning(
+                    "PostgreSQL sink %s: %d rows wait for the database, the bound of this "
+                    "output; the flow waits until they are committed",
+                    self.name,
+                    self._pending + self._inflight,
+                )
                 while self._pending + self._inflight >= limit:
                     self._cond.wait(1.0)
                     self._raise_if_failed()
-                metrics.BACKPRESSURE_SECONDS.inc(time.monotonic() - started)
+                waited = time.monotonic() - started
+                metrics.BACKPRESSURE_SECONDS.inc(waited)
+                self.health.blocked(waited)
             if not self._queue or self._queue[-1].total >= self.settings.batch_rows:
                 self._queue.append(_Batch())
             batch = self._queue[-1]
@@ -159,11 +175,14 @@ class BatchWriter:
                     batch.add(table, payload, rows)
             self._pending += n
             self._added += n
+            self.health.set_backlog(self._pending + self._inflight)
             metrics.BUFFERED_ROWS.inc(n)
             self._cond.notify_all()
 
-    def flush(self) -> None:
-        """Block until every row added so far is committed."""
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Commit what is buffered now; wait until every row added so far is committed, or
+        at most ``timeout_s`` (None: no limit). True if all of them are."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._cond:
             target = self._added
             self._flush_waiters += 1
@@ -171,9 +190,25 @@ class BatchWriter:
             try:
                 while self._committed < target:
                     self._raise_if_failed()
-                    self._cond.wait(1.0)
+                    left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                    if left <= 0 or (deadline is not None and not self.health.is_up):
+                        return False  # out of time, or the database is away: no use waiting
+                    self._cond.wait(left)
+                return True
             finally:
                 self._flush_waiters -= 1
+
+    def held(self) -> list[Piece]:
+        """The rows not committed yet (the batch being written and those waiting), as
+        pieces that :meth:`add` takes again."""
+        with self._cond:
+            batches = ([self._current] if self._current is not None else []) + list(self._queue)
+        pieces: list[Piece] = []
+        for batch in batches:
+            if batch.telemetry_rows:
+                pieces.append((TELEMETRY.name, b"".join(batch.telemetry), batch.telemetry_rows))
+            pieces.extend((table, row, 1) for table, rows in batch.rows.items() for row in rows)
+        return pieces
 
     def close(self) -> None:
         """Commit what is buffered, then stop the thread and close the connection."""
@@ -203,7 +238,9 @@ class BatchWriter:
                 self._commit(batch)
                 with self._cond:
                     self._inflight = 0
+                    self._current = None
                     self._committed += batch.total
+                    self.health.set_backlog(self._pending)
                     self._cond.notify_all()
                 metrics.BUFFERED_ROWS.dec(batch.total)
         except BaseException as exc:  # handed to the flow's thread, which raises it
@@ -231,6 +268,7 @@ class BatchWriter:
                     batch = self._queue.popleft()
                     self._pending -= batch.total
                     self._inflight = batch.total
+                    self._current = batch
                     return batch
                 if self._closing:
                     return None
@@ -263,28 +301,25 @@ class BatchWriter:
                     ) from exc
                 self.retries += 1
                 metrics.RETRIES.labels(type(exc).__name__).inc()
+                self.health.retried()
                 delay = self._backoff.next()
-                attempt = self._backoff.attempt
-                level = logging.WARNING if attempt <= 3 or attempt % 20 == 0 else logging.DEBUG
-                log.log(
-                    level,
-                    "PostgreSQL sink %s: %s; retrying %d rows in %.2f s (attempt %d)",
-                    self.name,
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                    batch.total,
-                    delay,
-                    self._backoff.attempt,
-                )
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                if self.health.went_down(f"{reason or type(exc).__name__} ({redact(s.url)})"):
+                    with self._cond:
+                        self._cond.notify_all()  # a snapshot waiting for this batch stops
+                else:
+                    log.debug(
+                        "PostgreSQL sink %s: %s; retrying %d rows in %.2f s (attempt %d)",
+                        self.name,
+                        reason or type(exc).__name__,
+                        batch.total,
+                        delay,
+                        self._backoff.attempt,
+                    )
                 time.sleep(delay)
                 continue
             if failing_since is not None:
-                log.warning(
-                    "PostgreSQL sink %s: wrote the held %d rows after %d retries (%.1f s)",
-                    self.name,
-                    batch.total,
-                    self._backoff.attempt,
-                    time.monotonic() - failing_since,
-                )
+                self.health.came_back()
             self._backoff.reset()
             metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
             for target, (new, duplicate) in written.items():
@@ -317,39 +352,14 @@ class BatchWriter:
         )
         try:
             conn.execute("SET temp_buffers = '64MB'")  # before the session's first temp table
-            self._check_schema(conn)
+            problem = schema_problem(conn, redact(s.url))
+            if problem:
+                raise PostgresSinkError(problem)
         except BaseException:
             conn.close()
             raise
         self._conn = conn
         return conn
-
-    def _check_schema(self, conn: psycopg.Connection[Any]) -> None:
-        """Refuse a database whose schema is missing or behind the repository's migrations."""
-        url = redact(self.settings.url)
-        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (MIGRATIONS_TABLE,)).fetchone()
-        if row and row[0]:
-            applied = {
-                (version, name)
-                for version, name in conn.execute(f"SELECT version, name FROM {MIGRATIONS_TABLE}")
-            }
-            behind = [m.label for m in load_migrations() if (m.version, m.name) not in applied]
-            if behind:
-                raise PostgresSinkError(
-                    f"the database {url} has not applied {', '.join(behind)}: bring the "
-                    "schema up to date with `twinflow db migrate` first"
-                )
-        targets = sorted({m.target for t in TABLES for m in t.merges})
-        row = conn.execute(
-            "SELECT array_agg(t) FROM unnest(%s::text[]) AS t WHERE to_regclass(t) IS NULL",
-            (["twinflow." + t for t in targets],),
-        ).fetchone()
-        missing = row[0] if row else None
-        if missing:
-            raise PostgresSinkError(
-                f"the database {url} lacks {', '.join(missing)}: create the schema with "
-                "`twinflow db migrate` (twinflow.connectors.postgres.migrations) first"
-            )
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None

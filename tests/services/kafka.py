@@ -11,12 +11,20 @@ broker.
 If there is neither, :class:`KafkaUnavailable` says what to install: the Kafka tests must
 exercise a real broker, so they fail rather than skip.
 
+An outage that keeps the broker's data: ``KafkaBroker(local=True, proxied=True)`` puts a TCP
+relay (:class:`Relay`) in front of Tansu and advertises the relay's port, so every client
+connection passes through it; :meth:`KafkaBroker.cut` closes the port and every connection
+(clients see refused connections), :meth:`KafkaBroker.mend` opens it again. (Tansu here keeps
+its topics in memory only, so :meth:`KafkaBroker.crash` and :meth:`KafkaBroker.restart` lose
+them.)
+
 >>> with KafkaBroker() as broker:  # doctest: +SKIP
 ...     create_topic(broker.bootstrap, unique_topic("demo"), partitions=2)
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import os
@@ -26,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -109,18 +118,93 @@ def unique_topic(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+class Relay:
+    """A TCP relay on ``127.0.0.1:port`` to ``127.0.0.1:target``, one thread per direction.
+
+    :meth:`close` stops listening and cuts every relayed connection; :meth:`open` listens
+    again on the same port.
+    """
+
+    def __init__(self, port: int, target: int) -> None:
+        self.port = port
+        self.target = target
+        self._listener: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+
+    def open(self) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            _shut(listener)
+        with self._lock:
+            cut, self._sockets = self._sockets, set()
+        for sock in cut:
+            _shut(sock)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                _shut(client)
+                continue
+            with self._lock:
+                if self._listener is not listener:  # cut meanwhile
+                    _shut(client)
+                    _shut(upstream)
+                    return
+                self._sockets |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        _shut(src)
+        _shut(dst)
+        with self._lock:
+            self._sockets -= {src, dst}
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
 class KafkaBroker:
     """The broker the tests talk to; a context manager that starts and stops Tansu if needed.
 
     ``bootstrap`` is set once started. ``external`` tells whether it came from
     ``KAFKA_BOOTSTRAP`` (then nothing is started or stopped); ``local=True`` always starts a
     Tansu of its own (for tests that crash and restart it with :meth:`crash` and
-    :meth:`restart`).
+    :meth:`restart`); ``proxied=True`` (with ``local``) reaches it through a :class:`Relay`
+    that :meth:`cut` and :meth:`mend` close and open.
     """
 
-    def __init__(self, bootstrap: str | None = None, *, local: bool = False) -> None:
+    def __init__(
+        self, bootstrap: str | None = None, *, local: bool = False, proxied: bool = False
+    ) -> None:
         self.bootstrap = "" if local else bootstrap or os.environ.get("KAFKA_BOOTSTRAP", "")
         self.external = bool(self.bootstrap)
+        self.proxied = proxied and local
+        self._relay: Relay | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -136,6 +220,9 @@ class KafkaBroker:
                 return self
             except KafkaUnavailable as exc:
                 self._stop_process()
+                if self._relay is not None:
+                    self._relay.close()
+                    self._relay = None
                 error = exc
         self.stop()
         raise error
@@ -152,12 +239,31 @@ class KafkaBroker:
         self._stop_process()
         self._spawn(self.port)
 
+    def cut(self) -> None:
+        """Make the broker unreachable, keeping its data (needs ``proxied=True``)."""
+        assert self._relay is not None, "cut() needs KafkaBroker(local=True, proxied=True)"
+        self._relay.close()
+
+    def mend(self) -> None:
+        """Make the broker reachable again after :meth:`cut`."""
+        assert self._relay is not None, "mend() needs KafkaBroker(local=True, proxied=True)"
+        self._relay.open()
+
     def _spawn(self, port: int) -> None:
         assert self._dir is not None, "start() the broker first"
-        url = f"tcp://127.0.0.1:{port}"
+        advertised = url = f"tcp://127.0.0.1:{port}"
+        if self.proxied:
+            if self._relay is None:
+                relay = Relay(port, free_port())
+                try:
+                    relay.open()
+                except OSError as exc:
+                    raise KafkaUnavailable(f"cannot listen on port {port}: {exc}") from exc
+                self._relay = relay
+            url = f"tcp://127.0.0.1:{self._relay.target}"
         log = Path(self._dir.name) / "tansu.log"
         command = [find_tansu(), "broker", "--listener-url", url]
-        command += ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+        command += ["--advertised-listener-url", advertised, "--storage-engine", "memory://tansu/"]
         with log.open("ab") as out:
             self._process = subprocess.Popen(
                 command,
@@ -169,9 +275,10 @@ class KafkaBroker:
             )
         self.bootstrap = f"127.0.0.1:{port}"
         deadline = time.monotonic() + READY_TIMEOUT_S
+        listening = self._relay.target if self._relay is not None else port
         while self._process.poll() is None and time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                with socket.create_connection(("127.0.0.1", listening), timeout=0.2):
                     break
             except OSError:
                 time.sleep(0.05)
@@ -186,6 +293,9 @@ class KafkaBroker:
 
     def stop(self) -> None:
         """Stop Tansu (if this object started it) and remove its folder."""
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
         self._stop_process()
         if self._dir is not None:
             self._dir.cleanup()
