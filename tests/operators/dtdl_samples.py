@@ -205,3 +205,106 @@ def write(folder: Path, docs: dict[str, Any]) -> list[Path]:
         p.write_text(doc if isinstance(doc, str) else json.dumps(doc, indent=1))
         paths.append(p)
     return paths
+
+
+def ontology(count: int = 800, depth: int = 8) -> dict[str, Any]:
+    """File name -> Interface: a RealEstateCore-like ontology of about ``count`` Interfaces.
+
+    Written for the tests (no ontology file is copied): Interfaces stand in ``depth + 1``
+    levels, each below the first extending one Interface of the level above (so ``extends``
+    chains are ``depth`` deep) and every third one a second one too (multiple inheritance,
+    diamonds included). Each has a language map, QuantitativeTypes Properties, a Relationship
+    with a Property and a target, and some a Component whose Interface is one of the parts.
+    """
+    parts = max(1, count // 20)
+    per_level = max(1, (count - parts) // (depth + 1))
+    docs: dict[str, Any] = {}
+    for p in range(parts):
+        docs[f"parts/Part{p}.json"] = {
+            "@context": [V3, QT],
+            "@id": f"dtmi:org:rec:part:Part{p};1",
+            "@type": "Interface",
+            "displayName": {"en": f"Part {p}", "sv": f"Del {p}"},
+            "contents": [
+                {
+                    "@type": ["Property", "Temperature"],
+                    "name": f"part{p}Temperature",
+                    "schema": "double",
+                    "unit": "degreeCelsius",
+                }
+            ],
+        }
+    for level in range(depth + 1):
+        for i in range(per_level):
+            n = level * per_level + i
+            doc: dict[str, Any] = {
+                "@context": [V3, QT],
+                "@id": f"dtmi:org:rec:Space{n};1",
+                "@type": "Interface",
+                "displayName": {"en": f"Space {n}", "sv": f"Utrymme {n}"},
+                "description": {"en": f"A level-{level} space of the test ontology."},
+                "contents": [
+                    {"@type": "Property", "name": f"s{n}Name", "schema": "string"},
+                    {
+                        "@type": ["Property", "Area"],
+                        "name": f"s{n}Area",
+                        "schema": "double",
+                        "unit": "squareMetre",
+                        "writable": True,
+                    },
+                    {
+                        "@type": "Relationship",
+                        "name": f"s{n}Feeds",
+                        "target": f"dtmi:org:rec:Space{i};1",
+                        "maxMultiplicity": 10,
+                        "properties": [{"@type": "Property", "name": "since", "schema": "date"}],
+                    },
+                ],
+            }
+            if level:
+                above = (level - 1) * per_level
+                parents = [f"dtmi:org:rec:Space{above + i};1"]
+                if i % 3 == 0 and per_level > 1:
+                    parents.append(f"dtmi:org:rec:Space{above + (i + 1) % per_level};1")
+                doc["extends"] = parents if len(parents) > 1 else parents[0]
+            if n % 4 == 0:
+                doc["contents"].append(
+                    {
+                        "@type": "Component",
+                        "name": f"s{n}Part",
+                        "schema": f"dtmi:org:rec:part:Part{n % parts};1",
+                    }
+                )
+            docs[f"level{level}/Space{n}.json"] = doc
+    return docs
+
+
+def write_bom(folder: Path, docs: dict[str, Any]) -> list[Path]:
+    """Write documents as UTF-8 with a byte-order mark, in sub-folders as their names say."""
+    paths = []
+    for name, doc in docs.items():
+        p = folder / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"\xef\xbb\xbf" + json.dumps(doc, indent=2).encode())
+        paths.append(p)
+    return paths
+
+
+def interface(dtmi: str = "dtmi:test:I;1", *contents: Any, **more: Any) -> dict[str, Any]:
+    """A DTDL v3 Interface (QuantitativeTypes on) holding ``contents``; ``more`` adds members."""
+    return {
+        "@context": [V3, QT],
+        "@id": dtmi,
+        "@type": "Interface",
+        "contents": list(contents),
+    } | more
+
+
+def rules_of(folder: Path, *docs: Any, **options: Any) -> list[str]:
+    """The rule codes of every problem in ``docs`` (each written to its own file), in order."""
+    from twinflow.operators.dtdl import check_paths
+
+    for old in folder.glob("doc*.json"):
+        old.unlink()
+    paths = write(folder, {f"doc{i}.json": d for i, d in enumerate(docs)})
+    return [p.rule for p in check_paths(paths, **options)]

@@ -172,11 +172,15 @@ class ElementReader(TypeReader):
                 'must be a string or a map from language tag to string, e.g. {"en": "Pump"}',
             )
             return {}
-        for tag, text in texts.items():
-            if not LANGUAGE_TAG.fullmatch(tag):
-                self.add(
-                    at, "language-tag", f"{tag!r} is not a language tag; use e.g. 'en' or 'en-US'"
-                )
+        bad = [tag for tag in texts if not LANGUAGE_TAG.fullmatch(tag)]
+        if bad:
+            self.add(
+                at,
+                "language-tag",
+                f"not a language tag: {', '.join(map(repr, bad))}; use e.g. 'en' or 'en-US' "
+                '(an array holds {"@value", "@language"} items)',
+            )
+        for text in texts.values():
             if len(text) > limit:
                 self.add(
                     at,
