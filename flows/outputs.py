@@ -89,6 +89,7 @@ OUTPUT_NAMES = (
     "deadletter.jsonl",
     "summary.json",
     "faults.json",
+    "report.html",
 )
 
 
