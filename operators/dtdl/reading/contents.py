@@ -48,6 +48,7 @@ class ContentReader(SchemaReader):
     def __init__(self, *, allow_undefined_extensions: bool = False) -> None:
         super().__init__(allow_undefined_extensions=allow_undefined_extensions)
         self.refs: list[Ref] = []
+        self.inline: set[str] = set()  # Interfaces defined inline (their context is checked)
 
     def interface(self, raw: dict[str, Any], at: At) -> str | None:
         """Parse an inline Interface (a Component's schema, an ``extends`` entry).
@@ -61,6 +62,8 @@ class ContentReader(SchemaReader):
         """An Interface named by DTMI or written inline, remembered as a :class:`Ref`."""
         if isinstance(value, dict):
             target = self.interface(value, at)
+            if target is not None:
+                self.inline.add(target)
         elif self.check_dtmi(value, at):
             target = value
         else:

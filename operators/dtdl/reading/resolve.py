@@ -29,7 +29,11 @@ def resolve(reader: InterfaceReader) -> None:
                 f"{ref.kind}-unresolved",
                 f"no Interface {ref.target!r} in the files given; add the file that defines it",
             )
-        elif versions.get(ref.target) == 3 and _version_at(reader, ref.at, interfaces) == 2:
+        elif (
+            versions.get(ref.target) == 3
+            and ref.target not in reader.inline
+            and _version_at(reader, ref.at, interfaces) == 2
+        ):
             reader.add(
                 ref.at,
                 "version-mix",
@@ -187,11 +191,11 @@ def _check_components(
             for n in interfaces[a].contents
             if isinstance(n, Component)
         ]
-        if nested or c.schema in hierarchy:
+        if nested:
             report.add(
                 at.key("contents").index(i).key("schema"),
                 "component-nested",
                 f"Component {c.name!r} uses {c.schema!r}, which itself holds "
-                f"Components ({', '.join(nested) or 'itself'}); DTDL v3 does not allow "
-                "a Component inside a Component",
+                f"Components ({', '.join(nested)}); DTDL does not allow a Component inside "
+                "a Component",
             )
