@@ -77,9 +77,9 @@ DELIVERY_ERRORS = Counter(
 _ROOM_WAIT_S = 0.1
 #: Longest pause between two producer restarts.
 RESTART_CAP_S = 60.0
-#: After a connection error, how long a stuck producer is left alone: the broker is away, and
-#: librdkafka retries its connections at least this often (reconnect.backoff.max.ms: 10 s).
-UNREACHABLE_GRACE_S = 15.0
+#: librdkafka's longest pause between connection attempts (reconnect.backoff.max.ms) unless
+#: ``kafka.extra`` sets it.
+RECONNECT_MAX_S = 10.0
 #: librdkafka errors that say a broker cannot be reached (the producer is not restarted).
 _UNREACHABLE = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
 
@@ -101,6 +101,10 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         self._progress_at = time.monotonic()  # last ack, or when the outbox became non-empty
         self._restart_at = 0.0  # no producer restart before this monotonic time
         self._restart_pause_s = sink.stall_s
+        # After a connection error a stuck producer is left alone this long: the broker is
+        # away, and librdkafka reports each failed connection attempt.
+        reconnect_ms = sink.settings.extra.get("reconnect.backoff.max.ms", RECONNECT_MAX_S * 1e3)
+        self._grace_s = max(sink.stall_s, 1.5 * float(reconnect_ms) / 1e3)
         self._producer = self._new_producer()
         log.debug("kafka sink partition %s writes topic %r", part, self._topic)
         if resume:
@@ -213,7 +217,7 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         elif (
             waiting
             and quiet_s >= self._sink.stall_s
-            and now - self._unreachable_at >= UNREACHABLE_GRACE_S
+            and now - self._unreachable_at >= self._grace_s
         ):
             self._restart(f"no acknowledgement for {quiet_s:.0f} s while the brokers answer")
 
