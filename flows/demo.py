@@ -141,6 +141,9 @@ def run_demo(
     (out / "faults.json").write_text(
         json.dumps([f.to_json() for f in plant.faults], indent=2) + "\n"
     )
+    from twinflow.flows.report import write_report  # the run's page with plots
+
+    summary["report"] = str(write_report(out))
     return summary
 
 
