@@ -130,6 +130,7 @@ class TypeReader(NotationReader):
                 informal = True
             else:
                 self.add(at, "type-unknown", self._unknown(v, act))
+                informal = True  # its members cannot be judged either: one problem is enough
         if "Override" in adjuncts and "ValueAnnotation" not in adjuncts:
             self.add(at, "type-cotype", "Override co-types a Property that is also ValueAnnotation")
         if adjuncts or informal:

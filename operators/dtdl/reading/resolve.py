@@ -62,7 +62,7 @@ def resolve(reader: InterfaceReader) -> None:
             _check_inherited(report, interfaces, counts, at, hierarchy, versions.get(dtmi, 3))
             _check_components(report, interfaces, cyclic, at, hierarchy)
     for a_at, owner, raw in reader.annotations:
-        if owner in interfaces and owner not in cyclic:
+        if owner in interfaces and owner not in cyclic and "annotates" in raw:
             _check_annotation(report, interfaces, a_at, owner, raw)
 
 
