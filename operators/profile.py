@@ -24,6 +24,7 @@ import yaml
 
 from twinflow.core.config import Flag, Number, OptionalText, Part, Schema, Section, Text
 from twinflow.core.errors import ConfigError
+from twinflow.operators.anomaly_profile import ANOMALY, AnomalyProfile, read_anomaly
 from twinflow.operators.dtdl import is_dtmi
 from twinflow.operators.health_profile import HEALTH, read_health
 from twinflow.operators.physics import MODEL, read_physics
@@ -280,6 +281,7 @@ SECTIONS: dict[str, ProfileSection] = {
         ProfileSection("reactions", parsed("reactions", read_reactions), REACTION),
         ProfileSection("physics", parsed("physics", read_physics), MODEL),
         ProfileSection("health", parsed("health", read_health), HEALTH),
+        ProfileSection("anomaly", parsed("anomaly", read_anomaly), ANOMALY),
     )
 }
 #: Sections whose values become the core fields of :class:`Profile`.
@@ -321,6 +323,7 @@ def profile_from(data: object, file: Path, where: str = "", name: str | None = N
         raise top.fail("model", "a DTMI such as 'dtmi:example:Compressor;1'")
     parts = {key: section.read(top.section(key)) for key, section in SECTIONS.items()}
     spectrum: Spectrum = parts["spectrum"]
+    _check_operating(top, parts["anomaly"].value, parts["signals"])
     return Profile(
         name=name,
         model_id=model,
@@ -332,6 +335,19 @@ def profile_from(data: object, file: Path, where: str = "", name: str | None = N
         file=file,
         sections={k: v for k, v in parts.items() if k not in CORE},
     )
+
+
+def _check_operating(
+    top: Section, anomaly: AnomalyProfile, signals: Mapping[str, SignalProfile]
+) -> None:
+    """``anomaly.operating`` names scalar signals of the profile."""
+    for name in anomaly.operating or ():
+        spec = signals.get(name)
+        if spec is None or spec.waveform:
+            known = ", ".join(k for k, v in signals.items() if not v.waveform)
+            raise top.section("anomaly").error(
+                "operating", f": {name!r} is not a scalar signal of this type; use one of {known}"
+            )
 
 
 def find_profiles(folder: Path) -> list[Path]:

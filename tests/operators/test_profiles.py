@@ -3,6 +3,7 @@ refuses a bad file with an error that names the file and the field."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,34 @@ def test_a_new_section_is_one_row_of_the_table(
     monkeypatch.delitem(profiles.SECTIONS, "extension")
     with pytest.raises(ConfigError, match="unknown field 'extension'"):
         load_catalogue([tmp_path])
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("anomaly:\n  operating: [speed]\n", r"anomaly.operating: 'speed' is not a scalar signal"),
+        ("anomaly:\n  operating: motor_power\n", r"anomaly.operating = 'motor_power': expected a"),
+        ("anomaly:\n  detector: pca\n", r"anomaly.detector = 'pca': expected zscore or spc"),
+        ("anomaly:\n  sample_warmup: 4\n", r"anomaly.sample_warmup = 4: at least 8 samples"),
+        ("anomaly:\n  sample_quantile: 1.0\n", r"anomaly.sample_quantile"),
+        ("anomaly:\n  warmup: 60\n", r"anomaly.*warmup"),
+    ],
+)
+def test_the_anomaly_section_refuses_bad_values(tmp_path: Path, extra: str, expected: str) -> None:
+    from tests.operators.compressor import profile_error
+
+    message = profile_error(tmp_path, extra)
+    assert "compressor.yaml" in message
+    assert re.search(expected, message), message
+
+
+def test_the_anomaly_section_reads_settings_and_defers_the_rest(tmp_path: Path) -> None:
+    from tests.operators.compressor import load_compressor
+    from twinflow.operators.anomaly_profile import AnomalyProfile, anomaly_of
+
+    extra = "anomaly:\n  operating: [motor_power]\n  samples: false\n  sample_warmup: 120\n"
+    kind = load_compressor(tmp_path, extra)
+    assert anomaly_of(kind) == AnomalyProfile(
+        operating=("motor_power",), samples=False, sample_warmup=120
+    )
+    assert anomaly_of(load_compressor(tmp_path / "plain")) == AnomalyProfile()
