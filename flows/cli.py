@@ -194,6 +194,9 @@ def parser() -> argparse.ArgumentParser:
         "valid, 1 when any is invalid, 2 on a usage error such as a missing path.",
     )
     check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
+    from twinflow.flows.plan import add_plan_parser
+
+    add_plan_parser(sub)
     return p
 
 
@@ -213,6 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _db(args)
         if args.command == "models":
             return _models(args)
+        if args.command == "plan":
+            from twinflow.flows.plan import run_plan
+
+            return run_plan(args)
     except TwinflowError as exc:
         print(f"twinflow: error: {exc}", file=sys.stderr)
         return 2
