@@ -17,22 +17,16 @@ import os
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 import yaml
 
-from twinflow.connectors.files import read_parquet_dir
 from twinflow.core.config import Section
 from twinflow.core.errors import ConfigError
 from twinflow.core.times import LAST, iso
-from twinflow.operators.maintenance import (
-    MaintenancePlan,
-    MaintenanceSettings,
-    Outlook,
-    plan_maintenance,
-    read_maintenance,
-)
+
+if TYPE_CHECKING:  # the command line builds its parser from here: keep the import light
+    from twinflow.operators.maintenance import MaintenancePlan, MaintenanceSettings, Outlook
 
 #: Newest window with an RUL estimate per twin, from the sink's table.
 _LATEST_SQL = """
@@ -51,6 +45,11 @@ def _value(v: Any) -> float | None:
 def outlooks_from_dir(out: Path, until: datetime | None = None) -> list[Outlook]:
     """Each twin's newest RUL estimate from a run's ``windows/`` Parquet parts (of the
     windows that ended by ``until``, when given)."""
+    import polars as pl
+
+    from twinflow.connectors.files import read_parquet_dir
+    from twinflow.operators.maintenance import Outlook
+
     windows = read_parquet_dir(out / "windows")
     if windows.is_empty() or "rul_hours" not in windows.columns:
         raise ConfigError(
@@ -84,6 +83,7 @@ def outlooks_from_db(url: str, until: datetime | None = None) -> list[Outlook]:
     """Each twin's newest RUL estimate from PostgreSQL (of the windows that ended by
     ``until``, when given)."""
     from twinflow.connectors.postgres.connection import connect
+    from twinflow.operators.maintenance import Outlook
 
     with connect(url, application_name="twinflow-plan") as conn:
         rows = conn.execute(_LATEST_SQL, (until or LAST,)).fetchall()
@@ -96,6 +96,8 @@ def load_costs(path: Path) -> tuple[MaintenanceSettings, dict[str, str], Any]:
     A file with ``twins:`` is read as a whole deployment file (every section checked);
     otherwise only its ``maintenance:`` section is read.
     """
+    from twinflow.operators.maintenance import read_maintenance
+
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -117,6 +119,9 @@ def load_costs(path: Path) -> tuple[MaintenanceSettings, dict[str, str], Any]:
 
 
 def with_assets(outlooks: list[Outlook], assets: Mapping[str, str]) -> list[Outlook]:
+    """The outlooks with each twin's asset (for its downtime cost)."""
+    from twinflow.operators.maintenance import Outlook
+
     return [
         Outlook(
             o.twin_id,
@@ -281,6 +286,8 @@ def _plan_time(text: str | None) -> datetime | None:
 
 def run_plan(args: argparse.Namespace) -> int:
     """``twinflow plan``: compute, print and write the plan."""
+    from twinflow.operators.maintenance import plan_maintenance
+
     settings, assets, kafka = load_costs(args.config)
     if not settings.types:
         raise ConfigError(f"{args.config}: maintenance.types is empty: no twin type has costs")

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import lil_array
 
 from twinflow.core.errors import TwinflowError
 from twinflow.core.records import deterministic_id
@@ -158,6 +156,9 @@ def _solve(
     time_limit_s: float,
 ) -> tuple[dict[str, int], str]:
     """Slot index chosen per twin id (absent: no action) and the solver's verdict."""
+    from scipy.optimize import Bounds, LinearConstraint, milp  # only where a plan is made
+    from scipy.sparse import lil_array
+
     n, k, m = len(twins), len(grid), len(units)
     if n == 0:
         return {}, "optimal"
