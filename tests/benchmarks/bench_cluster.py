@@ -1,0 +1,193 @@
+"""Benchmark: ``twinflow run`` as 1 process against a cluster of 2 processes of 1 worker.
+
+Not a test; prints figures and ratios. A seeded plant (1 Hz signals in telemetry wire format
+v1, keyed by twin) is produced once into a Kafka topic of 4 partitions; then, alternating in
+the same run, ``twinflow run --until-end`` reads the whole topic to file outputs:
+
+- ``1 process``: one process, one worker;
+- ``2 processes``: ``--process-id 0/1 --addresses ...`` on loopback, one worker each.
+
+Each round also runs both shapes over an empty topic: what starting and stopping the
+processes costs (Python imports, cluster connection, the Kafka end-of-topic checks). Figures
+are medians over the rounds: readings/s over the whole wall time and over the wall time less
+that fixed cost, per shape and per worker, the ratio 2 processes / 1 process, and each shape's
+peak RSS per process (``VmHWM``). The broker is ``KAFKA_BOOTSTRAP`` or a local Tansu, which
+shares the machine's cores with the flow. Run:
+``.venv/bin/python tests/benchmarks/bench_cluster.py [--twins 50] [--hours 3] [--rounds 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).absolute().parents[2]))
+
+from confluent_kafka import Producer
+
+from tests.services.kafka import KafkaBroker, create_topic, unique_topic
+from tests.services.ports import free_port
+from twinflow.connectors.simulator import Plant, PlantConfig
+from twinflow.core.records import TelemetryFrame
+
+ROOT = Path(__file__).absolute().parents[2]
+PARTITIONS = 4
+
+
+@dataclass(frozen=True)
+class Run:
+    wall_s: float
+    peak_rss_mib: list[float]
+
+
+def record(bootstrap: str, topic: str, twins: int, hours: float) -> tuple[list[str], int]:
+    """The plant's 1 Hz frames into ``topic``; returns the twin lines and the readings."""
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(
+        hours=hours + 2
+    )
+    cfg = PlantConfig(n_twins=twins, duration_s=hours * 3600, seed=3, start=start, chunk_s=10)
+    plant = Plant(cfg)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50})
+    readings = 0
+    for i, item in enumerate(plant.items()):
+        if not isinstance(item, TelemetryFrame):
+            continue  # bad payloads and waveform bursts stay out: count like for like
+        signals = {
+            k: [None if math.isnan(v) else v for v in vals.tolist()]
+            for k, vals in item.signals.items()
+        }
+        doc = {"twin_id": item.twin_id, "twin_type": item.twin_type}
+        doc |= {"times": item.times.tolist(), "signals": signals}
+        producer.produce(topic, json.dumps(doc).encode(), key=item.twin_id.encode())
+        readings += sum(int((~_nan(v)).sum()) for v in item.signals.values())
+        if i % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0
+    lines = [f"  - {{id: {t}, type: {kind}, protocol: kafka}}" for t, kind in plant.twins]
+    return lines, readings
+
+
+def _nan(values: object) -> object:
+    import numpy as np
+
+    return np.isnan(values)  # type: ignore[call-overload]
+
+
+def deployment(folder: Path, name: str, bootstrap: str, topic: str, twins: list[str]) -> Path:
+    path = folder / f"{name}.yaml"
+    lines = [
+        "version: 1",
+        "site: s1",
+        "services:",
+        "  kafka:",
+        f'    bootstrap: "{bootstrap}"',
+        f"    telemetry_topics: [{topic}]",
+        "flow:",
+        "  window_s: 300",
+        "  lateness_s: 60",
+        "twins:",
+        *twins,
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run(config: Path, folder: Path, processes: int) -> Run:
+    """``twinflow run --until-end`` as ``processes`` processes; wall time and peak RSS."""
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    procs = []
+    t0 = time.perf_counter()
+    for i in range(processes):
+        out = folder / f"out-{time.monotonic_ns()}-{i}"
+        argv = [sys.executable, "-m", "twinflow.flows.cli", "run", str(config), "--out", str(out)]
+        argv.append("--until-end")
+        if processes > 1:
+            argv += ["--process-id", str(i), "--addresses", addresses]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        procs.append(
+            subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
+        )
+    peaks = [0.0] * processes
+    while any(p.poll() is None for p in procs):
+        for i, p in enumerate(procs):
+            peaks[i] = max(peaks[i], _hwm_mib(p.pid))
+        time.sleep(0.05)
+    wall = time.perf_counter() - t0
+    codes = [p.returncode for p in procs]
+    if any(codes):
+        raise SystemExit(f"twinflow run exited {codes}")
+    return Run(wall, peaks)
+
+
+def _hwm_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--twins", type=int, default=50)
+    ap.add_argument("--hours", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    with KafkaBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        topic = create_topic(broker.bootstrap, unique_topic("bench-cluster"), PARTITIONS)
+        empty = create_topic(broker.bootstrap, unique_topic("bench-empty"), PARTITIONS)
+        twins, readings = record(broker.bootstrap, topic, args.twins, args.hours)
+        full_cfg = deployment(folder, "full", broker.bootstrap, topic, twins)
+        empty_cfg = deployment(folder, "empty", broker.bootstrap, empty, twins)
+        print(
+            f"{args.twins} twins, {args.hours:g} h at 1 Hz: {readings:,} readings in a topic of "
+            f"{PARTITIONS} partitions; {os.cpu_count()} cores; {args.rounds} rounds",
+            flush=True,
+        )
+        runs: dict[int, list[Run]] = {1: [], 2: []}
+        fixed: dict[int, list[float]] = {1: [], 2: []}
+        for r in range(args.rounds):
+            for n in (1, 2) if r % 2 == 0 else (2, 1):
+                fixed[n].append(run(empty_cfg, folder, n).wall_s)
+                runs[n].append(run(full_cfg, folder, n))
+                print(
+                    f"  round {r + 1}, {n} process(es): {runs[n][-1].wall_s:.2f} s "
+                    f"(empty topic {fixed[n][-1]:.2f} s)",
+                    flush=True,
+                )
+        print()
+        rates = {}
+        for n in (1, 2):
+            wall = statistics.median(x.wall_s for x in runs[n])
+            cost = statistics.median(fixed[n])
+            net = statistics.median(x.wall_s - f for x, f in zip(runs[n], fixed[n], strict=True))
+            rss = statistics.median(max(x.peak_rss_mib) for x in runs[n])
+            rates[n] = (readings / wall, readings / net if net > 0 else math.nan)
+            print(
+                f"{n} process(es) x 1 worker: {wall:.2f} s wall, {cost:.2f} s of it start/stop; "
+                f"{rates[n][0]:,.0f} readings/s ({rates[n][0] / n:,.0f} per worker); "
+                f"less start/stop {rates[n][1]:,.0f}/s ({rates[n][1] / n:,.0f} per worker); "
+                f"peak RSS per process {rss:.0f} MiB"
+            )
+        print(
+            f"ratio 2 processes / 1 process on {os.cpu_count()} cores: "
+            f"{rates[2][0] / rates[1][0]:.2f} (wall), {rates[2][1] / rates[1][1]:.2f} "
+            "(less start/stop)"
+        )
+
+
+if __name__ == "__main__":
+    main()
