@@ -10,17 +10,11 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from twinflow.core.errors import TwinflowError
 from twinflow.core.times import parse_duration
 from twinflow.flows.cluster import add_cluster_arguments, cluster_from
-
-if TYPE_CHECKING:
-    from twinflow.connectors.simulator import Plant
-
 
 #: Where ``twinflow demo`` writes unless told otherwise; each demo run replaces it.
 DEMO_OUT = Path("out") / "demo"
@@ -92,7 +86,13 @@ def parser() -> argparse.ArgumentParser:
         "--metrics-port",
         type=_port,
         default=None,
-        help="serve Prometheus metrics (Bytewax's and twinflow's) on this port at /metrics",
+        help="serve Prometheus metrics on this port at /metrics (while the demo runs)",
+    )
+    demo.add_argument(
+        "--metrics-address",
+        default="127.0.0.1",
+        help="address the metrics listen on (default 127.0.0.1; 0.0.0.0: Bytewax's dataflow "
+        "API, with its per-step metrics, on every interface)",
     )
     demo.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -110,11 +110,19 @@ def parser() -> argparse.ArgumentParser:
         help="replace the outputs an earlier run left in --out (refused without it)",
     )
     add_cluster_arguments(run)
+    _operator_options(run)
     run.add_argument(
-        "--metrics-port",
-        type=_port,
-        default=None,
-        help="serve Prometheus metrics (Bytewax's and twinflow's) on this port at /metrics",
+        "--wait-for-services",
+        type=_duration,
+        default=0.0,
+        metavar="DURATION",
+        help="at start, wait this long (e.g. 30s, 5m) for unreachable services, with a "
+        "countdown (default 0: report them and start; a Kafka source is required)",
+    )
+    run.add_argument(
+        "--require-services",
+        action="store_true",
+        help="exit with an error when a service is still unreachable after the wait",
     )
     run.add_argument(
         "--recovery-dir",
@@ -159,6 +167,15 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="simulated time to run, e.g. 30m, 6h (overrides simulator.duration)",
     )
+    simulate.add_argument("--quiet", action="store_true", help="no progress lines")
+    simulate.add_argument(
+        "--progress-every",
+        type=_duration,
+        default=5.0,
+        metavar="DURATION",
+        help="seconds between progress lines (default 5s)",
+    )
+    simulate.add_argument("--debug", action="store_true", help="log everything, with tracebacks")
 
     db = sub.add_parser(
         "db",
@@ -194,15 +211,51 @@ def parser() -> argparse.ArgumentParser:
         "valid, 1 when any is invalid, 2 on a usage error such as a missing path.",
     )
     check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
+
+    from twinflow.flows.compact import add_compact_parser
+    from twinflow.flows.report import add_report_parser
+
+    add_report_parser(sub)
+    add_compact_parser(sub)
     from twinflow.flows.plan import add_plan_parser
 
     add_plan_parser(sub)
     return p
 
 
+def _operator_options(p: argparse.ArgumentParser) -> None:
+    """Metrics, progress and logging options of the long-running commands."""
+    p.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        help="serve Prometheus metrics on this port at /metrics",
+    )
+    p.add_argument(
+        "--metrics-address",
+        default="127.0.0.1",
+        help="address the metrics listen on (default 127.0.0.1); 0.0.0.0 serves Bytewax's "
+        "dataflow API instead, which adds Bytewax's per-step metrics and listens on every "
+        "interface",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--progress-every",
+        type=_duration,
+        default=5.0,
+        metavar="DURATION",
+        help="seconds between progress lines (default 5s)",
+    )
+    p.add_argument("--debug", action="store_true", help="log everything, with tracebacks")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     os.umask(0o077)  # outputs, recovery state and summaries are their owner's alone
+    if args.command in ("run", "simulate", "replay"):
+        from twinflow.flows.logs import setup_logging
+
+        setup_logging(debug=args.debug)
     try:
         if args.command == "demo":
             return _demo(args)
@@ -220,6 +273,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from twinflow.flows.plan import run_plan
 
             return run_plan(args)
+        if args.command == "report":
+            from twinflow.flows.report import run_report
+
+            return run_report(args)
+        if args.command == "compact":
+            from twinflow.flows.compact import run_compact
+
+            return run_compact(args)
     except TwinflowError as exc:
         print(f"twinflow: error: {exc}", file=sys.stderr)
         return 2
@@ -227,11 +288,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    if args.metrics_port is not None:
-        from twinflow.flows.metrics import enable_dataflow_api
+    import threading
 
-        enable_dataflow_api(args.metrics_port)
-        print(f"metrics: http://127.0.0.1:{args.metrics_port}/metrics", file=sys.stderr)
+    from twinflow.flows.operate import start_metrics
+    from twinflow.flows.shutdown import stop_on_signals
+
+    start_metrics(args.metrics_port, args.metrics_address)
     from twinflow.flows.demo import render, run_demo
     from twinflow.flows.outputs import prepare_out
 
@@ -243,66 +305,29 @@ def _demo(args: argparse.Namespace) -> int:
         f"seed {args.seed}, output in {args.out}/",
         file=sys.stderr,
     )
-    summary = run_demo(
-        twins=args.twins,
-        duration_s=args.duration,
-        seed=args.seed,
-        out_dir=args.out,
-        workers=args.workers,
-        write_telemetry=not args.no_telemetry,
-        progress=None if args.quiet else sys.stderr,
-    )
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        summary = run_demo(
+            twins=args.twins,
+            duration_s=args.duration,
+            seed=args.seed,
+            out_dir=args.out,
+            workers=args.workers,
+            write_telemetry=not args.no_telemetry,
+            progress=None if args.quiet else sys.stderr,
+            stop=stop,
+        )
+    if stop.is_set():
+        print("twinflow demo: stopped by a signal; the summary scores what was simulated")
     print(render(summary))
     print(f"\nwrote {args.out}/summary.json and the outputs beside it")
     return 0
 
 
-def _quiet_protocol_loggers() -> None:
-    """pymodbus logs every timeout with a hex dump; twinflow counts them in its metrics."""
-    import logging
-
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-
-
 def _run(args: argparse.Namespace) -> int:
-    from bytewax.run import cli_main
-    from twinflow.flows.deploy import load_deployment
-    from twinflow.flows.run import deployment_flow
+    from twinflow.flows.operate import run_command
 
-    dep = load_deployment(args.config)
-    cluster = cluster_from(args)
-    _quiet_protocol_loggers()
-    if args.metrics_port is not None:
-        from twinflow.flows.metrics import enable_dataflow_api
-
-        enable_dataflow_api(args.metrics_port)
-    limits = {"kafka": {"tail": False}, "requests": {"tail": False}} if args.until_end else None
-    from twinflow.flows.cluster import cluster_recovery
-    from twinflow.flows.outputs import prepare_out
-    from twinflow.flows.recovery import partitions_in
-
-    resuming = args.recovery_dir is not None and partitions_in(args.recovery_dir) > 0
-    prepare_out(args.out, overwrite=args.overwrite, resuming=resuming)
-    flow = deployment_flow(dep, args.out, limits=limits)
-    protocols = sorted({t.protocol for t in dep.twins})
-    recovery = None
-    if args.recovery_dir is not None:
-        recovery = cluster_recovery(args.recovery_dir, cluster)
-    print(
-        f"twinflow run: {len(dep.twins)} twins over {', '.join(protocols)}; output in "
-        f"{args.out}/"
-        + (f"; Kafka at {dep.kafka.bootstrap}" if dep.kafka else "")
-        + (f"; recovery in {args.recovery_dir}/" if recovery else "")
-        + (f"; {cluster.describe()}" if cluster.processes > 1 else ""),
-        file=sys.stderr,
-    )
-    cli_main(  # type: ignore[no-untyped-call]  # bytewax.run's stub has no annotations
-        flow,
-        **cluster.main_kwargs(),
-        epoch_interval=timedelta(seconds=args.snapshot_interval),
-        recovery_config=recovery,
-    )
-    return 0
+    return run_command(args)
 
 
 def _replay_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -343,6 +368,7 @@ def _replay_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     add_cluster_arguments(replay)
     replay.add_argument("--no-telemetry", action="store_true", help="no raw-telemetry Parquet")
     replay.add_argument("--quiet", action="store_true", help="no progress lines")
+    replay.add_argument("--debug", action="store_true", help="log everything, with tracebacks")
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -404,42 +430,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    import asyncio
-    import contextlib
-    from dataclasses import replace
+    from twinflow.flows.operate import simulate_command
 
-    from twinflow.flows.deploy import load_deployment
-    from twinflow.flows.simulate import simulate
-
-    dep = load_deployment(args.config)
-    _quiet_protocol_loggers()
-    sim = dep.simulator
-    if args.speed is not None:
-        if not args.speed > 0:
-            raise argparse.ArgumentTypeError("--speed must be > 0")
-        sim = replace(sim, speed=args.speed)
-    if args.duration is not None:
-        sim = replace(sim, duration_s=args.duration)
-    dep = replace(dep, simulator=sim)
-    print(
-        f"twinflow simulate: {len(dep.twins)} twins of a {sim.twins}-twin plant (seed "
-        f"{sim.seed}), {sim.duration_s / 3600:.2f} h at {sim.speed:g}x real time",
-        file=sys.stderr,
-    )
-
-    def started(plant: Plant) -> None:
-        print("  devices up; injected faults of the deployed twins:", file=sys.stderr)
-        for f in plant.faults:
-            if f.twin_id in dep.twin_types:
-                print(
-                    f"    {f.twin_id} {f.kind}: onset {f.onset:%Y-%m-%d %H:%M:%S}Z, failure "
-                    f"{f.failure:%H:%M:%S}Z (simulated time)",
-                    file=sys.stderr,
-                )
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(simulate(dep, on_start=started))
-    return 0
+    return simulate_command(args)
 
 
 def _db(args: argparse.Namespace) -> int:

@@ -30,7 +30,9 @@ from twinflow.core.records import RawMessage
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.evaluation import render, summarise
 from twinflow.flows.metrics import RunStats
+from twinflow.flows.observe import Observer
 from twinflow.flows.outputs import file_outputs, telemetry_columns
+from twinflow.flows.shutdown import stoppable
 from twinflow.flows.telemetry import build_flow
 from twinflow.operators.decode import decode
 from twinflow.operators.registry import TwinRegistry
@@ -78,8 +80,14 @@ def run_demo(
     progress: TextIO | None = sys.stderr,
     flow_config: FlowConfig | None = None,
     plant_overrides: dict[str, Any] | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
-    """Run the simulated plant through the telemetry flow and return the summary."""
+    """Run the simulated plant through the telemetry flow and return the summary.
+
+    Setting ``stop`` (e.g. from a signal handler) ends the simulated plant early; the flow
+    drains and the summary scores what was simulated. The alerts, commands and dead letters
+    written are observed for the metrics of :mod:`twinflow.flows.observe`.
+    """
     plant = Plant(
         PlantConfig(n_twins=twins, duration_s=duration_s, seed=seed, **(plant_overrides or {}))
     )
@@ -97,15 +105,19 @@ def run_demo(
     stats = RunStats()
     feedback = CommandFeedback()
     source = SimulatedPlantSource(plant, partitions=max(4, workers))
-    outputs = file_outputs(config, actuators=SimulatorCommandSink(plant, feedback))
+    observer = Observer(clock=time.time)
+    outputs = observer.outputs(
+        file_outputs(config, actuators=SimulatorCommandSink(plant, feedback))
+    )
+    stop = stop if stop is not None else threading.Event()
     flow = build_flow(
-        source,
+        stoppable(source, stop, _arrivals(observer)),
         outputs,
         config,
         clock=plant.now,
         twins=dict(plant.twins),
         stats=stats,
-        feedback=CommandFeedbackSource(feedback, until=source.done),
+        feedback=stoppable(CommandFeedbackSource(feedback, until=source.done), stop),
         registry=TwinRegistry.flat(DEMO_SITE, dict(plant.twins)),
     )
     ticker = _Progress(plant, stats, progress) if progress is not None else None
@@ -145,6 +157,13 @@ def run_demo(
 
     summary["report"] = str(write_report(out))
     return summary
+
+
+def _arrivals(observer: Observer) -> Any:
+    def tap(_step_id: str, _part: str, _inner: Any, items: list[Any]) -> None:
+        observer.arrived(items)
+
+    return tap
 
 
 def _commanded(plant: Plant) -> list[Any]:

@@ -1,9 +1,9 @@
 """Run statistics and Prometheus metrics of a running flow.
 
-Bytewax's dataflow API (``BYTEWAX_DATAFLOW_API_ENABLED=true``, port
-``BYTEWAX_DATAFLOW_API_PORT``, default 3030) serves ``/metrics`` with Bytewax's own metrics and
-everything registered in prometheus_client's default registry, which is where the
-``twinflow_*`` metrics below live. :func:`serve_metrics` is a stand-alone alternative.
+The ``twinflow_*`` metrics live in prometheus_client's default registry. :func:`serve_metrics`
+serves that registry on one address (the command line's default, 127.0.0.1); Bytewax's
+dataflow API (:func:`enable_dataflow_api`) serves it too, with Bytewax's own per-step metrics
+added, but always listens on every interface.
 
 :class:`RunStats` keeps the same counts for one run (thread-safe), for progress lines and
 ``summary.json``; the Prometheus metrics are process-wide and only ever increase.
@@ -16,8 +16,9 @@ import threading
 from collections import Counter as _Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram, disable_created_metrics, start_http_server
 
 READINGS = Counter("twinflow_readings", "Readings accepted into the flow", ["twin_type"])
 DEAD_LETTERS = Counter(
@@ -120,10 +121,14 @@ def enable_dataflow_api(port: int) -> None:
 
     Bytewax reads these variables when a dataflow starts, so call this before running one.
     """
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     os.environ["BYTEWAX_DATAFLOW_API_ENABLED"] = "true"
     os.environ["BYTEWAX_DATAFLOW_API_PORT"] = str(port)
 
 
-def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:
-    """Serve only prometheus_client's registry (no Bytewax metrics) on ``addr:port``."""
-    start_http_server(port, addr=addr)
+def serve_metrics(port: int, addr: str = "127.0.0.1") -> Any:
+    """Serve prometheus_client's registry (twinflow's metrics and the process and Python
+    collectors; not Bytewax's) on ``addr:port`` from a daemon thread; returns the server."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # one family per metric
+    server, _thread = start_http_server(port, addr=addr)
+    return server

@@ -94,6 +94,7 @@ class Observer:
         self._raised_arrival: dict[str, float] = {}
         self._kinds: dict[str, set[str]] = {}
         self._types_seen: set[str] = set()
+        IN_ALARM.clear()  # a run starts with no twin in alarm (one run per process)
         self.dead_letter_reasons: dict[tuple[str, str], int] = {}
 
     # -- sources ---------------------------------------------------------------------------
@@ -126,7 +127,7 @@ class Observer:
 
     def alerts(self, items: Sequence[Any]) -> None:
         now = self.clock()
-        for _key, a in items:
+        for a in map(_value, items):
             if not isinstance(a, Alert):
                 continue
             key = (a.twin_id, a.rule)
@@ -145,7 +146,7 @@ class Observer:
 
     def commands(self, items: Sequence[Any]) -> None:
         now = self.clock()
-        for _key, c in items:
+        for c in map(_value, items):
             if not isinstance(c, Command) or c.status.value != "queued" or c.origin != "policy":
                 continue
             with self._lock:
@@ -154,7 +155,7 @@ class Observer:
                 TO_COMMAND.observe(max(now - arrival, 0.0))
 
     def dead_letters(self, items: Sequence[Any]) -> None:
-        for _key, d in items:
+        for d in map(_value, items):
             if not isinstance(d, DeadLetter):
                 continue
             kind = reason_kind(d.reason)
@@ -195,6 +196,11 @@ class Observer:
             commands=_tap_first(outputs.commands, self.commands),
             dead_letters=_tap_first(outputs.dead_letters, self.dead_letters),
         )
+
+
+def _value(item: Any) -> Any:
+    """The record of a ``(key, record)`` pair, or the item itself."""
+    return item[1] if isinstance(item, tuple) and len(item) == 2 else item
 
 
 def _tap_first(sinks: Any, see: Any) -> Any:
