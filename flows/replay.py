@@ -34,8 +34,10 @@ from twinflow.flows.deployment import Deployment
 from twinflow.flows.faults_file import load_faults
 from twinflow.flows.metrics import RunStats
 from twinflow.flows.run import outputs_for
+from twinflow.flows.scoring import learn_failure_levels
 from twinflow.flows.telemetry import build_flow
 from twinflow.operators.catalog import TwinType
+from twinflow.operators.health_profile import with_learned_failure
 
 
 def nowhere(_twin_id: str) -> bool:
@@ -109,18 +111,26 @@ def run_replay(
     workers: int = 1,
     cluster: Cluster | None = None,
     faults: Path | None = None,
+    history: Path | None = None,
     write_telemetry: bool = True,
     progress: TextIO | None = sys.stderr,
 ) -> dict[str, Any]:
     """Replay ``files`` through the deployment's flow; return (and write) the summary.
 
     In a ``cluster`` of several processes, each process reads the files Bytewax assigns it
-    and summarises its own share (see :mod:`twinflow.flows.cluster`)."""
+    and summarises its own share (see :mod:`twinflow.flows.cluster`). ``history`` is the
+    output folder of an earlier replay of run-to-failure data scored with a faults file:
+    the health index each twin type reached at failure there becomes its failure level
+    here (:func:`twinflow.flows.scoring.learn_failure_levels`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     truth = load_faults(faults, spec.zone) if faults is not None else None
+    learned = learn_failure_levels(history) if history is not None else {}
     cluster = cluster or Cluster(workers)
     source = replay_source(files, spec, dep.deployed_types(), cluster)
-    types = replay_types(dep, source, spec)
+    types = {
+        twin: with_learned_failure(t, learned[t.name]) if t.name in learned else t
+        for twin, t in replay_types(dep, source, spec).items()
+    }
     config = replace(
         dep.flow,
         out_dir=out_dir,
@@ -159,6 +169,8 @@ def run_replay(
     if ticker is not None:
         print(ticker.line(), file=progress, flush=True)
     summary = summarise_replay(source, stats, wall, out_dir, spec, truth, dep.flow.window_s)
+    if history is not None:
+        summary["learned_failure_levels"] = {k: round(v, 4) for k, v in learned.items()}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

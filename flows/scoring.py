@@ -11,21 +11,29 @@ diagnosis come from :func:`twinflow.flows.evaluation.score_faults`; this module 
 - *false alarms per day*: raised alerts that are not right, per day of recording;
 - *lead time* before failure and *detection delay* after onset;
 - *RUL error*: RMSE of every estimate between onset and failure, and alpha-lambda accuracy
-  (the estimate at ``onset + lambda * (failure - onset)`` within ``alpha`` of the truth).
+  (the estimate at ``onset + lambda * (failure - onset)`` within ``alpha`` of the truth);
+- *failure levels* learned from a scored run-to-failure replay (:func:`learn_failure_levels`):
+  the anomaly-score health index each twin type reached at its failures.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from twinflow.connectors.files import read_parquet_dir
+from twinflow.core.errors import ConfigError
 from twinflow.core.records import FaultTruth
+from twinflow.core.times import utc
 from twinflow.flows.evaluation import score_faults
+from twinflow.models.degradation import failure_level
 
 LAMBDAS = (0.25, 0.5, 0.75)
 
@@ -230,4 +238,66 @@ def score_events(
     return out
 
 
-__all__ = ["alert_spans", "eventwise", "pointwise", "rul_errors", "score_events"]
+def index_at_failures(
+    windows: pl.DataFrame, events: Sequence[FaultTruth], last: int = 3
+) -> dict[str, list[float]]:
+    """Per twin type, the health index (anomaly score over its threshold) each event's twin
+    reached at failure: the median over its ``last`` windows ending by the failure."""
+    out: dict[str, list[float]] = {}
+    need = {"twin_id", "twin_type", "end", "anomaly_score", "anomaly_threshold"}
+    if windows.is_empty() or not need <= set(windows.columns):
+        return out
+    for e in events:
+        rows = (
+            windows.filter(
+                (pl.col("twin_id") == e.twin_id)
+                & (pl.col("end") <= e.failure)
+                & (pl.col("anomaly_threshold") > 0)
+            )
+            .sort("end")
+            .tail(last)
+        )
+        if rows.is_empty():
+            continue
+        index = (rows["anomaly_score"] / rows["anomaly_threshold"]).drop_nulls().drop_nans()
+        if not index.is_empty():
+            kind = str(rows["twin_type"][-1])
+            out.setdefault(kind, []).append(float(index.median()))  # type: ignore[arg-type]
+    return out
+
+
+def learn_failure_levels(history: Path) -> dict[str, float]:
+    """Failure levels by twin type from an earlier replay's output folder ``history``, run
+    with a faults file: the median index its twins reached at failure. Errors name the
+    folder and what is missing."""
+    summary_file = history / "summary.json"
+    try:
+        summary = json.loads(summary_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"--history {history}: no readable summary.json of an earlier replay ({exc})"
+        ) from None
+    rows = summary.get("scores", {}).get("events") if isinstance(summary, dict) else None
+    if summary.get("scores", {}).get("truth") != "faults" or not rows:
+        raise ConfigError(
+            f"--history {history}: that replay was not scored with --faults, so it holds no "
+            "failures to learn a failure level from"
+        )
+    events = [
+        FaultTruth(r["twin_id"], r["kind"], utc(_t(r["onset"])), utc(_t(r["failure"])))
+        for r in rows
+    ]
+    levels = index_at_failures(read_parquet_dir(history / "windows"), events)
+    learned = {k: failure_level(v) for k, v in levels.items()}
+    return {k: v for k, v in learned.items() if math.isfinite(v) and v > 0.0}
+
+
+__all__ = [
+    "alert_spans",
+    "eventwise",
+    "index_at_failures",
+    "learn_failure_levels",
+    "pointwise",
+    "rul_errors",
+    "score_events",
+]

@@ -48,9 +48,9 @@ class OnsetDetector:
 
     def __init__(
         self,
-        warmup: int = 12,
+        warmup: int = 24,
         drift: float = 0.5,
-        limit: float = 5.0,
+        limit: float = 8.0,
         min_std: float = 0.02,
         recover: int = 24,
     ) -> None:
@@ -82,15 +82,19 @@ class OnsetDetector:
         """True once the healthy baseline is learned."""
         return self.count >= self.warmup
 
+    def _learn(self, value: float) -> None:
+        """Welford's update of the healthy mean and variance."""
+        self.count += 1
+        delta = value - self.mean
+        self.mean += delta / self.count
+        self._m2 += delta * (value - self.mean)
+
     def update(self, t: float, value: float) -> float | None:
         """Add one value at time ``t``; the onset time (``None`` while healthy)."""
         if not (math.isfinite(value) and math.isfinite(t)):
             return self.onset
         if not self.ready:
-            self.count += 1
-            delta = value - self.mean
-            self.mean += delta / self.count
-            self._m2 += delta * (value - self.mean)
+            self._learn(value)
             return None
         z = (value - self.mean) / self.std
         if self.onset is not None:
@@ -128,9 +132,9 @@ class ScoreHealth:
     def __init__(
         self,
         failure: float = 3.0,
-        warmup: int = 12,
+        warmup: int = 24,
         drift: float = 0.5,
-        limit: float = 5.0,
+        limit: float = 8.0,
         coverage: float = 0.9,
         seed: int = 0,
         name: str = "anomaly_score",

@@ -99,9 +99,9 @@ INDEX = Schema(
                "unless given; `twinflow replay --history` learns it from run-to-failure "
                "data).", 3.0, above=0, finite=True),
         Whole("warmup", "Windows after the detector's warm-up that give the index's healthy "
-              "mean and deviation.", 12, low=2),
+              "mean and deviation.", 24, low=2),
         Number("drift", "CUSUM allowance, in healthy deviations.", 0.5, low=0, finite=True),
-        Number("limit", "CUSUM level that declares an onset, in healthy deviations.", 5.0,
+        Number("limit", "CUSUM level that declares an onset, in healthy deviations.", 8.0,
                above=0, finite=True),
         Number("coverage", "Probability of the RUL interval.", 0.9, above=0, below=1),
     ),
@@ -181,9 +181,9 @@ class ScoreIndex:
     """``health.index``: the anomaly-score health index and its RUL settings."""
 
     failure: float = 3.0
-    warmup: int = 12
+    warmup: int = 24
     drift: float = 0.5
-    limit: float = 5.0
+    limit: float = 8.0
     coverage: float = 0.9
 
 
