@@ -39,10 +39,10 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from twinflow.connectors.files import read_jsonl, read_parquet_dir  # noqa: E402
-from twinflow.connectors.recorded.spec import replay_spec  # noqa: E402
-from twinflow.flows.deploy import load_deployment  # noqa: E402
-from twinflow.flows.replay import run_replay  # noqa: E402
+from twinflow.connectors.files import read_jsonl, read_parquet_dir
+from twinflow.connectors.recorded.spec import replay_spec
+from twinflow.flows.deploy import load_deployment
+from twinflow.flows.replay import run_replay
 
 START = 1_704_067_200.0  # 2024-01-01T00:00:00Z
 STEP_S = 10.0
