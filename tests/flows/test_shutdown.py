@@ -1,0 +1,106 @@
+"""Ctrl-C stops a running command cleanly: the sources end, outputs flush, exit status 0.
+
+Real subprocesses and real signals; the demo needs no service. ``twinflow run`` and
+``twinflow simulate`` on a real broker are in ``test_shutdown_services.py``.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from twinflow.flows.shutdown import stoppable
+
+CLI = [sys.executable, "-m", "twinflow.flows.cli"]
+
+
+def stop_after(
+    proc: subprocess.Popen[str], wanted: str, signum: int, timeout_s: float
+) -> tuple[str, str]:
+    """Read ``proc``'s stderr until a line holds ``wanted``, send ``signum``; then wait for
+    the end: (all stdout, all stderr)."""
+    assert proc.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    for line in proc.stderr:
+        lines.append(line)
+        if wanted in line:
+            proc.send_signal(signum)
+            break
+        assert time.monotonic() < deadline, "".join(lines)
+    stdout, rest = proc.communicate(timeout=timeout_s)
+    return stdout, "".join(lines) + rest
+
+
+def test_ctrl_c_stops_the_demo_with_its_summary_and_exit_status_0(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [*CLI, "demo", "--twins", "50", "--duration", "3d", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    stdout, err = stop_after(proc, "| readings", signal.SIGINT, timeout_s=120)
+    assert proc.returncode == 0, err
+    assert "Ctrl-C: stopping" in err
+    assert "Traceback" not in err and "panicked" not in err
+    assert "stopped by a signal" in stdout
+    assert "false alarms" in stdout and (out / "summary.json").is_file()
+    assert (out / "windows").is_dir(), "the windows open at the stop were flushed"
+
+
+def test_simulate_with_speed_0_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "plant.yaml"
+    path.write_text(
+        "version: 1\nsite: s\nservices:\n  mqtt: {url: 'mqtt://127.0.0.1:1'}\n"
+        "twins:\n  - {id: wt-001, type: wind_turbine, protocol: mqtt}\n"
+    )
+    done = subprocess.run([*CLI, "simulate", str(path), "--speed", "0"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert "twinflow: error: --speed must be a number of simulated seconds" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_stoppable_source_ends_when_asked_and_keeps_its_resume_state() -> None:
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+    from bytewax.testing import TestingSink, run_main
+
+    class Endless(StatefulSourcePartition[int, int]):
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def next_batch(self) -> list[int]:
+            self.n += 1
+            time.sleep(0.001)
+            return [self.n]
+
+        def snapshot(self) -> int:
+            return self.n
+
+    class Source(FixedPartitionedSource[int, int]):
+        def list_parts(self) -> list[str]:
+            return ["only"]
+
+        def build_part(self, _step: str, _part: str, resume: int | None) -> Endless:
+            return Endless(resume or 0)
+
+    stop = threading.Event()
+    seen: list[int] = []
+    flow = Dataflow("endless")
+    op.output("out", op.input("in", flow, stoppable(Source(), stop, None)), TestingSink(seen))
+    threading.Timer(0.5, stop.set).start()
+    run_main(flow)  # returns only because the source ended
+    assert seen and seen == list(range(1, len(seen) + 1))
+    wrapped = stoppable(Source(), stop, None)
+    assert isinstance(wrapped, FixedPartitionedSource)
+    part = wrapped.build_part("s", "only", 41)  # type: ignore[attr-defined]
+    assert part.snapshot() == 41
+    with pytest.raises(StopIteration):
+        part.next_batch()
