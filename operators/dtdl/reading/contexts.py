@@ -48,7 +48,11 @@ _MISSING = Active(3, (DTDL_CONTEXT, *sorted(KNOWN_EXTENSIONS[3])))
 def read_context(
     report: Report, raw: dict[str, Any], at: At, inherited: Active | None, allow_undefined: bool
 ) -> Active:
-    """Check ``raw``'s ``@context`` (if any) and return its active context."""
+    """Check ``raw``'s ``@context`` (if any) and return its active context.
+
+    DTDL v3 requires its context first; v2 only recommends it (a v2 model may name an
+    extension first).
+    """
     if "@context" not in raw:
         if inherited is None:
             report.add(at, "context-missing", f'no @context; add "@context": "{DTDL_CONTEXT}"')
@@ -67,11 +71,13 @@ def read_context(
             f"a top-level @context must name DTDL first: {DTDL_CONTEXT!r} (or "
             "'dtmi:dtdl:context;2' for DTDL v2)",
         )
-    elif dtdl and values[0] != dtdl[0]:
+    elif dtdl and (values[0] != dtdl[0] or len(dtdl) > 1) and DTDL_CONTEXT in dtdl:
+        late = dtdl[0] if values[0] != dtdl[0] else dtdl[1]
         report.add(
             at,
             "context-order",
-            f"{dtdl[0]!r} must come first in @context, before the extensions",
+            f"{late!r} must be the only or the first value of @context (one DTDL version, "
+            "then the extensions)",
         )
     combined = {c.split(";")[0]: c for c in (inherited or DEFAULT).contexts}
     for v in values:

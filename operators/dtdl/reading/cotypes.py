@@ -17,15 +17,10 @@ from twinflow.operators.dtdl import extensions, quantities, semantics_v2
 from twinflow.operators.dtdl.dtmi import dtmi_problem
 from twinflow.operators.dtdl.model import PrimitiveSchema, Schema
 from twinflow.operators.dtdl.reading.contexts import DEFAULT, Active
-from twinflow.operators.dtdl.reading.language import CLASSES_BY_VERSION, RESERVED
+from twinflow.operators.dtdl.reading.language import CLASSES_BY_VERSION, reserved_terms
 from twinflow.operators.dtdl.reading.notation import NotationReader
 from twinflow.operators.dtdl.reading.place import At
-from twinflow.operators.dtdl.reading.vocabulary import (
-    CLASSES,
-    NUMERIC,
-    PROPERTY_NAMES,
-    as_list,
-)
+from twinflow.operators.dtdl.reading.vocabulary import NUMERIC, as_list
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,20 +139,24 @@ class TypeReader(NotationReader):
         return value if act.quantitative and value in quantities.SEMANTIC_TYPES else None
 
     def _informal(self, value: str, act: Active) -> bool:
-        """True when ``value`` may stand as an undefined co-type here."""
-        if value in CLASSES or value in RESERVED or value in PROPERTY_NAMES:
-            return False
+        """True when ``value`` may stand as an undefined co-type here.
+
+        An undefined extension in force may define any valid term or DTMI (v3 and v2); v2
+        also lets any term DTDL does not reserve, or a string with ':', stand on its own.
+        """
         if value.startswith("dtmi:"):
             return act.undefined and dtmi_problem(value) is None
-        if act.version == 2:
-            return True
-        return act.undefined and ":" not in value
+        if ":" in value:
+            return act.version == 2
+        if value in reserved_terms(act.version):
+            return act.undefined
+        return act.version == 2 or act.undefined
 
     @staticmethod
     def _unknown(value: str, act: Active) -> str:
         if value.startswith("dtmi:") and dtmi_problem(value) is not None:
             return f"co-type {dtmi_problem(value)}"
-        if value in CLASSES or value in RESERVED or value in PROPERTY_NAMES:
+        if value in reserved_terms(act.version):
             return f"{value!r} is a DTDL word that cannot co-type this element; remove it"
         if ":" in value and not value.startswith("dtmi:"):
             return f"co-type {value!r} contains ':' but is not a DTMI"

@@ -7,8 +7,16 @@ test can lower one); v2's are constants below, as DTDL v2 states them.
 
 from __future__ import annotations
 
+from functools import cache
+
+from twinflow.operators.dtdl import quantities, semantics_v2
 from twinflow.operators.dtdl.reading import limits
-from twinflow.operators.dtdl.reading.vocabulary import CLASSES, PROPERTY_NAMES
+from twinflow.operators.dtdl.reading.vocabulary import (
+    CLASSES,
+    GEOSPATIAL,
+    PRIMITIVES,
+    PROPERTY_NAMES,
+)
 
 CONTEXTS = {"dtmi:dtdl:context;2": 2, "dtmi:dtdl:context;3": 3}
 CONTEXT_OF = {v: k for k, v in CONTEXTS.items()}
@@ -68,6 +76,19 @@ RESERVED = frozenset(
         "UnitAttribute",
     ]
 )
+
+
+@cache
+def reserved_terms(version: int) -> frozenset[str]:
+    """Every term DTDL reserves (classes, members, schemas...): none is a free co-type.
+
+    DTDL v2 also reserves its semantic types, unit types and units.
+    """
+    words = CLASSES | PROPERTY_NAMES | PRIMITIVES | GEOSPATIAL | RESERVED
+    if version == 2:
+        units = {u for us in semantics_v2.UNITS.values() for u in us}
+        words |= set(semantics_v2.UNITS) | set(quantities.UNIT_TYPES) | units | {"unit"}
+    return frozenset(words)
 
 
 def property_iri(term: str, version: int) -> str:

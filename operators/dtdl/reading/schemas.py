@@ -38,15 +38,17 @@ NAME_SCHEMA = ("name", "schema")
 
 
 def schema_depth(schema: Schema) -> int:
-    """How many complex schemas are nested here (a primitive is 0, an Array of double 1)."""
+    """How many ``schema``/``elementSchema`` members lie on the longest path down from here.
+
+    A primitive or an Enum is 0 (neither has such a member), an Array of double 1, an Object
+    whose field is an Array of Enums 2.
+    """
     if isinstance(schema, ArraySchema):
         return 1 + schema_depth(schema.element_schema)
     if isinstance(schema, MapSchema):
         return 1 + schema_depth(schema.value_schema)
     if isinstance(schema, ObjectSchema):
-        return 1 + max((schema_depth(f.schema) for f in schema.fields), default=0)
-    if isinstance(schema, EnumSchema):
-        return 1
+        return max((1 + schema_depth(f.schema) for f in schema.fields), default=0)
     return 0
 
 
