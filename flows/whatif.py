@@ -1,0 +1,386 @@
+"""``twinflow whatif``: run a twin forward under scenarios and compare them with no change.
+
+From the twin's state (:mod:`twinflow.flows.whatif_state`: a run's outputs) each scenario of
+a what-if file (:mod:`twinflow.operators.whatif`) runs the type's dynamics over the horizon:
+the simulator's machines for the bundled types (:mod:`twinflow.flows.whatif_machines`), the
+file's ``dynamics:`` class for a type of your own. The predicted signals then go, after the
+twin's recorded history, through the telemetry flow itself (:func:`build_flow`), so the same
+windows, anomaly model, rules and RUL estimator judge them as in a run: the report gives
+each scenario's signals, the alarms it would raise or clear and when, and its time to
+failure with its interval, against the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import Alert, TelemetryFrame, WindowFeatures
+from twinflow.core.times import iso, utc
+from twinflow.flows.whatif_state import CHUNK_S, TwinNow, state_from_outputs
+from twinflow.operators.catalog import TwinType
+from twinflow.operators.whatif import Dynamics, Scenario, WhatIf, read_whatif
+from twinflow.operators.whatif.dynamics import load_dynamics
+from twinflow.operators.whatif.scenario import INHERIT
+
+#: Offsets (min) at which the report shows each signal: its mean over the block ending there.
+BLOCK_S = 15 * 60
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One scenario's prediction: signal means per block, alarm changes, time to failure."""
+
+    name: str
+    signals: Mapping[str, list[float | None]]
+    alerts: list[dict[str, Any]]
+    failure_hours: float | None
+    failure_low_hours: float | None
+    failure_high_hours: float | None
+    frames: tuple[TelemetryFrame, ...] = field(default=(), repr=False, compare=False)
+
+    def mean(self, signal: str, start_s: float, end_s: float, t0: float) -> float | None:
+        """Mean of a predicted signal over ``[start_s, end_s)`` from now."""
+        parts = [
+            f.signals[signal][(f.times >= t0 + start_s) & (f.times < t0 + end_s)]
+            for f in self.frames
+            if signal in f.signals
+        ]
+        values = np.concatenate(parts) if parts else np.array([])
+        values = values[np.isfinite(values)]
+        return float(values.mean()) if values.size else None
+
+
+@dataclass(frozen=True)
+class WhatIfReport:
+    twin_id: str
+    twin_type: str
+    time: float
+    horizon_s: float
+    blocks_min: list[int]
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def baseline(self) -> Outcome:
+        return self.outcomes[0]
+
+    def to_json(self) -> dict[str, Any]:
+        base = self.baseline.failure_hours
+        return {
+            "twin_id": self.twin_id,
+            "twin_type": self.twin_type,
+            "time": iso(utc(self.time)),
+            "horizon_s": self.horizon_s,
+            "blocks_min": self.blocks_min,
+            "scenarios": [
+                {
+                    "name": o.name,
+                    "signals": o.signals,
+                    "alerts": o.alerts,
+                    "failure_hours": _r(o.failure_hours),
+                    "failure_low_hours": _r(o.failure_low_hours),
+                    "failure_high_hours": _r(o.failure_high_hours),
+                    "failure_change_hours": _change(o.failure_hours, base),
+                }
+                for o in self.outcomes
+            ],
+        }
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(x, 3)
+
+
+def _change(x: float | None, base: float | None) -> float | str | None:
+    """Time to failure minus the baseline's; ``"longer"``/``"shorter"`` when one is endless."""
+    if x is None or base is None:
+        return None
+    if math.isinf(x) and math.isinf(base):
+        return 0.0
+    if math.isinf(x) or math.isinf(base):
+        return "longer" if math.isinf(x) else "shorter"
+    return round(x - base, 3)
+
+
+def make_dynamics(whatif: WhatIf, kind: TwinType) -> Callable[[], Dynamics]:
+    """The factory of the twin type's dynamics: the file's class, else the simulator's."""
+    if whatif.dynamics is not None:
+        cls = load_dynamics(whatif.dynamics, f"{whatif.file}: dynamics")
+        return cls
+    from twinflow.flows.whatif_machines import SimulatedDynamics
+
+    try:
+        SimulatedDynamics(kind.name)
+    except KeyError:
+        raise ConfigError(
+            f"{whatif.file}: twin type {kind.name!r} is not simulated by twinflow; name its "
+            "dynamics (dynamics: package.module:Class) in the what-if file"
+        ) from None
+    return lambda: SimulatedDynamics(kind.name)
+
+
+def check_steps(whatif: WhatIf, kind: TwinType, inputs: Mapping[str, float]) -> None:
+    """Refuse a step the twin type cannot take, naming its field."""
+    commands = {a.name: a for a in kind.actuators}
+    f = whatif.file
+    for s in whatif.scenarios:
+        for step in s.steps:
+            if step.at_s >= whatif.horizon_s:
+                raise ConfigError(f"{f}: {step.where}.at is at or beyond the horizon")
+            if step.command is not None:
+                spec = commands.get(step.command)
+                if spec is None:
+                    raise ConfigError(
+                        f"{f}: {step.where}.command = {step.command!r}: {kind.name} has no such "
+                        f"command (it has: {', '.join(sorted(commands)) or 'none'})"
+                    )
+                problems = spec.check(step.params)
+                if problems:
+                    raise ConfigError(f"{f}: {step.where}.params: {'; '.join(problems)}")
+            for key, names in (("set", step.set), ("change", step.change)):
+                for name in names:
+                    if name not in inputs:
+                        raise ConfigError(
+                            f"{f}: {step.where}.{key}.{name}: not an input of {kind.name}'s "
+                            f"dynamics (inputs: {', '.join(sorted(inputs))})"
+                        )
+
+
+def simulate(
+    twin: TwinNow, whatif: WhatIf, scenario: Scenario, dynamics: Callable[[], Dynamics]
+) -> list[TelemetryFrame]:
+    """The twin's signals over the horizon under ``scenario``, a frame per minute."""
+    fault = whatif.fault_of(scenario)
+    if scenario.fault == INHERIT and whatif.fault is None:
+        fault = twin.fault  # the fault the twin is known to carry (the simulated plant's)
+    kind, sev0 = (fault.kind, fault.severity) if fault is not None else (None, 0.0)
+    dyn = dynamics()
+    dyn.start(twin.last, twin.time, kind, sev0)
+    steps = list(scenario.steps)
+    frames = []
+    n = math.ceil(whatif.horizon_s / CHUNK_S)
+    for c in range(n):
+        offset = c * CHUNK_S
+        while steps and steps[0].at_s <= offset:
+            step = steps.pop(0)
+            if step.command is not None:
+                dyn.command(step.command, dict(step.params))
+            now = dyn.inputs()
+            for name, value in step.set.items():
+                dyn.set_input(name, value)
+            for name, delta in step.change.items():
+                dyn.set_input(name, now[name] + delta)
+        offsets = offset + 1.0 + np.arange(min(CHUNK_S, whatif.horizon_s - offset))
+        sev = fault.severity_at(offsets) if fault is not None else np.zeros(len(offsets))
+        values = dyn.advance(twin.time + offsets, kind, sev)
+        frames.append(
+            TelemetryFrame(twin.twin_id, twin.twin_type, twin.time + offsets, dict(values))
+        )
+    return frames
+
+
+def analyse(
+    twin: TwinNow, predicted: Sequence[TelemetryFrame], catalog: Mapping[str, TwinType]
+) -> tuple[list[Alert], list[WindowFeatures]]:
+    """The twin's history then ``predicted`` through the telemetry flow: alerts and windows."""
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    from twinflow.flows.config import FlowConfig
+    from twinflow.flows.telemetry import FlowOutputs, build_flow
+
+    kind = catalog[twin.twin_type]
+    windows: list[Any] = []
+    alerts: list[Any] = []
+    end = float(predicted[-1].times[-1]) if predicted else twin.time
+    flow = build_flow(
+        TestingSource([*twin.history, *predicted]),
+        FlowOutputs(
+            windows=TestingSink(windows),
+            alerts=TestingSink(alerts),
+            dead_letters=TestingSink([]),
+            commands=TestingSink([]),
+        ),
+        FlowConfig(),
+        clock=lambda: end,
+        twins={twin.twin_id: kind.name},
+        twin_types={twin.twin_id: kind},
+        flow_id="twinflow-whatif",
+        routed=lambda _twin: False,
+        catalog=catalog,
+    )
+    run_main(flow)  # type: ignore[no-untyped-call]
+    got_windows = [w for _k, w in windows if isinstance(w, WindowFeatures)]
+    return [a for _k, a in alerts if isinstance(a, Alert)], got_windows
+
+
+def outcome(
+    name: str,
+    twin: TwinNow,
+    horizon_s: float,
+    frames: Sequence[TelemetryFrame],
+    alerts: Sequence[Alert],
+    windows: Sequence[WindowFeatures],
+) -> Outcome:
+    """What a scenario's run says: block means, alarm changes after now, time to failure."""
+    ahead = [a for a in alerts if a.time.timestamp() > twin.time]
+    changes = [
+        {
+            "rule": a.rule,
+            "state": a.state.value,
+            "at": iso(a.time),
+            "after_min": round((a.time.timestamp() - twin.time) / 60.0, 1),
+            "severity": a.severity.value,
+            "diagnosis": a.diagnosis,
+        }
+        for a in sorted(ahead, key=lambda a: (a.time, a.rule))
+    ]
+    out = Outcome(name, {}, changes, None, None, None, tuple(frames))
+    blocks = range(BLOCK_S, int(horizon_s) + 1, BLOCK_S)
+    names = sorted({s for f in frames for s in f.signals})
+    signals = {s: [_round(out.mean(s, b - BLOCK_S, b, twin.time)) for b in blocks] for s in names}
+    estimated = [w for w in windows if w.rul is not None and w.end.timestamp() > twin.time]
+    ttf: tuple[float | None, float | None, float | None] = (None, None, None)
+    if estimated:
+        last = max(estimated, key=lambda w: w.end)
+        assert last.rul is not None
+        lived = (last.end.timestamp() - twin.time) / 3600.0
+        rul = last.rul
+        ttf = (lived + rul.hours, lived + rul.low_hours, lived + rul.high_hours)
+    return Outcome(name, signals, changes, *ttf, frames=tuple(frames))
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def predict(twin: TwinNow, whatif: WhatIf, catalog: Mapping[str, TwinType]) -> WhatIfReport:
+    """Every scenario of ``whatif`` (the baseline first) run forward from ``twin``."""
+    kind = catalog[twin.twin_type]
+    dynamics = make_dynamics(whatif, kind)
+    probe = dynamics()
+    probe.start(twin.last, twin.time, None, 0.0)
+    check_steps(whatif, kind, probe.inputs())
+    outcomes = []
+    for scenario in whatif.all_scenarios:
+        frames = simulate(twin, whatif, scenario, dynamics)
+        alerts, windows = analyse(twin, frames, catalog)
+        outcomes.append(outcome(scenario.name, twin, whatif.horizon_s, frames, alerts, windows))
+    blocks = list(range(BLOCK_S // 60, int(whatif.horizon_s) // 60 + 1, BLOCK_S // 60))
+    return WhatIfReport(
+        twin.twin_id, twin.twin_type, twin.time, whatif.horizon_s, blocks, tuple(outcomes)
+    )
+
+
+def load_whatif(path: Path) -> WhatIf:
+    """A what-if file (YAML or JSON), checked."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"what-if file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML or JSON: {exc}") from None
+    return read_whatif(data, path)
+
+
+def what_if(
+    out: Path,
+    whatif: WhatIf,
+    *,
+    twin_id: str | None = None,
+    at: datetime | None = None,
+    catalog: Mapping[str, TwinType] | None = None,
+) -> WhatIfReport:
+    """The Python API: ``whatif`` for a twin of the run whose ``--out`` folder is ``out``."""
+    from twinflow.operators.catalog import CATALOG
+
+    types = dict(catalog if catalog is not None else CATALOG)
+    twin = twin_id or whatif.twin
+    if twin is None:
+        raise ConfigError(f"{whatif.file}: name the twin (twin: in the file, or --twin)")
+    return predict(state_from_outputs(out, twin, types, at), whatif, types)
+
+
+def render(report: WhatIfReport) -> str:
+    """The scenarios side by side, for the terminal."""
+    head = f"what-if for {report.twin_id} ({report.twin_type}) from {iso(utc(report.time))}"
+    lines = [head, f"  signal means per {BLOCK_S // 60} min block ending at +min:"]
+    doc = report.to_json()
+    for o in doc["scenarios"]:
+        lines.append(f"  [{o['name']}]")
+        for s, values in o["signals"].items():
+            cells = " ".join("    -" if v is None else f"{v:8.2f}" for v in values)
+            lines.append(f"    {s:<22}{cells}")
+        for a in o["alerts"]:
+            lines.append(f"    alarm {a['rule']} {a['state']} at +{a['after_min']:g} min")
+        if not o["alerts"]:
+            lines.append("    no alarm raised or cleared")
+        lines.append(f"    time to failure {_hours(o)}; change {_shown(o['failure_change_hours'])}")
+    return "\n".join(lines)
+
+
+def _hours(o: Mapping[str, Any]) -> str:
+    if o["failure_hours"] is None:
+        return "no estimate (no degradation trend)"
+    lo, hi = o["failure_low_hours"], o["failure_high_hours"]
+    span = "" if lo is None or hi is None else f" [{lo:.1f}, {hi:.1f}]"
+    return f"{o['failure_hours']:.1f} h{span}"
+
+
+def _shown(x: object) -> str:
+    if x is None:
+        return "-"
+    return f"{x:+.1f} h" if isinstance(x, float) else str(x)
+
+
+def add_whatif_parser(sub: Any) -> None:
+    """The ``whatif`` subcommand's arguments."""
+    p = sub.add_parser(
+        "whatif",
+        help="run a twin forward under scenarios and compare them with no change",
+        description="Run a twin's physics forward from its state in a run's outputs under "
+        "each scenario of a what-if file (YAML or JSON), judge the predictions with the "
+        "twin type's rules and RUL model, and compare them with no change.",
+    )
+    p.add_argument("source", type=Path, help="a run's --out folder (with telemetry)")
+    p.add_argument("scenarios", type=Path, help="the what-if file")
+    p.add_argument("--twin", default=None, help="the twin (overrides the file's twin:)")
+    p.add_argument("--at", default=None, help="start from this time (ISO 8601; default: the "
+                   "twin's newest reading)")  # fmt: skip
+    p.add_argument("--json", type=Path, default=None, help="also write the report here")
+
+
+def run_whatif(args: argparse.Namespace) -> int:
+    """``twinflow whatif``."""
+    from twinflow.flows.plan import _plan_time
+
+    whatif = load_whatif(args.scenarios)
+    report = what_if(args.source, whatif, twin_id=args.twin, at=_plan_time(args.at))
+    print(render(report))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    return 0
+
+
+__all__ = [
+    "Outcome",
+    "WhatIfReport",
+    "add_whatif_parser",
+    "analyse",
+    "check_steps",
+    "load_whatif",
+    "predict",
+    "render",
+    "run_whatif",
+    "simulate",
+    "what_if",
+]

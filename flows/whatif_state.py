@@ -1,0 +1,118 @@
+"""A twin's state for a what-if, from a run's outputs: its recorded telemetry (the history the
+analysis is warmed up on), its newest signals and, on the simulated plant, its fault.
+
+The newest value of a signal is the median of its last minute (one noisy sample would set a
+temperature a few tenths off). ``faults.json`` (written by ``twinflow demo``) holds the
+simulated plant's ground truth: a machine fault that has begun by the what-if's time gives
+its kind, its severity now and the time left until failure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from twinflow.connectors.files import read_parquet_dir
+from twinflow.connectors.simulator.dynamics import severity
+from twinflow.connectors.simulator.faults import MACHINE_KINDS
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import TelemetryFrame
+from twinflow.core.times import iso
+from twinflow.operators.catalog import TwinType
+from twinflow.operators.whatif import FaultCourse
+
+CHUNK_S = 60
+
+
+@dataclass(frozen=True)
+class TwinNow:
+    """Where a what-if starts: the twin, the time, its newest signals, history and fault."""
+
+    twin_id: str
+    twin_type: str
+    time: float
+    last: dict[str, float]
+    history: tuple[TelemetryFrame, ...]
+    fault: FaultCourse | None = None
+
+
+def frames_of(
+    twin_id: str, twin_type: str, rows: pl.DataFrame, signals: list[str]
+) -> list[TelemetryFrame]:
+    """Telemetry rows (``time`` and one column per signal) as frames of a minute each."""
+    times = rows["time"].dt.epoch("us").to_numpy().astype(np.float64) / 1e6
+    values = {s: rows[s].cast(pl.Float64).fill_null(np.nan).to_numpy() for s in signals}
+    out = []
+    for a in range(0, len(times), CHUNK_S):
+        sl = slice(a, a + CHUNK_S)
+        out.append(
+            TelemetryFrame(twin_id, twin_type, times[sl], {s: v[sl] for s, v in values.items()})
+        )
+    return out
+
+
+def state_from_outputs(
+    out: Path, twin_id: str, types: dict[str, TwinType], at: datetime | None = None
+) -> TwinNow:
+    """The twin's state at ``at`` (default: its newest reading) from a run's ``--out``."""
+    telemetry = read_parquet_dir(out / "telemetry")
+    if telemetry.is_empty():
+        raise ConfigError(
+            f"{out}: no telemetry under {out / 'telemetry'}; a what-if needs the twin's recorded "
+            "telemetry (run without --no-telemetry)"
+        )
+    rows = telemetry.filter(pl.col("twin_id") == twin_id)
+    if at is not None:
+        rows = rows.filter(pl.col("time") <= at)
+    if rows.is_empty():
+        when = f" by {iso(at)}" if at is not None else ""
+        raise ConfigError(f"{out}: twin {twin_id!r} has no telemetry{when}")
+    rows = rows.sort("time")
+    kind = types.get(str(rows["twin_type"][-1]))
+    if kind is None:
+        raise ConfigError(
+            f"{out}: twin {twin_id!r} is of type {rows['twin_type'][-1]!r}, unknown here"
+        )
+    signals = [s.name for s in kind.scalar_signals if s.name in rows.columns]
+    now = rows["time"][-1]
+    recent = rows.filter(pl.col("time") > now - pl.duration(seconds=CHUNK_S))
+    last = {}
+    for s in signals:
+        v = recent[s].drop_nulls().drop_nans()
+        if not v.is_empty():
+            last[s] = float(v.median())  # type: ignore[arg-type]
+    t0 = now.timestamp()
+    return TwinNow(
+        twin_id,
+        kind.name,
+        t0,
+        last,
+        tuple(frames_of(twin_id, kind.name, rows, signals)),
+        _truth(out / "faults.json", twin_id, t0),
+    )
+
+
+def _truth(path: Path, twin_id: str, t0: float) -> FaultCourse | None:
+    """The simulated plant's fault of the twin, if it is a machine fault begun by ``t0``."""
+    if not path.exists():
+        return None
+    for f in json.loads(path.read_text()):
+        if f["twin_id"] != twin_id or f["kind"] not in MACHINE_KINDS:
+            continue
+        onset = datetime.fromisoformat(f["onset"].replace("Z", "+00:00")).timestamp()
+        failure = datetime.fromisoformat(f["failure"].replace("Z", "+00:00")).timestamp()
+        if onset <= t0 < failure:
+            now = float(severity(np.array([t0]), onset, failure)[0])
+            return FaultCourse(f["kind"], now, failure - t0)
+        if t0 >= failure:
+            return FaultCourse(f["kind"], 1.0, math.inf)
+    return None
+
+
+__all__ = ["CHUNK_S", "TwinNow", "frames_of", "state_from_outputs"]
