@@ -218,8 +218,10 @@ def parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     add_compact_parser(sub)
     from twinflow.flows.plan import add_plan_parser
+    from twinflow.flows.whatif import add_whatif_parser
 
     add_plan_parser(sub)
+    add_whatif_parser(sub)
     return p
 
 
@@ -273,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from twinflow.flows.plan import run_plan
 
             return run_plan(args)
+        if args.command == "whatif":
+            from twinflow.flows.whatif import run_whatif
+
+            return run_whatif(args)
         if args.command == "report":
             from twinflow.flows.report import run_report
 
