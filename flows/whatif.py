@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -27,11 +27,13 @@ import yaml
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import Alert, TelemetryFrame, WindowFeatures
 from twinflow.core.times import iso, utc
-from twinflow.flows.whatif_state import CHUNK_S, TwinNow, state_from_outputs
-from twinflow.operators.catalog import TwinType
 from twinflow.operators.whatif import Dynamics, Scenario, WhatIf, read_whatif
 from twinflow.operators.whatif.dynamics import load_dynamics
-from twinflow.operators.whatif.scenario import INHERIT
+from twinflow.operators.whatif.scenario import CHUNK_S, INHERIT
+
+if TYPE_CHECKING:  # the command line builds its parser from here: keep the import light
+    from twinflow.flows.whatif_state import TwinNow
+    from twinflow.operators.catalog import TwinType
 
 #: Offsets (min) at which the report shows each signal: its mean over the block ending there.
 BLOCK_S = 15 * 60
@@ -301,6 +303,7 @@ def what_if(
     catalog: Mapping[str, TwinType] | None = None,
 ) -> WhatIfReport:
     """The Python API: ``whatif`` for a twin of the run whose ``--out`` folder is ``out``."""
+    from twinflow.flows.whatif_state import state_from_outputs
     from twinflow.operators.catalog import CATALOG
 
     types = dict(catalog if catalog is not None else CATALOG)

@@ -26,8 +26,7 @@ from twinflow.core.records import TelemetryFrame
 from twinflow.core.times import iso
 from twinflow.operators.catalog import TwinType
 from twinflow.operators.whatif import FaultCourse
-
-CHUNK_S = 60
+from twinflow.operators.whatif.scenario import CHUNK_S
 
 
 @dataclass(frozen=True)

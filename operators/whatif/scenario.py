@@ -30,6 +30,8 @@ from twinflow.core.errors import ConfigError
 
 #: Name of the scenario every file is compared against.
 BASELINE = "no change"
+#: Seconds of predicted signals per frame (the simulator's chunk).
+CHUNK_S = 60
 
 WHATIF = Schema(
     "",
@@ -224,6 +226,7 @@ def _step(s: Section) -> Step:
 
 __all__ = [
     "BASELINE",
+    "CHUNK_S",
     "FAULT",
     "INHERIT",
     "SCENARIO",
