@@ -6,6 +6,7 @@ paho-mqtt is imported only by the factories, so deployment files load without th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlparse
@@ -49,6 +50,15 @@ SERVICE = Schema(
         Part("tls", "TLS settings; implied by `mqtts://`.", see="services.mqtt.tls"),
         Whole("qos", "QoS of subscriptions and command publishes.", 1, 0, 2),
         Whole("keepalive_s", "Seconds between keep-alive pings.", 30, 5, 3600),
+        Whole(
+            "shared_subscriptions",
+            "Sessions that share the telemetry subscriptions (MQTT v5 "
+            "`$share/<client_id>/<topic>`, client ids `<client_id>-0`...), spread over a "
+            "cluster's workers; 0: one session under `client_id`.",
+            0,
+            0,
+            1024,
+        ),
         Flag(
             "allow_insecure",
             "Allow a password over plain `mqtt://` (without TLS it travels in the clear).",
@@ -140,7 +150,7 @@ def mqtt_settings(s: Section, env: Mapping[str, str]) -> MqttSettings:
         allow_insecure=s.get(SERVICE["allow_insecure"]),
         fix="use mqtts:// or a tls: section",
     )
-    return MqttSettings(
+    return MqttService(
         host=parsed.hostname,
         port=parsed.port or (8883 if secure else 1883),
         client_id=s.get(SERVICE["client_id"]),
@@ -149,7 +159,15 @@ def mqtt_settings(s: Section, env: Mapping[str, str]) -> MqttSettings:
         tls=tls,
         qos=s.get(SERVICE["qos"]),
         keepalive_s=s.get(SERVICE["keepalive_s"]),
+        shared_subscriptions=s.get(SERVICE["shared_subscriptions"]),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MqttService(MqttSettings):
+    """``services.mqtt``: the broker settings and how many sessions read telemetry."""
+
+    shared_subscriptions: int = 0
 
 
 def mqtt_binding(s: Section, ctx: BindingContext) -> MqttBinding:
@@ -241,7 +259,8 @@ class MqttSpec(ConnectorSpec):
             return None
         from twinflow.connectors.mqtt import MqttSource
 
-        return MqttSource(service, bindings, **limits)
+        shared = getattr(service, "shared_subscriptions", 0)
+        return MqttSource(service, bindings, **{"shared": shared, **limits})
 
     def command_sink(self, service: Any, bindings: Sequence[Any], **retry: Any) -> Any | None:
         if not bindings:

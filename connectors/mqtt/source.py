@@ -8,6 +8,14 @@ The partition's Bytewax resume state is empty: the position in the stream lives 
 broker's persistent session (subscriptions plus the QoS 1 messages not yet acknowledged),
 not in offsets.
 
+To spread MQTT over a cluster, ``shared=N`` makes N partitions instead, each a session of its
+own (client ids ``<client_id>-0`` .. ``<client_id>-N-1``) subscribed to every filter as the
+MQTT v5 shared subscription ``$share/<client_id>/<filter>``: the broker hands each message to
+one session of the group, and Bytewax places the N partitions on the cluster's workers. The
+guarantees below hold per session; a twin's messages may then arrive through different
+sessions, so their order across sessions is not kept (event-time windows absorb it within
+``flow.lateness_s``).
+
 Delivery guarantees (QoS 1, a persistent session on a broker that keeps it):
 
 - At least once. A message is acknowledged (PUBACK) only after Bytewax has taken the batch
@@ -88,17 +96,15 @@ class MqttPartition(StatefulSourcePartition[Item, None]):
     broker sends at most ``receive_maximum`` unacknowledged messages, which bounds the buffer.
     """
 
-    def __init__(
-        self,
-        source: MqttSource,
-    ) -> None:
+    def __init__(self, source: MqttSource, index: int | None = None) -> None:
         self._settings = source.settings
         self._decoder = source.decoder
         self._max_batch = source.max_batch
         self._max_messages = source.max_messages
         self._idle_timeout_s = source.idle_timeout_s
         self._poll = timedelta(seconds=source.poll_interval_s)
-        self.client_id = source.settings.client_id
+        group = source.settings.client_id
+        self.client_id = group if index is None else f"{group}-{index}"
         self._lock = threading.Lock()
         self._buffer: deque[_Received] = deque()
         self._unacked: list[_Received] = []
@@ -112,6 +118,8 @@ class MqttPartition(StatefulSourcePartition[Item, None]):
         self._last_arrival = time.monotonic()
         self._watchdog_at = 0.0
         self._filters = self._decoder.router.filters
+        if index is not None:  # one session of a shared subscription group
+            self._filters = [f"$share/{group}/{f}" for f in self._filters]
         self._sub_mids: dict[int, list[str]] = {}
         self._barriers: dict[int, threading.Event] = {}
         #: Set once the broker has granted every subscription (readiness, for tests and probes).
@@ -359,7 +367,8 @@ class MqttSource(FixedPartitionedSource[Item, None]):
     bounded runs, ``max_messages`` ends the source after that many messages and
     ``idle_timeout_s`` after that long without one. ``receive_maximum`` (default
     ``4 * max_batch``, at most 65535) bounds the unacknowledged messages the broker sends
-    at once, hence memory: up to ``receive_maximum`` payloads are buffered.
+    at once, hence memory: up to ``receive_maximum`` payloads are buffered. ``shared`` > 0
+    reads through that many sessions of an MQTT v5 shared subscription (module docstring).
     """
 
     def __init__(
@@ -373,6 +382,7 @@ class MqttSource(FixedPartitionedSource[Item, None]):
         receive_maximum: int | None = None,
         session_expiry_s: int = SESSION_EXPIRY_S,
         poll_interval_s: float = 0.005,
+        shared: int = 0,
     ) -> None:
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ConfigError(f"MqttSource max_batch must be an integer >= 1, got {max_batch!r}")
@@ -386,6 +396,14 @@ class MqttSource(FixedPartitionedSource[Item, None]):
             raise ConfigError("MqttSource needs at least one MQTT binding (twin) to subscribe to")
         if not settings.client_id:
             raise ConfigError("MQTT client_id must be set (the broker keeps the session under it)")
+        if isinstance(shared, bool) or not isinstance(shared, int) or not 0 <= shared <= 1024:
+            raise ConfigError(f"MqttSource shared must be an integer 0..1024, got {shared!r}")
+        if shared and any(c in settings.client_id for c in "/+#"):
+            raise ConfigError(
+                f"MQTT client_id {settings.client_id!r} names the shared subscription group and "
+                "must not contain '/', '+' or '#'"
+            )
+        self.shared = shared
         self.settings = settings
         self.bindings = tuple(bindings)
         self.max_batch = max_batch
@@ -398,7 +416,11 @@ class MqttSource(FixedPartitionedSource[Item, None]):
         self.decoder = MessageDecoder(self.bindings, settings.max_payload_bytes)
 
     def list_parts(self) -> list[str]:
+        if self.shared:
+            return [f"mqtt:{self.settings.client_id}-{i}" for i in range(self.shared)]
         return [f"mqtt:{self.settings.client_id}"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> MqttPartition:
+        if self.shared:
+            return MqttPartition(self, int(for_part.rpartition("-")[2]))
         return MqttPartition(self)
