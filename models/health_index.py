@@ -36,14 +36,18 @@ def score_index(score: float | None, threshold: float | None) -> float:
 
 
 class OnsetDetector:
-    """Degradation onset on a health index: a one-sided CUSUM with a learned baseline.
+    """Degradation onset on a health index: a robust one-sided CUSUM with a learned baseline.
 
-    The first ``warmup`` finite values give the healthy mean and standard deviation (the
-    deviation floored at ``min_std``, in index units, so a perfectly steady warm-up still
-    has a scale). Afterwards ``s = max(0, s + z - drift)`` with ``z`` the standardised value;
-    when ``s`` exceeds ``limit`` the onset is the time ``s`` last left zero (the classic
-    CUSUM change-point estimate), and it stays until ``recover`` consecutive values are back
-    within one deviation of the mean (a repair), when the search starts again.
+    The first ``warmup`` finite values give the healthy level and spread robustly: their
+    median and 1.4826 x their median absolute deviation (floored at ``min_std``, in index
+    units, so a perfectly steady warm-up still has a scale), since an anomaly score's healthy
+    distribution has a heavy right tail. Afterwards ``s = max(0, s + min(z, clip) - drift)``
+    with ``z`` the standardised value: clipping makes one outlying window count as at most
+    ``clip`` deviations, so only a sustained rise reaches ``limit``. The onset is then the
+    time ``s`` last left zero (the classic CUSUM change-point estimate); it stays until
+    ``recover`` consecutive values are back within one deviation of the level (a repair),
+    when the search starts again. :meth:`restart` forgets the baseline (the score's scale
+    changed).
     """
 
     def __init__(
@@ -51,50 +55,51 @@ class OnsetDetector:
         warmup: int = 24,
         drift: float = 0.5,
         limit: float = 8.0,
+        clip: float = 3.0,
         min_std: float = 0.02,
         recover: int = 24,
     ) -> None:
         if warmup < 2:
             raise ValueError(f"OnsetDetector warmup must be >= 2, got {warmup}")
-        if not (drift >= 0.0 and limit > 0.0 and min_std > 0.0 and recover >= 1):
-            raise ValueError("OnsetDetector needs drift >= 0, limit > 0, min_std > 0, recover >= 1")
+        if not (drift >= 0.0 and limit > 0.0 and clip > drift and min_std > 0.0 and recover >= 1):
+            raise ValueError(
+                "OnsetDetector needs drift >= 0, limit > 0, clip > drift, min_std > 0, recover >= 1"
+            )
         self.warmup = warmup
         self.drift = drift
         self.limit = limit
+        self.clip = clip
         self.min_std = min_std
         self.recover = recover
-        self.count = 0
+        self.restart()
+
+    def restart(self) -> None:
+        """Learn the baseline again from the next ``warmup`` values."""
+        self._first: list[float] = []
         self.mean = 0.0
-        self._m2 = 0.0
+        self.std = self.min_std
         self.cusum = 0.0
         self.rise_start: float | None = None
         self.onset: float | None = None
         self._healthy_run = 0
 
     @property
-    def std(self) -> float:
-        """The healthy deviation (floored)."""
-        var = self._m2 / (self.count - 1) if self.count > 1 else 0.0
-        return max(math.sqrt(var), self.min_std)
-
-    @property
     def ready(self) -> bool:
         """True once the healthy baseline is learned."""
-        return self.count >= self.warmup
-
-    def _learn(self, value: float) -> None:
-        """Welford's update of the healthy mean and variance."""
-        self.count += 1
-        delta = value - self.mean
-        self.mean += delta / self.count
-        self._m2 += delta * (value - self.mean)
+        return self._first is None
 
     def update(self, t: float, value: float) -> float | None:
         """Add one value at time ``t``; the onset time (``None`` while healthy)."""
         if not (math.isfinite(value) and math.isfinite(t)):
             return self.onset
-        if not self.ready:
-            self._learn(value)
+        if self._first is not None:
+            self._first.append(value)
+            if len(self._first) >= self.warmup:
+                first = sorted(self._first)
+                self.mean = _median(first)
+                mad = _median(sorted(abs(v - self.mean) for v in first))
+                self.std = max(1.4826 * mad, self.min_std)
+                self._first = None  # type: ignore[assignment]
             return None
         z = (value - self.mean) / self.std
         if self.onset is not None:
@@ -104,7 +109,7 @@ class OnsetDetector:
             return self.onset
         if self.cusum <= 0.0:
             self.rise_start = t
-        self.cusum = max(0.0, self.cusum + z - self.drift)
+        self.cusum = max(0.0, self.cusum + min(z, self.clip) - self.drift)
         if self.cusum <= 0.0:
             self.rise_start = None
         elif self.cusum > self.limit:
@@ -114,9 +119,14 @@ class OnsetDetector:
 
     def __repr__(self) -> str:
         return (
-            f"OnsetDetector(mean={self.mean:.3g}, std={self.std:.3g}, cusum={self.cusum:.3g}, "
+            f"OnsetDetector(level={self.mean:.3g}, std={self.std:.3g}, cusum={self.cusum:.3g}, "
             f"onset={self.onset})"
         )
+
+
+def _median(ordered: list[float]) -> float:
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
 
 
 class ScoreHealth:
@@ -126,7 +136,10 @@ class ScoreHealth:
     baseline is known, a :class:`~twinflow.models.degradation.TrendRul` from that baseline
     to ``failure`` (index units: multiples of the detector's threshold) keeps the points,
     starts its fit at the onset and forgets it at a repair. Health is 1 at the healthy
-    mean and 0 at ``failure``; the life is infinite until an onset is detected.
+    level and 0 at ``failure``; the life is infinite until an onset is detected. When the
+    detector's threshold moves by more than ``rescale`` (relative; e.g. its warm-up ends or
+    it re-calibrates) while no degradation is under way, the index has a new scale, so the
+    baseline is learned again.
     """
 
     def __init__(
@@ -136,6 +149,7 @@ class ScoreHealth:
         drift: float = 0.5,
         limit: float = 8.0,
         coverage: float = 0.9,
+        rescale: float = 0.1,
         seed: int = 0,
         name: str = "anomaly_score",
     ) -> None:
@@ -143,16 +157,25 @@ class ScoreHealth:
             raise ValueError(f"ScoreHealth failure must be a positive number, got {failure!r}")
         self.failure = failure
         self.coverage = coverage
+        self.rescale = rescale
         self.seed = seed
         self.name = name
         self.onset = OnsetDetector(warmup=warmup, drift=drift, limit=limit)
         self.trend: TrendRul | None = None
+        self.threshold: float | None = None
 
     def update(
         self, t_hours: float, score: float | None, threshold: float | None
     ) -> RulEstimate | None:
         """Feed one window's score; the estimate (``None`` until the baseline is known)."""
         h = score_index(score, threshold)
+        if math.isfinite(h) and threshold is not None:
+            last = self.threshold
+            moved = last is not None and abs(threshold - last) > self.rescale * last
+            if moved and self.onset.onset is None:
+                self.onset.restart()
+                self.trend = None
+            self.threshold = threshold
         onset = self.onset.update(t_hours, h)
         if not self.onset.ready:
             return None
