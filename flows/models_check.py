@@ -24,18 +24,20 @@ def check_models(paths: list[Path]) -> int:
     if not files:
         raise ConfigError("no *.json model files in " + ", ".join(str(p) for p in paths))
     found = check(files)
-    size = f"{_count(len(found.models), 'interface')}, {_count(found.elements, 'element')}"
-    took = f"in {found.seconds:.3f} s"
+    read = f"{_count(found.elements, 'element')} checked in {found.seconds:.3f} s"
     if found.problems:
         for problem in found.problems:
             print(problem)
         bad = len({p.file for p in found.problems})
         print(
             f"{_count(len(found.problems), 'problem')} in {bad} of {_count(found.files, 'file')}"
-            f" ({size} checked {took}): the models are invalid"
+            f": the models are invalid ({_count(len(found.models), 'interface')}, {read})"
         )
         return 1
-    print(f"{_count(found.files, 'file')}, {size} checked {took}: all valid")
+    print(
+        f"{_count(found.files, 'file')}, {_count(len(found.models), 'interface')}: all valid "
+        f"({read})"
+    )
     return check_profiles(paths, found.models)
 
 

@@ -17,7 +17,7 @@ def test_simulator_interfaces_are_valid(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["models", "check", str(INTERFACES_DIR)]) == 0
     out = capsys.readouterr().out
     assert re.search(
-        r"^3 files, 3 interfaces, \d+ elements checked in \d+\.\d{3} s: all valid$", out, re.M
+        r"^3 files, 3 interfaces: all valid \(\d+ elements checked in \d+\.\d{3} s\)$", out, re.M
     )
 
 
@@ -33,8 +33,8 @@ def test_invalid_model_prints_file_element_rule_and_exits_1(
     assert f"{path}: dtmi:test:Base;1 contents[0].unit: unit-mismatch: " in lines[0] + lines[1]
     assert any(": name-syntax: " in line for line in lines)
     assert re.fullmatch(
-        r"2 problems in 1 of 4 files \(4 interfaces, \d+ elements checked in \d+\.\d{3} s\): "
-        "the models are invalid",
+        r"2 problems in 1 of 4 files: the models are invalid "
+        r"\(4 interfaces, \d+ elements checked in \d+\.\d{3} s\)",
         lines[-1],
     )
 
@@ -67,7 +67,7 @@ def test_a_bad_profile_names_file_and_field_and_exits_1(
     assert main(["models", "check", str(tmp_path)]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert re.fullmatch(
-        r"1 file, 1 interface, \d+ elements checked in [0-9.]+ s: all valid", lines[0]
+        r"1 file, 1 interface: all valid \(\d+ elements checked in [0-9.]+ s\)", lines[0]
     )
     assert lines[1].startswith(f"{profile}: signals.discharge_pressure.high")
     assert lines[-1] == "1 problem in 1 profile: invalid"

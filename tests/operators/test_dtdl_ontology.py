@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from tests.operators.dtdl_samples import V3, interface, ontology, rules_of, write, write_bom
+from tests.operators.dtdl_samples import (
+    V3,
+    broad_set,
+    interface,
+    ontology,
+    rules_of,
+    write,
+    write_bom,
+)
 from twinflow.flows.cli import main
-from twinflow.operators.dtdl import Component, Relationship, parse_files
+from twinflow.operators.dtdl import Component, DtdlError, Relationship, parse_files, parse_text
 from twinflow.operators.dtdl.parser import check
 
 
@@ -49,7 +60,8 @@ def test_any_nesting_depth_ends_in_one_clean_error(
     path = tmp_path / "deep.json"
     path.write_text("[" * depth + "]" * depth)
     assert [p.rule for p in check([path]).problems] == ["json-depth"]
-    nested = '{"@context": "%s", "@id": "dtmi:test:D;1", "@type": "Interface", "comment": ' % V3
+    head = {"@context": V3, "@id": "dtmi:test:D;1", "@type": "Interface"}
+    nested = json.dumps(head)[:-1] + ', "comment": '
     path.write_text(nested + '{"a": ' * depth + "1" + "}" * depth + "}")
     assert [p.rule for p in check([path]).problems] == ["json-depth"]
     assert main(["models", "check", str(path)]) == 1
@@ -76,4 +88,67 @@ def test_nesting_within_dtdl_limits_is_read(tmp_path: Path) -> None:
 def test_bulk_summary_counts_elements(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write(tmp_path, {"a.json": interface("dtmi:test:A;1", {"@type": "Command", "name": "c"})})
     assert main(["models", "check", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.startswith("1 file, 1 interface, 2 elements checked in ")
+    assert capsys.readouterr().out.startswith(
+        "1 file, 1 interface: all valid (2 elements checked in "
+    )
+
+
+def _objects(value: object, out: list[dict[str, object]]) -> list[dict[str, object]]:
+    if isinstance(value, dict):
+        out.append(value)
+        for v in value.values():
+            _objects(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _objects(v, out)
+    return out
+
+
+_KEYS = sorted(
+    {k for doc in broad_set().values() for o in _objects(doc, []) for k in o}
+    | {"dtmi:dtdl:property:name;3", "@graph", "unit", "annotates", "index", "@value"}
+)
+_JUNK = [
+    None,
+    True,
+    0,
+    2**40,
+    3.5,
+    "",
+    "dtmi:a:b;1",
+    "dtmi:bad",
+    [],
+    [None],
+    [1, 2],
+    {},
+    {"@value": 1},
+    {"@value": "s", "@type": "xsd:string"},
+    ["a", {"@value": "b"}],
+    {"en": 5},
+    {"@type": "Object"},
+    {"@type": "Interface", "@id": "dtmi:x:Y;1"},
+    ["Telemetry", "Power"],
+]
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(sorted(broad_set())),
+    st.lists(
+        st.tuples(st.integers(0, 10_000), st.sampled_from(_KEYS), st.sampled_from(_JUNK)),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_any_mutation_ends_in_a_verdict(
+    name: str, mutations: list[tuple[int, str, object]]
+) -> None:
+    """Junk at any member of a valid model gives problems (or none), never another exception."""
+    doc = copy.deepcopy(broad_set()[name])
+    for where, key, value in mutations:
+        objects = _objects(doc, [])
+        objects[where % len(objects)][key] = copy.deepcopy(value)
+    try:
+        parse_text(json.dumps(doc))
+    except DtdlError as exc:
+        assert exc.problems

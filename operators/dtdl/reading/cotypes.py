@@ -206,8 +206,11 @@ class TypeReader(NotationReader):
                 )
             return None
         unit = raw["unit"]
+        if not isinstance(unit, str):
+            self.add(at.key("unit"), "property-type", f"unit must be a unit name, not {unit!r}")
+            return None
         allowed = semantics_v2.UNITS[sem] if v2 else quantities.units_for(sem)
-        if v2 and isinstance(unit, str):
+        if v2:
             unit = semantics_v2.unit_term(unit)
         if unit not in allowed:
             self.add(

@@ -93,7 +93,8 @@ _INTERFACE_TYPES = frozenset(
 def is_interface(raw: dict[str, Any]) -> bool:
     """True when ``raw`` says it is an Interface (it then starts its own partition)."""
     kinds = raw.get("@type")
-    return any(k in _INTERFACE_TYPES for k in (kinds if isinstance(kinds, list) else [kinds]))
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    return any(isinstance(k, str) and k in _INTERFACE_TYPES for k in kinds)
 
 
 class NotationReader(Report):
