@@ -5,7 +5,8 @@ A machine is created with typical hidden values (seeded), then its measured stat
 from the signals (``STATE``): a motor's load and winding temperature, a pump's flow and
 suction, a turbine's temperatures, wind and power limit. One unmeasured input is matched to
 what was measured (``MATCH``): the ambient that makes the steady temperature, with the fault
-as it is now, equal the newest reading. Its noise comes from a fixed seed, the same in every
+as it is now, equal where the reading is heading (its value plus its time constant times
+its slope: a first-order lag's target). Its noise comes from a fixed seed, the same in every
 scenario, so scenario minus baseline is the effect of the change alone.
 """
 
@@ -40,10 +41,11 @@ STATE: Mapping[str, Mapping[str, tuple[str, Callable[[float], float]]]] = {
         "derate": ("power_limit_kw", lambda kw: kw / RATED_KW),
     },
 }
-#: The unmeasured input matched to a measured signal at steady state, per type.
-MATCH: Mapping[str, tuple[str, str]] = {
-    "motor": ("ambient", "winding_temp"),
-    "wind_turbine": ("ambient", "generator_temp"),
+#: The unmeasured input matched to a measured signal, per type, and the signal's time
+#: constant (s): the signal heads for ``value + tau * slope``, matched at steady state.
+MATCH: Mapping[str, tuple[str, str, float]] = {
+    "motor": ("ambient", "winding_temp", 600.0),
+    "wind_turbine": ("ambient", "generator_temp", 900.0),
 }
 _SETTLE_S = 4 * 3600  # long enough for the slowest thermal lag (25 min) to settle
 
@@ -70,9 +72,10 @@ class SimulatedDynamics:
         self.rng = np.random.default_rng([self.seed, 1])
         match = MATCH.get(self.twin_type)
         if match is not None and match[1] in last:
-            attr, signal = match
+            attr, signal, tau = match
+            heading = last[signal] + tau * last.get(f"{signal}.slope", 0.0)
             settled = self._settle(time, fault, severity)[signal]
-            setattr(machine, attr, getattr(machine, attr) + last[signal] - settled)
+            setattr(machine, attr, getattr(machine, attr) + heading - settled)
 
     def _settle(self, time: float, fault: str | None, severity: float) -> dict[str, float]:
         """Mean signals of a copy left to settle at ``time`` with the fault as it is now."""

@@ -1,10 +1,12 @@
 """A twin's state for a what-if, from a run's outputs: its recorded telemetry (the history the
 analysis is warmed up on), its newest signals and, on the simulated plant, its fault.
 
-The newest value of a signal is the median of its last minute (one noisy sample would set a
-temperature a few tenths off). ``faults.json`` (written by ``twinflow demo``) holds the
-simulated plant's ground truth: a machine fault that has begun by the what-if's time gives
-its kind, its severity now and the time left until failure.
+The newest value of a signal is a straight line fitted to its last five minutes, read at the
+newest time (one noisy sample would set a temperature a few tenths off); its slope (per
+second) comes along as ``<signal>.slope``, so a lagging temperature's trend is known.
+``faults.json`` (written by ``twinflow demo``) holds the simulated plant's ground truth: a
+machine fault that has begun by the what-if's time gives its kind, its severity now and the
+time left until failure.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from twinflow.core.times import iso
 from twinflow.operators.catalog import TwinType
 from twinflow.operators.whatif import FaultCourse
 from twinflow.operators.whatif.scenario import CHUNK_S
+
+#: Seconds of the newest readings a signal's newest value and slope are fitted to.
+RECENT_S = 300
 
 
 @dataclass(frozen=True)
@@ -80,13 +85,18 @@ def state_from_outputs(
         )
     signals = [s.name for s in kind.scalar_signals if s.name in rows.columns]
     now = rows["time"][-1]
-    recent = rows.filter(pl.col("time") > now - pl.duration(seconds=CHUNK_S))
-    last = {}
-    for s in signals:
-        v = recent[s].drop_nulls().drop_nans()
-        if not v.is_empty():
-            last[s] = float(v.median())  # type: ignore[arg-type]
+    recent = rows.filter(pl.col("time") > now - pl.duration(seconds=RECENT_S))
     t0 = now.timestamp()
+    times = recent["time"].dt.epoch("us").to_numpy().astype(np.float64) / 1e6 - t0
+    last: dict[str, float] = {}
+    for s in signals:
+        v = recent[s].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        ok = np.isfinite(v)
+        if ok.sum() >= 10:
+            slope, value = np.polyfit(times[ok], v[ok], 1)
+            last[s], last[f"{s}.slope"] = float(value), float(slope)
+        elif ok.any():
+            last[s] = float(np.median(v[ok]))
     return TwinNow(
         twin_id,
         kind.name,

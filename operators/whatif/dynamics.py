@@ -4,7 +4,8 @@ The bundled types use the simulator's machines (:mod:`twinflow.flows.whatif_mach
 type of your own names a class by import path in the what-if file (``dynamics:
 package.module:Class``). The class is built with no arguments, then:
 
-1. ``start(last, time, fault, severity)`` takes the twin's newest value of each signal, the
+1. ``start(last, time, fault, severity)`` takes the twin's newest value of each signal (and
+   its trend per second as ``<signal>.slope`` where known), the
    time (epoch seconds) and the fault it carries (kind or ``None``, severity 0..1 now) and
    sets its state from them (unmeasured state from typical values, or by matching what was
    measured);
