@@ -103,7 +103,7 @@ class TypeReader(NotationReader):
             if found is not None:
                 if not semantic or (act.version == 2 and kind not in ("Telemetry", "Property")):
                     self.refuse_cotype(at, v, kind)
-                elif sem is not None:
+                elif sem is not None and found != sem:  # the same one twice is only redundant
                     self.add(
                         at, "type-cotype", f"at most one semantic type; found {sem!r} and {v!r}"
                     )
