@@ -28,9 +28,11 @@ process over the whole cluster's workers, so two processes must never hold the s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
@@ -190,8 +192,9 @@ def cluster_recovery(db_dir: Path, cluster: Cluster) -> RecoveryConfig:
 
     Alone, a process keeps every partition (:func:`~twinflow.flows.recovery.recovery_config`).
     In a cluster, a new directory gets partitions ``j`` of ``n = max(4, workers in all)``
-    with ``j % processes == process id``; a directory that holds partitions is used as is
-    (the cluster must restart with the same number of processes).
+    with ``j % processes == process id``. A directory that holds partitions must hold this
+    process's share of the same cluster: one made for another number of processes (or
+    another process id) is refused, since Bytewax would find a partition twice or miss one.
 
     >>> d = Path(tempfile.mkdtemp())
     >>> _ = cluster_recovery(d / "p1", Cluster(1, 1, ("h:1", "h:2")))
@@ -208,6 +211,9 @@ def cluster_recovery(db_dir: Path, cluster: Cluster) -> RecoveryConfig:
         recovery_config,
     )
 
+    if partitions_in(db_dir) > 0:
+        check_owner(db_dir)
+        check_share(db_dir, cluster)
     if cluster.processes == 1:
         return recovery_config(db_dir, cluster.workers_per_process)
     if db_dir.exists() and not db_dir.is_dir():
@@ -230,6 +236,42 @@ def cluster_recovery(db_dir: Path, cluster: Cluster) -> RecoveryConfig:
         make_private(db_dir)
     check_owner(db_dir)
     return RecoveryConfig(db_dir)  # type: ignore[no-untyped-call]
+
+
+def check_share(db_dir: Path, cluster: Cluster) -> None:
+    """Refuse recovery partitions that are not this process's share of one cluster.
+
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = cluster_recovery(d, Cluster(1, 0, ("h:1", "h:2")))
+    >>> check_share(d, Cluster(1, 0, ("h:1", "h:2", "h:3")))
+    Traceback (most recent call last):
+    ...
+    twinflow.core.errors.ConfigError: ... [0, 2] of 4, but process 0 of 3 keeps [0, 3]: ...
+    """
+    found: dict[int, int] = {}
+    for part in sorted(db_dir.glob("part-*.sqlite3")):
+        uri = f"{part.resolve().as_uri()}?mode=ro"
+        try:
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+                rows = conn.execute("SELECT part_index, part_count FROM parts").fetchall()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"--recovery-dir {part}: not a recovery partition ({exc})") from None
+        found.update((int(i), int(n)) for i, n in rows)
+    counts = set(found.values())
+    if len(counts) != 1:
+        raise ConfigError(
+            f"--recovery-dir {db_dir} mixes partitions of different recovery stores "
+            f"(counts {sorted(counts)}); give each process its own directory"
+        )
+    (n,) = counts
+    mine = list(range(cluster.index, n, cluster.processes))
+    if sorted(found) != mine:
+        raise ConfigError(
+            f"--recovery-dir {db_dir} holds partitions {sorted(found)} of {n}, but process "
+            f"{cluster.index} of {cluster.processes} keeps {mine}: it was made for another "
+            "cluster (number of processes or process id); restart with the same processes and "
+            "ids, or start every process from a new directory"
+        )
 
 
 def replay_source(

@@ -144,3 +144,26 @@ def test_a_process_paces_only_the_files_it_reads() -> None:
 def test_argparse_namespace_without_cluster_options_is_alone() -> None:
     ns = argparse.Namespace(workers=None, process_id=None, addresses=None)
     assert cluster_from(ns, {}) == Cluster()
+
+
+def test_recovery_made_for_another_cluster_is_refused(tmp_path: Path) -> None:
+    pair = ("a:1", "b:1")
+    cluster_recovery(tmp_path / "p1", Cluster(1, 1, pair))
+    cluster_recovery(tmp_path / "p1", Cluster(1, 1, pair))  # the same process again: fine
+    for other, what in (
+        (Cluster(1, 0, pair), "process 0 of 2 keeps \\[0, 2\\]"),
+        (Cluster(1, 1, ("a:1", "b:1", "c:1")), "process 1 of 3 keeps \\[1\\]"),
+        (Cluster(1), "process 0 of 1 keeps \\[0, 1, 2, 3\\]"),
+    ):
+        with pytest.raises(ConfigError, match=what):
+            cluster_recovery(tmp_path / "p1", other)
+    # a single process's own directory resumes as before
+    cluster_recovery(tmp_path / "alone", Cluster(2))
+    cluster_recovery(tmp_path / "alone", Cluster(2))
+    assert parts(tmp_path / "alone") == [f"part-{j}.sqlite3" for j in range(4)]
+
+
+def test_a_partition_file_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "part-0.sqlite3").write_bytes(b"not a database at all, but long enough" * 4)
+    with pytest.raises(ConfigError, match="not a recovery partition"):
+        cluster_recovery(tmp_path, Cluster(1, 0, ("a:1", "b:1")))
