@@ -89,7 +89,7 @@ def nice_ticks(lo: float, hi: float, n: int = 4) -> list[float]:
     """About ``n`` round values between ``lo`` and ``hi``.
 
     >>> nice_ticks(0.0, 97.0)
-    [0.0, 20.0, 40.0, 60.0, 80.0]
+    [0.0, 25.0, 50.0, 75.0]
     """
     if not hi > lo:
         return [lo]
