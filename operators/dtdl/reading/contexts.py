@@ -71,13 +71,12 @@ def read_context(
             f"a top-level @context must name DTDL first: {DTDL_CONTEXT!r} (or "
             "'dtmi:dtdl:context;2' for DTDL v2)",
         )
-    elif dtdl and (values[0] != dtdl[0] or len(dtdl) > 1) and DTDL_CONTEXT in dtdl:
-        late = dtdl[0] if values[0] != dtdl[0] else dtdl[1]
+    elif DTDL_CONTEXT in values and values[0] != DTDL_CONTEXT:
         report.add(
             at,
             "context-order",
-            f"{late!r} must be the only or the first value of @context (one DTDL version, "
-            "then the extensions)",
+            f"{DTDL_CONTEXT!r} must be the only or the first value of @context, before the "
+            "extensions",
         )
     combined = {c.split(";")[0]: c for c in (inherited or DEFAULT).contexts}
     for v in values:
