@@ -119,7 +119,7 @@ class MqttPartition(StatefulSourcePartition[Item, None]):
         self._watchdog_at = 0.0
         self._filters = self._decoder.router.filters
         if index is not None:  # one session of a shared subscription group
-            self._filters = [f"$share/{group}/{f}" for f in self._filters]
+            self._filters = tuple(f"$share/{group}/{f}" for f in self._filters)
         self._sub_mids: dict[int, list[str]] = {}
         self._barriers: dict[int, threading.Event] = {}
         #: Set once the broker has granted every subscription (readiness, for tests and probes).
