@@ -21,8 +21,8 @@ acknowledge it, bounded by ``max_messages`` and ``max_bytes``:
   order sequence; a delivery error when ``message.timeout.ms`` is set): the producer is
   dropped, a new one made, and the outbox sent again in acceptance order, with a growing pause
   between such restarts (counted in ``twinflow_output_retries_total``). A producer stuck
-  while the broker answers (no acknowledgement for ``stall_s``, no connection error) is
-  restarted the same way.
+  while a broker connection is up (no acknowledgement for ``stall_s``; librdkafka's
+  statistics tell the connection state) is restarted the same way.
 - **Snapshot** (every Bytewax epoch, with or without recovery) never waits for the brokers
   beyond ``snapshot_wait_s`` while the output is up, and not at all while it is down: it
   returns the outbox's messages as the partition's state. A flow resumed with
@@ -77,11 +77,8 @@ DELIVERY_ERRORS = Counter(
 _ROOM_WAIT_S = 0.1
 #: Longest pause between two producer restarts.
 RESTART_CAP_S = 60.0
-#: librdkafka's longest pause between connection attempts (reconnect.backoff.max.ms) unless
-#: ``kafka.extra`` sets it.
-RECONNECT_MAX_S = 10.0
-#: librdkafka errors that say a broker cannot be reached (the producer is not restarted).
-_UNREACHABLE = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
+#: How often librdkafka reports its brokers' connection states (its statistics callback).
+STATS_INTERVAL_MS = 500
 
 
 class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
@@ -97,14 +94,11 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         self._generation = 0
         self._fatal = ""  # why the producer must be replaced, set by its callbacks
         self._last_error = ""
-        self._unreachable_at = -1e9  # monotonic time of the last connection error
+        self._connected_since: float | None = None  # a broker connection is up since then
+        self._stats_seen = False  # librdkafka has reported connection states
         self._progress_at = time.monotonic()  # last ack, or when the outbox became non-empty
         self._restart_at = 0.0  # no producer restart before this monotonic time
         self._restart_pause_s = sink.stall_s
-        # After a connection error a stuck producer is left alone this long: the broker is
-        # away, and librdkafka reports each failed connection attempt.
-        reconnect_ms = sink.settings.extra.get("reconnect.backoff.max.ms", RECONNECT_MAX_S * 1e3)
-        self._grace_s = max(sink.stall_s, 1.5 * float(reconnect_ms) / 1e3)
         self._producer = self._new_producer()
         log.debug("kafka sink partition %s writes topic %r", part, self._topic)
         if resume:
@@ -124,6 +118,8 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         settings = self._sink.settings
         overrides: dict[str, Any] = {
             "error_cb": partial(self._on_error, self._generation),
+            "stats_cb": partial(self._on_stats, self._generation),
+            "statistics.interval.ms": STATS_INTERVAL_MS,
             # librdkafka's own queue must not fill before the outbox does
             "queue.buffering.max.messages": max(self._sink.max_messages + 1000, 100_000),
         }
@@ -136,10 +132,23 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         if generation != self._generation:
             return
         self._last_error = error.str()
-        if error.code() in _UNREACHABLE:
-            self._unreachable_at = time.monotonic()
         if error.fatal():
             self._fatal = f"fatal producer error: {error.str()}"
+
+    def _on_stats(self, generation: int, stats: str) -> None:
+        """Whether a broker connection is up, from librdkafka's statistics (JSON)."""
+        if generation != self._generation:
+            return
+        try:
+            brokers = json.loads(stats).get("brokers", {}).values()
+            connected = any(b.get("state") == "UP" for b in brokers)
+        except (ValueError, AttributeError):
+            return
+        self._stats_seen = True
+        if not connected:
+            self._connected_since = None
+        elif self._connected_since is None:
+            self._connected_since = time.monotonic()
 
     def _on_delivery(
         self, generation: int, seq: int, error: KafkaError | None, msg: Message
@@ -185,6 +194,8 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
             len(self._outbox),
             self._restart_pause_s,
         )
+        self._connected_since = None
+        self._stats_seen = False
         self._producer = self._new_producer()
         now = time.monotonic()
         self._restart_at = now + self._restart_pause_s
@@ -217,9 +228,10 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         elif (
             waiting
             and quiet_s >= self._sink.stall_s
-            and now - self._unreachable_at >= self._grace_s
+            and self._connected_since is not None
+            and now - self._connected_since >= self._sink.stall_s
         ):
-            self._restart(f"no acknowledgement for {quiet_s:.0f} s while the brokers answer")
+            self._restart(f"no acknowledgement for {quiet_s:.0f} s while a broker is connected")
 
     # -- Bytewax -----------------------------------------------------------------------
 
@@ -271,11 +283,13 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
     def snapshot(self) -> list[Held] | None:
         """The unacknowledged messages (None when all are acknowledged); never blocks long.
 
-        While the output is up it gives the brokers up to ``snapshot_wait_s`` to acknowledge
-        what is in flight, so the state is usually empty; while it is down it does not wait.
+        While a broker is connected and the output up it gives the brokers up to
+        ``snapshot_wait_s`` to acknowledge what is in flight, so the state is usually empty;
+        otherwise it does not wait.
         """
         self._tend()
-        if len(self._outbox) and self._health.is_up and self._sink.snapshot_wait_s > 0:
+        connected = self._connected_since is not None or not self._stats_seen
+        if len(self._outbox) and connected and self._health.is_up:
             self._producer.flush(self._sink.snapshot_wait_s)
             self._tend()
         return self._outbox.held() or None
@@ -322,7 +336,7 @@ class KafkaJsonSink(FixedPartitionedSink[Any, list[Held] | None]):
         max_bytes: int = 64 * 1024 * 1024,
         down_after_s: float = 5.0,
         stall_s: float = 10.0,
-        snapshot_wait_s: float = 1.0,
+        snapshot_wait_s: float = 0.5,
         close_wait_s: float = 10.0,
     ) -> None:
         if not topic:
