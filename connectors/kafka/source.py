@@ -23,9 +23,9 @@ are logged (one line per condition a minute). A fatal client error raises
 A broker that comes back without its data (restarted on empty storage, or the topic deleted
 and created again) is followed: a partition whose log now ends before the offset the source
 is at (the high watermark of its last fetch is lower), or whose topic's id changed (checked
-every ``WATCH_S`` seconds through an admin client), is read again from its beginning, with a
-warning that says so, instead of waiting for the new log to reach the old offset. Messages
-read from the new log before the change was seen may be read twice (at-least-once).
+every ``watch_s`` seconds, 5 by default, through an admin client), is read again from its
+beginning, with a warning that says so, instead of waiting for the new log to reach the old
+offset. Messages read from the new log before the change was seen may be read twice.
 """
 
 from __future__ import annotations
@@ -90,13 +90,15 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         tail: bool,
         max_idle_wait_s: float,
         admin: AdminClient | None = None,
+        watch_s: float = WATCH_S,
     ) -> None:
         consumer.assign([TopicPartition(topic, partition, offset)])
         self._consumer = consumer
         self._admin = admin
         self._topic_id: str | None = None
         self._described: Future[Any] | None = None
-        self._watched_at = -WATCH_S  # the first check asks for the topic id at once
+        self._watch_s = watch_s
+        self._watched_at = -watch_s  # the first check asks for the topic id at once
         self._watch_due = time.monotonic()
         self._topic = topic
         self._partition = partition
@@ -139,7 +141,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         if self._described is not None and self._described.done():
             self._check_topic_id(self._described)
             self._described = None
-        if self._described is None and now - self._watched_at >= WATCH_S:
+        if self._described is None and now - self._watched_at >= self._watch_s:
             self._watched_at = now
             collection = TopicCollection([self._topic])
             self._described = self._admin.describe_topics(collection)[self._topic]
@@ -233,6 +235,7 @@ class KafkaMessageSource(FixedPartitionedSource[Any, int]):
         starting_offset: int = OFFSET_BEGINNING,
         batch_size: int = 1000,
         max_idle_wait_s: float = 0.01,
+        watch_s: float = WATCH_S,
     ) -> None:
         if isinstance(topics, str) or not topics:
             raise ConfigError(f"Kafka source needs a list of topics, got {topics!r}")
@@ -243,6 +246,7 @@ class KafkaMessageSource(FixedPartitionedSource[Any, int]):
         self.starting_offset = starting_offset
         self.batch_size = batch_size
         self.max_idle_wait_s = max_idle_wait_s
+        self.watch_s = watch_s
 
     def list_parts(self) -> list[str]:
         admin = AdminClient(admin_config(self.settings))
@@ -285,6 +289,7 @@ class KafkaMessageSource(FixedPartitionedSource[Any, int]):
             self.tail,
             self.max_idle_wait_s,
             AdminClient(admin_config(self.settings)) if self.tail else None,
+            self.watch_s,
         )
 
 

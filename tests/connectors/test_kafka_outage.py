@@ -224,7 +224,9 @@ def test_source_rereads_a_topic_created_again_with_a_longer_log(
         for i in range(3):
             produce.produce(topic, b"old%d" % i, partition=0)
         assert produce.flush(10) == 0
-        part = kafka_telemetry_source(s).build_part("in", f"0-{topic}", None)
+        source = kafka_telemetry_source(s)
+        source.watch_s = 1.0  # ask for the topic's id every second (default: 5 s)
+        part = source.build_part("in", f"0-{topic}", None)
         got: list[bytes] = []
 
         def more() -> None:
