@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 CONTEXT = "dtmi:dtdl:extension:quantitativeTypes;1"
+#: The extension's IRIs: a term may also be written as ``<prefix><kind>:<term>``.
+IRI_PREFIX = "dtmi:dtdl:extension:quantitativeTypes:v1:"
+UNIT_IRI = IRI_PREFIX + "property:unit"
 
 _POWER = (
     "britishThermalUnitPerHour gigajoulePerHour gigawatt horsepower joulePerHour "
@@ -177,6 +180,17 @@ SEMANTIC_TYPES: Mapping[str, str] = MappingProxyType(
         "VolumeFlowRate": "VolumeFlowRateUnit",
     }
 )
+
+
+def term(value: str, kind: str) -> str:
+    """The term of a QuantitativeTypes IRI of ``kind`` (class, unit, enum); else ``value``.
+
+    >>> term("dtmi:dtdl:extension:quantitativeTypes:v1:class:Temperature", "class")
+    'Temperature'
+    """
+    prefix = f"{IRI_PREFIX}{kind}:"
+    found = value[len(prefix) :] if value.startswith(prefix) else value
+    return "PowerUnit" if kind == "enum" and found == "EnergyRateUnit" else found
 
 
 def units_for(semantic_type: str) -> frozenset[str]:

@@ -11,6 +11,7 @@ from tests.operators.dtdl_samples import V3, interface, rules_of, write
 from twinflow.operators.dtdl import EnumSchema, ObjectSchema, parse_files
 
 TEL = {"@type": "Telemetry", "name": "t", "schema": "double"}
+QT_IRI = "dtmi:dtdl:extension:quantitativeTypes:v1:"
 
 
 def _tel(**more: Any) -> dict[str, Any]:
@@ -61,6 +62,15 @@ VALID = {
     ],
     "empty @context on an element": [_tel(**{"@context": []})],
     "displayName of 512 characters": [_tel(displayName="x" * 512)],
+    "QuantitativeTypes terms by their IRIs": [
+        _tel(
+            **{
+                "@type": ["Telemetry", QT_IRI + "class:Temperature"],
+                QT_IRI + "property:unit": QT_IRI + "unit:kelvin",
+            }
+        ),
+        {"@type": "Property", "name": "u", "schema": QT_IRI + "enum:TemperatureUnit"},
+    ],
 }
 
 INVALID = {

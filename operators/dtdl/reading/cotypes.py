@@ -136,6 +136,7 @@ class TypeReader(NotationReader):
     def _semantic(value: str, act: Active) -> str | None:
         if act.version == 2:
             return semantics_v2.semantic_term(value)
+        value = quantities.term(value, "class")
         return value if act.quantitative and value in quantities.SEMANTIC_TYPES else None
 
     def _informal(self, value: str, act: Active) -> bool:
@@ -210,8 +211,7 @@ class TypeReader(NotationReader):
             self.add(at.key("unit"), "property-type", f"unit must be a unit name, not {unit!r}")
             return None
         allowed = semantics_v2.UNITS[sem] if v2 else quantities.units_for(sem)
-        if v2:
-            unit = semantics_v2.unit_term(unit)
+        unit = semantics_v2.unit_term(unit) if v2 else quantities.term(unit, "unit")
         if unit not in allowed:
             self.add(
                 at.key("unit"),

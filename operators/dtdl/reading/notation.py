@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from twinflow.operators.dtdl import quantities
 from twinflow.operators.dtdl.dtmi import is_dtmi
 from twinflow.operators.dtdl.reading.contexts import Active, read_context
 from twinflow.operators.dtdl.reading.language import PROPERTY_TERMS_BY_VERSION
@@ -149,6 +150,8 @@ class NotationReader(Report):
             self.partitions[id(raw)] = partition
         elif isinstance(own, str):
             partition.setdefault(own, (raw, at))
+        if act.quantitative and quantities.UNIT_IRI in raw:
+            self._rename_unit(raw, at)
         self._rename(raw, at, act.version)
         for key in list(raw):
             if key in LOCALIZABLE:
@@ -183,6 +186,20 @@ class NotationReader(Report):
                     )
                     continue
             renamed[term] = value
+        raw.clear()
+        raw.update(renamed)
+
+    def _rename_unit(self, raw: dict[str, Any], at: At) -> None:
+        """QuantitativeTypes' ``unit`` written as its IRI becomes ``unit``."""
+        if "unit" in raw:
+            self.add(
+                at.key(quantities.UNIT_IRI),
+                "property-repeated",
+                "'unit' is written both as a term and as its IRI; keep one",
+            )
+            del raw[quantities.UNIT_IRI]
+            return
+        renamed = {("unit" if k == quantities.UNIT_IRI else k): v for k, v in raw.items()}
         raw.clear()
         raw.update(renamed)
 

@@ -71,8 +71,9 @@ class SchemaReader(ElementReader):
         if isinstance(value, str):
             if value in PRIMITIVES or value in GEOSPATIAL:
                 return PrimitiveSchema(name=value)
-            if self.scope.active.quantitative and value in quantities.UNIT_TYPES:
-                return _unit_type(value)
+            unit_type = quantities.term(value, "enum")
+            if self.scope.active.quantitative and unit_type in quantities.UNIT_TYPES:
+                return _unit_type(unit_type)
             if value in LATER_PRIMITIVES:
                 self.add(
                     at,
