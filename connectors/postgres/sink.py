@@ -148,7 +148,8 @@ class PostgresSink(FixedPartitionedSink[Any, Held]):
       ``give_up_after_s``: fail the flow after that long (``None``: keep trying, holding the
       rows, until the database is back; the flow waits only when ``max_buffer_rows`` is hit).
     - ``snapshot_wait_s``: how long a snapshot waits for the rows to commit while the
-      database answers; what is left goes into the snapshot's state.
+      database answers; what is left goes into the snapshot's state. ``close_wait_s``: how
+      long the end of a run waits for a database that is away before giving its rows up.
     """
 
     def __init__(
@@ -167,6 +168,7 @@ class PostgresSink(FixedPartitionedSink[Any, Held]):
         give_up_after_s: float | None = None,
         connect_timeout_s: float = 5.0,
         snapshot_wait_s: float = 5.0,
+        close_wait_s: float = 30.0,
     ) -> None:
         if partitions < 1:
             raise PostgresSinkError(f"PostgresSink partitions must be at least 1, got {partitions}")
@@ -190,6 +192,7 @@ class PostgresSink(FixedPartitionedSink[Any, Held]):
         self.give_up_after_s = give_up_after_s
         self.connect_timeout_s = connect_timeout_s
         self.snapshot_wait_s = snapshot_wait_s
+        self.close_wait_s = close_wait_s
 
     def settings(self, name: str) -> WriterSettings:
         """The frozen settings a partition's writer runs with."""
@@ -204,6 +207,7 @@ class PostgresSink(FixedPartitionedSink[Any, Held]):
             give_up_after_s=self.give_up_after_s,
             connect_timeout_s=self.connect_timeout_s,
             application_name=f"twinflow-sink {name}"[:63],
+            close_wait_s=self.close_wait_s,
         )
 
     def list_parts(self) -> list[str]:

@@ -76,6 +76,7 @@ class WriterSettings:
     give_up_after_s: float | None = None
     connect_timeout_s: float = 5.0
     application_name: str = "twinflow-sink"
+    close_wait_s: float = 30.0
 
 
 #: One piece of work for :meth:`BatchWriter.add`: table name, payload, rows it holds.
@@ -124,6 +125,7 @@ class BatchWriter:
         self._committed = 0
         self._flush_waiters = 0
         self._closing = False
+        self._abandoned = False  # close gave up waiting: the writer thread stops retrying
         self._error: BaseException | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._optimistic = settings.optimistic_copy
@@ -211,11 +213,26 @@ class BatchWriter:
         return pieces
 
     def close(self) -> None:
-        """Commit what is buffered, then stop the thread and close the connection."""
+        """Commit what is buffered, then stop the thread and close the connection.
+
+        A database that is still away after ``close_wait_s`` is given up: the rows left are
+        logged (a run resumed from recovery writes them again from its snapshot).
+        """
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join()
+        self._thread.join(self.settings.close_wait_s)
+        if self._thread.is_alive():
+            self._abandoned = True
+            log.error(
+                "PostgreSQL sink %s: closing with %d rows not committed (%s unreachable); a "
+                "run resumed from --recovery-dir writes them again, without recovery they are "
+                "lost",
+                self.name,
+                self.buffered_rows,
+                redact(self.settings.url),
+            )
+            return
         with self._cond:
             self._raise_if_failed()
 
@@ -294,6 +311,8 @@ class BatchWriter:
                     raise self._fatal(exc, batch) from exc
                 now = time.monotonic()
                 failing_since = failing_since if failing_since is not None else now
+                if self._abandoned:
+                    raise PostgresSinkError(f"PostgreSQL sink {self.name} closed") from exc
                 if s.give_up_after_s is not None and now - failing_since >= s.give_up_after_s:
                     raise PostgresSinkError(
                         f"PostgreSQL sink {self.name} gave up after {s.give_up_after_s:g} s of "

@@ -1085,6 +1085,41 @@ def test_giving_up_fails_the_flow_instead_of_dropping_rows(
         fragile.start()
 
 
+@pytest.mark.services
+def test_rows_held_while_the_server_is_down_are_snapshot_state_a_resume_writes(
+    fragile: Postgres, request: pytest.FixtureRequest
+) -> None:
+    """The server is down: writes go on, the output reports down, a snapshot returns the
+    uncommitted rows at once and closing gives them up after close_wait_s; a partition built
+    from that state (a resumed run) writes them, once."""
+    from prometheus_client import REGISTRY
+
+    url = _fragile_db(fragile, request)
+    sink = PostgresSink(url, retry_initial_s=0.05, retry_max_s=0.2, close_wait_s=0.5)
+    part = sink.build_part("held", "pg-0", None)
+    frames = [frame("M1", E0 + 10 * i) for i in range(3)]
+    part.write_batch(frames[:1])
+    assert part.snapshot() is None  # committed
+    fragile.stop()
+    try:
+        part.write_batch(frames[1:])
+
+        def down() -> bool:
+            labels = {"output": "postgres:held/pg-0"}
+            return REGISTRY.get_sample_value("twinflow_output_up", labels) == 0
+
+        _wait_for(down, 10, "the output to be reported down")
+        state = part.snapshot()
+        assert state is not None and sum(rows for _t, _p, rows in state) == 40
+        part.close()  # gives up waiting; logs the rows it leaves
+    finally:
+        fragile.start()
+    resumed = sink.build_part("held", "pg-0", state)
+    assert resumed.snapshot() is None
+    resumed.close()
+    assert stored_readings(url) == expected_readings(frames)
+
+
 # -- pure helpers -------------------------------------------------------------------------
 
 
