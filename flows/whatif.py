@@ -26,7 +26,7 @@ import yaml
 
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import Alert, TelemetryFrame, WindowFeatures
-from twinflow.core.times import iso, utc
+from twinflow.core.times import iso, parse_duration, utc
 from twinflow.operators.whatif import Dynamics, Scenario, WhatIf, read_whatif
 from twinflow.operators.whatif.dynamics import load_dynamics
 from twinflow.operators.whatif.scenario import CHUNK_S, INHERIT
@@ -295,22 +295,33 @@ def load_whatif(path: Path) -> WhatIf:
 
 
 def what_if(
-    out: Path,
+    source: Path | str,
     whatif: WhatIf,
     *,
     twin_id: str | None = None,
     at: datetime | None = None,
     catalog: Mapping[str, TwinType] | None = None,
+    history_s: float | None = None,
 ) -> WhatIfReport:
-    """The Python API: ``whatif`` for a twin of the run whose ``--out`` folder is ``out``."""
-    from twinflow.flows.whatif_state import state_from_outputs
+    """The Python API: ``whatif`` for a twin of a run, from its ``--out`` folder or from
+    PostgreSQL (a ``postgresql://`` URL), with its last ``history_s`` of telemetry as history
+    (default: all of a folder's, 6 h of a database's)."""
+    from twinflow.flows.whatif_state import state_from_db, state_from_outputs
     from twinflow.operators.catalog import CATALOG
 
     types = dict(catalog if catalog is not None else CATALOG)
     twin = twin_id or whatif.twin
     if twin is None:
         raise ConfigError(f"{whatif.file}: name the twin (twin: in the file, or --twin)")
-    return predict(state_from_outputs(out, twin, types, at), whatif, types)
+    if isinstance(source, str) and is_database(source):
+        state = state_from_db(source, twin, types, at, history_s or 6 * 3600.0)
+    else:
+        state = state_from_outputs(Path(source), twin, types, at, history_s)
+    return predict(state, whatif, types)
+
+
+def is_database(source: str) -> bool:
+    return source.startswith(("postgresql://", "postgres://"))
 
 
 def render(report: WhatIfReport) -> str:
@@ -345,6 +356,13 @@ def _shown(x: object) -> str:
     return f"{x:+.1f} h" if isinstance(x, float) else str(x)
 
 
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_whatif_parser(sub: Any) -> None:
     """The ``whatif`` subcommand's arguments."""
     p = sub.add_parser(
@@ -354,20 +372,36 @@ def add_whatif_parser(sub: Any) -> None:
         "each scenario of a what-if file (YAML or JSON), judge the predictions with the "
         "twin type's rules and RUL model, and compare them with no change.",
     )
-    p.add_argument("source", type=Path, help="a run's --out folder (with telemetry)")
+    p.add_argument("source", help="a run's --out folder (with telemetry), or a postgresql:// URL")
     p.add_argument("scenarios", type=Path, help="the what-if file")
     p.add_argument("--twin", default=None, help="the twin (overrides the file's twin:)")
     p.add_argument("--at", default=None, help="start from this time (ISO 8601; default: the "
                    "twin's newest reading)")  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
+    p.add_argument(
+        "--history",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="telemetry before the start that warms up the analysis (default: all of a "
+        "folder's, 6h of a database's)",
+    )
+    p.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        help="allow a database password without sslmode require, verify-ca or verify-full",
+    )
 
 
 def run_whatif(args: argparse.Namespace) -> int:
     """``twinflow whatif``."""
-    from twinflow.flows.plan import _plan_time
+    from twinflow.flows.plan import _check_url, _plan_time
 
     whatif = load_whatif(args.scenarios)
-    report = what_if(args.source, whatif, twin_id=args.twin, at=_plan_time(args.at))
+    if is_database(args.source):
+        _check_url(args.source, "the source URL", args.allow_insecure)
+    at = _plan_time(args.at)
+    report = what_if(args.source, whatif, twin_id=args.twin, at=at, history_s=args.history)
     print(render(report))
     if args.json is not None:
         args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
