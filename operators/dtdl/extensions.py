@@ -18,8 +18,9 @@ MQTT = "dtmi:dtdl:extension:mqtt;1"
 #: DTDL v2's IoT Central extension: accepted in v2 models, its terms are not checked.
 IOTCENTRAL = "dtmi:iotcentral:context;2"
 
-#: MQTT ``payloadFormat`` values.
+#: MQTT ``payloadFormat`` values (also written as their IRIs, ``PAYLOAD_FORMAT_IRI`` + value).
 PAYLOAD_FORMATS = frozenset({"avro", "cbor", "json", "proto2", "proto3", "raw"})
+PAYLOAD_FORMAT_IRI = "dtmi:dtdl:extension:mqtt:v1:payloadFormat:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +62,22 @@ def adjuncts_in(contexts: tuple[str, ...]) -> dict[str, Adjunct]:
     for context in contexts:
         found.update(ADJUNCTS.get(context, {}))
     return found
+
+
+def iri_terms(contexts: tuple[str, ...]) -> dict[str, str]:
+    """The IRIs of the adjunct types and members in force, each mapped to its term.
+
+    An extension's IRIs follow its context: ``dtmi:dtdl:extension:<name>:v1:<Type>`` for
+    an adjunct type and ``...:<Type>:<member>`` for a member it adds.
+
+    >>> iri_terms((OVERRIDING,))["dtmi:dtdl:extension:overriding:v1:Override:overrides"]
+    'overrides'
+    """
+    terms: dict[str, str] = {}
+    for context in contexts:
+        base = context.split(";")[0] + ":v" + context.split(";")[-1] + ":"
+        for name, adjunct in ADJUNCTS.get(context, {}).items():
+            terms[base + name] = name
+            for member in (*adjunct.required, *adjunct.optional):
+                terms[f"{base}{name}:{member}"] = member
+    return terms

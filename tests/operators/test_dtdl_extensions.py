@@ -65,6 +65,20 @@ VALID = {
     ),
 }
 
+M = "dtmi:dtdl:extension:mqtt:v1:"
+VALID["adjunct types and members by their IRIs"] = iface(
+    [QT, ANNOT, MQTT],
+    TEMP,
+    annotation(**{"@type": ["Property", "dtmi:dtdl:extension:annotation:v1:ValueAnnotation"]}),
+    {
+        "@type": ["Telemetry", M + "Indexed"],
+        "name": "d",
+        "schema": "double",
+        M + "Indexed:index": 1,
+    },
+    **{"@type": ["Interface", M + "Mqtt"], M + "Mqtt:payloadFormat": M + "payloadFormat:cbor"},
+)
+
 INVALID = {
     "adjunct type without its context": (iface([QT], TEMP, annotation()), ["type-unknown"]),
     "Historized on a Command": (

@@ -96,7 +96,9 @@ class TypeReader(NotationReader):
         adjuncts: dict[str, extensions.Adjunct] = {}
         informal = False
         defined = extensions.adjuncts_in(act.contexts)
+        iris = extensions.iri_terms(act.contexts) if defined else {}
         for v in values:
+            v = iris.get(v, v)
             if v == kind:
                 continue
             found = self._semantic(v, act)

@@ -97,6 +97,8 @@ class ElementReader(TypeReader):
             if key in raw and not isinstance(raw[key], str):
                 self.add(at.key(key), "property-type", f"{key} must be a string")
         fmt = raw.get("payloadFormat")
+        if isinstance(fmt, str) and fmt.startswith(extensions.PAYLOAD_FORMAT_IRI):
+            fmt = fmt[len(extensions.PAYLOAD_FORMAT_IRI) :]
         if "payloadFormat" in raw and fmt not in extensions.PAYLOAD_FORMATS:
             self.add(
                 at.key("payloadFormat"),

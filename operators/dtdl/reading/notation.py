@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from twinflow.operators.dtdl import quantities
+from twinflow.operators.dtdl import extensions, quantities
 from twinflow.operators.dtdl.dtmi import is_dtmi
 from twinflow.operators.dtdl.reading.contexts import Active, read_context
 from twinflow.operators.dtdl.reading.language import PROPERTY_TERMS_BY_VERSION
@@ -150,8 +150,8 @@ class NotationReader(Report):
             self.partitions[id(raw)] = partition
         elif isinstance(own, str):
             partition.setdefault(own, (raw, at))
-        if act.quantitative and quantities.UNIT_IRI in raw:
-            self._rename_unit(raw, at)
+        if any(k.startswith("dtmi:dtdl:extension:") for k in raw):
+            self._rename_extension_members(raw, at, act)
         self._rename(raw, at, act.version)
         for key in list(raw):
             if key in LOCALIZABLE:
@@ -189,17 +189,22 @@ class NotationReader(Report):
         raw.clear()
         raw.update(renamed)
 
-    def _rename_unit(self, raw: dict[str, Any], at: At) -> None:
-        """QuantitativeTypes' ``unit`` written as its IRI becomes ``unit``."""
-        if "unit" in raw:
-            self.add(
-                at.key(quantities.UNIT_IRI),
-                "property-repeated",
-                "'unit' is written both as a term and as its IRI; keep one",
-            )
-            del raw[quantities.UNIT_IRI]
-            return
-        renamed = {("unit" if k == quantities.UNIT_IRI else k): v for k, v in raw.items()}
+    def _rename_extension_members(self, raw: dict[str, Any], at: At, act: Active) -> None:
+        """Members an extension in force adds, written as their IRIs, become their terms."""
+        iris = extensions.iri_terms(act.contexts)
+        if act.quantitative:
+            iris[quantities.UNIT_IRI] = "unit"
+        renamed: dict[str, Any] = {}
+        for key, value in raw.items():
+            term = iris.get(key, key)
+            if term != key and (term in raw or term in renamed):
+                self.add(
+                    at.key(key),
+                    "property-repeated",
+                    f"{term!r} is written both as a term and as its IRI {key!r}; keep one",
+                )
+                continue
+            renamed[term] = value
         raw.clear()
         raw.update(renamed)
 
