@@ -166,3 +166,44 @@ def test_plan_from_postgresql_is_stored_once(
             ).fetchall()
     assert plans == [(doc["plan_id"], doc["expected_cost"], "twinflow.maintenance_plan")]
     assert latest == [("motor-1", "rewind", T0, 20.0), ("motor-2", "run_to_failure", None, None)]
+
+
+@pytest.mark.services
+@pytest.mark.timeout(120)
+def test_plan_goes_to_a_kafka_topic_of_the_deployment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.connectors.test_kafka import read_back
+    from tests.services.kafka import KafkaBroker, create_topic, unique_topic
+
+    out = run_outputs(tmp_path / "out")
+    with KafkaBroker() as broker:
+        topic = create_topic(broker.bootstrap, unique_topic("plans"))
+        deployment = costs(
+            tmp_path,
+            dedent(f"""
+            version: 1
+            services:
+              kafka: {{bootstrap: "{broker.bootstrap}", telemetry_topics: [plant.telemetry]}}
+            twins:
+              - {{id: motor-1, type: motor, protocol: kafka}}
+              - {{id: motor-2, type: motor, protocol: kafka}}
+            """)
+            + COSTS,
+        )
+        args = ["plan", str(out), "--config", str(deployment), "--kafka-topic", topic]
+        assert main(args) == 0
+        assert f"sent to Kafka topic {topic}" in capsys.readouterr().out
+        (message,) = read_back(broker.bootstrap, topic)
+    doc = json.loads(message.value())
+    assert message.key() == doc["plan_id"].encode()
+    assert doc == json.loads((out / "maintenance_plan.json").read_text())
+
+
+def test_kafka_topic_needs_a_kafka_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = run_outputs(tmp_path / "out")
+    args = ["plan", str(out), "--config", str(costs(tmp_path)), "--kafka-topic", "plans"]
+    assert main(args) == 2
+    assert "has no services.kafka to send it to" in capsys.readouterr().err
