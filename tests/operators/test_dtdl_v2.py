@@ -132,6 +132,10 @@ V2_INVALID = {
         "type-unknown",
     ),
     "@graph member": (TEMP | {"@graph": {}}, "property-unknown"),
+    "maxMultiplicity over 500": (
+        {"@type": "Relationship", "name": "r", "maxMultiplicity": 501},
+        "multiplicity",
+    ),
 }
 
 
@@ -156,6 +160,8 @@ def test_v2_limits_at_their_boundaries(tmp_path: Path) -> None:
         return [{"@type": "Property", "name": f"p{i}", "schema": "long"} for i in range(n)]
 
     assert rules_of(tmp_path, v2("dtmi:test:V2;1", *props(300))) == []
+    rel = {"@type": "Relationship", "name": "r", "maxMultiplicity": 500}
+    assert rules_of(tmp_path, v2("dtmi:test:V2;1", rel)) == []
     assert rules_of(tmp_path, v2("dtmi:test:V2;1", *props(301))) == ["count-limit"]
     bases = [v2(f"dtmi:test:B{i};1") for i in range(3)]
     two = v2("dtmi:test:V2;1", extends=["dtmi:test:B0;1", "dtmi:test:B1;1"])

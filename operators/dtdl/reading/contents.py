@@ -22,6 +22,7 @@ from twinflow.operators.dtdl.model import (
     Schema,
     Telemetry,
 )
+from twinflow.operators.dtdl.reading.language import V2_MAX_CONTENTS, V2_MAX_MULTIPLICITY
 from twinflow.operators.dtdl.reading.place import At, Ref
 from twinflow.operators.dtdl.reading.schemas import NAME_SCHEMA, SchemaReader
 from twinflow.operators.dtdl.reading.vocabulary import (
@@ -178,13 +179,14 @@ class ContentReader(SchemaReader):
             self.add(
                 at.key("minMultiplicity"),
                 "multiplicity",
-                f"minMultiplicity must be 0 in DTDL v3, not {low!r}; remove it or set it to 0",
+                f"minMultiplicity must be 0, not {low!r}; remove it or set it to 0",
             )
-        if "maxMultiplicity" in raw and (not is_int32(high) or high < 1):
+        most = V2_MAX_MULTIPLICITY if self.act(raw).version == 2 else 2**31 - 1
+        if "maxMultiplicity" in raw and (not is_int32(high) or not 1 <= high <= most):
             self.add(
                 at.key("maxMultiplicity"),
                 "multiplicity",
-                f"maxMultiplicity must be a whole number of at least 1, not {high!r}",
+                f"maxMultiplicity must be a whole number from 1 to {most}, not {high!r}",
             )
             return None
         return None if high is None else int(high)
@@ -193,6 +195,12 @@ class ContentReader(SchemaReader):
         props: list[Property] = []
         names: list[tuple[At, str | None]] = []
         items = self.members(raw, "properties", at) or []
+        if self.act(raw).version == 2 and len(items) > V2_MAX_CONTENTS:
+            self.add(
+                at.key("properties"),
+                "count-limit",
+                f"DTDL v2 allows {V2_MAX_CONTENTS} properties; this one has {len(items)}",
+            )
         for p, p_at in self.objects(items, "each Relationship property is an object"):
             kind, sem = self.types(p, p_at, ("Property",), semantic=True)
             if kind is None:

@@ -108,8 +108,9 @@ def display_name_limit(version: int) -> int:
 
 V2_MAX_NAME = 64
 #: DTDL v2: at most 300 contents and 2 ``extends`` per Interface; an Enum has 1 to 100
-#: values and an Object 1 to 30 fields.
-V2_MAX_CONTENTS = 300
+#: values and an Object 1 to 30 fields; a Relationship's maxMultiplicity is at most 500.
+V2_MAX_CONTENTS = 300  # also a Relationship's properties
+V2_MAX_MULTIPLICITY = 500
 V2_MAX_EXTENDS = 2
 V2_ENUM_VALUES = (1, 100)
 V2_OBJECT_FIELDS = (1, 30)
