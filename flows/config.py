@@ -10,7 +10,16 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
 
-from twinflow.core.config import Flag, Number, Schema, Whole, check_fields, fields_of, setting
+from twinflow.core.config import (
+    Choice,
+    Flag,
+    Number,
+    Schema,
+    Whole,
+    check_fields,
+    fields_of,
+    setting,
+)
 from twinflow.core.errors import ConfigError
 
 
@@ -81,6 +90,80 @@ class FlowConfig:
     )
     anomaly_max_features: int = _count(
         "anomaly_max_features", "Most window features one twin's anomaly model follows.", 128
+    )
+    anomaly_detector: str = setting(
+        Choice(
+            "anomaly_detector",
+            "Window-level anomaly detector: `zscore` (largest standardised deviation of a "
+            "window feature) or `spc` (Hotelling T² and SPE of the window features).",
+            "spc",
+            choices=("zscore", "spc"),
+        )
+    )
+    anomaly_adapt: bool = setting(
+        Flag(
+            "anomaly_adapt",
+            "After warm-up, keep learning rows judged normal (never while anomalous, nor "
+            "`sample_hold` samples after); off: the model stays as warm-up left it, except "
+            "for new operating points.",
+            True,
+        )
+    )
+    sample_anomaly: bool = setting(
+        Flag(
+            "sample_anomaly",
+            "Score every raw sample of a twin's scalar signals (T² and SPE, conditioned on "
+            "its operating settings): the score rides along as the signal `anomaly_sample` "
+            "(written with the telemetry) and a window whose mean score passes 1 is "
+            "anomalous. Off by default: on the simulated plant it costs throughput and its "
+            "5-minute warm-up cannot see the machines' slow dynamics; a type's "
+            "`anomaly.samples` turns it on for that type.",
+            False,
+        )
+    )
+    sample_warmup: int = setting(
+        Whole(
+            "sample_warmup",
+            "Samples the sample model learns from before it scores (5 minutes at 1 Hz).",
+            300,
+            8,
+            coerce=True,
+        )
+    )
+    sample_warmup_s: float = setting(
+        Number(
+            "sample_warmup_s",
+            "Least event time the sample warm-up lasts besides `sample_warmup` (0: none).",
+            0.0,
+            low=0,
+        )
+    )
+    sample_quantile: float = setting(
+        Number(
+            "sample_quantile",
+            "Quantile of the warm-up's held-out scores that sets the sample model's limits.",
+            0.99,
+            above=0,
+            below=1,
+        )
+    )
+    sample_margin: float = _positive(
+        "sample_margin", "Factor on the sample model's calibrated limit.", 1.5
+    )
+    sample_smooth: int = _count(
+        "sample_smooth", "Samples the sample score is averaged over (exponentially).", 30
+    )
+    sample_hold: int = _count(
+        "sample_hold", "Samples after an anomalous one during which nothing is learned.", 60
+    )
+    sample_half_life: float = setting(
+        Number(
+            "sample_half_life",
+            "Samples after which a learned sample weighs half (drift is followed); 0: never "
+            "forgotten.",
+            86400.0,
+            low=0,
+        )
     )
     command_interval_s: float = _positive(
         "command_interval_s", "Least time between two automatic commands to one twin.", 1800.0

@@ -12,11 +12,12 @@ adapters below fit the operators and models to those shapes and take their setti
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TypeGuard
+from typing import Protocol, TypeGuard
 
 from bytewax.operators import StatefulLogic
 
@@ -37,6 +38,8 @@ from twinflow.core.times import epoch
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.metrics import RunStats
 from twinflow.models.anomaly import WindowAnomalyDetector
+from twinflow.models.spc import SpcDetector
+from twinflow.operators.anomaly_profile import anomaly_of, operating_signals
 from twinflow.operators.catalog import CATALOG, TwinType
 from twinflow.operators.command_book import CommandBook, CommandSettings
 from twinflow.operators.health import HealthTracker
@@ -44,7 +47,14 @@ from twinflow.operators.pipeline import check_item, deployed_type
 from twinflow.operators.policy import CommandPolicy, check_reactions
 from twinflow.operators.residuals import add_residuals
 from twinflow.operators.rollups import RollupOperator
-from twinflow.operators.rules import DRIVER_PREFIX, AlarmTracker, anomaly_alerts
+from twinflow.operators.rules import DRIVER_PREFIX, SHARE_PREFIX, AlarmTracker
+from twinflow.operators.sample_anomaly import (
+    RESOLUTION,
+    SAMPLE_PREFIX,
+    SAMPLE_SIGNAL,
+    SampleScorer,
+    SampleSettings,
+)
 from twinflow.operators.twin_state import TwinStateTracker
 from twinflow.operators.validate import Validator
 from twinflow.operators.windows import WindowAggregator
@@ -263,8 +273,76 @@ class WindowStep:
 
 
 @dataclass(frozen=True)
+class SampleAnomalyStep:
+    """``samples`` (stateful_map): score each raw sample of a frame with the twin's sample
+    model, adding the ``anomaly_sample`` signal (see :mod:`twinflow.operators.sample_anomaly`)."""
+
+    settings: SampleSettings = field(default_factory=SampleSettings)
+    type_of: TypeOf = field(default_factory=TypeOf)
+
+    @classmethod
+    def from_config(cls, config: FlowConfig, type_of: TypeOf | None = None) -> SampleAnomalyStep:
+        settings = SampleSettings(
+            enabled=config.sample_anomaly,
+            warmup=config.sample_warmup,
+            warmup_s=config.sample_warmup_s,
+            quantile=config.sample_quantile,
+            margin=config.sample_margin,
+            smooth=config.sample_smooth,
+            hold=config.sample_hold,
+            half_life=config.sample_half_life,
+            adapt=config.anomaly_adapt,
+            seed=config.seed,
+        )
+        return cls(settings, type_of or TypeOf())
+
+    def __call__(
+        self, scorer: SampleScorer | None, frame: Frame
+    ) -> tuple[SampleScorer | None, Frame]:
+        if not isinstance(frame, TelemetryFrame):
+            return scorer, frame
+        if scorer is None:
+            kind = self.type_of(frame.twin_id, frame.twin_type)
+            if kind is None:
+                return None, frame
+            scorer = SampleScorer(kind, frame, self.settings)
+        return scorer, scorer.score(frame)
+
+
+class WindowModel(Protocol):
+    """One twin's window-level model: a :class:`WindowAnomalyDetector` or an
+    :class:`SpcDetector` (one named type, so Bytewax's ``stateful_map`` types check)."""
+
+    @property
+    def warm(self) -> bool: ...
+
+    def explain(self, x: Mapping[str, float], top: int = 3) -> dict[str, float]: ...
+
+
+#: A window's mean sample score above this is an anomalous window.
+SAMPLE_MEAN = SAMPLE_SIGNAL + ".mean"
+
+
+def _floor(kind: TwinType | None, signal: str) -> float:
+    """The least spread of a signal's window mean: a share of its declared range (0 for a
+    derived signal)."""
+    if kind is None or signal not in kind.signal_names:
+        return 0.0
+    spec = kind.signal(signal)
+    return RESOLUTION * (spec.high - spec.low)
+
+
+def _window_inputs(features: Mapping[str, float]) -> dict[str, float]:
+    """The features a window model learns from: all but the sample model's."""
+    return {k: v for k, v in features.items() if not k.startswith(SAMPLE_PREFIX)}
+
+
+@dataclass(frozen=True)
 class AnomalyStep:
-    """``anomaly`` (stateful_map): score each window with the twin's detector, then learn."""
+    """``anomaly`` (stateful_map): score each window with the twin's window model, then
+    learn; a window whose mean raw-sample score passes 1 is anomalous too. An anomalous
+    window names what drives it: the window model's deviating features
+    (``anomaly.z.<feature>``) and the sample model's signals (``anomaly.share.<signal>``)."""
 
     warmup: int
     quantile: float
@@ -275,6 +353,8 @@ class AnomalyStep:
     rel_std: float = 0.01
     max_features: int = 128
     type_of: TypeOf = field(default_factory=TypeOf)
+    detector: str = "spc"
+    adapt: bool = True
 
     @classmethod
     def from_config(cls, config: FlowConfig, type_of: TypeOf | None = None) -> AnomalyStep:
@@ -288,33 +368,91 @@ class AnomalyStep:
             config.anomaly_rel_std,
             config.anomaly_max_features,
             type_of or TypeOf(),
+            config.anomaly_detector,
+            config.anomaly_adapt,
+        )
+
+    def new_model(self, w: WindowFeatures, x: Mapping[str, float]) -> WindowModel:
+        """The twin's window model: the type's ``anomaly.detector``, else the flow's."""
+        kind = self.type_of(w.twin_id, w.twin_type)
+        a = anomaly_of(kind) if kind is not None else None
+        adapt = self.adapt if a is None or a.adapt is None else a.adapt
+        choice = (a.detector if a is not None else None) or self.detector
+        if choice == "spc":
+            settings = operating_signals(kind) if kind is not None else ()
+            means = sorted(k for k in x if k.endswith(".mean"))
+            operating = [k for k in means if k.removesuffix(".mean") in settings]
+            if len(means) > len(operating):
+                cols = [*operating, *(k for k in means if k not in operating)]
+                return SpcDetector(
+                    means,
+                    operating=operating,
+                    warmup=max(self.warmup, 8),
+                    quantile=self.quantile,
+                    margin=self.margin,
+                    adapt=adapt,
+                    hold=1,
+                    refit_every=1,
+                    relearn=1,
+                    floors=[_floor(kind, k.removesuffix(".mean")) for k in cols],
+                    seed=self.seed,
+                )
+        return WindowAnomalyDetector(
+            warmup=self.warmup,
+            quantile=self.quantile,
+            margin=self.margin,
+            seed=self.seed,
+            learn_below=self.learn_below if adapt else 0.0,
+            min_std=self.min_std,
+            rel_std=self.rel_std,
+            max_features=self.max_features,
         )
 
     def __call__(
-        self, detector: WindowAnomalyDetector | None, w: WindowFeatures
-    ) -> tuple[WindowAnomalyDetector, WindowFeatures]:
-        if detector is None:
-            detector = WindowAnomalyDetector(
-                warmup=self.warmup,
-                quantile=self.quantile,
-                margin=self.margin,
-                seed=self.seed,
-                learn_below=self.learn_below,
-                min_std=self.min_std,
-                rel_std=self.rel_std,
-                max_features=self.max_features,
-            )
-        x = dict(w.features)
-        score = detector.score_one(x)
-        threshold = detector.threshold
+        self, model: WindowModel | None, w: WindowFeatures
+    ) -> tuple[WindowModel, WindowFeatures]:
+        x = _window_inputs(w.features)
+        if model is None:
+            model = self.new_model(w, x)
+        if isinstance(model, SpcDetector):
+            judged = model.learn_one(x, w.end.timestamp())  # NaN: warm-up, new point
+            score: float | None = judged if math.isfinite(judged) else None
+            threshold: float | None = 1.0 if model.warm else None
+            drivers = {DRIVER_PREFIX + k: v for k, v in model.explain(x).items()}
+        elif isinstance(model, WindowAnomalyDetector):
+            score, threshold = model.score_one(x), model.threshold
+            drivers = {}
+        else:
+            raise TypeError(f"anomaly: unknown window model {type(model).__name__}")
+        sampled = w.features.get(SAMPLE_MEAN)
+        if sampled is not None and math.isfinite(sampled):
+            if threshold is None or score is None or not math.isfinite(score):
+                score, threshold = sampled, 1.0
+            else:
+                score = max(score, sampled * threshold)
         out = replace(w, anomaly_score=score, anomaly_threshold=threshold)
-        if out.is_anomalous:  # name what drives it, for a type whose anomalies alert alone
-            kind = self.type_of(w.twin_id, w.twin_type)
-            if kind is not None and anomaly_alerts(kind):
-                drivers = {DRIVER_PREFIX + k: v for k, v in detector.explain(x).items()}
-                out = replace(out, features={**w.features, **drivers})
-        detector.learn_one(x)
-        return detector, out
+        if out.is_anomalous:  # name what drives it
+            if isinstance(model, WindowAnomalyDetector):
+                drivers = {DRIVER_PREFIX + k: v for k, v in model.explain(x).items()}
+            drivers.update(_sample_drivers(w.features))
+            out = replace(out, features={**w.features, **drivers})
+        if isinstance(model, WindowAnomalyDetector):
+            model.learn_one(x)
+        return model, out
+
+
+def _sample_drivers(features: Mapping[str, float], top: int = 3) -> dict[str, float]:
+    """The signals with the largest mean share of the sample model's score in a window."""
+    shares = {
+        k.removeprefix(SAMPLE_PREFIX).removesuffix(".mean"): v
+        for k, v in features.items()
+        if k.startswith(SAMPLE_PREFIX)
+        and k.endswith(".mean")
+        and k != SAMPLE_MEAN
+        and math.isfinite(v)
+    }
+    ranked = sorted(shares.items(), key=lambda kv: -kv[1])[:top]
+    return {SHARE_PREFIX + k: round(v, 3) for k, v in ranked}
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ Bytewax's metrics and in its dataflow diagram (``bytewax.visualize.to_mermaid(fl
     requests      [requests_*] command requests and desired-property changes from outside
                         | desired changes, requests             (refused ones: dead letters)
     twin_state    [update] reported and desired state, per twin
-    analytics     [windows] event-time windows: statistics + FFT    (late: dead letters)
-                  [anomaly] River model per twin (warm-up, calibrated threshold)
+    analytics     [samples] raw-sample T²/SPE score per twin (the ``anomaly_sample`` signal)
+                  [windows] event-time windows: statistics + FFT    (late: dead letters)
+                  [anomaly] window model per twin (warm-up, calibrated threshold)
                   [rul] remaining useful life from the health indicator's trend
                   [alarms] rules, hysteresis, diagnosis
     rollups       per asset: twins in alarm, worst health (with a registry and its sink)
@@ -19,8 +20,9 @@ Bytewax's metrics and in its dataflow diagram (``bytewax.visualize.to_mermaid(fl
                   outcomes [command_feedback]: checks, lifecycle, time-outs
                   [queued_only] queued commands of twins with an actuator route
     dead_letters  refused inputs and late readings, merged
-    outputs       each stream to its sinks: [telemetry_out] [twin_states_out] [windows_out]
-                  [alerts_out] [rollups_out] [commands_out] [actuators_out] [dead_letters_out]
+    outputs       each stream to its sinks: [telemetry_out] (with the sample scores)
+                  [twin_states_out] [windows_out] [alerts_out] [rollups_out] [commands_out]
+                  [actuators_out] [dead_letters_out]
 
 ``requests`` and ``rollups`` are there only when configured. This module only wires: the
 steps' adapters are in :mod:`twinflow.flows.steps`, their logic in ``operators/`` and
@@ -61,6 +63,7 @@ from twinflow.flows.steps import (
     PolicyStep,
     ResidualStep,
     RulStep,
+    SampleAnomalyStep,
     Tally,
     TwinStateStep,
     TwinTypes,
@@ -74,6 +77,7 @@ from twinflow.flows.steps import (
     residuals,
     to_actuators,
 )
+from twinflow.operators.anomaly_profile import anomaly_of
 from twinflow.operators.catalog import CATALOG, TwinType
 from twinflow.operators.registry import TwinRegistry
 
@@ -165,8 +169,9 @@ def twin_state(
 
 @dataclass(frozen=True)
 class Analysed:
-    """Out of ``analytics``: scored windows and alerts keyed by twin; late readings."""
+    """Out of ``analytics``: scored frames, windows and alerts keyed by twin; late readings."""
 
+    scored: KeyedStream[Frame]
     windows: KeyedStream[WindowFeatures]
     alerts: KeyedStream[Alert]
     late: Stream[DeadLetter]
@@ -181,18 +186,26 @@ def analytics(
     tally: Tally,
     type_of: TypeOf | None = None,
 ) -> Analysed:
-    """Windows and their features; anomaly score, RUL and alarm rules per twin."""
+    """Raw-sample scores; windows and their features; anomaly score, RUL and alarm rules."""
+    type_of = type_of or TypeOf(types)
+    if config.sample_anomaly or _types_score_samples(type_of):
+        frames = op.stateful_map("samples", frames, SampleAnomalyStep.from_config(config, type_of))
     windowed = op.stateful("windows", frames, WindowStep(config, types))
     split = op.branch("split_late", op.key_rm("unkey_windows", windowed), is_dead_letter)
     late = op.map("count_late", split.trues, tally.late)
     windows = op.key_on("key_windows", cast(Stream[WindowFeatures], split.falses), key_of)
-    type_of = type_of or TypeOf(types)
     scored = op.stateful_map("anomaly", windows, AnomalyStep.from_config(config, type_of))
     with_rul = op.stateful_map("rul", scored, RulStep(type_of))
     op.inspect("count_windows", with_rul, tally.window)
     alerts = op.stateful_flat_map("alarms", with_rul, AlarmStep(type_of))
     op.inspect("count_alerts", alerts, tally.alert)
-    return Analysed(with_rul, alerts, late)
+    return Analysed(frames, with_rul, alerts, late)
+
+
+def _types_score_samples(type_of: TypeOf) -> bool:
+    """Whether some type turns raw-sample scoring on in its ``anomaly:`` section."""
+    kinds = (*type_of.catalog.values(), *(type_of.types or {}).values())
+    return any(anomaly_of(k).samples for k in kinds)
 
 
 @dataclass(frozen=True)
@@ -332,7 +345,7 @@ def build_flow(
     dead = op.merge("dead_letters", ingested.refused, *(r.refused for r in asked), analysed.late)
     write_outputs(
         "outputs",
-        ingested.frames,
+        analysed.scored,
         states,
         analysed.windows,
         analysed.alerts,

@@ -24,7 +24,6 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.signal import lfilter
 
 #: Ridge on the regression's setting terms (standardised units): a term the data barely
 #: moves (``z²`` of a setting seen at two levels is nearly constant) is shrunk to zero
@@ -43,9 +42,10 @@ def _quantile(values: np.ndarray, q: float) -> float:
 class _Model:
     """A fitted model: regression on the settings, standardisation, principal components."""
 
-    def __init__(self, m: np.ndarray, n_settings: int, variance: float) -> None:
+    def __init__(self, m: np.ndarray, n_settings: int, variance: float, floor: np.ndarray) -> None:
         """Fit from ``m``, the weighted cross-product matrix of rows ``[phi, y]`` where
-        ``phi = [1, z, z²]`` of the ``n_settings`` standardised settings."""
+        ``phi = [1, z, z²]`` of the ``n_settings`` standardised settings; ``floor`` is the
+        least residual spread of each variable (standardised units, 0: none)."""
         q = 1 + 2 * n_settings
         w = max(float(m[0, 0]), 1e-12)
         mff, mfy, myy = m[:q, :q], m[:q, q:], m[q:, q:]
@@ -53,10 +53,11 @@ class _Model:
         ridge[0, 0] = 1e-9 * w  # the intercept is not shrunk
         self.beta = np.linalg.solve(mff + ridge, mfy)
         cov = (myy - self.beta.T @ mfy) / w
-        var = np.clip(np.diag(cov), 0.0, None)
+        var = np.maximum(np.clip(np.diag(cov), 0.0, None), floor * floor)
         mean = mfy[0] / w
         self.keep = var > (CONSTANT * (np.abs(mean) + 1.0)) ** 2
         sd = np.sqrt(np.where(self.keep, var, 1.0))
+        cov[np.diag_indices_from(cov)] = np.where(self.keep, var, 1.0)
         self.sd = sd
         corr = cov / np.outer(sd, sd)
         corr = corr[np.ix_(self.keep, self.keep)]
@@ -80,6 +81,14 @@ class _Model:
         e = u - t @ self.pcs.T
         return u, t2, e * e
 
+    def stats(self, phi: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-row T² and SPE (what :meth:`parts` sums, computed with fewer operations)."""
+        u = ((y - phi @ self.beta) / self.sd)[:, self.keep]
+        t = u @ self.pcs
+        t2 = ((t * t) / self.eig).sum(axis=1) if self.eig.size else np.zeros(len(u))
+        e = u - t @ self.pcs.T
+        return t2, (e * e).sum(axis=1)
+
 
 class SpcDetector:
     """Hotelling T² and SPE of one twin's rows, calibrated on its own warm-up.
@@ -96,7 +105,8 @@ class SpcDetector:
     ``variance`` is the share of the correlation's variance the principal components keep.
     After warm-up a row is learned only when ``adapt`` is on, its score is below
     ``learn_below`` and no row of the last ``hold`` was anomalous; learned rows fade with
-    ``half_life`` (rows; 0: never). The model refits every ``refit_every`` learned rows.
+    ``half_life`` (rows; 0: never). The model refits every ``refit_every`` learned rows, and
+    after ``relearn`` rows learned at a new operating point.
     A row missing a value takes the variable's last value; a row before every variable
     was seen is not scored (NaN). No randomness: ``seed`` is kept for the shared surface.
 
@@ -126,10 +136,12 @@ class SpcDetector:
         half_life: float = 0.0,
         learn_below: float = 0.8,
         hold: int = 30,
-        refit_every: int = 60,
+        refit_every: int = 600,
+        relearn: int = 60,
         calibrate: float = 0.35,
         regime_margin: float = 0.1,
         max_rows: int = 600,
+        floors: Sequence[float] | None = None,
         seed: int = 0,
     ) -> None:
         monitored = tuple(v for v in variables if v not in set(operating))
@@ -154,12 +166,16 @@ class SpcDetector:
         self.learn_below = learn_below
         self.hold = hold
         self.refit_every = refit_every
+        self.relearn = relearn
         self.calibrate = calibrate
         self.regime_margin = regime_margin
         self.max_rows = max_rows
         self.seed = seed
         #: Columns: the settings, then the monitored variables.
         self.columns = (*self.operating, *self.variables)
+        self.floors = tuple(floors) if floors is not None else (0.0,) * len(self.columns)
+        if len(self.floors) != len(self.columns) or not all(f >= 0 for f in self.floors):
+            raise ValueError("SpcDetector floors: one value >= 0 per column (settings first)")
         self.n_seen = 0
         self.start: float | None = None
         self._buffer: list[np.ndarray] = []
@@ -171,12 +187,14 @@ class SpcDetector:
         self._s_sd = np.ones(len(self.operating))
         self._y_mean = np.zeros(len(self.variables))
         self._y_sd = np.ones(len(self.variables))
+        self._floor = np.zeros(len(self.variables))
         self._range = np.zeros((2, len(self.operating)))
         self._pending = np.zeros((2, len(self.operating)))
         self._m: np.ndarray | None = None
         self._ewma = math.nan
         self._since_anomalous = hold
         self._since_refit = 0
+        self._novel_learned = 0
 
     # -- state -----------------------------------------------------------------------------
 
@@ -232,26 +250,30 @@ class SpcDetector:
 
     def _cross(self, phi: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
         z = np.hstack([phi, y])
-        return (z * (w[:, None] if w is not None else 1.0)).T @ z
+        out: np.ndarray = (z * (w[:, None] if w is not None else 1.0)).T @ z
+        return out
 
     def _finish_warmup(self) -> None:
         data = np.vstack(self._buffer)
         self._buffer = []
+        floors = np.asarray(self.floors, dtype=float)
         raw = data[:, self.n_settings :]
         self._y_mean = raw.mean(axis=0)
-        sd = raw.std(axis=0)
+        sd = np.maximum(raw.std(axis=0), floors[self.n_settings :])
         self._y_sd = np.where(sd > CONSTANT * (np.abs(self._y_mean) + 1.0), sd, 1.0)
+        self._floor = floors[self.n_settings :] / self._y_sd
         s, y = self._split(data)
         if self.n_settings:
             self._s_mean = s.mean(axis=0)
-            sd = s.std(axis=0)
-            self._s_sd = np.where(sd > CONSTANT * (np.abs(self._s_mean) + 1.0), sd, np.inf)
+            sd = np.maximum(s.std(axis=0), floors[: self.n_settings])
+            # a setting constant through warm-up: any move of a thousandth is a new point
+            fallback = 1e-3 * np.abs(self._s_mean) + 1e-12
+            self._s_sd = np.where(sd > CONSTANT * (np.abs(self._s_mean) + 1.0), sd, fallback)
         n_cal = max(4, int(len(data) * self.calibrate))
         fit, cal = slice(0, len(data) - n_cal), slice(len(data) - n_cal, len(data))
         phi = self._phi(s)
-        trial = _Model(self._cross(phi[fit], y[fit]), self.n_settings, self.variance)
-        _u, t2, spe = trial.parts(phi[cal], y[cal])
-        t2s, spes = t2.sum(axis=1), spe.sum(axis=1)
+        trial = _Model(self._cross(phi[fit], y[fit]), self.n_settings, self.variance, self._floor)
+        t2s, spes = trial.stats(phi[cal], y[cal])
         lim_t = max(_quantile(t2s, self.quantile), 1e-12)
         lim_q = max(_quantile(spes, self.quantile), 1e-12)
         combined = np.maximum(t2s / lim_t, spes / lim_q)
@@ -261,7 +283,7 @@ class SpcDetector:
         zs = (s - self._s_mean) / self._s_sd
         self._range = np.vstack([zs.min(axis=0), zs.max(axis=0)])
         self._pending = self._range.copy()
-        self.model = _Model(self._m, self.n_settings, self.variance)
+        self.model = _Model(self._m, self.n_settings, self.variance, self._floor)
 
     # -- scoring ---------------------------------------------------------------------------
 
@@ -270,11 +292,20 @@ class SpcDetector:
         if self.smooth <= 1:
             return x, float(x[-1]) if x.size else self._ewma
         a = 2.0 / (self.smooth + 1.0)
-        start = first if first is not None else self._ewma
-        if not math.isfinite(start):
-            start = float(x[0])
-        out, _zf = lfilter([a], [1.0, a - 1.0], x, zi=[start * (1.0 - a)])
-        return out, float(out[-1])
+        level = first if first is not None else self._ewma
+        if not math.isfinite(level):
+            level = float(x[0])
+        # y[i] = (1-a) y[i-1] + a x[i], in closed form over blocks short enough that the
+        # powers of (1 - a) stay well inside a float's range
+        out = np.empty_like(x)
+        block = max(1, min(len(x), int(200.0 / max(-math.log(1.0 - a), 1e-9))))
+        powers = (1.0 - a) ** np.arange(1, block + 1)
+        for i in range(0, len(x), block):
+            chunk = x[i : i + block]
+            p = powers[: len(chunk)]
+            out[i : i + block] = p * (level + a * np.cumsum(chunk / p))
+            level = float(out[i + len(chunk) - 1])
+        return out, level
 
     def _novel(self, s: np.ndarray) -> np.ndarray:
         """Rows whose settings lie outside every operating point learned (plus a margin)."""
@@ -282,11 +313,16 @@ class SpcDetector:
             return np.zeros(len(s), dtype=bool)
         z = (s - self._s_mean) / self._s_sd
         lo, hi = self._range
-        pad = self.regime_margin * np.maximum(hi - lo, 0.0)
-        z = np.where(np.isfinite(self._s_sd), z, 0.0)
-        fixed = ~np.isfinite(self._s_sd)
-        moved = fixed & ~np.isclose(s, self._s_mean, rtol=1e-9, atol=0.0)
-        return ((z < lo - pad) | (z > hi + pad) | moved).any(axis=1)
+        pad = np.maximum(self.regime_margin * (hi - lo), 1.0)  # and a warm-up spread
+        outside = (z < lo - pad) | (z > hi + pad)
+        return np.asarray(outside.any(axis=1), dtype=bool)
+
+    def _combined(self, s: np.ndarray, y: np.ndarray) -> np.ndarray:
+        assert self.model is not None
+        t2, spe = self.model.stats(self._phi(s), y)
+        lim_t, lim_q, _ = self.limits
+        out: np.ndarray = np.maximum(t2 / lim_t, spe / lim_q)
+        return out
 
     def _raw(self, s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         assert self.model is not None
@@ -326,27 +362,28 @@ class SpcDetector:
     def _judge(self, rows: np.ndarray) -> np.ndarray:
         s, y = self._split(rows)
         novel = self._novel(s)
-        combined, _t2, _spe = self._raw(s, y)
-        combined = np.where(novel, np.nan, combined)
-        filled = np.where(np.isfinite(combined), combined, 0.0)
-        smoothed, self._ewma = self._smoothed(filled)
-        ratio = np.where(novel, np.nan, smoothed / self.limits[2])
+        combined = self._combined(s, y)
+        if novel.any():
+            combined = np.where(novel, 0.0, combined)
+        smoothed, self._ewma = self._smoothed(combined)
+        ratio = smoothed / self.limits[2]
+        if novel.any():
+            ratio = np.where(novel, np.nan, ratio)
         self._learn(s, y, ratio, novel)
         return ratio
 
     def _learn(self, s: np.ndarray, y: np.ndarray, ratio: np.ndarray, novel: np.ndarray) -> None:
         """Learn the normal rows (and new operating points), freezing around anomalies."""
         assert self._m is not None
+        n_rows = len(ratio)
         anomalous = ratio > 1.0
-        learn = np.zeros(len(ratio), dtype=bool)
-        for i in range(len(ratio)):
-            if anomalous[i]:
-                self._since_anomalous = 0
-                continue
-            self._since_anomalous += 1
-            if self._since_anomalous <= self.hold:
-                continue
-            learn[i] = novel[i] or (self.adapt and ratio[i] < self.learn_below)
+        idx = np.arange(1, n_rows + 1)
+        last = np.maximum.accumulate(np.where(anomalous, idx, 0))
+        # rows since the last anomalous one (before this batch: carried over)
+        since = np.where(last > 0, idx - last, self._since_anomalous + idx)
+        self._since_anomalous = int(min(since[-1], 1 << 30)) if n_rows else self._since_anomalous
+        calm = ~anomalous & (since > self.hold)
+        learn = calm & (novel | (self.adapt & (ratio < self.learn_below)))
         if not learn.any():
             return
         n = int(learn.sum())
@@ -358,20 +395,22 @@ class SpcDetector:
         phi = self._phi(s[learn])
         self._m += self._cross(phi, y[learn], w)
         if self.n_settings:
-            z = np.where(np.isfinite(self._s_sd), (s[learn] - self._s_mean) / self._s_sd, 0.0)
+            z = (s[learn] - self._s_mean) / self._s_sd
             self._pending[0] = np.minimum(self._pending[0], z.min(axis=0))
             self._pending[1] = np.maximum(self._pending[1], z.max(axis=0))
         self._since_refit += n
-        if self._since_refit >= self.refit_every:
+        self._novel_learned += int((learn & novel).sum())
+        if self._since_refit >= self.refit_every or self._novel_learned >= self.relearn:
             self.refit()
 
     def refit(self) -> None:
         """Refit the model from what was learned; new operating points become known."""
         if self._m is None:
             return
-        self.model = _Model(self._m, self.n_settings, self.variance)
+        self.model = _Model(self._m, self.n_settings, self.variance, self._floor)
         self._range = self._pending.copy()
         self._since_refit = 0
+        self._novel_learned = 0
 
     # -- single rows -----------------------------------------------------------------------
 
@@ -388,7 +427,7 @@ class SpcDetector:
         s, y = self._split(row)
         if self._novel(s)[0]:
             return math.nan
-        combined, _t2, _spe = self._raw(s, y)
+        combined = self._combined(s, y)
         return float(combined[0]) / self.limits[2]
 
     def learn_one(self, x: Mapping[str, float], t: float | None = None) -> float:

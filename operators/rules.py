@@ -47,8 +47,31 @@ from twinflow.operators.catalog import CATALOG, SignalSpec, TwinType
 from twinflow.operators.health import DerivedFeatures
 from twinflow.operators.rulebook import GenericRules, Rule, generic_of, section_of
 
-#: Prefix of the window keys that carry the anomaly detector's drivers (signed z-scores).
+#: Prefix of the window keys that carry the window model's drivers (signed z-scores, or
+#: shares of the score for the T²/SPE model).
 DRIVER_PREFIX = "anomaly.z."
+#: Prefix of the window keys that carry the raw-sample model's drivers: each signal's mean
+#: share (0-1) of the anomalous samples' scores.
+SHARE_PREFIX = "anomaly.share."
+
+
+def drivers_of(values: Mapping[str, float]) -> dict[str, float]:
+    """The anomaly drivers a window carries, as evidence keys (``anomaly.share.<signal>``
+    kept whole, ``anomaly.z.`` dropped so the feature name reads alone)."""
+    out: dict[str, float] = {}
+    for k, x in values.items():
+        if k.startswith(DRIVER_PREFIX):
+            out[k.removeprefix(DRIVER_PREFIX)] = x
+        elif k.startswith(SHARE_PREFIX):
+            out[k] = x
+    return out
+
+
+def driver_names(drivers: Mapping[str, float]) -> list[str]:
+    """The signals or features named by :func:`drivers_of`, without prefixes."""
+    return [k.removeprefix(SHARE_PREFIX) for k in drivers]
+
+
 _NO_GENERIC = GenericRules()
 
 
@@ -255,23 +278,19 @@ class AlarmTracker:
                 if kind is None or not anomaly_alerts(kind):
                     return None
                 return self._unexplained(rule, end, w, v, values)
-            evidence = {rule.feature: v, **explained}
+            evidence = {rule.feature: v, **explained, **drivers_of(values)}
         return self._alert(rule, AlertState.RAISED, end, w, v, diagnosis, evidence)
 
     def _unexplained(
         self, rule: Rule, end: float, w: WindowFeatures, v: float, values: Mapping[str, float]
     ) -> Alert:
         """A sustained anomaly no rule explains: no diagnosis, the driving features named."""
-        drivers = {
-            k.removeprefix(DRIVER_PREFIX): x
-            for k, x in values.items()
-            if k.startswith(DRIVER_PREFIX)
-        }
+        drivers = drivers_of(values)
         evidence = {rule.feature: v, **drivers}
         if "anomaly.ratio" in values:
             evidence["anomaly.ratio"] = values["anomaly.ratio"]
         alert = self._alert(rule, AlertState.RAISED, end, w, v, None, evidence)
-        named = ", ".join(drivers) or "no single feature"
+        named = ", ".join(dict.fromkeys(driver_names(drivers))) or "no single feature"
         return replace(alert, message=f"{alert.message}; driven by {named}")
 
     def explain(

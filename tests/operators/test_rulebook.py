@@ -221,20 +221,21 @@ def test_each_validation_rule_names_file_and_field(
     assert "compressor.yaml: " in text and message in text, text
 
 
-def test_the_anomaly_step_names_drivers_only_where_anomalies_alert_alone(tmp_path: Path) -> None:
+def test_the_anomaly_step_names_drivers_in_every_anomalous_window(tmp_path: Path) -> None:
     from twinflow.flows.steps import AnomalyStep
 
     kind = compressor(tmp_path)
-    step = AnomalyStep.from_config(FlowConfig(anomaly_warmup=5), TypeOf({"c-1": kind}))
+    config = FlowConfig(anomaly_warmup=5, anomaly_detector="zscore")
+    step = AnomalyStep.from_config(config, TypeOf({"c-1": kind}))
     det = None
     for k in range(8):
         det, _w = step(det, win(k, {"discharge_temp.mean": 80.0 + 0.1 * (k % 2)}))
     det, w = step(det, win(9, {"discharge_temp.mean": 140.0}))
     assert w.is_anomalous and w.features[DRIVER_PREFIX + "discharge_temp.mean"] > 10
-    bundled = AnomalyStep.from_config(FlowConfig(anomaly_warmup=5))
+    bundled = AnomalyStep.from_config(config)
     det = None
     for k in range(8):
         det, _w = bundled(det, replace(win(k, {"winding_temp.mean": 80.0 + 0.1 * (k % 2)}),
                                        twin_type="motor"))  # fmt: skip
     det, w = bundled(det, replace(win(9, {"winding_temp.mean": 140.0}), twin_type="motor"))
-    assert w.is_anomalous and not any(k.startswith(DRIVER_PREFIX) for k in w.features)
+    assert w.is_anomalous and w.features[DRIVER_PREFIX + "winding_temp.mean"] > 10

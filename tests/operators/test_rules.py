@@ -188,3 +188,16 @@ def test_tracker_state_is_small_and_picklable():
     w = win(3000, {"winding_temp.mean": 130.0})
     assert clone.evaluate(w) == t.evaluate(w)
     assert t.rules is None and len(pickle.dumps(t)) < 4000
+
+
+def test_anomaly_drivers_from_both_models_become_evidence() -> None:
+    from twinflow.operators.rules import DRIVER_PREFIX, SHARE_PREFIX, driver_names, drivers_of
+
+    values = {
+        DRIVER_PREFIX + "discharge_temp.mean": 0.7,
+        SHARE_PREFIX + "discharge_temp": 0.8,
+        "discharge_temp.mean": 95.0,
+    }
+    drivers = drivers_of(values)
+    assert drivers == {"discharge_temp.mean": 0.7, "anomaly.share.discharge_temp": 0.8}
+    assert driver_names(drivers) == ["discharge_temp.mean", "discharge_temp"]

@@ -1,0 +1,126 @@
+"""Raw-sample anomaly scores: each twin's scalar samples judged by its own T²/SPE model.
+
+:class:`SampleScorer` holds one twin's :class:`~twinflow.models.spc.SpcDetector` over the
+type's scalar signals, conditioned on its operating settings
+(:func:`~twinflow.operators.anomaly_profile.operating_signals`). It scores a whole
+:class:`TelemetryFrame` at once (vectorised) and returns the frame with one more signal,
+``anomaly_sample``: each row's score as a ratio to the limit (above 1.0: anomalous; NaN
+at a new operating point or before every signal was seen; a frame with no row scored, e.g.
+during warm-up, gets no such signal). A frame holding anomalous rows also carries
+``anomaly_sample.<signal>`` for the signal with the largest share of those rows' scores
+(0 in the other rows), so the window that follows can name the signals that drive it while
+a frame costs at most two signals more. Like the physics
+residuals, these signals are derived: written with the telemetry, summarised by the
+windows, never judged by the sensor rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from twinflow.core.records import TelemetryFrame
+from twinflow.models.spc import SpcDetector
+from twinflow.operators.anomaly_profile import anomaly_of, operating_signals
+from twinflow.operators.twin_type import TwinType
+
+#: The derived signal that carries each sample's score.
+SAMPLE_SIGNAL = "anomaly_sample"
+#: Prefix of the derived signals (and their window features) of the sample model.
+SAMPLE_PREFIX = SAMPLE_SIGNAL + "."
+#: A signal's spread is never taken as less than this share of its declared range, so a
+#: signal that barely moved during warm-up (a quantised or idle sensor) does not turn a
+#: change of one count into an enormous score.
+RESOLUTION = 1e-3
+#: Signals whose shares an anomalous frame carries (the largest ones).
+TOP_SHARES = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SampleSettings:
+    """The sample model's settings (from the flow; a type's ``anomaly:`` overrides them)."""
+
+    enabled: bool = False
+    warmup: int = 300
+    warmup_s: float = 0.0
+    quantile: float = 0.99
+    margin: float = 1.5
+    smooth: int = 30
+    hold: int = 60
+    half_life: float = 86400.0
+    adapt: bool = True
+    seed: int = 0
+
+    def for_type(self, kind: TwinType) -> SampleSettings:
+        """These settings with the type's ``anomaly:`` overrides applied."""
+        a = anomaly_of(kind)
+        return replace(
+            self,
+            enabled=self.enabled if a.samples is None else a.samples,
+            adapt=self.adapt if a.adapt is None else a.adapt,
+            warmup=a.sample_warmup or self.warmup,
+            warmup_s=a.sample_warmup_s or self.warmup_s,
+            quantile=a.sample_quantile or self.quantile,
+            margin=a.sample_margin or self.margin,
+        )
+
+
+def monitored(kind: TwinType, frame: TelemetryFrame) -> tuple[str, ...]:
+    """The signals a twin's sample model follows: its type's scalar signals that every twin
+    sends, and the optional ones its first frame carries."""
+    return tuple(s.name for s in kind.scalar_signals if not s.optional or s.name in frame.signals)
+
+
+class SampleScorer:
+    """One twin's sample model; ``None`` detector when the type has too little to model."""
+
+    def __init__(self, kind: TwinType, frame: TelemetryFrame, settings: SampleSettings) -> None:
+        s = settings.for_type(kind)
+        self.enabled = s.enabled
+        names = monitored(kind, frame)
+        operating = tuple(n for n in operating_signals(kind) if n in names)
+        cols = (*operating, *(n for n in names if n not in operating))
+        self.detector: SpcDetector | None = None
+        if s.enabled and len(names) > len(operating):
+            self.detector = SpcDetector(
+                names,
+                operating=operating,
+                warmup=s.warmup,
+                warmup_s=s.warmup_s,
+                quantile=s.quantile,
+                margin=s.margin,
+                smooth=s.smooth,
+                adapt=s.adapt,
+                half_life=s.half_life,
+                hold=s.hold,
+                floors=[RESOLUTION * (kind.signal(n).high - kind.signal(n).low) for n in cols],
+                seed=s.seed,
+            )
+
+    def score(self, frame: TelemetryFrame) -> TelemetryFrame:
+        """``frame`` with the ``anomaly_sample`` signal (and shares where anomalous)."""
+        det = self.detector
+        n = len(frame.times)
+        if det is None or n == 0:
+            return frame
+        nan = np.full(n, np.nan)
+        rows = np.column_stack(
+            [np.asarray(frame.signals.get(c, nan), dtype=np.float64) for c in det.columns]
+        )
+        filled = det.fill(rows)
+        scores = det.update_filled(np.asarray(frame.times, dtype=np.float64), filled)
+        if not np.isfinite(scores).any():  # warming up, or a new operating point
+            return frame
+        added = {SAMPLE_SIGNAL: scores}
+        hot = scores > 1.0
+        if hot.any():  # the signals that drive this frame's anomalous rows
+            part = det.shares(filled[hot])
+            for j in np.argsort(-part.sum(axis=0))[:TOP_SHARES]:
+                share = np.zeros(n)
+                share[hot] = part[:, j]
+                added[SAMPLE_PREFIX + det.variables[j]] = share
+        return replace(frame, signals={**frame.signals, **added})
+
+
+__all__ = ["SAMPLE_PREFIX", "SAMPLE_SIGNAL", "SampleScorer", "SampleSettings", "monitored"]
