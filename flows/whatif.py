@@ -1,13 +1,14 @@
 """``twinflow whatif``: run a twin forward under scenarios and compare them with no change.
 
-From the twin's state (:mod:`twinflow.flows.whatif_state`: a run's outputs) each scenario of
-a what-if file (:mod:`twinflow.operators.whatif`) runs the type's dynamics over the horizon:
-the simulator's machines for the bundled types (:mod:`twinflow.flows.whatif_machines`), the
-file's ``dynamics:`` class for a type of your own. The predicted signals then go, after the
-twin's recorded history, through the telemetry flow itself (:func:`build_flow`), so the same
-windows, anomaly model, rules and RUL estimator judge them as in a run: the report gives
-each scenario's signals, the alarms it would raise or clear and when, and its time to
-failure with its interval, against the baseline.
+From the twin's state (:mod:`twinflow.flows.whatif_state`: a run's outputs or PostgreSQL),
+each scenario of a what-if file (:mod:`twinflow.operators.whatif`) runs the type's dynamics
+over the horizon: the simulator's machines for the bundled types
+(:mod:`twinflow.flows.whatif_machines`), the file's ``dynamics:`` class for a type of your
+own. The predicted signals then go, after the twin's recorded history, through the telemetry
+flow itself (:func:`build_flow`), so the same windows, anomaly model, rules and RUL estimator
+judge them as in a run: the report (:mod:`twinflow.flows.whatif_report`) gives each
+scenario's signals, the alarms it would raise or clear and when, and its time to failure
+with its interval, against the baseline.
 """
 
 from __future__ import annotations
