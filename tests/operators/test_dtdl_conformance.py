@@ -6,6 +6,8 @@ of the public DTDL conformance material (the cases themselves are written for tw
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +215,30 @@ CASES: list[tuple[str, list[Any], dict[str, Any], bool]] = [
 def test_verdict(tmp_path: Path, docs: list[Any], options: dict[str, Any], valid: bool) -> None:
     rules = rules_of(tmp_path, *docs, **options)
     assert (rules == []) == valid, rules
+
+
+def _spec_cases() -> list[tuple[str, dict[str, Any]]]:
+    folder = os.environ.get("DTDL_SPEC_TESTS")
+    if not folder:
+        return []
+    return [
+        (f"{path.name}[{i}]", case)
+        for path in sorted(Path(folder).rglob("*.json"))
+        for i, case in enumerate(json.loads(path.read_text(encoding="utf-8-sig")))
+    ]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DTDL_SPEC_TESTS"),
+    reason="set DTDL_SPEC_TESTS to a folder of conformance case files (JSON arrays of "
+    "{valid, options, input}, such as the DTDL repository's spec-tests) to run them",
+)
+def test_conformance_case_files(tmp_path: Path) -> None:
+    """Every case of the files under DTDL_SPEC_TESTS gets the verdict the file states."""
+    wrong = []
+    for name, case in _spec_cases():
+        allow = "AllowUndefinedExtensions" in case.get("options", [])
+        rules = rules_of(tmp_path, *case["input"], allow_undefined_extensions=allow)
+        if (rules == []) != case["valid"]:
+            wrong.append(f"{name}: expected valid={case['valid']}, got {rules}")
+    assert wrong == []
