@@ -1,8 +1,9 @@
-"""DTDL v3: parse twin models, check them with rules named in every error, validate payloads.
+"""DTDL v3 and v2: parse twin models, check them with the rule named in every error.
 
 Pure Python, no Bytewax: ``parse_files`` reads files and folders of Interfaces into a
 :class:`ModelSet` (raising :class:`DtdlError` with every problem at once), ``check_paths``
-returns the problems instead, and ``validate_payload`` checks a value against a schema.
+returns the problems instead (``parser.check`` also counts files, elements and time), and
+``validate_payload`` checks a value against a schema.
 The bundled twin types live as DTDL files in ``operators/types/``.
 """
 
