@@ -75,7 +75,7 @@ class OnsetDetector:
 
     def restart(self) -> None:
         """Learn the baseline again from the next ``warmup`` values."""
-        self._first: list[float] = []
+        self._first: list[float] | None = []
         self.mean = 0.0
         self.std = self.min_std
         self.cusum = 0.0
@@ -99,7 +99,7 @@ class OnsetDetector:
                 self.mean = _median(first)
                 mad = _median(sorted(abs(v - self.mean) for v in first))
                 self.std = max(1.4826 * mad, self.min_std)
-                self._first = None  # type: ignore[assignment]
+                self._first = None
             return None
         z = (value - self.mean) / self.std
         if self.onset is not None:
