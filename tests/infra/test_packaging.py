@@ -226,6 +226,7 @@ def test_every_twinflow_command_of_the_stack_parses_and_the_runs_form_one_cluste
             continue
         cluster = cluster_from(args, {k: str(v) for k, v in s["environment"].items()})
         seen.append((cluster.process_id, cluster.addresses, args.metrics_port, name))
+        assert args.metrics_address == "0.0.0.0", "Prometheus scrapes from another container"
         assert args.recovery_dir is not None and args.recovery_dir.is_relative_to(
             "/var/lib/twinflow"
         )
@@ -347,6 +348,7 @@ def test_each_pod_keeps_recovery_on_its_own_volume_and_serves_probed_metrics() -
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
     port = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert args.metrics_port == port["metrics"]
+    assert args.metrics_address == "0.0.0.0", "the kubelet probes the pod's address"
     for probe in ("readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
     notes = sts["spec"]["template"]["metadata"]["annotations"]
