@@ -349,8 +349,11 @@ def test_each_pod_keeps_recovery_on_its_own_volume_and_serves_probed_metrics() -
     port = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert args.metrics_port == port["metrics"]
     assert args.metrics_address == "0.0.0.0", "the kubelet probes the pod's address"
-    for probe in ("readinessProbe", "livenessProbe"):
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    # the startup probe waits out --wait-for-services before liveness may restart the pod
+    start = c["startupProbe"]
+    assert start["periodSeconds"] * start["failureThreshold"] > args.wait_for_services
     notes = sts["spec"]["template"]["metadata"]["annotations"]
     assert notes["prometheus.io/scrape"] == "true"
     assert notes["prometheus.io/port"] == str(port["metrics"])
