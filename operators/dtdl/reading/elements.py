@@ -7,6 +7,7 @@ come from the layer below (:mod:`.cotypes`), notation from the pass below that.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,10 @@ from twinflow.operators.dtdl.reading.cotypes import TypeReader
 from twinflow.operators.dtdl.reading.language import display_name_limit, name_limit
 from twinflow.operators.dtdl.reading.place import At
 from twinflow.operators.dtdl.reading.vocabulary import COMMON, LANGUAGE_TAG, NAME, is_int32
+
+_DURATION = re.compile(
+    r"P(?!$)(?:\d+Y)?(?:\d+M)?(?:\d+W)?(?:\d+D)?(?:T(?=\d)(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?"
+)
 
 
 @dataclass(slots=True)
@@ -339,12 +344,5 @@ def _may_be_informal(key: str, v2: bool) -> bool:
 
 
 def _is_duration(text: str) -> bool:
-    import re
-
-    return (
-        re.fullmatch(
-            r"P(?!$)(?:\d+Y)?(?:\d+M)?(?:\d+W)?(?:\d+D)?(?:T(?=\d)(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?",
-            text,
-        )
-        is not None
-    )
+    """An ISO 8601 duration such as ``PT10M`` or ``P1DT2H`` (the MQTT extension's ``ttl``)."""
+    return _DURATION.fullmatch(text) is not None
