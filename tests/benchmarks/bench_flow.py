@@ -5,29 +5,47 @@ Not a test (no assertion on time); prints figures and their ratio to the targets
 - state target: at most 64 KB per twin, all steps' state (models included), pickled.
 
 The plant is generated first (so the figure is the flow's own speed), then replayed through
-the flow several times; the median run is reported. Run: ``infra/dev bench`` or
-``.venv/bin/python tests/benchmarks/bench_flow.py [--twins 50] [--hours 2] [--repeat 3]``.
+the flow several times; the median run is reported. The file sinks are compared with those of
+an earlier commit (``--baseline``, loaded from git): rounds interleave the variants (their
+order rotating), and each prints its median, min and max, its ratio to the baseline, the
+worker-thread time spent inside the telemetry sink (total, and the longest single call, which
+holds back everything behind it, alerts included) and the Parquet files left. Run:
+``infra/dev bench`` or ``.venv/bin/python tests/benchmarks/bench_flow.py [--twins 50]
+[--hours 2] [--repeat 3] [--baseline REV] [--epoch-s 1]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import pickle
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from twinflow.connectors.simulator import Plant, PlantConfig, SimulatedPlantSource
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.metrics import RunStats
-from twinflow.flows.outputs import file_outputs
+from twinflow.flows.outputs import (
+    file_outputs,
+    state_row,
+    telemetry_columns,
+    window_row,
+)
 from twinflow.flows.steps import (
     AnomalyStep,
     PolicyStep,
@@ -55,20 +73,156 @@ def generate(plant: Plant) -> tuple[list[Any], float]:
     return items, time.perf_counter() - t0
 
 
-def run_flow(plant: Plant, items: list[Any], out: Path, telemetry: bool) -> tuple[int, float]:
+@dataclass
+class SinkTime:
+    """Worker-thread seconds spent in one sink's calls: while the flow runs (write_batch,
+    snapshot) and at its end (close: the last flush, and the merge of parts)."""
+
+    calls: list[float] = field(default_factory=list)
+    close: list[float] = field(default_factory=list)
+
+
+class _TimedPartition(StatefulSinkPartition[Any, Any]):
+    def __init__(self, inner: StatefulSinkPartition[Any, Any], t: SinkTime) -> None:
+        self.inner, self.t = inner, t
+
+    def _timed(self, into: list[float], f: Callable[..., Any], *a: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return f(*a)
+        finally:
+            into.append(time.perf_counter() - t0)
+
+    def write_batch(self, values: list[Any]) -> None:
+        self._timed(self.t.calls, self.inner.write_batch, values)
+
+    def snapshot(self) -> Any:
+        return self._timed(self.t.calls, self.inner.snapshot)
+
+    def close(self) -> None:
+        self._timed(self.t.close, self.inner.close)
+
+
+class TimedSink(FixedPartitionedSink[Any, Any]):
+    """A file sink whose partitions record how long the worker spends in them."""
+
+    def __init__(self, inner: FixedPartitionedSink[Any, Any], t: SinkTime) -> None:
+        self.inner, self.t = inner, t
+
+    def list_parts(self) -> list[str]:
+        return self.inner.list_parts()
+
+    def build_part(self, step_id: str, for_part: str, resume: Any) -> _TimedPartition:
+        return _TimedPartition(self.inner.build_part(step_id, for_part, resume), self.t)
+
+
+def load_baseline(rev: str) -> ModuleType:
+    """``connectors/files.py`` as it was at ``rev`` (from git), as a module of its own."""
+    root = Path(__file__).resolve().parents[2]
+    text = subprocess.run(
+        ["git", "show", f"{rev}:connectors/files.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "baseline_files.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("baseline_files", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_files"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_flow(
+    plant: Plant,
+    items: list[Any],
+    out: Path,
+    telemetry: bool,
+    baseline: ModuleType | None = None,
+    epoch_s: float = 1.0,
+) -> tuple[int, float, SinkTime]:
     stats = RunStats()
     cfg = FlowConfig(out_dir=out, write_telemetry=telemetry)
+    outputs = file_outputs(cfg)
+    if baseline is not None:  # the earlier commit's Parquet sinks, same settings
+
+        def old(name: str, cols: Callable[[Any], Any], fp: Any = None) -> Any:
+            return baseline.ParquetSink(
+                out / name,
+                cols,
+                lambda v: str(v.twin_type),
+                rows_per_part=cfg.parquet_rows_per_part,
+                max_delay_s=cfg.parquet_max_delay_s,
+                fingerprint=fp,
+            )
+
+        fp = getattr(outputs.telemetry, "fingerprint", None)
+        outputs = replace(
+            outputs,
+            windows=old("windows", window_row),
+            twin_states=old("twin_states", state_row),
+            telemetry=old("telemetry", telemetry_columns, fp) if telemetry else None,
+        )
+    timing = SinkTime()
+    if outputs.telemetry is not None:
+        outputs = replace(outputs, telemetry=TimedSink(outputs.telemetry, timing))
     flow = build_flow(
         TestingSource(items),
-        file_outputs(cfg),
+        outputs,
         cfg,
         clock=plant.now,
         twins=dict(plant.twins),
         stats=stats,
     )
     t0 = time.perf_counter()
-    run_main(flow)
-    return stats.readings, time.perf_counter() - t0
+    run_main(flow, epoch_interval=timedelta(seconds=epoch_s))
+    return stats.readings, time.perf_counter() - t0, timing
+
+
+def interleaved(
+    plant: Plant, items: list[Any], repeat: int, baseline: ModuleType, epoch_s: float
+) -> None:
+    """Run the variants in rotating order, ``repeat`` rounds, and print their medians."""
+    variants: list[tuple[str, bool, ModuleType | None]] = [
+        ("without raw-telemetry Parquet", False, None),
+        ("with raw-telemetry Parquet, baseline sink", True, baseline),
+        ("with raw-telemetry Parquet, this sink", True, None),
+    ]
+    rates: dict[str, list[float]] = defaultdict(list)
+    sink_s: dict[str, list[float]] = defaultdict(list)
+    longest: dict[str, list[float]] = defaultdict(list)
+    closing: dict[str, list[float]] = defaultdict(list)
+    files: dict[str, list[int]] = defaultdict(list)
+    for r in range(repeat):
+        for label, telemetry, module in variants[r % 3 :] + variants[: r % 3]:
+            with tempfile.TemporaryDirectory() as tmp:
+                n, secs, t = run_flow(plant, items, Path(tmp), telemetry, module, epoch_s)
+                files[label].append(len(list(Path(tmp).glob("**/*.parquet"))))
+            rates[label].append(n / secs)
+            if t.calls:
+                sink_s[label].append(sum(t.calls))
+                longest[label].append(max(t.calls))
+                closing[label].append(sum(t.close))
+    base = statistics.median(rates[variants[1][0]])
+    for label, _telemetry, _module in variants:
+        med = statistics.median(rates[label])
+        print(
+            f"  full flow {label}: median {med:,.0f} readings/s over {repeat} rounds "
+            f"(min {min(rates[label]):,.0f}, max {max(rates[label]):,.0f}); "
+            f"{med / base:.2f}x the baseline sink; {med / TARGET_READINGS_S:.2f}x the "
+            f"{TARGET_READINGS_S:,}/s target; {statistics.median(files[label]):.0f} Parquet files"
+        )
+        if sink_s[label]:
+            total, one = statistics.median(sink_s[label]), statistics.median(longest[label])
+            end = statistics.median(closing[label])
+            print(
+                f"    worker time in the telemetry sink while running: median {total:.2f} s a "
+                f"run, longest single call median {one * 1e3:.0f} ms (max "
+                f"{max(longest[label]) * 1e3:.0f} ms); at close {end * 1e3:.0f} ms"
+            )
 
 
 def state_sizes(plant: Plant, items: list[Any]) -> dict[str, int]:
@@ -109,7 +263,15 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=2.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--baseline", default="cd5b158", help="git revision whose file sinks are compared"
+    )
+    ap.add_argument(
+        "--epoch-s", type=float, default=1.0, help="Bytewax epoch (snapshot) interval, seconds"
+    )
     args = ap.parse_args()
+    baseline = load_baseline(args.baseline)
+    print(f"file sinks compared with those of {args.baseline}; epochs of {args.epoch_s:g} s")
 
     scenarios = [
         ("default plant (motor vibration bursts of 4,096 samples every minute)", {}),
@@ -129,19 +291,7 @@ def main() -> None:
             f"\n{label}: {args.twins} twins, {args.hours} h simulated, {len(items):,} items, "
             f"{readings:,} readings; generated in {gen_s:.2f} s ({readings / gen_s:,.0f}/s)"
         )
-        for telemetry in (False, True):
-            rates = []
-            for _ in range(args.repeat):
-                with tempfile.TemporaryDirectory() as tmp:
-                    n, secs = run_flow(plant, items, Path(tmp), telemetry)
-                rates.append(n / secs)
-            med = statistics.median(rates)
-            what = "with" if telemetry else "without"
-            print(
-                f"  full flow {what} raw-telemetry Parquet: median {med:,.0f} readings/s over "
-                f"{args.repeat} runs (min {min(rates):,.0f}, max {max(rates):,.0f}); "
-                f"{med / TARGET_READINGS_S:.2f}x the {TARGET_READINGS_S:,}/s target"
-            )
+        interleaved(plant, items, args.repeat, baseline, args.epoch_s)
     print()
     sizes = state_sizes(plant, items)
     for kind, size in sorted(sizes.items()):
