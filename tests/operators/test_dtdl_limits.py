@@ -145,3 +145,19 @@ def test_default_limits_are_the_specified_ones() -> None:
     assert (limits.MAX_CONTENTS, limits.MAX_SCHEMA_DEPTH) == (100_000, 5)
     assert limits.MAX_INTERFACE_BYTES == 1 << 20
     assert V3 == "dtmi:dtdl:context;3"
+
+
+def test_extends_values_are_counted_per_member(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A diamond (A extends B and C, both extend D) has 4 'extends' values for 3 ancestors."""
+    docs = [
+        interface("dtmi:test:A;1", extends=["dtmi:test:B;1", "dtmi:test:C;1"]),
+        interface("dtmi:test:B;1", extends="dtmi:test:D;1"),
+        interface("dtmi:test:C;1", extends="dtmi:test:D;1"),
+        interface("dtmi:test:D;1"),
+    ]
+    monkeypatch.setattr(limits, "MAX_EXTENDS_COUNT", 4)
+    assert rules_of(tmp_path, *docs) == []
+    monkeypatch.setattr(limits, "MAX_EXTENDS_COUNT", 3)
+    assert rules_of(tmp_path, *docs) == ["extends-count"]

@@ -146,12 +146,14 @@ def _check_inherited(
     version: int,
 ) -> None:
     """The size of the hierarchy, and names unique across inherited contents."""
-    if version == 3 and len(hierarchy) - 1 > limits.MAX_EXTENDS_COUNT:
+    # every value of every 'extends' member met on the way up, each Interface counted once
+    values = sum(len(interfaces[a].extends) for a in hierarchy)
+    if version == 3 and values > limits.MAX_EXTENDS_COUNT:
         report.add(
             at.key("extends"),
             "extends-count",
-            f"{len(hierarchy) - 1} Interfaces in the 'extends' hierarchy; DTDL v3 "
-            f"allows {limits.MAX_EXTENDS_COUNT}",
+            f"{values} values in the 'extends' members of this hierarchy; DTDL v3 allows "
+            f"{limits.MAX_EXTENDS_COUNT}",
         )
     origin: dict[str, str] = {}
     for a in hierarchy:
