@@ -136,3 +136,17 @@ def test_run_and_replay_refuse_an_out_with_outputs(
         assert main(argv) == 2, argv
         assert "pass --overwrite" in capsys.readouterr().err
         assert (out / "alerts.jsonl").read_text() == '{"a": 1}\n'
+
+
+def test_merged_parquet_files_are_private(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        sink = ParquetSink(tmp_path / "p", lambda v: {"v": v}, lambda v: "g", rows_per_part=1)
+        part = sink.build_part("s", "p0", None)
+        for i in range(5):
+            part.write_batch([i])  # a part each, merged at close
+        part.close()
+    finally:
+        os.umask(old)
+    (f,) = (tmp_path / "p").glob("*/*.parquet")
+    assert f.name == "part-p0-00000-00004.parquet" and mode(f) == 0o600
