@@ -197,7 +197,8 @@ def report(labelled: list[Recording], healthy: list[Recording]) -> None:
 
 
 def flow_throughput(rounds: int) -> None:
-    """Readings/s of the flow on the simulated plant, raw-sample scoring off and on."""
+    """Readings/s of the flow on the simulated plant: the previous defaults (``zscore``
+    window model), the new ones (``spc``), and the new ones with raw-sample scoring on."""
     from bytewax.testing import TestingSource, run_main
 
     from twinflow.connectors.simulator import Plant, PlantConfig
@@ -210,32 +211,46 @@ def flow_throughput(rounds: int) -> None:
 
     plant = Plant(PlantConfig(n_twins=20, duration_s=2 * 3600, seed=7, burst_interval_s=3600.0))
     items, _ = generate(plant)
-    rates: dict[bool, list[float]] = {False: [], True: []}
+    arms = {
+        "previous (zscore)": {"anomaly_detector": "zscore"},
+        "new defaults (spc)": {},
+        "spc + raw samples": {"sample_anomaly": True},
+    }
+    rates: dict[str, list[float]] = {k: [] for k in arms}
     for _ in range(rounds):
-        for on in (False, True):
+        for name, overrides in arms.items():
             with tempfile.TemporaryDirectory() as tmp:
-                cfg = FlowConfig(out_dir=Path(tmp), write_telemetry=False, sample_anomaly=on)
+                cfg = FlowConfig(out_dir=Path(tmp), write_telemetry=False, **overrides)  # type: ignore[arg-type]
                 stats = RunStats()
                 flow = build_flow(
                     TestingSource(items), file_outputs(cfg), cfg, clock=plant.now, stats=stats
                 )
                 t0 = time.perf_counter()
                 run_main(flow)
-                rates[on].append(stats.readings / (time.perf_counter() - t0))
-    off, on = statistics.median(rates[False]), statistics.median(rates[True])
+                rates[name].append(stats.readings / (time.perf_counter() - t0))
+    base = statistics.median(rates["previous (zscore)"])
     print(
         f"flow on the simulated plant (20 twins, 2 h, 1 Hz signals), medians of {rounds} "
-        f"interleaved rounds: sample scoring off {off:,.0f} readings/s, on {on:,.0f} "
-        f"readings/s; ratio on/off {on / off:.2f}"
+        "interleaved rounds:"
     )
+    for name, got in rates.items():
+        med = statistics.median(got)
+        print(f"  {name:<20} {med:12,.0f} readings/s  ratio to previous {med / base:.2f}")
 
 
 def state_size() -> None:
-    """Pickled size of a warmed sample model with 8 signals (plus one setting)."""
+    """Pickled size of warmed models with 8 signals (plus one setting)."""
     rec = machine(101, hours=1.0, fault=None)
     det = spc(rec)
     run_spc(det, rec)
     print(f"sample model state with 8 signals + 1 setting: {len(pickle.dumps(det)):,} bytes")
+    # a window model over the means of 8 signals and 8 derived ones, after 100 windows
+    names = [f"s{i}.mean" for i in range(16)]
+    window = SpcDetector(names, warmup=FlowConfig().anomaly_warmup, hold=1, refit_every=1)
+    rng = np.random.default_rng(0)
+    for k in range(100):
+        window.learn_one(dict(zip(names, rng.normal(0, 1, 16).tolist(), strict=True)), 300.0 * k)
+    print(f"window model state over 16 window means: {len(pickle.dumps(window)):,} bytes")
 
 
 def main() -> None:
