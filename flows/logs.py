@@ -54,13 +54,27 @@ class Calm(logging.Filter):
         return True
 
 
-def setup_logging(debug: bool = False, stream: TextIO = sys.stderr) -> None:
-    """One handler on the root logger writing to ``stream``."""
-    handler = logging.StreamHandler(stream)
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler :func:`setup_logging` installs (so that a second call replaces it); with
+    no stream given it writes to whatever ``sys.stderr`` is at the time."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        super().__init__(stream)
+        self.fixed = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = self.fixed if self.fixed is not None else sys.stderr
+        super().emit(record)
+
+
+def setup_logging(debug: bool = False, stream: TextIO | None = None) -> None:
+    """Our handler on the root logger, writing to ``stream`` (default: standard error);
+    handlers others installed (a test's log capture) stay."""
+    handler = _Handler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
                                            "%H:%M:%S"))  # fmt: skip
     root = logging.getLogger()
-    for h in list(root.handlers):
+    for h in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(h)
     root.addHandler(handler)
     if debug:

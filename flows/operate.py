@@ -62,6 +62,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     dep = load_deployment(args.config)
     cluster = cluster_from(args)
+    resuming = args.recovery_dir is not None and partitions_in(args.recovery_dir) > 0
+    prepare_out(args.out, overwrite=args.overwrite, resuming=resuming)  # refusals come first
     watch = Watch()
     with stop_on_signals(watch.stop):
         check_services(
@@ -76,8 +78,6 @@ def run_command(args: argparse.Namespace) -> int:
             return 0
         start_metrics(args.metrics_port, args.metrics_address)
         limits = {"kafka": {"tail": False}, "requests": {"tail": False}} if args.until_end else None
-        resuming = args.recovery_dir is not None and partitions_in(args.recovery_dir) > 0
-        prepare_out(args.out, overwrite=args.overwrite, resuming=resuming)
         stats = RunStats()
         flow = deployment_flow(dep, args.out, limits=limits, stats=stats, watch=watch)
         recovery = None
@@ -142,6 +142,9 @@ def simulate_command(args: argparse.Namespace) -> int:
     if args.duration is not None:
         sim = replace(sim, duration_s=args.duration)
     dep = replace(dep, simulator=sim)
+    from twinflow.flows.startup import check_services
+
+    check_services(dep, sys.stderr, only=("MQTT broker",))  # the devices it serves are its own
     print(
         f"twinflow simulate: {len(dep.twins)} twins of a {sim.twins}-twin plant (seed "
         f"{sim.seed}), {sim.duration_s / 3600:.2f} h at {sim.speed:g}x real time; Ctrl-C stops",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TextIO
 from urllib.parse import urlsplit
@@ -121,11 +121,13 @@ def check_services(
     every_s: float = 2.0,
     prober: Callable[[Service], str | None] = probe,
     stop: Callable[[], bool] = lambda: False,
+    only: Collection[str] | None = None,
 ) -> list[Service]:
-    """Probe every service and print a line each; wait up to ``wait_s`` for the unreachable
-    ones (a countdown line, re-probing every ``every_s``). Returns those still unreachable
-    when the flow may start anyway; raises :class:`ServiceUnavailable` otherwise."""
-    services = services_of(dep)
+    """Probe every service (or those whose ``what`` is in ``only``) and print a line each;
+    wait up to ``wait_s`` for the unreachable ones (a countdown line, re-probing every
+    ``every_s``). Returns those still unreachable when the flow may start anyway; raises
+    :class:`ServiceUnavailable` otherwise."""
+    services = [s for s in services_of(dep) if only is None or s.what in only]
     if not services:
         return []
     print("checking services:", file=stream, flush=True)
