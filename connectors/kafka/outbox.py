@@ -10,8 +10,8 @@ again what was accepted before the snapshot but not acknowledged.
 >>> a = box.add(b"k", b"v1", []); b = box.add(b"k", b"v2", [])
 >>> box.has_room(1), len(box)
 (False, 2)
->>> box.ack(a); [value for _, value, _ in box.held()], box.has_room(1)
-([b'v2'], True)
+>>> box.ack(a), [value for _, value, _ in box.held()], box.has_room(1)
+(True, [b'v2'], True)
 """
 
 from __future__ import annotations
