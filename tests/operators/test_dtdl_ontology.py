@@ -152,3 +152,9 @@ def test_any_mutation_ends_in_a_verdict(
         parse_text(json.dumps(doc))
     except DtdlError as exc:
         assert exc.problems
+
+
+def test_a_file_named_twice_is_read_once(tmp_path: Path) -> None:
+    [path] = write(tmp_path, {"a.json": interface("dtmi:test:Once;1")})
+    found = check([tmp_path, path, tmp_path / "." / "a.json"])
+    assert (found.files, found.problems) == (1, [])

@@ -26,21 +26,23 @@ _UTF16_32 = {
 
 
 def find_model_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The ``*.json`` files named or found (recursively) under the folders named.
+    """The ``*.json`` files named or found (recursively) under the folders named, each once.
 
     Raises :class:`ConfigError` for a path that does not exist.
     """
-    files: list[Path] = []
+    files: dict[Path, Path] = {}  # resolved -> as given, so a file named twice is read once
     for p in map(Path, paths):
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*.json") if f.is_file()))
+            found = sorted(f for f in p.rglob("*.json") if f.is_file())
         elif p.is_file():
-            files.append(p)
+            found = [p]
         else:
             raise ConfigError(
                 f"no such file or folder: {str(p)!r}; pass DTDL model files or folders"
             )
-    return files
+        for f in found:
+            files.setdefault(f.resolve(), f)
+    return list(files.values())
 
 
 def read_file(reader: InterfaceReader, path: Path) -> None:
