@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import os
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -253,6 +254,24 @@ def add_plan_parser(sub: Any) -> None:
         action="store_true",
         help="allow a database password without sslmode require, verify-ca or verify-full",
     )
+    p.add_argument(
+        "--every",
+        type=_seconds,
+        default=None,
+        metavar="DURATION",
+        help="plan again at this pace (e.g. 15m) from the newest estimates until stopped; a "
+        "plan is written only when the estimates changed",
+    )
+    p.add_argument("--rounds", type=int, default=None, help="with --every: stop after N plans")
+
+
+def _seconds(text: str) -> float:
+    from twinflow.core.times import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _check_url(url: str, what: str, allow_insecure: bool) -> None:
@@ -285,24 +304,51 @@ def _plan_time(text: str | None) -> datetime | None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    """``twinflow plan``: compute, print and write the plan."""
-    from twinflow.operators.maintenance import plan_maintenance
-
+    """``twinflow plan``: compute, print and write the plan; with ``--every``, again at that
+    pace, writing each plan whose estimates changed."""
     settings, assets, kafka = load_costs(args.config)
     if not settings.types:
         raise ConfigError(f"{args.config}: maintenance.types is empty: no twin type has costs")
+    if args.kafka_topic and kafka is None:
+        raise ConfigError(f"--kafka-topic: {args.config} has no services.kafka to send it to")
+    for url, what in ((args.source, "the source URL"), (args.db, "--db")):
+        if url and _is_url(url):
+            _check_url(url, what, args.allow_insecure)
     now = _plan_time(args.at)
+    if args.every is not None and now is not None:
+        raise ConfigError("--every re-plans from the newest estimates: leave out --at")
+    last: str | None = None
+    rounds = 0
+    while True:
+        last = _one_plan(args, settings, assets, kafka, now, last)
+        rounds += 1
+        if args.every is None or (args.rounds is not None and rounds >= args.rounds):
+            return 0
+        time.sleep(args.every)
+
+
+def _one_plan(
+    args: argparse.Namespace,
+    settings: MaintenanceSettings,
+    assets: Mapping[str, str],
+    kafka: Any,
+    now: datetime | None,
+    last: str | None,
+) -> str:
+    """Compute the plan once; write it unless it is the one of id ``last``. Its id."""
+    from twinflow.operators.maintenance import plan_maintenance
+
     if _is_url(args.source):
-        _check_url(args.source, "the source URL", args.allow_insecure)
         outlooks = outlooks_from_db(args.source, now)
     else:
         outlooks = outlooks_from_dir(Path(args.source), now)
     if not outlooks:
         raise ConfigError(f"{args.source}: no twin has an RUL estimate yet")
-    if args.kafka_topic and kafka is None:
-        raise ConfigError(f"--kafka-topic: {args.config} has no services.kafka to send it to")
     plan = plan_maintenance(with_assets(outlooks, assets), settings, now)
-    print(render(plan))
+    if plan.plan_id == last:
+        print(f"  {iso(plan.time)}: estimates unchanged, plan {plan.plan_id} stands", flush=True)
+        return plan.plan_id
+    print(render(plan), flush=True)
     target = args.json
     if target is None and not _is_url(args.source):
         target = Path(args.source) / "maintenance_plan.json"
@@ -310,13 +356,12 @@ def run_plan(args: argparse.Namespace) -> int:
         target.write_text(json.dumps(plan.to_json(), indent=2) + "\n")
         print(f"  written to {target}")
     if args.db:
-        _check_url(args.db, "--db", args.allow_insecure)
         new = store_plan(args.db, plan)
         print(f"  {'stored' if new else 'already stored'} in PostgreSQL")
     if args.kafka_topic:
         publish_plan(kafka, args.kafka_topic, plan)
         print(f"  sent to Kafka topic {args.kafka_topic}")
-    return 0
+    return plan.plan_id
 
 
 __all__ = [

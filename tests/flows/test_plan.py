@@ -207,3 +207,17 @@ def test_kafka_topic_needs_a_kafka_service(
     args = ["plan", str(out), "--config", str(costs(tmp_path)), "--kafka-topic", "plans"]
     assert main(args) == 2
     assert "has no services.kafka to send it to" in capsys.readouterr().err
+
+
+def test_every_plans_again_and_writes_only_a_changed_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = run_outputs(tmp_path / "out")
+    config = str(costs(tmp_path))
+    args = ["plan", str(out), "--config", config, "--every", "1ms", "--rounds", "3"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("maintenance plan ") == 1
+    assert printed.count("estimates unchanged") == 2
+    assert main([*args, "--at", "2026-01-05T06:00:00Z"]) == 2
+    assert "--every re-plans from the newest estimates" in capsys.readouterr().err
