@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from tests.operators.dtdl_samples import V3, interface, rules_of
 from twinflow.operators.dtdl.reading import limits
+from twinflow.operators.dtdl.reading.documents import own_size
 
 
 def tel(**more: Any) -> dict[str, Any]:
@@ -132,7 +134,7 @@ def test_elements_per_interface(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_interface_text_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """1 MiB per Interface, lowered for the test; measured on the Interface's own JSON text."""
     doc = interface("dtmi:test:I;1", tel())
-    size = len(__import__("json").dumps(doc, separators=(",", ":")).encode())
+    size = len(json.dumps(doc, separators=(",", ":")).encode())
     monkeypatch.setattr(limits, "MAX_INTERFACE_BYTES", size)
     assert rules_of(tmp_path, doc) == []
     monkeypatch.setattr(limits, "MAX_INTERFACE_BYTES", size - 1)
@@ -161,3 +163,13 @@ def test_extends_values_are_counted_per_member(
     assert rules_of(tmp_path, *docs) == []
     monkeypatch.setattr(limits, "MAX_EXTENDS_COUNT", 3)
     assert rules_of(tmp_path, *docs) == ["extends-count"]
+
+
+def test_interface_size_leaves_out_interfaces_written_inside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inner = {"@id": "dtmi:test:Inner;1", "@type": "Interface", "comment": "c" * 400}
+    doc = interface("dtmi:test:I;1", {"@type": "Component", "name": "c", "schema": inner})
+    monkeypatch.setattr(limits, "MAX_INTERFACE_BYTES", own_size(doc))
+    assert own_size(doc) < len(json.dumps(doc, separators=(",", ":")))
+    assert rules_of(tmp_path, doc) == []

@@ -15,6 +15,7 @@ from typing import Any
 from twinflow.core.errors import ConfigError
 from twinflow.operators.dtdl.reading import limits
 from twinflow.operators.dtdl.reading.interfaces import InterfaceReader
+from twinflow.operators.dtdl.reading.notation import is_interface
 from twinflow.operators.dtdl.reading.place import At
 
 _UTF16_32 = {
@@ -105,9 +106,7 @@ def read_document(reader: InterfaceReader, file: str, text: str) -> None:
                 "Interfaces; replace this value with an Interface object",
             )
             continue
-        if len(text) > limits.MAX_INTERFACE_BYTES and (
-            len(json.dumps(item, separators=(",", ":")).encode()) > limits.MAX_INTERFACE_BYTES
-        ):
+        if len(text) > limits.MAX_INTERFACE_BYTES and own_size(item) > limits.MAX_INTERFACE_BYTES:
             reader.add(
                 at,
                 "interface-size",
@@ -116,6 +115,21 @@ def read_document(reader: InterfaceReader, file: str, text: str) -> None:
             )
         reader.normalize(item, at, None)
         reader.interface(item, at)
+
+
+def own_size(interface: dict[str, Any]) -> int:
+    """Bytes of an Interface's compact JSON text, less the Interfaces written inside it."""
+
+    def without_inner(value: Any, top: bool) -> Any:
+        if isinstance(value, dict):
+            if not top and is_interface(value):
+                return None
+            return {k: without_inner(v, False) for k, v in value.items()}
+        if isinstance(value, list):
+            return [without_inner(v, False) for v in value]
+        return value
+
+    return len(json.dumps(without_inner(interface, True), separators=(",", ":")).encode())
 
 
 def too_deep(doc: Any, limit: int) -> bool:
