@@ -19,9 +19,9 @@ not counted: "no action" means not within this horizon. SciPy's ``milp`` (HiGHS)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 
@@ -96,9 +96,9 @@ def plan_maintenance(
     twins, skipped = _twins(outlooks, settings, now)
     grid = slots(now, settings.horizon_s, settings.slot_s, settings.windows)
     end = _horizon_end(grid, settings)
-    units = sorted({t.unit for t in twins})
-    chosen, solved = _solve(twins, units, grid, settings, time_limit_s)
-    items, outages = _report(twins, units, grid, chosen, end, settings)
+    downtime = _downtimes(twins, settings)
+    chosen, solved = _solve(twins, downtime, grid, settings, time_limit_s)
+    items, outages = _report(twins, downtime, grid, chosen, end, settings)
     plan_id = deterministic_id(
         "maintenance_plan",
         iso(now),
@@ -139,67 +139,80 @@ def _twins(
     return twins, skipped
 
 
-def _unit_downtime(twins: Sequence[_Twin], unit: str, settings: MaintenanceSettings) -> float:
-    members = [t for t in twins if t.unit == unit]
-    group = next((g for g in settings.groups if g.name == unit), None)
-    rate = max(t.rate for t in members)
-    if group is not None and group.downtime_cost_per_hour is not None:
-        rate = group.downtime_cost_per_hour
-    return rate * max(t.costs.planned_hours for t in members)
+def _downtimes(twins: Sequence[_Twin], settings: MaintenanceSettings) -> dict[str, float]:
+    """Each outage unit's downtime cost per stop: its rate (the group's, else its twins'
+    highest) times the longest planned duration of its twins."""
+    members: dict[str, list[_Twin]] = {}
+    for t in twins:
+        members.setdefault(t.unit, []).append(t)
+    rates = {g.name: g.downtime_cost_per_hour for g in settings.groups}
+    out = {}
+    for unit, ts in sorted(members.items()):
+        rate = rates.get(unit)
+        if rate is None:
+            rate = max(t.rate for t in ts)
+        out[unit] = rate * max(t.costs.planned_hours for t in ts)
+    return out
 
 
 def _solve(
     twins: Sequence[_Twin],
-    units: Sequence[str],
+    downtime: Mapping[str, float],
     grid: Sequence[Slot],
     settings: MaintenanceSettings,
     time_limit_s: float,
 ) -> tuple[dict[str, int], str]:
     """Slot index chosen per twin id (absent: no action) and the solver's verdict."""
     from scipy.optimize import Bounds, LinearConstraint, milp  # only where a plan is made
-    from scipy.sparse import lil_array
+    from scipy.sparse import coo_array
 
-    n, k, m = len(twins), len(grid), len(units)
+    n, k, m = len(twins), len(grid), len(downtime)
     if n == 0:
         return {}, "optimal"
     nx = n * k
     c = np.zeros(nx + m * k)
     upper = np.ones(nx + m * k)
-    unit_index = {u: j for j, u in enumerate(units)}
+    unit_index = {u: j for j, u in enumerate(downtime)}
     cap = settings.crew_hours_per_day
+    end = _horizon_end(grid, settings)
     for i, t in enumerate(twins):
-        baseline = _no_action(t, _horizon_end(grid, settings))[0]
+        baseline = _no_action(t, end)[0]
         for s in grid:
             if s.start is None or t.costs.planned_hours > cap:
                 upper[i * k + s.index] = 0.0
                 continue
             c[i * k + s.index] = t.planned(s.start)[0] - baseline
-    for u_i, u in enumerate(units):
-        c[nx + u_i * k : nx + (u_i + 1) * k] = _unit_downtime(twins, u, settings)
-    rows: list[tuple[dict[int, float], float]] = []
+    for j, cost in enumerate(downtime.values()):
+        c[nx + j * k : nx + (j + 1) * k] = cost
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    limits: list[float] = []
+
+    def row(entries: Sequence[tuple[int, float]], limit: float) -> None:
+        for col, v in entries:
+            rows.append(len(limits))
+            cols.append(col)
+            vals.append(v)
+        limits.append(limit)
+
     for i in range(n):  # at most one action per twin
-        rows.append(({i * k + j: 1.0 for j in range(k)}, 1.0))
+        row([(i * k + j, 1.0) for j in range(k)], 1.0)
     for i, t in enumerate(twins):  # an action needs its unit's outage
         y = nx + unit_index[t.unit] * k
         for j in range(k):
-            rows.append(({i * k + j: 1.0, y + j: -1.0}, 0.0))
-    days = sorted({s.day for s in grid if s.day is not None})
-    for day in days:  # crew hours per calendar day
-        cols = {
-            i * k + s.index: t.costs.planned_hours
-            for i, t in enumerate(twins)
-            for s in grid
-            if s.day == day
-        }
-        rows.append((cols, cap))
-    a = lil_array((len(rows), nx + m * k))
-    for r, (cols, _) in enumerate(rows):
-        for col, v in cols.items():
-            a[r, col] = v
-    limits = np.array([ub for _, ub in rows])
+            row([(i * k + j, 1.0), (y + j, -1.0)], 0.0)
+    days: dict[date, list[int]] = {}
+    for s in grid:
+        if s.day is not None:
+            days.setdefault(s.day, []).append(s.index)
+    for day_slots in days.values():  # crew hours per calendar day
+        row([(i * k + j, t.costs.planned_hours) for i, t in enumerate(twins) for j in day_slots],
+            cap)  # fmt: skip
+    a = coo_array((vals, (rows, cols)), shape=(len(limits), nx + m * k)).tocsr()
     res = milp(
         c,
-        constraints=LinearConstraint(a.tocsr(), -np.inf, limits),
+        constraints=LinearConstraint(a, -np.inf, np.array(limits)),
         integrality=np.ones_like(c),
         bounds=Bounds(np.zeros_like(c), upper),
         options={"time_limit": time_limit_s},
@@ -226,32 +239,31 @@ def _no_action(t: _Twin, end: datetime) -> tuple[float, float]:
 
 def _report(
     twins: Sequence[_Twin],
-    units: Sequence[str],
+    downtime: Mapping[str, float],
     grid: Sequence[Slot],
     chosen: dict[str, int],
     end: datetime,
     settings: MaintenanceSettings,
 ) -> tuple[list[PlanItem], list[Outage]]:
+    stops: dict[tuple[str, int], list[str]] = {}
+    for t in twins:
+        k = chosen.get(t.outlook.twin_id)
+        if k is not None:
+            stops.setdefault((t.unit, k), []).append(t.outlook.twin_id)
     outages: list[Outage] = []
     share: dict[str, float] = {}
-    for u in units:
-        downtime = _unit_downtime(twins, u, settings)
-        for s in grid:
-            members = tuple(
-                t.outlook.twin_id
-                for t in twins
-                if t.unit == u and chosen.get(t.outlook.twin_id) == s.index
-            )
-            if members and s.start is not None:
-                outages.append(Outage(u, s.start, members, downtime))
-                for tid in members:
-                    share[tid] = downtime / len(members)
+    for (unit, k), members in sorted(stops.items(), key=lambda e: (e[0][1], e[0][0])):
+        start = grid[k].start
+        assert start is not None
+        outages.append(Outage(unit, start, tuple(members), downtime[unit]))
+        for tid in members:
+            share[tid] = downtime[unit] / len(members)
     items = []
     for t in twins:
         cost, risk = _no_action(t, end)
         rtf = Choice(RUN_TO_FAILURE, None, cost, risk)
         options = [rtf]
-        alone = _unit_downtime([t], t.unit, settings)
+        alone = _downtimes([t], settings)[t.unit]
         for s in grid:
             if s.start is not None and t.costs.planned_hours <= settings.crew_hours_per_day:
                 e, r = t.planned(s.start)
