@@ -19,7 +19,11 @@ Sensor faults do not break machines: they are not failures, but a plan that acts
 estimates pays for it. The flow is run open loop: maintenance does not change the recorded
 data, which is why a twin leaves the study once renewed.
 
-Run: ``.venv/bin/python tests/benchmarks/bench_maintenance.py [--seeds 1 2 3] [--twins 30]``.
+``--scale`` instead times the planner alone on synthetic fleets (RULs uniform in 1-60 days,
+a 14-day horizon): the median over interleaved rounds of one plan's wall time per size.
+
+Run: ``.venv/bin/python tests/benchmarks/bench_maintenance.py [--seeds 1 2 3] [--twins 30]``
+or ``... --scale``.
 """
 
 from __future__ import annotations
@@ -166,12 +170,45 @@ def play_fixed(faults: list[Fault], types: dict[str, str], start: datetime, hour
     return res
 
 
+def scale(rounds: int = 3) -> None:
+    """Median wall time of one plan per fleet size and slot length (interleaved rounds)."""
+    import time
+
+    import numpy as np
+
+    t0 = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
+    cases = [(100, 1.0), (1000, 1.0), (1000, 0.25), (3000, 1.0)]
+    fleets = {}
+    for n, _ in cases:
+        hours = np.random.default_rng(n).uniform(24.0, 24.0 * 60, n)
+        fleets[n] = [
+            Outlook(f"m{i}", "motor", t0, h, 0.7 * h, 1.4 * h) for i, h in enumerate(hours)
+        ]
+    times: dict[tuple[int, float], list[float]] = {c: [] for c in cases}
+    plan(fleets[100], SETTINGS)  # imports SciPy's solver once, outside the timings
+    for _ in range(rounds):
+        for n, days in cases:
+            s = replace(SETTINGS, horizon_s=14 * 86400.0, slot_s=days * 86400.0,
+                        crew_hours_per_day=40.0)  # fmt: skip
+            a = time.perf_counter()
+            plan(fleets[n], s)
+            times[(n, days)].append(time.perf_counter() - a)
+    print(f"planner wall time, median of {rounds} interleaved rounds (14-day horizon):")
+    for (n, days), ts in times.items():
+        slots = round(14 / days)
+        print(f"  {n:>5} twins x {slots:>3} slots: {statistics.median(ts):6.2f} s")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--twins", type=int, default=30)
     ap.add_argument("--every", type=float, default=30.0, help="minutes between re-plans")
+    ap.add_argument("--scale", action="store_true", help="time the planner alone")
     args = ap.parse_args(argv)
+    if args.scale:
+        scale()
+        return
     every = timedelta(minutes=args.every)
     rows: dict[str, list[Result]] = {}
     for seed in args.seeds:
