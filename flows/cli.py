@@ -256,42 +256,51 @@ def _operator_options(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     os.umask(0o077)  # outputs, recovery state and summaries are their owner's alone
+    undo_logging = None
     if args.command in ("run", "simulate", "replay"):
         from twinflow.flows.logs import setup_logging
 
-        setup_logging(debug=args.debug)
+        undo_logging = setup_logging(debug=args.debug)
     try:
-        if args.command == "demo":
-            return _demo(args)
-        if args.command == "run":
-            return _run(args)
-        if args.command == "simulate":
-            return _simulate(args)
-        if args.command == "replay":
-            return _replay(args)
-        if args.command == "db":
-            return _db(args)
-        if args.command == "models":
-            return _models(args)
-        if args.command == "plan":
-            from twinflow.flows.plan import run_plan
-
-            return run_plan(args)
-        if args.command == "whatif":
-            from twinflow.flows.whatif import run_whatif
-
-            return run_whatif(args)
-        if args.command == "report":
-            from twinflow.flows.report import run_report
-
-            return run_report(args)
-        if args.command == "compact":
-            from twinflow.flows.compact import run_compact
-
-            return run_compact(args)
+        return _command(args)
     except TwinflowError as exc:
         print(f"twinflow: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if undo_logging is not None:
+            undo_logging()
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Run the parsed subcommand; its exit status."""
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "simulate":
+        return _simulate(args)
+    if args.command == "replay":
+        return _replay(args)
+    if args.command == "db":
+        return _db(args)
+    if args.command == "models":
+        return _models(args)
+    if args.command == "plan":
+        from twinflow.flows.plan import run_plan
+
+        return run_plan(args)
+    if args.command == "whatif":
+        from twinflow.flows.whatif import run_whatif
+
+        return run_whatif(args)
+    if args.command == "report":
+        from twinflow.flows.report import run_report
+
+        return run_report(args)
+    if args.command == "compact":
+        from twinflow.flows.compact import run_compact
+
+        return run_compact(args)
     return 1
 
 

@@ -13,6 +13,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 #: Loggers of client libraries: their records are shown from WARNING up, without traceback.
@@ -67,9 +68,12 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-def setup_logging(debug: bool = False, stream: TextIO | None = None) -> None:
+def setup_logging(debug: bool = False, stream: TextIO | None = None) -> Callable[[], None]:
     """Our handler on the root logger, writing to ``stream`` (default: standard error);
-    handlers others installed (a test's log capture) stay."""
+    handlers others installed (a test's log capture) stay. Returns what undoes it (the
+    command line calls it when a command ends, for a caller in the same process)."""
+    names = ("", "twinflow", *LIBRARIES)
+    levels = {n: logging.getLogger(n).level for n in names}
     handler = _Handler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
                                            "%H:%M:%S"))  # fmt: skip
@@ -77,9 +81,15 @@ def setup_logging(debug: bool = False, stream: TextIO | None = None) -> None:
     for h in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(h)
     root.addHandler(handler)
+
+    def undo() -> None:
+        root.removeHandler(handler)
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)
+
     if debug:
         root.setLevel(logging.DEBUG)
-        return
+        return undo
     root.setLevel(logging.WARNING)
     logging.getLogger("twinflow").setLevel(logging.INFO)
     handler.addFilter(Calm())
@@ -87,3 +97,4 @@ def setup_logging(debug: bool = False, stream: TextIO | None = None) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # pymodbus logs every timeout with a hex dump; twinflow counts them in its metrics.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    return undo

@@ -37,18 +37,19 @@ def test_setup_logging_keeps_other_handlers_and_shows_no_traceback() -> None:
     other = logging.StreamHandler(io.StringIO())
     root.addHandler(other)
     out = io.StringIO()
+    undo_first = setup_logging(stream=out)
+    undo = setup_logging(stream=out)  # a second call replaces its own handler only
     try:
-        setup_logging(stream=out)
-        setup_logging(stream=out)  # a second call replaces its own handler only
         try:
             raise ValueError("bad")
         except ValueError:
             logging.getLogger("twinflow.test").exception("it failed")
         logging.getLogger("asyncua.test").info("chatter")
     finally:
+        undo()
+        undo_first()
         root.removeHandler(other)
-        for h in [h for h in root.handlers if type(h).__name__ == "_Handler"]:
-            root.removeHandler(h)
+    assert not [h for h in root.handlers if type(h).__name__ == "_Handler"]
     text = out.getvalue()
     assert text.count("it failed (ValueError: bad)") == 1
     assert "Traceback" not in text and "chatter" not in text
