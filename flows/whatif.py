@@ -33,6 +33,7 @@ from twinflow.operators.whatif.dynamics import load_dynamics
 from twinflow.operators.whatif.scenario import CHUNK_S, INHERIT
 
 if TYPE_CHECKING:  # the command line builds its parser from here: keep the import light
+    from twinflow.flows.config import FlowConfig
     from twinflow.flows.whatif_state import TwinNow
     from twinflow.operators.catalog import TwinType
 
@@ -99,7 +100,10 @@ def simulate(
         while steps and steps[0].at_s <= offset:
             step = steps.pop(0)
             if step.command is not None:
-                dyn.command(step.command, dict(step.params))
+                try:
+                    dyn.command(step.command, dict(step.params))
+                except ValueError as exc:
+                    raise ConfigError(f"{whatif.file}: {step.where}.command: {exc}") from None
             now = dyn.inputs()
             for name, value in step.set.items():
                 dyn.set_input(name, value)
@@ -115,9 +119,13 @@ def simulate(
 
 
 def analyse(
-    twin: TwinNow, predicted: Sequence[TelemetryFrame], catalog: Mapping[str, TwinType]
+    twin: TwinNow,
+    predicted: Sequence[TelemetryFrame],
+    catalog: Mapping[str, TwinType],
+    config: FlowConfig | None = None,
 ) -> tuple[list[Alert], list[WindowFeatures]]:
-    """The twin's history then ``predicted`` through the telemetry flow: alerts and windows."""
+    """The twin's history then ``predicted`` through the telemetry flow (with ``config``, by
+    default the flow's defaults): alerts and windows."""
     from bytewax.testing import TestingSink, TestingSource, run_main
 
     from twinflow.flows.config import FlowConfig
@@ -135,7 +143,7 @@ def analyse(
             dead_letters=TestingSink([]),
             commands=TestingSink([]),
         ),
-        FlowConfig(),
+        config or FlowConfig(),
         clock=lambda: end,
         twins={twin.twin_id: kind.name},
         twin_types={twin.twin_id: kind},
@@ -148,7 +156,12 @@ def analyse(
     return [a for _k, a in alerts if isinstance(a, Alert)], got_windows
 
 
-def predict(twin: TwinNow, whatif: WhatIf, catalog: Mapping[str, TwinType]) -> WhatIfReport:
+def predict(
+    twin: TwinNow,
+    whatif: WhatIf,
+    catalog: Mapping[str, TwinType],
+    config: FlowConfig | None = None,
+) -> WhatIfReport:
     """Every scenario of ``whatif`` (the baseline first) run forward from ``twin``."""
     kind = catalog[twin.twin_type]
     dynamics = make_dynamics(whatif, kind)
@@ -158,7 +171,7 @@ def predict(twin: TwinNow, whatif: WhatIf, catalog: Mapping[str, TwinType]) -> W
     outcomes = []
     for scenario in whatif.all_scenarios:
         frames = simulate(twin, whatif, scenario, dynamics)
-        alerts, windows = analyse(twin, frames, catalog)
+        alerts, windows = analyse(twin, frames, catalog, config)
         outcomes.append(outcome(scenario.name, twin, whatif.horizon_s, frames, alerts, windows))
     blocks = list(range(BLOCK_S // 60, int(whatif.horizon_s) // 60 + 1, BLOCK_S // 60))
     return WhatIfReport(
@@ -185,10 +198,12 @@ def what_if(
     at: datetime | None = None,
     catalog: Mapping[str, TwinType] | None = None,
     history_s: float | None = None,
+    config: FlowConfig | None = None,
 ) -> WhatIfReport:
     """The Python API: ``whatif`` for a twin of a run, from its ``--out`` folder or from
     PostgreSQL (a ``postgresql://`` URL), with its last ``history_s`` of telemetry as history
-    (default: all of a folder's, 6 h of a database's)."""
+    (default: all of a folder's, 6 h of a database's). ``catalog`` holds the twin types
+    (default: the bundled ones), ``config`` the flow's settings (default: its defaults)."""
     from twinflow.flows.whatif_state import state_from_db, state_from_outputs
     from twinflow.operators.catalog import CATALOG
 
@@ -200,7 +215,7 @@ def what_if(
         state = state_from_db(source, twin, types, at, history_s or 6 * 3600.0)
     else:
         state = state_from_outputs(Path(source), twin, types, at, history_s)
-    return predict(state, whatif, types)
+    return predict(state, whatif, types, config)
 
 
 def is_database(source: str) -> bool:
@@ -226,6 +241,12 @@ def add_whatif_parser(sub: Any) -> None:
     p.add_argument("source", help="a run's --out folder (with telemetry), or a postgresql:// URL")
     p.add_argument("scenarios", type=Path, help="the what-if file")
     p.add_argument("--twin", default=None, help="the twin (overrides the file's twin:)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="the run's deployment file: its twin types (a type of your own) and flow settings",
+    )
     p.add_argument("--at", default=None, help="start from this time (ISO 8601; default: the "
                    "twin's newest reading)")  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
@@ -252,7 +273,21 @@ def run_whatif(args: argparse.Namespace) -> int:
     if is_database(args.source):
         _check_url(args.source, "the source URL", args.allow_insecure)
     at = _plan_time(args.at)
-    report = what_if(args.source, whatif, twin_id=args.twin, at=at, history_s=args.history)
+    catalog, config = None, None
+    if args.config is not None:
+        from twinflow.flows.deploy import load_deployment
+
+        dep = load_deployment(args.config)
+        catalog, config = dep.types, dep.flow
+    report = what_if(
+        args.source,
+        whatif,
+        twin_id=args.twin,
+        at=at,
+        history_s=args.history,
+        catalog=catalog,
+        config=config,
+    )
     print(render(report))
     if args.json is not None:
         args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")

@@ -4,6 +4,7 @@ baseline."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from tests.operators.compressor import PROFILE, compressor_frames, write_compressor
 from twinflow.core.errors import ConfigError
+from twinflow.flows.cli import main
 from twinflow.flows.outputs import telemetry_columns
 from twinflow.flows.whatif import read_whatif, what_if
 from twinflow.operators.catalog import load_catalogue
@@ -126,3 +128,23 @@ def test_dynamics_that_cannot_be_imported_name_the_field(tmp_path: Path) -> None
     bare = read_whatif({**SCENARIOS, "dynamics": None}, Path("s.yaml"))
     with pytest.raises(ConfigError, match="'compressor' is not simulated by twinflow"):
         what_if(out, bare, catalog=catalog)
+
+
+def test_twinflow_whatif_takes_the_types_of_a_deployment_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_compressor(tmp_path / "models", PROFILE + RULES)
+    out = recorded(tmp_path / "out")
+    deployment = tmp_path / "plant.yaml"
+    deployment.write_text(
+        "version: 1\nmodels: [models]\n"
+        "twins:\n  - {id: comp-1, type: compressor, protocol: replay}\n"
+    )
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps(SCENARIOS))
+    assert main(["whatif", str(out), str(spec), "--config", str(deployment)]) == 0
+    printed = capsys.readouterr().out
+    assert "what-if for comp-1 (compressor)" in printed
+    assert "alarm hot raised at +" in printed
+    assert main(["whatif", str(out), str(spec)]) == 2  # without it the type is unknown
+    assert "is of type 'compressor', unknown here" in capsys.readouterr().err
