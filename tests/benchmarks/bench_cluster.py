@@ -110,7 +110,7 @@ def run(config: Path, folder: Path, processes: int) -> Run:
     for i in range(processes):
         out = folder / f"out-{time.monotonic_ns()}-{i}"
         argv = [sys.executable, "-m", "twinflow.flows.cli", "run", str(config), "--out", str(out)]
-        argv.append("--until-end")
+        argv += ["--until-end", "--quiet"]
         if processes > 1:
             argv += ["--process-id", str(i), "--addresses", addresses]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
