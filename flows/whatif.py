@@ -242,6 +242,11 @@ def add_whatif_parser(sub: Any) -> None:
     p.add_argument("scenarios", type=Path, help="the what-if file")
     p.add_argument("--twin", default=None, help="the twin (overrides the file's twin:)")
     p.add_argument(
+        "--asset",
+        default=None,
+        help="run the scenarios for every twin under this asset (needs --config)",
+    )
+    p.add_argument(
         "--config",
         type=Path,
         default=None,
@@ -266,7 +271,7 @@ def add_whatif_parser(sub: Any) -> None:
 
 
 def run_whatif(args: argparse.Namespace) -> int:
-    """``twinflow whatif``."""
+    """``twinflow whatif``: one twin, or each twin of an asset (``--asset``)."""
     from twinflow.flows.plan import _check_url, _plan_time
 
     whatif = load_whatif(args.scenarios)
@@ -274,23 +279,40 @@ def run_whatif(args: argparse.Namespace) -> int:
         _check_url(args.source, "the source URL", args.allow_insecure)
     at = _plan_time(args.at)
     catalog, config = None, None
+    twins: list[str | None] = [args.twin]
     if args.config is not None:
         from twinflow.flows.deploy import load_deployment
 
         dep = load_deployment(args.config)
         catalog, config = dep.types, dep.flow
-    report = what_if(
-        args.source,
-        whatif,
-        twin_id=args.twin,
-        at=at,
-        history_s=args.history,
-        catalog=catalog,
-        config=config,
-    )
-    print(render(report))
+        if args.asset is not None:
+            registry = dep.registry()
+            if args.asset not in registry:
+                raise ConfigError(f"--asset {args.asset!r}: not an asset of {args.config}")
+            twins = list(registry.twins_under(args.asset))
+    elif args.asset is not None:
+        raise ConfigError("--asset needs --config, the deployment file that places its twins")
+    reports = []
+    for twin in twins:
+        try:
+            report = what_if(
+                args.source,
+                whatif,
+                twin_id=twin,
+                at=at,
+                history_s=args.history,
+                catalog=catalog,
+                config=config,
+            )
+        except ConfigError as exc:
+            if len(twins) == 1:
+                raise
+            raise ConfigError(f"twin {twin} of asset {args.asset}: {exc}") from None
+        print(render(report))
+        reports.append(report.to_json())
     if args.json is not None:
-        args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        doc: Any = reports[0] if args.asset is None else {"asset": args.asset, "twins": reports}
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 

@@ -66,19 +66,16 @@ class CompressorDynamics:
         return {k: v * (1.0 + 0.01 * self.rng.standard_normal(len(v))) for k, v in out.items()}
 
 
-def recorded(folder: Path) -> Path:
-    """A run's outputs: 40 min of the compressor at 8 bar, 84 degC, 120 kW."""
-    frames = compressor_frames(
-        "comp-1",
-        {"discharge_pressure": 8.0, "discharge_temp": 84.0, "motor_power": 120.0},
-        40,
-        START,
-    )
+def recorded(folder: Path, twins: tuple[str, ...] = ("comp-1",)) -> Path:
+    """A run's outputs: 40 min of each compressor at 8 bar, 84 degC, 120 kW."""
+    signals = {"discharge_pressure": 8.0, "discharge_temp": 84.0, "motor_power": 120.0}
     part = folder / "telemetry" / "twin_type=compressor"
     part.mkdir(parents=True)
-    pl.concat([pl.DataFrame(telemetry_columns(f)) for f in frames]).write_parquet(
-        part / "part-0-0.parquet"
-    )
+    for i, twin in enumerate(twins):
+        frames = compressor_frames(twin, signals, 40, START)
+        pl.concat([pl.DataFrame(telemetry_columns(f)) for f in frames]).write_parquet(
+            part / f"part-{i}-0.parquet"
+        )
     return folder
 
 
@@ -148,3 +145,30 @@ def test_twinflow_whatif_takes_the_types_of_a_deployment_file(
     assert "alarm hot raised at +" in printed
     assert main(["whatif", str(out), str(spec)]) == 2  # without it the type is unknown
     assert "is of type 'compressor', unknown here" in capsys.readouterr().err
+
+
+def test_twinflow_whatif_runs_every_twin_of_an_asset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_compressor(tmp_path / "models", PROFILE + RULES)
+    out = recorded(tmp_path / "out", ("comp-1", "comp-2"))
+    deployment = tmp_path / "plant.yaml"
+    deployment.write_text(
+        "version: 1\nmodels: [models]\nassets:\n  - {id: skid-1, type: skid}\ntwins:\n"
+        "  - {id: comp-1, type: compressor, protocol: replay, part_of: skid-1}\n"
+        "  - {id: comp-2, type: compressor, protocol: replay, part_of: skid-1}\n"
+    )
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps({**SCENARIOS, "twin": None}))
+    report = tmp_path / "skid.json"
+    args = ["whatif", str(out), str(spec), "--config", str(deployment), "--asset", "skid-1"]
+    assert main([*args, "--json", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert "what-if for comp-1" in printed and "what-if for comp-2" in printed
+    doc = json.loads(report.read_text())
+    assert doc["asset"] == "skid-1"
+    assert [t["twin_id"] for t in doc["twins"]] == ["comp-1", "comp-2"]
+    assert main([*args[:-1], "skid-9"]) == 2
+    assert "--asset 'skid-9': not an asset of" in capsys.readouterr().err
+    assert main(["whatif", str(out), str(spec), "--asset", "skid-1"]) == 2
+    assert "--asset needs --config" in capsys.readouterr().err
