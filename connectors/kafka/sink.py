@@ -97,6 +97,7 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         self._connected_since: float | None = None  # a broker connection is up since then
         self._stats_seen = False  # librdkafka has reported connection states
         self._progress_at = time.monotonic()  # last ack, or when the outbox became non-empty
+        self._acked = False  # an acknowledgement arrived since the last _tend
         self._restart_at = 0.0  # no producer restart before this monotonic time
         self._restart_pause_s = sink.stall_s
         self._producer = self._new_producer()
@@ -157,7 +158,7 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
             return  # a report of a producer that was replaced; the outbox sent it again
         if error is None:
             if self._outbox.ack(seq):
-                self._progress_at = time.monotonic()
+                self._acked = True  # _tend moves _progress_at (no clock read per message)
             return
         DELIVERY_ERRORS.labels(self._topic).inc()
         self._last_error = f"{error.str()} ({error.name()})"
@@ -208,7 +209,8 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         self._producer.poll(0)
         now = time.monotonic()
         waiting = bool(len(self._outbox))
-        if not waiting:
+        if self._acked or not waiting:
+            self._acked = False
             self._progress_at = now
             self._restart_pause_s = self._sink.stall_s
         quiet_s = now - self._progress_at
@@ -236,17 +238,25 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
     # -- Bytewax -----------------------------------------------------------------------
 
     def write_batch(self, items: list[Any]) -> None:
-        self._tend()
-        outbox, key_of = self._outbox, self._key_of
+        self._tend()  # an empty outbox restarts the clock of acknowledgements here
+        outbox, key_of, topic, report = self._outbox, self._key_of, self._topic, self._on_delivery
         for item in items:
             key = key_of(item)
             value, headers = self._encode(key, item)
             if not outbox.has_room(len(value)):
                 self._wait_for_room(len(value))
-            if not len(outbox):
-                self._progress_at = time.monotonic()
             kb = key.encode()
-            self._produce(outbox.add(kb, value, headers), kb, value, headers)
+            seq = outbox.add(kb, value, headers)
+            try:  # the common case inline; _produce handles a full queue and a failed producer
+                self._producer.produce(
+                    topic,
+                    value,
+                    kb,
+                    headers=headers,
+                    on_delivery=partial(report, self._generation, seq),
+                )
+            except (BufferError, KafkaException):
+                self._produce(seq, kb, value, headers)
         self._producer.poll(0)
 
     def _wait_for_room(self, size: int) -> None:
