@@ -126,6 +126,12 @@ def run_replay(
     truth = load_faults(faults, spec.zone) if faults is not None else None
     learned = learn_failure_levels(history) if history is not None else {}
     cluster = cluster or Cluster(workers)
+    if cluster.processes > 1 and (faults is not None or spec.label_column):
+        raise ConfigError(
+            "twinflow replay: scoring (--faults, --labels) needs the outputs of every twin in "
+            "one place, and each process of a cluster writes only its share; replay in one "
+            "process (more threads with --workers-per-process) to score"
+        )
     source = replay_source(files, spec, dep.deployed_types(), cluster)
     types = {
         twin: with_learned_failure(t, learned[t.name]) if t.name in learned else t

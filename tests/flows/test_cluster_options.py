@@ -167,3 +167,25 @@ def test_a_partition_file_that_is_not_one_is_refused(tmp_path: Path) -> None:
     (tmp_path / "part-0.sqlite3").write_bytes(b"not a database at all, but long enough" * 4)
     with pytest.raises(ConfigError, match="not a recovery partition"):
         cluster_recovery(tmp_path, Cluster(1, 0, ("a:1", "b:1")))
+
+
+@pytest.mark.timeout(60)  # without the refusal, process 0 would wait for its peer for ever
+def test_a_cluster_replay_refuses_to_score_a_share_of_the_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from twinflow.flows.cli import main
+
+    example = Path(__file__).resolve().parents[2] / "infra" / "examples" / "compressor"
+    data = tmp_path / "comp.csv"
+    data.write_text(
+        "time,twin_id,discharge_pressure,discharge_temp,motor_power\n"
+        "2026-03-02 06:00:00,comp-1,7.6,84.0,120.0\n"
+    )
+    faults = tmp_path / "faults.csv"
+    faults.write_text(
+        "twin_id,kind,onset,failure\ncomp-1,overheating,2026-03-02T07:00:00+00:00,2026-03-02T08:00:00+00:00\n"
+    )
+    argv = ["replay", str(example / "recorded.yaml"), str(data), "--tz", "UTC", "--quiet"]
+    argv += ["--out", str(tmp_path / "out"), "--faults", str(faults), "-i", "0", "-a", "h:1;h:2"]
+    assert main(argv) == 2
+    assert "scoring (--faults, --labels) needs the outputs of every twin" in capsys.readouterr().err
