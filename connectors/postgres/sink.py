@@ -34,6 +34,7 @@ from typing import Any
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from twinflow.connectors.postgres import rows
+from twinflow.connectors.postgres.batches import Piece, WriterSettings
 from twinflow.connectors.postgres.tables import (
     ALERTS,
     COMMANDS,
@@ -42,12 +43,7 @@ from twinflow.connectors.postgres.tables import (
     TWIN_STATES,
     WINDOWS,
 )
-from twinflow.connectors.postgres.writer import (
-    BatchWriter,
-    Piece,
-    PostgresSinkError,
-    WriterSettings,
-)
+from twinflow.connectors.postgres.writer import BatchWriter, PostgresSinkError
 from twinflow.core.records import (
     Alert,
     AssetRollup,

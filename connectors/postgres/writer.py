@@ -32,11 +32,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from twinflow.connectors.outage import OutputHealth
 from twinflow.connectors.postgres import metrics
+from twinflow.connectors.postgres.batches import Batch, Piece, WriterSettings
 from twinflow.connectors.postgres.connection import (
     PostgresError,
     PostgresUnavailable,
@@ -62,49 +62,6 @@ class PostgresSinkError(PostgresError):
 _FATAL_CONNECT = ("authentication failed", "does not exist", "no pg_hba.conf entry")
 
 
-@dataclass(frozen=True)
-class WriterSettings:
-    """How one partition writes: where, in what batches, how it retries."""
-
-    url: str
-    batch_rows: int = 50_000
-    max_latency_s: float = 1.0
-    max_buffer_rows: int = 200_000
-    optimistic_copy: bool = True
-    retry_initial_s: float = 0.1
-    retry_max_s: float = 5.0
-    give_up_after_s: float | None = None
-    connect_timeout_s: float = 5.0
-    application_name: str = "twinflow-sink"
-    close_wait_s: float = 30.0
-
-
-#: One piece of work for :meth:`BatchWriter.add`: table name, payload, rows it holds.
-#: A telemetry payload is binary COPY tuples (bytes, many rows); any other is one row tuple.
-Piece = tuple[str, Any, int]
-
-
-class _Batch:
-    """Rows for one transaction, in arrival order per table; ``started``: its first row's."""
-
-    __slots__ = ("rows", "started", "telemetry", "telemetry_rows", "total")
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.telemetry: list[bytes] = []
-        self.telemetry_rows = 0
-        self.rows: dict[str, list[tuple[Any, ...]]] = {}
-        self.total = 0
-
-    def add(self, table: str, payload: Any, n: int) -> None:
-        if table == TELEMETRY.name:
-            self.telemetry.append(payload)
-            self.telemetry_rows += n
-        else:
-            self.rows.setdefault(table, []).append(payload)
-        self.total += n
-
-
 class BatchWriter:
     """Buffer rows and commit them from a background thread; see the module docstring."""
 
@@ -117,10 +74,10 @@ class BatchWriter:
         self.settings = settings
         self.name = name
         self._cond = threading.Condition()
-        self._queue: deque[_Batch] = deque()  # the last one takes rows until batch_rows
+        self._queue: deque[Batch] = deque()  # the last one takes rows until batch_rows
         self._pending = 0
         self._inflight = 0
-        self._current: _Batch | None = None  # the batch the writer thread is committing
+        self._current: Batch | None = None  # the batch the writer thread is committing
         self._added = 0
         self._committed = 0
         self._flush_waiters = 0
@@ -170,7 +127,7 @@ class BatchWriter:
                 metrics.BACKPRESSURE_SECONDS.inc(waited)
                 self.health.blocked(waited)
             if not self._queue or self._queue[-1].total >= self.settings.batch_rows:
-                self._queue.append(_Batch())
+                self._queue.append(Batch())
             batch = self._queue[-1]
             for table, payload, rows in pieces:
                 if rows:
@@ -267,7 +224,7 @@ class BatchWriter:
         finally:
             self._drop_connection()
 
-    def _next_batch(self) -> _Batch | None:
+    def _next_batch(self) -> Batch | None:
         """Wait until a batch is due and take it out of the buffer (None: closed, empty)."""
         s = self.settings
         with self._cond:
@@ -294,7 +251,7 @@ class BatchWriter:
                     timeout = max(0.0, head.started + s.max_latency_s - now)
                 self._cond.wait(timeout)
 
-    def _commit(self, batch: _Batch) -> None:
+    def _commit(self, batch: Batch) -> None:
         """Write one batch in one transaction; retry passing failures until it commits."""
         s = self.settings
         failing_since: float | None = None
@@ -355,7 +312,7 @@ class BatchWriter:
             return not any(marker in text for marker in _FATAL_CONNECT)
         return is_retryable(exc)
 
-    def _fatal(self, exc: BaseException, batch: _Batch) -> PostgresSinkError:
+    def _fatal(self, exc: BaseException, batch: Batch) -> PostgresSinkError:
         return PostgresSinkError(
             f"PostgreSQL sink {self.name} cannot write a batch of {batch.total} rows to "
             f"{redact(self.settings.url)}: {str(exc).strip()}"
@@ -388,7 +345,7 @@ class BatchWriter:
             except Exception:  # a broken connection may fail to close; it is gone either way
                 log.debug("closing a broken connection failed", exc_info=True)
 
-    def _write(self, conn: psycopg.Connection[Any], batch: _Batch) -> dict[str, tuple[int, int]]:
+    def _write(self, conn: psycopg.Connection[Any], batch: Batch) -> dict[str, tuple[int, int]]:
         """Write the batch in one transaction (optimistic telemetry COPY first, if on).
 
         Returns, per target table, (rows inserted or changed, rows already stored).
@@ -409,7 +366,7 @@ class BatchWriter:
             return self._write_once(conn, batch, optimistic=False)
 
     def _write_once(
-        self, conn: psycopg.Connection[Any], batch: _Batch, optimistic: bool
+        self, conn: psycopg.Connection[Any], batch: Batch, optimistic: bool
     ) -> dict[str, tuple[int, int]]:
         out: dict[str, tuple[int, int]] = {}
         with conn.transaction(), conn.cursor() as cur:
@@ -430,7 +387,7 @@ class BatchWriter:
         return out
 
     def _write_telemetry(
-        self, cur: psycopg.Cursor[Any], batch: _Batch, optimistic: bool
+        self, cur: psycopg.Cursor[Any], batch: Batch, optimistic: bool
     ) -> tuple[int, int]:
         data = COPY_HEADER + b"".join(batch.telemetry) + COPY_TRAILER
         rows = batch.telemetry_rows
