@@ -24,11 +24,14 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from scipy import stats
 
-#: Ridge on the regression's setting terms (standardised units): a term the data barely
-#: moves (``z²`` of a setting seen at two levels is nearly constant) is shrunk to zero
-#: instead of fitting noise that would blow up between the levels.
+#: Ridge on the regression's squared setting terms (standardised units): a term the data
+#: barely moves (``z²`` of a setting seen at two levels is nearly constant) is shrunk to zero
+#: instead of fitting noise that would blow up between the levels. The linear terms get a
+#: token ridge only: shrinking them would leave a residual that follows the setting.
 RIDGE = 1e-2
+RIDGE_LINEAR = 1e-6
 #: A variable whose warm-up spread is below this (relative to its magnitude plus one) is
 #: constant: it carries no information the model can standardise, so it is left out.
 CONSTANT = 1e-9
@@ -39,18 +42,48 @@ def _quantile(values: np.ndarray, q: float) -> float:
     return float(np.quantile(finite, q, method="higher")) if finite.size else math.nan
 
 
+def _limit(values: np.ndarray, q: float) -> float:
+    """The ``q`` quantile of non-negative scores: the larger of the empirical one and that of
+    a scaled chi-squared with the same mean and variance (Box's approximation), which
+    extrapolates the tail when there are too few scores to show it."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return math.nan
+    empirical = _quantile(finite, q)
+    mean, var = float(finite.mean()), float(finite.var())
+    if mean <= 0 or var <= 0:
+        return empirical
+    g, h = var / (2.0 * mean), 2.0 * mean * mean / var
+    return max(empirical, g * float(stats.chi2.ppf(q, h)))
+
+
+def _t2_limit(k: int, n: int, q: float) -> float:
+    """Hotelling's limit for a new row's T² with ``k`` components estimated from ``n`` rows
+    (the F distribution): it widens a limit calibrated on a short warm-up."""
+    if k < 1 or n <= k + 1:
+        return 1e-12
+    return float(k * (n - 1) * (n + 1) / (n * (n - k)) * stats.f.ppf(q, k, n - k))
+
+
 class _Model:
     """A fitted model: regression on the settings, standardisation, principal components."""
 
-    def __init__(self, m: np.ndarray, n_settings: int, variance: float, floor: np.ndarray) -> None:
+    def __init__(
+        self,
+        m: np.ndarray,
+        n_settings: int,
+        variance: float,
+        floor: np.ndarray,
+        components: int | None = None,
+    ) -> None:
         """Fit from ``m``, the weighted cross-product matrix of rows ``[phi, y]`` where
         ``phi = [1, z, z²]`` of the ``n_settings`` standardised settings; ``floor`` is the
-        least residual spread of each variable (standardised units, 0: none)."""
+        least residual spread of each variable (standardised units, 0: none);
+        ``components`` fixes how many principal components are kept (else ``variance``)."""
         q = 1 + 2 * n_settings
         w = max(float(m[0, 0]), 1e-12)
         mff, mfy, myy = m[:q, :q], m[:q, q:], m[q:, q:]
-        ridge = RIDGE * w * np.eye(q)
-        ridge[0, 0] = 1e-9 * w  # the intercept is not shrunk
+        ridge = w * np.diag([1e-9] + [RIDGE_LINEAR] * n_settings + [RIDGE] * n_settings)
         self.beta = np.linalg.solve(mff + ridge, mfy)
         cov = (myy - self.beta.T @ mfy) / w
         var = np.maximum(np.clip(np.diag(cov), 0.0, None), floor * floor)
@@ -68,7 +101,7 @@ class _Model:
         k = 0
         if total > 0:
             share = np.cumsum(eigval) / total
-            k = int(np.searchsorted(share, variance) + 1)
+            k = int(np.searchsorted(share, variance) + 1) if components is None else components
             k = min(k, int((eigval > 1e-9 * total).sum()))
         self.pcs = eigvec[:, :k]
         self.eig = eigval[:k]
@@ -97,8 +130,10 @@ class SpcDetector:
     ``learn_one``). The score of a row is ``max(T²/T²_lim, SPE/SPE_lim)``, smoothed by an
     exponential average over ``smooth`` rows and divided by a limit, so a score above 1.0
     is anomalous. The limits are the ``quantile`` of each statistic (then of the smoothed
-    score, times ``margin``) over the last ``calibrate`` share of the warm-up, scored by a
-    model fitted on the rows before it.
+    score; times ``margin``) over the last ``calibrate`` share of the warm-up, scored by a
+    model fitted on the rows before it; T²'s is at least Hotelling's (F distribution) for
+    the rows it was fitted on, and a tail too thin to show in few rows is extrapolated by a
+    scaled chi-squared of the same mean and variance.
 
     Warm-up ends after ``warmup`` rows and ``warmup_s`` seconds (both; 0 disables either).
     ``operating`` names the variables that condition the model (settings, not monitored).
@@ -183,6 +218,7 @@ class SpcDetector:
         self._last = np.full(len(self.columns), np.nan)
         self.model: _Model | None = None
         self.limits = (math.nan, math.nan, math.nan)  # T², SPE, smoothed score
+        self.components: int | None = None
         self._s_mean = np.zeros(len(self.operating))
         self._s_sd = np.ones(len(self.operating))
         self._y_mean = np.zeros(len(self.variables))
@@ -272,18 +308,27 @@ class SpcDetector:
         n_cal = max(4, int(len(data) * self.calibrate))
         fit, cal = slice(0, len(data) - n_cal), slice(len(data) - n_cal, len(data))
         phi = self._phi(s)
+        n_fit = len(data) - n_cal
         trial = _Model(self._cross(phi[fit], y[fit]), self.n_settings, self.variance, self._floor)
+        self.components = trial.eig.size  # every later fit keeps as many
         t2s, spes = trial.stats(phi[cal], y[cal])
-        lim_t = max(_quantile(t2s, self.quantile), 1e-12)
-        lim_q = max(_quantile(spes, self.quantile), 1e-12)
+        lim_t = max(_limit(t2s, self.quantile), _t2_limit(self.components, n_fit, self.quantile))
+        lim_q = _limit(spes, self.quantile)
+        if not lim_q > 1e-9 * (float(np.mean(np.abs(spes))) + 1.0):
+            lim_q = math.inf  # no residual subspace: SPE is not used
         combined = np.maximum(t2s / lim_t, spes / lim_q)
-        smoothed = self._smoothed(combined, first=float(combined[0]))[0]
-        self.limits = (lim_t, lim_q, max(_quantile(smoothed, self.quantile), 1e-12) * self.margin)
+        # unsmoothed, each statistic is at its own limit at 1; an average has a thinner tail,
+        # so the smoothed score gets its own limit from the same held-out rows
+        level = 1.0
+        if self.smooth > 1:
+            smoothed = self._smoothed(combined, first=float(combined[0]))[0]
+            level = max(_quantile(smoothed, self.quantile), 1e-12)
+        self.limits = (lim_t, lim_q, level * self.margin)
         self._m = self._cross(phi, y)
         zs = (s - self._s_mean) / self._s_sd
         self._range = np.vstack([zs.min(axis=0), zs.max(axis=0)])
         self._pending = self._range.copy()
-        self.model = _Model(self._m, self.n_settings, self.variance, self._floor)
+        self.model = _Model(self._m, self.n_settings, self.variance, self._floor, self.components)
 
     # -- scoring ---------------------------------------------------------------------------
 
@@ -407,7 +452,7 @@ class SpcDetector:
         """Refit the model from what was learned; new operating points become known."""
         if self._m is None:
             return
-        self.model = _Model(self._m, self.n_settings, self.variance, self._floor)
+        self.model = _Model(self._m, self.n_settings, self.variance, self._floor, self.components)
         self._range = self._pending.copy()
         self._since_refit = 0
         self._novel_learned = 0

@@ -188,3 +188,15 @@ def test_bad_settings_are_refused(kwargs):
 def test_only_settings_is_refused():
     with pytest.raises(ValueError, match="monitored"):
         SpcDetector(("load",), operating=("load",))
+
+
+def test_a_short_warm_up_widens_its_limits_instead_of_alarming():
+    """24 rows cannot show a 99.5 % tail: Hotelling's F limit and the chi-squared
+    extrapolation keep the healthy alarm rate near the quantile's promise."""
+    rates = []
+    for seed in range(5):
+        rng = np.random.default_rng(100 + seed)
+        det = SpcDetector(NAMES, warmup=24, quantile=0.995, margin=1.0, adapt=False)
+        feed(det, healthy(rng, 24))
+        rates.append(float((feed(det, healthy(rng, 3000)) > 1.0).mean()))
+    assert float(np.median(rates)) < 0.03
