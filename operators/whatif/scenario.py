@@ -19,6 +19,7 @@ twinflow.core.errors.ConfigError: s.yaml: scenarios[0].steps[0].at: must be posi
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,9 +204,18 @@ def _numbers(s: Section, key: str) -> dict[str, float]:
     return out
 
 
+def _zero(raw: object) -> bool:
+    """``at: 0``, ``0s``, ``0m``...: now (a duration field refuses zero)."""
+    if isinstance(raw, bool):
+        return False
+    if isinstance(raw, int | float):
+        return raw == 0
+    return isinstance(raw, str) and re.fullmatch(r"\s*0+(\.0*)?\s*[a-z]*\s*", raw) is not None
+
+
 def _step(s: Section) -> Step:
     s.check_keys(STEP)
-    at = 0.0 if s.data.get("at") in (0, "0s", "0") else s.get(STEP["at"])
+    at = 0.0 if _zero(s.data.get("at")) else s.get(STEP["at"])
     kinds = [k for k in ("command", "set", "change") if s.data.get(k) is not None]
     if len(kinds) != 1:
         raise ConfigError(
