@@ -68,9 +68,7 @@ def load(out: Path, points: int = 240) -> RunData:
     data.rollups = read_jsonl(out / "rollups.jsonl")
     data.dead_letters = len(read_jsonl(out / "deadletter.jsonl"))
     data.summary = _json(out / "summary.json", {})
-    data.faults = _json(out / "faults.json", None) or [
-        f for f in data.summary.get("faults", []) if isinstance(f, dict) and "twin_id" in f
-    ]
+    data.faults = _json(out / "faults.json", None) or truth_in(data.summary)
     data.windows = _epoch_cols(read_parquet_dir(out / "windows"), ("start", "end"))
     data.telemetry = downsample(out / "telemetry", points)
     for df in (data.windows, data.telemetry):
@@ -81,6 +79,26 @@ def load(out: Path, points: int = 240) -> RunData:
         data.twin_types.setdefault(rec["twin_id"], rec.get("twin_type", "?"))
     data.span = _span(data)
     return data
+
+
+def truth_in(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The known faults a summary lists (the demo's ``faults``, a scored replay's
+    ``scores.events``): records with a twin and a failure time.
+
+    >>> truth_in({"scores": {"events": [{"twin_id": "p1", "failure": "2024-03-01T01:00:00Z"}]}})
+    [{'twin_id': 'p1', 'failure': '2024-03-01T01:00:00Z'}]
+    """
+    places = [summary, *(v for v in summary.values() if isinstance(v, dict))]
+    for place in places:
+        for key in ("faults", "events"):
+            found = [
+                f
+                for f in place.get(key) or []
+                if isinstance(f, dict) and "twin_id" in f and f.get("failure")
+            ]
+            if found:
+                return found
+    return []
 
 
 def _json(path: Path, default: Any) -> Any:
