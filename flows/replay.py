@@ -16,6 +16,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -111,7 +112,7 @@ def run_replay(
     workers: int = 1,
     cluster: Cluster | None = None,
     faults: Path | None = None,
-    history: Path | None = None,
+    history: Path | Sequence[Path] | None = None,
     write_telemetry: bool = True,
     progress: TextIO | None = sys.stderr,
 ) -> dict[str, Any]:
@@ -119,9 +120,10 @@ def run_replay(
 
     In a ``cluster`` of several processes, each process reads the files Bytewax assigns it
     and summarises its own share (see :mod:`twinflow.flows.cluster`). ``history`` is the
-    output folder of an earlier replay of run-to-failure data scored with a faults file:
-    the health index each twin type reached at failure there becomes its failure level
-    here (:func:`twinflow.flows.scoring.learn_failure_levels`)."""
+    output folder (or folders) of earlier replays of run-to-failure data scored with a
+    faults file: the health index each twin type reached at failure there, by the signal
+    that drove it, becomes its failure level here
+    (:func:`twinflow.flows.scoring.learn_failure_levels`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     truth = load_faults(faults, spec.zone) if faults is not None else None
     learned = learn_failure_levels(history) if history is not None else {}
@@ -176,7 +178,12 @@ def run_replay(
         print(ticker.line(), file=progress, flush=True)
     summary = summarise_replay(source, stats, wall, out_dir, spec, truth, dep.flow.window_s)
     if history is not None:
-        summary["learned_failure_levels"] = {k: round(v, 4) for k, v in learned.items()}
+        summary["learned_failure_levels"] = {
+            kind: {
+                k: {"level": round(v, 4), "log_spread": round(sd, 4)} for k, (v, sd) in got.items()
+            }
+            for kind, got in learned.items()
+        }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -33,7 +33,10 @@ from twinflow.core.errors import ConfigError
 from twinflow.core.records import FaultTruth
 from twinflow.core.times import utc
 from twinflow.flows.evaluation import score_faults
-from twinflow.models.degradation import failure_level
+from twinflow.models.degradation import failure_level, failure_spread
+
+#: The prefix of the anomaly step's per-feature contributions in window rows.
+DRIVER_PREFIX = "anomaly.z."
 
 LAMBDAS = (0.25, 0.5, 0.75)
 
@@ -240,13 +243,17 @@ def score_events(
 
 def index_at_failures(
     windows: pl.DataFrame, events: Sequence[FaultTruth], last: int = 3
-) -> dict[str, list[float]]:
-    """Per twin type, the health index (anomaly score over its threshold) each event's twin
-    reached at failure: the median over its ``last`` windows ending by the failure."""
-    out: dict[str, list[float]] = {}
+) -> dict[str, dict[str, list[float]]]:
+    """Per twin type and driving signal, the health index (anomaly score over its
+    threshold) each event's twin reached at failure: the median over its ``last`` windows
+    ending by the failure. The driving signal is the one with the largest
+    ``anomaly.z.<signal>.<feature>`` contribution in the last of them; every failure also
+    counts under ``"*"``."""
+    out: dict[str, dict[str, list[float]]] = {}
     need = {"twin_id", "twin_type", "end", "anomaly_score", "anomaly_threshold"}
     if windows.is_empty() or not need <= set(windows.columns):
         return out
+    drivers = [c for c in windows.columns if c.startswith(DRIVER_PREFIX)]
     for e in events:
         rows = (
             windows.filter(
@@ -260,19 +267,50 @@ def index_at_failures(
         if rows.is_empty():
             continue
         index = (rows["anomaly_score"] / rows["anomaly_threshold"]).drop_nulls().drop_nans()
-        if not index.is_empty():
-            kind = str(rows["twin_type"][-1])
-            out.setdefault(kind, []).append(float(index.median()))  # type: ignore[arg-type]
+        if index.is_empty():
+            continue
+        level = float(index.median())  # type: ignore[arg-type]
+        by_driver = out.setdefault(str(rows["twin_type"][-1]), {})
+        by_driver.setdefault("*", []).append(level)
+        newest = rows.row(rows.height - 1, named=True)
+        weights = [(newest[c], c) for c in drivers if _finite(newest[c])]
+        if weights:
+            top = max(weights)[1][len(DRIVER_PREFIX) :].split(".", 1)[0]
+            by_driver.setdefault(top, []).append(level)
     return out
 
 
-def learn_failure_levels(history: Path) -> dict[str, float]:
-    """Failure levels by twin type from an earlier replay's output folder ``history``, run
-    with a faults file: the median index its twins reached at failure. Errors name the
-    folder and what is missing."""
-    summary_file = history / "summary.json"
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and math.isfinite(v)
+
+
+def learn_failure_levels(
+    history: Path | Sequence[Path],
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Failure levels by twin type and driving signal (``"*"``: all failures) from the
+    output folders of earlier replays run with a faults file (``history``, one or several):
+    the median index their twins reached at failure and the spread of its logarithm
+    (:func:`~twinflow.models.degradation.failure_spread`). Errors name the folder and what
+    is missing."""
+    folders = [history] if isinstance(history, Path) else list(history)
+    pooled: dict[str, dict[str, list[float]]] = {}
+    for folder in folders:
+        for kind, by_driver in _history_levels(folder).items():
+            for driver, values in by_driver.items():
+                pooled.setdefault(kind, {}).setdefault(driver, []).extend(values)
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for kind, by_driver in pooled.items():
+        learned = {k: (failure_level(v), failure_spread(v)) for k, v in by_driver.items()}
+        kept = {k: v for k, v in learned.items() if math.isfinite(v[0]) and v[0] > 0.0}
+        if kept:
+            out[kind] = kept
+    return out
+
+
+def _history_levels(history: Path) -> dict[str, dict[str, list[float]]]:
+    """The indices at failure of one earlier replay's output folder."""
     try:
-        summary = json.loads(summary_file.read_text())
+        summary = json.loads((history / "summary.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(
             f"--history {history}: no readable summary.json of an earlier replay ({exc})"
@@ -287,9 +325,7 @@ def learn_failure_levels(history: Path) -> dict[str, float]:
         FaultTruth(r["twin_id"], r["kind"], utc(_t(r["onset"])), utc(_t(r["failure"])))
         for r in rows
     ]
-    levels = index_at_failures(read_parquet_dir(history / "windows"), events)
-    learned = {k: failure_level(v) for k, v in levels.items()}
-    return {k: v for k, v in learned.items() if math.isfinite(v) and v > 0.0}
+    return index_at_failures(read_parquet_dir(history / "windows"), events)
 
 
 __all__ = [

@@ -47,7 +47,10 @@ class TrendRul:
     Parameters: ``failure`` (index at failure), ``baseline`` (healthy index; health is 1
     there and 0 at ``failure``), ``coverage`` (interval probability), ``min_points`` (points
     since the onset before any estimate), ``capacity`` (points kept), ``samples``
-    (bootstrap resamples), ``fits`` (shapes tried), ``seed``, ``name``.
+    (bootstrap resamples), ``fits`` (shapes tried), ``seed``, ``name``, ``spread`` (how
+    uncertain the failure level itself is: the standard deviation of its logarithm, e.g.
+    from the levels units of a run-to-failure history failed at; each resample then draws
+    its own level, so the interval carries that doubt too).
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class TrendRul:
         fits: Sequence[str] = FITS,
         seed: int = 0,
         name: str = "health_index",
+        spread: float = 0.0,
     ) -> None:
         if not failure > baseline:
             raise ValueError(f"TrendRul failure ({failure}) must be above baseline ({baseline})")
@@ -71,8 +75,11 @@ class TrendRul:
         bad = [f for f in fits if f not in FITS]
         if bad or not fits:
             raise ValueError(f"TrendRul fits must be among {FITS}, got {list(fits)}")
+        if not (math.isfinite(spread) and spread >= 0.0):
+            raise ValueError(f"TrendRul spread must be >= 0, got {spread!r}")
         self.failure = float(failure)
         self.baseline = float(baseline)
+        self.spread = float(spread)
         self.coverage = coverage
         self.min_points = min_points
         self.capacity = capacity
@@ -131,12 +138,14 @@ class TrendRul:
         span = float(t[-1] - origin)
         s = (t - origin) / span  # 0 one step before the onset, 1 now
         n = s.size
-        level, self.shape, _ = self._best(s, y[None, :])
+        target = self.failure - self.baseline
+        level, self.shape, _ = self._best(s, y[None, :], np.array([target]))
         fitted = level[0]
         resid = (y - fitted) * math.sqrt(n / max(n - 2, 1))
         rng = np.random.default_rng(self.seed + n)
         draws = fitted + resid[rng.integers(0, n, size=(self.samples, n))]
-        _, _, cross = self._best(s, draws)
+        targets = target * np.exp(rng.normal(0.0, self.spread, self.samples))
+        _, _, cross = self._best(s, draws, targets)
         life = np.maximum(cross, 1.0) * span + origin - float(t[-1])
         life = np.where(np.isnan(life), INF, np.maximum(life, 0.0))
         tail = (1.0 - self.coverage) / 2.0
@@ -150,12 +159,14 @@ class TrendRul:
         onset = self.onset if self.onset is not None else self._t[0]
         return min(onset, self._t[0]) - max(step, 1e-9)
 
-    def _best(self, s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, str, np.ndarray]:
+    def _best(
+        self, s: np.ndarray, y: np.ndarray, target: np.ndarray
+    ) -> tuple[np.ndarray, str, np.ndarray]:
         """Fit every shape to each row of ``y`` (excess over the baseline at scaled times
         ``s``); per row the best shape's fitted values, the shape of the first row and the
-        scaled time at which each row's best fit reaches the failure level (``inf``: never).
+        scaled time at which each row's best fit reaches that row's ``target`` excess
+        (``inf``: never).
         """
-        target = self.failure - self.baseline
         rows = y.shape[0]
         best_sse = np.full(rows, INF)
         best_fit = np.zeros_like(y)
@@ -178,7 +189,7 @@ class TrendRul:
         )
 
 
-def _linear(s: np.ndarray, y: np.ndarray, target: float) -> tuple[np.ndarray, ...]:
+def _linear(s: np.ndarray, y: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, ...]:
     """``y = a + b s`` per row: squared error, fitted values, crossing of ``target``."""
     sc = s - s.mean()
     b = (y @ sc) / float(sc @ sc)
@@ -189,7 +200,7 @@ def _linear(s: np.ndarray, y: np.ndarray, target: float) -> tuple[np.ndarray, ..
 
 
 def _scaled(
-    basis: np.ndarray, inverse: np.ndarray, y: np.ndarray, target: float
+    basis: np.ndarray, inverse: np.ndarray, y: np.ndarray, target: np.ndarray
 ) -> tuple[np.ndarray, ...]:
     """``y = c g(s)`` per row for each candidate ``g`` (rows of ``basis``, 1 at ``s = 1``),
     the best candidate per row: squared error, fitted values, crossing of ``target``
@@ -221,17 +232,17 @@ _POWERS = np.geomspace(0.5, 5.0, 24)
 _RATES = np.geomspace(0.2, 10.0, 24)
 
 
-def _power(s: np.ndarray, y: np.ndarray, target: float) -> tuple[np.ndarray, ...]:
+def _power(s: np.ndarray, y: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, ...]:
     """``y = c s^p`` with ``p`` in [0.5, 5] (polynomial growth from the onset)."""
     return _scaled(s[None, :] ** _POWERS[:, None], _POWERS, y, target)
 
 
-def _exponential(s: np.ndarray, y: np.ndarray, target: float) -> tuple[np.ndarray, ...]:
+def _exponential(s: np.ndarray, y: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, ...]:
     """``y = c exp(q (s - 1))`` with ``q`` in [0.2, 10] (growth that feeds itself)."""
     return _scaled(np.exp(_RATES[:, None] * (s[None, :] - 1.0)), -_RATES, y, target)
 
 
-_SHAPES: dict[str, Callable[[np.ndarray, np.ndarray, float], tuple[np.ndarray, ...]]] = {
+_SHAPES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, ...]]] = {
     "linear": _linear,
     "power": _power,
     "exponential": _exponential,
@@ -249,4 +260,15 @@ def failure_level(values: Sequence[float]) -> float:
     return float(np.median(finite)) if finite else math.nan
 
 
-__all__ = ["FITS", "TrendRul", "failure_level"]
+def failure_spread(values: Sequence[float], least: float = 0.1) -> float:
+    """How much the failure levels of a history vary: the standard deviation of their
+    logarithms, at least ``least`` (two or three units say little about the spread).
+
+    >>> failure_spread([100.0]), round(failure_spread([50.0, 100.0, 200.0]), 3)
+    (0.1, 0.693)
+    """
+    logs = [math.log(v) for v in values if math.isfinite(v) and v > 0.0]
+    return max(float(np.std(logs, ddof=1)) if len(logs) > 1 else 0.0, least)
+
+
+__all__ = ["FITS", "TrendRul", "failure_level", "failure_spread"]

@@ -17,6 +17,7 @@ values, so no level is tuned to a machine.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from twinflow.core.records import RulEstimate
 from twinflow.models.degradation import TrendRul
@@ -140,6 +141,12 @@ class ScoreHealth:
     detector's threshold moves by more than ``rescale`` (relative; e.g. its warm-up ends or
     it re-calibrates) while no degradation is under way, the index has a new scale, so the
     baseline is learned again.
+
+    ``levels`` are failure levels learned from run-to-failure history by the signal that
+    drove the score at failure (``"*"``: over all failures), each with the spread of its
+    logarithm: different failure modes move different signals and fail at very different
+    index levels. During a degradation the signal that has driven the most windows since
+    the onset picks its level, else ``"*"``, else ``failure`` (no spread).
     """
 
     def __init__(
@@ -152,6 +159,7 @@ class ScoreHealth:
         rescale: float = 0.1,
         seed: int = 0,
         name: str = "anomaly_score",
+        levels: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         if not (math.isfinite(failure) and failure > 0.0):
             raise ValueError(f"ScoreHealth failure must be a positive number, got {failure!r}")
@@ -161,13 +169,29 @@ class ScoreHealth:
         self.seed = seed
         self.name = name
         self.onset = OnsetDetector(warmup=warmup, drift=drift, limit=limit)
+        self.levels = dict(levels or {})
         self.trend: TrendRul | None = None
         self.threshold: float | None = None
+        #: signal -> windows it drove the score in since the onset (bounded by the signals)
+        self.votes: dict[str, int] = {}
+
+    def level(self) -> tuple[float, float]:
+        """The failure level in use now and its spread (see the class notes)."""
+        if self.votes:
+            top = max(sorted(self.votes), key=lambda k: self.votes[k])
+            if top in self.levels:
+                return self.levels[top]
+        return self.levels.get("*", (self.failure, 0.0))
 
     def update(
-        self, t_hours: float, score: float | None, threshold: float | None
+        self,
+        t_hours: float,
+        score: float | None,
+        threshold: float | None,
+        driver: str | None = None,
     ) -> RulEstimate | None:
-        """Feed one window's score; the estimate (``None`` until the baseline is known)."""
+        """Feed one window's score (and the signal driving it, when known); the estimate
+        (``None`` until the baseline is known)."""
         h = score_index(score, threshold)
         if math.isfinite(h) and threshold is not None:
             last = self.threshold
@@ -180,13 +204,20 @@ class ScoreHealth:
         if not self.onset.ready:
             return None
         if self.trend is None:
-            base = min(self.onset.mean, self.failure * 0.99)
-            self.trend = TrendRul(self.failure, base, self.coverage, seed=self.seed, name=self.name)
+            level = self.level()[0]
+            base = min(self.onset.mean, level * 0.99)
+            self.trend = TrendRul(level, base, self.coverage, seed=self.seed, name=self.name)
         self.trend.add(t_hours, h)
         if onset is None and self.trend.onset is not None:
             self.trend.stop()
+            self.votes = {}
         elif onset is not None and self.trend.onset != onset:
             self.trend.start(onset)
+        if onset is not None and driver is not None:
+            self.votes[driver] = self.votes.get(driver, 0) + 1
+        level, spread = self.level()
+        self.trend.failure = max(level, self.trend.baseline * 1.01 + 1e-9)
+        self.trend.spread = spread
         return self.trend.estimate()
 
     @property

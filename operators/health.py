@@ -46,6 +46,10 @@ from twinflow.operators.health_profile import (
 )
 from twinflow.operators.rulebook import GenericRules, generic_of
 
+#: The prefix of the anomaly step's per-feature contributions (``rules.DRIVER_PREFIX``;
+#: ``rules`` imports this module, so it is repeated here).
+DRIVER_PREFIX = "anomaly.z."
+
 
 def _get(f: Mapping[str, float], key: str) -> float:
     v = f.get(key)
@@ -172,13 +176,24 @@ def _window_features(health: Health, f: Mapping[str, float]) -> dict[str, float]
     return out
 
 
+def _driver(features: Mapping[str, float]) -> str | None:
+    """The signal with the largest contribution to the window's anomaly score (from the
+    ``anomaly.z.<signal>.<feature>`` keys the anomaly step adds), if any."""
+    best: tuple[float, str] | None = None
+    for key, v in features.items():
+        if key.startswith(DRIVER_PREFIX) and math.isfinite(v) and (best is None or v > best[0]):
+            best = (v, key[len(DRIVER_PREFIX) :].split(".", 1)[0])
+    return None if best is None else best[1]
+
+
 class HealthTracker:
     """Remaining useful life of one twin: the worst of its indicators' estimates.
 
     The indicators come with the twin's type on every call; an estimator is made for each
     the first time it is seen. The anomaly-score index (``score``) is made on the first
-    window when the type uses one; its failure level is the one learned from history
-    (:func:`~twinflow.operators.health_profile.learned_failure`), else ``health.index``'s.
+    window when the type uses one; its failure levels are those learned from history
+    (:func:`~twinflow.operators.health_profile.learned_failure`, by the signal that drives
+    the score), else ``health.index``'s.
     """
 
     def __init__(self, twin_id: str, twin_type: str, min_points: int = 6) -> None:
@@ -191,9 +206,13 @@ class HealthTracker:
 
     def _score(self, index: ScoreIndex, kind: TwinType | None) -> ScoreHealth:
         if self.score is None:
-            failure = learned_failure(kind) or index.failure
             self.score = ScoreHealth(
-                failure, index.warmup, index.drift, index.limit, index.coverage
+                index.failure,
+                index.warmup,
+                index.drift,
+                index.limit,
+                index.coverage,
+                levels=learned_failure(kind),
             )
         return self.score
 
@@ -220,7 +239,9 @@ class HealthTracker:
         t_hours = epoch(w.end) / 3600.0
         worst: RulEstimate | None = None
         if index is not None:
-            worst = self._score(index, kind).update(t_hours, w.anomaly_score, w.anomaly_threshold)
+            worst = self._score(index, kind).update(
+                t_hours, w.anomaly_score, w.anomaly_threshold, driver=_driver(w.features)
+            )
         if not indicators:
             return worst
         needed = frozenset(i.key.removesuffix(".residual") for i in indicators)

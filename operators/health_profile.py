@@ -107,9 +107,12 @@ INDEX = Schema(
     ),
 )  # fmt: skip
 
-#: The key of a type's sections under which a failure level learned from run-to-failure
-#: history is kept (it overrides ``health.index.failure``).
+#: The key of a type's sections under which the failure levels learned from run-to-failure
+#: history are kept: driving signal -> level, ``"*"`` for all failures (they override
+#: ``health.index.failure``).
 LEARNED_FAILURE = "health.learned_failure"
+#: The key of the level learned over all failures, whatever drove them.
+ANY_DRIVER = "*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,15 +216,19 @@ def health_of(kind: TwinType | None) -> Health:
     return NO_HEALTH if kind is None else section_of(kind, "health", NO_HEALTH)
 
 
-def learned_failure(kind: TwinType | None) -> float | None:
-    """The failure level learned from history for the type (``None``: none learned)."""
+def learned_failure(kind: TwinType | None) -> Mapping[str, tuple[float, float]]:
+    """The failure levels learned from history for the type, by the signal that drove the
+    anomaly score at failure (:data:`ANY_DRIVER`: over all failures), each with the spread
+    of its logarithm; empty when none."""
     v = None if kind is None else kind.sections.get(LEARNED_FAILURE)
-    return float(v) if isinstance(v, float) and math.isfinite(v) else None
+    if not isinstance(v, Mapping):
+        return {}
+    return {str(k): (float(x[0]), float(x[1])) for k, x in v.items()}
 
 
-def with_learned_failure(kind: TwinType, level: float) -> TwinType:
-    """``kind`` with a failure level learned from run-to-failure history."""
-    return replace(kind, sections={**kind.sections, LEARNED_FAILURE: float(level)})
+def with_learned_failure(kind: TwinType, levels: Mapping[str, tuple[float, float]]) -> TwinType:
+    """``kind`` with failure levels learned from run-to-failure history."""
+    return replace(kind, sections={**kind.sections, LEARNED_FAILURE: dict(levels)})
 
 
 def _entries(s: Section, key: str) -> list[tuple[str, Section]]:
@@ -305,6 +312,7 @@ def _index(s: Section) -> ScoreIndex | None:
 
 
 __all__ = [
+    "ANY_DRIVER",
     "DERIVED",
     "HEALTH",
     "INDEX",

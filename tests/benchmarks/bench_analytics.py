@@ -31,6 +31,7 @@ import sys
 import tempfile
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from twinflow.connectors.files import read_jsonl, read_parquet_dir
+from twinflow.connectors.files import read_parquet_dir
 from twinflow.connectors.recorded.spec import replay_spec
 from twinflow.flows.deploy import load_deployment
 from twinflow.flows.replay import run_replay
@@ -50,10 +51,10 @@ SIGNALS = ("w", "Qout", "Tt", "Tr", "To", "wsync")
 NOISE = {"w": 0.3, "Qout": 2e-4, "Tt": 0.15, "Tr": 0.15, "To": 0.15, "wsync": 0.0}
 #: Wear rates per mode (progpy's state names), scaled per unit by a log-normal factor.
 MODES = {
-    "impeller": {"wA": 2e-3},
-    "thrust": {"wThrust": 1.5e-11},
-    "radial": {"wRadial": 2e-11},
-    "mixed": {"wA": 1e-3, "wThrust": 8e-12, "wRadial": 1e-11},
+    "impeller": {"wA": 5e-3},
+    "thrust": {"wThrust": 5e-11},
+    "radial": {"wRadial": 8e-11},
+    "mixed": {"wA": 2.5e-3, "wThrust": 2.5e-11, "wRadial": 4e-11},
 }
 
 INTERFACE = {
@@ -67,12 +68,12 @@ PROFILE = """\
 name: progpy_pump
 model: "dtmi:bench:ProgpyPump;1"
 signals:
-  w: {low: 0, high: 600, rate_hz: 0.1}
-  Qout: {low: 0, high: 1, rate_hz: 0.1}
-  Tt: {low: 200, high: 500, rate_hz: 0.1}
-  Tr: {low: 200, high: 500, rate_hz: 0.1}
-  To: {low: 200, high: 500, rate_hz: 0.1}
-  wsync: {low: 0, high: 600, rate_hz: 0.1}
+  w: {low: 0, high: 600, rate_hz: 0.1, unit: rad/s}
+  Qout: {low: 0, high: 1, rate_hz: 0.1, unit: m3/s}
+  Tt: {low: 200, high: 500, rate_hz: 0.1, unit: K}
+  Tr: {low: 200, high: 500, rate_hz: 0.1, unit: K}
+  To: {low: 200, high: 500, rate_hz: 0.1, unit: K}
+  wsync: {low: 0, high: 600, rate_hz: 0.1, unit: rad/s}
 """
 
 
@@ -102,7 +103,7 @@ def simulate_unit(seed: int) -> dict[str, Any]:
     t, rows, warm = 0.0, [], 6 * 3600.0  # a healthy pre-run warms the oil and bearings
     onset = warm + healthy_h * 3600.0
     failure, worn = math.nan, False
-    while t < warm + 120 * 3600.0:
+    while t < warm + 90 * 3600.0:
         if t >= onset and not worn:
             worn = True
             for k, rate in MODES[mode].items():
@@ -221,31 +222,42 @@ def score_units(out: Path, faults: list[dict[str, Any]], lives: dict[str, float]
         rows = windows.filter(
             (pl.col("twin_id") == f["twin"]) & pl.col("rul_hours").is_finite()
         ).select(pl.col("end").dt.epoch("us") / 1e6, "rul_hours")
+        cap = max(lives.values()) / 3600.0  # no life is longer than the longest seen
         for end, r in rows.iter_rows():
             if on < end <= fail:
-                sq.append((r - (fail - end) / 3600.0) ** 2)
+                sq.append((min(r, cap) - (fail - end) / 3600.0) ** 2)
                 base_sq.append(((mean_life - (end - f["start"])) - (fail - end)) ** 2 / 3600.0**2)
     n = len(faults)
     pw = s["pointwise"]
     positives, total = pw["tp"] + pw["fn"], pw["windows"]
     always_p = positives / total if total else 0.0
     return {
+        "units": n,
         "f1": pw["f1"],
         "false_alarms_per_day": s["false_alarms_per_day"],
         "lead_median_h": (s.get("lead_time_hours") or {}).get("median"),
         "early_share": early / n,
         "alpha_lambda": hits / n,
         "covered": covered / n,
-        "rmse_h": math.sqrt(statistics.fmean(sq)) if sq else None,
         "always_f1": 2 * always_p / (always_p + 1.0) if always_p else 0.0,
         "mean_life_alpha_lambda": base_hits / n,
-        "mean_life_rmse_h": math.sqrt(statistics.fmean(base_sq)) if base_sq else None,
+        "_sq": (sum(sq), len(sq)),
+        "_sq_base": (sum(base_sq), len(base_sq)),
         "learned": summary.get("learned_failure_levels"),
     }
 
 
 def _fmt(v: Any, spec: str = ".2f") -> str:
     return "-" if v is None else format(v, spec)
+
+
+def _levels(learned: list[dict[str, dict[str, dict[str, float]]]]) -> str:
+    """The learned levels of each fold, by driving signal, rounded."""
+    folds = []
+    for fold in learned:
+        for levels in fold.values():
+            folds.append(", ".join(f"{k} {v['level']:.0f}" for k, v in sorted(levels.items())))
+    return " | ".join(folds)
 
 
 def print_row(name: str, r: dict[str, Any]) -> None:
@@ -259,16 +271,32 @@ def print_row(name: str, r: dict[str, Any]) -> None:
         f"  {'':<34} RUL alpha-lambda(0.2, 0.5) {r['alpha_lambda']:.0%} (mean life "
         f"{r['mean_life_alpha_lambda']:.0%}) | interval covers truth {r['covered']:.0%} | "
         f"RMSE {_fmt(r['rmse_h'], '.1f')} h (mean life {_fmt(r['mean_life_rmse_h'], '.1f')} h)"
-        + (f" | learned failure level {r['learned']}" if r["learned"] else "")
+        + (f"\n  {'':<34} failure levels learned: {_levels(r['learned'])}" if r["learned"] else "")
     )
 
 
 # -- runs --------------------------------------------------------------------------------
 
 
-def progpy_bench(root: Path, n_units: int) -> None:
+def simulate_units(n_units: int, cache: Path | None) -> list[dict[str, Any]]:
+    """The units, simulated on two processes (or read back from ``cache``)."""
+    if cache is not None and (cache / "units.json").exists():
+        meta = json.loads((cache / "units.json").read_text())
+        if len(meta) == n_units:
+            return [{**m, "frame": pl.read_parquet(cache / f"{m['seed']}.parquet")} for m in meta]
     with ProcessPoolExecutor(max_workers=2) as pool:
         units = list(pool.map(simulate_unit, range(n_units)))
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        for u in units:
+            u["frame"].write_parquet(cache / f"{u['seed']}.parquet")
+        meta = [{k: v for k, v in u.items() if k != "frame"} for u in units]
+        (cache / "units.json").write_text(json.dumps(meta))
+    return units
+
+
+def progpy_bench(root: Path, n_units: int, cache: Path | None = None) -> None:
+    units = simulate_units(n_units, cache)
     units = [u for u in units if math.isfinite(u["failure_s"])]
     lives = {f"pump-{u['seed']:02d}": u["failure_s"] for u in units}
     periods = [(u["failure_s"] - u["onset_s"]) / 3600.0 for u in units]
@@ -278,33 +306,33 @@ def progpy_bench(root: Path, n_units: int) -> None:
         f"modes {sorted({u['mode'] for u in units})}"
     )
     pump_deployment(root)
-    halves = [units[0::2], units[1::2]]
+    # folds of consecutive seeds hold every wear mode (the mode is the seed modulo 4)
+    size = len(MODES)
+    folds = [units[i : i + size] for i in range(0, len(units), size)]
     spec = replay_spec({"time": {"zone": "UTC"}}, Path("bench"))
-    outs: dict[tuple[int, str], Path] = {}
-    results: dict[str, list[dict[str, Any]]] = {"default": [], "history": []}
-    for h, part in enumerate(halves):
-        folder = root / f"half{h}"
+    folders: list[Path] = []
+    for k, part in enumerate(folds):
+        folder = root / f"fold{k}"
         folder.mkdir()
         files, faults = write_units(part, folder)
         twins = {f"pump-{u['seed']:02d}": "progpy_pump" for u in part}
         (folder / "models").symlink_to(root / "models")
         dep = load_deployment(deployment_file(folder, twins, models=True))
-        outs[(h, "files")] = folder
-        out = folder / "out-default"
-        run_replay(dep, files, spec, out, faults=faults, write_telemetry=False, progress=None)
-        outs[(h, "default")] = out
-    for h, part in enumerate(halves):
-        folder = outs[(h, "files")]
-        files = sorted(folder.glob("pump-*.csv"))
-        dep = load_deployment(folder / "dep.yaml")
-        out = folder / "out-history"
         run_replay(
-            dep,
-            files,
+            dep, files, spec, folder / "default", faults=faults, write_telemetry=False,
+            progress=None,
+        )  # fmt: skip
+        folders.append(folder)
+    results: dict[str, list[dict[str, Any]]] = {"default": [], "history": []}
+    for k, (part, folder) in enumerate(zip(folds, folders, strict=True)):
+        others = [f / "default" for j, f in enumerate(folders) if j != k]
+        run_replay(
+            load_deployment(folder / "dep.yaml"),
+            sorted(folder.glob("pump-*.csv")),
             spec,
-            out,
+            folder / "history",
             faults=folder / "faults.csv",
-            history=outs[(1 - h, "default")],
+            history=others,
             write_telemetry=False,
             progress=None,
         )
@@ -317,25 +345,27 @@ def progpy_bench(root: Path, n_units: int) -> None:
             }
             for u in part
         ]
-        results["default"].append(score_units(outs[(h, "default")], truth, lives))
-        results["history"].append(score_units(out, truth, lives))
+        results["default"].append(score_units(folder / "default", truth, lives))
+        results["history"].append(score_units(folder / "history", truth, lives))
+    print(f"  {len(folds)} folds of {size}; each learns from the others' default replays")
     for name, parts in results.items():
-        merged = _merge(parts, [len(p) for p in halves])
         label = "default failure level" if name == "default" else "failure level from history"
-        print_row(label, merged)
+        print_row(label, _merge(parts))
 
 
-def _merge(parts: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
-    """Unit-weighted means of the halves' figures (learned levels listed)."""
-    out: dict[str, Any] = {}
+def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The folds' figures over all their units (RMSE pooled; learned levels listed)."""
+    n = [p["units"] for p in parts]
+    out: dict[str, Any] = {"learned": [p["learned"] for p in parts if p["learned"]] or None}
     for k in parts[0]:
-        vals = [(p[k], n) for p, n in zip(parts, sizes, strict=True) if p[k] is not None]
-        if k == "learned":
-            out[k] = [p[k] for p in parts if p[k]] or None
-        elif vals and all(isinstance(v, int | float) for v, _ in vals):
-            out[k] = sum(v * n for v, n in vals) / sum(n for _, n in vals)
-        else:
-            out[k] = None
+        if k in ("learned", "units") or k.startswith("_sq"):
+            continue
+        vals = [(p[k], m) for p, m in zip(parts, n, strict=True) if p[k] is not None]
+        out[k] = sum(v * m for v, m in vals) / sum(m for _, m in vals) if vals else None
+    for key, name in (("_sq", "rmse_h"), ("_sq_base", "mean_life_rmse_h")):
+        total = sum(p[key][0] for p in parts)
+        count = sum(p[key][1] for p in parts)
+        out[name] = math.sqrt(total / count) if count else None
     return out
 
 
@@ -346,7 +376,7 @@ def demo_bench(root: Path, twins: int, hours: float) -> None:
     folder = root / "demo"
     folder.mkdir()
     files = write_recording(frames, folder)
-    faults = plant.faults()
+    faults = plant.faults
     (folder / "faults.json").write_text(json.dumps([f.to_json() for f in faults]))
     dep = load_deployment(deployment_file(folder, dict(plant.twins), models=False))
     spec = replay_spec({"time": {"unit": "s"}, "frame_rows": 60}, Path("bench"))
@@ -363,20 +393,40 @@ def demo_bench(root: Path, twins: int, hours: float) -> None:
         }
         for f in degr
     ]
-    t0 = min(f.onset.timestamp() for f in faults) if faults else 0.0
+    first = read_parquet_dir(out / "windows")["start"].min()
     for t in truth:
-        t["start"] = t0
+        t["start"] = first.timestamp()  # type: ignore[union-attr]
     lives = {t["twin"]: t["failure"] - t["start"] for t in truth}
     print(
         f"demo plant: {twins} twins, {hours:g} h at 1 Hz, {len(faults)} injected faults "
         f"({len(degr)} degradations); events detected {s['eventwise']['detected']}/"
-        f"{s['eventwise']['events']}, alerts {s['eventwise']['alerts']}"
+        f"{s['eventwise']['events']}, alerts {s['eventwise']['alerts']}, false alarms/day "
+        f"{s['false_alarms_per_day']}"
     )
     if truth:
-        r = score_units(out, truth, lives)
-        print_row("demo plant (profile indicators)", r)
-    alerts = read_jsonl(out / "alerts.jsonl")
-    del alerts
+        print_row("demo degradations (indicators)", _merge([score_units(out, truth, lives)]))
+
+
+def state_size() -> None:
+    """Pickled size of one twin's health tracker after a long degradation (buffer full)."""
+    import pickle
+    from datetime import UTC, datetime, timedelta
+
+    from twinflow.core.records import WindowFeatures
+    from twinflow.operators.health import HealthTracker
+
+    rng = np.random.default_rng(0)
+    tracker = HealthTracker("t", "bench_type")
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    features = {f"s{i}.{k}": 1.0 for i in range(8) for k in ("mean", "std", "min", "max")}
+    for i in range(3000):
+        excess = 0.0 if i < 500 else 2.0 * ((i - 500) / 2500) ** 2
+        score = 0.4 + excess + float(rng.normal(0.0, 0.05))
+        end = t0 + timedelta(minutes=5 * (i + 1))
+        w = WindowFeatures("t", "bench_type", end - timedelta(minutes=5), end, features)
+        tracker.update(replace(w, anomaly_score=score, anomaly_threshold=1.0), None)
+    size = len(pickle.dumps(tracker))
+    print(f"health state per twin (index, onset, trend buffer full): {size / 1024:.1f} KB pickled")
 
 
 def main() -> None:
@@ -384,11 +434,17 @@ def main() -> None:
     ap.add_argument("--units", type=int, default=12, help="progpy pumps run to failure")
     ap.add_argument("--demo-twins", type=int, default=20)
     ap.add_argument("--demo-hours", type=float, default=6.0)
+    ap.add_argument("--cache", type=Path, default=None, help="keep the simulated pumps here")
+    ap.add_argument("--keep", type=Path, default=None, help="write the replays here (kept)")
+    ap.add_argument("--skip-demo", action="store_true", help="only the progpy pumps")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        progpy_bench(root, args.units)
-        demo_bench(root, args.demo_twins, args.demo_hours)
+        root = args.keep or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        state_size()
+        progpy_bench(root, args.units, args.cache)
+        if not args.skip_demo:
+            demo_bench(root, args.demo_twins, args.demo_hours)
 
 
 if __name__ == "__main__":

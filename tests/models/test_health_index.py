@@ -143,3 +143,30 @@ def test_failure_level_from_history_and_bad_settings() -> None:
         TrendRul(failure=1.0, fits=("cubic",))
     with pytest.raises(ValueError, match="failure"):
         ScoreHealth(failure=math.nan)
+
+
+def test_the_signal_driving_a_degradation_picks_its_learned_failure_level() -> None:
+    levels = {"*": (50.0, 0.1), "temp": (20.0, 0.2), "flow": (200.0, 0.3)}
+    by_driver = {}
+    for driver in ("temp", "flow", "other"):
+        sh = ScoreHealth(levels=levels)
+        for t in range(120):
+            excess = 0.0 if t < 40 else 0.05 * (t - 40) ** 1.5
+            sh.update(float(t), 0.4 + excess + 0.01 * (t % 3), 1.0, driver=driver)
+        by_driver[driver] = sh.level()
+    assert by_driver == {"temp": (20.0, 0.2), "flow": (200.0, 0.3), "other": (50.0, 0.1)}
+    assert ScoreHealth(failure=4.0).level() == (4.0, 0.0)
+
+
+def test_an_uncertain_failure_level_widens_the_interval() -> None:
+    widths = []
+    for spread in (0.0, 0.3):
+        rul = TrendRul(failure=FAILURE, baseline=0.0, spread=spread)
+        rul.start(0.0)
+        for t in range(51):
+            rul.add(float(t), float(trend("linear", np.array([float(t)]))[0]) + 0.01 * (t % 2))
+        e = rul.estimate()
+        widths.append(e.high_hours - e.low_hours)
+    assert widths[1] > 3 * widths[0]
+    with pytest.raises(ValueError, match="spread"):
+        TrendRul(failure=1.0, spread=-1.0)

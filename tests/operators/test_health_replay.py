@@ -110,8 +110,11 @@ def test_a_failure_level_is_learned_from_history(history: Path, tmp_path: Path) 
         load_deployment(dep), files, SPEC, tmp_path / "out", faults=faults, history=history,
         progress=None,
     )  # fmt: skip
-    level = s["learned_failure_levels"]["compressor"]
-    assert math.isfinite(level) and level > 0.0
+    levels = s["learned_failure_levels"]["compressor"]
+    assert math.isfinite(levels["*"]["level"]) and levels["*"]["level"] > 0.0
+    assert levels["*"]["log_spread"] >= 0.1
+    # the failures were driven by the discharge temperature, so it has a level of its own
+    assert levels.get("discharge_temp") == levels["*"]
     assert s["scores"]["rul"]["estimates"] > 0
 
 
@@ -126,5 +129,5 @@ def test_history_needs_a_replay_scored_with_faults(tmp_path: Path) -> None:
         run_replay(load_deployment(dep), files, SPEC, tmp_path / "o2", history=tmp_path / "x")
 
 
-def test_learned_failure_is_none_for_a_plain_type() -> None:
-    assert learned_failure(None) is None
+def test_learned_failure_is_empty_for_a_plain_type() -> None:
+    assert learned_failure(None) == {}
