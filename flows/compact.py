@@ -38,7 +38,8 @@ def add_compact_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "compact",
         help="merge a run's Parquet part files into fewer, larger ones",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description="Merge a run's Parquet part files into fewer, larger ones (per sink "
+        "folder, twin type and partition); run it while no flow writes the folder.",
     )
     p.add_argument("out_dir", type=Path, help="the --out folder of a demo, replay or run")
     p.add_argument(

@@ -44,7 +44,9 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "report",
         help="one self-contained HTML page with plots of a run's outputs",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description="Write one self-contained HTML page with plots of a run's outputs "
+        "(demo, replay or run): fleet overview, evaluation, and per twin its signals with "
+        "alarms, commands and faults, anomaly score, health and RUL, vibration spectra.",
     )
     p.add_argument("out_dir", type=Path, help="the --out folder of a demo, replay or run")
     p.add_argument(
