@@ -173,7 +173,7 @@ class ScoreHealth:
         self.trend: TrendRul | None = None
         self.threshold: float | None = None
         #: signal -> windows it drove the score in since the onset (bounded by the signals)
-        self.votes: dict[str, int] = {}
+        self.votes: dict[str, float] = {}
 
     def level(self) -> tuple[float, float]:
         """The failure level in use now and its spread (see the class notes)."""
@@ -214,7 +214,9 @@ class ScoreHealth:
         elif onset is not None and self.trend.onset != onset:
             self.trend.start(onset)
         if onset is not None and driver is not None:
-            self.votes[driver] = self.votes.get(driver, 0) + 1
+            for k in self.votes:  # recent windows weigh more: a mode shows itself late
+                self.votes[k] *= 0.9
+            self.votes[driver] = self.votes.get(driver, 0.0) + 1.0
         level, spread = self.level()
         self.trend.failure = max(level, self.trend.baseline * 1.01 + 1e-9)
         self.trend.spread = spread
