@@ -75,6 +75,8 @@ DELIVERY_ERRORS = Counter(
 
 #: How long a wait for room polls the producer at a time.
 _ROOM_WAIT_S = 0.1
+#: A wait for room in the outbox this long is logged when it ends.
+LONG_WAIT_S = 5.0
 #: Longest pause between two producer restarts.
 RESTART_CAP_S = 60.0
 #: How often librdkafka reports its brokers' connection states (its statistics callback).
@@ -262,21 +264,21 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
     def _wait_for_room(self, size: int) -> None:
         """Back-pressure: the outbox is full, so the flow waits for acknowledgements."""
         started = time.monotonic()
-        log.warning(
-            "kafka topic %r: %d message(s) (%d bytes) wait for the brokers, the bound of this "
-            "output; the flow waits until they are acknowledged",
-            self._topic,
-            len(self._outbox),
-            self._outbox.bytes,
-        )
+        if not self._health.is_up:  # a full outbox of a fast flow is routine: say so only
+            log.warning(  # when the brokers are away
+                "kafka topic %r: %d message(s) (%d bytes) wait for the brokers, the bound of "
+                "this output; the flow waits until they are acknowledged",
+                self._topic,
+                len(self._outbox),
+                self._outbox.bytes,
+            )
         while not self._outbox.has_room(size):
             self._producer.poll(_ROOM_WAIT_S)
             self._tend()
         waited = time.monotonic() - started
         self._health.blocked(waited)
-        log.warning(
-            "kafka topic %r: room again after %.1f s; the flow goes on", self._topic, waited
-        )
+        if waited >= LONG_WAIT_S:
+            log.warning("kafka topic %r: the flow waited %.1f s", self._topic, waited)
 
     def _encode(self, key: str, item: Any) -> tuple[bytes, Headers]:
         try:

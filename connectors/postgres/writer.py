@@ -53,6 +53,9 @@ from twinflow.core.backoff import Backoff
 
 log = logging.getLogger("twinflow.postgres")
 
+#: A wait for room in the buffer this long is logged when it ends.
+LONG_WAIT_S = 5.0
+
 
 class PostgresSinkError(PostgresError):
     """The sink cannot store its rows, and retrying will not help (or was given up)."""
@@ -114,18 +117,21 @@ class BatchWriter:
             limit = self.settings.max_buffer_rows
             if self._pending + self._inflight >= limit:
                 started = time.monotonic()
-                log.warning(
-                    "PostgreSQL sink %s: %d rows wait for the database, the bound of this "
-                    "output; the flow waits until they are committed",
-                    self.name,
-                    self._pending + self._inflight,
-                )
+                if not self.health.is_up:  # a full buffer of a fast flow is routine: say
+                    log.warning(  # so only when the database is away
+                        "PostgreSQL sink %s: %d rows wait for the database, the bound of this "
+                        "output; the flow waits until they are committed",
+                        self.name,
+                        self._pending + self._inflight,
+                    )
                 while self._pending + self._inflight >= limit:
                     self._cond.wait(1.0)
                     self._raise_if_failed()
                 waited = time.monotonic() - started
                 metrics.BACKPRESSURE_SECONDS.inc(waited)
                 self.health.blocked(waited)
+                if waited >= LONG_WAIT_S:
+                    log.warning("PostgreSQL sink %s: the flow waited %.1f s", self.name, waited)
             if not self._queue or self._queue[-1].total >= self.settings.batch_rows:
                 self._queue.append(Batch())
             batch = self._queue[-1]
