@@ -75,6 +75,7 @@ ALL_MIGRATIONS = (
     "0003_properties",
     "0004_command_lifecycle",
     "0005_asset_rollups",
+    "0007_maintenance_plan",
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -742,12 +743,18 @@ def test_rollups_migration_upgrades_a_database_at_0004_and_runs_once(
     migrate(fresh, directory=folder, use_timescaledb=False)
     p = PostgresSink(fresh, retry_initial_s=0.01).build_part("test", "pg-0", None)
     p.write_batch([rollup("site1", 1)])
-    with pytest.raises(PostgresSinkError, match=r"has not applied 0005_asset_rollups: .*migrate"):
+    with pytest.raises(
+        PostgresSinkError,
+        match=r"has not applied 0005_asset_rollups, 0007_maintenance_plan: .*migrate",
+    ):
         p.snapshot()  # the sink refuses a schema without the roll-up tables
     with pytest.raises(PostgresSinkError):
         p.close()
 
-    assert [m.label for m in migrate(fresh, use_timescaledb=False)] == ["0005_asset_rollups"]
+    assert [m.label for m in migrate(fresh, use_timescaledb=False)] == [
+        "0005_asset_rollups",
+        "0007_maintenance_plan",
+    ]
     assert migrate(fresh, use_timescaledb=False) == []
     assert status(fresh).up_to_date
     write(PostgresSink(fresh), [rollup("site1", 1)])
