@@ -392,7 +392,7 @@ class AnomalyStep:
                     margin=self.margin,
                     adapt=adapt,
                     hold=1,
-                    refit_every=1,
+                    refit_every=6,
                     relearn=1,
                     floors=[_floor(kind, k.removesuffix(".mean")) for k in cols],
                     seed=self.seed,
@@ -418,10 +418,8 @@ class AnomalyStep:
             judged = model.learn_one(x, w.end.timestamp())  # NaN: warm-up, new point
             score: float | None = judged if math.isfinite(judged) else None
             threshold: float | None = 1.0 if model.warm else None
-            drivers = {DRIVER_PREFIX + k: v for k, v in model.explain(x).items()}
         elif isinstance(model, WindowAnomalyDetector):
             score, threshold = model.score_one(x), model.threshold
-            drivers = {}
         else:
             raise TypeError(f"anomaly: unknown window model {type(model).__name__}")
         sampled = w.features.get(SAMPLE_MEAN)
@@ -432,8 +430,7 @@ class AnomalyStep:
                 score = max(score, sampled * threshold)
         out = replace(w, anomaly_score=score, anomaly_threshold=threshold)
         if out.is_anomalous:  # name what drives it
-            if isinstance(model, WindowAnomalyDetector):
-                drivers = {DRIVER_PREFIX + k: v for k, v in model.explain(x).items()}
+            drivers = {DRIVER_PREFIX + k: v for k, v in model.explain(x).items()}
             drivers.update(_sample_drivers(w.features))
             out = replace(out, features={**w.features, **drivers})
         if isinstance(model, WindowAnomalyDetector):
