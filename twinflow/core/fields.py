@@ -271,6 +271,8 @@ class Duration(Field[float]):
         return parse_duration(cast(str | float, value), "")  # path added by the caller
 
     def default_text(self) -> str:
+        if self.required or self.shown is not None:
+            return super().default_text()
         return f"`{_show(self.default)}` (s)"
 
 
