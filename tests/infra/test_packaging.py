@@ -44,6 +44,8 @@ from twinflow.flows.deploy import load_deployment
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "infra" / "compose" / "compose.yaml"
 K8S = ROOT / "infra" / "k8s"
+#: infra/examples is copied to /opt/twinflow/examples in the image.
+EXAMPLES = ROOT / "infra" / "examples"
 
 
 # --- Dockerfile ---------------------------------------------------------------------------
@@ -246,6 +248,19 @@ def test_the_stack_reads_the_example_deployment_with_its_services_from_the_envir
     dep = load_deployment(ROOT / "infra" / "examples" / "plant.yaml", env)
     assert dep.database_url and "timescaledb" in dep.database_url
     assert dep.kafka is not None and dep.kafka.bootstrap == "kafka:9092"
+
+
+def test_the_simulated_plant_never_runs_further_ahead_than_the_flow_accepts() -> None:
+    args = parser().parse_args(compose()["services"]["simulator"]["command"])
+    copied = [
+        c.value for c in instructions() if c.cmd == "COPY" and c.value[0] == "infra/examples/"
+    ]
+    assert copied == [("infra/examples/", "/opt/twinflow/examples/")]
+    dep = load_deployment(EXAMPLES / args.config.relative_to("/opt/twinflow/examples"), {})
+    speed = args.speed or dep.simulator.speed
+    duration = args.duration or dep.simulator.duration_s
+    ahead = duration * (1 - 1 / speed)  # simulated time beyond the wall clock at the end
+    assert ahead <= dep.flow.max_future_s, "the flow would refuse the plant's readings as future"
 
 
 def test_the_stack_mounts_files_that_exist() -> None:
