@@ -375,6 +375,8 @@ def test_each_pod_keeps_recovery_on_its_own_volume_and_serves_probed_metrics() -
     assert {"cpu", "memory"} <= set(c["resources"]["requests"])
     pod = sts["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] >= 1000
+    # a recursive fsGroup change at every start would make the snapshots group-writable
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
     assert c["image"] == "twinflow:" + kustomization()["images"][0]["newTag"]
 
 
