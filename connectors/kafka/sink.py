@@ -51,6 +51,7 @@ from prometheus_client import Counter
 
 from twinflow.connectors.bindings import KafkaSettings
 from twinflow.connectors.kafka.config import log_error, producer_config
+from twinflow.connectors.kafka.links import STATS_INTERVAL_MS, BrokerLink
 from twinflow.connectors.kafka.outbox import Headers, Held, Outbox
 from twinflow.connectors.outage import OutputHealth
 from twinflow.core.errors import ConfigError, TwinflowError
@@ -79,8 +80,6 @@ _ROOM_WAIT_S = 0.1
 LONG_WAIT_S = 5.0
 #: Longest pause between two producer restarts.
 RESTART_CAP_S = 60.0
-#: How often librdkafka reports its brokers' connection states (its statistics callback).
-STATS_INTERVAL_MS = 500
 
 
 class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
@@ -96,8 +95,7 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         self._generation = 0
         self._fatal = ""  # why the producer must be replaced, set by its callbacks
         self._last_error = ""
-        self._connected_since: float | None = None  # a broker connection is up since then
-        self._stats_seen = False  # librdkafka has reported connection states
+        self._link = BrokerLink("sink", sink.settings.bootstrap, log_transitions=False)
         self._progress_at = time.monotonic()  # last ack, or when the outbox became non-empty
         self._acked = False  # an acknowledgement arrived since the last _tend
         self._restart_at = 0.0  # no producer restart before this monotonic time
@@ -122,7 +120,7 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         overrides: dict[str, Any] = {
             "error_cb": partial(self._on_error, self._generation),
             "stats_cb": partial(self._on_stats, self._generation),
-            "statistics.interval.ms": STATS_INTERVAL_MS,
+            "statistics.interval.ms": STATS_INTERVAL_MS,  # broker connection states
             # librdkafka's own queue must not fill before the outbox does
             "queue.buffering.max.messages": max(self._sink.max_messages + 1000, 100_000),
         }
@@ -139,19 +137,8 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
             self._fatal = f"fatal producer error: {error.str()}"
 
     def _on_stats(self, generation: int, stats: str) -> None:
-        """Whether a broker connection is up, from librdkafka's statistics (JSON)."""
-        if generation != self._generation:
-            return
-        try:
-            brokers = json.loads(stats).get("brokers", {}).values()
-            connected = any(b.get("state") == "UP" for b in brokers)
-        except (ValueError, AttributeError):
-            return
-        self._stats_seen = True
-        if not connected:
-            self._connected_since = None
-        elif self._connected_since is None:
-            self._connected_since = time.monotonic()
+        if generation == self._generation:
+            self._link.update(stats)
 
     def _on_delivery(
         self, generation: int, seq: int, error: KafkaError | None, msg: Message
@@ -197,8 +184,7 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
             len(self._outbox),
             self._restart_pause_s,
         )
-        self._connected_since = None
-        self._stats_seen = False
+        self._link.reset()
         self._producer = self._new_producer()
         now = time.monotonic()
         self._restart_at = now + self._restart_pause_s
@@ -232,8 +218,8 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         elif (
             waiting
             and quiet_s >= self._sink.stall_s
-            and self._connected_since is not None
-            and now - self._connected_since >= self._sink.stall_s
+            and self._link.connected_since is not None
+            and now - self._link.connected_since >= self._sink.stall_s
         ):
             self._restart(f"no acknowledgement for {quiet_s:.0f} s while a broker is connected")
 
@@ -300,7 +286,7 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         otherwise it does not wait.
         """
         self._tend()
-        connected = self._connected_since is not None or not self._stats_seen
+        connected = self._link.connected or not self._link.seen
         if len(self._outbox) and connected and self._health.is_up:
             self._producer.flush(self._sink.snapshot_wait_s)
             self._tend()

@@ -16,8 +16,10 @@ items with a ``map_batch`` function and keeps the offset of real messages only.
 Consumer errors (an error event in a fetched batch, e.g. a topic ACL refusal) become
 :class:`DeadLetter` items (stage ``decode``), are counted in
 ``twinflow_kafka_consumer_errors_total{topic}`` and logged; reading goes on, as librdkafka
-retries. Lost connections never reach the flow: librdkafka reconnects with backoff and they
-are logged (one line per condition a minute). A fatal client error raises
+retries. Lost connections never reach the flow: librdkafka reconnects with backoff; the
+source logs once that it has no broker connection and once that it is back, and keeps
+``twinflow_connection_up{protocol="kafka",role="source"}`` (:mod:`.links`); librdkafka's own
+lines are collapsed to one per condition a minute. A fatal client error raises
 :class:`KafkaConnectorError`.
 
 A broker that comes back without its data (restarted on empty storage, or the topic deleted
@@ -53,6 +55,7 @@ from prometheus_client import Counter
 from twinflow.connectors.bindings import KafkaSettings
 from twinflow.connectors.kafka.config import admin_config, consumer_config
 from twinflow.connectors.kafka.errors import KafkaConnectorError
+from twinflow.connectors.kafka.links import STATS_INTERVAL_MS, BrokerLink
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import DeadLetter
 from twinflow.core.times import utc
@@ -270,7 +273,15 @@ class KafkaMessageSource(FixedPartitionedSource[Any, int]):
                 f"which is no longer among {list(self.topics)}; keep the topic or start with a "
                 "fresh recovery directory"
             )
-        config = consumer_config(self.settings, **{"enable.partition.eof": not self.tail})
+        link = BrokerLink("source", self.settings.bootstrap)
+        config = consumer_config(
+            self.settings,
+            **{
+                "enable.partition.eof": not self.tail,
+                "stats_cb": link.update,  # broker connection states, served by consume()
+                "statistics.interval.ms": STATS_INTERVAL_MS,
+            },
+        )
         consumer = Consumer(config)
         try:
             # Ask for the topic's metadata first: assign() alone waits about 0.5 s for it.

@@ -178,9 +178,12 @@ def test_held_messages_of_a_snapshot_are_sent_by_the_resumed_partition(
 
 
 @pytest.mark.timeout(60)
-def test_source_resumes_after_the_broker_is_cut_off(proxied: KafkaBroker) -> None:
+def test_source_resumes_after_the_broker_is_cut_off(
+    proxied: KafkaBroker, caplog: pytest.LogCaptureFixture
+) -> None:
     """Input stops while the broker is unreachable and resumes where it was when it is back
-    (the broker kept its data: nothing is read twice, nothing skipped)."""
+    (the broker kept its data: nothing is read twice, nothing skipped); the connection state
+    is in the metrics and the log says once that it was lost and once that it is back."""
     topic = create_topic(proxied.bootstrap, unique_topic("in"))
     producer = Producer({"bootstrap.servers": proxied.bootstrap, **FAST})
     source = kafka_telemetry_source(settings(proxied.bootstrap, telemetry_topics=(topic,)))
@@ -198,16 +201,25 @@ def test_source_resumes_after_the_broker_is_cut_off(proxied: KafkaBroker) -> Non
             producer.produce(topic, b"m%d" % i, partition=0)
         assert producer.flush(20) == 0
 
+    def connected() -> float | None:
+        labels = {"protocol": "kafka", "role": "source", "peer": proxied.bootstrap}
+        return REGISTRY.get_sample_value("twinflow_connection_up", labels)
+
     send(0, 5)
     read(5)
+    until(lambda: connected() == 1, 20, "the source to report its connection", part.next_batch)
     proxied.cut()
     for _ in range(20):  # no exception, nothing read, no long wait
         assert part.next_batch() == []
+    until(lambda: connected() == 0, 20, "the source to report no connection", part.next_batch)
     proxied.mend()
     send(5, 5)
     read(10)
+    until(lambda: connected() == 1, 20, "the source to report its connection", part.next_batch)
     part.close()
     assert got == [b"m%d" % i for i in range(10)]
+    assert f"kafka source: no connection to the brokers at {proxied.bootstrap}" in caplog.text
+    assert f"kafka source: brokers at {proxied.bootstrap} reachable again" in caplog.text
 
 
 @pytest.mark.timeout(60)
