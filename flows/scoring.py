@@ -153,38 +153,62 @@ def eventwise(
 def rul_errors(
     events: Sequence[FaultTruth], windows: pl.DataFrame, alpha: float = 0.2
 ) -> dict[str, Any]:
-    """RMSE of RUL estimates before failure and alpha-lambda accuracy per lambda."""
-    out: dict[str, Any] = {"estimates": 0, "rmse_hours": None, "alpha": alpha, "alpha_lambda": {}}
+    """RMSE of the finite RUL estimates before failure; per lambda, the share of events
+    whose estimate at ``onset + lambda * (failure - onset)`` (the window ending nearest) is
+    within ``alpha`` of the truth, and the share whose interval covers the truth. An event
+    with no estimate there counts as a miss."""
+    out: dict[str, Any] = {
+        "estimates": 0,
+        "rmse_hours": None,
+        "alpha": alpha,
+        "alpha_lambda": {},
+        "interval_coverage": {},
+    }
     if windows.is_empty() or "rul_hours" not in windows.columns:
         return out
     errors: list[float] = []
     hits: dict[float, list[bool]] = {lam: [] for lam in LAMBDAS}
+    covered: dict[float, list[bool]] = {lam: [] for lam in LAMBDAS}
+    has_interval = {"rul_low_hours", "rul_high_hours"} <= set(windows.columns)
     for e in events:
         rows = windows.filter(
             (pl.col("twin_id") == e.twin_id)
             & (pl.col("end") > e.onset)
             & (pl.col("end") <= e.failure)
-            & pl.col("rul_hours").is_not_null()
-            & pl.col("rul_hours").is_finite()
-        )
-        if rows.is_empty():
-            continue
-        ends = [x.timestamp() for x in rows["end"].to_list()]
-        ruls = rows["rul_hours"].to_list()
+        ).sort("end")
         fail, onset = e.failure.timestamp(), e.onset.timestamp()
-        errors += [est - (fail - t) / 3600.0 for t, est in zip(ends, ruls, strict=True)]
+        ends = [x.timestamp() for x in rows["end"].to_list()]
+        ruls = [_hours(v) for v in rows["rul_hours"].to_list()]
+        lows = [_hours(v) for v in rows["rul_low_hours"].to_list()] if has_interval else []
+        highs = [_hours(v) for v in rows["rul_high_hours"].to_list()] if has_interval else []
+        errors += [
+            est - (fail - t) / 3600.0
+            for t, est in zip(ends, ruls, strict=True)
+            if math.isfinite(est)
+        ]
         for lam in LAMBDAS:
+            if not ends:
+                hits[lam].append(False)
+                covered[lam].append(False)
+                continue
             at = onset + lam * (fail - onset)
             i = min(range(len(ends)), key=lambda k: abs(ends[k] - at))
             truth = (fail - ends[i]) / 3600.0
-            hits[lam].append(abs(ruls[i] - truth) <= alpha * truth)
+            hits[lam].append(math.isfinite(ruls[i]) and abs(ruls[i] - truth) <= alpha * truth)
+            covered[lam].append(bool(lows) and lows[i] <= truth <= highs[i])
     if errors:
         out["estimates"] = len(errors)
         out["rmse_hours"] = round(math.sqrt(sum(x * x for x in errors) / len(errors)), 3)
-    out["alpha_lambda"] = {
-        str(lam): (round(sum(h) / len(h), 4) if h else None) for lam, h in hits.items()
-    }
+    for key, table in (("alpha_lambda", hits), ("interval_coverage", covered)):
+        out[key] = {
+            str(lam): (round(sum(h) / len(h), 4) if h else None) for lam, h in table.items()
+        }
     return out
+
+
+def _hours(v: float | None) -> float:
+    """A stored RUL value: ``None`` and NaN (no estimate) are infinite."""
+    return math.inf if v is None or math.isnan(v) else float(v)
 
 
 def _stats(values: Sequence[float]) -> dict[str, float] | None:

@@ -374,7 +374,9 @@ def test_scoring_with_a_faults_file(tmp_path: Path) -> None:
     s = json.loads((tmp_path / "out" / "summary.json").read_text())["scores"]
     assert s["truth"] == "faults" and s["eventwise"]["detected"] == 1
     assert s["lead_time_hours"]["max"] > 0 and s["events"][0]["diagnosed"]
-    assert set(s["rul"]) == {"estimates", "rmse_hours", "alpha", "alpha_lambda"}
+    assert set(s["rul"]) == {
+        "estimates", "rmse_hours", "alpha", "alpha_lambda", "interval_coverage"
+    }  # fmt: skip
 
 
 # -- the same alerts as the flow fed directly -----------------------------------------------

@@ -131,3 +131,28 @@ def test_history_needs_a_replay_scored_with_faults(tmp_path: Path) -> None:
 
 def test_learned_failure_is_empty_for_a_plain_type() -> None:
     assert learned_failure(None) == {}
+
+
+def test_scoring_counts_alpha_lambda_and_interval_coverage() -> None:
+    from twinflow.core.records import FaultTruth
+    from twinflow.flows.scoring import rul_errors
+
+    onset, failure = utc(START), utc(START + 10 * 3600)
+    ends = [utc(START + h * 3600) for h in (2.5, 5.0, 7.5)]  # lambda 0.25, 0.5, 0.75
+    windows = pl.DataFrame(
+        {
+            "twin_id": ["a"] * 3 + ["b"] * 3,
+            "end": ends + ends,
+            # a: right at 0.25 and 0.5 (truth 7.5, 5.0), 50 % off at 0.75 (truth 2.5)
+            "rul_hours": [7.4, 5.5, 3.75, math.inf, math.inf, None],
+            "rul_low_hours": [7.0, 4.8, 3.0, 1.0, math.inf, None],
+            "rul_high_hours": [8.0, 6.0, 4.0, math.inf, math.inf, None],
+        }
+    )
+    events = [FaultTruth("a", "wear", onset, failure), FaultTruth("b", "wear", onset, failure)]
+    out = rul_errors(events, windows)
+    # b never had a finite estimate: a miss at every lambda, covered only where its
+    # interval [1, inf) held the truth
+    assert out["alpha_lambda"] == {"0.25": 0.5, "0.5": 0.5, "0.75": 0.0}
+    assert out["interval_coverage"] == {"0.25": 1.0, "0.5": 0.5, "0.75": 0.0}
+    assert out["estimates"] == 3
