@@ -432,6 +432,10 @@ def state_size() -> None:
 
 
 def main() -> None:
+    try:
+        import progpy  # noqa: F401
+    except ImportError:
+        sys.exit('bench_analytics needs NASA\'s progpy: pip install "twinflow[bench]"')
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--units", type=int, default=12, help="progpy pumps run to failure")
     ap.add_argument("--demo-twins", type=int, default=20)
