@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from twinflow.core.records import WindowFeatures
 from twinflow.core.times import utc
 from twinflow.operators.catalog import TwinType, load_catalogue
 from twinflow.operators.health import DerivedFeatures, HealthTracker
-from twinflow.operators.health_profile import health_of
+from twinflow.operators.health_profile import ScoreIndex, health_of
 
 
 def oil_loss(temp: float, pressure: float, *, kelvin_per_bar: float) -> dict[str, float]:
@@ -134,6 +135,33 @@ def test_a_type_without_the_section_has_no_health(tmp_path: Path) -> None:
     assert HealthTracker("c-1", "compressor").update(win(0, healthy(0)), kind) is None
 
 
+def scored(k: int, score: float) -> WindowFeatures:
+    return replace(win(k, healthy(k)), anomaly_score=score, anomaly_threshold=2.0)
+
+
+def test_without_indicators_the_anomaly_score_is_the_health_index(tmp_path: Path) -> None:
+    kind = compressor(tmp_path, "")
+    assert health_of(kind).score_index() == ScoreIndex()
+    h = HealthTracker("c-1", "compressor")
+    estimates = [h.update(scored(k, 0.8 + 0.02 * (k % 3)), kind) for k in range(30)]
+    assert estimates[22] is None and estimates[24] is not None  # 24 windows of baseline
+    r = estimates[-1]
+    assert r is not None and r.indicator == "anomaly_score" and math.isinf(r.hours)
+    for k in range(30, 90):
+        r = h.update(scored(k, 0.8 + 0.05 * (k - 30)), kind)
+    assert r is not None and math.isfinite(r.hours) and r.low_hours <= r.hours <= r.high_hours
+
+
+def test_a_given_index_runs_beside_the_indicators(tmp_path: Path) -> None:
+    kind = compressor(tmp_path, HEALTH + "  index: {failure: 2.5, warmup: 4, coverage: 0.8}\n")
+    index = health_of(kind).score_index()
+    assert index == ScoreIndex(failure=2.5, warmup=4, coverage=0.8)
+    h = HealthTracker("c-1", "compressor")
+    for k in range(6):
+        h.update(scored(k, 0.8), kind)
+    assert h.score is not None and h.score.failure == 2.5 and h.estimators
+
+
 BAD = [
     ("health: {refs: {}}", "unknown field 'health.refs'"),
     ("health: {references: {t: {bins: 4}}}", "health.references.t.driver is required"),
@@ -173,6 +201,11 @@ BAD = [
      "health.indicators.i.history must be"),
     ("health: {indicators: {i: {feature: discharge_temp.residual, failure: 1}}}",
      "health.indicators.i.feature = 'discharge_temp.residual': no health.references entry"),
+    ("health: {index: {failure: 0}}", "health.index.failure must be > 0"),
+    ("health: {index: {warmup: 1}}", "health.index.warmup must be"),
+    ("health: {index: {coverage: 1}}", "health.index.coverage must be in (0, 1)"),
+    ("health: {index: {limit: fast}}", "health.index.limit"),
+    ("health: {index: {colour: red}}", "unknown field 'health.index.colour'"),
 ]  # fmt: skip
 
 
