@@ -62,7 +62,8 @@ def connect(
     connect_timeout_s: float = 5.0,
     autocommit: bool = True,
 ) -> psycopg.Connection[Any]:
-    """Open a connection with TCP keepalives (so a vanished server is noticed within ~25 s).
+    """Open a connection with TCP keepalives (so a vanished server is noticed within ~25 s,
+    and one that stops acknowledging what is sent within 30 s: ``tcp_user_timeout``).
 
     Raises :class:`PostgresUnavailable` naming the (redacted) URL when the server cannot be
     reached, and lets other psycopg errors (bad credentials, unknown database) through.
@@ -77,6 +78,7 @@ def connect(
             keepalives_idle=10,
             keepalives_interval=5,
             keepalives_count=3,
+            tcp_user_timeout=30_000,
         )
     except psycopg.OperationalError as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

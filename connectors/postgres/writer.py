@@ -53,6 +53,8 @@ from twinflow.core.backoff import Backoff
 
 log = logging.getLogger("twinflow.postgres")
 
+#: A statement of the writer running this long is cancelled, and its batch written again.
+STATEMENT_TIMEOUT_MS = 120_000
 #: A wait for room in the buffer this long is logged when it ends.
 LONG_WAIT_S = 5.0
 
@@ -334,6 +336,7 @@ class BatchWriter:
         )
         try:
             conn.execute("SET temp_buffers = '64MB'")  # before the session's first temp table
+            conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")  # then retried
             problem = schema_problem(conn, redact(s.url))
             if problem:
                 raise PostgresSinkError(problem)
