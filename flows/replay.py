@@ -36,6 +36,7 @@ from twinflow.flows.faults_file import load_faults
 from twinflow.flows.metrics import RunStats
 from twinflow.flows.run import outputs_for
 from twinflow.flows.scoring import learn_failure_levels
+from twinflow.flows.shutdown import stoppable
 from twinflow.flows.telemetry import build_flow
 from twinflow.operators.catalog import TwinType
 from twinflow.operators.health_profile import with_learned_failure
@@ -115,6 +116,7 @@ def run_replay(
     history: Path | Sequence[Path] | None = None,
     write_telemetry: bool = True,
     progress: TextIO | None = sys.stderr,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Replay ``files`` through the deployment's flow; return (and write) the summary.
 
@@ -123,7 +125,9 @@ def run_replay(
     output folder (or folders) of earlier replays of run-to-failure data scored with a
     faults file: the health index each twin type reached at failure there, by the signal
     that drove it, becomes its failure level here
-    (:func:`twinflow.flows.scoring.learn_failure_levels`)."""
+    (:func:`twinflow.flows.scoring.learn_failure_levels`). Setting ``stop`` (e.g. from a
+    signal handler) ends the reading early; the outputs and the summary cover what was
+    read."""
     out_dir.mkdir(parents=True, exist_ok=True)
     truth = load_faults(faults, spec.zone) if faults is not None else None
     learned = learn_failure_levels(history) if history is not None else {}
@@ -148,7 +152,7 @@ def run_replay(
     run_dep = replace(dep, flow=config)
     stats = RunStats()
     flow = build_flow(
-        source,
+        stoppable(source, stop) if stop is not None else source,
         outputs_for(run_dep, out_dir, None),
         config,
         clock=source.clock,

@@ -454,3 +454,18 @@ def test_replay_of_a_simulated_recording_raises_the_same_alerts(tmp_path: Path) 
     assert expected, "the simulated plant should raise alerts in 6 h"
     assert alert_keys(tmp_path / "replayed") == expected
     assert s["readings"] == sum(f.readings for f in frames)
+
+
+def test_a_stop_event_ends_the_replay_early(tmp_path: Path) -> None:
+    import threading
+
+    dep = deployment(tmp_path, {"p1": "pump"})
+    pump_rows(3600).write_csv(tmp_path / "p1.csv")
+    stop = threading.Event()
+    stop.set()  # a signal before the first batch: nothing is read, the summary is written
+    s = run_replay(
+        load_deployment(dep), [tmp_path / "p1.csv"], replay_spec({"time": {"zone": "UTC"}},
+        Path("t.yaml")), tmp_path / "out", progress=None, stop=stop,
+    )  # fmt: skip
+    assert s["readings"] < 3600 * 5
+    assert (tmp_path / "out" / "summary.json").exists()
