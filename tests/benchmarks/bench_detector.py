@@ -21,7 +21,8 @@ correlation, noise, slow drift). The seeds differ from those the tests use.
 ``--flow`` also times the telemetry flow on the simulated plant with raw-sample scoring off
 and on (interleaved rounds, medians, ratio) and prints the per-twin state with 8 signals.
 
-Run: ``.venv/bin/python tests/benchmarks/bench_detector.py [FOLDER ...] [--flow]``.
+Run: ``.venv/bin/python tests/benchmarks/bench_detector.py [FOLDER ...] [--operating COLUMN
+...] [--flow]``.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def episodes(flags: np.ndarray, gap: int = 60) -> int:
 # -- data ----------------------------------------------------------------------------------
 
 
-def read_skab(folder: Path) -> Iterator[Recording]:
+def read_skab(folder: Path, operating: tuple[str, ...] = ()) -> Iterator[Recording]:
     for path in sorted(folder.rglob("*.csv")):
         with path.open(newline="", encoding="utf-8") as f:
             reader = csv.reader(f, delimiter=";")
@@ -122,7 +123,8 @@ def read_skab(folder: Path) -> Iterator[Recording]:
             labels = np.array([float(r[j]) > 0 for r in body])
         else:
             labels = np.zeros(len(rows), dtype=bool)
-        yield Recording(str(path.relative_to(folder)), cols, [], rows, labels)
+        settings = [c for c in operating if c in cols]
+        yield Recording(str(path.relative_to(folder)), cols, settings, rows, labels)
 
 
 def machine(seed: int, hours: float = 2.0, fault: str | None = "random") -> Recording:
@@ -257,11 +259,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", nargs="*", type=Path, help="folders of SKAB-style CSV files")
     ap.add_argument("--machines", type=int, default=20, help="synthetic labelled machines")
+    ap.add_argument(
+        "--operating", nargs="*", default=(), help="CSV columns that are operating settings"
+    )
     ap.add_argument("--flow", action="store_true", help="also time the flow on the plant")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     if args.folders:
-        recs = [r for f in args.folders for r in read_skab(f)]
+        recs = [r for f in args.folders for r in read_skab(f, tuple(args.operating))]
         print(f"SKAB-style CSVs from {', '.join(map(str, args.folders))}")
         report([r for r in recs if r.labels.any()], [r for r in recs if not r.labels.any()])
     else:
