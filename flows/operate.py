@@ -33,7 +33,13 @@ def start_metrics(port: int | None, address: str) -> None:
     if address == "0.0.0.0":
         enable_dataflow_api(port)
     else:
-        serve_metrics(port, address)
+        try:
+            serve_metrics(port, address)
+        except OSError as exc:  # the port is taken, the address is not this machine's
+            raise ConfigError(
+                f"cannot serve metrics on {address}:{port}: {exc.strerror or exc}; choose "
+                "another --metrics-port or --metrics-address"
+            ) from None
     print(f"metrics: http://{address}:{port}/metrics", file=sys.stderr)
 
 

@@ -107,3 +107,20 @@ def test_run_without_its_kafka_source_exits_with_a_clear_error_and_no_traceback(
     err = capsys.readouterr().err
     assert f"Kafka broker at 127.0.0.1:{port}: UNREACHABLE" in err
     assert "twinflow: error: unreachable (the Kafka source cannot start without its broker)" in err
+
+
+def test_a_metrics_port_in_use_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from twinflow.flows.cli import main
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        args = ["demo", "--twins", "2", "--duration", "10m", "--out", str(tmp_path / "o")]
+        assert main([*args, "--metrics-port", str(port)]) == 2
+    finally:
+        taken.close()
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in capsys.readouterr().err
