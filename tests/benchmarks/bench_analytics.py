@@ -2,15 +2,12 @@
 
 Two recordings, each scored by ``twinflow replay --faults`` (:mod:`twinflow.flows.scoring`):
 
-- **progpy CentrifugalPump** (NASA's prognostics package, ``pip install "twinflow[bench]"``):
-  seeded pumps start from a warmed-up healthy state, run healthy for a few hours under a load
-  cycle (speed setpoint alternating every 30 min), then wear sets in (impeller, thrust
-  bearing, radial bearing or all three, rates drawn per unit) until progpy's first failure
-  threshold; 10 s readings of speed, flow, three temperatures and the setpoint, with sensor
-  noise. The twin type is defined only by files (no rules, no indicators): the generic
-  rules, the anomaly detector and the anomaly-score health index. The units are split in two
-  halves; each half is replayed with the default failure level and with the level learned
-  from the other half (``run_replay(history=...)``, ``twinflow replay --history``).
+- **progpy CentrifugalPump** (NASA's prognostics package, ``pip install "twinflow[bench]"``;
+  the units are simulated by ``progpy_pump.py``): the twin type is defined only by files (no
+  rules, no indicators), so the generic rules, the anomaly detector and the anomaly-score
+  health index. The units form folds of four (every wear mode in each); each fold is
+  replayed with the default failure level and with the levels learned from the other folds'
+  replays (``run_replay(history=[...])``).
 - **The demo plant** (the simulator, 1 Hz, its injected faults).
 
 Printed per run: point-wise F1 and false alarms per day, lead time of the first alert,
@@ -18,7 +15,9 @@ the share of degradations whose first alert came >= 20 % of the degradation peri
 failure, alpha-lambda accuracy (alpha 0.2, lambda 0.5), the interval's coverage at half
 life and RMSE of the RUL, next to the baselines *always anomalous* (every window flagged)
 and *mean life* (RUL = mean life of the other units minus the age). Run:
-``.venv/bin/python tests/benchmarks/bench_analytics.py [--units 12] [--demo-twins 20]``.
+``.venv/bin/python tests/benchmarks/bench_analytics.py [--units 12] [--demo-twins 20]
+[--cache DIR] [--keep DIR] [--skip-demo]`` (simulating 12 pumps takes minutes; ``--cache``
+keeps them for the next run).
 """
 
 from __future__ import annotations
@@ -29,8 +28,6 @@ import math
 import statistics
 import sys
 import tempfile
-import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,124 +37,17 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.benchmarks.progpy_pump import (
+    MODES,
+    START,
+    pump_deployment,
+    simulate_units,
+    write_units,
+)
 from twinflow.connectors.files import read_parquet_dir
 from twinflow.connectors.recorded.spec import replay_spec
 from twinflow.flows.deploy import load_deployment
 from twinflow.flows.replay import run_replay
-
-START = 1_704_067_200.0  # 2024-01-01T00:00:00Z
-STEP_S = 10.0
-SIGNALS = ("w", "Qout", "Tt", "Tr", "To", "wsync")
-NOISE = {"w": 0.3, "Qout": 2e-4, "Tt": 0.15, "Tr": 0.15, "To": 0.15, "wsync": 0.0}
-#: Wear rates per mode (progpy's state names), scaled per unit by a log-normal factor.
-MODES = {
-    "impeller": {"wA": 5e-3},
-    "thrust": {"wThrust": 5e-11},
-    "radial": {"wRadial": 8e-11},
-    "mixed": {"wA": 2.5e-3, "wThrust": 2.5e-11, "wRadial": 4e-11},
-}
-
-INTERFACE = {
-    "@context": "dtmi:dtdl:context;3",
-    "@id": "dtmi:bench:ProgpyPump;1",
-    "@type": "Interface",
-    "displayName": "progpy centrifugal pump",
-    "contents": [{"@type": "Telemetry", "name": s, "schema": "double"} for s in SIGNALS],
-}
-PROFILE = """\
-name: progpy_pump
-model: "dtmi:bench:ProgpyPump;1"
-signals:
-  w: {low: 0, high: 600, rate_hz: 0.1, unit: rad/s}
-  Qout: {low: 0, high: 1, rate_hz: 0.1, unit: m3/s}
-  Tt: {low: 200, high: 500, rate_hz: 0.1, unit: K}
-  Tr: {low: 200, high: 500, rate_hz: 0.1, unit: K}
-  To: {low: 200, high: 500, rate_hz: 0.1, unit: K}
-  wsync: {low: 0, high: 600, rate_hz: 0.1, unit: rad/s}
-"""
-
-
-# -- progpy units ------------------------------------------------------------------------
-
-
-def _load(m: Any, t: float) -> Any:
-    speed = 376.991 * (1.0 if (t % 3600.0) < 1800.0 else 0.95)
-    return m.InputContainer(
-        {"Tamb": 290.0, "V": 471.2389, "pdisch": 928654.0, "psuc": 239179.0, "wsync": speed}
-    )
-
-
-def simulate_unit(seed: int) -> dict[str, Any]:
-    """One pump: healthy, then wear until progpy's first failure event (10 s readings)."""
-    warnings.filterwarnings("ignore")
-    from progpy.models import CentrifugalPump
-
-    rng = np.random.default_rng(seed)
-    m = CentrifugalPump(process_noise=0, measurement_noise=0)
-    x = m.initialize(_load(m, 0.0))
-    for k in ("wA", "wThrust", "wRadial"):
-        x[k] = 0.0
-    healthy_h = float(rng.uniform(4.0, 8.0))
-    mode = list(MODES)[seed % len(MODES)]
-    factor = float(rng.lognormal(0.0, 0.3))
-    t, rows, warm = 0.0, [], 6 * 3600.0  # a healthy pre-run warms the oil and bearings
-    onset = warm + healthy_h * 3600.0
-    failure, worn = math.nan, False
-    while t < warm + 90 * 3600.0:
-        if t >= onset and not worn:
-            worn = True
-            for k, rate in MODES[mode].items():
-                x[k] = rate * factor
-        x = m.next_state(x, _load(m, t), 1.0)
-        t += 1.0
-        if t >= warm and t % STEP_S == 0.0:
-            z = m.output(x)
-            u = _load(m, t)
-            row = {s: float(z[s]) if s != "wsync" else float(u["wsync"]) for s in SIGNALS}
-            rows.append({"t": t - warm, **row})
-        if any(m.threshold_met(x).values()):
-            failure = t - warm
-            break
-    df = pl.DataFrame(rows)
-    noise = {
-        s: df[s] + rng.normal(0.0, NOISE[s], df.height) if NOISE[s] else df[s] for s in SIGNALS
-    }
-    return {
-        "seed": seed,
-        "mode": mode,
-        "onset_s": onset - warm,
-        "failure_s": failure,
-        "frame": df.with_columns(**noise),
-    }
-
-
-def write_units(units: list[dict[str, Any]], folder: Path) -> tuple[list[Path], Path]:
-    """One CSV per unit (ISO times, UTC) and the faults file."""
-    files, faults = [], ["twin_id,kind,onset,failure"]
-    for u in units:
-        twin = f"pump-{u['seed']:02d}"
-        iso = pl.from_epoch((pl.col("t") + START).cast(pl.Int64), time_unit="s")
-        out = folder / f"{twin}.csv"
-        u["frame"].with_columns(time=iso.dt.strftime("%Y-%m-%dT%H:%M:%SZ")).drop("t").write_csv(out)
-        files.append(out)
-        on = _iso(START + u["onset_s"])
-        fail = _iso(START + u["failure_s"])
-        faults.append(f"{twin},{u['mode']},{on},{fail}")
-    path = folder / "faults.csv"
-    path.write_text("\n".join(faults) + "\n")
-    return files, path
-
-
-def _iso(t: float) -> str:
-    return np.datetime_as_string(np.datetime64(int(t), "s")) + "Z"
-
-
-def pump_deployment(folder: Path) -> Path:
-    models = folder / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    (models / "progpy_pump.json").write_text(json.dumps(INTERFACE))
-    (models / "progpy_pump.yaml").write_text(PROFILE)
-    return folder
 
 
 def deployment_file(folder: Path, twins: dict[str, str], models: bool) -> Path:
@@ -276,23 +166,6 @@ def print_row(name: str, r: dict[str, Any]) -> None:
 
 
 # -- runs --------------------------------------------------------------------------------
-
-
-def simulate_units(n_units: int, cache: Path | None) -> list[dict[str, Any]]:
-    """The units, simulated on two processes (or read back from ``cache``)."""
-    if cache is not None and (cache / "units.json").exists():
-        meta = json.loads((cache / "units.json").read_text())
-        if len(meta) == n_units:
-            return [{**m, "frame": pl.read_parquet(cache / f"{m['seed']}.parquet")} for m in meta]
-    with ProcessPoolExecutor(max_workers=2) as pool:
-        units = list(pool.map(simulate_unit, range(n_units)))
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-        for u in units:
-            u["frame"].write_parquet(cache / f"{u['seed']}.parquet")
-        meta = [{k: v for k, v in u.items() if k != "frame"} for u in units]
-        (cache / "units.json").write_text(json.dumps(meta))
-    return units
 
 
 def progpy_bench(root: Path, n_units: int, cache: Path | None = None) -> None:
