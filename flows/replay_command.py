@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import inspect
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 from twinflow.flows.cluster import add_cluster_arguments, cluster_from
 from twinflow.flows.shutdown import stop_on_signals
@@ -57,7 +54,8 @@ def add_replay_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def replay_command(args: argparse.Namespace) -> int:
-    """``twinflow replay``: stops cleanly on Ctrl-C once ``run_replay`` takes ``stop``."""
+    """``twinflow replay``: Ctrl-C or SIGTERM ends the reading; what was read is written and
+    summarised."""
     from twinflow.connectors.recorded.spec import load_spec, parse_map
     from twinflow.flows.deploy import load_deployment
     from twinflow.flows.outputs import prepare_out
@@ -88,9 +86,7 @@ def replay_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     stop = threading.Event()
-    stoppable = "stop" in inspect.signature(run_replay).parameters  # once replay.py takes it
-    extra: dict[str, Any] = {"stop": stop} if stoppable else {}
-    with stop_on_signals(stop) if stoppable else contextlib.nullcontext(stop):
+    with stop_on_signals(stop):
         summary = run_replay(
             dep,
             list(args.data),
@@ -101,7 +97,7 @@ def replay_command(args: argparse.Namespace) -> int:
             faults=args.faults,
             write_telemetry=not args.no_telemetry,
             progress=None if args.quiet else sys.stderr,
-            **extra,
+            stop=stop,
         )
     if stop.is_set():
         print("twinflow replay: stopped by a signal; the summary covers what was read")

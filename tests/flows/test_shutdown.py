@@ -157,3 +157,35 @@ def test_a_clean_stop_with_recovery_resumes_exactly_where_it_stopped(tmp_path: P
     n = len(first)
     assert first[-1] == ("k", (n, n))
     assert second[0] == ("k", (n + 1, n + 1)), "source position and state both resumed"
+
+
+def test_ctrl_c_stops_a_replay_with_its_summary_and_exit_status_0(tmp_path: Path) -> None:
+    import numpy as np
+    import polars as pl
+
+    n = 30 * 86400  # a month of a pump at 1 Hz: longer than the test waits
+    rng = np.random.default_rng(1)
+    start = np.datetime64("2024-03-01T00:00:00")
+    pl.DataFrame(
+        {
+            "time": (start + np.arange(n).astype("timedelta64[s]")).astype("datetime64[us]"),
+            "flow_m3h": 250 + rng.normal(0, 1, n),
+            "suction_bar": 1.0 + rng.normal(0, 0.01, n),
+            "discharge_bar": 8.0 + rng.normal(0, 0.05, n),
+            "motor_current_a": 80 + rng.normal(0, 0.5, n),
+            "motor_voltage_v": 400 + rng.normal(0, 0.5, n),
+        }
+    ).write_parquet(tmp_path / "p1.parquet")
+    dep = tmp_path / "dep.yaml"
+    dep.write_text("version: 1\nsite: rig\ntwins:\n  - {id: p1, type: pump, protocol: replay}\n")
+    proc = subprocess.Popen(
+        [*CLI, "replay", str(dep), str(tmp_path / "p1.parquet"), "--twin", "p1", "--tz", "UTC",
+         "--out", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    stdout, err = stop_after(proc, "| readings", signal.SIGINT, timeout_s=120)
+    assert proc.returncode == 0, err
+    assert "Ctrl-C: stopping" in err and "Traceback" not in err and "panicked" not in err
+    assert "stopped by a signal" in stdout and "replayed " in stdout
+    rows = int(stdout.split("replayed ")[1].split(" rows")[0].replace(",", ""))
+    assert 0 < rows < n, "stopped before the end of the recording"
