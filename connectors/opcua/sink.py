@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import ClassVar
 
+from twinflow.connectors import connection_state
 from twinflow.connectors.bindings import OpcUaBinding
 from twinflow.connectors.command_sink import CommandPartition, CommandSink
 from twinflow.connectors.feedback import CommandFeedback
@@ -221,6 +222,7 @@ class _ServerWriter:
         self.endpoint = endpoint
         self._client: Client | None = None
         self._types: dict[ua.NodeId, ua.VariantType] = {}
+        self._was_up = False
 
     async def run(self, jobs: asyncio.Queue[tuple[Command, ua.NodeId, float] | None]) -> None:
         try:
@@ -229,7 +231,8 @@ class _ServerWriter:
                 attempt = functools.partial(self._try, command, node, value)
                 await self.sink.deliver(command, self.endpoint.label, attempt)
         finally:
-            await self._drop()
+            await self._drop(lost=False)
+            connection_state.forget("opcua", "sink", self.endpoint.label)
 
     async def _try(
         self, command: Command, node: ua.NodeId, value: float, attempt: int
@@ -278,13 +281,23 @@ class _ServerWriter:
     async def _connect(self) -> Client:
         if self._client is None:
             s = self.sink
-            self._client = await open_client(self.endpoint, s.timeout_s, s.session_timeout_s)
+            label = self.endpoint.label
+            try:
+                self._client = await open_client(self.endpoint, s.timeout_s, s.session_timeout_s)
+            except BaseException:
+                connection_state.down("opcua", "sink", label)
+                raise
+            connection_state.up("opcua", "sink", label, reconnected=self._was_up)
+            self._was_up = True
             self._types.clear()
         return self._client
 
-    async def _drop(self) -> None:
+    async def _drop(self, lost: bool = True) -> None:
+        """Close the session; ``lost``: because it failed (the connection counts as down)."""
         client, self._client = self._client, None
         if client is not None:
+            if lost:
+                connection_state.down("opcua", "sink", self.endpoint.label)
             await close_quietly(client, self.sink.timeout_s)
 
 
