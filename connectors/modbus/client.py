@@ -125,8 +125,9 @@ class Connection:
         self.next_attempt = 0.0
 
     def close(self) -> None:
-        """Close for good (same as :meth:`drop`; kept apart for readability at call sites)."""
+        """Close for good: as :meth:`drop`, and the connection is no longer reported."""
         self.drop()
+        connection_state.forget("modbus", self.role, f"{self.host}:{self.port}")
 
     def __repr__(self) -> str:
         return f"Connection({self.host}:{self.port}, connected={self.connected})"
