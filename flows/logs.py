@@ -55,6 +55,11 @@ class Calm(logging.Filter):
         return True
 
 
+#: Set while a progress line is being rewritten in place on the terminal: a log line then
+#: first clears it (the next progress tick draws it again below the log line).
+LIVE_LINE = threading.Event()
+
+
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler :func:`setup_logging` installs (so that a second call replaces it); with
     no stream given it writes to whatever ``sys.stderr`` is at the time."""
@@ -65,6 +70,8 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         self.stream = self.fixed if self.fixed is not None else sys.stderr
+        if LIVE_LINE.is_set():
+            self.stream.write("\r\x1b[K")
         super().emit(record)
 
 

@@ -17,6 +17,7 @@ from typing import TextIO
 
 from twinflow.connectors import connection_state
 from twinflow.flows.kafka_lag import KafkaLag
+from twinflow.flows.logs import LIVE_LINE
 from twinflow.flows.metrics import RunStats
 from twinflow.flows.observe import Observer
 
@@ -95,6 +96,7 @@ class Progress(threading.Thread):
             pad = max(self._width - len(text), 0)
             self._width = len(text)
             self.stream.write("\r" + text + " " * pad)
+            LIVE_LINE.set()
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
@@ -109,6 +111,7 @@ class Progress(threading.Thread):
         if self.is_alive():
             self.join(timeout=self.every_s + 1)
         if self.live and self._width:
+            LIVE_LINE.clear()
             self.stream.write("\n")
             self.stream.flush()
 
