@@ -338,6 +338,7 @@ def _demo(args: argparse.Namespace) -> int:
         print("twinflow demo: stopped by a signal; the summary scores what was simulated")
     print(render(summary))
     print(f"\nwrote {args.out}/summary.json and the outputs beside it")
+    print(f"report: {summary['report']}")
     return 0
 
 
