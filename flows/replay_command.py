@@ -47,6 +47,15 @@ def add_replay_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     truth = replay.add_mutually_exclusive_group()
     truth.add_argument("--labels", default=None, metavar="COLUMN", help="anomaly label column")
     truth.add_argument("--faults", type=Path, default=None, help="faults file to score against")
+    replay.add_argument(
+        "--history",
+        type=Path,
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="output folder of an earlier replay of run-to-failure data scored with --faults; "
+        "learns each type's failure level for the health index (repeatable)",
+    )
     add_cluster_arguments(replay)
     replay.add_argument("--no-telemetry", action="store_true", help="no raw-telemetry Parquet")
     replay.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -95,6 +104,7 @@ def replay_command(args: argparse.Namespace) -> int:
             workers=cluster.workers_per_process,
             cluster=cluster,
             faults=args.faults,
+            history=args.history,
             write_telemetry=not args.no_telemetry,
             progress=None if args.quiet else sys.stderr,
             stop=stop,

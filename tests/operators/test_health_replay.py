@@ -156,3 +156,21 @@ def test_scoring_counts_alpha_lambda_and_interval_coverage() -> None:
     assert out["alpha_lambda"] == {"0.25": 0.5, "0.5": 0.5, "0.75": 0.0}
     assert out["interval_coverage"] == {"0.25": 1.0, "0.5": 0.5, "0.75": 0.0}
     assert out["estimates"] == 3
+
+
+def test_the_command_line_takes_history(
+    history: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from twinflow.flows.cli import main
+
+    dep, faults = setup(tmp_path, ["c3"])
+    data = run_to_failure(tmp_path, "c3", 3)
+    args = ["replay", str(dep), str(data), "--tz", "UTC", "--quiet", "--faults", str(faults)]
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out), "--history", str(history)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["learned_failure_levels"], summary.keys()
+    assert main([*args, "--out", str(tmp_path / "o2"), "--history", str(tmp_path / "x")]) == 2
+    assert "no readable summary.json" in capsys.readouterr().err
