@@ -30,6 +30,7 @@ from twinflow.core.records import (
     DeadLetter,
     DesiredChange,
     Frame,
+    RulEstimate,
     TelemetryFrame,
     TwinState,
     WindowFeatures,
@@ -465,6 +466,31 @@ class RulStep:
             tracker = HealthTracker(w.twin_id, w.twin_type)
         est = tracker.update(w, self.type_of(w.twin_id, w.twin_type))
         return tracker, (replace(w, rul=est) if est is not None else w)
+
+
+#: What ``stamp`` keeps per twin: its newest RUL estimate and its newest state.
+Stamped = tuple[RulEstimate | None, TwinState | None]
+
+
+def stamp_health(
+    kept: Stamped | None, item: TwinState | WindowFeatures
+) -> tuple[Stamped, list[TwinState]]:
+    """``stamp`` (stateful_flat_map): a twin's states carry its newest RUL estimate.
+
+    Twin state is computed before the windows are analysed, so the estimate comes from the
+    windows downstream. A state is emitted with the newest estimate so far (none until a
+    window had one); a window with a new estimate emits the twin's newest state again with
+    it (same ``time``, the estimate as of that window), so the last state of a run always
+    carries the last estimate, however Bytewax interleaves the two streams.
+    """
+    latest, state = kept if kept is not None else (None, None)
+    if isinstance(item, WindowFeatures):
+        if item.rul is None or item.rul == latest:
+            return (latest, state), []
+        latest = item.rul
+        return (latest, state), ([] if state is None else [replace(state, rul=latest)])
+    state = item if item.rul is None else replace(item, rul=None)
+    return (latest, state), [item if latest is None else replace(item, rul=latest)]
 
 
 @dataclass(frozen=True)

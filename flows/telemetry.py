@@ -14,6 +14,7 @@ Bytewax's metrics and in its dataflow diagram (``bytewax.visualize.to_mermaid(fl
                   [anomaly] window model per twin (warm-up, calibrated threshold)
                   [rul] remaining useful life from the health indicator's trend
                   [alarms] rules, hysteresis, diagnosis
+    health        [stamp] twin states carry the twin's newest RUL estimate (from its windows)
     rollups       per asset: twins in alarm, worst health (with a registry and its sink)
     commands      [policy] derate on overheating, rate-limited per twin
                   [command_book] <- policy commands, requests, twin states and the actuators'
@@ -75,6 +76,7 @@ from twinflow.flows.steps import (
     is_desired,
     key_of,
     residuals,
+    stamp_health,
     to_actuators,
 )
 from twinflow.operators.anomaly_profile import anomaly_of
@@ -200,6 +202,15 @@ def analytics(
     alerts = op.stateful_flat_map("alarms", with_rul, AlarmStep(type_of))
     op.inspect("count_alerts", alerts, tally.alert)
     return Analysed(frames, with_rul, alerts, late)
+
+
+@operator
+def twin_health(
+    step_id: str, states: KeyedStream[TwinState], windows: KeyedStream[WindowFeatures]
+) -> KeyedStream[TwinState]:
+    """Twin states as written out: each with the twin's newest RUL estimate and interval."""
+    both = op.merge("states_and_windows", states, windows)
+    return op.stateful_flat_map("stamp", both, stamp_health)
 
 
 def _types_score_samples(type_of: TypeOf) -> bool:
@@ -346,7 +357,7 @@ def build_flow(
     write_outputs(
         "outputs",
         analysed.scored,
-        states,
+        twin_health("health", states, analysed.windows),
         analysed.windows,
         analysed.alerts,
         commands.transitions,

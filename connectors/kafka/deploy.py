@@ -65,7 +65,7 @@ SERVICE = Schema(
         ),
         OptionalText(
             "twin_state_topic",
-            "Topic of twin-state changes (twin_state.v2).",
+            "Topic of twin-state changes (twin_state.v3).",
             "twinflow.twin-state",
         ),
         OptionalText("command_requests_topic", "Topic of command requests from outside."),

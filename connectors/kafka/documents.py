@@ -1,9 +1,11 @@
-"""JSON documents of records that have no ``to_json`` of their own: twin state, version 2.
+"""JSON documents of records that have no ``to_json`` of their own: twin state, version 3.
 
-Schema ``operators/schemas/twin_state.v2.json``: version 1 (``twin_state.v1.json``) plus
-``properties``, the desired and reported side of each writable property with their
-versions, times and whether they agree. A twin state has no id: consumers deduplicate
-replays on ``(twin_id, time, status, properties)``; the latest ``time`` per twin wins.
+Schema ``operators/schemas/twin_state.v3.json``: version 2 (``twin_state.v2.json``: version 1
+plus ``properties``, the desired and reported side of each writable property with their
+versions, times and whether they agree) plus ``health``, the twin's newest remaining-useful-life
+estimate with its interval (``null`` until a window has one; a new estimate re-emits the
+twin's newest state with it). A twin state has no id: consumers deduplicate replays on
+``(twin_id, time, status, properties, health)``; the latest ``time`` per twin wins.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from twinflow.core.records import SignalState, TwinState
 from twinflow.core.times import iso, utc
 
 TWIN_STATE_SCHEMA = "twinflow.twin_state"
-TWIN_STATE_VERSION = 2
+TWIN_STATE_VERSION = 3
 
 
 def twin_state_json(state: TwinState) -> dict[str, Any]:
@@ -29,7 +31,7 @@ def twin_state_json(state: TwinState) -> dict[str, Any]:
     ...               properties={"flow_setpoint": PropertyState(250.0, 1, t, in_sync=False)})
     >>> doc = twin_state_json(s)
     >>> doc["version"], doc["status"], doc["time"], doc["signals"]["flow_m3h"]
-    (2, 'stale', '2026-01-01T00:00:00Z', {'value': None, 'time': '2025-12-31T23:59:50Z', \
+    (3, 'stale', '2026-01-01T00:00:00Z', {'value': None, 'time': '2025-12-31T23:59:50Z', \
 'quality': 'good', 'stale': True})
     >>> doc["properties"]["flow_setpoint"]
     {'desired': 250.0, 'desired_version': 1, 'desired_at': '2026-01-01T00:00:00Z', \
@@ -46,6 +48,7 @@ def twin_state_json(state: TwinState) -> dict[str, Any]:
         "dead_letters": state.dead_letters,
         "signals": {name: _signal(sig) for name, sig in state.signals.items()},
         "properties": {name: p.to_json() for name, p in state.properties.items()},
+        "health": None if state.rul is None else state.rul.to_json(),
     }
 
 

@@ -43,7 +43,7 @@ def rollup_sink(settings: KafkaSettings) -> KafkaJsonSink:
 
 
 def twin_state_sink(settings: KafkaSettings) -> KafkaJsonSink:
-    """``(twin_id, TwinState)`` pairs to ``settings.twin_state_topic`` (twin_state.v2.json)."""
+    """``(twin_id, TwinState)`` pairs to ``settings.twin_state_topic`` (twin_state.v3.json)."""
     return KafkaJsonSink(
         settings, _topic(settings.twin_state_topic, "twin_state_topic"), twin_state_json
     )

@@ -202,7 +202,8 @@ def window_row(seq: int, w: WindowFeatures) -> tuple[Any, ...]:
 
 
 def state_row(seq: int, s: TwinState) -> tuple[Any, ...]:
-    """Columns of ``TWIN_STATES``; ``properties`` as in twin-state JSON version 2."""
+    """Columns of ``TWIN_STATES``; ``properties`` and ``health`` as in twin-state JSON
+    version 3 (``health`` NULL until the twin has an estimate)."""
     signals = {
         name: {
             "value": sig.value,
@@ -222,6 +223,7 @@ def state_row(seq: int, s: TwinState) -> tuple[Any, ...]:
         int(s.readings),
         int(s.dead_letters),
         to_json_text({name: p.to_json() for name, p in s.properties.items()}),
+        None if s.rul is None else to_json_text(s.rul.to_json()),
     )
 
 

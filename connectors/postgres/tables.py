@@ -121,15 +121,17 @@ WINDOWS = Table(
     ),
 )
 
-_STATE_COLS = "twin_id, twin_type, time, status, signals, readings, dead_letters, properties"
+_STATE_COLS = (
+    "twin_id, twin_type, time, status, signals, readings, dead_letters, properties, health"
+)
 _STATE_SET = (
     "twin_type = EXCLUDED.twin_type, status = EXCLUDED.status, signals = EXCLUDED.signals, "
     "readings = EXCLUDED.readings, dead_letters = EXCLUDED.dead_letters, "
-    "properties = EXCLUDED.properties"
+    "properties = EXCLUDED.properties, health = EXCLUDED.health"
 )
 _STATE_SELECT = (
     "twin_id, twin_type, time, status, signals::jsonb, readings, dead_letters, "
-    "properties::jsonb FROM twinflow_stage_twin_state"
+    "properties::jsonb, health::jsonb FROM twinflow_stage_twin_state"
 )
 
 TWIN_STATES = Table(
@@ -144,6 +146,7 @@ TWIN_STATES = Table(
         ("readings", "int8"),
         ("dead_letters", "int8"),
         ("properties", "text"),
+        ("health", "text"),
     ),
     (
         Merge(
@@ -163,9 +166,9 @@ TWIN_STATES = Table(
             f"ON CONFLICT (twin_id) DO UPDATE SET time = EXCLUDED.time, {_STATE_SET}, "
             "updated_at = now() "
             "WHERE EXCLUDED.time > s.time OR (EXCLUDED.time = s.time AND "
-            "(s.twin_type, s.status, s.signals, s.readings, s.dead_letters, s.properties) "
-            "IS DISTINCT FROM (EXCLUDED.twin_type, EXCLUDED.status, EXCLUDED.signals, "
-            "EXCLUDED.readings, EXCLUDED.dead_letters, EXCLUDED.properties))",
+            "(s.twin_type, s.status, s.signals, s.readings, s.dead_letters, s.properties, "
+            "s.health) IS DISTINCT FROM (EXCLUDED.twin_type, EXCLUDED.status, EXCLUDED.signals, "
+            "EXCLUDED.readings, EXCLUDED.dead_letters, EXCLUDED.properties, EXCLUDED.health))",
         ),
     ),
 )

@@ -72,6 +72,7 @@ from twinflow.core.records import (
     PropertyState,
     Quality,
     RawMessage,
+    RulEstimate,
     Severity,
     SignalState,
     SyncStatus,
@@ -468,7 +469,7 @@ def test_replayed_alerts_keep_their_ids(bootstrap: str) -> None:
     ("make_sink", "field", "schema_file", "make_item", "to_json"),
     [
         (command_sink, "commands_topic", "command.v2.json", command, Command.to_json),
-        (twin_state_sink, "twin_state_topic", "twin_state.v2.json", twin_state, twin_state_json),
+        (twin_state_sink, "twin_state_topic", "twin_state.v3.json", twin_state, twin_state_json),
     ],
     ids=["commands", "twin_states"],
 )
@@ -539,7 +540,7 @@ def test_rollups_are_read_back_keyed_by_asset(bootstrap: str) -> None:
 
 def test_twin_state_json_maps_nan_to_null_and_names_quality() -> None:
     doc = twin_state_json(twin_state("P1", 3))
-    schema("twin_state.v2.json").validate(doc)
+    schema("twin_state.v3.json").validate(doc)
     assert doc["signals"]["suction_bar"] == {
         "value": None,
         "time": "2026-01-01T00:02:30Z",
@@ -558,18 +559,38 @@ def test_twin_state_json_maps_nan_to_null_and_names_quality() -> None:
     }
 
 
-def test_twin_state_v2_is_v1_plus_properties() -> None:
-    """Every version 1 field keeps its meaning: without ``properties`` and with version 1,
-    a version 2 document is a valid version 1 document."""
+def test_twin_state_v3_is_v2_plus_health_and_v2_is_v1_plus_properties() -> None:
+    """Every earlier field keeps its meaning: without ``health`` and with version 2, a version
+    3 document is a valid version 2 document; without ``properties`` too, a version 1."""
     doc = twin_state_json(twin_state("P1", 4))
-    assert (doc["schema"], doc["version"]) == ("twinflow.twin_state", 2)
-    v1 = {k: v for k, v in doc.items() if k != "properties"} | {"version": 1}
+    assert (doc["schema"], doc["version"], doc["health"]) == ("twinflow.twin_state", 3, None)
+    v2 = {k: v for k, v in doc.items() if k != "health"} | {"version": 2}
+    schema("twin_state.v2.json").validate(v2)
+    v1 = {k: v for k, v in v2.items() if k != "properties"} | {"version": 1}
     schema("twin_state.v1.json").validate(v1)
+    with pytest.raises(SchemaError, match="health"):
+        schema("twin_state.v3.json").validate(v2 | {"version": 3})
     with pytest.raises(SchemaError, match="properties"):
         schema("twin_state.v2.json").validate(v1 | {"version": 2})
     empty = twin_state_json(replace(twin_state("P1", 4), properties={}))
-    schema("twin_state.v2.json").validate(empty)
+    schema("twin_state.v3.json").validate(empty)
     assert empty["properties"] == {}
+
+
+def test_twin_state_v3_carries_the_rul_with_its_interval() -> None:
+    rul = RulEstimate("bearing_ratio", 0.42, 31.5, 20.25, float("inf"))
+    doc = twin_state_json(replace(twin_state("P1", 4), rul=rul))
+    schema("twin_state.v3.json").validate(doc)
+    assert doc["health"] == {
+        "indicator": "bearing_ratio",
+        "health": 0.42,
+        "hours": 31.5,
+        "low_hours": 20.25,
+        "high_hours": None,
+    }
+    doc["health"]["hours"] = "soon"
+    with pytest.raises(SchemaError):
+        schema("twin_state.v3.json").validate(doc)
 
 
 @pytest.mark.parametrize(
@@ -582,11 +603,11 @@ def test_twin_state_v2_is_v1_plus_properties() -> None:
         ("extra", 1),
     ],
 )
-def test_twin_state_v2_schema_refuses_malformed_properties(field: str, value: Any) -> None:
+def test_twin_state_schema_refuses_malformed_properties(field: str, value: Any) -> None:
     doc = twin_state_json(twin_state("P1", 4))
     doc["properties"]["flow_setpoint"][field] = value
     with pytest.raises(SchemaError):
-        schema("twin_state.v2.json").validate(doc)
+        schema("twin_state.v3.json").validate(doc)
 
 
 def output_metric(name: str, topic: str) -> float:

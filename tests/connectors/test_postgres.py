@@ -75,6 +75,7 @@ ALL_MIGRATIONS = (
     "0003_properties",
     "0004_command_lifecycle",
     "0005_asset_rollups",
+    "0006_twin_health",
     "0007_maintenance_plan",
 )
 
@@ -550,6 +551,22 @@ def test_twin_state_properties_round_trip_and_view(db: str) -> None:
 
 
 @pytest.mark.services
+def test_twin_state_health_round_trips_with_its_interval_and_view(db: str) -> None:
+    rul = RulEstimate("bearing_ratio", 0.42, 31.5, 20.25, float("inf"))
+    write(PostgresSink(db), [replace(state("H1", 20), rul=rul), state("H2", 20)])
+    expected = rul.to_json()
+    for table in ("twin_state", "twin_state_history"):
+        rows = query(db, f"SELECT twin_id, health FROM twinflow.{table} ORDER BY twin_id")
+        assert rows == [("H1", expected), ("H2", None)], table
+    view = query(
+        db,
+        "SELECT twin_id, indicator, health, rul_hours, rul_low_hours, rul_high_hours "
+        "FROM twinflow.twin_health_latest ORDER BY twin_id",
+    )
+    assert view == [("H1", "bearing_ratio", 0.42, 31.5, 20.25, None)]
+
+
+@pytest.mark.services
 def test_desired_change_without_new_readings_updates_and_older_state_never_wins(
     db: str,
 ) -> None:
@@ -745,7 +762,7 @@ def test_rollups_migration_upgrades_a_database_at_0004_and_runs_once(
     p.write_batch([rollup("site1", 1)])
     with pytest.raises(
         PostgresSinkError,
-        match=r"has not applied 0005_asset_rollups, 0007_maintenance_plan: .*migrate",
+        match=r"has not applied 0005_asset_rollups, 0006_twin_health, 0007_maintenance_plan: ",
     ):
         p.snapshot()  # the sink refuses a schema without the roll-up tables
     with pytest.raises(PostgresSinkError):
@@ -753,6 +770,7 @@ def test_rollups_migration_upgrades_a_database_at_0004_and_runs_once(
 
     assert [m.label for m in migrate(fresh, use_timescaledb=False)] == [
         "0005_asset_rollups",
+        "0006_twin_health",
         "0007_maintenance_plan",
     ]
     assert migrate(fresh, use_timescaledb=False) == []

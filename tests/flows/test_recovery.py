@@ -50,7 +50,13 @@ DB_TIME_COLUMNS = frozenset({"updated_at", "recorded_at", "status_at"})
 #: newest event time) depends on the order in which different twins' alerts and windows meet
 #: in the site's step, which differs between any two runs, disturbed or not. Their history is
 #: left out; the end state of every asset must match (its time too depends on that order).
-ORDER_DEPENDENT = {"asset_rollups": None, "asset_rollups_latest": frozenset({"time"})}
+ORDER_DEPENDENT = {
+    "asset_rollups": None,
+    "asset_rollups_latest": frozenset({"time"}),
+    # A state's health is the newest RUL estimate when the state passed by: which windows had
+    # been analysed by then depends on the same order. The latest state carries the last one.
+    "twin_state_history": frozenset({"health"}),
+}
 #: Simulated hours of plant data in the topic: long enough that a run lasts a few seconds.
 HOURS = 4
 #: The broker refuses bigger messages (the simulator's oversized bad payload is left out).

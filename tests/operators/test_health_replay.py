@@ -95,6 +95,21 @@ def test_windows_carry_the_rul_with_its_interval(history: Path) -> None:
     assert late["health"].min() < 0.5 * healthy["health"].drop_nulls().min()
 
 
+def test_twin_states_carry_the_newest_estimate_of_their_windows(history: Path) -> None:
+    states = read_parquet_dir(history / "twin_states").filter(pl.col("twin_id") == "c1")
+    windows = read_parquet_dir(history / "windows").filter(pl.col("twin_id") == "c1")
+    late = states.sort("time").tail(1).row(0, named=True)
+    newest = windows.filter(pl.col("rul_hours").is_finite()).sort("end").tail(1)
+    assert newest.height == 1 and late["rul_hours"] is not None
+    assert late["rul_low_hours"] <= late["rul_hours"] <= late["rul_high_hours"]
+    # the last state's estimate is one its windows gave (no later window is left out)
+    assert (late["rul_low_hours"], late["rul_high_hours"]) in set(
+        zip(windows["rul_low_hours"], windows["rul_high_hours"], strict=True)
+    )
+    first = states.sort("time").head(1).row(0, named=True)
+    assert first["rul_hours"] is None  # before any window had an estimate
+
+
 def test_the_database_row_carries_the_interval() -> None:
     w = WindowFeatures(
         "c1", "compressor", utc(0), utc(300), {}, rul=RulEstimate("anomaly_score", 0.4, 5, 3, 9)

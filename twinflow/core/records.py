@@ -24,7 +24,7 @@ import hashlib
 import math
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import IntEnum, StrEnum
 from types import MappingProxyType
@@ -205,7 +205,7 @@ class PropertyState:
     in_sync: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        """The property's entry in twin-state JSON (schema twin_state.v2.json; NaN -> null)."""
+        """The property's entry in twin-state JSON (schema twin_state.v3.json; NaN -> null)."""
         return {
             "desired": None if self.desired is None else _finite(self.desired),
             "desired_version": int(self.desired_version),
@@ -234,10 +234,23 @@ class TwinState:
     readings: int = 0
     dead_letters: int = 0
     properties: Mapping[str, PropertyState] = field(default_factory=_empty)
+    #: The twin's newest remaining-useful-life estimate (from its windows), if any.
+    rul: RulEstimate | None = None
 
     def __post_init__(self) -> None:
         if type(self.properties) is not MappingProxyType:
             object.__setattr__(self, "properties", read_only(self.properties))
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        """Also a state pickled before ``rul`` existed (a recovery snapshot): it has none."""
+        names = [f.name for f in fields(self)]
+        values = dict(zip(names, state, strict=False))
+        values.setdefault("rul", None)
+        for name in names:
+            object.__setattr__(self, name, values[name])
 
     def to_row(self) -> dict[str, Any]:
         """Flat row for tabular sinks: one column per signal value/quality, and per property
@@ -259,6 +272,11 @@ class TwinState:
             row[f"{name}__desired"] = math.nan if prop.desired is None else prop.desired
             row[f"{name}__reported"] = math.nan if prop.reported is None else prop.reported
             row[f"{name}__in_sync"] = prop.in_sync
+        rul = self.rul
+        row["rul_hours"] = None if rul is None else rul.hours
+        row["rul_low_hours"] = None if rul is None else rul.low_hours
+        row["rul_high_hours"] = None if rul is None else rul.high_hours
+        row["health"] = None if rul is None else rul.health
         return row
 
 
