@@ -25,14 +25,15 @@ lines are collapsed to one per condition a minute. A fatal client error raises
 A broker that comes back without its data (restarted on empty storage, or the topic deleted
 and created again) is followed: a partition whose log now ends before the offset the source
 is at (the high watermark of its last fetch is lower), or whose topic's id changed (checked
-every ``watch_s`` seconds, 5 by default, through an admin client), is read again from its
-beginning, with a warning that says so, instead of waiting for the new log to reach the old
-offset. Messages read from the new log before the change was seen may be read twice.
+every ``watch_s`` seconds, 5 by default, through an admin client, and before the first batch
+read after the brokers were unreachable is used), is read again from its beginning, with a
+warning that says so, instead of waiting for the new log to reach the old offset.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -77,6 +78,8 @@ _EOF = KafkaError._PARTITION_EOF
 METADATA_TIMEOUT_S = 10.0
 #: How often a partition checks that its log is still the one it was reading.
 WATCH_S = 5.0
+#: After the brokers were unreachable, how long the first batch read waits for that check.
+VERIFY_S = 10.0
 
 
 class _KafkaPartition(StatefulSourcePartition[Any, int]):
@@ -94,10 +97,16 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         max_idle_wait_s: float,
         admin: AdminClient | None = None,
         watch_s: float = WATCH_S,
+        link: BrokerLink | None = None,
     ) -> None:
         consumer.assign([TopicPartition(topic, partition, offset)])
         self._consumer = consumer
         self._admin = admin
+        self._link = link
+        self._suspect = False  # the brokers were away: check the log before reading on
+        self._held: list[Message] | None = None  # the first batch after that, until checked
+        self._held_until = 0.0
+        self._verified = False
         self._topic_id: str | None = None
         self._described: Future[Any] | None = None
         self._watch_s = watch_s
@@ -118,10 +127,27 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         if self._eof:
             raise StopIteration
         now = time.monotonic()
+        link = self._link
+        if link is not None and link.seen and not link.connected:
+            self._suspect = True
         if now >= self._watch_due:
-            self._watch_due = now + 1.0
+            self._watch_due = now + (0.1 if self._held is not None else 1.0)
             self._watch(now)
+        if self._held is not None:  # the first batch after an outage waits for the check
+            if not self._verified and now < self._held_until:
+                self._awake = datetime.now(UTC) + timedelta(seconds=0.05)
+                return []
+            msgs, self._held = self._held, None
+            return self.process(msgs, time.time())
         msgs = self._consumer.consume(self._batch_size, 0)
+        if msgs and self._suspect and self._admin is not None:
+            # Read after the brokers were away: the log may be a new one (a broker that lost
+            # its data) read at the old offset. Ask for the topic's id before using it.
+            self._suspect, self._verified = False, False
+            self._held, self._held_until = msgs, now + VERIFY_S
+            self._described, self._watched_at, self._watch_due = None, -math.inf, now
+            self._awake = None
+            return []
         if not msgs:
             # Nothing fetched yet: come back later, waiting longer while the topic is quiet
             # (1 ms doubling up to max_idle_wait_s) instead of blocking the worker.
@@ -144,7 +170,8 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         if self._described is not None and self._described.done():
             self._check_topic_id(self._described)
             self._described = None
-        if self._described is None and now - self._watched_at >= self._watch_s:
+        every = 0.2 if self._held is not None else self._watch_s
+        if self._described is None and now - self._watched_at >= every:
             self._watched_at = now
             collection = TopicCollection([self._topic])
             self._described = self._admin.describe_topics(collection)[self._topic]
@@ -157,6 +184,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         if self._topic_id is not None and topic_id != self._topic_id:
             self._rewind(f"the topic was created again (its id changed from {self._topic_id})")
         self._topic_id = topic_id
+        self._verified = True
 
     def _rewind(self, why: str) -> None:
         log.warning(
@@ -169,6 +197,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
             self._offset,
         )
         self._offset = 0
+        self._held = None  # read from the old position in the new log: dropped
         self._consumer.assign([TopicPartition(self._topic, self._partition, OFFSET_BEGINNING)])
 
     def process(self, msgs: list[Message], received: float) -> list[Any]:
@@ -301,6 +330,7 @@ class KafkaMessageSource(FixedPartitionedSource[Any, int]):
             self.max_idle_wait_s,
             AdminClient(admin_config(self.settings)) if self.tail else None,
             self.watch_s,
+            link,
         )
 
 
