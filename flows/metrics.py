@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter as _Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,9 @@ class RunStats:
     alerts: _Counter[str] = field(default_factory=_Counter)
     commands: _Counter[str] = field(default_factory=_Counter)
     command_names: frozenset[str] | None = None
+    #: Called with the frames decoded from raw payloads (Kafka telemetry) as they are decoded,
+    #: so an observer can time their arrival (sources that emit frames are tapped directly).
+    on_decoded: Callable[[Sequence[Any]], None] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_readings(self, twin_type: str, n: int) -> None:

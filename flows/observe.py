@@ -13,8 +13,10 @@ streams without changing its step id or its recovery state). From them it keeps:
 - the dead letters by stage and reason kind (``twinflow_dead_letter_reasons_total``);
 - the Kafka consumer lag per partition (``twinflow_kafka_consumer_lag``, by :class:`KafkaLag`).
 
-Arrivals are known for sources that emit frames (MQTT, OPC UA, Modbus, the simulator,
-recordings); Kafka telemetry arrives as raw payloads decoded later, so it is not timed.
+Arrivals are taken where frames first exist: as sources emit them (MQTT, OPC UA, Modbus,
+the simulator, recordings), and for Kafka telemetry, which arrives as raw payloads, as the
+``decode_validate`` step decodes them (:attr:`RunStats.on_decoded`), just after they were
+read.
 """
 
 from __future__ import annotations

@@ -177,6 +177,8 @@ def deployment_flow(
         if feedback_source is not None:
             feedback_source = watch.sources([feedback_source])[0]
         outputs = watch.observer.outputs(outputs)
+        stats = stats if stats is not None else RunStats()
+        stats.on_decoded = watch.observer.arrived  # Kafka telemetry: timed as it is decoded
     return build_flow(
         sources,
         outputs,

@@ -30,6 +30,7 @@ from twinflow.core.records import (
     DeadLetter,
     DesiredChange,
     Frame,
+    RawMessage,
     RulEstimate,
     TelemetryFrame,
     TwinState,
@@ -163,6 +164,8 @@ class CheckStep:
 
     def __call__(self, item: object) -> list[Frame | DeadLetter]:
         out = check_item(item, self.validator, self.clock())
+        if self.stats.on_decoded is not None and isinstance(item, RawMessage):
+            self.stats.on_decoded(out)
         for x in out:
             if isinstance(x, DeadLetter):
                 self.stats.add_dead_letter(x.stage, x.readings)

@@ -146,3 +146,36 @@ def test_a_flow_counts_alarms_latency_and_dead_letter_reasons(tmp_path: Path) ->
     for twin_type in ("wind_turbine", "pump", "motor"):
         want = len(open_by_type.get(twin_type, set()))
         assert _value("twinflow_twins_in_alarm", twin_type=twin_type) == want, twin_type
+
+
+def test_kafka_telemetry_is_timed_where_it_is_decoded() -> None:
+    """Raw payloads (Kafka telemetry) get their arrival when ``decode_validate`` decodes
+    them, so an alert on their readings is in the reading-to-alert latency."""
+    from datetime import UTC, datetime
+
+    from twinflow.core.records import Alert, AlertState, RawMessage, Severity
+    from twinflow.flows.config import FlowConfig
+    from twinflow.flows.metrics import RunStats
+    from twinflow.flows.observe import Observer
+    from twinflow.flows.steps import CheckStep
+
+    wall = [1_767_225_600.0]
+    observer = Observer(clock=lambda: wall[0])
+    stats = RunStats(on_decoded=observer.arrived)
+    check = CheckStep.create(FlowConfig(), None, lambda: wall[0], stats)
+    payload = (
+        b'{"twin_id": "P1", "twin_type": "pump", "times": [1767225590, 1767225599], '
+        b'"signals": {"flow_m3h": [250.0, 251.0]}}'
+    )
+    (frame,) = check(RawMessage("kafka:telemetry", payload, 1_767_225_599.0))
+    assert observer.arrival_of("P1", 1_767_225_599.0) == wall[0]
+    before = _value("twinflow_reading_to_alert_seconds_count")
+    wall[0] += 0.25  # the alert is written a quarter of a second later
+    at = datetime.fromtimestamp(1_767_225_599.0, UTC)
+    alert = Alert(
+        Alert.make_id("P1", "r", at), "P1", "pump", "r", AlertState.RAISED,
+        Severity.WARNING, at, at, "test",
+    )  # fmt: skip
+    observer.alerts([("P1", alert)])
+    assert _value("twinflow_reading_to_alert_seconds_count") == before + 1
+    assert frame.twin_id == "P1"
