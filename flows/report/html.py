@@ -42,6 +42,7 @@ def page(data: RunData, max_twins: int = 60) -> str:
         f"{_when(data.span[0])} to {_when(data.span[1])} (UTC)</p>",
         _overview(data, spans, commands, faults),
         _evaluation(data.summary),
+        _plan(data.plan),
         "<h2>Twins</h2><p class=muted>Shaded: an alarm from raised to cleared; purple lines: "
         "commands (hover for their outcome); orange: a known fault's onset (dashed) and "
         "failure. Signal lines are bucket means with the bucket's range shaded.</p>",
@@ -135,6 +136,35 @@ def _evaluation(summary: dict[str, Any]) -> str:
             out.append(f"<h3>{escape(key)}</h3>{_table(value)}")
         elif isinstance(value, dict) and value:
             out.append(f"<h3>{escape(key)}</h3>{_table([value])}")
+    return "".join(out)
+
+
+#: The plan's figures shown above its table (maintenance_plan.v1).
+_PLAN_FIGURES = (
+    "plan_id", "time", "horizon_end", "status", "expected_cost", "run_to_failure_cost",
+    "expected_failures", "any_failure_risk",
+)  # fmt: skip
+#: The columns of the plan's table, one row per twin.
+_PLAN_COLUMNS = ("twin_id", "twin_type", "action", "at", "outage", "expected_cost",
+                 "failure_risk", "rul")  # fmt: skip
+
+
+def _plan(plan: dict[str, Any] | None) -> str:
+    """The maintenance plan ``twinflow plan`` wrote beside the outputs (none: no section)."""
+    if not plan:
+        return ""
+    items = [i for i in plan.get("items", []) if isinstance(i, dict)]
+    items.sort(key=lambda i: (i.get("action") == "run_to_failure", str(i.get("at")), i["twin_id"]))
+    out = [
+        "<h2>Maintenance plan</h2><p class=muted>From maintenance_plan.json (twinflow plan): "
+        "what to do to each twin and when, with its expected cost and risk of failure.</p>",
+        _table([{k: plan.get(k) for k in _PLAN_FIGURES}]),
+        _table([{k: i.get(k) for k in _PLAN_COLUMNS} for i in items]) if items else "",
+    ]
+    for key in ("outages", "skipped"):
+        rows = [r for r in plan.get(key, []) if isinstance(r, dict)]
+        if rows:
+            out.append(f"<h3>{escape(key)}</h3>{_table(rows)}")
     return "".join(out)
 
 

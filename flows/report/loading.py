@@ -39,6 +39,8 @@ class RunData:
     telemetry: pl.DataFrame = field(default_factory=pl.DataFrame)
     twin_types: dict[str, str] = field(default_factory=dict)
     span: tuple[float, float] = (0.0, 1.0)
+    #: The maintenance plan ``twinflow plan`` wrote beside the outputs, if any.
+    plan: dict[str, Any] | None = None
 
     @property
     def twins(self) -> list[str]:
@@ -57,6 +59,7 @@ def load(out: Path, points: int = 240) -> RunData:
     if not out.is_dir():
         raise ConfigError(f"report: {out} is not a folder (give a run's --out folder)")
     names = ("alerts.jsonl", "commands.jsonl", "windows", "telemetry", "summary.json")
+    names += ("maintenance_plan.json",)
     if not any((out / n).exists() for n in names):
         raise ConfigError(
             f"report: {out} holds no twinflow outputs (alerts.jsonl, windows/, telemetry/, "
@@ -69,6 +72,7 @@ def load(out: Path, points: int = 240) -> RunData:
     data.dead_letters = len(read_jsonl(out / "deadletter.jsonl"))
     data.summary = _json(out / "summary.json", {})
     data.faults = _json(out / "faults.json", None) or truth_in(data.summary)
+    data.plan = _json(out / "maintenance_plan.json", None)
     data.windows = _epoch_cols(read_parquet_dir(out / "windows"), ("start", "end"))
     data.telemetry = downsample(out / "telemetry", points)
     for df in (data.windows, data.telemetry):

@@ -221,3 +221,16 @@ def test_every_plans_again_and_writes_only_a_changed_plan(
     assert printed.count("estimates unchanged") == 2
     assert main([*args, "--at", "2026-01-05T06:00:00Z"]) == 2
     assert "--every re-plans from the newest estimates" in capsys.readouterr().err
+
+
+def test_the_report_shows_the_plan_beside_the_outputs(tmp_path: Path) -> None:
+    from twinflow.flows.report import write_report
+
+    out = run_outputs(tmp_path / "out")
+    assert main(["plan", str(out), "--config", str(costs(tmp_path))]) == 0
+    page = write_report(out).read_text()
+    plan = json.loads((out / "maintenance_plan.json").read_text())
+    assert "<h2>Maintenance plan</h2>" in page and plan["plan_id"] in page
+    first, second = page.index("motor-1"), page.index("motor-2")
+    assert first < second  # the planned action before the twin left to run to failure
+    assert "rewind" in page and "run_to_failure" in page
