@@ -1,0 +1,154 @@
+"""The replicated update document, ``twinflow.twin_update`` version 1 (JSON).
+
+One document carries one :class:`Write` between replicas; its JSON Schema is
+``operators/schemas/twin_update.v1.json``. ``update_id`` is a uuid5 of the property and the
+stamp, so a write sent twice (a retry after a cut link, a replay of the outbox) has the same
+id, and a receiver may drop it by id or simply apply it again: applying is idempotent.
+
+:func:`decode_update` checks every field and raises :class:`UpdateError` naming the field,
+so a transport can dead-letter a bad document with the reason.
+
+>>> from twinflow.operators.replication.hlc import Stamp
+>>> key = PropertyKey("pump-1", "desired", "speed_rpm")
+>>> w = Write.make(key, 1500, Stamp(1_767_225_600_000, 2, "edge-a"), base=None)
+>>> decode_update(encode_update(w)) == w
+True
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from twinflow.core.errors import DecodeError
+from twinflow.operators.replication.hlc import MAX_LOGICAL, Stamp
+from twinflow.operators.replication.register import KINDS, PropertyKey, Write
+
+SCHEMA = "twinflow.twin_update"
+VERSION = 1
+
+#: Namespace of the update ids (uuid5 of property and stamp).
+UPDATE_NAMESPACE = uuid.UUID("6f1d8a52-3c0e-5b7a-9e4b-2d51c0a7e911")
+
+
+#: The document's fields.
+FIELDS = frozenset(
+    [
+        "schema",
+        "version",
+        "update_id",
+        "twin_id",
+        "kind",
+        "property",
+        "value",
+        "stamp",
+        "base",
+        "written_at",
+    ]
+)
+
+
+class UpdateError(DecodeError):
+    """A replicated update document is malformed; the message names the field."""
+
+
+def update_id(write: Write) -> str:
+    """The write's deterministic id."""
+    k = write.key
+    return str(
+        uuid.uuid5(UPDATE_NAMESPACE, f"{k.twin_id}\x1f{k.kind}\x1f{k.name}\x1f{write.stamp.text()}")
+    )
+
+
+def _stamp_doc(s: Stamp) -> dict[str, Any]:
+    return {"wall_ms": s.wall_ms, "logical": s.logical, "replica": s.replica}
+
+
+def update_doc(write: Write) -> dict[str, Any]:
+    """The write as a ``twin_update.v1`` document (a dict)."""
+    written = datetime.fromtimestamp(write.stamp.wall_ms / 1000, tz=UTC)
+    return {
+        "schema": SCHEMA,
+        "version": VERSION,
+        "update_id": update_id(write),
+        "twin_id": write.key.twin_id,
+        "kind": write.key.kind,
+        "property": write.key.name,
+        "value": orjson.loads(write.value_json),
+        "stamp": _stamp_doc(write.stamp),
+        "base": None if write.base is None else _stamp_doc(write.base),
+        "written_at": written.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+
+
+def encode_update(write: Write) -> bytes:
+    """The write as ``twin_update.v1`` JSON bytes."""
+    return orjson.dumps(update_doc(write))
+
+
+def _text(doc: dict[str, Any], name: str) -> str:
+    v = doc.get(name)
+    if not isinstance(v, str) or not v:
+        raise UpdateError(f"twin update: field {name!r} must be a non-empty string, got {v!r}")
+    return v
+
+
+def _whole(doc: dict[str, Any], name: str, where: str, top: int) -> int:
+    v = doc.get(name)
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= top:
+        raise UpdateError(f"twin update: {where}.{name} must be an integer in 0..{top}, got {v!r}")
+    return v
+
+
+def _stamp(doc: Any, where: str) -> Stamp:
+    if not isinstance(doc, dict):
+        raise UpdateError(f"twin update: field {where!r} must be an object, got {doc!r}")
+    unknown = set(doc) - {"wall_ms", "logical", "replica"}
+    if unknown:
+        raise UpdateError(f"twin update: unknown field(s) in {where}: {sorted(unknown)}")
+    return Stamp(
+        _whole(doc, "wall_ms", where, 2**53),
+        _whole(doc, "logical", where, MAX_LOGICAL),
+        _text(doc, "replica"),
+    )
+
+
+def decode_update(payload: bytes | str) -> Write:
+    """A write from a ``twin_update.v1`` document; :class:`UpdateError` says what is wrong."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise UpdateError(f"twin update: not JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise UpdateError(f"twin update: expected a JSON object, got {type(doc).__name__}")
+    if doc.get("schema") != SCHEMA or doc.get("version") != VERSION:
+        raise UpdateError(
+            f"twin update: schema {doc.get('schema')!r} version {doc.get('version')!r} is not "
+            f"{SCHEMA!r} version {VERSION}"
+        )
+    unknown = set(doc) - FIELDS
+    if unknown:
+        raise UpdateError(f"twin update: unknown field(s) {sorted(unknown)}")
+    if "value" not in doc:
+        raise UpdateError("twin update: field 'value' is missing (null is a value, absent is not)")
+    kind = _text(doc, "kind")
+    if kind not in KINDS:
+        raise UpdateError(f"twin update: kind {kind!r} is not one of {', '.join(KINDS)}")
+    key = PropertyKey(_text(doc, "twin_id"), kind, _text(doc, "property"))
+    base = None if doc.get("base") is None else _stamp(doc["base"], "base")
+    write = Write.make(key, doc["value"], _stamp(doc.get("stamp"), "stamp"), base)
+    if base is not None and base >= write.stamp:
+        raise UpdateError(
+            f"twin update {doc.get('update_id')!r}: base {base.text()} is not older than "
+            f"stamp {write.stamp.text()}"
+        )
+    given = doc.get("update_id")
+    if given != update_id(write):
+        raise UpdateError(
+            f"twin update: update_id {given!r} does not match its twin, property and stamp "
+            f"(expected {update_id(write)}); the document was altered or built by hand"
+        )
+    return write

@@ -1,0 +1,227 @@
+"""Hybrid logical clocks, registers and the twin_update.v1 document (no broker needed)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import jsonschema
+import orjson
+import pytest
+
+from twinflow.operators.replication import (
+    Applied,
+    ClockDriftError,
+    HybridClock,
+    PropertyKey,
+    Stamp,
+    TwinReplica,
+    UpdateError,
+    Write,
+    decode_update,
+    encode_update,
+)
+from twinflow.operators.replication.update import update_doc
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z in ms
+
+
+class FakeTime:
+    """A settable physical clock for the HLC (ms)."""
+
+    def __init__(self, ms: int = T0) -> None:
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+def schema() -> dict[str, object]:
+    text = resources.files("twinflow.operators").joinpath("schemas/twin_update.v1.json")
+    return dict(json.loads(text.read_text()))
+
+
+# -- hybrid logical clock ------------------------------------------------------------------
+
+
+def test_tick_follows_physical_time_and_counts_when_it_stalls() -> None:
+    t = FakeTime()
+    clock = HybridClock("edge-a", now_ms=t)
+    assert clock.tick() == Stamp(T0, 0, "edge-a")
+    assert clock.tick() == Stamp(T0, 1, "edge-a")
+    t.ms -= 500  # the machine's clock steps back: stamps still grow
+    assert clock.tick() == Stamp(T0, 2, "edge-a")
+    t.ms = T0 + 10
+    assert clock.tick() == Stamp(T0 + 10, 0, "edge-a")
+
+
+def test_observe_makes_later_local_stamps_larger_than_the_received_one() -> None:
+    t = FakeTime()
+    clock = HybridClock("edge-a", now_ms=t)
+    clock.tick()
+    remote = Stamp(T0 + 2_000, 7, "central")  # central's clock is 2 s ahead
+    after = clock.observe(remote)
+    assert after > remote
+    assert clock.tick() > after
+    # equal walls on both sides: the counter goes past both
+    clock2 = HybridClock("b", now_ms=FakeTime(T0))
+    clock2.tick()
+    clock2.tick()  # (T0, 1)
+    assert clock2.observe(Stamp(T0, 5, "c")) == Stamp(T0, 6, "b")
+    assert clock2.observe(Stamp(T0, 2, "c")) == Stamp(T0, 7, "b")
+
+
+def test_a_stamp_beyond_the_drift_bound_is_refused_with_the_sender_named() -> None:
+    t = FakeTime()
+    replica = TwinReplica("central", now_ms=t, max_drift_ms=1_000)
+    before = replica.clock.last
+    bad = Write.make(
+        PropertyKey("pump-1", "desired", "speed"), 1, Stamp(T0 + 5_000, 0, "edge-b"), None
+    )
+    with pytest.raises(ClockDriftError, match=r"edge-b.*5000 ms ahead.*1000 ms"):
+        replica.apply(bad)
+    assert replica.values() == {}  # nothing applied
+    assert replica.clock.last == before
+    t.ms += 4_500  # once the local clock catches up, the same write is accepted
+    assert replica.apply(bad) is Applied.WON
+
+
+def test_invalid_clock_settings_and_stamps_are_refused() -> None:
+    with pytest.raises(ValueError, match="replica id"):
+        HybridClock("")
+    with pytest.raises(ValueError, match="max_drift_ms"):
+        HybridClock("a", max_drift_ms=0)
+    with pytest.raises(ValueError, match="logical"):
+        Stamp(T0, -1, "a")
+    with pytest.raises(ValueError, match="kind 'wanted'"):
+        PropertyKey("pump-1", "wanted", "speed")
+    with pytest.raises(ValueError, match="keep"):
+        TwinReplica("a", keep=0)
+    with pytest.raises(ValueError, match="must be JSON"):
+        TwinReplica("a").write("pump-1", "desired", "speed", object())
+
+
+# -- registers and conflicts ---------------------------------------------------------------
+
+
+def test_concurrent_desired_changes_resolve_by_stamp_and_the_loser_is_a_conflict() -> None:
+    edge = TwinReplica("edge-a", now_ms=FakeTime(T0 + 5))
+    central = TwinReplica("central", now_ms=FakeTime(T0))
+    w_edge = edge.write("pump-1", "desired", "speed_rpm", 1500)  # later wall: wins
+    w_central = central.write("pump-1", "desired", "speed_rpm", 1400)
+    assert central.apply(w_edge) is Applied.WON
+    assert edge.apply(w_central) is Applied.LOST
+    assert edge.values() == central.values() == {("pump-1", "desired", "speed_rpm"): 1500}
+    for r in (edge, central):
+        [c] = r.conflicts("pump-1")
+        assert (c.winner, c.loser) == (w_edge, w_central)
+    assert central.apply(w_edge) is Applied.DUPLICATE
+
+
+def test_equal_walls_break_ties_by_replica_id() -> None:
+    a = TwinReplica("edge-a", now_ms=FakeTime())
+    b = TwinReplica("edge-b", now_ms=FakeTime())
+    wa = a.write("t", "desired", "p", "from a")
+    wb = b.write("t", "desired", "p", "from b")
+    a.apply(wb)
+    b.apply(wa)
+    assert a.get("t", "desired", "p") == b.get("t", "desired", "p") == wb
+
+
+def test_a_write_that_saw_the_previous_one_is_no_conflict() -> None:
+    t = FakeTime()
+    edge, central = TwinReplica("edge-a", now_ms=t), TwinReplica("central", now_ms=t)
+    first = edge.write("pump-1", "desired", "speed_rpm", 1500)
+    central.apply(first)
+    t.ms += 1
+    second = central.write("pump-1", "desired", "speed_rpm", 1600)  # overrides knowingly
+    assert second.base == first.stamp
+    edge.apply(second)
+    assert edge.conflicts() == central.conflicts() == []
+    assert edge.twin("pump-1") == {"desired": {"speed_rpm": 1600}}
+
+
+def test_history_is_bounded_and_old_writes_become_stale() -> None:
+    t = FakeTime()
+    r = TwinReplica("edge-a", keep=3, now_ms=t)
+    writes = []
+    for i in range(10):
+        t.ms += 1
+        writes.append(r.write("pump-1", "reported", "speed", i))
+    assert len(r.registers()[PropertyKey("pump-1", "reported", "speed")]) == 3
+    other = TwinReplica("central", keep=3, now_ms=t)
+    for w in reversed(writes):
+        other.apply(w)
+    assert other.apply(writes[0]) is Applied.STALE
+    assert other.registers() == r.registers()
+    assert r.drop_twin("pump-1") == 1 and r.values() == {}
+
+
+# -- the update document -------------------------------------------------------------------
+
+
+def test_update_documents_follow_the_schema_and_round_trip() -> None:
+    t = FakeTime()
+    r = TwinReplica("edge-a", now_ms=t)
+    first = r.write("pump-1", "metadata", "location", {"site": "north", "bay": [1, 2]})
+    t.ms += 3
+    second = r.write("pump-1", "metadata", "location", None)
+    for w in (first, second):
+        doc = update_doc(w)
+        jsonschema.validate(doc, schema())
+        assert decode_update(encode_update(w)) == w
+    assert update_doc(second)["base"] == {"wall_ms": T0, "logical": 0, "replica": "edge-a"}
+    assert update_doc(first)["update_id"] == update_doc(first)["update_id"]
+    assert update_doc(first)["update_id"] != update_doc(second)["update_id"]
+
+
+def good_doc() -> dict[str, object]:
+    w = Write.make(
+        PropertyKey("pump-1", "desired", "speed_rpm"), 1500, Stamp(T0, 1, "edge-a"), None
+    )
+    return update_doc(w)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"schema": "twinflow.alert"}, "is not 'twinflow.twin_update'"),
+        ({"version": 2}, "version 2"),
+        ({"kind": "wanted"}, "kind 'wanted'"),
+        ({"twin_id": ""}, "'twin_id' must be a non-empty string"),
+        ({"stamp": {"wall_ms": -1, "logical": 0, "replica": "a"}}, r"stamp.wall_ms must be"),
+        ({"stamp": {"wall_ms": T0, "logical": 0, "replica": "a", "x": 1}}, "unknown field"),
+        ({"base": {"wall_ms": T0 + 9, "logical": 0, "replica": "a"}}, "is not older than"),
+        ({"update_id": "00000000-0000-0000-0000-000000000000"}, "does not match"),
+        (
+            {"value": 1600},
+            None,
+        ),  # a changed value keeps the id (the id names the write, not the value)
+        ({"extra": 1}, "unknown field"),
+    ],
+)
+def test_bad_update_documents_are_refused_with_the_field_named(
+    change: dict[str, object], message: str | None
+) -> None:
+    doc = {**good_doc(), **change}
+    if message is None:
+        assert decode_update(orjson.dumps(doc)).value == 1600
+        return
+    with pytest.raises(UpdateError, match=message):
+        decode_update(orjson.dumps(doc))
+    if "does not match" in message or "not older" in message:
+        jsonschema.validate(doc, schema())  # rules a JSON Schema cannot express
+    else:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(doc, schema())
+
+
+def test_missing_value_and_non_json_are_refused() -> None:
+    doc = good_doc()
+    del doc["value"]
+    with pytest.raises(UpdateError, match="'value' is missing"):
+        decode_update(orjson.dumps(doc))
+    with pytest.raises(UpdateError, match="not JSON"):
+        decode_update(b"{nope")
+    with pytest.raises(UpdateError, match="expected a JSON object"):
+        decode_update(b"[1]")
