@@ -1,0 +1,431 @@
+"""Benchmark, end to end: Kafka → ``twinflow run`` → PostgreSQL, against a bare Kafka read.
+
+Not a test; prints figures and ratios (issue 13's headline benchmark). A seeded simulated plant
+is recorded once into a Kafka topic of 4 partitions (a local Tansu, or ``KAFKA_BOOTSTRAP``),
+one wire-format-v1 message per twin and ``--message-s`` seconds of 1 Hz data. Waveform samples
+are counted apart: wire format v1 carries none, so the simulator's vibration bursts stay out of
+the topic and every figure here is 1 Hz readings (timestamps x signals, dropouts included).
+
+Throughput (default): interleaved over ``--rounds`` rounds (the order turns each round), each
+side reads the whole topic, in its own process, one Bytewax worker:
+
+- ``bare read``: Bytewax's own ``KafkaSource`` (``tail=False``) into a counter;
+- ``read + decode``: the same, each message through ``twinflow.operators.decode.decode``;
+- ``twinflow run``: ``twinflow run --until-end`` writing files only (Parquet, default flow);
+- ``twinflow run + PostgreSQL``: the same with ``services.database`` on a hermetic server
+  (tests/services/postgres.py), a fresh migrated database per run.
+
+The bare sides time their dataflow inside the child (imports left out); ``twinflow run`` is
+timed as the wall time of the command less the median wall time of the same command over an
+empty topic (imports, connections, end-of-topic checks), and its whole wall time is printed too.
+Figures are medians with min-max; ratios are of medians.
+
+Latency (``--latency``): ``twinflow run`` (with PostgreSQL) tails the topic while this script
+produces the plant paced at ``--rate`` readings/s; afterwards the flow's own histograms
+``twinflow_reading_to_alert_seconds`` and ``twinflow_reading_to_command_seconds`` are scraped
+from its metrics endpoint. Their clock starts where twinflow decodes a Kafka message (just after
+it was read), not at the produce time. p50/p99/p999 are interpolated within the histogram's
+buckets (0.05, 0.1, 0.25, 0.5, 1, 2.5, ... s), as Prometheus does, and printed with the bucket
+they fall in: below 50 ms the histogram cannot say more than "under 50 ms".
+
+Memory (``--memory 1000,10000``): for each twin count, ``twinflow run --until-end`` (files only)
+over ``--memory-minutes`` of data and over an empty topic; prints peak RSS (``VmHWM``), the
+peak per twin, and the growth per twin between the first and last twin count.
+
+Run: ``.venv/bin/python tests/benchmarks/bench_e2e.py [--twins 50] [--hours 2]
+[--message-s 10] [--rounds 3] [--latency [--rate 50000]] [--memory 1000,10000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).absolute().parents[2]))
+
+from confluent_kafka import Producer
+
+from tests.services.kafka import KafkaBroker, create_topic, unique_topic
+from tests.services.ports import free_port
+from tests.services.postgres import Postgres
+from twinflow.connectors.postgres import migrate
+from twinflow.connectors.simulator import Plant, PlantConfig
+from twinflow.connectors.simulator.wire import encode_frame
+from twinflow.core.records import TelemetryFrame, WaveformFrame
+
+ROOT = Path(__file__).absolute().parents[2]
+PARTITIONS = 4
+SIDES = ("bare read", "read + decode", "twinflow run", "twinflow run + PostgreSQL")
+
+
+@dataclass
+class Recording:
+    topic: str
+    twin_lines: list[str]
+    messages: int = 0
+    readings: int = 0  # 1 Hz: timestamps x signals
+    waveform_samples: int = 0  # simulated, not sent (wire format v1 has none)
+    payload_bytes: int = 0
+
+
+def plant_messages(
+    twins: int, seconds: float, message_s: int, start: datetime
+) -> tuple[Plant, Iterator[tuple[TelemetryFrame | WaveformFrame, bytes | None]]]:
+    """The plant and its items: each 1 Hz frame with its wire payload, waveforms with none."""
+    cfg = PlantConfig(n_twins=twins, duration_s=seconds, seed=3, start=start, chunk_s=message_s)
+    plant = Plant(cfg)
+
+    def items() -> Iterator[tuple[TelemetryFrame | WaveformFrame, bytes | None]]:
+        for item in plant.items():
+            if isinstance(item, TelemetryFrame):
+                yield item, encode_frame(item)
+            elif isinstance(item, WaveformFrame):
+                yield item, None
+            # the plant's deliberately bad payloads stay out: every side reads the same input
+
+    return plant, items()
+
+
+def record(bootstrap: str, twins: int, seconds: float, message_s: int) -> Recording:
+    """The plant's data, ending two hours before now, into a fresh topic."""
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds + 7200)
+    topic = create_topic(bootstrap, unique_topic("bench-e2e"), PARTITIONS)
+    plant, items = plant_messages(twins, seconds, message_s, start)
+    rec = Recording(topic, twin_lines(plant))
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50})
+    for frame, payload in items:
+        if payload is None:
+            rec.waveform_samples += frame.readings
+            continue
+        producer.produce(topic, payload, key=frame.twin_id.encode())
+        rec.messages += 1
+        rec.readings += frame.readings
+        rec.payload_bytes += len(payload)
+        if rec.messages % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(120) == 0
+    return rec
+
+
+def twin_lines(plant: Plant) -> list[str]:
+    return [f"  - {{id: {t}, type: {kind}, protocol: kafka}}" for t, kind in plant.twins]
+
+
+def deployment(folder: Path, bootstrap: str, topic: str, twins: list[str], db: str | None) -> Path:
+    path = folder / f"deploy-{time.monotonic_ns()}.yaml"
+    lines = ["version: 1", "site: s1", "services:", "  kafka:", f'    bootstrap: "{bootstrap}"']
+    lines += [f"    telemetry_topics: [{topic}]"]
+    if db:
+        lines += ["  database:", f'    url: "{db}"']
+    lines += ["flow:", "  window_s: 300", "  lateness_s: 60", "twins:", *twins]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def hwm_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_twinflow(config: Path, folder: Path, extra: list[str] | None = None) -> tuple[float, float]:
+    """``twinflow run --until-end``: wall seconds and peak RSS (MiB)."""
+    out = folder / f"out-{time.monotonic_ns()}"
+    argv = [sys.executable, "-m", "twinflow.flows.cli", "run", str(config), "--out", str(out)]
+    argv += ["--until-end", "--quiet", *(extra or [])]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = folder / "twinflow.log"
+    with log.open("w") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, hwm_mib(proc.pid))
+            time.sleep(0.05)
+        wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"twinflow run exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+    return wall, peak
+
+
+def run_reader(bootstrap: str, topic: str, decode: bool) -> tuple[float, float, int]:
+    """A bare Bytewax read (and decode) in a child process.
+
+    Returns the seconds from the first message to the last, those of the whole dataflow
+    (start, read, end-of-topic detection), and the readings decoded.
+    """
+    argv = [sys.executable, __file__, "_read", bootstrap, topic] + (["--decode"] if decode else [])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    doc = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(doc["read_s"]), float(doc["dataflow_s"]), int(doc["readings"])
+
+
+def _read_child(bootstrap: str, topic: str, decode: bool) -> None:
+    """Child side of :func:`run_reader`: a Bytewax ``KafkaSource`` into a counter."""
+    import bytewax.operators as op
+    from bytewax.connectors.kafka import KafkaSource
+    from bytewax.dataflow import Dataflow
+    from bytewax.outputs import DynamicSink, StatelessSinkPartition
+    from bytewax.testing import run_main
+
+    from twinflow.core.records import RawMessage
+    from twinflow.operators.decode import decode as decode_msg
+
+    total = [0, 0]
+    stamps: list[float] = []
+
+    class _Count(StatelessSinkPartition[int]):
+        def write_batch(self, items: list[int]) -> None:
+            total[0] += len(items)
+            total[1] += sum(items)
+            stamps.append(time.perf_counter())
+
+    class CountSink(DynamicSink[int]):
+        def build(self, step_id: str, worker_index: int, worker_count: int) -> _Count:
+            return _Count()
+
+    def measure(msg: object) -> int:
+        if not stamps:
+            stamps.append(time.perf_counter())
+        value: bytes = msg.value  # type: ignore[attr-defined]
+        return decode_msg(RawMessage("kafka", value, 0.0)).readings if decode else 0
+
+    flow = Dataflow("bare")
+    stream = op.input("in", flow, KafkaSource([bootstrap], [topic], tail=False))
+    op.output("out", op.map("measure", stream, measure), CountSink())
+    t0 = time.perf_counter()
+    run_main(flow)
+    doc = {"dataflow_s": time.perf_counter() - t0, "read_s": stamps[-1] - stamps[0]}
+    print(json.dumps(doc | {"messages": total[0], "readings": total[1]}))
+
+
+def _fmt(values: list[float], scale: float = 1.0, spec: str = ",.0f") -> str:
+    vals = sorted(v * scale for v in values)
+    return f"{statistics.median(vals):{spec}} ({vals[0]:{spec}}-{vals[-1]:{spec}})"
+
+
+def throughput(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None:
+    rec = record(broker.bootstrap, args.twins, args.hours * 3600, args.message_s)
+    empty = create_topic(broker.bootstrap, unique_topic("bench-e2e-empty"), PARTITIONS)
+    print(
+        f"{args.twins} twins, {args.hours:g} h at 1 Hz, {args.message_s} s of data per message: "
+        f"{rec.messages:,} messages ({rec.payload_bytes / rec.messages:,.0f} B each), "
+        f"{rec.readings:,} 1 Hz readings in {PARTITIONS} partitions; waveform samples: "
+        f"{rec.waveform_samples:,} simulated, 0 sent (wire format v1 carries none); "
+        f"{os.cpu_count()} cores, {args.rounds} rounds",
+        flush=True,
+    )
+    net: dict[str, list[float]] = {s: [] for s in SIDES}
+    wall: dict[str, list[float]] = {s: [] for s in SIDES}
+    start_stop: dict[str, list[float]] = {s: [] for s in SIDES}
+    rss: dict[str, list[float]] = {s: [] for s in SIDES}
+    with Postgres(settings={"shared_buffers": "256MB"}) as pg:
+        counter = [0]
+
+        def database() -> str:
+            counter[0] += 1
+            url = pg.create_database(f"bench_e2e_{counter[0]}")
+            migrate(url)
+            return url
+
+        def side(name: str) -> float:
+            if name in SIDES[:2]:
+                decode = name != SIDES[0]
+                read, whole, readings = run_reader(broker.bootstrap, rec.topic, decode)
+                assert not decode or readings == rec.readings, (name, readings)
+                wall[name].append(whole)
+                return read
+            db = database() if name.endswith("PostgreSQL") else None
+            idle = database() if db else None
+            empty_cfg = deployment(folder, broker.bootstrap, empty, rec.twin_lines, idle)
+            full_cfg = deployment(folder, broker.bootstrap, rec.topic, rec.twin_lines, db)
+            fixed, _ = run_twinflow(empty_cfg, folder)
+            whole, peak = run_twinflow(full_cfg, folder)
+            wall[name].append(whole)
+            start_stop[name].append(fixed)
+            rss[name].append(peak)
+            return whole - fixed
+
+        for r in range(args.rounds):
+            order = SIDES if r % 2 == 0 else tuple(reversed(SIDES))
+            for name in order:
+                net[name].append(side(name))
+                print(f"  round {r + 1}, {name}: {net[name][-1]:.2f} s", flush=True)
+    print()
+    rates = {s: [rec.readings / x for x in net[s]] for s in SIDES}
+    med = {s: statistics.median(rates[s]) for s in SIDES}
+    print("1 Hz readings/s, median (min-max):")
+    for s in SIDES:
+        whole = [rec.readings / x for x in wall[s]]
+        line = f"  {s:27} {_fmt(rates[s])}; over the whole time {_fmt(whole)}"
+        if start_stop[s]:
+            line += f", empty topic {_fmt(start_stop[s], spec='.2f')} s"
+            line += f", peak RSS {_fmt(rss[s])} MiB"
+        print(line)
+    print("  waveform samples/s: 0 on every side (none on the wire)")
+    print("ratios of medians:")
+    for a, b in ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)):
+        print(f"  {SIDES[a]} / {SIDES[b]}: {med[SIDES[a]] / med[SIDES[b]]:.3f}")
+    goal = med[SIDES[3]]
+    print(
+        f"target: >= 250,000 1 Hz readings/s with PostgreSQL: {goal:,.0f} "
+        f"({'met' if goal >= 250_000 else 'NOT met'}); >= 0.5x read + decode: "
+        f"{goal / med[SIDES[1]]:.2f}x ({'met' if goal >= 0.5 * med[SIDES[1]] else 'NOT met'})"
+    )
+
+
+def quantile(buckets: list[tuple[float, float]], q: float) -> tuple[float, float, float]:
+    """Prometheus-style quantile of cumulative ``(le, count)`` buckets: value and its bucket."""
+    total = buckets[-1][1]
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for le, cum in buckets:
+        if cum >= rank:
+            if le == float("inf"):
+                return lower, lower, le
+            inside = cum - below
+            return lower + (le - lower) * ((rank - below) / inside if inside else 0), lower, le
+        lower, below = le, cum
+    return lower, lower, float("inf")
+
+
+def scrape(port: int, name: str) -> list[tuple[float, float]]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    pattern = re.compile(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', re.M)
+    return [(float(le), float(n)) for le, n in pattern.findall(text)]
+
+
+def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None:
+    """Pace the plant into the topic while ``twinflow run`` tails it; scrape the histograms."""
+    seconds = args.hours * 3600
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds + 600)
+    topic = create_topic(broker.bootstrap, unique_topic("bench-e2e-paced"), PARTITIONS)
+    plant, items = plant_messages(args.twins, seconds, args.message_s, start)
+    payloads = [(f.twin_id.encode(), p, f.readings) for f, p in items if p is not None]
+    total = sum(n for _, _, n in payloads)
+    port = free_port()
+    with Postgres(settings={"shared_buffers": "256MB"}) as pg:
+        url = pg.create_database("bench_e2e_paced")
+        migrate(url)
+        config = deployment(folder, broker.bootstrap, topic, twin_lines(plant), url)
+        argv = [sys.executable, "-m", "twinflow.flows.cli", "run", str(config)]
+        argv += ["--out", str(folder / "paced"), "--quiet", "--metrics-port", str(port)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        err = (folder / "paced.log").open("w")
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            time.sleep(args.warmup_s)  # let the flow start and subscribe before data flows
+            producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+            sent, t0 = 0, time.perf_counter()
+            for key, payload, n in payloads:
+                ahead = t0 + sent / args.rate - time.perf_counter()
+                if ahead > 0:
+                    time.sleep(ahead)
+                producer.produce(topic, payload, key=key)
+                producer.poll(0)
+                sent += n
+            produced_s = time.perf_counter() - t0
+            assert producer.flush(60) == 0
+            time.sleep(args.drain_s)
+            alert, command = (
+                scrape(port, "twinflow_reading_to_alert_seconds"),
+                scrape(port, "twinflow_reading_to_command_seconds"),
+            )
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+            err.close()
+    print(
+        f"paced: {args.twins} twins, {total:,} 1 Hz readings in messages of {args.message_s} s "
+        f"of data, produced at {total / produced_s:,.0f} readings/s (asked {args.rate:,}) over "
+        f"{produced_s:.1f} s; twinflow run with PostgreSQL; clock from where twinflow decodes "
+        "each message (its own histograms, scraped)"
+    )
+    for label, buckets in (("reading -> alert", alert), ("reading -> command", command)):
+        count = int(buckets[-1][1]) if buckets else 0
+        if not count:
+            print(f"  {label}: no observations")
+            continue
+        parts = []
+        for q, tag in ((0.5, "p50"), (0.99, "p99"), (0.999, "p999")):
+            value, lo, hi = quantile(buckets, q)
+            parts.append(f"{tag} {value * 1000:,.0f} ms (bucket {lo:g}-{hi:g} s)")
+        print(f"  {label} ({count:,} observations): " + ", ".join(parts))
+    if alert and alert[-1][1]:
+        p99 = quantile(alert, 0.99)[2]
+        print(f"target p99 <= 50 ms: {'met' if p99 <= 0.05 else 'NOT met'} (window rules)")
+
+
+def memory(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None:
+    counts = [int(x) for x in args.memory.split(",")]
+    empty = create_topic(broker.bootstrap, unique_topic("bench-e2e-empty"), PARTITIONS)
+    peaks: dict[int, float] = {}
+    for n in counts:
+        rec = record(broker.bootstrap, n, args.memory_minutes * 60, args.message_s)
+        idle, idle_peak = run_twinflow(
+            deployment(folder, broker.bootstrap, empty, rec.twin_lines, None), folder
+        )
+        whole, peak = run_twinflow(
+            deployment(folder, broker.bootstrap, rec.topic, rec.twin_lines, None), folder
+        )
+        peaks[n] = peak
+        print(
+            f"{n:,} twins, {args.memory_minutes:g} min of data ({rec.readings:,} 1 Hz readings): "
+            f"peak RSS {peak:,.0f} MiB ({peak * 1024 / n:,.1f} KiB per twin), "
+            f"empty topic {idle_peak:,.0f} MiB; {rec.readings / (whole - idle):,.0f} readings/s",
+            flush=True,
+        )
+    if len(counts) > 1:
+        lo, hi = counts[0], counts[-1]
+        grow = (peaks[hi] - peaks[lo]) * 1024 / (hi - lo)
+        print(f"growth from {lo:,} to {hi:,} twins: {grow:,.1f} KiB per twin")
+    if 10_000 in peaks:
+        ok = peaks[10_000] < 1000 * 1000 * 1000 / 2**20
+        print(f"target 10,000 twins < 1 GB peak RSS: {'met' if ok else 'NOT met'}")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_read":
+        _read_child(sys.argv[2], sys.argv[3], "--decode" in sys.argv)
+        return
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--twins", type=int, default=50)
+    ap.add_argument("--hours", type=float, default=2.0, help="data per twin (default 2)")
+    ap.add_argument("--message-s", type=int, default=10, help="seconds of data per message")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--latency", action="store_true", help="the paced latency run instead")
+    ap.add_argument("--rate", type=int, default=50_000, help="paced readings/s (default 50k)")
+    ap.add_argument("--warmup-s", type=float, default=8.0)
+    ap.add_argument("--drain-s", type=float, default=15.0)
+    ap.add_argument("--memory", default="", help="twin counts, e.g. 1000,10000 (memory run)")
+    ap.add_argument("--memory-minutes", type=float, default=10.0)
+    args = ap.parse_args()
+    runs: list[Callable[[argparse.Namespace, KafkaBroker, Path], None]] = [throughput]
+    if args.latency or args.memory:
+        runs = ([latency] if args.latency else []) + ([memory] if args.memory else [])
+    print(f"bench_e2e on {os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    with KafkaBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        for fn in runs:
+            fn(args, broker, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
