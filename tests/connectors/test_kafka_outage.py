@@ -9,8 +9,10 @@ a restart without data is Tansu killed and started again (it keeps topics in mem
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -220,3 +222,10 @@ def test_source_resumes_after_the_broker_is_cut_off(
     assert got == [b"m%d" % i for i in range(10)]
     assert f"kafka source: no connection to the brokers at {proxied.bootstrap}" in caplog.text
     assert f"kafka source: brokers at {proxied.bootstrap} reachable again" in caplog.text
+    # librdkafka's lines: each condition (numbers aside) once a minute, however often it recurs
+    conditions = Counter(
+        (r.levelno, re.sub(r"\d+", "#", r.getMessage()))
+        for r in caplog.records
+        if r.name == "twinflow.kafka"
+    )
+    assert conditions and max(conditions.values()) == 1, conditions.most_common(3)
