@@ -135,6 +135,14 @@ def deployment(folder: Path, bootstrap: str, topic: str, twins: list[str], db: s
     return path
 
 
+def telemetry_rows(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM twinflow.telemetry").fetchone()
+    return int(row[0]) if row else 0
+
+
 def hwm_mib(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -212,7 +220,7 @@ def _read_child(bootstrap: str, topic: str, decode: bool) -> None:
     stream = op.input("in", flow, KafkaSource([bootstrap], [topic], tail=False))
     op.output("out", op.map("measure", stream, measure), CountSink())
     t0 = time.perf_counter()
-    run_main(flow)
+    run_main(flow)  # type: ignore[no-untyped-call]
     doc = {"dataflow_s": time.perf_counter() - t0, "read_s": stamps[-1] - stamps[0]}
     print(json.dumps(doc | {"messages": total[0], "readings": total[1]}))
 
@@ -237,6 +245,7 @@ def throughput(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> N
     wall: dict[str, list[float]] = {s: [] for s in SIDES}
     start_stop: dict[str, list[float]] = {s: [] for s in SIDES}
     rss: dict[str, list[float]] = {s: [] for s in SIDES}
+    stored: list[int] = []
     with Postgres(settings={"shared_buffers": "256MB"}) as pg:
         counter = [0]
 
@@ -259,6 +268,8 @@ def throughput(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> N
             full_cfg = deployment(folder, broker.bootstrap, rec.topic, rec.twin_lines, db)
             fixed, _ = run_twinflow(empty_cfg, folder)
             whole, peak = run_twinflow(full_cfg, folder)
+            if db:
+                stored.append(telemetry_rows(db))
             wall[name].append(whole)
             start_stop[name].append(fixed)
             rss[name].append(peak)
@@ -281,6 +292,7 @@ def throughput(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> N
             line += f", peak RSS {_fmt(rss[s])} MiB"
         print(line)
     print("  waveform samples/s: 0 on every side (none on the wire)")
+    print(f"  telemetry rows in PostgreSQL after each run: {sorted(set(stored))}")
     print("ratios of medians:")
     for a, b in ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)):
         print(f"  {SIDES[a]} / {SIDES[b]}: {med[SIDES[a]] / med[SIDES[b]]:.3f}")
@@ -418,9 +430,12 @@ def main() -> None:
     ap.add_argument("--memory", default="", help="twin counts, e.g. 1000,10000 (memory run)")
     ap.add_argument("--memory-minutes", type=float, default=10.0)
     args = ap.parse_args()
-    runs: list[Callable[[argparse.Namespace, KafkaBroker, Path], None]] = [throughput]
-    if args.latency or args.memory:
-        runs = ([latency] if args.latency else []) + ([memory] if args.memory else [])
+    runs: list[Callable[[argparse.Namespace, KafkaBroker, Path], None]] = []
+    if args.latency:
+        runs.append(latency)
+    if args.memory:
+        runs.append(memory)
+    runs = runs or [throughput]
     print(f"bench_e2e on {os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     with KafkaBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         for fn in runs:
