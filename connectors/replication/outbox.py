@@ -1,0 +1,301 @@
+"""A bounded on-disk outbox: replicated updates wait here while the link is down.
+
+Records are appended to segment files (``seg-<n>.out``) in one folder; each record is a
+frame: length, CRC-32, the property key and the payload. A cursor file (``cursor``, replaced
+atomically) holds the position up to which the receiver acknowledged. The sender reads from
+the cursor with :meth:`DiskOutbox.peek`, sends, and calls :meth:`DiskOutbox.ack` once the
+broker acknowledged; segments wholly before the cursor are deleted. After a crash the outbox
+opens where the cursor was: a record sent but not yet acknowledged is sent again (the
+receiver's merge is idempotent, so a resend changes nothing), and a record torn by the crash
+at the end of the last segment is cut off.
+
+**fsync policy.** ``fsync="always"`` syncs the segment after every append, so an update
+:meth:`DiskOutbox.append` returned for survives a power loss; ``"interval"`` (the default)
+syncs at most every ``fsync_interval_s`` and at close, so a power loss (not a process crash:
+the data is in the OS page cache) may lose the updates of the last interval. The cursor is
+synced every time it moves.
+
+**Overflow policy.** ``max_bytes`` caps the pending records. When an append would exceed
+it, the outbox first *compacts*: it rewrites the pending records keeping only the newest per
+property key, which loses no state (a last-writer-wins register only needs its newest write;
+an older write of the same property by this replica is not sent, and so never reported as a
+conflict). If the compacted records still exceed the cap, it drops the oldest records until
+the new one fits, and counts them in :attr:`DiskOutbox.dropped` (an exported metric): the
+edge keeps working and the loss is visible.
+
+>>> import tempfile
+>>> box = DiskOutbox(tempfile.mkdtemp())
+>>> box.append("pump-1/desired/speed", b'{"v": 1}')
+>>> [e.payload for e in box.peek(10)]
+[b'{"v": 1}']
+>>> box.ack(box.peek(10)); box.pending
+0
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from twinflow.core.errors import TwinflowError
+
+#: Frame header: payload length, CRC-32 of key length + key + payload, key length.
+HEADER = struct.Struct(">IIH")
+FSYNC_POLICIES = ("always", "interval")
+
+
+class OutboxError(TwinflowError):
+    """The outbox cannot be used: a bad setting, a record too large, a broken folder."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One pending record; ``end`` is the position (segment, offset) just after it."""
+
+    key: str
+    payload: bytes
+    end: tuple[int, int]
+
+
+def _segment_name(n: int) -> str:
+    return f"seg-{n:08d}.out"
+
+
+def _read_frames(path: Path, offset: int, limit: int = -1) -> tuple[list[Entry], int]:
+    """Up to ``limit`` (-1: all) whole frames of a segment from ``offset``, and where the
+    last of them ends; a frame cut short or failing its CRC ends the reading."""
+    n = int(path.stem.split("-")[1])
+    out: list[Entry] = []
+    pos = offset
+    with path.open("rb") as f:
+        f.seek(offset)
+        while limit < 0 or len(out) < limit:
+            head = f.read(HEADER.size)
+            if len(head) < HEADER.size:
+                break
+            length, crc, klen = HEADER.unpack(head)
+            body = f.read(klen + length)
+            if len(body) < klen + length or zlib.crc32(head[-2:] + body) != crc:
+                break
+            pos += HEADER.size + len(body)
+            out.append(Entry(body[:klen].decode(), body[klen:], (n, pos)))
+    return out, pos
+
+
+def _frame(key: bytes, payload: bytes) -> bytes:
+    klen = len(key).to_bytes(2, "big")
+    return HEADER.pack(len(payload), zlib.crc32(klen + key + payload), len(key)) + key + payload
+
+
+class DiskOutbox:
+    """Append-only segments in ``directory`` with an acknowledged cursor; thread-safe.
+
+    ``segment_bytes`` is the size at which a new segment starts; ``max_bytes`` caps the
+    pending records (the overflow policy is in the module docstring); ``fsync`` is
+    ``"always"`` or ``"interval"`` (every ``fsync_interval_s`` seconds at most).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        segment_bytes: int = 4 * 1024 * 1024,
+        max_bytes: int = 256 * 1024 * 1024,
+        fsync: str = "interval",
+        fsync_interval_s: float = 1.0,
+    ) -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise OutboxError(f"outbox fsync must be one of {FSYNC_POLICIES}, got {fsync!r}")
+        if not 0 < segment_bytes <= max_bytes:
+            raise OutboxError(
+                f"outbox needs 0 < segment_bytes <= max_bytes, got {segment_bytes} and {max_bytes}"
+            )
+        if fsync_interval_s < 0:
+            raise OutboxError(f"outbox fsync_interval_s must be >= 0, got {fsync_interval_s}")
+        self.directory = Path(directory)
+        self.segment_bytes = segment_bytes
+        self.max_bytes = max_bytes
+        self.fsync = fsync
+        self.fsync_interval_s = fsync_interval_s
+        #: Records dropped by the overflow policy since this outbox was opened.
+        self.dropped = 0
+        #: Compactions run by the overflow policy since this outbox was opened.
+        self.compactions = 0
+        self._lock = threading.Lock()
+        self._last_sync = time.monotonic()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutboxError(f"outbox folder {self.directory} cannot be created: {exc}") from exc
+        self._open()
+
+    # -- opening ----------------------------------------------------------------------------
+
+    def _segments(self) -> list[int]:
+        return sorted(int(p.stem.split("-")[1]) for p in self.directory.glob("seg-*.out"))
+
+    def _open(self) -> None:
+        cursor_file = self.directory / "cursor"
+        segments = self._segments()
+        if cursor_file.exists():
+            seg, off = (int(x) for x in cursor_file.read_text().split())
+        else:
+            seg, off = (segments[0] if segments else 1), 0
+        for n in segments:
+            if n < seg:
+                (self.directory / _segment_name(n)).unlink()
+        self._cursor = (seg, off)
+        self._pending = 0
+        self._pending_bytes = 0
+        live = [n for n in self._segments() if n >= seg] or [seg]
+        for n in live:
+            path = self.directory / _segment_name(n)
+            path.touch()
+            start = off if n == seg else 0
+            frames, good_end = _read_frames(path, start)
+            if good_end < path.stat().st_size:  # a record torn by a crash: cut it off
+                with path.open("r+b") as f:
+                    f.truncate(good_end)
+                    os.fsync(f.fileno())
+            self._pending += len(frames)
+            self._pending_bytes += good_end - start
+        self._tail = live[-1]
+        self._file = (self.directory / _segment_name(self._tail)).open("ab")
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def append(self, key: str, payload: bytes) -> None:
+        """Keep one record for sending; returns once it is written (and synced, per policy)."""
+        k = key.encode()
+        frame_len = HEADER.size + len(k) + len(payload)
+        if len(k) > 0xFFFF or frame_len > self.max_bytes:
+            raise OutboxError(
+                f"outbox record for {key!r} is {frame_len} bytes, more than max_bytes "
+                f"({self.max_bytes}) or a key of over 65535 bytes"
+            )
+        with self._lock:
+            if self._pending_bytes + frame_len > self.max_bytes:
+                self._make_room(frame_len)
+            if self._file.tell() + frame_len > self.segment_bytes and self._file.tell() > 0:
+                self._roll()
+            self._file.write(_frame(k, payload))
+            self._file.flush()
+            self._pending += 1
+            self._pending_bytes += frame_len
+            now = time.monotonic()
+            if self.fsync == "always" or now - self._last_sync >= self.fsync_interval_s:
+                os.fsync(self._file.fileno())
+                self._last_sync = now
+
+    def _roll(self) -> None:
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._tail += 1
+        self._file = (self.directory / _segment_name(self._tail)).open("ab")
+
+    def _all_pending(self) -> list[Entry]:
+        out: list[Entry] = []
+        seg, off = self._cursor
+        for n in self._segments():
+            if n >= seg:
+                out += _read_frames(self.directory / _segment_name(n), off if n == seg else 0)[0]
+        return out
+
+    def _make_room(self, need: int) -> None:
+        """The overflow policy: compact to the newest record per key, then drop the oldest."""
+        entries = self._all_pending()
+        newest: dict[str, int] = {e.key: i for i, e in enumerate(entries)}
+        kept = [e for i, e in enumerate(entries) if newest[e.key] == i]
+        self.compactions += 1
+        size = sum(HEADER.size + len(e.key.encode()) + len(e.payload) for e in kept)
+        while kept and size + need > self.max_bytes:
+            e = kept.pop(0)
+            size -= HEADER.size + len(e.key.encode()) + len(e.payload)
+            self.dropped += 1
+        self._rewrite(kept)
+
+    def _rewrite(self, kept: list[Entry]) -> None:
+        """Replace the pending records by ``kept`` in a new segment, crash-safely: the new
+        segment is complete before the cursor moves to it (a crash in between resends)."""
+        self._file.close()
+        old = self._segments()
+        self._tail = old[-1] + 1 if old else self._tail + 1
+        tmp = self.directory / "compact.tmp"
+        with tmp.open("wb") as f:
+            for e in kept:
+                f.write(_frame(e.key.encode(), e.payload))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.rename(self.directory / _segment_name(self._tail))
+        self._write_cursor((self._tail, 0))
+        for n in old:
+            (self.directory / _segment_name(n)).unlink()
+        self._file = (self.directory / _segment_name(self._tail)).open("ab")
+        self._pending = len(kept)
+        self._pending_bytes = self._file.tell()
+
+    # -- reading and acknowledging ---------------------------------------------------------
+
+    def peek(self, limit: int) -> list[Entry]:
+        """Up to ``limit`` pending records, oldest first (they stay until acknowledged)."""
+        with self._lock:
+            self._file.flush()
+            out: list[Entry] = []
+            seg, off = self._cursor
+            for n in self._segments():
+                if n < seg or len(out) >= limit:
+                    continue
+                path = self.directory / _segment_name(n)
+                out += _read_frames(path, off if n == seg else 0, limit - len(out))[0]
+            return out
+
+    def ack(self, entries: Sequence[Entry]) -> None:
+        """The receiver has these records, as :meth:`peek` returned them (a prefix of the
+        pending ones, oldest first): forget them. Records already forgotten are skipped."""
+        with self._lock:
+            fresh = [e for e in entries if e.end > self._cursor]
+            if not fresh:
+                return
+            end = fresh[-1].end
+            self._write_cursor(end)
+            self._pending -= len(fresh)
+            self._pending_bytes -= sum(
+                HEADER.size + len(e.key.encode()) + len(e.payload) for e in fresh
+            )
+            for n in self._segments():
+                if n < end[0]:
+                    (self.directory / _segment_name(n)).unlink()
+
+    def _write_cursor(self, cursor: tuple[int, int]) -> None:
+        tmp = self.directory / "cursor.tmp"
+        with tmp.open("w") as f:
+            f.write(f"{cursor[0]} {cursor[1]}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.directory / "cursor")
+        self._cursor = cursor
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Records not yet acknowledged."""
+        return self._pending
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of the records not yet acknowledged (frames included)."""
+        return self._pending_bytes
+
+    def close(self) -> None:
+        """Sync and close the tail segment."""
+        with self._lock:
+            if not self._file.closed:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()

@@ -1,0 +1,97 @@
+"""The on-disk outbox of replicated updates: order, acknowledgement, crashes, overflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from twinflow.connectors.replication import DiskOutbox, OutboxError
+
+
+def payloads(box: DiskOutbox, limit: int = 10_000) -> list[bytes]:
+    return [e.payload for e in box.peek(limit)]
+
+
+def test_records_come_back_in_order_across_segments_until_acknowledged(tmp_path: Path) -> None:
+    box = DiskOutbox(tmp_path, segment_bytes=200, max_bytes=100_000)
+    sent = [f"update-{i}".encode() * 3 for i in range(50)]
+    for i, p in enumerate(sent):
+        box.append(f"k{i}", p)
+    assert len(list(tmp_path.glob("seg-*.out"))) > 5  # rolled into several segments
+    assert payloads(box) == sent and box.pending == 50
+    first = box.peek(20)
+    box.ack(first)
+    box.ack(first)  # a second acknowledgement changes nothing
+    assert payloads(box) == sent[20:] and box.pending == 30
+    box.ack(box.peek(100))
+    assert box.pending == 0 and box.pending_bytes == 0 and payloads(box) == []
+    assert len(list(tmp_path.glob("seg-*.out"))) == 1  # acknowledged segments are deleted
+    box.close()
+
+
+@pytest.mark.parametrize("fsync", ["always", "interval"])
+def test_reopening_resends_what_was_not_acknowledged(tmp_path: Path, fsync: str) -> None:
+    box = DiskOutbox(tmp_path, segment_bytes=128, fsync=fsync)
+    for i in range(10):
+        box.append("k", f"u{i}".encode())
+    box.ack(box.peek(4))
+    box.peek(3)  # sent, but the acknowledgement never came (the process died)
+    box.close()
+    again = DiskOutbox(tmp_path, segment_bytes=128, fsync=fsync)
+    assert payloads(again) == [f"u{i}".encode() for i in range(4, 10)]
+    assert again.pending == 6
+    again.append("k", b"u10")
+    assert payloads(again)[-1] == b"u10"
+
+
+def test_a_record_torn_by_a_crash_is_cut_off(tmp_path: Path) -> None:
+    box = DiskOutbox(tmp_path)
+    box.append("a", b"whole")
+    box.append("b", b"torn in half")
+    box.close()
+    [seg] = tmp_path.glob("seg-*.out")
+    seg.write_bytes(seg.read_bytes()[:-5])  # the crash cut the last write short
+    again = DiskOutbox(tmp_path)
+    assert payloads(again) == [b"whole"]
+    again.append("c", b"after")  # appends continue after the last whole record
+    assert payloads(again) == [b"whole", b"after"]
+    corrupt = bytearray(seg.read_bytes())
+    corrupt[12] ^= 0xFF  # a flipped bit in the first record fails its CRC: reading stops
+    seg.write_bytes(bytes(corrupt))
+    again.close()
+    assert payloads(DiskOutbox(tmp_path)) == []
+
+
+def test_overflow_compacts_to_the_newest_per_property_first(tmp_path: Path) -> None:
+    box = DiskOutbox(tmp_path, segment_bytes=300, max_bytes=600)
+    for i in range(40):  # 40 writes of two properties: far more than fits
+        box.append(f"pump-{i % 2}/desired/speed", f"{i:04d}".encode())
+    assert box.compactions >= 1 and box.dropped == 0  # nothing of the state was lost
+    assert sorted(payloads(box))[-2:] == [b"0038", b"0039"]
+    assert box.pending_bytes <= 600
+    box.close()
+    assert b"0039" in payloads(DiskOutbox(tmp_path, segment_bytes=300, max_bytes=600))
+
+
+def test_overflow_of_distinct_properties_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+    box = DiskOutbox(tmp_path, segment_bytes=300, max_bytes=600)
+    for i in range(40):
+        box.append(f"prop-{i}", f"{i:04d}".encode())
+    kept = payloads(box)
+    assert box.dropped > 0 and box.dropped + len(kept) == 40
+    assert kept == [f"{i:04d}".encode() for i in range(40 - len(kept), 40)]  # the newest
+    assert box.pending == len(kept) and box.pending_bytes <= 600
+
+
+def test_bad_settings_and_oversized_records_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(OutboxError, match="fsync"):
+        DiskOutbox(tmp_path, fsync="sometimes")
+    with pytest.raises(OutboxError, match="segment_bytes <= max_bytes"):
+        DiskOutbox(tmp_path, segment_bytes=10, max_bytes=5)
+    box = DiskOutbox(tmp_path, segment_bytes=100, max_bytes=100)
+    with pytest.raises(OutboxError, match="more than max_bytes"):
+        box.append("k", b"x" * 200)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutboxError, match="cannot be created"):
+        DiskOutbox(tmp_path / "file" / "sub")
