@@ -296,7 +296,8 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         """Send what is left, waiting at most ``close_wait_s``; log what stays unsent.
 
         Never raises: Bytewax aborts the process if ``close`` raises while a failed flow is
-        torn down. With recovery, the last snapshot holds the messages left here.
+        torn down. With recovery, the last snapshot holds the messages left here; they are
+        purged from the producer, so that it cannot send them later behind a resumed run.
         """
         if len(self._outbox):
             self._producer.flush(self._sink.close_wait_s)
@@ -310,6 +311,12 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
                 len(self._outbox),
                 self._last_error or "no answer from the brokers",
             )
+            self._generation += 1  # their reports no longer count
+            try:
+                self._producer.purge()
+                self._producer.poll(0)
+            except KafkaException:  # a producer in a fatal state: nothing left to send anyway
+                log.debug("purging the producer at close failed", exc_info=True)
 
 
 class KafkaJsonSink(FixedPartitionedSink[Any, list[Held] | None]):
