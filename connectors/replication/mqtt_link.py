@@ -1,0 +1,269 @@
+"""Replication over MQTT: a replica's outbox sent to a broker, updates received applied.
+
+An edge publishes its writes to ``<base>/up/<edge id>`` and subscribes to ``<base>/down``;
+the central replica subscribes to ``<base>/up/+``, publishes its own writes to
+``<base>/down`` and relays there every write it received that was new to it, so each edge
+also gets the other edges' writes (:func:`edge_topics`, :func:`central_topics`).
+
+Sending is store-and-forward: :meth:`MqttLink.write` stamps the write in the replica and
+appends it to the :class:`DiskOutbox`; a sender thread publishes the pending records at QoS
+1 while the broker is connected and acknowledges them in the outbox only once the broker
+has (PUBACK). Records published when the connection broke are published again later; the
+receiver's merge is idempotent, so a resend is counted as a duplicate and changes nothing.
+Receiving uses a persistent session (MQTT v5, clean start off), so the broker queues the
+updates for a replica that is away and delivers them when it returns. A payload that is not
+a valid ``twin_update.v1`` document, or whose stamp is beyond the clock drift bound, is a
+dead letter with its reason, never applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import Counter as MetricCounter
+from prometheus_client import Gauge
+
+from twinflow.connectors.bindings import MqttSettings
+from twinflow.connectors.mqtt.client import is_failure, make_client
+from twinflow.connectors.replication.outbox import DiskOutbox
+from twinflow.core.errors import TwinflowError
+from twinflow.operators.replication import (
+    Applied,
+    ClockDriftError,
+    TwinReplica,
+    UpdateError,
+    Write,
+    decode_update,
+    encode_update,
+)
+
+log = logging.getLogger(__name__)
+
+UPDATES = MetricCounter(
+    "twinflow_replication_updates",
+    "Replicated twin updates by outcome: sent (acknowledged by the broker), won, lost, "
+    "duplicate, stale (received and merged), dead_letter (refused)",
+    ["replica", "outcome"],
+)
+PENDING = Gauge(
+    "twinflow_replication_outbox_pending", "Updates waiting in the outbox to be sent", ["replica"]
+)
+DROPPED = MetricCounter(
+    "twinflow_replication_outbox_dropped",
+    "Updates the full outbox dropped (oldest first, after compacting to the newest per property)",
+    ["replica"],
+)
+CONNECTED = Gauge(
+    "twinflow_replication_connected", "1 while the replication link is connected", ["replica"]
+)
+
+
+def edge_topics(base: str, edge_id: str) -> tuple[str, str]:
+    """(publish, subscribe) topics of an edge replica."""
+    return f"{base}/up/{edge_id}", f"{base}/down"
+
+
+def central_topics(base: str) -> tuple[str, str]:
+    """(publish, subscribe) topics of the central replica."""
+    return f"{base}/down", f"{base}/up/+"
+
+
+class MqttLink:
+    """Connects one :class:`TwinReplica` and its :class:`DiskOutbox` to an MQTT broker.
+
+    ``settings`` name the broker (its ``client_id`` is used for the persistent session);
+    ``relay`` makes the link re-send every received write that was new to the replica (the
+    central replica's job); ``batch`` bounds the records published before waiting for the
+    broker's acknowledgements, ``publish_timeout_s`` how long to wait for them before the
+    batch is sent again; ``on_applied`` is called with each received write and its outcome.
+    """
+
+    def __init__(
+        self,
+        replica: TwinReplica,
+        outbox: DiskOutbox,
+        settings: MqttSettings,
+        publish_topic: str,
+        subscribe_topic: str,
+        *,
+        relay: bool = False,
+        batch: int = 500,
+        publish_timeout_s: float = 5.0,
+        dead_letters: int = 100,
+        on_applied: Callable[[Write, Applied], None] | None = None,
+    ) -> None:
+        if batch < 1 or publish_timeout_s <= 0:
+            raise TwinflowError(
+                f"replication link of {replica.replica_id!r}: batch must be >= 1 and "
+                f"publish_timeout_s > 0, got {batch} and {publish_timeout_s}"
+            )
+        self.replica = replica
+        self.outbox = outbox
+        self.settings = settings
+        self.publish_topic = publish_topic
+        self.subscribe_topic = subscribe_topic
+        self.relay = relay
+        self.batch = batch
+        self.publish_timeout_s = publish_timeout_s
+        self.on_applied = on_applied
+        #: Received payloads refused, with the reason (the newest ``dead_letters``).
+        self.dead_letters: deque[tuple[bytes, str]] = deque(maxlen=dead_letters)
+        #: Counts by outcome, as in the ``twinflow_replication_updates`` metric.
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()  # the replica and the counts
+        self._acks = threading.Condition()
+        self._acked: set[int] = set()
+        self._connected = threading.Event()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._client: Any = None
+        self._sender: threading.Thread | None = None
+        self._dropped_seen = outbox.dropped
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def start(self) -> MqttLink:
+        """Connect (in the background, retrying) and start sending."""
+        self._stop.clear()
+        self._open()
+        self._sender = threading.Thread(
+            target=self._send_loop, name=f"replication-{self.replica.replica_id}", daemon=True
+        )
+        self._sender.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop sending and disconnect; the outbox keeps what was not sent."""
+        self._stop.set()
+        self._wake.set()
+        if self._sender is not None:
+            self._sender.join(timeout=10)
+        self._close()
+
+    def cut(self) -> None:
+        """Drop the connection as a lost uplink would (writes go on into the outbox)."""
+        self._close()
+
+    def restore(self) -> None:
+        """Reconnect after :meth:`cut`; the broker delivers what it queued meanwhile."""
+        self._open()
+
+    def _open(self) -> None:
+        client = make_client(
+            self.settings, self.settings.client_id, persistent=True, max_inflight=self.batch
+        )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        self._client = client
+        client.loop_start()
+
+    def _close(self) -> None:
+        client, self._client = self._client, None
+        self._connected.clear()
+        CONNECTED.labels(self.replica.replica_id).set(0)
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up."""
+        return self._connected.is_set()
+
+    # -- paho callbacks ---------------------------------------------------------------------
+
+    def _on_connect(self, client: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if is_failure(reason):
+            log.warning("replication link %s: connect refused: %s", self.replica.replica_id, reason)
+            return
+        client.subscribe(self.subscribe_topic, qos=1)
+        self._connected.set()
+        CONNECTED.labels(self.replica.replica_id).set(1)
+        self._wake.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, _r: Any, _p: Any) -> None:
+        self._connected.clear()
+        CONNECTED.labels(self.replica.replica_id).set(0)
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
+        with self._acks:
+            self._acked.add(mid)
+            self._acks.notify_all()
+
+    def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
+        payload = bytes(message.payload)
+        try:
+            write = decode_update(payload)
+            with self._lock:
+                outcome = self.replica.apply(write)
+                self._count(outcome.value)
+        except (UpdateError, ClockDriftError) as exc:
+            with self._lock:
+                self.dead_letters.append((payload, str(exc)))
+                self._count("dead_letter")
+            log.warning("replication link %s: dead letter: %s", self.replica.replica_id, exc)
+            return
+        if self.relay and outcome in (Applied.WON, Applied.LOST):
+            self._append(write)
+        if self.on_applied is not None:
+            self.on_applied(write, outcome)
+
+    # -- writing and sending ----------------------------------------------------------------
+
+    def write(self, twin_id: str, kind: str, name: str, value: Any) -> Write:
+        """Set a property in the replica and keep the write for sending."""
+        with self._lock:
+            w = self.replica.write(twin_id, kind, name, value)
+        self._append(w)
+        return w
+
+    def _append(self, w: Write) -> None:
+        k = w.key
+        self.outbox.append(f"{k.twin_id}/{k.kind}/{k.name}", encode_update(w))
+        rid = self.replica.replica_id
+        PENDING.labels(rid).set(self.outbox.pending)
+        if self.outbox.dropped > self._dropped_seen:
+            DROPPED.labels(rid).inc(self.outbox.dropped - self._dropped_seen)
+            self._dropped_seen = self.outbox.dropped
+        self._wake.set()
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=0.5)
+            self._wake.clear()
+            while not self._stop.is_set() and self._connected.is_set() and self._send_batch():
+                pass
+
+    def _send_batch(self) -> bool:
+        """Publish one batch and acknowledge it in the outbox; False if nothing was sent."""
+        entries = self.outbox.peek(self.batch)
+        client = self._client
+        if not entries or client is None:
+            return False
+        with self._acks:
+            self._acked.clear()
+        mids = []
+        for e in entries:
+            info = client.publish(self.publish_topic, e.payload, qos=1)
+            mids.append(info.mid)
+        with self._acks:
+            done = self._acks.wait_for(
+                lambda: all(m in self._acked for m in mids), self.publish_timeout_s
+            )
+        if not done:
+            return False  # the link broke: the batch stays in the outbox and goes again
+        self.outbox.ack(entries)
+        with self._lock:
+            self._count("sent", len(entries))
+        PENDING.labels(self.replica.replica_id).set(self.outbox.pending)
+        return True
+
+    def _count(self, outcome: str, n: int = 1) -> None:
+        self.counts[outcome] += n
+        UPDATES.labels(self.replica.replica_id, outcome).inc(n)
