@@ -20,13 +20,16 @@ timed as the wall time of the command less the median wall time of the same comm
 empty topic (imports, connections, end-of-topic checks), and its whole wall time is printed too.
 Figures are medians with min-max; ratios are of medians.
 
-Latency (``--latency``): ``twinflow run`` (with PostgreSQL) tails the topic while this script
-produces the plant paced at ``--rate`` readings/s; afterwards the flow's own histograms
+Latency (``--latency``): ``twinflow run`` (with PostgreSQL, or ``--files-only``) tails the topic
+while this script produces the plant paced at ``--rate`` readings/s; then the flow's own histograms
 ``twinflow_reading_to_alert_seconds`` and ``twinflow_reading_to_command_seconds`` are scraped
 from its metrics endpoint. Their clock starts where twinflow decodes a Kafka message (just after
 it was read), not at the produce time. p50/p99/p999 are interpolated within the histogram's
 buckets (0.05, 0.1, 0.25, 0.5, 1, 2.5, ... s), as Prometheus does, and printed with the bucket
-they fall in: below 50 ms the histogram cannot say more than "under 50 ms".
+they fall in: below 50 ms the histogram cannot say more than "under 50 ms". An alert's time is
+its window's end, so its clock starts at the frame that reached the window's end and includes the
+wait for ``lateness_s`` (``--lateness-s``, default 60) of data time, which the pace turns into wall
+time (printed); a run with a small lateness shows what the flow itself adds.
 
 Memory (``--memory 1000,10000``): for each twin count, ``twinflow run --until-end`` (files only)
 over ``--memory-minutes`` of data and over an empty topic; prints peak RSS (``VmHWM``), the
@@ -124,13 +127,15 @@ def twin_lines(plant: Plant) -> list[str]:
     return [f"  - {{id: {t}, type: {kind}, protocol: kafka}}" for t, kind in plant.twins]
 
 
-def deployment(folder: Path, bootstrap: str, topic: str, twins: list[str], db: str | None) -> Path:
+def deployment(
+    folder: Path, bootstrap: str, topic: str, twins: list[str], db: str | None, lateness: float = 60
+) -> Path:
     path = folder / f"deploy-{time.monotonic_ns()}.yaml"
     lines = ["version: 1", "site: s1", "services:", "  kafka:", f'    bootstrap: "{bootstrap}"']
     lines += [f"    telemetry_topics: [{topic}]"]
     if db:
         lines += ["  database:", f'    url: "{db}"']
-    lines += ["flow:", "  window_s: 300", "  lateness_s: 60", "twins:", *twins]
+    lines += ["flow:", "  window_s: 300", f"  lateness_s: {lateness:g}", "twins:", *twins]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -333,11 +338,15 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
     plant, items = plant_messages(args.twins, seconds, args.message_s, start)
     payloads = [(f.twin_id.encode(), p, f.readings) for f, p in items if p is not None]
     total = sum(n for _, _, n in payloads)
+    per_s = total / seconds  # readings per second of data
     port = free_port()
     with Postgres(settings={"shared_buffers": "256MB"}) as pg:
-        url = pg.create_database("bench_e2e_paced")
-        migrate(url)
-        config = deployment(folder, broker.bootstrap, topic, twin_lines(plant), url)
+        url = None
+        if not args.files_only:
+            url = pg.create_database("bench_e2e_paced")
+            migrate(url)
+        lines = twin_lines(plant)
+        config = deployment(folder, broker.bootstrap, topic, lines, url, args.lateness_s)
         argv = [sys.executable, "-m", "twinflow.flows.cli", "run", str(config)]
         argv += ["--out", str(folder / "paced"), "--quiet", "--metrics-port", str(port)]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -368,8 +377,10 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
     print(
         f"paced: {args.twins} twins, {total:,} 1 Hz readings in messages of {args.message_s} s "
         f"of data, produced at {total / produced_s:,.0f} readings/s (asked {args.rate:,}) over "
-        f"{produced_s:.1f} s; twinflow run with PostgreSQL; clock from where twinflow decodes "
-        "each message (its own histograms, scraped)"
+        f"{produced_s:.1f} s; twinflow run {'to files only' if url is None else 'with database'}, "
+        f"lateness_s {args.lateness_s:g} ({args.lateness_s * args.rate / per_s:.2f} s of wall "
+        "time at this pace); clock from where twinflow decodes each message (its own "
+        "histograms, scraped)"
     )
     for label, buckets in (("reading -> alert", alert), ("reading -> command", command)):
         count = int(buckets[-1][1]) if buckets else 0
@@ -427,6 +438,8 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=50_000, help="paced readings/s (default 50k)")
     ap.add_argument("--warmup-s", type=float, default=8.0)
     ap.add_argument("--drain-s", type=float, default=15.0)
+    ap.add_argument("--lateness-s", type=float, default=60.0, help="flow lateness (latency)")
+    ap.add_argument("--files-only", action="store_true", help="latency run without database")
     ap.add_argument("--memory", default="", help="twin counts, e.g. 1000,10000 (memory run)")
     ap.add_argument("--memory-minutes", type=float, default=10.0)
     args = ap.parse_args()
