@@ -12,8 +12,11 @@ at the end of the last segment is cut off.
 **fsync policy.** ``fsync="always"`` syncs the segment after every append, so an update
 :meth:`DiskOutbox.append` returned for survives a power loss; ``"interval"`` (the default)
 syncs at most every ``fsync_interval_s`` and at close, so a power loss (not a process crash:
-the data is in the OS page cache) may lose the updates of the last interval. The cursor is
-synced every time it moves.
+the data is in the OS page cache) may lose the updates of the last interval. The cursor
+follows the same policy: written and synced at every acknowledgement with ``"always"``, at
+most every ``fsync_interval_s`` (and at close) with ``"interval"``; a cursor left behind by a
+crash only makes the outbox send some acknowledged records again, which the receivers merge
+as duplicates.
 
 **Overflow policy.** ``max_bytes`` caps the pending records. When an append would exceed
 it, the outbox first *compacts*: it rewrites the pending records keeping only the newest per
@@ -127,7 +130,7 @@ class DiskOutbox:
         #: Compactions run by the overflow policy since this outbox was opened.
         self.compactions = 0
         self._lock = threading.Lock()
-        self._last_sync = time.monotonic()
+        self._last_sync = self._cursor_synced = time.monotonic()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -148,7 +151,7 @@ class DiskOutbox:
             seg, off = (segments[0] if segments else 1), 0
         for n in segments:
             if n < seg:
-                (self.directory / _segment_name(n)).unlink()
+                (self.directory / _segment_name(n)).unlink(missing_ok=True)
         self._cursor = (seg, off)
         self._pending = 0
         self._pending_bytes = 0
@@ -234,7 +237,7 @@ class DiskOutbox:
         tmp.rename(self.directory / _segment_name(self._tail))
         self._write_cursor((self._tail, 0))
         for n in old:
-            (self.directory / _segment_name(n)).unlink()
+            (self.directory / _segment_name(n)).unlink(missing_ok=True)
         self._file = (self.directory / _segment_name(self._tail)).open("ab")
         self._pending = len(kept)
         self._pending_bytes = self._file.tell()
@@ -261,17 +264,17 @@ class DiskOutbox:
             fresh = [e for e in entries if e.end > self._cursor]
             if not fresh:
                 return
-            end = fresh[-1].end
-            self._write_cursor(end)
+            self._cursor = fresh[-1].end
             self._pending -= len(fresh)
             self._pending_bytes -= sum(
                 HEADER.size + len(e.key.encode()) + len(e.payload) for e in fresh
             )
-            for n in self._segments():
-                if n < end[0]:
-                    (self.directory / _segment_name(n)).unlink()
+            now = time.monotonic()
+            if self.fsync == "always" or now - self._cursor_synced >= self.fsync_interval_s:
+                self._write_cursor(self._cursor)
 
     def _write_cursor(self, cursor: tuple[int, int]) -> None:
+        """Persist the cursor (synced) and delete the segments wholly before it."""
         tmp = self.directory / "cursor.tmp"
         with tmp.open("w") as f:
             f.write(f"{cursor[0]} {cursor[1]}\n")
@@ -279,6 +282,10 @@ class DiskOutbox:
             os.fsync(f.fileno())
         tmp.replace(self.directory / "cursor")
         self._cursor = cursor
+        self._cursor_synced = time.monotonic()
+        for n in self._segments():
+            if n < cursor[0]:
+                (self.directory / _segment_name(n)).unlink(missing_ok=True)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -296,6 +303,7 @@ class DiskOutbox:
         """Sync and close the tail segment."""
         with self._lock:
             if not self._file.closed:
+                self._write_cursor(self._cursor)
                 self._file.flush()
                 os.fsync(self._file.fileno())
                 self._file.close()

@@ -104,6 +104,19 @@ def merge_writes(kept: Iterable[Write], new: Iterable[Write], keep: int) -> tupl
     return tuple(sorted(set(kept) | set(new), key=Write.order, reverse=True)[:keep])
 
 
+def insert_write(kept: tuple[Write, ...], new: Write, keep: int) -> tuple[Write, ...] | None:
+    """``merge_writes(kept, (new,), keep)`` for one write, or ``None`` when it changes
+    nothing (already kept, or older than the ``keep`` kept ones): the per-update fast path."""
+    order = new.order()
+    for i, w in enumerate(kept):
+        held = w.order()
+        if order == held:
+            return None
+        if order > held:
+            return (*kept[:i], new, *kept[i : keep - 1])
+    return (*kept, new) if len(kept) < keep else None
+
+
 def winner(kept: tuple[Write, ...]) -> Write:
     """The register's value: its newest write (``kept`` is newest first and not empty)."""
     return kept[0]

@@ -30,6 +30,7 @@ from twinflow.operators.replication.register import (
     PropertyKey,
     Write,
     conflicts,
+    insert_write,
     merge_writes,
 )
 
@@ -89,13 +90,11 @@ class TwinReplica:
         """
         self.clock.observe(write.stamp)
         held = self._registers.get(write.key, ())
-        if write in held:
-            return Applied.DUPLICATE
-        merged = merge_writes(held, (write,), self.keep)
-        if write not in merged:
-            return Applied.STALE
+        merged = insert_write(held, write, self.keep)
+        if merged is None:
+            return Applied.DUPLICATE if write in held else Applied.STALE
         self._registers[write.key] = merged
-        return Applied.WON if merged[0] == write else Applied.LOST
+        return Applied.WON if merged[0] is write else Applied.LOST
 
     def merge(self, other: TwinReplica) -> None:
         """Fold in another replica's whole state (state-based replication)."""

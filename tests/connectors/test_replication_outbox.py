@@ -26,8 +26,22 @@ def test_records_come_back_in_order_across_segments_until_acknowledged(tmp_path:
     assert payloads(box) == sent[20:] and box.pending == 30
     box.ack(box.peek(100))
     assert box.pending == 0 and box.pending_bytes == 0 and payloads(box) == []
-    assert len(list(tmp_path.glob("seg-*.out"))) == 1  # acknowledged segments are deleted
-    box.close()
+    box.close()  # persists the cursor: acknowledged segments are deleted
+    assert len(list(tmp_path.glob("seg-*.out"))) == 1
+
+
+def test_the_cursor_follows_the_fsync_policy(tmp_path: Path) -> None:
+    always = DiskOutbox(tmp_path / "always", segment_bytes=64, fsync="always")
+    lazy = DiskOutbox(tmp_path / "lazy", segment_bytes=64, fsync_interval_s=3600)
+    for box in (always, lazy):
+        for i in range(10):
+            box.append("k", f"u{i}".encode())
+        box.ack(box.peek(6))
+    # "always" persisted the cursor and deleted the acknowledged segments at once
+    assert len(list((tmp_path / "always").glob("seg-*.out"))) < 10
+    assert payloads(DiskOutbox(tmp_path / "always")) == [f"u{i}".encode() for i in range(6, 10)]
+    # "interval": after a crash (no close) acknowledged records come again: duplicates, no loss
+    assert len(payloads(DiskOutbox(tmp_path / "lazy"))) == 10
 
 
 @pytest.mark.parametrize("fsync", ["always", "interval"])

@@ -225,3 +225,16 @@ def test_missing_value_and_non_json_are_refused() -> None:
         decode_update(b"{nope")
     with pytest.raises(UpdateError, match="expected a JSON object"):
         decode_update(b"[1]")
+
+
+def test_update_ids_are_the_uuid5_of_property_and_stamp() -> None:
+    import uuid
+
+    from twinflow.operators.replication.update import UPDATE_NAMESPACE, update_id
+
+    w = good_doc()
+    stamp = w["stamp"]
+    assert isinstance(stamp, dict)
+    name = f"pump-1\x1fdesired\x1fspeed_rpm\x1f{stamp['wall_ms']}.{stamp['logical']}@edge-a"
+    assert w["update_id"] == str(uuid.uuid5(UPDATE_NAMESPACE, name))
+    assert update_id(decode_update(orjson.dumps(w))) == w["update_id"]

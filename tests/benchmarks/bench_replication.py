@@ -1,0 +1,217 @@
+"""Benchmark: replicated twin state, in process and edge -> central over a real mosquitto.
+
+Not a test (nothing is asserted on time); prints figures. The issue's targets are the
+reference: eventual consistency >= 100k property updates/s per central process and p99
+<= 50 ms edge -> central on loopback.
+
+1. Merge throughput, in process: the updates of three writers (1,000 twins, three
+   properties each, a random share of them concurrent) applied to a fresh replica, as
+   ``Write`` objects (``apply``) and from ``twin_update.v1`` JSON (``decode_update`` then
+   ``apply``, what a central process does per message). Median over interleaved rounds.
+2. Latency edge -> central over mosquitto (tests/services starts it): an edge ``MqttLink``
+   writes at a steady rate; the time from ``write`` (stamped, appended to the on-disk
+   outbox) until the central link has merged it, p50/p99 over all writes of all rounds.
+3. Catch-up after a cut link: the edge writes ``--backlog`` updates while cut, then the
+   link returns; updates/s from restore until central has merged the last one.
+
+Run: ``.venv/bin/python tests/benchmarks/bench_replication.py [--updates 200000] [--rounds 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # for tests.services
+
+from tests.services.mosquitto import Mosquitto
+from twinflow.connectors.bindings import MqttSettings
+from twinflow.connectors.replication import DiskOutbox
+from twinflow.connectors.replication.mqtt_link import MqttLink, central_topics, edge_topics
+from twinflow.operators.replication import Applied, TwinReplica, Write, decode_update
+from twinflow.operators.replication.update import encode_update
+
+T0 = 1_767_225_600_000
+PROPS = (("reported", "speed_rpm"), ("desired", "speed_rpm"), ("metadata", "site"))
+
+
+def make_updates(n: int, seed: int = 7) -> list[Write]:
+    """``n`` writes by three replicas that sync now and then (some writes concurrent)."""
+    rnd = random.Random(seed)
+    clock = [T0]
+    writers = [TwinReplica(name, now_ms=lambda: clock[0]) for name in ("central", "e1", "e2")]
+    out: list[Write] = []
+    for i in range(n):
+        if i % 50 == 0:
+            clock[0] += 1
+        r = writers[rnd.randrange(3)]
+        kind, name = PROPS[rnd.randrange(3)]
+        w = r.write(f"pump-{rnd.randrange(1000)}", kind, name, rnd.randrange(3000))
+        out.append(w)
+        if rnd.random() < 0.3:  # another writer sees it: later writes there are not concurrent
+            writers[rnd.randrange(3)].apply(w)
+    rnd.shuffle(out)
+    return out
+
+
+def merge_rate(updates: list[Write], payloads: list[bytes] | None) -> float:
+    r = TwinReplica("bench", now_ms=lambda: T0 + 10**9)
+    start = time.perf_counter()
+    if payloads is None:
+        for w in updates:
+            r.apply(w)
+    else:
+        for p in payloads:
+            r.apply(decode_update(p))
+    return len(updates) / (time.perf_counter() - start)
+
+
+def bench_merge(n: int, rounds: int) -> None:
+    updates = make_updates(n)
+    payloads = [encode_update(w) for w in updates]
+    objects, json_ = [], []
+    for _ in range(rounds):  # interleaved
+        objects.append(merge_rate(updates, None))
+        json_.append(merge_rate(updates, payloads))
+    print(f"merge, in process ({n:,} updates, 1,000 twins x 3 properties, {rounds} rounds):")
+    print(f"  apply(Write)              {statistics.median(objects):>12,.0f} updates/s (median)")
+    print(f"  decode_update + apply     {statistics.median(json_):>12,.0f} updates/s (median)")
+    print("  target (issue 18, eventual): >= 100,000 updates/s per central process")
+
+
+class Pair:
+    """An edge and a central replica linked through one broker."""
+
+    def __init__(self, broker: Mosquitto, folder: Path) -> None:
+        base = f"bench-{uuid.uuid4().hex[:8]}"
+        self.edge = TwinReplica("edge")
+        self.central = TwinReplica("central")
+        self.sent: dict[str, float] = {}
+        self.latency: dict[str, float] = {}
+        self.done = threading.Condition()
+
+        def settings(name: str) -> MqttSettings:
+            return MqttSettings(
+                host=broker.host,
+                port=broker.port,
+                client_id=f"{base}-{name}",
+                reconnect_min_s=0.05,
+                reconnect_max_s=0.5,
+            )
+
+        self.edge_box = DiskOutbox(folder / "edge")
+        self.central_box = DiskOutbox(folder / "central")
+        self.edge_link = MqttLink(
+            self.edge, self.edge_box, settings("edge"), *edge_topics(base, "edge")
+        )
+        self.central_link = MqttLink(
+            self.central,
+            self.central_box,
+            settings("central"),
+            *central_topics(base),
+            on_applied=self.arrived,
+        )
+
+    def arrived(self, w: Write, outcome: Applied) -> None:
+        now = time.perf_counter()
+        key = w.stamp.text() + w.key.name + w.key.twin_id
+        with self.done:
+            if key in self.sent and key not in self.latency:
+                self.latency[key] = now - self.sent[key]
+            self.done.notify_all()
+
+    def write(self, i: int) -> None:
+        twin = f"pump-{i % 100}"
+        t = time.perf_counter()
+        w = self.edge_link.write(twin, "reported", "speed_rpm", i)
+        with self.done:
+            self.sent[w.stamp.text() + "speed_rpm" + twin] = t
+
+    def wait_all(self, timeout_s: float = 120.0) -> bool:
+        with self.done:
+            return self.done.wait_for(lambda: len(self.latency) == len(self.sent), timeout_s)
+
+    def __enter__(self) -> Pair:
+        self.central_link.start()
+        self.edge_link.start()
+        deadline = time.monotonic() + 10
+        while not (self.edge_link.connected and self.central_link.connected):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the links did not connect within 10 s")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.edge_link.stop()
+        self.central_link.stop()
+        self.edge_box.close()
+        self.central_box.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def bench_latency(broker: Mosquitto, rate: int, seconds: float, rounds: int) -> None:
+    lat: list[float] = []
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as d, Pair(broker, Path(d)) as pair:
+            n = int(rate * seconds)
+            start = time.perf_counter()
+            for i in range(n):
+                pause = start + i / rate - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+                pair.write(i)
+            if not pair.wait_all():
+                raise RuntimeError("central did not merge every write within 120 s")
+            lat += list(pair.latency.values())
+    print(
+        f"latency edge -> central over mosquitto ({rate}/s for {seconds:g} s, {rounds} rounds, {len(lat):,} writes):"
+    )
+    print(
+        f"  p50 {pct(lat, 0.5) * 1000:8.2f} ms   p99 {pct(lat, 0.99) * 1000:8.2f} ms   max {max(lat) * 1000:8.2f} ms"
+    )
+    print("  target (issue 18, eventual): p99 <= 50 ms on loopback")
+
+
+def bench_catch_up(broker: Mosquitto, backlog: int, rounds: int) -> None:
+    rates: list[float] = []
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as d, Pair(broker, Path(d)) as pair:
+            pair.edge_link.cut()
+            for i in range(backlog):
+                pair.write(i)
+            start = time.perf_counter()
+            pair.edge_link.restore()
+            if not pair.wait_all():
+                raise RuntimeError("central did not merge the backlog within 120 s")
+            rates.append(backlog / (time.perf_counter() - start))
+    print(f"catch-up after a cut link ({backlog:,} updates in the edge's outbox, {rounds} rounds):")
+    print(f"  {statistics.median(rates):,.0f} updates/s from restore to the last merged (median)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--updates", type=int, default=200_000)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rate", type=int, default=500, help="edge writes per second (latency)")
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--backlog", type=int, default=20_000)
+    a = p.parse_args()
+    bench_merge(a.updates, a.rounds)
+    with Mosquitto() as broker:
+        bench_latency(broker, a.rate, a.seconds, max(1, a.rounds // 2))
+        bench_catch_up(broker, a.backlog, max(1, a.rounds // 2))
+
+
+if __name__ == "__main__":
+    main()
