@@ -12,6 +12,7 @@ from pathlib import Path
 
 from twinflow.core.config import (
     Choice,
+    Duration,
     Flag,
     Number,
     Schema,
@@ -114,11 +115,12 @@ class FlowConfig:
             "sample_anomaly",
             "Score every raw sample of a twin's scalar signals (T² and SPE, conditioned on "
             "its operating settings): the score rides along as the signal `anomaly_sample` "
-            "(written with the telemetry) and a window whose mean score passes 1 is "
-            "anomalous. Off by default: on the simulated plant it costs throughput and its "
-            "5-minute warm-up cannot see the machines' slow dynamics; a type's "
-            "`anomaly.samples` turns it on for that type.",
-            False,
+            "(written with the telemetry), the alarm `anomaly_sample` is raised within "
+            "seconds of it passing its limit, and a window whose mean score passes 1 is "
+            "anomalous. A type's `anomaly.samples` overrides this for its twins (the bundled "
+            "simulated types turn it off: their 5-minute warm-up cannot see those machines' "
+            "slow thermal dynamics, and their rules are tuned).",
+            True,
         )
     )
     sample_warmup: int = setting(
@@ -163,6 +165,24 @@ class FlowConfig:
             "forgotten.",
             86400.0,
             low=0,
+        )
+    )
+    sample_alarm_for_s: float = setting(
+        Duration(
+            "sample_alarm_for_s",
+            "How long the raw-sample score must stay above its limit before the alarm "
+            "`anomaly_sample` is raised.",
+            10.0,
+            shown="`10s`",
+        )
+    )
+    sample_alarm_clear_s: float = setting(
+        Duration(
+            "sample_alarm_clear_s",
+            "How long the raw-sample score must stay at or below its limit before that alarm "
+            "clears.",
+            120.0,
+            shown="`2m`",
         )
     )
     command_interval_s: float = _positive(

@@ -50,6 +50,7 @@ from twinflow.operators.policy import CommandPolicy, check_reactions
 from twinflow.operators.residuals import add_residuals
 from twinflow.operators.rollups import RollupOperator
 from twinflow.operators.rules import DRIVER_PREFIX, SHARE_PREFIX, AlarmTracker
+from twinflow.operators.sample_alarm import SampleAlarm
 from twinflow.operators.sample_anomaly import (
     RESOLUTION,
     SAMPLE_PREFIX,
@@ -313,6 +314,26 @@ class SampleAnomalyStep:
         return scorer, scorer.score(frame)
 
 
+@dataclass(frozen=True)
+class SampleAlarmStep:
+    """``sample_alarms`` (stateful_flat_map): each twin's raw-sample anomaly alarm, raised
+    and cleared in seconds from its ``anomaly_sample`` scores (see
+    :mod:`twinflow.operators.sample_alarm`)."""
+
+    raise_s: float = 10.0
+    clear_s: float = 120.0
+    settle_s: float = 60.0
+
+    def __call__(
+        self, alarm: SampleAlarm | None, frame: Frame
+    ) -> tuple[SampleAlarm | None, list[Alert]]:
+        if not isinstance(frame, TelemetryFrame) or SAMPLE_SIGNAL not in frame.signals:
+            return alarm, []
+        if alarm is None:
+            alarm = SampleAlarm(self.raise_s, self.clear_s, self.settle_s)
+        return alarm, alarm.update(frame)
+
+
 class WindowModel(Protocol):
     """One twin's window-level model: a :class:`WindowAnomalyDetector` or an
     :class:`SpcDetector` (one named type, so Bytewax's ``stateful_map`` types check)."""
@@ -475,9 +496,7 @@ class RulStep:
 Stamped = tuple[RulEstimate | None, TwinState | None]
 
 
-def stamp_health(
-    kept: Stamped | None, item: TwinState | WindowFeatures
-) -> tuple[Stamped, list[TwinState]]:
+def stamp_health(kept: Stamped | None, item: object) -> tuple[Stamped | None, list[TwinState]]:
     """``stamp`` (stateful_flat_map): a twin's states carry its newest RUL estimate.
 
     Twin state is computed before the windows are analysed, so the estimate comes from the
@@ -487,6 +506,8 @@ def stamp_health(
     carries the last estimate, however Bytewax interleaves the two streams.
     """
     latest, state = kept if kept is not None else (None, None)
+    if not isinstance(item, TwinState | WindowFeatures):
+        return kept, []
     if isinstance(item, WindowFeatures):
         if item.rul is None or item.rul == latest:
             return (latest, state), []

@@ -10,6 +10,7 @@ Bytewax's metrics and in its dataflow diagram (``bytewax.visualize.to_mermaid(fl
                         | desired changes, requests             (refused ones: dead letters)
     twin_state    [update] reported and desired state, per twin
     analytics     [samples] raw-sample T²/SPE score per twin (the ``anomaly_sample`` signal)
+                  [sample_alarms] alarm ``anomaly_sample``: the score above its limit for seconds
                   [windows] event-time windows: statistics + FFT    (late: dead letters)
                   [anomaly] window model per twin (warm-up, calibrated threshold)
                   [rul] remaining useful life from the health indicator's trend
@@ -64,6 +65,7 @@ from twinflow.flows.steps import (
     PolicyStep,
     ResidualStep,
     RulStep,
+    SampleAlarmStep,
     SampleAnomalyStep,
     Tally,
     TwinStateStep,
@@ -190,8 +192,11 @@ def analytics(
 ) -> Analysed:
     """Raw-sample scores; windows and their features; anomaly score, RUL and alarm rules."""
     type_of = type_of or TypeOf(types)
+    sample_alerts: list[KeyedStream[Alert]] = []
     if config.sample_anomaly or _types_score_samples(type_of):
         frames = op.stateful_map("samples", frames, SampleAnomalyStep.from_config(config, type_of))
+        alarm = SampleAlarmStep(config.sample_alarm_for_s, config.sample_alarm_clear_s)
+        sample_alerts.append(op.stateful_flat_map("sample_alarms", frames, alarm))
     windowed = op.stateful("windows", frames, WindowStep(config, types))
     split = op.branch("split_late", op.key_rm("unkey_windows", windowed), is_dead_letter)
     late = op.map("count_late", split.trues, tally.late)
@@ -200,6 +205,8 @@ def analytics(
     with_rul = op.stateful_map("rul", scored, RulStep(type_of))
     op.inspect("count_windows", with_rul, tally.window)
     alerts = op.stateful_flat_map("alarms", with_rul, AlarmStep(type_of))
+    if sample_alerts:
+        alerts = op.merge("window_and_sample_alerts", alerts, *sample_alerts)
     op.inspect("count_alerts", alerts, tally.alert)
     return Analysed(frames, with_rul, alerts, late)
 

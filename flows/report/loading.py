@@ -58,8 +58,8 @@ def load(out: Path, points: int = 240) -> RunData:
     """The outputs under ``out``; a folder with none of them is refused."""
     if not out.is_dir():
         raise ConfigError(f"report: {out} is not a folder (give a run's --out folder)")
-    names = ("alerts.jsonl", "commands.jsonl", "windows", "telemetry", "summary.json")
-    names += ("maintenance_plan.json",)
+    names: tuple[str, ...] = ("alerts.jsonl", "commands.jsonl", "windows", "telemetry")
+    names += ("summary.json", "maintenance_plan.json")
     if not any((out / n).exists() for n in names):
         raise ConfigError(
             f"report: {out} holds no twinflow outputs (alerts.jsonl, windows/, telemetry/, "

@@ -79,8 +79,11 @@ def test_load_changes_raise_nothing_and_a_fault_is_alerted_with_its_signal(
     assert not any(w.is_anomalous for w in healthy_windows)
     windows, alerts, telemetry = run(kind, compressor(90, 60))
     raised = [a for a in alerts if a.state.value == "raised"]
-    assert [a.rule for a in raised] == ["anomaly"]
-    alert = raised[0]
+    assert [a.rule for a in raised] == ["anomaly_sample", "anomaly"]
+    quick, alert = raised
+    # the raw-sample alarm: seconds after the fault starts, naming the signal
+    assert START + 60 * 60 < quick.time.timestamp() < START + 62 * 60
+    assert "driven by discharge_temp" in quick.message
     assert alert.time.timestamp() >= START + 60 * 60
     assert "driven by discharge_temp" in alert.message
     assert max(alert.evidence, key=lambda k: alert.evidence[k] if "share" in k else -1) == (
@@ -111,12 +114,17 @@ def test_without_the_setting_a_load_change_is_an_anomaly(tmp_path: Path) -> None
     assert flagged > 300  # the step to 140 kW after ten minutes at 100 kW
 
 
-def test_sample_scoring_is_off_unless_the_deployment_or_type_asks(tmp_path: Path) -> None:
+def test_sample_scoring_is_on_by_default_and_off_when_the_deployment_says(
+    tmp_path: Path,
+) -> None:
     kind = load_compressor(tmp_path)
-    step = SampleAnomalyStep.from_config(FlowConfig(), TypeOf({"comp-1": kind}))
+    on = SampleAnomalyStep.from_config(FlowConfig(), TypeOf({"comp-1": kind}))
+    scorer, _ = on(None, compressor(1, None)[0])
+    assert scorer is not None and scorer.detector is not None
+    off = SampleAnomalyStep.from_config(FlowConfig(sample_anomaly=False), TypeOf({"comp-1": kind}))
     scorer = None
     for frame in compressor(10, None):
-        scorer, out = step(scorer, frame)
+        scorer, out = off(scorer, frame)
         assert out is frame
     assert scorer is not None and scorer.detector is None
 
