@@ -8,8 +8,10 @@ also gets the other edges' writes (:func:`edge_topics`, :func:`central_topics`).
 Sending is store-and-forward: :meth:`MqttLink.write` stamps the write in the replica and
 appends it to the :class:`DiskOutbox`; a sender thread publishes the pending records at QoS
 1 while the broker is connected and acknowledges them in the outbox only once the broker
-has (PUBACK). Records published when the connection broke are published again later; the
-receiver's merge is idempotent, so a resend is counted as a duplicate and changes nothing.
+has (PUBACK). One MQTT message carries up to ``per_message`` records, one document per line
+(JSON Lines): a backlog goes out in few messages, a single write at once. Records published
+when the connection broke are published again later; the receiver's merge is idempotent, so
+a resend is counted as a duplicate (or stale) and changes nothing.
 Receiving uses a persistent session (MQTT v5, clean start off), so the broker queues the
 updates for a replica that is away and delivers them when it returns. A payload that is not
 a valid ``twin_update.v1`` document, or whose stamp is beyond the clock drift bound, is a
@@ -78,8 +80,10 @@ class MqttLink:
     ``settings`` name the broker (its ``client_id`` is used for the persistent session);
     ``relay`` makes the link re-send every received write that was new to the replica (the
     central replica's job); ``batch`` bounds the records published before waiting for the
-    broker's acknowledgements, ``publish_timeout_s`` how long to wait for them before the
-    batch is sent again; ``on_applied`` is called with each received write and its outcome.
+    broker's acknowledgements, ``per_message`` the records carried by one MQTT message (one
+    ``twin_update.v1`` document per line), ``publish_timeout_s`` how long to wait for the
+    acknowledgements before the batch is sent again; ``on_applied`` is called with each
+    received write and its outcome.
     """
 
     def __init__(
@@ -91,15 +95,17 @@ class MqttLink:
         subscribe_topic: str,
         *,
         relay: bool = False,
-        batch: int = 500,
+        batch: int = 2000,
+        per_message: int = 100,
         publish_timeout_s: float = 5.0,
         dead_letters: int = 100,
         on_applied: Callable[[Write, Applied], None] | None = None,
     ) -> None:
-        if batch < 1 or publish_timeout_s <= 0:
+        if batch < 1 or per_message < 1 or publish_timeout_s <= 0:
             raise TwinflowError(
-                f"replication link of {replica.replica_id!r}: batch must be >= 1 and "
-                f"publish_timeout_s > 0, got {batch} and {publish_timeout_s}"
+                f"replication link of {replica.replica_id!r}: batch and per_message must be "
+                f">= 1 and publish_timeout_s > 0, got {batch}, {per_message} and "
+                f"{publish_timeout_s}"
             )
         self.replica = replica
         self.outbox = outbox
@@ -108,6 +114,7 @@ class MqttLink:
         self.subscribe_topic = subscribe_topic
         self.relay = relay
         self.batch = batch
+        self.per_message = per_message
         self.publish_timeout_s = publish_timeout_s
         self.on_applied = on_applied
         #: Received payloads refused, with the reason (the newest ``dead_letters``).
@@ -154,7 +161,11 @@ class MqttLink:
 
     def _open(self) -> None:
         client = make_client(
-            self.settings, self.settings.client_id, persistent=True, max_inflight=self.batch
+            self.settings,
+            self.settings.client_id,
+            persistent=True,
+            max_inflight=max(20, -(-self.batch // self.per_message)),  # a batch's messages
+            receive_maximum=100,  # messages the broker may send before our PUBACKs
         )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -197,7 +208,10 @@ class MqttLink:
             self._acks.notify_all()
 
     def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
-        payload = bytes(message.payload)
+        for line in bytes(message.payload).split(b"\n"):
+            self._receive(line)
+
+    def _receive(self, payload: bytes) -> None:
         try:
             write = decode_update(payload)
             with self._lock:
@@ -249,9 +263,9 @@ class MqttLink:
         with self._acks:
             self._acked.clear()
         mids = []
-        for e in entries:
-            info = client.publish(self.publish_topic, e.payload, qos=1)
-            mids.append(info.mid)
+        for i in range(0, len(entries), self.per_message):
+            chunk = b"\n".join(e.payload for e in entries[i : i + self.per_message])
+            mids.append(client.publish(self.publish_topic, chunk, qos=1).mid)
         with self._acks:
             done = self._acks.wait_for(
                 lambda: all(m in self._acked for m in mids), self.publish_timeout_s

@@ -21,7 +21,7 @@ from tests.services.mosquitto import Mosquitto, MosquittoMissing
 from twinflow.connectors.bindings import MqttSettings
 from twinflow.connectors.replication import DiskOutbox
 from twinflow.connectors.replication.mqtt_link import MqttLink, central_topics, edge_topics
-from twinflow.operators.replication import Applied, TwinReplica, Write
+from twinflow.operators.replication import Applied, TwinReplica, Write, encode_update
 
 pytestmark = pytest.mark.services
 
@@ -152,15 +152,15 @@ def test_a_bad_update_is_a_dead_letter_with_its_reason(broker: Mosquitto, tmp_pa
     base = f"tf-{uuid.uuid4().hex[:8]}"
     central = Site(broker, tmp_path, "central", base)
     central.link.start()
+    good = TwinReplica("edge-x").write("pump-x", "desired", "speed_rpm", 1200)
+    lines = [b'{"schema": "twinflow.twin_update", "version": 9}', encode_update(good), b"not json"]
     try:
         wait_until("central connected", lambda: central.link.connected)
         raw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{base}-raw")
         raw.connect(broker.host, broker.port)
         raw.loop_start()
-        raw.publish(
-            f"{base}/up/edge-x", b'{"schema": "twinflow.twin_update", "version": 9}', qos=1
-        ).wait_for_publish(5)
-        raw.publish(f"{base}/up/edge-x", b"not json", qos=1).wait_for_publish(5)
+        # one message of three documents (JSON Lines), as a link sends a backlog
+        raw.publish(f"{base}/up/edge-x", b"\n".join(lines), qos=1).wait_for_publish(5)
         raw.disconnect()
         raw.loop_stop()
         wait_until("two dead letters", lambda: len(central.link.dead_letters) == 2)
@@ -169,4 +169,6 @@ def test_a_bad_update_is_a_dead_letter_with_its_reason(broker: Mosquitto, tmp_pa
         central.outbox.close()
     reasons = [r for _, r in central.link.dead_letters]
     assert "version 9" in reasons[0] and "not JSON" in reasons[1]
-    assert central.replica.values() == {} and central.outbox.pending == 0
+    assert central.replica.values() == {("pump-x", "desired", "speed_rpm"): 1200}
+    # the good one is relayed to the edges: sent, or still in the outbox when the link stopped
+    assert central.outbox.pending + central.link.counts["sent"] == 1
