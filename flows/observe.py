@@ -25,8 +25,8 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import fields, replace
 from typing import Any
 
 from bytewax.outputs import (
@@ -53,6 +53,17 @@ TO_COMMAND = Histogram(
     "Wall-clock seconds from the arrival of the reading behind an alert to the command the "
     "policy queued in answer being written",
     buckets=_LATENCY_BUCKETS,
+)
+SINK_ITEMS = Counter(
+    "twinflow_output_items",
+    "Items written by each sink of each output stream (sink: the sink's class)",
+    ["stream", "sink"],
+)
+SINK_WRITE = Histogram(
+    "twinflow_output_write_seconds",
+    "Wall-clock seconds a sink took to write one batch, by output stream and sink",
+    ["stream", "sink"],
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
 )
 IN_ALARM = Gauge(
     "twinflow_twins_in_alarm", "Twins with at least one open alarm, by twin type", ["twin_type"]
@@ -191,13 +202,19 @@ class Observer:
             IN_ALARM.labels(twin_type).set(counts.get(twin_type, 0))
 
     def outputs(self, outputs: FlowOutputs) -> FlowOutputs:
-        """``outputs`` with the first sink of alerts, commands and dead letters observed."""
-        return replace(
-            outputs,
-            alerts=_tap_first(outputs.alerts, self.alerts),
-            commands=_tap_first(outputs.commands, self.commands),
-            dead_letters=_tap_first(outputs.dead_letters, self.dead_letters),
-        )
+        """``outputs`` with every sink metered (items written, write time) and the first sink
+        of alerts, commands and dead letters observed."""
+        seen = {"alerts": self.alerts, "commands": self.commands, "dead_letters": self.dead_letters}
+        changes = {}
+        for f in fields(outputs):
+            sinks = getattr(outputs, f.name)
+            if sinks is None:
+                continue
+            many = list(sinks) if isinstance(sinks, Sequence) else [sinks]
+            see = seen.get(f.name)
+            wrapped = [metered(f.name, s, see if i == 0 else None) for i, s in enumerate(many)]
+            changes[f.name] = wrapped if isinstance(sinks, Sequence) else wrapped[0]
+        return replace(outputs, **changes)
 
 
 def _value(item: Any) -> Any:
@@ -205,21 +222,25 @@ def _value(item: Any) -> Any:
     return item[1] if isinstance(item, tuple) and len(item) == 2 else item
 
 
-def _tap_first(sinks: Any, see: Any) -> Any:
-    if sinks is None:
-        return None
-    if isinstance(sinks, Sequence):
-        return [tapped(sinks[0], see), *sinks[1:]] if sinks else sinks
-    return tapped(sinks, see)
+#: ``meter(items, seconds)``: told the size of each batch a sink wrote and how long it took.
+Meter = Callable[[int, float], None]
+
+
+def _write(inner: Any, values: list[Any], see: Any, meter: Meter | None) -> None:
+    start = time.perf_counter()
+    inner.write_batch(values)
+    if meter is not None:
+        meter(len(values), time.perf_counter() - start)
+    if see is not None:
+        see(values)
 
 
 class _SeenStateful(StatefulSinkPartition[Any, Any]):
-    def __init__(self, inner: Any, see: Any) -> None:
-        self.inner, self.see = inner, see
+    def __init__(self, inner: Any, see: Any, meter: Meter | None = None) -> None:
+        self.inner, self.see, self.meter = inner, see, meter
 
     def write_batch(self, values: list[Any]) -> None:
-        self.inner.write_batch(values)
-        self.see(values)
+        _write(self.inner, values, self.see, self.meter)
 
     def snapshot(self) -> Any:
         return self.inner.snapshot()
@@ -229,20 +250,21 @@ class _SeenStateful(StatefulSinkPartition[Any, Any]):
 
 
 class _SeenStateless(StatelessSinkPartition[Any]):
-    def __init__(self, inner: Any, see: Any) -> None:
-        self.inner, self.see = inner, see
+    def __init__(self, inner: Any, see: Any, meter: Meter | None = None) -> None:
+        self.inner, self.see, self.meter = inner, see, meter
 
     def write_batch(self, items: list[Any]) -> None:
-        self.inner.write_batch(items)
-        self.see(items)
+        _write(self.inner, items, self.see, self.meter)
 
     def close(self) -> None:
         self.inner.close()
 
 
 class _TappedFixed(FixedPartitionedSink[Any, Any]):
-    def __init__(self, inner: FixedPartitionedSink[Any, Any], see: Any) -> None:
-        self.inner, self.see = inner, see
+    def __init__(
+        self, inner: FixedPartitionedSink[Any, Any], see: Any, meter: Meter | None = None
+    ) -> None:
+        self.inner, self.see, self.meter = inner, see, meter
 
     def list_parts(self) -> list[str]:
         return self.inner.list_parts()
@@ -251,21 +273,37 @@ class _TappedFixed(FixedPartitionedSink[Any, Any]):
         return self.inner.part_fn(item_key)
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _SeenStateful:
-        return _SeenStateful(self.inner.build_part(step_id, for_part, resume_state), self.see)
+        part = self.inner.build_part(step_id, for_part, resume_state)
+        return _SeenStateful(part, self.see, self.meter)
 
 
 class _TappedDynamic(DynamicSink[Any]):
-    def __init__(self, inner: DynamicSink[Any], see: Any) -> None:
-        self.inner, self.see = inner, see
+    def __init__(self, inner: DynamicSink[Any], see: Any, meter: Meter | None = None) -> None:
+        self.inner, self.see, self.meter = inner, see, meter
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _SeenStateless:
-        return _SeenStateless(self.inner.build(step_id, worker_index, worker_count), self.see)
+        part = self.inner.build(step_id, worker_index, worker_count)
+        return _SeenStateless(part, self.see, self.meter)
 
 
-def tapped(sink: Sink[Any], see: Any) -> Sink[Any]:
-    """``sink`` unchanged, and ``see(batch)`` after each batch it wrote."""
+def tapped(sink: Sink[Any], see: Any, meter: Meter | None = None) -> Sink[Any]:
+    """``sink`` unchanged, and ``see(batch)`` (if given) after each batch it wrote, and
+    ``meter(items, seconds)`` (if given) with the batch's size and write time."""
     if isinstance(sink, FixedPartitionedSink):
-        return _TappedFixed(sink, see)
+        return _TappedFixed(sink, see, meter)
     if isinstance(sink, DynamicSink):
-        return _TappedDynamic(sink, see)
+        return _TappedDynamic(sink, see, meter)
     raise TypeError(f"not a Bytewax sink: {sink!r}")
+
+
+def metered(stream: str, sink: Sink[Any], see: Any = None) -> Sink[Any]:
+    """``sink`` counted in ``twinflow_output_items_total{stream,sink}`` and timed in
+    ``twinflow_output_write_seconds{stream,sink}`` (``sink``: its class name), and seen."""
+    labels = (stream, type(sink).__name__)
+    items, write = SINK_ITEMS.labels(*labels), SINK_WRITE.labels(*labels)
+
+    def meter(n: int, seconds: float) -> None:
+        items.inc(n)
+        write.observe(seconds)
+
+    return tapped(sink, see, meter)

@@ -179,3 +179,28 @@ def test_kafka_telemetry_is_timed_where_it_is_decoded() -> None:
     observer.alerts([("P1", alert)])
     assert _value("twinflow_reading_to_alert_seconds_count") == before + 1
     assert frame.twin_id == "P1"
+
+
+def test_every_sink_is_metered_and_the_alert_sink_still_observed() -> None:
+    from bytewax.testing import TestingSink
+
+    from twinflow.flows.observe import Observer
+    from twinflow.flows.telemetry import FlowOutputs
+
+    out: list[object] = []
+    seen: list[object] = []
+    observer = Observer()
+    observer.alerts = seen.extend  # type: ignore[method-assign]
+    sinks = observer.outputs(
+        FlowOutputs(dead_letters=None, alerts=[TestingSink(out), TestingSink([])], commands=None)
+    )
+    assert isinstance(sinks.alerts, list) and len(sinks.alerts) == 2
+    labels = {"stream": "alerts", "sink": "TestingSink"}
+    before = _value("twinflow_output_items_total", **labels)
+    timed = _value("twinflow_output_write_seconds_count", **labels)
+    first = sinks.alerts[0].build("alerts_out", 0, 1)
+    first.write_batch([("P1", "a"), ("P1", "b")])
+    sinks.alerts[1].build("alerts_out_1", 0, 1).write_batch([("P1", "a")])
+    assert out == [("P1", "a"), ("P1", "b")] and seen == out  # only the first is observed
+    assert _value("twinflow_output_items_total", **labels) == before + 3
+    assert _value("twinflow_output_write_seconds_count", **labels) == timed + 2
