@@ -97,10 +97,14 @@ class TwinReplica:
         return Applied.WON if merged[0] is write else Applied.LOST
 
     def merge(self, other: TwinReplica) -> None:
-        """Fold in another replica's whole state (state-based replication)."""
+        """Fold in another replica's whole state (state-based replication).
+
+        Its newest stamp is checked against the drift bound first, so a refused merge
+        changes nothing."""
+        stamps = [w.stamp for writes in other._registers.values() for w in writes]
+        if stamps:
+            self.clock.observe(max(stamps))
         for key, writes in other._registers.items():
-            for w in writes:
-                self.clock.observe(w.stamp)
             self._registers[key] = merge_writes(self._registers.get(key, ()), writes, self.keep)
 
     def drop_twin(self, twin_id: str) -> int:

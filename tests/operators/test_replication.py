@@ -238,3 +238,16 @@ def test_update_ids_are_the_uuid5_of_property_and_stamp() -> None:
     name = f"pump-1\x1fdesired\x1fspeed_rpm\x1f{stamp['wall_ms']}.{stamp['logical']}@edge-a"
     assert w["update_id"] == str(uuid.uuid5(UPDATE_NAMESPACE, name))
     assert update_id(decode_update(orjson.dumps(w))) == w["update_id"]
+
+
+def test_a_merge_with_a_drifted_replica_changes_nothing() -> None:
+    t = FakeTime()
+    central = TwinReplica("central", now_ms=t, max_drift_ms=1_000)
+    central.write("pump-1", "desired", "speed", 1)
+    fast = TwinReplica("edge-f", now_ms=FakeTime(T0 + 60_000))
+    fast.write("pump-1", "desired", "speed", 2)
+    fast.write("pump-2", "desired", "speed", 3)
+    before = central.registers()
+    with pytest.raises(ClockDriftError, match="edge-f"):
+        central.merge(fast)
+    assert central.registers() == before
