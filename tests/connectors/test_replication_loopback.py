@@ -172,3 +172,51 @@ def test_a_bad_update_is_a_dead_letter_with_its_reason(broker: Mosquitto, tmp_pa
     assert central.replica.values() == {("pump-x", "desired", "speed_rpm"): 1200}
     # the good one is relayed to the edges: sent, or still in the outbox when the link stopped
     assert central.outbox.pending + central.link.counts["sent"] == 1
+
+
+def test_every_replica_converges_after_the_broker_was_down(tmp_path: Path) -> None:
+    try:
+        broker = Mosquitto(data_dir=tmp_path / "broker").start()
+    except MosquittoMissing as e:
+        pytest.fail(str(e), pytrace=False)
+    base = f"tf-{uuid.uuid4().hex[:8]}"
+    sites = {n: Site(broker, tmp_path, n, base) for n in ("central", "edge-a", "edge-b")}
+    made: list[Write] = []
+    try:
+        for s in sites.values():
+            s.link.start()
+        wait_until("three connected links", lambda: all(s.link.connected for s in sites.values()))
+        made.append(sites["edge-a"].link.write("pump-c", "reported", "speed_rpm", 700))
+        wait_until(
+            "edge-b sees edge-a's write",
+            lambda: sites["edge-b"].replica.get("pump-c", "reported", "speed_rpm") is not None,
+        )
+        broker.stop()
+        wait_until("every link down", lambda: not any(s.link.connected for s in sites.values()))
+        # all three set pump-c's desired speed without seeing the others; edges keep reporting
+        choices = [
+            s.link.write("pump-c", "desired", "speed_rpm", 800 + i)
+            for i, s in enumerate(sites.values())
+        ]
+        made += choices
+        for i in range(50):
+            made.append(sites["edge-a"].link.write("pump-c", "reported", "temp_c", i))
+            made.append(sites["edge-b"].link.write("pump-d", "reported", "temp_c", i))
+        broker.start()
+        reference = TwinReplica("reference")
+        for w in made:
+            reference.apply(w)
+        wait_until(
+            "every replica equal to the reference",
+            lambda: all(s.replica.registers() == reference.registers() for s in sites.values()),
+        )
+    finally:
+        for s in sites.values():
+            s.link.stop()
+            s.outbox.close()
+        broker.close()
+    winner, *losers = sorted(choices, key=Write.order, reverse=True)
+    for s in sites.values():
+        assert s.replica.get("pump-c", "desired", "speed_rpm") == winner
+        conflicts = s.replica.conflicts("pump-c")
+        assert [(c.winner, c.loser) for c in conflicts] == [(winner, x) for x in losers]
