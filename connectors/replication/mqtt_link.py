@@ -5,60 +5,35 @@ the central replica subscribes to ``<base>/up/+``, publishes its own writes to
 ``<base>/down`` and relays there every write it received that was new to it, so each edge
 also gets the other edges' writes (:func:`edge_topics`, :func:`central_topics`).
 
-Sending is store-and-forward: :meth:`MqttLink.write` stamps the write in the replica and
-appends it to the :class:`DiskOutbox`; a sender thread publishes the pending records at QoS
-1 while the broker is connected and acknowledges them in the outbox only once the broker
-has (PUBACK). One MQTT message carries up to ``per_message`` records, one document per line
-(JSON Lines): a backlog goes out in few messages, a single write at once. Records published
-when the connection broke are published again later; the receiver's merge is idempotent, so
-a resend is counted as a duplicate (or stale) and changes nothing.
-Receiving uses a persistent session (MQTT v5, clean start off), so the broker queues the
-updates for a replica that is away and delivers them when it returns. A payload that is not
-a valid ``twin_update.v1`` document, or whose stamp is beyond the clock drift bound, is a
-dead letter with its reason, never applied.
+Sending is store-and-forward (:class:`~twinflow.connectors.replication.link.ReplicaLink`):
+pending records are published at QoS 1 while the broker is connected and acknowledged in the
+outbox only once the broker has them (PUBACK). One MQTT message carries up to
+``per_message`` records, one document per line (JSON Lines): a backlog goes out in few
+messages, a single write at once. Records published when the connection broke are published
+again later; the receiver's merge is idempotent, so a resend is counted as a duplicate (or
+stale) and changes nothing. Receiving uses a persistent session (MQTT v5, clean start off),
+so the broker queues the updates for a replica that is away and delivers them when it
+returns.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from prometheus_client import Counter as MetricCounter
 from prometheus_client import Gauge
 
 from twinflow.connectors.bindings import MqttSettings
 from twinflow.connectors.mqtt.client import is_failure, make_client
-from twinflow.connectors.replication.outbox import DiskOutbox
+from twinflow.connectors.replication.link import ReplicaLink
+from twinflow.connectors.replication.outbox import DiskOutbox, Entry
 from twinflow.core.errors import TwinflowError
-from twinflow.operators.replication import (
-    Applied,
-    ClockDriftError,
-    TwinReplica,
-    UpdateError,
-    Write,
-    decode_update,
-    encode_update,
-)
+from twinflow.operators.replication import Applied, TwinReplica, Write
 
 log = logging.getLogger(__name__)
 
-UPDATES = MetricCounter(
-    "twinflow_replication_updates",
-    "Replicated twin updates by outcome: sent (acknowledged by the broker), won, lost, "
-    "duplicate, stale (received and merged), dead_letter (refused)",
-    ["replica", "outcome"],
-)
-PENDING = Gauge(
-    "twinflow_replication_outbox_pending", "Updates waiting in the outbox to be sent", ["replica"]
-)
-DROPPED = MetricCounter(
-    "twinflow_replication_outbox_dropped",
-    "Updates the full outbox dropped (oldest first, after compacting to the newest per property)",
-    ["replica"],
-)
 CONNECTED = Gauge(
     "twinflow_replication_connected", "1 while the replication link is connected", ["replica"]
 )
@@ -74,7 +49,7 @@ def central_topics(base: str) -> tuple[str, str]:
     return f"{base}/down", f"{base}/up/+"
 
 
-class MqttLink:
+class MqttLink(ReplicaLink):
     """Connects one :class:`TwinReplica` and its :class:`DiskOutbox` to an MQTT broker.
 
     ``settings`` name the broker (its ``client_id`` is used for the persistent session);
@@ -101,54 +76,40 @@ class MqttLink:
         dead_letters: int = 100,
         on_applied: Callable[[Write, Applied], None] | None = None,
     ) -> None:
-        if batch < 1 or per_message < 1 or publish_timeout_s <= 0:
+        super().__init__(
+            replica,
+            outbox,
+            relay=relay,
+            batch=batch,
+            dead_letters=dead_letters,
+            on_applied=on_applied,
+        )
+        if per_message < 1 or publish_timeout_s <= 0:
             raise TwinflowError(
-                f"replication link of {replica.replica_id!r}: batch and per_message must be "
-                f">= 1 and publish_timeout_s > 0, got {batch}, {per_message} and "
-                f"{publish_timeout_s}"
+                f"replication link of {replica.replica_id!r}: per_message must be >= 1 and "
+                f"publish_timeout_s > 0, got {per_message} and {publish_timeout_s}"
             )
-        self.replica = replica
-        self.outbox = outbox
         self.settings = settings
         self.publish_topic = publish_topic
         self.subscribe_topic = subscribe_topic
-        self.relay = relay
-        self.batch = batch
         self.per_message = per_message
         self.publish_timeout_s = publish_timeout_s
-        self.on_applied = on_applied
-        #: Received payloads refused, with the reason (the newest ``dead_letters``).
-        self.dead_letters: deque[tuple[bytes, str]] = deque(maxlen=dead_letters)
-        #: Counts by outcome, as in the ``twinflow_replication_updates`` metric.
-        self.counts: Counter[str] = Counter()
-        self._lock = threading.Lock()  # the replica and the counts
         self._acks = threading.Condition()
         self._acked: set[int] = set()
         self._connected = threading.Event()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._client: Any = None
-        self._sender: threading.Thread | None = None
-        self._dropped_seen = outbox.dropped
 
     # -- life cycle -------------------------------------------------------------------------
 
     def start(self) -> MqttLink:
         """Connect (in the background, retrying) and start sending."""
-        self._stop.clear()
         self._open()
-        self._sender = threading.Thread(
-            target=self._send_loop, name=f"replication-{self.replica.replica_id}", daemon=True
-        )
-        self._sender.start()
+        self._start_sender()
         return self
 
     def stop(self) -> None:
         """Stop sending and disconnect; the outbox keeps what was not sent."""
-        self._stop.set()
-        self._wake.set()
-        if self._sender is not None:
-            self._sender.join(timeout=10)
+        self._stop_sender()
         self._close()
 
     def cut(self) -> None:
@@ -208,57 +169,16 @@ class MqttLink:
             self._acks.notify_all()
 
     def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
-        for line in bytes(message.payload).split(b"\n"):
-            self._receive(line)
+        self._receive_payload(bytes(message.payload))
 
-    def _receive(self, payload: bytes) -> None:
-        try:
-            write = decode_update(payload)
-            with self._lock:
-                outcome = self.replica.apply(write)
-                self._count(outcome.value)
-        except (UpdateError, ClockDriftError) as exc:
-            with self._lock:
-                self.dead_letters.append((payload, str(exc)))
-                self._count("dead_letter")
-            log.warning("replication link %s: dead letter: %s", self.replica.replica_id, exc)
-            return
-        if self.relay and outcome in (Applied.WON, Applied.LOST):
-            self._append(write)
-        if self.on_applied is not None:
-            self.on_applied(write, outcome)
+    # -- sending ----------------------------------------------------------------------------
 
-    # -- writing and sending ----------------------------------------------------------------
+    def _ready(self) -> bool:
+        return self._connected.is_set() and self._client is not None
 
-    def write(self, twin_id: str, kind: str, name: str, value: Any) -> Write:
-        """Set a property in the replica and keep the write for sending."""
-        with self._lock:
-            w = self.replica.write(twin_id, kind, name, value)
-        self._append(w)
-        return w
-
-    def _append(self, w: Write) -> None:
-        k = w.key
-        self.outbox.append(f"{k.twin_id}/{k.kind}/{k.name}", encode_update(w))
-        rid = self.replica.replica_id
-        PENDING.labels(rid).set(self.outbox.pending)
-        if self.outbox.dropped > self._dropped_seen:
-            DROPPED.labels(rid).inc(self.outbox.dropped - self._dropped_seen)
-            self._dropped_seen = self.outbox.dropped
-        self._wake.set()
-
-    def _send_loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(timeout=0.5)
-            self._wake.clear()
-            while not self._stop.is_set() and self._connected.is_set() and self._send_batch():
-                pass
-
-    def _send_batch(self) -> bool:
-        """Publish one batch and acknowledge it in the outbox; False if nothing was sent."""
-        entries = self.outbox.peek(self.batch)
+    def _send(self, entries: Sequence[Entry]) -> bool:
         client = self._client
-        if not entries or client is None:
+        if client is None:
             return False
         with self._acks:
             self._acked.clear()
@@ -267,17 +187,6 @@ class MqttLink:
             chunk = b"\n".join(e.payload for e in entries[i : i + self.per_message])
             mids.append(client.publish(self.publish_topic, chunk, qos=1).mid)
         with self._acks:
-            done = self._acks.wait_for(
+            return self._acks.wait_for(
                 lambda: all(m in self._acked for m in mids), self.publish_timeout_s
             )
-        if not done:
-            return False  # the link broke: the batch stays in the outbox and goes again
-        self.outbox.ack(entries)
-        with self._lock:
-            self._count("sent", len(entries))
-        PENDING.labels(self.replica.replica_id).set(self.outbox.pending)
-        return True
-
-    def _count(self, outcome: str, n: int = 1) -> None:
-        self.counts[outcome] += n
-        UPDATES.labels(self.replica.replica_id, outcome).inc(n)

@@ -1,0 +1,170 @@
+"""What every replication transport shares: write through the outbox, send, receive, count.
+
+:class:`ReplicaLink` joins a :class:`TwinReplica` and its :class:`DiskOutbox`.
+:meth:`ReplicaLink.write` stamps a write in the replica and appends it to the outbox; a
+sender thread hands pending records to the transport's :meth:`ReplicaLink._send` whenever
+:meth:`ReplicaLink._ready` says the transport can take them, and acknowledges them in the
+outbox only when :meth:`_send` reports the broker has them. Received payloads (one
+``twin_update.v1`` document per line) go through :meth:`ReplicaLink._receive`: merged into
+the replica, or kept as a dead letter with the reason. With ``relay``, a received write that
+was new to the replica is appended to the outbox too (the central replica's job).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from prometheus_client import Counter as MetricCounter
+from prometheus_client import Gauge
+
+from twinflow.connectors.replication.outbox import DiskOutbox, Entry
+from twinflow.core.errors import TwinflowError
+from twinflow.operators.replication import (
+    Applied,
+    ClockDriftError,
+    TwinReplica,
+    UpdateError,
+    Write,
+    decode_update,
+    encode_update,
+)
+
+log = logging.getLogger(__name__)
+
+UPDATES = MetricCounter(
+    "twinflow_replication_updates",
+    "Replicated twin updates by outcome: sent (acknowledged by the broker), won, lost, "
+    "duplicate, stale (received and merged), dead_letter (refused)",
+    ["replica", "outcome"],
+)
+PENDING = Gauge(
+    "twinflow_replication_outbox_pending", "Updates waiting in the outbox to be sent", ["replica"]
+)
+DROPPED = MetricCounter(
+    "twinflow_replication_outbox_dropped",
+    "Updates the full outbox dropped (oldest first, after compacting to the newest per property)",
+    ["replica"],
+)
+
+
+class ReplicaLink:
+    """The transport-independent half of a replication link (see the module docstring).
+
+    ``batch`` bounds the records handed to one :meth:`_send`; ``dead_letters`` how many
+    refused payloads are kept; ``on_applied`` is called with each received write and its
+    outcome.
+    """
+
+    def __init__(
+        self,
+        replica: TwinReplica,
+        outbox: DiskOutbox,
+        *,
+        relay: bool = False,
+        batch: int = 2000,
+        dead_letters: int = 100,
+        on_applied: Callable[[Write, Applied], None] | None = None,
+    ) -> None:
+        if batch < 1:
+            raise TwinflowError(
+                f"replication link of {replica.replica_id!r}: batch must be >= 1, got {batch}"
+            )
+        self.replica = replica
+        self.outbox = outbox
+        self.relay = relay
+        self.batch = batch
+        self.on_applied = on_applied
+        #: Received payloads refused, with the reason (the newest ``dead_letters``).
+        self.dead_letters: deque[tuple[bytes, str]] = deque(maxlen=dead_letters)
+        #: Counts by outcome, as in the ``twinflow_replication_updates`` metric.
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()  # the replica, the counts, the dead letters
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._sender: threading.Thread | None = None
+        self._dropped_seen = outbox.dropped
+
+    # -- for the transports -----------------------------------------------------------------
+
+    def _ready(self) -> bool:
+        """Whether the transport can send now."""
+        raise NotImplementedError
+
+    def _send(self, entries: Sequence[Entry]) -> bool:
+        """Send the records; True once the broker has every one of them."""
+        raise NotImplementedError
+
+    def _start_sender(self) -> None:
+        self._stop.clear()
+        self._sender = threading.Thread(
+            target=self._send_loop, name=f"replication-{self.replica.replica_id}", daemon=True
+        )
+        self._sender.start()
+
+    def _stop_sender(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._sender is not None:
+            self._sender.join(timeout=30)
+
+    def _receive_payload(self, payload: bytes) -> None:
+        """Merge every line of a received payload."""
+        for line in payload.split(b"\n"):
+            self._receive(line)
+
+    # -- writing, sending, receiving --------------------------------------------------------
+
+    def write(self, twin_id: str, kind: str, name: str, value: Any) -> Write:
+        """Set a property in the replica and keep the write for sending."""
+        with self._lock:
+            w = self.replica.write(twin_id, kind, name, value)
+        self._append(w)
+        return w
+
+    def _append(self, w: Write) -> None:
+        k = w.key
+        self.outbox.append(f"{k.twin_id}/{k.kind}/{k.name}", encode_update(w))
+        rid = self.replica.replica_id
+        PENDING.labels(rid).set(self.outbox.pending)
+        if self.outbox.dropped > self._dropped_seen:
+            DROPPED.labels(rid).inc(self.outbox.dropped - self._dropped_seen)
+            self._dropped_seen = self.outbox.dropped
+        self._wake.set()
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=0.5)
+            self._wake.clear()
+            while not self._stop.is_set() and self._ready():
+                entries = self.outbox.peek(self.batch)
+                if not entries or not self._send(entries):
+                    break  # nothing to send, or the link broke: the records stay and go again
+                self.outbox.ack(entries)
+                with self._lock:
+                    self._count("sent", len(entries))
+                PENDING.labels(self.replica.replica_id).set(self.outbox.pending)
+
+    def _receive(self, payload: bytes) -> None:
+        try:
+            write = decode_update(payload)
+            with self._lock:
+                outcome = self.replica.apply(write)
+                self._count(outcome.value)
+        except (UpdateError, ClockDriftError) as exc:
+            with self._lock:
+                self.dead_letters.append((payload, str(exc)))
+                self._count("dead_letter")
+            log.warning("replication link %s: dead letter: %s", self.replica.replica_id, exc)
+            return
+        if self.relay and outcome in (Applied.WON, Applied.LOST):
+            self._append(write)
+        if self.on_applied is not None:
+            self.on_applied(write, outcome)
+
+    def _count(self, outcome: str, n: int = 1) -> None:
+        self.counts[outcome] += n
+        UPDATES.labels(self.replica.replica_id, outcome).inc(n)
