@@ -175,10 +175,12 @@ def bench_latency(broker: Mosquitto, rate: int, seconds: float, rounds: int) -> 
                 raise RuntimeError("central did not merge every write within 120 s")
             lat += list(pair.latency.values())
     print(
-        f"latency edge -> central over mosquitto ({rate}/s for {seconds:g} s, {rounds} rounds, {len(lat):,} writes):"
+        f"latency edge -> central over mosquitto ({rate}/s for {seconds:g} s, "
+        f"{rounds} rounds, {len(lat):,} writes):"
     )
     print(
-        f"  p50 {pct(lat, 0.5) * 1000:8.2f} ms   p99 {pct(lat, 0.99) * 1000:8.2f} ms   max {max(lat) * 1000:8.2f} ms"
+        f"  p50 {pct(lat, 0.5) * 1000:8.2f} ms   p99 {pct(lat, 0.99) * 1000:8.2f} ms   "
+        f"max {max(lat) * 1000:8.2f} ms"
     )
     print("  target (issue 18, eventual): p99 <= 50 ms on loopback")
 
