@@ -8,11 +8,13 @@ reference: eventual consistency >= 100k property updates/s per central process a
    properties each, a random share of them concurrent) applied to a fresh replica, as
    ``Write`` objects (``apply``) and from ``twin_update.v1`` JSON (``decode_update`` then
    ``apply``, what a central process does per message). Median over interleaved rounds.
-2. Latency edge -> central over mosquitto (tests/services starts it): an edge ``MqttLink``
-   writes at a steady rate; the time from ``write`` (stamped, appended to the on-disk
-   outbox) until the central link has merged it, p50/p99 over all writes of all rounds.
-3. Catch-up after a cut link: the edge writes ``--backlog`` updates while cut, then the
-   link returns; updates/s from restore until central has merged the last one.
+2. Latency edge -> central over mosquitto and over Kafka (tests/services starts mosquitto
+   and Tansu): an edge link writes at a steady rate; the time from ``write`` (stamped,
+   appended to the on-disk outbox) until the central link has merged it, p50/p99 over all
+   writes of all rounds.
+3. Catch-up after a cut link: the edge writes ``--backlog`` updates while its link is
+   stopped, then the link starts again; updates/s from the start until central has merged
+   the last one.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_replication.py [--updates 200000] [--rounds 5]``.
 """
@@ -27,14 +29,17 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # for tests.services
 
+from tests.services.kafka import KafkaBroker, create_topic
 from tests.services.mosquitto import Mosquitto
 from twinflow.connectors.bindings import MqttSettings
-from twinflow.connectors.replication import DiskOutbox
-from twinflow.connectors.replication.mqtt_link import MqttLink, central_topics, edge_topics
+from twinflow.connectors.replication import DiskOutbox, KafkaLink, MqttLink
+from twinflow.connectors.replication.kafka_link import kafka_topics
+from twinflow.connectors.replication.mqtt_link import central_topics, edge_topics
 from twinflow.operators.replication import Applied, TwinReplica, Write, decode_update
 from twinflow.operators.replication.update import encode_update
 
@@ -87,37 +92,61 @@ def bench_merge(n: int, rounds: int) -> None:
 
 
 class Pair:
-    """An edge and a central replica linked through one broker."""
+    """An edge and a central replica linked through one broker (mosquitto or Kafka)."""
 
-    def __init__(self, broker: Mosquitto, folder: Path) -> None:
+    def __init__(self, broker: Mosquitto | KafkaBroker, folder: Path) -> None:
         base = f"bench-{uuid.uuid4().hex[:8]}"
         self.edge = TwinReplica("edge")
         self.central = TwinReplica("central")
         self.sent: dict[str, float] = {}
         self.latency: dict[str, float] = {}
         self.done = threading.Condition()
-
-        def settings(name: str) -> MqttSettings:
-            return MqttSettings(
-                host=broker.host,
-                port=broker.port,
-                client_id=f"{base}-{name}",
-                reconnect_min_s=0.05,
-                reconnect_max_s=0.5,
-            )
-
         self.edge_box = DiskOutbox(folder / "edge")
         self.central_box = DiskOutbox(folder / "central")
-        self.edge_link = MqttLink(
-            self.edge, self.edge_box, settings("edge"), *edge_topics(base, "edge")
-        )
-        self.central_link = MqttLink(
-            self.central,
-            self.central_box,
-            settings("central"),
-            *central_topics(base),
-            on_applied=self.arrived,
-        )
+        self.edge_link: MqttLink | KafkaLink
+        self.central_link: MqttLink | KafkaLink
+        if isinstance(broker, Mosquitto):
+
+            def settings(name: str) -> MqttSettings:
+                return MqttSettings(
+                    host=broker.host,
+                    port=broker.port,
+                    client_id=f"{base}-{name}",
+                    reconnect_min_s=0.05,
+                    reconnect_max_s=0.5,
+                )
+
+            self.edge_link = MqttLink(
+                self.edge, self.edge_box, settings("edge"), *edge_topics(base, "edge")
+            )
+            self.central_link = MqttLink(
+                self.central,
+                self.central_box,
+                settings("central"),
+                *central_topics(base),
+                on_applied=self.arrived,
+            )
+        else:
+            for topic in kafka_topics(base, central=True):
+                create_topic(broker.bootstrap, topic, partitions=1)
+            fast = {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500}
+            self.edge_link = KafkaLink(
+                self.edge,
+                self.edge_box,
+                broker.bootstrap,
+                *kafka_topics(base, central=False),
+                group_id=f"{base}-edge",
+                config=fast,
+            )
+            self.central_link = KafkaLink(
+                self.central,
+                self.central_box,
+                broker.bootstrap,
+                *kafka_topics(base, central=True),
+                group_id=f"{base}-central",
+                config=fast,
+                on_applied=self.arrived,
+            )
 
     def arrived(self, w: Write, outcome: Applied) -> None:
         now = time.perf_counter()
@@ -141,11 +170,12 @@ class Pair:
     def __enter__(self) -> Pair:
         self.central_link.start()
         self.edge_link.start()
-        deadline = time.monotonic() + 10
-        while not (self.edge_link.connected and self.central_link.connected):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the links did not connect within 10 s")
-            time.sleep(0.01)
+        # a first write, merged centrally, shows both links work before timing starts
+        self.write(-1)
+        if not self.wait_all(30):
+            raise RuntimeError("the first write did not reach central within 30 s")
+        self.sent.clear()
+        self.latency.clear()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -155,12 +185,16 @@ class Pair:
         self.central_box.close()
 
 
+def name(broker: Mosquitto | KafkaBroker) -> str:
+    return "mosquitto" if isinstance(broker, Mosquitto) else "Kafka (Tansu)"
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-def bench_latency(broker: Mosquitto, rate: int, seconds: float, rounds: int) -> None:
+def bench_latency(broker: Mosquitto | KafkaBroker, rate: int, seconds: float, rounds: int) -> None:
     lat: list[float] = []
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as d, Pair(broker, Path(d)) as pair:
@@ -175,7 +209,7 @@ def bench_latency(broker: Mosquitto, rate: int, seconds: float, rounds: int) -> 
                 raise RuntimeError("central did not merge every write within 120 s")
             lat += list(pair.latency.values())
     print(
-        f"latency edge -> central over mosquitto ({rate}/s for {seconds:g} s, "
+        f"latency edge -> central over {name(broker)} ({rate}/s for {seconds:g} s, "
         f"{rounds} rounds, {len(lat):,} writes):"
     )
     print(
@@ -185,19 +219,22 @@ def bench_latency(broker: Mosquitto, rate: int, seconds: float, rounds: int) -> 
     print("  target (issue 18, eventual): p99 <= 50 ms on loopback")
 
 
-def bench_catch_up(broker: Mosquitto, backlog: int, rounds: int) -> None:
+def bench_catch_up(broker: Mosquitto | KafkaBroker, backlog: int, rounds: int) -> None:
     rates: list[float] = []
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as d, Pair(broker, Path(d)) as pair:
-            pair.edge_link.cut()
+            pair.edge_link.stop()  # the link is down: writes wait in the outbox
             for i in range(backlog):
                 pair.write(i)
             start = time.perf_counter()
-            pair.edge_link.restore()
+            pair.edge_link.start()
             if not pair.wait_all():
                 raise RuntimeError("central did not merge the backlog within 120 s")
             rates.append(backlog / (time.perf_counter() - start))
-    print(f"catch-up after a cut link ({backlog:,} updates in the edge's outbox, {rounds} rounds):")
+    print(
+        f"catch-up over {name(broker)} after a cut link ({backlog:,} updates in the edge's "
+        f"outbox, {rounds} rounds):"
+    )
     print(f"  {statistics.median(rates):,.0f} updates/s from restore to the last merged (median)")
 
 
@@ -208,11 +245,18 @@ def main() -> None:
     p.add_argument("--rate", type=int, default=500, help="edge writes per second (latency)")
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--backlog", type=int, default=20_000)
+    p.add_argument("--transport", choices=("mqtt", "kafka", "both"), default="both")
     a = p.parse_args()
     bench_merge(a.updates, a.rounds)
-    with Mosquitto() as broker:
-        bench_latency(broker, a.rate, a.seconds, max(1, a.rounds // 2))
-        bench_catch_up(broker, a.backlog, max(1, a.rounds // 2))
+    brokers: list[Callable[[], Mosquitto | KafkaBroker]] = []
+    if a.transport in ("mqtt", "both"):
+        brokers.append(Mosquitto)
+    if a.transport in ("kafka", "both"):
+        brokers.append(lambda: KafkaBroker(local=True))
+    for make in brokers:
+        with make() as broker:
+            bench_latency(broker, a.rate, a.seconds, max(1, a.rounds // 2))
+            bench_catch_up(broker, a.backlog, max(1, a.rounds // 2))
 
 
 if __name__ == "__main__":
