@@ -388,7 +388,7 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
         f"paced: {args.twins} twins, {total:,} 1 Hz readings in messages of {args.message_s} s "
         f"of data, produced at {total / produced_s:,.0f} readings/s (asked {args.rate:,}) over "
         f"{produced_s:.1f} s; twinflow run {'to files only' if url is None else 'with database'}, "
-        f"lateness_s {args.lateness_s:g} ({args.lateness_s * args.rate / per_s:.2f} s of wall "
+        f"lateness_s {args.lateness_s:g} ({args.lateness_s * per_s / args.rate:.3f} s of wall "
         "time at this pace); clock from where twinflow decodes each message (its own "
         "histograms, scraped)"
     )
