@@ -235,7 +235,8 @@ def test_source_resumes_after_the_broker_is_cut_off(
         for r in caplog.records
         if r.name == "twinflow.kafka"
     )
-    assert conditions and max(conditions.values()) == 1, conditions.most_common(3)
+    # (librdkafka may say nothing at all during a short cut: then there is nothing to limit)
+    assert max(conditions.values(), default=1) == 1, conditions.most_common(3)
 
 
 @pytest.mark.timeout(90)
