@@ -219,6 +219,51 @@ def bench_latency(broker: Mosquitto | KafkaBroker, rate: int, seconds: float, ro
     print("  target (issue 18, eventual): p99 <= 50 ms on loopback")
 
 
+def bench_bare_kafka(broker: KafkaBroker, rate: int, seconds: float) -> None:
+    """The floor under the Kafka link's latency: a bare producer (flush per record, acks=all)
+    and a bare consumer (assigned partition) on the same broker, at the same pace."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    topic = create_topic(broker.bootstrap, f"bench-bare-{uuid.uuid4().hex[:8]}", partitions=1)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": f"{topic}-g",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 50,
+        }
+    )
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    n = int(rate * seconds)
+    sent: dict[bytes, float] = {}
+    got: dict[bytes, float] = {}
+
+    def read() -> None:
+        deadline = time.monotonic() + seconds + 60
+        while len(got) < n and time.monotonic() < deadline:
+            for m in consumer.consume(500, 0.1):
+                if m.error() is None and m.value() is not None:
+                    got[m.value()] = time.perf_counter()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    start = time.perf_counter()
+    for i in range(n):
+        pause = start + i / rate - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        key = str(i).encode()
+        sent[key] = time.perf_counter()
+        producer.produce(topic, key)
+        producer.flush(10)
+    reader.join()
+    consumer.close()
+    lat = [got[k] - sent[k] for k in sent if k in got]
+    print(f"  bare producer -> consumer on the same broker ({len(lat):,} of {n:,} records):")
+    print(f"  p50 {pct(lat, 0.5) * 1000:8.2f} ms   p99 {pct(lat, 0.99) * 1000:8.2f} ms")
+
+
 def bench_catch_up(broker: Mosquitto | KafkaBroker, backlog: int, rounds: int) -> None:
     rates: list[float] = []
     for _ in range(rounds):
@@ -256,6 +301,8 @@ def main() -> None:
     for make in brokers:
         with make() as broker:
             bench_latency(broker, a.rate, a.seconds, max(1, a.rounds // 2))
+            if isinstance(broker, KafkaBroker):
+                bench_bare_kafka(broker, a.rate, a.seconds)
             bench_catch_up(broker, a.backlog, max(1, a.rounds // 2))
 
 
