@@ -228,7 +228,8 @@ def _read_child(bootstrap: str, topic: str, decode: bool) -> None:
     op.output("out", op.map("measure", stream, measure), CountSink())
     t0 = time.perf_counter()
     run_main(flow)  # type: ignore[no-untyped-call]
-    doc = {"dataflow_s": time.perf_counter() - t0, "read_s": stamps[-1] - stamps[0]}
+    read_s = stamps[-1] - stamps[0] if stamps else 0.0
+    doc = {"dataflow_s": time.perf_counter() - t0, "read_s": read_s}
     print(json.dumps(doc | {"messages": total[0], "readings": total[1]}))
 
 
