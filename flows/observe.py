@@ -41,7 +41,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from twinflow.core.records import Alert, Command, DeadLetter, TelemetryFrame, WaveformFrame
 from twinflow.flows.telemetry import FlowOutputs
 
-_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 TO_ALERT = Histogram(
     "twinflow_reading_to_alert_seconds",
     "Wall-clock seconds from the arrival of the reading that completed an alert's window to "
