@@ -30,6 +30,7 @@ from tests.flows.test_recovery import (
     assert_same_rows,
     contents,
     count,
+    kafka_deployment,
     new_database,
     wait_until,
     wire_json,
@@ -79,22 +80,8 @@ def config(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Path
         if i % 1000 == 0:
             producer.poll(0)
     assert producer.flush(30) == 0
-    lines = [
-        "version: 1",
-        "site: s1",
-        "services:",
-        "  kafka:",
-        f'    bootstrap: "{kafka.bootstrap}"',
-        f"    telemetry_topics: [{topic}]",
-        "flow:",
-        "  window_s: 120",
-        "  lateness_s: 30",
-        "twins:",
-        *(f"  - {{id: {t}, type: {kind}, protocol: kafka}}" for t, kind in plant.twins),
-    ]
     path = tmp_path_factory.mktemp("cluster") / "plant.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return kafka_deployment(kafka.bootstrap, topic, plant.twins, path)
 
 
 def start(

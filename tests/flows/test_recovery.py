@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -137,12 +137,23 @@ def server() -> Iterator[Postgres]:
 def recording(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Recording:
     topic = create_topic(kafka.bootstrap, unique_topic("plant"), partitions=2)
     twins, sent = record_plant(kafka.bootstrap, topic)
+    config = kafka_deployment(
+        kafka.bootstrap, topic, twins, tmp_path_factory.mktemp("recording") / "plant.yaml"
+    )
+    return Recording(config, len(twins), sent)
+
+
+def kafka_deployment(
+    bootstrap: str, topic: str, twins: Iterable[tuple[str, str]], path: Path
+) -> Path:
+    """A deployment file at ``path`` whose ``(twin, type)`` twins read ``topic`` (2-minute
+    windows, 30 s lateness)."""
     lines = [
         "version: 1",
         "site: s1",
         "services:",
         "  kafka:",
-        f'    bootstrap: "{kafka.bootstrap}"',
+        f'    bootstrap: "{bootstrap}"',
         f"    telemetry_topics: [{topic}]",
         "flow:",
         "  window_s: 120",
@@ -150,9 +161,8 @@ def recording(kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> R
         "twins:",
         *(f"  - {{id: {t}, type: {kind}, protocol: kafka}}" for t, kind in twins),
     ]
-    config = tmp_path_factory.mktemp("recording") / "plant.yaml"
-    config.write_text("\n".join(lines) + "\n")
-    return Recording(config, len(twins), sent)
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def new_database(server: Postgres, name: str) -> str:
