@@ -27,8 +27,8 @@ Bytewax's metrics and in its dataflow diagram (``bytewax.visualize.to_mermaid(fl
                   [actuators_out] [dead_letters_out]
 
 ``requests`` and ``rollups`` are there only when configured. This module only wires: the
-steps' adapters are in :mod:`twinflow.flows.steps`, their logic in ``operators/`` and
-``models/``.
+steps' adapters are in :mod:`twinflow.flows.steps` (and ``anomaly_steps``,
+``command_steps``), their logic in ``operators/`` and ``models/``.
 """
 
 from __future__ import annotations
@@ -54,32 +54,27 @@ from twinflow.core.records import (
     TwinState,
     WindowFeatures,
 )
+from twinflow.flows.anomaly_steps import AnomalyStep, SampleAlarmStep, SampleAnomalyStep
+from twinflow.flows.command_steps import CommandBookStep, PolicyStep, everyone, to_actuators
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.metrics import RunStats
 from twinflow.flows.rollups import rollup_stream
 from twinflow.flows.steps import (
     AlarmStep,
-    AnomalyStep,
     CheckStep,
-    CommandBookStep,
-    PolicyStep,
     ResidualStep,
     RulStep,
-    SampleAlarmStep,
-    SampleAnomalyStep,
     Tally,
     TwinStateStep,
     TwinTypes,
     TypeOf,
     WindowStep,
     asset_of,
-    everyone,
     is_dead_letter,
     is_desired,
     key_of,
     residuals,
     stamp_health,
-    to_actuators,
 )
 from twinflow.operators.anomaly_profile import anomaly_of
 from twinflow.operators.catalog import CATALOG, TwinType

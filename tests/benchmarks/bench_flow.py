@@ -38,6 +38,8 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from twinflow.connectors.simulator import Plant, PlantConfig, SimulatedPlantSource
+from twinflow.flows.anomaly_steps import AnomalyStep
+from twinflow.flows.command_steps import PolicyStep
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.metrics import RunStats
 from twinflow.flows.outputs import (
@@ -47,8 +49,6 @@ from twinflow.flows.outputs import (
     window_row,
 )
 from twinflow.flows.steps import (
-    AnomalyStep,
-    PolicyStep,
     TwinStateStep,
     alarm_step,
     new_window_aggregator,

@@ -11,8 +11,9 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from tests.operators.compressor import load_compressor
 from twinflow.core.records import Alert, TelemetryFrame, WindowFeatures
+from twinflow.flows.anomaly_steps import SampleAnomalyStep
 from twinflow.flows.config import FlowConfig
-from twinflow.flows.steps import SampleAnomalyStep, TypeOf
+from twinflow.flows.steps import TypeOf
 from twinflow.flows.telemetry import FlowOutputs, build_flow
 from twinflow.operators.anomaly_profile import operating_signals
 from twinflow.operators.catalog import TwinType

@@ -10,8 +10,9 @@ import numpy as np
 from tests.operators.compressor import load_compressor
 from twinflow.core.records import WindowFeatures
 from twinflow.core.times import utc
+from twinflow.flows.anomaly_steps import AnomalyStep
 from twinflow.flows.config import FlowConfig
-from twinflow.flows.steps import AnomalyStep, TypeOf
+from twinflow.flows.steps import TypeOf
 from twinflow.models.anomaly import WindowAnomalyDetector
 from twinflow.models.spc import SpcDetector
 from twinflow.operators.rules import DRIVER_PREFIX

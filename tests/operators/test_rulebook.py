@@ -15,8 +15,9 @@ from tests.operators.compressor import profile_error
 from twinflow.core.errors import ValidationError
 from twinflow.core.records import Alert, AlertState, Severity, WindowFeatures
 from twinflow.core.times import utc
+from twinflow.flows.command_steps import PolicyStep
 from twinflow.flows.config import FlowConfig
-from twinflow.flows.steps import PolicyStep, TypeOf
+from twinflow.flows.steps import TypeOf
 from twinflow.operators.catalog import CATALOG, TwinType
 from twinflow.operators.policy import CommandPolicy
 from twinflow.operators.rules import DRIVER_PREFIX, AlarmTracker, rules_for
@@ -222,7 +223,7 @@ def test_each_validation_rule_names_file_and_field(
 
 
 def test_the_anomaly_step_names_drivers_in_every_anomalous_window(tmp_path: Path) -> None:
-    from twinflow.flows.steps import AnomalyStep
+    from twinflow.flows.anomaly_steps import AnomalyStep
 
     kind = compressor(tmp_path)
     config = FlowConfig(anomaly_warmup=5, anomaly_detector="zscore")
