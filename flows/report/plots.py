@@ -256,13 +256,22 @@ def _axes(f: _Frame) -> list[str]:
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.0f}" y2="{y:.0f}" stroke="#eee"/>'
             f'<text x="{LEFT - 4}" y="{y + 3:.0f}" text-anchor="end">{_fmt(v)}</text>'
         )
+    out += _time_labels(f, tick=True)
+    return out
+
+
+def _time_labels(f: _Frame, tick: bool = False) -> list[str]:
+    """The time axis's labels under a chart (with a tick mark on the plot's edge)."""
+    out = []
     for t, label in time_ticks(f.t0, f.t1):
         x = f.x(t)
-        out.append(
-            f'<text x="{x:.0f}" y="{f.h - 5}" text-anchor="{_anchor(x)}">{label}</text>'
-            f'<line x1="{x:.0f}" x2="{x:.0f}" y1="{TOP + f.ph}" y2="{TOP + f.ph + 3}" '
-            'stroke="#999"/>'
-        )
+        text = f'<text x="{x:.0f}" y="{f.h - 5}" text-anchor="{_anchor(x)}">{label}</text>'
+        if tick:
+            text += (
+                f'<line x1="{x:.0f}" x2="{x:.0f}" y1="{TOP + f.ph}" y2="{TOP + f.ph + 3}" '
+                'stroke="#999"/>'
+            )
+        out.append(text)
     return out
 
 
@@ -308,9 +317,7 @@ def heatmap(
                 f'<rect x="{x0:.0f}" y="{y}" width="{max(x1 - x0, 1):.0f}" height="15" '
                 f'fill="{_blue(shade)}"/>'
             )
-    for t, label in time_ticks(f.t0, f.t1):
-        x = f.x(t)
-        out.append(f'<text x="{x:.0f}" y="{height - 5}" text-anchor="{_anchor(x)}">{label}</text>')
+    out += _time_labels(f)
     out.append("</svg>")
     return "".join(out)
 
@@ -353,8 +360,6 @@ def lanes(
                     f'<line class="mark" x1="{x:.0f}" x2="{x:.0f}" y1="{y}" y2="{y + 14}" '
                     f'stroke="{m.color}" stroke-width="2"><title>{escape(m.label)}</title></line>'
                 )
-    for t, label in time_ticks(f.t0, f.t1):
-        x = f.x(t)
-        out.append(f'<text x="{x:.0f}" y="{height - 5}" text-anchor="{_anchor(x)}">{label}</text>')
+    out += _time_labels(f)
     out.append("</svg>")
     return "".join(out)
