@@ -40,6 +40,7 @@ from twinflow.connectors.postgres.tables import (
     COMMANDS,
     DEAD_LETTERS,
     ROLLUPS,
+    TELEMETRY,
     TWIN_STATES,
     WINDOWS,
 )
@@ -77,23 +78,19 @@ class PostgresSinkPartition(StatefulSinkPartition[Any, Held]):
             self.writer.add(resume)
 
     def encode(self, values: list[Any]) -> list[Piece]:
-        """Rows of the items, as pieces for the writer (telemetry joined into one piece)."""
+        """Rows of the items, as pieces for the writer. Telemetry and waveform frames go as
+        they are: the writer thread encodes a whole batch of them at once
+        (:mod:`~twinflow.connectors.postgres.copy_columns`)."""
         pieces: list[Piece] = []
-        telemetry: list[bytes] = []
-        telemetry_rows = 0
         for v in values:
             self._seq += 1
             seq = self._seq
             if isinstance(v, TelemetryFrame):
                 if self.sink.telemetry:
-                    data, n = rows.frame_rows(v)
-                    telemetry.append(data)
-                    telemetry_rows += n
+                    pieces.append((TELEMETRY.name, v, v.readings))
             elif isinstance(v, WaveformFrame):
                 if self.sink.waveforms:
-                    data, n = rows.waveform_rows(v)
-                    telemetry.append(data)
-                    telemetry_rows += n
+                    pieces.append((TELEMETRY.name, v, v.readings))
             elif isinstance(v, WindowFeatures):
                 pieces.append((WINDOWS.name, rows.window_row(seq, v), 1))
             elif isinstance(v, TwinState):
@@ -111,8 +108,6 @@ class PostgresSinkPartition(StatefulSinkPartition[Any, Held]):
                     f"PostgresSink ({self.name}) cannot store a {type(v).__name__}: it takes "
                     f"{_ACCEPTED} (wire it to a FlowOutputs field that carries those)"
                 )
-        if telemetry_rows:
-            pieces.append(("telemetry", b"".join(telemetry), telemetry_rows))
         return pieces
 
     def write_batch(self, values: list[Any]) -> None:

@@ -172,8 +172,9 @@ class BatchWriter:
             batches = ([self._current] if self._current is not None else []) + list(self._queue)
         pieces: list[Piece] = []
         for batch in batches:
-            if batch.telemetry_rows:
-                pieces.append((TELEMETRY.name, b"".join(batch.telemetry), batch.telemetry_rows))
+            data, rows = batch.telemetry_payload() if batch.has_telemetry else (b"", 0)
+            if rows:
+                pieces.append((TELEMETRY.name, data, rows))
             pieces.extend((table, row, 1) for table, rows in batch.rows.items() for row in rows)
         return pieces
 
@@ -359,7 +360,7 @@ class BatchWriter:
 
         Returns, per target table, (rows inserted or changed, rows already stored).
         """
-        if not (self._optimistic and batch.telemetry):
+        if not (self._optimistic and batch.has_telemetry):
             return self._write_once(conn, batch, optimistic=False)
         try:
             return self._write_once(conn, batch, optimistic=True)
@@ -379,7 +380,7 @@ class BatchWriter:
     ) -> dict[str, tuple[int, int]]:
         out: dict[str, tuple[int, int]] = {}
         with conn.transaction(), conn.cursor() as cur:
-            if batch.telemetry:
+            if batch.has_telemetry:
                 out[TELEMETRY.name] = self._write_telemetry(cur, batch, optimistic)
             for name, rows in batch.rows.items():
                 table = BY_NAME[name]
@@ -398,8 +399,8 @@ class BatchWriter:
     def _write_telemetry(
         self, cur: psycopg.Cursor[Any], batch: Batch, optimistic: bool
     ) -> tuple[int, int]:
-        data = COPY_HEADER + b"".join(batch.telemetry) + COPY_TRAILER
-        rows = batch.telemetry_rows
+        tuples, rows = batch.telemetry_payload()  # built here, off the flow's thread
+        data = COPY_HEADER + tuples + COPY_TRAILER
         if optimistic:  # first in the transaction: a unique violation aborts nothing else
             with cur.copy(TELEMETRY.copy_sql("twinflow.telemetry")) as cp:
                 cp.write(data)
