@@ -29,9 +29,9 @@ from twinflow.operators.replication import (
     TwinReplica,
     UpdateError,
     Write,
-    decode_update,
     encode_update,
 )
+from twinflow.operators.replication.update import decode_updates
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,23 @@ class ReplicaLink:
             self._sender.join(timeout=30)
 
     def _receive_payload(self, payload: bytes) -> None:
-        """Merge every line of a received payload."""
-        for line in payload.split(b"\n"):
-            self._receive(line)
+        """Merge every line of a received payload: decoded in one batch, merged under one
+        hold of the lock (a backlog arrives as many lines per message)."""
+        lines = [line for line in payload.split(b"\n") if line.strip()]
+        done: list[tuple[Write, Applied]] = []
+        with self._lock:
+            for line, got in zip(lines, decode_updates(payload), strict=True):
+                try:
+                    if isinstance(got, UpdateError):
+                        raise got
+                    outcome = self.replica.apply(got)
+                except (UpdateError, ClockDriftError) as exc:
+                    self._refuse(line, exc)
+                    continue
+                self._count(outcome.value)
+                done.append((got, outcome))
+        for write, outcome in done:
+            self._after(write, outcome)
 
     # -- writing, sending, receiving --------------------------------------------------------
 
@@ -149,17 +163,17 @@ class ReplicaLink:
                 PENDING.labels(self.replica.replica_id).set(self.outbox.pending)
 
     def _receive(self, payload: bytes) -> None:
-        try:
-            write = decode_update(payload)
-            with self._lock:
-                outcome = self.replica.apply(write)
-                self._count(outcome.value)
-        except (UpdateError, ClockDriftError) as exc:
-            with self._lock:
-                self.dead_letters.append((payload, str(exc)))
-                self._count("dead_letter")
-            log.warning("replication link %s: dead letter: %s", self.replica.replica_id, exc)
-            return
+        """Merge one ``twin_update.v1`` document."""
+        self._receive_payload(payload)
+
+    def _refuse(self, payload: bytes, exc: Exception) -> None:
+        """Keep a refused payload as a dead letter (the caller holds the lock)."""
+        self.dead_letters.append((payload, str(exc)))
+        self._count("dead_letter")
+        log.warning("replication link %s: dead letter: %s", self.replica.replica_id, exc)
+
+    def _after(self, write: Write, outcome: Applied) -> None:
+        """Relay a write that was new (central), and tell ``on_applied``."""
         if self.relay and outcome in (Applied.WON, Applied.LOST):
             self._append(write)
         if self.on_applied is not None:

@@ -130,6 +130,87 @@ def decode_update(payload: bytes | str) -> Write:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise UpdateError(f"twin update: not JSON ({exc})") from exc
+    return _fast(doc) or _checked(doc)
+
+
+def decode_updates(payload: bytes) -> list[Write | UpdateError]:
+    """Every line of a JSON Lines payload (what one MQTT message or a batch carries), each a
+    write or the :class:`UpdateError` that refuses it; empty lines are skipped.
+
+    The lines are parsed in one call as a JSON array when they all parse, which saves a
+    call per line; a payload with a line that is not JSON is decoded line by line, so the
+    other lines still count."""
+    lines = [line for line in payload.split(b"\n") if line.strip()]
+    try:
+        docs = orjson.loads(b"[" + b",".join(lines) + b"]")
+    except orjson.JSONDecodeError:
+        return [_decode_or_error(line) for line in lines]
+    if len(docs) != len(lines):  # a line held several values ("1,2"): one by one
+        return [_decode_or_error(line) for line in lines]
+    out: list[Write | UpdateError] = []
+    for doc in docs:
+        try:
+            out.append(_fast(doc) or _checked(doc))
+        except UpdateError as exc:
+            out.append(exc)
+    return out
+
+
+def _decode_or_error(line: bytes) -> Write | UpdateError:
+    try:
+        return decode_update(line)
+    except UpdateError as exc:
+        return exc
+
+
+_TOP_WALL = 2**53
+
+
+def _fast_stamp(s: Any) -> Stamp | None:
+    """A well-formed stamp object, or ``None`` (then :func:`_checked` says what is wrong)."""
+    if type(s) is not dict or len(s) != 3:
+        return None
+    wall, logical, replica = s.get("wall_ms"), s.get("logical"), s.get("replica")
+    if (
+        type(wall) is not int
+        or type(logical) is not int
+        or type(replica) is not str
+        or not 0 <= wall <= _TOP_WALL
+        or not 0 <= logical <= MAX_LOGICAL
+        or not replica
+    ):
+        return None
+    return Stamp(wall, logical, replica)
+
+
+def _fast(doc: Any) -> Write | None:
+    """The common case, checked inline: a well-formed document's write, or ``None`` for
+    anything unusual (then :func:`_checked` decodes it again and names the fault). What it
+    accepts, :func:`_checked` accepts too, with the same write."""
+    if type(doc) is not dict or doc.keys() != FIELDS:
+        return None
+    if doc["schema"] != SCHEMA or doc["version"] != VERSION or type(doc["version"]) is not int:
+        return None
+    twin, kind, name = doc["twin_id"], doc["kind"], doc["property"]
+    if type(twin) is not str or type(name) is not str or not twin or not name:
+        return None
+    if kind not in KINDS or type(kind) is not str:
+        return None
+    stamp = _fast_stamp(doc["stamp"])
+    raw_base = doc["base"]
+    base = None if raw_base is None else _fast_stamp(raw_base)
+    if stamp is None or (raw_base is not None and (base is None or base >= stamp)):
+        return None
+    try:
+        write = Write.make(PropertyKey(twin, kind, name), doc["value"], stamp, base)
+    except ValueError:
+        return None
+    return write if doc["update_id"] == update_id(write) else None
+
+
+def _checked(doc: Any) -> Write:
+    """Decode with every field checked one by one; raises :class:`UpdateError` naming the
+    first field that is wrong (the slow path, for documents the fast one refused)."""
     if not isinstance(doc, dict):
         raise UpdateError(f"twin update: expected a JSON object, got {type(doc).__name__}")
     if doc.get("schema") != SCHEMA or doc.get("version") != VERSION:

@@ -251,3 +251,28 @@ def test_a_merge_with_a_drifted_replica_changes_nothing() -> None:
     with pytest.raises(ClockDriftError, match="edge-f"):
         central.merge(fast)
     assert central.registers() == before
+
+
+def test_a_batch_decodes_each_line_and_refuses_only_the_bad_ones() -> None:
+    from twinflow.operators.replication.update import decode_updates
+
+    good = good_doc()
+    other = {**good, "twin_id": "pump-2"}  # its id no longer matches: refused
+    lines = [orjson.dumps(good), b"", orjson.dumps(other), b"{nope", orjson.dumps(good)]
+    out = decode_updates(b"\n".join(lines))
+    assert [type(x).__name__ for x in out] == ["Write", "UpdateError", "UpdateError", "Write"]
+    assert "does not match" in str(out[1]) and "not JSON" in str(out[2])
+    # the same lines, all JSON: parsed in one go, same outcomes
+    out = decode_updates(b"\n".join([orjson.dumps(good), orjson.dumps(other)]))
+    assert isinstance(out[0], Write) and isinstance(out[1], UpdateError)
+
+
+def test_the_fast_path_and_the_checked_path_agree() -> None:
+    from twinflow.operators.replication.update import _checked, _fast
+
+    good = good_doc()
+    assert _fast(good) == _checked(good)
+    odd = [{**good, "version": True}, {**good, "written_at": 5}, {**good, "base": None}]
+    for doc in odd:  # the fast path passes them on; the checked one decides
+        fast = _fast(doc)
+        assert fast is None or fast == _checked(doc)
