@@ -28,6 +28,7 @@ from twinflow.operators.anomaly_profile import ANOMALY, AnomalyProfile, read_ano
 from twinflow.operators.dtdl import is_dtmi
 from twinflow.operators.health_profile import HEALTH, read_health
 from twinflow.operators.physics import MODEL, read_physics
+from twinflow.operators.replication.consistency import CONSISTENCY, read_consistency
 from twinflow.operators.rulebook import (
     GENERIC,
     REACTION,
@@ -282,6 +283,7 @@ SECTIONS: dict[str, ProfileSection] = {
         ProfileSection("physics", parsed("physics", read_physics), MODEL),
         ProfileSection("health", parsed("health", read_health), HEALTH),
         ProfileSection("anomaly", parsed("anomaly", read_anomaly), ANOMALY),
+        ProfileSection("replication", parsed("replication", read_consistency), CONSISTENCY),
     )
 }
 #: Sections whose values become the core fields of :class:`Profile`.
