@@ -24,6 +24,7 @@ class WriterSettings:
     give_up_after_s: float | None = None
     connect_timeout_s: float = 5.0
     application_name: str = "twinflow-sink"
+    pool_size: int = 4
     close_wait_s: float = 30.0
 
 

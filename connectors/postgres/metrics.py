@@ -35,3 +35,11 @@ BACKPRESSURE_SECONDS = Counter(
     "twinflow_pg_backpressure_seconds",
     "Time the flow spent blocked because the PostgreSQL sink's buffer was full",
 )
+POOL_CONNECTIONS = Gauge(
+    "twinflow_pg_pool_connections",
+    "PostgreSQL connections the sinks' shared pools hold open (busy and idle)",
+)
+POOL_WAIT_SECONDS = Counter(
+    "twinflow_pg_pool_wait_seconds",
+    "Time the PostgreSQL sinks' writers waited for a connection of their full pool",
+)

@@ -6,8 +6,10 @@ It takes the items of any of the flow's outputs, as ``(twin_id, item)`` pairs:
 window features, not rows), :class:`WindowFeatures`, :class:`TwinState`, :class:`Alert`,
 :class:`Command`, :class:`DeadLetter`, and :class:`AssetRollup` (as ``(asset_id, roll-up)``
 pairs: one row per asset and time, plus the latest per asset). Items are spread over
-``partitions`` partitions by their key; each partition has its own connection and writer thread (see
-:mod:`twinflow.connectors.postgres.writer`).
+``partitions`` partitions by their key; each partition has its own writer thread (see
+:mod:`twinflow.connectors.postgres.writer`), and the writers of every sink of the process that
+store into one database share one bounded pool of ``pool_size`` connections
+(:mod:`twinflow.connectors.postgres.pool`).
 
 Outages: a database that is away does not stop the flow. The partition's writer keeps the
 rows it accepted (up to ``max_buffer_rows``, then the flow waits: back-pressure), retries
@@ -127,7 +129,10 @@ class PostgresSinkPartition(StatefulSinkPartition[Any, Held]):
 class PostgresSink(FixedPartitionedSink[Any, Held]):
     """Store twinflow records in the ``twinflow`` schema (create it with ``migrate`` first).
 
-    - ``partitions``: independent writers (connections), items spread by twin (or asset) id.
+    - ``partitions``: independent writers, items spread by twin (or asset) id.
+    - ``pool_size``: connections the process's sinks into this database share at most
+      (default ``partitions + 2``; the largest asked for wins). A writer that finds them all
+      busy waits, and the flow with it once ``max_buffer_rows`` are held.
     - ``batch_rows`` / ``max_latency_s``: a partition commits when this many rows wait, or
       when its oldest row has waited this long, whichever comes first.
     - ``max_buffer_rows``: rows a partition holds uncommitted before the flow blocks.
@@ -160,9 +165,12 @@ class PostgresSink(FixedPartitionedSink[Any, Held]):
         connect_timeout_s: float = 5.0,
         snapshot_wait_s: float = 5.0,
         close_wait_s: float = 30.0,
+        pool_size: int | None = None,
     ) -> None:
         if partitions < 1:
             raise PostgresSinkError(f"PostgresSink partitions must be at least 1, got {partitions}")
+        if pool_size is not None and pool_size < 1:
+            raise PostgresSinkError(f"PostgresSink pool_size must be at least 1, got {pool_size}")
         if batch_rows < 1 or max_buffer_rows < batch_rows:
             raise PostgresSinkError(
                 "PostgresSink needs 1 <= batch_rows <= max_buffer_rows, got "
@@ -184,6 +192,7 @@ class PostgresSink(FixedPartitionedSink[Any, Held]):
         self.connect_timeout_s = connect_timeout_s
         self.snapshot_wait_s = snapshot_wait_s
         self.close_wait_s = close_wait_s
+        self.pool_size = partitions + 2 if pool_size is None else pool_size
 
     def settings(self, name: str) -> WriterSettings:
         """The frozen settings a partition's writer runs with."""
@@ -199,6 +208,7 @@ class PostgresSink(FixedPartitionedSink[Any, Held]):
             connect_timeout_s=self.connect_timeout_s,
             application_name=f"twinflow-sink {name}"[:63],
             close_wait_s=self.close_wait_s,
+            pool_size=self.pool_size,
         )
 
     def list_parts(self) -> list[str]:

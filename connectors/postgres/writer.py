@@ -27,6 +27,7 @@ plain transaction.)
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -40,12 +41,12 @@ from twinflow.connectors.postgres.batches import Batch, Piece, WriterSettings
 from twinflow.connectors.postgres.connection import (
     PostgresError,
     PostgresUnavailable,
-    connect,
     is_retryable,
     pg_errors,
     psycopg,
     redact,
 )
+from twinflow.connectors.postgres.pool import leave, pool_for
 from twinflow.connectors.postgres.rows import COPY_HEADER, COPY_TRAILER
 from twinflow.connectors.postgres.schema_check import schema_problem
 from twinflow.connectors.postgres.tables import BY_NAME, TELEMETRY
@@ -65,6 +66,15 @@ class PostgresSinkError(PostgresError):
 
 #: Connect errors that no retry cures (wrong password, unknown database or role).
 _FATAL_CONNECT = ("authentication failed", "does not exist", "no pg_hba.conf entry")
+
+
+def _prepare(conn: psycopg.Connection[Any], url: str) -> None:
+    """Session settings and the schema check, once per new connection of the pool."""
+    conn.execute("SET temp_buffers = '64MB'")  # before the session's first temp table
+    conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")  # then retried
+    problem = schema_problem(conn, redact(url))
+    if problem:
+        raise PostgresSinkError(problem)
 
 
 class BatchWriter:
@@ -89,7 +99,12 @@ class BatchWriter:
         self._closing = False
         self._abandoned = False  # close gave up waiting: the writer thread stops retrying
         self._error: BaseException | None = None
-        self._conn: psycopg.Connection[Any] | None = None
+        self._pool = pool_for(
+            settings.url,
+            settings.pool_size,
+            functools.partial(_prepare, url=settings.url),
+            connect_timeout_s=settings.connect_timeout_s,
+        )
         self._optimistic = settings.optimistic_copy
         self._backoff = Backoff(
             settings.retry_initial_s, settings.retry_max_s, jitter=0.5, seed=None
@@ -231,7 +246,7 @@ class BatchWriter:
                 self._error = exc
                 self._cond.notify_all()
         finally:
-            self._drop_connection()
+            leave(self._pool)
 
     def _next_batch(self) -> Batch | None:
         """Wait until a batch is due and take it out of the buffer (None: closed, empty)."""
@@ -266,11 +281,11 @@ class BatchWriter:
         failing_since: float | None = None
         while True:
             try:
-                conn = self._connection()
-                started = time.perf_counter()
-                written = self._write(conn, batch)
+                stop = self._give_up_waiting
+                with self._pool.connection(s.application_name, stop) as conn:
+                    started = time.perf_counter()
+                    written = self._write(conn, batch)
             except Exception as exc:
-                self._drop_connection()
                 if isinstance(exc, PostgresSinkError):
                     raise
                 if not self._retryable(exc):
@@ -327,33 +342,9 @@ class BatchWriter:
             f"{redact(self.settings.url)}: {str(exc).strip()}"
         )
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is not None and not self._conn.closed and not self._conn.broken:
-            return self._conn
-        self._drop_connection()
-        s = self.settings
-        conn = connect(
-            s.url, application_name=s.application_name, connect_timeout_s=s.connect_timeout_s
-        )
-        try:
-            conn.execute("SET temp_buffers = '64MB'")  # before the session's first temp table
-            conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")  # then retried
-            problem = schema_problem(conn, redact(s.url))
-            if problem:
-                raise PostgresSinkError(problem)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-        return conn
-
-    def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # a broken connection may fail to close; it is gone either way
-                log.debug("closing a broken connection failed", exc_info=True)
+    def _give_up_waiting(self) -> bool:
+        """Whether a wait for a free connection should end (close gave up on this writer)."""
+        return self._abandoned
 
     def _write(self, conn: psycopg.Connection[Any], batch: Batch) -> dict[str, tuple[int, int]]:
         """Write the batch in one transaction (optimistic telemetry COPY first, if on).
