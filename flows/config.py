@@ -229,6 +229,45 @@ class FlowConfig:
         "Wall-clock seconds without data after which a twin's open windows are closed.",
         30.0,
     )
+    whatif_history_s: float = setting(
+        Duration(
+            "whatif_history_s",
+            "Telemetry each twin keeps in the flow for what-if requests (the history their "
+            "analysis is warmed up on); kept only when what-ifs are served.",
+            7200.0,
+            shown="`2h`",
+        )
+    )
+    whatif_workers: int = _count(
+        "whatif_workers", "Worker processes that run what-if requests, off the flow's path.", 1
+    )
+    whatif_queue: int = _count(
+        "whatif_queue",
+        "What-if requests waiting or running at once; more are rejected `busy`.",
+        4,
+    )
+    replan_every_s: float = setting(
+        Duration(
+            "replan_every_s",
+            "Event time after which the maintenance plan is re-computed, moved or not.",
+            21600.0,
+            shown="`6h`",
+        )
+    )
+    replan_min_interval_s: float = setting(
+        Duration(
+            "replan_min_interval_s",
+            "Least event time between two plans (a fleet's estimates move every window).",
+            900.0,
+            shown="`15m`",
+        )
+    )
+    replan_change: float = _positive(
+        "replan_change",
+        "Re-plan when a twin's predicted failure time (or an end of its interval) moves by "
+        "more than this fraction of its remaining life since the last plan.",
+        0.2,
+    )
     seed: int = setting(Whole("seed", "Seed of the flow's randomness.", 0, coerce=True))
 
     def __post_init__(self) -> None:

@@ -23,6 +23,7 @@ from twinflow.connectors import registry
 from twinflow.connectors.actuators import CommandRouter
 from twinflow.connectors.feedback import CommandFeedback, CommandFeedbackSource
 from twinflow.core.backoff import Backoff
+from twinflow.flows.decide_steps import decide_for
 from twinflow.flows.deployment import Deployment
 from twinflow.flows.kafka_lag import KafkaLag, is_kafka
 from twinflow.flows.metrics import RunStats
@@ -194,4 +195,5 @@ def deployment_flow(
         registry=dep.registry(),
         catalog=dep.types,
         bindings={t.twin_id: t.protocol for t in dep.twins},
+        decide=decide_for(dep, out_dir),
     )

@@ -9,7 +9,8 @@ Bytewax's metrics and in its dataflow diagram (``bytewax.visualize.to_mermaid(fl
     requests      [requests_*] command requests and desired-property changes from outside
                         | desired changes, requests             (refused ones: dead letters)
     twin_state    [update] reported and desired state, per twin
-    analytics     [samples] raw-sample T²/SPE score per twin (the ``anomaly_sample`` signal)
+    analytics     [reading_rules] limits on raw signals, range, stuck, spikes: per reading
+                  [samples] raw-sample T²/SPE score per twin (the ``anomaly_sample`` signal)
                   [sample_alarms] alarm ``anomaly_sample``: the score above its limit for seconds
                   [windows] event-time windows: statistics + FFT    (late: dead letters)
                   [anomaly] window model per twin (warm-up, calibrated threshold)
@@ -57,12 +58,14 @@ from twinflow.core.records import (
 from twinflow.flows.anomaly_steps import AnomalyStep, SampleAlarmStep, SampleAnomalyStep
 from twinflow.flows.command_steps import CommandBookStep, PolicyStep, everyone, to_actuators
 from twinflow.flows.config import FlowConfig
+from twinflow.flows.decide_steps import Decide, decide_flow
 from twinflow.flows.metrics import RunStats
 from twinflow.flows.rollups import rollup_stream
 from twinflow.flows.steps import (
     AlarmStep,
     CheckStep,
     ResidualStep,
+    ReadingRuleStep,
     RulStep,
     Tally,
     TwinStateStep,
@@ -187,7 +190,8 @@ def analytics(
 ) -> Analysed:
     """Raw-sample scores; windows and their features; anomaly score, RUL and alarm rules."""
     type_of = type_of or TypeOf(types)
-    sample_alerts: list[KeyedStream[Alert]] = []
+    per_reading = op.stateful_flat_map("reading_rules", frames, ReadingRuleStep(type_of))
+    sample_alerts: list[KeyedStream[Alert]] = [per_reading]
     if config.sample_anomaly or _types_score_samples(type_of):
         frames = op.stateful_map("samples", frames, SampleAnomalyStep.from_config(config, type_of))
         alarm = SampleAlarmStep(config.sample_alarm_for_s, config.sample_alarm_clear_s)
@@ -199,9 +203,8 @@ def analytics(
     scored = op.stateful_map("anomaly", windows, AnomalyStep.from_config(config, type_of))
     with_rul = op.stateful_map("rul", scored, RulStep(type_of))
     op.inspect("count_windows", with_rul, tally.window)
-    alerts = op.stateful_flat_map("alarms", with_rul, AlarmStep(type_of))
-    if sample_alerts:
-        alerts = op.merge("window_and_sample_alerts", alerts, *sample_alerts)
+    alerts = op.stateful_flat_map("alarms", with_rul, AlarmStep(type_of, per_reading=True))
+    alerts = op.merge("window_and_reading_alerts", alerts, *sample_alerts)
     op.inspect("count_alerts", alerts, tally.alert)
     return Analysed(frames, with_rul, alerts, late)
 
@@ -301,6 +304,7 @@ def build_flow(
     registry: TwinRegistry | None = None,
     catalog: Mapping[str, TwinType] | None = None,
     bindings: Mapping[str, str] | None = None,
+    decide: Decide | None = None,
 ) -> Dataflow:
     """Wire the telemetry flow.
 
@@ -320,7 +324,8 @@ def build_flow(
     :attr:`~twinflow.flows.deployment.Deployment.types` adds its own). ``bindings`` maps a
     twin id to the protocol of its binding: its telemetry from any other source is a dead
     letter ("twin bound to opcua"); twins it does not name, and every twin without it (the
-    demo, replays), are accepted from any source.
+    demo, replays), are accepted from any source. ``decide`` answers what-if requests from
+    the twins' live state and re-plans maintenance (:mod:`twinflow.flows.decide_steps`).
     """
     catalog = CATALOG if catalog is None else catalog
     stats = stats if stats is not None else RunStats()
@@ -342,6 +347,10 @@ def build_flow(
     rollups: list[Stream[AssetRollup]] = []
     if registry is not None and outputs.rollups is not None:
         rollups.append(rollup_stream(analysed.alerts, analysed.windows, registry, "rollups"))
+    asked = decide_flow(
+        asked, ingested.frames, analysed.windows, decide,
+        config=config, catalog=catalog, twin_types=twin_types, clock=clock,
+    )  # fmt: skip
     routed = routed if routed is not None else everyone
     book = CommandBookStep(config, clock, twin_types, routed, catalog)
     commands = command_loop(

@@ -43,6 +43,7 @@ from twinflow.connectors.kafka.request_json import (
     show,
 )
 from twinflow.connectors.kafka.source import KafkaMessageSource
+from twinflow.connectors.kafka.whatif_requests import is_whatif, read_whatif_request
 from twinflow.core.errors import ConfigError, DecodeError, ValidationError
 from twinflow.core.records import (
     Command,
@@ -56,6 +57,10 @@ from twinflow.core.times import epoch, utc
 from twinflow.operators.catalog import CATALOG, TwinType
 from twinflow.operators.command_book import desired_command_id
 from twinflow.operators.validate import dead_letter_for
+from twinflow.operators.whatif.request import WhatIfRequest, WhatIfResult
+
+#: What a request message becomes (``whatif`` requests: the request or its rejection).
+Request = Command | DesiredChange | DeadLetter | WhatIfRequest | WhatIfResult
 
 REQUIRED = ("request_id", "twin_id", "expires_at")
 #: A request is a command (``command`` and ``params``) or a desired change (``desired``).
@@ -88,8 +93,9 @@ def parse_command_request(
     issued_at: datetime,
     twins: Mapping[str, str] | None = None,
     catalog: Mapping[str, TwinType] = CATALOG,
-) -> Command | DesiredChange | DeadLetter:
-    """Read one request; never raises on bad input.
+) -> Request:
+    """Read one request; never raises on bad input (a ``whatif`` request:
+    :mod:`twinflow.connectors.kafka.whatif_requests`).
 
     ``twins`` maps known twin ids to their type (``None``: any twin, type from the request).
 
@@ -115,6 +121,8 @@ def parse_command_request(
         doc = load_request(msg.payload)
     except DecodeError as exc:
         return dead_letter_for(msg, exc, stage="decode")
+    if is_whatif(doc):
+        return read_whatif_request(doc, issued_at, twins, catalog)
     try:
         return _command(doc, issued_at, twins, catalog)
     except ValidationError as exc:
@@ -271,9 +279,7 @@ class CommandRequests:
     #: Authentication and grants (``None``: every well-formed request passes, insecure).
     auth: RequestAuth | None = None
 
-    def __call__(
-        self, msgs: Sequence[Message], received: float
-    ) -> list[Command | DesiredChange | DeadLetter]:
+    def __call__(self, msgs: Sequence[Message], received: float) -> list[Request]:
         return [
             self.item(m.value(), f"kafka:{m.topic()}", m.timestamp(), received, m.headers())
             for m in msgs
@@ -286,7 +292,7 @@ class CommandRequests:
         timestamp: tuple[int, int],
         received: float,
         headers: Headers = None,
-    ) -> Command | DesiredChange | DeadLetter:
+    ) -> Request:
         """One message (value, ``kafka:<topic>``, ``(kind, ms)``) as a request or dead letter."""
         fetched = utc(received)
         kind, ms = timestamp
@@ -303,12 +309,14 @@ class CommandRequests:
             item = parse_command_request(
                 value, source=source, issued_at=issued, twins=self.twins, catalog=self.catalog
             )
-            if self.auth is None or isinstance(item, DeadLetter):
+            if self.auth is None or isinstance(item, DeadLetter | WhatIfResult):
                 return item
             refusal = self.auth.refusal(bytes(value), headers, item, received)
             if refusal is None:
                 return item
             REFUSED.labels(refusal[0]).inc()
+            if isinstance(item, WhatIfRequest):
+                return WhatIfResult.rejected(item, refusal[1])
             return _rejected(item, refusal[1], self.catalog)
         except Exception as exc:  # a last guard: a request never stops the flow
             raw = RawMessage(source, bytes(value), received)

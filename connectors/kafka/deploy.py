@@ -36,6 +36,10 @@ class KafkaService(KafkaSettings):
     """``services.kafka`` as parsed: the cluster's settings and the request authorisation."""
 
     requests: RequestAuth | None = None
+    #: Topic of what-if results (the ``whatif`` request kind); unset: what-ifs not served.
+    whatif_results_topic: str | None = None
+    #: Topic of the maintenance plans the flow re-computes (``maintenance:`` in the file).
+    maintenance_plan_topic: str | None = None
 
 
 SERVICE = Schema(
@@ -76,6 +80,16 @@ SERVICE = Schema(
         ),
         OptionalText(
             "rollups_topic", "Topic of asset roll-ups (asset_rollup.v1), keyed by asset id."
+        ),
+        OptionalText(
+            "whatif_results_topic",
+            "Topic of what-if results (whatif_result.v1), keyed by twin; set, the flow answers "
+            "`whatif` requests of the command request topic from each twin's live state.",
+        ),
+        OptionalText(
+            "maintenance_plan_topic",
+            "Topic of the maintenance plans (maintenance_plan.v1) the flow re-computes as RUL "
+            "estimates change (needs a `maintenance:` section).",
         ),
     ),
 )

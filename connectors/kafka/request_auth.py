@@ -29,6 +29,7 @@ from types import MappingProxyType
 
 from twinflow.core.records import Command, DesiredChange
 from twinflow.core.times import epoch
+from twinflow.operators.whatif.request import WhatIfRequest
 
 ISSUER_HEADER = "twinflow-issuer"
 SIGNATURE_HEADER = "twinflow-signature"
@@ -125,7 +126,7 @@ class RequestAuth:
         self,
         payload: bytes,
         headers: Headers,
-        item: Command | DesiredChange,
+        item: Command | DesiredChange | WhatIfRequest,
         now: float,
     ) -> tuple[str, str] | None:
         """``(reason label, detail)`` when the request may not pass; ``None`` when it may.

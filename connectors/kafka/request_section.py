@@ -15,6 +15,7 @@ from twinflow.core.config import Duration, Names, OptionalText, Schema, Section,
 from twinflow.core.errors import ConfigError
 from twinflow.core.fields import Part
 from twinflow.operators.twin_type import TwinType
+from twinflow.operators.whatif.request import WHATIF
 
 #: Shortest key accepted (bytes).
 MIN_KEY_BYTES = 16
@@ -160,7 +161,8 @@ def check_grants(
                 )
         covered = _covered_types(g, twins, catalog, within)
         for what, names, declared in (
-            ("command", g.commands, {a.name for t in covered for a in t.actuators}),
+            # `whatif` lets the issuer ask what-ifs of those twins (the `whatif` request kind)
+            ("command", g.commands, {WHATIF, *(a.name for t in covered for a in t.actuators)}),
             ("property", g.properties, {p.name for t in covered for p in t.properties}),
         ):
             unknown = sorted(names - {ANY} - declared)
