@@ -41,6 +41,7 @@ from twinflow.flows.metrics import RunStats
 from twinflow.operators.catalog import CATALOG, TwinType
 from twinflow.operators.health import HealthTracker
 from twinflow.operators.pipeline import check_item, deployed_type
+from twinflow.operators.reading_rules import ReadingAlarms
 from twinflow.operators.residuals import add_residuals
 from twinflow.operators.rollups import RollupOperator
 from twinflow.operators.rules import AlarmTracker
@@ -306,15 +307,38 @@ class AlarmStep:
     """
 
     type_of: TypeOf = field(default_factory=TypeOf)
+    #: Leave the rules that ``reading_rules`` judges to it (the flow does; tests may not).
+    per_reading: bool = False
 
     def __call__(
         self, tracker: AlarmTracker | None, w: WindowFeatures
     ) -> tuple[AlarmTracker, list[Alert]]:
         if tracker is None:
-            tracker = AlarmTracker(w.twin_id, w.twin_type)
+            tracker = AlarmTracker(w.twin_id, w.twin_type, per_reading=self.per_reading)
         alerts = tracker.evaluate(w, self.type_of(w.twin_id, w.twin_type))
         alerts.sort(key=lambda a: a.diagnosis != "sensor_fault")
         return tracker, alerts
+
+
+@dataclass(frozen=True)
+class ReadingRuleStep:
+    """``reading_rules`` (stateful_flat_map): the rules that need no window (limits on a raw
+    signal, range, stuck, spikes) judged on each frame as it arrives
+    (:mod:`twinflow.operators.reading_rules`); sensor-fault alerts first at one time."""
+
+    type_of: TypeOf = field(default_factory=TypeOf)
+
+    def __call__(
+        self, alarms: ReadingAlarms | None, frame: Frame
+    ) -> tuple[ReadingAlarms | None, list[Alert]]:
+        if not isinstance(frame, TelemetryFrame):
+            return alarms, []
+        kind = self.type_of(frame.twin_id, frame.twin_type)
+        if kind is None:
+            return alarms, []
+        if alarms is None:
+            alarms = ReadingAlarms(frame.twin_id, frame.twin_type)
+        return alarms, alarms.update(frame, kind)
 
 
 #: The RUL and alarm steps for bundled types (tests and benchmarks).

@@ -259,6 +259,9 @@ GENERIC = Schema(
                finite=True),
         Whole("min_readings", "Fewest readings of a signal in a window for the stuck and "
               "spike indicators to judge it.", 10, 2, coerce=True),
+        Whole("range_readings", "Readings in a row outside the declared range that raise a "
+              "range alert (judged as readings arrive; it clears after 30 min in range).", 3,
+              1, coerce=True),
     ),
 )  # fmt: skip
 
@@ -276,6 +279,7 @@ class GenericRules:
     out_of_range: float = 0.01
     spike_crest: float = 12.0
     min_readings: int = 10
+    range_readings: int = 3
 
 
 _DEFAULT_GENERIC = GenericRules()
@@ -312,6 +316,7 @@ def read_generic(s: Section) -> GenericRules:
         out_of_range=s.get(GENERIC["out_of_range"]),
         spike_crest=s.get(GENERIC["spike_crest"]),
         min_readings=s.get(GENERIC["min_readings"]),
+        range_readings=s.get(GENERIC["range_readings"]),
     )
 
 

@@ -24,7 +24,9 @@ feature (comparison)             T / C            raise    diagnosis
 
 ``R`` is ``generic.out_of_range`` (default 0.01: 1 % of a window's readings outside the
 signal's declared range). Clearing takes 30 min for these intermittent symptoms (10 min for
-stuck).
+stuck). In the flow, the stuck, spike and range rules of scalar signals and the profile
+rules on a signal's raw value are judged as readings arrive
+(:mod:`twinflow.operators.reading_rules`; ``per_reading=True`` leaves them out here).
 
 The anomaly rule raises with evidence: when some other rule's feature is past its clear
 level toward its threshold (proximity >= ``explain_proximity``), the alarm takes that rule's
@@ -45,6 +47,7 @@ from twinflow.core.records import Alert, AlertState, WindowFeatures
 from twinflow.core.times import epoch, utc
 from twinflow.operators.catalog import CATALOG, SignalSpec, TwinType
 from twinflow.operators.health import DerivedFeatures
+from twinflow.operators.reading_rules import reading_plan
 from twinflow.operators.rulebook import GenericRules, Rule, generic_of, section_of
 
 #: Prefix of the window keys that carry the window model's drivers (signed z-scores, or
@@ -167,10 +170,19 @@ class AlarmTracker:
     re-emitted window) is ignored.
     """
 
-    def __init__(self, twin_id: str, twin_type: str, rules: tuple[Rule, ...] | None = None) -> None:
+    def __init__(
+        self,
+        twin_id: str,
+        twin_type: str,
+        rules: tuple[Rule, ...] | None = None,
+        per_reading: bool = False,
+    ) -> None:
         self.twin_id = twin_id
         self.twin_type = twin_type
         self.rules = rules
+        #: The rules a :class:`~twinflow.operators.reading_rules.ReadingAlarms` judges as
+        #: readings arrive are left to it (they still explain anomalies here).
+        self.per_reading = per_reading
         self.derived = DerivedFeatures(twin_type)
         #: rule name -> [pending_since, raised_at, clear_since, diagnosis] (epoch s or None)
         self.state: dict[str, list[Any]] = {}
@@ -227,8 +239,11 @@ class AlarmTracker:
         k = self.kind(kind)
         rules = self.active_rules(k)
         values = self.features(w, k)
+        skip = reading_plan(k).names if self.per_reading and k is not None else frozenset()
         alerts: list[Alert] = []
         for rule in rules:
+            if rule.name in skip:
+                continue
             v = values.get(rule.feature)
             if v is None or not math.isfinite(v):
                 continue
