@@ -7,7 +7,8 @@ end together). A plan is due when
 
 - a twin's estimate *moved* since the plan before: its predicted failure time
   (``estimated_at + hours``), or an end of its interval, shifted by more than ``change`` of
-  its remaining life, it gained or lost a finite estimate, or it is new; and at least
+  its remaining life, it gained or lost a finite estimate, or it is new (a twin that has
+  failed and still has not moved); and at least
   ``min_interval_s`` passed since that plan (debounce: the estimates drift a little every
   window, a fleet's twins move one after another);
 - or ``every_s`` passed since that plan (a timer of event time).
@@ -55,6 +56,8 @@ def moved(before: Outlook | None, now: Outlook, change: float) -> bool:
     """
     if before is None:
         return True
+    if _failed(before) and _failed(now):
+        return False  # failed, and still: its "failure time" is always now
     life = max(now.hours or 0.0, 0.0) * 3600.0
     for old, new in zip(_ends(before), _ends(now), strict=True):
         if (old is None) != (new is None):
@@ -62,6 +65,10 @@ def moved(before: Outlook | None, now: Outlook, change: float) -> bool:
         if old is not None and new is not None and abs(new - old) > change * max(life, 60.0):
             return True
     return False
+
+
+def _failed(o: Outlook) -> bool:
+    return o.hours is not None and o.hours <= 0.0
 
 
 @dataclass
@@ -80,7 +87,10 @@ class Replanner:
     revision: int = 0
 
     def offer(self, outlook: Outlook) -> list[MaintenancePlan]:
-        """Take a twin's newest estimate; a plan when one was due before its time."""
+        """Take a twin's newest estimate; a plan when one was due before its time. Twins of
+        a type without costs are left out (they would only be listed as skipped)."""
+        if outlook.twin_type not in self.settings.types:
+            return []
         t = outlook.estimated_at.timestamp()
         out = []
         if self.clock is not None and t > self.clock:
