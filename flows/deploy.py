@@ -39,6 +39,7 @@ from twinflow.core.transport import refuse_plain_password
 from twinflow.flows.config import FLOW, FlowConfig
 from twinflow.flows.deployment import AssetSpec, Deployment, TwinSpec
 from twinflow.flows.placement import PLACEMENT, assets, placement
+from twinflow.flows.replication_config import replication_settings
 from twinflow.operators.catalog import Catalogue, load_catalogue
 from twinflow.operators.maintenance.settings import read_maintenance
 from twinflow.operators.profile import profile_from
@@ -84,6 +85,11 @@ TOP = Schema(
             "maintenance",
             "Costs, crews and windows for maintenance planning (`twinflow plan`).",
             see="maintenance",
+        ),
+        Part(
+            "replication",
+            "Run as an edge or the central instance of replicated twins (`twinflow run`).",
+            see="replication",
         ),
     ),
 )
@@ -169,6 +175,12 @@ def load_deployment(path: Path | str, env: Mapping[str, str] | None = None) -> D
     twins = _twins(top, site, sim, types)
     places = assets(top, site, types)
     dep = Deployment(file, twins, services, database_url, flow, sim, site, places, types)
+    rep = replication_settings(top.section("replication"), site)
+    if rep is not None and rep.link not in services:
+        raise ConfigError(
+            f"{file}: replication.link is {rep.link} but services.{rep.link} is not set"
+        )
+    dep = replace(dep, replication=rep)
     dep.registry()  # validates containment and relationships
     ids, owners = {t.twin_id for t in twins}, {site, *(a.asset_id for a in places)}
     read_maintenance(top.section("maintenance"), ids, owners)  # `twinflow plan` reads it again

@@ -21,6 +21,7 @@ from twinflow.connectors.bindings import (
 )
 from twinflow.connectors.simulator.settings import SimulatorSettings
 from twinflow.flows.config import FlowConfig
+from twinflow.flows.replication_config import ReplicationSettings
 from twinflow.operators.catalog import CATALOG, Catalogue, TwinType
 from twinflow.operators.registry import PART_OF, SITE, RegistryEntry, TwinRegistry
 
@@ -82,6 +83,8 @@ class Deployment:
     assets: tuple[AssetSpec, ...] = ()
     types: Catalogue = field(default_factory=lambda: CATALOG)
     """The twin types: the bundled ones and those of the file's ``models:`` folders."""
+    replication: ReplicationSettings | None = None
+    """The ``replication:`` section: this instance's role as an edge or central one."""
 
     @property
     def mqtt(self) -> MqttSettings | None:

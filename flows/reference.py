@@ -17,6 +17,7 @@ from twinflow.core.config import Schema
 from twinflow.flows.config import FLOW
 from twinflow.flows.deploy import DATABASE, TOP, services_schema, twin_schema
 from twinflow.flows.placement import ASSET
+from twinflow.flows.replication_config import REPLICATION
 from twinflow.operators.maintenance.settings import SCHEMAS as MAINTENANCE_SCHEMAS
 
 COMMAND = "python -m twinflow.flows.reference > docs/reference/deployment.md"
@@ -45,6 +46,7 @@ def schemas() -> list[Schema]:
         out += spec.service_schemas
     out += [DATABASE, SIMULATOR, FLOW, ASSET, REPLAY, TIME, COLUMN]
     out += list(MAINTENANCE_SCHEMAS)
+    out.append(REPLICATION)
     out.append(twin_schema(tuple(s.name for s in specs if s.binding_type is not None)))
     for spec in specs:
         out += spec.binding_schemas

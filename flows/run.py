@@ -10,6 +10,7 @@ Commands go back to each twin over its own protocol.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from collections.abc import Sequence
@@ -161,7 +162,9 @@ def deployment_flow(
     protocol. ``limits`` pass stop conditions to the sources (``"requests"`` to the Kafka
     request source, ``"feedback"`` to the feedback source, e.g. ``{"until": callable}``).
     With ``watch``, every source ends when ``watch.stop`` is set, and the sources and the
-    alert, command and dead-letter outputs are observed.
+    alert, command and dead-letter outputs are observed. With a ``replication:`` section the
+    flow is an edge or central instance (``limits["replication"]["until"]`` ends its
+    sources; its node is started here and stopped at exit).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     limits = limits or {}
@@ -173,6 +176,12 @@ def deployment_flow(
     sources = sources_for(dep, **limits)
     requests = request_sources(dep, **limits.get("requests", {}))
     outputs = outputs_for(dep, out_dir, actuators)
+    replication = replication_for(dep, out_dir, limits, watch)
+    if replication is not None:
+        if replication.node.role == "edge":
+            requests.append(replication.desired_source())
+        if not sources:  # a central instance with no telemetry of its own
+            sources = [replication.quiet_source()]
     if watch is not None:
         sources, requests = watch.sources(sources), watch.sources(requests)
         if feedback_source is not None:
@@ -196,4 +205,23 @@ def deployment_flow(
         catalog=dep.types,
         bindings={t.twin_id: t.protocol for t in dep.twins},
         decide=decide_for(dep, out_dir),
+        replication=replication,
     )
+
+
+def replication_for(
+    dep: Deployment, out_dir: Path, limits: dict[str, dict[str, Any]], watch: Watch | None
+) -> Any:
+    """The started replication of a deployment with a ``replication:`` section (else
+    ``None``); its node stops when the process exits."""
+    if dep.replication is None:
+        return None
+    from twinflow.flows.replication import Replication, node_for
+
+    node = node_for(dep, dep.replication, out_dir).start()
+    atexit.register(node.stop)
+    until = limits.get("replication", {}).get("until")
+    if until is None and watch is not None:
+        until = watch.stop.is_set
+    interval = dep.replication.status_interval_s
+    return Replication.with_files(node, out_dir, interval, until)

@@ -60,6 +60,7 @@ from twinflow.flows.command_steps import CommandBookStep, PolicyStep, everyone, 
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.decide_steps import Decide, decide_flow
 from twinflow.flows.metrics import RunStats
+from twinflow.flows.replication import Replication, replicate
 from twinflow.flows.rollups import rollup_stream
 from twinflow.flows.steps import (
     AlarmStep,
@@ -305,6 +306,7 @@ def build_flow(
     catalog: Mapping[str, TwinType] | None = None,
     bindings: Mapping[str, str] | None = None,
     decide: Decide | None = None,
+    replication: Replication | None = None,
 ) -> Dataflow:
     """Wire the telemetry flow.
 
@@ -326,6 +328,8 @@ def build_flow(
     letter ("twin bound to opcua"); twins it does not name, and every twin without it (the
     demo, replays), are accepted from any source. ``decide`` answers what-if requests from
     the twins' live state and re-plans maintenance (:mod:`twinflow.flows.decide_steps`).
+    With ``replication``, the flow is also an edge or a central instance of replicated twins
+    (:mod:`twinflow.flows.replication`).
     """
     catalog = CATALOG if catalog is None else catalog
     stats = stats if stats is not None else RunStats()
@@ -364,6 +368,17 @@ def build_flow(
         policy=PolicyStep.from_config(config, type_of),
         tally=tally,
     )
+    if replication is not None:
+        replicate(
+            "replication",
+            flow,
+            states,
+            analysed.windows,
+            analysed.alerts,
+            commands.transitions,
+            *(r.desired for r in asked),
+            replication=replication,
+        )
     dead = op.merge("dead_letters", ingested.refused, *(r.refused for r in asked), analysed.late)
     write_outputs(
         "outputs",

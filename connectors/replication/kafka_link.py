@@ -155,6 +155,7 @@ class KafkaLink(ReplicaLink):
         consumer = self._consumer
         while self._polling.is_set() and not self._assign():
             time.sleep(0.5)  # the broker is not reachable yet: ask again
+        self._send_ok = True  # the broker answered (a failed send says otherwise later)
         while self._polling.is_set():
             records = consumer.consume(num_messages=500, timeout=0.2)
             good = [r for r in records if r.error() is None]

@@ -87,6 +87,28 @@ class ReplicaLink:
         self._stop = threading.Event()
         self._sender: threading.Thread | None = None
         self._dropped_seen = outbox.dropped
+        self._send_ok = False
+        #: Called (on the sender thread) with each batch the broker acknowledged.
+        self.on_sent: Callable[[Sequence[Entry]], None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the link works: its last batch reached the broker (a transport that sees
+        its connection says so instead)."""
+        return self._send_ok
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The lock that guards the replica (hold it to read the replica consistently)."""
+        return self._lock
+
+    def start(self) -> ReplicaLink:
+        """Connect and start sending (each transport)."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop sending and receiving (each transport)."""
+        raise NotImplementedError
 
     # -- for the transports -----------------------------------------------------------------
 
@@ -155,12 +177,17 @@ class ReplicaLink:
             self._wake.clear()
             while not self._stop.is_set() and self._ready():
                 entries = self.outbox.peek(self.batch)
-                if not entries or not self._send(entries):
-                    break  # nothing to send, or the link broke: the records stay and go again
+                if not entries:
+                    break
+                self._send_ok = self._send(entries)
+                if not self._send_ok:
+                    break  # the link broke: the records stay and go again
                 self.outbox.ack(entries)
                 with self._lock:
                     self._count("sent", len(entries))
                 PENDING.labels(self.replica.replica_id).set(self.outbox.pending)
+                if self.on_sent is not None:
+                    self.on_sent(entries)
 
     def _receive(self, payload: bytes) -> None:
         """Merge one ``twin_update.v1`` document."""

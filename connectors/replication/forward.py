@@ -1,0 +1,101 @@
+"""What an edge forwards: the flow's records as replicated property writes.
+
+Each record becomes the writes of a few registers of its twin, so the central replica holds
+each twin's newest state, window, alert per rule and command per name, and every write on
+the way is stored as it arrives (the registers' history is for conflicts, not storage):
+
+- twin state: ``reported/<property>`` for each reported property, ``metadata/state`` (status,
+  time, readings and each signal's value);
+- window features: ``metadata/window``;
+- alerts: ``metadata/alert:<rule>``;
+- command transitions (``command_outcomes``): ``metadata/command:<name>``; a command that
+  carried a desired change received from the link also answers it with
+  ``metadata/accepted:<property>`` (the update id and the status), which is what a strong
+  desired change waits for.
+
+>>> from twinflow.core.records import Alert, AlertState, Severity
+>>> from twinflow.core.times import utc
+>>> a = Alert("a1", "pump-1", "pump", "overheat", AlertState.RAISED, Severity.WARNING,
+...           utc(0), utc(0), "hot")
+>>> [(kind, name) for kind, name, _ in writes_of(a, FORWARDS)]
+[('metadata', 'alert:overheat')]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from twinflow.core.records import (
+    Alert,
+    Command,
+    CommandStatus,
+    TwinState,
+    WindowFeatures,
+)
+from twinflow.core.times import iso
+
+#: The streams an edge may forward, by their name in the ``forward:`` setting.
+FORWARDS = ("twin_state", "windows", "alerts", "command_outcomes")
+
+#: Command statuses that answer a desired change: accepted, or refused for good.
+ANSWERS = frozenset(
+    {
+        CommandStatus.ACKNOWLEDGED,
+        CommandStatus.SUCCEEDED,
+        CommandStatus.FAILED,
+        CommandStatus.REJECTED,
+        CommandStatus.EXPIRED,
+        CommandStatus.TIMED_OUT,
+    }
+)
+#: The answers that mean the edge accepted the change.
+ACCEPTED = frozenset({CommandStatus.ACKNOWLEDGED, CommandStatus.SUCCEEDED})
+
+Triple = tuple[str, str, Any]
+
+
+def _num(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _state(s: TwinState) -> list[Triple]:
+    out: list[Triple] = [
+        ("reported", name, _num(p.reported))
+        for name, p in s.properties.items()
+        if p.reported is not None
+    ]
+    signals = {n: _num(v.value) for n, v in s.signals.items()}
+    doc = {"status": s.status.value, "time": iso(s.time), "readings": s.readings}
+    out.append(("metadata", "state", {**doc, "signals": signals}))
+    return out
+
+
+def _window(w: WindowFeatures) -> list[Triple]:
+    score = None if w.anomaly_score is None else _num(w.anomaly_score)
+    doc = {
+        "start": iso(w.start),
+        "end": iso(w.end),
+        "features": {k: _num(v) for k, v in w.features.items()},
+        "anomaly_score": score,
+    }
+    return [("metadata", "window", doc)]
+
+
+def writes_of(record: object, forward: Iterable[str]) -> list[Triple]:
+    """The (kind, name, value) writes that forward ``record`` when its stream is in
+    ``forward`` (nothing for other records)."""
+    wanted = set(forward)
+    if isinstance(record, TwinState) and "twin_state" in wanted:
+        return _state(record)
+    if isinstance(record, WindowFeatures) and "windows" in wanted:
+        return _window(record)
+    if isinstance(record, Alert) and "alerts" in wanted:
+        return [("metadata", f"alert:{record.rule}", record.to_json())]
+    if isinstance(record, Command) and "command_outcomes" in wanted:
+        return [("metadata", f"command:{record.name}", record.to_json())]
+    return []
+
+
+__all__ = ["ACCEPTED", "ANSWERS", "FORWARDS", "writes_of"]

@@ -1,0 +1,271 @@
+"""The replication sub-flow: an edge's forwarding and a central instance's storing.
+
+:func:`replicate` is the one sub-flow :func:`~twinflow.flows.telemetry.build_flow` adds when
+it is given a :class:`Replication`::
+
+    replication   [forward_twin_state] [forward_windows] [forward_alerts]   (an edge)
+                  [forward_command_outcomes]  -> property writes to the link's outbox
+                  [desired_out]   desired changes made here -> desired writes
+                  [received] -> [received_out]   writes new to this replica (central)
+                  [sync_status] -> [sync_status_out]   every tracked property, periodically
+
+An edge's received desired changes enter the flow as a request source
+(:meth:`Replication.desired_source`, added by ``twinflow run`` beside its other request
+sources), so the command loop issues their commands like any desired change. The sources
+end when ``until()`` is true (a test's or a finite run's stop condition).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream, operator
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
+from bytewax.operators import KeyedStream
+from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
+
+from twinflow.connectors.files import JsonLinesSink
+from twinflow.connectors.replication.link import ReplicaLink
+from twinflow.connectors.replication.node import Received, ReplicationNode
+from twinflow.core.errors import ConfigError
+from twinflow.core.records import Alert, Command, DesiredChange, TwinState, WindowFeatures
+from twinflow.operators.replication.status import PropertySync
+
+if TYPE_CHECKING:
+    from twinflow.flows.deployment import Deployment
+    from twinflow.flows.replication_config import ReplicationSettings
+
+
+class _ForwardPartition(StatelessSinkPartition[Any]):
+    def __init__(self, call: Callable[[Any], object]) -> None:
+        self._call = call
+
+    def write_batch(self, items: list[Any]) -> None:
+        for _key, record in items:
+            self._call(record)
+
+
+class NodeSink(DynamicSink[Any]):
+    """Hands each ``(key, record)`` to one of the node's methods (every worker the same node)."""
+
+    def __init__(self, call: Callable[[Any], object]) -> None:
+        self.call = call
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ForwardPartition:
+        return _ForwardPartition(self.call)
+
+
+class _DrainPartition(StatelessSourcePartition[Any]):
+    def __init__(self, source: NodeSource) -> None:
+        self._source = source
+        self._awake: datetime | None = None
+        self._ended = False
+
+    def next_batch(self) -> list[Any]:
+        s = self._source
+        done = s.until is not None and s.until()
+        batch = s.take()
+        if batch:
+            self._awake = None
+            return batch
+        if done:
+            if s.last is not None and not self._ended:
+                self._ended = True
+                return s.last()
+            raise StopIteration
+        self._awake = datetime.now(UTC) + timedelta(seconds=s.idle_s)
+        return []
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+
+class NodeSource(DynamicSource[Any]):
+    """Items the node has for the flow (``take()``), idling ``idle_s`` when there are none;
+    ends once ``until()`` is true and nothing is left, after one last batch of ``last()``
+    when given. Only worker 0 drains, so the workers of one process hand each item over
+    once."""
+
+    def __init__(
+        self,
+        take: Callable[[], list[Any]],
+        *,
+        idle_s: float = 0.05,
+        until: Callable[[], bool] | None = None,
+        last: Callable[[], list[Any]] | None = None,
+    ) -> None:
+        self.take = take
+        self.idle_s = idle_s
+        self.until = until
+        self.last = last
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DrainPartition:
+        if worker_index != 0:
+            return _DrainPartition(NodeSource(list, idle_s=self.idle_s, until=lambda: True))
+        return _DrainPartition(self)
+
+
+class _Every:
+    """The node's sync status every ``interval_s`` seconds (and once more at the end)."""
+
+    def __init__(self, node: ReplicationNode, interval_s: float) -> None:
+        self.node = node
+        self.interval_s = interval_s
+        self._next = 0.0
+
+    def __call__(self) -> list[PropertySync]:
+        now = time.monotonic()
+        if now < self._next:
+            return []
+        self._next = now + self.interval_s
+        return self.node.sync_status()
+
+
+@dataclass
+class Replication:
+    """What :func:`~twinflow.flows.telemetry.build_flow` needs to replicate: the node, where
+    received writes and sync status go, how often the status is taken, and when the
+    replication sources end (``None``: never)."""
+
+    node: ReplicationNode
+    received: Sink[Any] | None = None
+    sync_status: Sink[Any] | None = None
+    status_interval_s: float = 5.0
+    until: Callable[[], bool] | None = None
+    _status: NodeSource | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def with_files(
+        cls,
+        node: ReplicationNode,
+        out_dir: Path,
+        status_interval_s: float = 5.0,
+        until: Callable[[], bool] | None = None,
+    ) -> Replication:
+        """Received writes to ``replicated.jsonl`` and sync status to ``sync_status.jsonl``."""
+        return cls(
+            node,
+            JsonLinesSink(out_dir / "replicated.jsonl", Received.to_json),
+            JsonLinesSink(out_dir / "sync_status.jsonl", PropertySync.to_json),
+            status_interval_s,
+            until,
+        )
+
+    def desired_source(self) -> NodeSource:
+        """The desired changes received for this edge's twins, as a request source."""
+        return NodeSource(self.node.take_desired, until=self.until)
+
+    def quiet_source(self) -> NodeSource:
+        """A telemetry source with nothing in it, for a central instance whose twins send
+        it no telemetry (the flow needs one); it ends with the replication sources."""
+        return NodeSource(list, idle_s=0.5, until=self.until)
+
+
+@operator
+def replicate(
+    step_id: str,
+    flow: Dataflow,
+    states: KeyedStream[TwinState],
+    windows: KeyedStream[WindowFeatures],
+    alerts: KeyedStream[Alert],
+    commands: KeyedStream[Command],
+    *desired: KeyedStream[DesiredChange],
+    replication: Replication,
+) -> None:
+    """Forward (an edge), write desired changes made here, store what is received, and
+    write the sync status (see the module docstring)."""
+    node = replication.node
+    if node.role == "edge":
+        streams: dict[str, Stream[Any]] = {
+            "twin_state": states,
+            "windows": windows,
+            "alerts": alerts,
+            "command_outcomes": commands,
+        }
+        for name in node.forward_streams:
+            op.output(f"forward_{name}", streams[name], NodeSink(node.forward))
+        if "command_outcomes" not in node.forward_streams:  # answers to desired changes
+            op.output("answer_desired", commands, NodeSink(node.forward))
+    if desired:
+        wanted = desired[0] if len(desired) == 1 else op.merge("merge_desired", *desired)
+        op.output("desired_out", wanted, NodeSink(node.desire))
+    if replication.received is not None:
+        got = op.input("received", flow, NodeSource(node.take_received, until=replication.until))
+        keyed = op.key_on("key_received", got, _twin_of)
+        op.output("received_out", keyed, replication.received)
+    if replication.sync_status is not None:
+        every = _Every(node, replication.status_interval_s)
+        src = NodeSource(every, idle_s=0.2, until=replication.until, last=node.sync_status)
+        status = op.input("sync_status", flow, src)
+        keyed_status = op.key_on("key_sync", status, _twin_of)
+        op.output("sync_status_out", keyed_status, replication.sync_status)
+
+
+def _twin_of(item: Received | PropertySync) -> str:
+    return item.write.key.twin_id if isinstance(item, Received) else item.twin_id
+
+
+__all__ = ["NodeSink", "NodeSource", "Replication", "replicate"]
+
+
+def node_for(dep: Deployment, settings: ReplicationSettings, out_dir: Path) -> ReplicationNode:
+    """The replication node of a deployment with its ``replication:`` section; not started."""
+    from dataclasses import replace
+
+    from twinflow.connectors.replication import DiskOutbox
+    from twinflow.operators.replication import TwinReplica
+    from twinflow.operators.replication.consistency import consistency_of
+
+    central = settings.role == "central"
+    replica = TwinReplica(settings.replica)
+    box = DiskOutbox(
+        settings.outbox_dir(out_dir),
+        segment_bytes=min(4 * 1024 * 1024, settings.outbox_mb * 1024 * 1024),
+        max_bytes=settings.outbox_mb * 1024 * 1024,
+        fsync=settings.fsync,
+    )
+    base = settings.topic_base()
+    link: ReplicaLink
+    if settings.link == "mqtt":
+        from twinflow.connectors.replication.mqtt_link import MqttLink, central_topics, edge_topics
+
+        mqtt = dep.mqtt
+        if mqtt is None:
+            raise ConfigError(f"{dep.path}: replication.link is mqtt but services.mqtt is not set")
+        client = replace(mqtt, client_id=f"{mqtt.client_id}-replication-{settings.replica}")
+        topics = central_topics(base) if central else edge_topics(base, settings.replica)
+        link = MqttLink(replica, box, client, *topics, relay=central)
+    else:
+        from twinflow.connectors.replication.kafka_link import KafkaLink, kafka_topics
+
+        kafka = dep.kafka
+        if kafka is None:
+            raise ConfigError(
+                f"{dep.path}: replication.link is kafka but services.kafka is not set"
+            )
+        produce, consume = kafka_topics(base, central)
+        group = f"{kafka.group_id}-replication-{settings.replica}"
+        link = KafkaLink(
+            replica, box, kafka.bootstrap, produce, consume, group, relay=central,
+            config=kafka.extra,
+        )  # fmt: skip
+    types = dep.twin_types
+
+    def consistency(twin_id: str, prop: str) -> str:
+        kind = dep.types.get(types.get(twin_id, ""))
+        return "eventual" if kind is None else consistency_of(kind, prop)
+
+    return ReplicationNode(
+        link,
+        settings.role,
+        owned={} if central else types,
+        consistency=consistency,
+        forward=settings.forward,
+        desired_ttl_s=settings.desired_ttl_s,
+    )
