@@ -17,6 +17,7 @@ end when ``until()`` is true (a test's or a finite run's stop condition).
 
 from __future__ import annotations
 
+import atexit
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -211,7 +212,22 @@ def _twin_of(item: Received | PropertySync) -> str:
     return item.write.key.twin_id if isinstance(item, Received) else item.twin_id
 
 
-__all__ = ["NodeSink", "NodeSource", "Replication", "replicate"]
+#: The nodes this process started (:func:`started`), stopped by :func:`stop_nodes`.
+_RUNNING: list[ReplicationNode] = []
+
+
+def started(node: ReplicationNode) -> ReplicationNode:
+    """Start ``node``; it stops when the process exits, or at :func:`stop_nodes`."""
+    if not _RUNNING:
+        atexit.register(stop_nodes)
+    _RUNNING.append(node.start())
+    return node
+
+
+def stop_nodes() -> None:
+    """Stop every node :func:`started` (their outboxes keep what was not sent)."""
+    while _RUNNING:
+        _RUNNING.pop().stop()
 
 
 def node_for(dep: Deployment, settings: ReplicationSettings, out_dir: Path) -> ReplicationNode:
@@ -269,3 +285,14 @@ def node_for(dep: Deployment, settings: ReplicationSettings, out_dir: Path) -> R
         forward=settings.forward,
         desired_ttl_s=settings.desired_ttl_s,
     )
+
+
+__all__ = [
+    "NodeSink",
+    "NodeSource",
+    "Replication",
+    "node_for",
+    "replicate",
+    "started",
+    "stop_nodes",
+]

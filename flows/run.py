@@ -10,7 +10,6 @@ Commands go back to each twin over its own protocol.
 
 from __future__ import annotations
 
-import atexit
 import threading
 import time
 from collections.abc import Sequence
@@ -213,13 +212,12 @@ def replication_for(
     dep: Deployment, out_dir: Path, limits: dict[str, dict[str, Any]], watch: Watch | None
 ) -> Any:
     """The started replication of a deployment with a ``replication:`` section (else
-    ``None``); its node stops when the process exits."""
+    ``None``); its node stops when the process exits (or at ``replication.stop_nodes()``)."""
     if dep.replication is None:
         return None
-    from twinflow.flows.replication import Replication, node_for
+    from twinflow.flows.replication import Replication, node_for, started
 
-    node = node_for(dep, dep.replication, out_dir).start()
-    atexit.register(node.stop)
+    node = started(node_for(dep, dep.replication, out_dir))
     until = limits.get("replication", {}).get("until")
     if until is None and watch is not None:
         until = watch.stop.is_set
