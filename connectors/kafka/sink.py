@@ -10,7 +10,10 @@ Delivery: the producer is idempotent with ``acks=all`` (see
 :mod:`twinflow.connectors.kafka.config`) and librdkafka retries without a deadline
 (``message.timeout.ms: 0`` unless ``kafka.extra`` sets one). Every accepted message is also
 held in the partition's :class:`~twinflow.connectors.kafka.outbox.Outbox` until the brokers
-acknowledge it, bounded by ``max_messages`` and ``max_bytes``:
+acknowledge it, bounded by ``max_messages`` and ``max_bytes``. The outbox keeps each
+``write_batch`` as one write whose delivery callback only counts acknowledgements; a write
+leaves it once all its messages are acknowledged (so what is sent again below is whole
+writes: a message of a write not fully acknowledged may be delivered twice).
 
 - **Outage**: writes go on into the outbox and the flow with them; after ``down_after_s``
   without an acknowledgement the output is marked down (one log line, the
@@ -38,6 +41,7 @@ written but not acknowledged; a replay writes an epoch again), with the same det
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -52,7 +56,7 @@ from prometheus_client import Counter
 from twinflow.connectors.bindings import KafkaSettings
 from twinflow.connectors.kafka.config import log_error, producer_config
 from twinflow.connectors.kafka.links import STATS_INTERVAL_MS, BrokerLink
-from twinflow.connectors.kafka.outbox import Headers, Held, Outbox
+from twinflow.connectors.kafka.outbox import Headers, Held, Outbox, Sent
 from twinflow.connectors.outage import OutputHealth
 from twinflow.core.errors import ConfigError, TwinflowError
 
@@ -73,6 +77,17 @@ DELIVERY_ERRORS = Counter(
     "again by a new producer)",
     ["topic"],
 )
+
+#: Compact JSON, no NaN, UTF-8 as is (one encoder: ``json.dumps`` with options makes one a call).
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
+@functools.lru_cache(maxsize=256)
+def _headers(schema: Any, version: Any) -> Headers:
+    """The ``schema`` and ``version`` headers of a document (shared: never changed)."""
+    named = (("schema", schema), ("version", version))
+    return [(h, str(v).encode()) for h, v in named if v is not None]
+
 
 #: How long a wait for room polls the producer at a time.
 _ROOM_WAIT_S = 0.1
@@ -97,7 +112,7 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         self._last_error = ""
         self._link = BrokerLink("sink", sink.settings.bootstrap, log_transitions=False)
         self._progress_at = time.monotonic()  # last ack, or when the outbox became non-empty
-        self._acked = False  # an acknowledgement arrived since the last _tend
+        self._acks = 0  # acknowledgements counted at the last _tend
         self._restart_at = 0.0  # no producer restart before this monotonic time
         self._restart_pause_s = sink.stall_s
         self._producer = self._new_producer()
@@ -109,8 +124,11 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
                 self._topic,
                 len(resume),
             )
+            sent = self._outbox.open(self._generation, self._on_delivery_error)
             for key, value, headers in resume:
-                self._produce(self._outbox.add(key, value, headers), key, value, headers)
+                self._outbox.add(sent, key, value, headers)
+                self._produce(sent, key, value, headers)
+            self._outbox.seal(sent)
             self._health.set_backlog(len(self._outbox))
 
     # -- the producer ------------------------------------------------------------------
@@ -140,24 +158,20 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         if generation == self._generation:
             self._link.update(stats)
 
-    def _on_delivery(
-        self, generation: int, seq: int, error: KafkaError | None, msg: Message
-    ) -> None:
-        if generation != self._generation:
+    def _on_delivery_error(self, sent: Sent, error: KafkaError, msg: Message) -> None:
+        """A message the brokers refused (acknowledgements are counted by ``sent.report``)."""
+        if sent.generation != self._generation:
             return  # a report of a producer that was replaced; the outbox sent it again
-        if error is None:
-            if self._outbox.ack(seq):
-                self._acked = True  # _tend moves _progress_at (no clock read per message)
-            return
         DELIVERY_ERRORS.labels(self._topic).inc()
         self._last_error = f"{error.str()} ({error.name()})"
         self._fatal = self._fatal or f"delivery of key {msg.key()!r} failed: {self._last_error}"
 
-    def _produce(self, seq: int, key: bytes, value: bytes, headers: Headers) -> None:
-        report = partial(self._on_delivery, self._generation, seq)
+    def _produce(self, sent: Sent, key: bytes, value: bytes, headers: Headers) -> None:
         while True:
             try:
-                self._producer.produce(self._topic, value, key, headers=headers, on_delivery=report)
+                self._producer.produce(
+                    self._topic, value, key, headers=headers, on_delivery=sent.report
+                )
                 return
             except BufferError:  # librdkafka's queue is full: let it send, then retry
                 self._producer.poll(_ROOM_WAIT_S)
@@ -189,16 +203,18 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         now = time.monotonic()
         self._restart_at = now + self._restart_pause_s
         self._restart_pause_s = min(self._restart_pause_s * 2, RESTART_CAP_S)
-        for seq, (key, value, headers) in self._outbox.items():
-            self._produce(seq, key, value, headers)
+        for sent in self._outbox.resend(self._generation, self._on_delivery_error):
+            for key, value, headers in sent.messages:
+                self._produce(sent, key, value, headers)
 
     def _tend(self) -> None:
         """Serve reports, update the output's state, restart a failed or stuck producer."""
         self._producer.poll(0)
+        acks = self._outbox.collect()
         now = time.monotonic()
         waiting = bool(len(self._outbox))
-        if self._acked or not waiting:
-            self._acked = False
+        if acks != self._acks or not waiting:
+            self._acks = acks
             self._progress_at = now
             self._restart_pause_s = self._sink.stall_s
         quiet_s = now - self._progress_at
@@ -227,24 +243,22 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
 
     def write_batch(self, items: list[Any]) -> None:
         self._tend()  # an empty outbox restarts the clock of acknowledgements here
-        outbox, key_of, topic, report = self._outbox, self._key_of, self._topic, self._on_delivery
+        outbox, key_of, topic = self._outbox, self._key_of, self._topic
+        sent = outbox.open(self._generation, self._on_delivery_error)
         for item in items:
             key = key_of(item)
             value, headers = self._encode(key, item)
             if not outbox.has_room(len(value)):
+                outbox.seal(sent)  # what is written so far may leave while the flow waits
                 self._wait_for_room(len(value))
+                sent = outbox.open(self._generation, self._on_delivery_error)
             kb = key.encode()
-            seq = outbox.add(kb, value, headers)
+            outbox.add(sent, kb, value, headers)
             try:  # the common case inline; _produce handles a full queue and a failed producer
-                self._producer.produce(
-                    topic,
-                    value,
-                    kb,
-                    headers=headers,
-                    on_delivery=partial(report, self._generation, seq),
-                )
+                self._producer.produce(topic, value, kb, headers=headers, on_delivery=sent.report)
             except (BufferError, KafkaException):
-                self._produce(seq, kb, value, headers)
+                self._produce(sent, kb, value, headers)
+        outbox.seal(sent)
         self._producer.poll(0)
 
     def _wait_for_room(self, size: int) -> None:
@@ -269,14 +283,13 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
     def _encode(self, key: str, item: Any) -> tuple[bytes, Headers]:
         try:
             doc = self._to_json(item)
-            value = json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+            value = _JSON.encode(doc)
         except (TypeError, ValueError) as exc:
             raise TwinflowError(
                 f"cannot write {type(item).__name__} of twin {key!r} to Kafka topic "
                 f"{self._topic!r} as JSON: {exc}"
             ) from exc
-        headers: Headers = [(h, str(doc[h]).encode()) for h in ("schema", "version") if h in doc]
-        return value.encode(), headers
+        return value.encode(), _headers(doc.get("schema"), doc.get("version"))
 
     def snapshot(self) -> list[Held] | None:
         """The unacknowledged messages (None when all are acknowledged); never blocks long.
@@ -302,6 +315,7 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         if len(self._outbox):
             self._producer.flush(self._sink.close_wait_s)
         self._producer.poll(0)
+        self._outbox.collect()
         self._health.set_backlog(len(self._outbox))
         if len(self._outbox):
             log.error(
