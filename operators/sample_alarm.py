@@ -5,7 +5,10 @@ is far too slow for a short recording or a fault that lasts minutes. :class:`Sam
 follows one twin's ``anomaly_sample`` scores (see :mod:`twinflow.operators.sample_anomaly`)
 row by row, in event time: it raises the alarm ``anomaly_sample`` once the score has stayed
 above 1 (its calibrated limit) for ``raise_s`` seconds, and clears it once the score has
-stayed at or below 1 for ``clear_s`` seconds. A NaN score (warm-up, a new operating point)
+stayed at or below ``clear_below`` (0.8 of the limit) for ``clear_s`` seconds: the gap is
+hysteresis, so an open alarm stays open while a fault's score hovers around its limit instead
+of clearing and raising again (each raise would cost ``raise_s`` of a fault's points, and each
+clear ``clear_s`` of a healthy stretch). A NaN score (warm-up, a new operating point)
 neither raises nor clears, and the first ``settle_s`` seconds of scores after warm-up are
 only watched: the smoothed score and the freshly fitted model settle there (the commonest
 false alarm on healthy recordings was right at the end of warm-up). The raised alert's
@@ -45,6 +48,8 @@ class SampleAlarm:
     raise_s: float = 10.0
     clear_s: float = 120.0
     settle_s: float = 60.0
+    #: An open alarm counts a score as quiet only at or below this (below the limit of 1).
+    clear_below: float = 0.8
     #: Event time of the first finite score (NaN: none yet).
     first_scored: float = math.nan
     #: Event time the current run of scores above the limit began (NaN: not in one).
@@ -82,6 +87,9 @@ class SampleAlarm:
                 self._remember(score, {k: float(v[i]) for k, v in shares.items()})
                 if self.open is None and t - self.hot_since >= self.raise_s:
                     out.append(self._raise(frame, t))
+            elif self.open is not None and score > self.clear_below:
+                self.hot_since = math.nan  # elevated: an open alarm stays open
+                self.cold_since = math.nan
             else:
                 self.hot_since = math.nan
                 if math.isnan(self.cold_since):

@@ -57,3 +57,15 @@ def test_the_alarm_survives_a_snapshot() -> None:
     resumed = pickle.loads(pickle.dumps(alarm))
     (raised,) = resumed.update(frame([2.0] * 5, start=3))
     assert raised.time.timestamp() == 5.0  # the run above the limit went on across it
+
+
+def test_an_open_alarm_stays_open_while_the_score_hovers_near_its_limit() -> None:
+    alarm = SampleAlarm(raise_s=5.0, clear_s=10.0, settle_s=0.0, clear_below=0.8)
+    (raised,) = alarm.update(frame([2.0] * 6))
+    # a weak fault: the score dips under the limit but stays above 0.8 of it
+    assert alarm.update(frame([0.9, 1.2] * 50, start=6)) == []
+    assert alarm.open is raised
+    (cleared,) = alarm.update(frame([0.5] * 20, start=106))
+    assert cleared.time.timestamp() == 116.0  # quiet for clear_s at or below 0.8
+    # closed, the same hovering raises nothing until a run above 1 lasts raise_s
+    assert alarm.update(frame([0.9, 1.2] * 50, start=126)) == []
