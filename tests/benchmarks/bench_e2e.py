@@ -73,6 +73,14 @@ from twinflow.core.records import TelemetryFrame, WaveformFrame
 
 ROOT = Path(__file__).absolute().parents[2]
 PARTITIONS = 4
+
+
+def child_path() -> str:
+    """The children's PYTHONPATH: the caller's first (so ``PYTHONPATH=<a view of another
+    commit's package>`` measures that code), then the repository."""
+    return os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p)
+
+
 SIDES = ("bare read", "read + decode", "twinflow run", "twinflow run + PostgreSQL")
 
 
@@ -165,7 +173,7 @@ def run_twinflow(config: Path, folder: Path, extra: list[str] | None = None) -> 
     out = folder / f"out-{time.monotonic_ns()}"
     argv = [sys.executable, "-m", "twinflow.flows.cli", "run", str(config), "--out", str(out)]
     argv += ["--until-end", "--quiet", *(extra or [])]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": child_path()}
     log = folder / "twinflow.log"
     with log.open("w") as err:
         t0 = time.perf_counter()
@@ -187,7 +195,7 @@ def run_reader(bootstrap: str, topic: str, decode: bool) -> tuple[float, float, 
     (start, read, end-of-topic detection), and the readings decoded.
     """
     argv = [sys.executable, __file__, "_read", bootstrap, topic] + (["--decode"] if decode else [])
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": child_path()}
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     doc = json.loads(done.stdout.strip().splitlines()[-1])
     return float(doc["read_s"]), float(doc["dataflow_s"]), int(doc["readings"])
@@ -361,7 +369,7 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
         config = deployment(folder, broker.bootstrap, topic, lines, url, args.lateness_s)
         argv = [sys.executable, "-m", "twinflow.flows.cli", "run", str(config)]
         argv += ["--out", str(folder / "paced"), "--quiet", "--metrics-port", str(port)]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": child_path()}
         err = (folder / "paced.log").open("w")
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
         try:
