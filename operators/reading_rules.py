@@ -41,6 +41,7 @@ import numpy as np
 
 from twinflow.core.records import Alert, AlertState, TelemetryFrame
 from twinflow.core.times import utc
+from twinflow.operators.physics import ResidualModel
 from twinflow.operators.rulebook import Rule, generic_of, section_of
 from twinflow.operators.twin_type import TwinType
 
@@ -94,7 +95,8 @@ def _scalar_signals(kind: TwinType) -> dict[str, float]:
     """Signal name -> declared range width: scalar signals, ``generic.spikes_on`` and the
     physics models' derived signals (width 0 when undeclared)."""
     out = {s.name: s.high - s.low for s in kind.signals if not s.waveform}
-    for model in section_of(kind, "physics", ()):
+    models: tuple[ResidualModel, ...] = section_of(kind, "physics", ())
+    for model in models:
         for name in model.outputs.values():
             out.setdefault(name, 0.0)
     for name, (low, high) in generic_of(kind).spikes_on.items():
@@ -201,9 +203,7 @@ class _View:
             at = np.maximum.accumulate(np.where(changed, t, -np.inf), axis=1)
             self.at = np.maximum(at, alarms.changed_at[:, None])
             self.flat = (t - self.at) >= STUCK_QUIET_S
-            hot = self.flat[:, -1] | self.flat[:, 0]  # flat runs reach a frame's ends first
-            if hot.any() or len(t) > STUCK_QUIET_S:
-                hot = self.flat.any(axis=1)
+            hot = self.flat.any(axis=1)
             self.flat_rows = (hot & alarms.qualified & plan.stuck_rows).tolist()
         if plan.any_spike:
             self.big_rows = (np.abs(self.step) > plan.jump[:, None]).any(axis=1).tolist()
@@ -282,11 +282,11 @@ class ReadingAlarms:
         #: rule name -> [run since (event time), run readings, raised at (or None)]
         self.state: dict[str, list[Any]] = {}
 
-    def _reset(self, signals: tuple[str, ...], t0: float) -> None:
+    def _reset(self, signals: tuple[str, ...]) -> None:
         n = len(signals)
         self.signals = signals
         self.last = np.full((n, 2), np.nan)
-        self.changed_at = np.full(n, t0)
+        self.changed_at = np.full(n, -np.inf)  # no change seen yet
         self.level = np.zeros((3, n))
         self.block_moved = np.zeros(n, dtype=bool)
         self.block_count = np.zeros(n, dtype=np.int64)
@@ -300,7 +300,7 @@ class ReadingAlarms:
             return []
         t = np.asarray(frame.times, dtype=np.float64)
         if plan.signals != self.signals:
-            self._reset(plan.signals, float(t[0]))
+            self._reset(plan.signals)
         nan = np.full(len(t), np.nan)
         x = np.array([frame.signals.get(s, nan) for s in plan.signals], dtype=np.float64)
         view = _View(self, plan, t, x, frame)
