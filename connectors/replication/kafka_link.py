@@ -8,11 +8,12 @@ every update.
 
 Sending is store-and-forward (:class:`~twinflow.connectors.replication.link.ReplicaLink`):
 a batch of pending records is produced (key: the twin id, so one twin's updates keep their
-order in a partition, value: one ``twin_update.v1`` document) and acknowledged in the outbox
-only when the broker confirmed every record (``acks=all``). While the broker is unreachable,
-deliveries fail after ``delivery_timeout_s`` and the batch is produced again later: the
-receivers merge a resend as a duplicate. Consumed offsets are committed after the records
-were merged (at least once); a record merged twice changes nothing.
+order in a partition; value: a ``twin_updates.v2`` batch of that twin's writes) and
+acknowledged in the outbox only when the broker confirmed every record (``acks=all``).
+While the broker is unreachable, deliveries fail after ``delivery_timeout_s`` and the batch
+is produced again later: the receivers merge a resend as a duplicate. Consumed offsets are
+committed after the records were merged (at least once); a record merged twice changes
+nothing.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ class KafkaLink(ReplicaLink):
     ``group_id`` is the replica's consumer group (one per replica); ``config`` adds
     librdkafka settings to both clients (security, timeouts); ``delivery_timeout_s`` is how
     long a produced record may wait for the broker before its batch counts as not sent.
-    ``fetch_wait_ms`` (librdkafka ``fetch.wait.max.ms``) and ``linger_ms`` trade latency for
-    fewer requests: the defaults favour latency (an idle consumer asks every 5 ms).
+    ``per_record`` bounds the writes one Kafka record carries (one ``twin_updates.v2``
+    batch of one twin's writes). ``fetch_wait_ms`` (librdkafka ``fetch.wait.max.ms``) and
+    ``linger_ms`` trade latency for fewer requests: the defaults favour latency (an idle
+    consumer asks every 5 ms).
     The other parameters are :class:`ReplicaLink`'s.
     """
 
@@ -63,6 +66,7 @@ class KafkaLink(ReplicaLink):
         batch: int = 2000,
         delivery_timeout_s: float = 10.0,
         fetch_wait_ms: int = 5,
+        per_record: int = 500,
         linger_ms: int = 0,
         config: Mapping[str, Any] | None = None,
         dead_letters: int = 100,
@@ -87,6 +91,7 @@ class KafkaLink(ReplicaLink):
         self.group_id = group_id
         self.delivery_timeout_s = delivery_timeout_s
         self.fetch_wait_ms = fetch_wait_ms
+        self.per_record = per_record
         self.linger_ms = linger_ms
         self.config = dict(config or {})
         self._producer: Any = None
@@ -194,18 +199,19 @@ class KafkaLink(ReplicaLink):
             if err is not None:
                 failed.append(str(err))
 
-        for e in entries:
-            while True:
-                try:
-                    producer.produce(
-                        self.produce_topic,
-                        value=e.payload,
-                        key=e.key.split("/", 1)[0],
-                        on_delivery=delivered,
-                    )
-                    break
-                except BufferError:  # librdkafka's queue is full: let it drain
-                    producer.poll(0.1)
+        by_twin: dict[str, list[Entry]] = {}
+        for e in entries:  # one twin's records keep their order in its partition
+            by_twin.setdefault(e.key.split("/", 1)[0], []).append(e)
+        for twin, records in by_twin.items():
+            for message in self._messages(records, self.per_record):
+                while True:
+                    try:
+                        producer.produce(
+                            self.produce_topic, value=message, key=twin, on_delivery=delivered
+                        )
+                        break
+                    except BufferError:  # librdkafka's queue is full: let it drain
+                        producer.poll(0.1)
         left = producer.flush(self.delivery_timeout_s + 1)
         if failed or left:
             log.warning(

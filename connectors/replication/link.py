@@ -4,9 +4,11 @@
 :meth:`ReplicaLink.write` stamps a write in the replica and appends it to the outbox; a
 sender thread hands pending records to the transport's :meth:`ReplicaLink._send` whenever
 :meth:`ReplicaLink._ready` says the transport can take them, and acknowledges them in the
-outbox only when :meth:`_send` reports the broker has them. Received payloads (one
-``twin_update.v1`` document per line) go through :meth:`ReplicaLink._receive`: merged into
-the replica, or kept as a dead letter with the reason. With ``relay``, a received write that
+outbox only when :meth:`_send` reports the broker has them; records travel as
+``twin_updates.v2`` batches (:mod:`twinflow.operators.replication.compact`). Received
+payloads (a batch, or ``twin_update.v1`` documents one per line) go through
+:meth:`ReplicaLink._receive_payload`: merged into the replica, or kept as a dead letter with
+the reason. With ``relay``, a received write that
 was new to the replica is appended to the outbox too (the central replica's job).
 """
 
@@ -29,9 +31,8 @@ from twinflow.operators.replication import (
     TwinReplica,
     UpdateError,
     Write,
-    encode_update,
 )
-from twinflow.operators.replication.update import decode_updates
+from twinflow.operators.replication.compact import batch, decode_payload, encode_row, is_batch
 
 log = logging.getLogger(__name__)
 
@@ -134,23 +135,49 @@ class ReplicaLink:
             self._sender.join(timeout=30)
 
     def _receive_payload(self, payload: bytes) -> None:
-        """Merge every line of a received payload: decoded in one batch, merged under one
-        hold of the lock (a backlog arrives as many lines per message)."""
-        lines = [line for line in payload.split(b"\n") if line.strip()]
+        """Merge every write of a received payload (a ``twin_updates.v2`` batch, or
+        ``twin_update.v1`` documents one per line): decoded in one go, merged under one hold
+        of the lock; a write refused is a dead letter, the others count."""
+        got = decode_payload(payload)
+        if is_batch(payload):
+            sources = [payload] * len(got)
+        else:
+            sources = [line for line in payload.split(b"\n") if line.strip()]
+        writes = [w for w in got if not isinstance(w, UpdateError)]
         done: list[tuple[Write, Applied]] = []
         with self._lock:
-            for line, got in zip(lines, decode_updates(payload), strict=True):
-                try:
-                    if isinstance(got, UpdateError):
-                        raise got
-                    outcome = self.replica.apply(got)
-                except (UpdateError, ClockDriftError) as exc:
-                    self._refuse(line, exc)
-                    continue
+            for source, bad in zip(sources, got, strict=True):
+                if isinstance(bad, UpdateError):
+                    self._refuse(source, bad)
+            try:
+                done = list(zip(writes, self.replica.apply_many(writes), strict=True))
+            except ClockDriftError:  # one by one, to refuse only the drifted writes
+                for w in writes:
+                    try:
+                        done.append((w, self.replica.apply(w)))
+                    except ClockDriftError as exc:
+                        self._refuse(encode_row(w), exc)
+            for _w, outcome in done:
                 self._count(outcome.value)
-                done.append((got, outcome))
         for write, outcome in done:
             self._after(write, outcome)
+
+    def _messages(self, entries: Sequence[Entry], per: int) -> list[bytes]:
+        """Pending records as messages of up to ``per`` writes: ``twin_updates.v2`` batches
+        (records written before, as ``twin_update.v1`` documents, as JSON Lines)."""
+        out: list[bytes] = []
+        run: list[bytes] = []
+        rows = True
+        for e in entries:
+            is_row = e.payload.startswith(b"[")
+            if run and (is_row != rows or len(run) >= per):
+                out.append(batch(run) if rows else b"\n".join(run))
+                run = []
+            rows = is_row
+            run.append(e.payload)
+        if run:
+            out.append(batch(run) if rows else b"\n".join(run))
+        return out
 
     # -- writing, sending, receiving --------------------------------------------------------
 
@@ -163,7 +190,7 @@ class ReplicaLink:
 
     def _append(self, w: Write) -> None:
         k = w.key
-        self.outbox.append(f"{k.twin_id}/{k.kind}/{k.name}", encode_update(w))
+        self.outbox.append(f"{k.twin_id}/{k.kind}/{k.name}", encode_row(w))
         rid = self.replica.replica_id
         PENDING.labels(rid).set(self.outbox.pending)
         if self.outbox.dropped > self._dropped_seen:

@@ -8,7 +8,7 @@ also gets the other edges' writes (:func:`edge_topics`, :func:`central_topics`).
 Sending is store-and-forward (:class:`~twinflow.connectors.replication.link.ReplicaLink`):
 pending records are published at QoS 1 while the broker is connected and acknowledged in the
 outbox only once the broker has them (PUBACK). One MQTT message carries up to
-``per_message`` records, one document per line (JSON Lines): a backlog goes out in few
+``per_message`` records as one ``twin_updates.v2`` batch: a backlog goes out in few
 messages, a single write at once. Records published when the connection broke are published
 again later; the receiver's merge is idempotent, so a resend is counted as a duplicate (or
 stale) and changes nothing. Receiving uses a persistent session (MQTT v5, clean start off),
@@ -56,7 +56,7 @@ class MqttLink(ReplicaLink):
     ``relay`` makes the link re-send every received write that was new to the replica (the
     central replica's job); ``batch`` bounds the records published before waiting for the
     broker's acknowledgements, ``per_message`` the records carried by one MQTT message (one
-    ``twin_update.v1`` document per line), ``publish_timeout_s`` how long to wait for the
+    ``twin_updates.v2`` batch), ``publish_timeout_s`` how long to wait for the
     acknowledgements before the batch is sent again; ``on_applied`` is called with each
     received write and its outcome.
     """
@@ -183,9 +183,8 @@ class MqttLink(ReplicaLink):
         with self._acks:
             self._acked.clear()
         mids = []
-        for i in range(0, len(entries), self.per_message):
-            chunk = b"\n".join(e.payload for e in entries[i : i + self.per_message])
-            mids.append(client.publish(self.publish_topic, chunk, qos=1).mid)
+        for message in self._messages(entries, self.per_message):
+            mids.append(client.publish(self.publish_topic, message, qos=1).mid)
         with self._acks:
             return self._acks.wait_for(
                 lambda: all(m in self._acked for m in mids), self.publish_timeout_s

@@ -36,6 +36,7 @@ from twinflow.core.records import Command, DesiredChange
 from twinflow.core.times import utc
 from twinflow.operators.command_book import desired_command_id
 from twinflow.operators.replication import Applied, PropertyKey, Write
+from twinflow.operators.replication.compact import decode_row
 from twinflow.operators.replication.hlc import wall_clock_ms
 from twinflow.operators.replication.register import canonical
 from twinflow.operators.replication.status import PropertySync, SyncTracker, summary
@@ -292,8 +293,11 @@ class ReplicationNode:
 
 
 def _update_id_of(payload: bytes) -> str:
-    """The update id of an outbox payload (a ``twin_update.v1`` document)."""
+    """The update id of an outbox payload (a ``twin_updates.v2`` row, or a
+    ``twin_update.v1`` document written by an earlier version)."""
     doc = orjson.loads(payload)
+    if isinstance(doc, list):
+        return update_id(decode_row(doc))
     return str(doc.get("update_id")) if isinstance(doc, dict) else ""
 
 

@@ -21,7 +21,7 @@ True
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from twinflow.operators.replication.hlc import DEFAULT_MAX_DRIFT_MS, HybridClock, wall_clock_ms
@@ -95,6 +95,27 @@ class TwinReplica:
             return Applied.DUPLICATE if write in held else Applied.STALE
         self._registers[write.key] = merged
         return Applied.WON if merged[0] is write else Applied.LOST
+
+    def apply_many(self, writes: Sequence[Write]) -> list[Applied]:
+        """:meth:`apply` for a batch: the clock observes the batch's newest stamp once.
+
+        Raises :class:`~twinflow.operators.replication.hlc.ClockDriftError` (and changes
+        nothing) when that stamp is too far ahead; apply the writes one by one then, to
+        refuse only the drifted ones."""
+        if not writes:
+            return []
+        self.clock.observe(max(w.stamp for w in writes))
+        registers, keep = self._registers, self.keep
+        out = []
+        for write in writes:
+            held = registers.get(write.key, ())
+            merged = insert_write(held, write, keep)
+            if merged is None:
+                out.append(Applied.DUPLICATE if write in held else Applied.STALE)
+                continue
+            registers[write.key] = merged
+            out.append(Applied.WON if merged[0] is write else Applied.LOST)
+        return out
 
     def merge(self, other: TwinReplica) -> None:
         """Fold in another replica's whole state (state-based replication).

@@ -6,8 +6,9 @@ reference: eventual consistency >= 100k property updates/s per central process a
 
 1. Merge throughput, in process: the updates of three writers (1,000 twins, three
    properties each, a random share of them concurrent) applied to a fresh replica, as
-   ``Write`` objects (``apply``) and from ``twin_update.v1`` JSON (``decode_update`` then
-   ``apply``, what a central process does per message). Median over interleaved rounds.
+   ``Write`` objects (``apply``), from ``twin_update.v1`` JSON (``decode_update`` then
+   ``apply``) and from ``twin_updates.v2`` batches of 100 (``decode_payload`` then
+   ``apply_many``, what a link does per received message). Median over interleaved rounds.
 2. Latency edge -> central over mosquitto and over Kafka (tests/services starts mosquitto
    and Tansu): an edge link writes at a steady rate; the time from ``write`` (stamped,
    appended to the on-disk outbox) until the central link has merged it, p50/p99 over all
@@ -41,6 +42,7 @@ from twinflow.connectors.replication import DiskOutbox, KafkaLink, MqttLink
 from twinflow.connectors.replication.kafka_link import kafka_topics
 from twinflow.connectors.replication.mqtt_link import central_topics, edge_topics
 from twinflow.operators.replication import Applied, TwinReplica, Write, decode_update
+from twinflow.operators.replication.compact import batch, decode_payload, encode_row
 from twinflow.operators.replication.update import encode_update
 
 T0 = 1_767_225_600_000
@@ -66,12 +68,15 @@ def make_updates(n: int, seed: int = 7) -> list[Write]:
     return out
 
 
-def merge_rate(updates: list[Write], payloads: list[bytes] | None) -> float:
+def merge_rate(updates: list[Write], payloads: list[bytes] | None, batches: bool = False) -> float:
     r = TwinReplica("bench", now_ms=lambda: T0 + 10**9)
     start = time.perf_counter()
     if payloads is None:
         for w in updates:
             r.apply(w)
+    elif batches:  # what a link does with each received message
+        for p in payloads:
+            r.apply_many([w for w in decode_payload(p) if isinstance(w, Write)])
     else:
         for p in payloads:
             r.apply(decode_update(p))
@@ -81,13 +86,24 @@ def merge_rate(updates: list[Write], payloads: list[bytes] | None) -> float:
 def bench_merge(n: int, rounds: int) -> None:
     updates = make_updates(n)
     payloads = [encode_update(w) for w in updates]
-    objects, json_ = [], []
+    rows = [encode_row(w) for w in updates]
+    batches = [batch(rows[i : i + 100]) for i in range(0, n, 100)]
+    objects, json_, compact = [], [], []
     for _ in range(rounds):  # interleaved
         objects.append(merge_rate(updates, None))
         json_.append(merge_rate(updates, payloads))
+        compact.append(merge_rate(updates, batches, batches=True))
     print(f"merge, in process ({n:,} updates, 1,000 twins x 3 properties, {rounds} rounds):")
-    print(f"  apply(Write)              {statistics.median(objects):>12,.0f} updates/s (median)")
-    print(f"  decode_update + apply     {statistics.median(json_):>12,.0f} updates/s (median)")
+    for name, rates in (
+        ("apply(Write)", objects),
+        ("decode_update (v1) + apply", json_),
+        ("v2 batches of 100 + apply_many", compact),
+    ):
+        print(
+            f"  {name:31s} {statistics.median(rates):>10,.0f} updates/s (median; "
+            f"{min(rates):,.0f}-{max(rates):,.0f})"
+        )
+    print(f"  v2 / v1: {statistics.median(compact) / statistics.median(json_):.2f}x")
     print("  target (issue 18, eventual): >= 100,000 updates/s per central process")
 
 

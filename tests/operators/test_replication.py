@@ -276,3 +276,74 @@ def test_the_fast_path_and_the_checked_path_agree() -> None:
     for doc in odd:  # the fast path passes them on; the checked one decides
         fast = _fast(doc)
         assert fast is None or fast == _checked(doc)
+
+
+# -- the compact batch (twin_updates.v2) -----------------------------------------------------
+
+
+def test_a_batch_round_trips_follows_its_schema_and_decodes_like_v1() -> None:
+    from twinflow.operators.replication.compact import batch, decode_payload, encode_row
+
+    t = FakeTime()
+    r = TwinReplica("edge-a", now_ms=t)
+    writes = [r.write("pump-1", "metadata", "location", {"site": "north", "bay": [1, 2]})]
+    t.ms += 3
+    writes.append(r.write("pump-1", "metadata", "location", None))
+    writes.append(r.write("pump-2", "desired", "speed", 1450.5))
+    doc = batch([encode_row(w) for w in writes])
+    text = resources.files("twinflow.operators").joinpath("schemas/twin_updates.v2.json")
+    jsonschema.validate(orjson.loads(doc), json.loads(text.read_text()))
+    assert decode_payload(doc) == writes
+    v1 = b"\n".join(encode_update(w) for w in writes)
+    assert decode_payload(v1) == writes  # an older peer's documents still merge
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (["pump-1", "wanted", "x", 1, T0, 0, "a", None, None, None], "kind one of"),
+        (["", "desired", "x", 1, T0, 0, "a", None, None, None], "non-empty"),
+        (["pump-1", "desired", "x", 1, -1, 0, "a", None, None, None], "stamp"),
+        (["pump-1", "desired", "x", 1, T0, 0, "a", T0 + 1, 0, "a"], "is not a stamp older"),
+        (["pump-1", "desired", "x", 1, T0, 0, "a", T0, 0, None], "is not a stamp older"),
+        (["pump-1", "desired", "x", 1, T0, 0, "a"], "10 fields"),
+        ([["x"], "desired", "x", 1, T0, 0, "a", None, None, None], "non-empty"),
+    ],
+)
+def test_a_bad_row_is_refused_with_the_reason_and_the_others_count(
+    row: list[object], message: str
+) -> None:
+    from twinflow.operators.replication.compact import batch, decode_batch
+
+    good = orjson.dumps(["pump-1", "desired", "x", 1, T0, 0, "a", None, None, None])
+    out = decode_batch(batch([good, orjson.dumps(row), good]))
+    assert isinstance(out[0], Write) and isinstance(out[2], Write)
+    assert isinstance(out[1], UpdateError) and message in str(out[1])
+
+
+def test_a_malformed_batch_is_one_error() -> None:
+    from twinflow.operators.replication.compact import decode_batch
+
+    for payload in (b"{nope", b'{"schema":"twinflow.twin_updates","version":2}', b"[1]"):
+        out = decode_batch(payload)
+        assert len(out) == 1 and isinstance(out[0], UpdateError)
+
+
+def test_apply_many_gives_what_apply_gives_one_by_one() -> None:
+    from tests.benchmarks.bench_replication import make_updates
+
+    writes = make_updates(3_000)
+    writes += writes[:500]  # duplicates
+    one = TwinReplica("one", now_ms=lambda: T0 + 10**9)
+    many = TwinReplica("many", now_ms=lambda: T0 + 10**9)
+    assert [one.apply(w) for w in writes] == many.apply_many(writes)
+    assert one.registers() == many.registers()
+    late = TwinReplica("late", now_ms=FakeTime(), max_drift_ms=1_000)
+    ahead = Write.make(PropertyKey("p", "desired", "x"), 1, Stamp(T0 + 5_000, 0, "f"), None)
+    with pytest.raises(ClockDriftError):
+        late.apply_many([good_write(), ahead])
+    assert late.registers() == {}  # refused as a whole: nothing changed
+
+
+def good_write() -> Write:
+    return Write.make(PropertyKey("pump-1", "desired", "speed_rpm"), 1, Stamp(T0, 1, "e"), None)

@@ -1,0 +1,148 @@
+"""The compact batch document, ``twinflow.twin_updates`` version 2: many writes, one JSON.
+
+``twin_update.v1`` spends most of a receiver's time on field names, nested stamps and a
+uuid5 to check per write. A link sends this instead: one document per message (MQTT) or per
+twin and batch (Kafka), each write one row, the fields by position::
+
+    {"schema": "twinflow.twin_updates", "version": 2, "updates": [
+      [twin_id, kind, property, value, wall_ms, logical, replica,
+       base_wall_ms, base_logical, base_replica], ...]}
+
+(the base fields are ``null`` for a write made with no value held). The update id is not
+sent: it is derived from the row (:func:`~twinflow.operators.replication.update.update_id`)
+wherever one is needed. Receivers still accept ``twin_update.v1`` lines (a peer of an older
+version, an outbox written before), see :func:`decode_payload`.
+
+>>> from twinflow.operators.replication.hlc import Stamp
+>>> from twinflow.operators.replication.register import PropertyKey, Write
+>>> w = Write.make(PropertyKey("pump-1", "desired", "speed"), 1500, Stamp(7, 0, "e"), None)
+>>> decode_payload(batch([encode_row(w)])) == [w]
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from twinflow.operators.replication.hlc import MAX_LOGICAL, Stamp
+from twinflow.operators.replication.register import KINDS, PropertyKey, Write
+from twinflow.operators.replication.update import UpdateError, decode_updates
+
+SCHEMA = "twinflow.twin_updates"
+VERSION = 2
+_HEAD = b'{"schema":"twinflow.twin_updates","version":2,"updates":['
+_TOP_WALL = 2**53
+
+#: Property keys seen lately, so a key that comes again is not built again (bounded).
+_KEYS: dict[tuple[str, str, str], PropertyKey] = {}
+_KEYS_MAX = 200_000
+
+
+def encode_row(write: Write) -> bytes:
+    """One write as a row of the batch document (JSON array bytes)."""
+    k, s, b = write.key, write.stamp, write.base
+    head = orjson.dumps([k.twin_id, k.kind, k.name])[:-1]
+    base = b"null,null,null" if b is None else orjson.dumps([b.wall_ms, b.logical, b.replica])[1:-1]
+    stamp = orjson.dumps([s.wall_ms, s.logical, s.replica])[1:-1]
+    return b"%b,%b,%b,%b]" % (head, write.value_json.encode(), stamp, base)
+
+
+def batch(rows: Sequence[bytes]) -> bytes:
+    """The batch document of some rows (as :func:`encode_row` made them)."""
+    return _HEAD + b",".join(rows) + b"]}"
+
+
+def is_batch(payload: bytes) -> bool:
+    """Whether a payload is a batch document (else: ``twin_update.v1`` lines)."""
+    return payload.startswith(_HEAD)
+
+
+def _key(twin: Any, kind: Any, name: Any) -> PropertyKey | None:
+    slot = (twin, kind, name)
+    try:
+        key = _KEYS.get(slot)
+    except TypeError:  # an unhashable field: not a valid row
+        return None
+    if key is not None:
+        return key
+    if type(twin) is not str or type(name) is not str or not twin or not name:
+        return None
+    if kind not in KINDS:
+        return None
+    if len(_KEYS) >= _KEYS_MAX:
+        _KEYS.clear()
+    key = _KEYS[slot] = PropertyKey(twin, kind, name)
+    return key
+
+
+def _stamp(wall: Any, logical: Any, replica: Any) -> Stamp | None:
+    if (
+        type(wall) is not int
+        or type(logical) is not int
+        or type(replica) is not str
+        or not 0 <= wall <= _TOP_WALL
+        or not 0 <= logical <= MAX_LOGICAL
+        or not replica
+    ):
+        return None
+    return Stamp(wall, logical, replica)
+
+
+def decode_row(row: Any) -> Write:
+    """One row's write; :class:`UpdateError` says what is wrong with it."""
+    if type(row) is not list or len(row) != 10:
+        raise UpdateError(f"twin updates v2: a row must be a list of 10 fields, got {row!r}")
+    twin, kind, name, value, wall, logical, replica, b_wall, b_logical, b_replica = row
+    key = _key(twin, kind, name)
+    if key is None:
+        raise UpdateError(
+            f"twin updates v2: row {row[:3]!r}: twin id and property must be non-empty "
+            f"strings and kind one of {', '.join(KINDS)}"
+        )
+    stamp = _stamp(wall, logical, replica)
+    if stamp is None:
+        raise UpdateError(f"twin updates v2: row {row[:3]!r}: stamp {row[4:7]!r} is not valid")
+    base = None
+    if b_wall is not None or b_logical is not None or b_replica is not None:
+        base = _stamp(b_wall, b_logical, b_replica)
+        if base is None or base >= stamp:
+            raise UpdateError(
+                f"twin updates v2: row {row[:3]!r}: base {row[7:]!r} is not a stamp older "
+                f"than {stamp.text()}"
+            )
+    return Write.make(key, value, stamp, base)
+
+
+def decode_batch(payload: bytes) -> list[Write | UpdateError]:
+    """Every row of a batch document, each a write or the error that refuses it; a document
+    that cannot be read at all is one error."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        return [UpdateError(f"twin updates v2: not JSON ({exc})")]
+    rows = doc.get("updates") if type(doc) is dict else None
+    if (
+        type(rows) is not list
+        or doc.get("schema") != SCHEMA
+        or doc.get("version") != VERSION
+        or len(doc) != 3
+    ):
+        return [UpdateError("twin updates v2: expected {schema, version: 2, updates: [rows]}")]
+    out: list[Write | UpdateError] = []
+    for row in rows:
+        try:
+            out.append(decode_row(row))
+        except UpdateError as exc:
+            out.append(exc)
+    return out
+
+
+def decode_payload(payload: bytes) -> list[Write | UpdateError]:
+    """A received payload: a batch document, or ``twin_update.v1`` documents, one per line."""
+    return decode_batch(payload) if is_batch(payload) else decode_updates(payload)
+
+
+__all__ = ["batch", "decode_batch", "decode_payload", "decode_row", "encode_row", "is_batch"]
