@@ -278,6 +278,78 @@ def bench_bare_kafka(broker: KafkaBroker, rate: int, seconds: float) -> None:
     print(f"  p50 {pct(lat, 0.5) * 1000:8.2f} ms   p99 {pct(lat, 0.99) * 1000:8.2f} ms")
 
 
+def bench_strong(broker: Mosquitto | KafkaBroker, rate: int, seconds: float) -> None:
+    """Strong desired changes: central writes, the owning edge's command loop answers at once
+    (a stand-in thread: the device's own time is not in it), central sees the answer."""
+    from datetime import timedelta
+
+    from twinflow.connectors.replication.node import ReplicationNode
+    from twinflow.core.records import Command, CommandStatus, DesiredChange
+    from twinflow.core.times import utc
+    from twinflow.operators.command_book import desired_command_id
+    from twinflow.operators.replication.update import update_id
+
+    with tempfile.TemporaryDirectory() as d, Pair(broker, Path(d)) as pair:
+        owned = {f"pump-{i}": "pump" for i in range(100)}
+        central = ReplicationNode(pair.central_link, "central", consistency=lambda t, p: "strong")
+        edge = ReplicationNode(pair.edge_link, "edge", owned=owned)
+        asked: dict[str, float] = {}
+        answered: dict[str, float] = {}
+        cond = threading.Condition()
+        inner = pair.central_link.on_applied
+
+        def seen(w: Write, outcome: Applied) -> None:
+            if inner is not None:
+                inner(w, outcome)
+            if w.key.name.startswith("accepted:") and isinstance(w.value, dict):
+                with cond:
+                    answered.setdefault(str(w.value["update_id"]), time.perf_counter())
+                    cond.notify_all()
+
+        pair.central_link.on_applied = seen
+        stop = threading.Event()
+
+        def command_loop() -> None:  # the edge accepts every change at once
+            while not stop.is_set():
+                for c in edge.take_desired():
+                    at = utc(time.time())
+                    cid = desired_command_id(c.twin_id, c.prop, c.request_id)
+                    edge.forward(
+                        Command(cid, c.twin_id, "pump", "set_flow", {"m3h": c.value}, at,
+                                at + timedelta(minutes=1), "bench", CommandStatus.SUCCEEDED,
+                                origin="desired")
+                    )  # fmt: skip
+                time.sleep(0.001)
+
+        loop = threading.Thread(target=command_loop, daemon=True)
+        loop.start()
+        n = int(rate * seconds)
+        start = time.perf_counter()
+        for i in range(n):
+            pause = start + i / rate - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            at = utc(time.time())
+            change = DesiredChange(f"pump-{i % 100}", "pump", "flow_setpoint", float(i), at,
+                                   f"r{i}", at + timedelta(minutes=5))  # fmt: skip
+            t = time.perf_counter()
+            w = central.desire(change)
+            assert w is not None
+            with cond:
+                asked[update_id(w)] = t
+        with cond:
+            cond.wait_for(lambda: len(answered) >= n, 120)
+        stop.set()
+        loop.join()
+    lat = [answered[u] - asked[u] for u in asked if u in answered]
+    print(
+        f"strong desired changes over {name(broker)} ({rate}/s for {seconds:g} s, {len(lat):,} "
+        f"of {n:,} answered): central write -> edge command loop -> answer merged centrally"
+    )
+    print(f"  p50 {pct(lat, 0.5) * 1000:8.2f} ms   p99 {pct(lat, 0.99) * 1000:8.2f} ms")
+    print("  target (issue 18, strong): p99 <= 500 ms; reference: strong 100-500 ms, 1k-5k ops/s")
+
+
 def bench_catch_up(broker: Mosquitto | KafkaBroker, backlog: int, rounds: int) -> None:
     rates: list[float] = []
     for _ in range(rounds):
@@ -315,6 +387,7 @@ def main() -> None:
     for make in brokers:
         with make() as broker:
             bench_latency(broker, a.rate, a.seconds, max(1, a.rounds // 2))
+            bench_strong(broker, a.rate, a.seconds)
             if isinstance(broker, KafkaBroker):
                 bench_bare_kafka(broker, a.rate, a.seconds)
             bench_catch_up(broker, a.backlog, max(1, a.rounds // 2))
