@@ -59,6 +59,15 @@ SERVICE = Schema(
             0,
             1024,
         ),
+        Whole(
+            "partitions",
+            "Sessions that each read a fixed share of the twins (by a hash of the twin id; "
+            "client ids `<client_id>-p0`...), spread over a cluster's workers; a twin keeps its "
+            "order; 0: one session under `client_id`. Not with `shared_subscriptions`.",
+            0,
+            0,
+            1024,
+        ),
         Flag(
             "allow_insecure",
             "Allow a password over plain `mqtt://` (without TLS it travels in the clear).",
@@ -150,6 +159,12 @@ def mqtt_settings(s: Section, env: Mapping[str, str]) -> MqttSettings:
         allow_insecure=s.get(SERVICE["allow_insecure"]),
         fix="use mqtts:// or a tls: section",
     )
+    shared, partitions = s.get(SERVICE["shared_subscriptions"]), s.get(SERVICE["partitions"])
+    if shared and partitions:
+        raise ConfigError(
+            f"{s.file}: {s.path('partitions')} and {s.path('shared_subscriptions')} are both "
+            "set: choose one way to spread MQTT (partitions keep each twin's order)"
+        )
     return MqttService(
         host=parsed.hostname,
         port=parsed.port or (8883 if secure else 1883),
@@ -159,7 +174,8 @@ def mqtt_settings(s: Section, env: Mapping[str, str]) -> MqttSettings:
         tls=tls,
         qos=s.get(SERVICE["qos"]),
         keepalive_s=s.get(SERVICE["keepalive_s"]),
-        shared_subscriptions=s.get(SERVICE["shared_subscriptions"]),
+        shared_subscriptions=shared,
+        partitions=partitions,
     )
 
 
@@ -168,6 +184,7 @@ class MqttService(MqttSettings):
     """``services.mqtt``: the broker settings and how many sessions read telemetry."""
 
     shared_subscriptions: int = 0
+    partitions: int = 0
 
 
 def mqtt_binding(s: Section, ctx: BindingContext) -> MqttBinding:
@@ -259,8 +276,11 @@ class MqttSpec(ConnectorSpec):
             return None
         from twinflow.connectors.mqtt import MqttSource
 
-        shared = getattr(service, "shared_subscriptions", 0)
-        return MqttSource(service, bindings, **{"shared": shared, **limits})
+        spread = {
+            "shared": getattr(service, "shared_subscriptions", 0),
+            "partitions": getattr(service, "partitions", 0),
+        }
+        return MqttSource(service, bindings, **{**spread, **limits})
 
     def command_sink(self, service: Any, bindings: Sequence[Any], **retry: Any) -> Any | None:
         if not bindings:

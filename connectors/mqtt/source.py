@@ -16,6 +16,12 @@ guarantees below hold per session; a twin's messages may then arrive through dif
 sessions, so their order across sessions is not kept (event-time windows absorb it within
 ``flow.lateness_s``).
 
+``partitions=N`` spreads MQTT without giving up a twin's order: N sessions (client ids
+``<client_id>-p0`` .. ``<client_id>-pN-1``), session ``i`` subscribed only to the topics of the
+twins that :func:`twin_partition` places in ``i`` (a CRC-32 of the twin id, the same in every
+process and run). Each twin is read by one session, in the order one session would read it,
+like a Kafka topic keyed by twin.
+
 Delivery guarantees (QoS 1, a persistent session on a broker that keeps it):
 
 - At least once. A message is acknowledged (PUBACK) only after Bytewax has taken the batch
@@ -44,6 +50,7 @@ import logging
 import math
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -72,6 +79,12 @@ Item = TelemetryFrame | DeadLetter
 
 #: How long closing waits for the broker to confirm the last acknowledgements, in seconds.
 CLOSE_WAIT_S = 5.0
+
+
+def twin_partition(twin_id: str, partitions: int) -> int:
+    """The session (of ``partitions``) that reads a twin: stable across processes and runs
+    (Python's ``hash`` of a string is not)."""
+    return zlib.crc32(twin_id.encode()) % partitions
 
 
 class _Received(NamedTuple):
@@ -105,6 +118,8 @@ class MqttPartition(StatefulSourcePartition[Item, None]):
         self._poll = timedelta(seconds=source.poll_interval_s)
         group = source.settings.client_id
         self.client_id = group if index is None else f"{group}-{index}"
+        #: The twins this session reads (``partitions``); None: every twin of its filters.
+        self._owned: frozenset[str] | None = None
         self._lock = threading.Lock()
         self._buffer: deque[_Received] = deque()
         self._unacked: list[_Received] = []
@@ -118,7 +133,15 @@ class MqttPartition(StatefulSourcePartition[Item, None]):
         self._last_arrival = time.monotonic()
         self._watchdog_at = 0.0
         self._filters = self._decoder.router.filters
-        if index is not None:  # one session of a shared subscription group
+        if index is not None and source.partitions:  # the session of a share of the twins
+            self.client_id = f"{group}-p{index}"
+            self._owned = frozenset(
+                b.twin_id
+                for b in source.bindings
+                if twin_partition(b.twin_id, source.partitions) == index
+            )
+            self._filters = self._decoder.router.filters_of(self._owned)
+        elif index is not None:  # one session of a shared subscription group
             self._filters = tuple(f"$share/{group}/{f}" for f in self._filters)
         self._sub_mids: dict[int, list[str]] = {}
         self._barriers: dict[int, threading.Event] = {}
@@ -186,6 +209,9 @@ class MqttPartition(StatefulSourcePartition[Item, None]):
         CONNECTED.labels(self.client_id).set(1)
         connection_state.up("mqtt", "source", self._peer, reconnected=self._connections > 1)
         opts = subscribe_options(self._settings.qos)
+        if not self._filters:  # a partition that no twin hashed to: nothing to read
+            self.ready.set()
+            return
         _rc, mid = client.subscribe([(f, opts) for f in self._filters])
         self._sub_mids[mid] = list(self._filters)
         log.info(
@@ -292,6 +318,9 @@ class MqttPartition(StatefulSourcePartition[Item, None]):
         items = self._decoder.decode(
             [(r.topic, r.payload) for r in taken if not r.skip], time.time()
         )
+        owned = self._owned
+        if owned is not None:  # a topic of another share's twin (overlapping wildcards)
+            items = [i for i in items if isinstance(i, DeadLetter) or i.twin_id in owned]
         dead = sum(1 for i in items if isinstance(i, DeadLetter))
         self._metrics["decoded"].inc(live - dead)
         if dead:
@@ -335,6 +364,8 @@ class MqttPartition(StatefulSourcePartition[Item, None]):
         """Subscribe again to the same filters (lock held): the broker handles a client's
         packets in order, so its SUBACK confirms every acknowledgement sent before."""
         opts = subscribe_options(self._settings.qos)
+        if not self._filters:
+            return None
         rc, mid = self._client.subscribe([(f, opts) for f in self._filters])
         if rc != 0 or mid is None:
             return None
@@ -368,7 +399,8 @@ class MqttSource(FixedPartitionedSource[Item, None]):
     ``idle_timeout_s`` after that long without one. ``receive_maximum`` (default
     ``4 * max_batch``, at most 65535) bounds the unacknowledged messages the broker sends
     at once, hence memory: up to ``receive_maximum`` payloads are buffered. ``shared`` > 0
-    reads through that many sessions of an MQTT v5 shared subscription (module docstring).
+    reads through that many sessions of an MQTT v5 shared subscription, ``partitions`` > 0
+    through that many sessions that each read a fixed share of the twins (module docstring).
     """
 
     def __init__(
@@ -383,6 +415,7 @@ class MqttSource(FixedPartitionedSource[Item, None]):
         session_expiry_s: int = SESSION_EXPIRY_S,
         poll_interval_s: float = 0.005,
         shared: int = 0,
+        partitions: int = 0,
     ) -> None:
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ConfigError(f"MqttSource max_batch must be an integer >= 1, got {max_batch!r}")
@@ -403,7 +436,15 @@ class MqttSource(FixedPartitionedSource[Item, None]):
                 f"MQTT client_id {settings.client_id!r} names the shared subscription group and "
                 "must not contain '/', '+' or '#'"
             )
+        if isinstance(partitions, bool) or not isinstance(partitions, int):
+            raise ConfigError(f"MqttSource partitions must be an integer, got {partitions!r}")
+        if not 0 <= partitions <= 1024 or (partitions and shared):
+            raise ConfigError(
+                f"MqttSource partitions must be 0..1024 and not set with shared, got "
+                f"partitions={partitions!r}, shared={shared!r}"
+            )
         self.shared = shared
+        self.partitions = partitions
         self.settings = settings
         self.bindings = tuple(bindings)
         self.max_batch = max_batch
@@ -416,11 +457,15 @@ class MqttSource(FixedPartitionedSource[Item, None]):
         self.decoder = MessageDecoder(self.bindings, settings.max_payload_bytes)
 
     def list_parts(self) -> list[str]:
+        if self.partitions:
+            return [f"mqtt:{self.settings.client_id}-p{i}" for i in range(self.partitions)]
         if self.shared:
             return [f"mqtt:{self.settings.client_id}-{i}" for i in range(self.shared)]
         return [f"mqtt:{self.settings.client_id}"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> MqttPartition:
+        if self.partitions:
+            return MqttPartition(self, int(for_part.rpartition("-p")[2]))
         if self.shared:
             return MqttPartition(self, int(for_part.rpartition("-")[2]))
         return MqttPartition(self)

@@ -20,7 +20,7 @@ True
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from twinflow.connectors.bindings import MqttBinding
@@ -140,6 +140,16 @@ class TopicRouter:
         """The subscription filters, each once: shared patterns, exact topics, own wildcards."""
         out = [g.topic_filter for g in self._groups.values()]
         out += [*self._exact, *(f for f, _ in self._wild)]
+        return tuple(dict.fromkeys(out))
+
+    def filters_of(self, twins: Collection[str]) -> tuple[str, ...]:
+        """Each named twin's own filter (its concrete topic where it has one), each once: what
+        a session that reads only those twins subscribes to."""
+        out = [
+            b_own[1] for g in self._groups.values() for t, b_own in g.by_twin.items() if t in twins
+        ]
+        out += [topic for topic, b in self._exact.items() if b.twin_id in twins]
+        out += [f for f, b in self._wild if b.twin_id in twins]
         return tuple(dict.fromkeys(out))
 
     def route(self, topic: str) -> MqttBinding | None:
