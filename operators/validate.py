@@ -182,7 +182,7 @@ class Validator:
         )
         if not (converted or layout.integral.size or hits.any()):
             return frame, dead  # the common case
-        suspect = hits.any(axis=1)
+        suspect = np.asarray(hits.any(axis=1))
         if layout.integral.size:
             sub = block[layout.integral]
             # NaN != NaN, so "sub == sub" keeps dropouts out; infinities are range violations.
