@@ -14,12 +14,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.services.kafka import KafkaBroker, KafkaUnavailable, create_topic
 from tests.services.mosquitto import Mosquitto, MosquittoMissing
 from twinflow.connectors.bindings import MqttSettings
 from twinflow.connectors.replication import DiskOutbox
+from twinflow.connectors.replication.kafka_link import KafkaLink, kafka_topics
+from twinflow.connectors.replication.link import ReplicaLink
 from twinflow.connectors.replication.mqtt_link import MqttLink, central_topics, edge_topics
 from twinflow.connectors.replication.node import ReplicationNode
 from twinflow.core.records import (
@@ -60,26 +64,47 @@ def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 20.0) ->
         time.sleep(0.05)
 
 
+def mqtt_link(broker: Mosquitto, base: str, name: str, box: DiskOutbox) -> MqttLink:
+    central = name == "central"
+    settings = MqttSettings(
+        host=broker.host,
+        port=broker.port,
+        client_id=f"{base}-{name}",
+        reconnect_min_s=0.05,
+        reconnect_max_s=0.5,
+    )
+    topics = central_topics(base) if central else edge_topics(base, name)
+    return MqttLink(TwinReplica(name), box, settings, *topics, relay=central)
+
+
+def kafka_link(broker: KafkaBroker, base: str, name: str, box: DiskOutbox) -> KafkaLink:
+    central = name == "central"
+    if central:
+        for topic in kafka_topics(base, central=True):
+            create_topic(broker.bootstrap, topic, partitions=2)
+    produce, consume = kafka_topics(base, central)
+    return KafkaLink(
+        TwinReplica(name), box, broker.bootstrap, produce, consume, f"{base}-{name}",
+        relay=central, delivery_timeout_s=5.0,
+    )  # fmt: skip
+
+
 class Nodes:
     """The three nodes; every write any of them makes is also kept, for a reference run."""
 
-    def __init__(self, broker: Mosquitto, folder: Path) -> None:
+    def __init__(self, broker: Mosquitto | KafkaBroker, folder: Path) -> None:
         base = f"roles-{uuid.uuid4().hex[:8]}"
         self.writes: list[Write] = []
         self.by_name: dict[str, ReplicationNode] = {}
-        self.links: dict[str, MqttLink] = {}
+        self.links: dict[str, Any] = {}
         for name in ("central", "edge-a", "edge-b"):
             central = name == "central"
-            settings = MqttSettings(
-                host=broker.host,
-                port=broker.port,
-                client_id=f"{base}-{name}",
-                reconnect_min_s=0.05,
-                reconnect_max_s=0.5,
-            )
-            topics = central_topics(base) if central else edge_topics(base, name)
             box = DiskOutbox(folder / name, segment_bytes=64 * 1024)
-            link = MqttLink(TwinReplica(name), box, settings, *topics, relay=central)
+            link: ReplicaLink
+            if isinstance(broker, Mosquitto):
+                link = mqtt_link(broker, base, name, box)
+            else:
+                link = kafka_link(broker, base, name, box)
             self._keep_writes(link)
             self.links[name] = link
             self.by_name[name] = ReplicationNode(
@@ -90,7 +115,7 @@ class Nodes:
                 forward=("twin_state", "windows", "alerts", "command_outcomes"),
             )
 
-    def _keep_writes(self, link: MqttLink) -> None:
+    def _keep_writes(self, link: ReplicaLink) -> None:
         write = link.write
 
         def kept(twin_id: str, kind: str, name: str, value: object) -> Write:
@@ -156,9 +181,29 @@ def sync_of(node: ReplicationNode, twin: str, prop: str) -> SyncState | None:
     return None
 
 
+@pytest.fixture(scope="module")
+def kafka() -> Iterator[KafkaBroker]:
+    try:
+        b = KafkaBroker(local=True).start()
+    except KafkaUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+    yield b
+    b.stop()
+
+
+@pytest.fixture(params=["mqtt", "kafka"])
+def linked(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Nodes]:
+    """The three nodes over mosquitto, then over Kafka (Tansu)."""
+    name = "broker" if request.param == "mqtt" else "kafka"
+    n = Nodes(request.getfixturevalue(name), tmp_path).start()
+    yield n
+    n.stop()
+
+
 def test_a_strong_central_change_waits_for_the_owning_edge_and_is_handed_over_once(
-    nodes: Nodes,
+    linked: Nodes,
 ) -> None:
+    nodes = linked
     central, a, b = nodes["central"], nodes["edge-a"], nodes["edge-b"]
     w = central.desire(change("pump-a", "flow_setpoint", 150.0))
     assert w is not None
