@@ -232,6 +232,28 @@ class PlanStoreSink(DynamicSink[Any]):
         return _PlanStore(self.url)
 
 
+class _Latest(StatelessSinkPartition[Any]):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write_batch(self, items: list[Any]) -> None:
+        _key, plan = items[-1]
+        part = self.path.with_name(self.path.name + ".part")
+        part.write_text(json.dumps(plan.to_json(), indent=2) + "\n")
+        part.replace(self.path)  # a reader sees the old plan or the new one, never half
+
+
+class LatestPlanFile(DynamicSink[Any]):
+    """The newest plan as ``maintenance_plan.json`` beside the run's outputs (what
+    ``twinflow plan`` writes there, and what the run report shows)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Latest:
+        return _Latest(self.path)
+
+
 def read_costs(path: Path) -> MaintenanceSettings | None:
     """The deployment file's ``maintenance:`` section (already checked when it was loaded)."""
     from twinflow.operators.maintenance import read_maintenance
@@ -260,6 +282,7 @@ def decide_for(dep: Any, out_dir: Path) -> Decide:
     plan_sinks: list[Sink[Any]] = []
     if settings is not None and settings.types:
         plan_sinks.append(JsonLinesSink(out_dir / "maintenance_plans.jsonl", _plan_json))
+        plan_sinks.append(LatestPlanFile(out_dir / "maintenance_plan.json"))
         plan_topic = getattr(kafka, "maintenance_plan_topic", None)
         if plan_topic:
             plan_sinks.append(KafkaJsonSink(kafka, plan_topic, _plan_json, key_of=_fleet))

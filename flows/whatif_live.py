@@ -9,19 +9,22 @@ state from it as ``twinflow whatif`` does from a run's outputs
 *processes* (a what-if runs the flow's analysis once per scenario: seconds of CPU that in a
 thread would hold the interpreter lock and stall telemetry) and holds at most
 ``flow.whatif_queue`` requests waiting or running; one more is answered ``rejected`` with
-reason ``busy`` at once. The step polls its requests (every :data:`POLL_S` of wall time)
-and emits each :class:`WhatIfResult` when it is ready.
+reason ``busy`` at once. The workers run at a lower priority (``nice`` 10) so that, on a
+busy machine, the flow keeps the CPU it needs. The step polls its requests (every
+:data:`POLL_S` of wall time) and emits each :class:`WhatIfResult` when it is ready.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -68,15 +71,29 @@ def run_whatif_job(
     return DONE, None, report.to_json()
 
 
-class WhatIfPool:
-    """Worker processes (started on first use) with a bound on what waits or runs."""
+def _background() -> None:
+    """A worker process yields the CPU to the flow: what-ifs are background work."""
+    with contextlib.suppress(OSError):
+        os.nice(10)
 
-    def __init__(self, workers: int, queue: int) -> None:
+
+def _ready() -> bool:
+    import twinflow.flows.whatif  # noqa: F401  (what a what-if needs, imported once)
+
+    return True
+
+
+class WhatIfPool:
+    """Worker processes (started on first use) with a bound on what waits or runs;
+    ``threads=True`` runs them in threads instead (what the stall benchmark compares)."""
+
+    def __init__(self, workers: int, queue: int, *, threads: bool = False) -> None:
         self.workers = workers
         self.queue = queue
+        self.threads = threads
         self._lock = threading.Lock()
         self._running = 0
-        self._executor: ProcessPoolExecutor | None = None
+        self._executor: Executor | None = None
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
         """The job's future, or ``None`` when ``queue`` jobs are already waiting or running."""
@@ -84,13 +101,23 @@ class WhatIfPool:
             if self._running >= self.queue:
                 return None
             self._running += 1
-            if self._executor is None:  # spawn: forking a multi-threaded flow is unsafe
+            if self._executor is None and self.threads:
+                self._executor = ThreadPoolExecutor(self.workers, "twinflow-whatif")
+            elif self._executor is None:  # spawn: forking a multi-threaded flow is unsafe
                 ctx = multiprocessing.get_context("spawn")
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx)
+                self._executor = ProcessPoolExecutor(
+                    self.workers, mp_context=ctx, initializer=_background
+                )
             executor = self._executor
         future = executor.submit(fn, *args)
         future.add_done_callback(self._done)
         return future
+
+    def warm(self) -> None:
+        """Start the workers and import the what-if code in each now (a spawned worker
+        takes seconds to start, which the first request would otherwise wait for)."""
+        futures = [self.submit(_ready) for _ in range(self.workers)]
+        wait_all([f for f in futures if f is not None])
 
     def _done(self, _future: Future[Any]) -> None:
         with self._lock:
