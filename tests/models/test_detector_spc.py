@@ -200,3 +200,18 @@ def test_a_short_warm_up_widens_its_limits_instead_of_alarming():
         feed(det, healthy(rng, 24))
         rates.append(float((feed(det, healthy(rng, 3000)) > 1.0).mean()))
     assert float(np.median(rates)) < 0.03
+
+
+def test_the_averaged_vector_finds_a_small_lasting_shift_the_row_statistics_miss():
+    rng = np.random.default_rng(3)
+    f = rng.standard_normal((900, 2))
+    rows = np.column_stack([f[:, 0], f[:, 0] + f[:, 1], f[:, 1], -f[:, 0]])
+    rows = rows + 0.3 * rng.standard_normal((900, 4))
+    rows[600:, 2] += 0.8  # from row 600 on, signal c reads 0.8 high
+    flagged = {}
+    for mewma in (False, True):
+        det = SpcDetector(NAMES, warmup=300, margin=1.5, smooth=30, mewma=mewma)
+        scores = det.update(np.arange(900.0), rows)
+        assert not (scores[300:600] > 1).any()  # healthy: nothing either way
+        flagged[mewma] = int((scores[600:] > 1).sum())
+    assert flagged[False] < 100 and flagged[True] > 140  # of the 300 shifted rows
