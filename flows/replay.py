@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import polars as pl
 from bytewax.run import cli_main
 
 from twinflow.connectors.files import read_jsonl, read_parquet_dir
@@ -38,13 +39,39 @@ from twinflow.flows.run import outputs_for
 from twinflow.flows.scoring import learn_failure_levels
 from twinflow.flows.shutdown import stoppable
 from twinflow.flows.telemetry import build_flow
+from twinflow.models.similarity import Trajectory, trajectory
 from twinflow.operators.catalog import TwinType
-from twinflow.operators.health_profile import with_learned_failure
+from twinflow.operators.health_profile import with_learned_failure, with_learned_trajectories
 
 
 def nowhere(_twin_id: str) -> bool:
     """No twin of a replay has an actuator route."""
     return False
+
+
+def learn_trajectories(history: Path | Sequence[Path]) -> dict[str, tuple[Trajectory, ...]]:
+    """Per twin type, the anomaly-score health index each failed twin of earlier replays
+    scored with a faults file followed to its failure (log scale; folders already checked
+    by :func:`~twinflow.flows.scoring.learn_failure_levels`)."""
+    out: dict[str, list[Trajectory]] = {}
+    for folder in [history] if isinstance(history, Path) else list(history):
+        events = json.loads((folder / "summary.json").read_text())["scores"]["events"]
+        windows = read_parquet_dir(folder / "windows")
+        if windows.is_empty() or "anomaly_threshold" not in windows.columns:
+            continue
+        for e in events:
+            rows = windows.filter(
+                (pl.col("twin_id") == e["twin_id"]) & (pl.col("anomaly_threshold") > 0)
+            ).sort("end")
+            if rows.is_empty():
+                continue
+            hours = rows["end"].dt.epoch("us").to_numpy() / 3.6e9
+            index = (rows["anomaly_score"] / rows["anomaly_threshold"]).to_numpy()
+            failure = datetime.fromisoformat(e["failure"]).timestamp() / 3600.0
+            got = trajectory(hours, index, failure, log=True)
+            if got is not None:
+                out.setdefault(str(rows["twin_type"][-1]), []).append(got)
+    return {kind: tuple(v) for kind, v in out.items()}
 
 
 def replay_types(dep: Deployment, source: ReplaySource, spec: ReplaySpec) -> dict[str, TwinType]:
@@ -114,6 +141,7 @@ def run_replay(
     cluster: Cluster | None = None,
     faults: Path | None = None,
     history: Path | Sequence[Path] | None = None,
+    similarity: bool = True,
     write_telemetry: bool = True,
     progress: TextIO | None = sys.stderr,
     stop: threading.Event | None = None,
@@ -125,12 +153,15 @@ def run_replay(
     output folder (or folders) of earlier replays of run-to-failure data scored with a
     faults file: the health index each twin type reached at failure there, by the signal
     that drove it, becomes its failure level here
-    (:func:`twinflow.flows.scoring.learn_failure_levels`). Setting ``stop`` (e.g. from a
+    (:func:`twinflow.flows.scoring.learn_failure_levels`), and with ``similarity`` the
+    trajectories its twins followed to failure give the RUL (:func:`learn_trajectories`,
+    :mod:`twinflow.models.similarity`). Setting ``stop`` (e.g. from a
     signal handler) ends the reading early; the outputs and the summary cover what was
     read."""
     out_dir.mkdir(parents=True, exist_ok=True)
     truth = load_faults(faults, spec.zone) if faults is not None else None
     learned = learn_failure_levels(history) if history is not None else {}
+    library = learn_trajectories(history) if history is not None and similarity else {}
     cluster = cluster or Cluster(workers)
     if cluster.processes > 1 and (faults is not None or spec.label_column):
         raise ConfigError(
@@ -142,6 +173,10 @@ def run_replay(
     types = {
         twin: with_learned_failure(t, learned[t.name]) if t.name in learned else t
         for twin, t in replay_types(dep, source, spec).items()
+    }
+    types = {
+        twin: with_learned_trajectories(t, library[t.name]) if t.name in library else t
+        for twin, t in types.items()
     }
     config = replace(
         dep.flow,
@@ -188,6 +223,7 @@ def run_replay(
             }
             for kind, got in learned.items()
         }
+        summary["learned_trajectories"] = {kind: len(v) for kind, v in library.items()}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -103,6 +103,11 @@ class TrendRul:
         """Degradation is over (a repair): forget the trend."""
         self.onset, self.shape, self._t, self._h = None, None, [], []
 
+    @property
+    def points(self) -> tuple[list[float], list[float]]:
+        """The times and index values held now (since the onset, when there is one)."""
+        return list(self._t), list(self._h)
+
     def health(self, level: float) -> float:
         """1 at the baseline, 0 at the failure level, clipped to [0, 1]."""
         frac = (self.failure - level) / (self.failure - self.baseline)

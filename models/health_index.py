@@ -17,10 +17,11 @@ values, so no level is tuned to a machine.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from twinflow.core.records import RulEstimate
 from twinflow.models.degradation import TrendRul
+from twinflow.models.similarity import SimilarityRul, Trajectory
 
 
 def score_index(score: float | None, threshold: float | None) -> float:
@@ -147,6 +148,11 @@ class ScoreHealth:
     logarithm: different failure modes move different signals and fail at very different
     index levels. During a degradation the signal that has driven the most windows since
     the onset picks its level, else ``"*"``, else ``failure`` (no spread).
+
+    ``library`` (given on each update, it belongs to the type, not to the twin's state):
+    the run-to-failure trajectories of a history. With one, the life during a degradation
+    is that of the most similar trajectories (:class:`~twinflow.models.similarity.SimilarityRul`)
+    instead of the trend's crossing of a failure level; the health stays the trend's.
     """
 
     def __init__(
@@ -189,6 +195,7 @@ class ScoreHealth:
         score: float | None,
         threshold: float | None,
         driver: str | None = None,
+        library: Sequence[Trajectory] = (),
     ) -> RulEstimate | None:
         """Feed one window's score (and the signal driving it, when known); the estimate
         (``None`` until the baseline is known)."""
@@ -220,7 +227,12 @@ class ScoreHealth:
         level, spread = self.level()
         self.trend.failure = max(level, self.trend.baseline * 1.01 + 1e-9)
         self.trend.spread = spread
-        return self.trend.estimate()
+        trend = self.trend.estimate()
+        if not library:
+            return trend
+        times, values = self.trend.points
+        similar = SimilarityRul(library, self.coverage, name=self.name)
+        return similar.estimate(times, values, health=trend.health)
 
     @property
     def onset_time(self) -> float | None:

@@ -43,6 +43,7 @@ from twinflow.operators.health_profile import (
     ScoreIndex,
     health_of,
     learned_failure,
+    learned_trajectories,
 )
 from twinflow.operators.rulebook import GenericRules, generic_of
 
@@ -193,7 +194,9 @@ class HealthTracker:
     the first time it is seen. The anomaly-score index (``score``) is made on the first
     window when the type uses one; its failure levels are those learned from history
     (:func:`~twinflow.operators.health_profile.learned_failure`, by the signal that drives
-    the score), else ``health.index``'s.
+    the score), else ``health.index``'s, and with the trajectories of a history
+    (:func:`~twinflow.operators.health_profile.learned_trajectories`) its life is by
+    similarity to them.
     """
 
     def __init__(self, twin_id: str, twin_type: str, min_points: int = 6) -> None:
@@ -240,7 +243,11 @@ class HealthTracker:
         worst: RulEstimate | None = None
         if index is not None:
             worst = self._score(index, kind).update(
-                t_hours, w.anomaly_score, w.anomaly_threshold, driver=_driver(w.features)
+                t_hours,
+                w.anomaly_score,
+                w.anomaly_threshold,
+                driver=_driver(w.features),
+                library=learned_trajectories(kind),
             )
         if not indicators:
             return worst

@@ -11,12 +11,13 @@ Every error names the file and the field. :mod:`twinflow.operators.health` compu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from twinflow.core.config import Choice, Duration, Number, Part, Schema, Section, Text, Whole
 from twinflow.core.errors import ConfigError
+from twinflow.models.similarity import Trajectory
 from twinflow.operators.physics import read_model
 from twinflow.operators.rulebook import section_of
 from twinflow.operators.twin_type import TwinType
@@ -111,6 +112,9 @@ INDEX = Schema(
 #: history are kept: driving signal -> level, ``"*"`` for all failures (they override
 #: ``health.index.failure``).
 LEARNED_FAILURE = "health.learned_failure"
+#: The key under which the run-to-failure trajectories of a history are kept (a tuple of
+#: :class:`~twinflow.models.similarity.Trajectory`): with them the RUL is by similarity.
+LEARNED_TRAJECTORIES = "health.learned_trajectories"
 #: The key of the level learned over all failures, whatever drove them.
 ANY_DRIVER = "*"
 
@@ -231,6 +235,17 @@ def with_learned_failure(kind: TwinType, levels: Mapping[str, tuple[float, float
     return replace(kind, sections={**kind.sections, LEARNED_FAILURE: dict(levels)})
 
 
+def learned_trajectories(kind: TwinType | None) -> tuple[Trajectory, ...]:
+    """The run-to-failure trajectories learned from history for the type (empty: none)."""
+    v = None if kind is None else kind.sections.get(LEARNED_TRAJECTORIES)
+    return v if isinstance(v, tuple) else ()
+
+
+def with_learned_trajectories(kind: TwinType, library: Sequence[Trajectory]) -> TwinType:
+    """``kind`` with the run-to-failure trajectories of a history."""
+    return replace(kind, sections={**kind.sections, LEARNED_TRAJECTORIES: tuple(library)})
+
+
 def _entries(s: Section, key: str) -> list[tuple[str, Section]]:
     part = s.section(key)
     out = []
@@ -318,6 +333,7 @@ __all__ = [
     "INDEX",
     "INDICATOR",
     "LEARNED_FAILURE",
+    "LEARNED_TRAJECTORIES",
     "REFERENCE",
     "WINDOW_MODEL",
     "Derived",
@@ -328,6 +344,8 @@ __all__ = [
     "WindowModel",
     "health_of",
     "learned_failure",
+    "learned_trajectories",
     "read_health",
     "with_learned_failure",
+    "with_learned_trajectories",
 ]

@@ -90,6 +90,7 @@ def score_units(out: Path, faults: list[dict[str, Any]], lives: dict[str, float]
     s = summary["scores"]
     windows = read_parquet_dir(out / "windows")
     early = hits = covered = base_hits = 0
+    errors: list[tuple[str, float]] = []
     sq: list[float] = []
     base_sq: list[float] = []
     for f in faults:
@@ -103,6 +104,7 @@ def score_units(out: Path, faults: list[dict[str, Any]], lives: dict[str, float]
             truth = (fail - est["end"]) / 3600.0
             hits += abs(est["hours"] - truth) <= 0.2 * truth
             covered += est["low"] <= truth <= est["high"]
+            errors.append((f["twin"], 100.0 * (est["hours"] - truth) / truth))
         others = [v for k, v in lives.items() if k != f["twin"]]
         mean_life = statistics.fmean(others) if others else math.nan
         at = on + 0.5 * period
@@ -134,6 +136,7 @@ def score_units(out: Path, faults: list[dict[str, Any]], lives: dict[str, float]
         "_sq": (sum(sq), len(sq)),
         "_sq_base": (sum(base_sq), len(base_sq)),
         "learned": summary.get("learned_failure_levels"),
+        "errors": errors,
     }
 
 
@@ -167,6 +170,13 @@ def print_row(name: str, r: dict[str, Any]) -> None:
 
 # -- runs --------------------------------------------------------------------------------
 
+#: The progpy replays of each fold: output folder -> label.
+RUNS = {
+    "default": "default failure level",
+    "history": "failure levels from history (trend)",
+    "similarity": "trajectories from history (similar)",
+}
+
 
 def progpy_bench(root: Path, n_units: int, cache: Path | None = None) -> None:
     units = simulate_units(n_units, cache)
@@ -196,19 +206,21 @@ def progpy_bench(root: Path, n_units: int, cache: Path | None = None) -> None:
             progress=None,
         )  # fmt: skip
         folders.append(folder)
-    results: dict[str, list[dict[str, Any]]] = {"default": [], "history": []}
+    results: dict[str, list[dict[str, Any]]] = {run: [] for run in RUNS}
     for k, (part, folder) in enumerate(zip(folds, folders, strict=True)):
         others = [f / "default" for j, f in enumerate(folders) if j != k]
-        run_replay(
-            load_deployment(folder / "dep.yaml"),
-            sorted(folder.glob("pump-*.csv")),
-            spec,
-            folder / "history",
-            faults=folder / "faults.csv",
-            history=others,
-            write_telemetry=False,
-            progress=None,
-        )
+        for run in ("history", "similarity"):
+            run_replay(
+                load_deployment(folder / "dep.yaml"),
+                sorted(folder.glob("pump-*.csv")),
+                spec,
+                folder / run,
+                faults=folder / "faults.csv",
+                history=others,
+                similarity=run == "similarity",
+                write_telemetry=False,
+                progress=None,
+            )
         truth = [
             {
                 "twin": f"pump-{u['seed']:02d}",
@@ -218,12 +230,17 @@ def progpy_bench(root: Path, n_units: int, cache: Path | None = None) -> None:
             }
             for u in part
         ]
-        results["default"].append(score_units(folder / "default", truth, lives))
-        results["history"].append(score_units(folder / "history", truth, lives))
+        for run in RUNS:
+            results[run].append(score_units(folder / run, truth, lives))
     print(f"  {len(folds)} folds of {size}; each learns from the others' default replays")
+    modes = {f"pump-{u['seed']:02d}": u["mode"] for u in units}
     for name, parts in results.items():
-        label = "default failure level" if name == "default" else "failure level from history"
-        print_row(label, _merge(parts))
+        print_row(RUNS[name], _merge(parts))
+        errors = sorted((e for p in parts for e in p["errors"]), key=lambda e: e[0])
+        print(
+            f"  {'':<34} error at half life, % of the truth: "
+            + ", ".join(f"{t[-2:]} {modes[t][:3]} {v:+.0f}" for t, v in errors)
+        )
 
 
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -231,7 +248,7 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     n = [p["units"] for p in parts]
     out: dict[str, Any] = {"learned": [p["learned"] for p in parts if p["learned"]] or None}
     for k in parts[0]:
-        if k in ("learned", "units") or k.startswith("_sq"):
+        if k in ("learned", "units", "errors") or k.startswith("_sq"):
             continue
         vals = [(p[k], m) for p, m in zip(parts, n, strict=True) if p[k] is not None]
         out[k] = sum(v * m for v, m in vals) / sum(m for _, m in vals) if vals else None

@@ -131,6 +131,12 @@ def test_a_failure_level_is_learned_from_history(history: Path, tmp_path: Path) 
     # the failures were driven by the discharge temperature, so it has a level of its own
     assert levels.get("discharge_temp") == levels["*"]
     assert s["scores"]["rul"]["estimates"] > 0
+    # the two failed compressors' trajectories give the life by similarity, with its interval
+    assert s["learned_trajectories"] == {"compressor": 2}
+    late = read_parquet_dir(tmp_path / "out" / "windows").filter(pl.col("rul_hours").is_finite())
+    assert late.height > 0
+    assert (late["rul_low_hours"] <= late["rul_hours"]).all()
+    assert (late["rul_hours"] <= late["rul_high_hours"]).all()
 
 
 def test_history_needs_a_replay_scored_with_faults(tmp_path: Path) -> None:

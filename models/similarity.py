@@ -1,0 +1,190 @@
+"""Remaining useful life by similarity to run-to-failure trajectories from history.
+
+A :class:`Trajectory` is one unit's health index from its first window to its failure,
+resampled to at most a few dozen points (:func:`trajectory`). :class:`SimilarityRul` matches
+a twin's recent index (since its degradation onset) against each trajectory of such a
+library: the twin's newest point is slid along the trajectory's age axis and its time is
+stretched by a few rate factors (units wear at different rates), and the alignment with the
+smallest mean squared difference gives that unit's remaining life at the match. The units'
+lives are weighted by how well they matched (``exp(-(d - d_best) / (2 d_best / sharpness))``,
+so the scale is the best match's own misfit and no level is tuned to a machine); the
+estimate is their weighted median and the interval their weighted quantiles. Values are
+compared on a log scale (``log``): an anomaly score grows by orders of magnitude.
+
+This needs a history and nothing else: no failure level, no trend shape. It costs
+``units x rates x points x recent`` operations per window, and the library lives with the
+twin type, not in the twin's state.
+
+>>> lib = [trajectory([0.0, 1, 2, 3, 4, 5], [1.0, 2, 4, 8, 16, 32], 5.0, log=True)]
+>>> est = SimilarityRul(lib, log=True, rates=(1.0,), min_points=3)
+>>> r = est.estimate([10.0, 11.0, 12.0], [2.0, 4.0, 8.0])
+>>> round(r.hours, 2)
+2.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from twinflow.core.records import RulEstimate
+
+#: Rate factors tried by default: a unit may wear up to 1.6 times faster or slower.
+RATES = (0.625, 0.75, 0.875, 1.0, 1.15, 1.33, 1.6)
+#: Values: a sequence of numbers or a numpy array.
+Values = Sequence[float] | np.ndarray
+#: Smallest index the log scale takes (an index at or below it is that).
+FLOOR = 1e-3
+
+
+@dataclass(frozen=True, slots=True)
+class Trajectory:
+    """One unit's run to failure: ``ages`` (hours since its first point, rising), the
+    health index at them (``values``, already on the library's scale) and its ``life``
+    (hours from its first point to the failure)."""
+
+    ages: tuple[float, ...]
+    values: tuple[float, ...]
+    life: float
+
+    def to_json(self) -> dict[str, object]:
+        return {"ages": list(self.ages), "values": list(self.values), "life": self.life}
+
+
+def _scale(values: np.ndarray, log: bool) -> np.ndarray:
+    out: np.ndarray = np.log(np.maximum(values, FLOOR)) if log else values
+    return out
+
+
+def trajectory(
+    times: Values,
+    index: Values,
+    failure: float,
+    log: bool = False,
+    points: int = 48,
+) -> Trajectory | None:
+    """A unit's trajectory from its index at ``times`` (hours) up to ``failure`` (hours):
+    the medians of ``points`` equal time bins (noise averaged, size bounded); ``None``
+    with fewer than 4 finite values before the failure."""
+    t = np.asarray(times, dtype=float)
+    h = np.asarray(index, dtype=float)
+    keep = np.isfinite(t) & np.isfinite(h) & (t <= failure)
+    t, h = t[keep], _scale(h[keep], log)
+    if t.size < 4:
+        return None
+    order = np.argsort(t)
+    first = float(t[order][0])
+    t, h = t[order] - first, h[order]
+    edges = np.linspace(0.0, t[-1], points + 1)
+    slot = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, points - 1)
+    ages, values = [], []
+    for b in np.unique(slot):
+        sel = slot == b
+        ages.append(round(float(np.median(t[sel])), 4))
+        values.append(round(float(np.median(h[sel])), 4))
+    return Trajectory(tuple(ages), tuple(values), round(float(failure - first), 4))
+
+
+class SimilarityRul:
+    """RUL of one twin from the run-to-failure trajectories of a history (see the module).
+
+    ``library`` (trajectories on the scale ``log`` says), ``coverage`` (interval
+    probability), ``rates`` (time stretches tried), ``sharpness`` (how fast a worse match
+    loses weight), ``recent`` (points matched at most: the newest), ``min_points`` (points
+    before any estimate), ``name`` (the indicator's name in the estimates).
+    """
+
+    def __init__(
+        self,
+        library: Sequence[Trajectory],
+        coverage: float = 0.9,
+        log: bool = True,
+        rates: Sequence[float] = RATES,
+        sharpness: float = 1.0,
+        recent: int = 32,
+        min_points: int = 6,
+        name: str = "anomaly_score",
+        shift: float = 0.0,
+    ) -> None:
+        if not library:
+            raise ValueError("SimilarityRul needs at least one trajectory")
+        if not 0.0 < coverage < 1.0:
+            raise ValueError(f"SimilarityRul coverage must be in (0, 1), got {coverage!r}")
+        if not rates or min(rates) <= 0.0 or sharpness <= 0.0 or min_points < 2:
+            raise ValueError("SimilarityRul needs rates > 0, sharpness > 0, min_points >= 2")
+        self.library = tuple(library)
+        self.coverage = coverage
+        self.log = log
+        self.rates = np.asarray(rates, dtype=float)
+        self.sharpness = sharpness
+        self.recent = recent
+        self.min_points = min_points
+        self.name = name
+        self.shift = shift
+
+    def matches(self, times: Values, index: Values) -> np.ndarray:
+        """Per library unit and rate: ``[misfit, remaining hours]`` of the best alignment
+        (shape ``(units, rates, 2)``; NaN without finite points)."""
+        t = np.asarray(times, dtype=float)[-self.recent :]
+        v = _scale(np.asarray(index, dtype=float)[-self.recent :], self.log)
+        ok = np.isfinite(t) & np.isfinite(v)
+        t, v = t[ok], v[ok]
+        out = np.full((len(self.library), self.rates.size, 2), np.nan)
+        if t.size == 0:
+            return out
+        back = t - t[-1]  # <= 0: hours before the newest point
+        for k, unit in enumerate(self.library):
+            ages = np.asarray(unit.ages)
+            values = np.asarray(unit.values)
+            # candidate ages of the newest point: a grid three times finer than the points
+            ends = np.linspace(ages[0], unit.life, 3 * ages.size + 1)
+            at = ends[None, :, None] + self.rates[:, None, None] * back[None, None, :]
+            fitted = np.interp(at, ages, values)  # before the first point: its value
+            gap = v - fitted
+            if self.shift > 0.0:  # the unit may sit a little above or below the trajectory
+                gap = gap - np.clip(gap.mean(axis=2, keepdims=True), -self.shift, self.shift)
+            misfit = (gap**2).mean(axis=2)  # (rates, ends)
+            best = np.argmin(misfit, axis=1)
+            rows = np.arange(self.rates.size)
+            out[k, :, 0] = misfit[rows, best]
+            out[k, :, 1] = np.maximum(unit.life - ends[best], 0.0) / self.rates
+        return out
+
+    def estimate(self, times: Values, index: Values, health: float = 1.0) -> RulEstimate:
+        """The estimate from the twin's points (hours, index); ``health`` is passed through.
+        Infinite with fewer than ``min_points`` finite points."""
+        inf = math.inf
+        if sum(1 for x in index if math.isfinite(x)) < self.min_points:
+            return RulEstimate(self.name, health, inf, inf, inf)
+        m = self.matches(times, index)
+        misfit, life = m[..., 0].ravel(), m[..., 1].ravel()
+        ok = np.isfinite(misfit) & np.isfinite(life)
+        if not ok.any():
+            return RulEstimate(self.name, health, inf, inf, inf)
+        misfit, life = misfit[ok], life[ok]
+        best = float(misfit.min())
+        scale = max(best, 1e-6) * 2.0 / self.sharpness
+        weight = np.exp(-(misfit - best) / scale)
+        tail = (1.0 - self.coverage) / 2.0
+        low, mid, high = _weighted_quantiles(life, weight, (tail, 0.5, 1.0 - tail))
+        return RulEstimate(self.name, health, mid, low, high)
+
+    def __repr__(self) -> str:
+        return f"SimilarityRul({self.name!r}, units={len(self.library)}, log={self.log})"
+
+
+def _weighted_quantiles(
+    values: np.ndarray, weights: np.ndarray, qs: Sequence[float]
+) -> tuple[float, ...]:
+    """Quantiles of ``values`` under ``weights`` (the value where the cumulative weight,
+    at each value's midpoint, reaches ``q``; interpolated between values)."""
+    order = np.argsort(values)
+    v, w = values[order], weights[order]
+    cum = (np.cumsum(w) - 0.5 * w) / w.sum()
+    return tuple(float(np.interp(q, cum, v)) for q in qs)
+
+
+__all__ = ["RATES", "SimilarityRul", "Trajectory", "trajectory"]
