@@ -63,7 +63,12 @@ ALLOW = Schema(
     'twins of these types or twins within these assets (`"*"`: any command, twin or type).',
     (
         Text("issuer", "The issuer granted (a name under `issuers`).", "", required=True),
-        Names("commands", "Commands it may send.", (), what="command names"),
+        Names(
+            "commands",
+            "Commands it may send (`whatif`: ask what-ifs of those twins).",
+            (),
+            what="command names",
+        ),
         Names("properties", "Desired properties it may change.", (), what="property names"),
         Names("twins", "Twin ids it may address.", (), what="twin ids"),
         Names("types", "Twin types whose twins it may address.", (), what="type names"),
