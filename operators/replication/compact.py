@@ -108,7 +108,7 @@ def decode_row(row: Any) -> Write:
     base = None
     if b_wall is not None or b_logical is not None or b_replica is not None:
         base = _stamp(b_wall, b_logical, b_replica)
-        if base is None or base >= stamp:
+        if base is None or (b_wall, b_logical, b_replica) >= (wall, logical, replica):
             raise UpdateError(
                 f"twin updates v2: row {row[:3]!r}: base {row[7:]!r} is not a stamp older "
                 f"than {stamp.text()}"

@@ -41,8 +41,18 @@ class PropertyKey:
     twin_id: str
     kind: str
     name: str
+    #: The hash, computed once: a key is looked up in a register dict per merged write.
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[PropertyKey], tuple[str, str, str]]:
+        """Pickled without the hash: string hashes differ between processes."""
+        return (PropertyKey, (self.twin_id, self.kind, self.name))
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.twin_id, self.kind, self.name)))
         if not self.twin_id or not self.name:
             raise ValueError(f"a property key needs a twin id and a name, got {self}")
         if self.kind not in KINDS:

@@ -347,3 +347,22 @@ def test_apply_many_gives_what_apply_gives_one_by_one() -> None:
 
 def good_write() -> Write:
     return Write.make(PropertyKey("pump-1", "desired", "speed_rpm"), 1, Stamp(T0, 1, "e"), None)
+
+
+def test_a_key_is_pickled_without_its_hash() -> None:
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    key = PropertyKey("pump-1", "desired", "speed_rpm")
+    blob = pickle.dumps(key)
+    code = (
+        "import pickle, sys; k = pickle.loads(sys.stdin.buffer.read()); "
+        "print(hash(k) == hash(('pump-1', 'desired', 'speed_rpm')), {k: 1}[k])"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}  # another process, other string hashes
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=blob, capture_output=True, env=env, check=True
+    )
+    assert out.stdout.split() == [b"True", b"1"]
