@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import MutableSequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
 from twinflow.core.errors import ValidationError
 from twinflow.core.records import (
@@ -48,6 +50,7 @@ from twinflow.core.records import (
 )
 from twinflow.core.times import epoch, utc
 from twinflow.operators.catalog import PropertySpec, TwinType
+from twinflow.operators.snapshots import copy_sharing
 
 #: Order of the statuses a command moves through; an outcome never moves it backwards.
 _RANK = {
@@ -133,10 +136,12 @@ class CommandBook:
     twin_type: TwinType
     settings: CommandSettings = field(default_factory=CommandSettings)
     open: dict[str, _Open] = field(default_factory=dict)
-    finished: deque[str] = field(default_factory=deque)
-    queued_times: deque[float] = field(default_factory=deque)
+    # Lists, not deques: an empty deque takes 600 B and most twins never get a command.
+    # Snapshots taken before hold deques, which support the same operations.
+    finished: MutableSequence[str] = field(default_factory=list)
+    queued_times: MutableSequence[float] = field(default_factory=list)
     #: Queue times of the flow's own safety commands (their own budget).
-    safety_times: deque[float] = field(default_factory=deque)
+    safety_times: MutableSequence[float] = field(default_factory=list)
     #: Finished external commands that have not expired: id -> expiry (epoch seconds).
     unexpired: dict[str, float] = field(default_factory=dict)
 
@@ -146,6 +151,10 @@ class CommandBook:
         state.setdefault("safety_times", deque())
         state.setdefault("unexpired", {})
         self.__dict__.update(state)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CommandBook:
+        """A snapshot shares the twin type and the settings (immutable)."""
+        return copy_sharing(self, memo, ("twin_type", "settings"))
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -170,7 +179,7 @@ class CommandBook:
             else (self.queued_times, self.settings.rate_limit)
         )
         while times and times[0] <= now - self.settings.rate_window_s:
-            times.popleft()
+            del times[0]
         budget = "safety " if safety else ""
         if len(times) >= limit:
             window = self.settings.rate_window_s
@@ -311,7 +320,7 @@ class CommandBook:
     def _remember(self, command: Command) -> None:
         self.finished.append(command.command_id)
         while len(self.finished) > self.settings.remember:
-            self.finished.popleft()
+            del self.finished[0]
         if is_safety(command):
             return
         self.unexpired[command.command_id] = epoch(command.expires_at)

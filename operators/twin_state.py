@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from twinflow.core.records import (
 )
 from twinflow.core.times import utc
 from twinflow.operators.catalog import PropertySpec, TwinType
+from twinflow.operators.snapshots import copy_sharing
 
 
 @dataclass(slots=True)
@@ -55,6 +57,46 @@ def _in_sync(spec: PropertySpec, desired: float | None, reported: float | None) 
     if reported is None:
         return False
     return abs(reported - desired) <= spec.tolerance + 1e-9 * max(1.0, abs(desired))
+
+
+@dataclass(frozen=True, slots=True)
+class _TypeFacts:
+    """What a tracker derives from its type and settings alone: shared by its twins."""
+
+    limits: dict[str, float]
+    required: dict[str, float]
+    specs: dict[str, PropertySpec]
+    reported_by: tuple[tuple[PropertySpec, str], ...]
+
+
+#: Derived tables by (type object id, stale_factor, min_stale_s); the type is kept with
+#: them so its id stays its own. Cleared when it grows past a bound (types are few).
+_FACTS: dict[tuple[int, float, float], tuple[TwinType, _TypeFacts]] = {}
+_MAX_FACTS = 256
+#: Attributes a snapshot shares with the live tracker.
+_SHARED = ("twin_type", "_limits", "_required", "_specs", "_reported_by")
+
+
+def _type_facts(twin_type: TwinType, stale_factor: float, min_stale_s: float) -> _TypeFacts:
+    key = (id(twin_type), stale_factor, min_stale_s)
+    hit = _FACTS.get(key)
+    if hit is not None and hit[0] is twin_type:
+        return hit[1]
+    limits = {
+        s.name: max(min_stale_s, stale_factor * s.expected_interval_s) for s in twin_type.signals
+    }
+    facts = _TypeFacts(
+        limits=limits,
+        required={n: limits[n] for n in twin_type.expected_signals},
+        specs={p.name: p for p in twin_type.properties},
+        reported_by=tuple(
+            (p, p.reported_signal) for p in twin_type.properties if p.reported_signal is not None
+        ),
+    )
+    if len(_FACTS) >= _MAX_FACTS:
+        _FACTS.clear()
+    _FACTS[key] = (twin_type, facts)
+    return facts
 
 
 class TwinStateTracker:
@@ -118,26 +160,37 @@ class TwinStateTracker:
         self.stale_factor = stale_factor
         self.min_stale_s = min_stale_s
         self.snapshot_interval_s = snapshot_interval_s
+        facts = _type_facts(twin_type, stale_factor, min_stale_s)
         #: Allowed silence (s) of each signal before it counts as stale.
-        self._limits = {
-            s.name: max(min_stale_s, stale_factor * s.expected_interval_s)
-            for s in twin_type.signals
-        }
+        self._limits: dict[str, float] = facts.limits
         #: Signals the status waits for and judges (optional ones never hold it back).
-        self._required = {n: self._limits[n] for n in twin_type.expected_signals}
+        self._required: dict[str, float] = facts.required
         self._last: dict[str, tuple[float, float]] = {}  # name -> (value, time)
         self._quality: dict[str, tuple[Quality, float]] = {}  # name -> (quality, as of time)
         #: Declared properties, and (property, signal) pairs of those the device reports.
-        self._specs = {p.name: p for p in twin_type.properties}
-        self._reported_by: tuple[tuple[PropertySpec, str], ...] = tuple(
-            (p, p.reported_signal) for p in twin_type.properties if p.reported_signal is not None
-        )
+        self._specs: dict[str, PropertySpec] = facts.specs
+        self._reported_by: tuple[tuple[PropertySpec, str], ...] = facts.reported_by
         self._props = {name: _Property() for name in self._specs}
         self._newest = -math.inf
         self._emitted_status: SyncStatus | None = None
         self._emitted_at = -math.inf
         self.readings = 0
         self.dead_letters = 0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> TwinStateTracker:
+        """A snapshot shares the type and the tables derived from it (immutable)."""
+        return copy_sharing(self, memo, _SHARED)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A resumed tracker shares its type's tables again (they were pickled per twin)."""
+        self.__dict__.update(state)
+        kind = state.get("twin_type")
+        if isinstance(kind, TwinType) and "_required" in state:
+            facts = _type_facts(kind, state["stale_factor"], state["min_stale_s"])
+            if facts.limits == state["_limits"] and facts.required == state["_required"]:
+                self._limits, self._required = facts.limits, facts.required
+            if facts.specs == state.get("_specs"):
+                self._specs, self._reported_by = facts.specs, facts.reported_by
 
     def update(self, frame: Frame | DesiredChange) -> list[TwinState]:
         """Fold one frame or desired change in; returns the state to publish, if any (at most

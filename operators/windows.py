@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,7 @@ from twinflow.core.records import DeadLetter, Frame, TelemetryFrame, WaveformFra
 from twinflow.core.times import iso, utc
 from twinflow.operators.catalog import TwinType
 from twinflow.operators.features import Moments, batch_stats, spectrum_features
+from twinflow.operators.snapshots import copy_sharing
 
 
 class _Window:
@@ -136,6 +138,10 @@ class WindowAggregator:
         self.hold_ahead = hold_ahead
         self._steps: list[float] = []
         self._held: list[TelemetryFrame] = []
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> WindowAggregator:
+        """A snapshot shares the twin type and the expected signal names (immutable)."""
+        return copy_sharing(self, memo, ("twin_type", "_expected"))
 
     def __setstate__(self, state: dict[str, object]) -> None:
         """Resume snapshots taken before the hold existed."""
