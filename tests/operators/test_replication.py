@@ -366,3 +366,25 @@ def test_a_key_is_pickled_without_its_hash() -> None:
         [sys.executable, "-c", code], input=blob, capture_output=True, env=env, check=True
     )
     assert out.stdout.split() == [b"True", b"1"]
+
+
+def test_sync_status_documents_follow_their_schema() -> None:
+    from twinflow.operators.replication.status import SyncTracker
+
+    t = FakeTime()
+    r = TwinReplica("central", now_ms=t)
+    tracker = SyncTracker("central")
+    w = r.write("pump-1", "desired", "flow_setpoint", 120.0)
+    tracker.wrote(w, "strong", T0)
+    tracker.link(False, T0 + 5)
+    text = resources.files("twinflow.operators").joinpath("schemas/replication_sync.v1.json")
+    spec = json.loads(text.read_text())
+    down = tracker.status(r, T0 + 40)
+    assert [(s.state.value, s.lag_ms, s.link_down_since_ms) for s in down] == [
+        ("link_down", 40, T0 + 5)
+    ]
+    tracker.link(True, T0 + 50)
+    assert tracker.accepted(w.key, update_doc(w)["update_id"], T0 + 60)
+    for s in (*down, *tracker.status(r, T0 + 70)):
+        jsonschema.validate(s.to_json(), spec)
+    assert tracker.status(r, T0 + 70)[0].state.value == "in_sync"
