@@ -52,6 +52,14 @@ class Moments:
         self.stt = 0.0
         self.stx = 0.0
 
+    def __deepcopy__(self, _memo: object) -> Moments:
+        """A copy field by field (every field is a number): a window's snapshot copies many."""
+        new = Moments.__new__(Moments)
+        new.count, new.missing, new.mean, new.m2 = self.count, self.missing, self.mean, self.m2
+        new.min, new.max, new.sumsq = self.min, self.max, self.sumsq
+        new.t_mean, new.stt, new.stx = self.t_mean, self.stt, self.stx
+        return new
+
     def add(self, times: np.ndarray, values: np.ndarray) -> Moments:
         """Fold a batch of readings (1-D ``values`` at ``times``) in; returns ``self``."""
         (row,) = batch_stats(times, np.asarray(values, dtype=np.float64)[None, :])

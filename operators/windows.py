@@ -26,6 +26,7 @@ usual step. Waveform bursts are not held.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -52,6 +53,15 @@ class _Window:
         self.spectra: dict[str, dict[str, float]] = {}
         self.bursts: dict[str, int] = {}
         self.refused: dict[str, int] = {}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Window:
+        """A copy without the generic machinery (snapshots copy every open window)."""
+        new = _Window()
+        new.moments = {k: copy.deepcopy(m, memo) for k, m in self.moments.items()}
+        new.spectra = {k: dict(v) for k, v in self.spectra.items()}
+        new.bursts = dict(self.bursts)
+        new.refused = dict(self.refused)
+        return new
 
     def refuse(self, name: str, count: int) -> None:
         self.refused[name] = self.refused.get(name, 0) + count
