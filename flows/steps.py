@@ -190,6 +190,19 @@ class TwinStateStep:
 # -- analytics ------------------------------------------------------------------------------
 
 
+def judge_readings(
+    alarms: ReadingAlarms | None, frame: TelemetryFrame, type_of: TypeOf
+) -> tuple[ReadingAlarms | None, list[Alert]]:
+    """The alerts of a twin's per-reading rules on one frame (sensor faults first at one
+    time; :mod:`twinflow.operators.reading_rules`), and its state."""
+    kind = type_of(frame.twin_id, frame.twin_type)
+    if kind is None:
+        return alarms, []
+    if alarms is None:
+        alarms = ReadingAlarms(frame.twin_id, frame.twin_type)
+    return alarms, alarms.update(frame, kind)
+
+
 def new_window_aggregator(
     frame: Frame, config: FlowConfig, types: TwinTypes = None
 ) -> WindowAggregator:
@@ -202,8 +215,20 @@ def new_window_aggregator(
     )
 
 
-class WindowLogic(StatefulLogic[Frame, WindowFeatures | DeadLetter, WindowAggregator | None]):
-    """``windows`` (stateful): a twin's :class:`WindowAggregator`, built from its first frame.
+#: What ``windows`` emits: closed windows, late readings, and the per-reading rules' alerts.
+Windowed = WindowFeatures | DeadLetter | Alert
+#: What ``windows`` keeps per twin: its aggregator and its per-reading rules' state.
+WindowState = tuple[WindowAggregator | None, ReadingAlarms | None]
+
+
+def is_alert(item: object) -> TypeGuard[Alert]:
+    return isinstance(item, Alert)
+
+
+class WindowLogic(StatefulLogic[Frame, Windowed, WindowState]):
+    """``windows`` (stateful): a twin's :class:`WindowAggregator`, built from its first frame,
+    and its rules that need no window (:class:`ReadingAlarms`: limits on a raw signal, range,
+    stuck, spikes), judged on each frame here so that they cost no step of their own.
 
     While a twin is silent, its watermark moves on with wall time (as Bytewax's event clock
     does): every ``config.idle_flush_s`` seconds the windows that would have closed by now
@@ -211,21 +236,32 @@ class WindowLogic(StatefulLogic[Frame, WindowFeatures | DeadLetter, WindowAggreg
     """
 
     def __init__(
-        self, config: FlowConfig, agg: WindowAggregator | None = None, types: TwinTypes = None
+        self,
+        config: FlowConfig,
+        agg: WindowAggregator | None = None,
+        types: TwinTypes = None,
+        alarms: ReadingAlarms | None = None,
+        type_of: TypeOf | None = None,
     ) -> None:
         self.config = config
         self.agg = agg
         self.types = types
+        self.alarms = alarms
+        self.type_of = type_of if type_of is not None else TypeOf(types)
         self.last_seen: float | None = None
 
-    def on_item(self, value: Frame) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
+    def on_item(self, value: Frame) -> tuple[Iterable[Windowed], bool]:
         if self.agg is None:
             self.agg = new_window_aggregator(value, self.config, self.types)
         features, dead = self.agg.add(value)
         self.last_seen = time.monotonic()
+        if isinstance(value, TelemetryFrame):
+            self.alarms, alerts = judge_readings(self.alarms, value, self.type_of)
+            if alerts:
+                return [*alerts, *features, *dead], StatefulLogic.RETAIN
         return [*features, *dead], StatefulLogic.RETAIN
 
-    def on_notify(self) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
+    def on_notify(self) -> tuple[Iterable[Windowed], bool]:
         if self.agg is None or self.last_seen is None:
             return [], StatefulLogic.RETAIN
         idle = time.monotonic() - self.last_seen
@@ -234,7 +270,7 @@ class WindowLogic(StatefulLogic[Frame, WindowFeatures | DeadLetter, WindowAggreg
             self.last_seen = None
         return out, StatefulLogic.RETAIN
 
-    def on_eof(self) -> tuple[Iterable[WindowFeatures | DeadLetter], bool]:
+    def on_eof(self) -> tuple[Iterable[Windowed], bool]:
         self.last_seen = None
         return (self.agg.flush() if self.agg is not None else []), StatefulLogic.RETAIN
 
@@ -243,8 +279,8 @@ class WindowLogic(StatefulLogic[Frame, WindowFeatures | DeadLetter, WindowAggreg
             return None
         return datetime.now(UTC) + timedelta(seconds=self.config.idle_flush_s)
 
-    def snapshot(self) -> WindowAggregator | None:
-        return copy.deepcopy(self.agg)
+    def snapshot(self) -> WindowState:
+        return copy.deepcopy((self.agg, self.alarms))
 
 
 @dataclass(frozen=True)
@@ -253,9 +289,11 @@ class WindowStep:
 
     config: FlowConfig
     types: TwinTypes = None
+    type_of: TypeOf | None = None
 
-    def __call__(self, resume: WindowAggregator | None) -> WindowLogic:
-        return WindowLogic(self.config, resume, self.types)
+    def __call__(self, resume: WindowState | WindowAggregator | None) -> WindowLogic:
+        agg, alarms = resume if isinstance(resume, tuple) else (resume, None)
+        return WindowLogic(self.config, agg, self.types, alarms, self.type_of)
 
 
 @dataclass(frozen=True)
@@ -318,27 +356,6 @@ class AlarmStep:
         alerts = tracker.evaluate(w, self.type_of(w.twin_id, w.twin_type))
         alerts.sort(key=lambda a: a.diagnosis != "sensor_fault")
         return tracker, alerts
-
-
-@dataclass(frozen=True)
-class ReadingRuleStep:
-    """``reading_rules`` (stateful_flat_map): the rules that need no window (limits on a raw
-    signal, range, stuck, spikes) judged on each frame as it arrives
-    (:mod:`twinflow.operators.reading_rules`); sensor-fault alerts first at one time."""
-
-    type_of: TypeOf = field(default_factory=TypeOf)
-
-    def __call__(
-        self, alarms: ReadingAlarms | None, frame: Frame
-    ) -> tuple[ReadingAlarms | None, list[Alert]]:
-        if not isinstance(frame, TelemetryFrame):
-            return alarms, []
-        kind = self.type_of(frame.twin_id, frame.twin_type)
-        if kind is None:
-            return alarms, []
-        if alarms is None:
-            alarms = ReadingAlarms(frame.twin_id, frame.twin_type)
-        return alarms, alarms.update(frame, kind)
 
 
 #: The RUL and alarm steps for bundled types (tests and benchmarks).

@@ -9,10 +9,10 @@ Bytewax's metrics and in its dataflow diagram (``bytewax.visualize.to_mermaid(fl
     requests      [requests_*] command requests and desired-property changes from outside
                         | desired changes, requests             (refused ones: dead letters)
     twin_state    [update] reported and desired state, per twin
-    analytics     [reading_rules] limits on raw signals, range, stuck, spikes: per reading
-                  [samples] raw-sample T²/SPE score per twin (the ``anomaly_sample`` signal)
+    analytics     [samples] raw-sample T²/SPE score per twin (the ``anomaly_sample`` signal)
                   [sample_alarms] alarm ``anomaly_sample``: the score above its limit for seconds
-                  [windows] event-time windows: statistics + FFT    (late: dead letters)
+                  [windows] event-time windows: statistics + FFT    (late: dead letters);
+                            and per reading: limits on raw signals, range, stuck, spikes
                   [anomaly] window model per twin (warm-up, calibrated threshold)
                   [rul] remaining useful life from the health indicator's trend
                   [alarms] rules, hysteresis, diagnosis
@@ -66,7 +66,6 @@ from twinflow.flows.steps import (
     AlarmStep,
     CheckStep,
     ResidualStep,
-    ReadingRuleStep,
     RulStep,
     Tally,
     TwinStateStep,
@@ -74,6 +73,7 @@ from twinflow.flows.steps import (
     TypeOf,
     WindowStep,
     asset_of,
+    is_alert,
     is_dead_letter,
     is_desired,
     key_of,
@@ -191,21 +191,22 @@ def analytics(
 ) -> Analysed:
     """Raw-sample scores; windows and their features; anomaly score, RUL and alarm rules."""
     type_of = type_of or TypeOf(types)
-    per_reading = op.stateful_flat_map("reading_rules", frames, ReadingRuleStep(type_of))
-    sample_alerts: list[KeyedStream[Alert]] = [per_reading]
+    sample_alerts: list[KeyedStream[Alert]] = []
     if config.sample_anomaly or _types_score_samples(type_of):
         frames = op.stateful_map("samples", frames, SampleAnomalyStep.from_config(config, type_of))
         alarm = SampleAlarmStep(config.sample_alarm_for_s, config.sample_alarm_clear_s)
         sample_alerts.append(op.stateful_flat_map("sample_alarms", frames, alarm))
-    windowed = op.stateful("windows", frames, WindowStep(config, types))
-    split = op.branch("split_late", op.key_rm("unkey_windows", windowed), is_dead_letter)
+    windowed = op.stateful("windows", frames, WindowStep(config, types, type_of))
+    judged = op.branch("split_reading_alerts", op.key_rm("unkey_windows", windowed), is_alert)
+    per_reading = op.key_on("key_reading_alerts", cast(Stream[Alert], judged.trues), key_of)
+    split = op.branch("split_late", judged.falses, is_dead_letter)
     late = op.map("count_late", split.trues, tally.late)
     windows = op.key_on("key_windows", cast(Stream[WindowFeatures], split.falses), key_of)
     scored = op.stateful_map("anomaly", windows, AnomalyStep.from_config(config, type_of))
     with_rul = op.stateful_map("rul", scored, RulStep(type_of))
     op.inspect("count_windows", with_rul, tally.window)
     alerts = op.stateful_flat_map("alarms", with_rul, AlarmStep(type_of, per_reading=True))
-    alerts = op.merge("window_and_reading_alerts", alerts, *sample_alerts)
+    alerts = op.merge("window_and_reading_alerts", alerts, per_reading, *sample_alerts)
     op.inspect("count_alerts", alerts, tally.alert)
     return Analysed(frames, with_rul, alerts, late)
 

@@ -195,18 +195,26 @@ class _View:
         self.xc = np.concatenate([alarms.last, x], axis=1)
         self.step = self.xc[:, 2:] - self.xc[:, 1:-1]  # each reading minus the one before
         self.valid = ~np.isnan(x)
-        self.flat: np.ndarray | None = None
-        self.flat_rows: list[bool] = []
+        self.flat: np.ndarray | None = None  # None: no reading of the frame is flat
+        self.flat_rows: list[bool] = [False] * len(x)
         self.big_rows: list[bool] = []
+        self.moving = False
+        jumps = np.abs(self.step)
         if plan.any_stuck:
-            changed = np.abs(self.step) > plan.still
-            at = np.maximum.accumulate(np.where(changed, t, -np.inf), axis=1)
-            self.at = np.maximum(at, alarms.changed_at[:, None])
-            self.flat = (t - self.at) >= STUCK_QUIET_S
-            hot = self.flat.any(axis=1)
-            self.flat_rows = (hot & alarms.qualified & plan.stuck_rows).tolist()
+            changed = jumps > plan.still
+            self.block = math.floor(t[0] / BLOCK_S)
+            # the common case: every reading changed (or is missing), within one block
+            self.moving = self.block == math.floor(t[-1] / BLOCK_S) and bool(
+                (changed | ~self.valid).all()
+            )
+            if not self.moving:
+                at = np.maximum.accumulate(np.where(changed, t, -np.inf), axis=1)
+                self.at = np.maximum(at, alarms.changed_at[:, None])
+                self.flat = (t - self.at) >= STUCK_QUIET_S
+                hot = self.flat.any(axis=1)
+                self.flat_rows = (hot & alarms.qualified & plan.stuck_rows).tolist()
         if plan.any_spike:
-            self.big_rows = (np.abs(self.step) > plan.jump[:, None]).any(axis=1).tolist()
+            self.big_rows = (jumps > plan.jump[:, None]).any(axis=1).tolist()
 
     def candidate(self, rr: ReadingRule) -> bool:
         """Whether a reading of the frame may breach ``rr`` (an idle rule is skipped if not)."""
@@ -222,7 +230,8 @@ class _View:
         """The rule's value at each reading, and which readings count."""
         row, valid = rr.row, self.valid[rr.row]
         if rr.how == "stuck":
-            assert self.flat is not None
+            if self.flat is None:
+                return np.zeros(len(self.t)), valid
             flat = self.flat[row] & bool(self.alarms.qualified[row])
             return flat.astype(np.float64), valid
         if rr.how == "spike":
@@ -251,14 +260,26 @@ class _View:
         """Carry the frame into the running state: last readings, changes, level, blocks."""
         a, plan = self.alarms, self.plan
         a.last = self.xc[:, -2:]
-        if self.flat is not None:
+        count = self.valid.sum(axis=1)
+        if self.moving:  # each signal last changed at its last reading
+            if self.block != a.block:
+                a.close_block(plan)
+                a.block = self.block
+            seen = count > 0
+            last = len(self.t) - 1 - np.argmax(self.valid[:, ::-1], axis=1)
+            a.changed_at = np.where(seen, self.t[last], a.changed_at)
+            a.block_moved |= seen
+            a.block_count += count
+        elif plan.any_stuck:
             a.changed_at = self.at[:, -1]
             a.count_blocks(plan, self.t, self.at, self.valid)
         if plan.any_spike:
             xz = np.where(self.valid, self.x, 0.0)
-            level = a.level + np.stack([self.valid.sum(axis=1), xz.sum(axis=1),
-                                        (xz * xz).sum(axis=1)])  # fmt: skip
-            a.level = level * np.minimum(1.0, LEVEL_READINGS / np.maximum(level[0], 1.0))
+            level = a.level
+            level[0] += count
+            level[1] += xz.sum(axis=1)
+            level[2] += np.einsum("ij,ij->i", xz, xz)
+            level *= np.minimum(1.0, LEVEL_READINGS / np.maximum(level[0], 1.0))
 
 
 class ReadingAlarms:
@@ -326,12 +347,12 @@ class ReadingAlarms:
         cuts = [0, *(np.flatnonzero(np.diff(blocks)) + 1).tolist(), len(t)]
         for a, b in itertools.pairwise(cuts):
             if blocks[a] != self.block:
-                self._close_block(plan)
+                self.close_block(plan)
                 self.block = int(blocks[a])
             self.block_moved |= at[:, b - 1] >= blocks[a] * BLOCK_S
             self.block_count += valid[:, a:b].sum(axis=1)
 
-    def _close_block(self, plan: Plan) -> None:
+    def close_block(self, plan: Plan) -> None:
         """Count the finished block in each signal's history (a stuck stretch does not)."""
         if self.block >= 0:
             still = ~self.block_moved

@@ -52,6 +52,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -61,7 +62,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).absolute().parents[2]))
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 from tests.services.kafka import KafkaBroker, create_topic, unique_topic
 from tests.services.ports import free_port
@@ -138,11 +139,19 @@ def twin_lines(plant: Plant) -> list[str]:
 
 
 def deployment(
-    folder: Path, bootstrap: str, topic: str, twins: list[str], db: str | None, lateness: float = 60
+    folder: Path,
+    bootstrap: str,
+    topic: str,
+    twins: list[str],
+    db: str | None,
+    lateness: float = 60,
+    alerts_topic: str | None = None,
 ) -> Path:
     path = folder / f"deploy-{time.monotonic_ns()}.yaml"
     lines = ["version: 1", "site: s1", "services:", "  kafka:", f'    bootstrap: "{bootstrap}"']
     lines += [f"    telemetry_topics: [{topic}]"]
+    if alerts_topic:
+        lines += [f"    alerts_topic: {alerts_topic}"]
     if db:
         lines += ["  database:", f'    url: "{db}"']
     lines += ["flow:", "  window_s: 300", f"  lateness_s: {lateness:g}", "twins:", *twins]
@@ -356,8 +365,12 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds + 600)
     topic = create_topic(broker.bootstrap, unique_topic("bench-e2e-paced"), PARTITIONS)
     plant, items = plant_messages(args.twins, seconds, args.message_s, start)
-    payloads = [(f.twin_id.encode(), p, f.readings) for f, p in items if p is not None]
+    frames = [(f, p) for f, p in items if p is not None]
+    payloads = [(f.twin_id.encode(), p, f.readings) for f, p in frames]
     total = sum(n for _, _, n in payloads)
+    alerts_topic = create_topic(broker.bootstrap, unique_topic("bench-e2e-alerts"), 1)
+    tail = AlertTail(broker.bootstrap, alerts_topic)
+    sent_at: dict[str, list[tuple[float, float]]] = {}  # twin -> (newest reading, wall time)
     per_s = total / seconds  # readings per second of data
     port = free_port()
     with Postgres(settings={"shared_buffers": "256MB"}) as pg:
@@ -366,7 +379,9 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
             url = pg.create_database("bench_e2e_paced")
             migrate(url)
         lines = twin_lines(plant)
-        config = deployment(folder, broker.bootstrap, topic, lines, url, args.lateness_s)
+        config = deployment(
+            folder, broker.bootstrap, topic, lines, url, args.lateness_s, alerts_topic
+        )
         argv = [sys.executable, "-m", "twinflow.flows.cli", "run", str(config)]
         argv += ["--out", str(folder / "paced"), "--quiet", "--metrics-port", str(port)]
         env = {**os.environ, "PYTHONPATH": child_path()}
@@ -376,11 +391,13 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
             time.sleep(args.warmup_s)  # let the flow start and subscribe before data flows
             producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
             sent, t0 = 0, time.perf_counter()
-            for key, payload, n in payloads:
+            tail.start()
+            for (key, payload, n), (frame, _) in zip(payloads, frames, strict=True):
                 ahead = t0 + sent / args.rate - time.perf_counter()
                 if ahead > 0:
                     time.sleep(ahead)
                 producer.produce(topic, payload, key=key)
+                sent_at.setdefault(frame.twin_id, []).append((frame.end, time.time()))
                 producer.poll(0)
                 sent += n
             produced_s = time.perf_counter() - t0
@@ -391,6 +408,7 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
                 scrape(port, "twinflow_reading_to_command_seconds"),
             )
         finally:
+            tail.stop()
             proc.send_signal(signal.SIGINT)
             proc.wait(60)
             err.close()
@@ -415,6 +433,84 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
     if alert and alert[-1][1]:
         p99 = quantile(alert, 0.99)[2]
         print(f"target p99 <= 50 ms: {'met' if p99 <= 0.05 else 'NOT met'} (window rules)")
+    rule_latency(tail.got, sent_at, args.lateness_s)
+
+
+SENSOR_RULES = ("_stuck", "_spikes", "_out_of_range")
+
+
+class AlertTail:
+    """Reads the flow's alerts topic while the plant is paced in: each alert with the wall
+    time it was received."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic,
+                                  "auto.offset.reset": "earliest"})  # fmt: skip
+        self.consumer.subscribe([topic])
+        self.got: list[tuple[float, dict[str, object]]] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            msg = self.consumer.poll(0.05)
+            if msg is not None and msg.error() is None and msg.value():
+                self.got.append((time.time(), json.loads(msg.value())))
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(5)
+        self.consumer.close()
+
+
+def rule_latency(
+    got: list[tuple[float, dict[str, object]]],
+    sent_at: dict[str, list[tuple[float, float]]],
+    lateness_s: float,
+) -> None:
+    """Reading -> alert from the alerts topic, apart for the sensor rules (stuck, spikes,
+    range: judged per reading since issue 13) and the other (window) rules. The clock starts
+    when the bench produced the message that reached the alert's time (a per-reading alert's
+    time is its reading's, a window alert's its window's end) and, for window alerts, also
+    when it produced the message that reached the window's end plus ``lateness_s`` (the
+    message that closed the window); it stops when the alert was read back from Kafka."""
+
+    def produced(twin: str, at: float) -> float | None:
+        for newest, wall in sent_at.get(twin, ()):
+            if newest >= at:
+                return wall
+        return None
+
+    groups: dict[str, list[float]] = {}
+    for seen, a in got:
+        if a.get("state") != "raised":
+            continue
+        twin, rule = str(a["twin_id"]), str(a["rule"])
+        at = datetime.fromisoformat(str(a["time"]).replace("Z", "+00:00")).timestamp()
+        sensor = rule.endswith(SENSOR_RULES)
+        name = "stuck/spike/range rules" if sensor else "window rules"
+        wall = produced(twin, at)
+        if wall is not None:
+            groups.setdefault(f"{name}, from the reading at the alert's time", []).append(
+                seen - wall
+            )
+        closed = produced(twin, at + lateness_s)
+        if not sensor and closed is not None:
+            groups.setdefault(f"{name}, from the message that closed the window", []).append(
+                seen - closed
+            )
+    print("  reading -> alert read back from the alerts topic (produce time to consume time; "
+          "exact quantiles of the raised alerts):")  # fmt: skip
+    if not groups:
+        print("    no raised alert")
+    for name, xs in sorted(groups.items()):
+        xs.sort()
+        qs = [xs[min(len(xs) - 1, int(q * len(xs)))] * 1000 for q in (0.5, 0.99, 0.999)]
+        print(f"    {name} ({len(xs)} alerts): p50 {qs[0]:,.0f} ms, p99 {qs[1]:,.0f} ms, "
+              f"p999 {qs[2]:,.0f} ms, max {xs[-1] * 1000:,.0f} ms")  # fmt: skip
 
 
 def memory(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None:
