@@ -21,7 +21,9 @@ anomaly. A setting outside every value seen while learning is a new operating po
 rows are not judged but learned, and the model refits (the adaptation rule for operating
 points). Slow drift is followed by exponential forgetting (``half_life`` rows) of rows
 learned while the twin is normal; learning stops while it is anomalous and ``hold`` rows
-after.
+after. A fault that ends with the machine at a new level (its score still above the limit but
+at a tenth of the episode's peak for ``recover_rows`` rows) moves normal to that level: the
+recovery rule, without which such a twin would stay anomalous for good.
 """
 
 from __future__ import annotations
@@ -217,6 +219,8 @@ class SpcDetector:
         max_rows: int = 600,
         floors: Sequence[float] | None = None,
         mewma: bool = True,
+        recover: float = 0.1,
+        recover_rows: int = 30,
         seed: int = 0,
     ) -> None:
         monitored = tuple(v for v in variables if v not in set(operating))
@@ -246,6 +250,8 @@ class SpcDetector:
         self.regime_margin = regime_margin
         self.max_rows = max_rows
         self.mewma = mewma and self.smooth > 1
+        self.recover = recover
+        self.recover_rows = max(1, recover_rows)
         self.seed = seed
         #: Columns: the settings, then the monitored variables.
         self.columns = (*self.operating, *self.variables)
@@ -273,6 +279,14 @@ class SpcDetector:
         #: limits of its T² and SPE (NaN: not used).
         self._z = np.zeros(len(self.variables))
         self.vector_limits = (math.nan, math.nan)
+        #: Where normal sits now, in standardised units (moved by a recovery), the current
+        #: anomalous episode's peak score, and the run of rows at or below ``recover`` of it
+        #: (their count and the sum of their residuals).
+        self._shift = np.zeros(len(self.variables))
+        self._peak = 0.0
+        self._low = 0
+        self._low_sum = np.zeros(len(self.variables))
+        self.recoveries = 0
         self._since_anomalous = hold
         self._since_refit = 0
         self._novel_learned = 0
@@ -294,7 +308,7 @@ class SpcDetector:
 
     def _split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Settings (raw) and monitored variables (centred and scaled by the warm-up)."""
-        y = (rows[:, self.n_settings :] - self._y_mean) / self._y_sd
+        y = (rows[:, self.n_settings :] - self._y_mean) / self._y_sd - self._shift
         return rows[:, : self.n_settings], y
 
     def fill(self, rows: np.ndarray) -> np.ndarray:
@@ -479,8 +493,45 @@ class SpcDetector:
             ratio = np.maximum(ratio, np.maximum(t2z / vt, qz / vq) / (self.margin * VECTOR_MARGIN))
         if novel.any():
             ratio = np.where(novel, np.nan, ratio)
-        self._learn(s, y, ratio, novel)
-        return ratio
+        cut = self._recovered(ratio, u * self.model.sd) if self.recover > 0 else -1
+        if cut < 0:
+            self._learn(s, y, ratio, novel)
+            return ratio
+        # normal has moved: learn up to the recovery, judge the rest against the new level
+        self._learn(s[: cut + 1], y[: cut + 1], ratio[: cut + 1], novel[: cut + 1])
+        rest = self._judge(rows[cut + 1 :]) if cut + 1 < len(rows) else ratio[:0]
+        return np.concatenate([ratio[: cut + 1], rest])
+
+    def _recovered(self, ratio: np.ndarray, resid: np.ndarray) -> int:
+        """The recovery rule: once an anomalous episode's score has stayed at or below
+        ``recover`` of its peak for ``recover_rows`` rows while still above 1, the fault is
+        over and what remains is a new level (a machine settled warmer, a sensor re-mounted):
+        normal moves to the mean of those rows, the averages restart there, and learning
+        resumes ``hold`` rows later. Returns the row it happened at (-1: none)."""
+        if self._peak <= 0.0 and not bool(np.any(ratio > 1.0)):
+            return -1
+        calm = self._since_anomalous
+        for i, r in enumerate(ratio.tolist()):
+            if math.isnan(r):
+                continue
+            calm = 0 if r > 1.0 else calm + 1
+            if r > 1.0:
+                self._peak = max(self._peak, r)
+            elif calm > self.hold:  # the episode ended on its own
+                self._peak, self._low = 0.0, 0
+            if self._peak > 0.0 and r <= self.recover * self._peak:
+                self._low += 1
+                self._low_sum = self._low_sum + resid[i] if self._low > 1 else resid[i].copy()
+            else:
+                self._low = 0
+            if self._low >= self.recover_rows and r > 1.0:
+                self._shift = self._shift + self._low_sum / self._low
+                self._peak, self._low = 0.0, 0
+                self._ewma = math.nan
+                self._z = np.zeros(len(self.variables))
+                self.recoveries += 1
+                return i
+        return -1
 
     def _learn(self, s: np.ndarray, y: np.ndarray, ratio: np.ndarray, novel: np.ndarray) -> None:
         """Learn the normal rows (and new operating points), freezing around anomalies."""

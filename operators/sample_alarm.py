@@ -8,7 +8,10 @@ above 1 (its calibrated limit) for ``raise_s`` seconds, and clears it once the s
 stayed at or below ``clear_below`` (0.8 of the limit) for ``clear_s`` seconds: the gap is
 hysteresis, so an open alarm stays open while a fault's score hovers around its limit instead
 of clearing and raising again (each raise would cost ``raise_s`` of a fault's points, and each
-clear ``clear_s`` of a healthy stretch). A NaN score (warm-up, a new operating point)
+clear ``clear_s`` of a healthy stretch). An open alarm whose score, still above the limit, has
+stayed at or below ``recover`` (a tenth) of its peak for ``recover_s`` (30 s) clears at once:
+the fault is over and the machine settled at a new level, which the sample model re-learns by
+the same rule. A NaN score (warm-up, a new operating point)
 neither raises nor clears, and the first ``settle_s`` seconds of scores after warm-up are
 only watched: the smoothed score and the freshly fitted model settle there (the commonest
 false alarm on healthy recordings was right at the end of warm-up). The raised alert's
@@ -50,6 +53,13 @@ class SampleAlarm:
     settle_s: float = 60.0
     #: An open alarm counts a score as quiet only at or below this (below the limit of 1).
     clear_below: float = 0.8
+    #: An open alarm whose score, still above the limit, has stayed at or below this share
+    #: of its peak for ``recover_s`` clears at once: the fault is over (the sample model
+    #: re-learns the level the machine settled at, by the same rule; 0: off).
+    recover: float = 0.1
+    recover_s: float = 30.0
+    #: Event time the current run at or below ``recover`` of the peak began (NaN: none).
+    low_since: float = math.nan
     #: Event time of the first finite score (NaN: none yet).
     first_scored: float = math.nan
     #: Event time the current run of scores above the limit began (NaN: not in one).
@@ -80,6 +90,10 @@ class SampleAlarm:
                 self.first_scored = t
             if t - self.first_scored < self.settle_s:
                 continue
+            if self.open is not None and self._recovered(t, score):
+                out.append(self._clear(t, recovered=True))
+                self.hot_since = self.cold_since = math.nan
+                continue
             if score > 1.0:
                 self.cold_since = math.nan
                 if math.isnan(self.hot_since):
@@ -97,6 +111,16 @@ class SampleAlarm:
                 if self.open is not None and t - self.cold_since >= self.clear_s:
                     out.append(self._clear(t))
         return out
+
+    def _recovered(self, t: float, score: float) -> bool:
+        """The recovery rule: still above the limit, but at or below ``recover`` of the
+        run's peak for ``recover_s`` (a score back under the limit clears the usual way)."""
+        if self.recover <= 0.0 or score <= 1.0 or score > self.recover * self.peak:
+            self.low_since = math.nan
+            return False
+        if math.isnan(self.low_since):
+            self.low_since = t
+        return t - self.low_since >= self.recover_s
 
     def _remember(self, score: float, shares: dict[str, float]) -> None:
         """The run's highest score and, per signal, its largest share (bounded by the type's
@@ -127,8 +151,14 @@ class SampleAlarm:
         )
         return self.open
 
-    def _clear(self, t: float) -> Alert:
+    def _clear(self, t: float, recovered: bool = False) -> Alert:
         assert self.open is not None
+        message = f"raw samples back within the learned normal for {self.clear_s:g} s"
+        if recovered:
+            message = (
+                f"the score fell to {self.recover:g} of its peak for {self.recover_s:g} s: the "
+                "fault is over, and the model re-learns the level the machine settled at"
+            )
         cleared = Alert(
             alert_id=self.open.alert_id,
             twin_id=self.open.twin_id,
@@ -138,10 +168,11 @@ class SampleAlarm:
             severity=self.open.severity,
             time=utc(t),
             raised_at=self.open.raised_at,
-            message=f"raw samples back within the learned normal for {self.clear_s:g} s",
+            message=message,
             evidence=self.open.evidence,
         )
         self.open, self.peak, self.shares = None, 0.0, {}
+        self.low_since = math.nan
         return cleared
 
 

@@ -215,3 +215,28 @@ def test_the_averaged_vector_finds_a_small_lasting_shift_the_row_statistics_miss
         assert not (scores[300:600] > 1).any()  # healthy: nothing either way
         flagged[mewma] = int((scores[600:] > 1).sum())
     assert flagged[False] < 100 and flagged[True] > 140  # of the 300 shifted rows
+
+
+def test_after_a_fault_a_lasting_new_level_becomes_normal_a_lasting_fault_does_not():
+    rng = np.random.default_rng(5)
+    f = rng.standard_normal((1300, 2))
+    rows = np.column_stack([f[:, 0], f[:, 0] + f[:, 1], f[:, 1], -f[:, 0]])
+    rows = rows + 0.3 * rng.standard_normal((1300, 4))
+    settled = rows.copy()
+    settled[600:800, 2] += 8.0  # a fault ...
+    settled[800:, 2] += 1.5  # ... after which the machine settles a little off its warm-up
+    lasting = rows.copy()
+    lasting[600:, 2] += 8.0  # a fault that stays
+    out = {}
+    for name, data, recover in (
+        ("settled", settled, 0.1),
+        ("kept", settled, 0.0),
+        ("lasting", lasting, 0.1),
+    ):
+        det = SpcDetector(NAMES, warmup=300, margin=1.5, smooth=30, recover=recover)
+        scores = feed(det, data)
+        out[name] = (int((scores[600:800] > 1).sum()), int((scores[900:] > 1).sum()))
+        assert det.recoveries == (1 if name == "settled" else 0)
+    assert out["settled"] == (200, 0)  # the fault fully flagged, the new level learned
+    assert out["kept"] == (200, 400)  # without the rule it is judged against warm-up forever
+    assert out["lasting"] == (200, 400)  # a fault whose score stays near its peak stays one

@@ -69,3 +69,17 @@ def test_an_open_alarm_stays_open_while_the_score_hovers_near_its_limit() -> Non
     assert cleared.time.timestamp() == 116.0  # quiet for clear_s at or below 0.8
     # closed, the same hovering raises nothing until a run above 1 lasts raise_s
     assert alarm.update(frame([0.9, 1.2] * 50, start=126)) == []
+
+
+def test_a_fault_that_ends_at_a_new_level_clears_by_the_recovery_rule() -> None:
+    alarm = SampleAlarm(raise_s=5.0, clear_s=120.0, settle_s=0.0, recover=0.1, recover_s=30.0)
+    (raised,) = alarm.update(frame([50.0] * 20))
+    # still above the limit, but a tenth of the peak: the fault is over (and the sample
+    # model, by the same rule, re-learns the level, so its scores fall under the limit)
+    (cleared,) = alarm.update(frame([3.0] * 31 + [0.5] * 20, start=20))
+    assert cleared.alert_id == raised.alert_id and cleared.time.timestamp() == 50.0
+    assert "fault is over" in cleared.message and alarm.open is None
+    # a fault whose score stays at a third of its peak is still one: no recovery
+    alarm = SampleAlarm(raise_s=5.0, clear_s=120.0, settle_s=0.0, recover=0.1, recover_s=30.0)
+    alarm.update(frame([10.0] * 20))
+    assert alarm.update(frame([3.0] * 200, start=20)) == [] and alarm.open is not None
