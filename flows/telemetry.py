@@ -198,7 +198,7 @@ def analytics(
         sample_alerts.append(op.stateful_flat_map("sample_alarms", frames, alarm))
     windowed = op.stateful("windows", frames, WindowStep(config, types, type_of))
     judged = op.branch("split_reading_alerts", op.key_rm("unkey_windows", windowed), is_alert)
-    per_reading = op.key_on("key_reading_alerts", cast(Stream[Alert], judged.trues), key_of)
+    per_reading = op.key_on("key_reading_alerts", judged.trues, key_of)
     split = op.branch("split_late", judged.falses, is_dead_letter)
     late = op.map("count_late", split.trues, tally.late)
     windows = op.key_on("key_windows", cast(Stream[WindowFeatures], split.falses), key_of)
