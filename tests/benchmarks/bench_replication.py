@@ -194,6 +194,9 @@ class Pair:
 
     def __enter__(self) -> Pair:
         self.central_link.start()
+        deadline = time.monotonic() + 30  # subscribed before the edge publishes (MQTT)
+        while not self.central_link.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.edge_link.start()
         # a first write, merged centrally, shows both links work before timing starts
         self.write(-1)
