@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -234,6 +235,39 @@ def _spectrum_basis(n: int, sample_rate: float) -> tuple[np.ndarray, np.ndarray,
     return window, scale, freqs
 
 
+class _Layout(NamedTuple):
+    """Where each band and fault frequency lies in the bins of one burst length and rate."""
+
+    #: (feature name, first bin, end bin) of each band, then of each fault frequency.
+    slices: tuple[tuple[str, int, int], ...]
+    #: Bins within the tolerance of any fault frequency.
+    near: np.ndarray
+
+
+@lru_cache(maxsize=64)
+def _spectrum_layout(
+    n: int,
+    sample_rate: float,
+    bands: tuple[tuple[float, float], ...],
+    faults: tuple[tuple[str, float], ...],
+    tolerance_hz: float,
+) -> _Layout:
+    """The band and fault bins of a burst (cached: a type's bursts share them)."""
+    freqs = _spectrum_basis(n, sample_rate)[2]
+    slices: list[tuple[str, int, int]] = []
+    for lo, hi in bands:
+        i, j = np.searchsorted(freqs, (lo, hi), side="left")
+        slices.append((band_name(lo, hi), int(i), int(j)))
+    near = np.zeros(freqs.size, dtype=bool)
+    for name, hz in faults:
+        i = int(np.searchsorted(freqs, hz - tolerance_hz, side="left"))
+        j = int(np.searchsorted(freqs, hz + tolerance_hz, side="right"))
+        slices.append((f"fault_{name}", i, j))
+        near[i:j] = True
+    near.flags.writeable = False
+    return _Layout(tuple(slices), near)
+
+
 def spectrum_features(
     samples: np.ndarray,
     sample_rate: float,
@@ -266,21 +300,21 @@ def spectrum_features(
     if n == 0:
         return {}
     window, scale, freqs = _spectrum_basis(n, float(sample_rate))
+    layout = _spectrum_layout(
+        n,
+        float(sample_rate),
+        tuple((lo, hi) for lo, hi in bands),
+        tuple(fault_frequencies.items()),
+        tolerance_hz,
+    )
     spec = np.fft.rfft((x - x.mean()) * window)
     power = (spec.real * spec.real + spec.imag * spec.imag) * scale
     out: dict[str, float] = {}
     out["dominant_hz"] = float(freqs[1 + int(np.argmax(power[1:]))]) if n > 2 else 0.0
-    for lo, hi in bands:
-        i, j = np.searchsorted(freqs, (lo, hi), side="left")
-        out[band_name(lo, hi)] = float(power[i:j].sum())
-    near = np.zeros(power.size, dtype=bool)
-    for name, hz in fault_frequencies.items():
-        i = int(np.searchsorted(freqs, hz - tolerance_hz, side="left"))
-        j = int(np.searchsorted(freqs, hz + tolerance_hz, side="right"))
-        out[f"fault_{name}"] = float(power[i:j].sum())
-        near[i:j] = True
+    for key, i, j in layout.slices:
+        out[key] = float(power[i:j].sum())
     total = float(power.sum())
-    out["fault_ratio"] = float(power[near].sum()) / total if total > 0.0 else 0.0
+    out["fault_ratio"] = float(power[layout.near].sum()) / total if total > 0.0 else 0.0
     return out
 
 

@@ -322,8 +322,12 @@ class WindowAggregator:
             # Window-relative times keep the trend sums precise (epoch seconds have a
             # resolution of only ~0.2 µs); a slope does not depend on the time origin.
             rows = batch_stats(times[a:b] - k * self.length_s, values[:, a:b])
-            for name, row in zip(names, rows, strict=True):
-                win.fold(name, row)
+            moments = win.moments
+            for name, row in zip(names, rows, strict=True):  # win.fold, inlined (hot)
+                acc = moments.get(name)
+                if acc is None:
+                    acc = moments[name] = Moments()
+                acc.merge_row(row)
             for name, mask in refused.items():
                 count = int(np.count_nonzero(mask[cut + a : cut + b]))
                 if count:
