@@ -1,6 +1,6 @@
 """Benchmark: what one twin's state costs in memory, step by step (issue 13: ≤ 64 KB a twin).
 
-Not a test; prints figures. Two parts:
+Not a test; prints figures. Three parts:
 
 1. **State by step.** A seeded simulated plant is generated, then fed through the flow's own
    step adapters (the ones ``build_flow`` wires: twin state, raw-sample model and alarm when a
@@ -14,9 +14,14 @@ Not a test; prints figures. Two parts:
    state per key is one small int, run in a child process over that many keys; peak RSS
    (``VmHWM``) less the same flow over one key, per key. This is what Bytewax itself keeps per
    twin and per stateful step, whatever the state is.
+3. **The whole flow's peak RSS** (``--flow 1000,10000``): ``build_flow`` over the simulated
+   plant (``--minutes`` of data, file outputs without raw telemetry) in a child process per
+   twin count; no Kafka and no decoding, so it tells the flow's share of ``bench_e2e.py
+   --memory`` apart from the edge's. Also prints the snapshot copy cost of part 1: Bytewax
+   deep-copies the state of every twin touched in an epoch, recovery on or off.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_memory.py [--twins 100] [--hours 2]
-[--keys 10000] [--steps 12]``.
+[--keys 10000] [--steps 12] [--flow 1000,10000 --minutes 10] [--rounds 3] [--no-steps]``.
 """
 
 from __future__ import annotations
@@ -295,16 +300,12 @@ def per_key(args: argparse.Namespace) -> None:
     )
 
 
-def _flow_child(twins: int, minutes: float, whole: bool) -> None:
-    """Run the simulated plant through ``build_flow`` (``whole``) or into a null sink; print
-    the peak RSS in KiB."""
+def _flow_child(twins: int, minutes: float) -> None:
+    """Run the simulated plant through ``build_flow``; print the peak RSS in KiB."""
     import tempfile
     from pathlib import Path
 
-    from bytewax.dataflow import Dataflow
-    from bytewax.operators import input as bw_input
-    from bytewax.operators import output
-    from bytewax.testing import TestingSink, run_main
+    from bytewax.testing import run_main
 
     from twinflow.connectors.simulator import SimulatedPlantSource
     from twinflow.flows.metrics import RunStats
@@ -315,34 +316,20 @@ def _flow_child(twins: int, minutes: float, whole: bool) -> None:
     source = SimulatedPlantSource(plant, partitions=4)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = FlowConfig(out_dir=Path(tmp), write_telemetry=False)
-        if whole:
-            flow = build_flow(
-                source, file_outputs(cfg), cfg, clock=plant.now, twins=dict(plant.twins),
-                stats=RunStats(),
-            )  # fmt: skip
-        else:
-            flow = Dataflow("source-only")
-            output("out", bw_input("in", flow, source), TestingSink(_Null()))
+        flow = build_flow(
+            source, file_outputs(cfg), cfg, clock=plant.now, twins=dict(plant.twins),
+            stats=RunStats(),
+        )  # fmt: skip
         run_main(flow)
     with open("/proc/self/status") as f:
         hwm = next(line for line in f if line.startswith("VmHWM"))
     print(int(hwm.split()[1]))
 
 
-class _Null(list[Any]):
-    """A list that keeps nothing (the source-only run's sink)."""
-
-    def append(self, _item: Any) -> None:
-        pass
-
-    def extend(self, _items: Iterable[Any]) -> None:
-        pass
-
-
 def flow_peaks(args: argparse.Namespace) -> None:
-    def hwm(twins: int, whole: bool) -> float:
+    def hwm(twins: int) -> float:
         argv = [sys.executable, __file__, "--child-flow", str(twins), "--minutes",
-                str(args.minutes)] + (["--whole"] if whole else [])  # fmt: skip
+                str(args.minutes)]  # fmt: skip
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         return float(out.split()[-1]) / 1024
 
@@ -351,17 +338,11 @@ def flow_peaks(args: argparse.Namespace) -> None:
           "(no raw telemetry), peak RSS (MiB), medians of rounds:")  # fmt: skip
     flows: dict[int, float] = {}
     for n in counts:
-        whole, bare = [], []
-        for _ in range(args.rounds):
-            whole.append(hwm(n, True))
-            bare.append(hwm(n, False))
+        whole = [hwm(n) for _ in range(args.rounds)]
         flows[n] = statistics.median(whole)
-        extra = [w - b for w, b in zip(whole, bare, strict=True)]
         print(
-            f"  {n:>6,} twins: whole flow {flows[n]:,.0f} MiB ({min(whole):,.0f}-"
-            f"{max(whole):,.0f}), source alone {statistics.median(bare):,.0f} MiB; the flow "
-            f"adds {statistics.median(extra):,.0f} MiB, "
-            f"{statistics.median(extra) * 1024 / n:,.1f} KiB per twin"
+            f"  {n:>6,} twins: {flows[n]:,.0f} MiB ({min(whole):,.0f}-{max(whole):,.0f}), "
+            f"{flows[n] * 1024 / n:,.1f} KiB per twin"
         )
     if len(counts) > 1:
         lo, hi = counts[0], counts[-1]
@@ -382,13 +363,12 @@ def main() -> None:
     ap.add_argument("--no-steps", action="store_true", help="skip the state-by-step part")
     ap.add_argument("--child-keys", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--child-flow", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--whole", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_keys:
         _keys_child(args.child_keys, args.steps)
         return
     if args.child_flow:
-        _flow_child(args.child_flow, args.minutes, args.whole)
+        _flow_child(args.child_flow, args.minutes)
         return
     if not args.no_steps:
         state_by_step(args)
