@@ -19,6 +19,7 @@ worker threads; the link receives on its own threads, so every call here is thre
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +58,8 @@ DOWN_SINCE = Gauge(
     "Epoch seconds at which the replication link went down (0 while it is up)",
     ["replica"],
 )
+log = logging.getLogger(__name__)
+
 ACCEPT = Histogram(
     "twinflow_replication_accept_seconds",
     "From a desired write to the owning edge's answer through its command loop",
@@ -92,7 +95,8 @@ class ReplicationNode:
     ``role`` is ``edge`` or ``central``; ``owned`` maps the twins this replica commands to
     their type (an edge's own twins; empty for central); ``consistency(twin_id, prop)``
     gives a desired property's consistency; ``forward`` names the streams an edge forwards;
-    ``desired_ttl_s`` is how long a desired change handed to the command loop may wait.
+    ``desired_ttl_s`` is how long a desired change handed to the command loop may wait;
+    ``queue`` bounds the received items waiting for the flow (and the pending answers).
     """
 
     def __init__(
@@ -119,8 +123,10 @@ class ReplicationNode:
         self.now_ms = now_ms
         self.tracker = SyncTracker(self.replica.replica_id)
         self._lock = threading.Lock()
-        self._desired: deque[DesiredChange] = deque(maxlen=queue)
-        self._received: deque[Received] = deque(maxlen=queue)
+        self._desired: deque[DesiredChange] = deque()
+        self._received: deque[Received] = deque()
+        #: Received writes not handed to the flow because ``queue`` were waiting already.
+        self.dropped = 0
         self._sent_values: dict[tuple[str, str, str], str] = {}
         #: Commands that carry a received desired write: command id -> (prop, update id).
         self._expected: dict[str, tuple[str, str]] = {}
@@ -242,13 +248,27 @@ class ReplicationNode:
         now = self.now_ms()
         key = write.key
         with self._lock:
-            self._received.append(Received(write, outcome, self.replica.replica_id, now))
+            self._queue(self._received, Received(write, outcome, self.replica.replica_id, now))
             if outcome is Applied.WON and key.kind == "desired":
                 self.tracker.received(write, now, self.consistency(key.twin_id, key.name))
                 if key.twin_id in self.owned:
                     self._hand_over(write, now)
             if key.kind == "metadata" and key.name.startswith("accepted:"):
                 self._accepted(write, now)
+
+    def _queue(self, queue: deque[Any], item: Any) -> None:
+        """Queue an item for the flow; a full queue drops the oldest, counted and logged
+        (lock held): the flow drains far faster than a link delivers, unless it is stuck."""
+        if len(queue) >= self._cap:
+            queue.popleft()
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.warning(
+                    "replication %s: the flow is not taking received writes; %d dropped",
+                    self.replica.replica_id,
+                    self.dropped,
+                )
+        queue.append(item)
 
     def _hand_over(self, write: Write, now: int) -> None:
         """A won desired write for an owned twin: to the command loop (lock held)."""
@@ -271,7 +291,7 @@ class ReplicationNode:
         self._expected[desired_command_id(key.twin_id, key.name, uid)] = (key.name, uid)
         while len(self._expected) > self._cap:
             del self._expected[next(iter(self._expected))]
-        self._desired.append(change)
+        self._queue(self._desired, change)
 
     def _accepted(self, write: Write, now: int) -> None:
         """An edge's answer to a desired write (lock held)."""

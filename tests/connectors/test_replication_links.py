@@ -63,3 +63,19 @@ def test_a_write_while_never_connected_waits_in_the_outbox(tmp_path: Path) -> No
     w = link.write("pump-1", "desired", "speed_rpm", 1500)  # not started: nothing is sent
     assert link.replica.get("pump-1", "desired", "speed_rpm") == w
     assert link.outbox.pending == 1 and link.counts["sent"] == 0
+
+
+def test_a_full_node_queue_drops_the_oldest_and_counts_it(tmp_path: Path) -> None:
+    from twinflow.connectors.replication.node import ReplicationNode
+    from twinflow.operators.replication import Applied
+
+    settings = MqttSettings(host="127.0.0.1", port=1, client_id="never")
+    link = MqttLink(TwinReplica("central"), DiskOutbox(tmp_path / "c"), settings, "a", "b")
+    node = ReplicationNode(link, "central", queue=2)
+    writer = TwinReplica("edge")
+    writes = [writer.write("pump-1", "reported", "speed", v) for v in range(3)]
+    for w in writes:
+        node._applied(w, Applied.WON)
+    assert [r.write.value for r in node.take_received()] == [1, 2]
+    assert node.dropped == 1
+    link.outbox.close()
