@@ -191,15 +191,21 @@ class TwinStateStep:
 
 
 def judge_readings(
-    alarms: ReadingAlarms | None, frame: TelemetryFrame, type_of: TypeOf
+    alarms: ReadingAlarms | None,
+    frame: TelemetryFrame,
+    type_of: TypeOf,
+    closed: Iterable[WindowFeatures] = (),
 ) -> tuple[ReadingAlarms | None, list[Alert]]:
     """The alerts of a twin's per-reading rules on one frame (sensor faults first at one
-    time; :mod:`twinflow.operators.reading_rules`), and its state."""
+    time; :mod:`twinflow.operators.reading_rules`), and its state; the windows the frame
+    closed set the spike rule's scale first."""
     kind = type_of(frame.twin_id, frame.twin_type)
     if kind is None:
         return alarms, []
     if alarms is None:
         alarms = ReadingAlarms(frame.twin_id, frame.twin_type)
+    for w in closed:
+        alarms.learn_window(w.features, kind)
     return alarms, alarms.update(frame, kind)
 
 
@@ -256,7 +262,7 @@ class WindowLogic(StatefulLogic[Frame, Windowed, WindowState]):
         features, dead = self.agg.add(value)
         self.last_seen = time.monotonic()
         if isinstance(value, TelemetryFrame):
-            self.alarms, alerts = judge_readings(self.alarms, value, self.type_of)
+            self.alarms, alerts = judge_readings(self.alarms, value, self.type_of, features)
             if alerts:
                 return [*alerts, *features, *dead], StatefulLogic.RETAIN
         return [*features, *dead], StatefulLogic.RETAIN

@@ -9,19 +9,16 @@ not ``winding_temp.mean``) and the generic ``<s>.out_of_range``, ``<s>.flat`` an
 threshold, duration and clear hysteresis judge exactly as the window rules do
 (:class:`~twinflow.operators.rulebook.Rule`), reading by reading:
 
-================  ==========================================================================
-feature           value of one reading
-================  ==========================================================================
-``<s>``           the reading
-``<s>.out_of_    1.0 when validation refused it for the declared range (else 0.0); it must
-range``           hold for ``generic.range_readings`` readings in a row
-``<s>.flat``      1.0 when the signal has not changed for :data:`STUCK_QUIET_S` although it
-                  moved in >= 90 % of (>= 3) earlier blocks of :data:`BLOCK_S` (the window
-                  rule's history, kept per block of event time)
-``<s>.spike_pct`` a reading that jumped away from its neighbours and back: the smaller jump
-                  in % of the declared range, when it is at least ``generic.spike_crest``
-                  times the signal's usual step (else 0.0)
-================  ==========================================================================
+- ``<s>``: the reading itself;
+- ``<s>.out_of_range``: 1.0 when validation refused the reading for the declared range (else
+  0.0); it must hold for ``generic.range_readings`` readings in a row;
+- ``<s>.flat``: 1.0 when the signal has not changed for :data:`STUCK_QUIET_S` although it moved
+  in >= 90 % of (>= 3) earlier blocks of :data:`BLOCK_S` of event time (the window rule's
+  history, kept per block);
+- ``<s>.spike_pct``: at the reading after a reading that jumped away from both neighbours and
+  back, the smaller jump in % of the declared range, when it is at least
+  ``generic.spike_crest`` standard deviations of the signal in its last closed window
+  (:meth:`ReadingAlarms.learn_window`; no spike is judged before one closed), else 0.0.
 
 A NaN reading changes nothing. The lifecycle (pending, raised, clearing; one open alarm per
 (twin, rule)) and the alert are those of :class:`~twinflow.operators.rules.AlarmTracker`,
@@ -34,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +50,6 @@ STUCK_QUIET_S = 30.0
 BLOCK_S = 300.0
 #: Smallest change, as a share of the declared range, that counts as movement.
 STILL = 1e-9
-#: Readings a signal's level (mean and deviation, for the spike rule) remembers: a window.
-LEVEL_READINGS = 300.0
 
 _KINDS = {"out_of_range": "range", "flat": "stuck", "spike_pct": "spike"}
 
@@ -244,20 +240,21 @@ class _View:
 
     def _spikes(self, row: int) -> np.ndarray:
         """``spike_pct`` of each reading: the reading before it jumped away from its own
-        neighbours and back, by at least ``spike_crest`` level deviations."""
+        neighbours and back, by at least ``spike_crest`` standard deviations of the signal in
+        its last closed window."""
         xc, step = self.xc[row], self.step[row]
         back = xc[1:-1] - xc[:-2]
         size = np.minimum(np.abs(back), np.abs(step))
-        n, s1, s2 = self.alarms.level[:, row]
-        if n < self.plan.min_readings:
+        spread = float(self.alarms.spread[row])
+        if math.isnan(spread):  # no closed window yet
             return np.zeros(len(step))
-        floor = self.plan.spike_crest * math.sqrt(max(s2 / n - (s1 / n) ** 2, 0.0))
+        floor = self.plan.spike_crest * spread
         hit = (back * step < 0.0) & (size >= floor) & (size > 0.0)
         out: np.ndarray = np.where(hit, 100.0 * size / self.plan.spans[row], 0.0)
         return out
 
     def learn(self) -> None:
-        """Carry the frame into the running state: last readings, changes, level, blocks."""
+        """Carry the frame into the running state: last readings, changes, blocks."""
         a, plan = self.alarms, self.plan
         a.last = self.xc[:, -2:]
         count = self.valid.sum(axis=1)
@@ -273,13 +270,6 @@ class _View:
         elif plan.any_stuck:
             a.changed_at = self.at[:, -1]
             a.count_blocks(plan, self.t, self.at, self.valid)
-        if plan.any_spike:
-            xz = np.where(self.valid, self.x, 0.0)
-            level = a.level
-            level[0] += count
-            level[1] += xz.sum(axis=1)
-            level[2] += np.einsum("ij,ij->i", xz, xz)
-            level *= np.minimum(1.0, LEVEL_READINGS / np.maximum(level[0], 1.0))
 
 
 class ReadingAlarms:
@@ -291,9 +281,8 @@ class ReadingAlarms:
         self.signals: tuple[str, ...] = ()
         self.last = np.empty((0, 2))  # the last two readings of each signal
         self.changed_at = np.empty(0)  # event time of each signal's last change
-        #: each signal's level over about :data:`LEVEL_READINGS` readings: count, sum of
-        #: readings, sum of squares (scaled down together past that many)
-        self.level = np.empty((3, 0))
+        #: each signal's standard deviation in the last closed window (NaN: none yet)
+        self.spread = np.empty(0)
         self.block = -1
         self.block_moved = np.empty(0, dtype=bool)
         self.block_count = np.empty(0, dtype=np.int64)
@@ -308,11 +297,22 @@ class ReadingAlarms:
         self.signals = signals
         self.last = np.full((n, 2), np.nan)
         self.changed_at = np.full(n, -np.inf)  # no change seen yet
-        self.level = np.zeros((3, n))
+        self.spread = np.full(n, np.nan)
         self.block_moved = np.zeros(n, dtype=bool)
         self.block_count = np.zeros(n, dtype=np.int64)
         self.moved = np.zeros((2, n), dtype=np.int64)
         self.qualified = np.zeros(n, dtype=bool)
+
+    def learn_window(self, features: Mapping[str, float], kind: TwinType) -> None:
+        """Take each signal's spread (``<s>.std``) from a closed window: the spike rule's
+        scale, so that a signal that swings a lot does not count its swings as spikes."""
+        plan = reading_plan(kind)
+        if plan.signals != self.signals:
+            self._reset(plan.signals)
+        for row, name in enumerate(plan.signals):
+            std = features.get(f"{name}.std")
+            if std is not None and math.isfinite(std):
+                self.spread[row] = std
 
     def update(self, frame: TelemetryFrame, kind: TwinType) -> list[Alert]:
         """The raise and clear transitions this frame's readings cause, in time order."""

@@ -50,8 +50,12 @@ def frames(
     return out
 
 
-def run(kind: TwinType, batch: list[TelemetryFrame]) -> list[Alert]:
+def run(kind: TwinType, batch: list[TelemetryFrame], spread: float | None = 0.35) -> list[Alert]:
+    """The alerts of the frames in order; ``spread``: the pressure's std in a closed window
+    (the spike rule's scale; ``None``: no window closed yet)."""
     alarms = ReadingAlarms("c-1", "compressor")
+    if spread is not None:
+        alarms.learn_window({"discharge_pressure.std": spread}, kind)
     return [a for f in batch for a in alarms.update(f, kind)]
 
 
@@ -141,6 +145,24 @@ def test_a_spike_raises_at_the_reading_after_it_and_a_step_does_not(kind: TwinTy
         ("cleared", 1002.0 + 1800.0),  # the first reading after it starts the clear time
     ]
     assert alerts[0].evidence["discharge_pressure.spike_pct"] == pytest.approx(37.5, abs=1.0)
+
+
+def test_a_spike_is_judged_against_the_signals_spread_in_its_last_window(
+    kind: TwinType,
+) -> None:
+    t = T0 + np.arange(1200.0)
+    pressure = moves(t)
+    pressure[600] += 6.0
+    cut = list(range(60, 1200, 60))
+    spikes = "discharge_pressure_spikes"
+    assert (
+        summary(run(kind, frames(t, cut, discharge_pressure=pressure), spread=None), spikes) == []
+    )
+    # a signal that swings by a bar in its windows: a 6 bar jump is 6 deviations, not a spike
+    assert summary(run(kind, frames(t, cut, discharge_pressure=pressure), spread=1.0), spikes) == []
+    assert summary(run(kind, frames(t, cut, discharge_pressure=pressure), spread=0.4), spikes) == [
+        ("raised", 601.0)
+    ]
 
 
 def test_the_same_alerts_however_the_readings_are_cut_into_frames(kind: TwinType) -> None:
