@@ -52,8 +52,8 @@ from twinflow.operators.whatif.request import (
 LOG = logging.getLogger("twinflow.whatif")
 #: Wall-clock seconds between checks for finished what-ifs while a twin has some running.
 POLL_S = 0.2
-#: Wall-clock seconds the flow's end waits for what-ifs still running.
-EOF_WAIT_S = 300.0
+#: Wall-clock seconds the flow's end waits for what-ifs still running (then: ``failed``).
+EOF_WAIT_S = 30.0
 
 
 def run_whatif_job(

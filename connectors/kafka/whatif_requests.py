@@ -7,9 +7,10 @@ A request whose JSON object has a ``whatif`` field asks for a what-if of one twi
                 "steps": [{"command": "derate", "params": {"fraction": 0.7}}]}]}}
 
 ``whatif`` holds the scenario document of ``twinflow whatif`` (its ``twin:``, if given, must
-be the request's twin). Once it is recognisably a what-if request, nothing in it becomes a
-dead letter: every problem (a missing or mistyped field, an unknown twin, a bad scenario
-field) is a ``rejected`` :class:`~twinflow.operators.whatif.request.WhatIfResult` whose
+be the request's twin; ``dynamics:``, an import path, is refused: a message on a topic must
+not choose code for the flow to import). Once it is recognisably a what-if request, nothing
+in it becomes a dead letter: every problem (a missing or mistyped field, an unknown twin, a
+bad scenario field) is a ``rejected`` :class:`~twinflow.operators.whatif.request.WhatIfResult` whose
 reason names the field, so the asker gets an answer on the results topic.
 """
 
@@ -89,6 +90,11 @@ def _request(
     expires = bounded_time(doc["expires_at"], "expires_at")
     if not isinstance(doc["whatif"], dict):
         raise ValidationError(f"{where}: field 'whatif' must be an object (a what-if document)")
+    if doc["whatif"].get("dynamics") is not None:
+        raise ValidationError(
+            f"{where}: whatif.dynamics is not accepted in a request (a request may not choose "
+            "code to import); the flow runs the simulator's dynamics of the bundled types"
+        )
     whatif = read_whatif(doc["whatif"], Path(f"{where}: whatif"))
     if whatif.twin is not None and whatif.twin != twin:
         raise ValidationError(
