@@ -4,16 +4,17 @@ sources), the workers' bound (``busy``), and requests a flow does not serve."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
-from bytewax.testing import TestingSink, TestingSource, run_main
+from bytewax.testing import TestingSink, run_main
 from jsonschema import Draft202012Validator
 
 from tests.flows.test_whatif import CONFIG, DERATE, TWIN, run_until
@@ -30,12 +31,37 @@ from twinflow.operators.whatif.request import BUSY, WhatIfRequest, WhatIfResult
 SCHEMA = Path(__file__).parents[2] / "operators" / "schemas" / "whatif_result.v1.json"
 
 
-class _Later(StatelessSourcePartition[Any]):
-    def __init__(self, items: Sequence[Any], at: float) -> None:
-        self.items, self.at = list(items), at
+class _Frames(StatelessSourcePartition[Any]):
+    def __init__(self, items: Sequence[Any], done: threading.Event) -> None:
+        self.items, self.done = list(items), done
 
     def next_batch(self) -> list[Any]:
-        if time.time() < self.at:
+        if not self.items:
+            self.done.set()
+            raise StopIteration
+        out, self.items = self.items[:10], self.items[10:]
+        return out
+
+
+class Frames(DynamicSource[Any]):
+    """The twin's frames; ``done`` is set once they are all read."""
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self.items, self.done = items, threading.Event()
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Frames:
+        return _Frames(self.items if worker_index == 0 else [], self.done)
+
+
+class _Later(StatelessSourcePartition[Any]):
+    def __init__(self, items: Sequence[Any], after: threading.Event, wait_s: float) -> None:
+        self.items, self.after, self.wait_s = list(items), after, wait_s
+        self.at: float | None = None
+
+    def next_batch(self) -> list[Any]:
+        if self.at is None and self.after.is_set():
+            self.at = time.time() + self.wait_s
+        if self.at is None or time.time() < self.at:
             return []
         if not self.items:
             raise StopIteration
@@ -43,17 +69,17 @@ class _Later(StatelessSourcePartition[Any]):
         return out
 
     def next_awake(self) -> datetime | None:
-        return datetime.fromtimestamp(self.at, UTC) if time.time() < self.at else None
+        return datetime.now(UTC) + timedelta(seconds=0.05)
 
 
 class Later(DynamicSource[Any]):
-    """``items`` after ``after_s`` of wall time (the twin's telemetry is in by then)."""
+    """``items`` ``wait_s`` after ``after`` is set (the twin's telemetry is in by then)."""
 
-    def __init__(self, items: Sequence[Any], after_s: float) -> None:
-        self.items, self.after_s = items, after_s
+    def __init__(self, items: Sequence[Any], after: threading.Event, wait_s: float) -> None:
+        self.items, self.after, self.wait_s = items, after, wait_s
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Later:
-        return _Later(self.items if worker_index == 0 else [], time.time() + self.after_s)
+        return _Later(self.items if worker_index == 0 else [], self.after, self.wait_s)
 
 
 @cache
@@ -82,13 +108,14 @@ def run(asked: list[Any], decide: Decide | None) -> list[Any]:
     frames = history()
     t0 = float(frames[-1].times[-1])
     dead: list[Any] = []
+    source = Frames(frames)
     flow = build_flow(
-        TestingSource(frames),
+        source,
         FlowOutputs(dead_letters=TestingSink(dead), alerts=None, commands=None),
         FlowConfig(whatif_history_s=3600.0),
         clock=lambda: t0,
         twins={TWIN: "motor"},
-        requests=[Later(asked, 2.0)],
+        requests=[Later(asked, source.done, 0.5)],
         decide=decide,
     )
     run_main(flow)  # type: ignore[no-untyped-call]
