@@ -104,7 +104,7 @@ class SimilarityRul:
         log: bool = True,
         rates: Sequence[float] = RATES,
         sharpness: float = 1.0,
-        recent: int = 32,
+        recent: int = 16,
         min_points: int = 6,
         name: str = "anomaly_score",
         shift: float = 0.0,
