@@ -224,6 +224,11 @@ def started(node: ReplicationNode) -> ReplicationNode:
     return node
 
 
+def running() -> tuple[ReplicationNode, ...]:
+    """The nodes :func:`started` and not stopped yet."""
+    return tuple(_RUNNING)
+
+
 def stop_nodes() -> None:
     """Stop every node :func:`started` (their outboxes keep what was not sent)."""
     while _RUNNING:
@@ -293,6 +298,7 @@ __all__ = [
     "Replication",
     "node_for",
     "replicate",
+    "running",
     "started",
     "stop_nodes",
 ]

@@ -5,8 +5,10 @@ serves its wind turbine over MQTT, and the flow forwards the twin's state, windo
 command outcomes. The central replica is a :class:`ReplicationNode` in the test (what the
 central flow's node does). A desired change made centrally with strong consistency reaches
 the edge, becomes one command of its command loop, reaches the simulated device, and is in
-sync centrally only once the edge's answer came back. A second test runs a central
-``twinflow run`` process, which stores what an edge node forwards.
+sync centrally only once the edge's answer came back; while central is away for a few
+seconds the edge's flow goes on, and central gets each of its writes once when it returns.
+A second test runs a central ``twinflow run`` process, which stores what an edge node
+forwards.
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ from twinflow.connectors.replication.node import ReplicationNode
 from twinflow.core.records import DesiredChange
 from twinflow.core.times import utc
 from twinflow.flows.deploy import load_deployment
-from twinflow.flows.replication import stop_nodes
+from twinflow.flows.replication import running, stop_nodes
 from twinflow.flows.run import deployment_flow
-from twinflow.operators.replication import TwinReplica
+from twinflow.operators.replication import Applied, TwinReplica, Write
 from twinflow.operators.replication.status import SyncState
 from twinflow.operators.replication.update import update_id
 
@@ -97,6 +99,9 @@ replication: {{role: edge, replica: edge-a, topic: {base}, status_interval_s: 0.
 """)
     dep = load_deployment(path, env={})
     central = node(mqtt, tmp_path, "central", base, "central").start()
+    central_link = central.link
+    assert isinstance(central_link, MqttLink)
+    assert wait_until(lambda: central_link.connected, 30)  # subscribed before the edge writes
     sim = SimulatorThread(dep)
     stop = threading.Event()
     out = tmp_path / "out"
@@ -109,6 +114,26 @@ replication: {{role: edge, replica: edge-a, topic: {base}, status_interval_s: 0.
             "replication": {"until": stop.is_set},
         },
     )
+    (edge,) = running()
+    made: list[Write] = []  # every write the edge makes
+    write = edge.link.write
+
+    def kept(twin_id: str, kind: str, name: str, value: object) -> Write:
+        w = write(twin_id, kind, name, value)
+        made.append(w)
+        return w
+
+    edge.link.write = kept  # type: ignore[method-assign]
+    got: list[Write] = []
+    inner = central.link.on_applied
+
+    def arrived(w: Write, outcome: Applied) -> None:
+        if inner is not None:
+            inner(w, outcome)
+        if outcome in (Applied.WON, Applied.LOST):
+            got.append(w)
+
+    central.link.on_applied = arrived
     sim.start()
     assert sim.up.wait(30) and sim.plant is not None, sim.error
     result: dict[str, object] = {}
@@ -117,6 +142,14 @@ replication: {{role: edge, replica: edge-a, topic: {base}, status_interval_s: 0.
         try:
             state = ("wt-001", "metadata", "state")
             result["forwarded"] = wait_until(lambda: central.replica.get(*state) is not None, 60)
+            # The central side is away for a while: the edge's flow goes on, its writes wait.
+            central_link.cut()
+            before = len(made)
+            wait_until(lambda: len(made) > before, 30)  # frames arrive every few seconds
+            time.sleep(0.5)
+            result["wrote_while_cut"] = len(made) - before
+            central_link.restore()
+            result["reconnected"] = wait_until(lambda: central_link.connected, 30)
             at = utc(time.time())
             change = DesiredChange(
                 "wt-001", "wind_turbine", "power_limit", 1200.0, at, "central-1",
@@ -163,6 +196,11 @@ replication: {{role: edge, replica: edge-a, topic: {base}, status_interval_s: 0.
         assert central.replica.get("wt-001", "metadata", "accepted:power_limit") is not None
         statuses = list(read_jsonl(out / "sync_status.jsonl"))
         assert any(s["property"] == "power_limit" for s in statuses)
+        # The edge went on while central was away, and central got each of its writes once.
+        assert result.get("reconnected") and int(str(result["wrote_while_cut"])) > 0
+        assert wait_until(lambda: len(got) >= len(made), 30), (len(got), len(made))
+        key = lambda w: (w.key, w.stamp)  # noqa: E731
+        assert sorted(map(key, got)) == sorted(map(key, made))
     finally:
         central.stop()
 
