@@ -177,6 +177,7 @@ class AnomalyStep:
                     refit_every=6,
                     relearn=1,
                     floors=[_floor(kind, k.removesuffix(".mean")) for k in cols],
+                    recover=0.0,  # the recovery rule is measured on raw samples only
                     seed=self.seed,
                 )
         return WindowAnomalyDetector(
