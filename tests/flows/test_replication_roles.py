@@ -168,6 +168,12 @@ replication: {{role: edge, replica: edge-a, topic: {base}, status_interval_s: 0.
                 SyncState.PENDING
             ]
             result["in_sync"] = wait_until(in_sync, 90)
+
+            def applied() -> bool:  # the plant applies a command at the twin's next chunk
+                log = sim.plant.command_log if sim.plant else []
+                return any(r.twin_id == "wt-001" and r.accepted for r in log)
+
+            wait_until(applied, 30)
         finally:
             sim.stop_flag.set()
             sim.join(timeout=30)
