@@ -238,7 +238,11 @@ def add_whatif_parser(sub: Any) -> None:
         "each scenario of a what-if file (YAML or JSON), judge the predictions with the "
         "twin type's rules and RUL model, and compare them with no change.",
     )
-    p.add_argument("source", help="a run's --out folder (with telemetry), or a postgresql:// URL")
+    p.add_argument(
+        "source",
+        help="a run's --out folder (with telemetry), a postgresql:// URL, or kafka: ask the "
+        "running flow of --config (its whatif_results_topic) from the twin's live state",
+    )
     p.add_argument("scenarios", type=Path, help="the what-if file")
     p.add_argument("--twin", default=None, help="the twin (overrides the file's twin:)")
     p.add_argument(
@@ -268,12 +272,52 @@ def add_whatif_parser(sub: Any) -> None:
         action="store_true",
         help="allow a database password without sslmode require, verify-ca or verify-full",
     )
+    p.add_argument(
+        "--issuer",
+        default=None,
+        help="with kafka: sign the request as this issuer of services.kafka.requests",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_duration,
+        default=120.0,
+        metavar="DURATION",
+        help="with kafka: how long to wait for the answer (default 2m)",
+    )
+
+
+def run_live(args: argparse.Namespace) -> int:
+    """``twinflow whatif kafka FILE --config DEPLOYMENT``: ask the running flow."""
+    from twinflow.flows.deploy import load_deployment
+    from twinflow.flows.whatif_kafka import ask_flow, read_document
+    from twinflow.flows.whatif_report import render_doc
+
+    if args.config is None:
+        raise ConfigError("whatif kafka needs --config, the running flow's deployment file")
+    if args.asset is not None or args.at is not None or args.history is not None:
+        raise ConfigError("whatif kafka asks the running flow now, for one twin: leave out "
+                          "--asset, --at and --history")  # fmt: skip
+    dep = load_deployment(args.config)
+    if dep.kafka is None:
+        raise ConfigError(f"{args.config} has no services.kafka to send the request on")
+    document, twin = read_document(args.scenarios, args.twin)
+    result = ask_flow(dep.kafka, document, twin, issuer=args.issuer, timeout_s=args.timeout)
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if result["status"] != "done":
+        raise ConfigError(
+            f"what-if request {result['request_id']} {result['status']}: {result['reason']}"
+        )
+    print(render_doc(result["report"]))
+    return 0
 
 
 def run_whatif(args: argparse.Namespace) -> int:
     """``twinflow whatif``: one twin, or each twin of an asset (``--asset``)."""
     from twinflow.flows.plan import _check_url, _plan_time
 
+    if args.source == "kafka":
+        return run_live(args)
     whatif = load_whatif(args.scenarios)
     if is_database(args.source):
         _check_url(args.source, "the source URL", args.allow_insecure)

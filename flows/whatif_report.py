@@ -138,9 +138,14 @@ def _round(x: float | None) -> float | None:
 
 def render(report: WhatIfReport) -> str:
     """The scenarios side by side, for the terminal."""
-    head = f"what-if for {report.twin_id} ({report.twin_type}) from {iso(utc(report.time))}"
+    return render_doc(report.to_json())
+
+
+def render_doc(doc: Mapping[str, Any]) -> str:
+    """A report's document (:meth:`WhatIfReport.to_json`, or a ``whatif_result``'s report)
+    for the terminal."""
+    head = f"what-if for {doc['twin_id']} ({doc['twin_type']}) from {doc['time']}"
     lines = [head, f"  signal means per {BLOCK_S // 60} min block ending at +min:"]
-    doc = report.to_json()
     for o in doc["scenarios"]:
         lines.append(f"  [{o['name']}]")
         for s, values in o["signals"].items():
@@ -168,4 +173,4 @@ def _shown(x: object) -> str:
     return f"{x:+.1f} h" if isinstance(x, float) else str(x)
 
 
-__all__ = ["BLOCK_S", "Outcome", "WhatIfReport", "outcome", "render"]
+__all__ = ["BLOCK_S", "Outcome", "WhatIfReport", "outcome", "render", "render_doc"]

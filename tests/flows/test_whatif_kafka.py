@@ -22,6 +22,7 @@ from tests.flows.test_whatif import DERATE, TWIN
 from tests.flows.test_whatif_live import SCHEMA, history
 from tests.services.kafka import KafkaBroker, create_topic, unique_topic
 from twinflow.connectors.kafka.request_auth import ISSUER_HEADER, SIGNATURE_HEADER, Key
+from twinflow.flows.cli import main
 from twinflow.flows.deploy import load_deployment
 from twinflow.flows.run import Watch, deployment_flow
 
@@ -66,7 +67,10 @@ def results(bootstrap: str, topic: str, n: int, timeout_s: float) -> dict[str, A
 
 
 def test_whatif_requests_are_answered_on_the_results_topic(
-    tmp_path: Path, kafka: KafkaBroker
+    tmp_path: Path,
+    kafka: KafkaBroker,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     telemetry = create_topic(kafka.bootstrap, unique_topic("whatif-telemetry"))
     asked = create_topic(kafka.bootstrap, unique_topic("whatif-requests"))
@@ -90,7 +94,8 @@ flow: {{max_past_s: 100000000, whatif_history_s: 3600, parquet_max_delay_s: 0.5}
 twins:
   - {{id: {TWIN}, type: motor, protocol: kafka}}
 """)
-    dep = load_deployment(path, env={"OPS_KEY": KEY})
+    monkeypatch.setenv("OPS_KEY", KEY)  # `twinflow whatif kafka` reads the deployment too
+    dep = load_deployment(path)
     producer = Producer({"bootstrap.servers": kafka.bootstrap})
     for frame in history():
         producer.produce(telemetry, wire_json(frame), key=TWIN.encode())
@@ -116,10 +121,14 @@ twins:
             while not list((out / "telemetry").rglob("*.parquet")):
                 assert time.monotonic() < deadline, "the flow never wrote the twin's telemetry"
                 time.sleep(0.2)
+            file = tmp_path / "derate.yaml"
+            file.write_text(json.dumps({**scenario, "twin": TWIN}))
+            cli = ["whatif", "kafka", str(file), "--config", str(path), "--issuer", "ops"]
+            assert main([*cli, "--json", str(tmp_path / "live.json")]) == 0
             for value, sign in sent.values():
                 producer.produce(asked, value, headers=signed(value) if sign else None)
             producer.flush(10)
-            got.update(results(kafka.bootstrap, answers, len(sent), 150))
+            got.update(results(kafka.bootstrap, answers, len(sent) + 1, 150))
         finally:
             watch.stop.set()
 
@@ -128,6 +137,11 @@ twins:
     run_main(flow)  # type: ignore[no-untyped-call]
     asker.join(timeout=30)
 
+    live = json.loads((tmp_path / "live.json").read_text())
+    assert live["status"] == "done" and live["request_id"].startswith("whatif-cli-")
+    assert [s["name"] for s in live["report"]["scenarios"]] == ["no change", "derate now"]
+    assert "what-if for motor-006 (motor)" in capsys.readouterr().out
+    sent[live["request_id"]] = (b"", True)
     assert set(got) == set(sent), got
     check = Draft202012Validator(json.loads(SCHEMA.read_text()))
     for doc in got.values():
@@ -145,5 +159,5 @@ twins:
     ):
         assert got[rid]["status"] == "rejected" and words in got[rid]["reason"], got[rid]
         assert got[rid]["report"] is None
-    lines = (out / "whatif_results.jsonl").read_text().splitlines()
+    lines = (out / "whatif_results.jsonl").read_text().splitlines()  # the run's own copy
     assert {json.loads(line)["request_id"] for line in lines} == set(sent)
