@@ -17,6 +17,7 @@ from bytewax.testing import run_main
 from confluent_kafka import Consumer, Producer
 from jsonschema import Draft202012Validator
 
+from tests.flows.test_plan import COSTS
 from tests.flows.test_recovery import wire_json
 from tests.flows.test_whatif import DERATE, TWIN
 from tests.flows.test_whatif_live import SCHEMA, history
@@ -47,23 +48,27 @@ def request(rid: str, whatif: Any, **extra: Any) -> bytes:
     return json.dumps(doc).encode()
 
 
-def results(bootstrap: str, topic: str, n: int, timeout_s: float) -> dict[str, Any]:
-    """The first ``n`` result documents on ``topic``, by request id."""
+def documents(bootstrap: str, topic: str, n: int, timeout_s: float) -> list[Any]:
+    """The first ``n`` JSON documents on ``topic`` (fewer if the time runs out)."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": f"t-{topic}", "auto.offset.reset": "earliest"}
     )
     consumer.subscribe([topic])
-    got: dict[str, Any] = {}
+    got: list[Any] = []
     deadline = time.monotonic() + timeout_s
     try:
         while len(got) < n and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is not None and msg.error() is None:
-                doc = json.loads(msg.value())
-                got[doc["request_id"]] = doc
+                got.append(json.loads(msg.value()))
     finally:
         consumer.close()
     return got
+
+
+def results(bootstrap: str, topic: str, n: int, timeout_s: float) -> dict[str, Any]:
+    """The first ``n`` result documents on ``topic``, by request id."""
+    return {doc["request_id"]: doc for doc in documents(bootstrap, topic, n, timeout_s)}
 
 
 def test_whatif_requests_are_answered_on_the_results_topic(
@@ -75,6 +80,7 @@ def test_whatif_requests_are_answered_on_the_results_topic(
     telemetry = create_topic(kafka.bootstrap, unique_topic("whatif-telemetry"))
     asked = create_topic(kafka.bootstrap, unique_topic("whatif-requests"))
     answers = create_topic(kafka.bootstrap, unique_topic("whatif-results"))
+    plans = create_topic(kafka.bootstrap, unique_topic("plans"), partitions=1)
     path = tmp_path / "plant.yaml"
     path.write_text(f"""
 version: 1
@@ -87,13 +93,14 @@ services:
     alerts_topic: {unique_topic("alerts")}
     commands_topic: {unique_topic("commands")}
     twin_state_topic: {unique_topic("states")}
+    maintenance_plan_topic: {plans}
     requests:
       issuers: {{ops: {{key_env: OPS_KEY}}}}
       allow: [{{issuer: ops, commands: [whatif], twins: [{TWIN}]}}]
 flow: {{max_past_s: 100000000, whatif_history_s: 3600, parquet_max_delay_s: 0.5}}
 twins:
   - {{id: {TWIN}, type: motor, protocol: kafka}}
-""")
+{COSTS}""")
     monkeypatch.setenv("OPS_KEY", KEY)  # `twinflow whatif kafka` reads the deployment too
     dep = load_deployment(path)
     producer = Producer({"bootstrap.servers": kafka.bootstrap})
@@ -161,3 +168,9 @@ twins:
         assert got[rid]["report"] is None
     lines = (out / "whatif_results.jsonl").read_text().splitlines()  # the run's own copy
     assert {json.loads(line)["request_id"] for line in lines} == set(sent)
+    # the maintenance: section makes the run plan too: every version in the file and on Kafka
+    versions = [json.loads(line) for line in (out / "maintenance_plans.jsonl").open()]
+    assert versions and versions[-1] == json.loads((out / "maintenance_plan.json").read_text())
+    on_kafka = [doc["plan_id"] for doc in documents(kafka.bootstrap, plans, len(versions), 30)]
+    assert on_kafka == [v["plan_id"] for v in versions]
+    assert {i["twin_id"] for i in versions[-1]["items"]} == {TWIN}
