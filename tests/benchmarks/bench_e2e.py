@@ -32,6 +32,11 @@ they fall in: below 50 ms the histogram cannot say more than "under 50 ms". An a
 its window's end, so its clock starts at the frame that reached the window's end and includes the
 wait for ``lateness_s`` (``--lateness-s``, default 60) of data time, which the pace turns into wall
 time (printed); a run with a small lateness shows what the flow itself adds.
+The run also reads the alerts back from the flow's Kafka alerts topic and prints exact
+quantiles apart for the stuck, spike and range rules (judged per reading) and the window rules:
+from the produce time of the message that reached the alert's time (window rules: also of the
+one that reached the window's end plus ``lateness_s``, which let it close) to the time the
+alert was consumed.
 
 Memory (``--memory 1000,10000``): for each twin count, ``twinflow run --until-end`` (files only)
 over ``--memory-minutes`` of data and over an empty topic; prints peak RSS (``VmHWM``), the
