@@ -107,7 +107,6 @@ class SimilarityRul:
         recent: int = 16,
         min_points: int = 6,
         name: str = "anomaly_score",
-        shift: float = 0.0,
     ) -> None:
         if not library:
             raise ValueError("SimilarityRul needs at least one trajectory")
@@ -123,7 +122,6 @@ class SimilarityRul:
         self.recent = recent
         self.min_points = min_points
         self.name = name
-        self.shift = shift
 
     def matches(self, times: Values, index: Values) -> np.ndarray:
         """Per library unit and rate: ``[misfit, remaining hours]`` of the best alignment
@@ -136,21 +134,35 @@ class SimilarityRul:
         if t.size == 0:
             return out
         back = t - t[-1]  # <= 0: hours before the newest point
+        rows = np.arange(self.rates.size)
         for k, unit in enumerate(self.library):
             ages = np.asarray(unit.ages)
             values = np.asarray(unit.values)
-            # candidate ages of the newest point: a grid three times finer than the points
-            ends = np.linspace(ages[0], unit.life, 3 * ages.size + 1)
-            at = ends[None, :, None] + self.rates[:, None, None] * back[None, None, :]
-            fitted = np.interp(at, ages, values)  # before the first point: its value
-            gap = v - fitted
-            if self.shift > 0.0:  # the unit may sit a little above or below the trajectory
-                gap = gap - np.clip(gap.mean(axis=2, keepdims=True), -self.shift, self.shift)
-            misfit = (gap**2).mean(axis=2)  # (rates, ends)
+            # candidate ages of the newest point: the trajectory's points and its end, then
+            # a finer grid between the neighbours of the best one, per rate
+            ends = np.broadcast_to(np.append(ages, unit.life), (self.rates.size, ages.size + 1))
+            best = np.argmin(self._misfit(ends, ages, values, back, v), axis=1)
+            low = ends[rows, np.maximum(best - 1, 0)]
+            high = ends[rows, np.minimum(best + 1, ages.size)]
+            fine = low[:, None] + (high - low)[:, None] * np.linspace(0.0, 1.0, 9)[None, :]
+            misfit = self._misfit(fine, ages, values, back, v)
             best = np.argmin(misfit, axis=1)
-            rows = np.arange(self.rates.size)
             out[k, :, 0] = misfit[rows, best]
-            out[k, :, 1] = np.maximum(unit.life - ends[best], 0.0) / self.rates
+            out[k, :, 1] = np.maximum(unit.life - fine[rows, best], 0.0) / self.rates
+        return out
+
+    def _misfit(
+        self,
+        ends: np.ndarray,
+        ages: np.ndarray,
+        values: np.ndarray,
+        back: np.ndarray,
+        v: np.ndarray,
+    ) -> np.ndarray:
+        """Mean squared difference per (rate, candidate end age) of ``ends``."""
+        at = ends[:, :, None] + self.rates[:, None, None] * back[None, None, :]
+        fitted = np.interp(at, ages, values)  # before the first point: its value
+        out: np.ndarray = ((v - fitted) ** 2).mean(axis=2)
         return out
 
     def estimate(self, times: Values, index: Values, health: float = 1.0) -> RulEstimate:
