@@ -107,3 +107,27 @@ def test_a_profile_replication_section_is_read_and_checked() -> None:
         read_consistency(Section({"properties": {"flow_setpoint": "firm"}}, "r", "p"))
     with pytest.raises(ConfigError, match="consistency"):
         read_consistency(Section({"consistency": "firm"}, "r", "p"))
+
+
+def test_a_kafka_edge_uses_the_deployment_s_broker_topics_and_group(tmp_path: Path) -> None:
+    from twinflow.connectors.replication.kafka_link import KafkaLink
+
+    text = BASE.replace(
+        "services:\n", 'services:\n  kafka: {bootstrap: "k1:9092", group_id: plant}\n'
+    )
+    path = tmp_path / "kafka.yaml"
+    path.write_text(text + "replication: {role: edge, link: kafka, replica: edge-7}\n")
+    dep = load_deployment(path, env={})
+    node = node_for(dep, dep.replication, tmp_path)  # type: ignore[arg-type]
+    try:
+        link = node.link
+        assert isinstance(link, KafkaLink)
+        assert (link.bootstrap, link.produce_topic, link.consume_topic, link.group_id) == (
+            "k1:9092",
+            "twinflow.replication.up",
+            "twinflow.replication.down",
+            "plant-replication-edge-7",
+        )
+        assert not link.relay and node.owned == {"pump-1": "pump"}
+    finally:
+        link.outbox.close()
