@@ -1,0 +1,134 @@
+"""Benchmark, end to end, A against B: ``twinflow run`` + PostgreSQL with two versions of the code.
+
+Not a test; prints figures and a ratio. Where ``bench_e2e.py`` compares the flow with bare
+reads of Kafka, this compares the flow with itself: side A runs the package as it was at
+``--base`` (a commit), side B the same commit with ``--overlay`` paths taken from ``HEAD``
+(e.g. ``connectors/postgres``: one change measured alone, without the other work since).
+Each side is a view of the package built from ``git archive`` under a temporary folder and
+put first on the children's ``PYTHONPATH`` (with ``PYTHONSAFEPATH=1``, so the repository's
+own folders do not shadow it; see ``bench_e2e.child_path``).
+
+The plant is recorded once (``bench_e2e.record``), then the sides run interleaved over
+``--rounds`` rounds (the order turns each round), each into a fresh migrated database on one
+hermetic server, each timed less its own run over an empty topic. Prints 1 Hz readings/s,
+median (min-max), peak RSS, the telemetry rows stored, and B / A of the medians.
+
+Run: ``.venv/bin/python tests/benchmarks/bench_e2e_ab.py --base 30ea3f1 --overlay
+connectors/postgres [--twins 100] [--hours 3] [--message-s 10] [--rounds 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).absolute().parents[2]))
+sys.path.insert(0, str(Path(__file__).absolute().parent))
+
+import bench_e2e as e2e
+
+from tests.services.kafka import KafkaBroker, create_topic, unique_topic
+from tests.services.postgres import Postgres
+from twinflow.connectors.postgres import migrate
+
+ROOT = e2e.ROOT
+#: Folders of the repository and where they sit in the installed package.
+PACKAGE = {"connectors": "connectors", "flows": "flows", "models": "models"}
+PACKAGE |= {"operators": "operators", "migrations": "infra/migrations"}
+
+
+def extract(commit: str, into: Path, paths: list[str] | None = None) -> None:
+    """``git archive`` of ``commit`` (only ``paths``, if given) unpacked into ``into``."""
+    data = subprocess.run(
+        ["git", "archive", commit, *(paths or [])], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(into, filter="data")
+
+
+def view(tree: Path, into: Path) -> Path:
+    """A folder holding a ``twinflow`` package made of symlinks into ``tree``."""
+    pkg = into / "twinflow"
+    pkg.mkdir(parents=True)
+    for entry in (tree / "twinflow").iterdir():
+        (pkg / entry.name).symlink_to(entry)
+    for name, folder in PACKAGE.items():
+        (pkg / name).symlink_to(tree / folder)
+    return into
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", required=True, help="commit of side A (and B's starting point)")
+    ap.add_argument("--overlay", nargs="+", required=True, help="paths B takes from HEAD")
+    ap.add_argument("--twins", type=int, default=100)
+    ap.add_argument("--hours", type=float, default=3.0)
+    ap.add_argument("--message-s", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        views: dict[str, Path] = {}
+        for side in ("A", "B"):
+            tree = folder / f"tree-{side}"
+            extract(args.base, tree)
+            if side == "B":
+                extract("HEAD", tree, args.overlay)
+            views[side] = view(tree, folder / f"view-{side}")
+        names = {"A": f"A: {args.base}", "B": f"B: + {' '.join(args.overlay)} of HEAD"}
+        os.environ["PYTHONSAFEPATH"] = "1"
+        with KafkaBroker() as broker, Postgres(settings={"shared_buffers": "256MB"}) as pg:
+            rec = e2e.record(broker.bootstrap, args.twins, args.hours * 3600, args.message_s)
+            empty = create_topic(broker.bootstrap, unique_topic("bench-ab-empty"), e2e.PARTITIONS)
+            print(
+                f"{args.twins} twins, {args.hours:g} h at 1 Hz, {args.message_s} s of data per "
+                f"message: {rec.messages:,} messages, {rec.readings:,} 1 Hz readings; "
+                f"{os.cpu_count()} cores, {args.rounds} rounds",
+                flush=True,
+            )
+            count = [0]
+
+            def database() -> str:
+                count[0] += 1
+                url = pg.create_database(f"bench_ab_{count[0]}")
+                migrate(url)
+                return url
+
+            net: dict[str, list[float]] = {s: [] for s in views}
+            rss: dict[str, list[float]] = {s: [] for s in views}
+            rows: dict[str, list[int]] = {s: [] for s in views}
+            for r in range(args.rounds):
+                for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
+                    os.environ["PYTHONPATH"] = str(views[side])
+                    idle, db = database(), database()
+                    lines = rec.twin_lines
+                    empty_cfg = e2e.deployment(folder, broker.bootstrap, empty, lines, idle)
+                    full_cfg = e2e.deployment(folder, broker.bootstrap, rec.topic, lines, db)
+                    fixed, _ = e2e.run_twinflow(empty_cfg, folder)
+                    whole, peak = e2e.run_twinflow(full_cfg, folder)
+                    net[side].append(whole - fixed)
+                    rss[side].append(peak)
+                    rows[side].append(e2e.telemetry_rows(db))
+                    print(f"  round {r + 1}, {side}: {whole:.1f} s (empty topic {fixed:.1f} s)")
+    print("twinflow run + PostgreSQL, 1 Hz readings/s, median (min-max):")
+    med = {}
+    for side in views:
+        rates = [rec.readings / x for x in net[side]]
+        med[side] = statistics.median(rates)
+        print(
+            f"  {names[side]:40} {med[side]:,.0f} ({min(rates):,.0f}-{max(rates):,.0f}); peak RSS "
+            f"{statistics.median(rss[side]):.0f} MiB; telemetry rows {sorted(set(rows[side]))}"
+        )
+    print(f"B / A: {med['B'] / med['A']:.2f} (ratio of medians, {args.rounds} interleaved rounds)")
+
+
+if __name__ == "__main__":
+    main()
