@@ -20,7 +20,7 @@ from __future__ import annotations
 import atexit
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,7 +139,6 @@ class Replication:
     sync_status: Sink[Any] | None = None
     status_interval_s: float = 5.0
     until: Callable[[], bool] | None = None
-    _status: NodeSource | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def with_files(
