@@ -6,8 +6,10 @@ Two recordings, each scored by ``twinflow replay --faults`` (:mod:`twinflow.flow
   the units are simulated by ``progpy_pump.py``): the twin type is defined only by files (no
   rules, no indicators), so the generic rules, the anomaly detector and the anomaly-score
   health index. The units form folds of four (every wear mode in each); each fold is
-  replayed with the default failure level and with the levels learned from the other folds'
-  replays (``run_replay(history=[...])``).
+  replayed with the default failure level, with the levels learned from the other folds'
+  replays (the trend; ``run_replay(history=[...], similarity=False)``) and with the
+  trajectories of those replays (similarity; ``run_replay(history=[...])``). The error of
+  each unit's estimate at half life is printed too.
 - **The demo plant** (the simulator, 1 Hz, its injected faults).
 
 Printed per run: point-wise F1 and false alarms per day, lead time of the first alert,
