@@ -139,6 +139,8 @@ class Replication:
     sync_status: Sink[Any] | None = None
     status_interval_s: float = 5.0
     until: Callable[[], bool] | None = None
+    #: Further sinks that take both received writes and sync status (a PostgreSQL sink).
+    stores: tuple[Sink[Any], ...] = ()
 
     @classmethod
     def with_files(
@@ -147,14 +149,23 @@ class Replication:
         out_dir: Path,
         status_interval_s: float = 5.0,
         until: Callable[[], bool] | None = None,
+        database_url: str | None = None,
     ) -> Replication:
-        """Received writes to ``replicated.jsonl`` and sync status to ``sync_status.jsonl``."""
+        """Received writes to ``replicated.jsonl`` and sync status to ``sync_status.jsonl``,
+        and both to the database at ``database_url`` when given (tables ``replicated_writes``
+        and ``sync_status``)."""
+        stores: tuple[Sink[Any], ...] = ()
+        if database_url:
+            from twinflow.connectors.postgres import PostgresSink
+
+            stores = (PostgresSink(database_url, max_latency_s=0.5),)
         return cls(
             node,
             JsonLinesSink(out_dir / "replicated.jsonl", Received.to_json),
             JsonLinesSink(out_dir / "sync_status.jsonl", PropertySync.to_json),
             status_interval_s,
             until,
+            stores,
         )
 
     def desired_source(self) -> NodeSource:
@@ -199,12 +210,16 @@ def replicate(
         got = op.input("received", flow, NodeSource(node.take_received, until=replication.until))
         keyed = op.key_on("key_received", got, _twin_of)
         op.output("received_out", keyed, replication.received)
+        for i, store in enumerate(replication.stores):
+            op.output(f"received_store_{i}", keyed, store)
     if replication.sync_status is not None:
         every = _Every(node, replication.status_interval_s)
         src = NodeSource(every, idle_s=0.2, until=replication.until, last=node.sync_status)
         status = op.input("sync_status", flow, src)
         keyed_status = op.key_on("key_sync", status, _twin_of)
         op.output("sync_status_out", keyed_status, replication.sync_status)
+        for i, store in enumerate(replication.stores):
+            op.output(f"sync_status_store_{i}", keyed_status, store)
 
 
 def _twin_of(item: Received | PropertySync) -> str:

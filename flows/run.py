@@ -222,4 +222,4 @@ def replication_for(
     if until is None and watch is not None:
         until = watch.stop.is_set
     interval = dep.replication.status_interval_s
-    return Replication.with_files(node, out_dir, interval, until)
+    return Replication.with_files(node, out_dir, interval, until, dep.database_url)

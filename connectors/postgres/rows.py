@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,10 @@ from twinflow.core.records import (
     WindowFeatures,
 )
 from twinflow.core.times import iso, utc
+
+if TYPE_CHECKING:
+    from twinflow.connectors.replication.node import Received
+    from twinflow.operators.replication.status import PropertySync
 
 #: Header of a binary COPY stream: signature, flags, header-extension length.
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
@@ -297,4 +301,45 @@ def dead_letter_row(d: DeadLetter) -> tuple[Any, ...]:
         None if d.twin_id is None else clean_text(d.twin_id),
         int(d.readings),
         clean_text(d.payload[: DeadLetter.MAX_PAYLOAD]),
+    )
+
+
+def _ms_time(ms: int | None) -> Any:
+    return None if ms is None else utc(ms / 1000)
+
+
+def sync_status_row(s: PropertySync) -> tuple[Any, ...]:
+    """Columns of ``SYNC_STATUS``: one replication property's status when it was taken."""
+    return (
+        clean_text(s.replica),
+        clean_text(s.twin_id),
+        clean_text(s.kind),
+        clean_text(s.prop),
+        _ms_time(s.at_ms),
+        s.state.value,
+        clean_text(s.consistency),
+        int(s.lag_ms),
+        None if s.update_id is None else clean_text(s.update_id),
+        int(s.conflicts),
+        _ms_time(s.link_down_since_ms),
+    )
+
+
+def replicated_row(r: Received) -> tuple[Any, ...]:
+    """Columns of ``REPLICATED``: a received write as in ``replicated.jsonl``."""
+    doc = r.to_json()
+    stamp = doc["stamp"]
+    return (
+        clean_text(r.replica),
+        doc["update_id"],
+        clean_text(doc["twin_id"]),
+        clean_text(doc["kind"]),
+        clean_text(doc["property"]),
+        to_json_text(doc["value"]),
+        int(stamp["wall_ms"]),
+        int(stamp["logical"]),
+        clean_text(stamp["replica"]),
+        None if doc["base"] is None else to_json_text(doc["base"]),
+        doc["outcome"],
+        _ms_time(r.at_ms),
     )

@@ -41,12 +41,15 @@ from twinflow.connectors.postgres.tables import (
     ALERTS,
     COMMANDS,
     DEAD_LETTERS,
+    REPLICATED,
     ROLLUPS,
+    SYNC_STATUS,
     TELEMETRY,
     TWIN_STATES,
     WINDOWS,
 )
 from twinflow.connectors.postgres.writer import BatchWriter, PostgresSinkError
+from twinflow.connectors.replication.node import Received
 from twinflow.core.records import (
     Alert,
     AssetRollup,
@@ -57,10 +60,11 @@ from twinflow.core.records import (
     WaveformFrame,
     WindowFeatures,
 )
+from twinflow.operators.replication.status import PropertySync
 
 _ACCEPTED = (
     "TelemetryFrame, WaveformFrame, WindowFeatures, TwinState, Alert, Command, DeadLetter, "
-    "AssetRollup"
+    "AssetRollup, PropertySync, Received"
 )
 
 
@@ -105,6 +109,10 @@ class PostgresSinkPartition(StatefulSinkPartition[Any, Held]):
                 pieces.append((DEAD_LETTERS.name, rows.dead_letter_row(v), 1))
             elif isinstance(v, AssetRollup):
                 pieces.append((ROLLUPS.name, rows.rollup_row(seq, v), 1))
+            elif isinstance(v, PropertySync):  # replication's sync status
+                pieces.append((SYNC_STATUS.name, rows.sync_status_row(v), 1))
+            elif isinstance(v, Received):  # a write received from another replica
+                pieces.append((REPLICATED.name, rows.replicated_row(v), 1))
             else:
                 raise PostgresSinkError(
                     f"PostgresSink ({self.name}) cannot store a {type(v).__name__}: it takes "

@@ -328,6 +328,64 @@ DEAD_LETTERS = Table(
     ),
 )
 
+SYNC_STATUS = Table(
+    "sync_status",
+    (
+        ("replica", "text"),
+        ("twin_id", "text"),
+        ("kind", "text"),
+        ("property", "text"),
+        ("time", "timestamptz"),
+        ("state", "text"),
+        ("consistency", "text"),
+        ("lag_ms", "int8"),
+        ("update_id", "text"),
+        ("conflicts", "int4"),
+        ("link_down_since", "timestamptz"),
+    ),
+    (
+        Merge(
+            "sync_status",
+            "INSERT INTO twinflow.sync_status (replica, twin_id, kind, property, time, state, "
+            "consistency, lag_ms, update_id, conflicts, link_down_since) "
+            "SELECT replica, twin_id, kind, property, time, state, consistency, lag_ms, "
+            "update_id, conflicts, link_down_since FROM twinflow_stage_sync_status "
+            "ON CONFLICT (replica, twin_id, kind, property, time) DO NOTHING",
+            primary=True,
+        ),
+    ),
+)
+
+REPLICATED = Table(
+    "replicated_writes",
+    (
+        ("received_by", "text"),
+        ("update_id", "text"),
+        ("twin_id", "text"),
+        ("kind", "text"),
+        ("property", "text"),
+        ("value", "text"),
+        ("stamp_wall_ms", "int8"),
+        ("stamp_logical", "int4"),
+        ("writer", "text"),
+        ("base", "text"),
+        ("outcome", "text"),
+        ("received_at", "timestamptz"),
+    ),
+    (
+        Merge(
+            "replicated_writes",
+            "INSERT INTO twinflow.replicated_writes (received_by, update_id, twin_id, kind, "
+            "property, value, stamp_wall_ms, stamp_logical, writer, base, outcome, received_at) "
+            "SELECT received_by, update_id, twin_id, kind, property, value::jsonb, "
+            "stamp_wall_ms, stamp_logical, writer, base::jsonb, outcome, received_at "
+            "FROM twinflow_stage_replicated_writes "
+            "ON CONFLICT (received_by, update_id) DO NOTHING",
+            primary=True,
+        ),
+    ),
+)
+
 #: Every table, in the order a flush writes them.
 TABLES: tuple[Table, ...] = (
     TELEMETRY,
@@ -337,5 +395,7 @@ TABLES: tuple[Table, ...] = (
     COMMANDS,
     ROLLUPS,
     DEAD_LETTERS,
+    SYNC_STATUS,
+    REPLICATED,
 )
 BY_NAME = {t.name: t for t in TABLES}

@@ -78,6 +78,7 @@ ALL_MIGRATIONS = (
     "0005_asset_rollups",
     "0006_twin_health",
     "0007_maintenance_plan",
+    "0008_replication",
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -763,7 +764,8 @@ def test_rollups_migration_upgrades_a_database_at_0004_and_runs_once(
     p.write_batch([rollup("site1", 1)])
     with pytest.raises(
         PostgresSinkError,
-        match=r"has not applied 0005_asset_rollups, 0006_twin_health, 0007_maintenance_plan: ",
+        match=r"has not applied 0005_asset_rollups, 0006_twin_health, 0007_maintenance_plan, "
+        r"0008_replication: ",
     ):
         p.snapshot()  # the sink refuses a schema without the roll-up tables
     with pytest.raises(PostgresSinkError):
@@ -773,6 +775,7 @@ def test_rollups_migration_upgrades_a_database_at_0004_and_runs_once(
         "0005_asset_rollups",
         "0006_twin_health",
         "0007_maintenance_plan",
+        "0008_replication",
     ]
     assert migrate(fresh, use_timescaledb=False) == []
     assert status(fresh).up_to_date
