@@ -11,8 +11,11 @@ Each round also runs both shapes over an empty topic: what starting and stopping
 processes costs (Python imports, cluster connection, the Kafka end-of-topic checks). Figures
 are medians over the rounds: readings/s over the whole wall time and over the wall time less
 that fixed cost, per shape and per worker, the ratio 2 processes / 1 process, and each shape's
-peak RSS per process (``VmHWM``). The broker is ``KAFKA_BOOTSTRAP`` or a local Tansu, which
-shares the machine's cores with the flow. Run:
+peak RSS per process (``VmHWM``), and the CPU time (user + system) the processes of each
+shape spent per reading, less that of the empty topic: where two processes spend more CPU
+for the same readings, that is the cost of the cluster (moving keyed items between the
+processes, two runtimes), whatever the machine's load. The broker is ``KAFKA_BOOTSTRAP``
+or a local Tansu, which shares the machine's cores with the flow. Run:
 ``.venv/bin/python tests/benchmarks/bench_cluster.py [--twins 50] [--hours 3] [--rounds 3]``.
 """
 
@@ -22,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -48,6 +52,7 @@ PARTITIONS = 4
 class Run:
     wall_s: float
     peak_rss_mib: list[float]
+    cpu_s: float
 
 
 def record(bootstrap: str, topic: str, twins: int, hours: float) -> tuple[list[str], int]:
@@ -106,6 +111,7 @@ def run(config: Path, folder: Path, processes: int) -> Run:
     """``twinflow run --until-end`` as ``processes`` processes; wall time and peak RSS."""
     addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
     procs = []
+    before = _children_cpu_s()
     t0 = time.perf_counter()
     for i in range(processes):
         out = folder / f"out-{time.monotonic_ns()}-{i}"
@@ -126,7 +132,13 @@ def run(config: Path, folder: Path, processes: int) -> Run:
     codes = [p.returncode for p in procs]
     if any(codes):
         raise SystemExit(f"twinflow run exited {codes}")
-    return Run(wall, peaks)
+    return Run(wall, peaks, _children_cpu_s() - before)
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU of the children waited for so far (the broker is still running)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def _hwm_mib(pid: int) -> float:
@@ -159,34 +171,45 @@ def main() -> None:
         )
         runs: dict[int, list[Run]] = {1: [], 2: []}
         fixed: dict[int, list[float]] = {1: [], 2: []}
+        fixed_cpu: dict[int, list[float]] = {1: [], 2: []}
         for r in range(args.rounds):
             for n in (1, 2) if r % 2 == 0 else (2, 1):
-                fixed[n].append(run(empty_cfg, folder, n).wall_s)
+                empty_run = run(empty_cfg, folder, n)
+                fixed[n].append(empty_run.wall_s)
+                fixed_cpu[n].append(empty_run.cpu_s)
                 runs[n].append(run(full_cfg, folder, n))
                 print(
-                    f"  round {r + 1}, {n} process(es): {runs[n][-1].wall_s:.2f} s "
-                    f"(empty topic {fixed[n][-1]:.2f} s)",
+                    f"  round {r + 1}, {n} process(es): {runs[n][-1].wall_s:.2f} s, CPU "
+                    f"{runs[n][-1].cpu_s:.2f} s (empty topic {fixed[n][-1]:.2f} s, CPU "
+                    f"{empty_run.cpu_s:.2f} s); load average {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
         print()
-        rates = {}
+        rates, cpu = {}, {}
         for n in (1, 2):
             wall = statistics.median(x.wall_s for x in runs[n])
             cost = statistics.median(fixed[n])
             net = statistics.median(x.wall_s - f for x, f in zip(runs[n], fixed[n], strict=True))
             rss = statistics.median(max(x.peak_rss_mib) for x in runs[n])
+            per = [
+                (x.cpu_s - f) / readings * 1e6 for x, f in zip(runs[n], fixed_cpu[n], strict=True)
+            ]
+            cpu[n] = statistics.median(per)
             rates[n] = (readings / wall, readings / net if net > 0 else math.nan)
             print(
                 f"{n} process(es) x 1 worker: {wall:.2f} s wall, {cost:.2f} s of it start/stop; "
                 f"{rates[n][0]:,.0f} readings/s ({rates[n][0] / n:,.0f} per worker); "
                 f"less start/stop {rates[n][1]:,.0f}/s ({rates[n][1] / n:,.0f} per worker); "
-                f"peak RSS per process {rss:.0f} MiB"
+                f"peak RSS per process {rss:.0f} MiB; CPU per reading {cpu[n]:.2f} us "
+                f"({min(per):.2f}-{max(per):.2f}), {statistics.median(fixed_cpu[n]):.2f} s CPU "
+                "to start and stop"
             )
         print(
             f"ratio 2 processes / 1 process on {os.cpu_count()} cores: "
             f"{rates[2][0] / rates[1][0]:.2f} (wall), {rates[2][1] / rates[1][1]:.2f} "
             "(less start/stop)"
         )
+        print(f"CPU per reading, 2 processes / 1 process: {cpu[2] / cpu[1]:.2f}")
 
 
 if __name__ == "__main__":
