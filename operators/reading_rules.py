@@ -85,6 +85,7 @@ class Plan:
     still: np.ndarray
     any_stuck: bool
     any_spike: bool
+    any_value: bool
 
 
 def _scalar_signals(kind: TwinType) -> dict[str, float]:
@@ -155,6 +156,7 @@ def reading_plan(kind: TwinType) -> Plan:
         STILL * spans[:, None],
         bool(stuck.any()),
         bool(spiky.any()),
+        any(r.how == "value" for r in chosen),
     )
     _PLANS[id(kind)] = (kind, plan)
     return plan
@@ -211,6 +213,15 @@ class _View:
                 self.flat_rows = (hot & alarms.qualified & plan.stuck_rows).tolist()
         if plan.any_spike:
             self.big_rows = (jumps > plan.jump[:, None]).any(axis=1).tolist()
+
+    def may_breach(self) -> bool:
+        """Whether some rule may be breached in this frame (else idle rules stay idle)."""
+        return (
+            self.plan.any_value
+            or bool(self.frame.out_of_range)
+            or any(self.flat_rows)
+            or any(self.big_rows)
+        )
 
     def candidate(self, rr: ReadingRule) -> bool:
         """Whether a reading of the frame may breach ``rr`` (an idle rule is skipped if not)."""
@@ -322,16 +333,21 @@ class ReadingAlarms:
         t = np.asarray(frame.times, dtype=np.float64)
         if plan.signals != self.signals:
             self._reset(plan.signals)
-        nan = np.full(len(t), np.nan)
-        x = np.array([frame.signals.get(s, nan) for s in plan.signals], dtype=np.float64)
+        got = frame.signals
+        if all(s in got for s in plan.signals):
+            x = np.array([got[s] for s in plan.signals], dtype=np.float64)
+        else:
+            nan = np.full(len(t), np.nan)
+            x = np.array([got.get(s, nan) for s in plan.signals], dtype=np.float64)
         view = _View(self, plan, t, x, frame)
         out: list[tuple[float, bool, Alert]] = []
-        for rr in plan.rules:
-            st = self.state.get(rr.rule.name)
-            if st is None and not view.candidate(rr):
-                continue
-            v, valid = view.values(rr)
-            out.extend(self._judge(rr, plan, np.flatnonzero(valid), t, v, st, frame))
+        if self.state or view.may_breach():
+            for rr in plan.rules:
+                st = self.state.get(rr.rule.name)
+                if st is None and not view.candidate(rr):
+                    continue
+                v, valid = view.values(rr)
+                out.extend(self._judge(rr, plan, np.flatnonzero(valid), t, v, st, frame))
         view.learn()
         out.sort(key=lambda e: (e[0], e[1]))
         return [a for _, _, a in out]
