@@ -226,6 +226,24 @@ def _twin_of(item: Received | PropertySync) -> str:
     return item.write.key.twin_id if isinstance(item, Received) else item.twin_id
 
 
+def until_settled(
+    node: ReplicationNode,
+    stop: Callable[[], bool] | None = None,
+    quiet_s: float = 2.0,
+    drain_s: float = 30.0,
+) -> Callable[[], bool]:
+    """When a finite run (``--until-end``) of a replication flow ends: at ``stop()``, or
+    once the node is :meth:`~ReplicationNode.settled` (its outbox drained and acknowledged,
+    nothing waiting for the flow, nothing written or received for ``quiet_s``). The node's
+    stop then waits up to ``drain_s`` for what the flow forwarded after that."""
+    node.drain_s = drain_s
+
+    def done() -> bool:
+        return (stop is not None and stop()) or node.settled(quiet_s)
+
+    return done
+
+
 #: The nodes this process started (:func:`started`), stopped by :func:`stop_nodes`.
 _RUNNING: list[ReplicationNode] = []
 
@@ -303,6 +321,8 @@ def node_for(dep: Deployment, settings: ReplicationSettings, out_dir: Path) -> R
         consistency=consistency,
         forward=settings.forward,
         desired_ttl_s=settings.desired_ttl_s,
+        state_path=settings.outbox_dir(out_dir) / "replica-state.jsonl",
+        ask_state=True,
     )
 
 
@@ -315,4 +335,5 @@ __all__ = [
     "running",
     "started",
     "stop_nodes",
+    "until_settled",
 ]

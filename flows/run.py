@@ -219,6 +219,10 @@ def replication_for(
 
     node = started(node_for(dep, dep.replication, out_dir))
     until = limits.get("replication", {}).get("until")
+    if until is None and limits.get("requests", {}).get("tail") is False:  # --until-end
+        from twinflow.flows.replication import until_settled
+
+        until = until_settled(node, None if watch is None else watch.stop.is_set)
     if until is None and watch is not None:
         until = watch.stop.is_set
     interval = dep.replication.status_interval_s

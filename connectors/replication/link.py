@@ -24,6 +24,12 @@ from prometheus_client import Counter as MetricCounter
 from prometheus_client import Gauge
 
 from twinflow.connectors.replication.outbox import DiskOutbox, Entry
+from twinflow.connectors.replication.state import (
+    answers,
+    is_control,
+    state_request,
+    state_writes,
+)
 from twinflow.core.errors import TwinflowError
 from twinflow.operators.replication import (
     Applied,
@@ -144,6 +150,11 @@ class ReplicaLink:
         else:
             sources = [line for line in payload.split(b"\n") if line.strip()]
         writes = [w for w in got if not isinstance(w, UpdateError)]
+        if any(is_control(w) for w in writes):
+            self._control([w for w in writes if is_control(w)])
+            writes = [w for w in writes if not is_control(w)]
+            sources = [src for src, w in zip(sources, got, strict=True) if not _is_control(w)]
+            got = [w for w in got if not _is_control(w)]
         done: list[tuple[Write, Applied]] = []
         with self._lock:
             for source, bad in zip(sources, got, strict=True):
@@ -178,6 +189,32 @@ class ReplicaLink:
         if run:
             out.append(batch(run) if rows else b"\n".join(run))
         return out
+
+    # -- state transfer (see :mod:`~twinflow.connectors.replication.state`) -----------------
+
+    def request_state(self) -> Write:
+        """Ask the replicas of the other role for their whole state (sent by the outbox)."""
+        with self._lock:
+            request = state_request(self.replica, central=self.relay)
+        self._append(request)
+        self._count("state_requested")
+        return request
+
+    def send_state(self) -> int:
+        """Append every kept write of the replica to the outbox; returns how many."""
+        with self._lock:
+            writes = state_writes(self.replica)
+        for w in writes:
+            self._append(w)
+        self._count("state_sent", len(writes))
+        return len(writes)
+
+    def _control(self, writes: Sequence[Write]) -> None:
+        """Answer the state requests of replicas of the other role."""
+        rid = self.replica.replica_id
+        if any(answers(w, rid, central=self.relay) for w in writes):
+            log.info("replication link %s: sending its state on request", rid)
+            self.send_state()
 
     # -- writing, sending, receiving --------------------------------------------------------
 
@@ -236,3 +273,7 @@ class ReplicaLink:
     def _count(self, outcome: str, n: int = 1) -> None:
         self.counts[outcome] += n
         UPDATES.labels(self.replica.replica_id, outcome).inc(n)
+
+
+def _is_control(item: Write | UpdateError) -> bool:
+    return isinstance(item, Write) and is_control(item)

@@ -14,17 +14,25 @@ worker threads; the link receives on its own threads, so every call here is thre
   the same however often it is replayed);
 - :meth:`take_received`: every received write that was new here, to store (central);
 - :meth:`sync_status`: the :class:`PropertySync` of every tracked property, also published
-  as metrics.
+  as metrics;
+- :meth:`settled`: whether a finite run may end (nothing left to send, hand over or store,
+  and nothing written or received for a while).
+
+With ``state_path`` the replica's state is loaded at :meth:`start`, saved every
+``snapshot_interval_s`` and at :meth:`stop`; a replica that starts empty asks its peers for
+their state (:mod:`~twinflow.connectors.replication.state`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -33,6 +41,7 @@ from prometheus_client import Gauge, Histogram
 from twinflow.connectors.replication.forward import ACCEPTED, ANSWERS, writes_of
 from twinflow.connectors.replication.link import ReplicaLink
 from twinflow.connectors.replication.outbox import Entry
+from twinflow.connectors.replication.state import load_state, save_state, state_writes
 from twinflow.core.records import Command, DesiredChange
 from twinflow.core.times import utc
 from twinflow.operators.command_book import desired_command_id
@@ -96,7 +105,10 @@ class ReplicationNode:
     their type (an edge's own twins; empty for central); ``consistency(twin_id, prop)``
     gives a desired property's consistency; ``forward`` names the streams an edge forwards;
     ``desired_ttl_s`` is how long a desired change handed to the command loop may wait;
-    ``queue`` bounds the received items waiting for the flow (and the pending answers).
+    ``queue`` bounds the received items waiting for the flow (and the pending answers);
+    ``state_path`` is the replica's snapshot file (``None``: the state lives in memory only),
+    saved every ``snapshot_interval_s``; ``ask_state`` asks the peers for their state when
+    the replica starts empty.
     """
 
     def __init__(
@@ -110,6 +122,9 @@ class ReplicationNode:
         desired_ttl_s: float = 600.0,
         now_ms: Callable[[], int] = wall_clock_ms,
         queue: int = 100_000,
+        state_path: Path | None = None,
+        snapshot_interval_s: float = 30.0,
+        ask_state: bool = False,
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"replication role must be one of {ROLES}, got {role!r}")
@@ -132,20 +147,75 @@ class ReplicationNode:
         self._expected: dict[str, tuple[str, str]] = {}
         self._written_ms: dict[str, tuple[int, str]] = {}
         self._cap = queue
+        self.state_path = state_path
+        self.snapshot_interval_s = snapshot_interval_s
+        self.ask_state = ask_state
+        #: Writes loaded from the snapshot at start, and the state request sent (if any).
+        self.loaded = 0
+        self.asked: Write | None = None
+        self._active = time.monotonic()
+        self._stopping = threading.Event()
+        #: How long :meth:`stop` waits for the outbox to drain (a finite run's end).
+        self.drain_s = 0.0
+        self._saver: threading.Thread | None = None
         link.on_applied = self._applied
         link.on_sent = self._sent
 
     # -- life cycle -------------------------------------------------------------------------
 
     def start(self) -> ReplicationNode:
-        """Start the link (connects and sends in the background)."""
+        """Load the snapshot, start the link (connects and sends in the background), ask
+        the peers for their state if the replica is still empty, and start saving."""
+        if self.state_path is not None:
+            with self.link.lock:
+                self.loaded = load_state(self.replica, self.state_path)
+            self._stopping.clear()
+            self._saver = threading.Thread(
+                target=self._save_loop, name=f"replica-state-{self.replica.replica_id}",
+                daemon=True,
+            )  # fmt: skip
+            self._saver.start()
+        if self.ask_state and not self.replica.registers():
+            self.asked = self.link.request_state()
         self.link.start()
         return self
 
     def stop(self) -> None:
-        """Stop the link and close the outbox (what was not sent stays on disk)."""
+        """Stop the link, save the state and close the outbox (what was not sent stays on
+        disk)."""
+        self._stopping.set()
+        if self._saver is not None:
+            self._saver.join(timeout=30)
+        deadline = time.monotonic() + self.drain_s
+        while self.link.outbox.pending and time.monotonic() < deadline:
+            time.sleep(0.05)
         self.link.stop()
+        self.save()
         self.link.outbox.close()
+
+    def save(self) -> int:
+        """Save the replica's state to ``state_path`` now (0 without one)."""
+        if self.state_path is None:
+            return 0
+        with self.link.lock:
+            writes = state_writes(self.replica)
+        return save_state(writes, self.state_path)
+
+    def _save_loop(self) -> None:
+        while not self._stopping.wait(self.snapshot_interval_s):
+            try:
+                self.save()
+            except OSError as exc:  # a full disk must not stop replication
+                log.warning("replication %s: state not saved: %s", self.replica.replica_id, exc)
+
+    def settled(self, quiet_s: float = 2.0) -> bool:
+        """Whether a finite run of this node may end: the outbox is drained (the broker
+        acknowledged every write), nothing waits for the flow, and nothing was written or
+        received for ``quiet_s`` seconds."""
+        with self._lock:
+            waiting = len(self._desired) + len(self._received)
+            idle = time.monotonic() - self._active
+        return waiting == 0 and self.link.outbox.pending == 0 and idle >= quiet_s
 
     # -- from the flow ----------------------------------------------------------------------
 
@@ -164,6 +234,7 @@ class ReplicationNode:
                     continue
                 self._sent_values[slot] = text
             self.link.write(twin, kind, name, value)
+            self._active = time.monotonic()
             n += 1
         if isinstance(record, Command):
             n += self._answer(record)
@@ -191,6 +262,7 @@ class ReplicationNode:
         if change.source == "replication":
             return None
         w = self.link.write(change.twin_id, "desired", change.prop, change.value)
+        self._active = time.monotonic()
         level = self.consistency(change.twin_id, change.prop)
         uid = update_id(w)
         with self._lock:
@@ -243,6 +315,7 @@ class ReplicationNode:
                     self.tracker.sent(PropertyKey(twin, kind, name), uid, now)
 
     def _applied(self, write: Write, outcome: Applied) -> None:
+        self._active = time.monotonic()
         if outcome not in (Applied.WON, Applied.LOST):
             return  # a duplicate or stale write changes nothing
         now = self.now_ms()
