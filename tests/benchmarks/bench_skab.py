@@ -90,7 +90,9 @@ def read(folder: Path) -> list[Experiment]:
 # -- twinflow replay ---------------------------------------------------------------------
 
 
-def write_case(root: Path, exps: list[Experiment]) -> tuple[Path, list[Path]]:
+def write_case(
+    root: Path, exps: list[Experiment], flow: dict[str, str] | None = None
+) -> tuple[Path, list[Path]]:
     models = root / "models"
     models.mkdir(parents=True)
     contents = [
@@ -109,6 +111,8 @@ def write_case(root: Path, exps: list[Experiment]) -> tuple[Path, list[Path]]:
     (models / "rig.yaml").write_text("\n".join(lines) + "\n")
     dep = ["version: 1", "site: lab", "models: [models]", "twins:"]
     dep += [f"  - {{id: {e.twin}, type: skab_rig, protocol: replay}}" for e in exps]
+    if flow:
+        dep.append("flow: {" + ", ".join(f"{k}: {v}" for k, v in flow.items()) + "}")
     (root / "dep.yaml").write_text("\n".join(dep) + "\n")
     files = []
     for e in exps:
@@ -124,11 +128,13 @@ def write_case(root: Path, exps: list[Experiment]) -> tuple[Path, list[Path]]:
     return root / "dep.yaml", files
 
 
-def replay(root: Path, exps: list[Experiment]) -> list[dict[str, object]]:
-    """The alerts of one replay of every experiment with the documented defaults."""
+def replay(
+    root: Path, exps: list[Experiment], flow: dict[str, str] | None = None
+) -> list[dict[str, object]]:
+    """The alerts of one replay of every experiment (documented defaults unless ``flow``)."""
     from twinflow.flows.cli import main as twinflow
 
-    dep, files = write_case(root, exps)
+    dep, files = write_case(root, exps, flow)
     out = root / "out"
     argv = ["replay", str(dep), *map(str, files), "--quiet", "--labels", "anomaly"]
     argv += ["--out", str(out)]
@@ -228,7 +234,15 @@ class Score:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", nargs="?", type=Path, default=os.environ.get("TWINFLOW_SKAB_DIR"))
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a flow setting for the replays (default: none, the documented defaults)",
+    )
     args = ap.parse_args()
+    flow = dict(kv.split("=", 1) for kv in args.set)
     if args.folder is None or not Path(args.folder).is_dir():
         print(
             "no SKAB data: give a folder of SKAB CSV files (github.com/waico/SKAB, data/) as "
@@ -245,10 +259,12 @@ def main() -> None:
         f"{sum(int(e.labels.sum()) for e in exps)} of {sum(len(e.labels) for e in exps)} rows "
         "labelled anomalous"
     )
+    if flow:
+        print("flow settings: " + ", ".join(f"{k}={v}" for k, v in flow.items()))
     alerts = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, e in enumerate(exps):  # one replay each: the files come from different days
-            alerts += replay(Path(tmp) / str(i), [e])
+            alerts += replay(Path(tmp) / str(i), [e], flow)
     head = f"{'file / detector':<34} {'F1':>6} {'prec':>6} {'recall':>6} {'events':>7}"
     print(head + f" {'FA/day':>9} {'FA':>4}")
     arms = {
