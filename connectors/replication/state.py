@@ -18,13 +18,22 @@ not the history of every write made, and safe to merge whatever the receiver hol
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from twinflow.operators.replication import PropertyKey, TwinReplica, Write
+from twinflow.operators.replication import (
+    ClockDriftError,
+    PropertyKey,
+    TwinReplica,
+    UpdateError,
+    Write,
+)
 from twinflow.operators.replication.update import decode_update, encode_update
+
+log = logging.getLogger(__name__)
 
 #: The reserved twin id of control writes (state requests): never merged nor stored.
 CONTROL_TWIN = "_replication"
@@ -76,13 +85,33 @@ def save_state(writes: Iterable[Write], path: Path) -> int:
 
 
 def load_state(replica: TwinReplica, path: Path) -> int:
-    """Merge the snapshot at ``path`` (if any) into ``replica``; returns the writes read.
+    """Merge the snapshot at ``path`` (if any) into ``replica``; returns the writes merged.
 
-    The caller holds the replica's lock (or nothing else uses the replica yet)."""
+    A line that is not a write, or a write too far ahead of the clock (the machine's clock
+    went back), is skipped and logged: a snapshot never stops a start. The caller holds the
+    replica's lock (or nothing else uses the replica yet)."""
     if not path.exists():
         return 0
-    writes = [decode_update(line) for line in path.read_bytes().splitlines() if line.strip()]
-    replica.apply_many(writes)
+    writes, bad = [], 0
+    for line in path.read_bytes().splitlines():
+        if line.strip():
+            try:
+                writes.append(decode_update(line))
+            except UpdateError:
+                bad += 1
+    try:
+        replica.apply_many(writes)
+    except ClockDriftError:
+        kept = []
+        for w in writes:
+            try:
+                replica.apply(w)
+                kept.append(w)
+            except ClockDriftError:
+                bad += 1
+        writes = kept
+    if bad:
+        log.warning("replica %s: %d writes of %s skipped", replica.replica_id, bad, path)
     return len(writes)
 
 

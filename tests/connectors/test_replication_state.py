@@ -60,6 +60,11 @@ def test_snapshot_round_trip_keeps_registers_and_moves_the_clock(tmp_path: Path)
     newest = max(w.stamp for w in a.writes())
     assert back.write("pump-1", "desired", "speed_rpm", 1).stamp > newest
     assert load_state(TwinReplica("x"), tmp_path / "none.jsonl") == 0
+    # A torn line is skipped; so is a write too far ahead of a clock that went back.
+    path.write_bytes(path.read_bytes() + b'{"schema": "twinflow.twin_update", "ver')
+    assert load_state(TwinReplica("edge-a"), path) == len(list(a.writes()))
+    behind = TwinReplica("edge-a", now_ms=lambda: 0, max_drift_ms=1_000)  # 10 s behind
+    assert load_state(behind, path) == 0 and not behind.registers()
 
 
 def test_state_requests_are_answered_by_the_other_role_only() -> None:
