@@ -2,8 +2,9 @@
 
 Not a test; prints figures and a ratio. Where ``bench_e2e.py`` compares the flow with bare
 reads of Kafka, this compares the flow with itself: side A runs the package as it was at
-``--base`` (a commit), side B the same commit with ``--overlay`` paths taken from ``HEAD``
-(e.g. ``connectors/postgres``: one change measured alone, without the other work since).
+``--base`` (a commit), side B the same commit with ``--overlay`` paths taken from ``--from``
+(a commit, default ``HEAD``; e.g. ``connectors/postgres``: one change measured alone, without
+the other work since).
 Each side is a view of the package built from ``git archive`` under a temporary folder and
 put first on the children's ``PYTHONPATH`` (with ``PYTHONSAFEPATH=1``, so the repository's
 own folders do not shadow it; see ``bench_e2e.child_path``).
@@ -67,7 +68,8 @@ def view(tree: Path, into: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="commit of side A (and B's starting point)")
-    ap.add_argument("--overlay", nargs="+", required=True, help="paths B takes from HEAD")
+    ap.add_argument("--overlay", nargs="+", required=True, help="paths B takes from --from")
+    ap.add_argument("--from", dest="source", default="HEAD", help="commit of the overlay")
     ap.add_argument("--twins", type=int, default=100)
     ap.add_argument("--hours", type=float, default=3.0)
     ap.add_argument("--message-s", type=int, default=10)
@@ -81,9 +83,9 @@ def main() -> None:
             tree = folder / f"tree-{side}"
             extract(args.base, tree)
             if side == "B":
-                extract("HEAD", tree, args.overlay)
+                extract(args.source, tree, args.overlay)
             views[side] = view(tree, folder / f"view-{side}")
-        names = {"A": f"A: {args.base}", "B": f"B: + {' '.join(args.overlay)} of HEAD"}
+        names = {"A": f"A: {args.base}", "B": f"B: + {' '.join(args.overlay)} of {args.source}"}
         os.environ["PYTHONSAFEPATH"] = "1"
         with KafkaBroker() as broker, Postgres(settings={"shared_buffers": "256MB"}) as pg:
             rec = e2e.record(broker.bootstrap, args.twins, args.hours * 3600, args.message_s)
