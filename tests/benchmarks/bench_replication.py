@@ -16,6 +16,10 @@ reference: eventual consistency >= 100k property updates/s per central process a
 3. Catch-up after a cut link: the edge writes ``--backlog`` updates while its link is
    stopped, then the link starts again; updates/s from the start until central has merged
    the last one.
+4. State transfer: the edge wrote ``--backlog`` updates to 100 properties and central merged
+   them; a new, empty central replica (its own outbox and broker session) asks for the state
+   and the edge answers with its kept writes; the time from the request until the new
+   replica holds the edge's registers, beside the writes that crossed and the history size.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_replication.py [--updates 200000] [--rounds 5]``.
 """
@@ -122,6 +126,7 @@ class Pair:
 
     def __init__(self, broker: Mosquitto | KafkaBroker, folder: Path) -> None:
         base = f"bench-{uuid.uuid4().hex[:8]}"
+        self.broker, self.base = broker, base
         self.edge = TwinReplica("edge")
         self.central = TwinReplica("central")
         self.sent: dict[str, float] = {}
@@ -173,6 +178,17 @@ class Pair:
                 config=fast,
                 on_applied=self.arrived,
             )
+
+    def fresh_central(self, folder: Path) -> MqttLink | KafkaLink:
+        """A new, empty central replica on the same topics: its own outbox, session, group."""
+        box, name = DiskOutbox(folder), f"{self.base}-central-{uuid.uuid4().hex[:6]}"
+        replica = TwinReplica("central")
+        broker = self.broker
+        if isinstance(broker, Mosquitto):
+            mqtt = MqttSettings(host=broker.host, port=broker.port, client_id=name)
+            return MqttLink(replica, box, mqtt, *central_topics(self.base), relay=True)
+        topics = kafka_topics(self.base, central=True)
+        return KafkaLink(replica, box, broker.bootstrap, *topics, group_id=name, relay=True)
 
     def arrived(self, w: Write, outcome: Applied) -> None:
         now = time.perf_counter()
@@ -382,6 +398,43 @@ def bench_catch_up(broker: Mosquitto | KafkaBroker, backlog: int, rounds: int) -
     print(f"  {statistics.median(rates):,.0f} updates/s from restore to the last merged (median)")
 
 
+def bench_state(broker: Mosquitto | KafkaBroker, history: int, rounds: int) -> None:
+    times: list[float] = []
+    crossed = 0
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as d, Pair(broker, Path(d)) as pair:
+            for i in range(history):
+                pair.write(i)
+            if not pair.wait_all():
+                raise RuntimeError("central did not merge the history within 120 s")
+            link = pair.fresh_central(Path(d) / "fresh")
+            link.start()
+            deadline = time.monotonic() + 30
+            while not link.connected and time.monotonic() < deadline:
+                time.sleep(0.01)
+            before = pair.edge_link.counts["state_sent"]
+            start = time.perf_counter()
+            link.request_state()
+            target = pair.edge.registers()
+            while link.replica.registers() != target:
+                if time.perf_counter() - start > 120:
+                    raise RuntimeError("the new central replica did not converge within 120 s")
+                time.sleep(0.005)
+            times.append(time.perf_counter() - start)
+            crossed = pair.edge_link.counts["state_sent"] - before
+            link.stop()
+            link.outbox.close()
+    print(
+        f"state transfer over {name(broker)} to an empty central replica ({history:,} writes "
+        f"made to 100 properties, {rounds} rounds):"
+    )
+    print(
+        f"  {statistics.median(times) * 1000:,.0f} ms from request to converged (median; "
+        f"min {min(times) * 1000:,.0f}, max {max(times) * 1000:,.0f}); {crossed:,} writes "
+        f"crossed (the kept ones), not {history:,}"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--updates", type=int, default=200_000)
@@ -390,20 +443,24 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--backlog", type=int, default=20_000)
     p.add_argument("--transport", choices=("mqtt", "kafka", "both"), default="both")
+    p.add_argument("--only-state", action="store_true", help="only the state transfer")
     a = p.parse_args()
-    bench_merge(a.updates, a.rounds)
     brokers: list[Callable[[], Mosquitto | KafkaBroker]] = []
     if a.transport in ("mqtt", "both"):
         brokers.append(Mosquitto)
     if a.transport in ("kafka", "both"):
         brokers.append(lambda: KafkaBroker(local=True))
+    if not a.only_state:
+        bench_merge(a.updates, a.rounds)
     for make in brokers:
         with make() as broker:
-            bench_latency(broker, a.rate, a.seconds, max(1, a.rounds // 2))
-            bench_strong(broker, a.rate, a.seconds)
-            if isinstance(broker, KafkaBroker):
-                bench_bare_kafka(broker, a.rate, a.seconds)
-            bench_catch_up(broker, a.backlog, max(1, a.rounds // 2))
+            if not a.only_state:
+                bench_latency(broker, a.rate, a.seconds, max(1, a.rounds // 2))
+                bench_strong(broker, a.rate, a.seconds)
+                if isinstance(broker, KafkaBroker):
+                    bench_bare_kafka(broker, a.rate, a.seconds)
+                bench_catch_up(broker, a.backlog, max(1, a.rounds // 2))
+            bench_state(broker, a.backlog, max(1, a.rounds // 2))
 
 
 if __name__ == "__main__":
