@@ -202,8 +202,7 @@ class ReplicaLink:
 
     def send_state(self) -> int:
         """Append every kept write of the replica to the outbox; returns how many."""
-        with self._lock:
-            writes = state_writes(self.replica)
+        writes = state_writes(self.replica, self._lock)
         for w in writes:
             self._append(w)
         self._count("state_sent", len(writes))

@@ -197,8 +197,7 @@ class ReplicationNode:
         """Save the replica's state to ``state_path`` now (0 without one)."""
         if self.state_path is None:
             return 0
-        with self.link.lock:
-            writes = state_writes(self.replica)
+        writes = state_writes(self.replica, self.link.lock)
         return save_state(writes, self.state_path)
 
     def _save_loop(self) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,13 @@ def answers(request: Write, replica_id: str, central: bool) -> bool:
     return value.get("replica") != replica_id and bool(value.get("central")) != central
 
 
-def state_writes(replica: TwinReplica) -> list[Write]:
-    """Every kept write of the replica, oldest first (the lock held by the caller)."""
-    return sorted(replica.writes(), key=Write.order)
+def state_writes(replica: TwinReplica, lock: AbstractContextManager[Any]) -> list[Write]:
+    """Every kept write of the replica, oldest first: copied under ``lock`` (the replica's),
+    sorted after it is released, so receiving is held up only for the copy."""
+    with lock:
+        writes = list(replica.writes())
+    writes.sort(key=Write.order)
+    return writes
 
 
 def save_state(writes: Iterable[Write], path: Path) -> int:
