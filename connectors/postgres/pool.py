@@ -12,8 +12,8 @@ a writer takes a connection for one batch's transaction and gives it back after 
 - **Reused**: a connection given back healthy goes to the idle list, newest last, and the next
   writer takes it; a new one is opened only when none is idle and there is room.
 - **Recovering**: a writer whose transaction failed gives its connection back as broken; it
-  is closed, and so are the idle ones opened before that failure (a restarted server has cut
-  them all), so the retry opens a fresh session instead of meeting a dead one per retry.
+  is closed, and so are the idle ones (a restarted server has cut them all), so the retry
+  opens a fresh session instead of meeting a dead one per retry.
 - **Shared**: :func:`pool_for` hands every sink of the process the same pool for a URL;
   writers register and unregister, and the last one to leave closes it. The largest ``size``
   asked for wins.
@@ -72,7 +72,7 @@ class ConnectionPool:
         self, application_name: str = "twinflow-sink", stop: Callable[[], bool] = lambda: False
     ) -> Iterator[Connection]:
         """A connection for one unit of work, given back afterwards: healthy when the block
-        ends normally, closed (with the idle ones older than it) when it raises. Waits while
+        ends normally, closed (with the idle ones) when it raises. Waits while
         the pool is full; ``stop`` returning True ends the wait with :class:`TimeoutError`."""
         conn, opened_at = self._acquire(application_name, stop)
         try:
@@ -147,11 +147,12 @@ class ConnectionPool:
         self._give_slot_back()
 
     def _discard(self, conn: Connection, opened_at: float) -> None:
-        """Close ``conn`` after a failure, and the idle connections not newer than it."""
+        """Close ``conn`` after a failure, and every idle connection (all were opened before
+        the failure; a restarted server has cut them too)."""
         _close_quietly(conn)
         with self._cond:
-            stale = [c for c, at in self._idle if at <= opened_at]
-            self._idle = [(c, at) for c, at in self._idle if at > opened_at]
+            stale = [c for c, _at in self._idle]
+            self._idle = []
             self._open -= 1 + len(stale)
             POOL_CONNECTIONS.dec(1 + len(stale))
             self._cond.notify_all()
