@@ -2,8 +2,9 @@
 
 A central deployment with no telemetry of its own, started empty, asks the edges for their
 state; an edge node in the test answers with its kept writes (not its whole history); the
-run stores them in ``replicated.jsonl`` and ends by itself once settled (outbox drained,
-nothing waiting, quiet). Run again, it loads its saved state, asks nothing and ends.
+run stores them in ``replicated.jsonl`` and in PostgreSQL (``replicated_writes``, and the
+sync status in ``sync_status``) and ends by itself once settled (outbox drained, nothing
+waiting, quiet). Run again, it loads its saved state, asks nothing and ends.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import pytest
 
 from tests.flows.test_replication_roles import node
 from tests.services.mosquitto import Mosquitto, free_port
+from tests.services.postgres import Postgres
 from twinflow.connectors.files import read_jsonl
+from twinflow.connectors.postgres import migrate
+from twinflow.connectors.postgres.connection import psycopg
 from twinflow.operators.replication.update import update_id
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(240)]
@@ -31,6 +35,14 @@ ROUNDS = 25
 def mqtt() -> Iterator[Mosquitto]:
     with Mosquitto() as broker:
         yield broker
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[str]:
+    with Postgres() as pg:
+        url = pg.create_database("replication_until_end")
+        migrate(url)
+        yield url
 
 
 def run_until_end(path: Path, out: Path, *extra: str) -> str:
@@ -51,7 +63,7 @@ def run_until_end(path: Path, out: Path, *extra: str) -> str:
 
 
 def test_a_central_run_until_end_gets_the_edges_state_and_ends(
-    tmp_path: Path, mqtt: Mosquitto
+    tmp_path: Path, mqtt: Mosquitto, database: str
 ) -> None:
     base = f"end-{uuid.uuid4().hex[:8]}"
     edge = node(mqtt, tmp_path, "edge-a", base, "edge").start()
@@ -65,6 +77,7 @@ version: 1
 site: hq
 services:
   mqtt: {{url: "mqtt://127.0.0.1:{mqtt.port}", client_id: "central-{free_port()}"}}
+  database: {{url: "{database}"}}
 twins:
   - {{id: wt-001, type: wind_turbine, protocol: replay}}
 replication: {{role: central, replica: central, topic: {base}, status_interval_s: 0.5}}
@@ -79,6 +92,13 @@ replication: {{role: central, replica: central, topic: {base}, status_interval_s
         newest = {d["property"]: d["value"] for d in docs if d["outcome"] == "won"}
         assert newest == {"power_limit": 100.0 + ROUNDS - 1, "yaw_deg": 100.0 + ROUNDS - 1}
         assert (out / "replication-outbox" / "replica-state.jsonl").exists()
+        with psycopg.connect(database) as conn:  # the same in the database
+            stored_ids = conn.execute("SELECT update_id FROM twinflow.replicated_writes")
+            assert {r[0] for r in stored_ids} == kept
+            latest = conn.execute(
+                "SELECT property, state FROM twinflow.sync_status_latest ORDER BY property"
+            ).fetchall()
+        assert latest == [("power_limit", "in_sync"), ("yaw_deg", "in_sync")]
 
         # Again: the saved state is loaded, nothing is asked, the run ends quiet.
         run_until_end(path, out, "--overwrite")
