@@ -12,7 +12,7 @@ import pytest
 from twinflow.connectors.files import JsonLinesSink, ParquetSink, private_dir, read_jsonl
 from twinflow.core.errors import ConfigError
 from twinflow.flows.cli import main
-from twinflow.flows.outputs import prepare_out
+from twinflow.flows.outputs import OUTPUT_NAMES, prepare_out
 from twinflow.flows.recovery import check_owner, recovery_config
 
 
@@ -150,3 +150,20 @@ def test_merged_parquet_files_are_private(tmp_path: Path) -> None:
         os.umask(old)
     (f,) = (tmp_path / "p").glob("*/*.parquet")
     assert f.name == "part-p0-00000-00004.parquet" and mode(f) == 0o600
+
+
+def test_every_file_a_flow_writes_under_out_is_an_output_name() -> None:
+    """--overwrite removes what a run wrote: each `out / "name"` in the sources is listed."""
+    import re
+
+    import twinflow.connectors
+    import twinflow.flows
+    import twinflow.operators
+
+    written: set[str] = set()
+    for package in (twinflow.flows, twinflow.connectors, twinflow.operators):
+        assert package.__file__ is not None
+        for source in Path(package.__file__).parent.rglob("*.py"):
+            written |= set(re.findall(r'out(?:_dir)? / "([\w.]+)"', source.read_text()))
+    assert written, "the scan found no output files: the pattern no longer matches the sources"
+    assert written <= set(OUTPUT_NAMES), sorted(written - set(OUTPUT_NAMES))
