@@ -41,6 +41,10 @@ alert was consumed.
 Memory (``--memory 1000,10000``): for each twin count, ``twinflow run --until-end`` (files only)
 over ``--memory-minutes`` of data and over an empty topic; prints peak RSS (``VmHWM``), the
 peak per twin, and the growth per twin between the first and last twin count.
+With ``--memory-variants 'base|queued.max.messages.kbytes=8192|MALLOC_ARENA_MAX=2'``
+each twin count is recorded once and the sides (librdkafka settings into
+``services.kafka.extra``; upper-case keys into the environment) run on it, interleaved
+over ``--rounds``: peak RSS and whole-run readings/s, medians with min-max.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_e2e.py [--twins 50] [--hours 2]
 [--message-s 10] [--rounds 3] [--latency [--rate 50000]] [--memory 1000,10000]``.
@@ -518,6 +522,75 @@ def rule_latency(
               f"p999 {qs[2]:,.0f} ms, max {xs[-1] * 1000:,.0f} ms")  # fmt: skip
 
 
+def memory_variants(spec: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+    """``--memory-variants``: ``|``-separated sides, each ``base`` or ``key=value,...``.
+
+    Upper-case keys (``MALLOC_ARENA_MAX``) go to the child's environment, the others to
+    ``services.kafka.extra`` (librdkafka settings, e.g. ``queued.max.messages.kbytes``).
+    """
+    sides = []
+    for side in spec.split("|"):
+        env: dict[str, str] = {}
+        extra: dict[str, str] = {}
+        for item in filter(None, side.split(",")):
+            if item == "base":
+                continue
+            key, value = item.split("=", 1)
+            (env if key.isupper() else extra)[key] = value
+        sides.append((side, env, extra))
+    return sides
+
+
+def run_variant(
+    config: Path, folder: Path, env: dict[str, str], extra: dict[str, str]
+) -> tuple[float, float]:
+    """``run_twinflow`` with librdkafka ``extra`` settings and environment variables added."""
+    if extra:
+        text = config.read_text()
+        pairs = ", ".join(f'"{k}": "{v}"' for k, v in extra.items())
+        text = text.replace(
+            "    telemetry_topics:", f"    extra: {{{pairs}}}\n    telemetry_topics:"
+        )
+        config.write_text(text)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return run_twinflow(config, folder)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def memory_compare(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None:
+    """One recording per twin count; the variants run on it interleaved over ``--rounds``."""
+    sides = memory_variants(args.memory_variants)
+    for n in [int(x) for x in args.memory.split(",")]:
+        rec = record(broker.bootstrap, n, args.memory_minutes * 60, args.message_s)
+        mib = rec.payload_bytes / 2**20
+        print(f"{n:,} twins, {args.memory_minutes:g} min of data ({rec.readings:,} 1 Hz "
+              f"readings, {rec.messages:,} messages, {mib:,.0f} MiB)")  # fmt: skip
+        peaks: dict[str, list[float]] = {name: [] for name, _, _ in sides}
+        rates: dict[str, list[float]] = {name: [] for name, _, _ in sides}
+        for r in range(args.rounds):
+            order = sides[r % len(sides) :] + sides[: r % len(sides)]
+            for name, env, extra in order:
+                config = deployment(folder, broker.bootstrap, rec.topic, rec.twin_lines, None)
+                wall, peak = run_variant(config, folder, env, extra)
+                peaks[name].append(peak)
+                rates[name].append(rec.readings / wall)
+                print(
+                    f"  round {r + 1} {name}: peak RSS {peak:,.0f} MiB, {wall:,.1f} s", flush=True
+                )
+        base = statistics.median(peaks[sides[0][0]])
+        for name, _, _ in sides:
+            med = statistics.median(peaks[name])
+            print(f"  {name}: peak RSS {_fmt(peaks[name])} MiB ({med / base:.2f}x the first), "
+                  f"whole-run {_fmt(rates[name])} readings/s")  # fmt: skip
+
+
 def memory(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None:
     counts = [int(x) for x in args.memory.split(",")]
     empty = create_topic(broker.bootstrap, unique_topic("bench-e2e-empty"), PARTITIONS)
@@ -563,12 +636,13 @@ def main() -> None:
     ap.add_argument("--files-only", action="store_true", help="latency run without database")
     ap.add_argument("--memory", default="", help="twin counts, e.g. 1000,10000 (memory run)")
     ap.add_argument("--memory-minutes", type=float, default=10.0)
+    ap.add_argument("--memory-variants", default="", help="sides to compare: base|k=v,...")
     args = ap.parse_args()
     runs: list[Callable[[argparse.Namespace, KafkaBroker, Path], None]] = []
     if args.latency:
         runs.append(latency)
     if args.memory:
-        runs.append(memory)
+        runs.append(memory_compare if args.memory_variants else memory)
     runs = runs or [throughput]
     print(f"bench_e2e on {os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     with KafkaBroker() as broker, tempfile.TemporaryDirectory() as tmp:
