@@ -3,12 +3,13 @@
 From the twin's state (:mod:`twinflow.flows.whatif_state`: a run's outputs or PostgreSQL),
 each scenario of a what-if file (:mod:`twinflow.operators.whatif`) runs the type's dynamics
 over the horizon: the simulator's machines for the bundled types
-(:mod:`twinflow.flows.whatif_machines`), the file's ``dynamics:`` class for a type of your
-own. The predicted signals then go, after the twin's recorded history, through the telemetry
-flow itself (:func:`build_flow`), so the same windows, anomaly model, rules and RUL estimator
-judge them as in a run: the report (:mod:`twinflow.flows.whatif_report`) gives each
-scenario's signals, the alarms it would raise or clear and when, and its time to failure
-with its interval, against the baseline.
+(:mod:`twinflow.flows.whatif_machines`), for a type of your own the class its profile
+declares (``whatif: {dynamics: ...}``) or the what-if file names. The predicted signals then
+go, after the twin's recorded history, through the telemetry flow itself (:func:`build_flow`),
+so the same windows, anomaly model, rules and RUL estimator judge them as in a run: the
+report (:mod:`twinflow.flows.whatif_report`) gives each scenario's signals, the alarms it
+would raise or clear and when, and its time to failure with its interval, against the
+baseline.
 """
 
 from __future__ import annotations
@@ -39,18 +40,25 @@ if TYPE_CHECKING:  # the command line builds its parser from here: keep the impo
 
 
 def make_dynamics(whatif: WhatIf, kind: TwinType) -> Callable[[], Dynamics]:
-    """The factory of the twin type's dynamics: the file's class, else the simulator's."""
+    """The factory of the twin type's dynamics: the what-if file's class, else the one its
+    profile declares (``whatif.dynamics``), else the simulator's."""
+    from twinflow.operators.rulebook import section_of
+    from twinflow.operators.whatif.dynamics import WhatIfProfile
+
     if whatif.dynamics is not None:
         cls = load_dynamics(whatif.dynamics, f"{whatif.file}: dynamics")
         return cls
+    declared = section_of(kind, "whatif", WhatIfProfile()).dynamics
+    if declared is not None:
+        return load_dynamics(declared, f"twin type {kind.name!r}: whatif.dynamics")
     from twinflow.flows.whatif_machines import SimulatedDynamics
 
     try:
         SimulatedDynamics(kind.name)
     except KeyError:
         raise ConfigError(
-            f"{whatif.file}: twin type {kind.name!r} is not simulated by twinflow; name its "
-            "dynamics (dynamics: package.module:Class) in the what-if file"
+            f"{whatif.file}: twin type {kind.name!r} is not simulated by twinflow and its "
+            "profile declares no what-if dynamics (whatif: {dynamics: package.module:Class})"
         ) from None
     return lambda: SimulatedDynamics(kind.name)
 

@@ -38,6 +38,7 @@ from twinflow.operators.rulebook import (
     read_reactions,
     read_rules,
 )
+from twinflow.operators.whatif.dynamics import WHATIF_PROFILE, read_whatif_profile
 
 #: A profile's type name: a letter, then letters, digits and underscores.
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -284,6 +285,7 @@ SECTIONS: dict[str, ProfileSection] = {
         ProfileSection("health", parsed("health", read_health), HEALTH),
         ProfileSection("anomaly", parsed("anomaly", read_anomaly), ANOMALY),
         ProfileSection("replication", parsed("replication", read_consistency), CONSISTENCY),
+        ProfileSection("whatif", parsed("whatif", read_whatif_profile), WHATIF_PROFILE),
     )
 }
 #: Sections whose values become the core fields of :class:`Profile`.

@@ -8,10 +8,12 @@ A request whose JSON object has a ``whatif`` field asks for a what-if of one twi
 
 ``whatif`` holds the scenario document of ``twinflow whatif`` (its ``twin:``, if given, must
 be the request's twin; ``dynamics:``, an import path, is refused: a message on a topic must
-not choose code for the flow to import). Once it is recognisably a what-if request, nothing
-in it becomes a dead letter: every problem (a missing or mistyped field, an unknown twin, a
-bad scenario field) is a ``rejected`` :class:`~twinflow.operators.whatif.request.WhatIfResult` whose
-reason names the field, so the asker gets an answer on the results topic.
+not choose code for the flow to import; the flow runs the dynamics the twin's type declares in
+its profile, ``whatif: {dynamics: ...}``, or the simulator's for a bundled type). Once it is
+recognisably a what-if request, nothing in it becomes a dead letter: every problem (a missing
+or mistyped field, an unknown twin, a bad scenario field) is a ``rejected``
+:class:`~twinflow.operators.whatif.request.WhatIfResult` whose reason names the field, so the
+asker gets an answer on the results topic.
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ def _request(
     if doc["whatif"].get("dynamics") is not None:
         raise ValidationError(
             f"{where}: whatif.dynamics is not accepted in a request (a request may not choose "
-            "code to import); the flow runs the simulator's dynamics of the bundled types"
+            "code to import); the flow runs the dynamics the twin's type declares in its profile "
+            "(whatif.dynamics), or the simulator's for a bundled type"
         )
     whatif = read_whatif(doc["whatif"], Path(f"{where}: whatif"))
     if whatif.twin is not None and whatif.twin != twin:

@@ -1,8 +1,12 @@
 """The interface a twin type's physics implements to be run forward in what-if scenarios.
 
 The bundled types use the simulator's machines (:mod:`twinflow.flows.whatif_machines`); a
-type of your own names a class by import path in the what-if file (``dynamics:
-package.module:Class``). The class is built with no arguments, then:
+type of your own declares its class by import path in its profile's ``whatif:`` section
+(``whatif: {dynamics: package.module:Class}``, read by :func:`read_whatif_profile`, imported
+and checked when the profile loads), which every what-if of the type uses: ``twinflow
+whatif``, the Python API and requests answered in the flow. A what-if file may still name
+one (``dynamics:``) for ``twinflow whatif``, and it wins over the profile's. The class is
+built with no arguments, then:
 
 1. ``start(last, time, fault, severity)`` takes the twin's newest value of each signal (and
    its trend per second as ``<signal>.slope`` where known), the
@@ -26,10 +30,12 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from twinflow.core.config import OptionalText, Schema, Section
 from twinflow.core.errors import ConfigError
 
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -74,4 +80,43 @@ def load_dynamics(path: str, where: str) -> type[Dynamics]:
     return dynamics
 
 
-__all__ = ["IMPORT_PATH", "Dynamics", "load_dynamics"]
+#: The ``whatif:`` section of a type's profile.
+WHATIF_PROFILE = Schema(
+    "whatif",
+    "How what-ifs run a twin of this type forward.",
+    (
+        OptionalText(
+            "dynamics",
+            "Import path `package.module:Class` of the type's what-if dynamics (the interface "
+            "in the what-if guide); imported when the profile loads. The bundled types use "
+            "the simulator's.",
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WhatIfProfile:
+    """A type's what-if settings: the import path of its dynamics (``None``: none declared)."""
+
+    dynamics: str | None = None
+
+
+def read_whatif_profile(s: Section) -> WhatIfProfile:
+    """``whatif:``: the dynamics class, imported and checked now so that a deployment with a
+    class that cannot be imported fails when it loads, naming the file and field."""
+    s.check_keys(WHATIF_PROFILE)
+    path = s.get(WHATIF_PROFILE["dynamics"])
+    if path is not None:
+        load_dynamics(path, f"{s.file}: {s.path('dynamics')}")
+    return WhatIfProfile(path)
+
+
+__all__ = [
+    "IMPORT_PATH",
+    "WHATIF_PROFILE",
+    "Dynamics",
+    "WhatIfProfile",
+    "load_dynamics",
+    "read_whatif_profile",
+]
