@@ -35,6 +35,11 @@ def read_document(path: Path, twin: str | None) -> tuple[dict[str, Any], str]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML or JSON: {exc}") from None
     whatif = read_whatif(data, path)
+    if whatif.dynamics is not None:
+        raise ConfigError(
+            f"{path}: dynamics: the flow does not take dynamics from a request; it runs those "
+            "the twin type's profile declares (whatif.dynamics)"
+        )
     chosen = twin or whatif.twin
     if chosen is None:
         raise ConfigError(f"{path}: name the twin (twin: in the file, or --twin)")

@@ -24,6 +24,7 @@ from twinflow.flows.config import FlowConfig
 from twinflow.flows.decide_steps import Decide
 from twinflow.flows.telemetry import FlowOutputs, build_flow
 from twinflow.flows.whatif import read_whatif, what_if
+from twinflow.flows.whatif_kafka import read_document
 from twinflow.flows.whatif_live import WhatIfPool
 from twinflow.operators.catalog import TwinType, load_catalogue
 from twinflow.operators.whatif.request import WhatIfRequest, WhatIfResult
@@ -96,6 +97,16 @@ def test_dynamics_that_cannot_be_imported_stop_the_deployment(tmp_path: Path) ->
 
     with pytest.raises(ConfigError, match=r"types\.compressor\.whatif\.dynamics = 'nope:X'"):
         load_deployment(deployment)
+
+
+def test_twinflow_whatif_kafka_refuses_a_file_that_names_dynamics(tmp_path: Path) -> None:
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps(SCENARIOS))
+    with pytest.raises(ConfigError, match=r"s\.json: dynamics: the flow does not take"):
+        read_document(spec, None)
+    spec.write_text(json.dumps(ASKED))
+    doc, twin = read_document(spec, "comp-1")
+    assert twin == "comp-1" and "dynamics" not in doc
 
 
 @pytest.fixture
