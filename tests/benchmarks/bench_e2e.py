@@ -36,7 +36,10 @@ The run also reads the alerts back from the flow's Kafka alerts topic and prints
 quantiles apart for the stuck, spike and range rules (judged per reading) and the window rules:
 from the produce time of the message that reached the alert's time (window rules: also of the
 one that reached the window's end plus ``lateness_s``, which let it close) to the time the
-alert was consumed.
+alert was consumed; then the five slowest stuck/spike/range alerts (twin, rule, time). The
+read-back consumer is assigned the partition and polls from before the plant is produced: a
+group subscription (``--tail-subscribe``, the earlier way) first waits seconds for its group
+join, which held the first alerts back and made the single > 7 s "alert" of issue 13.
 
 Memory (``--memory 1000,10000``): for each twin count, ``twinflow run --until-end`` (files only)
 over ``--memory-minutes`` of data and over an empty topic; prints peak RSS (``VmHWM``), the
@@ -71,7 +74,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).absolute().parents[2]))
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from tests.services.kafka import KafkaBroker, create_topic, unique_topic
 from tests.services.ports import free_port
@@ -378,7 +381,7 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
     payloads = [(f.twin_id.encode(), p, f.readings) for f, p in frames]
     total = sum(n for _, _, n in payloads)
     alerts_topic = create_topic(broker.bootstrap, unique_topic("bench-e2e-alerts"), 1)
-    tail = AlertTail(broker.bootstrap, alerts_topic)
+    tail = AlertTail(broker.bootstrap, alerts_topic, args.tail_subscribe)
     sent_at: dict[str, list[tuple[float, float]]] = {}  # twin -> (newest reading, wall time)
     per_s = total / seconds  # readings per second of data
     port = free_port()
@@ -397,10 +400,14 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
         err = (folder / "paced.log").open("w")
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
         try:
+            if not args.tail_subscribe:
+                tail.start()  # read back from now on, as the earlier way did not
             time.sleep(args.warmup_s)  # let the flow start and subscribe before data flows
             producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
             sent, t0 = 0, time.perf_counter()
-            tail.start()
+            if args.tail_subscribe:
+                tail.start()
+            tail.began = time.time()
             for (key, payload, n), (frame, _) in zip(payloads, frames, strict=True):
                 ahead = t0 + sent / args.rate - time.perf_counter()
                 if ahead > 0:
@@ -442,7 +449,7 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
     if alert and alert[-1][1]:
         p99 = quantile(alert, 0.99)[2]
         print(f"target p99 <= 50 ms: {'met' if p99 <= 0.05 else 'NOT met'} (window rules)")
-    rule_latency(tail.got, sent_at, args.lateness_s)
+    rule_latency(tail.got, sent_at, args.lateness_s, tail.began)
 
 
 SENSOR_RULES = ("_stuck", "_spikes", "_out_of_range")
@@ -450,13 +457,22 @@ SENSOR_RULES = ("_stuck", "_spikes", "_out_of_range")
 
 class AlertTail:
     """Reads the flow's alerts topic while the plant is paced in: each alert with the wall
-    time it was received."""
+    time it was received. By default the partition is assigned (no consumer group, so no
+    join to wait for) and a fetch waits at most 5 ms; ``subscribe`` is the earlier read-back
+    (group subscription, librdkafka's default 500 ms fetch wait), kept for comparison."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic,
-                                  "auto.offset.reset": "earliest"})  # fmt: skip
-        self.consumer.subscribe([topic])
+    def __init__(self, bootstrap: str, topic: str, subscribe: bool = False) -> None:
+        config: dict[str, object] = {"bootstrap.servers": bootstrap, "group.id": topic,
+                                     "auto.offset.reset": "earliest"}  # fmt: skip
+        if not subscribe:
+            config |= {"fetch.wait.max.ms": 5, "enable.auto.commit": False}
+        self.consumer = Consumer(config)
+        if subscribe:
+            self.consumer.subscribe([topic])
+        else:
+            self.consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         self.got: list[tuple[float, dict[str, object]]] = []
+        self.began = 0.0  # wall time the bench began producing the plant
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -479,6 +495,8 @@ def rule_latency(
     got: list[tuple[float, dict[str, object]]],
     sent_at: dict[str, list[tuple[float, float]]],
     lateness_s: float,
+    began: float,
+    slowest: int = 5,
 ) -> None:
     """Reading -> alert from the alerts topic, apart for the sensor rules (stuck, spikes,
     range: judged per reading since issue 13) and the other (window) rules. The clock starts
@@ -494,6 +512,7 @@ def rule_latency(
         return None
 
     groups: dict[str, list[float]] = {}
+    each: list[tuple[float, float, str, str, str]] = []  # for the slowest alerts' lines
     for seen, a in got:
         if a.get("state") != "raised":
             continue
@@ -506,6 +525,8 @@ def rule_latency(
             groups.setdefault(f"{name}, from the reading at the alert's time", []).append(
                 seen - wall
             )
+            if sensor:
+                each.append((seen - wall, wall - began, twin, rule, str(a["time"])))
         closed = produced(twin, at + lateness_s)
         if not sensor and closed is not None:
             groups.setdefault(f"{name}, from the message that closed the window", []).append(
@@ -520,6 +541,12 @@ def rule_latency(
         qs = [xs[min(len(xs) - 1, int(q * len(xs)))] * 1000 for q in (0.5, 0.99, 0.999)]
         print(f"    {name} ({len(xs)} alerts): p50 {qs[0]:,.0f} ms, p99 {qs[1]:,.0f} ms, "
               f"p999 {qs[2]:,.0f} ms, max {xs[-1] * 1000:,.0f} ms")  # fmt: skip
+    first = min((seen for seen, _ in got), default=began)
+    print(f"  slowest stuck/spike/range alerts (first alert read back "
+          f"{first - began:.2f} s after producing began):")  # fmt: skip
+    for took, after, twin, rule, at in sorted(each, reverse=True)[:slowest]:
+        print(f"    {took * 1000:,.0f} ms: {twin} {rule} at {at}, its message produced "
+              f"{after:.2f} s after producing began")  # fmt: skip
 
 
 def memory_variants(spec: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
@@ -633,6 +660,11 @@ def main() -> None:
     ap.add_argument("--warmup-s", type=float, default=8.0)
     ap.add_argument("--drain-s", type=float, default=15.0)
     ap.add_argument("--lateness-s", type=float, default=60.0, help="flow lateness (latency)")
+    ap.add_argument(
+        "--tail-subscribe",
+        action="store_true",
+        help="read alerts back the earlier way (group subscribe, 500 ms fetch wait)",
+    )
     ap.add_argument("--files-only", action="store_true", help="latency run without database")
     ap.add_argument("--memory", default="", help="twin counts, e.g. 1000,10000 (memory run)")
     ap.add_argument("--memory-minutes", type=float, default=10.0)
