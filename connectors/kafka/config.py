@@ -48,11 +48,14 @@ PRODUCER_DEFAULTS: Mapping[str, Any] = {
 
 #: Consumer defaults: offsets live in Bytewax's recovery state, never in the group; a resume
 #: offset already deleted by retention restarts at the oldest message still kept; fetches
-#: return after at most 100 ms (librdkafka's 500 ms default halves throughput on Tansu).
+#: return after at most 100 ms (librdkafka's 500 ms default halves throughput on Tansu); each
+#: partition's consumer fetches ahead at most 16 MB (librdkafka's default 64 MB is 256 MB with
+#: four partitions; bench_e2e --memory-variants: no throughput loss measured at 16 MB).
 CONSUMER_DEFAULTS: Mapping[str, Any] = {
     "enable.auto.commit": False,
     "auto.offset.reset": "earliest",
     "fetch.wait.max.ms": 100,
+    "queued.max.messages.kbytes": 16384,
 }
 
 _OWN_FIELDS = {"bootstrap.servers": "bootstrap", "group.id": "group_id"}
