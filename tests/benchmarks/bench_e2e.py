@@ -46,8 +46,9 @@ over ``--memory-minutes`` of data and over an empty topic; prints peak RSS (``Vm
 peak per twin, and the growth per twin between the first and last twin count.
 With ``--memory-variants 'base|queued.max.messages.kbytes=8192|MALLOC_ARENA_MAX=2'``
 each twin count is recorded once and the sides (librdkafka settings into
-``services.kafka.extra``; upper-case keys into the environment) run on it, interleaved
-over ``--rounds``: peak RSS and whole-run readings/s, medians with min-max.
+``services.kafka.extra``; upper-case keys into the environment; ``flow.write_telemetry=false``
+into the flow section) run on it, interleaved over ``--rounds``: peak RSS and whole-run
+readings/s, medians with min-max.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_e2e.py [--twins 50] [--hours 2]
 [--message-s 10] [--rounds 3] [--latency [--rate 50000]] [--memory 1000,10000]``.
@@ -563,7 +564,7 @@ def memory_variants(spec: str) -> list[tuple[str, dict[str, str], dict[str, str]
             if item == "base":
                 continue
             key, value = item.split("=", 1)
-            (env if key.isupper() else extra)[key] = value
+            (env if key.isupper() or key.startswith("flow.") else extra)[key] = value
         sides.append((side, env, extra))
     return sides
 
@@ -579,6 +580,11 @@ def run_variant(
             "    telemetry_topics:", f"    extra: {{{pairs}}}\n    telemetry_topics:"
         )
         config.write_text(text)
+    flow = {k[5:]: v for k, v in env.items() if k.startswith("flow.")}
+    if flow:  # ``flow.write_telemetry=false``: a field of the deployment's flow section
+        lines = "".join(f"\n  {k}: {v}" for k, v in flow.items())
+        config.write_text(config.read_text().replace("\nflow:", "\nflow:" + lines, 1))
+    env = {k: v for k, v in env.items() if not k.startswith("flow.")}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
