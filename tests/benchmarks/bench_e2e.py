@@ -395,6 +395,12 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
         config = deployment(
             folder, broker.bootstrap, topic, lines, url, args.lateness_s, alerts_topic
         )
+        if args.kafka_extra:  # librdkafka settings of the flow's clients, to compare
+            pairs = ", ".join(f'"{k}": "{v}"' for k, v in kafka_extra(args.kafka_extra).items())
+            text = config.read_text().replace(
+                "    telemetry_topics:", f"    extra: {{{pairs}}}\n    telemetry_topics:"
+            )
+            config.write_text(text)
         argv = [sys.executable, "-m", "twinflow.flows.cli", "run", str(config)]
         argv += ["--out", str(folder / "paced"), "--quiet", "--metrics-port", str(port)]
         env = {**os.environ, "PYTHONPATH": child_path()}
@@ -435,7 +441,7 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
         f"{produced_s:.1f} s; twinflow run {'to files only' if url is None else 'with database'}, "
         f"lateness_s {args.lateness_s:g} ({args.lateness_s * per_s / args.rate:.3f} s of wall "
         "time at this pace); clock from where twinflow decodes each message (its own "
-        "histograms, scraped)"
+        f"histograms, scraped); services.kafka.extra: {args.kafka_extra or 'none'}"
     )
     for label, buckets in (("reading -> alert", alert), ("reading -> command", command)):
         count = int(buckets[-1][1]) if buckets else 0
@@ -451,6 +457,11 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
         p99 = quantile(alert, 0.99)[2]
         print(f"target p99 <= 50 ms: {'met' if p99 <= 0.05 else 'NOT met'} (window rules)")
     rule_latency(tail.got, sent_at, args.lateness_s, tail.began)
+
+
+def kafka_extra(spec: str) -> dict[str, str]:
+    """``'linger.ms=5,fetch.wait.max.ms=10'`` as librdkafka settings."""
+    return dict(pair.split("=", 1) for pair in spec.split(",") if pair)
 
 
 SENSOR_RULES = ("_stuck", "_spikes", "_out_of_range")
@@ -670,6 +681,11 @@ def main() -> None:
         "--tail-subscribe",
         action="store_true",
         help="read alerts back the earlier way (group subscribe, 500 ms fetch wait)",
+    )
+    ap.add_argument(
+        "--kafka-extra",
+        default="",
+        help="latency run: librdkafka settings for the flow, e.g. linger.ms=5",
     )
     ap.add_argument("--files-only", action="store_true", help="latency run without database")
     ap.add_argument("--memory", default="", help="twin counts, e.g. 1000,10000 (memory run)")
