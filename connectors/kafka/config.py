@@ -36,25 +36,27 @@ LOG = logging.getLogger("twinflow.kafka")
 LOG.addFilter(OncePerCondition(window_s=60.0))
 
 #: Producer defaults: every write acknowledged by all in-sync replicas, no duplicates or
-#: reordering on retries, small batches (20 ms) compressed with lz4, and the Java client's
-#: partitioner so a twin's key lands on the same partition as from any other client.
+#: reordering on retries, small batches (5 ms, so alerts leave sooner: issue 13) compressed
+#: with lz4, and the Java client's partitioner so a twin's key lands on the same partition as
+#: from any other client.
 PRODUCER_DEFAULTS: Mapping[str, Any] = {
     "acks": "all",
     "enable.idempotence": True,
-    "linger.ms": 20,
+    "linger.ms": 5,
     "compression.type": "lz4",
     "partitioner": "murmur2_random",
 }
 
 #: Consumer defaults: offsets live in Bytewax's recovery state, never in the group; a resume
 #: offset already deleted by retention restarts at the oldest message still kept; fetches
-#: return after at most 100 ms (librdkafka's 500 ms default halves throughput on Tansu); each
+#: return after at most 10 ms (librdkafka's 500 ms default halves throughput on Tansu, and at
+#: 100 ms new readings waited behind an idle fetch: tens of ms more to an alert); each
 #: partition's consumer fetches ahead at most 16 MB (librdkafka's default 64 MB is 256 MB with
 #: four partitions; bench_e2e --memory-variants: no throughput loss measured at 16 MB).
 CONSUMER_DEFAULTS: Mapping[str, Any] = {
     "enable.auto.commit": False,
     "auto.offset.reset": "earliest",
-    "fetch.wait.max.ms": 100,
+    "fetch.wait.max.ms": 10,
     "queued.max.messages.kbytes": 16384,
 }
 
