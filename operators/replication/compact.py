@@ -27,14 +27,12 @@ from typing import Any
 
 import orjson
 
-from twinflow.operators.replication.hlc import MAX_LOGICAL, Stamp
 from twinflow.operators.replication.register import KINDS, PropertyKey, Write
-from twinflow.operators.replication.update import UpdateError, decode_updates
+from twinflow.operators.replication.update import UpdateError, decode_updates, stamp_of
 
 SCHEMA = "twinflow.twin_updates"
 VERSION = 2
 _HEAD = b'{"schema":"twinflow.twin_updates","version":2,"updates":['
-_TOP_WALL = 2**53
 
 #: Property keys seen lately, so a key that comes again is not built again (bounded).
 _KEYS: dict[tuple[str, str, str], PropertyKey] = {}
@@ -78,19 +76,6 @@ def _key(twin: Any, kind: Any, name: Any) -> PropertyKey | None:
     return key
 
 
-def _stamp(wall: Any, logical: Any, replica: Any) -> Stamp | None:
-    if (
-        type(wall) is not int
-        or type(logical) is not int
-        or type(replica) is not str
-        or not 0 <= wall <= _TOP_WALL
-        or not 0 <= logical <= MAX_LOGICAL
-        or not replica
-    ):
-        return None
-    return Stamp(wall, logical, replica)
-
-
 def decode_row(row: Any) -> Write:
     """One row's write; :class:`UpdateError` says what is wrong with it."""
     if type(row) is not list or len(row) != 10:
@@ -102,12 +87,12 @@ def decode_row(row: Any) -> Write:
             f"twin updates v2: row {row[:3]!r}: twin id and property must be non-empty "
             f"strings and kind one of {', '.join(KINDS)}"
         )
-    stamp = _stamp(wall, logical, replica)
+    stamp = stamp_of(wall, logical, replica)
     if stamp is None:
         raise UpdateError(f"twin updates v2: row {row[:3]!r}: stamp {row[4:7]!r} is not valid")
     base = None
     if b_wall is not None or b_logical is not None or b_replica is not None:
-        base = _stamp(b_wall, b_logical, b_replica)
+        base = stamp_of(b_wall, b_logical, b_replica)
         if base is None or (b_wall, b_logical, b_replica) >= (wall, logical, replica):
             raise UpdateError(
                 f"twin updates v2: row {row[:3]!r}: base {row[7:]!r} is not a stamp older "

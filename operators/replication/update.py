@@ -170,7 +170,11 @@ def _fast_stamp(s: Any) -> Stamp | None:
     """A well-formed stamp object, or ``None`` (then :func:`_checked` says what is wrong)."""
     if type(s) is not dict or len(s) != 3:
         return None
-    wall, logical, replica = s.get("wall_ms"), s.get("logical"), s.get("replica")
+    return stamp_of(s.get("wall_ms"), s.get("logical"), s.get("replica"))
+
+
+def stamp_of(wall: Any, logical: Any, replica: Any) -> Stamp | None:
+    """The stamp of well-formed decoded parts (exact types, in range), else ``None``."""
     if (
         type(wall) is not int
         or type(logical) is not int
