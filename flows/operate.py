@@ -83,7 +83,11 @@ def run_command(args: argparse.Namespace) -> int:
             print("twinflow run: stopped before the flow started", file=sys.stderr)
             return 0
         start_metrics(args.metrics_port, args.metrics_address)
-        limits = {"kafka": {"tail": False}, "requests": {"tail": False}} if args.until_end else None
+        limits = (
+            {"kafka": {"tail": False}, "requests": {"tail": False}, "replication": {"settle": True}}
+            if args.until_end
+            else None
+        )
         stats = RunStats()
         flow = deployment_flow(dep, args.out, limits=limits, stats=stats, watch=watch)
         recovery = None

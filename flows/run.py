@@ -163,7 +163,8 @@ def deployment_flow(
     With ``watch``, every source ends when ``watch.stop`` is set, and the sources and the
     alert, command and dead-letter outputs are observed. With a ``replication:`` section the
     flow is an edge or central instance (``limits["replication"]["until"]`` ends its
-    sources; its node is started here and stopped at exit).
+    sources, ``{"settle": True}`` ends them once the node is settled, as ``--until-end``
+    asks; its node is started here and stopped at exit).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     limits = limits or {}
@@ -219,7 +220,7 @@ def replication_for(
 
     node = started(node_for(dep, dep.replication, out_dir))
     until = limits.get("replication", {}).get("until")
-    if until is None and limits.get("requests", {}).get("tail") is False:  # --until-end
+    if until is None and limits.get("replication", {}).get("settle"):  # --until-end
         from twinflow.flows.replication import until_settled
 
         until = until_settled(node, None if watch is None else watch.stop.is_set)
