@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.services.kafka import KafkaBroker, KafkaUnavailable, create_topic
+from tests.services.waiting import wait_until
 from twinflow.connectors.replication import DiskOutbox, KafkaLink
 from twinflow.connectors.replication.kafka_link import kafka_topics
 from twinflow.operators.replication import TwinReplica, Write
@@ -24,14 +24,7 @@ pytestmark = pytest.mark.services
 
 #: librdkafka settings that make the clients reconnect quickly after the cut.
 FAST = {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500}
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
+KAFKA_WAIT_S = 30.0  # a Kafka rebalance after the cut takes longer than mosquitto's reconnect
 
 
 def test_every_replica_converges_after_the_kafka_broker_was_unreachable(tmp_path: Path) -> None:
@@ -65,6 +58,7 @@ def test_every_replica_converges_after_the_kafka_broker_was_unreachable(tmp_path
         wait_until(
             "edge-b sees edge-a's write through central",
             lambda: replicas["edge-b"].get("pump-c", "reported", "speed_rpm") is not None,
+            KAFKA_WAIT_S,
         )
         broker.cut()
         choices = [
@@ -85,8 +79,13 @@ def test_every_replica_converges_after_the_kafka_broker_was_unreachable(tmp_path
         wait_until(
             "every replica equal to the reference",
             lambda: all(r.registers() == reference.registers() for r in replicas.values()),
+            KAFKA_WAIT_S,
         )
-        wait_until("outboxes drained", lambda: all(x.outbox.pending == 0 for x in links.values()))
+        wait_until(
+            "outboxes drained",
+            lambda: all(x.outbox.pending == 0 for x in links.values()),
+            KAFKA_WAIT_S,
+        )
     finally:
         for link in links.values():
             link.stop()

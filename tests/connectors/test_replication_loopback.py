@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from tests.services.mosquitto import Mosquitto, MosquittoMissing
+from tests.services.waiting import wait_until
 from twinflow.connectors.bindings import MqttSettings
 from twinflow.connectors.replication import DiskOutbox
 from twinflow.connectors.replication.mqtt_link import MqttLink, central_topics, edge_topics
@@ -34,14 +35,6 @@ def broker() -> Iterator[Mosquitto]:
         pytest.fail(str(e), pytrace=False)
     yield b
     b.close()
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Site:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pytest
 
 from tests.services.kafka import KafkaBroker, KafkaUnavailable, create_topic
 from tests.services.mosquitto import Mosquitto, MosquittoMissing
+from tests.services.waiting import wait_until
 from twinflow.connectors.bindings import MqttSettings
 from twinflow.connectors.replication import DiskOutbox
 from twinflow.connectors.replication.kafka_link import KafkaLink, kafka_topics
@@ -54,14 +55,6 @@ def broker() -> Iterator[Mosquitto]:
         pytest.fail(str(e), pytrace=False)
     yield b
     b.close()
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def mqtt_link(broker: Mosquitto, base: str, name: str, box: DiskOutbox) -> MqttLink:

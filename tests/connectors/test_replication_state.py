@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import pytest
 
 from tests.services.kafka import KafkaBroker, KafkaUnavailable, create_topic
 from tests.services.mosquitto import Mosquitto, MosquittoMissing
+from tests.services.waiting import wait_until
 from twinflow.connectors.bindings import MqttSettings
 from twinflow.connectors.replication import DiskOutbox
 from twinflow.connectors.replication.kafka_link import KafkaLink, kafka_topics
@@ -38,14 +39,6 @@ from twinflow.operators.replication.replica import converge
 
 ROUNDS = 40  # writes per property and edge: the history a state transfer must not resend
 PROPS = ("speed_rpm", "flow_setpoint", "mode")
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_snapshot_round_trip_keeps_registers_and_moves_the_clock(tmp_path: Path) -> None:
