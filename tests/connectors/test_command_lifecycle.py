@@ -21,7 +21,7 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from prometheus_client import REGISTRY
 
 from tests.connectors.test_opcua import quiet_plant
-from tests.services.mosquitto import Mosquitto, MosquittoMissing
+from tests.services.mosquitto import Mosquitto, running_broker
 from tests.services.ports import free_port
 from twinflow.connectors.actuators import CommandRouter
 from twinflow.connectors.bindings import MqttBinding, MqttSettings, OpcUaBinding
@@ -195,12 +195,7 @@ def test_the_router_rejects_unrouted_commands_and_wiring_mistakes() -> None:
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[Mosquitto]:
-    try:
-        b = Mosquitto().start()
-    except MosquittoMissing as e:
-        pytest.fail(str(e), pytrace=False)
-    yield b
-    b.close()
+    yield from running_broker()
 
 
 class Listener:

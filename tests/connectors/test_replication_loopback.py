@@ -17,7 +17,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.services.mosquitto import Mosquitto, MosquittoMissing
+from tests.services.mosquitto import Mosquitto, MosquittoMissing, running_broker
 from tests.services.waiting import wait_until
 from twinflow.connectors.bindings import MqttSettings
 from twinflow.connectors.replication import DiskOutbox
@@ -29,12 +29,7 @@ pytestmark = pytest.mark.services
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[Mosquitto]:
-    try:
-        b = Mosquitto().start()
-    except MosquittoMissing as e:
-        pytest.fail(str(e), pytrace=False)
-    yield b
-    b.close()
+    yield from running_broker()
 
 
 class Site:

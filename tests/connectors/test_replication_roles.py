@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.services.kafka import KafkaBroker, KafkaUnavailable, create_topic
-from tests.services.mosquitto import Mosquitto, MosquittoMissing
+from tests.services.mosquitto import Mosquitto, running_broker
 from tests.services.waiting import wait_until
 from twinflow.connectors.bindings import MqttSettings
 from twinflow.connectors.replication import DiskOutbox
@@ -49,12 +49,7 @@ OWNED = {"edge-a": {"pump-a": "pump"}, "edge-b": {"pump-b": "pump"}, "central": 
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[Mosquitto]:
-    try:
-        b = Mosquitto().start()
-    except MosquittoMissing as e:
-        pytest.fail(str(e), pytrace=False)
-    yield b
-    b.close()
+    yield from running_broker()
 
 
 def mqtt_link(broker: Mosquitto, base: str, name: str, box: DiskOutbox) -> MqttLink:

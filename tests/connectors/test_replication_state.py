@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.services.kafka import KafkaBroker, KafkaUnavailable, create_topic
-from tests.services.mosquitto import Mosquitto, MosquittoMissing
+from tests.services.mosquitto import Mosquitto, running_broker
 from tests.services.waiting import wait_until
 from twinflow.connectors.bindings import MqttSettings
 from twinflow.connectors.replication import DiskOutbox
@@ -77,12 +77,7 @@ def test_state_requests_are_answered_by_the_other_role_only() -> None:
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[Mosquitto]:
-    try:
-        b = Mosquitto().start()
-    except MosquittoMissing as e:
-        pytest.fail(str(e), pytrace=False)
-    yield b
-    b.close()
+    yield from running_broker()
 
 
 @pytest.fixture(scope="module")

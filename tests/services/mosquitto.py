@@ -29,6 +29,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -203,3 +204,16 @@ class Mosquitto:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def running_broker() -> Iterator[Mosquitto]:
+    """A started broker for a pytest fixture (``yield from running_broker()``), closed after;
+    a missing mosquitto fails the test with the reason."""
+    import pytest
+
+    try:
+        broker = Mosquitto().start()
+    except MosquittoMissing as e:
+        pytest.fail(str(e), pytrace=False)
+    yield broker
+    broker.close()
