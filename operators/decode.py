@@ -34,7 +34,8 @@ import numpy as np
 import orjson
 
 from twinflow.core.errors import DecodeError
-from twinflow.core.records import RawMessage, TelemetryFrame
+from twinflow.core.records import RawMessage, TelemetryFrame, WaveformFrame
+from twinflow.operators.wire_binary import decode_binary, is_binary
 
 #: Largest payload accepted by default (1 MiB).
 MAX_BYTES = 1_048_576
@@ -49,8 +50,11 @@ _NULLABLE_NUMBERS = frozenset({int, float, _NONE})
 _TIME_TYPES = frozenset({int, float, str})
 
 
-def decode(msg: RawMessage, max_bytes: int = MAX_BYTES) -> TelemetryFrame:
+def decode(msg: RawMessage, max_bytes: int = MAX_BYTES) -> TelemetryFrame | WaveformFrame:
     """Decode one payload into a frame whose ``source`` is the message's source.
+
+    A payload that starts with ``TWB1`` is the binary format b1
+    (:mod:`twinflow.operators.wire_binary`); any other is JSON v1.
 
     >>> msg = RawMessage("mqtt", b'{"twin_id": "F1", "twin_type": "fan", '
     ...                  b'"time": "2023-11-14T22:13:20Z", "values": {"airflow": null}}', 0.0)
@@ -62,6 +66,8 @@ def decode(msg: RawMessage, max_bytes: int = MAX_BYTES) -> TelemetryFrame:
     ...
     twinflow.core.errors.DecodeError: payload is an array, expected a JSON object ...
     """
+    if is_binary(msg.payload):
+        return decode_binary(msg, max_bytes)
     doc = _load(msg.payload, max_bytes)
     twin_id = _text(doc, "twin_id", None)
     twin_type = _text(doc, "twin_type", twin_id)
