@@ -19,14 +19,17 @@ request from outside (a Kafka command request) and a change of a desired propert
 3. **Time out**: a command with no end state ``timeout_s`` after it was queued ends
    ``timed_out`` (a device that does not answer, an unreachable server).
 
-Every transition is one :class:`~twinflow.core.records.Command` on the output, with its
-``status_at`` (the reference clock) and ``attempt``. Statuses only move forward; outcomes
-for finished or unknown commands are ignored (a replay, a report after a time-out). State is
-bounded: at most ``max_open`` open commands and the ids of the last ``remember`` finished
-ones (so a replayed command is not queued twice); the ids of finished commands from outside
-(requests and desired changes) are also kept until they expire, so a copied request is
-refused however many commands came since (up to ``4 * remember`` of them; beyond that the one
-closest to expiry is forgotten first).
+Every status a command reaches is one :class:`~twinflow.core.records.Command` on the output,
+with its ``status_at`` (the reference clock) and ``attempt``, output once whatever order the
+outcomes come in (in a cluster, ``sent`` comes from the sending process and the device's
+answer may come first through another). The status only moves forward; a ``sent`` or
+``acknowledged`` learnt after a later status, even after the end, is output as a history row
+with the outcome's own time. Replayed outcomes, a second end state and outcomes of unknown
+commands are ignored. State is bounded: at most ``max_open`` open commands and as many ended
+ones (kept for late outcomes until ``timeout_s`` after they expire), the ids of the last
+``remember`` finished ones (a replayed command is not queued twice), and the ids of finished
+requests and desired changes until they expire (up to ``4 * remember``, soonest to expire
+forgotten first), so a copied request is refused however many commands came since.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ _RANK = {
     CommandStatus.SENT: 2,
     CommandStatus.ACKNOWLEDGED: 3,
 }
+#: Progress the sinks report that may arrive after a later status: kept as a history row.
+_HISTORY = frozenset({CommandStatus.SENT, CommandStatus.ACKNOWLEDGED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +105,15 @@ class CommandSettings:
 
 @dataclass(slots=True)
 class _Open:
-    """A command that has not reached an end state, with what decides its success."""
+    """A command, what decides its success and the statuses it output; ``deadline`` is
+    its time-out while open, when it is forgotten once ended."""
 
     command: Command
     deadline: float
     #: (reported signal, target value, tolerance) when the command sets a reported property.
     target: tuple[str, float, float] | None
+    #: Statuses already on the output: each is output once.
+    stored: set[CommandStatus] = field(default_factory=set)
 
 
 def is_safety(command: Command) -> bool:
@@ -144,12 +152,20 @@ class CommandBook:
     safety_times: MutableSequence[float] = field(default_factory=list)
     #: Finished external commands that have not expired: id -> expiry (epoch seconds).
     unexpired: dict[str, float] = field(default_factory=dict)
+    #: Ended commands kept so that an outcome arriving after the end still gets its row.
+    ended: dict[str, _Open] = field(default_factory=dict)
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        """Resume a snapshot taken before safety commands had a budget of their own, or
-        before external request ids were kept until they expire."""
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Resume a snapshot taken before safety commands had a budget of their own, before
+        external request ids were kept until they expire, or before outputs were kept per
+        status (an open command then has output its statuses up to its current one)."""
         state.setdefault("safety_times", deque())
         state.setdefault("unexpired", {})
+        state.setdefault("ended", {})
+        for entry in state["open"].values():
+            if not hasattr(entry, "stored"):
+                rank = _RANK[entry.command.status]
+                entry.stored = {s for s, r in _RANK.items() if 0 < r <= rank}
         self.__dict__.update(state)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> CommandBook:
@@ -198,7 +214,7 @@ class CommandBook:
             detail = "no actuator protocol: left to the executor reading the commands stream"
             return [replace(queued, detail=detail)]
         self.open[command.command_id] = _Open(
-            queued, now + self.settings.timeout_s, self._target(command)
+            queued, now + self.settings.timeout_s, self._target(command), {CommandStatus.QUEUED}
         )
         return [queued]
 
@@ -228,23 +244,29 @@ class CommandBook:
         return self.submit(replace(base, name=spec.command, params=params), now)
 
     def outcome(self, report: CommandOutcome, now: float) -> list[Command]:
-        """What a protocol edge reported; moves the command forward (never back)."""
+        """What a protocol edge reported: moves the command forward (never back); an earlier
+        status learnt late, open or ended, is output once as history."""
+        self._forget_ended(now)
         entry = self.open.get(report.command_id)
         if entry is None:
-            return []
+            ended = self.ended.get(report.command_id)
+            return [] if ended is None else self._history(ended, report)
         current = entry.command
         status = report.status
         attempt = max(current.attempt, report.attempt)
         if status in TERMINAL_COMMAND_STATUSES:
             return [self._end(current, status, now, report.detail, attempt)]
-        if _RANK.get(status, -1) <= _RANK[current.status]:
+        if status in entry.stored or status not in _HISTORY:
             if attempt != current.attempt:
                 entry.command = replace(current, attempt=attempt)
             return []
+        if _RANK[status] < _RANK[current.status]:
+            return self._history(entry, report)
         moved = replace(
             current, status=status, status_at=utc(now), detail=report.detail, attempt=attempt
         )
         entry.command = moved
+        entry.stored.add(status)
         out = [moved]
         if status is CommandStatus.ACKNOWLEDGED and entry.target is None:
             out.append(self._end(moved, CommandStatus.SUCCEEDED, now, "acknowledged by the device"))
@@ -307,15 +329,36 @@ class CommandBook:
         detail: str,
         attempt: int | None = None,
     ) -> Command:
-        self.open.pop(command.command_id, None)
+        entry = self.open.pop(command.command_id, None)
         self._remember(command)
-        return replace(
+        ended = replace(
             command,
             status=status,
             status_at=utc(now),
             detail=detail,
             attempt=command.attempt if attempt is None else attempt,
         )
+        if entry is not None:
+            # Kept for late outcomes until they can no longer come (the sinks stop at expiry).
+            forget = max(epoch(command.expires_at), now) + self.settings.timeout_s
+            self.ended[command.command_id] = _Open(ended, forget, None, entry.stored | {status})
+            while len(self.ended) > self.settings.max_open:
+                del self.ended[next(iter(self.ended))]
+        return ended
+
+    def _history(self, entry: _Open, report: CommandOutcome) -> list[Command]:
+        """An earlier status learnt after a later one: its row, with the outcome's own time
+        and detail, unless it was output already; the command's status does not change."""
+        if report.status not in _HISTORY or report.status in entry.stored:
+            return []
+        entry.stored.add(report.status)
+        row = replace(entry.command, status=report.status, status_at=report.at)
+        return [replace(row, detail=report.detail, attempt=report.attempt)]
+
+    def _forget_ended(self, now: float) -> None:
+        """Drop ended commands no late outcome can come for any more."""
+        if self.ended and min(e.deadline for e in self.ended.values()) <= now:
+            self.ended = {k: e for k, e in self.ended.items() if e.deadline > now}
 
     def _remember(self, command: Command) -> None:
         self.finished.append(command.command_id)
