@@ -87,7 +87,7 @@ def encode_binary(frame: TelemetryFrame | WaveformFrame) -> bytes:
 
 def decode_binary(msg: RawMessage, max_bytes: int = 1_048_576) -> TelemetryFrame | WaveformFrame:
     """Decode one b1 message into a frame whose ``source`` is the message's source."""
-    payload = bytes(msg.payload)
+    payload = msg.payload if type(msg.payload) is bytes else bytes(msg.payload)
     if len(payload) > max_bytes:
         raise DecodeError(
             f"payload of {len(payload)} bytes exceeds the {max_bytes}-byte limit; "
@@ -104,19 +104,24 @@ def decode_binary(msg: RawMessage, max_bytes: int = 1_048_576) -> TelemetryFrame
         times = cols[0]
         if not np.isfinite(times).all():
             _fail(twin_id, "a time is NaN or infinite; times must be finite epoch seconds")
-        signals = dict(zip(names, cols[1:], strict=True))
-        for name, values in signals.items():
-            if np.isinf(values).any():
-                _fail(twin_id, f"signal {name!r} holds an infinite value; send NaN for none")
-        units = _units(head, signals, twin_id)
-        return TelemetryFrame(twin_id, twin_type, times, signals, source=msg.source, units=units)
+        values = cols[1:]
+        if np.isinf(values).any():
+            name = names[int(np.isinf(values).any(axis=1).argmax())]
+            _fail(twin_id, f"signal {name!r} holds an infinite value; send NaN for none")
+        signals = dict(zip(names, values, strict=True))
+        units = _units(head, signals, twin_id) if "units" in head else None
+        if units:
+            return TelemetryFrame(
+                twin_id, twin_type, times, signals, source=msg.source, units=units
+            )
+        return TelemetryFrame(twin_id, twin_type, times, signals, source=msg.source)
     if kind == "waveform":
         signal = _text(head, "signal", twin_id)
         start = _number(head, "start", twin_id)
         rate = _number(head, "sample_rate", twin_id)
         if rate <= 0:
             _fail(twin_id, f"field 'sample_rate' must be positive, got {rate}")
-        (samples,) = _columns(payload, offset, n, 1, twin_id)
+        samples = _columns(payload, offset, n, 1, twin_id)[0]
         if np.isinf(samples).any():
             _fail(twin_id, f"waveform {signal!r} holds an infinite sample; send NaN for none")
         return WaveformFrame(twin_id, twin_type, signal, start, rate, samples, source=msg.source)
@@ -156,15 +161,16 @@ def _names(head: dict[str, Any], twin_id: str) -> list[str]:
         _fail(twin_id, "field 'signals' must be a non-empty array of signal names")
     if len(names) > MAX_SIGNALS:
         _fail(twin_id, f"{len(names)} signals in one message; at most {MAX_SIGNALS}")
-    if not all(isinstance(s, str) and s for s in names):
+    if set(map(type, names)) != {str} or "" in names:
         _fail(twin_id, "every name in 'signals' must be a non-empty string")
     if len(set(names)) != len(names):
         _fail(twin_id, "'signals' names a signal twice")
     return names
 
 
-def _columns(payload: bytes, offset: int, n: int, count: int, twin_id: str) -> list[np.ndarray]:
-    """``count`` float64 columns of ``n`` values from ``offset``; the message must end there."""
+def _columns(payload: bytes, offset: int, n: int, count: int, twin_id: str) -> np.ndarray:
+    """``count`` float64 columns of ``n`` values from ``offset`` (one writable row each); the
+    message must end there."""
     want = offset + 8 * n * count
     if len(payload) != want:
         _fail(
@@ -173,7 +179,7 @@ def _columns(payload: bytes, offset: int, n: int, count: int, twin_id: str) -> l
             f"{n} float64 values, {want} bytes in all",
         )
     flat = np.frombuffer(payload, dtype=_F64, count=n * count, offset=offset)
-    return list(flat.astype(np.float64).reshape(count, n))
+    return flat.reshape(count, n).astype(np.float64)
 
 
 def _units(head: dict[str, Any], signals: dict[str, np.ndarray], twin_id: str) -> dict[str, str]:
