@@ -181,3 +181,50 @@ def test_the_pipeline_validates_binary_frames_and_dead_letters_bad_ones() -> Non
     assert [d.stage for d in dead] == ["decode", "validate"]
     assert "header announces" in dead[0].reason
     assert dead[0].source == "kafka:t"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    head=st.dictionaries(
+        st.sampled_from(
+            [
+                "kind",
+                "twin_id",
+                "twin_type",
+                "n",
+                "signals",
+                "units",
+                "signal",
+                "start",
+                "sample_rate",
+            ]
+        ),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(-3, 5),
+            st.floats(),
+            st.text(max_size=4),
+            st.lists(st.text(max_size=3), max_size=3),
+            st.sampled_from(["telemetry", "waveform"]),
+            st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+        ),
+    ),
+    body=st.binary(max_size=96),
+    pad=st.booleans(),
+)
+def test_any_header_and_body_decode_or_are_refused_never_crash(
+    head: dict[str, object], body: bytes, pad: bool
+) -> None:
+    try:
+        frame = decode(message(header(head, body, pad)))
+    except DecodeError:
+        return
+    assert frame.readings >= 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(tail=st.binary(max_size=200))
+def test_any_bytes_after_the_magic_are_refused_never_crash(tail: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode(message(MAGIC + tail))
