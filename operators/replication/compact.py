@@ -8,7 +8,9 @@ twin and batch (Kafka), each write one row, the fields by position::
       [twin_id, kind, property, value, wall_ms, logical, replica,
        base_wall_ms, base_logical, base_replica], ...]}
 
-(the base fields are ``null`` for a write made with no value held). The update id is not
+(the base fields are ``null`` for a write made with no value held). A causal write's row has
+an eleventh field, its dependencies ``[[property, wall_ms, logical, replica], ...]``
+(:mod:`~twinflow.operators.replication.causal`); other rows stay ten. The update id is not
 sent: it is derived from the row (:func:`~twinflow.operators.replication.update.update_id`)
 wherever one is needed. Receivers still accept ``twin_update.v1`` lines (a peer of an older
 version, an outbox written before), see :func:`decode_payload`.
@@ -28,7 +30,12 @@ from typing import Any
 import orjson
 
 from twinflow.operators.replication.register import KINDS, PropertyKey, Write
-from twinflow.operators.replication.update import UpdateError, decode_updates, stamp_of
+from twinflow.operators.replication.update import (
+    UpdateError,
+    decode_deps,
+    decode_updates,
+    stamp_of,
+)
 
 SCHEMA = "twinflow.twin_updates"
 VERSION = 2
@@ -45,6 +52,9 @@ def encode_row(write: Write) -> bytes:
     head = orjson.dumps([k.twin_id, k.kind, k.name])[:-1]
     base = b"null,null,null" if b is None else orjson.dumps([b.wall_ms, b.logical, b.replica])[1:-1]
     stamp = orjson.dumps([s.wall_ms, s.logical, s.replica])[1:-1]
+    if write.deps:
+        deps = orjson.dumps([[n, d.wall_ms, d.logical, d.replica] for n, d in write.deps])
+        return b"%b,%b,%b,%b,%b]" % (head, write.value_json.encode(), stamp, base, deps)
     return b"%b,%b,%b,%b]" % (head, write.value_json.encode(), stamp, base)
 
 
@@ -78,9 +88,9 @@ def _key(twin: Any, kind: Any, name: Any) -> PropertyKey | None:
 
 def decode_row(row: Any) -> Write:
     """One row's write; :class:`UpdateError` says what is wrong with it."""
-    if type(row) is not list or len(row) != 10:
-        raise UpdateError(f"twin updates v2: a row must be a list of 10 fields, got {row!r}")
-    twin, kind, name, value, wall, logical, replica, b_wall, b_logical, b_replica = row
+    if type(row) is not list or len(row) not in (10, 11):
+        raise UpdateError(f"twin updates v2: a row must be a list of 10 or 11 fields, got {row!r}")
+    twin, kind, name, value, wall, logical, replica, b_wall, b_logical, b_replica = row[:10]
     key = _key(twin, kind, name)
     if key is None:
         raise UpdateError(
@@ -98,7 +108,8 @@ def decode_row(row: Any) -> Write:
                 f"twin updates v2: row {row[:3]!r}: base {row[7:]!r} is not a stamp older "
                 f"than {stamp.text()}"
             )
-    return Write.make(key, value, stamp, base)
+    deps = decode_deps(row[10], name, stamp) if len(row) == 11 else ()
+    return Write.make(key, value, stamp, base, deps)
 
 
 def decode_batch(payload: bytes) -> list[Write | UpdateError]:

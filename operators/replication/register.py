@@ -79,6 +79,10 @@ class Write:
     stamp: Stamp
     value_json: str
     base: Stamp | None = None
+    #: A causal write's dependencies: ``(property name, stamp)`` of the value each other
+    #: property of the same twin and kind held at its writer when it wrote (empty for an
+    #: eventual or strong write; see :mod:`~twinflow.operators.replication.causal`).
+    deps: tuple[tuple[str, Stamp], ...] = ()
     #: :meth:`order` as one flat tuple, built once: merging compares writes many times, and
     #: a flat tuple compares in C where a (Stamp, str) pair calls Stamp's generated methods.
     _order: tuple[int, int, str, str] = field(
@@ -90,9 +94,16 @@ class Write:
         object.__setattr__(self, "_order", (s.wall_ms, s.logical, s.replica, self.value_json))
 
     @classmethod
-    def make(cls, key: PropertyKey, value: Any, stamp: Stamp, base: Stamp | None) -> Write:
+    def make(
+        cls,
+        key: PropertyKey,
+        value: Any,
+        stamp: Stamp,
+        base: Stamp | None,
+        deps: tuple[tuple[str, Stamp], ...] = (),
+    ) -> Write:
         """A write of ``value`` (any JSON value)."""
-        return cls(key, stamp, canonical(value), base)
+        return cls(key, stamp, canonical(value), base, deps)
 
     @property
     def value(self) -> Any:

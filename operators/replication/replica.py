@@ -24,6 +24,14 @@ import enum
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from twinflow.operators.replication.causal import (
+    DEFAULT_HOLD_MS,
+    DEFAULT_MAX_HELD,
+    CausalBuffer,
+    Held,
+    deps_of,
+    missing,
+)
 from twinflow.operators.replication.hlc import DEFAULT_MAX_DRIFT_MS, HybridClock, wall_clock_ms
 from twinflow.operators.replication.register import (
     Conflict,
@@ -45,6 +53,7 @@ class Applied(enum.Enum):
     LOST = "lost"  # kept in the register's history; an older or concurrent write lost
     DUPLICATE = "duplicate"  # the register already held it: nothing changed
     STALE = "stale"  # older than every kept write: forgotten, nothing changed
+    HELD = "held"  # a causal write waiting for its dependencies (see ``released``)
 
 
 class TwinReplica:
@@ -52,7 +61,11 @@ class TwinReplica:
 
     ``keep`` (>= 1) bounds the writes each register holds: its value plus ``keep - 1`` older
     ones, the history from which conflicts are reported. ``now_ms`` and ``max_drift_ms``
-    configure the replica's :class:`HybridClock`.
+    configure the replica's :class:`HybridClock`. ``causal(key)`` says which local writes
+    are causal (they carry their dependencies; default: none); received causal writes are
+    held until their dependencies are exposed, at most ``hold_ms`` and ``max_held`` of them
+    (:mod:`~twinflow.operators.replication.causal`), and what is let go later is collected
+    for :meth:`take_released`.
     """
 
     def __init__(
@@ -61,6 +74,9 @@ class TwinReplica:
         keep: int = DEFAULT_KEEP,
         now_ms: Callable[[], int] = wall_clock_ms,
         max_drift_ms: int = DEFAULT_MAX_DRIFT_MS,
+        causal: Callable[[PropertyKey], bool] | None = None,
+        hold_ms: int = DEFAULT_HOLD_MS,
+        max_held: int = DEFAULT_MAX_HELD,
     ) -> None:
         if keep < 1:
             raise ValueError(f"replica {replica_id!r}: keep must be >= 1, got {keep}")
@@ -70,6 +86,12 @@ class TwinReplica:
         self.max_drift_ms = max_drift_ms
         self.clock = HybridClock(replica_id, now_ms=now_ms, max_drift_ms=max_drift_ms)
         self._registers: dict[PropertyKey, tuple[Write, ...]] = {}
+        self.causal = causal
+        #: Property names per (twin, kind), for a causal write's dependencies.
+        self._names: dict[tuple[str, str], set[str]] = {}
+        self._buffer = CausalBuffer(hold_ms, max_held)
+        #: Held writes let go since the last :meth:`take_released`, with their outcome.
+        self._released: list[tuple[Write, Applied, str]] = []
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -78,8 +100,15 @@ class TwinReplica:
         key = PropertyKey(twin_id, kind, name)
         held = self._registers.get(key)
         base = held[0].stamp if held else None
-        new = Write.make(key, value, self.clock.tick(), base)
+        deps = ()
+        if self.causal is not None and self.causal(key):
+            deps = deps_of(self._registers, self._names.get((twin_id, kind), ()), key)
+        new = Write.make(key, value, self.clock.tick(), base, deps)
+        if not held:
+            self._names.setdefault((twin_id, kind), set()).add(name)
         self._registers[key] = merge_writes(held or (), (new,), self.keep)
+        if self._buffer:
+            self._release(key.twin_id, kind)
         return new
 
     def apply(self, write: Write) -> Applied:
@@ -89,12 +118,61 @@ class TwinReplica:
         nothing) when the write's stamp is too far ahead of the local clock.
         """
         self.clock.observe(write.stamp)
+        return self._apply_one(write)
+
+    def _apply_one(self, write: Write) -> Applied:
+        """Merge one write whose stamp the clock has observed."""
         held = self._registers.get(write.key, ())
         merged = insert_write(held, write, self.keep)
         if merged is None:
             return Applied.DUPLICATE if write in held else Applied.STALE
+        if write.deps:
+            if write in self._buffer:
+                return Applied.DUPLICATE
+            gap = missing(self._registers, write)
+            if gap is not None:
+                for r in self._buffer.hold(write, self.now_ms(), gap):
+                    self._released.append((r.write, self._expose(r.write), r.why))
+                return Applied.HELD
+        if not held:
+            self._names.setdefault((write.key.twin_id, write.key.kind), set()).add(write.key.name)
+        self._registers[write.key] = merged
+        if self._buffer:
+            self._release(write.key.twin_id, write.key.kind)
+        return Applied.WON if merged[0] is write else Applied.LOST
+
+    def _expose(self, write: Write) -> Applied:
+        """Merge a write let go by the buffer, whatever its dependencies."""
+        held = self._registers.get(write.key, ())
+        merged = insert_write(held, write, self.keep)
+        if merged is None:
+            return Applied.DUPLICATE if write in held else Applied.STALE
+        if not held:
+            self._names.setdefault((write.key.twin_id, write.key.kind), set()).add(write.key.name)
         self._registers[write.key] = merged
         return Applied.WON if merged[0] is write else Applied.LOST
+
+    def _release(self, twin_id: str, kind: str) -> None:
+        """Expose the held writes of a twin and kind that are ready, until none is."""
+        while True:
+            ready = self._buffer.ready(twin_id, kind, self._registers)
+            if not ready:
+                return
+            for r in ready:
+                self._released.append((r.write, self._expose(r.write), r.why))
+
+    def take_released(self) -> list[tuple[Write, Applied, str]]:
+        """The held writes let go since the last call (ready, or forced out after
+        ``hold_ms``, checked now, or by overflow) with their outcome and why, oldest first."""
+        for r in self._buffer.expired(self.now_ms()):
+            self._released.append((r.write, self._expose(r.write), r.why))
+            self._release(r.write.key.twin_id, r.write.key.kind)
+        out, self._released = self._released, []
+        return out
+
+    def held(self) -> list[Held]:
+        """The causal writes held back now, oldest first."""
+        return self._buffer.held()
 
     def apply_many(self, writes: Sequence[Write]) -> list[Applied]:
         """:meth:`apply` for a batch: the clock observes the batch's newest stamp once.
@@ -108,11 +186,18 @@ class TwinReplica:
         registers, keep = self._registers, self.keep
         out = []
         for write in writes:
+            if write.deps or self._buffer:  # the causal path
+                out.append(self._apply_one(write))
+                continue
             held = registers.get(write.key, ())
             merged = insert_write(held, write, keep)
             if merged is None:
                 out.append(Applied.DUPLICATE if write in held else Applied.STALE)
                 continue
+            if not held:
+                self._names.setdefault((write.key.twin_id, write.key.kind), set()).add(
+                    write.key.name
+                )
             registers[write.key] = merged
             out.append(Applied.WON if merged[0] is write else Applied.LOST)
         return out
@@ -126,13 +211,18 @@ class TwinReplica:
         if stamps:
             self.clock.observe(max(stamps))
         for key, writes in other._registers.items():
+            if key not in self._registers:
+                self._names.setdefault((key.twin_id, key.kind), set()).add(key.name)
             self._registers[key] = merge_writes(self._registers.get(key, ()), writes, self.keep)
+        for twin_id, kind in self._buffer.twins():
+            self._release(twin_id, kind)
 
     def drop_twin(self, twin_id: str) -> int:
         """Forget a retired twin's properties; returns how many were dropped."""
         gone = [k for k in self._registers if k.twin_id == twin_id]
         for k in gone:
             del self._registers[k]
+            self._names.pop((twin_id, k.kind), None)
         return len(gone)
 
     # -- reading --------------------------------------------------------------------------
@@ -168,9 +258,12 @@ class TwinReplica:
         ]
 
     def writes(self) -> Iterator[Write]:
-        """Every kept write (to send a whole state, e.g. to a replica that starts empty)."""
+        """Every kept write, then every held one (the whole state, e.g. to send to a
+        replica that starts empty, or to save: a held write is held again when loaded)."""
         for writes in self._registers.values():
             yield from writes
+        for h in self._buffer.held():
+            yield h.write
 
 
 def converge(replicas: Iterable[TwinReplica]) -> bool:

@@ -1,7 +1,9 @@
 """The replicated update document, ``twinflow.twin_update`` version 1 (JSON).
 
 One document carries one :class:`Write` between replicas; its JSON Schema is
-``operators/schemas/twin_update.v1.json``. ``update_id`` is a uuid5 of the property and the
+``operators/schemas/twin_update.v1.json``. A causal write's document has one more field,
+``deps`` (its dependencies, ``[[property, wall_ms, logical, replica], ...]``); other
+documents are as before. ``update_id`` is a uuid5 of the property and the
 stamp, so a write sent twice (a retry after a cut link, a replay of the outbox) has the same
 id, and a receiver may drop it by id or simply apply it again: applying is idempotent.
 
@@ -19,12 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from twinflow.core.errors import DecodeError
+from twinflow.operators.replication.causal import Deps
 from twinflow.operators.replication.hlc import MAX_LOGICAL, Stamp
 from twinflow.operators.replication.register import KINDS, PropertyKey, Write
 
@@ -78,6 +82,13 @@ def _stamp_doc(s: Stamp) -> dict[str, Any]:
 def update_doc(write: Write) -> dict[str, Any]:
     """The write as a ``twin_update.v1`` document (a dict)."""
     written = datetime.fromtimestamp(write.stamp.wall_ms / 1000, tz=UTC)
+    doc = _doc(write, written)
+    if write.deps:
+        doc["deps"] = [[n, d.wall_ms, d.logical, d.replica] for n, d in write.deps]
+    return doc
+
+
+def _doc(write: Write, written: datetime) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "version": VERSION,
@@ -122,6 +133,26 @@ def _stamp(doc: Any, where: str) -> Stamp:
         _whole(doc, "logical", where, MAX_LOGICAL),
         _text(doc, "replica"),
     )
+
+
+def decode_deps(raw: Any, name: str, stamp: Stamp) -> Deps:
+    """A causal write's dependencies from ``[[property, wall_ms, logical, replica], ...]``:
+    other properties, each stamp older than the write's, no property twice."""
+    if type(raw) is not list or not raw:
+        raise UpdateError(f"twin updates: {name!r}: deps must be a non-empty list, got {raw!r}")
+    out = []
+    for dep in raw:
+        s = stamp_of(*dep[1:]) if type(dep) is list and len(dep) == 4 else None
+        prop = dep[0] if type(dep) is list and dep else None
+        if s is None or type(prop) is not str or not prop or prop == name or s >= stamp:
+            raise UpdateError(
+                f"twin updates: {name!r}: dependency {dep!r} is not [another property, "
+                f"wall_ms, logical, replica] older than {stamp.text()}"
+            )
+        out.append((prop, s))
+    if len({p for p, _ in out}) != len(out):
+        raise UpdateError(f"twin updates: {name!r}: a property is twice in deps {raw!r}")
+    return tuple(out)
 
 
 def decode_update(payload: bytes | str) -> Write:
@@ -222,7 +253,7 @@ def _checked(doc: Any) -> Write:
             f"twin update: schema {doc.get('schema')!r} version {doc.get('version')!r} is not "
             f"{SCHEMA!r} version {VERSION}"
         )
-    unknown = set(doc) - FIELDS
+    unknown = set(doc) - FIELDS - {"deps"}
     if unknown:
         raise UpdateError(f"twin update: unknown field(s) {sorted(unknown)}")
     if "value" not in doc:
@@ -233,6 +264,8 @@ def _checked(doc: Any) -> Write:
     key = PropertyKey(_text(doc, "twin_id"), kind, _text(doc, "property"))
     base = None if doc.get("base") is None else _stamp(doc["base"], "base")
     write = Write.make(key, doc["value"], _stamp(doc.get("stamp"), "stamp"), base)
+    if "deps" in doc:
+        write = replace(write, deps=decode_deps(doc["deps"], key.name, write.stamp))
     if base is not None and base >= write.stamp:
         raise UpdateError(
             f"twin update {doc.get('update_id')!r}: base {base.text()} is not older than "

@@ -298,6 +298,9 @@ def test_a_batch_round_trips_follows_its_schema_and_decodes_like_v1() -> None:
     assert decode_payload(v1) == writes  # an older peer's documents still merge
 
 
+GOOD = ["pump-1", "desired", "x", 1, T0, 5, "a", None, None, None]
+
+
 @pytest.mark.parametrize(
     ("row", "message"),
     [
@@ -306,7 +309,17 @@ def test_a_batch_round_trips_follows_its_schema_and_decodes_like_v1() -> None:
         (["pump-1", "desired", "x", 1, -1, 0, "a", None, None, None], "stamp"),
         (["pump-1", "desired", "x", 1, T0, 0, "a", T0 + 1, 0, "a"], "is not a stamp older"),
         (["pump-1", "desired", "x", 1, T0, 0, "a", T0, 0, None], "is not a stamp older"),
-        (["pump-1", "desired", "x", 1, T0, 0, "a"], "10 fields"),
+        (["pump-1", "desired", "x", 1, T0, 0, "a"], "10 or 11 fields"),
+        (["pump-1", "desired", "x", 1, T0, 0, "a", None, None, None, []], "non-empty list"),
+        (
+            ["pump-1", "desired", "x", 1, T0, 0, "a", None, None, None, [["x", 1, 0, "a"]]],
+            "another property",
+        ),
+        (
+            ["pump-1", "desired", "x", 1, T0, 0, "a", None, None, None, [["y", T0, 0, "a"]]],
+            "older than",
+        ),
+        ([*GOOD, [["y", T0, 0, "a"], ["y", T0, 1, "a"]]], "twice"),
         ([["x"], "desired", "x", 1, T0, 0, "a", None, None, None], "non-empty"),
     ],
 )
