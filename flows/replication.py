@@ -276,7 +276,18 @@ def node_for(dep: Deployment, settings: ReplicationSettings, out_dir: Path) -> R
     from twinflow.operators.replication.consistency import consistency_of
 
     central = settings.role == "central"
-    replica = TwinReplica(settings.replica)
+    types = dep.twin_types
+
+    def consistency(twin_id: str, prop: str) -> str:
+        kind = dep.types.get(types.get(twin_id, ""))
+        return "eventual" if kind is None else consistency_of(kind, prop)
+
+    replica = TwinReplica(
+        settings.replica,
+        causal=lambda k: k.kind == "desired" and consistency(k.twin_id, k.name) == "causal",
+        hold_ms=int(settings.causal_hold_s * 1000),
+        max_held=settings.causal_max_held,
+    )
     box = DiskOutbox(
         settings.outbox_dir(out_dir),
         segment_bytes=min(4 * 1024 * 1024, settings.outbox_mb * 1024 * 1024),
@@ -308,12 +319,6 @@ def node_for(dep: Deployment, settings: ReplicationSettings, out_dir: Path) -> R
             replica, box, kafka.bootstrap, produce, consume, group, relay=central,
             config=kafka.extra,
         )  # fmt: skip
-    types = dep.twin_types
-
-    def consistency(twin_id: str, prop: str) -> str:
-        kind = dep.types.get(types.get(twin_id, ""))
-        return "eventual" if kind is None else consistency_of(kind, prop)
-
     return ReplicationNode(
         link,
         settings.role,

@@ -46,6 +46,10 @@ REPLICATION = Schema(
         Duration("desired_ttl_s", "How long a desired change received from the central "
                  "instance may wait in the edge's command loop.", 600.0),
         Duration("status_interval_s", "Seconds between sync-status records.", 5.0),
+        Duration("causal_hold_s", "How long a received write of a `causal` property may wait "
+                 "for its dependencies before it is applied anyway.", 300.0),
+        Whole("causal_max_held", "How many causal writes may wait at once (more: the oldest "
+              "is applied anyway).", 10_000, 1),
     ),
 )  # fmt: skip
 
@@ -64,6 +68,8 @@ class ReplicationSettings:
     forward: tuple[str, ...] = FORWARDS
     desired_ttl_s: float = 600.0
     status_interval_s: float = 5.0
+    causal_hold_s: float = 300.0
+    causal_max_held: int = 10_000
 
     def topic_base(self) -> str:
         """The topic base, defaulted per transport."""
@@ -98,6 +104,8 @@ def replication_settings(s: Section, site: str) -> ReplicationSettings | None:
         forward=forward,
         desired_ttl_s=s.get(REPLICATION["desired_ttl_s"]),
         status_interval_s=s.get(REPLICATION["status_interval_s"]),
+        causal_hold_s=s.get(REPLICATION["causal_hold_s"]),
+        causal_max_held=s.get(REPLICATION["causal_max_held"]),
     )
 
 

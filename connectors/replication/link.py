@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 UPDATES = MetricCounter(
     "twinflow_replication_updates",
     "Replicated twin updates by outcome: sent (acknowledged by the broker), won, lost, "
-    "duplicate, stale (received and merged), dead_letter (refused)",
+    "duplicate, stale (received and merged), held (a causal write waiting for its "
+    "dependencies), released and forced (let go with or without them), dead_letter (refused)",
     ["replica", "outcome"],
 )
 PENDING = Gauge(
@@ -170,8 +171,35 @@ class ReplicaLink:
                         self._refuse(encode_row(w), exc)
             for _w, outcome in done:
                 self._count(outcome.value)
+            done.extend(self._released())
         for write, outcome in done:
             self._after(write, outcome)
+
+    def release_held(self) -> int:
+        """Expose the causal writes held past their timeout (the replica checks its clock):
+        relayed and told like received writes; returns how many. The sender thread calls it
+        every half second."""
+        with self._lock:
+            done = self._released()
+        for write, outcome in done:
+            self._after(write, outcome)
+        return len(done)
+
+    def _released(self) -> list[tuple[Write, Applied]]:
+        """The held causal writes the replica let go, counted (the caller holds the lock):
+        ``released`` when their dependencies arrived, ``forced`` when exposed without them
+        (timeout or a full buffer; logged)."""
+        out = []
+        for write, outcome, why in self.replica.take_released():
+            self._count("released" if why == "ready" else "forced")
+            if why != "ready":
+                log.warning(
+                    "replication link %s: causal write %s of %s exposed without its "
+                    "dependencies (%s)", self.replica.replica_id, write.stamp.text(),
+                    write.key, why,
+                )  # fmt: skip
+            out.append((write, outcome))
+        return out
 
     def _messages(self, entries: Sequence[Entry], per: int) -> list[bytes]:
         """Pending records as messages of up to ``per`` writes: ``twin_updates.v2`` batches
@@ -238,6 +266,7 @@ class ReplicaLink:
         while not self._stop.is_set():
             self._wake.wait(timeout=0.5)
             self._wake.clear()
+            self.release_held()
             while not self._stop.is_set() and self._ready():
                 entries = self.outbox.peek(self.batch)
                 if not entries:

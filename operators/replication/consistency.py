@@ -1,12 +1,12 @@
 """The ``replication:`` profile section: the consistency each property is replicated with.
 
 ``eventual`` (the default): a desired change counts as made once written; it reaches the
-other replicas when the link carries it, and the newest write wins. ``causal`` is accepted
-and replicated as ``eventual`` for now (each link keeps its writer's order, but nothing yet
-holds back a write until the writes its writer had seen arrived from other replicas).
-``strong``: a desired change made centrally counts as made only when the owning edge has
-accepted it through its command loop (its command was acknowledged or succeeded); until
-then its sync status is ``pending``.
+other replicas when the link carries it, and the newest write wins. ``causal``: as eventual,
+but a desired write carries the stamps of its twin's other desired properties as its writer
+held them, and a receiver applies it only once it holds those values or newer ones
+(:mod:`~twinflow.operators.replication.causal`). ``strong``: a desired change made centrally
+counts as made only when the owning edge has accepted it through its command loop (its
+command was acknowledged or succeeded); until then its sync status is ``pending``.
 
 >>> from twinflow.core.config import Section
 >>> data = {"consistency": "causal", "properties": {"speed_setpoint": "strong"}}

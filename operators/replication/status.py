@@ -6,7 +6,9 @@ confirmed: for ``eventual`` and ``causal`` properties once the broker has it (th
 loop (:meth:`SyncTracker.accepted`). A write received from another replica is in sync when
 merged; its lag is the time from its stamp to the merge. A property whose register holds a
 write lost to a concurrent one is in *conflict*; a pending property while the link is down
-is *link_down* with the time the link went down.
+is *link_down* with the time the link went down. A received causal write the replica holds
+back until its dependencies arrive makes its property *pending* too, its lag counted from
+the write's stamp and ``waiting_for`` naming the dependency.
 
 >>> t = SyncTracker("central")
 >>> from twinflow.operators.replication import TwinReplica
@@ -29,6 +31,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from twinflow.operators.replication.causal import Held
 from twinflow.operators.replication.register import PropertyKey, Write, conflicts
 from twinflow.operators.replication.replica import TwinReplica
 from twinflow.operators.replication.update import update_id
@@ -63,9 +66,18 @@ class PropertySync:
     conflicts: int = 0
     link_down_since_ms: int | None = None
     at_ms: int = 0
+    #: A held causal write's missing dependency (``kind/property@stamp``), else ``None``.
+    waiting_for: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The status as a ``twinflow.replication_sync`` version 1 document."""
+        """The status as a ``twinflow.replication_sync`` version 1 document
+        (``waiting_for`` only while a causal write is held)."""
+        doc = self._doc()
+        if self.waiting_for is not None:
+            doc["waiting_for"] = self.waiting_for
+        return doc
+
+    def _doc(self) -> dict[str, Any]:
         return {
             "schema": "twinflow.replication_sync",
             "version": 1,
@@ -143,12 +155,18 @@ class SyncTracker:
         return self._down_since
 
     def status(self, replica: TwinReplica, now_ms: int) -> list[PropertySync]:
-        """Every tracked property's status, in key order."""
+        """Every tracked property's status, and every property with a held causal write, in
+        key order."""
         registers = replica.registers()
+        held = {h.write.key: h for h in replica.held()}  # oldest first: the newest stays
         out = []
-        for key in sorted(self._tracks):
-            t = self._tracks[key]
+        for key in sorted(self._tracks.keys() | held.keys()):
             lost = len(conflicts(registers.get(key, ())))
+            h = held.get(key)
+            if h is not None:
+                out.append(self._held(h, lost, now_ms))
+                continue
+            t = self._tracks[key]
             if t.confirmed_ms is None:
                 lag = now_ms - t.written_ms
                 state = SyncState.PENDING if self._down_since is None else SyncState.LINK_DOWN
@@ -171,6 +189,14 @@ class SyncTracker:
                 )
             )
         return out
+
+    def _held(self, h: Held, lost: int, now_ms: int) -> PropertySync:
+        k, w = h.write.key, h.write
+        return PropertySync(
+            self.replica_id, k.twin_id, k.kind, k.name, SyncState.PENDING, "causal",
+            max(now_ms - w.stamp.wall_ms, 0), update_id(w), lost, self._down_since, now_ms,
+            h.reason(),
+        )  # fmt: skip
 
 
 def summary(statuses: list[PropertySync]) -> tuple[Counter[str], int]:

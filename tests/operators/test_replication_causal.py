@@ -203,3 +203,27 @@ def test_bad_deps_in_a_v1_document_are_refused(deps: object) -> None:
     doc = update_doc(w) | {"deps": deps}
     with pytest.raises(UpdateError, match=r"deps|dependency"):
         decode_update(orjson.dumps(doc))
+
+
+def test_a_held_write_makes_its_property_pending_with_lag_and_what_it_waits_for() -> None:
+    from twinflow.operators.replication.status import SyncState, SyncTracker
+
+    clocks = {"central": T0, "edge-a": T0}
+    central, edge = replica("central", clocks), replica("edge-a", clocks)
+    mode = central.write("pump-1", "desired", "mode", "manual")
+    speed = central.write("pump-1", "desired", "speed", 900)
+    edge.apply(speed)
+    tracker = SyncTracker("edge-a")
+    [s] = tracker.status(edge, now_ms=T0 + 250)
+    assert (s.prop, s.state, s.consistency, s.lag_ms) == ("speed", SyncState.PENDING, "causal", 250)
+    assert s.waiting_for == f"desired/mode@{mode.stamp.text()}"
+    schema = resources.files("twinflow.operators").joinpath("schemas/replication_sync.v1.json")
+    jsonschema.validate(s.to_json(), json.loads(schema.read_text()))
+    edge.apply(mode)
+    for w, outcome, _ in edge.take_released():
+        assert outcome is Applied.WON
+        tracker.received(w, T0 + 300, "causal")
+    tracker.received(mode, T0 + 300, "causal")
+    states = {x.prop: (x.state, x.waiting_for) for x in tracker.status(edge, now_ms=T0 + 400)}
+    assert states == {"mode": (SyncState.IN_SYNC, None), "speed": (SyncState.IN_SYNC, None)}
+    assert "waiting_for" not in tracker.status(edge, now_ms=T0 + 400)[0].to_json()
