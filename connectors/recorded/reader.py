@@ -10,7 +10,6 @@ each row flows on. Missing required columns and mixed zones are one :class:`Repl
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,8 @@ import numpy as np
 import polars as pl
 
 from twinflow.connectors.recorded.labels import LabelRuns
+from twinflow.connectors.recorded.long_format import long_rows
+from twinflow.connectors.recorded.order import SHOWN_ROWS, first_finite, out_of_order
 from twinflow.connectors.recorded.spec import ColumnMap, ReplaySpec
 from twinflow.connectors.recorded.times import ReplayError, ZoneKind, parse_times
 from twinflow.core.records import DeadLetter, TelemetryFrame
@@ -26,8 +27,6 @@ from twinflow.core.times import utc
 from twinflow.operators.catalog import TwinType
 
 Item = TelemetryFrame | DeadLetter
-#: Row numbers a dead letter's reason lists before "and N more".
-SHOWN_ROWS = 5
 
 
 @dataclass
@@ -120,7 +119,7 @@ class RecordingReader:
         if self.spec.format != "wide":
             return []
         return [
-            self._dead(
+            self.dead(
                 f"mapped in replay.columns but missing (row 0 is the header): signal "
                 f"{m.signal!r} gets no readings from this file",
                 np.array([0]),
@@ -189,15 +188,15 @@ class RecordingReader:
                 what = "no twin id" if twin is None else f"twin {twin!r} is not deployed"
                 n = self._readings(df, cells, idx)
                 batch.items.append(
-                    self._dead(
-                        what, first + idx, twin, _first_finite(times[idx]), n, column=s.twin_column
+                    self.dead(
+                        what, first + idx, twin, first_finite(times[idx]), n, column=s.twin_column
                     )
                 )
                 continue
             if s.format == "wide":
                 self._wide(batch, twin, ttype, idx, times, cells, first, label)
             else:
-                self._long(batch, df, twin, ttype, idx, times, first, label)
+                long_rows(self, batch, df, twin, ttype, idx, times, first, label)
         return batch
 
     def _cells(self, df: pl.DataFrame) -> list[_Cells]:
@@ -218,7 +217,7 @@ class RecordingReader:
             return int(idx.size)
         return int(sum(int(c.present[idx].sum()) for c in cells))
 
-    def _ordered(
+    def ordered(
         self,
         batch: Batch,
         twin: str,
@@ -237,7 +236,7 @@ class RecordingReader:
             rows = idx[unreadable]
             texts = ", ".join(repr(str(x)) for x in self._raw_time(rows)[:SHOWN_ROWS])
             batch.items.append(
-                self._dead(
+                self.dead(
                     f"unreadable time ({texts}); not ISO-8601 with the declared zone, or a local "
                     "time that is ambiguous or does not exist at a DST change",
                     first + rows,
@@ -253,7 +252,7 @@ class RecordingReader:
         if t.size == 0:
             return np.asarray(keep)
         last = self.last.get((twin, key), -np.inf)
-        back, dup, ahead = _order(t, last)
+        back, dup, ahead = out_of_order(t, last)
         for mask, what in (
             (back, "time goes backwards: earlier than an earlier row's time for this twin"),
             (dup, "duplicate timestamp: an earlier row has the same time for this twin"),
@@ -262,7 +261,7 @@ class RecordingReader:
             if mask.any():
                 sig = f" and signal {key!r}" if key else ""
                 batch.items.append(
-                    self._dead(
+                    self.dead(
                         what + sig,
                         first + keep[mask],
                         twin,
@@ -298,7 +297,7 @@ class RecordingReader:
         present = np.zeros(idx.size, dtype=np.int64)
         for c in cells:
             present += c.present[idx]
-        rows = self._ordered(batch, twin, "", idx, times, first, present)
+        rows = self.ordered(batch, twin, "", idx, times, first, present)
         if rows.size == 0:
             return
         t = times[rows]
@@ -309,7 +308,7 @@ class RecordingReader:
                 n = int(c.present[rows].sum())
                 if n:
                     batch.items.append(
-                        self._dead(
+                        self.dead(
                             f"maps to signal {c.mapping.signal!r}, which twin type "
                             f"{ttype.name!r} does not have (its signals: "
                             f"{', '.join(sorted(known))}); map the column in replay.columns or "
@@ -326,7 +325,7 @@ class RecordingReader:
             if bad.any():
                 shown = c.raw.gather(rows[bad][:SHOWN_ROWS]).to_list()
                 batch.items.append(
-                    self._dead(
+                    self.dead(
                         f"not a number ({', '.join(repr(x) for x in shown)}); left out, the rest "
                         "of each row is replayed",
                         first + rows[bad],
@@ -339,89 +338,9 @@ class RecordingReader:
             signals[c.mapping.signal] = c.values[rows]
         if label is not None:
             self.labels.add(twin, t, label[rows])
-        self._frames(batch, twin, ttype, t, signals)
+        self.frames(batch, twin, ttype, t, signals)
 
-    def _long(
-        self,
-        batch: Batch,
-        df: pl.DataFrame,
-        twin: str,
-        ttype: TwinType,
-        idx: np.ndarray,
-        times: np.ndarray,
-        first: int,
-        label: np.ndarray | None,
-    ) -> None:
-        s = self.spec
-        names = df[s.signal_column].cast(pl.String).gather(idx)
-        raw = df[s.value_column].gather(idx)
-        values = raw.cast(pl.Float64, strict=False)
-        bad_all = (raw.is_not_null() & values.is_null()).to_numpy()
-        vals = np.asarray(values.fill_null(np.nan).to_numpy(), dtype=np.float64)
-        known = {sig.name for sig in ttype.signals}
-        keep_rows: list[np.ndarray] = []
-        keep_sig: list[np.ndarray] = []
-        keep_val: list[np.ndarray] = []
-        order: list[str] = []
-        by_name = (
-            pl.DataFrame({"n": names})
-            .with_row_index("j")
-            .group_by("n", maintain_order=True)
-            .agg(pl.col("j"))
-        )
-        for name, j_list in by_name.iter_rows():
-            j = np.asarray(j_list, dtype=np.int64)
-            m = s.mapping(str(name)) if name is not None else ColumnMap("")
-            if m.signal not in known:
-                batch.items.append(
-                    self._dead(
-                        f"signal {name!r} maps to no signal of twin type {ttype.name!r} (its "
-                        f"signals: {', '.join(sorted(known))}); map it in replay.columns",
-                        first + idx[j],
-                        twin,
-                        _first_finite(times[idx[j]]),
-                        int(j.size),
-                        column=s.signal_column,
-                    )
-                )
-                continue
-            rows = self._ordered(
-                batch, twin, m.signal, idx[j], times, first, np.ones(j.size, dtype=np.int64)
-            )
-            local = np.searchsorted(idx, rows)
-            bad = bad_all[local]
-            if bad.any():
-                shown = raw.gather(local[bad][:SHOWN_ROWS]).to_list()
-                batch.items.append(
-                    self._dead(
-                        f"not a number ({', '.join(repr(x) for x in shown)})",
-                        first + rows[bad],
-                        twin,
-                        float(times[rows][bad][0]),
-                        int(bad.sum()),
-                        column=s.value_column,
-                    )
-                )
-            if m.signal not in order:
-                order.append(m.signal)
-            keep_rows.append(rows)
-            keep_sig.append(np.full(rows.size, order.index(m.signal)))
-            keep_val.append(vals[local] * m.scale + m.offset)
-        if not keep_rows:
-            return
-        rows = np.concatenate(keep_rows)
-        if rows.size == 0:
-            return
-        stamps, at = np.unique(times[rows], return_inverse=True)
-        block = np.full((len(order), stamps.size), np.nan)
-        block[np.concatenate(keep_sig), at] = np.concatenate(keep_val)
-        if label is not None:
-            lab = np.zeros(stamps.size)
-            np.maximum.at(lab, at, label[rows])
-            self.labels.add(twin, stamps, lab)
-        self._frames(batch, twin, ttype, stamps, dict(zip(order, block, strict=True)))
-
-    def _frames(
+    def frames(
         self,
         batch: Batch,
         twin: str,
@@ -441,7 +360,7 @@ class RecordingReader:
         latest = float(t.max())
         batch.latest = latest if batch.latest is None else max(batch.latest, latest)
 
-    def _dead(
+    def dead(
         self,
         what: str,
         rows: np.ndarray,
@@ -462,58 +381,6 @@ class RecordingReader:
             twin_id=twin,
             readings=readings,
         )
-
-
-def _order(t: np.ndarray, last: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows that go backwards, repeat a time, or jump ahead of the rows after them.
-
-    In order (the common case) only the running maximum is checked. Otherwise the rows kept
-    are a longest strictly increasing run after ``last``, so that one row stamped far ahead
-    costs that row, not every row after it.
-    """
-    prev = np.maximum.accumulate(np.concatenate(([last], t)))[:-1]
-    back, dup = t < prev, t == prev
-    none = np.zeros(t.size, dtype=bool)
-    if not back.any():
-        return back, dup, none
-    after = np.flatnonzero(t > last)
-    keep = np.zeros(t.size, dtype=bool)
-    keep[after[_increasing(t[after])]] = True
-    kept = np.flatnonzero(keep)
-    at = np.searchsorted(kept, np.arange(t.size))  # the first kept row at or after each row
-    nxt = np.append(t[kept], np.inf)[at]
-    before = np.concatenate(([last], t[kept]))[at]  # the kept time before each row
-    ahead = ~keep & (t > nxt)
-    dup = ~keep & ~ahead & ((t == before) | (t == nxt))
-    return ~keep & ~ahead & ~dup, dup, ahead
-
-
-def _increasing(t: np.ndarray) -> np.ndarray:
-    """Indices of a longest strictly increasing subsequence of ``t`` (patience sorting)."""
-    tails: list[float] = []
-    ends: list[int] = []
-    link = [-1] * t.size
-    for i, x in enumerate(t.tolist()):
-        k = bisect.bisect_left(tails, x)
-        if k < len(tails) and tails[k] == x:
-            continue  # an equal time: the first of them stays
-        if k == len(tails):
-            tails.append(x)
-            ends.append(i)
-        else:
-            tails[k], ends[k] = x, i
-        link[i] = ends[k - 1] if k else -1
-    out: list[int] = []
-    i = ends[-1] if ends else -1
-    while i >= 0:
-        out.append(i)
-        i = link[i]
-    return np.array(out[::-1], dtype=np.int64)
-
-
-def _first_finite(t: np.ndarray) -> float:
-    ok = t[np.isfinite(t)]
-    return float(ok[0]) if ok.size else 0.0
 
 
 __all__ = ["Batch", "RecordingReader", "ReplayError", "scan"]
