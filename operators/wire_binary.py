@@ -198,9 +198,12 @@ def _units(head: dict[str, Any], signals: dict[str, np.ndarray], twin_id: str) -
 
 def _number(head: dict[str, Any], name: str, twin_id: str) -> float:
     value = head.get(name)
-    if type(value) not in (int, float) or not np.isfinite(value):
+    if type(value) not in (int, float):
         _fail(twin_id, f"field {name!r} must be a finite number, got {value!r}")
-    return float(value)
+    number = float(value)
+    if not np.isfinite(number):
+        _fail(twin_id, f"field {name!r} must be a finite number, got {value!r}")
+    return number
 
 
 def _text(head: dict[str, Any], name: str, twin_id: str | None) -> str:
