@@ -8,6 +8,7 @@ it is given a :class:`Replication`::
                   [desired_out]   desired changes made here -> desired writes
                   [received] -> [received_out]   writes new to this replica (central)
                   [sync_status] -> [sync_status_out]   every tracked property, periodically
+                  [stamp_sync]   twin states carry their properties' sync status
 
 An edge's received desired changes enter the flow as a request source
 (:meth:`Replication.desired_source`, added by ``twinflow run`` beside its other request
@@ -37,6 +38,7 @@ from twinflow.connectors.replication.node import Received, ReplicationNode
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import Alert, Command, DesiredChange, TwinState, WindowFeatures
 from twinflow.operators.replication.status import PropertySync
+from twinflow.operators.replication.twin_sync import TwinSync
 
 if TYPE_CHECKING:
     from twinflow.flows.deployment import Deployment
@@ -188,9 +190,10 @@ def replicate(
     commands: KeyedStream[Command],
     *desired: KeyedStream[DesiredChange],
     replication: Replication,
-) -> None:
+) -> KeyedStream[TwinState]:
     """Forward (an edge), write desired changes made here, store what is received, and
-    write the sync status (see the module docstring)."""
+    write the sync status (see the module docstring); returns the twin states stamped with
+    their properties' sync status (:class:`TwinSync`), to write out instead of ``states``."""
     node = replication.node
     if node.role == "edge":
         streams: dict[str, Stream[Any]] = {
@@ -212,14 +215,24 @@ def replicate(
         op.output("received_out", keyed, replication.received)
         for i, store in enumerate(replication.stores):
             op.output(f"received_store_{i}", keyed, store)
+    every = _Every(node, replication.status_interval_s)
+    src = NodeSource(every, idle_s=0.2, until=replication.until, last=node.sync_status)
+    status = op.input("sync_status", flow, src)
+    keyed_status = op.key_on("key_sync", status, _twin_of)
     if replication.sync_status is not None:
-        every = _Every(node, replication.status_interval_s)
-        src = NodeSource(every, idle_s=0.2, until=replication.until, last=node.sync_status)
-        status = op.input("sync_status", flow, src)
-        keyed_status = op.key_on("key_sync", status, _twin_of)
         op.output("sync_status_out", keyed_status, replication.sync_status)
         for i, store in enumerate(replication.stores):
             op.output(f"sync_status_store_{i}", keyed_status, store)
+    both = op.merge("states_and_sync", states, keyed_status)
+    return op.stateful_flat_map("stamp_sync", both, stamp_sync)
+
+
+def stamp_sync(
+    kept: TwinSync | None, item: TwinState | PropertySync
+) -> tuple[TwinSync, list[TwinState]]:
+    """``stamp_sync`` (stateful_flat_map): a twin's states with its sync status."""
+    kept = kept if kept is not None else TwinSync()
+    return kept, kept.update(item)
 
 
 def _twin_of(item: Received | PropertySync) -> str:

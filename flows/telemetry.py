@@ -369,8 +369,8 @@ def build_flow(
         policy=PolicyStep.from_config(config, type_of),
         tally=tally,
     )
-    if replication is not None:
-        replicate(
+    if replication is not None:  # states written out carry their sync status
+        states = replicate(
             "replication",
             flow,
             states,

@@ -37,7 +37,7 @@ def twin_state_json(state: TwinState) -> dict[str, Any]:
     {'desired': 250.0, 'desired_version': 1, 'desired_at': '2026-01-01T00:00:00Z', \
 'reported': None, 'reported_version': 0, 'reported_at': None, 'in_sync': False}
     """
-    return {
+    doc: dict[str, Any] = {
         "schema": TWIN_STATE_SCHEMA,
         "version": TWIN_STATE_VERSION,
         "twin_id": state.twin_id,
@@ -50,6 +50,9 @@ def twin_state_json(state: TwinState) -> dict[str, Any]:
         "properties": {name: p.to_json() for name, p in state.properties.items()},
         "health": None if state.rul is None else state.rul.to_json(),
     }
+    if state.sync is not None:  # an edge or central instance: its properties' sync status
+        doc["replication"] = dict(state.sync)
+    return doc
 
 
 def _signal(sig: SignalState) -> dict[str, Any]:

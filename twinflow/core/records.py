@@ -236,6 +236,9 @@ class TwinState:
     properties: Mapping[str, PropertyState] = field(default_factory=_empty)
     #: The twin's newest remaining-useful-life estimate (from its windows), if any.
     rul: RulEstimate | None = None
+    #: Replication sync status of its properties, as twin-state JSON's ``replication``
+    #: object (``None`` in an instance without replication).
+    sync: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if type(self.properties) is not MappingProxyType:
@@ -245,10 +248,11 @@ class TwinState:
         return tuple(getattr(self, f.name) for f in fields(self))
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        """Also a state pickled before ``rul`` existed (a recovery snapshot): it has none."""
+        """Also a state pickled before ``rul`` or ``sync`` existed (a recovery snapshot)."""
         names = [f.name for f in fields(self)]
         values = dict(zip(names, state, strict=False))
         values.setdefault("rul", None)
+        values.setdefault("sync", None)
         for name in names:
             object.__setattr__(self, name, values[name])
 
