@@ -32,133 +32,15 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
-#: Ridge on the regression's squared setting terms (standardised units): a term the data
-#: barely moves (``z²`` of a setting seen at two levels is nearly constant) is shrunk to zero
-#: instead of fitting noise that would blow up between the levels. The linear terms get a
-#: token ridge only: shrinking them would leave a residual that follows the setting.
-RIDGE = 1e-2
-RIDGE_LINEAR = 1e-6
-#: A variable whose warm-up spread is below this (relative to its magnitude plus one) is
-#: constant: it carries no information the model can standardise, so it is left out.
-CONSTANT = 1e-9
+from twinflow.models.spc_stats import CONSTANT, Model, ewma, limit, quantile_of, t2_limit
+
 #: Extra factor on the MEWMA limits (beyond ``margin``): they are calibrated on the warm-up's
 #: held-out rows, whose exponential average is strongly autocorrelated, so the few effectively
 #: independent values underestimate its tail, and a healthy machine's slow wander moves the
 #: average too. Chosen on synthetic machines (bench_detector seeds 1000+: 2 gave 29 false
 #: alarm episodes per healthy day, 4 the same 0.33 as without the average).
 VECTOR_MARGIN = 4.0
-
-
-def _quantile(values: np.ndarray, q: float) -> float:
-    finite = values[np.isfinite(values)]
-    return float(np.quantile(finite, q, method="higher")) if finite.size else math.nan
-
-
-def _limit(values: np.ndarray, q: float) -> float:
-    """The ``q`` quantile of non-negative scores: the larger of the empirical one and that of
-    a scaled chi-squared with the same mean and variance (Box's approximation), which
-    extrapolates the tail when there are too few scores to show it."""
-    finite = values[np.isfinite(values)]
-    if not finite.size:
-        return math.nan
-    empirical = _quantile(finite, q)
-    mean, var = float(finite.mean()), float(finite.var())
-    if mean <= 0 or var <= 0:
-        return empirical
-    g, h = var / (2.0 * mean), 2.0 * mean * mean / var
-    return max(empirical, g * float(stats.chi2.ppf(q, h)))
-
-
-def _t2_limit(k: int, n: int, q: float) -> float:
-    """Hotelling's limit for a new row's T² with ``k`` components estimated from ``n`` rows
-    (the F distribution): it widens a limit calibrated on a short warm-up."""
-    if k < 1 or n <= k + 1:
-        return 1e-12
-    return float(k * (n - 1) * (n + 1) / (n * (n - k)) * stats.f.ppf(q, k, n - k))
-
-
-def _ewma(x: np.ndarray, a: float, level: np.ndarray | float) -> np.ndarray:
-    """``y[i] = (1 - a) y[i-1] + a x[i]`` along the first axis, from ``level`` before the
-    first row, in closed form over blocks short enough that the powers of ``1 - a`` stay well
-    inside a float's range."""
-    out = np.empty_like(x)
-    block = max(1, min(len(x), int(200.0 / max(-math.log(1.0 - a), 1e-9))))
-    powers = (1.0 - a) ** np.arange(1, block + 1)
-    if x.ndim > 1:
-        powers = powers[:, None]
-    for i in range(0, len(x), block):
-        chunk = x[i : i + block]
-        p = powers[: len(chunk)]
-        out[i : i + block] = p * (level + a * np.cumsum(chunk / p, axis=0))
-        level = out[i + len(chunk) - 1]
-    return out
-
-
-class _Model:
-    """A fitted model: regression on the settings, standardisation, principal components."""
-
-    def __init__(
-        self,
-        m: np.ndarray,
-        n_settings: int,
-        variance: float,
-        floor: np.ndarray,
-        components: int | None = None,
-    ) -> None:
-        """Fit from ``m``, the weighted cross-product matrix of rows ``[phi, y]`` where
-        ``phi = [1, z, z²]`` of the ``n_settings`` standardised settings; ``floor`` is the
-        least residual spread of each variable (standardised units, 0: none);
-        ``components`` fixes how many principal components are kept (else ``variance``)."""
-        q = 1 + 2 * n_settings
-        w = max(float(m[0, 0]), 1e-12)
-        mff, mfy, myy = m[:q, :q], m[:q, q:], m[q:, q:]
-        ridge = w * np.diag([1e-9] + [RIDGE_LINEAR] * n_settings + [RIDGE] * n_settings)
-        self.beta = np.linalg.solve(mff + ridge, mfy)
-        cov = (myy - self.beta.T @ mfy) / w
-        var = np.maximum(np.clip(np.diag(cov), 0.0, None), floor * floor)
-        mean = mfy[0] / w
-        self.keep = var > (CONSTANT * (np.abs(mean) + 1.0)) ** 2
-        sd = np.sqrt(np.where(self.keep, var, 1.0))
-        cov[np.diag_indices_from(cov)] = np.where(self.keep, var, 1.0)
-        self.sd = sd
-        corr = cov / np.outer(sd, sd)
-        corr = corr[np.ix_(self.keep, self.keep)]
-        eigval, eigvec = np.linalg.eigh(corr) if corr.size else (np.zeros(0), np.zeros((0, 0)))
-        order = np.argsort(eigval)[::-1]
-        eigval, eigvec = np.clip(eigval[order], 0.0, None), eigvec[:, order]
-        total = float(eigval.sum())
-        k = 0
-        if total > 0:
-            share = np.cumsum(eigval) / total
-            k = int(np.searchsorted(share, variance) + 1) if components is None else components
-            k = min(k, int((eigval > 1e-9 * total).sum()))
-        self.pcs = eigvec[:, :k]
-        self.eig = eigval[:k]
-
-    def parts(self, phi: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Standardised residuals ``u``, per-row T² and SPE contributions per variable."""
-        u = ((y - phi @ self.beta) / self.sd)[:, self.keep]
-        t = u @ self.pcs
-        t2 = u * ((t / self.eig) @ self.pcs.T) if self.eig.size else np.zeros_like(u)
-        e = u - t @ self.pcs.T
-        return u, t2, e * e
-
-    def stats(self, phi: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-row T² and SPE (what :meth:`parts` sums, computed with fewer operations)."""
-        return self.stats_of(((y - phi @ self.beta) / self.sd)[:, self.keep])
-
-    def residuals(self, phi: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Standardised residuals of every variable (0 for one left out as constant)."""
-        return np.where(self.keep, (y - phi @ self.beta) / self.sd, 0.0)
-
-    def stats_of(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """T² and SPE of standardised residual rows of the kept variables."""
-        t = u @ self.pcs
-        t2 = ((t * t) / self.eig).sum(axis=1) if self.eig.size else np.zeros(len(u))
-        e = u - t @ self.pcs.T
-        return t2, (e * e).sum(axis=1)
 
 
 class SpcDetector:
@@ -263,7 +145,7 @@ class SpcDetector:
         self._buffer: list[np.ndarray] = []
         self._stride = 1
         self._last = np.full(len(self.columns), np.nan)
-        self.model: _Model | None = None
+        self.model: Model | None = None
         self.limits = (math.nan, math.nan, math.nan)  # T², SPE, smoothed score
         self.components: int | None = None
         self._s_mean = np.zeros(len(self.operating))
@@ -368,11 +250,11 @@ class SpcDetector:
         fit, cal = slice(0, len(data) - n_cal), slice(len(data) - n_cal, len(data))
         phi = self._phi(s)
         n_fit = len(data) - n_cal
-        trial = _Model(self._cross(phi[fit], y[fit]), self.n_settings, self.variance, self._floor)
+        trial = Model(self._cross(phi[fit], y[fit]), self.n_settings, self.variance, self._floor)
         self.components = trial.eig.size  # every later fit keeps as many
         t2s, spes = trial.stats(phi[cal], y[cal])
-        lim_t = max(_limit(t2s, self.quantile), _t2_limit(self.components, n_fit, self.quantile))
-        lim_q = _limit(spes, self.quantile)
+        lim_t = max(limit(t2s, self.quantile), t2_limit(self.components, n_fit, self.quantile))
+        lim_q = limit(spes, self.quantile)
         if not lim_q > 1e-9 * (float(np.mean(np.abs(spes))) + 1.0):
             lim_q = math.inf  # no residual subspace: SPE is not used
         combined = np.maximum(t2s / lim_t, spes / lim_q)
@@ -381,7 +263,7 @@ class SpcDetector:
         level = 1.0
         if self.smooth > 1:
             smoothed = self._smoothed(combined, first=float(combined[0]))[0]
-            level = max(_quantile(smoothed, self.quantile), 1e-12)
+            level = max(quantile_of(smoothed, self.quantile), 1e-12)
         self.limits = (lim_t, lim_q, level * self.margin)
         if self.mewma:
             self._calibrate_vector(trial, phi[cal], y[cal], n_fit)
@@ -389,21 +271,21 @@ class SpcDetector:
         zs = (s - self._s_mean) / self._s_sd
         self._range = np.vstack([zs.min(axis=0), zs.max(axis=0)])
         self._pending = self._range.copy()
-        self.model = _Model(self._m, self.n_settings, self.variance, self._floor, self.components)
+        self.model = Model(self._m, self.n_settings, self.variance, self._floor, self.components)
 
-    def _calibrate_vector(self, trial: _Model, phi: np.ndarray, y: np.ndarray, n_fit: int) -> None:
+    def _calibrate_vector(self, trial: Model, phi: np.ndarray, y: np.ndarray, n_fit: int) -> None:
         """Limits of the MEWMA statistics from the held-out warm-up rows: their quantile
         (extrapolated as for the row statistics), and at least what independent rows would
         give (the row limits times ``a / (2 - a)``, the variance ratio of an average)."""
         a = 2.0 / (self.smooth + 1.0)
-        z = _ewma(trial.residuals(phi, y), a, np.zeros(len(self.variables)))
+        z = ewma(trial.residuals(phi, y), a, np.zeros(len(self.variables)))
         t2z, qz = trial.stats_of(z[:, trial.keep])
         shrink = a / (2.0 - a)
         k = trial.eig.size
-        lim_t = max(_limit(t2z, self.quantile), shrink * _t2_limit(k, n_fit, self.quantile))
+        lim_t = max(limit(t2z, self.quantile), shrink * t2_limit(k, n_fit, self.quantile))
         lim_q = math.inf
         if math.isfinite(self.limits[1]):
-            lim_q = max(_limit(qz, self.quantile), shrink * self.limits[1])
+            lim_q = max(limit(qz, self.quantile), shrink * self.limits[1])
         self.vector_limits = (max(lim_t, 1e-12), max(lim_q, 1e-12))
         self._z = z[-1].copy()
 
@@ -417,7 +299,7 @@ class SpcDetector:
         level = first if first is not None else self._ewma
         if not math.isfinite(level):
             level = float(x[0])
-        out = _ewma(x, a, level)
+        out = ewma(x, a, level)
         return out, float(out[-1]) if out.size else level
 
     def _novel(self, s: np.ndarray) -> np.ndarray:
@@ -486,7 +368,7 @@ class SpcDetector:
         smoothed, self._ewma = self._smoothed(combined)
         ratio = smoothed / level
         if self.mewma:  # a small lasting shift shows in the average vector first
-            z = _ewma(u, 2.0 / (self.smooth + 1.0), self._z)
+            z = ewma(u, 2.0 / (self.smooth + 1.0), self._z)
             self._z = z[-1].copy()
             t2z, qz = self.model.stats_of(z[:, self.model.keep])
             vt, vq = self.vector_limits
@@ -568,7 +450,7 @@ class SpcDetector:
         """Refit the model from what was learned; new operating points become known."""
         if self._m is None:
             return
-        self.model = _Model(self._m, self.n_settings, self.variance, self._floor, self.components)
+        self.model = Model(self._m, self.n_settings, self.variance, self._floor, self.components)
         self._range = self._pending.copy()
         self._since_refit = 0
         self._novel_learned = 0
