@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from twinflow.models.spc_stats import CONSTANT, Model, ewma, limit, quantile_of, t2_limit
+from twinflow.models.spc_warmup import Warmup
 
 #: Extra factor on the MEWMA limits (beyond ``margin``): they are calibrated on the warm-up's
 #: held-out rows, whose exponential average is strongly autocorrelated, so the few effectively
@@ -103,6 +104,9 @@ class SpcDetector:
         mewma: bool = True,
         recover: float = 0.1,
         recover_rows: int = 30,
+        warmup_shift: float = 0.0,
+        warmup_cap: int = 0,
+        track: float = 0.0,
         seed: int = 0,
     ) -> None:
         monitored = tuple(v for v in variables if v not in set(operating))
@@ -134,16 +138,14 @@ class SpcDetector:
         self.mewma = mewma and self.smooth > 1
         self.recover = recover
         self.recover_rows = max(1, recover_rows)
+        self.track = track
         self.seed = seed
         #: Columns: the settings, then the monitored variables.
         self.columns = (*self.operating, *self.variables)
         self.floors = tuple(floors) if floors is not None else (0.0,) * len(self.columns)
         if len(self.floors) != len(self.columns) or not all(f >= 0 for f in self.floors):
             raise ValueError("SpcDetector floors: one value >= 0 per column (settings first)")
-        self.n_seen = 0
-        self.start: float | None = None
-        self._buffer: list[np.ndarray] = []
-        self._stride = 1
+        self._wu = Warmup(warmup, warmup_s, warmup_shift, warmup_cap, max_rows)
         self._last = np.full(len(self.columns), np.nan)
         self.model: Model | None = None
         self.limits = (math.nan, math.nan, math.nan)  # T², SPE, smoothed score
@@ -212,18 +214,20 @@ class SpcDetector:
 
     # -- warm-up ---------------------------------------------------------------------------
 
-    def _keep_for_warmup(self, rows: np.ndarray) -> None:
-        for row in rows:
-            self.n_seen += 1
-            if self.n_seen % self._stride == 0:
-                self._buffer.append(row)
-            if len(self._buffer) >= self.max_rows:  # bounded: keep every other row
-                self._buffer = self._buffer[1::2]
-                self._stride *= 2
+    @property
+    def n_seen(self) -> int:
+        """Complete rows the warm-up has seen."""
+        return self._wu.seen
 
-    def _warm_enough(self, now: float) -> bool:
-        elapsed = now - self.start if self.start is not None else 0.0
-        return self.n_seen >= self.warmup and elapsed >= self.warmup_s
+    @property
+    def restarts(self) -> int:
+        """How often the warm-up restarted after a level shift inside it."""
+        return self._wu.restarts
+
+    @property
+    def unsettled(self) -> bool:
+        """True when the warm-up ended at its cap with its level still moving."""
+        return self._wu.unsettled
 
     def _cross(self, phi: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
         z = np.hstack([phi, y])
@@ -231,8 +235,8 @@ class SpcDetector:
         return out
 
     def _finish_warmup(self) -> None:
-        data = np.vstack(self._buffer)
-        self._buffer = []
+        data = np.vstack(self._wu.rows)
+        self._wu.rows = []
         floors = np.asarray(self.floors, dtype=float)
         raw = data[:, self.n_settings :]
         self._y_mean = raw.mean(axis=0)
@@ -336,23 +340,22 @@ class SpcDetector:
         scores = np.full(len(rows), np.nan)
         ok = np.flatnonzero(np.isfinite(rows).all(axis=1))
         if not self.warm and ok.size:
-            cut = self._warmup_rows(np.asarray(times, dtype=float)[ok])
-            self._keep_for_warmup(rows[ok[:cut]])
-            if cut < ok.size or self._warm_enough(float(np.asarray(times)[ok[cut - 1]])):
-                self._finish_warmup()
-            ok = ok[cut:]
+            ok = self._warm_up(np.asarray(times, dtype=float), rows, ok)
         if ok.size and self.warm:
             scores[ok] = self._judge(rows[ok])
         return scores
 
-    def _warmup_rows(self, times: np.ndarray) -> int:
-        """How many of these (complete) rows the warm-up still takes."""
-        if self.start is None:
-            self.start = float(times[0])
-        count = self.n_seen + np.arange(1, len(times) + 1)
-        done = (count >= self.warmup) & (times - self.start >= self.warmup_s)
-        hit = np.flatnonzero(done)
-        return int(hit[0]) + 1 if hit.size else len(times)
+    def _warm_up(self, times: np.ndarray, rows: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """Give the warm-up the complete rows ``ok`` it still takes, restarting it after a
+        level shift and fitting the model once it has settled; returns the rows left."""
+        floors = np.asarray(self.floors, dtype=float)[self.n_settings :]
+        while ok.size and not self.warm:
+            cut, due = self._wu.needed(times[ok])
+            self._wu.keep(rows[ok[:cut]])
+            ok = ok[cut:]
+            if due and self._wu.settled(self.n_settings, floors):
+                self._finish_warmup()
+        return ok
 
     def _judge(self, rows: np.ndarray) -> np.ndarray:
         assert self.model is not None
@@ -375,12 +378,14 @@ class SpcDetector:
             ratio = np.maximum(ratio, np.maximum(t2z / vt, qz / vq) / (self.margin * VECTOR_MARGIN))
         if novel.any():
             ratio = np.where(novel, np.nan, ratio)
-        cut = self._recovered(ratio, u * self.model.sd) if self.recover > 0 else -1
+        resid = u * self.model.sd
+        cut = self._recovered(ratio, resid) if self.recover > 0 else -1
         if cut < 0:
-            self._learn(s, y, ratio, novel)
+            self._learn(s, y, ratio, novel, resid)
             return ratio
         # normal has moved: learn up to the recovery, judge the rest against the new level
-        self._learn(s[: cut + 1], y[: cut + 1], ratio[: cut + 1], novel[: cut + 1])
+        head = slice(0, cut + 1)
+        self._learn(s[head], y[head], ratio[head], novel[head], resid[head])
         rest = self._judge(rows[cut + 1 :]) if cut + 1 < len(rows) else ratio[:0]
         return np.concatenate([ratio[: cut + 1], rest])
 
@@ -415,7 +420,9 @@ class SpcDetector:
                 return i
         return -1
 
-    def _learn(self, s: np.ndarray, y: np.ndarray, ratio: np.ndarray, novel: np.ndarray) -> None:
+    def _learn(
+        self, s: np.ndarray, y: np.ndarray, ratio: np.ndarray, novel: np.ndarray, resid: np.ndarray
+    ) -> None:
         """Learn the normal rows (and new operating points), freezing around anomalies."""
         assert self._m is not None
         n_rows = len(ratio)
@@ -429,6 +436,7 @@ class SpcDetector:
         learn = calm & (novel | (self.adapt & (ratio < self.learn_below)))
         if not learn.any():
             return
+        self._follow(resid[learn & ~novel])
         n = int(learn.sum())
         w = np.ones(n)
         if self.half_life > 0:
@@ -445,6 +453,16 @@ class SpcDetector:
         self._novel_learned += int((learn & novel).sum())
         if self._since_refit >= self.refit_every or self._novel_learned >= self.relearn:
             self.refit()
+
+    def _follow(self, resid: np.ndarray) -> None:
+        """The drift rule: where normal sits follows the rows learned in control, each moving
+        it ``1 - 0.5 ** (1 / track)`` of the way to itself (a batch moves it by its mean), so
+        a slow wander or a warming machine is followed within about ``track`` rows while a
+        fault, frozen out of learning, is not."""
+        if self.track <= 0 or not len(resid):
+            return
+        step = 1.0 - 0.5 ** (len(resid) / self.track)
+        self._shift = self._shift + step * resid.mean(axis=0)
 
     def refit(self) -> None:
         """Refit the model from what was learned; new operating points become known."""

@@ -1,0 +1,158 @@
+"""A warm-up that learns a stable normal: the rows an SPC model is first fitted on.
+
+A model calibrated on a warm-up that spans two states (a machine still settling, a regime
+change, a temperature that falls in the last minute) takes the difference between them for
+normal spread: its limits are wide and a later fault stays inside them. :class:`Warmup`
+keeps the warm-up's rows and, each time the warm-up would end, asks :func:`level_shift`
+whether the rows' level changed inside it. If it did, the rows before the change are
+dropped and the warm-up goes on from it until the new segment is long enough; a machine that
+never settles still gets a model once ``cap`` rows were seen (fitted on the last segment, and
+:attr:`Warmup.unsettled` says so).
+
+The test is a two-segment one: for every split of the rows (both parts at least
+``min_segment`` long), the difference of the two means of each column over the pooled
+standard deviation *within* the segments. A step of ``d`` such deviations reads ``d``; a
+steady ramp never reads more than ``√12 / 2 ≈ 3.5`` however steep (the spread inside each
+half grows with it), so a slow drift is left to the model's adaptation, not taken for a new
+state; noise reads well under 1 with a few hundred rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: The share of ``target`` rows a warm-up must have seen since its last restart.
+SETTLE_SHARE = 0.5
+
+
+def level_shift(rows: np.ndarray, scale: np.ndarray, min_segment: int) -> tuple[int, float]:
+    """The split ``k`` (rows before it are the old level) where the columns' means differ
+    most, in pooled within-segment standard deviations (each at least its ``scale``), and
+    that difference; ``(0, 0.0)`` with fewer than ``2 * min_segment`` rows.
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((200, 2))
+    >>> x[150:, 1] += 6.0
+    >>> k, d = level_shift(x, np.zeros(2), 20)
+    >>> k, d > 5
+    (150, True)
+    >>> level_shift(x[:150], np.zeros(2), 20)[1] < 1
+    True
+    """
+    n = len(rows)
+    m = max(1, min_segment)
+    if n < 2 * m:
+        return 0, 0.0
+    x = rows - rows.mean(axis=0)
+    c1 = np.cumsum(x, axis=0)
+    c2 = np.cumsum(x * x, axis=0)
+    k = np.arange(m, n - m + 1)
+    left, right = k[:, None].astype(float), (n - k)[:, None].astype(float)
+    s1, q1 = c1[k - 1], c2[k - 1]
+    s2, q2 = c1[-1] - s1, c2[-1] - q1
+    within = (q1 - s1 * s1 / left) + (q2 - s2 * s2 / right)
+    sd = np.sqrt(np.maximum(within, 0.0) / max(n - 2, 1))
+    sd = np.maximum(sd, np.maximum(scale, 1e-12))
+    d = np.abs(s1 / left - s2 / right) / sd
+    best = d.max(axis=1)
+    i = int(np.argmax(best))
+    return int(k[i]), float(best[i])
+
+
+def residuals(rows: np.ndarray, n_settings: int) -> np.ndarray:
+    """The monitored columns less what a quadratic in the settings explains (so a load change
+    the profile declares is not a shift), or less their mean without settings."""
+    s, y = rows[:, :n_settings], rows[:, n_settings:]
+    if not n_settings:
+        return y - y.mean(axis=0)
+    z = (s - s.mean(axis=0)) / np.maximum(s.std(axis=0), 1e-12)
+    phi = np.hstack([np.ones((len(s), 1)), z, z * z])
+    beta = np.linalg.lstsq(phi, y, rcond=None)[0]
+    out: np.ndarray = y - phi @ beta
+    return out
+
+
+class Warmup:
+    """The rows a warm-up keeps (bounded: every other one once ``max_rows`` are kept), and
+    when it ends: after ``target`` rows and ``seconds`` of event time, once the rows since
+    the last restart are stable (no level shift of ``shift`` deviations or more; 0 turns the
+    test off) and at least ``SETTLE_SHARE`` of ``target``, or at ``cap`` rows whatever they
+    look like (0: no cap)."""
+
+    def __init__(
+        self,
+        target: int,
+        seconds: float = 0.0,
+        shift: float = 0.0,
+        cap: int = 0,
+        max_rows: int = 600,
+    ) -> None:
+        self.target = target
+        self.seconds = seconds
+        self.shift = shift
+        self.cap = max(cap, target) if cap > 0 else 0
+        self.max_rows = max_rows
+        self.settle = max(1, math.ceil(SETTLE_SHARE * target)) if shift > 0 else 1
+        self.min_segment = max(10, target // 10)
+        self.rows: list[np.ndarray] = []
+        self.stride = 1
+        #: Rows seen in all, and since the last restart.
+        self.seen = 0
+        self.segment = 0
+        self.start: float | None = None
+        #: Restarts so far, and whether the warm-up ended at its cap still unsettled.
+        self.restarts = 0
+        self.unsettled = False
+
+    def needed(self, times: np.ndarray) -> tuple[int, bool]:
+        """How many of these rows the warm-up takes before it must be checked (all of them
+        when the check is not due within them), and whether it is due after them."""
+        if self.start is None and len(times):
+            self.start = float(times[0])
+        i = np.arange(1, len(times) + 1)
+        due = (
+            (self.seen + i >= self.target)
+            & (self.segment + i >= self.settle)
+            & (times - (self.start or 0.0) >= self.seconds)
+        )
+        if self.cap:
+            due |= self.seen + i >= self.cap
+        hit = np.flatnonzero(due)
+        return (int(hit[0]) + 1, True) if hit.size else (len(times), False)
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Count the rows and keep every ``stride``-th."""
+        for row in rows:
+            self.seen += 1
+            self.segment += 1
+            if self.seen % self.stride == 0:
+                self.rows.append(row)
+            if len(self.rows) >= self.max_rows:
+                self.rows = self.rows[1::2]
+                self.stride *= 2
+
+    def settled(self, n_settings: int, floors: np.ndarray) -> bool:
+        """At a due check: True when the warm-up ends now (stable, or at its cap); otherwise
+        the rows before the level shift are dropped and it goes on."""
+        capped = self.cap > 0 and self.seen >= self.cap
+        while self.shift > 0 and len(self.rows) >= 2 * self.min_segment:
+            data = np.vstack(self.rows)
+            k, d = level_shift(residuals(data, n_settings), floors, self.min_segment)
+            if d < self.shift:
+                return True
+            if capped:  # a model all the same: on the last segment if it is long enough
+                self.unsettled = True
+                if (len(data) - k) * self.stride >= self.settle:
+                    self.rows = self.rows[k:]
+                return True
+            self.rows = self.rows[k:]
+            self.segment = len(self.rows) * self.stride
+            self.restarts += 1
+            if self.segment < self.settle:
+                return False
+        return True
+
+
+__all__ = ["SETTLE_SHARE", "Warmup", "level_shift", "residuals"]
