@@ -140,6 +140,36 @@ class FlowConfig:
             low=0,
         )
     )
+    sample_warmup_shift: float = setting(
+        Number(
+            "sample_warmup_shift",
+            "A level shift inside the sample warm-up, in standard deviations within its two "
+            "parts, that restarts the warm-up from the shift (a machine still settling or "
+            "changing state is not learned as normal); 0: never restart.",
+            4.0,
+            low=0,
+        )
+    )
+    sample_warmup_max: int = setting(
+        Whole(
+            "sample_warmup_max",
+            "Most samples the sample warm-up lasts with its restarts: then the model is fitted "
+            "on the last part anyway, and a log line says it never settled (0: no cap).",
+            600,
+            0,
+            coerce=True,
+        )
+    )
+    sample_track: float = setting(
+        Number(
+            "sample_track",
+            "Samples after which the sample model's normal level has moved half-way to where "
+            "the samples learned in control sit (slow wander and warming are followed; a "
+            "fault, frozen out of learning, is not); 0: the level moves only with refits.",
+            150.0,
+            low=0,
+        )
+    )
     sample_quantile: float = setting(
         Number(
             "sample_quantile",

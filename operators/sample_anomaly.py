@@ -16,6 +16,7 @@ windows, never judged by the sensor rules.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -24,6 +25,8 @@ from twinflow.core.records import TelemetryFrame
 from twinflow.models.spc import SpcDetector
 from twinflow.operators.anomaly_profile import anomaly_of, operating_signals
 from twinflow.operators.twin_type import TwinType
+
+log = logging.getLogger(__name__)
 
 #: The derived signal that carries each sample's score.
 SAMPLE_SIGNAL = "anomaly_sample"
@@ -44,6 +47,9 @@ class SampleSettings:
     enabled: bool = False
     warmup: int = 300
     warmup_s: float = 0.0
+    warmup_shift: float = 4.0
+    warmup_max: int = 600
+    track: float = 150.0
     quantile: float = 0.99
     margin: float = 1.5
     smooth: int = 30
@@ -88,6 +94,9 @@ class SampleScorer:
                 operating=operating,
                 warmup=s.warmup,
                 warmup_s=s.warmup_s,
+                warmup_shift=s.warmup_shift,
+                warmup_cap=s.warmup_max,
+                track=s.track,
                 quantile=s.quantile,
                 margin=s.margin,
                 smooth=s.smooth,
@@ -109,7 +118,10 @@ class SampleScorer:
             [np.asarray(frame.signals.get(c, nan), dtype=np.float64) for c in det.columns]
         )
         filled = det.fill(rows)
+        warm = det.warm
         scores = det.update_filled(np.asarray(frame.times, dtype=np.float64), filled)
+        if det.warm and not warm:
+            self._warmed(frame.twin_id)
         if not np.isfinite(scores).any():  # warming up, or a new operating point
             return frame
         added = {SAMPLE_SIGNAL: scores}
@@ -121,6 +133,28 @@ class SampleScorer:
                 share[hot] = part[:, j]
                 added[SAMPLE_PREFIX + det.variables[j]] = share
         return replace(frame, signals={**frame.signals, **added})
+
+    def _warmed(self, twin_id: str) -> None:
+        """Say how the warm-up ended: a warm-up that restarted after a level shift is worth a
+        line, one that reached its cap unsettled a warning (its limits may be wide)."""
+        det = self.detector
+        assert det is not None
+        if det.unsettled:
+            log.warning(
+                "sample model of %s: warm-up never settled (%d restarts, %d samples); fitted "
+                "on its last part",
+                twin_id,
+                det.restarts,
+                det.n_seen,
+            )
+        elif det.restarts:
+            log.info(
+                "sample model of %s: warm-up restarted %d time(s) after a level shift; "
+                "fitted after %d samples",
+                twin_id,
+                det.restarts,
+                det.n_seen,
+            )
 
 
 __all__ = ["SAMPLE_PREFIX", "SAMPLE_SIGNAL", "SampleScorer", "SampleSettings", "monitored"]
