@@ -33,7 +33,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from twinflow.models.spc_stats import CONSTANT, Model, ewma, limit, quantile_of, t2_limit
+from twinflow.models.spc_stats import (
+    CONSTANT,
+    Model,
+    ewma,
+    limit,
+    quantile_of,
+    smoothed_floor,
+    t2_limit,
+)
 from twinflow.models.spc_warmup import Warmup
 
 #: Extra factor on the MEWMA limits (beyond ``margin``): they are calibrated on the warm-up's
@@ -267,7 +275,11 @@ class SpcDetector:
         level = 1.0
         if self.smooth > 1:
             smoothed = self._smoothed(combined, first=float(combined[0]))[0]
-            level = max(quantile_of(smoothed, self.quantile), 1e-12)
+            level = max(
+                quantile_of(smoothed, self.quantile),
+                smoothed_floor(combined, self.smooth, self.quantile),
+                1e-12,
+            )
         self.limits = (lim_t, lim_q, level * self.margin)
         if self.mewma:
             self._calibrate_vector(trial, phi[cal], y[cal], n_fit)

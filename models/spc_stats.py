@@ -51,6 +51,20 @@ def t2_limit(k: int, n: int, q: float) -> float:
     return float(k * (n - 1) * (n + 1) / (n * (n - k)) * stats.f.ppf(q, k, n - k))
 
 
+def smoothed_floor(values: np.ndarray, smooth: int, q: float) -> float:
+    """The least ``q`` quantile of an exponential average over ``smooth`` rows of scores
+    like ``values``, were the rows independent: their mean plus the normal quantile times
+    their spread shrunk by ``a / (2 - a)``. The quantile of the few, strongly autocorrelated
+    averages a short warm-up holds out can fall below it (a quiet stretch), and a limit
+    under what independent rows give makes a healthy machine alarm."""
+    finite = values[np.isfinite(values)]
+    if finite.size < 2:
+        return 0.0
+    a = 2.0 / (max(smooth, 1) + 1.0)
+    spread = float(finite.std()) * math.sqrt(a / (2.0 - a))
+    return float(finite.mean()) + float(stats.norm.ppf(q)) * spread
+
+
 def ewma(x: np.ndarray, a: float, level: np.ndarray | float) -> np.ndarray:
     """``y[i] = (1 - a) y[i-1] + a x[i]`` along the first axis, from ``level`` before the
     first row, in closed form over blocks short enough that the powers of ``1 - a`` stay well
@@ -133,4 +147,14 @@ class Model:
         return t2, (e * e).sum(axis=1)
 
 
-__all__ = ["CONSTANT", "RIDGE", "RIDGE_LINEAR", "Model", "ewma", "limit", "quantile_of", "t2_limit"]
+__all__ = [
+    "CONSTANT",
+    "RIDGE",
+    "RIDGE_LINEAR",
+    "Model",
+    "ewma",
+    "limit",
+    "quantile_of",
+    "smoothed_floor",
+    "t2_limit",
+]
