@@ -23,8 +23,11 @@ threshold, duration and clear hysteresis judge exactly as the window rules do
 A NaN reading changes nothing. The lifecycle (pending, raised, clearing; one open alarm per
 (twin, rule)) and the alert are those of :class:`~twinflow.operators.rules.AlarmTracker`,
 which leaves these rules to this evaluator (no double alarms); the alert's time is the
-reading's. Work per frame is a few numpy operations over all signals at once; a rule is looked
-at reading by reading only while it is pending or open, or when a reading breaches it.
+reading's. Which rules qualify and their per-signal tables are in
+:mod:`~twinflow.operators.reading_rules_plan`; how a frame is looked at, in
+:mod:`~twinflow.operators.reading_rules_frame`: most frames take a check of a few numpy
+reductions over all signals at once, and a rule is looked at reading by reading only while it
+is pending or open, or when a reading may breach it.
 """
 
 from __future__ import annotations
@@ -32,255 +35,22 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from twinflow.core.records import Alert, AlertState, TelemetryFrame
 from twinflow.core.times import utc
-from twinflow.operators.physics import ResidualModel
-from twinflow.operators.rulebook import Rule, generic_of, section_of
+from twinflow.operators.reading_rules_frame import View, breached, cleared, held, quiet
+from twinflow.operators.reading_rules_plan import (
+    BLOCK_S,
+    STUCK_QUIET_S,
+    Plan,
+    ReadingRule,
+    reading_plan,
+)
+from twinflow.operators.rulebook import Rule
 from twinflow.operators.twin_type import TwinType
-
-#: Seconds without any change before a reading counts as flat (a quantised signal that
-#: repeats a value for a few readings is not stuck; a healthy one changes within this).
-STUCK_QUIET_S = 30.0
-#: Event-time blocks whose movement makes the stuck rule's history (the window length).
-BLOCK_S = 300.0
-#: Smallest change, as a share of the declared range, that counts as movement.
-STILL = 1e-9
-
-_KINDS = {"out_of_range": "range", "flat": "stuck", "spike_pct": "spike"}
-
-
-@dataclass(frozen=True, slots=True)
-class ReadingRule:
-    """A rule judged per reading: ``how`` is ``value``, ``range``, ``stuck`` or ``spike``;
-    ``row`` indexes the plan's signals."""
-
-    rule: Rule
-    signal: str
-    how: str
-    row: int
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """A type's per-reading rules and the scalar signals they read (``spans``: each signal's
-    declared range width)."""
-
-    rules: tuple[ReadingRule, ...]
-    signals: tuple[str, ...]
-    spans: np.ndarray
-    names: frozenset[str]
-    range_readings: int
-    spike_crest: float
-    min_readings: int
-    #: per signal: whether a stuck rule / a spike rule reads it; the least jump a spike rule
-    #: looks at (NaN: none); the change that counts as movement
-    stuck_rows: np.ndarray
-    spike_rows: np.ndarray
-    jump: np.ndarray
-    still: np.ndarray
-    any_stuck: bool
-    any_spike: bool
-    any_value: bool
-
-
-def _scalar_signals(kind: TwinType) -> dict[str, float]:
-    """Signal name -> declared range width: scalar signals, ``generic.spikes_on`` and the
-    physics models' derived signals (width 0 when undeclared)."""
-    out = {s.name: s.high - s.low for s in kind.signals if not s.waveform}
-    models: tuple[ResidualModel, ...] = section_of(kind, "physics", ())
-    for model in models:
-        for name in model.outputs.values():
-            out.setdefault(name, 0.0)
-    for name, (low, high) in generic_of(kind).spikes_on.items():
-        out[name] = high - low
-    return out
-
-
-def classify(rule: Rule, signals: dict[str, float]) -> tuple[str, str] | None:
-    """``(signal, how)`` when ``rule`` is judged per reading, else ``None`` (window rule)."""
-    if rule.explain:
-        return None
-    if rule.feature in signals:
-        return rule.feature, "value"
-    signal, _, stat = rule.feature.rpartition(".")
-    how = _KINDS.get(stat)
-    if how is None or signals.get(signal, 0.0) <= 0.0:
-        return None
-    return signal, how
-
-
-_PLANS: dict[int, tuple[TwinType, Plan]] = {}
-
-
-def reading_plan(kind: TwinType) -> Plan:
-    """The per-reading rules of a type (cached by the type's identity)."""
-    hit = _PLANS.get(id(kind))
-    if hit is not None and hit[0] is kind:
-        return hit[1]
-    from twinflow.operators.rules import rules_for  # rules imports this module
-
-    scalar = _scalar_signals(kind)
-    rows: dict[str, int] = {}
-    chosen: list[ReadingRule] = []
-    for rule in rules_for(kind):
-        found = classify(rule, scalar)
-        if found is not None:
-            row = rows.setdefault(found[0], len(rows))
-            chosen.append(ReadingRule(rule, found[0], found[1], row))
-    g = generic_of(kind)
-    spans = np.array([scalar[s] for s in rows], dtype=np.float64)
-    stuck, spiky = np.zeros(len(rows), dtype=bool), np.zeros(len(rows), dtype=bool)
-    jump = np.full(len(rows), np.inf)
-    for r in chosen:
-        if r.how == "stuck":
-            stuck[r.row] = True
-        elif r.how == "spike":
-            spiky[r.row] = True
-            jump[r.row] = min(jump[r.row], r.rule.threshold / 100.0 * spans[r.row])
-    plan = Plan(
-        tuple(chosen),
-        tuple(rows),
-        spans,
-        frozenset(r.rule.name for r in chosen),
-        g.range_readings,
-        g.spike_crest,
-        g.min_readings,
-        stuck,
-        spiky,
-        jump,
-        STILL * spans[:, None],
-        bool(stuck.any()),
-        bool(spiky.any()),
-        any(r.how == "value" for r in chosen),
-    )
-    _PLANS[id(kind)] = (kind, plan)
-    return plan
-
-
-def _held(
-    t: np.ndarray, cond: np.ndarray, since: float | None, count: int, dur: float, n: int
-) -> tuple[int, float | None, int]:
-    """The first reading at which ``cond`` has held for ``dur`` seconds and ``n`` readings
-    (a run that began at ``since`` with ``count`` readings carried in): its index or -1, and
-    the run carried out."""
-    idx = np.arange(len(t))
-    last_break = np.maximum.accumulate(np.where(cond, -1, idx))
-    fresh = last_break >= 0
-    first = np.minimum(last_break + 1, len(t) - 1)
-    start = np.where(fresh, t[first], t[0] if since is None else since)
-    runs = np.where(fresh, idx - last_break, idx + 1 + (0 if since is None else count))
-    ok = cond & (t - start >= dur) & (runs >= n)
-    if ok.any():
-        return int(np.argmax(ok)), None, 0
-    if cond[-1]:
-        return -1, float(start[-1]), int(runs[-1])
-    return -1, None, 0
-
-
-class _View:
-    """One frame as the rules see it: the cheap masks every frame needs, per-rule values on
-    demand (a rule is looked at reading by reading only when it is pending, open or hit)."""
-
-    def __init__(
-        self, alarms: ReadingAlarms, plan: Plan, t: np.ndarray, x: np.ndarray, f: TelemetryFrame
-    ) -> None:
-        self.alarms, self.plan, self.t, self.x, self.frame = alarms, plan, t, x, f
-        self.xc = np.concatenate([alarms.last, x], axis=1)
-        self.step = self.xc[:, 2:] - self.xc[:, 1:-1]  # each reading minus the one before
-        self.valid = ~np.isnan(x)
-        self.flat: np.ndarray | None = None  # None: no reading of the frame is flat
-        self.flat_rows: list[bool] = [False] * len(x)
-        self.big_rows: list[bool] = []
-        self.moving = False
-        jumps = np.abs(self.step)
-        if plan.any_stuck:
-            changed = jumps > plan.still
-            self.block = math.floor(t[0] / BLOCK_S)
-            # the common case: every reading changed (or is missing), within one block
-            self.moving = self.block == math.floor(t[-1] / BLOCK_S) and bool(
-                (changed | ~self.valid).all()
-            )
-            if not self.moving:
-                at = np.maximum.accumulate(np.where(changed, t, -np.inf), axis=1)
-                self.at = np.maximum(at, alarms.changed_at[:, None])
-                self.flat = (t - self.at) >= STUCK_QUIET_S
-                hot = self.flat.any(axis=1)
-                self.flat_rows = (hot & alarms.qualified & plan.stuck_rows).tolist()
-        if plan.any_spike:
-            self.big_rows = (jumps > plan.jump[:, None]).any(axis=1).tolist()
-
-    def may_breach(self) -> bool:
-        """Whether some rule may be breached in this frame (else idle rules stay idle)."""
-        return (
-            self.plan.any_value
-            or bool(self.frame.out_of_range)
-            or any(self.flat_rows)
-            or any(self.big_rows)
-        )
-
-    def candidate(self, rr: ReadingRule) -> bool:
-        """Whether a reading of the frame may breach ``rr`` (an idle rule is skipped if not)."""
-        if rr.how == "stuck":
-            return self.flat_rows[rr.row]
-        if rr.how == "spike":
-            return self.big_rows[rr.row]
-        if rr.how == "range":
-            return rr.signal in self.frame.out_of_range
-        return bool(_breached(rr.rule, self.x[rr.row]).any())
-
-    def values(self, rr: ReadingRule) -> tuple[np.ndarray, np.ndarray]:
-        """The rule's value at each reading, and which readings count."""
-        row, valid = rr.row, self.valid[rr.row]
-        if rr.how == "stuck":
-            if self.flat is None:
-                return np.zeros(len(self.t)), valid
-            flat = self.flat[row] & bool(self.alarms.qualified[row])
-            return flat.astype(np.float64), valid
-        if rr.how == "spike":
-            return self._spikes(row), valid
-        if rr.how == "range":
-            mask = self.frame.out_of_range.get(rr.signal)
-            oor = np.zeros(len(self.t), dtype=bool) if mask is None else np.asarray(mask, bool)
-            return oor.astype(np.float64), valid | oor
-        return self.x[row], valid
-
-    def _spikes(self, row: int) -> np.ndarray:
-        """``spike_pct`` of each reading: the reading before it jumped away from its own
-        neighbours and back, by at least ``spike_crest`` standard deviations of the signal in
-        its last closed window."""
-        xc, step = self.xc[row], self.step[row]
-        back = xc[1:-1] - xc[:-2]
-        size = np.minimum(np.abs(back), np.abs(step))
-        spread = float(self.alarms.spread[row])
-        if math.isnan(spread):  # no closed window yet
-            return np.zeros(len(step))
-        floor = self.plan.spike_crest * spread
-        hit = (back * step < 0.0) & (size >= floor) & (size > 0.0)
-        out: np.ndarray = np.where(hit, 100.0 * size / self.plan.spans[row], 0.0)
-        return out
-
-    def learn(self) -> None:
-        """Carry the frame into the running state: last readings, changes, blocks."""
-        a, plan = self.alarms, self.plan
-        a.last = self.xc[:, -2:]
-        count = self.valid.sum(axis=1)
-        if self.moving:  # each signal last changed at its last reading
-            if self.block != a.block:
-                a.close_block(plan)
-                a.block = self.block
-            seen = count > 0
-            last = len(self.t) - 1 - np.argmax(self.valid[:, ::-1], axis=1)
-            a.changed_at = np.where(seen, self.t[last], a.changed_at)
-            a.block_moved |= seen
-            a.block_count += count
-        elif plan.any_stuck:
-            a.changed_at = self.at[:, -1]
-            a.count_blocks(plan, self.t, self.at, self.valid)
 
 
 class ReadingAlarms:
@@ -334,12 +104,16 @@ class ReadingAlarms:
         if plan.signals != self.signals:
             self._reset(plan.signals)
         got = frame.signals
-        if all(s in got for s in plan.signals):
+        missing: tuple[int, ...] = ()
+        try:
             x = np.array([got[s] for s in plan.signals], dtype=np.float64)
-        else:
+        except KeyError:  # a signal not in the frame: a row of NaN
             nan = np.full(len(t), np.nan)
             x = np.array([got.get(s, nan) for s in plan.signals], dtype=np.float64)
-        view = _View(self, plan, t, x, frame)
+            missing = tuple(i for i, s in enumerate(plan.signals) if s not in got)
+        if not self.state and not frame.out_of_range and quiet(self, plan, t, x, missing):
+            return []
+        view = View(self, plan, t, x, frame)
         out: list[tuple[float, bool, Alert]] = []
         if self.state or view.may_breach():
             for rr in plan.rules:
@@ -401,7 +175,7 @@ class ReadingAlarms:
         while pos < len(t):
             tt, vv = t[pos:], v[pos:]
             if raised is None:
-                i, since, count = _held(tt, _breached(rule, vv), since, count, rule.duration_s, n)
+                i, since, count = held(tt, breached(rule, vv), since, count, rule.duration_s, n)
                 if i < 0:
                     break
                 raised, value = float(tt[i]), float(vv[i])
@@ -409,7 +183,7 @@ class ReadingAlarms:
                 evidence |= _context(rule, frame, int(rows[pos + i]))
                 alert = self._alert(rule, AlertState.RAISED, raised, raised, value, evidence)
             else:
-                i, since, count = _held(tt, _cleared(rule, vv), since, count,
+                i, since, count = held(tt, cleared(rule, vv), since, count,
                                         rule.clear_duration_s, 1)  # fmt: skip
                 if i < 0:
                     break
@@ -459,19 +233,6 @@ def _context(rule: Rule, frame: TelemetryFrame, i: int) -> dict[str, float]:
         if arr is not None and math.isfinite(float(arr[i])):
             out[key] = float(arr[i])
     return out
-
-
-def _breached(rule: Rule, v: np.ndarray) -> np.ndarray:
-    out: np.ndarray = v > rule.threshold if rule.comparison == "above" else v < rule.threshold
-    return out
-
-
-def _cleared(rule: Rule, v: np.ndarray) -> np.ndarray:
-    if rule.comparison == "above":
-        below: np.ndarray = v < rule.clear_threshold
-        return below
-    above: np.ndarray = v > rule.clear_threshold
-    return above
 
 
 __all__ = ["BLOCK_S", "STUCK_QUIET_S", "Plan", "ReadingAlarms", "ReadingRule", "reading_plan"]

@@ -1,0 +1,111 @@
+"""The per-reading rules' quick check for the common frame (``reading_rules_frame.quiet``)
+against the full per-rule path: the same alerts and the same state of every signal a rule
+reads, over frames with dropouts, repeats, spikes, freezes, limits crossed and readings
+refused for their range, a signal missing from some frames, cut at random."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import twinflow.operators.reading_rules as reading_rules
+from tests.operators.compressor import load_compressor
+from tests.operators.test_reading_rules import HOT, T0, frames, moves
+from twinflow.core.records import Alert
+from twinflow.operators.catalog import TwinType
+from twinflow.operators.reading_rules import ReadingAlarms, reading_plan
+
+LOW = """\
+  cold_now:
+    {feature: discharge_temp, below: 20, clear: 30, for: 20s, diagnosis: cooling}
+"""
+N = 2400
+
+
+@pytest.fixture(scope="module")
+def kind(tmp_path_factory: pytest.TempPathFactory) -> TwinType:
+    return load_compressor(Path(tmp_path_factory.mktemp("compressor")), HOT + LOW)
+
+
+def series(seed: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Readings of three signals with faults placed by ``seed``, and the refused mask."""
+    rng = np.random.default_rng(seed)
+    t = T0 + np.arange(float(N))
+    pressure, temp = moves(t), 60.0 + 5.0 * np.sin(t / 90.0)
+    power = 150.0 + 0.1 * np.sin(t * 0.9) + 0.001 * np.arange(N)
+    for _ in range(rng.integers(0, 4)):  # spikes, some of them too small
+        pressure[rng.integers(1, N - 1)] += rng.choice([0.3, 6.0, -6.0])
+    if rng.random() < 0.5:  # a freeze
+        a = int(rng.integers(600, N - 100))
+        pressure[a : a + int(rng.integers(10, 400))] = pressure[a]
+    if rng.random() < 0.5:  # quantised stretch: repeats shorter than the quiet time
+        a = int(rng.integers(0, N - 200))
+        power[a : a + 200] = np.round(power[a : a + 200])
+    for level in (130.0, 10.0):  # above and below limits
+        if rng.random() < 0.5:
+            a = int(rng.integers(0, N - 100))
+            temp[a : a + int(rng.integers(5, 90))] = level
+    for sig in (pressure, temp, power):  # dropouts
+        sig[rng.integers(0, N, int(rng.integers(0, 6)))] = np.nan
+    oor = np.zeros(N, dtype=bool)
+    if rng.random() < 0.3:
+        a = int(rng.integers(0, N - 10))
+        oor[a : a + int(rng.integers(1, 6))] = True
+        pressure[oor] = np.nan
+    return t, {"discharge_pressure": pressure, "discharge_temp": temp, "motor_power": power}, oor
+
+
+def judged(kind: TwinType, batch: list, spread: float) -> tuple[list[Alert], ReadingAlarms]:
+    alarms = ReadingAlarms("c-1", "compressor")
+    alarms.learn_window({"discharge_pressure.std": spread}, kind)
+    return [a for f in batch for a in alarms.update(f, kind)], alarms
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), cuts=st.lists(st.integers(1, N - 1), max_size=80))
+def test_the_quick_check_and_the_full_path_agree(
+    kind: TwinType, seed: int, cuts: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t, signals, oor = series(seed)
+    batch = frames(t, sorted(set(cuts)), {"discharge_pressure": oor}, **signals)
+    gone = np.random.default_rng(seed).random(len(batch)) < 0.2  # frames without the power
+    batch = [
+        replace(f, signals={k: v for k, v in f.signals.items() if k != "motor_power"}) if out else f
+        for f, out in zip(batch, gone.tolist(), strict=True)
+    ]
+    quick, a = judged(kind, batch, 0.35)
+    with monkeypatch.context() as m:
+        m.setattr(reading_rules, "quiet", lambda *_: False)
+        full, b = judged(kind, batch, 0.35)
+    assert pickle.dumps(quick) == pickle.dumps(full)
+    assert a.state == b.state and a.block == b.block
+    np.testing.assert_array_equal(a.last, b.last)
+    rows = reading_plan(kind).stuck_rows  # other signals' change history is never read
+    for name in ("changed_at", "block_moved", "block_count", "qualified"):
+        np.testing.assert_array_equal(getattr(a, name)[rows], getattr(b, name)[rows])
+    np.testing.assert_array_equal(a.moved[:, rows], b.moved[:, rows])
+
+
+def test_most_frames_of_a_healthy_signal_take_the_quick_check(
+    kind: TwinType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = T0 + np.arange(float(N))
+    signals = {"discharge_pressure": moves(t), "discharge_temp": 60.0 + np.sin(t / 90.0),
+               "motor_power": 150.0 + 0.1 * np.sin(t * 0.9)}  # fmt: skip
+    taken: list[bool] = []
+
+    def counted(*args: object) -> bool:
+        taken.append(reading_rules_frame_quiet(*args))
+        return taken[-1]
+
+    reading_rules_frame_quiet = reading_rules.quiet
+    monkeypatch.setattr(reading_rules, "quiet", counted)
+    alerts, _ = judged(kind, frames(t, list(range(60, N, 60)), **signals), 0.35)
+    assert alerts == []
+    assert taken.count(True) >= len(taken) - 1  # the first frame has no reading before it
