@@ -7,9 +7,10 @@ hour), rounds interleaved with the order turning, medians with min-max:
   alone over every frame, beside the window aggregator over the same frames: microseconds of
   CPU per frame and the ratio of the two;
 - ``flow``: the whole telemetry flow (files only, no raw telemetry) in a child process per run,
-  its CPU seconds (all threads) and readings per CPU second. ``--before PYTHON`` runs the same
-  child under another interpreter, e.g. the venv of a checkout from before per-reading rules,
-  interleaved with this one, and prints the ratio.
+  its CPU seconds (all threads) and readings per CPU second, beside the same flow of this
+  checkout with the per-reading evaluator switched off (``without``: its rules are judged per
+  window again, as before they existed), interleaved, and the ratio. ``--before PYTHON`` adds
+  the same child under another interpreter, e.g. the venv of an older checkout.
 
 CPU time, not wall time, because the machine may be shared: a busy machine stretches wall time
 several-fold but CPU time far less. Run: ``.venv/bin/python tests/benchmarks/bench_reading_rules.py
@@ -80,8 +81,22 @@ def steps(twins: int, hours: float, rounds: int) -> None:
     print(f"  reading_rules / windows: {ratio:.2f}x")
 
 
-def child(twins: int, hours: float) -> None:
-    """One run of the whole flow (files, no raw telemetry); prints CPU s, wall s, readings."""
+def without_reading_rules() -> None:
+    """Switch the per-reading evaluator off in this process: the windows step judges no
+    reading and the alarms step judges every rule per window again (as before it existed)."""
+    import twinflow.flows.steps as steps
+    import twinflow.operators.rules as rules
+
+    class NoPlan:
+        names: frozenset[str] = frozenset()
+
+    steps.judge_readings = lambda alarms, *_: (alarms, [])  # type: ignore[assignment]
+    rules.reading_plan = lambda kind: NoPlan()  # type: ignore[assignment,return-value]
+
+
+def child(twins: int, hours: float, without: bool) -> None:
+    """One run of the whole flow (files, no raw telemetry); prints CPU s, wall s, readings,
+    alerts."""
     from bytewax.testing import TestingSource, run_main
 
     from twinflow.flows.config import FlowConfig
@@ -89,6 +104,8 @@ def child(twins: int, hours: float) -> None:
     from twinflow.flows.outputs import file_outputs
     from twinflow.flows.telemetry import build_flow
 
+    if without:
+        without_reading_rules()
     p = plant(twins, hours)
     items = list(p.items())
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,17 +116,20 @@ def child(twins: int, hours: float) -> None:
         c0, w0 = time.process_time(), time.perf_counter()
         run_main(flow, epoch_interval=timedelta(seconds=1))
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
-    print(json.dumps({"cpu": cpu, "wall": wall, "readings": stats.readings}))
+        alerts = (Path(tmp) / "alerts.jsonl").read_text().count("\n")
+    print(json.dumps({"cpu": cpu, "wall": wall, "readings": stats.readings, "alerts": alerts}))
 
 
 def flows(twins: int, hours: float, rounds: int, before: str | None) -> None:
-    """The whole flow, one child process a run, this interpreter and ``before`` interleaved."""
-    sides = [("this checkout", sys.executable)] + ([("before", before)] if before else [])
-    got: dict[str, list[dict[str, float]]] = {name: [] for name, _ in sides}
+    """The whole flow, one child process a run: this checkout with and without the
+    per-reading evaluator (and ``before``), interleaved, the order turning each round."""
+    sides = [("this checkout", sys.executable, []), ("without", sys.executable, ["--without"])]
+    sides += [("before", before, [])] if before else []
+    got: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in sides}
     for r in range(rounds):
-        for name, python in sides[r % 2 :] + sides[: r % 2]:
+        for name, python, extra in sides[r % len(sides) :] + sides[: r % len(sides)]:
             args = [python, str(HERE), "--child", "--twins", str(twins), "--hours", str(hours)]
-            out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(args + extra, check=True, capture_output=True, text=True).stdout
             got[name].append(json.loads(out.strip().splitlines()[-1]))
     print(f"flow: {twins} twins, {hours:g} h, files only, {rounds} rounds interleaved, one "
           "process a run")  # fmt: skip
@@ -122,9 +142,10 @@ def flows(twins: int, hours: float, rounds: int, before: str | None) -> None:
         print(f"  {name:<14} CPU {statistics.median(cpu):.2f} s (min {min(cpu):.2f}, max "
               f"{max(cpu):.2f}); {rates[name]:,.0f} readings per CPU second (min "
               f"{min(rate):,.0f}, max {max(rate):,.0f}); wall {statistics.median(wall):.2f} s "
-              f"(min {min(wall):.2f}, max {max(wall):.2f})")  # fmt: skip
-    if before:
-        print(f"  this checkout / before: {rates['this checkout'] / rates['before']:.3f}x "
+              f"(min {min(wall):.2f}, max {max(wall):.2f}); alerts "
+              f"{sorted({int(x.get('alerts', -1)) for x in runs})}")  # fmt: skip
+    for other in ("without", "before")[: len(sides) - 1]:
+        print(f"  this checkout / {other}: {rates['this checkout'] / rates[other]:.3f}x "
               "readings per CPU second")  # fmt: skip
 
 
@@ -136,9 +157,10 @@ def main() -> None:
     ap.add_argument("--before", default=None, help="python of a checkout to compare with")
     ap.add_argument("--only", choices=("steps", "flow"), default=None)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--without", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.twins, args.hours)
+        child(args.twins, args.hours, args.without)
         return
     print(f"bench_reading_rules on {os.cpu_count()} cores (CPU time; the machine may be busy)")
     if args.only in (None, "steps"):
