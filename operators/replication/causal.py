@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from twinflow.operators.replication.hlc import Stamp
-from twinflow.operators.replication.register import PropertyKey, Write
+from twinflow.operators.replication.register import PropertyKey, Write, cached_key
 
 #: A causal write's dependencies: (property name, stamp), same twin and kind as the write.
 Deps = tuple[tuple[str, Stamp], ...]
@@ -60,7 +60,7 @@ def missing(registers: Registers, write: Write) -> tuple[str, Stamp] | None:
     """The first dependency of ``write`` the registers do not satisfy (``None``: none)."""
     k = write.key
     for name, stamp in write.deps:
-        held = registers.get(PropertyKey(k.twin_id, k.kind, name))
+        held = registers.get(cached_key(k.twin_id, k.kind, name))
         if not held or held[0].stamp < stamp:
             return name, stamp
     return None

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from twinflow.operators.replication.register import KINDS, PropertyKey, Write
+from twinflow.operators.replication.register import KEYS, KEYS_MAX, KINDS, PropertyKey, Write
 from twinflow.operators.replication.update import (
     UpdateError,
     decode_deps,
@@ -40,10 +40,6 @@ from twinflow.operators.replication.update import (
 SCHEMA = "twinflow.twin_updates"
 VERSION = 2
 _HEAD = b'{"schema":"twinflow.twin_updates","version":2,"updates":['
-
-#: Property keys seen lately, so a key that comes again is not built again (bounded).
-_KEYS: dict[tuple[str, str, str], PropertyKey] = {}
-_KEYS_MAX = 200_000
 
 
 def encode_row(write: Write) -> bytes:
@@ -71,7 +67,7 @@ def is_batch(payload: bytes) -> bool:
 def _key(twin: Any, kind: Any, name: Any) -> PropertyKey | None:
     slot = (twin, kind, name)
     try:
-        key = _KEYS.get(slot)
+        key = KEYS.get(slot)
     except TypeError:  # an unhashable field: not a valid row
         return None
     if key is not None:
@@ -80,9 +76,9 @@ def _key(twin: Any, kind: Any, name: Any) -> PropertyKey | None:
         return None
     if kind not in KINDS:
         return None
-    if len(_KEYS) >= _KEYS_MAX:
-        _KEYS.clear()
-    key = _KEYS[slot] = PropertyKey(twin, kind, name)
+    if len(KEYS) >= KEYS_MAX:
+        KEYS.clear()
+    key = KEYS[slot] = PropertyKey(twin, kind, name)
     return key
 
 

@@ -62,6 +62,23 @@ class PropertyKey:
             )
 
 
+#: Property keys seen lately by (twin, kind, name), shared by the decoders and the causal
+#: check, so a key that comes again is found, not built, and compares by identity (bounded).
+KEYS: dict[tuple[str, str, str], PropertyKey] = {}
+KEYS_MAX = 200_000
+
+
+def cached_key(twin_id: str, kind: str, name: str) -> PropertyKey:
+    """The property key, from :data:`KEYS` when it is there (raises as PropertyKey does)."""
+    slot = (twin_id, kind, name)
+    key = KEYS.get(slot)
+    if key is None:
+        if len(KEYS) >= KEYS_MAX:
+            KEYS.clear()
+        key = KEYS[slot] = PropertyKey(twin_id, kind, name)
+    return key
+
+
 def canonical(value: Any) -> str:
     """The value as compact JSON with sorted keys (equal values give equal text)."""
     try:

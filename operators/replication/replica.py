@@ -127,7 +127,7 @@ class TwinReplica:
         if merged is None:
             return Applied.DUPLICATE if write in held else Applied.STALE
         if write.deps:
-            if write in self._buffer:
+            if self._buffer and write in self._buffer:
                 return Applied.DUPLICATE
             gap = missing(self._registers, write)
             if gap is not None:

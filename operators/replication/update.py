@@ -135,23 +135,49 @@ def _stamp(doc: Any, where: str) -> Stamp:
     )
 
 
+#: Dependency stamps decoded lately: the writes of one twin name the same few stamps (its
+#: other properties' values) again and again, so each is built once (bounded).
+_DEP_STAMPS: dict[tuple[Any, Any, Any], Stamp] = {}
+
+
+def _dep_stamp(dep: list[Any]) -> Stamp | None:
+    _, wall, logical, replica = dep
+    try:
+        hit = _DEP_STAMPS.get((wall, logical, replica))
+    except TypeError:  # an unhashable field: not a stamp
+        return None
+    if hit is not None and type(wall) is int and type(logical) is int:
+        return hit
+    s = stamp_of(wall, logical, replica)
+    if s is not None:
+        if len(_DEP_STAMPS) >= 100_000:
+            _DEP_STAMPS.clear()
+        _DEP_STAMPS[(wall, logical, replica)] = s
+    return s
+
+
 def decode_deps(raw: Any, name: str, stamp: Stamp) -> Deps:
     """A causal write's dependencies from ``[[property, wall_ms, logical, replica], ...]``:
-    other properties, each stamp older than the write's, no property twice."""
+    other properties in name order (so none twice), each stamp older than the write's."""
     if type(raw) is not list or not raw:
         raise UpdateError(f"twin updates: {name!r}: deps must be a non-empty list, got {raw!r}")
     out = []
+    last = ""
     for dep in raw:
-        s = stamp_of(*dep[1:]) if type(dep) is list and len(dep) == 4 else None
-        prop = dep[0] if type(dep) is list and dep else None
+        s = _dep_stamp(dep) if type(dep) is list and len(dep) == 4 else None
+        prop = dep[0] if s is not None else None
         if s is None or type(prop) is not str or not prop or prop == name or s >= stamp:
             raise UpdateError(
                 f"twin updates: {name!r}: dependency {dep!r} is not [another property, "
                 f"wall_ms, logical, replica] older than {stamp.text()}"
             )
+        if prop <= last:
+            raise UpdateError(
+                f"twin updates: {name!r}: deps {raw!r} are not in property order, or name "
+                f"a property twice"
+            )
+        last = prop
         out.append((prop, s))
-    if len({p for p, _ in out}) != len(out):
-        raise UpdateError(f"twin updates: {name!r}: a property is twice in deps {raw!r}")
     return tuple(out)
 
 

@@ -21,7 +21,15 @@ reference: eventual consistency >= 100k property updates/s per central process a
    and the edge answers with its kept writes; the time from the request until the new
    replica holds the edge's registers, beside the writes that crossed and the history size.
 
-Run: ``.venv/bin/python tests/benchmarks/bench_replication.py [--updates 200000] [--rounds 5]``.
+5. Causal beside eventual: the same writes (1,000 twins x 3 desired properties) made by
+   writers whose desired properties are causal (each write carries the stamps of its twin's
+   other two) or eventual, merged from v2 batches in the writers' order (as a link delivers
+   them) and shuffled (most causal writes then wait for a dependency: the worst case), in
+   process; and over each broker at the latency pace, eventual and causal desired writes in
+   interleaved rounds, the time from ``write`` to the write being exposed centrally.
+
+Run: ``.venv/bin/python tests/benchmarks/bench_replication.py [--updates 200000] [--rounds 5]``
+(``--only-causal``: only 5, and the strong latency beside it).
 """
 
 from __future__ import annotations
@@ -51,6 +59,88 @@ from twinflow.operators.replication.update import encode_update
 
 T0 = 1_767_225_600_000
 PROPS = (("reported", "speed_rpm"), ("desired", "speed_rpm"), ("metadata", "site"))
+#: The desired properties of the causal workload (all causal, or all eventual).
+DESIRED = ("speed", "mode", "limit")
+
+
+def desired(key: object) -> bool:
+    """The causal predicate of the causal workload: every desired property."""
+    return getattr(key, "kind", None) == "desired"
+
+
+def make_desired(n: int, causal: bool, seed: int = 7) -> list[Write]:
+    """``n`` desired writes to 1,000 twins x 3 properties by three writers that sync now and
+    then, in the order made; causal writers attach their dependencies."""
+    rnd = random.Random(seed)
+    clock = [T0]
+    writers = [
+        TwinReplica(name, now_ms=lambda: clock[0], causal=desired if causal else None)
+        for name in ("central", "e1", "e2")
+    ]
+    out: list[Write] = []
+    for i in range(n):
+        if i % 50 == 0:
+            clock[0] += 1
+        r = writers[rnd.randrange(3)]
+        w = r.write(f"pump-{rnd.randrange(1000)}", "desired", rnd.choice(DESIRED), i)
+        out.append(w)
+        if rnd.random() < 0.3:
+            writers[rnd.randrange(3)].apply(w)
+    return out
+
+
+def causal_rate(payloads: list[bytes], n: int) -> tuple[float, float, int]:
+    """Updates/s (wall, CPU) of v2 batches into a fresh replica, and the most held at once."""
+    r = TwinReplica("bench", now_ms=lambda: T0 + 10**9)
+    most = 0
+    cpu = time.process_time()
+    start = time.perf_counter()
+    for p in payloads:
+        r.apply_many([w for w in decode_payload(p) if isinstance(w, Write)])
+        r.take_released()
+        most = max(most, len(r.held()))
+    wall = time.perf_counter() - start
+    if r.held():
+        raise RuntimeError(f"{len(r.held())} causal writes still held after every write")
+    return n / wall, n / (time.process_time() - cpu), most
+
+
+def bench_causal_merge(n: int, rounds: int) -> None:
+    cases: dict[str, list[bytes]] = {}
+    for causal in (False, True):
+        writes = make_desired(n, causal)
+        for order in ("in order", "shuffled"):
+            if order == "shuffled":
+                writes = writes[:]
+                random.Random(3).shuffle(writes)
+            rows = [encode_row(w) for w in writes]
+            name = f"{'causal' if causal else 'eventual'}, {order}"
+            cases[name] = [batch(rows[i : i + 100]) for i in range(0, n, 100)]
+    got: dict[str, list[tuple[float, float, int]]] = {k: [] for k in cases}
+    for _ in range(rounds):  # interleaved
+        for name, payloads in cases.items():
+            got[name].append(causal_rate(payloads, n))
+    print(
+        f"causal beside eventual, in process ({n:,} desired writes, 1,000 twins x 3 "
+        f"properties, v2 batches of 100 + apply_many, {rounds} rounds):"
+    )
+    print("  updates/s, median (min-max): wall | CPU time | most held at once")
+    for name, runs in got.items():
+        wall, cpu = [r[0] for r in runs], [r[1] for r in runs]
+        print(
+            f"  {name:20s} {statistics.median(wall):>9,.0f} ({min(wall):,.0f}-{max(wall):,.0f})"
+            f" | {statistics.median(cpu):>9,.0f} ({min(cpu):,.0f}-{max(cpu):,.0f})"
+            f" | {max(r[2] for r in runs):,}"
+        )
+    for order in ("in order", "shuffled"):
+        ratio = [
+            c[1] / e[1]
+            for c, e in zip(got[f"causal, {order}"], got[f"eventual, {order}"], strict=True)
+        ]
+        print(
+            f"  causal / eventual {order} (CPU time, per round): "
+            f"median {statistics.median(ratio):.2f}x"
+        )
 
 
 def make_updates(n: int, seed: int = 7) -> list[Write]:
@@ -124,10 +214,10 @@ def bench_merge(n: int, rounds: int) -> None:
 class Pair:
     """An edge and a central replica linked through one broker (mosquitto or Kafka)."""
 
-    def __init__(self, broker: Mosquitto | KafkaBroker, folder: Path) -> None:
+    def __init__(self, broker: Mosquitto | KafkaBroker, folder: Path, causal: bool = False) -> None:
         base = f"bench-{uuid.uuid4().hex[:8]}"
         self.broker, self.base = broker, base
-        self.edge = TwinReplica("edge")
+        self.edge = TwinReplica("edge", causal=desired if causal else None)
         self.central = TwinReplica("central")
         self.sent: dict[str, float] = {}
         self.latency: dict[str, float] = {}
@@ -205,6 +295,15 @@ class Pair:
         with self.done:
             self.sent[w.stamp.text() + "speed_rpm" + twin] = t
 
+    def write_desired(self, i: int) -> Write:
+        """A desired write of the causal workload: 100 twins x 3 properties, in turn."""
+        twin, prop = f"pump-{(i // 3) % 100}", DESIRED[i % 3]
+        t = time.perf_counter()
+        w = self.edge_link.write(twin, "desired", prop, i)
+        with self.done:
+            self.sent[w.stamp.text() + prop + twin] = t
+        return w
+
     def wait_all(self, timeout_s: float = 120.0) -> bool:
         with self.done:
             return self.done.wait_for(lambda: len(self.latency) == len(self.sent), timeout_s)
@@ -262,6 +361,41 @@ def bench_latency(broker: Mosquitto | KafkaBroker, rate: int, seconds: float, ro
         f"max {max(lat) * 1000:8.2f} ms"
     )
     print("  target (issue 18, eventual): p99 <= 50 ms on loopback; reference: eventual 10-50 ms")
+
+
+def bench_causal_latency(
+    broker: Mosquitto | KafkaBroker, rate: int, seconds: float, rounds: int
+) -> None:
+    """Desired writes, eventual and causal in interleaved rounds: ``write`` to exposed
+    centrally (a held causal write counts from its write until it is let go)."""
+    lat: dict[bool, list[float]] = {False: [], True: []}
+    deps = 0
+    for _ in range(rounds):
+        for causal in (False, True):
+            with tempfile.TemporaryDirectory() as d, Pair(broker, Path(d), causal) as pair:
+                n = int(rate * seconds)
+                start = time.perf_counter()
+                for i in range(n):
+                    pause = start + i / rate - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                    deps += len(pair.write_desired(i).deps)
+                if not pair.wait_all():
+                    raise RuntimeError("central did not expose every write within 120 s")
+                lat[causal] += list(pair.latency.values())
+                held = pair.central_link.counts["held"]
+    n_causal = len(lat[True])
+    print(
+        f"desired writes edge -> central over {name(broker)}, eventual and causal ({rate}/s "
+        f"for {seconds:g} s, {rounds} interleaved rounds each; causal writes carried "
+        f"{deps / max(n_causal, 1):.2f} dependencies on average, {held} held in the last round):"
+    )
+    for causal in (False, True):
+        v = lat[causal]
+        print(
+            f"  {'causal' if causal else 'eventual':8s} p50 {pct(v, 0.5) * 1000:8.2f} ms   "
+            f"p99 {pct(v, 0.99) * 1000:8.2f} ms   max {max(v) * 1000:8.2f} ms"
+        )
 
 
 def bench_bare_kafka(broker: KafkaBroker, rate: int, seconds: float) -> None:
@@ -444,17 +578,27 @@ def main() -> None:
     p.add_argument("--backlog", type=int, default=20_000)
     p.add_argument("--transport", choices=("mqtt", "kafka", "both"), default="both")
     p.add_argument("--only-state", action="store_true", help="only the state transfer")
+    p.add_argument("--only-causal", action="store_true", help="only causal beside eventual")
     a = p.parse_args()
     brokers: list[Callable[[], Mosquitto | KafkaBroker]] = []
     if a.transport in ("mqtt", "both"):
         brokers.append(Mosquitto)
     if a.transport in ("kafka", "both"):
         brokers.append(lambda: KafkaBroker(local=True))
+    if a.only_causal:
+        bench_causal_merge(a.updates, a.rounds)
+        for make in brokers:
+            with make() as broker:
+                bench_causal_latency(broker, a.rate, a.seconds, max(1, a.rounds // 2))
+                bench_strong(broker, a.rate, a.seconds)
+        return
     if not a.only_state:
         bench_merge(a.updates, a.rounds)
+        bench_causal_merge(a.updates, a.rounds)
     for make in brokers:
         with make() as broker:
             if not a.only_state:
+                bench_causal_latency(broker, a.rate, a.seconds, max(1, a.rounds // 2))
                 bench_latency(broker, a.rate, a.seconds, max(1, a.rounds // 2))
                 bench_strong(broker, a.rate, a.seconds)
                 if isinstance(broker, KafkaBroker):

@@ -319,7 +319,7 @@ GOOD = ["pump-1", "desired", "x", 1, T0, 5, "a", None, None, None]
             ["pump-1", "desired", "x", 1, T0, 0, "a", None, None, None, [["y", T0, 0, "a"]]],
             "older than",
         ),
-        ([*GOOD, [["y", T0, 0, "a"], ["y", T0, 1, "a"]]], "twice"),
+        ([*GOOD, [["y", T0, 0, "a"], ["y", T0, 1, "a"]]], "property order"),
         ([["x"], "desired", "x", 1, T0, 0, "a", None, None, None], "non-empty"),
     ],
 )
