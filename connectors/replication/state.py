@@ -94,7 +94,8 @@ def load_state(replica: TwinReplica, path: Path) -> int:
 
     A line that is not a write, or a write too far ahead of the clock (the machine's clock
     went back), is skipped and logged: a snapshot never stops a start. The caller holds the
-    replica's lock (or nothing else uses the replica yet)."""
+    replica's lock (or nothing else uses the replica yet). A held causal write in the file is
+    held again (its dependencies were not there when it was saved)."""
     if not path.exists():
         return 0
     writes, bad = [], 0
@@ -115,6 +116,7 @@ def load_state(replica: TwinReplica, path: Path) -> int:
             except ClockDriftError:
                 bad += 1
         writes = kept
+    replica.take_released()  # held causal writes the load itself let go: loaded, not received
     if bad:
         log.warning("replica %s: %d writes of %s skipped", replica.replica_id, bad, path)
     return len(writes)

@@ -63,6 +63,26 @@ def test_snapshot_round_trip_keeps_registers_and_moves_the_clock(tmp_path: Path)
     assert load_state(behind, path) == 0 and not behind.registers()
 
 
+def test_a_held_causal_write_is_saved_and_held_again_when_loaded(tmp_path: Path) -> None:
+    def causal(key: object) -> bool:
+        return getattr(key, "kind", None) == "desired"
+
+    central = TwinReplica("central", now_ms=lambda: 10_000, causal=causal)
+    mode = central.write("pump-1", "desired", "mode", "manual")
+    speed = central.write("pump-1", "desired", "speed", 900)
+    edge = TwinReplica("edge-a", now_ms=lambda: 10_000)
+    edge.apply(speed)  # held: its dependency (mode) has not arrived
+    path = tmp_path / "state.jsonl"
+    assert save_state(edge.writes(), path) == 1
+    back = TwinReplica("edge-a", now_ms=lambda: 10_000)
+    assert load_state(back, path) == 1
+    assert [h.write for h in back.held()] == [speed] and back.registers() == {}
+    assert back.take_released() == []  # nothing let go by the load itself
+    back.apply(mode)
+    assert [w for w, _, _ in back.take_released()] == [speed]
+    assert back.twin("pump-1") == {"desired": {"mode": "manual", "speed": 900}}
+
+
 def test_state_requests_are_answered_by_the_other_role_only() -> None:
     central, edge = TwinReplica("central"), TwinReplica("edge-a")
     from_central = state_request(central, central=True)
