@@ -22,13 +22,14 @@ or at the end of the stream. So one reading with a clock error inside the valida
 ``max_future_s`` no longer closes the windows its twin's next good readings belong to,
 while a twin whose data really resumes after a pause waits at most until the jump is its
 usual step. Waveform bursts are not held.
+
+What an open window holds, the features it emits and the dead letter of late readings are in
+:mod:`twinflow.operators.windows_open`.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import json
 import math
 from typing import Any
 
@@ -36,47 +37,13 @@ import numpy as np
 
 from twinflow.core.errors import ConfigError, ValidationError
 from twinflow.core.records import DeadLetter, Frame, TelemetryFrame, WaveformFrame, WindowFeatures
-from twinflow.core.times import iso, utc
 from twinflow.operators.catalog import TwinType
 from twinflow.operators.features import Moments, batch_stats, spectrum_features
 from twinflow.operators.snapshots import copy_sharing
+from twinflow.operators.windows_open import OpenWindow, late_letter
 
-
-class _Window:
-    """Accumulators of one open window: moments per signal, spectrum sums per waveform, and
-    readings refused for their declared range per signal."""
-
-    __slots__ = ("bursts", "moments", "refused", "spectra")
-
-    def __init__(self) -> None:
-        self.moments: dict[str, Moments] = {}
-        self.spectra: dict[str, dict[str, float]] = {}
-        self.bursts: dict[str, int] = {}
-        self.refused: dict[str, int] = {}
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _Window:
-        """A copy without the generic machinery (snapshots copy every open window)."""
-        new = _Window()
-        new.moments = {k: copy.deepcopy(m, memo) for k, m in self.moments.items()}
-        new.spectra = {k: dict(v) for k, v in self.spectra.items()}
-        new.bursts = dict(self.bursts)
-        new.refused = dict(self.refused)
-        return new
-
-    def refuse(self, name: str, count: int) -> None:
-        self.refused[name] = self.refused.get(name, 0) + count
-
-    def fold(self, name: str, row: list[float]) -> None:
-        acc = self.moments.get(name)
-        if acc is None:
-            acc = self.moments[name] = Moments()
-        acc.merge_row(row)
-
-    def fold_spectrum(self, name: str, features: dict[str, float]) -> None:
-        sums = self.spectra.setdefault(name, {})
-        for key, value in features.items():
-            sums[key] = sums.get(key, 0.0) + value
-        self.bursts[name] = self.bursts.get(name, 0) + 1
+#: The open window's old name: snapshots taken before the split unpickle through it.
+_Window = OpenWindow
 
 
 #: Recent steps (gap from the newest time to a frame's first time) a twin remembers.
@@ -136,7 +103,7 @@ class WindowAggregator:
         self.lateness_s = float(lateness_s)
         # optional signals are summarised when they come and never reported missing
         self._expected = tuple(s.name for s in twin_type.signals if not s.optional)
-        self._open: dict[int, _Window] = {}
+        self._open: dict[int, OpenWindow] = {}
         self._newest = -math.inf
         #: End of the newest closed window: readings before it are late.
         self._closed_until = -math.inf
@@ -225,10 +192,10 @@ class WindowAggregator:
             k += 1
         return k
 
-    def _window(self, k: int) -> _Window:
+    def _window(self, k: int) -> OpenWindow:
         win = self._open.get(k)
         if win is None:
-            win = self._open[k] = _Window()
+            win = self._open[k] = OpenWindow()
         return win
 
     # -- holding jumps ahead ------------------------------------------------------------
@@ -364,32 +331,9 @@ class WindowAggregator:
     ) -> None:
         self._pending_late += readings
         self.late_total += readings
-        length = self.length_s
-        k0, k1 = self._index(first), self._index(last)
-        span = "window" if k0 == k1 else "windows"
-        names = [frame.signal] if isinstance(frame, WaveformFrame) else list(frame.signals)
-        excerpt = {
-            "twin_id": frame.twin_id,
-            "signals": names[:20],
-            "readings": readings,
-            "first": iso(utc(first)),
-            "last": iso(utc(last)),
-        }
-        dead.append(
-            DeadLetter(
-                stage="window",
-                reason=(
-                    f"late by {self._newest - first:.0f} s: {span} [{iso(utc(k0 * length))}, "
-                    f"{iso(utc((k1 + 1) * length))}) already closed (twin {frame.twin_id!r}, "
-                    f"{readings} reading(s), allowed lateness {self.lateness_s:g} s)"
-                ),
-                source=frame.source,
-                time=utc(self._newest),
-                twin_id=frame.twin_id,
-                payload=json.dumps(excerpt),
-                readings=readings,
-            )
-        )
+        windows = (self._index(first), self._index(last))
+        dead.append(late_letter(frame, first, last, readings, windows, self.length_s,
+                                self.lateness_s, self._newest))  # fmt: skip
 
     def _close(self, watermark: float) -> list[WindowFeatures]:
         if watermark == math.inf:
@@ -405,39 +349,10 @@ class WindowAggregator:
         ready = sorted(k for k in self._open if (k + 1) * self.length_s <= self._closed_until)
         return [self._emit(k, self._open.pop(k)) for k in ready]
 
-    def _emit(self, k: int, win: _Window) -> WindowFeatures:
-        features: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        extras = sorted(name for name in win.moments if name not in self._expected)
-        for name in (*self._expected, *extras):
-            acc = win.moments.get(name)
-            if acc is None:
-                features[f"{name}.missing"] = 1.0
-                counts[name] = 0
-                continue
-            stats = acc.stats()
-            slots = acc.count + acc.missing
-            refused = win.refused.get(name, 0)
-            if refused:  # refused readings are NaN now, but they did come
-                stats["missing"] = (acc.missing - refused) / slots
-            for stat, value in stats.items():
-                features[f"{name}.{stat}"] = value
-            features[f"{name}.out_of_range"] = refused / slots if slots else 0.0
-            counts[name] = acc.count
-            bursts = win.bursts.get(name)
-            if bursts:
-                for key, total in win.spectra[name].items():
-                    features[f"{name}.{key}"] = total / bursts
+    def _emit(self, k: int, win: OpenWindow) -> WindowFeatures:
         late, self._pending_late = self._pending_late, 0
-        return WindowFeatures(
-            twin_id=self.twin_id,
-            twin_type=self.twin_type.name,
-            start=utc(k * self.length_s),
-            end=utc((k + 1) * self.length_s),
-            features=features,
-            counts=counts,
-            late=late,
-        )
+        return win.features(self.twin_id, self.twin_type.name, k, self.length_s,
+                            self._expected, late)  # fmt: skip
 
 
 def _rows(frame: TelemetryFrame, a: int, b: int) -> TelemetryFrame:
