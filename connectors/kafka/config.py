@@ -21,12 +21,13 @@ twinflow.core.errors.ConfigError: kafka.extra sets acks='1', which would weaken 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError
 
 from twinflow.connectors.bindings import KafkaSettings
+from twinflow.connectors.kafka.links import STATS_INTERVAL_MS
 from twinflow.connectors.kafka.logs import OncePerCondition
 from twinflow.core.errors import ConfigError
 
@@ -104,6 +105,26 @@ def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
     return config
 
 
+def sink_producer_config(
+    settings: KafkaSettings,
+    max_messages: int,
+    on_error: Callable[[KafkaError], None],
+    on_stats: Callable[[str], None],
+) -> dict[str, Any]:
+    """A sink partition's producer: reports errors to ``on_error`` and librdkafka's statistics
+    (broker connection states) to ``on_stats``; its queue holds more than the sink's outbox
+    (``max_messages``); it retries until delivered unless ``extra`` sets a message timeout."""
+    overrides: dict[str, Any] = {
+        "error_cb": on_error,
+        "stats_cb": on_stats,
+        "statistics.interval.ms": STATS_INTERVAL_MS,
+        "queue.buffering.max.messages": max(max_messages + 1000, 100_000),
+    }
+    if not {"message.timeout.ms", "delivery.timeout.ms"} & set(settings.extra):
+        overrides["message.timeout.ms"] = 0  # the outbox bounds what waits
+    return producer_config(settings, **overrides)
+
+
 def consumer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     """Settings of a consumer that is assigned partitions (no group rebalancing)."""
     config = _base(settings)
@@ -139,4 +160,5 @@ __all__ = [
     "consumer_config",
     "log_error",
     "producer_config",
+    "sink_producer_config",
 ]

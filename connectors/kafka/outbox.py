@@ -148,4 +148,22 @@ class Outbox:
         return [m for sent in self._writes for m in sent.messages]
 
 
-__all__ = ["Headers", "Held", "OnError", "Outbox", "Sent", "Tally"]
+class HeldState(list[Held]):
+    """A sink partition's snapshot: the messages held when it was taken, and ``take``, which
+    gives the messages to keep when the snapshot is pickled.
+
+    Bytewax asks for a snapshot at every epoch, with or without recovery, and pickles it only
+    with recovery, right after asking. So only a kept snapshot calls ``take`` (which may wait
+    a little for acknowledgements, so that it keeps fewer); a run without recovery never
+    waits for the brokers at an epoch's end. Unpickled, it is a plain list.
+    """
+
+    def __init__(self, held: list[Held], take: Callable[[], list[Held]]) -> None:
+        super().__init__(held)
+        self._take = take
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (list, (self._take(),))
+
+
+__all__ = ["Headers", "Held", "HeldState", "OnError", "Outbox", "Sent", "Tally"]

@@ -26,9 +26,10 @@ writes: a message of a write not fully acknowledged may be delivered twice).
   between such restarts (counted in ``twinflow_output_retries_total``). A producer stuck
   while a broker connection is up (no acknowledgement for ``stall_s``; librdkafka's
   statistics tell the connection state) is restarted the same way.
-- **Snapshot** (every Bytewax epoch, with or without recovery) never waits for the brokers
-  beyond ``snapshot_wait_s`` while the output is up, and not at all while it is down: it
-  returns the outbox's messages as the partition's state. A flow resumed with
+- **Snapshot** (every Bytewax epoch, with or without recovery) costs nothing unless Bytewax
+  pickles it (with recovery): then it waits for the brokers at most ``snapshot_wait_s``
+  while the output is up, and not at all while it is down, and keeps the outbox's messages
+  as the partition's state. A flow resumed with
   ``--recovery-dir`` builds its partitions from that state and sends those messages again,
   and replays the input after the snapshot, so every message accepted before a crash is
   delivered at least once. Without recovery, what is unacknowledged when the process ends is
@@ -41,11 +42,9 @@ written but not acknowledged; a replay writes an epoch again), with the same det
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -54,20 +53,13 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
 
 from twinflow.connectors.bindings import KafkaSettings
-from twinflow.connectors.kafka.config import log_error, producer_config
-from twinflow.connectors.kafka.links import STATS_INTERVAL_MS, BrokerLink
-from twinflow.connectors.kafka.outbox import Headers, Held, Outbox, Sent
+from twinflow.connectors.kafka.config import log_error, producer_config, sink_producer_config
+from twinflow.connectors.kafka.encoding import KeyOf, ToJson, encode, twin_id_of
+from twinflow.connectors.kafka.links import BrokerLink
+from twinflow.connectors.kafka.outbox import Headers, Held, HeldState, Outbox, Sent
+from twinflow.connectors.kafka.spare import Spares
 from twinflow.connectors.outage import OutputHealth
-from twinflow.core.errors import ConfigError, TwinflowError
-
-ToJson = Callable[[Any], Mapping[str, Any]]
-KeyOf = Callable[[Any], str]
-
-
-def twin_id_of(item: Any) -> str:
-    """The Kafka key of an alert, command or twin state: its twin id."""
-    return str(item.twin_id)
-
+from twinflow.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +69,6 @@ DELIVERY_ERRORS = Counter(
     "again by a new producer)",
     ["topic"],
 )
-
-#: Compact JSON, no NaN, UTF-8 as is (one encoder: ``json.dumps`` with options makes one a call).
-_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-
-
-@functools.lru_cache(maxsize=256)
-def _headers(schema: Any, version: Any) -> Headers:
-    """The ``schema`` and ``version`` headers of a document (shared: never changed)."""
-    named = (("schema", schema), ("version", version))
-    return [(h, str(v).encode()) for h, v in named if v is not None]
-
 
 #: How long a wait for room polls the producer at a time.
 _ROOM_WAIT_S = 0.1
@@ -115,7 +96,12 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         self._acks = 0  # acknowledgements counted at the last _tend
         self._restart_at = 0.0  # no producer restart before this monotonic time
         self._restart_pause_s = sink.stall_s
-        self._producer = self._new_producer()
+        spare = sink.spares.take(part)  # made at start-up, so already warm
+        if spare is None:
+            self._producer = self._new_producer()
+        else:
+            self._producer, relay = spare
+            relay.on_error, relay.on_stats = partial(self._on_error, 0), partial(self._on_stats, 0)
         log.debug("kafka sink partition %s writes topic %r", part, self._topic)
         if resume:
             log.warning(
@@ -134,17 +120,10 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
     # -- the producer ------------------------------------------------------------------
 
     def _new_producer(self) -> Producer:
-        settings = self._sink.settings
-        overrides: dict[str, Any] = {
-            "error_cb": partial(self._on_error, self._generation),
-            "stats_cb": partial(self._on_stats, self._generation),
-            "statistics.interval.ms": STATS_INTERVAL_MS,  # broker connection states
-            # librdkafka's own queue must not fill before the outbox does
-            "queue.buffering.max.messages": max(self._sink.max_messages + 1000, 100_000),
-        }
-        if not {"message.timeout.ms", "delivery.timeout.ms"} & set(settings.extra):
-            overrides["message.timeout.ms"] = 0  # retry until delivered; the outbox bounds it
-        return Producer(producer_config(settings, **overrides))
+        generation = self._generation
+        return self._sink.make_producer(
+            partial(self._on_error, generation), partial(self._on_stats, generation)
+        )
 
     def _on_error(self, generation: int, error: KafkaError) -> None:
         log_error(error)
@@ -247,7 +226,7 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         sent = outbox.open(self._generation, self._on_delivery_error)
         for item in items:
             key = key_of(item)
-            value, headers = self._encode(key, item)
+            value, headers = encode(self._to_json, item, key, topic)
             if not outbox.has_room(len(value)):
                 outbox.seal(sent)  # what is written so far may leave while the flow waits
                 self._wait_for_room(len(value))
@@ -280,30 +259,26 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
         if waited >= LONG_WAIT_S:
             log.warning("kafka topic %r: the flow waited %.1f s", self._topic, waited)
 
-    def _encode(self, key: str, item: Any) -> tuple[bytes, Headers]:
-        try:
-            doc = self._to_json(item)
-            value = _JSON.encode(doc)
-        except (TypeError, ValueError) as exc:
-            raise TwinflowError(
-                f"cannot write {type(item).__name__} of twin {key!r} to Kafka topic "
-                f"{self._topic!r} as JSON: {exc}"
-            ) from exc
-        return value.encode(), _headers(doc.get("schema"), doc.get("version"))
-
     def snapshot(self) -> list[Held] | None:
-        """The unacknowledged messages (None when all are acknowledged); never blocks long.
+        """The unacknowledged messages (None when all are acknowledged), at once; only a
+        snapshot that Bytewax pickles (with recovery) waits a little for acknowledgements
+        (:class:`~.outbox.HeldState`, :meth:`durable_state`)."""
+        self._tend()
+        held = self._outbox.held()
+        return HeldState(held, self.durable_state) if held else None
+
+    def durable_state(self) -> list[Held]:
+        """The unacknowledged messages for a snapshot that is kept; never blocks long.
 
         While a broker is connected and the output up it gives the brokers up to
         ``snapshot_wait_s`` to acknowledge what is in flight, so the state is usually empty;
         otherwise it does not wait.
         """
-        self._tend()
         connected = self._link.connected or not self._link.seen
         if len(self._outbox) and connected and self._health.is_up:
             self._producer.flush(self._sink.snapshot_wait_s)
             self._tend()
-        return self._outbox.held() or None
+        return self._outbox.held()
 
     def close(self) -> None:
         """Send what is left, waiting at most ``close_wait_s``; log what stays unsent.
@@ -376,10 +351,21 @@ class KafkaJsonSink(FixedPartitionedSink[Any, list[Held] | None]):
         self.stall_s = stall_s
         self.snapshot_wait_s = snapshot_wait_s
         self.close_wait_s = close_wait_s
+        self.spares = Spares()
         producer_config(settings)  # refuse a bad kafka.extra when the flow is built
 
+    def make_producer(
+        self, on_error: Callable[[KafkaError], None], on_stats: Callable[[str], None]
+    ) -> Producer:
+        """A producer of this sink's settings that reports to ``on_error`` and ``on_stats``."""
+        return Producer(sink_producer_config(self.settings, self.max_messages, on_error, on_stats))
+
     def list_parts(self) -> list[str]:
-        return [f"{self.topic}-{i}" for i in range(self.partitions)]
+        """The partitions; Bytewax lists them at start-up, so their producers are made here
+        (:mod:`.spare`) and have their producer ids by the first item."""
+        parts = [f"{self.topic}-{i}" for i in range(self.partitions)]
+        self.spares.make(parts, self.make_producer)
+        return parts
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: list[Held] | None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
-from twinflow.connectors.kafka.outbox import Outbox, Sent
+from twinflow.connectors.kafka.outbox import Held, HeldState, Outbox, Sent
 
 seen_errors: list[tuple[Sent, Any]] = []
 
@@ -81,3 +82,18 @@ def test_a_delivery_error_goes_to_the_sink_with_its_write() -> None:
     sent = write(box, 3, b"a")
     sent.report("refused", None)
     assert seen_errors == [(sent, "refused")] and box.collect() == 0 and len(box) == 1
+
+
+def test_a_held_state_takes_its_messages_only_when_pickled() -> None:
+    """A snapshot nobody pickles (no recovery) never calls ``take``; a pickled one keeps
+    what ``take`` gives, as a plain list."""
+    taken: list[int] = []
+
+    def take() -> list[Held]:
+        taken.append(1)
+        return [(b"k", b"v2", [])]
+
+    state = HeldState([(b"k", b"v1", []), (b"k", b"v2", [])], take)
+    assert len(state) == 2 and not taken  # what was held when asked, at once
+    kept = pickle.loads(pickle.dumps(state))
+    assert kept == [(b"k", b"v2", [])] and type(kept) is list and taken == [1]
