@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from datetime import timedelta
 
 from twinflow.core.errors import ConfigError, TwinflowError
 from twinflow.flows.metrics import RunStats
@@ -63,7 +62,7 @@ def run_command(args: argparse.Namespace) -> int:
     from twinflow.flows.deploy import load_deployment
     from twinflow.flows.outputs import prepare_out
     from twinflow.flows.recovery import partitions_in
-    from twinflow.flows.run import Watch, deployment_flow
+    from twinflow.flows.run import Watch, deployment_flow, epoch_interval
     from twinflow.flows.startup import check_services
 
     dep = load_deployment(args.config)
@@ -114,7 +113,7 @@ def run_command(args: argparse.Namespace) -> int:
             cli_main(  # type: ignore[no-untyped-call]  # bytewax.run's stub has no annotations
                 flow,
                 **cluster.main_kwargs(),
-                epoch_interval=timedelta(seconds=args.snapshot_interval),
+                epoch_interval=epoch_interval(args.snapshot_interval, recovery is not None),
                 recovery_config=recovery,
             )
         except Exception as exc:
