@@ -69,7 +69,7 @@ def residuals(rows: np.ndarray, n_settings: int) -> np.ndarray:
         return y - y.mean(axis=0)
     z = (s - s.mean(axis=0)) / np.maximum(s.std(axis=0), 1e-12)
     phi = np.hstack([np.ones((len(s), 1)), z, z * z])
-    beta = np.linalg.lstsq(phi, y, rcond=None)[0]
+    beta: np.ndarray = np.linalg.lstsq(phi, y, rcond=None)[0]
     out: np.ndarray = y - phi @ beta
     return out
 
