@@ -28,6 +28,7 @@ from twinflow.operators.replication.causal import (
     DEFAULT_HOLD_MS,
     DEFAULT_MAX_HELD,
     CausalBuffer,
+    Deps,
     Held,
     deps_of,
     missing,
@@ -100,7 +101,7 @@ class TwinReplica:
         key = PropertyKey(twin_id, kind, name)
         held = self._registers.get(key)
         base = held[0].stamp if held else None
-        deps = ()
+        deps: Deps = ()
         if self.causal is not None and self.causal(key):
             deps = deps_of(self._registers, self._names.get((twin_id, kind), ()), key)
         new = Write.make(key, value, self.clock.tick(), base, deps)
