@@ -180,3 +180,22 @@ def test_a_stalled_writer_ends_in_a_clear_error() -> None:
     release.set()
     w.close()
     assert w.backlog == 0
+
+
+def test_recent_matches_whole_fingerprints_only_and_resumes_in_order() -> None:
+    import sys
+
+    from twinflow.connectors.files import Recent
+
+    def fp(*b: int) -> int:
+        return int.from_bytes(bytes(b), sys.byteorder)
+
+    r = Recent(3)
+    a, b = fp(1, 2, 3, 4, 5, 6, 7, 8), fp(9, 10, 11, 12, 13, 14, 15, 16)
+    assert not r.repeated("k", a) and not r.repeated("k", b)
+    assert not r.repeated("k", fp(5, 6, 7, 8, 9, 10, 11, 12))  # the bytes across a and b
+    assert r.repeated("k", b) and not r.repeated("j", b)  # keys apart
+    assert not r.repeated("k", 2**64 - 1) and r.repeated("k", -1)  # modulo 2**64
+    assert r.state()["k"] == [b, fp(5, 6, 7, 8, 9, 10, 11, 12), 2**64 - 1]  # oldest first
+    again = Recent(2, r.state())
+    assert again.state()["k"] == r.state()["k"][-2:] and again.repeated("k", 2**64 - 1)
