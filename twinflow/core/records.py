@@ -116,6 +116,25 @@ class TelemetryFrame:
         """How many values the frame carries (timestamps × signals)."""
         return len(self.times) * len(self.signals)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled with its times and float64 signals as the bytes of one array: frames cross
+        between the processes of a cluster, and one buffer pickles several times faster than
+        an array per signal (empty mappings travel as ``None``)."""
+        arrays = (self.times, *self.signals.values())
+        shape = self.times.shape
+        if not all(a.dtype == np.float64 and a.shape == shape for a in arrays) or len(shape) != 1:
+            return TelemetryFrame, tuple(getattr(self, f.name) for f in fields(self))
+        return _unpack_frame, (
+            self.twin_id,
+            self.twin_type,
+            tuple(self.signals),
+            b"".join(a.tobytes() for a in arrays),
+            self.quality or None,
+            self.source,
+            self.units or None,
+            self.out_of_range or None,
+        )
+
     @property
     def start(self) -> float:
         return float(self.times[0])
@@ -123,6 +142,25 @@ class TelemetryFrame:
     @property
     def end(self) -> float:
         return float(self.times[-1])
+
+
+def _unpack_frame(
+    twin_id: str,
+    twin_type: str,
+    names: tuple[str, ...],
+    raw: bytes,
+    quality: Mapping[str, Quality] | None,
+    source: str,
+    units: Mapping[str, str] | None,
+    out_of_range: Mapping[str, np.ndarray] | None,
+) -> TelemetryFrame:
+    """A frame from :meth:`TelemetryFrame.__reduce__`: its arrays are writable rows of one."""
+    rows = np.frombuffer(bytearray(raw), np.float64).reshape(len(names) + 1, -1)
+    signals = read_only(dict(zip(names, rows[1:], strict=True)))
+    return TelemetryFrame(
+        twin_id, twin_type, rows[0], signals, quality or _EMPTY, source, units or _EMPTY,
+        out_of_range or _EMPTY,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -177,6 +215,11 @@ class SignalState:
     time: float
     quality: Quality
     stale: bool = False
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled by its constructor: several per twin state cross between processes, and
+        the dataclass default looks its fields up each time."""
+        return SignalState, (self.value, self.time, self.quality, self.stale)
 
 
 @dataclass(frozen=True, slots=True)
