@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,11 @@ from twinflow.models.spc_stats import (
     t2_limit,
 )
 from twinflow.models.spc_warmup import Warmup
+
+#: With the drift rule on (``track``), normal moves (the drift rule, a refit) only every
+#: ``TRACK_EVERY`` rows judged, at fixed row counts rather than at a batch's end, so the
+#: scores do not depend on how the rows were batched.
+TRACK_EVERY = 60
 
 #: Extra factor on the MEWMA limits (beyond ``margin``): they are calibrated on the warm-up's
 #: held-out rows, whose exponential average is strongly autocorrelated, so the few effectively
@@ -179,9 +185,27 @@ class SpcDetector:
         self._low = 0
         self._low_sum = np.zeros(len(self.variables))
         self.recoveries = 0
+        #: The drift rule: rows judged, and the learned residuals since its last move.
+        self._judged = 0
+        self._drift = np.zeros(len(self.variables))
+        self._drift_n = 0
         self._since_anomalous = hold
         self._since_refit = 0
         self._novel_learned = 0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, also a detector pickled before the warm-up became a :class:`Warmup`
+        and the drift rule existed (a snapshot taken by an older twinflow)."""
+        if "_wu" not in state:
+            wu = Warmup(state["warmup"], state["warmup_s"], max_rows=state["max_rows"])
+            wu.seen = wu.segment = state.pop("n_seen", 0)
+            wu.stride = state.pop("_stride", 1)
+            wu.rows = list(state.pop("_buffer", []))
+            wu.start = state.pop("start", None)
+            state["_wu"] = wu
+        n = len(state["variables"])
+        defaults = {"track": 0.0, "_judged": 0, "_drift": np.zeros(n), "_drift_n": 0}
+        self.__dict__.update({**defaults, **state})
 
     # -- state -----------------------------------------------------------------------------
 
@@ -370,6 +394,19 @@ class SpcDetector:
         return ok
 
     def _judge(self, rows: np.ndarray) -> np.ndarray:
+        """Score and learn rows, cut where normal moves (every ``TRACK_EVERY`` with ``track``)."""
+        room = TRACK_EVERY - self._judged % TRACK_EVERY if self.track > 0 else len(rows)
+        if len(rows) > room:
+            cuts = range(room, len(rows), TRACK_EVERY)
+            return np.concatenate([self._judge(part) for part in np.split(rows, list(cuts))])
+        out = self._judge_rows(rows)
+        self._judged += len(rows)
+        if self.track > 0 and self._judged % TRACK_EVERY == 0:
+            self._follow()
+            self._refit_due()
+        return out
+
+    def _judge_rows(self, rows: np.ndarray) -> np.ndarray:
         assert self.model is not None
         s, y = self._split(rows)
         novel = self._novel(s)
@@ -398,7 +435,7 @@ class SpcDetector:
         # normal has moved: learn up to the recovery, judge the rest against the new level
         head = slice(0, cut + 1)
         self._learn(s[head], y[head], ratio[head], novel[head], resid[head])
-        rest = self._judge(rows[cut + 1 :]) if cut + 1 < len(rows) else ratio[:0]
+        rest = self._judge_rows(rows[cut + 1 :]) if cut + 1 < len(rows) else ratio[:0]
         return np.concatenate([ratio[: cut + 1], rest])
 
     def _recovered(self, ratio: np.ndarray, resid: np.ndarray) -> int:
@@ -428,6 +465,7 @@ class SpcDetector:
                 self._peak, self._low = 0.0, 0
                 self._ewma = math.nan
                 self._z = np.zeros(len(self.variables))
+                self._drift, self._drift_n = np.zeros(len(self.variables)), 0
                 self.recoveries += 1
                 return i
         return -1
@@ -448,7 +486,9 @@ class SpcDetector:
         learn = calm & (novel | (self.adapt & (ratio < self.learn_below)))
         if not learn.any():
             return
-        self._follow(resid[learn & ~novel])
+        if self.track > 0:  # the drift rule's rows, moved at the next TRACK_EVERY
+            self._drift = self._drift + resid[learn & ~novel].sum(axis=0)
+            self._drift_n += int((learn & ~novel).sum())
         n = int(learn.sum())
         w = np.ones(n)
         if self.half_life > 0:
@@ -463,18 +503,22 @@ class SpcDetector:
             self._pending[1] = np.maximum(self._pending[1], z.max(axis=0))
         self._since_refit += n
         self._novel_learned += int((learn & novel).sum())
+        if self.track <= 0:  # with the drift rule: at the next TRACK_EVERY
+            self._refit_due()
+
+    def _refit_due(self) -> None:
         if self._since_refit >= self.refit_every or self._novel_learned >= self.relearn:
             self.refit()
 
-    def _follow(self, resid: np.ndarray) -> None:
+    def _follow(self) -> None:
         """The drift rule: where normal sits follows the rows learned in control, each moving
-        it ``1 - 0.5 ** (1 / track)`` of the way to itself (a batch moves it by its mean), so
-        a slow wander or a warming machine is followed within about ``track`` rows while a
-        fault, frozen out of learning, is not."""
-        if self.track <= 0 or not len(resid):
-            return
-        step = 1.0 - 0.5 ** (len(resid) / self.track)
-        self._shift = self._shift + step * resid.mean(axis=0)
+        it ``1 - 0.5 ** (1 / track)`` of the way to itself (the rows of ``TRACK_EVERY``
+        move it together by their mean), so a slow wander or a warming machine is followed
+        within about ``track`` rows while a fault, frozen out of learning, is not."""
+        if self._drift_n:
+            step = 1.0 - 0.5 ** (self._drift_n / self.track)
+            self._shift = self._shift + step * self._drift / self._drift_n
+        self._drift, self._drift_n = np.zeros(len(self.variables)), 0
 
     def refit(self) -> None:
         """Refit the model from what was learned; new operating points become known."""

@@ -66,7 +66,8 @@ def residuals(rows: np.ndarray, n_settings: int) -> np.ndarray:
     the profile declares is not a shift), or less their mean without settings."""
     s, y = rows[:, :n_settings], rows[:, n_settings:]
     if not n_settings:
-        return y - y.mean(axis=0)
+        centred: np.ndarray = y - y.mean(axis=0)
+        return centred
     z = (s - s.mean(axis=0)) / np.maximum(s.std(axis=0), 1e-12)
     phi = np.hstack([np.ones((len(s), 1)), z, z * z])
     beta: np.ndarray = np.linalg.lstsq(phi, y, rcond=None)[0]
