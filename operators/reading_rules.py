@@ -73,6 +73,15 @@ class ReadingAlarms:
         #: rule name -> [run since (event time), run readings, raised at (or None)]
         self.state: dict[str, list[Any]] = {}
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> ReadingAlarms:
+        """A copy without the generic machinery (the windows step's snapshot copies every
+        twin's state at each epoch): its arrays and rule states copied, the rest immutable."""
+        new = ReadingAlarms.__new__(ReadingAlarms)
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = value.copy() if isinstance(value, np.ndarray) else value
+        new.state = {name: list(st) for name, st in self.state.items()}
+        return new
+
     def _reset(self, signals: tuple[str, ...]) -> None:
         n = len(signals)
         self.signals = signals

@@ -24,7 +24,7 @@ from twinflow.operators.rulebook import Rule
 if TYPE_CHECKING:
     from twinflow.operators.reading_rules import ReadingAlarms
 
-_MIN, _MAX = np.minimum.reduce, np.maximum.reduce
+_MIN, _MAX, _FMAX = np.minimum.reduce, np.maximum.reduce, np.fmax.reduce
 
 
 def quiet(
@@ -38,48 +38,64 @@ def quiet(
     jumps = np.abs(steps)
     # a NaN (a dropout) fails this too, so the rest needs no NaN handling (a missing
     # signal's NaN compare False below: it has no reading that could breach a rule)
-    least, moves = _MIN(jumps[:, 1:], axis=1).tolist(), plan.moves_list
-    if missing:
-        least = [math.inf if i in missing else v for i, v in enumerate(least)]
-    if not all(a > b for a, b in zip(least, moves, strict=True)):
-        return False
-    if plan.any_spike:
-        most = _MAX(jumps[:, 1:], axis=1).tolist()
-        if (
-            any(a > b for a, b in zip(most, plan.jump_list, strict=True))
-            and spikes(alarms, plan, steps, jumps).any()
-        ):
+    inner = jumps[:, 1:]  # the steps into the frame's own readings
+    # NaN if any reading is missing; above every signal's movement bound in the common case
+    if not float(_MIN(inner, axis=None)) > plan.most_moves:
+        least, moves = _MIN(inner, axis=1).tolist(), plan.moves_list
+        if missing:
+            least = [math.inf if i in missing else v for i, v in enumerate(least)]
+        if not all(a > b for a, b in zip(least, moves, strict=True)):
             return False
+    if (
+        plan.any_spike
+        and float(_FMAX(inner, axis=None)) > plan.least_jump  # a missing signal's NaN aside
+        and spikes(alarms, plan, steps, jumps).any()
+    ):
+        return False
     if plan.any_value:
         high, low = _MAX(x, axis=1).tolist(), _MIN(x, axis=1).tolist()
         for row in plan.value_rows:
             if high[row] > plan.above_list[row] or low[row] < plan.below_list[row]:
                 return False
     alarms.last = xc[:, -2:]
-    if plan.any_stuck:  # every signal changed at each reading: View.learn's moving case
-        end = float(t[-1])
-        first, last = math.floor(float(t[0]) / BLOCK_S), math.floor(end / BLOCK_S)
-        if first == last:
-            parts = [(first, len(t))]
-        else:
-            blocks = np.floor(t / BLOCK_S)
-            cuts = [0, *(np.flatnonzero(np.diff(blocks)) + 1).tolist(), len(t)]
-            parts = [(int(blocks[a]), b - a) for a, b in itertools.pairwise(cuts)]
-        rows = list(missing)
-        before = alarms.changed_at[rows]  # a missing signal keeps its last change
+    if plan.any_stuck:
+        _moved(alarms, plan, t, list(missing))
+    return True
+
+
+def _moved(alarms: ReadingAlarms, plan: Plan, t: np.ndarray, rows: list[int]) -> None:
+    """Learn a frame in which every signal but ``rows`` (missing) changed at each reading,
+    as :meth:`View.learn` (one block) and :meth:`ReadingAlarms.count_blocks` (a frame across
+    blocks) would."""
+    end = float(t[-1])
+    first, last = math.floor(float(t[0]) / BLOCK_S), math.floor(end / BLOCK_S)
+    if first == last:
+        parts = [(first, len(t))]
+    else:
+        blocks = np.floor(t / BLOCK_S)
+        cuts = [0, *(np.flatnonzero(np.diff(blocks)) + 1).tolist(), len(t)]
+        parts = [(int(blocks[a]), b - a) for a, b in itertools.pairwise(cuts)]
+    if not rows:
         for block, count in parts:
             if block != alarms.block:
                 alarms.close_block(plan)
                 alarms.block = block
-            kept = alarms.block_moved[rows]
             alarms.block_moved.fill(True)
             alarms.block_count += count
-            if rows:  # as View.learn (one block) and count_blocks (a frame across blocks)
-                alarms.block_moved[rows] = kept | (len(parts) > 1 and before >= block * BLOCK_S)
-                alarms.block_count[rows] -= count
         alarms.changed_at.fill(end)  # an array of this twin's own (see View.learn)
-        alarms.changed_at[rows] = before
-    return True
+        return
+    before = alarms.changed_at[rows]  # a missing signal keeps its last change
+    for block, count in parts:
+        if block != alarms.block:
+            alarms.close_block(plan)
+            alarms.block = block
+        kept = alarms.block_moved[rows]
+        alarms.block_moved.fill(True)
+        alarms.block_count += count
+        alarms.block_moved[rows] = kept | (len(parts) > 1 and before >= block * BLOCK_S)
+        alarms.block_count[rows] -= count
+    alarms.changed_at.fill(end)
+    alarms.changed_at[rows] = before
 
 
 def spikes(alarms: ReadingAlarms, plan: Plan, steps: np.ndarray, jumps: np.ndarray) -> np.ndarray:

@@ -72,6 +72,9 @@ class Plan:
     #: screen that rounding cannot make miss a spike)
     value_rows: tuple[int, ...]
     near_jump: np.ndarray
+    #: the largest movement bound of any signal, the least jump of any spike rule
+    most_moves: float
+    least_jump: float
 
 
 def _scalar_signals(kind: TwinType) -> dict[str, float]:
@@ -154,6 +157,8 @@ def reading_plan(kind: TwinType) -> Plan:
         below.tolist(),
         tuple(sorted({r.row for r in chosen if r.how == "value"})),
         jump * (1.0 - 1e-9),
+        max(np.where(stuck, STILL * spans, -np.inf).tolist(), default=-np.inf),
+        float(jump.min(initial=np.inf)),
     )
     _PLANS[id(kind)] = (kind, plan)
     return plan

@@ -5,6 +5,7 @@ refused for their range, a signal missing from some frames, cut at random."""
 
 from __future__ import annotations
 
+import copy
 import pickle
 from dataclasses import replace
 from pathlib import Path
@@ -109,3 +110,19 @@ def test_most_frames_of_a_healthy_signal_take_the_quick_check(
     alerts, _ = judged(kind, frames(t, list(range(60, N, 60)), **signals), 0.35)
     assert alerts == []
     assert taken.count(True) >= len(taken) - 1  # the first frame has no reading before it
+
+
+def test_a_snapshot_copy_is_equal_and_does_not_move_with_the_twin(kind: TwinType) -> None:
+    t, signals, oor = series(3)
+    batch = frames(t, list(range(60, N, 60)), {"discharge_pressure": oor}, **signals)
+    alarms = ReadingAlarms("c-1", "compressor")
+    for f in batch[:20]:
+        alarms.update(f, kind)
+    alarms.state["x"] = [T0, 3, None]  # a rule pending
+    taken = pickle.dumps(alarms)
+    copied = copy.deepcopy(alarms)
+    assert pickle.dumps(copied) == taken
+    for f in batch[20:]:
+        alarms.update(f, kind)
+    alarms.state["x"][1] = 4
+    assert pickle.dumps(copied) == taken
