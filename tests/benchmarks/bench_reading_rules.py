@@ -6,15 +6,16 @@ hour), rounds interleaved with the order turning, medians with min-max:
 - ``steps``: the per-reading evaluator (``reading_rules``, judged inside the ``windows`` step)
   alone over every frame, beside the window aggregator over the same frames: microseconds of
   CPU per frame and the ratio of the two;
-- ``flow``: the whole telemetry flow (files only, no raw telemetry) in a child process per run,
-  its CPU seconds (all threads) and readings per CPU second, beside the same flow of this
-  checkout with the per-reading evaluator switched off (``without``: its rules are judged per
-  window again, as before they existed), interleaved, and the ratio. ``--before PYTHON`` adds
-  the same child under another interpreter, e.g. the venv of an older checkout.
+- ``flow``: the whole telemetry flow (files only, no raw telemetry), the CPU seconds of its
+  worker thread and readings per worker CPU second, with the per-reading evaluator and with it
+  switched off (``without``: its rules are judged per window again, as before it existed),
+  runs interleaved in one child process after a warm-up run, and the ratio. ``--before
+  PYTHON`` runs the same child under another interpreter too (e.g. the venv of an older
+  checkout), in a process of its own after the first.
 
 CPU time, not wall time, because the machine may be shared: a busy machine stretches wall time
 several-fold but CPU time far less. Run: ``.venv/bin/python tests/benchmarks/bench_reading_rules.py
-[--twins 50] [--hours 1] [--rounds 3] [--before /path/to/other/python]``.
+[--twins 50] [--hours 1] [--rounds 3] [--message-s 60] [--before /path/to/other/python]``.
 """
 
 from __future__ import annotations
@@ -39,9 +40,13 @@ from twinflow.core.records import TelemetryFrame
 HERE = Path(__file__).absolute()
 
 
+#: Seconds of data per frame (the plant's chunk; ``--message-s``).
+CHUNK_S = [60.0]
+
+
 def plant(twins: int, hours: float) -> Plant:
     return Plant(PlantConfig(n_twins=twins, duration_s=hours * 3600, seed=7,
-                             burst_interval_s=3600.0))  # fmt: skip
+                             burst_interval_s=3600.0, chunk_s=CHUNK_S[0]))  # fmt: skip
 
 
 def steps(twins: int, hours: float, rounds: int) -> None:
@@ -81,22 +86,28 @@ def steps(twins: int, hours: float, rounds: int) -> None:
     print(f"  reading_rules / windows: {ratio:.2f}x")
 
 
-def without_reading_rules() -> None:
-    """Switch the per-reading evaluator off in this process: the windows step judges no
-    reading and the alarms step judges every rule per window again (as before it existed)."""
+def evaluator(on: bool) -> None:
+    """Switch the per-reading evaluator on or off in this process: off, the windows step
+    judges no reading and the alarms step judges every rule per window again (as before the
+    evaluator existed)."""
     import twinflow.flows.steps as steps
     import twinflow.operators.rules as rules
 
     class NoPlan:
         names: frozenset[str] = frozenset()
 
-    steps.judge_readings = lambda alarms, *_: (alarms, [])  # type: ignore[assignment]
-    rules.reading_plan = lambda kind: NoPlan()  # type: ignore[assignment,return-value]
+    if not hasattr(evaluator, "saved"):
+        evaluator.saved = (steps.judge_readings, rules.reading_plan)  # type: ignore[attr-defined]
+    judge, plan = evaluator.saved  # type: ignore[attr-defined]
+    steps.judge_readings = judge if on else (lambda alarms, *_: (alarms, []))
+    rules.reading_plan = plan if on else (lambda kind: NoPlan())
 
 
-def child(twins: int, hours: float, without: bool) -> None:
-    """One run of the whole flow (files, no raw telemetry); prints CPU s, wall s, readings,
-    alerts."""
+def child(twins: int, hours: float, rounds: int, sides: list[str]) -> None:
+    """Runs of the whole flow (files, no raw telemetry) in this process over one plant: a
+    warm-up, then ``rounds`` rounds of ``sides`` (``this``: the evaluator on, ``without``:
+    off), the order turning each round; prints one line per run: CPU s of the process and of
+    the worker thread, wall s, readings, alerts."""
     from bytewax.testing import TestingSource, run_main
 
     from twinflow.flows.config import FlowConfig
@@ -104,49 +115,61 @@ def child(twins: int, hours: float, without: bool) -> None:
     from twinflow.flows.outputs import file_outputs
     from twinflow.flows.telemetry import build_flow
 
-    if without:
-        without_reading_rules()
     p = plant(twins, hours)
     items = list(p.items())
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = FlowConfig(out_dir=Path(tmp), write_telemetry=False)
-        stats = RunStats()
-        flow = build_flow(TestingSource(items), file_outputs(cfg), cfg, clock=p.now,
-                          twins=dict(p.twins), stats=stats)  # fmt: skip
-        c0, w0 = time.process_time(), time.perf_counter()
-        run_main(flow, epoch_interval=timedelta(seconds=1))
-        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
-        alerts = (Path(tmp) / "alerts.jsonl").read_text().count("\n")
-    print(json.dumps({"cpu": cpu, "wall": wall, "readings": stats.readings, "alerts": alerts}))
+
+    def run(side: str) -> dict[str, Any]:
+        evaluator(side != "without")
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = FlowConfig(out_dir=Path(tmp), write_telemetry=False)
+            stats = RunStats()
+            flow = build_flow(TestingSource(items), file_outputs(cfg), cfg, clock=p.now,
+                              twins=dict(p.twins), stats=stats)  # fmt: skip
+            c0, w0, t0 = time.process_time(), time.perf_counter(), time.thread_time()
+            run_main(flow, epoch_interval=timedelta(seconds=1))  # the worker: this thread
+            worker = time.thread_time() - t0
+            cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+            alerts = (Path(tmp) / "alerts.jsonl").read_text().count("\n")
+        return {"side": side, "cpu": cpu, "worker": worker, "wall": wall,
+                "readings": stats.readings, "alerts": alerts}  # fmt: skip
+
+    run(sides[0])  # warm-up: lazy imports, caches
+    for r in range(rounds):
+        for side in sides[r % len(sides) :] + sides[: r % len(sides)]:
+            print(json.dumps(run(side)), flush=True)
 
 
 def flows(twins: int, hours: float, rounds: int, before: str | None) -> None:
-    """The whole flow, one child process a run: this checkout with and without the
-    per-reading evaluator (and ``before``), interleaved, the order turning each round."""
-    sides = [("this checkout", sys.executable, []), ("without", sys.executable, ["--without"])]
-    sides += [("before", before, [])] if before else []
-    got: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in sides}
-    for r in range(rounds):
-        for name, python, extra in sides[r % len(sides) :] + sides[: r % len(sides)]:
-            args = [python, str(HERE), "--child", "--twins", str(twins), "--hours", str(hours)]
-            out = subprocess.run(args + extra, check=True, capture_output=True, text=True).stdout
-            got[name].append(json.loads(out.strip().splitlines()[-1]))
-    print(f"flow: {twins} twins, {hours:g} h, files only, {rounds} rounds interleaved, one "
-          "process a run")  # fmt: skip
-    rates = {}
+    """The whole flow with and without the per-reading evaluator, in one process, runs
+    interleaved (and ``before``: the same under another interpreter, in a process of its own
+    after that)."""
+    common = ["--child", "--twins", str(twins), "--hours", str(hours), "--rounds", str(rounds),
+              "--message-s", str(CHUNK_S[0])]  # fmt: skip
+    children = [(sys.executable, "this,without", {"this": "this checkout"})]
+    children += [(before, "this", {"this": "before"})] if before else []
+    got: dict[str, list[dict[str, Any]]] = {}
+    for python, sides, names in children:
+        args = [python, str(HERE), *common, "--sides", sides]
+        out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+        for line in out.strip().splitlines():
+            x = json.loads(line)
+            got.setdefault(names.get(x["side"], x["side"]), []).append(x)
+    print(f"flow: {twins} twins, {hours:g} h in frames of {CHUNK_S[0]:g} s, files only, "
+          f"{rounds} rounds interleaved in one process after a warm-up run")  # fmt: skip
+    rates: dict[str, float] = {}
     for name, runs in got.items():
-        cpu = [x["cpu"] for x in runs]
-        rate = [x["readings"] / x["cpu"] for x in runs]
-        wall = [x["wall"] for x in runs]
+        worker = [x["worker"] for x in runs]
+        rate = [x["readings"] / x["worker"] for x in runs]
+        cpu = [x["readings"] / x["cpu"] for x in runs]
         rates[name] = statistics.median(rate)
-        print(f"  {name:<14} CPU {statistics.median(cpu):.2f} s (min {min(cpu):.2f}, max "
-              f"{max(cpu):.2f}); {rates[name]:,.0f} readings per CPU second (min "
-              f"{min(rate):,.0f}, max {max(rate):,.0f}); wall {statistics.median(wall):.2f} s "
-              f"(min {min(wall):.2f}, max {max(wall):.2f}); alerts "
-              f"{sorted({int(x.get('alerts', -1)) for x in runs})}")  # fmt: skip
-    for other in ("without", "before")[: len(sides) - 1]:
+        print(f"  {name:<14} worker thread CPU {statistics.median(worker):.2f} s (min "
+              f"{min(worker):.2f}, max {max(worker):.2f}); {rates[name]:,.0f} readings per "
+              f"worker CPU second (min {min(rate):,.0f}, max {max(rate):,.0f}); per process CPU "
+              f"second {statistics.median(cpu):,.0f}; alerts "
+              f"{sorted({int(x['alerts']) for x in runs})}")  # fmt: skip
+    for other in [n for n in ("without", "before") if n in rates]:
         print(f"  this checkout / {other}: {rates['this checkout'] / rates[other]:.3f}x "
-              "readings per CPU second")  # fmt: skip
+              "readings per worker CPU second")  # fmt: skip
 
 
 def main() -> None:
@@ -155,12 +178,14 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--before", default=None, help="python of a checkout to compare with")
+    ap.add_argument("--message-s", type=float, default=60.0, help="seconds of data per frame")
     ap.add_argument("--only", choices=("steps", "flow"), default=None)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--without", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--sides", default="this", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    CHUNK_S[0] = args.message_s
     if args.child:
-        child(args.twins, args.hours, args.without)
+        child(args.twins, args.hours, args.rounds, args.sides.split(","))
         return
     print(f"bench_reading_rules on {os.cpu_count()} cores (CPU time; the machine may be busy)")
     if args.only in (None, "steps"):
