@@ -6,14 +6,17 @@
 - :class:`ParquetSink` buffers rows and writes numbered part files under
   ``<dir>/<name>/<group>=<value>/part-<partition>-<n>.parquet`` (hive layout, one folder per
   twin type so every file has one schema). A part is cut by size (rows) and age; a writer
-  thread builds and writes it off the worker (bounded hand-off, timeouts). Every few parts
+  thread builds and writes it off the worker (bounded hand-off, timeouts), and builds the
+  rows buffered so far into columns every few thousand rows, so memory holds a part as
+  columns rather than as the items' own small arrays. Every few parts
   and at the end, consecutive parts are merged into ``part-<partition>-<first>-<last>.parquet``
   files of a target size (:mod:`twinflow.connectors.files_parts`). A snapshot that Bytewax
   keeps (recovery on) seals the buffer and waits for the disk; on resume, the rows of parts
   numbered at or after the snapshotted count are deleted, inside merged files too (the
   replay writes them again). With a ``fingerprint``, an item equal to one of the last
   ``remember`` items of its key is dropped (a frame delivered twice is stored once, as
-  PostgreSQL's unique keys do); the fingerprints are part of the snapshot.
+  PostgreSQL's unique keys do; :mod:`twinflow.connectors.files_recent`); the fingerprints are
+  part of the snapshot.
 
 Folders are created 0700 and files 0600 (only their owner reads them); see
 :func:`private_dir`.
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -38,6 +40,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from twinflow.connectors.files_columns import Columns as Columns
 from twinflow.connectors.files_columns import build_frame, height
 from twinflow.connectors.files_parts import compact, cut_from, part_name, tidy, write_frame
+from twinflow.connectors.files_recent import Recent as Recent
 from twinflow.connectors.files_writer import PartWriter
 from twinflow.core.errors import TwinflowError
 
@@ -112,56 +115,6 @@ class JsonLinesSink(FixedPartitionedSink[Any, int]):
 ParquetResume = tuple[int, dict[str, list[int]]]
 
 
-class Recent:
-    """The fingerprints of the last ``n`` items of each key: tells a repeated item.
-
-    Each key keeps one ``bytearray``: 8 bytes counting the items seen, then a ring of up to
-    ``n`` fingerprints of 8 bytes (machine order), searched with ``find``: about 8 bytes a
-    fingerprint, where a deque and a set of Python ints took ~70 (10,000 twins x 256 frames:
-    ~20 MB against ~180 MB), at a similar cost per item.
-    """
-
-    def __init__(self, n: int, state: Mapping[str, list[int]] | None = None) -> None:
-        self._n = n
-        self._rings: dict[str, bytearray] = {}
-        for k, v in (state or {}).items():
-            for fp in v[-n:]:
-                self.repeated(k, fp)
-
-    def repeated(self, key: str, fp: int) -> bool:
-        """Whether ``fp`` (taken modulo 2**64) was seen among the last items of ``key`` (and
-        remember it if not)."""
-        b = (fp % _FP_SPAN).to_bytes(8, sys.byteorder)
-        ring = self._rings.get(key)
-        if ring is None:
-            ring = self._rings[key] = bytearray(8)
-        at = ring.find(b, 8)
-        while at > 0 and at % 8:  # a match must start on a fingerprint's first byte
-            at = ring.find(b, at + 1)
-        if at > 0:
-            return True
-        count = int.from_bytes(ring[:8], sys.byteorder)
-        if count < self._n:
-            ring += b
-        else:
-            slot = 8 + 8 * (count % self._n)
-            ring[slot : slot + 8] = b
-        ring[:8] = (count + 1).to_bytes(8, sys.byteorder)
-        return False
-
-    def state(self) -> dict[str, list[int]]:
-        """Per key, its fingerprints oldest first."""
-        out: dict[str, list[int]] = {}
-        for k, ring in self._rings.items():
-            fps: list[int] = memoryview(ring)[8:].cast("Q").tolist()
-            at = int.from_bytes(ring[:8], sys.byteorder) % self._n
-            out[k] = fps[at:] + fps[:at] if len(fps) == self._n else fps
-        return out
-
-
-_FP_SPAN = 2**64
-
-
 class ParquetState(tuple[int, dict[str, list[int]]]):
     """A snapshot of a Parquet partition: ``(next part, fingerprints)``, made durable when
     Bytewax pickles it.
@@ -197,8 +150,11 @@ class _ParquetPartition(StatefulSinkPartition[Any, ParquetResume]):
         self._part = part
         self._next = next_part
         self._recent = Recent(sink.remember, recent)
-        self._buffers: dict[str, list[Columns]] = {}
-        self._rows = 0
+        self._buffers: dict[str, list[Columns]] = {}  # batches not handed to the writer yet
+        self._buffered = 0  # rows in ``_buffers``
+        self._opened: dict[str, None] = {}  # groups with chunks handed over since the last seal
+        self._chunks: dict[str, list[pl.DataFrame]] = {}  # the writer's: built, not yet written
+        self._rows = 0  # rows since the last seal
         self._oldest: float | None = None
         self._writes = 0  # write_batch calls, to tell a snapshot pickled late
         self._durable: bool | None = None  # whether Bytewax keeps snapshots (unknown at first)
@@ -224,34 +180,57 @@ class _ParquetPartition(StatefulSinkPartition[Any, ParquetResume]):
             if cols is None:
                 continue
             self._buffers.setdefault(str(sink.group_of(v)), []).append(cols)
-            self._rows += height(cols)
+            rows = height(cols)
+            self._rows += rows
+            self._buffered += rows
             if self._oldest is None:
                 self._oldest = time.monotonic()
         too_old = self._oldest is not None and time.monotonic() - self._oldest >= sink.max_delay_s
         if self._rows >= sink.rows_per_part or too_old:
             self._seal()
+        elif self._buffered >= sink.chunk_rows:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Give the buffered batches to the writer, which builds them into compact columns
+        (a batch's small arrays and dict cost ~20x its values) kept until the part is sealed."""
+        batches, self._buffers, self._buffered = self._buffers, {}, 0
+        self._opened.update(dict.fromkeys(batches))
+        self._writer.submit(lambda: self._build(batches))
+
+    def _build(self, batches: dict[str, list[Columns]]) -> None:
+        for group, items in batches.items():
+            self._chunks.setdefault(group, []).append(build_frame(items))
 
     def _seal(self) -> None:
         """Hand the buffer to the writer as one part per group (numbered now, written later)."""
-        parts: list[tuple[Path, int, list[Columns]]] = []
-        for group, batches in self._buffers.items():
+        rest = self._buffers
+        parts: list[tuple[Path, int, str]] = []
+        for group in {**self._opened, **dict.fromkeys(rest)}:
             folder = self._sink.root / f"{self._sink.group_name}={group}"
-            parts.append((folder, self._next, batches))
+            parts.append((folder, self._next, group))
             self._next += 1
-        self._buffers, self._rows, self._oldest = {}, 0, None
+        self._buffers, self._buffered, self._opened = {}, 0, {}
+        self._rows, self._oldest = 0, None
         if not parts:
             return
         merge = []
-        for folder, _n, _b in parts:
+        for folder, _n, _g in parts:
             self._plain[folder.name] = self._plain.get(folder.name, 0) + 1
             if self._plain[folder.name] >= self._sink.compact_every:
                 self._plain[folder.name] = 0
                 merge.append(folder)
-        self._writer.submit(lambda: self._write(parts, merge))
+        self._writer.submit(lambda: self._write(parts, rest, merge))
 
-    def _write(self, parts: list[tuple[Path, int, list[Columns]]], merge: list[Path]) -> None:
-        for folder, n, batches in parts:
-            frame = build_frame(batches)
+    def _write(
+        self, parts: list[tuple[Path, int, str]], rest: dict[str, list[Columns]], merge: list[Path]
+    ) -> None:
+        for folder, n, group in parts:
+            chunks = self._chunks.pop(group, [])
+            if group in rest:
+                chunks.append(build_frame(rest.pop(group)))
+            frame = chunks[0] if len(chunks) == 1 else _concat(chunks)
+            del chunks
             private_dir(folder)
             write_frame(folder, part_name(self._part, n), frame, [(n, frame.height)])
         for folder in merge:
@@ -288,6 +267,11 @@ class _ParquetPartition(StatefulSinkPartition[Any, ParquetResume]):
             compact(folder, self._part, self._sink.target_bytes)
 
 
+def _concat(chunks: list[pl.DataFrame]) -> pl.DataFrame:
+    """The chunks of one part as one frame, without copying them into one buffer first."""
+    return pl.concat(chunks, how="diagonal_relaxed", rechunk=False)
+
+
 class ParquetSink(FixedPartitionedSink[Any, ParquetResume]):
     """Write items as rows of Parquet part files, one folder per group (e.g. twin type).
 
@@ -296,7 +280,10 @@ class ParquetSink(FixedPartitionedSink[Any, ParquetResume]):
     and are spread over ``partitions`` partitions by key. The buffered rows become a part
     when ``rows_per_part`` rows are buffered or the oldest is ``max_delay_s`` old (checked as
     items arrive), at a snapshot that Bytewax keeps (recovery) and at the end; a writer thread
-    builds and writes them (at most two parts wait for it, each wait at most ``timeout_s``).
+    builds and writes them (at most two jobs wait for it, each wait at most ``timeout_s``).
+    Every ``chunk_rows`` buffered rows are handed over before that: the writer builds them
+    into columns at once and holds those until the part is sealed, so the batches' per-item
+    objects never pile up to a part's worth.
     Every ``compact_every`` parts of a group, and at the end, consecutive files are merged
     into files of up to ``target_bytes`` (see :mod:`twinflow.connectors.files_parts`).
     ``fingerprint`` gives an item's key and a 64-bit fingerprint, or ``None`` to always keep
@@ -317,6 +304,7 @@ class ParquetSink(FixedPartitionedSink[Any, ParquetResume]):
         compact_every: int = 16,
         target_bytes: int = 64 * 2**20,
         timeout_s: float = 120.0,
+        chunk_rows: int = 16_384,
     ):
         self.root = Path(root)
         self.to_columns = to_columns
@@ -330,6 +318,7 @@ class ParquetSink(FixedPartitionedSink[Any, ParquetResume]):
         self.compact_every = compact_every
         self.target_bytes = target_bytes
         self.timeout_s = timeout_s
+        self.chunk_rows = chunk_rows
 
     def list_parts(self) -> list[str]:
         return [f"p{i}" for i in range(self.partitions)]

@@ -199,3 +199,18 @@ def test_recent_matches_whole_fingerprints_only_and_resumes_in_order() -> None:
     assert r.state()["k"] == [b, fp(5, 6, 7, 8, 9, 10, 11, 12), 2**64 - 1]  # oldest first
     again = Recent(2, r.state())
     assert again.state()["k"] == r.state()["k"][-2:] and again.repeated("k", 2**64 - 1)
+
+
+def test_chunks_handed_to_the_writer_keep_every_row_once_in_order(tmp_path: Path) -> None:
+    """Chunks of 4 rows built by the writer before their part is sealed (by size, at the
+    recovery snapshots, at the end): every row once, in order, also across a resume."""
+    run(tmp_path / "a", [("a", i) for i in range(40)], rows_per_part=30, chunk_rows=4)
+    assert read_parquet_dir(tmp_path / "a")["i"].to_list() == list(range(120))
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    init_db_dir(rec, 1)
+    items: list[Any] = [("a", i) for i in range(25)]
+    items.insert(17, TestingSource.ABORT())
+    run(tmp_path / "b", items, rec, rows_per_part=30, chunk_rows=4)
+    run(tmp_path / "b", items, rec, rows_per_part=30, chunk_rows=4)
+    assert stored(tmp_path / "b") == list(range(75))
