@@ -164,9 +164,10 @@ class FlowConfig:
         Number(
             "sample_track",
             "Samples after which the sample model's normal level has moved half-way to where "
-            "the samples learned in control sit (slow wander and warming are followed; a "
-            "fault, frozen out of learning, is not); 0: the level moves only with refits.",
-            150.0,
+            "the samples learned in control sit (slow wander and warming are followed, but "
+            "so is a fault that develops more slowly, see the analysis guide); 0 (default): "
+            "the level moves only with refits.",
+            0.0,
             low=0,
         )
     )

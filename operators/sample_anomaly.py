@@ -49,7 +49,7 @@ class SampleSettings:
     warmup_s: float = 0.0
     warmup_shift: float = 4.0
     warmup_max: int = 600
-    track: float = 150.0
+    track: float = 0.0
     quantile: float = 0.99
     margin: float = 1.5
     smooth: int = 30
