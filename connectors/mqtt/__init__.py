@@ -1,7 +1,8 @@
 """MQTT in both directions: telemetry in (:class:`MqttSource`), commands out
 (:class:`MqttCommandSink`), on paho-mqtt 2.
 
-- :mod:`.source`: the Bytewax source, its session and delivery guarantees (at least once).
+- :mod:`.source`: the Bytewax source and its delivery guarantees (at least once);
+  :mod:`.session`: one partition's MQTT session (paho client, hand-over buffer, acks).
 - :mod:`.sink`: the command sink and its acknowledgement book.
 - :mod:`.frames`, :mod:`.payloads`, :mod:`.topics`: pure decoding and routing, no network.
 - :mod:`.client`: how a paho client is built from the settings, and the Prometheus metrics.
