@@ -16,7 +16,10 @@ shape spent per reading, less that of the empty topic: where two processes spend
 for the same readings, that is the cost of the cluster (moving keyed items between the
 processes, two runtimes), whatever the machine's load. The broker is ``KAFKA_BOOTSTRAP``
 or a local Tansu, which shares the machine's cores with the flow. Run:
-``.venv/bin/python tests/benchmarks/bench_cluster.py [--twins 50] [--hours 3] [--rounds 3]``.
+``.venv/bin/python tests/benchmarks/bench_cluster.py [--twins 50] [--hours 3] [--rounds 3]
+[--flow write_telemetry=false ...]`` (``--flow`` sets the deployment's flow section for both
+shapes, e.g. without the raw telemetry output, whose single file partition every process
+sends its frames to).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -88,7 +92,15 @@ def _nan(values: object) -> object:
     return np.isnan(values)  # type: ignore[call-overload]
 
 
-def deployment(folder: Path, name: str, bootstrap: str, topic: str, twins: list[str]) -> Path:
+def deployment(
+    folder: Path,
+    name: str,
+    bootstrap: str,
+    topic: str,
+    twins: list[str],
+    flow: Sequence[str] = (),
+) -> Path:
+    """The deployment file; ``flow`` holds ``key=value`` settings of its flow section."""
     path = folder / f"{name}.yaml"
     lines = [
         "version: 1",
@@ -100,6 +112,7 @@ def deployment(folder: Path, name: str, bootstrap: str, topic: str, twins: list[
         "flow:",
         "  window_s: 300",
         "  lateness_s: 60",
+        *(f"  {key}: {value}" for key, _, value in (kv.partition("=") for kv in flow)),
         "twins:",
         *twins,
     ]
@@ -156,17 +169,26 @@ def main() -> None:
     ap.add_argument("--twins", type=int, default=50)
     ap.add_argument("--hours", type=float, default=3.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--flow",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the deployment's flow section, e.g. write_telemetry=false",
+    )
     args = ap.parse_args()
     with KafkaBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         topic = create_topic(broker.bootstrap, unique_topic("bench-cluster"), PARTITIONS)
         empty = create_topic(broker.bootstrap, unique_topic("bench-empty"), PARTITIONS)
         twins, readings = record(broker.bootstrap, topic, args.twins, args.hours)
-        full_cfg = deployment(folder, "full", broker.bootstrap, topic, twins)
-        empty_cfg = deployment(folder, "empty", broker.bootstrap, empty, twins)
+        full_cfg = deployment(folder, "full", broker.bootstrap, topic, twins, args.flow)
+        empty_cfg = deployment(folder, "empty", broker.bootstrap, empty, twins, args.flow)
         print(
             f"{args.twins} twins, {args.hours:g} h at 1 Hz: {readings:,} readings in a topic of "
-            f"{PARTITIONS} partitions; {os.cpu_count()} cores; {args.rounds} rounds",
+            f"{PARTITIONS} partitions; {os.cpu_count()} cores; {args.rounds} rounds; load "
+            f"average {os.getloadavg()[0]:.1f}"
+            + (f"; flow {' '.join(args.flow)}" if args.flow else ""),
             flush=True,
         )
         runs: dict[int, list[Run]] = {1: [], 2: []}
