@@ -24,6 +24,11 @@ learned while the twin is normal; learning stops while it is anomalous and ``hol
 after. A fault that ends with the machine at a new level (its score still above the limit but
 at a tenth of the episode's peak for ``recover_rows`` rows) moves normal to that level: the
 recovery rule, without which such a twin would stay anomalous for good.
+
+The parts: the statistics and limits in :mod:`~twinflow.models.spc_stats`, the warm-up (its
+level-shift restarts and cap) in :mod:`~twinflow.models.spc_warmup`, learning and the
+adaptation rules (recovery, drift) in :mod:`~twinflow.models.spc_adapt`, and the per-variable
+explanation of a score in :mod:`~twinflow.models.spc_explain`.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from twinflow.models.spc_adapt import Adaptation
+from twinflow.models.spc_explain import Explanation
 from twinflow.models.spc_stats import (
     CONSTANT,
     Model,
@@ -58,7 +65,7 @@ TRACK_EVERY = 60
 VECTOR_MARGIN = 4.0
 
 
-class SpcDetector:
+class SpcDetector(Adaptation, Explanation):
     """Hotelling T² and SPE of one twin's rows, calibrated on its own warm-up.
 
     Rows come as arrays (``update``: many rows, vectorised) or mappings (``score_one``,
@@ -214,14 +221,6 @@ class SpcDetector:
         """True once the limits are calibrated."""
         return self.model is not None
 
-    @property
-    def n_settings(self) -> int:
-        return len(self.operating)
-
-    def _phi(self, s: np.ndarray) -> np.ndarray:
-        z = (s - self._s_mean) / self._s_sd
-        return np.hstack([np.ones((len(s), 1)), z, z * z])
-
     def _split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Settings (raw) and monitored variables (centred and scaled by the warm-up)."""
         y = (rows[:, self.n_settings :] - self._y_mean) / self._y_sd - self._shift
@@ -260,11 +259,6 @@ class SpcDetector:
     def unsettled(self) -> bool:
         """True when the warm-up ended at its cap with its level still moving."""
         return self._wu.unsettled
-
-    def _cross(self, phi: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-        z = np.hstack([phi, y])
-        out: np.ndarray = (z * (w[:, None] if w is not None else 1.0)).T @ z
-        return out
 
     def _finish_warmup(self) -> None:
         data = np.vstack(self._wu.rows)
@@ -359,13 +353,6 @@ class SpcDetector:
         out: np.ndarray = np.maximum(t2 / lim_t, spe / lim_q)
         return out
 
-    def _raw(self, s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        assert self.model is not None
-        _u, t2, spe = self.model.parts(self._phi(s), y)
-        lim_t, lim_q, _ = self.limits
-        combined = np.maximum(t2.sum(axis=1) / lim_t, spe.sum(axis=1) / lim_q)
-        return combined, t2, spe
-
     def update(self, times: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Score then learn rows (columns in :attr:`columns` order); one score per row:
         NaN during warm-up, at a new operating point or before every variable was seen."""
@@ -438,101 +425,7 @@ class SpcDetector:
         rest = self._judge_rows(rows[cut + 1 :]) if cut + 1 < len(rows) else ratio[:0]
         return np.concatenate([ratio[: cut + 1], rest])
 
-    def _recovered(self, ratio: np.ndarray, resid: np.ndarray) -> int:
-        """The recovery rule: once an anomalous episode's score has stayed at or below
-        ``recover`` of its peak for ``recover_rows`` rows while still above 1, the fault is
-        over and what remains is a new level (a machine settled warmer, a sensor re-mounted):
-        normal moves to the mean of those rows, the averages restart there, and learning
-        resumes ``hold`` rows later. Returns the row it happened at (-1: none)."""
-        if self._peak <= 0.0 and not bool(np.any(ratio > 1.0)):
-            return -1
-        calm = self._since_anomalous
-        for i, r in enumerate(ratio.tolist()):
-            if math.isnan(r):
-                continue
-            calm = 0 if r > 1.0 else calm + 1
-            if r > 1.0:
-                self._peak = max(self._peak, r)
-            elif calm > self.hold:  # the episode ended on its own
-                self._peak, self._low = 0.0, 0
-            if self._peak > 0.0 and r <= self.recover * self._peak:
-                self._low += 1
-                self._low_sum = self._low_sum + resid[i] if self._low > 1 else resid[i].copy()
-            else:
-                self._low = 0
-            if self._low >= self.recover_rows and r > 1.0:
-                self._shift = self._shift + self._low_sum / self._low
-                self._peak, self._low = 0.0, 0
-                self._ewma = math.nan
-                self._z = np.zeros(len(self.variables))
-                self._drift, self._drift_n = np.zeros(len(self.variables)), 0
-                self.recoveries += 1
-                return i
-        return -1
-
-    def _learn(
-        self, s: np.ndarray, y: np.ndarray, ratio: np.ndarray, novel: np.ndarray, resid: np.ndarray
-    ) -> None:
-        """Learn the normal rows (and new operating points), freezing around anomalies."""
-        assert self._m is not None
-        n_rows = len(ratio)
-        anomalous = ratio > 1.0
-        idx = np.arange(1, n_rows + 1)
-        last = np.maximum.accumulate(np.where(anomalous, idx, 0))
-        # rows since the last anomalous one (before this batch: carried over)
-        since = np.where(last > 0, idx - last, self._since_anomalous + idx)
-        self._since_anomalous = int(min(since[-1], 1 << 30)) if n_rows else self._since_anomalous
-        calm = ~anomalous & (since > self.hold)
-        learn = calm & (novel | (self.adapt & (ratio < self.learn_below)))
-        if not learn.any():
-            return
-        if self.track > 0:  # the drift rule's rows, moved at the next TRACK_EVERY
-            self._drift = self._drift + resid[learn & ~novel].sum(axis=0)
-            self._drift_n += int((learn & ~novel).sum())
-        n = int(learn.sum())
-        w = np.ones(n)
-        if self.half_life > 0:
-            g = 0.5 ** (1.0 / self.half_life)
-            w = g ** np.arange(n - 1, -1, -1, dtype=float)
-            self._m *= g**n
-        phi = self._phi(s[learn])
-        self._m += self._cross(phi, y[learn], w)
-        if self.n_settings:
-            z = (s[learn] - self._s_mean) / self._s_sd
-            self._pending[0] = np.minimum(self._pending[0], z.min(axis=0))
-            self._pending[1] = np.maximum(self._pending[1], z.max(axis=0))
-        self._since_refit += n
-        self._novel_learned += int((learn & novel).sum())
-        if self.track <= 0:  # with the drift rule: at the next TRACK_EVERY
-            self._refit_due()
-
-    def _refit_due(self) -> None:
-        if self._since_refit >= self.refit_every or self._novel_learned >= self.relearn:
-            self.refit()
-
-    def _follow(self) -> None:
-        """The drift rule: where normal sits follows the rows learned in control, each moving
-        it ``1 - 0.5 ** (1 / track)`` of the way to itself (the rows of ``TRACK_EVERY``
-        move it together by their mean), so a slow wander or a warming machine is followed
-        within about ``track`` rows while a fault, frozen out of learning, is not."""
-        if self._drift_n:
-            step = 1.0 - 0.5 ** (self._drift_n / self.track)
-            self._shift = self._shift + step * self._drift / self._drift_n
-        self._drift, self._drift_n = np.zeros(len(self.variables)), 0
-
-    def refit(self) -> None:
-        """Refit the model from what was learned; new operating points become known."""
-        if self._m is None:
-            return
-        self.model = Model(self._m, self.n_settings, self.variance, self._floor, self.components)
-        self._range = self._pending.copy()
-        self._since_refit = 0
-        self._novel_learned = 0
-
     # -- single rows -----------------------------------------------------------------------
-
-    def _row(self, x: Mapping[str, float]) -> np.ndarray:
-        return np.array([[float(x.get(c, math.nan)) for c in self.columns]])
 
     def score_one(self, x: Mapping[str, float]) -> float:
         """The score of one row without learning it (the smoothing is not advanced)."""
@@ -551,35 +444,6 @@ class SpcDetector:
         """Score and learn one row (see :meth:`update`); returns its score."""
         now = float(self.n_seen) if t is None else t
         return float(self.update(np.array([now]), self._row(x))[0])
-
-    def explain(self, x: Mapping[str, float], top: int = 3) -> dict[str, float]:
-        """The ``top`` variables that drive the row's score, each with its share (0-1) of
-        the limit-scaled T² and SPE contributions."""
-        if self.model is None:
-            return {}
-        row = np.where(np.isfinite(r := self._row(x)), r, self._last)
-        if not np.isfinite(row).all():
-            return {}
-        return self.contributions(row, top)
-
-    def shares(self, rows: np.ndarray) -> np.ndarray:
-        """Each (filled) row's score split by monitored variable: shares summing to 1 of the
-        limit-scaled T² and SPE contributions (0 for a variable left out as constant)."""
-        assert self.model is not None
-        s, y = self._split(np.atleast_2d(rows))
-        _c, t2, spe = self._raw(s, y)
-        lim_t, lim_q, _ = self.limits
-        part = np.abs(t2) / lim_t + spe / lim_q
-        total = part.sum(axis=1, keepdims=True)
-        out = np.zeros((len(part), len(self.variables)))
-        out[:, self.model.keep] = part / np.where(total > 0, total, 1.0)
-        return out
-
-    def contributions(self, row: np.ndarray, top: int = 3) -> dict[str, float]:
-        """The ``top`` variables of one (filled) row's score with their shares."""
-        share = self.shares(row)[0]
-        ranked = sorted(zip(self.variables, share, strict=True), key=lambda kv: -kv[1])[:top]
-        return {k: round(float(v), 3) for k, v in ranked}
 
     def __repr__(self) -> str:
         k = 0 if self.model is None else self.model.eig.size
