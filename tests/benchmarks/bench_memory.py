@@ -300,12 +300,24 @@ def per_key(args: argparse.Namespace) -> None:
     )
 
 
-def _flow_child(twins: int, minutes: float) -> None:
-    """Run the simulated plant through ``build_flow``; print the peak RSS in KiB."""
+def _flow_child(twins: int, minutes: float, copies: bool = True) -> None:
+    """Run the simulated plant through ``build_flow``; print the peak RSS in KiB.
+
+    ``copies=False`` measures what the snapshots' deep copies add: Bytewax's and the step
+    adapters' ``copy.deepcopy`` return the state itself (safe here: nothing keeps them)."""
     import tempfile
     from pathlib import Path
 
+    import bytewax.operators
     from bytewax.testing import run_main
+
+    import twinflow.flows.command_steps
+    import twinflow.flows.steps
+
+    if not copies:
+        same = types.SimpleNamespace(deepcopy=lambda x, memo=None: x)
+        for module in (bytewax.operators, twinflow.flows.steps, twinflow.flows.command_steps):
+            module.copy = same  # type: ignore[attr-defined]
 
     from twinflow.connectors.simulator import SimulatedPlantSource
     from twinflow.flows.metrics import RunStats
@@ -329,13 +341,14 @@ def _flow_child(twins: int, minutes: float) -> None:
 def flow_peaks(args: argparse.Namespace) -> None:
     def hwm(twins: int) -> float:
         argv = [sys.executable, __file__, "--child-flow", str(twins), "--minutes",
-                str(args.minutes)]  # fmt: skip
+                str(args.minutes), *(["--no-copies"] if args.no_copies else [])]  # fmt: skip
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         return float(out.split()[-1]) / 1024
 
     counts = [int(x) for x in args.flow.split(",")]
     print(f"\nbuild_flow on the simulated plant, {args.minutes:g} min of data, files only "
-          "(no raw telemetry), peak RSS (MiB), medians of rounds:")  # fmt: skip
+          "(no raw telemetry), peak RSS (MiB), medians of rounds"
+          f"{', snapshots not copied' if args.no_copies else ''}:")  # fmt: skip
     flows: dict[int, float] = {}
     for n in counts:
         whole = [hwm(n) for _ in range(args.rounds)]
@@ -361,6 +374,9 @@ def main() -> None:
     ap.add_argument("--flow", default="", help="twin counts, e.g. 1000,10000 (whole-flow RSS)")
     ap.add_argument("--minutes", type=float, default=10.0, help="data per twin (--flow)")
     ap.add_argument("--no-steps", action="store_true", help="skip the state-by-step part")
+    ap.add_argument(
+        "--no-copies", action="store_true", help="--flow: snapshots return the state, uncopied"
+    )
     ap.add_argument("--child-keys", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--child-flow", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -368,7 +384,7 @@ def main() -> None:
         _keys_child(args.child_keys, args.steps)
         return
     if args.child_flow:
-        _flow_child(args.child_flow, args.minutes)
+        _flow_child(args.child_flow, args.minutes, not args.no_copies)
         return
     if not args.no_steps:
         state_by_step(args)
