@@ -48,7 +48,8 @@ def quiet(
             return False
     if (
         plan.any_spike
-        and float(_FMAX(inner, axis=None)) > plan.least_jump  # a missing signal's NaN aside
+        # a jump of at least a spike rule's least, in units of it (a missing signal's NaN aside)
+        and float(_FMAX(inner * plan.per_jump, axis=None)) >= 1.0
         and spikes(alarms, plan, steps, jumps).any()
     ):
         return False

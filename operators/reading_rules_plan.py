@@ -72,9 +72,18 @@ class Plan:
     #: screen that rounding cannot make miss a spike)
     value_rows: tuple[int, ...]
     near_jump: np.ndarray
-    #: the largest movement bound of any signal, the least jump of any spike rule
+    #: the largest movement bound of any signal; per signal (a column), 1 / the least jump
+    #: of its spike rules, taken a hair lower (0: no spike rule)
     most_moves: float
-    least_jump: float
+    per_jump: np.ndarray
+
+
+def _per_jump(spiky: np.ndarray, jump: np.ndarray) -> np.ndarray:
+    """1 / ``jump`` for the signals a spike rule reads (inf for a jump of 0), else 0; a column."""
+    out = np.zeros(len(jump))
+    with np.errstate(divide="ignore"):
+        out[spiky] = 1.0 / jump[spiky]
+    return out[:, None]
 
 
 def _scalar_signals(kind: TwinType) -> dict[str, float]:
@@ -158,7 +167,7 @@ def reading_plan(kind: TwinType) -> Plan:
         tuple(sorted({r.row for r in chosen if r.how == "value"})),
         jump * (1.0 - 1e-9),
         max(np.where(stuck, STILL * spans, -np.inf).tolist(), default=-np.inf),
-        float(jump.min(initial=np.inf)),
+        _per_jump(spiky, jump * (1.0 - 1e-9)),
     )
     _PLANS[id(kind)] = (kind, plan)
     return plan
