@@ -4,8 +4,10 @@ Two measurements over the same simulated plant (1 Hz signals only: vibration bur
 hour), rounds interleaved with the order turning, medians with min-max:
 
 - ``steps``: the per-reading evaluator (``reading_rules``, judged inside the ``windows`` step)
-  alone over every frame, beside the window aggregator over the same frames: microseconds of
-  CPU per frame and the ratio of the two;
+  alone over every frame (given the windows the frames close, as in the flow), beside the
+  window aggregator over the same frames: microseconds of CPU per frame and the ratio of the
+  two; ``--steps-baseline REV`` times the evaluator of an older commit too (its
+  ``reading_rules.py``, from before the split) and says whether the alerts are identical;
 - ``flow``: the whole telemetry flow (files only, no raw telemetry), the CPU seconds of its
   worker thread and readings per worker CPU second, with the per-reading evaluator and with it
   switched off (``without``: its rules are judged per window again, as before it existed),
@@ -15,7 +17,8 @@ hour), rounds interleaved with the order turning, medians with min-max:
 
 CPU time, not wall time, because the machine may be shared: a busy machine stretches wall time
 several-fold but CPU time far less. Run: ``.venv/bin/python tests/benchmarks/bench_reading_rules.py
-[--twins 50] [--hours 1] [--rounds 3] [--message-s 60] [--before /path/to/other/python]``.
+[--twins 50] [--hours 1] [--rounds 3] [--message-s 60] [--steps-baseline 8c728d0]
+[--before /path/to/other/python]``.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import types
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,7 @@ from twinflow.connectors.simulator import Plant, PlantConfig
 from twinflow.core.records import TelemetryFrame
 
 HERE = Path(__file__).absolute()
+ROOT = HERE.parents[2]
 
 
 #: Seconds of data per frame (the plant's chunk; ``--message-s``).
@@ -49,19 +55,47 @@ def plant(twins: int, hours: float) -> Plant:
                              burst_interval_s=3600.0, chunk_s=CHUNK_S[0]))  # fmt: skip
 
 
-def steps(twins: int, hours: float, rounds: int) -> None:
-    """The evaluator and the window aggregator over the same frames, CPU µs per frame."""
+def evaluator_at(commit: str) -> Any:
+    """``operators/reading_rules.py`` as it was at ``commit`` (one file then: a commit from
+    before it was split), loaded as a module of its own beside this checkout's."""
+    text = subprocess.run(["git", "show", f"{commit}:operators/reading_rules.py"], cwd=ROOT,
+                          check=True, capture_output=True, text=True).stdout  # fmt: skip
+    module = types.ModuleType(f"reading_rules_{commit}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(text, f"{commit}:operators/reading_rules.py", "exec"), module.__dict__)
+    return module
+
+
+def steps(twins: int, hours: float, rounds: int, baseline: str | None) -> None:
+    """The evaluator (and the one of ``baseline``, a commit) and the window aggregator over
+    the same frames, CPU µs per frame; the evaluators are given the windows the frames close
+    (the spike rule's scale) as in the flow, and their alerts are compared."""
     from twinflow.flows.config import FlowConfig
-    from twinflow.flows.steps import TypeOf, judge_readings, new_window_aggregator, residuals
+    from twinflow.flows.steps import TypeOf, new_window_aggregator, residuals
+    from twinflow.operators.reading_rules import ReadingAlarms
 
     frames = [residuals(f) for f in plant(twins, hours).items() if isinstance(f, TelemetryFrame)]
     readings = sum(f.readings for f in frames)
     cfg = FlowConfig()
+    type_of = TypeOf()
+    kinds = [type_of(f.twin_id, f.twin_type) for f in frames]
+    aggs: dict[str, Any] = {}
+    closed = []
+    for f in frames:
+        agg = aggs.get(f.twin_id) or aggs.setdefault(f.twin_id, new_window_aggregator(f, cfg))
+        closed.append(agg.add(f)[0])
+    alerts: dict[str, list[Any]] = {}
 
-    def rules() -> None:
-        type_of, state = TypeOf(), {}  # type: ignore[var-annotated]
-        for f in frames:
-            state[f.twin_id], _ = judge_readings(state.get(f.twin_id), f, type_of)
+    def rules(cls: Any, name: str) -> None:
+        state: dict[str, Any] = {}
+        out = alerts[name] = []
+        for f, kind, ws in zip(frames, kinds, closed, strict=True):
+            a = state.get(f.twin_id)
+            if a is None:
+                a = state[f.twin_id] = cls(f.twin_id, f.twin_type)
+            for w in ws:
+                a.learn_window(w.features, kind)
+            out.extend(a.update(f, kind))
 
     def windows() -> None:
         aggs: dict[str, Any] = {}
@@ -69,10 +103,14 @@ def steps(twins: int, hours: float, rounds: int) -> None:
             agg = aggs.get(f.twin_id) or aggs.setdefault(f.twin_id, new_window_aggregator(f, cfg))
             agg.add(f)
 
-    cpu: dict[str, list[float]] = {"reading_rules": [], "windows": []}
-    sides = [("reading_rules", rules), ("windows", windows)]
+    sides = [("reading_rules", lambda: rules(ReadingAlarms, "reading_rules")),
+             ("windows", windows)]  # fmt: skip
+    if baseline:
+        old = evaluator_at(baseline).ReadingAlarms
+        sides.insert(1, (f"at {baseline}", lambda: rules(old, f"at {baseline}")))
+    cpu: dict[str, list[float]] = {name: [] for name, _ in sides}
     for r in range(rounds):
-        for name, fn in sides[r % 2 :] + sides[: r % 2]:
+        for name, fn in sides[r % len(sides) :] + sides[: r % len(sides)]:
             t0 = time.process_time()
             fn()
             cpu[name].append((time.process_time() - t0) * 1e6 / len(frames))
@@ -84,6 +122,13 @@ def steps(twins: int, hours: float, rounds: int) -> None:
               "ns per reading")  # fmt: skip
     ratio = statistics.median(cpu["reading_rules"]) / statistics.median(cpu["windows"])
     print(f"  reading_rules / windows: {ratio:.2f}x")
+    if baseline:
+        mine, theirs = alerts["reading_rules"], alerts[f"at {baseline}"]
+        ratio = statistics.median(cpu["reading_rules"]) / statistics.median(cpu[f"at {baseline}"])
+        print(
+            f"  reading_rules / at {baseline}: {ratio:.2f}x; alerts {len(mine)} and "
+            f"{len(theirs)}, identical: {pickle.dumps(mine) == pickle.dumps(theirs)}"
+        )
 
 
 def evaluator(on: bool) -> None:
@@ -179,6 +224,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--before", default=None, help="python of a checkout to compare with")
     ap.add_argument("--message-s", type=float, default=60.0, help="seconds of data per frame")
+    ap.add_argument(
+        "--steps-baseline",
+        default=None,
+        help="a commit whose evaluator the steps side times too (before the split)",
+    )
     ap.add_argument("--only", choices=("steps", "flow"), default=None)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--sides", default="this", help=argparse.SUPPRESS)
@@ -189,7 +239,7 @@ def main() -> None:
         return
     print(f"bench_reading_rules on {os.cpu_count()} cores (CPU time; the machine may be busy)")
     if args.only in (None, "steps"):
-        steps(args.twins, args.hours, args.rounds)
+        steps(args.twins, args.hours, args.rounds, args.steps_baseline)
     if args.only in (None, "flow"):
         flows(args.twins, args.hours, args.rounds, args.before)
 
