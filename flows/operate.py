@@ -62,7 +62,7 @@ def run_command(args: argparse.Namespace) -> int:
     from twinflow.flows.deploy import load_deployment
     from twinflow.flows.outputs import prepare_out
     from twinflow.flows.recovery import partitions_in
-    from twinflow.flows.run import Watch, deployment_flow, epoch_interval
+    from twinflow.flows.run import Watch, deployment_flow, epoch_interval, settle_heap
     from twinflow.flows.startup import check_services
 
     dep = load_deployment(args.config)
@@ -108,6 +108,7 @@ def run_command(args: argparse.Namespace) -> int:
                                 every_s=args.progress_every)  # fmt: skip
             progress.start()
         watch.lag.start()
+        settle_heap()
         t0 = time.monotonic()
         try:
             cli_main(  # type: ignore[no-untyped-call]  # bytewax.run's stub has no annotations
