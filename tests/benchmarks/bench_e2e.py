@@ -32,6 +32,10 @@ they fall in: below 50 ms the histogram cannot say more than "under 50 ms". An a
 its window's end, so its clock starts at the frame that reached the window's end and includes the
 wait for ``lateness_s`` (``--lateness-s``, default 60) of data time, which the pace turns into wall
 time (printed); a run with a small lateness shows what the flow itself adds.
+The run also reads the flow's commands topic back: the policy's queued commands timed from the
+produce time of the message that reached their alert's time (all commands counted by origin
+and status), then the flow's own summary and the CPU seconds it used (``--run-args`` passes
+more ``twinflow run`` arguments, ``--dump-alerts FILE`` writes the alerts read back).
 The run also reads the alerts back from the flow's Kafka alerts topic and prints exact
 quantiles apart for the stuck, spike and range rules (judged per reading) and the window rules:
 from the produce time of the message that reached the alert's time (window rules: also of the
@@ -159,15 +163,19 @@ def deployment(
     db: str | None,
     lateness: float = 60,
     alerts_topic: str | None = None,
+    commands_topic: str | None = None,
 ) -> Path:
     path = folder / f"deploy-{time.monotonic_ns()}.yaml"
     lines = ["version: 1", "site: s1", "services:", "  kafka:", f'    bootstrap: "{bootstrap}"']
     lines += [f"    telemetry_topics: [{topic}]"]
     if alerts_topic:
         lines += [f"    alerts_topic: {alerts_topic}"]
+    if commands_topic:
+        lines += [f"    commands_topic: {commands_topic}"]
+    ttl = ["  command_ttl_s: 86400"] if commands_topic else []  # the plant's data is hours old
     if db:
         lines += ["  database:", f'    url: "{db}"']
-    lines += ["flow:", "  window_s: 300", f"  lateness_s: {lateness:g}", "twins:", *twins]
+    lines += ["flow:", "  window_s: 300", f"  lateness_s: {lateness:g}", *ttl, "twins:", *twins]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -188,6 +196,15 @@ def hwm_mib(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far (0 when gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_twinflow(config: Path, folder: Path, extra: list[str] | None = None) -> tuple[float, float]:
@@ -383,6 +400,8 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
     total = sum(n for _, _, n in payloads)
     alerts_topic = create_topic(broker.bootstrap, unique_topic("bench-e2e-alerts"), 1)
     tail = AlertTail(broker.bootstrap, alerts_topic, args.tail_subscribe)
+    commands_topic = create_topic(broker.bootstrap, unique_topic("bench-e2e-commands"), 1)
+    commands = AlertTail(broker.bootstrap, commands_topic)
     sent_at: dict[str, list[tuple[float, float]]] = {}  # twin -> (newest reading, wall time)
     per_s = total / seconds  # readings per second of data
     port = free_port()
@@ -393,7 +412,14 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
             migrate(url)
         lines = twin_lines(plant)
         config = deployment(
-            folder, broker.bootstrap, topic, lines, url, args.lateness_s, alerts_topic
+            folder,
+            broker.bootstrap,
+            topic,
+            lines,
+            url,
+            args.lateness_s,
+            alerts_topic,
+            commands_topic,
         )
         if args.kafka_extra:  # librdkafka settings of the flow's clients, to compare
             pairs = ", ".join(f'"{k}": "{v}"' for k, v in kafka_extra(args.kafka_extra).items())
@@ -403,12 +429,14 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
             config.write_text(text)
         argv = [sys.executable, "-m", "twinflow.flows.cli", "run", str(config)]
         argv += ["--out", str(folder / "paced"), "--quiet", "--metrics-port", str(port)]
+        argv += args.run_args.split()
         env = {**os.environ, "PYTHONPATH": child_path()}
         err = (folder / "paced.log").open("w")
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
         try:
             if not args.tail_subscribe:
                 tail.start()  # read back from now on, as the earlier way did not
+            commands.start()
             time.sleep(args.warmup_s)  # let the flow start and subscribe before data flows
             producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
             sent, t0 = 0, time.perf_counter()
@@ -430,8 +458,10 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
                 scrape(port, "twinflow_reading_to_alert_seconds"),
                 scrape(port, "twinflow_reading_to_command_seconds"),
             )
+            flow_cpu = cpu_s(proc.pid)
         finally:
             tail.stop()
+            commands.stop()
             proc.send_signal(signal.SIGINT)
             proc.wait(60)
             err.close()
@@ -441,7 +471,8 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
         f"{produced_s:.1f} s; twinflow run {'to files only' if url is None else 'with database'}, "
         f"lateness_s {args.lateness_s:g} ({args.lateness_s * per_s / args.rate:.3f} s of wall "
         "time at this pace); clock from where twinflow decodes each message (its own "
-        f"histograms, scraped); services.kafka.extra: {args.kafka_extra or 'none'}"
+        f"histograms, scraped); services.kafka.extra: {args.kafka_extra or 'none'}; the flow "
+        f"used {flow_cpu:.1f} s of CPU (start-up included); load average {load_average()}"
     )
     for label, buckets in (("reading -> alert", alert), ("reading -> command", command)):
         count = int(buckets[-1][1]) if buckets else 0
@@ -457,6 +488,16 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
         p99 = quantile(alert, 0.99)[2]
         print(f"target p99 <= 50 ms: {'met' if p99 <= 0.05 else 'NOT met'} (window rules)")
     rule_latency(tail.got, sent_at, args.lateness_s, tail.began)
+    command_latency(commands.got, sent_at)
+    summary = (folder / "paced.log").read_text().splitlines()
+    print("  the flow's summary:", *(f"    {line}" for line in summary[-8:]), sep="\n")
+    if args.dump_alerts:  # each alert read back, with its consume time, for other analyses
+        Path(args.dump_alerts).write_text(json.dumps({"began": tail.began, "got": tail.got}))
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as the kernel prints them."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def kafka_extra(spec: str) -> dict[str, str]:
@@ -559,6 +600,34 @@ def rule_latency(
     for took, after, twin, rule, at in sorted(each, reverse=True)[:slowest]:
         print(f"    {took * 1000:,.0f} ms: {twin} {rule} at {at}, its message produced "
               f"{after:.2f} s after producing began")  # fmt: skip
+
+
+def command_latency(
+    got: list[tuple[float, dict[str, object]]], sent_at: dict[str, list[tuple[float, float]]]
+) -> None:
+    """Reading -> command from the commands topic: the policy's queued commands, from the
+    produce time of the message that reached the command's issue time (its alert's time) to
+    the time it was consumed; every command read back is counted by origin and status."""
+    kinds: dict[str, int] = {}
+    took: list[float] = []
+    for seen, c in got:
+        kind = f"{c.get('origin')} {c.get('status')}"
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if kind != "policy queued":
+            continue
+        at = datetime.fromisoformat(str(c["issued_at"]).replace("Z", "+00:00")).timestamp()
+        wall = next((w for newest, w in sent_at.get(str(c["twin_id"]), ()) if newest >= at), None)
+        if wall is not None:
+            took.append(seen - wall)
+    counted = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
+    print(f"  reading -> command read back from the commands topic (commands: {counted}):")
+    if not took:
+        print("    no queued policy command to time")
+        return
+    took.sort()
+    qs = [took[min(len(took) - 1, int(q * len(took)))] * 1000 for q in (0.5, 0.99, 0.999)]
+    print(f"    policy commands ({len(took)}): p50 {qs[0]:,.0f} ms, p99 {qs[1]:,.0f} ms, "
+          f"p999 {qs[2]:,.0f} ms, max {took[-1] * 1000:,.0f} ms")  # fmt: skip
 
 
 def memory_variants(spec: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
@@ -688,6 +757,8 @@ def main() -> None:
         help="latency run: librdkafka settings for the flow, e.g. linger.ms=5",
     )
     ap.add_argument("--files-only", action="store_true", help="latency run without database")
+    ap.add_argument("--run-args", default="", help="latency run: more twinflow run arguments")
+    ap.add_argument("--dump-alerts", default="", help="latency run: write the alerts read back")
     ap.add_argument("--memory", default="", help="twin counts, e.g. 1000,10000 (memory run)")
     ap.add_argument("--memory-minutes", type=float, default=10.0)
     ap.add_argument("--memory-variants", default="", help="sides to compare: base|k=v,...")
