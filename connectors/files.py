@@ -152,6 +152,7 @@ class _ParquetPartition(StatefulSinkPartition[Any, ParquetResume]):
         self._recent = Recent(sink.remember, recent)
         self._buffers: dict[str, list[Columns]] = {}  # batches not handed to the writer yet
         self._buffered = 0  # rows in ``_buffers``
+        self._items = 0  # items in ``_buffers``
         self._opened: dict[str, None] = {}  # groups with chunks handed over since the last seal
         self._chunks: dict[str, list[pl.DataFrame]] = {}  # the writer's: built, not yet written
         self._rows = 0  # rows since the last seal
@@ -183,18 +184,19 @@ class _ParquetPartition(StatefulSinkPartition[Any, ParquetResume]):
             rows = height(cols)
             self._rows += rows
             self._buffered += rows
+            self._items += 1
             if self._oldest is None:
                 self._oldest = time.monotonic()
         too_old = self._oldest is not None and time.monotonic() - self._oldest >= sink.max_delay_s
         if self._rows >= sink.rows_per_part or too_old:
             self._seal()
-        elif self._buffered >= sink.chunk_rows:
+        elif self._buffered >= sink.chunk_rows or self._items >= sink.chunk_items:
             self._hand_over()
 
     def _hand_over(self) -> None:
         """Give the buffered batches to the writer, which builds them into compact columns
         (a batch's small arrays and dict cost ~20x its values) kept until the part is sealed."""
-        batches, self._buffers, self._buffered = self._buffers, {}, 0
+        batches, self._buffers, self._buffered, self._items = self._buffers, {}, 0, 0
         self._opened.update(dict.fromkeys(batches))
         self._writer.submit(lambda: self._build(batches))
 
@@ -210,7 +212,7 @@ class _ParquetPartition(StatefulSinkPartition[Any, ParquetResume]):
             folder = self._sink.root / f"{self._sink.group_name}={group}"
             parts.append((folder, self._next, group))
             self._next += 1
-        self._buffers, self._buffered, self._opened = {}, 0, {}
+        self._buffers, self._buffered, self._items, self._opened = {}, 0, 0, {}
         self._rows, self._oldest = 0, None
         if not parts:
             return
@@ -281,7 +283,8 @@ class ParquetSink(FixedPartitionedSink[Any, ParquetResume]):
     when ``rows_per_part`` rows are buffered or the oldest is ``max_delay_s`` old (checked as
     items arrive), at a snapshot that Bytewax keeps (recovery) and at the end; a writer thread
     builds and writes them (at most two jobs wait for it, each wait at most ``timeout_s``).
-    Every ``chunk_rows`` buffered rows are handed over before that: the writer builds them
+    Every ``chunk_rows`` buffered rows (or ``chunk_items`` items: a row of scalars is a dict)
+    are handed over before that: the writer builds them
     into columns at once and holds those until the part is sealed, so the batches' per-item
     objects never pile up to a part's worth.
     Every ``compact_every`` parts of a group, and at the end, consecutive files are merged
@@ -305,6 +308,7 @@ class ParquetSink(FixedPartitionedSink[Any, ParquetResume]):
         target_bytes: int = 64 * 2**20,
         timeout_s: float = 120.0,
         chunk_rows: int = 16_384,
+        chunk_items: int = 1_024,
     ):
         self.root = Path(root)
         self.to_columns = to_columns
@@ -319,6 +323,7 @@ class ParquetSink(FixedPartitionedSink[Any, ParquetResume]):
         self.target_bytes = target_bytes
         self.timeout_s = timeout_s
         self.chunk_rows = chunk_rows
+        self.chunk_items = chunk_items
 
     def list_parts(self) -> list[str]:
         return [f"p{i}" for i in range(self.partitions)]

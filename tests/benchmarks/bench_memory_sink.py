@@ -12,7 +12,7 @@ with min-max over ``--rounds`` interleaved rounds; the sink's share is a side's 
 ``none`` side's, and its rate is 1 Hz readings per second of the child's feed and close.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_memory_sink.py [--twins 10000] [--minutes 6]
-[--rounds 3] [--chunk-rows 16384] [--env MALLOC_ARENA_MAX=2]``.
+[--rounds 3] [--chunk-rows 16384] [--chunk-items 1024] [--env MALLOC_ARENA_MAX=2]``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def child(args: argparse.Namespace, sink: bool) -> None:
     first = [i for i in plant.items() if isinstance(i, TelemetryFrame)]
     del plant
     kw: dict[str, Any] = {"chunk_rows": args.chunk_rows} if args.chunk_rows else {}
+    kw |= {"chunk_items": args.chunk_items} if args.chunk_items else {}
     t0 = time.perf_counter()
     readings = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +87,8 @@ def child(args: argparse.Namespace, sink: bool) -> None:
     print(_hwm_kib(), time.perf_counter() - t0, readings)
 
 
-SAME = ("twins", "minutes", "message_s", "batch", "epoch_s", "rows_per_part", "chunk_rows")
+SAME = ("twins", "minutes", "message_s", "batch", "epoch_s", "rows_per_part", "chunk_rows",
+        "chunk_items")  # fmt: skip
 
 
 def _range(values: list[float]) -> str:
@@ -103,6 +105,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rows-per-part", type=int, default=0, help="0: the flow's default")
     ap.add_argument("--chunk-rows", type=int, default=0, help="0: the sink's default")
+    ap.add_argument("--chunk-items", type=int, default=0, help="0: the sink's default")
     ap.add_argument("--env", default="", help="K=V,... for the sink side's child process")
     ap.add_argument("--child", choices=["none", "sink"], help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -128,7 +131,8 @@ def main() -> None:
     print(
         f"{args.twins:,} twins, {args.minutes:g} min of data, {args.rounds} rounds, load average "
         f"{load}; rows per part {args.rows_per_part or 'default'}, chunk rows "
-        f"{args.chunk_rows or 'default'}{', sink env ' + args.env if args.env else ''}:"
+        f"{args.chunk_rows or 'default'}, chunk items {args.chunk_items or 'default'}"
+        f"{', sink env ' + args.env if args.env else ''}:"
     )
     for side in sides:
         p, rate = peaks[side], statistics.median(rates[side])
