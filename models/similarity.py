@@ -94,7 +94,9 @@ class SimilarityRul:
     ``library`` (trajectories on the scale ``log`` says), ``coverage`` (interval
     probability), ``rates`` (time stretches tried), ``sharpness`` (how fast a worse match
     loses weight), ``recent`` (points matched at most: the newest), ``min_points`` (points
-    before any estimate), ``name`` (the indicator's name in the estimates).
+    before any estimate), ``name`` (the indicator's name in the estimates), ``neighbours``
+    (``None``: every unit and rate votes; ``k``: only the ``k`` units that matched best,
+    each at its best rate, so many poorly matching units cannot outvote a few good ones).
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class SimilarityRul:
         recent: int = 16,
         min_points: int = 6,
         name: str = "anomaly_score",
+        neighbours: int | None = None,
     ) -> None:
         if not library:
             raise ValueError("SimilarityRul needs at least one trajectory")
@@ -114,6 +117,8 @@ class SimilarityRul:
             raise ValueError(f"SimilarityRul coverage must be in (0, 1), got {coverage!r}")
         if not rates or min(rates) <= 0.0 or sharpness <= 0.0 or min_points < 2:
             raise ValueError("SimilarityRul needs rates > 0, sharpness > 0, min_points >= 2")
+        if neighbours is not None and neighbours < 1:
+            raise ValueError(f"SimilarityRul neighbours must be >= 1, got {neighbours!r}")
         self.library = tuple(library)
         self.coverage = coverage
         self.log = log
@@ -122,6 +127,7 @@ class SimilarityRul:
         self.recent = recent
         self.min_points = min_points
         self.name = name
+        self.neighbours = neighbours
 
     def matches(self, times: Values, index: Values) -> np.ndarray:
         """Per library unit and rate: ``[misfit, remaining hours]`` of the best alignment
@@ -172,6 +178,8 @@ class SimilarityRul:
         if sum(1 for x in index if math.isfinite(x)) < self.min_points:
             return RulEstimate(self.name, health, inf, inf, inf)
         m = self.matches(times, index)
+        if self.neighbours is not None:
+            m = _nearest(m, self.neighbours)
         misfit, life = m[..., 0].ravel(), m[..., 1].ravel()
         ok = np.isfinite(misfit) & np.isfinite(life)
         if not ok.any():
@@ -186,6 +194,17 @@ class SimilarityRul:
 
     def __repr__(self) -> str:
         return f"SimilarityRul({self.name!r}, units={len(self.library)}, log={self.log})"
+
+
+def _nearest(m: np.ndarray, k: int) -> np.ndarray:
+    """Of ``matches``' output, each unit's best rate only, and only the ``k`` units that
+    matched best (shape ``(k, 1, 2)``; units without a finite match go last)."""
+    misfit = np.where(np.isfinite(m[..., 0]), m[..., 0], np.inf)
+    rate = np.argmin(misfit, axis=1)
+    best = m[np.arange(m.shape[0]), rate]  # (units, 2)
+    order = np.argsort(np.where(np.isfinite(best[:, 0]), best[:, 0], np.inf), kind="stable")
+    out: np.ndarray = best[order[:k], None, :]
+    return out
 
 
 def _weighted_quantiles(

@@ -125,3 +125,21 @@ def test_score_health_uses_the_library_and_keeps_it_out_of_its_state() -> None:
     e, truth = ests[0]
     assert e.low_hours <= truth <= e.high_hours
     assert len(pickle.dumps(with_lib)) < len(pickle.dumps(without)) + 64
+
+
+def test_nearest_neighbours_keep_the_best_units_and_outvote_poor_matches() -> None:
+    good = library(range(0, 4))
+    # ten units of another law (the index 20 times higher all along) match poorly
+    poor = [
+        Trajectory(tr.ages, tuple(v + math.log(20.0) for v in tr.values), tr.life * 3.0)
+        for tr in library(range(4, 14))
+    ]
+    life, healthy, s = fleet(range(300, 301))[0]
+    t, h = run(life, healthy, s)
+    now = int((healthy + 0.5 * (life - healthy)) / STEP)
+    truth = life - t[now - 1]
+    nearest = SimilarityRul(good + poor, neighbours=3).estimate(t[:now], h[:now])
+    assert abs(nearest.hours - truth) <= 0.2 * truth
+    assert nearest.low_hours <= nearest.hours <= nearest.high_hours
+    with pytest.raises(ValueError):
+        SimilarityRul(good, neighbours=0)
