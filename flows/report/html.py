@@ -66,7 +66,13 @@ def _overview(
     data: RunData, spans: dict[str, Any], commands: dict[str, Any], faults: dict[str, Any]
 ) -> str:
     raised = Counter(a.get("rule") for a in data.alerts if a.get("state") == "raised")
-    last_status = {c["command_id"]: c["status"] for c in data.commands}
+    # A command's furthest status: a `sent` learnt late is written after the end state.
+    step = {"issued": 0, "queued": 1, "sent": 2, "acknowledged": 3}
+    last_status: dict[str, str] = {}
+    for c in data.commands:
+        seen = last_status.get(c["command_id"])
+        if seen is None or step.get(c["status"], 4) >= step.get(seen, 4):
+            last_status[c["command_id"]] = c["status"]
     facts = [
         ("twins", len(data.twins)),
         ("alerts raised", sum(raised.values())),
