@@ -97,26 +97,28 @@ class CausalBuffer:
             raise ValueError(f"hold_ms must be > 0 and max_held >= 1, got {hold_ms}, {max_held}")
         self.hold_ms = hold_ms
         self.max_held = max_held
-        self._held: dict[Write, Held] = {}
+        #: The held writes, oldest first (read its truth value for "any held?": a dict's is
+        #: C-level, where ``len(buffer)`` is a Python call per merged write).
+        self.by_write: dict[Write, Held] = {}
         self._by_twin: dict[tuple[str, str], set[Write]] = {}
 
     def __len__(self) -> int:
-        return len(self._held)
+        return len(self.by_write)
 
     def __contains__(self, write: Write) -> bool:
-        return write in self._held
+        return write in self.by_write
 
     def held(self) -> list[Held]:
         """Every held write, oldest first."""
-        return list(self._held.values())
+        return list(self.by_write.values())
 
     def hold(self, write: Write, now_ms: int, waiting_for: tuple[str, Stamp]) -> list[Release]:
         """Hold ``write``; returns the oldest writes forced out if the buffer overflowed."""
-        self._held[write] = Held(write, now_ms, waiting_for)
+        self.by_write[write] = Held(write, now_ms, waiting_for)
         self._by_twin.setdefault((write.key.twin_id, write.key.kind), set()).add(write)
         out = []
-        while len(self._held) > self.max_held:
-            out.append(Release(self._drop(next(iter(self._held))), "overflow"))
+        while len(self.by_write) > self.max_held:
+            out.append(Release(self._drop(next(iter(self.by_write))), "overflow"))
         return out
 
     def ready(self, twin_id: str, kind: str, registers: Registers) -> list[Release]:
@@ -130,7 +132,11 @@ class CausalBuffer:
 
     def expired(self, now_ms: int) -> list[Release]:
         """Remove and return the writes held longer than ``hold_ms``."""
-        old = [h.write for h in self._held.values() if now_ms - h.since_ms >= self.hold_ms]
+        old = []
+        for h in self.by_write.values():  # oldest first: stop at the first one still in time
+            if now_ms - h.since_ms < self.hold_ms:
+                break
+            old.append(h.write)
         return [Release(self._drop(w), "timeout") for w in old]
 
     def twins(self) -> list[tuple[str, str]]:
@@ -138,7 +144,7 @@ class CausalBuffer:
         return [k for k, v in self._by_twin.items() if v]
 
     def _drop(self, write: Write) -> Write:
-        del self._held[write]
+        del self.by_write[write]
         slot = (write.key.twin_id, write.key.kind)
         group = self._by_twin[slot]
         group.discard(write)

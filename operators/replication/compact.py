@@ -82,11 +82,21 @@ def _key(twin: Any, kind: Any, name: Any) -> PropertyKey | None:
     return key
 
 
+_NO_DEPS = object()  # a ten-field row's (absent) dependencies
+
+
 def decode_row(row: Any) -> Write:
     """One row's write; :class:`UpdateError` says what is wrong with it."""
-    if type(row) is not list or len(row) not in (10, 11):
+    n = len(row) if type(row) is list else 0
+    raw_deps: Any = _NO_DEPS
+    if n == 10:
+        twin, kind, name, value, wall, logical, replica, b_wall, b_logical, b_replica = row
+    elif n == 11:
+        twin, kind, name, value, wall, logical, replica, b_wall, b_logical, b_replica, raw_deps = (
+            row
+        )
+    else:
         raise UpdateError(f"twin updates v2: a row must be a list of 10 or 11 fields, got {row!r}")
-    twin, kind, name, value, wall, logical, replica, b_wall, b_logical, b_replica = row[:10]
     key = _key(twin, kind, name)
     if key is None:
         raise UpdateError(
@@ -104,8 +114,9 @@ def decode_row(row: Any) -> Write:
                 f"twin updates v2: row {row[:3]!r}: base {row[7:]!r} is not a stamp older "
                 f"than {stamp.text()}"
             )
-    deps = decode_deps(row[10], name, stamp) if len(row) == 11 else ()
-    return Write.make(key, value, stamp, base, deps)
+    if raw_deps is _NO_DEPS:
+        return Write.make(key, value, stamp, base)
+    return Write.make(key, value, stamp, base, decode_deps(raw_deps, name, stamp))
 
 
 def decode_batch(payload: bytes) -> list[Write | UpdateError]:

@@ -91,6 +91,7 @@ class TwinReplica:
         #: Property names per (twin, kind), for a causal write's dependencies.
         self._names: dict[tuple[str, str], set[str]] = {}
         self._buffer = CausalBuffer(hold_ms, max_held)
+        self._waiting = self._buffer.by_write  # truthy while a causal write is held
         #: Held writes let go since the last :meth:`take_released`, with their outcome.
         self._released: list[tuple[Write, Applied, str]] = []
 
@@ -108,7 +109,7 @@ class TwinReplica:
         if not held:
             self._names.setdefault((twin_id, kind), set()).add(name)
         self._registers[key] = merge_writes(held or (), (new,), self.keep)
-        if self._buffer:
+        if self._waiting:
             self._release(key.twin_id, kind)
         return new
 
@@ -119,7 +120,16 @@ class TwinReplica:
         nothing) when the write's stamp is too far ahead of the local clock.
         """
         self.clock.observe(write.stamp)
-        return self._apply_one(write)
+        if write.deps or self._waiting:  # the causal path
+            return self._apply_one(write)
+        held = self._registers.get(write.key, ())
+        merged = insert_write(held, write, self.keep)
+        if merged is None:
+            return Applied.DUPLICATE if write in held else Applied.STALE
+        if not held:
+            self._names.setdefault((write.key.twin_id, write.key.kind), set()).add(write.key.name)
+        self._registers[write.key] = merged
+        return Applied.WON if merged[0] is write else Applied.LOST
 
     def _apply_one(self, write: Write) -> Applied:
         """Merge one write whose stamp the clock has observed."""
@@ -128,7 +138,7 @@ class TwinReplica:
         if merged is None:
             return Applied.DUPLICATE if write in held else Applied.STALE
         if write.deps:
-            if self._buffer and write in self._buffer:
+            if self._waiting and write in self._waiting:
                 return Applied.DUPLICATE
             gap = missing(self._registers, write)
             if gap is not None:
@@ -138,7 +148,7 @@ class TwinReplica:
         if not held:
             self._names.setdefault((write.key.twin_id, write.key.kind), set()).add(write.key.name)
         self._registers[write.key] = merged
-        if self._buffer:
+        if self._waiting:
             self._release(write.key.twin_id, write.key.kind)
         return Applied.WON if merged[0] is write else Applied.LOST
 
@@ -187,7 +197,7 @@ class TwinReplica:
         registers, keep = self._registers, self.keep
         out = []
         for write in writes:
-            if write.deps or self._buffer:  # the causal path
+            if write.deps or self._waiting:  # the causal path
                 out.append(self._apply_one(write))
                 continue
             held = registers.get(write.key, ())

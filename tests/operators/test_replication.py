@@ -311,6 +311,7 @@ GOOD = ["pump-1", "desired", "x", 1, T0, 5, "a", None, None, None]
         (["pump-1", "desired", "x", 1, T0, 0, "a", T0, 0, None], "is not a stamp older"),
         (["pump-1", "desired", "x", 1, T0, 0, "a"], "10 or 11 fields"),
         (["pump-1", "desired", "x", 1, T0, 0, "a", None, None, None, []], "non-empty list"),
+        ([*GOOD, None], "non-empty list"),
         (
             ["pump-1", "desired", "x", 1, T0, 0, "a", None, None, None, [["x", 1, 0, "a"]]],
             "another property",
