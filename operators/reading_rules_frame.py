@@ -58,7 +58,7 @@ def quiet(
         for row in plan.value_rows:
             if high[row] > plan.above_list[row] or low[row] < plan.below_list[row]:
                 return False
-    alarms.last = xc[:, -2:]
+    alarms.last = xc[:, -2:].copy()  # not a view that keeps the frame's matrix alive
     if plan.any_stuck:
         _moved(alarms, plan, t, list(missing))
     return True
@@ -220,7 +220,7 @@ class View:
     def learn(self) -> None:
         """Carry the frame into the running state: last readings, changes, blocks."""
         a, plan = self.alarms, self.plan
-        a.last = self.xc[:, -2:]
+        a.last = self.xc[:, -2:].copy()
         count = self.valid.sum(axis=1)
         if self.moving:  # each signal last changed at its last reading
             if self.block != a.block:
