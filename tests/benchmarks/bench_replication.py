@@ -89,20 +89,21 @@ def make_desired(n: int, causal: bool, seed: int = 7) -> list[Write]:
     return out
 
 
-def causal_rate(payloads: list[bytes], n: int) -> tuple[float, float, int]:
-    """Updates/s (wall, CPU) of v2 batches into a fresh replica, and the most held at once."""
+def causal_rate(payloads: list[bytes], n: int) -> tuple[float, float, int, int]:
+    """Updates/s (wall, CPU) of v2 batches into a fresh replica, the most held at once, and
+    how many were applied without their dependencies (the buffer full: ``forced``)."""
     r = TwinReplica("bench", now_ms=lambda: T0 + 10**9)
-    most = 0
+    most = forced = 0
     cpu = time.process_time()
     start = time.perf_counter()
     for p in payloads:
         r.apply_many([w for w in decode_payload(p) if isinstance(w, Write)])
-        r.take_released()
+        forced += sum(1 for _, _, why in r.take_released() if why != "ready")
         most = max(most, len(r.held()))
     wall = time.perf_counter() - start
     if r.held():
         raise RuntimeError(f"{len(r.held())} causal writes still held after every write")
-    return n / wall, n / (time.process_time() - cpu), most
+    return n / wall, n / (time.process_time() - cpu), most, forced
 
 
 def bench_causal_merge(n: int, rounds: int) -> None:
@@ -116,7 +117,7 @@ def bench_causal_merge(n: int, rounds: int) -> None:
             rows = [encode_row(w) for w in writes]
             name = f"{'causal' if causal else 'eventual'}, {order}"
             cases[name] = [batch(rows[i : i + 100]) for i in range(0, n, 100)]
-    got: dict[str, list[tuple[float, float, int]]] = {k: [] for k in cases}
+    got: dict[str, list[tuple[float, float, int, int]]] = {k: [] for k in cases}
     for _ in range(rounds):  # interleaved
         for name, payloads in cases.items():
             got[name].append(causal_rate(payloads, n))
@@ -124,13 +125,13 @@ def bench_causal_merge(n: int, rounds: int) -> None:
         f"causal beside eventual, in process ({n:,} desired writes, 1,000 twins x 3 "
         f"properties, v2 batches of 100 + apply_many, {rounds} rounds):"
     )
-    print("  updates/s, median (min-max): wall | CPU time | most held at once")
+    print("  updates/s, median (min-max): wall | CPU time | most held at once, forced out")
     for name, runs in got.items():
         wall, cpu = [r[0] for r in runs], [r[1] for r in runs]
         print(
             f"  {name:20s} {statistics.median(wall):>9,.0f} ({min(wall):,.0f}-{max(wall):,.0f})"
             f" | {statistics.median(cpu):>9,.0f} ({min(cpu):,.0f}-{max(cpu):,.0f})"
-            f" | {max(r[2] for r in runs):,}"
+            f" | {max(r[2] for r in runs):,}, {max(r[3] for r in runs):,}"
         )
     for order in ("in order", "shuffled"):
         ratio = [
