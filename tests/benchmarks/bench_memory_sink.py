@@ -1,8 +1,8 @@
 """Benchmark: what the raw-telemetry Parquet sink adds to peak RSS (issue 13: 10,000 twins < 1 GB).
 
-Not a test; prints figures. In a child process per run, the first message of each of
-``--twins`` simulated twins (``--message-s`` seconds of 1 Hz data) is generated, then sent
-again, shifted in time and with new arrays (as decoding makes them), for ``--minutes`` of
+Not a test; prints figures. The first message of each of ``--twins`` simulated twins
+(``--message-s`` seconds of 1 Hz data) is generated once; a child process per run sends it
+again and again, shifted in time and with new arrays (as decoding makes them), for ``--minutes`` of
 data, to the telemetry ``ParquetSink`` exactly as ``twinflow run`` configures it
 (``file_outputs``: ``telemetry_batch``, the frame fingerprint, the default rows per part and
 delay), in batches of ``--batch`` items with an unpickled snapshot every ``--epoch-s`` seconds
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import statistics
 import subprocess
 import sys
@@ -33,19 +34,25 @@ def _hwm_kib() -> int:
         return int(next(line for line in f if line.startswith("VmHWM")).split()[1])
 
 
+def first_messages(twins: int, message_s: int) -> list[Any]:
+    """Each twin's first message of the seeded plant (telemetry frames only)."""
+    from twinflow.connectors.simulator import Plant, PlantConfig
+    from twinflow.core.records import TelemetryFrame
+
+    plant = Plant(PlantConfig(n_twins=twins, duration_s=message_s, seed=7, chunk_s=message_s))
+    return [i for i in plant.items() if isinstance(i, TelemetryFrame)]
+
+
 def child(args: argparse.Namespace, sink: bool) -> None:
     """Feed the twins' telemetry to the sink (or to nothing); print peak KiB, seconds, readings."""
     from twinflow.connectors.files import ParquetSink
-    from twinflow.connectors.simulator import Plant, PlantConfig
     from twinflow.core.records import TelemetryFrame
     from twinflow.flows.config import FlowConfig
     from twinflow.flows.outputs import frame_fingerprint, telemetry_batch
 
     cfg = FlowConfig()
     step = args.message_s
-    plant = Plant(PlantConfig(n_twins=args.twins, duration_s=step, seed=7, chunk_s=step))
-    first = [i for i in plant.items() if isinstance(i, TelemetryFrame)]
-    del plant
+    first: list[TelemetryFrame] = pickle.loads(Path(args.frames).read_bytes())
     kw: dict[str, Any] = {"chunk_rows": args.chunk_rows} if args.chunk_rows else {}
     kw |= {"chunk_items": args.chunk_items} if args.chunk_items else {}
     t0 = time.perf_counter()
@@ -108,6 +115,7 @@ def main() -> None:
     ap.add_argument("--chunk-items", type=int, default=0, help="0: the sink's default")
     ap.add_argument("--env", default="", help="K=V,... for the sink side's child process")
     ap.add_argument("--child", choices=["none", "sink"], help=argparse.SUPPRESS)
+    ap.add_argument("--frames", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args, args.child == "sink")
@@ -117,6 +125,9 @@ def main() -> None:
     peaks: dict[str, list[float]] = {s: [] for s in sides}
     rates: dict[str, list[float]] = {s: [] for s in sides}
     same = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in SAME]
+    frames = Path(tempfile.mkdtemp()) / "frames.pickle"  # generated once, outside the children
+    frames.write_bytes(pickle.dumps(first_messages(args.twins, args.message_s)))
+    same.append(f"--frames={frames}")
     for r in range(args.rounds):
         for side in sides if r % 2 == 0 else sides[::-1]:
             env = {**os.environ, **(extra if side == "sink" else {})}
