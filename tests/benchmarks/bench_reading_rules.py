@@ -10,8 +10,9 @@ hour), rounds interleaved with the order turning, medians with min-max:
   ``reading_rules.py``, from before the split) and says whether the alerts are identical;
 - ``flow``: the whole telemetry flow (files only, no raw telemetry), the CPU seconds of its
   worker thread and readings per worker CPU second, with the per-reading evaluator and with it
-  switched off (``without``: its rules are judged per window again, as before it existed),
-  runs interleaved in one child process after a warm-up run, and the ratio. ``--before
+  switched off (``without``: its rules are judged per window again, as before it existed;
+  ``none``: not judged at all, the evaluator's own cost), runs interleaved in one child process
+  after a warm-up run, and the ratios. ``--before
   PYTHON`` runs the same child under another interpreter too (e.g. the venv of an older
   checkout), in a process of its own after the first.
 
@@ -131,10 +132,11 @@ def steps(twins: int, hours: float, rounds: int, baseline: str | None) -> None:
         )
 
 
-def evaluator(on: bool) -> None:
+def evaluator(on: bool, window_rules: bool = True) -> None:
     """Switch the per-reading evaluator on or off in this process: off, the windows step
     judges no reading and the alarms step judges every rule per window again (as before the
-    evaluator existed)."""
+    evaluator existed), or with ``window_rules=False`` leaves them unjudged (the evaluator's
+    own cost, nothing in its place)."""
     import twinflow.flows.steps as steps
     import twinflow.operators.rules as rules
 
@@ -145,13 +147,14 @@ def evaluator(on: bool) -> None:
         evaluator.saved = (steps.judge_readings, rules.reading_plan)  # type: ignore[attr-defined]
     judge, plan = evaluator.saved  # type: ignore[attr-defined]
     steps.judge_readings = judge if on else (lambda alarms, *_: (alarms, []))
-    rules.reading_plan = plan if on else (lambda kind: NoPlan())
+    rules.reading_plan = plan if on or not window_rules else (lambda kind: NoPlan())
 
 
 def child(twins: int, hours: float, rounds: int, sides: list[str]) -> None:
     """Runs of the whole flow (files, no raw telemetry) in this process over one plant: a
     warm-up, then ``rounds`` rounds of ``sides`` (``this``: the evaluator on, ``without``:
-    off), the order turning each round; prints one line per run: CPU s of the process and of
+    off, ``none``: off and its rules not judged per window either), the order turning each
+    round; prints one line per run: CPU s of the process and of
     the worker thread, wall s, readings, alerts."""
     from bytewax.testing import TestingSource, run_main
 
@@ -164,7 +167,7 @@ def child(twins: int, hours: float, rounds: int, sides: list[str]) -> None:
     items = list(p.items())
 
     def run(side: str) -> dict[str, Any]:
-        evaluator(side != "without")
+        evaluator(side == "this", window_rules=side != "none")
         with tempfile.TemporaryDirectory() as tmp:
             cfg = FlowConfig(out_dir=Path(tmp), write_telemetry=False)
             stats = RunStats()
@@ -190,7 +193,7 @@ def flows(twins: int, hours: float, rounds: int, before: str | None) -> None:
     after that)."""
     common = ["--child", "--twins", str(twins), "--hours", str(hours), "--rounds", str(rounds),
               "--message-s", str(CHUNK_S[0])]  # fmt: skip
-    children = [(sys.executable, "this,without", {"this": "this checkout"})]
+    children = [(sys.executable, "this,without,none", {"this": "this checkout"})]
     children += [(before, "this", {"this": "before"})] if before else []
     got: dict[str, list[dict[str, Any]]] = {}
     for python, sides, names in children:
@@ -212,7 +215,7 @@ def flows(twins: int, hours: float, rounds: int, before: str | None) -> None:
               f"worker CPU second (min {min(rate):,.0f}, max {max(rate):,.0f}); per process CPU "
               f"second {statistics.median(cpu):,.0f}; alerts "
               f"{sorted({int(x['alerts']) for x in runs})}")  # fmt: skip
-    for other in [n for n in ("without", "before") if n in rates]:
+    for other in [n for n in ("without", "none", "before") if n in rates]:
         print(f"  this checkout / {other}: {rates['this checkout'] / rates[other]:.3f}x "
               "readings per worker CPU second")  # fmt: skip
 
