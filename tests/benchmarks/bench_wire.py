@@ -15,6 +15,7 @@ Run: ``.venv/bin/python tests/benchmarks/bench_wire.py [--rounds 7] [--messages 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -53,6 +54,10 @@ def frames(n_messages: int, seconds: int, rng: np.random.Generator) -> list[Tele
     return out
 
 
+def _checked(msg: RawMessage, validator: Validator, now: float) -> object:
+    return check_item(msg, validator, now)
+
+
 def timed(messages: list[RawMessage], step: Callable[[RawMessage], object]) -> float:
     start = time.perf_counter()
     for msg in messages:
@@ -82,7 +87,7 @@ def main() -> None:
         }
         steps: dict[str, Callable[[RawMessage], object]] = {
             "decode": decode,
-            "decode+validate": lambda m: check_item(m, validator, now),
+            "decode+validate": functools.partial(_checked, validator=validator, now=now),
         }
         for name, step in steps.items():
             rates: dict[str, list[float]] = {"json": [], "b1": []}
