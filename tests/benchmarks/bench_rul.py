@@ -16,13 +16,23 @@ the history (failure levels, trajectories); the figures are on held-out units:
 - *trend, default level*: no history, failure at 3x the threshold;
 - *trend, learned level*: the failure level (and its spread) from the training units;
 - *similarity*: the training units' trajectories (:mod:`twinflow.models.similarity`);
+- *learned index*: a health index fitted on the training units by regression
+  (:class:`~twinflow.models.learned_index.LinearIndex`: the 17 columns and their squares to
+  the elapsed share of the life), and similarity to the training units' trajectories of it
+  (linear scale, the newest 48 points, the nearest third of the units);
 - *mean life*: the training units' mean life minus the age (the baseline).
+
+Also printed: the share of held-out units whose first degradation alarm came at least 20 %
+of the degradation period before the failure (wear starts at the first cycle here, so the
+period is the life): the detector's alarm (index above 1 on 3 cycles in a row) and the
+onset the health index's CUSUM declares (:class:`~twinflow.models.health_index.OnsetDetector`).
 
 Printed: RMSE in cycles over every cycle after the warm-ups with truth and estimate capped
 at 125 cycles (the piecewise target usual on C-MAPSS; an infinite estimate counts as 125),
 alpha-lambda (alpha 0.2) at half life, the interval's coverage there, and the mean width
 of the interval relative to the truth. Run:
-``.venv/bin/python tests/benchmarks/bench_rul.py [--train 60] [--test 30] [--seed 0]``.
+``.venv/bin/python tests/benchmarks/bench_rul.py [--train 60] [--test 30] [--seed 0]
+[--step 1]`` (``--step n``: the estimators answer every n-th cycle only, and at half life).
 """
 
 from __future__ import annotations
@@ -40,8 +50,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from twinflow.models.degradation import failure_level, failure_spread
-from twinflow.models.health_index import ScoreHealth
-from twinflow.models.similarity import Trajectory, trajectory
+from twinflow.models.health_index import OnsetDetector, ScoreHealth
+from twinflow.models.learned_index import LinearIndex, elapsed
+from twinflow.models.similarity import SimilarityRul, Trajectory, trajectory
 from twinflow.models.spc import SpcDetector
 
 SENSORS = 14
@@ -89,10 +100,14 @@ def unit(seed: int, eng: dict[str, np.ndarray]) -> dict[str, Any]:
     return {"seed": seed, "cycles": cycles, "rows": np.hstack([settings, sensors]), "life": life}
 
 
+def names() -> list[str]:
+    return [f"set{i}" for i in range(3)] + [f"s{j}" for j in range(SENSORS)]
+
+
 def health_index(u: dict[str, Any]) -> np.ndarray:
     """The detector's score over its threshold per cycle (NaN in its warm-up)."""
-    names = [f"set{i}" for i in range(3)] + [f"s{j}" for j in range(SENSORS)]
-    det = SpcDetector(names, operating=names[:3], warmup=WARMUP, adapt=False)
+    cols = names()
+    det = SpcDetector(cols, operating=cols[:3], warmup=WARMUP, adapt=False)
     return det.update(u["cycles"], u["rows"])
 
 
@@ -110,24 +125,61 @@ def history(units: list[dict[str, Any]]) -> tuple[list[Trajectory], tuple[float,
     return library, level, statistics.fmean(u["life"] for u in units)
 
 
+def learned(units: list[dict[str, Any]]) -> tuple[LinearIndex, list[Trajectory]]:
+    """The index learned on the training units and their trajectories of it."""
+    fit = [(u["rows"], elapsed(u["cycles"], 0.0, u["life"])) for u in units]
+    index = LinearIndex.fit(fit, names())
+    library = []
+    for u in units:
+        tr = trajectory(u["cycles"], index.values(u["rows"]), u["life"])
+        if tr is not None:
+            library.append(tr)
+    return index, library
+
+
+def alarms(u: dict[str, Any]) -> tuple[float, float]:
+    """The cycles of the first detector alarm (index above 1 on 3 cycles in a row) and of
+    the onset detection (inf: none)."""
+    above = np.nan_to_num(u["index"], nan=0.0) > 1.0
+    runs = np.convolve(above, np.ones(3), mode="valid") >= 3
+    detector = float(u["cycles"][int(np.argmax(runs)) + 2]) if runs.any() else math.inf
+    onset = OnsetDetector()  # ScoreHealth's, with its defaults
+    for t, h in zip(u["cycles"], u["index"], strict=True):
+        if onset.update(float(t), float(h)) is not None:
+            return detector, float(t)
+    return detector, math.inf
+
+
 def run_unit(
-    u: dict[str, Any], library: list[Trajectory], level: tuple[float, float], mean_life: float
+    u: dict[str, Any],
+    library: list[Trajectory],
+    level: tuple[float, float],
+    mean_life: float,
+    learnt: tuple[LinearIndex, SimilarityRul],
+    step: int = 1,
 ) -> dict[str, list[float]]:
-    """Every estimator's (estimate, low, high) at each cycle after the warm-ups."""
+    """Every estimator's (estimate, low, high) at each ``step``-th cycle after the warm-ups
+    (and at half life)."""
+    half = int(np.argmin(np.abs(u["cycles"] - u["life"] / 2.0)))
+    index, similar = learnt
+    values = index.values(u["rows"])
     kinds = {
         "trend, default level": (ScoreHealth(), ()),
         "trend, learned level": (ScoreHealth(levels={"*": level}), ()),
         "similarity (history)": (ScoreHealth(levels={"*": level}), tuple(library)),
     }
-    out: dict[str, list[Any]] = {k: [] for k in (*kinds, "mean life", "truth")}
-    for t, h in zip(u["cycles"], u["index"], strict=True):
+    out: dict[str, list[Any]] = {k: [] for k in (*kinds, LEARNED, "mean life", "truth")}
+    for i, (t, h) in enumerate(zip(u["cycles"], u["index"], strict=True)):
         if not math.isfinite(h):
             continue
+        wanted = i % step == 0 or i == half
         ests = {
-            k: sh.update(float(t), float(h), 1.0, library=lib) for k, (sh, lib) in kinds.items()
+            k: sh.update(float(t), float(h), 1.0, library=lib if wanted else ())
+            for k, (sh, lib) in kinds.items()
         }
-        if any(e is None for e in ests.values()):
+        if any(e is None for e in ests.values()) or not wanted:
             continue
+        ests[LEARNED] = similar.estimate(u["cycles"][: i + 1], values[: i + 1])
         for k, e in ests.items():
             assert e is not None
             out[k].append((e.hours, e.low_hours, e.high_hours))
@@ -135,6 +187,9 @@ def run_unit(
         out["mean life"].append((guess, guess, guess))
         out["truth"].append((u["life"] - t, t, u["life"]))
     return out
+
+
+LEARNED = "learned index, similarity"
 
 
 def score(runs: list[dict[str, list[Any]]], name: str) -> dict[str, float]:
@@ -164,6 +219,7 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=60, help="units in the history")
     ap.add_argument("--test", type=int, default=30, help="held-out units scored")
     ap.add_argument("--seed", type=int, default=0, help="first training seed")
+    ap.add_argument("--step", type=int, default=1, help="estimate every n-th cycle")
     args = ap.parse_args()
     t0 = time.perf_counter()
     eng = engine()
@@ -172,6 +228,9 @@ def main() -> None:
     for u in train + test:
         u["index"] = health_index(u)
     library, level, mean_life = history(train)
+    index, trajectories = learned(train)
+    near = max(3, len(trajectories) // 3)
+    similar = SimilarityRul(trajectories, log=False, recent=48, neighbours=near, name="learned")
     lives = [u["life"] for u in test]
     print(
         f"synthetic turbofan-style fleet (not C-MAPSS): {len(train)} training units, "
@@ -179,11 +238,15 @@ def main() -> None:
         f"{statistics.median(lives):.0f}); learned failure index {level[0]:.1f} (log spread "
         f"{level[1]:.2f}); library {len(library)} trajectories"
     )
-    runs = [run_unit(u, library, level, mean_life) for u in test]
+    first = [alarms(u) for u in test]
+    for k, what in enumerate(("detector alarm (index > 1, 3 cycles)", "onset (CUSUM)")):
+        early = sum(u["life"] - a[k] >= 0.2 * u["life"] for u, a in zip(test, first, strict=True))
+        print(f"  first {what} >= 20 % of the life before failure: {early}/{len(test)}")
+    runs = [run_unit(u, library, level, mean_life, (index, similar), args.step) for u in test]
     print(f"  {'estimator':<24} RMSE (cycles, capped {CAP:.0f}) | alpha-lambda at half life | "
           "interval covers truth | interval width / truth (median)")  # fmt: skip
     for name in ("trend, default level", "trend, learned level", "similarity (history)",
-                 "mean life"):  # fmt: skip
+                 LEARNED, "mean life"):  # fmt: skip
         s = score(runs, name)
         print(
             f"  {name:<24} {s['rmse']:6.1f} | {s['alpha_lambda']:4.0%} | "

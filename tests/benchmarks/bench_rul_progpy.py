@@ -9,11 +9,12 @@ the anomaly detector, so this gives what a replay with ``--history`` gives, in m
 
 - *similarity, anomaly score*: as the flow does it today (``ScoreHealth`` with the failure
   levels and trajectories of :func:`twinflow.flows.replay.learn_trajectories`);
-- the same with the ``neighbours`` nearest units only;
+- the same with the nearest third of the history's units only;
 - *similarity, learned index*: :class:`~twinflow.models.learned_index.LinearIndex` fitted on
   the history units' window means (signal levels and their squares) to the elapsed share of
   their degradation, then similarity to the history's trajectories of that index
-  (:class:`~twinflow.models.similarity.SimilarityRul`, linear scale, k nearest);
+  (:class:`~twinflow.models.similarity.SimilarityRul`, linear scale, the newest 48 points,
+  the nearest third of the history's units);
 - *mean life*: the other units' mean life minus the age.
 
 Printed: alpha-lambda (alpha 0.2) at half of the degradation, the interval's coverage
@@ -142,7 +143,6 @@ def score(runs: list[dict[str, Any]], name: str, cap: float) -> dict[str, float]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replays", type=Path, required=True, help="bench_analytics --keep DIR")
-    ap.add_argument("--neighbours", type=int, default=5)
     ap.add_argument("--recent", type=int, default=48, help="points the learned index matches")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -166,17 +166,18 @@ def main() -> None:
         levels = learn_failure_levels(others).get("progpy_pump", {})
         library = learn_trajectories(others).get("progpy_pump", ())
         index, learned = learned_history(history)
+        near = max(3, len(learned) // 3)  # the nearest third of the history's units
         mean_life = statistics.fmean(u["failure"] - u["hours"][0] for u in history)
         kinds = {
             "similarity, anomaly score (flow)": {
                 "levels": levels, "library": library, "similar": SimilarityRul(library)},
-            f"  same, {args.neighbours} nearest units": {
+            "  same, the nearest third of the units": {
                 "levels": levels, "library": library,
-                "similar": SimilarityRul(library, neighbours=args.neighbours)},
-            f"similarity, learned index, {args.neighbours} nearest": {
+                "similar": SimilarityRul(library, neighbours=near)},
+            "similarity, learned index, nearest third": {
                 "index": index,
                 "similar": SimilarityRul(learned, log=False, recent=args.recent,
-                                         neighbours=args.neighbours, name="learned_index")},
+                                         neighbours=near, name="learned_index")},
         }  # fmt: skip
         names = list(kinds)
         cap = max(u["failure"] - u["hours"][0] for u in history)
