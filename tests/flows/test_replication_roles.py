@@ -145,7 +145,8 @@ replication: {{role: edge, replica: edge-a, topic: {base}, status_interval_s: 0.
             # The central side is away for a while: the edge's flow goes on, its writes wait.
             central_link.cut()
             before = len(made)
-            wait_until(lambda: len(made) > before, 30)  # frames arrive every few seconds
+            # a state or window is due every 300 s of plant time: 30 s of wall clock at 10x
+            wait_until(lambda: len(made) > before, 90)
             time.sleep(0.5)
             result["wrote_while_cut"] = len(made) - before
             central_link.restore()
