@@ -74,8 +74,9 @@ class ReadingAlarms:
         self.state: dict[str, list[Any]] = {}
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ReadingAlarms:
-        """A copy without the generic machinery (the windows step's snapshot copies every
-        twin's state at each epoch): its arrays and rule states copied, the rest immutable."""
+        """A copy without the generic machinery (the windows step's snapshots copy each
+        touched twin's state at every epoch): its arrays and rule states copied, the rest
+        immutable."""
         new = ReadingAlarms.__new__(ReadingAlarms)
         for key, value in self.__dict__.items():
             new.__dict__[key] = value.copy() if isinstance(value, np.ndarray) else value
