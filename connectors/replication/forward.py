@@ -8,7 +8,9 @@ the way is stored as it arrives (the registers' history is for conflicts, not st
   time, readings and each signal's value);
 - window features: ``metadata/window``;
 - alerts: ``metadata/alert:<rule>``;
-- command transitions (``command_outcomes``): ``metadata/command:<name>``; a command that
+- command transitions (``command_outcomes``): ``metadata/command:<name>``, each command's
+  furthest status only (a ``sent`` the command book learnt after the answer, in a cluster,
+  is a history row and does not overwrite the end state; :class:`CommandProgress`); a command that
   carried a desired change received from the link also answers it with
   ``metadata/accepted:<property>`` (the update id and the status), which is what a strong
   desired change waits for.
@@ -28,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from twinflow.core.records import (
+    TERMINAL_COMMAND_STATUSES,
     Alert,
     Command,
     CommandStatus,
@@ -98,4 +101,40 @@ def writes_of(record: object, forward: Iterable[str]) -> list[Triple]:
     return []
 
 
-__all__ = ["ACCEPTED", "ANSWERS", "FORWARDS", "writes_of"]
+_PROGRESS = {CommandStatus.ISSUED: 0, CommandStatus.QUEUED: 1, CommandStatus.SENT: 2}
+
+
+def _rank(command: Command) -> int:
+    if command.status in TERMINAL_COMMAND_STATUSES:
+        return 4
+    return 3 if command.status is CommandStatus.ACKNOWLEDGED else _PROGRESS.get(command.status, 0)
+
+
+class CommandProgress:
+    """The furthest status forwarded per command (the newest ``keep`` commands): a row that
+    is not further is history, not news, and is not forwarded over the register.
+
+    >>> from dataclasses import replace
+    >>> from twinflow.core.times import utc
+    >>> c = Command("c1", "pump-1", "pump", "derate", {}, "r", utc(0), utc(60),
+    ...             CommandStatus.SUCCEEDED)
+    >>> p = CommandProgress()
+    >>> p.is_news(c), p.is_news(replace(c, status=CommandStatus.SENT))
+    (True, False)
+    """
+
+    def __init__(self, keep: int = 100_000) -> None:
+        self.keep = keep
+        self._furthest: dict[str, int] = {}
+
+    def is_news(self, command: Command) -> bool:
+        rank = _rank(command)
+        if self._furthest.get(command.command_id, -1) >= rank:
+            return False
+        self._furthest[command.command_id] = rank
+        if len(self._furthest) > self.keep:
+            del self._furthest[next(iter(self._furthest))]
+        return True
+
+
+__all__ = ["ACCEPTED", "ANSWERS", "FORWARDS", "CommandProgress", "writes_of"]

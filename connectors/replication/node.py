@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 from prometheus_client import Gauge, Histogram
 
-from twinflow.connectors.replication.forward import ACCEPTED, ANSWERS, writes_of
+from twinflow.connectors.replication.forward import ACCEPTED, ANSWERS, CommandProgress, writes_of
 from twinflow.connectors.replication.link import ReplicaLink
 from twinflow.connectors.replication.outbox import Entry
 from twinflow.connectors.replication.state import load_state, save_state, state_writes
@@ -143,6 +143,7 @@ class ReplicationNode:
         #: Received writes not handed to the flow because ``queue`` were waiting already.
         self.dropped = 0
         self._sent_values: dict[tuple[str, str, str], str] = {}
+        self._commands = CommandProgress()
         #: Commands that carry a received desired write: command id -> (prop, update id).
         self._expected: dict[str, tuple[str, str]] = {}
         self._written_ms: dict[str, tuple[int, str]] = {}
@@ -224,6 +225,8 @@ class ReplicationNode:
         twin = getattr(record, "twin_id", None)
         if not isinstance(twin, str):
             return 0
+        if isinstance(record, Command) and not self._commands.is_news(record):
+            return 0  # a history row learnt late: the register keeps the furthest status
         n = 0
         for kind, name, value in writes_of(record, self.forward_streams):
             text = canonical(value)

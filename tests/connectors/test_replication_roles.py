@@ -247,6 +247,24 @@ def test_an_edge_forwards_twin_state_changes_and_central_stores_each_once(nodes:
     assert central.replica.twin("pump-a")["reported"] == {"flow_setpoint": 120.0}
 
 
+def test_a_late_sent_row_does_not_overwrite_a_forwarded_end_state(nodes: Nodes) -> None:
+    """In a cluster the command book may output a command's ``sent`` after its end state
+    (a history row); the edge forwards the furthest status only."""
+    central, a = nodes["central"], nodes["edge-a"]
+    got = change("pump-a", "flow_setpoint", 130.0)
+    for status in (CommandStatus.QUEUED, CommandStatus.SUCCEEDED):
+        assert a.forward(answered("pump-a", got, status)) >= 1
+    assert a.forward(answered("pump-a", got, CommandStatus.SENT)) == 0  # learnt late
+    assert a.forward(answered("pump-a", got, CommandStatus.SUCCEEDED)) == 0  # replayed
+
+    def ended() -> bool:
+        central.take_received()
+        doc = central.replica.twin("pump-a").get("metadata", {}).get("command:set_flow")
+        return isinstance(doc, dict) and doc["status"] == "succeeded"
+
+    wait_until("central holds the command's end state", ended)
+
+
 @pytest.mark.parametrize("edge_last", [True, False])
 def test_a_cut_link_with_changes_on_both_sides_converges_as_an_uncut_run(
     nodes: Nodes, edge_last: bool
