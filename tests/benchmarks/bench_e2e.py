@@ -2,9 +2,10 @@
 
 Not a test; prints figures and ratios (issue 13's headline benchmark). A seeded simulated plant
 is recorded once into a Kafka topic of 4 partitions (a local Tansu, or ``KAFKA_BOOTSTRAP``),
-one wire-format-v1 message per twin and ``--message-s`` seconds of 1 Hz data. Waveform samples
-are counted apart: wire format v1 carries none, so the simulator's vibration bursts stay out of
-the topic and every figure here is 1 Hz readings (timestamps x signals, dropouts included).
+one message per twin and ``--message-s`` seconds of 1 Hz data, in JSON wire format v1 or, with
+``--wire b1``, the binary format b1. Waveform samples are counted apart: v1 carries none, so the
+simulator's vibration bursts stay out of the topic in both formats and every figure here is
+1 Hz readings (timestamps x signals, dropouts included).
 
 Throughput (default): interleaved over ``--rounds`` rounds (the order turns each round), each
 side reads the whole topic, in its own process, one Bytewax worker:
@@ -55,7 +56,8 @@ into the flow section) run on it, interleaved over ``--rounds``: peak RSS and wh
 readings/s, medians with min-max.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_e2e.py [--twins 50] [--hours 2]
-[--message-s 10] [--rounds 3] [--latency [--rate 50000]] [--memory 1000,10000]``.
+[--message-s 10] [--rounds 3] [--wire json|b1] [--latency [--rate 50000]]
+[--memory 1000,10000]``.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ from twinflow.connectors.postgres import migrate
 from twinflow.connectors.simulator import Plant, PlantConfig
 from twinflow.connectors.simulator.wire import encode_frame
 from twinflow.core.records import TelemetryFrame, WaveformFrame
+from twinflow.operators.wire_binary import encode_binary
 
 ROOT = Path(__file__).absolute().parents[2]
 PARTITIONS = 4
@@ -113,16 +116,19 @@ class Recording:
 
 
 def plant_messages(
-    twins: int, seconds: float, message_s: int, start: datetime
+    twins: int, seconds: float, message_s: int, start: datetime, wire: str = "json"
 ) -> tuple[Plant, Iterator[tuple[TelemetryFrame | WaveformFrame, bytes | None]]]:
-    """The plant and its items: each 1 Hz frame with its wire payload, waveforms with none."""
+    """The plant and its items: each 1 Hz frame with its payload in ``wire`` (``json``: v1,
+    ``b1``: the binary format), waveforms with none (v1 cannot carry them; so that both
+    formats carry the same readings, b1 does not either)."""
+    encode = encode_binary if wire == "b1" else encode_frame
     cfg = PlantConfig(n_twins=twins, duration_s=seconds, seed=3, start=start, chunk_s=message_s)
     plant = Plant(cfg)
 
     def items() -> Iterator[tuple[TelemetryFrame | WaveformFrame, bytes | None]]:
         for item in plant.items():
             if isinstance(item, TelemetryFrame):
-                yield item, encode_frame(item)
+                yield item, encode(item)
             elif isinstance(item, WaveformFrame):
                 yield item, None
             # the plant's deliberately bad payloads stay out: every side reads the same input
@@ -130,11 +136,13 @@ def plant_messages(
     return plant, items()
 
 
-def record(bootstrap: str, twins: int, seconds: float, message_s: int) -> Recording:
+def record(
+    bootstrap: str, twins: int, seconds: float, message_s: int, wire: str = "json"
+) -> Recording:
     """The plant's data, ending two hours before now, into a fresh topic."""
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds + 7200)
     topic = create_topic(bootstrap, unique_topic("bench-e2e"), PARTITIONS)
-    plant, items = plant_messages(twins, seconds, message_s, start)
+    plant, items = plant_messages(twins, seconds, message_s, start, wire)
     rec = Recording(topic, twin_lines(plant))
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50})
     for frame, payload in items:
@@ -286,13 +294,14 @@ def _fmt(values: list[float], scale: float = 1.0, spec: str = ",.0f") -> str:
 
 
 def throughput(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None:
-    rec = record(broker.bootstrap, args.twins, args.hours * 3600, args.message_s)
+    rec = record(broker.bootstrap, args.twins, args.hours * 3600, args.message_s, args.wire)
     empty = create_topic(broker.bootstrap, unique_topic("bench-e2e-empty"), PARTITIONS)
     print(
-        f"{args.twins} twins, {args.hours:g} h at 1 Hz, {args.message_s} s of data per message: "
+        f"{args.twins} twins, {args.hours:g} h at 1 Hz, {args.message_s} s of data per message "
+        f"in wire format {args.wire}: "
         f"{rec.messages:,} messages ({rec.payload_bytes / rec.messages:,.0f} B each), "
         f"{rec.readings:,} 1 Hz readings in {PARTITIONS} partitions; waveform samples: "
-        f"{rec.waveform_samples:,} simulated, 0 sent (wire format v1 carries none); "
+        f"{rec.waveform_samples:,} simulated, 0 sent (JSON v1 carries none); "
         f"{os.cpu_count()} cores, {args.rounds} rounds",
         flush=True,
     )
@@ -394,7 +403,7 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
     seconds = args.hours * 3600
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds + 600)
     topic = create_topic(broker.bootstrap, unique_topic("bench-e2e-paced"), PARTITIONS)
-    plant, items = plant_messages(args.twins, seconds, args.message_s, start)
+    plant, items = plant_messages(args.twins, seconds, args.message_s, start, args.wire)
     frames = [(f, p) for f, p in items if p is not None]
     payloads = [(f.twin_id.encode(), p, f.readings) for f, p in frames]
     total = sum(n for _, _, n in payloads)
@@ -753,6 +762,9 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=2.0, help="data per twin (default 2)")
     ap.add_argument("--message-s", type=int, default=10, help="seconds of data per message")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--wire", choices=("json", "b1"), default="json", help="telemetry wire format (json)"
+    )
     ap.add_argument("--latency", action="store_true", help="the paced latency run instead")
     ap.add_argument("--rate", type=int, default=50_000, help="paced readings/s (default 50k)")
     ap.add_argument("--warmup-s", type=float, default=8.0)
