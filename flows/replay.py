@@ -16,7 +16,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -39,9 +39,14 @@ from twinflow.flows.run import outputs_for
 from twinflow.flows.scoring import learn_failure_levels
 from twinflow.flows.shutdown import stoppable
 from twinflow.flows.telemetry import build_flow
+from twinflow.models.learned_index import LearnedHealth, Unit, learn_health
 from twinflow.models.similarity import Trajectory, trajectory
 from twinflow.operators.catalog import TwinType
-from twinflow.operators.health_profile import with_learned_failure, with_learned_trajectories
+from twinflow.operators.health_profile import (
+    with_learned_failure,
+    with_learned_index,
+    with_learned_trajectories,
+)
 
 
 def nowhere(_twin_id: str) -> bool:
@@ -72,6 +77,53 @@ def learn_trajectories(history: Path | Sequence[Path]) -> dict[str, tuple[Trajec
             if got is not None:
                 out.setdefault(str(rows["twin_type"][-1]), []).append(got)
     return {kind: tuple(v) for kind, v in out.items()}
+
+
+def learn_index(
+    history: Path | Sequence[Path], signals: Mapping[str, Collection[str]] | None = None
+) -> dict[str, LearnedHealth]:
+    """Per twin type, a health index learned from the failed twins of earlier replays
+    scored with a faults file (:func:`~twinflow.models.learned_index.learn_health`): their
+    windows' signal means (the ``<signal>.mean`` features present in >= 90 % of every
+    unit's windows; ``signals``: type -> its signals, others left out) regressed on the
+    elapsed share of the degradation from the fault's onset to its failure, with its
+    trajectories and interval factor (leave-one-out on these units)."""
+    frames: dict[str, list[tuple[pl.DataFrame, float, float]]] = {}
+    for folder in [history] if isinstance(history, Path) else list(history):
+        events = json.loads((folder / "summary.json").read_text())["scores"]["events"]
+        windows = read_parquet_dir(folder / "windows")
+        for e in events if not windows.is_empty() else ():
+            rows = windows.filter(pl.col("twin_id") == e["twin_id"]).sort("end")
+            if rows.height >= 4 and e.get("onset") and e.get("failure"):
+                on, fail = (datetime.fromisoformat(e[k]).timestamp() / 3600.0
+                            for k in ("onset", "failure"))  # fmt: skip
+                frames.setdefault(str(rows["twin_type"][-1]), []).append((rows, on, fail))
+    out: dict[str, LearnedHealth] = {}
+    for kind, units in frames.items():
+        known = None if signals is None else signals.get(kind, ())
+        names = sorted(
+            set.intersection(*(
+                {c for c in rows.columns if c.endswith(".mean")
+                 and (known is None or c.removesuffix(".mean") in known)
+                 and rows[c].dtype.is_float() and rows[c].null_count() <= 0.1 * rows.height}
+                for rows, _, _ in units
+            ))
+        )  # fmt: skip
+        if not names:
+            continue
+        fit: list[Unit] = [
+            (
+                rows["end"].dt.epoch("us").to_numpy() / 3.6e9,
+                rows.select(names).fill_null(float("nan")).to_numpy(),
+                on,
+                fail,
+            )
+            for rows, on, fail in units
+        ]
+        got = learn_health(fit, names)
+        if got is not None:
+            out[kind] = got
+    return out
 
 
 def replay_types(dep: Deployment, source: ReplaySource, spec: ReplaySpec) -> dict[str, TwinType]:
@@ -155,13 +207,16 @@ def run_replay(
     that drove it, becomes its failure level here
     (:func:`twinflow.flows.scoring.learn_failure_levels`), and with ``similarity`` the
     trajectories its twins followed to failure give the RUL (:func:`learn_trajectories`,
-    :mod:`twinflow.models.similarity`). Setting ``stop`` (e.g. from a
+    :mod:`twinflow.models.similarity`), of a health index learned from their signals
+    (:func:`learn_index`) where one could be learned. Setting ``stop`` (e.g. from a
     signal handler) ends the reading early; the outputs and the summary cover what was
     read."""
     out_dir.mkdir(parents=True, exist_ok=True)
     truth = load_faults(faults, spec.zone) if faults is not None else None
     learned = learn_failure_levels(history) if history is not None else {}
     library = learn_trajectories(history) if history is not None and similarity else {}
+    signals = {t.name: {s.name for s in t.signals} for t in dep.deployed_types().values()}
+    indexes = learn_index(history, signals) if history is not None and similarity else {}
     cluster = cluster or Cluster(workers)
     if cluster.processes > 1 and (faults is not None or spec.label_column):
         raise ConfigError(
@@ -176,6 +231,10 @@ def run_replay(
     }
     types = {
         twin: with_learned_trajectories(t, library[t.name]) if t.name in library else t
+        for twin, t in types.items()
+    }
+    types = {
+        twin: with_learned_index(t, indexes[t.name]) if t.name in indexes else t
         for twin, t in types.items()
     }
     config = replace(
@@ -224,6 +283,11 @@ def run_replay(
             for kind, got in learned.items()
         }
         summary["learned_trajectories"] = {kind: len(v) for kind, v in library.items()}
+        summary["learned_index"] = {
+            kind: {"features": list(v.index.names), "units": len(v.library),
+                   "interval_factor": v.factor}
+            for kind, v in indexes.items()
+        }  # fmt: skip
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -25,8 +25,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+
+from twinflow.core.records import RulEstimate
+from twinflow.models.similarity import SimilarityRul, Trajectory, trajectory
 
 #: Values: a sequence of numbers or a numpy array.
 Values = Sequence[float] | np.ndarray
@@ -138,4 +142,107 @@ class LinearIndex:
         return f"LinearIndex(features={len(self.names)}, squares={self.squares})"
 
 
-__all__ = ["LinearIndex", "elapsed"]
+#: One run-to-failure unit of a history: window end times (hours), their feature rows (one
+#: column per name), the degradation onset and the failure (hours).
+Unit = tuple[np.ndarray, np.ndarray, float, float]
+
+
+@dataclass(frozen=True)
+class LearnedHealth:
+    """A twin type's learned index, its history's trajectories of it (linear scale) and the
+    factor its RUL intervals are scaled by (``factor``, learned leave-one-out on the history:
+    :func:`learn_health`). It belongs to the type, not to a twin's state.
+
+    :meth:`estimate` matches a twin's newest ``recent`` points against the nearest third
+    of the trajectories (at least 3), as ``tests/benchmarks/bench_rul*.py`` measured it.
+    """
+
+    index: LinearIndex
+    library: tuple[Trajectory, ...]
+    factor: float = 1.0
+    coverage: float = 0.9
+    recent: int = 48
+
+    def similar(self, library: Sequence[Trajectory] | None = None) -> SimilarityRul:
+        lib = self.library if library is None else tuple(library)
+        return SimilarityRul(
+            lib, self.coverage, log=False, recent=self.recent,
+            neighbours=max(3, len(lib) // 3), name="learned_index",
+        )  # fmt: skip
+
+    def estimate(self, times: Values, values: Values) -> RulEstimate:
+        """The RUL from a twin's index at ``times`` (hours), its interval scaled by
+        ``factor``; health is ``1 - index`` (clipped to [0, 1]) at the newest point."""
+        raw = self.similar().estimate(times, values, health=_health(values))
+        return scaled(raw, self.factor)
+
+
+def _health(values: Values) -> float:
+    finite = [float(v) for v in values if math.isfinite(v)]
+    return 1.0 - min(max(finite[-1], 0.0), 1.0) if finite else 1.0
+
+
+def scaled(r: RulEstimate, factor: float) -> RulEstimate:
+    """``r`` with each side of its interval ``factor`` times as wide (low stays >= 0)."""
+    if factor == 1.0 or not math.isfinite(r.hours):
+        return r
+    low = max(r.hours - factor * (r.hours - r.low_hours), 0.0)
+    high = r.hours + factor * (r.high_hours - r.hours)
+    return RulEstimate(r.indicator, r.health, r.hours, low, high)
+
+
+def needed_factor(r: RulEstimate, truth: float) -> float:
+    """The smallest ``factor`` for which :func:`scaled` ``(r)`` holds ``truth``."""
+    side = r.hours - r.low_hours if truth < r.hours else r.high_hours - r.hours
+    miss = abs(truth - r.hours)
+    if miss == 0.0:
+        return 0.0
+    return miss / side if side > 0.0 else math.inf
+
+
+def _fit(units: Sequence[Unit], names: Sequence[str]) -> tuple[LinearIndex, list[Trajectory]]:
+    index = LinearIndex.fit([(x, elapsed(t, on, fail)) for t, x, on, fail in units], names)
+    library = [trajectory(t, index.values(x), fail) for t, x, _, fail in units]
+    return index, [tr for tr in library if tr is not None]
+
+
+def learn_health(
+    units: Sequence[Unit],
+    names: Sequence[str],
+    coverage: float = 0.9,
+    checks: int = 8,
+    bounds: tuple[float, float] = (0.25, 8.0),
+) -> LearnedHealth | None:
+    """The index and trajectories learned on ``units`` (rows after a failure left out),
+    and the interval factor: each unit is left out in turn, the index and library are
+    learned on the others and the unit's RUL is estimated at ``checks`` windows between
+    its onset and failure; the factor is the ``coverage`` quantile of the factors each
+    estimate needed to hold the truth (within ``bounds``; 1 with fewer than 3 units).
+    ``None`` when no unit gives a trajectory."""
+    kept = []
+    for t, x, on, fail in units:
+        keep = np.asarray(t) <= fail
+        kept.append((np.asarray(t)[keep], np.asarray(x)[keep], on, fail))
+    index, library = _fit(kept, names)
+    if not library:
+        return None
+    learned = LearnedHealth(index, tuple(library), 1.0, coverage)
+    need: list[float] = []
+    for i, (t, x, on, fail) in enumerate(kept if len(kept) >= 3 else ()):
+        loo_index, loo_library = _fit(kept[:i] + kept[i + 1 :], names)
+        if not loo_library:
+            continue
+        similar = learned.similar(loo_library)
+        values = loo_index.values(x)
+        at = np.flatnonzero((t > on) & (t < fail))
+        for j in at[np.linspace(0, at.size - 1, checks).astype(int)] if at.size else ():
+            r = similar.estimate(t[: j + 1], values[: j + 1])
+            if math.isfinite(r.hours):
+                need.append(needed_factor(r, fail - float(t[j])))
+    if need:
+        factor = float(np.clip(np.quantile(need, coverage), *bounds))
+        learned = LearnedHealth(index, tuple(library), round(factor, 4), coverage)
+    return learned
+
+
+__all__ = ["LearnedHealth", "LinearIndex", "Unit", "elapsed", "learn_health", "scaled"]

@@ -34,6 +34,7 @@ from twinflow.core.records import RulEstimate, WindowFeatures
 from twinflow.core.times import epoch
 from twinflow.models.anomaly import ReferenceCurve
 from twinflow.models.health_index import ScoreHealth
+from twinflow.models.learned_index import LearnedHealth
 from twinflow.models.rul import RulEstimator
 from twinflow.operators.catalog import CATALOG, TwinType
 from twinflow.operators.health_profile import (
@@ -43,6 +44,7 @@ from twinflow.operators.health_profile import (
     ScoreIndex,
     health_of,
     learned_failure,
+    learned_index,
     learned_trajectories,
 )
 from twinflow.operators.rulebook import GenericRules, generic_of
@@ -196,8 +198,15 @@ class HealthTracker:
     (:func:`~twinflow.operators.health_profile.learned_failure`, by the signal that drives
     the score), else ``health.index``'s, and with the trajectories of a history
     (:func:`~twinflow.operators.health_profile.learned_trajectories`) its life is by
-    similarity to them.
+    similarity to them. A type with a health index learned from history
+    (:func:`~twinflow.operators.health_profile.learned_index`) uses it instead of the
+    anomaly score: each window's index is kept (the newest ``recent`` points, a few
+    hundred bytes) and matched to the history's trajectories of it.
     """
+
+    #: The learned index's newest points (class defaults: snapshots from before it load).
+    index_times: tuple[float, ...] = ()
+    index_values: tuple[float, ...] = ()
 
     def __init__(self, twin_id: str, twin_type: str, min_points: int = 6) -> None:
         self.twin_id = twin_id
@@ -233,6 +242,14 @@ class HealthTracker:
             )
         return est
 
+    def _learned(self, value: float, t_hours: float, learned: LearnedHealth) -> RulEstimate:
+        """Keep the window's learned index (when finite); the estimate from the kept ones."""
+        if math.isfinite(value):
+            keep = max(learned.recent, self.min_points)
+            self.index_times = (*self.index_times, t_hours)[-keep:]
+            self.index_values = (*self.index_values, round(value, 6))[-keep:]
+        return learned.estimate(self.index_times, self.index_values)
+
     def update(self, w: WindowFeatures, kind: TwinType | None = None) -> RulEstimate | None:
         """Feed one window; the worst current estimate (``None`` before any indicator)."""
         kind = kind if kind is not None else CATALOG.get(self.twin_type)
@@ -241,7 +258,10 @@ class HealthTracker:
         index = health.score_index()
         t_hours = epoch(w.end) / 3600.0
         worst: RulEstimate | None = None
-        if index is not None:
+        learned = learned_index(kind)
+        if learned is not None:
+            worst = self._learned(learned.index.value(w.features), t_hours, learned)
+        elif index is not None:
             worst = self._score(index, kind).update(
                 t_hours,
                 w.anomaly_score,

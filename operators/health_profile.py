@@ -17,6 +17,7 @@ from typing import Any
 
 from twinflow.core.config import Choice, Duration, Number, Part, Schema, Section, Text, Whole
 from twinflow.core.errors import ConfigError
+from twinflow.models.learned_index import LearnedHealth
 from twinflow.models.similarity import Trajectory
 from twinflow.operators.physics import read_model
 from twinflow.operators.rulebook import section_of
@@ -115,6 +116,10 @@ LEARNED_FAILURE = "health.learned_failure"
 #: The key under which the run-to-failure trajectories of a history are kept (a tuple of
 #: :class:`~twinflow.models.similarity.Trajectory`): with them the RUL is by similarity.
 LEARNED_TRAJECTORIES = "health.learned_trajectories"
+#: The key under which the health index learned from a history is kept (a
+#: :class:`~twinflow.models.learned_index.LearnedHealth`): with it the RUL is by similarity
+#: of that index, not of the anomaly score.
+LEARNED_INDEX = "health.learned_index"
 #: The key of the level learned over all failures, whatever drove them.
 ANY_DRIVER = "*"
 
@@ -246,6 +251,17 @@ def with_learned_trajectories(kind: TwinType, library: Sequence[Trajectory]) -> 
     return replace(kind, sections={**kind.sections, LEARNED_TRAJECTORIES: tuple(library)})
 
 
+def learned_index(kind: TwinType | None) -> LearnedHealth | None:
+    """The health index learned from history for the type (``None``: none)."""
+    v = None if kind is None else kind.sections.get(LEARNED_INDEX)
+    return v if isinstance(v, LearnedHealth) else None
+
+
+def with_learned_index(kind: TwinType, learned: LearnedHealth) -> TwinType:
+    """``kind`` with the health index learned from a history."""
+    return replace(kind, sections={**kind.sections, LEARNED_INDEX: learned})
+
+
 def _entries(s: Section, key: str) -> list[tuple[str, Section]]:
     part = s.section(key)
     out = []
@@ -333,6 +349,7 @@ __all__ = [
     "INDEX",
     "INDICATOR",
     "LEARNED_FAILURE",
+    "LEARNED_INDEX",
     "LEARNED_TRAJECTORIES",
     "REFERENCE",
     "WINDOW_MODEL",
@@ -344,8 +361,10 @@ __all__ = [
     "WindowModel",
     "health_of",
     "learned_failure",
+    "learned_index",
     "learned_trajectories",
     "read_health",
     "with_learned_failure",
+    "with_learned_index",
     "with_learned_trajectories",
 ]
