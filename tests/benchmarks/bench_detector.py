@@ -3,7 +3,8 @@
 Not a test: prints figures. Each recording is scored from scratch, one row per second, by
 
 - ``spc``: :class:`~twinflow.models.spc.SpcDetector` with the flow's documented defaults
-  (``FlowConfig().sample_*``), told which columns are operating settings when known;
+  (``FlowConfig().sample_*``; ``--set KEY=VALUE``, repeatable, replaces a flow setting, as
+  ``bench_skab.py`` does), told which columns are operating settings when known;
 - ``spc-frozen``: the same with ``anomaly_adapt`` off (learning ends with the warm-up);
 - ``spc-unconditioned``: the same, not told about operating settings (synthetic data);
 - ``old``: the previous detector (:class:`~twinflow.models.anomaly.WindowAnomalyDetector`,
@@ -22,7 +23,7 @@ correlation, noise, slow drift). The seeds differ from those the tests use.
 and on (interleaved rounds, medians, ratio) and prints the per-twin state with 8 signals.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_detector.py [FOLDER ...] [--operating COLUMN
-...] [--flow]``.
+...] [--set KEY=VALUE ...] [--flow]``.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 from scipy.signal import lfilter
 
 from twinflow.flows.config import FlowConfig
@@ -57,8 +60,17 @@ class Recording:
     labels: np.ndarray
 
 
+#: Flow settings replacing the documented defaults (``--set``; the flow's own checks apply).
+SETTINGS: dict[str, Any] = {}
+
+
+def flow_config() -> FlowConfig:
+    """The flow settings the detectors are built with: the defaults and ``--set``."""
+    return FlowConfig(**SETTINGS)
+
+
 def spc(rec: Recording, adapt: bool = True, conditioned: bool = True) -> SpcDetector:
-    c = FlowConfig()
+    c = flow_config()
     return SpcDetector(
         rec.columns,
         operating=rec.operating if conditioned else (),
@@ -84,7 +96,7 @@ def run_spc(det: SpcDetector, rec: Recording) -> np.ndarray:
 
 
 def run_old(rec: Recording) -> np.ndarray:
-    det = WindowAnomalyDetector(warmup=FlowConfig().sample_warmup)
+    det = WindowAnomalyDetector(warmup=flow_config().sample_warmup)
     flags = np.zeros(len(rec.rows), dtype=bool)
     for i, row in enumerate(rec.rows):
         x = dict(zip(rec.columns, row.tolist(), strict=True))
@@ -251,7 +263,7 @@ def state_size() -> None:
     print(f"sample model state with 8 signals + 1 setting: {len(pickle.dumps(det)):,} bytes")
     # a window model over the means of 8 signals and 8 derived ones, after 100 windows
     names = [f"s{i}.mean" for i in range(16)]
-    window = SpcDetector(names, warmup=FlowConfig().anomaly_warmup, hold=1, refit_every=1)
+    window = SpcDetector(names, warmup=flow_config().anomaly_warmup, hold=1, refit_every=1)
     rng = np.random.default_rng(0)
     for k in range(100):
         window.learn_one(dict(zip(names, rng.normal(0, 1, 16).tolist(), strict=True)), 300.0 * k)
@@ -267,7 +279,21 @@ def main() -> None:
     )
     ap.add_argument("--flow", action="store_true", help="also time the flow on the plant")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a flow setting for the detectors (default: none, the documented defaults)",
+    )
     args = ap.parse_args()
+    SETTINGS.update({k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)})
+    unknown = sorted(set(SETTINGS) - set(FlowConfig.field_names()))
+    if unknown:
+        ap.error(f"not flow settings: {', '.join(unknown)}")
+    flow_config()  # a bad value fails here (the flow's own check), before any scoring
+    if SETTINGS:
+        print("flow settings: " + ", ".join(f"{k}={v}" for k, v in SETTINGS.items()))
     if args.folders:
         recs = [r for f in args.folders for r in read_skab(f, tuple(args.operating))]
         print(f"SKAB-style CSVs from {', '.join(map(str, args.folders))}")
