@@ -16,7 +16,9 @@ relay (:class:`Relay`) in front of Tansu and advertises the relay's port, so eve
 connection passes through it; :meth:`KafkaBroker.cut` closes the port and every connection
 (clients see refused connections), :meth:`KafkaBroker.mend` opens it again. (Tansu here keeps
 its topics in memory only, so :meth:`KafkaBroker.crash` and :meth:`KafkaBroker.restart` lose
-them.)
+them.) :meth:`KafkaBroker.cut_client` and :meth:`KafkaBroker.mend_client` do the same for the
+clients of one ``client.id`` alone (:class:`ClientRelay`), e.g. one edge's uplink while the
+other replicas go on.
 
 >>> with KafkaBroker() as broker:  # doctest: +SKIP
 ...     create_topic(broker.bootstrap, unique_topic("demo"), partitions=2)
@@ -182,6 +184,89 @@ class Relay:
             self._sockets -= {src, dst}
 
 
+class ClientRelay(Relay):
+    """A :class:`Relay` that can also cut the clients of one ``client.id`` alone.
+
+    Every Kafka request starts with its size, API key, version, correlation id and the
+    client's ``client.id`` (request header v1 and v2); the relay reads a new connection's
+    first request for it before connecting upstream. :meth:`cut_client` closes the open
+    connections of the clients whose id starts with a prefix and closes every new one of
+    theirs after its first request: those clients cannot reach the broker (a lost uplink),
+    while the others go on through the same relay. :meth:`mend_client` lets them through again.
+    """
+
+    def __init__(self, port: int, target: int) -> None:
+        super().__init__(port, target)
+        self._cut_ids: set[str] = set()
+        self._by_client: dict[socket.socket, str] = {}
+
+    def cut_client(self, prefix: str) -> None:
+        with self._lock:
+            self._cut_ids.add(prefix)
+            cut = [s for s, cid in self._by_client.items() if cid.startswith(prefix)]
+        for sock in cut:
+            _shut(sock)
+
+    def mend_client(self, prefix: str) -> None:
+        with self._lock:
+            self._cut_ids.discard(prefix)
+
+    def _is_cut(self, client_id: str) -> bool:
+        with self._lock:
+            return any(client_id.startswith(p) for p in self._cut_ids)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._connect, args=(listener, client), daemon=True).start()
+
+    def _connect(self, listener: socket.socket, client: socket.socket) -> None:
+        try:
+            client.settimeout(10)
+            size = _read(client, 4)
+            first = _read(client, int.from_bytes(size, "big"))
+            length = int.from_bytes(first[8:10], "big", signed=True)
+            client_id = first[10 : 10 + length].decode(errors="replace") if length > 0 else ""
+            if self._is_cut(client_id):
+                raise OSError(f"client {client_id!r} is cut")
+            upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            upstream.settimeout(None)
+            client.settimeout(None)
+            upstream.sendall(size + first)
+        except OSError:
+            _shut(client)
+            return
+        with self._lock:
+            if self._listener is not listener:  # closed meanwhile
+                _shut(client)
+                _shut(upstream)
+                return
+            self._sockets |= {client, upstream}
+            self._by_client[client] = self._by_client[upstream] = client_id
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        super()._pump(src, dst)
+        with self._lock:
+            self._by_client.pop(src, None)
+            self._by_client.pop(dst, None)
+
+
+def _read(sock: socket.socket, n: int) -> bytes:
+    """Exactly ``n`` bytes from ``sock`` (``OSError`` when it closes first)."""
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise OSError("connection closed")
+        data += chunk
+    return data
+
+
 def _shut(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
@@ -249,12 +334,23 @@ class KafkaBroker:
         assert self._relay is not None, "mend() needs KafkaBroker(local=True, proxied=True)"
         self._relay.open()
 
+    def cut_client(self, prefix: str) -> None:
+        """Make the broker unreachable for the clients whose ``client.id`` starts with
+        ``prefix`` alone, keeping its data (needs ``proxied=True``; see :class:`ClientRelay`)."""
+        assert isinstance(self._relay, ClientRelay), "cut_client() needs proxied=True"
+        self._relay.cut_client(prefix)
+
+    def mend_client(self, prefix: str) -> None:
+        """Make the broker reachable again for the clients cut by :meth:`cut_client`."""
+        assert isinstance(self._relay, ClientRelay), "mend_client() needs proxied=True"
+        self._relay.mend_client(prefix)
+
     def _spawn(self, port: int) -> None:
         assert self._dir is not None, "start() the broker first"
         advertised = url = f"tcp://127.0.0.1:{port}"
         if self.proxied:
             if self._relay is None:
-                relay = Relay(port, free_port())
+                relay = ClientRelay(port, free_port())
                 try:
                     relay.open()
                 except OSError as exc:
