@@ -198,7 +198,7 @@ def _units(head: dict[str, Any], signals: dict[str, np.ndarray], twin_id: str) -
 
 def _number(head: dict[str, Any], name: str, twin_id: str) -> float:
     value = head.get(name)
-    if type(value) not in (int, float):
+    if not isinstance(value, int | float) or isinstance(value, bool):
         _fail(twin_id, f"field {name!r} must be a finite number, got {value!r}")
     number = float(value)
     if not np.isfinite(number):
