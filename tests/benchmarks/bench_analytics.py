@@ -8,7 +8,8 @@ Two recordings, each scored by ``twinflow replay --faults`` (:mod:`twinflow.flow
   health index. The units form folds of four (every wear mode in each); each fold is
   replayed with the default failure level, with the levels learned from the other folds'
   replays (the trend; ``run_replay(history=[...], similarity=False)``) and with the
-  trajectories of those replays (similarity; ``run_replay(history=[...])``). The error of
+  health index learned from those replays and their trajectories of it (similarity;
+  ``run_replay(history=[...])``, :func:`twinflow.flows.replay.learn_index`). The error of
   each unit's estimate at half life is printed too.
 - **The demo plant** (the simulator, 1 Hz, its injected faults).
 
@@ -176,7 +177,7 @@ def print_row(name: str, r: dict[str, Any]) -> None:
 RUNS = {
     "default": "default failure level",
     "history": "failure levels from history (trend)",
-    "similarity": "trajectories from history (similar)",
+    "similarity": "learned index from history (similar)",
 }
 
 
@@ -321,6 +322,35 @@ def state_size() -> None:
         tracker.update(replace(w, anomaly_score=score, anomaly_threshold=1.0), None)
     size = len(pickle.dumps(tracker))
     print(f"health state per twin (index, onset, trend buffer full): {size / 1024:.1f} KB pickled")
+    print(f"health state per twin with a learned index (its points full): {learned_size()} bytes")
+
+
+def learned_size() -> int:
+    """Pickled size of a health tracker whose type has a learned index, after 3000 windows
+    (the index and its library belong to the type, not to the tracker)."""
+    import pickle
+    from datetime import UTC, datetime, timedelta
+
+    from twinflow.core.records import WindowFeatures
+    from twinflow.models.learned_index import learn_health
+    from twinflow.operators.catalog import TwinType
+    from twinflow.operators.health import HealthTracker
+    from twinflow.operators.health_profile import with_learned_index
+
+    names = [f"s{i}.mean" for i in range(8)]
+    rng = np.random.default_rng(0)
+    t = np.arange(200.0)
+    units = [(t, rng.normal(size=(200, 8)) + t[:, None] / 100.0, 50.0, 199.0) for _ in range(4)]
+    learned = learn_health(units, names)
+    assert learned is not None
+    kind = with_learned_index(TwinType("bench_type", ()), learned)
+    tracker = HealthTracker("t", "bench_type")
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    for i in range(3000):
+        end = t0 + timedelta(minutes=5 * (i + 1))
+        f = {n: float(v) for n, v in zip(names, rng.normal(size=8) + i / 1000.0, strict=True)}
+        tracker.update(WindowFeatures("t", "bench_type", end - timedelta(minutes=5), end, f), kind)
+    return len(pickle.dumps(tracker))
 
 
 def main() -> None:

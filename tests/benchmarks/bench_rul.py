@@ -20,6 +20,9 @@ the history (failure levels, trajectories); the figures are on held-out units:
   (:class:`~twinflow.models.learned_index.LinearIndex`: the 17 columns and their squares to
   the elapsed share of the life), and similarity to the training units' trajectories of it
   (linear scale, the newest 48 points, the nearest third of the units);
+- *learned index, interval factor*: the same as ``twinflow replay --history`` learns it
+  (:func:`~twinflow.models.learned_index.learn_health`: the interval scaled by a factor
+  chosen leave-one-out on the training units only), to show the interval's calibration;
 - *mean life*: the training units' mean life minus the age (the baseline).
 
 Also printed: the share of held-out units whose first degradation alarm came at least 20 %
@@ -51,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from twinflow.models.degradation import failure_level, failure_spread
 from twinflow.models.health_index import OnsetDetector, ScoreHealth
-from twinflow.models.learned_index import LinearIndex, elapsed
+from twinflow.models.learned_index import LearnedHealth, LinearIndex, elapsed, learn_health
 from twinflow.models.similarity import SimilarityRul, Trajectory, trajectory
 from twinflow.models.spc import SpcDetector
 
@@ -157,6 +160,7 @@ def run_unit(
     mean_life: float,
     learnt: tuple[LinearIndex, SimilarityRul],
     step: int = 1,
+    health: LearnedHealth | None = None,
 ) -> dict[str, list[float]]:
     """Every estimator's (estimate, low, high) at each ``step``-th cycle after the warm-ups
     (and at half life)."""
@@ -168,7 +172,8 @@ def run_unit(
         "trend, learned level": (ScoreHealth(levels={"*": level}), ()),
         "similarity (history)": (ScoreHealth(levels={"*": level}), tuple(library)),
     }
-    out: dict[str, list[Any]] = {k: [] for k in (*kinds, LEARNED, "mean life", "truth")}
+    out: dict[str, list[Any]] = {k: [] for k in (*kinds, LEARNED, FACTOR, "mean life", "truth")}
+    hv = health.index.values(u["rows"]) if health is not None else values
     for i, (t, h) in enumerate(zip(u["cycles"], u["index"], strict=True)):
         if not math.isfinite(h):
             continue
@@ -180,6 +185,8 @@ def run_unit(
         if any(e is None for e in ests.values()) or not wanted:
             continue
         ests[LEARNED] = similar.estimate(u["cycles"][: i + 1], values[: i + 1])
+        if health is not None:
+            ests[FACTOR] = health.estimate(u["cycles"][: i + 1], hv[: i + 1])
         for k, e in ests.items():
             assert e is not None
             out[k].append((e.hours, e.low_hours, e.high_hours))
@@ -190,6 +197,7 @@ def run_unit(
 
 
 LEARNED = "learned index, similarity"
+FACTOR = "  same, interval factor"
 
 
 def score(runs: list[dict[str, list[Any]]], name: str) -> dict[str, float]:
@@ -242,11 +250,16 @@ def main() -> None:
     for k, what in enumerate(("detector alarm (index > 1, 3 cycles)", "onset (CUSUM)")):
         early = sum(u["life"] - a[k] >= 0.2 * u["life"] for u, a in zip(test, first, strict=True))
         print(f"  first {what} >= 20 % of the life before failure: {early}/{len(test)}")
-    runs = [run_unit(u, library, level, mean_life, (index, similar), args.step) for u in test]
+    health = learn_health([(u["cycles"], u["rows"], 0.0, u["life"]) for u in train], names())
+    assert health is not None
+    print(f"  interval factor learned leave-one-out on the training units: {health.factor}")
+    runs = [
+        run_unit(u, library, level, mean_life, (index, similar), args.step, health) for u in test
+    ]
     print(f"  {'estimator':<24} RMSE (cycles, capped {CAP:.0f}) | alpha-lambda at half life | "
           "interval covers truth | interval width / truth (median)")  # fmt: skip
     for name in ("trend, default level", "trend, learned level", "similarity (history)",
-                 LEARNED, "mean life"):  # fmt: skip
+                 LEARNED, FACTOR, "mean life"):  # fmt: skip
         s = score(runs, name)
         print(
             f"  {name:<24} {s['rmse']:6.1f} | {s['alpha_lambda']:4.0%} | "

@@ -15,13 +15,22 @@ the anomaly detector, so this gives what a replay with ``--history`` gives, in m
   their degradation, then similarity to the history's trajectories of that index
   (:class:`~twinflow.models.similarity.SimilarityRul`, linear scale, the newest 48 points,
   the nearest third of the history's units);
+- *the flow's learned index*: the :class:`~twinflow.models.learned_index.LearnedHealth`
+  that ``twinflow replay --history`` learns (:func:`twinflow.flows.replay.learn_index` on
+  the other folds' replays: the signals' window means, the interval factor chosen
+  leave-one-out on those history units), applied window by window as
+  :class:`~twinflow.operators.health.HealthTracker` applies it; also with its raw interval
+  (factor 1), to show what the factor does;
+- with ``--flow OUT``: each fold replayed again through ``twinflow replay --history`` (the
+  other folds' replays) into ``OUT``, and the windows' own RUL scored (the flow end to end);
 - *mean life*: the other units' mean life minus the age.
 
 Printed: alpha-lambda (alpha 0.2) at half of the degradation, the interval's coverage
-there, RMSE over every window from onset to failure (estimates capped at the longest life
-in the history; infinite counts as that cap) and the share of units whose first alert came
-at least 20 % of the degradation period before the failure. Run:
-``.venv/bin/python tests/benchmarks/bench_rul_progpy.py --replays DIR``.
+there and its median width relative to the truth, RMSE over every window from onset to
+failure (estimates capped at the longest life in the history; infinite counts as that cap)
+and the share of units whose first alert came at least 20 % of the degradation period
+before the failure. Run:
+``.venv/bin/python tests/benchmarks/bench_rul_progpy.py --replays DIR [--flow OUT]``.
 """
 
 from __future__ import annotations
@@ -42,10 +51,12 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from twinflow.connectors.files import read_parquet_dir
-from twinflow.flows.replay import learn_trajectories
+from twinflow.connectors.recorded.spec import replay_spec
+from twinflow.flows.deploy import load_deployment
+from twinflow.flows.replay import learn_index, learn_trajectories, run_replay
 from twinflow.flows.scoring import learn_failure_levels
 from twinflow.models.health_index import ScoreHealth
-from twinflow.models.learned_index import LinearIndex, elapsed
+from twinflow.models.learned_index import LearnedHealth, LinearIndex, elapsed, scaled
 from twinflow.models.similarity import SimilarityRul, Trajectory, trajectory
 from twinflow.operators.health import _driver
 
@@ -75,6 +86,7 @@ def load_fold(folder: Path) -> list[dict[str, Any]]:
                 "threshold": rows["anomaly_threshold"].fill_null(math.nan).to_numpy(),
                 "features": rows.select(FEATURES).fill_null(math.nan).to_numpy(),
                 "rows": rows.to_dicts(),
+                "frame": rows,
                 "onset": _hours(e["onset"]),
                 "failure": _hours(e["failure"]),
                 "lead": e["lead_time_hours"],
@@ -102,6 +114,11 @@ def run_unit(u: dict[str, Any], kinds: dict[str, Any]) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {k: [] for k in (*kinds, "truth")}
     score = {k: ScoreHealth(levels=v["levels"]) for k, v in kinds.items() if "levels" in v}
     index_values = {k: v["index"].values(u["features"]) for k, v in kinds.items() if "index" in v}
+    for k, v in kinds.items():
+        if "learned" in v:
+            names = v["learned"].index.names
+            rows = u["frame"].select(names).fill_null(math.nan).to_numpy()
+            index_values[k] = v["learned"].index.values(rows)
     for i, now in enumerate(t):
         wanted = i == half or (onset < now <= fail and i % STEP == 0)
         ests = {}
@@ -112,6 +129,13 @@ def run_unit(u: dict[str, Any], kinds: dict[str, Any]) -> dict[str, list[Any]]:
                 if e is not None and wanted and sh.trend is not None:
                     e = v["similar"].estimate(*sh.trend.points, health=e.health)
                 ests[k] = e
+            elif wanted and "learned" in v:
+                # as HealthTracker does: the newest `recent` finite points
+                h = index_values[k][: i + 1]
+                ok = np.isfinite(h)
+                learned: LearnedHealth = v["learned"]
+                e = learned.estimate(t[: i + 1][ok], h[ok])
+                ests[k] = scaled(e, v["factor"] / learned.factor)
             elif wanted:
                 h = index_values[k][: i + 1]
                 ests[k] = v["similar"].estimate(t[: i + 1], h)
@@ -124,12 +148,39 @@ def run_unit(u: dict[str, Any], kinds: dict[str, Any]) -> dict[str, list[Any]]:
     return out
 
 
+FLOW = "twinflow replay --history (the flow)"
+
+
+def replay_fold(folder: Path, others: list[Path], out: Path) -> Any:
+    """Replay ``folder``'s pumps with the other folds' replays as history into ``out``;
+    a function giving a unit's windows' (estimate, low, high) at the evaluated times."""
+    spec = replay_spec({"time": {"zone": "UTC"}}, Path("bench"))
+    target = out / folder.name
+    run_replay(
+        load_deployment(folder / "dep.yaml"), sorted(folder.glob("pump-*.csv")), spec, target,
+        faults=folder / "faults.csv", history=others, write_telemetry=False, progress=None,
+    )  # fmt: skip
+    windows = read_parquet_dir(target / "windows").sort("end")
+
+    def rul(u: dict[str, Any], truth: list[Any]) -> list[Any]:
+        rows = windows.filter(pl.col("twin_id") == u["twin"])
+        hours = rows["end"].dt.epoch("us").to_numpy() / 3.6e9
+        got = []
+        for _, now, _ in truth:
+            i = int(np.argmin(np.abs(hours - now)))
+            e = [rows[c][i] for c in ("rul_hours", "rul_low_hours", "rul_high_hours")]
+            got.append((math.inf, 0.0, math.inf) if e[0] is None else tuple(e))
+        return got
+
+    return rul
+
+
 def _finite(row: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in row.items() if isinstance(v, float) and math.isfinite(v)}
 
 
 def score(runs: list[dict[str, Any]], name: str, cap: float) -> dict[str, float]:
-    sq, hits, covered, n = [], 0, 0, 0
+    sq, hits, covered, n, width = [], 0, 0, 0, []
     for r in runs:
         for (est, low, high), (truth, _, is_half) in zip(r[name], r["truth"], strict=True):
             sq.append((min(est, cap) - truth) ** 2)
@@ -137,13 +188,20 @@ def score(runs: list[dict[str, Any]], name: str, cap: float) -> dict[str, float]
                 n += 1
                 hits += abs(est - truth) <= 0.2 * truth
                 covered += low <= truth <= high
-    return {"rmse": math.sqrt(statistics.fmean(sq)), "al": hits / n, "cov": covered / n}
+                width.append((high - low) / truth if truth > 0 else math.inf)
+    return {
+        "rmse": math.sqrt(statistics.fmean(sq)),
+        "al": hits / n,
+        "cov": covered / n,
+        "width": statistics.median(width),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replays", type=Path, required=True, help="bench_analytics --keep DIR")
     ap.add_argument("--recent", type=int, default=48, help="points the learned index matches")
+    ap.add_argument("--flow", type=Path, default=None, help="replay each fold with --history")
     args = ap.parse_args()
     t0 = time.perf_counter()
     folders = sorted(p for p in args.replays.glob("fold*") if (p / "default").is_dir())
@@ -160,12 +218,17 @@ def main() -> None:
     )
     runs: list[dict[str, Any]] = []
     names: list[str] = []
+    factors: list[float] = []
     for k, fold in enumerate(folds):
         others = [f / "default" for j, f in enumerate(folders) if j != k]
         history = [u for j, f in enumerate(folds) if j != k for u in f]
         levels = learn_failure_levels(others).get("progpy_pump", {})
         library = learn_trajectories(others).get("progpy_pump", ())
         index, learned = learned_history(history)
+        dep = load_deployment(folders[k] / "dep.yaml")
+        signals = {t.name: {s.name for s in t.signals} for t in dep.deployed_types().values()}
+        flow_index = learn_index(others, signals)["progpy_pump"]
+        factors.append(flow_index.factor)
         near = max(3, len(learned) // 3)  # the nearest third of the history's units
         mean_life = statistics.fmean(u["failure"] - u["hours"][0] for u in history)
         kinds = {
@@ -178,22 +241,32 @@ def main() -> None:
                 "index": index,
                 "similar": SimilarityRul(learned, log=False, recent=args.recent,
                                          neighbours=near, name="learned_index")},
+            "flow's learned index (LOO interval factor)": {
+                "learned": flow_index, "factor": flow_index.factor},
+            "  same, raw interval (factor 1)": {"learned": flow_index, "factor": 1.0},
         }  # fmt: skip
         names = list(kinds)
         cap = max(u["failure"] - u["hours"][0] for u in history)
+        flow_rul = replay_fold(folders[k], others, args.flow) if args.flow else None
         for u in fold:
             r = run_unit(u, kinds)
+            if flow_rul is not None:
+                r[FLOW] = flow_rul(u, r["truth"])
             r["mean life"] = [
                 (max(mean_life - (now - u["hours"][0]), 0.0),) * 3 for _, now, _ in r["truth"]
             ]
             r["cap"] = cap
             runs.append(r)
     cap = max(r["cap"] for r in runs)
-    print(f"  {'estimator':<42} alpha-lambda at half life | interval covers truth | RMSE, h")
-    for name in (*names, "mean life"):
+    print(
+        f"  {'estimator':<42} alpha-lambda at half life | interval covers truth | "
+        "interval width / truth (median) | RMSE, h"
+    )
+    print(f"  interval factors learned leave-one-out per fold: {factors}")
+    for name in (*names, *([FLOW] if args.flow else []), "mean life"):
         s = score(runs, name, cap)
-        cov = "-" if name == "mean life" else f"{s['cov']:4.0%}"
-        print(f"  {name:<42} {s['al']:4.0%} | {cov} | {s['rmse']:5.1f}")
+        cov, wid = ("-", "-") if name == "mean life" else (f"{s['cov']:4.0%}", f"{s['width']:.2f}")
+        print(f"  {name:<42} {s['al']:4.0%} | {cov} | {wid} | {s['rmse']:5.1f}")
     print(f"  ({time.perf_counter() - t0:.0f} s)")
 
 
