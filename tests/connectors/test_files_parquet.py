@@ -202,10 +202,12 @@ def test_recent_matches_whole_fingerprints_only_and_resumes_in_order() -> None:
 
 
 def test_chunks_handed_to_the_writer_keep_every_row_once_in_order(tmp_path: Path) -> None:
-    """Chunks of 4 rows built by the writer before their part is sealed (by size, at the
-    recovery snapshots, at the end): every row once, in order, also across a resume."""
+    """Chunks of 4 rows (or 2 items) built by the writer before their part is sealed (by size,
+    at the recovery snapshots, at the end): every row once, in order, also across a resume."""
     run(tmp_path / "a", [("a", i) for i in range(40)], rows_per_part=30, chunk_rows=4)
     assert read_parquet_dir(tmp_path / "a")["i"].to_list() == list(range(120))
+    run(tmp_path / "c", [("a", i) for i in range(40)], rows_per_part=30, chunk_items=2)
+    assert read_parquet_dir(tmp_path / "c")["i"].to_list() == list(range(120))
     rec = tmp_path / "rec"
     rec.mkdir()
     init_db_dir(rec, 1)
