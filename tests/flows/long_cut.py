@@ -199,6 +199,7 @@ def run_long_cut(tmp_path: Path, mqtt: Mosquitto, transport: Transport) -> None:
             result["restored_at"] = time.monotonic()
             transport.restore(base, edge_a)
             result["reconnected"] = wait_until(lambda: edge_a.link.connected, 60)
+            result["reconnect_s"] = time.monotonic() - result["restored_at"]  # type: ignore[operator]
             # Edge-a carries out central's winning motor change once it arrives.
             uid = update_id(result["motor_central"])  # type: ignore[arg-type]
 
@@ -226,6 +227,12 @@ def run_long_cut(tmp_path: Path, mqtt: Mosquitto, transport: Transport) -> None:
         stop_nodes()
         central.stop()
         edge_b.stop()
+    span = float(result.get("cut_at", 0)), float(result.get("restored_at", 0))  # type: ignore[arg-type]
+    print(  # what the cut did, for the record (pytest -s)
+        f"{transport.link}: cut {span[1] - span[0]:.0f} s, {len(rec_a.writes(*span))} edge-a "
+        f"writes during it, link back {float(result.get('reconnect_s', -1)):.1f} s after, "  # type: ignore[arg-type]
+        f"central's counts {dict(central.link.counts)}"
+    )
     assert sim.error is None, sim.error
     assert result.get("forwarded") and result.get("reconnected"), result
     cut_at, restored_at = float(result["cut_at"]), float(result["restored_at"])  # type: ignore[arg-type]
