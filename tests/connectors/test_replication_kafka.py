@@ -3,7 +3,9 @@
 The broker sits behind a relay that the test closes (``KafkaBroker(proxied=True)``): every
 replica loses the broker while all three set the same desired property and the edges keep
 writing; once it is reachable again, every replica must hold the state of a reference
-replica that received every write once, with the same conflicts. Every wait is bounded.
+replica that received every write once, with the same conflicts. A second test loses only
+the broker's answers to one edge (``cut_client(replies_only=True)``): the batch it produced
+again is merged once. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -96,3 +98,64 @@ def test_every_replica_converges_after_the_kafka_broker_was_unreachable(tmp_path
         assert r.get("pump-c", "desired", "speed_rpm") == winner
         assert [(c.winner, c.loser) for c in r.conflicts("pump-c")] == [(winner, x) for x in losers]
     assert not any(link.dead_letters for link in links.values())
+
+
+def test_a_batch_whose_acknowledgement_was_lost_is_produced_again_and_merged_once(
+    tmp_path: Path,
+) -> None:
+    """The broker takes edge-a's batch but its answers never come back (the relay drops them
+    for edge-a's clients alone) for longer than ``delivery_timeout_s``: the edge counts the
+    batch as not sent and, once answers flow again, produces it again. Central must merge
+    each write once (``won``) and every resend as a ``duplicate``, relaying nothing twice."""
+    try:
+        broker = KafkaBroker(local=True, proxied=True).start()
+    except KafkaUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+    base = f"tf-{uuid.uuid4().hex[:8]}"
+    for topic in kafka_topics(base, central=True):
+        create_topic(broker.bootstrap, topic, partitions=2)
+    links = {
+        name: KafkaLink(
+            TwinReplica(name),
+            DiskOutbox(tmp_path / name),
+            broker.bootstrap,
+            *kafka_topics(base, central=name == "central"),
+            group_id=f"{base}-{name}",
+            relay=name == "central",
+            delivery_timeout_s=2.0,
+            config={**FAST, "client.id": f"{base}-{name}"},
+        )
+        for name in ("central", "edge-a")
+    }
+    central, edge = links["central"], links["edge-a"]
+    try:
+        for link in links.values():
+            link.start()
+        made = [edge.write("pump-a", "reported", "speed_rpm", 700)]
+        wait_until("central has edge-a's first write", lambda: central.counts["won"] == 1, 30)
+        broker.cut_client(f"{base}-edge-a", replies_only=True)
+        made += [edge.write("pump-a", "reported", f"temp_{i}", i) for i in range(20)]
+        wait_until("central merges the batch", lambda: central.counts["won"] == 21, 30)
+        wait_until("edge-a counts it as not sent", lambda: not edge.connected, 30)
+        assert edge.outbox.pending == 20  # no acknowledgement: kept for a resend
+        broker.mend_client(f"{base}-edge-a")
+        wait_until("edge-a's outbox drained", lambda: edge.outbox.pending == 0, 60)
+        wait_until("the resends reach central", lambda: central.counts["duplicate"] >= 20, 30)
+        wait_until("edge-a holds the relayed state", lambda: _same(central, edge), 30)
+        wait_until("central's outbox drained", lambda: central.outbox.pending == 0, 30)
+    finally:
+        for link in links.values():
+            link.stop()
+            link.outbox.close()
+        broker.stop()
+    reference = TwinReplica("reference")
+    reference.apply_many(made)
+    assert central.replica.registers() == reference.registers()
+    assert central.counts["won"] == len(made)  # each write new once, however often it came
+    assert central.counts["sent"] == len(made)  # and relayed once
+    assert not central.dead_letters and not edge.dead_letters
+
+
+def _same(a: KafkaLink, b: KafkaLink) -> bool:
+    with a.lock, b.lock:
+        return a.replica.registers() == b.replica.registers()

@@ -198,10 +198,18 @@ class ClientRelay(Relay):
     def __init__(self, port: int, target: int) -> None:
         super().__init__(port, target)
         self._cut_ids: set[str] = set()
+        self._deaf_ids: set[str] = set()
         self._by_client: dict[socket.socket, str] = {}
+        self._upstreams: set[socket.socket] = set()
 
-    def cut_client(self, prefix: str) -> None:
+    def cut_client(self, prefix: str, *, replies_only: bool = False) -> None:
+        """Cut the clients whose id starts with ``prefix``; with ``replies_only`` their
+        requests still reach the broker but its answers are dropped (acknowledgements lost
+        on the way back), until :meth:`mend_client` closes those connections."""
         with self._lock:
+            if replies_only:
+                self._deaf_ids.add(prefix)
+                return
             self._cut_ids.add(prefix)
             cut = [s for s, cid in self._by_client.items() if cid.startswith(prefix)]
         for sock in cut:
@@ -210,10 +218,23 @@ class ClientRelay(Relay):
     def mend_client(self, prefix: str) -> None:
         with self._lock:
             self._cut_ids.discard(prefix)
+            deaf = prefix in self._deaf_ids
+            self._deaf_ids.discard(prefix)
+            # a connection whose answers were dropped is out of step: the client reconnects
+            stale = [s for s, c in self._by_client.items() if deaf and c.startswith(prefix)]
+        for sock in stale:
+            _shut(sock)
 
     def _is_cut(self, client_id: str) -> bool:
         with self._lock:
             return any(client_id.startswith(p) for p in self._cut_ids)
+
+    def _is_deaf(self, sock: socket.socket) -> bool:
+        with self._lock:
+            client_id = self._by_client.get(sock)
+            if sock not in self._upstreams or client_id is None:
+                return False
+            return any(client_id.startswith(p) for p in self._deaf_ids)
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -245,13 +266,23 @@ class ClientRelay(Relay):
                 _shut(upstream)
                 return
             self._sockets |= {client, upstream}
+            self._upstreams.add(upstream)
             self._by_client[client] = self._by_client[upstream] = client_id
         for a, b in ((client, upstream), (upstream, client)):
             threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        super()._pump(src, dst)
+        try:
+            while data := src.recv(65536):
+                if not self._is_deaf(src):
+                    dst.sendall(data)
+        except OSError:
+            pass
+        _shut(src)
+        _shut(dst)
         with self._lock:
+            self._sockets -= {src, dst}
+            self._upstreams -= {src, dst}
             self._by_client.pop(src, None)
             self._by_client.pop(dst, None)
 
@@ -334,11 +365,12 @@ class KafkaBroker:
         assert self._relay is not None, "mend() needs KafkaBroker(local=True, proxied=True)"
         self._relay.open()
 
-    def cut_client(self, prefix: str) -> None:
+    def cut_client(self, prefix: str, *, replies_only: bool = False) -> None:
         """Make the broker unreachable for the clients whose ``client.id`` starts with
-        ``prefix`` alone, keeping its data (needs ``proxied=True``; see :class:`ClientRelay`)."""
+        ``prefix`` alone, keeping its data (needs ``proxied=True``; see :class:`ClientRelay`);
+        with ``replies_only`` their requests still arrive and the answers are lost."""
         assert isinstance(self._relay, ClientRelay), "cut_client() needs proxied=True"
-        self._relay.cut_client(prefix)
+        self._relay.cut_client(prefix, replies_only=replies_only)
 
     def mend_client(self, prefix: str) -> None:
         """Make the broker reachable again for the clients cut by :meth:`cut_client`."""
