@@ -18,6 +18,7 @@ nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -99,15 +100,37 @@ class KafkaLink(ReplicaLink):
         self._poller: threading.Thread | None = None
         self._kafka: Any = None
         self._polling = threading.Event()
+        self._reachable = True  # False from "all brokers down" until a broker is up again
+
+    @property
+    def connected(self) -> bool:
+        """Whether the link works: its last batch was delivered and the clients reach a
+        broker. librdkafka says at once when every broker connection is lost (a cut link
+        with nothing to send reads down too) and the consumer's statistics say when one is
+        up again."""
+        return self._send_ok and self._reachable
+
+    def _on_error(self, err: Any) -> None:
+        if err.code() == self._kafka.KafkaError._ALL_BROKERS_DOWN:
+            self._reachable = False
+        log.warning("replication link %s: %s", self.replica.replica_id, err)
+
+    def _on_stats(self, doc: str) -> None:
+        if self._reachable:
+            return  # parsed only while the brokers were down
+        brokers = json.loads(doc).get("brokers", {}).values()
+        self._reachable = any(b.get("state") == "UP" and b.get("nodeid", -1) >= 0 for b in brokers)
 
     def start(self) -> KafkaLink:
         """Create the clients, start consuming and sending."""
         kafka = require("confluent_kafka", extra="kafka", what="the Kafka replication link")
+        self._kafka = kafka  # before the clients: their callbacks use it
         # librdkafka's own messages go to Python logging, not stderr
         common = {
             "bootstrap.servers": self.bootstrap,
             "logger": log,
             "socket.nagle.disable": True,  # small records leave at once
+            "error_cb": self._on_error,
             **self.config,
         }
         self._producer = kafka.Producer(
@@ -128,9 +151,11 @@ class KafkaLink(ReplicaLink):
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "fetch.wait.max.ms": self.fetch_wait_ms,
+                # a broker up again after "all brokers down" (see ``connected``)
+                "statistics.interval.ms": 1000,
+                "stats_cb": self._on_stats,
             }
         )
-        self._kafka = kafka
         self._polling.set()
         self._poller = threading.Thread(
             target=self._poll_loop, name=f"replication-in-{self.replica.replica_id}", daemon=True

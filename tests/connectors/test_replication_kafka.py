@@ -159,3 +159,35 @@ def test_a_batch_whose_acknowledgement_was_lost_is_produced_again_and_merged_onc
 def _same(a: KafkaLink, b: KafkaLink) -> bool:
     with a.lock, b.lock:
         return a.replica.registers() == b.replica.registers()
+
+
+def test_an_idle_link_reads_down_while_its_broker_is_unreachable(tmp_path: Path) -> None:
+    """A replica with nothing to send learns of a cut from its clients, not from a failed
+    delivery, and reads up again once a broker answers."""
+    try:
+        broker = KafkaBroker(local=True, proxied=True).start()
+    except KafkaUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+    base = f"tf-{uuid.uuid4().hex[:8]}"
+    for topic in kafka_topics(base, central=True):
+        create_topic(broker.bootstrap, topic, partitions=2)
+    link = KafkaLink(
+        TwinReplica("edge-a"),
+        DiskOutbox(tmp_path / "edge-a"),
+        broker.bootstrap,
+        *kafka_topics(base, central=False),
+        group_id=f"{base}-edge-a",
+        config={**FAST, "client.id": f"{base}-edge-a"},
+    )
+    try:
+        link.start()
+        wait_until("the link is up", lambda: link.connected, 30)
+        broker.cut_client(f"{base}-edge-a")
+        wait_until("the idle link reads down", lambda: not link.connected, 10)
+        assert link.outbox.pending == 0  # nothing was sent: no delivery failed
+        broker.mend_client(f"{base}-edge-a")
+        wait_until("the link reads up again", lambda: link.connected, 30)
+    finally:
+        link.stop()
+        link.outbox.close()
+        broker.stop()
