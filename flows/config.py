@@ -145,8 +145,9 @@ class FlowConfig:
             "sample_warmup_shift",
             "A level shift inside the sample warm-up, in standard deviations within its two "
             "parts, that restarts the warm-up from the shift (a machine still settling or "
-            "changing state is not learned as normal); 0: never restart.",
-            4.0,
+            "changing state is not learned as normal); 0 (default): never restart, since a "
+            "machine whose undeclared operating state cycles would learn one state only.",
+            0.0,
             low=0,
         )
     )
@@ -154,7 +155,8 @@ class FlowConfig:
         Whole(
             "sample_warmup_max",
             "Most samples the sample warm-up lasts with its restarts: then the model is fitted "
-            "on the last part anyway, and a log line says it never settled (0: no cap).",
+            "on every sample of it (its changes are its normal), and a log line says it never "
+            "settled (0: no cap).",
             600,
             0,
             coerce=True,

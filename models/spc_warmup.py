@@ -4,10 +4,13 @@ A model calibrated on a warm-up that spans two states (a machine still settling,
 change, a temperature that falls in the last minute) takes the difference between them for
 normal spread: its limits are wide and a later fault stays inside them. :class:`Warmup`
 keeps the warm-up's rows and, each time the warm-up would end, asks :func:`level_shift`
-whether the rows' level changed inside it. If it did, the rows before the change are
-dropped and the warm-up goes on from it until the new segment is long enough; a machine that
-never settles still gets a model once ``cap`` rows were seen (fitted on the last segment, and
-:attr:`Warmup.unsettled` says so).
+whether the rows' level changed inside it. If it did, the warm-up starts again from the change
+and goes on until the new segment is long enough (the model is then fitted on that segment
+alone). A machine that never settles still gets a model once ``cap`` rows were seen: its
+changes are its normal (an operating cycle the profile does not declare), so it is fitted on
+every row of the warm-up, and :attr:`Warmup.unsettled` says so. (Fitted on the last segment
+alone, a pump whose load cycles through the warm-up learned one state of its cycle and raised
+about 20 false alarms a day on the others.)
 
 The test is a two-segment one: for every split of the rows (both parts at least
 ``min_segment`` long), the difference of the two means of each column over the pooled
@@ -80,7 +83,12 @@ class Warmup:
     when it ends: after ``target`` rows and ``seconds`` of event time, once the rows since
     the last restart are stable (no level shift of ``shift`` deviations or more; 0 turns the
     test off) and at least ``SETTLE_SHARE`` of ``target``, or at ``cap`` rows whatever they
-    look like (0: no cap)."""
+    look like (0: no cap). ``rows[origin:]`` is the segment since the last restart; the rows
+    before it are kept until the end in case the warm-up never settles."""
+
+    #: The first kept row of the segment since the last restart (class default: a warm-up
+    #: pickled before it existed had dropped the rows before its restarts).
+    origin = 0
 
     def __init__(
         self,
@@ -132,27 +140,33 @@ class Warmup:
                 self.rows.append(row)
             if len(self.rows) >= self.max_rows:
                 self.rows = self.rows[1::2]
+                self.origin //= 2
                 self.stride *= 2
 
     def settled(self, n_settings: int, floors: np.ndarray) -> bool:
-        """At a due check: True when the warm-up ends now (stable, or at its cap); otherwise
-        the rows before the level shift are dropped and it goes on."""
+        """At a due check: True when the warm-up ends now, with :attr:`rows` the rows to fit
+        (the stable segment since the last restart, or at the cap every row); otherwise the
+        warm-up starts again from the level shift and goes on."""
         capped = self.cap > 0 and self.seen >= self.cap
-        while self.shift > 0 and len(self.rows) >= 2 * self.min_segment:
-            data = np.vstack(self.rows)
+        while self.shift > 0 and len(self.rows) - self.origin >= 2 * self.min_segment:
+            data = np.vstack(self.rows[self.origin :])
             k, d = level_shift(residuals(data, n_settings), floors, self.min_segment)
             if d < self.shift:
-                return True
-            if capped:  # a model all the same: on the last segment if it is long enough
+                break
+            if capped:
                 self.unsettled = True
-                if (len(data) - k) * self.stride >= self.settle:
-                    self.rows = self.rows[k:]
-                return True
-            self.rows = self.rows[k:]
-            self.segment = len(self.rows) * self.stride
+                break
+            self.origin += k
+            self.segment = (len(self.rows) - self.origin) * self.stride
             self.restarts += 1
             if self.segment < self.settle:
                 return False
+        if capped and self.restarts:
+            self.unsettled = True
+        if self.unsettled:
+            self.origin = 0  # it never settled: every row of the warm-up is its normal
+        self.rows = self.rows[self.origin :]
+        self.origin = 0
         return True
 
 

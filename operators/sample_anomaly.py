@@ -142,7 +142,7 @@ class SampleScorer:
         if det.unsettled:
             log.warning(
                 "sample model of %s: warm-up never settled (%d restarts, %d samples); fitted "
-                "on its last part",
+                "on every sample of it (its changes are taken as its normal)",
                 twin_id,
                 det.restarts,
                 det.n_seen,

@@ -176,3 +176,22 @@ def test_a_detector_pickled_before_the_warmup_object_unpickles() -> None:
     scores = old.update(np.arange(100.0, 600.0), rows[100:])
     assert old.warm and old.n_seen == 300 and old.track == 0.0
     assert np.isfinite(scores[200:]).all()
+
+
+def test_a_warmup_that_never_settles_keeps_every_state_it_saw() -> None:
+    """A machine that moves to a new level every 80 rows from row 250 never settles: at the
+    cap the model is fitted on every row of the warm-up (its changes are its normal), not on
+    its last level alone."""
+    wu = Warmup(300, shift=4.0, cap=600, max_rows=1000)
+    rng = np.random.default_rng(4)
+    rows = rng.standard_normal((600, 2))
+    for start in range(250, 600, 80):
+        rows[start:, 0] += 10.0
+    fed, ended = 0, False
+    while not ended:
+        take, due = wu.needed(np.arange(fed, 600, dtype=float))
+        wu.keep(rows[fed : fed + take])
+        fed += take
+        ended = due and wu.settled(0, np.zeros(2))
+    assert wu.unsettled and wu.restarts >= 1 and fed == 600
+    assert len(wu.rows) == 600  # every row, every level
