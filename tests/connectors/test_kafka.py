@@ -42,6 +42,7 @@ from tests.services.kafka import (
     KafkaUnavailable,
     create_topic,
     free_port,
+    running_kafka,
     unique_topic,
 )
 from twinflow.connectors.bindings import KafkaSettings
@@ -91,13 +92,7 @@ EPOCH0 = T0.timestamp()
 @pytest.fixture(scope="module")
 def bootstrap() -> Iterator[str]:
     """The broker's ``host:port``; the tests fail (never skip) when there is none."""
-    broker = KafkaBroker()
-    try:
-        broker.start()
-    except KafkaUnavailable as exc:
-        pytest.fail(str(exc))
-    yield broker.bootstrap
-    broker.stop()
+    yield from running_kafka()
 
 
 def settings(bootstrap: str, **changes: Any) -> KafkaSettings:

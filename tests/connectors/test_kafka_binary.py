@@ -16,7 +16,11 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 from confluent_kafka import Producer
 
-from tests.services.kafka import KafkaBroker, KafkaUnavailable, create_topic, unique_topic
+from tests.services.kafka import (
+    create_topic,
+    running_kafka,
+    unique_topic,
+)
 from twinflow.connectors.bindings import KafkaSettings
 from twinflow.connectors.kafka import kafka_telemetry_source
 from twinflow.connectors.simulator.wire import encode_frame
@@ -30,13 +34,7 @@ T0 = 1_767_225_600.0
 
 @pytest.fixture(scope="module")
 def bootstrap() -> Iterator[str]:
-    broker = KafkaBroker()
-    try:
-        broker.start()
-    except KafkaUnavailable as exc:
-        pytest.fail(str(exc))
-    yield broker.bootstrap
-    broker.stop()
+    yield from running_kafka()
 
 
 def pump(twin: str, t0: float, n: int = 10) -> TelemetryFrame:

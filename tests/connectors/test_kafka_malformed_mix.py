@@ -18,7 +18,11 @@ from bytewax.testing import TestingSink, run_main
 from confluent_kafka import Producer
 
 from tests.operators.test_poison import AFTER_9999_MS, POISON
-from tests.services.kafka import KafkaBroker, KafkaUnavailable, create_topic, unique_topic
+from tests.services.kafka import (
+    create_topic,
+    running_kafka,
+    unique_topic,
+)
 from twinflow.connectors.bindings import KafkaSettings
 from twinflow.connectors.kafka import kafka_telemetry_source
 from twinflow.core.records import DeadLetter, TelemetryFrame
@@ -59,13 +63,7 @@ MALFORMED: list[bytes | None] = [
 
 @pytest.fixture(scope="module")
 def bootstrap() -> Iterator[str]:
-    broker = KafkaBroker()
-    try:
-        broker.start()
-    except KafkaUnavailable as exc:
-        pytest.fail(str(exc))
-    yield broker.bootstrap
-    broker.stop()
+    yield from running_kafka()
 
 
 @pytest.mark.timeout(120)

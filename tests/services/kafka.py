@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -450,3 +451,19 @@ class KafkaBroker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def running_kafka() -> Iterator[str]:
+    """A started broker's ``host:port`` for a pytest fixture (``yield from running_kafka()``),
+    stopped after; a broker that cannot start fails the test with the reason (never skips)."""
+    import pytest
+
+    broker = KafkaBroker()
+    try:
+        broker.start()
+    except KafkaUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()

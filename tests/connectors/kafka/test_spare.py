@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from tests.services.kafka import KafkaBroker, create_topic, free_port, unique_topic
+from tests.services.kafka import create_topic, free_port, running_kafka, unique_topic
 from twinflow.connectors.bindings import KafkaSettings
 from twinflow.connectors.kafka.sink import KafkaJsonSink
 from twinflow.core.records import Alert, AlertState, Severity
@@ -79,12 +79,7 @@ def test_a_sink_pickles_without_its_producers() -> None:
 
 @pytest.fixture(scope="module")
 def bootstrap() -> Iterator[str]:
-    broker = KafkaBroker()
-    broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
+    yield from running_kafka()
 
 
 @pytest.mark.services
