@@ -20,7 +20,12 @@ import pytest
 from confluent_kafka import Producer
 
 from tests.connectors.test_request_poison import DEEP_ARRAY, INT_400, INT_5000
-from tests.flows.test_command_loop import lifecycles, run_until_ended, services  # noqa: F401
+from tests.flows.test_command_loop import (  # noqa: F401
+    furthest,
+    lifecycles,
+    run_until_ended,
+    services,
+)
 from tests.flows.test_run_deployment import SimulatorThread
 from tests.services.kafka import KafkaBroker, create_topic, unique_topic
 from tests.services.mosquitto import Mosquitto, free_port
@@ -136,7 +141,7 @@ twins:
     assert sim.error is None, sim.error
 
     seen = lifecycles(out)
-    last = {r: seen[r][-1] for r in reasons if r in seen}
+    last = {r: furthest(seen[r]) for r in reasons if r in seen}
     assert last["desired:power_limit=1200 (granted)"]["status"] == "succeeded", seen
     for r, detail in [
         ("desired:power_limit=1100 (unsigned)", "not authenticated: no twinflow-issuer header"),
