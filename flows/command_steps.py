@@ -7,11 +7,15 @@ Split from :mod:`twinflow.flows.steps` (same conventions); ``CommandBookLogic`` 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import bytewax.operators as op
+from bytewax.dataflow import Stream
 from bytewax.operators import StatefulLogic
+from bytewax.outputs import FixedPartitionedSink, Sink
 
 from twinflow.core.records import (
     Alert,
@@ -165,3 +169,27 @@ def to_actuators(routed: Callable[[str], bool]) -> Callable[[Command], bool]:
 def everyone(_twin_id: str) -> bool:
     """The default actuator route: every twin has one."""
     return True
+
+
+def send_commands(
+    step_id: str, queued: Stream[Command], sinks: Sink[Any] | Sequence[Sink[Any]] | None
+) -> None:
+    """Queued commands to the actuator sinks: a fixed-partitioned one (commands placed on the
+    worker of their twin's device, :mod:`twinflow.connectors.placement`) takes them keyed by
+    twin, a dynamic one as they are (step ids get a suffix when there are several)."""
+    if sinks is None:
+        return
+    many = list(sinks) if isinstance(sinks, Sequence) else [sinks]
+    keyed: Stream[tuple[str, Command]] | None = None
+    for i, sink in enumerate(many):
+        name = step_id if len(many) == 1 else f"{step_id}_{i}"
+        if isinstance(sink, FixedPartitionedSink):
+            if keyed is None:
+                keyed = op.key_on(f"{step_id}_by_twin", queued, _twin_of)
+            op.output(name, keyed, sink)
+        else:
+            op.output(name, queued, sink)
+
+
+def _twin_of(command: Command) -> str:
+    return command.twin_id

@@ -24,7 +24,9 @@ from bytewax.dataflow import Dataflow
 from twinflow.connectors import registry
 from twinflow.connectors.actuators import CommandRouter
 from twinflow.connectors.feedback import CommandFeedback, CommandFeedbackSource
+from twinflow.connectors.placement_keys import Placement, place
 from twinflow.core.backoff import Backoff
+from twinflow.flows.cluster import Cluster
 from twinflow.flows.decide_steps import decide_for
 from twinflow.flows.deployment import Deployment
 from twinflow.flows.kafka_lag import KafkaLag, is_kafka
@@ -115,11 +117,28 @@ def request_sources(dep: Deployment, **limits: Any) -> list[Any]:
     return out
 
 
-def outputs_for(dep: Deployment, out_dir: Path, actuators: Any) -> FlowOutputs:
+def placement_for(cluster: Cluster | None) -> Placement | None:
+    """Where a cluster of several workers writes each twin's outputs: on the worker that
+    holds its state (:mod:`twinflow.connectors.placement_keys`); ``None`` for one worker
+    (or no cluster given), whose sinks keep Bytewax's own spreading.
+
+    >>> placement_for(Cluster(1, 1, ("h:1", "h:2"))), placement_for(Cluster(1))
+    (Placement(workers=2), None)
+    """
+    if cluster is None or cluster.workers == 1:
+        return None
+    return Placement(cluster.workers)
+
+
+def outputs_for(
+    dep: Deployment, out_dir: Path, actuators: Any, cluster: Cluster | None = None
+) -> FlowOutputs:
     """Files under ``out_dir``, plus each connector's outputs (e.g. Kafka topics) and the
-    database when configured."""
+    database when configured; in a ``cluster`` of several workers, each partitioned sink
+    writes a twin's items on the worker of its state (:func:`placement_for`)."""
     config = replace(dep.flow, out_dir=out_dir)
-    files = file_outputs(config, actuators=actuators)
+    placement = placement_for(cluster)
+    files = file_outputs(config, actuators=actuators, placement=placement)
     extra: dict[str, list[Any]] = {f: [] for f in _STREAMS}
     for name in dep.protocols():
         for stream, sinks in registry.spec(name).outputs(dep.services.get(name)).items():
@@ -130,6 +149,8 @@ def outputs_for(dep: Deployment, out_dir: Path, actuators: Any) -> FlowOutputs:
         db = PostgresSink(dep.database_url, partitions=2)
         for stream in _STREAMS:
             extra[stream].append(db)
+    for sink in {id(s): s for sinks in extra.values() for s in sinks}.values():
+        place(sink, placement)
     return replace(
         files,
         **{s: [getattr(files, s), *extra[s]] for s in _STREAMS if extra[s]},
@@ -184,8 +205,9 @@ def deployment_flow(
     limits: dict[str, dict[str, Any]] | None = None,
     feedback: CommandFeedback | None = None,
     watch: Watch | None = None,
+    cluster: Cluster | None = None,
 ) -> Dataflow:
-    """The telemetry flow of a deployment.
+    """The telemetry flow of a deployment (of one process of ``cluster``, when given).
 
     ``actuators`` defaults to the protocol router, reporting to ``feedback`` (a new hub when
     not given); the flow reads the outcomes back from it while any twin has an actuator
@@ -202,11 +224,11 @@ def deployment_flow(
     routed = routed_twins(dep)
     hub = feedback if feedback is not None else CommandFeedback()
     if actuators is None:
-        actuators = actuators_for(dep, hub)
+        actuators = actuators_for(dep, hub).placed()
     feedback_source = CommandFeedbackSource(hub, **limits.get("feedback", {})) if routed else None
     sources = sources_for(dep, **limits)
     requests = request_sources(dep, **limits.get("requests", {}))
-    outputs = outputs_for(dep, out_dir, actuators)
+    outputs = outputs_for(dep, out_dir, actuators, cluster)
     replication = replication_for(dep, out_dir, limits, watch)
     if replication is not None:
         if replication.node.role == "edge":

@@ -56,7 +56,13 @@ from twinflow.core.records import (
     WindowFeatures,
 )
 from twinflow.flows.anomaly_steps import AnomalyStep, SampleAlarmStep, SampleAnomalyStep
-from twinflow.flows.command_steps import CommandBookStep, PolicyStep, everyone, to_actuators
+from twinflow.flows.command_steps import (
+    CommandBookStep,
+    PolicyStep,
+    everyone,
+    send_commands,
+    to_actuators,
+)
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.decide_steps import Decide, decide_flow
 from twinflow.flows.metrics import RunStats
@@ -94,7 +100,8 @@ class FlowOutputs:
 
     Every sink but ``actuators`` receives ``(twin_id, item)`` pairs (dead letters are keyed by
     twin id, or by their source when the twin is unknown; roll-ups by asset id);
-    ``actuators`` receives bare :class:`Command` items.
+    ``actuators`` receives bare :class:`Command` items (a fixed-partitioned actuator sink:
+    ``(twin_id, command)`` pairs, see :func:`~twinflow.flows.command_steps.send_commands`).
     """
 
     dead_letters: Sinks
@@ -283,8 +290,7 @@ def write_outputs(
     for rolled in rollups:
         _output("rollups_out", op.key_on("key_rollups", rolled, asset_of), sinks.rollups)
     _output("commands_out", commands, sinks.commands)
-    if sinks.actuators is not None:
-        _output("actuators_out", queued, sinks.actuators)
+    send_commands("actuators_out", queued, sinks.actuators)
     _output(
         "dead_letters_out", op.key_on("key_dead_letters", dead_letters, key_of), sinks.dead_letters
     )
