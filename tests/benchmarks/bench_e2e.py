@@ -215,8 +215,11 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_twinflow(config: Path, folder: Path, extra: list[str] | None = None) -> tuple[float, float]:
-    """``twinflow run --until-end``: wall seconds and peak RSS (MiB)."""
+def run_twinflow(
+    config: Path, folder: Path, extra: list[str] | None = None, cpu: list[float] | None = None
+) -> tuple[float, float]:
+    """``twinflow run --until-end``: wall seconds and peak RSS (MiB); the CPU seconds (user +
+    system, from the child's own rusage as the kernel reports it at exit) go to ``cpu``."""
     out = folder / f"out-{time.monotonic_ns()}"
     argv = [sys.executable, "-m", "twinflow.flows.cli", "run", str(config), "--out", str(out)]
     argv += ["--until-end", "--quiet", *(extra or [])]
@@ -226,10 +229,16 @@ def run_twinflow(config: Path, folder: Path, extra: list[str] | None = None) -> 
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
         peak = 0.0
-        while proc.poll() is None:
+        while True:  # wait4, not poll(): the exit's rusage is the child's own CPU time
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                break
             peak = max(peak, hwm_mib(proc.pid))
             time.sleep(0.05)
         wall = time.perf_counter() - t0
+    if cpu is not None:
+        cpu.append(usage.ru_utime + usage.ru_stime)
     if proc.returncode:
         raise SystemExit(f"twinflow run exited {proc.returncode}:\n{log.read_text()[-3000:]}")
     return wall, peak
@@ -309,6 +318,7 @@ def throughput(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> N
     wall: dict[str, list[float]] = {s: [] for s in SIDES}
     start_stop: dict[str, list[float]] = {s: [] for s in SIDES}
     rss: dict[str, list[float]] = {s: [] for s in SIDES}
+    cpu: dict[str, list[float]] = {s: [] for s in SIDES[2:]}  # CPU s less the empty run's
     stored: list[int] = []
     first_last: dict[str, list[float]] = {s: [] for s in SIDES[:2]}
     with Postgres(settings={"shared_buffers": "256MB"}) as pg:
@@ -334,8 +344,10 @@ def throughput(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> N
             idle = database() if db else None
             empty_cfg = deployment(folder, broker.bootstrap, empty, rec.twin_lines, idle)
             full_cfg = deployment(folder, broker.bootstrap, rec.topic, rec.twin_lines, db)
-            fixed, _ = run_twinflow(empty_cfg, folder)
-            whole, peak = run_twinflow(full_cfg, folder)
+            spent: list[float] = []
+            fixed, _ = run_twinflow(empty_cfg, folder, cpu=spent)
+            whole, peak = run_twinflow(full_cfg, folder, cpu=spent)
+            cpu[name].append(spent[1] - spent[0])
             if db:
                 stored.append(telemetry_rows(db))
             wall[name].append(whole)
@@ -363,12 +375,16 @@ def throughput(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> N
             line += f", peak RSS {_fmt(rss[s])} MiB"
         print(line)
     print("  waveform samples/s: 0 on every side (none on the wire)")
+    for s, spent in cpu.items():  # survives a loaded machine better than wall time
+        print(f"  {s:27} CPU per 1 Hz reading {_fmt(spent, 1e6 / rec.readings, '.2f')} µs "
+              f"(the child's user + system time less its run over the empty topic)")  # fmt: skip
     print(f"  telemetry rows in PostgreSQL after each run: {sorted(set(stored))}")
     print("  (readings/s: over the time less that of the same side over an empty topic)")
     print("ratios of medians:")
     for a, b in ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)):
         print(f"  {SIDES[a]} / {SIDES[b]}: {med[SIDES[a]] / med[SIDES[b]]:.3f}")
     goal = med[SIDES[3]]
+    print(f"  load average at the end: {load_average()}")
     print(
         f"target (for messages of 10 s of data; these are {args.message_s} s): "
         f">= 250,000 1 Hz readings/s with PostgreSQL: {goal:,.0f} "

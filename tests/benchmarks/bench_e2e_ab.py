@@ -12,7 +12,10 @@ own folders do not shadow it; see ``bench_e2e.child_path``).
 The plant is recorded once (``bench_e2e.record``), then the sides run interleaved over
 ``--rounds`` rounds (the order turns each round), each into a fresh migrated database on one
 hermetic server, each timed less its own run over an empty topic. Prints 1 Hz readings/s,
-median (min-max), peak RSS, the telemetry rows stored, and B / A of the medians.
+median (min-max), peak RSS, the telemetry rows stored, and B / A of the medians; and the CPU
+time of each ``twinflow run`` child (user + system, its rusage at exit) per 1 Hz reading, less
+that of its run over the empty topic, with B / A of the medians: on a machine shared with other
+work wall time stretches with the load, CPU time far less, so that ratio is the steadier one.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_e2e_ab.py --base 30ea3f1 --overlay
 connectors/postgres [--twins 100] [--hours 3] [--message-s 10] [--rounds 3]``.
@@ -107,6 +110,7 @@ def main() -> None:
             net: dict[str, list[float]] = {s: [] for s in views}
             rss: dict[str, list[float]] = {s: [] for s in views}
             rows: dict[str, list[int]] = {s: [] for s in views}
+            cpu: dict[str, list[float]] = {s: [] for s in views}
             for r in range(args.rounds):
                 for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
                     os.environ["PYTHONPATH"] = str(views[side])
@@ -114,12 +118,16 @@ def main() -> None:
                     lines = rec.twin_lines
                     empty_cfg = e2e.deployment(folder, broker.bootstrap, empty, lines, idle)
                     full_cfg = e2e.deployment(folder, broker.bootstrap, rec.topic, lines, db)
-                    fixed, _ = e2e.run_twinflow(empty_cfg, folder)
-                    whole, peak = e2e.run_twinflow(full_cfg, folder)
+                    spent: list[float] = []
+                    fixed, _ = e2e.run_twinflow(empty_cfg, folder, cpu=spent)
+                    whole, peak = e2e.run_twinflow(full_cfg, folder, cpu=spent)
                     net[side].append(whole - fixed)
+                    cpu[side].append(spent[1] - spent[0])
                     rss[side].append(peak)
                     rows[side].append(e2e.telemetry_rows(db))
-                    print(f"  round {r + 1}, {side}: {whole:.1f} s (empty topic {fixed:.1f} s)")
+                    print(f"  round {r + 1}, {side}: {whole:.1f} s (empty topic {fixed:.1f} s), "
+                          f"CPU {spent[1]:.1f} s (empty topic {spent[0]:.1f} s); load average "
+                          f"{e2e.load_average()}", flush=True)  # fmt: skip
     print("twinflow run + PostgreSQL, 1 Hz readings/s, median (min-max):")
     med = {}
     for side in views:
@@ -130,6 +138,14 @@ def main() -> None:
             f"{statistics.median(rss[side]):.0f} MiB; telemetry rows {sorted(set(rows[side]))}"
         )
     print(f"B / A: {med['B'] / med['A']:.2f} (ratio of medians, {args.rounds} interleaved rounds)")
+    print("CPU per 1 Hz reading (the child's user + system time less its empty-topic run's), µs:")
+    per = {s: [x * 1e6 / rec.readings for x in cpu[s]] for s in views}
+    for side in views:
+        print(f"  {names[side]:40} {statistics.median(per[side]):.3f} "
+              f"({min(per[side]):.3f}-{max(per[side]):.3f})")  # fmt: skip
+    ratio = statistics.median(per["B"]) / statistics.median(per["A"])
+    print(f"CPU per reading B / A: {ratio:.3f} (ratio of medians); load average at the end "
+          f"{e2e.load_average()}")  # fmt: skip
 
 
 if __name__ == "__main__":
