@@ -89,6 +89,15 @@ def _check_commands(where: str, b: ModbusBinding, kind: TwinType) -> None:
             )
 
 
+def endpoint_key(host: str, port: int) -> str:
+    """An endpoint's partition key, ``host:port`` (the source's and the command sink's).
+
+    >>> endpoint_key("10.0.0.7", 502)
+    '10.0.0.7:502'
+    """
+    return f"{host}:{port}"
+
+
 def endpoints(bindings: Iterable[ModbusBinding]) -> dict[tuple[str, int], list[ModbusBinding]]:
     """Bindings grouped by (host, port), in first-seen order."""
     out: dict[tuple[str, int], list[ModbusBinding]] = {}
@@ -111,4 +120,4 @@ _BINDING: tuple[Field[Any], ...] = (
 )
 
 
-__all__ = ["check_bindings", "check_register", "endpoints"]
+__all__ = ["check_bindings", "check_register", "endpoint_key", "endpoints"]

@@ -14,6 +14,11 @@ silent group; while the endpoint is unreachable a unit is polled (a BAD row, no 
 interval or at each reconnect attempt, whichever is rarer. ``max_timeouts`` unanswered
 requests in a row on the endpoint (no unit answering in between) drop the connection, since
 a peer that accepts but never answers is as good as gone, and the next poll reconnects.
+
+The poller lends its connection to the Modbus command sink of its process (``link``, a
+:class:`~twinflow.connectors.shared_connections.Link` the source partition registers): a write
+runs through :meth:`EndpointPoller.exclusive` between two polls, so the device sees one
+connection and one request at a time. The link is closed when polling ends.
 """
 
 from __future__ import annotations
@@ -23,18 +28,22 @@ import logging
 import math
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from twinflow.connectors.bindings import ModbusBinding
 from twinflow.connectors.modbus.client import Connection, async_client_class
 from twinflow.connectors.modbus.metrics import POLL_RESULTS, ModbusStats
 from twinflow.connectors.modbus.plan import ReadGroup, plan_reads
+from twinflow.connectors.shared_connections import Link, close_link
 
 async_client_class()  # fails early, naming the extra, when pymodbus is missing
 from pymodbus.exceptions import ConnectionException, ModbusIOException  # noqa: E402
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 #: One poll: (unit index in the partition, poll time in epoch s, values, bad flags or None).
 Row = tuple[int, float, list[float], list[bool] | None]
@@ -98,6 +107,10 @@ class EndpointPoller:
         self.max_timeouts = max_timeouts
         self.clock = clock
         self.stopping = False
+        #: The registered lending of this connection to the command sink, if any.
+        self.link: Link[EndpointPoller] | None = None
+        #: One request at a time on the connection: a poll or a command's write.
+        self.lock = asyncio.Lock()
         self.connection = Connection(
             first.host,
             first.port,
@@ -114,6 +127,11 @@ class EndpointPoller:
         """
         self.stopping = True
 
+    async def exclusive(self, work: Callable[[Connection], Awaitable[R]]) -> R:
+        """``work(connection)`` between two polls (a command sink's write)."""
+        async with self.lock:
+            return await work(self.connection)
+
     async def run(self) -> None:
         """Poll until every unit has had ``max_polls`` polls (forever without a limit)."""
         active = [u for u in self.units if self.max_polls is None or self.max_polls > 0]
@@ -129,7 +147,8 @@ class EndpointPoller:
                 while self.backlog() >= self.max_backlog and not self.stopping:
                     await asyncio.sleep(0.005)
                 started = time.monotonic()
-                await self.poll(unit)
+                async with self.lock:
+                    await self.poll(unit)
                 unit.polls += 1
                 if self.max_polls is not None and unit.polls >= self.max_polls:
                     active.remove(unit)
@@ -142,6 +161,8 @@ class EndpointPoller:
                 if not self.connection.connected:  # no polls faster than reconnect attempts
                     unit.due = max(unit.due, self.connection.next_attempt)
         finally:
+            if self.link is not None:
+                close_link(self.link)
             self.connection.close()
 
     async def poll(self, unit: UnitPlan) -> None:

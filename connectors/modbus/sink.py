@@ -8,7 +8,12 @@ negative raw value); one that fails a check is REJECTED, one whose ``expires_at`
 is EXPIRED, and neither is sent.
 
 Writes run on a background event loop so a slow or absent device never stalls the flow;
-writes to one endpoint go one at a time, in order. Each command's outcomes go to the
+writes to one endpoint go one at a time, in order. A write goes over the connection of the
+Modbus source partition that polls the endpoint when that partition runs in this process (the
+flow places the sink's partitions with the source's:
+:class:`~twinflow.connectors.placement.PlacedCommands`), between two of its polls, so a device
+sees one client of the cluster; an endpoint no source of the process polls (only commanded)
+gets a connection of the sink's own. Each command's outcomes go to the
 :class:`~twinflow.connectors.feedback.CommandFeedback` given as ``feedback``:
 
 - SENT (with the attempt number) when the request went out on a connection;
@@ -38,11 +43,13 @@ from typing import Any, ClassVar
 from twinflow.connectors.bindings import ModbusBinding, ModbusWrite
 from twinflow.connectors.command_sink import CommandPartition, CommandSink
 from twinflow.connectors.feedback import CommandFeedback
-from twinflow.connectors.modbus.checks import check_bindings, endpoints
+from twinflow.connectors.modbus.checks import check_bindings, endpoint_key, endpoints
 from twinflow.connectors.modbus.client import Connection
 from twinflow.connectors.modbus.codec import encode_value
 from twinflow.connectors.modbus.loop import LoopThread
 from twinflow.connectors.modbus.metrics import COMMAND_RESULTS, ModbusStats
+from twinflow.connectors.placement import Placement, placement_of
+from twinflow.connectors.shared_connections import LinkDown, count_write, find_link
 from twinflow.core.backoff import DEFAULT_BACKOFF, Backoff, Outcome
 from twinflow.core.errors import ValidationError
 from twinflow.core.optional import needs
@@ -126,6 +133,14 @@ class ModbusCommandSink(CommandSink[ModbusBinding, _Plan]):
             self._open_partitions += 1
         return _CommandPartition(self)
 
+    def placement(self) -> Placement:
+        """Each twin's endpoint (``host:port``): the Modbus source's partition keys."""
+        polled = endpoints(b for b in self.bindings if b.registers)
+        return placement_of(
+            [endpoint_key(*ep) for ep in polled],
+            {b.twin_id: endpoint_key(b.host, b.port) for b in self.bindings},
+        )
+
     # -- public -------------------------------------------------------------------------
 
     def send(self, items: Iterable[Command]) -> None:
@@ -199,15 +214,36 @@ class ModbusCommandSink(CommandSink[ModbusBinding, _Plan]):
         conn, lock = self._connection(plan.binding)
         try:
             async with lock:  # one write at a time per endpoint, in order
-                await self.deliver(cmd, plan.target, functools.partial(self._try, cmd, plan, conn))
+                await self.deliver(
+                    cmd, plan.target, functools.partial(self._attempt, cmd, plan, conn)
+                )
         finally:
             with self._lock:
                 self._inflight.pop(cmd.command_id, None)
 
-    async def _try(
-        self, cmd: Command, plan: _Plan, conn: Connection, attempt: int
+    async def _attempt(
+        self, cmd: Command, plan: _Plan, own: Connection, attempt: int
     ) -> Outcome | str:
-        """One write: its outcome, or what went wrong in a way worth another try."""
+        """One write, over the connection of the endpoint's source partition in this process
+        (between two of its polls) when there is one, else over the sink's ``own``."""
+        b = plan.binding
+        link = find_link("modbus", (b.host, b.port))
+        count_write("modbus", link)
+        if link is None:
+            return await self._try(cmd, plan, attempt, own)
+        if own.client is not None:  # a source appeared: its connection from now on
+            own.close()
+        work = functools.partial(self._try, cmd, plan, attempt)
+        try:
+            result: Outcome | str = await link.call(lambda poller: poller.exclusive(work))
+        except LinkDown as exc:
+            return str(exc)
+        return result
+
+    async def _try(
+        self, cmd: Command, plan: _Plan, attempt: int, conn: Connection
+    ) -> Outcome | str:
+        """One write on ``conn``: its outcome, or what went wrong in a way worth another try."""
         client = await conn.get(honour_backoff=False)
         if client is None:
             return conn.last_error

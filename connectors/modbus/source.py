@@ -1,8 +1,11 @@
 """Bytewax source that polls Modbus TCP devices by their twins' register maps.
 
-Each worker polls a disjoint share of the endpoints (one (host, port) per share item, so
-one connection serves all units behind it) on a :class:`LoopThread` of its own; the polls
-land in a bounded queue that ``next_batch`` drains. The rows drained at once become ONE
+One Bytewax partition per endpoint (``host:port``, so one connection serves all units behind
+it), placed on a worker by its key like an OPC UA server; each polls on a :class:`LoopThread`
+of its own, and the polls land in a bounded queue that ``next_batch`` drains. The partition
+lends its connection to the Modbus command sink of its process, whose partitions have the same
+keys and so run on the same worker: a device sees one client of the cluster
+(:mod:`twinflow.connectors.shared_connections`). The rows drained at once become ONE
 :class:`TelemetryFrame` per twin (rows in time order): times are the poll times (wall
 clock, epoch seconds, UTC), since Modbus devices send no timestamps.
 
@@ -13,7 +16,7 @@ signals BAD when the newest row failed (quality is "as of the end of the frame",
 frame show only as NaN dropouts. Counts go to ``twinflow_modbus_polls_total{result}`` and
 ``twinflow_modbus_reconnects_total`` (see :mod:`twinflow.connectors.modbus.metrics`).
 
-Polling has no replayable position, so the source is a ``DynamicSource``: a resumed flow
+Polling has no replayable position, so a partition's resume state is empty: a resumed flow
 simply polls again. ``max_polls`` ends the source after that many polls of every twin;
 :meth:`ModbusSource.stop` ends it early (both drain what was polled first).
 """
@@ -28,18 +31,19 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from bytewax.inputs import DynamicSource, StatelessSourcePartition
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from twinflow.connectors.bindings import ModbusBinding
-from twinflow.connectors.modbus.checks import check_bindings, endpoints
+from twinflow.connectors.modbus.checks import check_bindings, endpoint_key, endpoints
 from twinflow.connectors.modbus.loop import LoopThread
 from twinflow.connectors.modbus.metrics import ModbusStats
 from twinflow.connectors.modbus.poller import EndpointPoller, Row, UnitPlan
+from twinflow.connectors.shared_connections import close_link, open_link
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import Quality, TelemetryFrame
 
 
-class ModbusSource(DynamicSource[TelemetryFrame]):
+class ModbusSource(FixedPartitionedSource[TelemetryFrame, None]):
     """Poll every binding's registers and emit :class:`TelemetryFrame` items.
 
     ``bindings`` without registers (command-only devices) are not polled. ``max_polls``
@@ -94,6 +98,9 @@ class ModbusSource(DynamicSource[TelemetryFrame]):
         self.batch_interval_s = batch_interval_s
         self.clock = clock
         self.stats = ModbusStats()
+        polled = [b for b in self.bindings if b.registers]
+        #: The bindings polled through each endpoint, by partition key (``host:port``).
+        self.groups = {endpoint_key(*ep): bs for ep, bs in endpoints(polled).items()}
         #: Set (here, by :meth:`stop` or by whoever passed ``stop``) to end every partition.
         self._stop = stop if stop is not None else threading.Event()
 
@@ -101,15 +108,16 @@ class ModbusSource(DynamicSource[TelemetryFrame]):
         """End every partition: polling stops, what was polled is still emitted."""
         self._stop.set()
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> ModbusPartition:
-        polled = [b for b in self.bindings if b.registers]
-        groups = sorted(endpoints(polled).items())
-        mine = [bs for _, bs in groups[worker_index::worker_count]]
-        return ModbusPartition(self, mine, f"{step_id}-{worker_index}")
+    def list_parts(self) -> list[str]:
+        return list(self.groups)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> ModbusPartition:
+        return ModbusPartition(self, [self.groups[for_part]], f"{step_id}-{for_part}")
 
 
-class ModbusPartition(StatelessSourcePartition[TelemetryFrame]):
-    """The endpoints one worker polls: a loop thread feeding a queue that batches drain."""
+class ModbusPartition(StatefulSourcePartition[TelemetryFrame, None]):
+    """The endpoints a partition polls (one; tests may give several): a loop thread feeding
+    a queue that batches drain."""
 
     def __init__(
         self, source: ModbusSource, endpoints: list[list[ModbusBinding]], name: str
@@ -143,6 +151,10 @@ class ModbusPartition(StatelessSourcePartition[TelemetryFrame]):
         ]
         self._pollers = pollers
         self._thread = LoopThread(f"twinflow-modbus-{name}").start()
+        for poller in pollers:
+            b = poller.units[0].binding
+            poller.link = open_link("modbus", (b.host, b.port), endpoint_key(b.host, b.port))
+            poller.link.attach(self._thread.loop, poller)
         self._done = self._thread.submit(_run_all(pollers))
         self._closed = False
 
@@ -164,11 +176,16 @@ class ModbusPartition(StatelessSourcePartition[TelemetryFrame]):
             return datetime.now(UTC) + timedelta(seconds=self._source.batch_interval_s)
         return None
 
+    def snapshot(self) -> None:
+        return None
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             for poller in self._pollers:
                 poller.stop()
+                if poller.link is not None:
+                    close_link(poller.link)
             self._thread.stop()
 
     def _drain(self) -> list[Row]:

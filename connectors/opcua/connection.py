@@ -52,6 +52,7 @@ __all__ = [
     "check_bindings",
     "close_quietly",
     "group_by_endpoint",
+    "link_key",
     "open_client",
     "parse_node",
     "public_url",
@@ -74,6 +75,17 @@ class Endpoint:
     def label(self) -> str:
         """The URL without credentials, for logs and metric labels."""
         return public_url(self.url)
+
+    @property
+    def reads(self) -> bool:
+        """Whether a source reads this server: a binding names a node to read."""
+        return any(b.nodes for b in self.bindings)
+
+
+def link_key(endpoint: Endpoint) -> tuple[object, ...]:
+    """What makes two endpoints one connection, for
+    :mod:`twinflow.connectors.shared_connections` (the source's session lent to the sink)."""
+    return endpoint.url, endpoint.security, endpoint.username, endpoint.password
 
 
 def public_url(url: str) -> str:

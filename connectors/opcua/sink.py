@@ -6,10 +6,16 @@ binding must map the command name to a node and parameter, and the value must be
 number inside the catalog's range for that parameter. A refused command is REJECTED and one
 whose ``expires_at`` has passed EXPIRED; neither is written.
 
-Writes run on an event loop in a thread of the sink, one queue per server, so commands to
-one server are written in the order they reached the sink and ``write_batch`` never waits
-for the network. The node's data type is read once per session and the value converted to
-it (a PLC setpoint may be Float or Int16). Outcomes go to the
+Writes run on an event loop in a thread of the sink (one per process), one queue per server,
+so commands to one server are written in the order they reached the sink and ``write_batch``
+never waits for the network. A write goes over the session of the OPC UA source partition
+that reads the server, when that partition runs in this process (the flow places the sink's
+partitions with the source's: :class:`~twinflow.connectors.placement.PlacedCommands`), so a
+server sees one client of the cluster; a server no source of the process reads (only
+commanded) gets a session of the sink's own. While the source's session is down, a write is
+retried (the source reconnects), not sent over another session. The node's data type is read
+once per session and the value converted to it (a PLC setpoint may be Float or Int16).
+Outcomes go to the
 :class:`~twinflow.connectors.feedback.CommandFeedback` given as ``feedback``:
 
 - SENT (with the attempt number) when the write request goes out on an open session;
@@ -44,11 +50,14 @@ from twinflow.connectors.opcua.connection import (
     check_bindings,
     close_quietly,
     group_by_endpoint,
+    link_key,
     open_client,
     parse_node,
     ua,
 )
 from twinflow.connectors.opcua.metrics import COMMAND_RESULTS
+from twinflow.connectors.placement import Placement, placement_of
+from twinflow.connectors.shared_connections import Link, LinkDown, count_write, find_link
 from twinflow.core.backoff import DEFAULT_BACKOFF, Backoff, Outcome
 from twinflow.core.errors import ConfigError
 from twinflow.core.optional import needs
@@ -127,9 +136,36 @@ class OpcUaCommandSink(CommandSink[OpcUaBinding, _Plan]):
         self._endpoint_of = {
             b.twin_id: e for e in group_by_endpoint(self.bindings) for b in e.bindings
         }
+        self._lock = threading.Lock()
+        self._writer: _Writer | None = None
+        self._users = 0
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CommandPartition:
         return _CommandPartition(self)
+
+    def placement(self) -> Placement:
+        """Each twin's server connection: the OPC UA source's partition keys."""
+        groups = group_by_endpoint(self.bindings)
+        twins = {b.twin_id: e.key for e in groups for b in e.bindings}
+        return placement_of([e.key for e in groups if e.reads], twins)
+
+    def _acquire(self) -> _Writer:
+        """The process's writer (started by the first partition)."""
+        with self._lock:
+            if self._writer is None:
+                self._writer = _Writer(self)
+            self._users += 1
+            return self._writer
+
+    def _release(self) -> None:
+        """A partition closed; the last one closes the writer."""
+        with self._lock:
+            self._users -= 1
+            writer = self._writer if self._users <= 0 else None
+            if writer is not None:
+                self._writer = None
+        if writer is not None:
+            writer.close()
 
     def writes(self, binding: OpcUaBinding) -> Collection[str]:
         return binding.commands.keys()
@@ -146,17 +182,21 @@ class OpcUaCommandSink(CommandSink[OpcUaBinding, _Plan]):
 
 
 class _CommandPartition(CommandPartition[_Plan]):
-    """Hands commands to a writer thread; never blocks on the network."""
+    """Hands commands to the process's writer thread; never blocks on the network."""
 
     def __init__(self, sink: OpcUaCommandSink) -> None:
         super().__init__(sink)
-        self.writer = _Writer(sink)
+        self._opcua = sink
+        self.writer = sink._acquire()
+        self._closed = False
 
     def submit(self, command: Command, plan: _Plan) -> None:
         self.writer.submit(command, *plan)
 
     def close(self) -> None:
-        self.writer.close()
+        if not self._closed:
+            self._closed = True
+            self._opcua._release()
 
 
 #: Seconds a closing sink waits for queued writes before cancelling them.
@@ -237,28 +277,49 @@ class _ServerWriter:
     async def _try(
         self, command: Command, node: ua.NodeId, value: float, attempt: int
     ) -> Outcome | str:
-        """One write: its outcome, or what went wrong in a way worth another try."""
+        """One write: its outcome, or what went wrong in a way worth another try.
+
+        Over the session of this server's source partition when there is one in the
+        process (its failures are the source's to mend), else over the sink's own."""
+        link: Link[Client] | None = find_link("opcua", link_key(self.endpoint))
+        count_write("opcua", link)
         try:
-            code = await asyncio.wait_for(
-                self._write(command, attempt, node, value), 3 * self.sink.timeout_s
-            )
+            if link is not None:
+                if self._client is not None:  # a source appeared: its session from now on
+                    await self._drop(lost=False)
+                work = functools.partial(self._write_on, command, attempt, node, value)
+                code = await asyncio.wait_for(link.call(work), 3 * self.sink.timeout_s)
+            else:
+                code = await asyncio.wait_for(
+                    self._write(command, attempt, node, value), 3 * self.sink.timeout_s
+                )
         except UaStatusCodeError as exc:
             code = exc.code
+        except LinkDown as exc:
+            return str(exc)
         except (TimeoutError, OSError, ConnectionError, UaError) as exc:
-            await self._drop()
+            if link is None:
+                await self._drop()
             return redact(f"{type(exc).__name__}: {exc}".rstrip(": ")) or type(exc).__name__
         status = ua.StatusCode(ua.UInt32(code))
         if status.is_good():
             detail = f"{status.name} from {self.endpoint.label} node {node.to_string()}"
             return CommandStatus.ACKNOWLEDGED, detail, attempt
         if code in _TRANSPORT_CODES:
-            await self._drop()
+            if link is None:
+                await self._drop()
             return status.name
         detail = f"server answered {status.name} for node {node.to_string()}"
         return CommandStatus.FAILED, detail, attempt
 
     async def _write(self, command: Command, attempt: int, node: ua.NodeId, value: float) -> int:
-        client = await self._connect()
+        """Write over the sink's own session."""
+        return await self._write_on(command, attempt, node, value, await self._connect())
+
+    async def _write_on(
+        self, command: Command, attempt: int, node: ua.NodeId, value: float, client: Client
+    ) -> int:
+        """Write over ``client``'s session (the sink's own, or the source's on its loop)."""
         vtype = self._types.get(node)
         if vtype is None:
             vtype = await client.get_node(node).read_data_type_as_variant_type()

@@ -1,10 +1,12 @@
 """The OPC UA source: data changes of bound nodes as one telemetry frame per twin and batch.
 
 One Bytewax partition per server connection (endpoint URL + security + user), so the
-servers spread over the workers. Each partition runs a :class:`Subscriber` in its own thread
-and drains its queue in ``next_batch`` without blocking: changes are held at most
-``max_batch_s`` (from the arrival of the oldest) and then emitted as one frame per twin,
-so frames carry many readings while latency stays bounded.
+servers spread over the workers. The partition lends its session to the OPC UA command sink
+of its process (:mod:`twinflow.connectors.shared_connections`), whose partitions have the same
+keys and so run on the same worker: a server sees one client of the cluster. Each partition
+runs a :class:`Subscriber` in its own thread and drains its queue in ``next_batch`` without
+blocking: changes are held at most ``max_batch_s`` (from the arrival of the oldest) and then
+emitted as one frame per twin, so frames carry many readings while latency stays bounded.
 
 What a consumer can rely on:
 
@@ -119,9 +121,7 @@ class OpcUaSource(FixedPartitionedSource[Output, None]):
         self.monitored_queue_size = monitored_queue_size
         self.stale_on_disconnect = stale_on_disconnect
         self.stop = stop
-        self.endpoints = {
-            e.key: e for e in group_by_endpoint(self.bindings) if any(b.nodes for b in e.bindings)
-        }
+        self.endpoints = {e.key: e for e in group_by_endpoint(self.bindings) if e.reads}
         if not self.endpoints:
             raise ConfigError(
                 "OpcUaSource: no binding names any node to read; give each twin's binding "

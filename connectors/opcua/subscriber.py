@@ -13,7 +13,10 @@ A lost session is noticed by a socket error, a bad subscription status change, a
 connection watchdog, or by silence: the server must answer a publish request at least
 every keep-alive period, so no answer for two periods means the link is dead. Then the
 client is dropped and a new session and subscription are made, with exponential backoff
-between attempts. Nothing escapes the thread: every failure is logged and retried.
+between attempts. Nothing escapes the thread: every failure is logged and retried. While the
+subscription is up, the session is lent to the command sink of the process (a
+:class:`~twinflow.connectors.shared_connections.Link`, registered from :meth:`Subscriber.start`
+to the end of the thread), which writes over it on this loop.
 
 When the queue is full the publish callback waits for room, which stops the publish
 requests, so the server holds (and, past its monitored items' queues, drops the oldest of)
@@ -38,12 +41,14 @@ from twinflow.connectors.opcua.connection import (
     Client,
     Endpoint,
     close_quietly,
+    link_key,
     open_client,
     parse_node,
     ua,
 )
 from twinflow.connectors.opcua.frames import SOURCE, Change, Target
 from twinflow.connectors.opcua.metrics import DATACHANGES, RECONNECTS
+from twinflow.connectors.shared_connections import Link, close_link, open_link
 from twinflow.core.backoff import Backoff
 from twinflow.core.records import DeadLetter
 from twinflow.core.redact import redact
@@ -116,12 +121,14 @@ class Subscriber:
         self._silence_limit = math.inf
         self._bindings = {b.twin_id: b for b in endpoint.bindings}
         self._nodes = [parse_node(t.node, t.twin_id, "node") for t in self.targets]
+        self._link: Link[Client] | None = None
 
     # -- control, from any thread --------------------------------------------------------
 
     def start(self) -> None:
         """Start the link's thread (it connects in the background and keeps retrying)."""
         if self._thread is None:
+            self._link = open_link("opcua", link_key(self.endpoint), self.endpoint.label)
             self._thread = threading.Thread(
                 target=asyncio.run,
                 args=(self._main(),),
@@ -135,6 +142,8 @@ class Subscriber:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        if self._link is not None:
+            close_link(self._link)
 
     @property
     def stopping(self) -> bool:
@@ -169,6 +178,8 @@ class Subscriber:
                 was_up, failures = True, 0
                 backoff.reset()
                 self.connected.set()
+                if self._link is not None:
+                    self._link.attach(asyncio.get_running_loop(), client)
                 await self._watch(lost)
                 if not self.stopping:
                     log.warning("OPC UA %s: connection lost; reconnecting", label)
@@ -184,6 +195,8 @@ class Subscriber:
                 )
             finally:
                 self.connected.clear()
+                if self._link is not None:
+                    self._link.detach()
                 if not self.stopping:
                     connection_state.down("opcua", "source", label)
                 if up and not self.stopping:
@@ -192,6 +205,8 @@ class Subscriber:
                     await close_quietly(client, s.request_timeout_s)
             if not self.stopping:
                 await self._sleep(backoff.next())
+        if self._link is not None:
+            close_link(self._link)
         connection_state.forget("opcua", "source", label)
 
     async def _subscribe(self, client: Client, lost: asyncio.Event) -> None:

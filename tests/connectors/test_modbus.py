@@ -393,6 +393,11 @@ def collect(
     raise AssertionError(f"not met within {timeout} s: {len(frames)} frames, {rows} rows; {stats}")
 
 
+def whole(source: ModbusSource) -> ModbusPartition:
+    """One partition polling every endpoint of ``source`` (a flow has one per endpoint)."""
+    return ModbusPartition(source, list(source.groups.values()), "in")
+
+
 def of(frames: list[TelemetryFrame], twin: str) -> list[TelemetryFrame]:
     return [f for f in frames if f.twin_id == twin]
 
@@ -438,7 +443,7 @@ def test_polling_decodes_every_type_and_order() -> None:
     try:
         truth = {f.twin_id: f for f in s.push_chunk()}
         source = ModbusSource(bindings, max_polls=3)
-        frames = collect(source.build("in", 0, 1))
+        frames = collect(whole(source))
     finally:
         s.stop()
         s.loop.stop()
@@ -468,7 +473,7 @@ def test_an_exception_response_marks_only_its_signals_bad(served: Served) -> Non
     bindings = patient([replace(wt, registers=regs), *served.bindings[1:]])
     before = counter("twinflow_modbus_polls_total", result="exception")
     source = ModbusSource(bindings, max_polls=2)
-    frames = of(collect(source.build("in", 0, 1)), "wt-001")
+    frames = of(collect(whole(source)), "wt-001")
     last = frames[-1]
     assert dict(last.quality) == {"pitch_deg": Quality.BAD}
     assert math.isnan(last.signals["pitch_deg"][-1])
@@ -482,7 +487,7 @@ def test_an_exception_response_marks_only_its_signals_bad(served: Served) -> Non
 def test_a_device_that_stops_answering_and_comes_back(served: Served) -> None:
     before = counter("twinflow_modbus_polls_total", result="timeout")
     source = ModbusSource(served.bindings, reconnect_min_s=0.05, reconnect_max_s=0.4)
-    part = source.build("in", 0, 1)
+    part = whole(source)
     try:
         collect(
             part, lambda fs: all(any(good(f) for f in of(fs, t)) for t, _ in served.plant.twins)
@@ -508,7 +513,7 @@ def test_a_device_that_stops_answering_and_comes_back(served: Served) -> None:
 def test_a_stopped_and_restarted_server_is_reconnected(served: Served) -> None:
     reconnects = counter("twinflow_modbus_reconnects_total")
     source = ModbusSource(served.bindings, reconnect_min_s=0.05, reconnect_max_s=0.4)
-    part = source.build("in", 0, 1)
+    part = whole(source)
     twins = [t for t, _ in served.plant.twins]
     try:
         collect(part, lambda fs: all(any(good(f) for f in of(fs, t)) for t in twins))
@@ -578,7 +583,7 @@ def test_command_round_trip_changes_what_the_plant_produces(served: Served) -> N
     after = served.push_chunk()  # the plant obeys in its next chunk
     assert mean_tail(after, "motor-003", "load_pct") < 55
     source = ModbusSource(patient(served.bindings), max_polls=2)  # ... the devices show it
-    polled = of(collect(source.build("in", 0, 1)), "motor-003")
+    polled = of(collect(whole(source)), "motor-003")
     load = np.concatenate([f.signals["load_pct"] for f in polled])
     assert np.isfinite(load).all() and load.max() < 55
 
@@ -715,11 +720,13 @@ def test_a_flow_run_through_bytewax(served: Served) -> None:
 
 @pytest.mark.services
 @pytest.mark.timeout(45)
-def test_stop_ends_an_endless_source_and_workers_share_endpoints(served: Served) -> None:
+def test_stop_ends_an_endless_source_and_each_endpoint_is_a_partition(served: Served) -> None:
     other = free_port()
     extra = replace(served.bindings[0], twin_id="wt-004", port=other)  # a second endpoint
     source = ModbusSource([*served.bindings, extra], reconnect_min_s=0.05, reconnect_max_s=0.2)
-    first, second = source.build("in", 0, 2), source.build("in", 1, 2)
+    host = served.bindings[0].host
+    assert source.list_parts() == [f"{host}:{served.bindings[0].port}", f"{host}:{other}"]
+    first, second = (source.build_part("in", key, None) for key in source.list_parts())
     try:
         got = [collect(p, lambda fs: len(fs) >= 6) for p in (first, second)]
     finally:
