@@ -42,6 +42,7 @@ from twinflow.connectors.files_columns import build_frame, height
 from twinflow.connectors.files_parts import compact, cut_from, part_name, tidy, write_frame
 from twinflow.connectors.files_recent import Recent as Recent
 from twinflow.connectors.files_writer import PartWriter
+from twinflow.connectors.placement_keys import PlacedParts
 from twinflow.core.errors import TwinflowError
 
 X = TypeVar("X")
@@ -274,15 +275,17 @@ def _concat(chunks: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat(chunks, how="diagonal_relaxed", rechunk=False)
 
 
-class ParquetSink(FixedPartitionedSink[Any, ParquetResume]):
+class ParquetSink(PlacedParts, FixedPartitionedSink[Any, ParquetResume]):
     """Write items as rows of Parquet part files, one folder per group (e.g. twin type).
 
     ``to_columns`` turns an item into a mapping of column name to a scalar (one row) or to
     equally long arrays (many rows), or ``None`` to skip it. Items arrive as ``(key, item)``
-    and are spread over ``partitions`` partitions by key. The buffered rows become a part
-    when ``rows_per_part`` rows are buffered or the oldest is ``max_delay_s`` old (checked as
-    items arrive), at a snapshot that Bytewax keeps (recovery) and at the end; a writer thread
-    builds and writes them (at most two jobs wait for it, each wait at most ``timeout_s``).
+    and are spread over ``partitions`` partitions by key (with a ``placement``, each key to
+    a partition on the worker that holds its state: :mod:`.placement_keys`). The buffered
+    rows become a part when ``rows_per_part`` rows are buffered or the oldest is
+    ``max_delay_s`` old (checked as items arrive), at a snapshot that Bytewax keeps
+    (recovery) and at the end; a writer thread builds and writes them (at most two jobs
+    wait for it, each wait at most ``timeout_s``).
     Every ``chunk_rows`` buffered rows (or ``chunk_items`` items: a row of scalars is a dict)
     are handed over before that: the writer builds them
     into columns at once and holds those until the part is sealed, so the batches' per-item

@@ -88,7 +88,9 @@ def run_command(args: argparse.Namespace) -> int:
             else None
         )
         stats = RunStats()
-        flow = deployment_flow(dep, args.out, limits=limits, stats=stats, watch=watch)
+        flow = deployment_flow(
+            dep, args.out, limits=limits, stats=stats, watch=watch, cluster=cluster
+        )
         recovery = None
         if args.recovery_dir is not None:
             recovery = cluster_recovery(args.recovery_dir, cluster)

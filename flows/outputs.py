@@ -28,6 +28,7 @@ import polars as pl
 from bytewax.outputs import Sink
 
 from twinflow.connectors.files import Columns, JsonLinesSink, ParquetSink, private_dir
+from twinflow.connectors.placement_keys import Placement, place
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import TelemetryFrame, TwinState, WindowFeatures
 from twinflow.flows.config import FlowConfig
@@ -92,6 +93,7 @@ OUTPUT_NAMES = (
     "maintenance_plan.json",
     "replicated.jsonl",
     "sync_status.jsonl",
+    "fleet_status.jsonl",
     "summary.json",
     "faults.json",
     "report.html",
@@ -124,8 +126,17 @@ def prepare_out(out: Path, *, overwrite: bool = False, resuming: bool = False) -
     return private_dir(out)
 
 
-def file_outputs(config: FlowConfig, actuators: Sink[Any] | None = None) -> FlowOutputs:
-    """File sinks under ``config.out_dir`` (created if missing)."""
+def file_outputs(
+    config: FlowConfig, actuators: Sink[Any] | None = None, placement: Placement | None = None
+) -> FlowOutputs:
+    """File sinks under ``config.out_dir`` (created if missing).
+
+    With a ``placement`` (a cluster of several workers), the Parquet sinks get a multiple of
+    the workers' count of partitions (at least ``config.sink_partitions``) and write each
+    twin's rows on the worker that holds its state (:mod:`~twinflow.connectors.placement_keys`),
+    so in a cluster telemetry, windows and twin states do not cross between processes on
+    their way out. The JSON Lines files stay one partition each (one file, on worker 0).
+    """
     out = private_dir(Path(config.out_dir))
 
     def parquet(
@@ -133,7 +144,7 @@ def file_outputs(config: FlowConfig, actuators: Sink[Any] | None = None) -> Flow
         to_columns: Callable[[Any], Columns | None],
         fingerprint: Callable[[Any], tuple[str, int] | None] | None = None,
     ) -> ParquetSink:
-        return ParquetSink(
+        sink = ParquetSink(
             out / name,
             to_columns,
             _type_of,
@@ -142,6 +153,8 @@ def file_outputs(config: FlowConfig, actuators: Sink[Any] | None = None) -> Flow
             max_delay_s=config.parquet_max_delay_s,
             fingerprint=fingerprint,
         )
+        place(sink, placement)
+        return sink
 
     return FlowOutputs(
         dead_letters=JsonLinesSink(out / "deadletter.jsonl", lambda d: d.to_json()),

@@ -247,7 +247,7 @@ def run_replay(
     stats = RunStats()
     flow = build_flow(
         stoppable(source, stop) if stop is not None else source,
-        outputs_for(run_dep, out_dir, None),
+        outputs_for(run_dep, out_dir, None, cluster),
         config,
         clock=source.clock,
         twins=dep.twin_types,

@@ -59,6 +59,7 @@ from twinflow.connectors.kafka.links import BrokerLink
 from twinflow.connectors.kafka.outbox import Headers, Held, HeldState, Outbox, Sent
 from twinflow.connectors.kafka.spare import Spares
 from twinflow.connectors.outage import OutputHealth
+from twinflow.connectors.placement_keys import PlacedParts
 from twinflow.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -308,14 +309,16 @@ class _JsonPartition(StatefulSinkPartition[Any, list[Held] | None]):
                 log.debug("purging the producer at close failed", exc_info=True)
 
 
-class KafkaJsonSink(FixedPartitionedSink[Any, list[Held] | None]):
+class KafkaJsonSink(PlacedParts, FixedPartitionedSink[Any, list[Held] | None]):
     """Write ``(twin_id, item)`` pairs to ``topic`` as JSON made by ``to_json``.
 
     ``key_of(item)`` is the Kafka key (default: the item's ``twin_id``). ``partitions`` sink
     partitions (each its own producer) share the twins by the pair's key; one is enough
-    below tens of thousands of messages per second. ``max_messages``/``max_bytes`` bound each
-    partition's unacknowledged messages; ``down_after_s``, ``stall_s``, ``snapshot_wait_s``
-    and ``close_wait_s`` tune the outage handling described in the module docstring.
+    below tens of thousands of messages per second (in a cluster, :func:`.placement_keys.place`
+    gives every worker one and sends a twin's items to its state's worker).
+    ``max_messages``/``max_bytes`` bound each partition's unacknowledged messages;
+    ``down_after_s``, ``stall_s``, ``snapshot_wait_s`` and ``close_wait_s`` tune the outage
+    handling described in the module docstring.
     """
 
     def __init__(

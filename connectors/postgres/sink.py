@@ -35,6 +35,7 @@ from typing import Any
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from twinflow.connectors.placement_keys import PlacedParts
 from twinflow.connectors.postgres import rows
 from twinflow.connectors.postgres.batches import Piece, WriterSettings
 from twinflow.connectors.postgres.tables import (
@@ -134,10 +135,12 @@ class PostgresSinkPartition(StatefulSinkPartition[Any, Held]):
         self.writer.close()
 
 
-class PostgresSink(FixedPartitionedSink[Any, Held]):
+class PostgresSink(PlacedParts, FixedPartitionedSink[Any, Held]):
     """Store twinflow records in the ``twinflow`` schema (create it with ``migrate`` first).
 
-    - ``partitions``: independent writers, items spread by twin (or asset) id.
+    - ``partitions``: independent writers, items spread by twin (or asset) id (in a cluster,
+      :func:`~twinflow.connectors.placement_keys.place` sends a twin's rows to a writer on
+      the worker that holds its state).
     - ``pool_size``: connections the process's sinks into this database share at most
       (default ``partitions + 2``; the largest asked for wins). A writer that finds them all
       busy waits, and the flow with it once ``max_buffer_rows`` are held.
