@@ -17,9 +17,13 @@ for the same readings, that is the cost of the cluster (moving keyed items betwe
 processes, two runtimes), whatever the machine's load. The broker is ``KAFKA_BOOTSTRAP``
 or a local Tansu, which shares the machine's cores with the flow. Run:
 ``.venv/bin/python tests/benchmarks/bench_cluster.py [--twins 50] [--hours 3] [--rounds 3]
-[--flow write_telemetry=false ...]`` (``--flow`` sets the deployment's flow section for both
-shapes, e.g. without the raw telemetry output, whose single file partition every process
-sends its frames to).
+[--flow write_telemetry=false ...] [--before DIR]`` (``--flow`` sets the deployment's flow
+section for both shapes, e.g. without the raw telemetry output). ``--before DIR`` runs both
+shapes also with the code of another tree (e.g. a ``git archive`` of an earlier commit),
+interleaved with this tree's in every round, and prints its figures too and the ratios
+this tree / that one; ``twinflow`` must import from that tree's root, so link its
+``flows``, ``connectors``, ``operators``, ``models`` and ``infra/migrations`` (as
+``migrations``) into its ``twinflow/`` folder first.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).absolute().parents[2]))
 
@@ -75,21 +82,15 @@ def record(bootstrap: str, topic: str, twins: int, hours: float) -> tuple[list[s
             k: [None if math.isnan(v) else v for v in vals.tolist()]
             for k, vals in item.signals.items()
         }
-        doc = {"twin_id": item.twin_id, "twin_type": item.twin_type}
+        doc: dict[str, Any] = {"twin_id": item.twin_id, "twin_type": item.twin_type}
         doc |= {"times": item.times.tolist(), "signals": signals}
         producer.produce(topic, json.dumps(doc).encode(), key=item.twin_id.encode())
-        readings += sum(int((~_nan(v)).sum()) for v in item.signals.values())
+        readings += sum(int((~np.isnan(v)).sum()) for v in item.signals.values())
         if i % 1000 == 0:
             producer.poll(0)
     assert producer.flush(60) == 0
     lines = [f"  - {{id: {t}, type: {kind}, protocol: kafka}}" for t, kind in plant.twins]
     return lines, readings
-
-
-def _nan(values: object) -> object:
-    import numpy as np
-
-    return np.isnan(values)  # type: ignore[call-overload]
 
 
 def deployment(
@@ -120,8 +121,9 @@ def deployment(
     return path
 
 
-def run(config: Path, folder: Path, processes: int) -> Run:
-    """``twinflow run --until-end`` as ``processes`` processes; wall time and peak RSS."""
+def run(config: Path, folder: Path, processes: int, code: Path = ROOT) -> Run:
+    """``twinflow run --until-end`` as ``processes`` processes of the tree ``code``; wall
+    time, peak RSS and CPU time."""
     addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
     procs = []
     before = _children_cpu_s()
@@ -132,9 +134,9 @@ def run(config: Path, folder: Path, processes: int) -> Run:
         argv += ["--until-end", "--quiet"]
         if processes > 1:
             argv += ["--process-id", str(i), "--addresses", addresses]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(code)}
         procs.append(
-            subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
+            subprocess.Popen(argv, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
         )
     peaks = [0.0] * processes
     while any(p.poll() is None for p in procs):
@@ -176,7 +178,15 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a setting of the deployment's flow section, e.g. write_telemetry=false",
     )
+    ap.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="another tree whose code runs both shapes too, interleaved (see above)",
+    )
     args = ap.parse_args()
+    trees = {"this tree": ROOT} | ({"before": args.before.absolute()} if args.before else {})
     with KafkaBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         topic = create_topic(broker.bootstrap, unique_topic("bench-cluster"), PARTITIONS)
@@ -188,50 +198,68 @@ def main() -> None:
             f"{args.twins} twins, {args.hours:g} h at 1 Hz: {readings:,} readings in a topic of "
             f"{PARTITIONS} partitions; {os.cpu_count()} cores; {args.rounds} rounds; load "
             f"average {os.getloadavg()[0]:.1f}"
-            + (f"; flow {' '.join(args.flow)}" if args.flow else ""),
+            + (f"; flow {' '.join(args.flow)}" if args.flow else "")
+            + (f"; before: {args.before}" if args.before else ""),
             flush=True,
         )
-        runs: dict[int, list[Run]] = {1: [], 2: []}
-        fixed: dict[int, list[float]] = {1: [], 2: []}
-        fixed_cpu: dict[int, list[float]] = {1: [], 2: []}
+        shapes = [(name, n) for name in trees for n in (1, 2)]
+        runs: dict[tuple[str, int], list[Run]] = {s: [] for s in shapes}
+        fixed: dict[tuple[str, int], list[Run]] = {s: [] for s in shapes}
         for r in range(args.rounds):
-            for n in (1, 2) if r % 2 == 0 else (2, 1):
-                empty_run = run(empty_cfg, folder, n)
-                fixed[n].append(empty_run.wall_s)
-                fixed_cpu[n].append(empty_run.cpu_s)
-                runs[n].append(run(full_cfg, folder, n))
+            k = r % len(shapes)
+            for name, n in shapes[k:] + shapes[:k]:  # each round starts one shape later
+                fixed[name, n].append(run(empty_cfg, folder, n, trees[name]))
+                runs[name, n].append(run(full_cfg, folder, n, trees[name]))
                 print(
-                    f"  round {r + 1}, {n} process(es): {runs[n][-1].wall_s:.2f} s, CPU "
-                    f"{runs[n][-1].cpu_s:.2f} s (empty topic {fixed[n][-1]:.2f} s, CPU "
-                    f"{empty_run.cpu_s:.2f} s); load average {os.getloadavg()[0]:.1f}",
+                    f"  round {r + 1}, {name}, {n} process(es): {runs[name, n][-1].wall_s:.2f} "
+                    f"s, CPU {runs[name, n][-1].cpu_s:.2f} s (empty topic "
+                    f"{fixed[name, n][-1].wall_s:.2f} s, CPU {fixed[name, n][-1].cpu_s:.2f} s); "
+                    f"load average {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
         print()
-        rates, cpu = {}, {}
-        for n in (1, 2):
-            wall = statistics.median(x.wall_s for x in runs[n])
-            cost = statistics.median(fixed[n])
-            net = statistics.median(x.wall_s - f for x, f in zip(runs[n], fixed[n], strict=True))
-            rss = statistics.median(max(x.peak_rss_mib) for x in runs[n])
-            per = [
-                (x.cpu_s - f) / readings * 1e6 for x, f in zip(runs[n], fixed_cpu[n], strict=True)
-            ]
-            cpu[n] = statistics.median(per)
-            rates[n] = (readings / wall, readings / net if net > 0 else math.nan)
+        wall, cpu = {}, {}
+        for name in trees:
+            for n in (1, 2):
+                wall[name, n], cpu[name, n] = _summary(
+                    name, n, runs[name, n], fixed[name, n], readings
+                )
             print(
-                f"{n} process(es) x 1 worker: {wall:.2f} s wall, {cost:.2f} s of it start/stop; "
-                f"{rates[n][0]:,.0f} readings/s ({rates[n][0] / n:,.0f} per worker); "
-                f"less start/stop {rates[n][1]:,.0f}/s ({rates[n][1] / n:,.0f} per worker); "
-                f"peak RSS per process {rss:.0f} MiB; CPU per reading {cpu[n]:.2f} us "
-                f"({min(per):.2f}-{max(per):.2f}), {statistics.median(fixed_cpu[n]):.2f} s CPU "
-                "to start and stop"
+                f"{name}: ratio 2 processes / 1 process on {os.cpu_count()} cores: "
+                f"{wall[name, 2][0] / wall[name, 1][0]:.2f} (wall), "
+                f"{wall[name, 2][1] / wall[name, 1][1]:.2f} (less start/stop); CPU per "
+                f"reading, 2 processes / 1 process: {cpu[name, 2] / cpu[name, 1]:.2f}"
             )
-        print(
-            f"ratio 2 processes / 1 process on {os.cpu_count()} cores: "
-            f"{rates[2][0] / rates[1][0]:.2f} (wall), {rates[2][1] / rates[1][1]:.2f} "
-            "(less start/stop)"
-        )
-        print(f"CPU per reading, 2 processes / 1 process: {cpu[2] / cpu[1]:.2f}")
+        if args.before:
+            for n in (1, 2):
+                print(
+                    f"{n} process(es), this tree / before: readings/s "
+                    f"{wall['this tree', n][0] / wall['before', n][0]:.2f} (wall), "
+                    f"{wall['this tree', n][1] / wall['before', n][1]:.2f} (less start/stop); "
+                    f"CPU per reading {cpu['this tree', n] / cpu['before', n]:.2f}"
+                )
+
+
+def _summary(
+    name: str, n: int, runs: list[Run], fixed: list[Run], readings: int
+) -> tuple[tuple[float, float], float]:
+    """Print one shape's medians; returns its readings/s (wall, less start/stop) and its
+    CPU per reading (us)."""
+    wall = statistics.median(x.wall_s for x in runs)
+    cost = statistics.median(f.wall_s for f in fixed)
+    net = statistics.median(x.wall_s - f.wall_s for x, f in zip(runs, fixed, strict=True))
+    rss = statistics.median(max(x.peak_rss_mib) for x in runs)
+    per = [(x.cpu_s - f.cpu_s) / readings * 1e6 for x, f in zip(runs, fixed, strict=True)]
+    rates = (readings / wall, readings / net if net > 0 else math.nan)
+    print(
+        f"{name}, {n} process(es) x 1 worker: {wall:.2f} s wall, {cost:.2f} s of it "
+        f"start/stop; {rates[0]:,.0f} readings/s ({rates[0] / n:,.0f} per worker); less "
+        f"start/stop {rates[1]:,.0f}/s ({rates[1] / n:,.0f} per worker); peak RSS per "
+        f"process {rss:.0f} MiB; CPU per reading {statistics.median(per):.2f} us "
+        f"({min(per):.2f}-{max(per):.2f}), "
+        f"{statistics.median(f.cpu_s for f in fixed):.2f} s CPU to start and stop"
+    )
+    return rates, statistics.median(per)
 
 
 if __name__ == "__main__":
