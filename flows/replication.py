@@ -37,6 +37,7 @@ from twinflow.connectors.replication.link import ReplicaLink
 from twinflow.connectors.replication.node import Received, ReplicationNode
 from twinflow.core.errors import ConfigError
 from twinflow.core.records import Alert, Command, DesiredChange, TwinState, WindowFeatures
+from twinflow.operators.replication.fleet import SiteStatus
 from twinflow.operators.replication.status import PropertySync
 from twinflow.operators.replication.twin_sync import TwinSync
 
@@ -143,6 +144,8 @@ class Replication:
     until: Callable[[], bool] | None = None
     #: Further sinks that take both received writes and sync status (a PostgreSQL sink).
     stores: tuple[Sink[Any], ...] = ()
+    #: Where a central instance's site summaries go (:mod:`twinflow.flows.rollups`).
+    fleet_status: Sink[Any] | None = None
 
     @classmethod
     def with_files(
@@ -155,7 +158,7 @@ class Replication:
     ) -> Replication:
         """Received writes to ``replicated.jsonl`` and sync status to ``sync_status.jsonl``,
         and both to the database at ``database_url`` when given (tables ``replicated_writes``
-        and ``sync_status``)."""
+        and ``sync_status``); a central instance's site summaries to ``fleet_status.jsonl``."""
         stores: tuple[Sink[Any], ...] = ()
         if database_url:
             from twinflow.connectors.postgres import PostgresSink
@@ -168,6 +171,7 @@ class Replication:
             status_interval_s,
             until,
             stores,
+            JsonLinesSink(out_dir / "fleet_status.jsonl", SiteStatus.to_json),
         )
 
     def desired_source(self) -> NodeSource:
@@ -341,6 +345,7 @@ def node_for(dep: Deployment, settings: ReplicationSettings, out_dir: Path) -> R
         desired_ttl_s=settings.desired_ttl_s,
         state_path=settings.outbox_dir(out_dir) / "replica-state.jsonl",
         ask_state=True,
+        silent_after_s=settings.site_silent_s,
     )
 
 

@@ -50,6 +50,8 @@ REPLICATION = Schema(
                  "for its dependencies before it is applied anyway.", 300.0),
         Whole("causal_max_held", "How many causal writes may wait at once (more: the oldest "
               "is applied anyway).", 10_000, 1),
+        Duration("site_silent_s", "Central: how long a site may send nothing before its link "
+                 "reads `silent` in the roll-ups across sites.", 60.0),
     ),
 )  # fmt: skip
 
@@ -70,6 +72,7 @@ class ReplicationSettings:
     status_interval_s: float = 5.0
     causal_hold_s: float = 300.0
     causal_max_held: int = 10_000
+    site_silent_s: float = 60.0
 
     def topic_base(self) -> str:
         """The topic base, defaulted per transport."""
@@ -106,6 +109,7 @@ def replication_settings(s: Section, site: str) -> ReplicationSettings | None:
         status_interval_s=s.get(REPLICATION["status_interval_s"]),
         causal_hold_s=s.get(REPLICATION["causal_hold_s"]),
         causal_max_held=s.get(REPLICATION["causal_max_held"]),
+        site_silent_s=s.get(REPLICATION["site_silent_s"]),
     )
 
 

@@ -67,7 +67,7 @@ from twinflow.flows.config import FlowConfig
 from twinflow.flows.decide_steps import Decide, decide_flow
 from twinflow.flows.metrics import RunStats
 from twinflow.flows.replication import Replication, replicate
-from twinflow.flows.rollups import rollup_stream
+from twinflow.flows.rollups import fleet_rollups, rollup_stream
 from twinflow.flows.steps import (
     AlarmStep,
     CheckStep,
@@ -281,13 +281,14 @@ def write_outputs(
     sinks: FlowOutputs,
     write_telemetry: bool,
 ) -> None:
-    """Each stream to its sinks (``rollups``: none, or the one stream of roll-ups)."""
+    """Each stream to its sinks (``rollups``: none, or the streams of roll-ups, merged)."""
     if write_telemetry:
         _output("telemetry_out", telemetry, sinks.telemetry)
     _output("twin_states_out", states, sinks.twin_states)
     _output("windows_out", windows, sinks.windows)
     _output("alerts_out", alerts, sinks.alerts)
-    for rolled in rollups:
+    if rollups:  # a central instance's roll-ups across sites join the site's own
+        rolled = rollups[0] if len(rollups) == 1 else op.merge("merge_rollups", *rollups)
         _output("rollups_out", op.key_on("key_rollups", rolled, asset_of), sinks.rollups)
     _output("commands_out", commands, sinks.commands)
     send_commands("actuators_out", queued, sinks.actuators)
@@ -386,6 +387,8 @@ def build_flow(
             *(r.desired for r in asked),
             replication=replication,
         )
+        if replication.node.role == "central":
+            rollups.append(fleet_rollups("fleet", flow, replication))
     dead = op.merge("dead_letters", ingested.refused, *(r.refused for r in asked), analysed.late)
     write_outputs(
         "outputs",

@@ -12,6 +12,9 @@ takes the per-twin facts the telemetry flow already has:
   RUL estimate's ``health`` (1 healthy .. 0 at the failure level of its worst indicator),
   rounded to ``resolution`` so noise does not emit a roll-up every window. A window
   without an estimate changes nothing.
+- :class:`TwinFacts`: a twin's open alarms and health as a whole, not a transition (what a
+  central instance derives from the replicated registers of its edges' twins,
+  :mod:`twinflow.operators.replication.fleet`): they replace what the twin had.
 
 For each asset whose subtree a fact touches (its ancestors, and itself when a twin has
 components) the operator emits an :class:`~twinflow.core.records.AssetRollup` when the roll-up
@@ -39,6 +42,7 @@ registered twin and asset (plus at most ``max_cleared`` recently cleared alarm i
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -48,6 +52,20 @@ from twinflow.operators.registry import TwinRegistry
 #: Severities from least to most severe (index into the per-asset counters).
 SEVERITIES = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+@dataclass(frozen=True, slots=True)
+class TwinFacts:
+    """A twin's current facts as a whole: ``alarms`` maps each open alarm id to its severity,
+    ``health`` is its RUL health (``None``: no estimate); ``time`` is when they held."""
+
+    twin_id: str
+    time: datetime
+    alarms: Mapping[str, Severity] = field(default_factory=dict)
+    health: float | None = None
+
+
+Fact = Alert | WindowFeatures | TwinFacts
 
 
 @dataclass
@@ -95,21 +113,26 @@ class RollupOperator:
             t.id: tuple(a for a in (t.id, *registry.ancestors(t.id)) if a in rolled)
             for t in registry.twins()
         }
+        #: site -> the assets its first fact emits: its own, and those above it (a fleet)
         self.site_assets: dict[str, list[str]] = {}
         for a in self.rolled:
             self.site_assets.setdefault(registry.site_of(a), []).append(a)
+        for site, assets in self.site_assets.items():
+            if site in registry:
+                assets.extend(a for a in registry.ancestors(site) if a in rolled)
 
     def key(self, twin_id: str) -> str | None:
         """The site a twin's facts are keyed by (``None``: not a registered twin)."""
         return self.registry.site_of(twin_id) if twin_id in self.scopes else None
 
     def __call__(
-        self, state: RollupState | None, item: Alert | WindowFeatures
+        self, state: RollupState | None, item: Fact
     ) -> tuple[RollupState | None, list[AssetRollup]]:
         """Apply one fact; the roll-ups it changed (state stays ``None`` for unknown twins)."""
-        if not isinstance(item, Alert | WindowFeatures):
+        if not isinstance(item, Alert | WindowFeatures | TwinFacts):
             raise TypeError(
-                f"roll-ups take Alert or WindowFeatures items, got {type(item).__name__}"
+                "roll-ups take Alert or WindowFeatures items (or TwinFacts), got "
+                f"{type(item).__name__}"
             )
         site = self.key(item.twin_id)
         if site is None:
@@ -120,6 +143,9 @@ class RollupOperator:
             touched.extend(self.site_assets.get(site, ()))
         if isinstance(item, Alert):
             changed = self._alert(state, item)
+            time = item.time
+        elif isinstance(item, TwinFacts):
+            changed = self._facts(state, item)
             time = item.time
         else:
             changed = self._health(state, item)
@@ -145,7 +171,10 @@ class RollupOperator:
             state.open[twin] = open_
         else:
             state.open.pop(twin, None)
-        after = max(open_.values(), default=None)
+        return self._level(state, twin, before, max(open_.values(), default=None))
+
+    def _level(self, state: RollupState, twin: str, before: int | None, after: int | None) -> bool:
+        """Move a twin between its assets' severity counters; True when its level changed."""
         if before == after:
             return False
         for asset in self.scopes[twin]:
@@ -156,12 +185,33 @@ class RollupOperator:
                 counts[after] += 1
         return True
 
+    def _facts(self, state: RollupState, f: TwinFacts) -> bool:
+        """Replace a twin's open alarms and health; True when its level or health changed."""
+        twin = f.twin_id
+        before = max(state.open.get(twin, {}).values(), default=None)
+        open_ = {a: _RANK[Severity(s)] for a, s in f.alarms.items()}
+        if open_:
+            state.open[twin] = open_
+        else:
+            state.open.pop(twin, None)
+        changed = self._level(state, twin, before, max(open_.values(), default=None))
+        if f.health is not None:
+            return self._set_health(state, twin, f.health) or changed
+        if state.health.pop(twin, None) is None:
+            return changed
+        for asset in self.scopes[twin]:  # its estimate is gone: the worst may be another
+            if state.worst.get(asset, (0.0, ""))[1] == twin:
+                self._rework(state, asset)
+        return True
+
     def _health(self, state: RollupState, w: WindowFeatures) -> bool:
         """Record a window's health; True when the twin's rounded health changed."""
         if w.rul is None:
             return False
-        twin = w.twin_id
-        steps = round(min(1.0, max(0.0, w.rul.health)) / self.resolution)
+        return self._set_health(state, w.twin_id, w.rul.health)
+
+    def _set_health(self, state: RollupState, twin: str, value: float) -> bool:
+        steps = round(min(1.0, max(0.0, value)) / self.resolution)
         health = round(steps * self.resolution, 6)
         if state.health.get(twin) == health:
             return False
@@ -171,16 +221,28 @@ class RollupOperator:
             if worst is None or (health, twin) < worst:
                 state.worst[asset] = (health, twin)
             elif worst[1] == twin:  # the worst part got better: look for the new worst
-                known = ((state.health[t], t) for t in self.members[asset] if t in state.health)
-                state.worst[asset] = min(known)
+                self._rework(state, asset)
         return True
+
+    def _rework(self, state: RollupState, asset: str) -> None:
+        """Find an asset's worst health again (none: no part has an estimate)."""
+        known = [(state.health[t], t) for t in self.members[asset] if t in state.health]
+        if known:
+            state.worst[asset] = min(known)
+        else:
+            state.worst.pop(asset, None)
+
+    def emit(self, state: RollupState, assets: Iterable[str], time: datetime) -> list[AssetRollup]:
+        """The roll-ups of ``assets`` that differ from the ones last emitted (e.g. once the
+        registry grew: a new twin changes its assets' ``twins_total``)."""
+        return self._emit(state, list(assets), time)
 
     def _emit(self, state: RollupState, assets: list[str], time: datetime) -> list[AssetRollup]:
         out = []
         for asset in assets:
             counts = state.counts.get(asset, [0] * len(SEVERITIES))
             worst = state.worst.get(asset)
-            sig = (tuple(counts), worst)
+            sig = (tuple(counts), worst, len(self.members[asset]))
             if state.emitted.get(asset) == sig:
                 continue
             state.emitted[asset] = sig

@@ -6,7 +6,8 @@ the way is stored as it arrives (the registers' history is for conflicts, not st
 
 - twin state: ``reported/<property>`` for each reported property, ``metadata/state`` (status,
   time, readings and each signal's value);
-- window features: ``metadata/window``;
+- window features: ``metadata/window`` (with the window's RUL estimate, ``rul``, when it has
+  one: what the central roll-ups across sites take the twin's health from);
 - alerts: ``metadata/alert:<rule>``;
 - command transitions (``command_outcomes``): ``metadata/command:<name>``, each command's
   furthest status only (a ``sent`` the command book learnt after the answer, in a cluster,
@@ -77,12 +78,14 @@ def _state(s: TwinState) -> list[Triple]:
 
 def _window(w: WindowFeatures) -> list[Triple]:
     score = None if w.anomaly_score is None else _num(w.anomaly_score)
-    doc = {
+    doc: dict[str, Any] = {
         "start": iso(w.start),
         "end": iso(w.end),
         "features": {k: _num(v) for k, v in w.features.items()},
         "anomaly_score": score,
     }
+    if w.rul is not None:
+        doc["rul"] = w.rul.to_json()
     return [("metadata", "window", doc)]
 
 

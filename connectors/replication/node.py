@@ -13,6 +13,8 @@ worker threads; the link receives on its own threads, so every call here is thre
   a write is handed over once, and its update id is the request id, so the command id is
   the same however often it is replayed);
 - :meth:`take_received`: every received write that was new here, to store (central);
+- :meth:`take_fleet` (after :meth:`watch_fleet`, central): the received writes that won
+  and feed the roll-ups across sites (:mod:`~twinflow.operators.replication.fleet`);
 - :meth:`sync_status`: the :class:`PropertySync` of every tracked property, also published
   as metrics;
 - :meth:`settled`: whether a finite run may end (nothing left to send, hand over or store,
@@ -47,6 +49,7 @@ from twinflow.core.times import utc
 from twinflow.operators.command_book import desired_command_id
 from twinflow.operators.replication import Applied, PropertyKey, Write
 from twinflow.operators.replication.compact import decode_row
+from twinflow.operators.replication.fleet import LinkNow, Seen, tracked
 from twinflow.operators.replication.hlc import wall_clock_ms
 from twinflow.operators.replication.register import canonical
 from twinflow.operators.replication.status import PropertySync, SyncTracker, summary
@@ -108,7 +111,8 @@ class ReplicationNode:
     ``queue`` bounds the received items waiting for the flow (and the pending answers);
     ``state_path`` is the replica's snapshot file (``None``: the state lives in memory only),
     saved every ``snapshot_interval_s``; ``ask_state`` asks the peers for their state when
-    the replica starts empty.
+    the replica starts empty. ``silent_after_s`` is how long a site may send nothing before
+    the central roll-ups read its link ``silent``.
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class ReplicationNode:
         state_path: Path | None = None,
         snapshot_interval_s: float = 30.0,
         ask_state: bool = False,
+        silent_after_s: float = 60.0,
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"replication role must be one of {ROLES}, got {role!r}")
@@ -140,6 +145,8 @@ class ReplicationNode:
         self._lock = threading.Lock()
         self._desired: deque[DesiredChange] = deque()
         self._received: deque[Received] = deque()
+        self._fleet: deque[Seen] | None = None
+        self.silent_after_s = silent_after_s
         #: Received writes not handed to the flow because ``queue`` were waiting already.
         self.dropped = 0
         self._sent_values: dict[tuple[str, str, str], str] = {}
@@ -213,7 +220,7 @@ class ReplicationNode:
         acknowledged every write), nothing waits for the flow, and nothing was written or
         received for ``quiet_s`` seconds."""
         with self._lock:
-            waiting = len(self._desired) + len(self._received)
+            waiting = len(self._desired) + len(self._received) + len(self._fleet or ())
             idle = time.monotonic() - self._active
         return waiting == 0 and self.link.outbox.pending == 0 and idle >= quiet_s
 
@@ -289,6 +296,31 @@ class ReplicationNode:
             n = min(limit, len(self._received))
             return [self._received.popleft() for _ in range(n)]
 
+    def watch_fleet(self) -> None:
+        """Keep the received writes that won and feed the fleet roll-ups for
+        :meth:`take_fleet`, starting with the newest of each such register the replica holds
+        (e.g. loaded from its snapshot)."""
+        with self.link.lock:
+            held = [w[0] for k, w in self.replica.registers().items() if tracked(k.kind, k.name)]
+        with self._lock:
+            self._fleet = deque(Seen(w) for w in held)
+
+    def take_fleet(self, limit: int = 10_000) -> list[Seen]:
+        """The writes for the fleet roll-ups that arrived since the last call, oldest first."""
+        with self._lock:
+            if self._fleet is None:
+                return []
+            n = min(limit, len(self._fleet))
+            return [self._fleet.popleft() for _ in range(n)]
+
+    def link_now(self) -> LinkNow:
+        """This replica's link now: up or down since when, and its outbox's pending writes."""
+        now = self.now_ms()
+        with self._lock:
+            self.tracker.link(self.link.connected, now)
+            down = self.tracker.link_down_since_ms
+        return LinkNow(now, down is None, down, self.link.outbox.pending)
+
     def sync_status(self) -> list[PropertySync]:
         """Every tracked property's sync status now; the metrics follow."""
         now = self.now_ms()
@@ -324,6 +356,9 @@ class ReplicationNode:
         key = write.key
         with self._lock:
             self._queue(self._received, Received(write, outcome, self.replica.replica_id, now))
+            fleet = self._fleet
+            if fleet is not None and outcome is Applied.WON and tracked(key.kind, key.name):
+                self._queue(fleet, Seen(write, now))
             if outcome is Applied.WON and key.kind == "desired":
                 self.tracker.received(write, now, self.consistency(key.twin_id, key.name))
                 if key.twin_id in self.owned:
