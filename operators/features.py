@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
+from numpy._core._multiarray_umath import c_einsum as _einsum
 
 _INF = math.inf
 
@@ -174,37 +175,54 @@ def batch_stats(times: np.ndarray, values: np.ndarray) -> list[list[float]]:
             else [0, 1, 0.0, 0.0, _INF, -_INF, 0.0, 0.0, 0.0, 0.0]
             for v in x[:, 0].tolist()
         ]
+    if n:
+        sums = _ADD(x, axis=1)
+        # a finite row sum has only finite terms: most frames skip the element-wise check
+        if _ALL(_ISFINITE(sums)) or _ALL(_ISFINITE(x), axis=None):
+            return _finite_rows(t, x, sums, n)
     out = np.empty((len(FIELDS), k))
     valid = np.isfinite(x)
-    if n and valid.all():
-        mean = np.add.reduce(x, axis=1) / n
-        d = x - mean[:, None]
-        t_mean = float(np.add.reduce(t)) / n
-        dt = t - t_mean
-        out[0], out[1], out[2] = n, 0.0, mean
-        out[3] = np.einsum("ij,ij->i", d, d)
-        out[4] = np.minimum.reduce(x, axis=1)
-        out[5] = np.maximum.reduce(x, axis=1)
-        out[6] = np.einsum("ij,ij->i", x, x)
-        out[7], out[8] = t_mean, float(dt @ dt)
-        out[9] = d @ dt
-    else:
-        cnt = np.count_nonzero(valid, axis=1)
-        safe = np.maximum(cnt, 1)
-        xz = np.where(valid, x, 0.0)
-        mean = np.add.reduce(xz, axis=1) / safe
-        d = np.where(valid, x - mean[:, None], 0.0)
-        tm = (valid @ t) / safe
-        dt = np.where(valid, t[None, :] - tm[:, None], 0.0)
-        out[0], out[1], out[2] = cnt, n - cnt, mean
-        out[3] = np.einsum("ij,ij->i", d, d)
-        out[4] = np.minimum.reduce(np.where(valid, x, _INF), axis=1, initial=_INF)
-        out[5] = np.maximum.reduce(np.where(valid, x, -_INF), axis=1, initial=-_INF)
-        out[6] = np.einsum("ij,ij->i", xz, xz)
-        out[7] = tm
-        out[8] = np.einsum("ij,ij->i", dt, dt)
-        out[9] = np.einsum("ij,ij->i", dt, d)
+    cnt = np.count_nonzero(valid, axis=1)
+    safe = np.maximum(cnt, 1)
+    xz = np.where(valid, x, 0.0)
+    mean = np.add.reduce(xz, axis=1) / safe
+    d = np.where(valid, x - mean[:, None], 0.0)
+    tm = (valid @ t) / safe
+    dt = np.where(valid, t[None, :] - tm[:, None], 0.0)
+    out[0], out[1], out[2] = cnt, n - cnt, mean
+    out[3] = np.einsum("ij,ij->i", d, d)
+    out[4] = np.minimum.reduce(np.where(valid, x, _INF), axis=1, initial=_INF)
+    out[5] = np.maximum.reduce(np.where(valid, x, -_INF), axis=1, initial=-_INF)
+    out[6] = np.einsum("ij,ij->i", xz, xz)
+    out[7] = tm
+    out[8] = np.einsum("ij,ij->i", dt, dt)
+    out[9] = np.einsum("ij,ij->i", dt, d)
     return out.T.tolist()
+
+
+_ADD, _ALL, _ISFINITE = np.add.reduce, np.logical_and.reduce, np.isfinite
+
+
+def _finite_rows(t: np.ndarray, x: np.ndarray, sums: np.ndarray, n: int) -> list[list[float]]:
+    """:func:`batch_stats` of readings that are all finite (``sums``: each row's sum): the
+    same numpy reductions in the same order, so the same bits, with the frame's scalars (count,
+    time mean, time spread) set from Python instead of written into an array."""
+    mean = sums / n
+    d = x - mean[:, None]
+    t_mean = float(_ADD(t)) / n
+    dt = t - t_mean
+    stt = float(dt @ dt)
+    cols = zip(
+        mean.tolist(),
+        _einsum("ij,ij->i", d, d).tolist(),
+        np.minimum.reduce(x, axis=1).tolist(),
+        np.maximum.reduce(x, axis=1).tolist(),
+        _einsum("ij,ij->i", x, x).tolist(),
+        (d @ dt).tolist(),
+        strict=True,
+    )
+    count = float(n)
+    return [[count, 0.0, a, m2, lo, hi, sq, t_mean, stt, tx] for a, m2, lo, hi, sq, tx in cols]
 
 
 def edge_name(hz: float) -> str:

@@ -277,6 +277,11 @@ class WindowAggregator:
             values = values[:, cut:]
         refused = frame.out_of_range
         first, last = self._index(float(times[0])), self._index(float(times[-1]))
+        if first == last and not refused:  # the common frame: one window, nothing refused
+            rows = batch_stats(times - first * self.length_s, values)
+            self._fold(self._window(first).moments, names, rows)
+            self._newest = max(self._newest, float(times[-1]))
+            return
         if first == last:
             parts = [(first, 0, times.size)]
         else:
@@ -288,18 +293,23 @@ class WindowAggregator:
             win = self._window(k)
             # Window-relative times keep the trend sums precise (epoch seconds have a
             # resolution of only ~0.2 µs); a slope does not depend on the time origin.
-            rows = batch_stats(times[a:b] - k * self.length_s, values[:, a:b])
-            moments = win.moments
-            for name, row in zip(names, rows, strict=True):  # win.fold, inlined (hot)
-                acc = moments.get(name)
-                if acc is None:
-                    acc = moments[name] = Moments()
-                acc.merge_row(row)
+            self._fold(win.moments, names, batch_stats(times[a:b] - k * self.length_s,
+                                                       values[:, a:b]))  # fmt: skip
             for name, mask in refused.items():
                 count = int(np.count_nonzero(mask[cut + a : cut + b]))
                 if count:
                     win.refuse(name, count)
         self._newest = max(self._newest, float(times[-1]))
+
+    @staticmethod
+    def _fold(moments: dict[str, Moments], names: list[str], rows: list[list[float]]) -> None:
+        """Each signal's :func:`batch_stats` row into its moments (``OpenWindow.fold`` for
+        all signals of a frame part at once)."""
+        for name, row in zip(names, rows, strict=True):
+            acc = moments.get(name)
+            if acc is None:
+                acc = moments[name] = Moments()
+            acc.merge_row(row)
 
     def _add_waveform(self, frame: WaveformFrame, dead: list[DeadLetter]) -> None:
         samples = np.asarray(frame.samples, dtype=np.float64)
@@ -344,9 +354,10 @@ class WindowAggregator:
             boundary = self._index(watermark) * self.length_s
         else:
             return []
-        if boundary > self._closed_until:
-            self._closed_until = boundary
-        ready = sorted(k for k in self._open if (k + 1) * self.length_s <= self._closed_until)
+        if boundary <= self._closed_until:
+            return []  # every open window ends after it (data before it is late, never folded)
+        self._closed_until = boundary
+        ready = sorted(k for k in self._open if (k + 1) * self.length_s <= boundary)
         return [self._emit(k, self._open.pop(k)) for k in ready]
 
     def _emit(self, k: int, win: OpenWindow) -> WindowFeatures:
