@@ -12,13 +12,13 @@ a nearby origin (as the window aggregator does) when sub-microsecond trends matt
 
 from __future__ import annotations
 
+import importlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
-from numpy._core._multiarray_umath import c_einsum as _einsum
 
 _INF = math.inf
 
@@ -201,6 +201,11 @@ def batch_stats(times: np.ndarray, values: np.ndarray) -> list[list[float]]:
 
 
 _ADD, _ALL, _ISFINITE = np.add.reduce, np.logical_and.reduce, np.isfinite
+#: ``np.einsum`` without its Python wrapper (the same kernel, so the same bits; features run
+#: on every frame, where the wrapper cost as much as the sum).
+_einsum: Callable[..., np.ndarray] = getattr(
+    importlib.import_module("numpy._core.multiarray"), "c_einsum", np.einsum
+)
 
 
 def _finite_rows(t: np.ndarray, x: np.ndarray, sums: np.ndarray, n: int) -> list[list[float]]:
