@@ -82,7 +82,14 @@ class Link(Generic[T]):
             future = asyncio.run_coroutine_threadsafe(run(), loop)
         except RuntimeError as err:  # the loop closed in between
             raise LinkDown(f"the source's connection to {self.label} closed") from err
-        return await asyncio.wrap_future(future)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the caller is cancelled
+            # the source's loop cancelled the work: its partition closed meanwhile
+            raise LinkDown(f"the source's connection to {self.label} closed") from None
 
 
 _LINKS: dict[tuple[str, Hashable], list[Link[Any]]] = {}
