@@ -60,36 +60,61 @@ def _layout(prefix_len: int) -> np.dtype:
 class _Columns:
     """Segments gathered from the items: one per (item, signal)."""
 
-    __slots__ = ("ids", "lengths", "prefixes", "qualities", "times", "values")
+    __slots__ = ("clocks", "ids", "layouts", "lengths", "prefixes", "qualities", "times", "values")
 
     def __init__(self) -> None:
         self.prefixes: dict[bytes, int] = {}
+        #: (twin, its frame's signal names) -> the prefix id of each signal
+        self.layouts: dict[tuple[str, tuple[str, ...]], list[int]] = {}
         self.ids: list[int] = []
         self.lengths: list[int] = []
         self.qualities: list[int] = []
         self.values: list[np.ndarray] = []
-        self.times: list[np.ndarray] = []
+        #: the distinct time arrays (a frame's signals share one) and each segment's
+        self.clocks: list[np.ndarray] = []
+        self.times: list[int] = []
+
+    def prefix_id(self, twin_id: str, signal: str) -> int:
+        prefix = tuple_prefix(twin_id, signal)
+        return self.prefixes.setdefault(prefix, len(self.prefixes))
 
     def segment(
         self, twin_id: str, signal: str, times: np.ndarray, values: np.ndarray, q: int
     ) -> None:
-        prefix = tuple_prefix(twin_id, signal)
-        pid = self.prefixes.setdefault(prefix, len(self.prefixes))
-        self.ids.append(pid)
+        self.ids.append(self.prefix_id(twin_id, signal))
         self.lengths.append(len(values))
         self.qualities.append(q)
         self.values.append(values)
-        self.times.append(times)
+        self.times.append(len(self.clocks))
+        self.clocks.append(times)
 
     def add(self, item: Readings) -> None:
         if isinstance(item, TelemetryFrame):
-            quality = item.quality
-            for signal, values in item.signals.items():
-                self.segment(item.twin_id, signal, item.times, values, int(quality.get(signal, 0)))
+            self.frame(item)
         else:
             n = len(item.samples)
             times = item.start + np.arange(n, dtype=np.float64) / item.sample_rate
             self.segment(item.twin_id, item.signal, times, item.samples, int(item.quality))
+
+    def frame(self, item: TelemetryFrame) -> None:
+        """A frame's segments, in the order of its signals (as :meth:`segment` for each,
+        with the prefix ids looked up once per twin and signal layout of the batch)."""
+        signals = item.signals
+        key = (item.twin_id, tuple(signals))
+        ids = self.layouts.get(key)
+        if ids is None:
+            ids = self.layouts[key] = [self.prefix_id(item.twin_id, s) for s in key[1]]
+        count = len(ids)
+        self.ids.extend(ids)
+        self.values.extend(signals.values())
+        self.lengths.extend([len(v) for v in signals.values()])
+        self.times.extend([len(self.clocks)] * count)
+        self.clocks.append(item.times)
+        quality = item.quality
+        if quality:
+            self.qualities.extend(int(quality.get(s, 0)) for s in key[1])
+        else:
+            self.qualities.extend([0] * count)
 
 
 def telemetry_copy(items: Iterable[Readings]) -> tuple[bytes, int]:
@@ -101,8 +126,8 @@ def telemetry_copy(items: Iterable[Readings]) -> tuple[bytes, int]:
     if not cols.values:
         return b"", 0
     values = np.concatenate(cols.values).astype(np.float64, copy=False)
-    times = pg_microseconds(np.concatenate(cols.times))
     lengths = np.asarray(cols.lengths, dtype=np.int64)
+    times = _segment_times(cols, lengths)
     pids = np.repeat(np.asarray(cols.ids, dtype=np.int32), lengths)
     quality = np.repeat(np.asarray(cols.qualities, dtype=np.int16), lengths)
     keep = ~np.isnan(values)
@@ -115,14 +140,19 @@ def telemetry_copy(items: Iterable[Readings]) -> tuple[bytes, int]:
     table = np.array(prefixes, dtype=f"S{max(map(len, prefixes))}")
     sizes = np.fromiter(map(len, prefixes), dtype=np.int64, count=len(prefixes))
     distinct = np.unique(sizes)
+    if len(distinct) > 1:  # rows grouped by prefix length, each group in arrival order
+        size_of = sizes[pids]
+        order = np.argsort(size_of, kind="stable")
+        pids, times, values, quality = pids[order], times[order], values[order], quality[order]
+        ends = np.searchsorted(size_of[order], distinct, side="right").tolist()
+    else:
+        ends = [n]
     parts: list[bytes] = []
-    for size in distinct.tolist():
-        if len(distinct) == 1:
-            g_pids, g_times, g_values, g_quality = pids, times, values, quality
-        else:
-            mask = sizes[pids] == size
-            g_pids, g_times, g_values = pids[mask], times[mask], values[mask]
-            g_quality = quality[mask]
+    start = 0
+    for size, end in zip(distinct.tolist(), ends, strict=True):
+        g_pids, g_times = pids[start:end], times[start:end]
+        g_values, g_quality = values[start:end], quality[start:end]
+        start = end
         rows = np.empty(len(g_pids), dtype=_layout(size))
         rows["prefix"] = table[g_pids]
         rows["time_len"] = 8
@@ -133,6 +163,19 @@ def telemetry_copy(items: Iterable[Readings]) -> tuple[bytes, int]:
         rows["quality"] = g_quality
         parts.append(rows.tobytes())
     return b"".join(parts), n
+
+
+def _segment_times(cols: _Columns, lengths: np.ndarray) -> np.ndarray:
+    """Each reading's PostgreSQL time: the distinct time arrays converted once (a frame's
+    signals share theirs), then gathered segment by segment."""
+    clocks = pg_microseconds(np.concatenate(cols.clocks))
+    starts = np.zeros(len(cols.clocks), dtype=np.int64)
+    np.cumsum([len(c) for c in cols.clocks[:-1]], out=starts[1:])
+    offsets = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=offsets[1:])
+    shift = starts[np.asarray(cols.times, dtype=np.int64)] - offsets
+    out: np.ndarray = clocks[np.repeat(shift, lengths) + np.arange(int(offsets[-1] + lengths[-1]))]
+    return out
 
 
 __all__ = ["Readings", "telemetry_copy", "tuple_prefix"]
