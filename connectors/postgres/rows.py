@@ -70,6 +70,8 @@ def _finite(value: Any) -> float | None:
 
 def _jsonable(value: Any) -> Any:
     """Numbers as finite floats or null, strings cleaned, containers recursively."""
+    if type(value) is float:  # the most common value by far (window features): first
+        return value if math.isfinite(value) else None
     if isinstance(value, str):
         return clean_text(value)  # jsonb refuses \u0000 as text does NUL
     if isinstance(value, bool) or value is None:
