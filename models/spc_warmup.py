@@ -83,8 +83,9 @@ class Warmup:
     when it ends: after ``target`` rows and ``seconds`` of event time, once the rows since
     the last restart are stable (no level shift of ``shift`` deviations or more; 0 turns the
     test off) and at least ``SETTLE_SHARE`` of ``target``, or at ``cap`` rows whatever they
-    look like (0: no cap). ``rows[origin:]`` is the segment since the last restart; the rows
-    before it are kept until the end in case the warm-up never settles."""
+    look like (0: no cap) but never before ``seconds``. ``rows[origin:]`` is the segment
+    since the last restart; the rows before it are kept until the end in case the warm-up
+    never settles."""
 
     #: The first kept row of the segment since the last restart (class default: a warm-up
     #: pickled before it existed had dropped the rows before its restarts).
@@ -121,13 +122,12 @@ class Warmup:
         if self.start is None and len(times):
             self.start = float(times[0])
         i = np.arange(1, len(times) + 1)
-        due = (
-            (self.seen + i >= self.target)
-            & (self.segment + i >= self.settle)
-            & (times - (self.start or 0.0) >= self.seconds)
-        )
+        long_enough = times - (self.start or 0.0) >= self.seconds
+        due = (self.seen + i >= self.target) & (self.segment + i >= self.settle) & long_enough
         if self.cap:
-            due |= self.seen + i >= self.cap
+            # the cap bounds the restarts, never the least time: a warm-up sized in time
+            # (slow sampling: 600 rows of 5-minute data are two days) lasts that time
+            due |= (self.seen + i >= self.cap) & long_enough
         hit = np.flatnonzero(due)
         return (int(hit[0]) + 1, True) if hit.size else (len(times), False)
 

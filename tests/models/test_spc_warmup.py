@@ -101,6 +101,27 @@ def test_the_cap_fits_a_machine_that_never_settles() -> None:
     assert np.isnan(scores[:600]).all() and np.isfinite(scores[600:]).all()
 
 
+def test_the_cap_never_cuts_a_warmup_sized_in_time() -> None:
+    """Slow sampling: one row every 5 minutes, a warm-up of a week (2016 rows) and the
+    default cap of 600 rows. The warm-up lasts the week (the cap bounds restarts only);
+    without ``warmup_s`` the cap still ends a warm-up that never settles at 600 rows."""
+    rows = noise(2400, seed=3)
+    det = detector(warmup_s=7 * 86400.0)
+    out = [
+        det.update(300.0 * np.arange(i, i + 60, dtype=float), rows[i : i + 60])
+        for i in range(0, len(rows), 60)
+    ]
+    scores = np.concatenate(out)
+    assert np.isnan(scores[:2016]).all() and np.isfinite(scores[2017:]).all()
+    wu = Warmup(300, cap=600)
+    assert wu.needed(np.arange(700.0)) == (300, True)
+    timed = Warmup(300, seconds=1000.0, cap=600)
+    assert timed.needed(np.arange(700.0)) == (700, False)  # 699 s seen: not yet due
+    timed.keep(np.zeros((700, 1)))
+    assert timed.needed(np.arange(990.0, 1000.0)) == (10, False)
+    assert timed.needed(np.arange(1000.0, 1010.0)) == (1, True)
+
+
 def test_warmup_bookkeeping_is_bounded() -> None:
     wu = Warmup(50, shift=4.0, cap=100, max_rows=64)
     rng = np.random.default_rng(0)
