@@ -98,18 +98,24 @@ def rollup_stream(
 
 
 class FleetFeed:
-    """The fleet step's input: one :class:`FleetBatch` per poll with the writes the node
-    took since the last one, and the link's state every ``interval_s`` (a tick, so that a
-    silent site is noticed without writes)."""
+    """The fleet step's input: a :class:`FleetBatch` of the writes the node took since the
+    last one, at most one every ``gap_s`` (a busy link's writes are rolled up together),
+    and the link's state every ``interval_s`` (a tick, so that a silent site is noticed
+    without writes)."""
 
-    def __init__(self, node: ReplicationNode, interval_s: float) -> None:
+    def __init__(self, node: ReplicationNode, interval_s: float, gap_s: float = 0.2) -> None:
         self.node = node
         self.interval_s = interval_s
+        self.gap_s = gap_s
         self._next = 0.0
+        self._last = 0.0
 
     def __call__(self) -> list[FleetBatch]:
-        writes = tuple(self.node.take_fleet())
         now = time.monotonic()
+        if now - self._last < self.gap_s:
+            return []
+        self._last = now
+        writes = tuple(self.node.take_fleet())
         link = None
         if now >= self._next:
             self._next = now + self.interval_s

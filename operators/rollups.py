@@ -107,12 +107,13 @@ class RollupOperator:
         self.max_cleared = max_cleared
         #: assets that get a roll-up: every asset, and every twin with components
         self.rolled = tuple(e.id for e in registry if not e.is_twin or registry.children(e.id))
-        self.members = {a: registry.twins_under(a) for a in self.rolled}
-        rolled = set(self.rolled)
+        self.members = {a: list(registry.twins_under(a)) for a in self.rolled}
+        rolled = self._rolled = set(self.rolled)
         self.scopes = {
             t.id: tuple(a for a in (t.id, *registry.ancestors(t.id)) if a in rolled)
             for t in registry.twins()
         }
+        self._site = {t: registry.site_of(t) for t in self.scopes}
         #: site -> the assets its first fact emits: its own, and those above it (a fleet)
         self.site_assets: dict[str, list[str]] = {}
         for a in self.rolled:
@@ -123,7 +124,22 @@ class RollupOperator:
 
     def key(self, twin_id: str) -> str | None:
         """The site a twin's facts are keyed by (``None``: not a registered twin)."""
-        return self.registry.site_of(twin_id) if twin_id in self.scopes else None
+        return self._site.get(twin_id)
+
+    def join(self, twin_id: str, under: str) -> None:
+        """Roll up a twin the registry does not hold as a part of ``under``, one of its rolled
+        assets (a central instance learns its fleet's twins from their writes; rebuilding
+        the registry for each would cost the fleet's size each time). Its assets'
+        ``twins_total`` grows at their next roll-up."""
+        if twin_id in self.scopes or twin_id in self.registry:
+            raise ValueError(f"twin {twin_id!r} is already rolled up")
+        if under not in self._rolled:
+            raise ValueError(f"{under!r} is not an asset of the roll-ups")
+        scope = (under, *(a for a in self.registry.ancestors(under) if a in self._rolled))
+        self.scopes[twin_id] = scope
+        for asset in scope:
+            self.members[asset].append(twin_id)
+        self._site[twin_id] = self.registry.site_of(under)
 
     def __call__(
         self, state: RollupState | None, item: Fact

@@ -28,23 +28,26 @@ rule, lowest RUL, commands in flight, and the link as the central instance sees 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
-from twinflow.core.records import TERMINAL_COMMAND_STATUSES, AssetRollup, Severity
-from twinflow.core.times import iso, utc
+from twinflow.core.records import AssetRollup
+from twinflow.core.times import utc
 from twinflow.operators.registry import SITE, RegistryEntry, TwinRegistry
+from twinflow.operators.replication.fleet_status import (
+    SiteStatus,
+    Twin,
+    fleet_summary,
+    statuses_of,
+    summary,
+    twin_facts,
+)
 from twinflow.operators.replication.register import Write
-from twinflow.operators.rollups import SEVERITIES, RollupOperator, RollupState, TwinFacts
+from twinflow.operators.rollups import RollupOperator, RollupState, TwinFacts
 
 #: The metadata registers a fleet roll-up reads (exact names, and name prefixes).
 NAMES = ("state", "window")
 PREFIXES = ("alert:", "command:")
-_DONE = frozenset(s.value for s in TERMINAL_COMMAND_STATUSES)
-_SEVERITY = {s.value: s for s in SEVERITIES}
 #: An order key: stamp (wall, logical, replica), then the value's JSON text, as the merge.
 Order = tuple[int, int, str, str]
 
@@ -82,58 +85,6 @@ class FleetBatch:
     link: LinkNow | None = None
 
 
-@dataclass(frozen=True)
-class SiteStatus:
-    """One site's summary (``site`` is an edge's replica id), or the fleet's (the fleet id).
-
-    ``link`` is ``up`` (a write arrived within the silence limit), ``silent`` (none since
-    ``last_received_ms``) or ``down`` (the central instance's own link is down, since
-    ``link_since_ms``); what waits in an edge's outbox is not known centrally.
-    """
-
-    SCHEMA = "twinflow.fleet_status"
-    VERSION = 1
-
-    site: str
-    time: datetime
-    sites: int
-    twins_reporting: int
-    twins_by_status: Mapping[str, int]
-    twins_in_alarm: int
-    in_alarm_by_severity: Mapping[str, int]
-    open_alarms_by_rule: Mapping[str, int]
-    worst_health: float | None
-    worst_twin: str | None
-    lowest_rul_h: float | None
-    lowest_rul_twin: str | None
-    commands_in_flight: int
-    link: str
-    link_since_ms: int | None
-    last_received_ms: int | None
-    last_written_ms: int | None
-    central_pending: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "schema": self.SCHEMA,
-            "version": self.VERSION,
-            **self.__dict__,
-            "time": iso(self.time),
-        }
-
-
-@dataclass
-class Twin:
-    """What the merged registers say of one twin."""
-
-    status: str | None = None
-    alarms: dict[str, Severity] = field(default_factory=dict)
-    rules: tuple[str, ...] = ()
-    health: float | None = None
-    rul_h: float | None = None
-    in_flight: int = 0
-
-
 @dataclass
 class FleetState:
     """The newest tracked write per register, and what was derived from them; picklable."""
@@ -146,112 +97,14 @@ class FleetState:
     received: dict[str, int] = field(default_factory=dict)
     written: dict[str, int] = field(default_factory=dict)
     twins: dict[str, Twin] = field(default_factory=dict)
-    #: twin -> site, as the roll-up tree was built
+    #: twin -> site, and site -> twins: the roll-up tree
     tree: dict[str, str] = field(default_factory=dict)
+    members: dict[str, set[str]] = field(default_factory=dict)
     rollup: RollupState = field(default_factory=RollupState)
     #: site -> its summary without the link (recomputed when one of its twins changes)
     sites: dict[str, SiteStatus] = field(default_factory=dict)
     link: LinkNow | None = None
     emitted: dict[str, tuple[object, ...]] = field(default_factory=dict)
-
-
-def _twin(regs: Mapping[str, tuple[Order, Any]]) -> Twin:
-    t = Twin()
-    rules: list[str] = []
-    for name, (_order, value) in regs.items():
-        doc = value if isinstance(value, dict) else {}
-        if name == "state":
-            t.status = str(doc["status"]) if doc.get("status") is not None else None
-        elif name == "window":
-            rul = doc.get("rul")
-            rul = rul if isinstance(rul, dict) else {}
-            health, hours = rul.get("health"), rul.get("hours")
-            t.health = float(health) if isinstance(health, int | float) else None
-            t.rul_h = float(hours) if isinstance(hours, int | float) else None
-        elif name.startswith("alert:") and doc.get("state") == "raised":
-            sev = _SEVERITY.get(str(doc.get("severity")))
-            if sev is not None:
-                t.alarms[str(doc.get("alert_id", name))] = sev
-                rules.append(name.split(":", 1)[1])
-        elif name.startswith("command:") and doc.get("status") not in _DONE:
-            t.in_flight += 1
-    t.rules = tuple(sorted(rules))
-    return t
-
-
-def _summary(site: str, twins: Mapping[str, Twin], sites: int = 1) -> SiteStatus:
-    """A site's (or the fleet's) summary of ``twins``, its link fields left empty."""
-    by_status: dict[str, int] = {}
-    rules: dict[str, int] = {}
-    counts = [0] * len(SEVERITIES)
-    worst: tuple[float, str] | None = None
-    lowest: tuple[float, str] | None = None
-    in_flight = 0
-    for name, t in twins.items():
-        if t.status is not None:
-            by_status[t.status] = by_status.get(t.status, 0) + 1
-        if t.alarms:
-            counts[max(SEVERITIES.index(s) for s in t.alarms.values())] += 1
-        for r in t.rules:
-            rules[r] = rules.get(r, 0) + 1
-        if t.health is not None and (worst is None or (t.health, name) < worst):
-            worst = (t.health, name)
-        rul = t.rul_h
-        if rul is not None and math.isfinite(rul) and (lowest is None or (rul, name) < lowest):
-            lowest = (rul, name)
-        in_flight += t.in_flight
-    return SiteStatus(
-        site=site,
-        time=utc(0),
-        sites=sites,
-        twins_reporting=sum(by_status.values()),
-        twins_by_status=dict(sorted(by_status.items())),
-        twins_in_alarm=sum(counts),
-        in_alarm_by_severity={s.value: n for s, n in zip(SEVERITIES, counts, strict=True)},
-        open_alarms_by_rule=dict(sorted(rules.items())),
-        worst_health=None if worst is None else round(worst[0], 4),
-        worst_twin=None if worst is None else worst[1],
-        lowest_rul_h=None if lowest is None else round(lowest[0], 3),
-        lowest_rul_twin=None if lowest is None else lowest[1],
-        commands_in_flight=in_flight,
-        link="",
-        link_since_ms=None,
-        last_received_ms=None,
-        last_written_ms=None,
-        central_pending=0,
-    )
-
-
-def _fleet(fleet_id: str, sites: Iterable[SiteStatus]) -> SiteStatus:
-    """The fleet's summary from its sites' (sums, and the worst of each)."""
-    parts = list(sites)
-
-    def add(field_: str) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for p in parts:
-            for k, n in getattr(p, field_).items():
-                out[k] = out.get(k, 0) + n
-        return dict(sorted(out.items()))
-
-    worst = min(((p.worst_health, p.worst_twin) for p in parts if p.worst_twin), default=None)
-    low = min(
-        ((p.lowest_rul_h, p.lowest_rul_twin) for p in parts if p.lowest_rul_twin), default=None
-    )
-    return replace(
-        _summary(fleet_id, {}, len(parts)),
-        twins_reporting=sum(p.twins_reporting for p in parts),
-        twins_by_status=add("twins_by_status"),
-        twins_in_alarm=sum(p.twins_in_alarm for p in parts),
-        in_alarm_by_severity={
-            s.value: sum(p.in_alarm_by_severity[s.value] for p in parts) for s in SEVERITIES
-        },
-        open_alarms_by_rule=add("open_alarms_by_rule"),
-        worst_health=None if worst is None else worst[0],
-        worst_twin=None if worst is None else worst[1],
-        lowest_rul_h=None if low is None else low[0],
-        lowest_rul_twin=None if low is None else low[1],
-        commands_in_flight=sum(p.commands_in_flight for p in parts),
-    )
 
 
 class FleetRollup:
@@ -266,7 +119,7 @@ class FleetRollup:
         self.fleet_id = fleet_id
         self.silent_after_ms = silent_after_ms
         self.resolution = resolution
-        self._built: dict[str, str] | None = None
+        self._built: set[str] = set()  # the sites the operator was built with
         self._op: RollupOperator | None = None
 
     def __call__(
@@ -304,35 +157,52 @@ class FleetRollup:
             state.owner[key.twin_id] = (order, site)
         touched.add(key.twin_id)
 
-    def _operator(self, state: FleetState) -> tuple[RollupOperator, list[AssetRollup], bool]:
-        """The roll-up operator of the current tree, the roll-ups a rebuild changed, and
-        whether it was rebuilt (when a twin or site appears; when a twin moved to another
-        site, every twin is rolled up afresh; the site it left keeps its last roll-up)."""
-        sites = {o[1] for o in state.owner.values()} | {self.fleet_id}
-        tree = {t: o[1] for t, o in state.owner.items() if t not in sites}
-        if self._op is not None and tree == self._built:
-            return self._op, [], False
-        moved = any(state.tree.get(t, s) != s for t, s in tree.items())
+    def _operator(
+        self, state: FleetState, touched: set[str]
+    ) -> tuple[RollupOperator, list[AssetRollup], bool]:
+        """The roll-up operator of the current tree, the roll-ups a change of the tree
+        changed, and whether it grew. A new twin joins the operator; a new site rebuilds
+        it; a twin that moved to another site rolls every twin up afresh (the site it left
+        keeps its last roll-up)."""
+        moved = False
+        new: list[str] = []
+        for twin in sorted(touched):
+            site = state.owner[twin][1]
+            was = state.tree.get(twin)
+            if was == site:
+                continue
+            if was is not None:
+                moved = True
+                state.members[was].discard(twin)
+                state.sites.pop(was, None)
+            state.tree[twin] = site
+            state.members.setdefault(site, set()).add(twin)
+            new.append(twin)
+        op = self._op
+        sites = {s for s, twins in state.members.items() if twins}
+        if op is not None and not moved and sites == self._built:
+            for twin in new:
+                if twin not in sites and twin != self.fleet_id:
+                    op.join(twin, state.tree[twin])
+            return op, [], bool(new)
         if moved:
             state.rollup = RollupState(emitted=state.rollup.emitted)
+        taken = {self.fleet_id, *sites}
         entries = [RegistryEntry.make(self.fleet_id, "fleet")]
-        entries += [
-            RegistryEntry.make(s, SITE, part_of=self.fleet_id) for s in sorted(set(tree.values()))
-        ]
+        entries += [RegistryEntry.make(s, SITE, part_of=self.fleet_id) for s in sorted(sites)]
         entries += [
             RegistryEntry.make(t, "twin", protocol="replication", part_of=s)
-            for t, s in sorted(tree.items())
+            for t, s in sorted(state.tree.items())
+            if t not in taken  # a twin named like a site is left out
         ]
-        self._op = RollupOperator(TwinRegistry(entries, source="fleet"), self.resolution)
-        self._built = tree
-        if moved or state.tree != tree:
-            state.sites.clear()  # every site summed again
-        state.tree = dict(tree)
+        op = self._op = RollupOperator(TwinRegistry(entries, source="fleet"), self.resolution)
+        self._built = sites
         out: list[AssetRollup] = []
         if moved:
-            for t in sorted(tree):
-                out.extend(self._feed(state, t))
-        return self._op, out, True
+            for t in sorted(state.tree):
+                if op.key(t) is not None:
+                    out.extend(self._feed(state, t))
+        return op, out, True
 
     def _feed(self, state: FleetState, twin: str) -> list[AssetRollup]:
         op = self._op
@@ -345,8 +215,8 @@ class FleetRollup:
 
     def _rollups(self, state: FleetState, touched: set[str]) -> list[AssetRollup]:
         for twin in touched:
-            state.twins[twin] = _twin(state.regs[twin])
-        op, out, rebuilt = self._operator(state)
+            state.twins[twin] = twin_facts(state.regs[twin])
+        op, out, rebuilt = self._operator(state, touched)
         for twin in sorted(touched):
             site = state.tree.get(twin)
             if site is not None and op.key(twin) is not None:
@@ -359,12 +229,10 @@ class FleetRollup:
         return out
 
     def _statuses(self, state: FleetState) -> list[SiteStatus]:
-        by_site: dict[str, list[str]] = {}
-        for twin, site in state.tree.items():
-            by_site.setdefault(site, []).append(twin)
+        by_site = {s: twins for s, twins in state.members.items() if twins}
         for site, twins in by_site.items():
             if site not in state.sites:
-                state.sites[site] = _summary(site, {t: state.twins[t] for t in twins})
+                state.sites[site] = summary(site, {t: state.twins[t] for t in sorted(twins)})
         link = state.link
         now = max(link.at_ms if link else 0, max(state.received.values(), default=0))
         out: list[SiteStatus] = []
@@ -374,7 +242,7 @@ class FleetRollup:
             out.extend(self._changed(state, s))
         got = max((state.received[s] for s in by_site if s in state.received), default=None)
         wrote = max((state.written[s] for s in by_site if s in state.written), default=None)
-        fleet = _fleet(self.fleet_id, (state.sites[s] for s in sorted(by_site)))
+        fleet = fleet_summary(self.fleet_id, (state.sites[s] for s in sorted(by_site)))
         out.extend(self._changed(state, self._link(fleet, link, now, got, wrote)))
         return out
 
@@ -412,11 +280,6 @@ class FleetRollup:
             return []
         state.emitted[s.site] = sig
         return [s]
-
-
-def statuses_of(items: Iterable[object]) -> dict[str, SiteStatus]:
-    """The newest :class:`SiteStatus` per site among ``items`` (what a reader keeps)."""
-    return {i.site: i for i in items if isinstance(i, SiteStatus)}
 
 
 __all__ = [
