@@ -5,6 +5,7 @@ it is given a :class:`Replication`::
 
     replication   [forward_twin_state] [forward_windows] [forward_alerts]   (an edge)
                   [forward_command_outcomes]  -> property writes to the link's outbox
+                  [downsample] -> [forward_telemetry]   raw telemetry, when forwarded
                   [desired_out]   desired changes made here -> desired writes
                   [received] -> [received_out]   writes new to this replica (central)
                   [sync_status] -> [sync_status_out]   every tracked property, periodically
@@ -36,7 +37,16 @@ from twinflow.connectors.files import JsonLinesSink
 from twinflow.connectors.replication.link import ReplicaLink
 from twinflow.connectors.replication.node import Received, ReplicationNode
 from twinflow.core.errors import ConfigError
-from twinflow.core.records import Alert, Command, DesiredChange, TwinState, WindowFeatures
+from twinflow.core.records import (
+    Alert,
+    Command,
+    DesiredChange,
+    Frame,
+    TelemetryFrame,
+    TwinState,
+    WindowFeatures,
+)
+from twinflow.operators.replication.downsample import Downsample
 from twinflow.operators.replication.fleet import SiteStatus
 from twinflow.operators.replication.status import PropertySync
 from twinflow.operators.replication.twin_sync import TwinSync
@@ -194,11 +204,16 @@ def replicate(
     commands: KeyedStream[Command],
     *desired: KeyedStream[DesiredChange],
     replication: Replication,
+    telemetry: KeyedStream[Frame] | None = None,
 ) -> KeyedStream[TwinState]:
-    """Forward (an edge), write desired changes made here, store what is received, and
-    write the sync status (see the module docstring); returns the twin states stamped with
-    their properties' sync status (:class:`TwinSync`), to write out instead of ``states``."""
+    """Forward (an edge; ``telemetry`` downsampled when ``telemetry`` is forwarded), write
+    desired changes made here, store what is received, and write the sync status (see the
+    module docstring); returns the twin states stamped with their properties' sync status
+    (:class:`TwinSync`), to write out instead of ``states``."""
     node = replication.node
+    if node.role == "edge" and telemetry is not None and "telemetry" in node.forward_streams:
+        buckets = op.stateful_flat_map("downsample", telemetry, Downsample(node.telemetry_every_s))
+        op.output("forward_telemetry", buckets, NodeSink(node.forward))
     if node.role == "edge":
         streams: dict[str, Stream[Any]] = {
             "twin_state": states,
@@ -207,7 +222,8 @@ def replicate(
             "command_outcomes": commands,
         }
         for name in node.forward_streams:
-            op.output(f"forward_{name}", streams[name], NodeSink(node.forward))
+            if name in streams:
+                op.output(f"forward_{name}", streams[name], NodeSink(node.forward))
         if "command_outcomes" not in node.forward_streams:  # answers to desired changes
             op.output("answer_desired", commands, NodeSink(node.forward))
     if desired:
@@ -229,6 +245,22 @@ def replicate(
             op.output(f"sync_status_store_{i}", keyed_status, store)
     both = op.merge("states_and_sync", states, keyed_status)
     return op.stateful_flat_map("stamp_sync", both, stamp_sync)
+
+
+@operator
+def replicated_telemetry(
+    step_id: str, flow: Dataflow, replication: Replication
+) -> KeyedStream[TelemetryFrame]:
+    """A central instance's received telemetry buckets, each once, as one-row frames keyed
+    by twin (for the flow's telemetry sinks)."""
+    node = replication.node
+    node.watch_telemetry()
+    got = op.input("received", flow, NodeSource(node.take_telemetry, until=replication.until))
+    return op.key_on("key_by_twin", got, _frame_twin)
+
+
+def _frame_twin(frame: TelemetryFrame) -> str:
+    return frame.twin_id
 
 
 def stamp_sync(
@@ -346,6 +378,7 @@ def node_for(dep: Deployment, settings: ReplicationSettings, out_dir: Path) -> R
         state_path=settings.outbox_dir(out_dir) / "replica-state.jsonl",
         ask_state=True,
         silent_after_s=settings.site_silent_s,
+        telemetry_every_s=settings.telemetry_every_s,
     )
 
 
@@ -355,6 +388,7 @@ __all__ = [
     "Replication",
     "node_for",
     "replicate",
+    "replicated_telemetry",
     "running",
     "started",
     "stop_nodes",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from twinflow.connectors.replication.forward import FORWARDS
+from twinflow.connectors.replication.forward import ALL_FORWARDS, FORWARDS
 from twinflow.connectors.replication.node import ROLES
 from twinflow.connectors.replication.outbox import FSYNC_POLICIES
 from twinflow.core.config import Choice, Duration, Names, Schema, Section, Text, Whole
@@ -41,8 +41,10 @@ REPLICATION = Schema(
               "the newest per property, then the oldest dropped and counted).", 256, 1),
         Choice("fsync", "Outbox sync: `always` (every update survives a power loss) or "
                "`interval` (once a second).", "interval", choices=FSYNC_POLICIES),
-        Names("forward", "What an edge forwards: " + ", ".join(f"`{f}`" for f in FORWARDS)
-              + ".", FORWARDS, what="stream names"),
+        Names("forward", "What an edge forwards: " + ", ".join(f"`{f}`" for f in ALL_FORWARDS)
+              + " (raw readings, downsampled: not by default).", FORWARDS, what="stream names"),
+        Duration("telemetry_every_s", "With `telemetry` forwarded: each signal's mean over "
+                 "this many seconds of event time is forwarded, one write per twin.", 60.0),
         Duration("desired_ttl_s", "How long a desired change received from the central "
                  "instance may wait in the edge's command loop.", 600.0),
         Duration("status_interval_s", "Seconds between sync-status records.", 5.0),
@@ -73,6 +75,7 @@ class ReplicationSettings:
     causal_hold_s: float = 300.0
     causal_max_held: int = 10_000
     site_silent_s: float = 60.0
+    telemetry_every_s: float = 60.0
 
     def topic_base(self) -> str:
         """The topic base, defaulted per transport."""
@@ -92,9 +95,9 @@ def replication_settings(s: Section, site: str) -> ReplicationSettings | None:
     s.check_keys(REPLICATION)
     forward = s.get(REPLICATION["forward"])
     for name in forward:
-        if name not in FORWARDS:
+        if name not in ALL_FORWARDS:
             raise ConfigError(
-                f"{s.file}: {s.path('forward')}: {name!r} is not one of {', '.join(FORWARDS)}"
+                f"{s.file}: {s.path('forward')}: {name!r} is not one of {', '.join(ALL_FORWARDS)}"
             )
     return ReplicationSettings(
         role=s.get(REPLICATION["role"]),
@@ -110,6 +113,7 @@ def replication_settings(s: Section, site: str) -> ReplicationSettings | None:
         causal_hold_s=s.get(REPLICATION["causal_hold_s"]),
         causal_max_held=s.get(REPLICATION["causal_max_held"]),
         site_silent_s=s.get(REPLICATION["site_silent_s"]),
+        telemetry_every_s=s.get(REPLICATION["telemetry_every_s"]),
     )
 
 

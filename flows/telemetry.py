@@ -66,7 +66,7 @@ from twinflow.flows.command_steps import (
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.decide_steps import Decide, decide_flow
 from twinflow.flows.metrics import RunStats
-from twinflow.flows.replication import Replication, replicate
+from twinflow.flows.replication import Replication, replicate, replicated_telemetry
 from twinflow.flows.rollups import fleet_rollups, rollup_stream
 from twinflow.flows.steps import (
     AlarmStep,
@@ -376,6 +376,7 @@ def build_flow(
         policy=PolicyStep.from_config(config, type_of),
         tally=tally,
     )
+    scored: KeyedStream[Frame] = analysed.scored
     if replication is not None:  # states written out carry their sync status
         states = replicate(
             "replication",
@@ -386,13 +387,16 @@ def build_flow(
             commands.transitions,
             *(r.desired for r in asked),
             replication=replication,
+            telemetry=ingested.frames,
         )
         if replication.node.role == "central":
             rollups.append(fleet_rollups("fleet", flow, replication))
+            received = replicated_telemetry("replicated_telemetry", flow, replication)
+            scored = op.merge("merge_telemetry", scored, received)
     dead = op.merge("dead_letters", ingested.refused, *(r.refused for r in asked), analysed.late)
     write_outputs(
         "outputs",
-        analysed.scored,
+        scored,
         twin_health("health", states, analysed.windows),
         analysed.windows,
         analysed.alerts,

@@ -9,6 +9,9 @@ the way is stored as it arrives (the registers' history is for conflicts, not st
 - window features: ``metadata/window`` (with the window's RUL estimate, ``rul``, when it has
   one: what the central roll-ups across sites take the twin's health from);
 - alerts: ``metadata/alert:<rule>``;
+- raw telemetry (``telemetry``, not forwarded unless named): ``metadata/telemetry``, one
+  :class:`~twinflow.operators.replication.downsample.TelemetryBucket` per twin and
+  ``telemetry_every_s`` (each signal's mean over the bucket);
 - command transitions (``command_outcomes``): ``metadata/command:<name>``, each command's
   furthest status only (a ``sent`` the command book learnt after the answer, in a cluster,
   is a history row and does not overwrite the end state; :class:`CommandProgress`); a command that
@@ -39,9 +42,12 @@ from twinflow.core.records import (
     WindowFeatures,
 )
 from twinflow.core.times import iso
+from twinflow.operators.replication.downsample import TelemetryBucket
 
-#: The streams an edge may forward, by their name in the ``forward:`` setting.
+#: The streams an edge forwards by default, by their name in the ``forward:`` setting.
 FORWARDS = ("twin_state", "windows", "alerts", "command_outcomes")
+#: Every stream an edge may forward: the default ones and raw telemetry, downsampled.
+ALL_FORWARDS = (*FORWARDS, "telemetry")
 
 #: Command statuses that answer a desired change: accepted, or refused for good.
 ANSWERS = frozenset(
@@ -101,6 +107,8 @@ def writes_of(record: object, forward: Iterable[str]) -> list[Triple]:
         return [("metadata", f"alert:{record.rule}", record.to_json())]
     if isinstance(record, Command) and "command_outcomes" in wanted:
         return [("metadata", f"command:{record.name}", record.to_json())]
+    if isinstance(record, TelemetryBucket) and "telemetry" in wanted:
+        return [("metadata", "telemetry", record.to_json())]
     return []
 
 
@@ -140,4 +148,4 @@ class CommandProgress:
         return True
 
 
-__all__ = ["ACCEPTED", "ANSWERS", "FORWARDS", "CommandProgress", "writes_of"]
+__all__ = ["ACCEPTED", "ALL_FORWARDS", "ANSWERS", "FORWARDS", "CommandProgress", "writes_of"]

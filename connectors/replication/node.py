@@ -15,6 +15,8 @@ worker threads; the link receives on its own threads, so every call here is thre
 - :meth:`take_received`: every received write that was new here, to store (central);
 - :meth:`take_fleet` (after :meth:`watch_fleet`, central): the received writes that won
   and feed the roll-ups across sites (:mod:`~twinflow.operators.replication.fleet`);
+- :meth:`take_telemetry` (after :meth:`watch_telemetry`, central): each received bucket
+  of downsampled telemetry once, as a frame for the telemetry sinks;
 - :meth:`sync_status`: the :class:`PropertySync` of every tracked property, also published
   as metrics;
 - :meth:`settled`: whether a finite run may end (nothing left to send, hand over or store,
@@ -44,11 +46,12 @@ from twinflow.connectors.replication.forward import ACCEPTED, ANSWERS, CommandPr
 from twinflow.connectors.replication.link import ReplicaLink
 from twinflow.connectors.replication.outbox import Entry
 from twinflow.connectors.replication.state import load_state, save_state, state_writes
-from twinflow.core.records import Command, DesiredChange
+from twinflow.core.records import Command, DesiredChange, TelemetryFrame
 from twinflow.core.times import utc
 from twinflow.operators.command_book import desired_command_id
 from twinflow.operators.replication import Applied, PropertyKey, Write
 from twinflow.operators.replication.compact import decode_row
+from twinflow.operators.replication.downsample import frame_of
 from twinflow.operators.replication.fleet import LinkNow, Seen, tracked
 from twinflow.operators.replication.hlc import wall_clock_ms
 from twinflow.operators.replication.register import canonical
@@ -112,7 +115,8 @@ class ReplicationNode:
     ``state_path`` is the replica's snapshot file (``None``: the state lives in memory only),
     saved every ``snapshot_interval_s``; ``ask_state`` asks the peers for their state when
     the replica starts empty. ``silent_after_s`` is how long a site may send nothing before
-    the central roll-ups read its link ``silent``.
+    the central roll-ups read its link ``silent``; ``telemetry_every_s`` the bucket of
+    downsampled telemetry an edge forwards.
     """
 
     def __init__(
@@ -130,6 +134,7 @@ class ReplicationNode:
         snapshot_interval_s: float = 30.0,
         ask_state: bool = False,
         silent_after_s: float = 60.0,
+        telemetry_every_s: float = 60.0,
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"replication role must be one of {ROLES}, got {role!r}")
@@ -147,6 +152,8 @@ class ReplicationNode:
         self._received: deque[Received] = deque()
         self._fleet: deque[Seen] | None = None
         self.silent_after_s = silent_after_s
+        self.telemetry_every_s = telemetry_every_s
+        self._telemetry: deque[TelemetryFrame] | None = None
         #: Received writes not handed to the flow because ``queue`` were waiting already.
         self.dropped = 0
         self._sent_values: dict[tuple[str, str, str], str] = {}
@@ -221,6 +228,7 @@ class ReplicationNode:
         received for ``quiet_s`` seconds."""
         with self._lock:
             waiting = len(self._desired) + len(self._received) + len(self._fleet or ())
+            waiting += len(self._telemetry or ())
             idle = time.monotonic() - self._active
         return waiting == 0 and self.link.outbox.pending == 0 and idle >= quiet_s
 
@@ -313,6 +321,20 @@ class ReplicationNode:
             n = min(limit, len(self._fleet))
             return [self._fleet.popleft() for _ in range(n)]
 
+    def watch_telemetry(self) -> None:
+        """Keep each received ``metadata/telemetry`` write that was new here (won or lost:
+        every bucket is a reading to store) for :meth:`take_telemetry`."""
+        with self._lock:
+            self._telemetry = deque()
+
+    def take_telemetry(self, limit: int = 1000) -> list[TelemetryFrame]:
+        """The received telemetry buckets as one-row frames, oldest first."""
+        with self._lock:
+            if self._telemetry is None:
+                return []
+            n = min(limit, len(self._telemetry))
+            return [self._telemetry.popleft() for _ in range(n)]
+
     def link_now(self) -> LinkNow:
         """This replica's link now: up or down since when, and its outbox's pending writes."""
         now = self.now_ms()
@@ -356,6 +378,14 @@ class ReplicationNode:
         key = write.key
         with self._lock:
             self._queue(self._received, Received(write, outcome, self.replica.replica_id, now))
+            frames = self._telemetry
+            if frames is not None and key.kind == "metadata" and key.name == "telemetry":
+                doc = write.value
+                frame = None
+                if isinstance(doc, dict):
+                    frame = frame_of(key.twin_id, doc, f"replication:{write.stamp.replica}")
+                if frame is not None:
+                    self._queue(frames, frame)
             fleet = self._fleet
             if fleet is not None and outcome is Applied.WON and tracked(key.kind, key.name):
                 self._queue(fleet, Seen(write, now))

@@ -51,7 +51,7 @@ def test_an_edge_section_gets_its_defaults(tmp_path: Path) -> None:
     [
         ("replication: {role: cloud}", "role"),
         ("replication: {link: mqtt}", "role"),
-        ("replication: {role: edge, forward: [telemetry]}", "'telemetry' is not one of"),
+        ("replication: {role: edge, forward: [readings]}", "'readings' is not one of"),
         ("replication: {role: edge, link: kafka}", "services.kafka is not set"),
         ("replication: {role: edge, outbox_mb: 0}", "outbox_mb"),
         ("replication: {role: edge, colour: blue}", "colour"),
