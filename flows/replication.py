@@ -254,8 +254,9 @@ def replicated_telemetry(
     """A central instance's received telemetry buckets, each once, as one-row frames keyed
     by twin (for the flow's telemetry sinks)."""
     node = replication.node
-    node.watch_telemetry()
-    got = op.input("received", flow, NodeSource(node.take_telemetry, until=replication.until))
+    node.feeds.watch_telemetry()
+    src = NodeSource(node.feeds.take_telemetry, until=replication.until)
+    got = op.input("received", flow, src)
     return op.key_on("key_by_twin", got, _frame_twin)
 
 

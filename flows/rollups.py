@@ -115,7 +115,7 @@ class FleetFeed:
         if now - self._last < self.gap_s:
             return []
         self._last = now
-        writes = tuple(self.node.take_fleet())
+        writes = tuple(self.node.feeds.take_fleet())
         link = None
         if now >= self._next:
             self._next = now + self.interval_s
@@ -124,7 +124,7 @@ class FleetFeed:
 
     def last(self) -> list[FleetBatch]:
         """What is left at the end, with the link's state then."""
-        return [FleetBatch(tuple(self.node.take_fleet()), self.node.link_now())]
+        return [FleetBatch(tuple(self.node.feeds.take_fleet()), self.node.link_now())]
 
 
 def is_rollup(item: object) -> TypeGuard[AssetRollup]:

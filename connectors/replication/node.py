@@ -13,10 +13,8 @@ worker threads; the link receives on its own threads, so every call here is thre
   a write is handed over once, and its update id is the request id, so the command id is
   the same however often it is replayed);
 - :meth:`take_received`: every received write that was new here, to store (central);
-- :meth:`take_fleet` (after :meth:`watch_fleet`, central): the received writes that won
-  and feed the roll-ups across sites (:mod:`~twinflow.operators.replication.fleet`);
-- :meth:`take_telemetry` (after :meth:`watch_telemetry`, central): each received bucket
-  of downsampled telemetry once, as a frame for the telemetry sinks;
+- :attr:`feeds` (central): the writes of the roll-ups across sites and the received
+  telemetry buckets (:class:`~twinflow.connectors.replication.feeds.CentralFeeds`);
 - :meth:`sync_status`: the :class:`PropertySync` of every tracked property, also published
   as metrics;
 - :meth:`settled`: whether a finite run may end (nothing left to send, hand over or store,
@@ -42,17 +40,17 @@ from typing import Any
 import orjson
 from prometheus_client import Gauge, Histogram
 
+from twinflow.connectors.replication.feeds import CentralFeeds
 from twinflow.connectors.replication.forward import ACCEPTED, ANSWERS, CommandProgress, writes_of
 from twinflow.connectors.replication.link import ReplicaLink
 from twinflow.connectors.replication.outbox import Entry
 from twinflow.connectors.replication.state import load_state, save_state, state_writes
-from twinflow.core.records import Command, DesiredChange, TelemetryFrame
+from twinflow.core.records import Command, DesiredChange
 from twinflow.core.times import utc
 from twinflow.operators.command_book import desired_command_id
 from twinflow.operators.replication import Applied, PropertyKey, Write
 from twinflow.operators.replication.compact import decode_row
-from twinflow.operators.replication.downsample import frame_of
-from twinflow.operators.replication.fleet import LinkNow, Seen, tracked
+from twinflow.operators.replication.fleet import LinkNow, tracked
 from twinflow.operators.replication.hlc import wall_clock_ms
 from twinflow.operators.replication.register import canonical
 from twinflow.operators.replication.status import PropertySync, SyncTracker, summary
@@ -150,10 +148,9 @@ class ReplicationNode:
         self._lock = threading.Lock()
         self._desired: deque[DesiredChange] = deque()
         self._received: deque[Received] = deque()
-        self._fleet: deque[Seen] | None = None
         self.silent_after_s = silent_after_s
         self.telemetry_every_s = telemetry_every_s
-        self._telemetry: deque[TelemetryFrame] | None = None
+        self.feeds = CentralFeeds(self.replica.replica_id, queue)
         #: Received writes not handed to the flow because ``queue`` were waiting already.
         self.dropped = 0
         self._sent_values: dict[tuple[str, str, str], str] = {}
@@ -227,8 +224,7 @@ class ReplicationNode:
         acknowledged every write), nothing waits for the flow, and nothing was written or
         received for ``quiet_s`` seconds."""
         with self._lock:
-            waiting = len(self._desired) + len(self._received) + len(self._fleet or ())
-            waiting += len(self._telemetry or ())
+            waiting = len(self._desired) + len(self._received) + self.feeds.waiting()
             idle = time.monotonic() - self._active
         return waiting == 0 and self.link.outbox.pending == 0 and idle >= quiet_s
 
@@ -305,35 +301,10 @@ class ReplicationNode:
             return [self._received.popleft() for _ in range(n)]
 
     def watch_fleet(self) -> None:
-        """Keep the received writes that won and feed the fleet roll-ups for
-        :meth:`take_fleet`, starting with the newest of each such register the replica holds
-        (e.g. loaded from its snapshot)."""
-        with self.link.lock:
+        """Start the roll-ups' feed (:attr:`feeds`) with the replica's current registers."""
+        with self.link.lock:  # no write is merged between the registers and the feed
             held = [w[0] for k, w in self.replica.registers().items() if tracked(k.kind, k.name)]
-        with self._lock:
-            self._fleet = deque(Seen(w) for w in held)
-
-    def take_fleet(self, limit: int = 10_000) -> list[Seen]:
-        """The writes for the fleet roll-ups that arrived since the last call, oldest first."""
-        with self._lock:
-            if self._fleet is None:
-                return []
-            n = min(limit, len(self._fleet))
-            return [self._fleet.popleft() for _ in range(n)]
-
-    def watch_telemetry(self) -> None:
-        """Keep each received ``metadata/telemetry`` write that was new here (won or lost:
-        every bucket is a reading to store) for :meth:`take_telemetry`."""
-        with self._lock:
-            self._telemetry = deque()
-
-    def take_telemetry(self, limit: int = 1000) -> list[TelemetryFrame]:
-        """The received telemetry buckets as one-row frames, oldest first."""
-        with self._lock:
-            if self._telemetry is None:
-                return []
-            n = min(limit, len(self._telemetry))
-            return [self._telemetry.popleft() for _ in range(n)]
+            self.feeds.watch_fleet(held)
 
     def link_now(self) -> LinkNow:
         """This replica's link now: up or down since when, and its outbox's pending writes."""
@@ -376,19 +347,9 @@ class ReplicationNode:
             return  # a duplicate or stale write changes nothing
         now = self.now_ms()
         key = write.key
+        self.feeds.applied(write, outcome, now)
         with self._lock:
             self._queue(self._received, Received(write, outcome, self.replica.replica_id, now))
-            frames = self._telemetry
-            if frames is not None and key.kind == "metadata" and key.name == "telemetry":
-                doc = write.value
-                frame = None
-                if isinstance(doc, dict):
-                    frame = frame_of(key.twin_id, doc, f"replication:{write.stamp.replica}")
-                if frame is not None:
-                    self._queue(frames, frame)
-            fleet = self._fleet
-            if fleet is not None and outcome is Applied.WON and tracked(key.kind, key.name):
-                self._queue(fleet, Seen(write, now))
             if outcome is Applied.WON and key.kind == "desired":
                 self.tracker.received(write, now, self.consistency(key.twin_id, key.name))
                 if key.twin_id in self.owned:
