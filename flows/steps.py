@@ -39,6 +39,7 @@ from twinflow.core.times import epoch
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.metrics import RunStats
 from twinflow.operators.catalog import CATALOG, TwinType
+from twinflow.operators.frames_residuals import add_residuals_batch
 from twinflow.operators.health import HealthTracker
 from twinflow.operators.pipeline import check_item, deployed_type
 from twinflow.operators.reading_rules import ReadingAlarms
@@ -96,8 +97,9 @@ class TypeOf:
 
 @dataclass(frozen=True)
 class ResidualStep:
-    """``residuals`` (map): the physics-derived signals of scalar telemetry (the type's
-    ``physics:`` models)."""
+    """``residuals`` (flat_map_batch): the physics-derived signals of scalar telemetry (the
+    type's ``physics:`` models); :meth:`batch` calls each element-wise model once per batch
+    (:mod:`twinflow.operators.frames_residuals`), ``__call__`` scores one frame."""
 
     type_of: TypeOf = field(default_factory=TypeOf)
 
@@ -106,6 +108,9 @@ class ResidualStep:
             return frame
         kind = self.type_of(frame.twin_id, frame.twin_type)
         return add_residuals(frame, kind) if kind is not None else frame
+
+    def batch(self, frames: list[Frame]) -> list[Frame]:
+        return add_residuals_batch(frames, self.type_of)
 
 
 #: The residual step for bundled types (tests and benchmarks).

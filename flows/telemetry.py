@@ -139,7 +139,7 @@ def ingest(
     split = op.branch(
         "split_dead_letters", op.flat_map("decode_validate", raw, check), is_dead_letter
     )
-    frames = op.map("residuals", cast(Stream[Frame], split.falses), residuals)
+    frames = op.flat_map_batch("residuals", cast(Stream[Frame], split.falses), residuals.batch)
     return Ingested(op.key_on("key_by_twin", frames, key_of), split.trues)
 
 
