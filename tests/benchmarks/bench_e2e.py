@@ -21,7 +21,9 @@ that one (start, connections, end-of-topic checks). The bare sides time their da
 child (imports left out), ``twinflow run`` the whole command; the whole-time rates are printed
 too, and for the bare sides the time from the first message to the last (too short to trust:
 librdkafka fetches ahead before the first message reaches Python). Figures are medians with
-min-max; ratios are of medians.
+min-max; ratios are of medians. For the ``twinflow run`` sides also the CPU time per 1 Hz
+reading: the child's user + system seconds (its rusage at exit) less those of its run over the
+empty topic, which a machine shared with other work stretches far less than wall time.
 
 Latency (``--latency``): ``twinflow run`` (with PostgreSQL, or ``--files-only``) tails the topic
 while this script produces the plant paced at ``--rate`` readings/s; then the flow's own histograms
