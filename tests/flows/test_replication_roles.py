@@ -259,7 +259,11 @@ replication: {{role: central, replica: central, topic: {base}, status_interval_s
         assert count() > 0, "the central run stored nothing"
         for v in range(5):
             edge.link.write("wt-001", "reported", "power_limit", 1000.0 + v)
-        assert wait_until(lambda: count() >= value + 5 or count() > 5, 30)
+
+        def reported_stored() -> int:
+            return sum(1 for d in read_jsonl(stored) if d["kind"] == "reported")
+
+        assert wait_until(lambda: reported_stored() >= 5, 30)  # before the run is stopped
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -8,9 +8,13 @@ changes nothing, so any order and any duplication of the same writes ends the sa
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 from typing import Any
 
+import jsonschema
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -215,3 +219,19 @@ def test_any_order_and_duplication_gives_the_same_rollups(
     assert summaries_of(out) == summaries_of(reference)
     assert (fleet.received, fleet.written) == (done.received, done.written)
     assert fleet.sites == done.sites
+
+
+def test_every_summary_matches_its_schema() -> None:
+    path = Path(__file__).resolve().parents[2] / "operators" / "schemas" / "fleet_status.v1.json"
+    schema = json.loads(path.read_text())
+    logic = FleetRollup(silent_after_ms=1000)
+    fleet, out = run(
+        [state("north", "p", "ok", 0), window("north", "p", 0.5, 12.0, 1)], logic=logic
+    )
+    _, later = logic(fleet, FleetBatch(link=LinkNow(T0 + 9000, False, T0 + 8000, 2)))
+    docs = [s.to_json() for s in out + later if isinstance(s, SiteStatus)]
+    assert {d["link"] for d in docs} == {"up", "down"}
+    for doc in docs:
+        jsonschema.validate(doc, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**docs[0], "link": "maybe"}, schema)
