@@ -126,16 +126,22 @@ class Deployment:
 
     def deployed_types(self) -> dict[str, TwinType]:
         """Each twin's type limited to the signals its binding carries (by default the scalar
-        signals; bursts are not sent over MQTT): staleness and dropout judge only these."""
+        signals; bursts are not sent over MQTT): staleness and dropout judge only these.
+        Twins of a type bound to the same signals share one object, so what is built per type
+        and cached by its identity (rules, per-reading plans, tables) is built once, not per
+        twin (136 MiB at 10,000 twins)."""
         out = {}
+        shared: dict[tuple[str, frozenset[str]], TwinType] = {}
         for t in self.twins:
             full = self.types[t.twin_type]
             bound: frozenset[str] = frozenset(s.name for s in full.scalar_signals)
             if t.binding is not None:
                 bound = registry.spec(t.protocol).signals(t.binding, bound)
-            out[t.twin_id] = replace(
-                full, signals=tuple(s for s in full.signals if s.name in bound)
-            )
+            kind = shared.get((t.twin_type, bound))
+            if kind is None:
+                kind = replace(full, signals=tuple(s for s in full.signals if s.name in bound))
+                shared[(t.twin_type, bound)] = kind
+            out[t.twin_id] = kind
         return out
 
     def bindings(self, protocol: str) -> list[Any]:
