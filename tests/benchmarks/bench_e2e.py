@@ -733,9 +733,10 @@ def memory_compare(args: argparse.Namespace, broker: KafkaBroker, folder: Path) 
                 wall, peak = run_variant(config, folder, env, extra)
                 peaks[name].append(peak)
                 rates[name].append(rec.readings / wall)
-                print(
-                    f"  round {r + 1} {name}: peak RSS {peak:,.0f} MiB, {wall:,.1f} s", flush=True
-                )
+                load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+                print(f"  round {r + 1} {name}: peak RSS {peak:,.0f} MiB, {wall:,.1f} s, "
+                      f"{rec.readings / wall:,.0f} readings/s; load average {load}",
+                      flush=True)  # fmt: skip
         base = statistics.median(peaks[sides[0][0]])
         for name, _, _ in sides:
             med = statistics.median(peaks[name])
