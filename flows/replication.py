@@ -380,6 +380,7 @@ def node_for(dep: Deployment, settings: ReplicationSettings, out_dir: Path) -> R
         ask_state=True,
         silent_after_s=settings.site_silent_s,
         telemetry_every_s=settings.telemetry_every_s,
+        report_link=True,
     )
 
 

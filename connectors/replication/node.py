@@ -50,7 +50,7 @@ from twinflow.core.times import utc
 from twinflow.operators.command_book import desired_command_id
 from twinflow.operators.replication import Applied, PropertyKey, Write
 from twinflow.operators.replication.compact import decode_row
-from twinflow.operators.replication.fleet import LinkNow, tracked
+from twinflow.operators.replication.fleet import LinkNow, site_twin, tracked
 from twinflow.operators.replication.hlc import wall_clock_ms
 from twinflow.operators.replication.register import canonical
 from twinflow.operators.replication.status import PropertySync, SyncTracker, summary
@@ -114,7 +114,8 @@ class ReplicationNode:
     saved every ``snapshot_interval_s``; ``ask_state`` asks the peers for their state when
     the replica starts empty. ``silent_after_s`` is how long a site may send nothing before
     the central roll-ups read its link ``silent``; ``telemetry_every_s`` the bucket of
-    downsampled telemetry an edge forwards.
+    downsampled telemetry an edge forwards; ``report_link``: an edge writes its link's state
+    at each :meth:`sync_status` when it changed (for the central roll-ups).
     """
 
     def __init__(
@@ -133,6 +134,7 @@ class ReplicationNode:
         ask_state: bool = False,
         silent_after_s: float = 60.0,
         telemetry_every_s: float = 60.0,
+        report_link: bool = False,
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"replication role must be one of {ROLES}, got {role!r}")
@@ -150,6 +152,8 @@ class ReplicationNode:
         self._received: deque[Received] = deque()
         self.silent_after_s = silent_after_s
         self.telemetry_every_s = telemetry_every_s
+        self.report_link = report_link
+        self._link_reported = ""
         self.feeds = CentralFeeds(self.replica.replica_id, queue)
         #: Received writes not handed to the flow because ``queue`` were waiting already.
         self.dropped = 0
@@ -328,7 +332,26 @@ class ReplicationNode:
             SYNC.labels(rid, state).set(counts.get(state, 0))
         LAG.labels(rid).set(lag / 1000)
         DOWN_SINCE.labels(rid).set(0 if down is None else down / 1000)
+        if self.report_link and self.role == "edge":
+            self._report_link(down, now)
         return statuses
+
+    def _report_link(self, down: int | None, now: int) -> None:
+        """An edge's own link as a write of its site twin (``_site:<replica>``,
+        ``metadata/link``: connected, down since, pending writes) when it changed: what the
+        central roll-ups show of it once it arrives."""
+        doc = {
+            "connected": down is None,
+            "down_since_ms": down,
+            "pending": self.link.outbox.pending,
+        }
+        text = canonical(doc)
+        if text == self._link_reported:
+            return
+        self._link_reported = text
+        self.link.write(
+            site_twin(self.replica.replica_id), "metadata", "link", {**doc, "at_ms": now}
+        )
 
     # -- from the link (its threads) --------------------------------------------------------
 

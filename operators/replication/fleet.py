@@ -45,11 +45,18 @@ from twinflow.operators.replication.fleet_status import (
 from twinflow.operators.replication.register import Write
 from twinflow.operators.rollups import RollupOperator, RollupState, TwinFacts
 
-#: The metadata registers a fleet roll-up reads (exact names, and name prefixes).
-NAMES = ("state", "window")
+#: The metadata registers a fleet roll-up reads (exact names, and name prefixes); ``link``
+#: is an edge's report of its own link, a write of its site twin (:func:`site_twin`).
+NAMES = ("state", "window", "link")
+SITE_TWIN = "_site:"
 PREFIXES = ("alert:", "command:")
 #: An order key: stamp (wall, logical, replica), then the value's JSON text, as the merge.
 Order = tuple[int, int, str, str]
+
+
+def site_twin(replica: str) -> str:
+    """The twin id an edge reports its own link under."""
+    return SITE_TWIN + replica
 
 
 def tracked(kind: str, name: str) -> bool:
@@ -104,6 +111,8 @@ class FleetState:
     #: site -> its summary without the link (recomputed when one of its twins changes)
     sites: dict[str, SiteStatus] = field(default_factory=dict)
     link: LinkNow | None = None
+    #: site -> (order, value) of the newest report of its edge's own link
+    edge_link: dict[str, tuple[Order, Any]] = field(default_factory=dict)
     emitted: dict[str, tuple[object, ...]] = field(default_factory=dict)
 
 
@@ -127,35 +136,42 @@ class FleetRollup:
     ) -> tuple[FleetState, list[AssetRollup | SiteStatus]]:
         state = FleetState() if state is None else state
         touched: set[str] = set()
-        for seen in batch.writes:
-            self._merge(state, seen, touched)
+        reports = sum(self._merge(state, seen, touched) for seen in batch.writes)
         if batch.link is not None:
             state.link = batch.link
         out: list[AssetRollup | SiteStatus] = []
         if touched:
             out.extend(self._rollups(state, touched))
-        if touched or batch.link is not None:
+        if touched or reports or batch.link is not None:
             out.extend(self._statuses(state))
         return state, out
 
-    def _merge(self, state: FleetState, seen: Seen, touched: set[str]) -> None:
+    def _merge(self, state: FleetState, seen: Seen, touched: set[str]) -> bool:
+        """Take one write; True when it was an edge's report of its own link."""
         w = seen.write
         key = w.key
         if not tracked(key.kind, key.name):
-            return
+            return False
         site = w.stamp.replica
         if seen.at_ms is not None:
             state.received[site] = max(seen.at_ms, state.received.get(site, 0))
         state.written[site] = max(w.stamp.wall_ms, state.written.get(site, 0))
         order: Order = (w.stamp.wall_ms, w.stamp.logical, site, w.value_json)
+        if key.twin_id.startswith(SITE_TWIN):  # an edge's report of its own link
+            edge = key.twin_id[len(SITE_TWIN) :]
+            held_link = state.edge_link.get(edge)
+            if key.name == "link" and (held_link is None or held_link[0] < order):
+                state.edge_link[edge] = (order, w.value)
+            return True
         regs = state.regs.setdefault(key.twin_id, {})
         held = regs.get(key.name)
         if held is not None and held[0] >= order:
-            return  # a duplicate, or older than the register's value: it lost
+            return False  # a duplicate, or older than the register's value: it lost
         regs[key.name] = (order, w.value)
         if order > state.owner.get(key.twin_id, ((-1, 0, "", ""), ""))[0]:
             state.owner[key.twin_id] = (order, site)
         touched.add(key.twin_id)
+        return False
 
     def _operator(
         self, state: FleetState, touched: set[str]
@@ -239,6 +255,7 @@ class FleetRollup:
         for site in sorted(by_site):
             got = state.received.get(site)
             s = self._link(state.sites[site], link, now, got, state.written.get(site))
+            s = _edge(s, state.edge_link.get(site))
             out.extend(self._changed(state, s))
         got = max((state.received[s] for s in by_site if s in state.received), default=None)
         wrote = max((state.written[s] for s in by_site if s in state.written), default=None)
@@ -274,7 +291,7 @@ class FleetRollup:
     @staticmethod
     def _changed(state: FleetState, s: SiteStatus) -> list[SiteStatus]:
         """``s`` when it differs from the one last emitted for its site (times aside)."""
-        skip = ("time", "last_received_ms", "last_written_ms")
+        skip = ("time", "last_received_ms", "last_written_ms", "edge_reported_ms")
         sig = tuple(v for k, v in s.__dict__.items() if k not in skip)
         if state.emitted.get(s.site) == sig:
             return []
@@ -282,13 +299,34 @@ class FleetRollup:
         return [s]
 
 
+def _edge(s: SiteStatus, report: tuple[Order, Any] | None) -> SiteStatus:
+    """``s`` with its edge's newest report of its own link (as of ``edge_reported_ms``)."""
+    doc = report[1] if report is not None and isinstance(report[1], dict) else None
+    if doc is None:
+        return s
+
+    def whole(x: object) -> int | None:
+        return x if isinstance(x, int) and not isinstance(x, bool) else None
+
+    connected = doc.get("connected")
+    return replace(
+        s,
+        edge_connected=connected if isinstance(connected, bool) else None,
+        edge_down_since_ms=whole(doc.get("down_since_ms")),
+        edge_pending=whole(doc.get("pending")),
+        edge_reported_ms=whole(doc.get("at_ms")),
+    )
+
+
 __all__ = [
+    "SITE_TWIN",
     "FleetBatch",
     "FleetRollup",
     "FleetState",
     "LinkNow",
     "Seen",
     "SiteStatus",
+    "site_twin",
     "statuses_of",
     "tracked",
 ]

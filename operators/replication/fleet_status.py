@@ -48,6 +48,13 @@ class SiteStatus:
     last_received_ms: int | None
     last_written_ms: int | None
     central_pending: int
+    #: the edge's newest report of its own link: connected, down since, writes waiting in
+    #: its outbox, as of ``edge_reported_ms`` (``None`` until one arrived; a report made while
+    #: the link was down arrives once it is back)
+    edge_connected: bool | None = None
+    edge_down_since_ms: int | None = None
+    edge_pending: int | None = None
+    edge_reported_ms: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -5,7 +5,8 @@ alerts, windows with their RUL estimate, command transitions, and twin states) a
 central flow of a deployment with ``replication: {role: central}`` and a database. Faults
 raised at each edge show in the central instance's roll-ups: each site's twins in alarm, by
 severity, and the fleet's total, in ``rollups.jsonl``, PostgreSQL's ``asset_rollups`` and the
-site summaries of ``fleet_status.jsonl`` (with the gauges); a clear at one edge lowers them.
+site summaries of ``fleet_status.jsonl`` (with the gauges, and an edge's report of its own
+link); a clear at one edge lowers them.
 """
 
 from __future__ import annotations
@@ -178,6 +179,12 @@ replication: {{role: central, replica: hq, topic: {base}, status_interval_s: 0.5
         assert status["south"]["commands_in_flight"] == 1
         assert status["north"]["link"] == "up" and status["north"]["last_received_ms"] > 0
         assert gauge("twinflow_fleet_twins_in_alarm", site="fleet", severity="warning") == 2
+        # The edge's report of its own link (what its flow writes each sync-status tick).
+        south.report_link = True
+        south.sync_status()
+        reported = lambda: newest(status_file, "site")["south"].get("edge_connected")  # noqa: E731
+        assert wait_until(lambda: reported() is True, 10)
+        assert newest(status_file, "site")["south"]["edge_pending"] is not None
         assert gauge("twinflow_fleet_twins_reporting", site="south") == 1
 
         # A clear at one edge lowers its site and the fleet; the command ends.

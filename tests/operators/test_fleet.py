@@ -235,3 +235,22 @@ def test_every_summary_matches_its_schema() -> None:
         jsonschema.validate(doc, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**docs[0], "link": "maybe"}, schema)
+
+
+def test_an_edges_report_of_its_own_link_is_in_its_site_summary() -> None:
+    from twinflow.operators.replication.fleet import site_twin
+
+    down = {"connected": False, "down_since_ms": T0 + 100, "pending": 42, "at_ms": T0 + 900}
+    up = {"connected": True, "down_since_ms": None, "pending": 0, "at_ms": T0 + 2000}
+    reports = [
+        write("north", site_twin("north"), "link", d, at) for d, at in ((down, 900), (up, 2000))
+    ]
+    twin = state("north", "pump-1", "ok", 0)
+    _, out = run([twin, reports[1], reports[0]])  # the newer report wins whatever the order
+    north = statuses_of(out)["north"]
+    assert (north.edge_connected, north.edge_pending, north.edge_down_since_ms) == (True, 0, None)
+    _, out = run([twin, reports[0]])
+    north = statuses_of(out)["north"]
+    assert (north.edge_connected, north.edge_pending) == (False, 42)
+    assert north.edge_down_since_ms == T0 + 100 and north.edge_reported_ms == T0 + 900
+    assert statuses_of(out)["fleet"].twins_reporting == 1  # the site twin is no twin
