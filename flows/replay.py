@@ -86,9 +86,10 @@ def learn_index(
     scored with a faults file (:func:`~twinflow.models.learned_index.learn_health`): their
     windows' signal means (the ``<signal>.mean`` features present in >= 90 % of every
     unit's windows; ``signals``: type -> its signals, others left out) regressed on the
-    elapsed share of the degradation from the fault's onset to its failure, with its
-    trajectories and interval factor (leave-one-out on these units)."""
-    frames: dict[str, list[tuple[pl.DataFrame, float, float]]] = {}
+    elapsed share of the degradation from the fault's onset to its failure (and one index
+    per failure mode, the faults' ``kind``, when they name several), with their courses and
+    interval calibration (leave-one-out on these units)."""
+    frames: dict[str, list[tuple[pl.DataFrame, float, float, str]]] = {}
     for folder in [history] if isinstance(history, Path) else list(history):
         events = json.loads((folder / "summary.json").read_text())["scores"]["events"]
         windows = read_parquet_dir(folder / "windows")
@@ -97,7 +98,8 @@ def learn_index(
             if rows.height >= 4 and e.get("onset") and e.get("failure"):
                 on, fail = (datetime.fromisoformat(e[k]).timestamp() / 3600.0
                             for k in ("onset", "failure"))  # fmt: skip
-                frames.setdefault(str(rows["twin_type"][-1]), []).append((rows, on, fail))
+                kind = str(e.get("kind") or "")
+                frames.setdefault(str(rows["twin_type"][-1]), []).append((rows, on, fail, kind))
     out: dict[str, LearnedHealth] = {}
     for kind, units in frames.items():
         known = None if signals is None else signals.get(kind, ())
@@ -106,7 +108,7 @@ def learn_index(
                 {c for c in rows.columns if c.endswith(".mean")
                  and (known is None or c.removesuffix(".mean") in known)
                  and rows[c].dtype.is_float() and rows[c].null_count() <= 0.1 * rows.height}
-                for rows, _, _ in units
+                for rows, _, _, _ in units
             ))
         )  # fmt: skip
         if not names:
@@ -118,9 +120,9 @@ def learn_index(
                 on,
                 fail,
             )
-            for rows, on, fail in units
+            for rows, on, fail, _ in units
         ]
-        got = learn_health(fit, names)
+        got = learn_health(fit, names, [m for *_, m in units])
         if got is not None:
             out[kind] = got
     return out
@@ -285,7 +287,8 @@ def run_replay(
         summary["learned_trajectories"] = {kind: len(v) for kind, v in library.items()}
         summary["learned_index"] = {
             kind: {"features": list(v.index.names), "units": len(v.library),
-                   "interval_factor": v.factor}
+                   "modes": list(v.mode_names),
+                   "interval": v.calibration.to_json() if v.calibration else None}
             for kind, v in indexes.items()
         }  # fmt: skip
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -6,8 +6,9 @@ regression of a unit's features (and their squares, so a sensor whose healthy le
 curve in an operating setting is corrected for it) to the share of its degradation that has
 elapsed (:func:`elapsed`: 0 while healthy, rising linearly to 1 at the failure). Applied to
 a twin, it gives an index that rises from about 0 to about 1 at failure whatever the
-machine's units, so the failure level is 1 by construction and the trajectories of the
-history (:mod:`twinflow.models.similarity`, on a linear scale) compare across units.
+machine's units, so the failure level is 1 by construction and the history's courses of it
+(:mod:`twinflow.models.rul_match`) compare across units. When the history names several
+failure modes, one index per mode is learned beside it (:class:`LearnedHealth`).
 
 Features are standardised on the history, a feature that does not vary there is left out,
 and the ridge (``ridge`` times the number of rows, on standardised features) keeps
@@ -25,12 +26,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from twinflow.core.records import RulEstimate
-from twinflow.models.similarity import SimilarityRul, Trajectory, trajectory
+from twinflow.models.rul_match import Buffer, Calibration, Course, CourseMatch, Rows, course
 
 #: Values: a sequence of numbers or a numpy array.
 Values = Sequence[float] | np.ndarray
@@ -149,32 +150,48 @@ Unit = tuple[np.ndarray, np.ndarray, float, float]
 
 @dataclass(frozen=True)
 class LearnedHealth:
-    """A twin type's learned index, its history's trajectories of it (linear scale) and the
-    factor its RUL intervals are scaled by (``factor``, learned leave-one-out on the history:
-    :func:`learn_health`). It belongs to the type, not to a twin's state.
+    """A twin type's learned indexes, its history's courses of them and its interval
+    calibration (:func:`learn_health`); it belongs to the type, not to a twin's state.
 
-    :meth:`estimate` matches a twin's newest ``recent`` points against the nearest third
-    of the trajectories (at least 3), as ``tests/benchmarks/bench_rul*.py`` measured it.
+    ``index`` is the learned index over every failure (the health is ``1 - index``);
+    ``modes`` one index per failure mode the history names (``mode_names``; none with fewer
+    than two), each the elapsed share of its mode's degradations and 0 on the others.
+    :meth:`estimate` matches a twin's course of the vector ``[index, *modes]``
+    (:class:`~twinflow.models.rul_match.CourseMatch`, whole course, ``recent`` points kept)
+    and sets the interval from ``calibration`` (leave-one-out errors on the history).
     """
 
     index: LinearIndex
-    library: tuple[Trajectory, ...]
-    factor: float = 1.0
+    library: tuple[Course, ...]
+    modes: tuple[LinearIndex, ...] = ()
+    mode_names: tuple[str, ...] = ()
+    calibration: Calibration | None = None
     coverage: float = 0.9
-    recent: int = 48
+    recent: int = 64
 
-    def similar(self, library: Sequence[Trajectory] | None = None) -> SimilarityRul:
+    def rows(self, x: np.ndarray) -> np.ndarray:
+        """The index vector of each feature row (one column per name of ``index``)."""
+        return np.column_stack([i.values(x) for i in (self.index, *self.modes)])
+
+    def row(self, features: Mapping[str, float]) -> tuple[float, ...]:
+        """The index vector of one window's features (NaN where a feature is missing)."""
+        x = np.asarray([[features.get(n, math.nan) for n in self.index.names]], dtype=float)
+        return tuple(float(v) for v in self.rows(x)[0])
+
+    def matcher(self, library: Sequence[Course] | None = None) -> CourseMatch:
         lib = self.library if library is None else tuple(library)
-        return SimilarityRul(
-            lib, self.coverage, log=False, recent=self.recent,
-            neighbours=max(3, len(lib) // 3), name="learned_index",
-        )  # fmt: skip
+        return CourseMatch(lib, self.coverage, name="learned_index")
 
-    def estimate(self, times: Values, values: Values) -> RulEstimate:
-        """The RUL from a twin's index at ``times`` (hours), its interval scaled by
-        ``factor``; health is ``1 - index`` (clipped to [0, 1]) at the newest point."""
-        raw = self.similar().estimate(times, values, health=_health(values))
-        return scaled(raw, self.factor)
+    def estimate(self, times: Values, rows: Rows, raw: bool = False) -> RulEstimate:
+        """The RUL from a twin's kept index vectors at ``times`` (hours): the match, its
+        interval from ``calibration`` (``raw``: the neighbours' own spread); health is
+        ``1 - index`` (clipped to [0, 1]) at the newest point."""
+        x = np.asarray(rows, dtype=float).reshape(len(times), -1)
+        first = x[:, 0] if x.size else np.zeros(0)
+        r = self.matcher().estimate(times, x, health=_health(first))
+        if raw or self.calibration is None or not x.size:
+            return r
+        return self.calibration.apply(r, float(x[-1, 0]))
 
 
 def _health(values: Values) -> float:
@@ -191,57 +208,69 @@ def scaled(r: RulEstimate, factor: float) -> RulEstimate:
     return RulEstimate(r.indicator, r.health, r.hours, low, high)
 
 
-def needed_factor(r: RulEstimate, truth: float) -> float:
-    """The smallest ``factor`` for which :func:`scaled` ``(r)`` holds ``truth``."""
-    side = r.hours - r.low_hours if truth < r.hours else r.high_hours - r.hours
-    miss = abs(truth - r.hours)
-    if miss == 0.0:
-        return 0.0
-    return miss / side if side > 0.0 else math.inf
-
-
-def _fit(units: Sequence[Unit], names: Sequence[str]) -> tuple[LinearIndex, list[Trajectory]]:
-    index = LinearIndex.fit([(x, elapsed(t, on, fail)) for t, x, on, fail in units], names)
-    library = [trajectory(t, index.values(x), fail) for t, x, _, fail in units]
-    return index, [tr for tr in library if tr is not None]
+def _fit(units: Sequence[Unit], names: Sequence[str], kinds: Sequence[str]) -> LearnedHealth | None:
+    """The indexes and courses learned on ``units`` (no calibration)."""
+    targets = [elapsed(t, on, fail) for t, _, on, fail in units]
+    index = LinearIndex.fit([(u[1], y) for u, y in zip(units, targets, strict=True)], names)
+    mode_names = tuple(sorted(set(kinds))) if len(set(kinds)) > 1 else ()
+    modes = tuple(
+        LinearIndex.fit(
+            [(u[1], y * (k == m)) for u, y, k in zip(units, targets, kinds, strict=True)], names
+        )
+        for m in mode_names
+    )
+    learned = LearnedHealth(index, (), modes, mode_names)
+    library = [course(t, learned.rows(x), fail) for t, x, _, fail in units]
+    kept = tuple(c for c in library if c is not None)
+    return replace(learned, library=kept) if kept else None
 
 
 def learn_health(
     units: Sequence[Unit],
     names: Sequence[str],
+    kinds: Sequence[str] | None = None,
     coverage: float = 0.9,
-    checks: int = 8,
-    bounds: tuple[float, float] = (0.25, 8.0),
+    checks: int = 12,
 ) -> LearnedHealth | None:
-    """The index and trajectories learned on ``units`` (rows after a failure left out),
-    and the interval factor: each unit is left out in turn, the index and library are
-    learned on the others and the unit's RUL is estimated at ``checks`` windows between
-    its onset and failure; the factor is the ``coverage`` quantile of the factors each
-    estimate needed to hold the truth (within ``bounds``; 1 with fewer than 3 units).
-    ``None`` when no unit gives a trajectory."""
+    """The indexes and courses learned on ``units`` (rows after a failure left out; ``kinds``:
+    each unit's failure mode, one index per mode when there are several), and the interval
+    calibration: each unit is left out in turn, everything is learned on the others and the
+    unit's RUL is estimated at ``checks`` windows between its onset and failure, from the
+    points a twin would keep (:class:`~twinflow.models.rul_match.Buffer`); the calibration
+    is the ``coverage`` quantiles of ``log(truth / estimate)`` by stage. Without three
+    units the interval is the neighbours' own spread. ``None`` when no unit gives a course."""
     kept = []
     for t, x, on, fail in units:
         keep = np.asarray(t) <= fail
         kept.append((np.asarray(t)[keep], np.asarray(x)[keep], on, fail))
-    index, library = _fit(kept, names)
-    if not library:
+    modes = list(kinds) if kinds is not None else [""] * len(kept)
+    learned = _fit(kept, names, modes)
+    if learned is None:
         return None
-    learned = LearnedHealth(index, tuple(library), 1.0, coverage)
-    need: list[float] = []
+    learned = replace(learned, coverage=coverage)
+    stage: list[float] = []
+    ratio: list[float] = []
     for i, (t, x, on, fail) in enumerate(kept if len(kept) >= 3 else ()):
-        loo_index, loo_library = _fit(kept[:i] + kept[i + 1 :], names)
-        if not loo_library:
+        loo = _fit(kept[:i] + kept[i + 1 :], names, modes[:i] + modes[i + 1 :])
+        if loo is None:
             continue
-        similar = learned.similar(loo_library)
-        values = loo_index.values(x)
+        loo = replace(loo, coverage=coverage, recent=learned.recent)
+        rows = loo.rows(x)
         at = np.flatnonzero((t > on) & (t < fail))
-        for j in at[np.linspace(0, at.size - 1, checks).astype(int)] if at.size else ():
-            r = similar.estimate(t[: j + 1], values[: j + 1])
-            if math.isfinite(r.hours):
-                need.append(needed_factor(r, fail - float(t[j])))
-    if need:
-        factor = float(np.clip(np.quantile(need, coverage), *bounds))
-        learned = LearnedHealth(index, tuple(library), round(factor, 4), coverage)
+        wanted = (
+            set(at[np.linspace(0, at.size - 1, checks).astype(int)].tolist()) if at.size else set()
+        )
+        buffer = Buffer(learned.recent)
+        for j in range(t.size):
+            if np.isfinite(rows[j]).all():
+                buffer.push(float(t[j]), rows[j])
+            if j in wanted and buffer.times:
+                r = loo.estimate(buffer.times, buffer.rows, raw=True)
+                if math.isfinite(r.hours) and r.hours > 0.0:
+                    stage.append(float(rows[j, 0]))
+                    ratio.append(math.log((fail - float(t[j])) / r.hours))
+    if ratio:
+        learned = replace(learned, calibration=Calibration.learn(stage, ratio, coverage))
     return learned
 
 

@@ -36,6 +36,7 @@ from twinflow.models.anomaly import ReferenceCurve
 from twinflow.models.health_index import ScoreHealth
 from twinflow.models.learned_index import LearnedHealth
 from twinflow.models.rul import RulEstimator
+from twinflow.models.rul_match import Buffer
 from twinflow.operators.catalog import CATALOG, TwinType
 from twinflow.operators.health_profile import (
     Health,
@@ -200,13 +201,12 @@ class HealthTracker:
     (:func:`~twinflow.operators.health_profile.learned_trajectories`) its life is by
     similarity to them. A type with a health index learned from history
     (:func:`~twinflow.operators.health_profile.learned_index`) uses it instead of the
-    anomaly score: each window's index is kept (the newest ``recent`` points, a few
-    hundred bytes) and matched to the history's trajectories of it.
+    anomaly score: each window's index vector is kept (at most ``recent`` points over the
+    whole course, older ones thinned: a few KB) and matched to the history's courses of it.
     """
 
-    #: The learned index's newest points (class defaults: snapshots from before it load).
-    index_times: tuple[float, ...] = ()
-    index_values: tuple[float, ...] = ()
+    #: The learned index's kept points (class default: snapshots from before it load).
+    index_points: Buffer | None = None
 
     def __init__(self, twin_id: str, twin_type: str, min_points: int = 6) -> None:
         self.twin_id = twin_id
@@ -242,13 +242,16 @@ class HealthTracker:
             )
         return est
 
-    def _learned(self, value: float, t_hours: float, learned: LearnedHealth) -> RulEstimate:
-        """Keep the window's learned index (when finite); the estimate from the kept ones."""
-        if math.isfinite(value):
-            keep = max(learned.recent, self.min_points)
-            self.index_times = (*self.index_times, t_hours)[-keep:]
-            self.index_values = (*self.index_values, round(value, 6))[-keep:]
-        return learned.estimate(self.index_times, self.index_values)
+    def _learned(self, w: WindowFeatures, t_hours: float, learned: LearnedHealth) -> RulEstimate:
+        """Keep the window's learned index vector (when complete; the whole course, older
+        points thinned); the estimate from the kept ones."""
+        row = learned.row(w.features)
+        points = self.index_points
+        if points is None or (points.rows and len(points.rows[0]) != len(row)):
+            points = self.index_points = Buffer(max(learned.recent, self.min_points))
+        if all(math.isfinite(v) for v in row):
+            points.push(t_hours, row)
+        return learned.estimate(points.times, points.rows)
 
     def update(self, w: WindowFeatures, kind: TwinType | None = None) -> RulEstimate | None:
         """Feed one window; the worst current estimate (``None`` before any indicator)."""
@@ -260,7 +263,7 @@ class HealthTracker:
         worst: RulEstimate | None = None
         learned = learned_index(kind)
         if learned is not None:
-            worst = self._learned(learned.index.value(w.features), t_hours, learned)
+            worst = self._learned(w, t_hours, learned)
         elif index is not None:
             worst = self._score(index, kind).update(
                 t_hours,

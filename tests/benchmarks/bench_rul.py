@@ -20,9 +20,11 @@ the history (failure levels, trajectories); the figures are on held-out units:
   (:class:`~twinflow.models.learned_index.LinearIndex`: the 17 columns and their squares to
   the elapsed share of the life), and similarity to the training units' trajectories of it
   (linear scale, the newest 48 points, the nearest third of the units);
-- *learned index, interval factor*: the same as ``twinflow replay --history`` learns it
-  (:func:`~twinflow.models.learned_index.learn_health`: the interval scaled by a factor
-  chosen leave-one-out on the training units only), to show the interval's calibration;
+- *learned index, whole course*: what ``twinflow replay --history`` learns and the health
+  step does (:func:`~twinflow.models.learned_index.learn_health`: the twin's whole course of
+  the index, older points thinned, matched to the training units' courses with rates
+  0.4-2.5; its interval from leave-one-out errors on the training units only), and the same
+  with the neighbours' raw spread as the interval, to show the calibration;
 - *mean life*: the training units' mean life minus the age (the baseline).
 
 Also printed: the share of held-out units whose first degradation alarm came at least 20 %
@@ -55,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from twinflow.models.degradation import failure_level, failure_spread
 from twinflow.models.health_index import OnsetDetector, ScoreHealth
 from twinflow.models.learned_index import LearnedHealth, LinearIndex, elapsed, learn_health
+from twinflow.models.rul_match import Buffer
 from twinflow.models.similarity import SimilarityRul, Trajectory, trajectory
 from twinflow.models.spc import SpcDetector
 
@@ -172,9 +175,14 @@ def run_unit(
         "trend, learned level": (ScoreHealth(levels={"*": level}), ()),
         "similarity (history)": (ScoreHealth(levels={"*": level}), tuple(library)),
     }
-    out: dict[str, list[Any]] = {k: [] for k in (*kinds, LEARNED, FACTOR, "mean life", "truth")}
-    hv = health.index.values(u["rows"]) if health is not None else values
+    out: dict[str, list[Any]] = {
+        k: [] for k in (*kinds, LEARNED, FLOW, FLOW_RAW, "mean life", "truth")
+    }
+    hv = health.rows(u["rows"]) if health is not None else None
+    kept = Buffer(health.recent if health is not None else 64)
     for i, (t, h) in enumerate(zip(u["cycles"], u["index"], strict=True)):
+        if hv is not None and np.isfinite(hv[i]).all():
+            kept.push(float(t), hv[i])  # as the health step keeps them, from the first cycle
         if not math.isfinite(h):
             continue
         wanted = i % step == 0 or i == half
@@ -186,7 +194,8 @@ def run_unit(
             continue
         ests[LEARNED] = similar.estimate(u["cycles"][: i + 1], values[: i + 1])
         if health is not None:
-            ests[FACTOR] = health.estimate(u["cycles"][: i + 1], hv[: i + 1])
+            ests[FLOW] = health.estimate(kept.times, kept.rows)
+            ests[FLOW_RAW] = health.estimate(kept.times, kept.rows, raw=True)
         for k, e in ests.items():
             assert e is not None
             out[k].append((e.hours, e.low_hours, e.high_hours))
@@ -197,7 +206,8 @@ def run_unit(
 
 
 LEARNED = "learned index, similarity"
-FACTOR = "  same, interval factor"
+FLOW = "learned index, whole course"
+FLOW_RAW = "  same, raw interval"
 
 
 def score(runs: list[dict[str, list[Any]]], name: str) -> dict[str, float]:
@@ -252,14 +262,16 @@ def main() -> None:
         print(f"  first {what} >= 20 % of the life before failure: {early}/{len(test)}")
     health = learn_health([(u["cycles"], u["rows"], 0.0, u["life"]) for u in train], names())
     assert health is not None
-    print(f"  interval factor learned leave-one-out on the training units: {health.factor}")
+    print(
+        f"  interval calibration learned leave-one-out on the training units: {health.calibration}"
+    )
     runs = [
         run_unit(u, library, level, mean_life, (index, similar), args.step, health) for u in test
     ]
     print(f"  {'estimator':<24} RMSE (cycles, capped {CAP:.0f}) | alpha-lambda at half life | "
           "interval covers truth | interval width / truth (median)")  # fmt: skip
     for name in ("trend, default level", "trend, learned level", "similarity (history)",
-                 LEARNED, FACTOR, "mean life"):  # fmt: skip
+                 LEARNED, FLOW, FLOW_RAW, "mean life"):  # fmt: skip
         s = score(runs, name)
         print(
             f"  {name:<24} {s['rmse']:6.1f} | {s['alpha_lambda']:4.0%} | "

@@ -56,7 +56,8 @@ from twinflow.flows.deploy import load_deployment
 from twinflow.flows.replay import learn_index, learn_trajectories, run_replay
 from twinflow.flows.scoring import learn_failure_levels
 from twinflow.models.health_index import ScoreHealth
-from twinflow.models.learned_index import LearnedHealth, LinearIndex, elapsed, scaled
+from twinflow.models.learned_index import LearnedHealth, LinearIndex, elapsed
+from twinflow.models.rul_match import Buffer
 from twinflow.models.similarity import SimilarityRul, Trajectory, trajectory
 from twinflow.operators.health import _driver
 
@@ -114,11 +115,13 @@ def run_unit(u: dict[str, Any], kinds: dict[str, Any]) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {k: [] for k in (*kinds, "truth")}
     score = {k: ScoreHealth(levels=v["levels"]) for k, v in kinds.items() if "levels" in v}
     index_values = {k: v["index"].values(u["features"]) for k, v in kinds.items() if "index" in v}
+    buffers = {}
     for k, v in kinds.items():
         if "learned" in v:
             names = v["learned"].index.names
             rows = u["frame"].select(names).fill_null(math.nan).to_numpy()
-            index_values[k] = v["learned"].index.values(rows)
+            index_values[k] = v["learned"].rows(rows)
+            buffers[k] = Buffer(v["learned"].recent)
     for i, now in enumerate(t):
         wanted = i == half or (onset < now <= fail and i % STEP == 0)
         ests = {}
@@ -129,13 +132,14 @@ def run_unit(u: dict[str, Any], kinds: dict[str, Any]) -> dict[str, list[Any]]:
                 if e is not None and wanted and sh.trend is not None:
                     e = v["similar"].estimate(*sh.trend.points, health=e.health)
                 ests[k] = e
-            elif wanted and "learned" in v:
-                # as HealthTracker does: the newest `recent` finite points
-                h = index_values[k][: i + 1]
-                ok = np.isfinite(h)
-                learned: LearnedHealth = v["learned"]
-                e = learned.estimate(t[: i + 1][ok], h[ok])
-                ests[k] = scaled(e, v["factor"] / learned.factor)
+            elif "learned" in v:
+                # as HealthTracker does: every complete index vector, older ones thinned
+                if np.isfinite(index_values[k][i]).all():
+                    buffers[k].push(float(now), index_values[k][i])
+                if wanted:
+                    learned: LearnedHealth = v["learned"]
+                    b = buffers[k]
+                    ests[k] = learned.estimate(b.times, b.rows, raw=v["raw"])
             elif wanted:
                 h = index_values[k][: i + 1]
                 ests[k] = v["similar"].estimate(t[: i + 1], h)
@@ -204,6 +208,7 @@ def main() -> None:
     ap.add_argument("--replays", type=Path, required=True, help="bench_analytics --keep DIR")
     ap.add_argument("--recent", type=int, default=48, help="points the learned index matches")
     ap.add_argument("--flow", type=Path, default=None, help="replay each fold with --history")
+    ap.add_argument("--quick", action="store_true", help="skip the anomaly-score estimators")
     args = ap.parse_args()
     t0 = time.perf_counter()
     folders = sorted(p for p in args.replays.glob("fold*") if (p / "default").is_dir())
@@ -220,7 +225,7 @@ def main() -> None:
     )
     runs: list[dict[str, Any]] = []
     names: list[str] = []
-    factors: list[float] = []
+    calibrations: list[Any] = []
     for k, fold in enumerate(folds):
         others = [f / "default" for j, f in enumerate(folders) if j != k]
         history = [u for j, f in enumerate(folds) if j != k for u in f]
@@ -230,7 +235,7 @@ def main() -> None:
         dep = load_deployment(folders[k] / "dep.yaml")
         signals = {t.name: {s.name for s in t.signals} for t in dep.deployed_types().values()}
         flow_index = learn_index(others, signals)["progpy_pump"]
-        factors.append(flow_index.factor)
+        calibrations.append(flow_index.calibration)
         near = max(3, len(learned) // 3)  # the nearest third of the history's units
         mean_life = statistics.fmean(u["failure"] - u["hours"][0] for u in history)
         kinds = {
@@ -243,10 +248,11 @@ def main() -> None:
                 "index": index,
                 "similar": SimilarityRul(learned, log=False, recent=args.recent,
                                          neighbours=near, name="learned_index")},
-            "flow's learned index (LOO interval factor)": {
-                "learned": flow_index, "factor": flow_index.factor},
-            "  same, raw interval (factor 1)": {"learned": flow_index, "factor": 1.0},
+            "flow's learned indexes (LOO calibration)": {"learned": flow_index, "raw": False},
+            "  same, raw interval (neighbours' spread)": {"learned": flow_index, "raw": True},
         }  # fmt: skip
+        if args.quick:
+            kinds = {k: v for k, v in kinds.items() if "levels" not in v}
         names = list(kinds)
         cap = max(u["failure"] - u["hours"][0] for u in history)
         flow_rul = replay_fold(folders[k], others, args.flow) if args.flow else None
@@ -264,7 +270,8 @@ def main() -> None:
         f"  {'estimator':<42} alpha-lambda at half life | interval covers truth | "
         "interval width / truth (median) | covers, every window | RMSE, h"
     )
-    print(f"  interval factors learned leave-one-out per fold: {factors}")
+    for c in calibrations:
+        print(f"  interval calibration (LOO, log(truth / estimate) by stage): {c}")
     for name in (*names, *([FLOW] if args.flow else []), "mean life"):
         s = score(runs, name, cap)
         cov, wid, every = (
