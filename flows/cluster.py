@@ -275,25 +275,32 @@ def check_share(db_dir: Path, cluster: Cluster) -> None:
 
 
 def replay_source(
-    files: Sequence[Path], spec: ReplaySpec, types: Mapping[str, TwinType], cluster: Cluster
+    files: Sequence[Path],
+    spec: ReplaySpec,
+    types: Mapping[str, TwinType],
+    cluster: Cluster,
+    span_s: float = math.inf,
 ) -> ReplaySource:
     """The replay's source; in a cluster of several processes, one that paces only the files
-    this process reads.
+    this process reads. A batch reaches at most ``span_s`` of event time (capped at the
+    reader's own day) past the latest time read before it.
 
     A replay reads the file furthest behind in event time next. A process of a cluster sees
     only its own files advance, so it must not wait for the others' (it would wait for ever).
     """
+    from twinflow.connectors.recorded.reader import SPAN_S
     from twinflow.connectors.recorded.source import ReplaySource
 
+    span_s = min(span_s, SPAN_S)
     if cluster.processes == 1:
-        return ReplaySource(files, spec, types)
+        return ReplaySource(files, spec, types, span_s)
 
     class LocalReplaySource(ReplaySource):
         def build_part(self, step_id: str, for_part: str, resume_state: None) -> Any:
             pace.built(int(for_part.removeprefix("file-")))
             return super().build_part(step_id, for_part, resume_state)
 
-    source = LocalReplaySource(files, spec, types)
+    source = LocalReplaySource(files, spec, types, span_s)
     pace = LocalPace(len(source.readers))
     source.pace = pace  # type: ignore[assignment]  # same methods as the source's own pace
     return source

@@ -226,7 +226,7 @@ def run_replay(
             "one place, and each process of a cluster writes only its share; replay in one "
             "process (more threads with --workers-per-process) to score"
         )
-    source = replay_source(files, spec, dep.deployed_types(), cluster)
+    source = replay_source(files, spec, dep.deployed_types(), cluster, dep.flow.max_past_s / 4)
     types = {
         twin: with_learned_failure(t, learned[t.name]) if t.name in learned else t
         for twin, t in replay_types(dep, source, spec).items()

@@ -68,11 +68,59 @@ def scan(path: Path) -> pl.LazyFrame:
     raise ReplayError(f"{path}: unknown file type {suffix!r}; replay reads .csv and .parquet")
 
 
-class RecordingReader:
-    """Reads one file of a recording for the twins of a deployment (``types`` by twin id)."""
+#: Event time one batch may span at most (seconds): a chunk of rows covering more is cut.
+SPAN_S = 86_400.0
 
-    def __init__(self, path: Path, spec: ReplaySpec, types: Mapping[str, TwinType]) -> None:
+
+def span_slices(times: np.ndarray, span_s: float) -> list[tuple[int, int]]:
+    """Row ranges ``[a, b)`` of ``times`` (in file order), each reaching at most ``span_s``
+    of event time past the latest time read up to its first row, so that a replay's clock
+    (the latest time read) never runs ahead of a batch's own rows by more than that.
+    Unreadable (NaN) times stay with the rows around them.
+
+    >>> span_slices(np.array([0.0, 10.0, 20.0, 95.0, 100.0, 250.0]), 50.0)
+    [(0, 3), (3, 5), (5, 6)]
+    >>> span_slices(np.array([0.0, np.nan, 1.0]), 50.0)
+    [(0, 3)]
+    >>> span_slices(np.array([np.nan, 0.0, 100.0]), 50.0)
+    [(0, 1), (1, 2), (2, 3)]
+    """
+    n = times.size
+    if n == 0 or not np.isfinite(span_s):
+        return [(0, n)] if n else []
+    reached = np.fmax.accumulate(np.where(np.isfinite(times), times, -np.inf))
+    out: list[tuple[int, int]] = []
+    start = 0
+    while start < n:
+        t0 = reached[start]
+        if np.isfinite(t0):
+            end = int(np.searchsorted(reached, t0 + span_s, "right"))
+        else:  # unreadable times before the first readable one: a batch of their own
+            end = int(np.searchsorted(reached, -np.inf, "right"))
+        end = max(end, start + 1)
+        out.append((start, end))
+        start = end
+    return out
+
+
+class RecordingReader:
+    """Reads one file of a recording for the twins of a deployment (``types`` by twin id).
+
+    ``span_s`` bounds the event time one batch covers (rows past it start the next batch):
+    the replay's reference clock is the latest time read, and readings more than
+    ``flow.max_past_s`` behind it are refused, so a batch must not reach further ahead of
+    its own first rows than that.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        spec: ReplaySpec,
+        types: Mapping[str, TwinType],
+        span_s: float = SPAN_S,
+    ) -> None:
         self.path, self.spec, self.types = path, spec, types
+        self.span_s = span_s
         self.file = str(path)
         self.columns = scan(path).collect_schema().names()
         need = [spec.time_column]
@@ -155,16 +203,18 @@ class RecordingReader:
         missing = self.missing_columns()
         if missing:
             yield Batch(list(missing), 0)
-        for df in scan(self.path).collect_batches(chunk_size=self.spec.chunk_rows):
+        s = self.spec
+        for df in scan(self.path).collect_batches(chunk_size=s.chunk_rows):
             first, self.row = self.row, self.row + df.height
-            yield self._batch(df, first)
+            times = parse_times(df[s.time_column], s.time_unit, s.zone, self.kind, self.file, first)
+            for a, b in span_slices(times, self.span_s):
+                yield self._batch(df.slice(a, b - a), first + a, times[a:b])
 
     # -- one batch ------------------------------------------------------------------------
 
-    def _batch(self, df: pl.DataFrame, first: int) -> Batch:
+    def _batch(self, df: pl.DataFrame, first: int, times: np.ndarray) -> Batch:
         s = self.spec
         self._times_raw = df[s.time_column]
-        times = parse_times(df[s.time_column], s.time_unit, s.zone, self.kind, self.file, first)
         twins = (
             pl.Series("twin", [self.twin] * df.height, pl.String)
             if self.twin is not None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from twinflow.connectors.recorded.reader import Batch, Item, RecordingReader
+from twinflow.connectors.recorded.reader import SPAN_S, Batch, Item, RecordingReader
 from twinflow.connectors.recorded.spec import ReplaySpec
 from twinflow.operators.catalog import TwinType
 
@@ -107,12 +107,19 @@ def _frames(batch: Batch) -> Iterator[Item]:
 class ReplaySource(FixedPartitionedSource[Item, None]):
     """The files of a recording as telemetry frames and dead letters, in event time.
 
-    ``types`` are the deployment's twin types by twin id. Each file is opened (and its
+    ``types`` are the deployment's twin types by twin id; ``span_s`` bounds the event time
+    one batch covers (:class:`RecordingReader`). Each file is opened (and its
     header checked) when the source is made, so a missing column fails before the flow runs.
     """
 
-    def __init__(self, files: Sequence[Path], spec: ReplaySpec, types: Mapping[str, TwinType]):
-        self.readers = [RecordingReader(Path(f), spec, types) for f in files]
+    def __init__(
+        self,
+        files: Sequence[Path],
+        spec: ReplaySpec,
+        types: Mapping[str, TwinType],
+        span_s: float = SPAN_S,
+    ):
+        self.readers = [RecordingReader(Path(f), spec, types, span_s) for f in files]
         self.progress = Progress()
         self.clock = EventClock(self.progress)
         self.pace = _Pace(len(self.readers))

@@ -17,12 +17,11 @@ type written as files (a DTDL Interface with one signal, ``temperature``, and a 
 it a datasheet-like range of -40 to 150; no tuning), each file converted to a replay CSV (one
 twin per file, NAB's clock read as UTC, the label column kept: 1 inside a labelled window) and
 replayed by ``twinflow replay --labels anomaly`` with the documented defaults, one replay per
-file, except ``flow.max_past_s``: raised to cover the file, as the replay guide advises for a
-recording longer than its 7 days (kept with ``--max-past-default``: the replay then refuses
-all but each file's last 7 days, since its clock is the latest time read and reading runs
-ahead of validation; the readings each replay took are printed). Rows whose time does not
-move forward are dropped (the machine file repeats the hour 2014-01-07 02:00-02:55; 12 rows);
-the count is printed. Each twin learns its own normal from the start of its file.
+file (the readings each replay took are printed: before session 7's fix of the replay's
+batches, a file longer than ``flow.max_past_s``, 7 days, kept only its last 7 days). Rows whose
+time does not move forward are dropped (the machine file repeats the hour 2014-01-07
+02:00-02:55; 12 rows); the count is printed. Each twin learns its own normal from the start
+of its file.
 
 Printed per file and pooled, for the raw-sample anomaly alarm (``anomaly_sample``) and for
 every alert the flow raised: event recall (labelled windows with an alarm raised inside the
@@ -41,7 +40,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import sys
 import tempfile
@@ -259,12 +257,6 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a flow setting for the replays (default: none, the documented defaults)",
     )
-    ap.add_argument(
-        "--max-past-default",
-        action="store_true",
-        help="keep flow.max_past_s at its 7 days (the replay then refuses all but the last "
-        "7 days of each file); default: raised to cover the longest file",
-    )
     args = ap.parse_args()
     flow = dict(kv.split("=", 1) for kv in args.set)
     folder = Path(args.folder) if args.folder is not None else None
@@ -289,11 +281,6 @@ def main() -> None:
             f"(median), {len(r.windows)} labelled windows, {int(e.labels.sum())} rows inside; "
             f"{r.dropped} rows dropped (time not moving forward)"
         )
-    span = max(float(r.exp.times[-1] - r.exp.times[0]) for r in recs)
-    if "max_past_s" not in flow and not args.max_past_default and span > 7 * 86400:
-        # the replay guide's advice for a recording longer than max_past_s (7 days): the
-        # replay's clock is the latest time read, which runs ahead of the rows it judges
-        flow["max_past_s"] = f"{math.ceil(span) + 86400}"
     if flow:
         print("flow settings: " + ", ".join(f"{k}={v}" for k, v in flow.items()))
     alerts: list[dict[str, object]] = []

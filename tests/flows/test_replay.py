@@ -270,6 +270,25 @@ def test_time_going_backwards_and_duplicates(tmp_path: Path) -> None:
     assert telemetry(tmp_path / "out").height == 8
 
 
+@pytest.mark.parametrize(
+    ("rows", "step_s", "flow"),
+    [(30 * 144, 600, ""), (24 * 60, 60, "flow: {max_past_s: 7200}\n")],
+    ids=["30 days, default max_past_s", "1 day, max_past_s 2 h"],
+)
+def test_one_file_longer_than_max_past_is_replayed_whole(
+    tmp_path: Path, rows: int, step_s: int, flow: str
+) -> None:
+    # One chunk longer than max_past_s: the replay's clock (the latest time read) must not
+    # run ahead of the rows it judges, or all but the last max_past_s are refused.
+    dep = deployment(tmp_path, {"p1": "pump"}, flow)
+    t0 = np.datetime64("2024-03-01T00:00:00")
+    times = [str(t0 + np.timedelta64(step_s * i, "s")) for i in range(rows)]
+    pump_rows(rows).with_columns(time=pl.Series(times)).write_csv(tmp_path / "p1.csv")
+    s = replay(dep, [tmp_path / "p1.csv"], tmp_path / "out", time={"zone": "UTC"})
+    assert dead(tmp_path / "out") == []
+    assert telemetry(tmp_path / "out").height == rows and s["readings"] == rows * 5
+
+
 def test_unknown_twin_rows_are_dead_letters(tmp_path: Path) -> None:
     dep = deployment(tmp_path, {"p1": "pump"})
     df = pump_rows(6).with_columns(twin_id=pl.Series(["p1", "p9"] * 3))
