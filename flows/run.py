@@ -146,7 +146,10 @@ def outputs_for(
     if dep.database_url:
         from twinflow.connectors.postgres import PostgresSink
 
-        db = PostgresSink(dep.database_url, partitions=2)
+        # its pool is sized by the partitions: give it the placed count from the start
+        db = PostgresSink(
+            dep.database_url, partitions=2 if placement is None else placement.partitions(2)
+        )
         for stream in _STREAMS:
             extra[stream].append(db)
     for sink in {id(s): s for sinks in extra.values() for s in sinks}.values():
