@@ -214,6 +214,8 @@ def test_two_processes_place_as_predicted(per_process: int, tmp_path: Path) -> N
             merged[f].update(seen[f])
         merged["count"] = seen["count"]
     check(merged, 2 * per_process)
+    # worker p * w + i is thread i of process p
+    assert all(int(t.split("/")[0]) == w // per_process for t, w in merged["worker"].items())
 
 
 def test_place_rounds_partitions_up_and_leaves_others() -> None:
