@@ -4,8 +4,11 @@ The window-level anomaly rule needs several anomalous 5-minute windows before it
 is far too slow for a short recording or a fault that lasts minutes. :class:`SampleAlarm`
 follows one twin's ``anomaly_sample`` scores (see :mod:`twinflow.operators.sample_anomaly`)
 row by row, in event time: it raises the alarm ``anomaly_sample`` once the score has stayed
-above 1 (its calibrated limit) for ``raise_s`` seconds, and clears it once the score has
-stayed at or below ``clear_below`` (0.8 of the limit) for ``clear_s`` seconds: the gap is
+above 1 (its calibrated limit) for ``raise_s`` seconds and ``raise_n`` samples, and clears it
+once the score has stayed at or below ``clear_below`` (0.8 of the limit) for ``clear_s``
+seconds and ``clear_n`` samples. The sample counts matter for slowly sampled machines only
+(at 1 Hz the times ask for more samples than that): at one sample every 5 minutes, 10 s
+alone would be met by two samples in a row, and one quiet sample would clear. The gap is
 hysteresis, so an open alarm stays open while a fault's score hovers around its limit instead
 of clearing and raising again (each raise would cost ``raise_s`` of a fault's points, and each
 clear ``clear_s`` of a healthy stretch). An open alarm whose score, still above the limit, has
@@ -50,6 +53,10 @@ class SampleAlarm:
 
     raise_s: float = 10.0
     clear_s: float = 120.0
+    #: Least number of samples in a row above the limit to raise, and at or below
+    #: ``clear_below`` to clear (besides ``raise_s`` and ``clear_s``).
+    raise_n: int = 3
+    clear_n: int = 6
     settle_s: float = 60.0
     #: An open alarm counts a score as quiet only at or below this (below the limit of 1).
     clear_below: float = 0.8
@@ -66,6 +73,9 @@ class SampleAlarm:
     hot_since: float = math.nan
     #: Event time the current run of scores at or below the limit began (NaN: not in one).
     cold_since: float = math.nan
+    #: Samples in the current run above the limit, and in the current quiet run.
+    hot_n: int = 0
+    cold_n: int = 0
     #: The open alert (raised), if any.
     open: Alert | None = None
     peak: float = 0.0
@@ -95,11 +105,16 @@ class SampleAlarm:
                 self.hot_since = self.cold_since = math.nan
                 continue
             if score > 1.0:
-                self.cold_since = math.nan
+                self.cold_since, self.cold_n = math.nan, 0
                 if math.isnan(self.hot_since):
-                    self.hot_since = t
+                    self.hot_since, self.hot_n = t, 0
+                self.hot_n += 1
                 self._remember(score, {k: float(v[i]) for k, v in shares.items()})
-                if self.open is None and t - self.hot_since >= self.raise_s:
+                if (
+                    self.open is None
+                    and t - self.hot_since >= self.raise_s
+                    and self.hot_n >= self.raise_n
+                ):
                     out.append(self._raise(frame, t))
             elif self.open is not None and score > self.clear_below:
                 self.hot_since = math.nan  # elevated: an open alarm stays open
@@ -107,8 +122,13 @@ class SampleAlarm:
             else:
                 self.hot_since = math.nan
                 if math.isnan(self.cold_since):
-                    self.cold_since = t
-                if self.open is not None and t - self.cold_since >= self.clear_s:
+                    self.cold_since, self.cold_n = t, 0
+                self.cold_n += 1
+                if (
+                    self.open is not None
+                    and t - self.cold_since >= self.clear_s
+                    and self.cold_n >= self.clear_n
+                ):
                     out.append(self._clear(t))
         return out
 

@@ -83,3 +83,20 @@ def test_a_fault_that_ends_at_a_new_level_clears_by_the_recovery_rule() -> None:
     alarm = SampleAlarm(raise_s=5.0, clear_s=120.0, settle_s=0.0, recover=0.1, recover_s=30.0)
     alarm.update(frame([10.0] * 20))
     assert alarm.update(frame([3.0] * 200, start=20)) == [] and alarm.open is not None
+
+
+def test_slow_samples_need_three_over_the_limit_to_raise_and_six_quiet_to_clear() -> None:
+    # one sample every 5 minutes: 10 s and 2 minutes alone would be met by two samples in a
+    # row (raise) and by the second quiet one (clear)
+    def slow(scores: list[float], start: int) -> TelemetryFrame:
+        f = frame(scores)
+        return TelemetryFrame("P1", "rig", (start + np.arange(len(scores))) * 300.0, f.signals)
+
+    alarm = SampleAlarm(settle_s=0.0)
+    assert alarm.update(slow([3.0, 3.0, 0.5], 0)) == []
+    (raised,) = alarm.update(slow([3.0, 3.0, 3.0], 3))
+    assert raised.time.timestamp() == 5 * 300.0
+    assert alarm.update(slow([0.5] * 5 + [3.0], 6)) == []  # five quiet samples: still open
+    assert alarm.update(slow([0.5] * 5, 12)) == []
+    (cleared,) = alarm.update(slow([0.5], 17))
+    assert cleared.state.value == "cleared" and cleared.time.timestamp() == 17 * 300.0
