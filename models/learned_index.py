@@ -157,8 +157,10 @@ class LearnedHealth:
     ``modes`` one index per failure mode the history names (``mode_names``; none with fewer
     than two), each the elapsed share of its mode's degradations and 0 on the others.
     :meth:`estimate` matches a twin's course of the vector ``[index, *modes]``
-    (:class:`~twinflow.models.rul_match.CourseMatch`, whole course, ``recent`` points kept)
-    and sets the interval from ``calibration`` (leave-one-out errors on the history).
+    (:class:`~twinflow.models.rul_match.CourseMatch`, whole course, ``recent`` points kept,
+    older ones fading by ``recency``, rates from ``1 / spread`` to ``spread``) and sets the
+    interval from ``calibration``
+    (leave-one-out errors on the history).
     """
 
     index: LinearIndex
@@ -168,6 +170,8 @@ class LearnedHealth:
     calibration: Calibration | None = None
     coverage: float = 0.9
     recent: int = 64
+    recency: float | None = None
+    spread: float = 2.5
 
     def rows(self, x: np.ndarray) -> np.ndarray:
         """The index vector of each feature row (one column per name of ``index``)."""
@@ -180,7 +184,8 @@ class LearnedHealth:
 
     def matcher(self, library: Sequence[Course] | None = None) -> CourseMatch:
         lib = self.library if library is None else tuple(library)
-        return CourseMatch(lib, self.coverage, name="learned_index")
+        rates = tuple(float(r) for r in np.geomspace(1.0 / self.spread, self.spread, 13))
+        return CourseMatch(lib, self.coverage, rates, name="learned_index", recency=self.recency)
 
     def estimate(self, times: Values, rows: Rows, raw: bool = False) -> RulEstimate:
         """The RUL from a twin's kept index vectors at ``times`` (hours): the match, its
@@ -225,20 +230,34 @@ def _fit(units: Sequence[Unit], names: Sequence[str], kinds: Sequence[str]) -> L
     return replace(learned, library=kept) if kept else None
 
 
+#: How the twin's older points weigh in the match, tried leave-one-out by
+#: :func:`learn_health`: ``None`` each by the time it stands for, else also fading with
+#: their age (e-folding a ``recency`` share of the kept span).
+RECENCY = (None, 0.5, 0.25)
+#: How much faster or slower than a history unit a twin may wear (rates from ``1 / s`` to
+#: ``s``), tried leave-one-out beside each recency.
+SPREADS = (1.6, 2.5)
+
+
 def learn_health(
     units: Sequence[Unit],
     names: Sequence[str],
     kinds: Sequence[str] | None = None,
     coverage: float = 0.9,
     checks: int = 12,
+    recency: Sequence[float | None] = RECENCY,
+    spreads: Sequence[float] = SPREADS,
 ) -> LearnedHealth | None:
     """The indexes and courses learned on ``units`` (rows after a failure left out; ``kinds``:
-    each unit's failure mode, one index per mode when there are several), and the interval
-    calibration: each unit is left out in turn, everything is learned on the others and the
-    unit's RUL is estimated at ``checks`` windows between its onset and failure, from the
-    points a twin would keep (:class:`~twinflow.models.rul_match.Buffer`); the calibration
-    is the ``coverage`` quantiles of ``log(truth / estimate)`` by stage. Without three
-    units the interval is the neighbours' own spread. ``None`` when no unit gives a course."""
+    each unit's failure mode, one index per mode when there are several), the weighting of
+    older points and the interval calibration, all leave-one-out: each unit is left out in
+    turn, everything is learned on the others and the unit's RUL is estimated at ``checks``
+    windows between its onset and failure, from the points a twin would keep
+    (:class:`~twinflow.models.rul_match.Buffer`), with each ``recency`` and rate spread
+    (``spreads``). The pair with the smallest RMSE (hours) is kept, and the interval is the
+    ``coverage`` quantiles of its ``log(truth / estimate)`` by stage. Without three units:
+    the first of each, and the neighbours' own spread. ``None`` when no unit gives a
+    course."""
     kept = []
     for t, x, on, fail in units:
         keep = np.asarray(t) <= fail
@@ -247,9 +266,11 @@ def learn_health(
     learned = _fit(kept, names, modes)
     if learned is None:
         return None
-    learned = replace(learned, coverage=coverage)
-    stage: list[float] = []
-    ratio: list[float] = []
+    learned = replace(learned, coverage=coverage, recency=recency[0], spread=spreads[0])
+    cap = max(c.life for c in learned.library)  # no history unit lived longer
+    found: dict[tuple[float | None, float], tuple[list[float], list[float], list[float]]] = {
+        (r, s): ([], [], []) for r in recency for s in spreads
+    }  # per choice: stages, log ratios, squared errors
     for i, (t, x, on, fail) in enumerate(kept if len(kept) >= 3 else ()):
         loo = _fit(kept[:i] + kept[i + 1 :], names, modes[:i] + modes[i + 1 :])
         if loo is None:
@@ -264,13 +285,23 @@ def learn_health(
         for j in range(t.size):
             if np.isfinite(rows[j]).all():
                 buffer.push(float(t[j]), rows[j])
-            if j in wanted and buffer.times:
-                r = loo.estimate(buffer.times, buffer.rows, raw=True)
+            if j not in wanted or not buffer.times:
+                continue
+            truth = fail - float(t[j])
+            for (rec, spread), (stage, ratio, sq) in found.items():
+                choice = replace(loo, recency=rec, spread=spread)
+                r = choice.estimate(buffer.times, buffer.rows, raw=True)
+                sq.append((min(r.hours, cap) - truth) ** 2)
                 if math.isfinite(r.hours) and r.hours > 0.0:
                     stage.append(float(rows[j, 0]))
-                    ratio.append(math.log((fail - float(t[j])) / r.hours))
-    if ratio:
-        learned = replace(learned, calibration=Calibration.learn(stage, ratio, coverage))
+                    ratio.append(math.log(truth / r.hours))
+    scored = [(float(np.mean(v[2])), k) for k, v in enumerate(found.values()) if v[2]]
+    if scored:
+        best = list(found)[min(scored)[1]]
+        stage, ratio, _ = found[best]
+        learned = replace(learned, recency=best[0], spread=best[1])
+        if ratio:
+            learned = replace(learned, calibration=Calibration.learn(stage, ratio, coverage))
     return learned
 
 

@@ -115,7 +115,9 @@ class CourseMatch:
     """RUL of one twin from the courses of a history (see the module): ``coverage`` (the raw
     interval's probability, the neighbours' weighted quantiles), ``rates`` (stretches tried
     first), ``neighbours`` (units that vote; ``None``: a third of the library, at least 3),
-    ``min_points`` (points before any estimate), ``name`` (the indicator in the estimates)."""
+    ``min_points`` (points before any estimate), ``name`` (the indicator in the estimates),
+    ``recency`` (``None``: each point weighs the time it stands for; else that times
+    ``exp(-age / (recency * span))``, the newest points weighing more)."""
 
     def __init__(
         self,
@@ -125,6 +127,7 @@ class CourseMatch:
         neighbours: int | None = None,
         min_points: int = 6,
         name: str = "learned_index",
+        recency: float | None = None,
     ) -> None:
         if not library:
             raise ValueError("CourseMatch needs at least one course")
@@ -136,6 +139,7 @@ class CourseMatch:
         self.neighbours = neighbours or max(3, len(self.library) // 3)
         self.min_points = min_points
         self.name = name
+        self.recency = recency
 
     def _misfit(self, ends: np.ndarray, rates: np.ndarray, back: np.ndarray, x: np.ndarray,
                 w: np.ndarray, c: Course) -> np.ndarray:  # fmt: skip
@@ -165,6 +169,8 @@ class CourseMatch:
             w = np.r_[gaps[0], gaps] + np.r_[gaps, gaps[-1]]
         else:
             w = np.ones(1)
+        if self.recency is not None and t.size > 1:
+            w = w * np.exp(back / (self.recency * (t[-1] - t[0])))
         w = w / w.sum()
         # the coarse search on at most COARSE points (the newest always), each weighing the
         # points it stands for; then every point

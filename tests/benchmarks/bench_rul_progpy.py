@@ -235,7 +235,7 @@ def main() -> None:
         dep = load_deployment(folders[k] / "dep.yaml")
         signals = {t.name: {s.name for s in t.signals} for t in dep.deployed_types().values()}
         flow_index = learn_index(others, signals)["progpy_pump"]
-        calibrations.append(flow_index.calibration)
+        calibrations.append((flow_index.recency, flow_index.spread, flow_index.calibration))
         near = max(3, len(learned) // 3)  # the nearest third of the history's units
         mean_life = statistics.fmean(u["failure"] - u["hours"][0] for u in history)
         kinds = {
@@ -270,8 +270,8 @@ def main() -> None:
         f"  {'estimator':<42} alpha-lambda at half life | interval covers truth | "
         "interval width / truth (median) | covers, every window | RMSE, h"
     )
-    for c in calibrations:
-        print(f"  interval calibration (LOO, log(truth / estimate) by stage): {c}")
+    for rec, spread, c in calibrations:
+        print(f"  chosen leave-one-out: recency {rec}, rate spread {spread}, interval {c}")
     for name in (*names, *([FLOW] if args.flow else []), "mean life"):
         s = score(runs, name, cap)
         cov, wid, every = (
