@@ -263,7 +263,8 @@ def main() -> None:
     health = learn_health([(u["cycles"], u["rows"], 0.0, u["life"]) for u in train], names())
     assert health is not None
     print(
-        f"  interval calibration learned leave-one-out on the training units: {health.calibration}"
+        f"  chosen leave-one-out on the training units: recency {health.recency}, rate spread "
+        f"{health.spread}, interval {health.calibration}"
     )
     runs = [
         run_unit(u, library, level, mean_life, (index, similar), args.step, health) for u in test
