@@ -15,12 +15,13 @@ the anomaly detector, so this gives what a replay with ``--history`` gives, in m
   their degradation, then similarity to the history's trajectories of that index
   (:class:`~twinflow.models.similarity.SimilarityRul`, linear scale, the newest 48 points,
   the nearest third of the history's units);
-- *the flow's learned index*: the :class:`~twinflow.models.learned_index.LearnedHealth`
+- *the flow's learned indexes*: the :class:`~twinflow.models.learned_index.LearnedHealth`
   that ``twinflow replay --history`` learns (:func:`twinflow.flows.replay.learn_index` on
-  the other folds' replays: the signals' window means, the interval factor chosen
-  leave-one-out on those history units), applied window by window as
-  :class:`~twinflow.operators.health.HealthTracker` applies it; also with its raw interval
-  (factor 1), to show what the factor does;
+  the other folds' replays: the signals' window means, one index per failure mode of the
+  faults, the weighting, rate spread and interval chosen leave-one-out on those history
+  units), applied window by window as :class:`~twinflow.operators.health.HealthTracker`
+  applies it (the whole course, older points thinned); also with the voting units' raw
+  spread as the interval, to show what the calibration does;
 - with ``--flow OUT``: each fold replayed again through ``twinflow replay --history`` (the
   other folds' replays) into ``OUT``, and the windows' own RUL scored (the flow end to end);
 - *mean life*: the other units' mean life minus the age.
@@ -30,7 +31,8 @@ there and its median width relative to the truth, its coverage over every evalua
 from onset to failure, RMSE over those windows (estimates capped at the longest life in the
 history; infinite counts as that cap) and the share of units whose first alert came at
 least 20 % of the degradation period before the failure. Run:
-``.venv/bin/python tests/benchmarks/bench_rul_progpy.py --replays DIR [--flow OUT]``.
+``.venv/bin/python tests/benchmarks/bench_rul_progpy.py --replays DIR [--flow OUT] [--quick]``
+(``--quick``: without the anomaly-score estimators).
 """
 
 from __future__ import annotations
