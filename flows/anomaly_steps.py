@@ -90,7 +90,7 @@ class SampleAlarmStep:
         if not isinstance(frame, TelemetryFrame) or SAMPLE_SIGNAL not in frame.signals:
             return alarm, []
         if alarm is None:
-            alarm = SampleAlarm(self.raise_s, self.clear_s, self.settle_s)
+            alarm = SampleAlarm(raise_s=self.raise_s, clear_s=self.clear_s, settle_s=self.settle_s)
         return alarm, alarm.update(frame)
 
 

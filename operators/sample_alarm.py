@@ -53,10 +53,6 @@ class SampleAlarm:
 
     raise_s: float = 10.0
     clear_s: float = 120.0
-    #: Least number of samples in a row above the limit to raise, and at or below
-    #: ``clear_below`` to clear (besides ``raise_s`` and ``clear_s``).
-    raise_n: int = 3
-    clear_n: int = 6
     settle_s: float = 60.0
     #: An open alarm counts a score as quiet only at or below this (below the limit of 1).
     clear_below: float = 0.8
@@ -65,6 +61,10 @@ class SampleAlarm:
     #: re-learns the level the machine settled at, by the same rule; 0: off).
     recover: float = 0.1
     recover_s: float = 30.0
+    #: Least number of samples in a row above the limit to raise, and at or below
+    #: ``clear_below`` to clear (besides ``raise_s`` and ``clear_s``).
+    raise_n: int = 3
+    clear_n: int = 6
     #: Event time the current run at or below ``recover`` of the peak began (NaN: none).
     low_since: float = math.nan
     #: Event time of the first finite score (NaN: none yet).
