@@ -7,17 +7,68 @@ has a timeout that ends in :class:`SinkStalled`, naming the sink, instead of a h
 error in the writer is raised again in the worker at its next call, so nothing is dropped
 silently. :meth:`PartWriter.wait` blocks until everything submitted is on disk (a recovery
 snapshot and the close need that).
+
+After a job the writer gives glibc's free heap pages back to the system (``malloc_trim``), at
+most once a second for the whole process (:class:`HeapTrim`): the worker frees decoded frames
+and buffered items all the time, and glibc kept 50-90 MiB of them at 10,000 twins. With it,
+``bench_e2e.py --memory 10000`` peaked at 795 MiB against 868 MiB (a trim every second from a
+thread; one run each, readings/s not lower).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 from twinflow.core.errors import TwinflowError
 
 Job = Callable[[], None]
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or ``None`` where the C library has none (musl, macOS)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+#: glibc's ``malloc_trim`` of this process (``None`` without glibc).
+MALLOC_TRIM = _malloc_trim()
+
+
+class HeapTrim:
+    """Calls ``trim(0)`` (glibc's ``malloc_trim``) at most once every ``every_s`` seconds,
+    whichever thread asks; returns whether it did."""
+
+    def __init__(
+        self, every_s: float = 1.0, trim: Callable[[int], int] | None = MALLOC_TRIM
+    ) -> None:
+        self.every_s = every_s
+        self._trim = trim
+        self._last = -float("inf")
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bool:
+        if self._trim is None:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < self.every_s:
+                return False
+            self._last = now
+        self._trim(0)
+        return True
+
+
+#: The process's one trim: every writer asks it after each job.
+TRIM = HeapTrim()
 
 
 class SinkStalled(TwinflowError):
@@ -27,8 +78,15 @@ class SinkStalled(TwinflowError):
 class PartWriter:
     """Runs submitted jobs in order on one daemon thread; at most ``depth`` wait in line."""
 
-    def __init__(self, name: str, depth: int = 2, timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        depth: int = 2,
+        timeout_s: float = 120.0,
+        trim: Callable[[], object] | None = TRIM,
+    ) -> None:
         self.name = name
+        self._trim = trim
         self.depth = depth
         self.timeout_s = timeout_s
         self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=depth)
@@ -99,3 +157,5 @@ class PartWriter:
             with self._done:
                 self._finished += 1
                 self._done.notify_all()
+            if self._trim is not None:
+                self._trim()
