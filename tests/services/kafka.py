@@ -12,13 +12,14 @@ If there is neither, :class:`KafkaUnavailable` says what to install: the Kafka t
 exercise a real broker, so they fail rather than skip.
 
 An outage that keeps the broker's data: ``KafkaBroker(local=True, proxied=True)`` puts a TCP
-relay (:class:`~tests.services.tcp_relay.Relay`) in front of Tansu and advertises the relay's port, so every client
-connection passes through it; :meth:`KafkaBroker.cut` closes the port and every connection
-(clients see refused connections), :meth:`KafkaBroker.mend` opens it again. (Tansu here keeps
-its topics in memory only, so :meth:`KafkaBroker.crash` and :meth:`KafkaBroker.restart` lose
-them.) :meth:`KafkaBroker.cut_client` and :meth:`KafkaBroker.mend_client` do the same for the
-clients of one ``client.id`` alone (:class:`~tests.services.tcp_relay.ClientRelay`), e.g. one edge's uplink while the
-other replicas go on.
+relay (:class:`~tests.services.tcp_relay.Relay`) in front of Tansu and advertises the relay's
+port, so every client connection passes through it; :meth:`KafkaBroker.cut` closes the port and
+every connection (clients see refused connections), :meth:`KafkaBroker.mend` opens it again.
+(Tansu here keeps its topics in memory only, so :meth:`KafkaBroker.crash` and
+:meth:`KafkaBroker.restart` lose them.) :meth:`KafkaBroker.cut_client` and
+:meth:`KafkaBroker.mend_client` do the same for the clients of one ``client.id`` alone
+(:class:`~tests.services.tcp_relay.ClientRelay`), e.g. one edge's uplink while the other
+replicas go on.
 
 >>> with KafkaBroker() as broker:  # doctest: +SKIP
 ...     create_topic(broker.bootstrap, unique_topic("demo"), partitions=2)
