@@ -256,7 +256,12 @@ class FlowConfig:
         "Wall-clock seconds a row may wait in a Parquet buffer before its part is written.",
         30.0,
     )
-    sink_partitions: int = _count("sink_partitions", "Partitions of the file sinks.", 1)
+    sink_partitions: int = _count(
+        "sink_partitions",
+        "Partitions of the file sinks; in a cluster of several workers at least one per worker "
+        "(rounded up to a multiple of the workers, each twin written on its state's worker).",
+        1,
+    )
     idle_flush_s: float = _positive(
         "idle_flush_s",
         "Wall-clock seconds without data after which a twin's open windows are closed.",

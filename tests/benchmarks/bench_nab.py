@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_skab import Experiment, flags_from_alerts  # a sibling script
+from bench_skab import Experiment, flags_from_alerts, replay_files  # a sibling script
 
 FILES = ("machine_temperature_system_failure", "ambient_temperature_system_failure")
 SIGNAL = ("temperature", -40.0, 150.0, "deg")
@@ -164,22 +164,9 @@ def replay(
 ) -> tuple[list[dict[str, object]], int]:
     """The alerts of one replay (documented defaults unless ``flow``) and the readings it
     took (the rest were refused as dead letters)."""
-    import contextlib
-    import io
-
-    from twinflow.flows.cli import main as twinflow
-
     dep, files = write_case(root, recs, flow)
     out = root / "out"
-    argv = ["replay", str(dep), *map(str, files), "--quiet", "--labels", "anomaly"]
-    argv += ["--out", str(out)]
-    err = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        code = twinflow(argv)
-    if code != 0:
-        raise SystemExit(f"twinflow replay failed ({code}): {err.getvalue()[-2000:]}")
-    path = out / "alerts.jsonl"
-    alerts = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    alerts = replay_files(dep, files, out)
     return alerts, int(json.loads((out / "summary.json").read_text())["readings"])
 
 

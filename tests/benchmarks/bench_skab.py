@@ -132,10 +132,15 @@ def replay(
     root: Path, exps: list[Experiment], flow: dict[str, str] | None = None
 ) -> list[dict[str, object]]:
     """The alerts of one replay of every experiment (documented defaults unless ``flow``)."""
+    dep, files = write_case(root, exps, flow)
+    return replay_files(dep, files, root / "out")
+
+
+def replay_files(dep: Path, files: list[Path], out: Path) -> list[dict[str, object]]:
+    """The alerts of ``twinflow replay --labels anomaly`` of ``files`` under ``dep`` into
+    ``out`` (its ``summary.json`` is left there)."""
     from twinflow.flows.cli import main as twinflow
 
-    dep, files = write_case(root, exps, flow)
-    out = root / "out"
     argv = ["replay", str(dep), *map(str, files), "--quiet", "--labels", "anomaly"]
     argv += ["--out", str(out)]
     err = io.StringIO()
