@@ -30,10 +30,11 @@ from twinflow.core.records import RawMessage
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.evaluation import render, summarise
 from twinflow.flows.metrics import RunStats
-from twinflow.flows.observe import Observer
+from twinflow.flows.observe import Observer, per_reading_rules
 from twinflow.flows.outputs import file_outputs, telemetry_columns
 from twinflow.flows.shutdown import stoppable
 from twinflow.flows.telemetry import build_flow
+from twinflow.operators.catalog import CATALOG
 from twinflow.operators.decode import decode
 from twinflow.operators.registry import TwinRegistry
 
@@ -106,6 +107,8 @@ def run_demo(
     feedback = CommandFeedback()
     source = SimulatedPlantSource(plant, partitions=max(4, workers))
     observer = Observer(clock=time.time)
+    kinds = {twin_id: CATALOG[name] for twin_id, name in plant.twins}
+    observer.judge_by(config.lateness_s, per_reading_rules(kinds))
     outputs = observer.outputs(
         file_outputs(config, actuators=SimulatorCommandSink(plant, feedback))
     )

@@ -6,9 +6,14 @@ outputs write (through :meth:`Observer.outputs`, which wraps the first sink of e
 streams without changing its step id or its recovery state). From them it keeps:
 
 - the wall-clock latency from a reading's arrival to its alert, and to the command that
-  answered the alert (``twinflow_reading_to_alert_seconds``,
+  answered the alert (``twinflow_reading_to_alert_seconds{rules}``,
   ``twinflow_reading_to_command_seconds``): the arrival is when the source emitted the first
-  frame of the twin whose newest reading reached the alert's time;
+  frame of the twin whose newest reading reached the alert's time; for the rules judged per
+  reading (``rules="reading"``: stuck, spike, range and raw-value rules, and the raw-sample
+  anomaly alarm) that is the reading that raised it; for the other rules (``rules="window"``),
+  judged when a window closes, it is the frame that closed the window, the first whose
+  newest reading reached the window's end plus ``lateness_s``, so the wait for late data is
+  not counted as the flow's latency (:meth:`Observer.judge_by`);
 - the twins in alarm per twin type (``twinflow_twins_in_alarm``);
 - the dead letters by stage and reason kind (``twinflow_dead_letter_reasons_total``);
 - the Kafka consumer lag per partition (``twinflow_kafka_consumer_lag``, by :class:`KafkaLag`).
@@ -25,7 +30,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
@@ -40,12 +45,20 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from twinflow.core.records import Alert, Command, DeadLetter, TelemetryFrame, WaveformFrame
 from twinflow.flows.telemetry import FlowOutputs
+from twinflow.operators.reading_rules_plan import reading_plan
+from twinflow.operators.sample_alarm import RULE as SAMPLE_RULE
+from twinflow.operators.twin_type import TwinType
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+    60, 120, 300, 600,
+)  # fmt: skip
 TO_ALERT = Histogram(
     "twinflow_reading_to_alert_seconds",
-    "Wall-clock seconds from the arrival of the reading that completed an alert's window to "
-    "the raised alert being written",
+    "Wall-clock seconds from the arrival of the reading that raised an alert (rules judged per "
+    "reading) or of the frame that closed its window (window rules) to the raised alert being "
+    "written",
+    ["rules"],
     buckets=_LATENCY_BUCKETS,
 )
 TO_COMMAND = Histogram(
@@ -107,8 +120,17 @@ class Observer:
         self._raised_arrival: dict[str, float] = {}
         self._kinds: dict[str, set[str]] = {}
         self._types_seen: set[str] = set()
+        self._lateness_s = 0.0
+        self._per_reading: Callable[[str, str], bool] = lambda _twin, _rule: False
         IN_ALARM.clear()  # a run starts with no twin in alarm (one run per process)
         self.dead_letter_reasons: dict[tuple[str, str], int] = {}
+
+    def judge_by(self, lateness_s: float, per_reading: Callable[[str, str], bool]) -> None:
+        """How alerts are timed: ``per_reading(twin_id, rule)`` says whether a rule is judged
+        as readings arrive; any other is a window rule, whose window closes ``lateness_s`` of
+        event time after its end. Until this is called every rule counts as a window rule with
+        no lateness (the clock starts at the frame that reached the alert's time)."""
+        self._lateness_s, self._per_reading = float(lateness_s), per_reading
 
     # -- sources ---------------------------------------------------------------------------
 
@@ -145,13 +167,19 @@ class Observer:
                 continue
             key = (a.twin_id, a.rule)
             if a.state.value == "raised":
-                arrival = self.arrival_of(a.twin_id, a.time.timestamp())
+                at = a.time.timestamp()
+                arrival = self.arrival_of(a.twin_id, at)
                 with self._lock:
                     self._open[key] = a.twin_type
                     if arrival is not None:
                         self._raised_arrival[a.twin_id] = arrival
-                if arrival is not None:
-                    TO_ALERT.observe(max(now - arrival, 0.0))
+                if self._per_reading(a.twin_id, a.rule):
+                    if arrival is not None:
+                        TO_ALERT.labels("reading").observe(max(now - arrival, 0.0))
+                else:
+                    closed = self.arrival_of(a.twin_id, at + self._lateness_s)
+                    if closed is not None:
+                        TO_ALERT.labels("window").observe(max(now - closed, 0.0))
             else:
                 with self._lock:
                     self._open.pop(key, None)
@@ -215,6 +243,20 @@ class Observer:
             wrapped = [metered(f.name, s, see if i == 0 else None) for i, s in enumerate(many)]
             changes[f.name] = wrapped if isinstance(sinks, Sequence) else wrapped[0]
         return replace(outputs, **changes)
+
+
+def per_reading_rules(twins: Mapping[str, TwinType]) -> Callable[[str, str], bool]:
+    """``(twin_id, rule) -> bool``: whether the twin's rule is judged as readings arrive (its
+    type's per-reading plan, and the raw-sample anomaly alarm) rather than per window."""
+    plans: dict[int, frozenset[str]] = {}
+    names: dict[str, frozenset[str]] = {}
+    for twin_id, kind in twins.items():
+        plan = plans.get(id(kind))
+        if plan is None:
+            plan = plans[id(kind)] = reading_plan(kind).names | {SAMPLE_RULE}
+        names[twin_id] = plan
+    empty = frozenset({SAMPLE_RULE})
+    return lambda twin_id, rule: rule in names.get(twin_id, empty)
 
 
 def _value(item: Any) -> Any:

@@ -31,7 +31,7 @@ from twinflow.flows.decide_steps import decide_for
 from twinflow.flows.deployment import Deployment
 from twinflow.flows.kafka_lag import KafkaLag, is_kafka
 from twinflow.flows.metrics import RunStats
-from twinflow.flows.observe import Observer
+from twinflow.flows.observe import Observer, per_reading_rules
 from twinflow.flows.outputs import file_outputs
 from twinflow.flows.shutdown import stoppable
 from twinflow.flows.telemetry import FlowOutputs, build_flow
@@ -232,6 +232,7 @@ def deployment_flow(
     sources = sources_for(dep, **limits)
     requests = request_sources(dep, **limits.get("requests", {}))
     outputs = outputs_for(dep, out_dir, actuators, cluster)
+    deployed = dep.deployed_types()
     replication = replication_for(dep, out_dir, limits, watch)
     if replication is not None:
         if replication.node.role == "edge":
@@ -243,6 +244,7 @@ def deployment_flow(
         if feedback_source is not None:
             feedback_source = watch.sources([feedback_source])[0]
         outputs = watch.observer.outputs(outputs)
+        watch.observer.judge_by(dep.flow.lateness_s, per_reading_rules(deployed))
         stats = stats if stats is not None else RunStats()
         stats.on_decoded = watch.observer.arrived  # Kafka telemetry: timed as it is decoded
     return build_flow(
@@ -251,7 +253,7 @@ def deployment_flow(
         replace(dep.flow, out_dir=out_dir),
         clock=time.time,
         twins=dep.twin_types,
-        twin_types=dep.deployed_types(),
+        twin_types=deployed,
         stats=stats,
         flow_id="twinflow-run",
         requests=requests,

@@ -27,14 +27,15 @@ empty topic, which a machine shared with other work stretches far less than wall
 
 Latency (``--latency``): ``twinflow run`` (with PostgreSQL, or ``--files-only``) tails the topic
 while this script produces the plant paced at ``--rate`` readings/s; then the flow's own histograms
-``twinflow_reading_to_alert_seconds`` and ``twinflow_reading_to_command_seconds`` are scraped
-from its metrics endpoint. Their clock starts where twinflow decodes a Kafka message (just after
-it was read), not at the produce time. p50/p99/p999 are interpolated within the histogram's
-buckets (0.05, 0.1, 0.25, 0.5, 1, 2.5, ... s), as Prometheus does, and printed with the bucket
-they fall in: below 50 ms the histogram cannot say more than "under 50 ms". An alert's time is
-its window's end, so its clock starts at the frame that reached the window's end and includes the
-wait for ``lateness_s`` (``--lateness-s``, default 60) of data time, which the pace turns into wall
-time (printed); a run with a small lateness shows what the flow itself adds.
+``twinflow_reading_to_alert_seconds{rules}`` and ``twinflow_reading_to_command_seconds`` are
+scraped from its metrics endpoint. Their clock starts where twinflow decodes a Kafka message (just
+after it was read: the arrival the issue asks for), not at the produce time, and stops when the
+alert is handed to the first alerts sink: for the rules judged per reading (``rules="reading"``)
+at the reading that raised the alert, for window rules (``rules="window"``) at the frame that
+closed the window (the first whose newest reading reached the window's end plus ``lateness_s``).
+p50/p99/p999 are interpolated within the histogram's buckets (1, 2.5, 5, 10, 20, 30, 40, 50, 75,
+100 ms, ...), as Prometheus does, and printed with the bucket they fall in; "met" is printed only
+when the p99's whole bucket is at or under 50 ms.
 The run also reads the flow's commands topic back: the policy's queued commands timed from the
 produce time of the message that reached their alert's time (all commands counted by origin
 and status), then the flow's own summary and the CPU seconds it used (``--run-args`` passes
@@ -410,9 +411,11 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> tuple[float, float
     return lower, lower, float("inf")
 
 
-def scrape(port: int, name: str) -> list[tuple[float, float]]:
+def scrape(port: int, name: str, labels: str = "") -> list[tuple[float, float]]:
+    """The cumulative buckets ``(le, count)`` of histogram ``name`` whose other labels are
+    ``labels`` (as the Python client prints them after ``le``, e.g. ``,rules="reading"``)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    pattern = re.compile(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', re.M)
+    pattern = re.compile(rf'^{name}_bucket{{le="([^"]+)"{re.escape(labels)}}} (\S+)$', re.M)
     return [(float(le), float(n)) for le, n in pattern.findall(text)]
 
 
@@ -487,8 +490,9 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
             produced_s = time.perf_counter() - t0
             assert producer.flush(60) == 0
             time.sleep(args.drain_s)
-            alert, command = (
-                scrape(port, "twinflow_reading_to_alert_seconds"),
+            per_reading, window, command = (
+                scrape(port, "twinflow_reading_to_alert_seconds", ',rules="reading"'),
+                scrape(port, "twinflow_reading_to_alert_seconds", ',rules="window"'),
                 scrape(port, "twinflow_reading_to_command_seconds"),
             )
             flow_cpu = cpu_s(proc.pid)
@@ -507,7 +511,12 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
         f"histograms, scraped); services.kafka.extra: {args.kafka_extra or 'none'}; the flow "
         f"used {flow_cpu:.1f} s of CPU (start-up included); load average {load_average()}"
     )
-    for label, buckets in (("reading -> alert", alert), ("reading -> command", command)):
+    timed = (
+        ("reading -> alert, rules judged per reading, from the reading", per_reading),
+        ("reading -> alert, window rules, from the frame that closed the window", window),
+        ("reading -> command, from the reading behind the alert", command),
+    )
+    for label, buckets in timed:
         count = int(buckets[-1][1]) if buckets else 0
         if not count:
             print(f"  {label}: no observations")
@@ -517,9 +526,11 @@ def latency(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None
             value, lo, hi = quantile(buckets, q)
             parts.append(f"{tag} {value * 1000:,.0f} ms (bucket {lo:g}-{hi:g} s)")
         print(f"  {label} ({count:,} observations): " + ", ".join(parts))
-    if alert and alert[-1][1]:
-        p99 = quantile(alert, 0.99)[2]
-        print(f"target p99 <= 50 ms: {'met' if p99 <= 0.05 else 'NOT met'} (window rules)")
+    for name, buckets in (("per-reading rules", per_reading), ("window rules", window)):
+        if buckets and buckets[-1][1]:  # the bucket's upper bound: met only if surely met
+            p99 = quantile(buckets, 0.99)[2]
+            print(f"target p99 <= 50 ms (the flow's own clock, {name}): "
+                  f"{'met' if p99 <= 0.05 else 'NOT met'}")  # fmt: skip
     acks.sort()
     if acks:  # the part of reading -> alert spent before the broker had the reading
         qs = [acks[min(len(acks) - 1, int(q * len(acks)))] * 1000 for q in (0.5, 0.99, 0.999)]

@@ -7,9 +7,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.services.ports import free_port
+from twinflow.core.records import TelemetryFrame
 from twinflow.flows.demo import run_demo
 from twinflow.flows.metrics import enable_dataflow_api
 
@@ -128,13 +130,13 @@ def test_a_flow_counts_alarms_latency_and_dead_letter_reasons(tmp_path: Path) ->
     from twinflow.connectors.files import read_jsonl
 
     before_dead = _sum("twinflow_dead_letter_reasons_total")
-    before_latency = _value("twinflow_reading_to_alert_seconds_count")
+    before_latency = _sum("twinflow_reading_to_alert_seconds_count")
     summary = run_demo(
         twins=12, duration_s=3 * 3600, seed=3, out_dir=tmp_path, progress=None,
         write_telemetry=False,
     )  # fmt: skip
     assert _sum("twinflow_dead_letter_reasons_total") - before_dead == summary["dead_letters"] > 0
-    timed = _value("twinflow_reading_to_alert_seconds_count") - before_latency
+    timed = _sum("twinflow_reading_to_alert_seconds_count") - before_latency
     assert 0 < timed <= summary["alerts"]
     open_by_type: dict[str, set[str]] = {}
     last: dict[tuple[str, str], dict[str, str]] = {}
@@ -169,7 +171,7 @@ def test_kafka_telemetry_is_timed_where_it_is_decoded() -> None:
     )
     (frame,) = check(RawMessage("kafka:telemetry", payload, 1_767_225_599.0))
     assert observer.arrival_of("P1", 1_767_225_599.0) == wall[0]
-    before = _value("twinflow_reading_to_alert_seconds_count")
+    before = _sum("twinflow_reading_to_alert_seconds_count")
     wall[0] += 0.25  # the alert is written a quarter of a second later
     at = datetime.fromtimestamp(1_767_225_599.0, UTC)
     alert = Alert(
@@ -177,8 +179,54 @@ def test_kafka_telemetry_is_timed_where_it_is_decoded() -> None:
         Severity.WARNING, at, at, "test",
     )  # fmt: skip
     observer.alerts([("P1", alert)])
-    assert _value("twinflow_reading_to_alert_seconds_count") == before + 1
+    assert _sum("twinflow_reading_to_alert_seconds_count") == before + 1
     assert frame.twin_id == "P1"
+
+
+def test_alerts_are_timed_from_their_reading_or_from_the_frame_that_closed_the_window() -> None:
+    """A rule judged per reading is timed from the arrival of its reading; a window rule from
+    the arrival of the first frame that reached its window's end plus ``lateness_s`` (the one
+    that let the window close), so the wait for late data is not counted."""
+    from datetime import UTC, datetime
+
+    from twinflow.core.records import Alert, AlertState, Severity
+    from twinflow.flows.observe import Observer
+
+    def frame(newest: float) -> TelemetryFrame:
+        times = np.array([newest - 9.0, newest])
+        return TelemetryFrame("P1", "pump", times, {"flow_m3h": np.array([1.0, 2.0])})
+
+    def alert(rule: str, at: float) -> Alert:
+        t = datetime.fromtimestamp(at, UTC)
+        return Alert(Alert.make_id("P1", rule, t), "P1", "pump", rule, AlertState.RAISED,
+                     Severity.WARNING, t, t, "test")  # fmt: skip
+
+    wall = [1_000.0]
+    observer = Observer(clock=lambda: wall[0])
+    observer.judge_by(60.0, lambda _twin, rule: rule == "flow_m3h_spikes")
+    t0 = 1_767_225_600.0
+    for k in range(12):  # frames of 10 s of data arriving once a second of wall time
+        observer.arrived([frame(t0 + 10.0 * k)])
+        wall[0] += 1.0
+    # now = 1012; the frame reaching t0 + 20 arrived at 1002, the one reaching t0 + 80 at 1008
+    reading = _latency_sum("reading"), _latency_count("reading")
+    window = _latency_sum("window"), _latency_count("window")
+    observer.alerts([("P1", alert("flow_m3h_spikes", t0 + 20.0)), ("P1", alert("dry", t0 + 20.0))])
+    assert _latency_count("reading") == reading[1] + 1
+    assert _latency_sum("reading") - reading[0] == pytest.approx(10.0)
+    assert _latency_count("window") == window[1] + 1
+    assert _latency_sum("window") - window[0] == pytest.approx(4.0)
+    # a window whose closing frame has not arrived is not timed
+    observer.alerts([("P1", alert("dry2", t0 + 60.0))])
+    assert _latency_count("window") == window[1] + 1
+
+
+def _latency_sum(rules: str) -> float:
+    return _value("twinflow_reading_to_alert_seconds_sum", rules=rules)
+
+
+def _latency_count(rules: str) -> float:
+    return _value("twinflow_reading_to_alert_seconds_count", rules=rules)
 
 
 def test_every_sink_is_metered_and_the_alert_sink_still_observed() -> None:
