@@ -36,7 +36,7 @@ COMMAND_ONLY = "~command-only "
 
 
 @dataclass(frozen=True)
-class Placement:
+class DevicePlacement:
     """Where a protocol's commands go: ``read`` are its source's partition keys (device
     connections), ``key_of`` maps each twin to its device's key (a read key, or
     :data:`COMMAND_ONLY` + key for a device no source reads)."""
@@ -49,17 +49,18 @@ class Placement:
 class Placeable(Protocol):
     """A command sink whose commands can be placed by device connection."""
 
-    def placement(self) -> Placement: ...
+    def placement(self) -> DevicePlacement: ...
 
     def build(
         self, step_id: str, worker_index: int, worker_count: int
     ) -> StatelessSinkPartition[Command]: ...
 
 
-def placement_of(read: Sequence[str], key_of: Mapping[str, str]) -> Placement:
-    """A :class:`Placement` in which twins of devices outside ``read`` get a command-only key."""
+def placement_of(read: Sequence[str], key_of: Mapping[str, str]) -> DevicePlacement:
+    """A :class:`DevicePlacement` in which twins of devices outside ``read`` get a
+    command-only key."""
     known = set(read)
-    return Placement(
+    return DevicePlacement(
         tuple(read),
         {t: k if k in known else COMMAND_ONLY + k for t, k in key_of.items()},
     )
@@ -127,9 +128,9 @@ def placed_sinks(routes: Mapping[str, Any]) -> dict[str, PlacedCommands]:
 
 __all__ = [
     "COMMAND_ONLY",
+    "DevicePlacement",
     "Placeable",
     "PlacedCommands",
-    "Placement",
     "placed_sinks",
     "placement_of",
 ]

@@ -48,7 +48,7 @@ from twinflow.connectors.modbus.client import Connection
 from twinflow.connectors.modbus.codec import encode_value
 from twinflow.connectors.modbus.loop import LoopThread
 from twinflow.connectors.modbus.metrics import COMMAND_RESULTS, ModbusStats
-from twinflow.connectors.placement import Placement, placement_of
+from twinflow.connectors.placement import DevicePlacement, placement_of
 from twinflow.connectors.shared_connections import LinkDown, count_write, find_link
 from twinflow.core.backoff import DEFAULT_BACKOFF, Backoff, Outcome
 from twinflow.core.errors import ValidationError
@@ -133,7 +133,7 @@ class ModbusCommandSink(CommandSink[ModbusBinding, _Plan]):
             self._open_partitions += 1
         return _CommandPartition(self)
 
-    def placement(self) -> Placement:
+    def placement(self) -> DevicePlacement:
         """Each twin's endpoint (``host:port``): the Modbus source's partition keys."""
         polled = endpoints(b for b in self.bindings if b.registers)
         return placement_of(

@@ -56,7 +56,7 @@ from twinflow.connectors.opcua.connection import (
     ua,
 )
 from twinflow.connectors.opcua.metrics import COMMAND_RESULTS
-from twinflow.connectors.placement import Placement, placement_of
+from twinflow.connectors.placement import DevicePlacement, placement_of
 from twinflow.connectors.shared_connections import Link, LinkDown, count_write, find_link
 from twinflow.core.backoff import DEFAULT_BACKOFF, Backoff, Outcome
 from twinflow.core.errors import ConfigError
@@ -143,7 +143,7 @@ class OpcUaCommandSink(CommandSink[OpcUaBinding, _Plan]):
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CommandPartition:
         return _CommandPartition(self)
 
-    def placement(self) -> Placement:
+    def placement(self) -> DevicePlacement:
         """Each twin's server connection: the OPC UA source's partition keys."""
         groups = group_by_endpoint(self.bindings)
         twins = {b.twin_id: e.key for e in groups for b in e.bindings}

@@ -21,7 +21,12 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import StatelessSinkPartition
 from bytewax.testing import TestingSource, cluster_main
 
-from twinflow.connectors.placement import COMMAND_ONLY, PlacedCommands, Placement, placement_of
+from twinflow.connectors.placement import (
+    COMMAND_ONLY,
+    DevicePlacement,
+    PlacedCommands,
+    placement_of,
+)
 from twinflow.core.records import Command, CommandStatus
 from twinflow.flows.command_steps import send_commands
 
@@ -72,7 +77,7 @@ class Recording:
         self.where = where
         self.twins = twins
 
-    def placement(self) -> Placement:
+    def placement(self) -> DevicePlacement:
         return placement_of(READ, self.twins)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Recorder:
