@@ -11,8 +11,10 @@ produces the same rows and stays the reference).
 
 The tuple layout is PostgreSQL's binary COPY of ``(twin_id text, signal text, time
 timestamptz, value float8, quality int2)``: a field count, then each field's byte length and
-bytes. Rows come out grouped by prefix length rather than in arrival order; a table has no
-order, and the unique key makes a row written twice land once either way.
+bytes. Rows come out grouped by prefix length and, within a group, in the order of the
+table's key (twin_id, signal, time) rather than in arrival order (:func:`_key_order`: the
+server's btree inserts get cheaper); a table has no order, and the unique key makes a row
+written twice land once either way.
 """
 
 from __future__ import annotations
@@ -139,14 +141,10 @@ def telemetry_copy(items: Iterable[Readings]) -> tuple[bytes, int]:
     prefixes = list(cols.prefixes)
     table = np.array(prefixes, dtype=f"S{max(map(len, prefixes))}")
     sizes = np.fromiter(map(len, prefixes), dtype=np.int64, count=len(prefixes))
+    order = _key_order(prefixes, pids, times)
+    pids, times, values, quality = pids[order], times[order], values[order], quality[order]
     distinct = np.unique(sizes)
-    if len(distinct) > 1:  # rows grouped by prefix length, each group in arrival order
-        size_of = sizes[pids]
-        order = np.argsort(size_of, kind="stable")
-        pids, times, values, quality = pids[order], times[order], values[order], quality[order]
-        ends = np.searchsorted(size_of[order], distinct, side="right").tolist()
-    else:
-        ends = [n]
+    ends = np.searchsorted(sizes[pids], distinct, side="right").tolist()
     parts: list[bytes] = []
     start = 0
     for size, end in zip(distinct.tolist(), ends, strict=True):
@@ -163,6 +161,37 @@ def telemetry_copy(items: Iterable[Readings]) -> tuple[bytes, int]:
         rows["quality"] = g_quality
         parts.append(rows.tobytes())
     return b"".join(parts), n
+
+
+def _key_order(prefixes: list[bytes], pids: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The rows' order for the COPY: by prefix length (one structured array each), then by
+    the table's key (twin_id, signal, time).
+
+    PostgreSQL inserts each row into the key's btree as it reads it; rows in key order land
+    on the same few leaf pages one after another instead of jumping across the whole index
+    (a twin's readings are spread over the batch's frames), which costs the server markedly
+    less CPU per row. Rows of one key and time keep their arrival order (stable sort).
+    """
+    rank = np.empty(len(prefixes), dtype=np.int64)
+    rank[sorted(range(len(prefixes)), key=lambda i: _sort_key(prefixes[i]))] = np.arange(
+        len(prefixes)
+    )
+    first, last = int(times.min()), int(times.max())
+    span = last - first + 1
+    if span > 0 and span * len(prefixes) < 2**62:  # one int64 key: rank, then time
+        key = rank[pids] * span + (times - first)
+        order: np.ndarray = np.argsort(key, kind="stable")
+    else:  # times too far apart to pack with the rank
+        order = np.lexsort((times, rank[pids]))
+    return order
+
+
+def _sort_key(prefix: bytes) -> tuple[int, bytes, bytes]:
+    """(prefix length, twin_id bytes, signal bytes) of a tuple prefix (see
+    :func:`tuple_prefix`): UTF-8 byte order is the C collation's order of the text."""
+    (twin_len,) = _LEN.unpack_from(prefix, 2)
+    twin_end = 6 + twin_len
+    return len(prefix), prefix[6:twin_end], prefix[twin_end + 4 :]
 
 
 def _segment_times(cols: _Columns, lengths: np.ndarray) -> np.ndarray:

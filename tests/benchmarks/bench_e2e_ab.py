@@ -16,6 +16,9 @@ median (min-max), peak RSS, the telemetry rows stored, and B / A of the medians;
 time of each ``twinflow run`` child (user + system, its rusage at exit) per 1 Hz reading, less
 that of its run over the empty topic, with B / A of the medians: on a machine shared with other
 work wall time stretches with the load, CPU time far less, so that ratio is the steadier one.
+Also the PostgreSQL server's CPU time during each run with data (the postmaster and all its
+processes, live or reaped, from ``/proc``) per 1 Hz reading: the server shares the cores with
+the flow, so its cost per row matters as much as the flow's.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_e2e_ab.py --base 30ea3f1 --overlay
 connectors/postgres [--twins 100] [--hours 3] [--message-s 10] [--rounds 3]``.
@@ -31,6 +34,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).absolute().parents[2]))
@@ -68,6 +72,31 @@ def view(tree: Path, into: Path) -> Path:
     return into
 
 
+def server_cpu_s(postmaster: int) -> float:
+    """CPU seconds (user + system) of a PostgreSQL server so far: the postmaster, its live
+    children (backends, WAL writer, checkpointer, ...) and the children it has reaped."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    spent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = text[text.rindex(")") + 2 :].split()
+        pid = int(entry)
+        children.setdefault(int(fields[1]), []).append(pid)
+        spent[pid] = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    total, stack = 0, [postmaster]
+    while stack:
+        pid = stack.pop()
+        total += spent.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total / tick
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="commit of side A (and B's starting point)")
@@ -91,6 +120,7 @@ def main() -> None:
         names = {"A": f"A: {args.base}", "B": f"B: + {' '.join(args.overlay)} of {args.source}"}
         os.environ["PYTHONSAFEPATH"] = "1"
         with KafkaBroker() as broker, Postgres(settings={"shared_buffers": "256MB"}) as pg:
+            postmaster = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
             rec = e2e.record(broker.bootstrap, args.twins, args.hours * 3600, args.message_s)
             empty = create_topic(broker.bootstrap, unique_topic("bench-ab-empty"), e2e.PARTITIONS)
             print(
@@ -111,6 +141,7 @@ def main() -> None:
             rss: dict[str, list[float]] = {s: [] for s in views}
             rows: dict[str, list[int]] = {s: [] for s in views}
             cpu: dict[str, list[float]] = {s: [] for s in views}
+            server: dict[str, list[float]] = {s: [] for s in views}
             for r in range(args.rounds):
                 for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
                     os.environ["PYTHONPATH"] = str(views[side])
@@ -120,13 +151,17 @@ def main() -> None:
                     full_cfg = e2e.deployment(folder, broker.bootstrap, rec.topic, lines, db)
                     spent: list[float] = []
                     fixed, _ = e2e.run_twinflow(empty_cfg, folder, cpu=spent)
+                    before = server_cpu_s(postmaster)
                     whole, peak = e2e.run_twinflow(full_cfg, folder, cpu=spent)
+                    time.sleep(0.5)  # the run's backends end once it has closed them
+                    server[side].append(server_cpu_s(postmaster) - before)
                     net[side].append(whole - fixed)
                     cpu[side].append(spent[1] - spent[0])
                     rss[side].append(peak)
                     rows[side].append(e2e.telemetry_rows(db))
                     print(f"  round {r + 1}, {side}: {whole:.1f} s (empty topic {fixed:.1f} s), "
-                          f"CPU {spent[1]:.1f} s (empty topic {spent[0]:.1f} s); load average "
+                          f"CPU {spent[1]:.1f} s (empty topic {spent[0]:.1f} s), server "
+                          f"{server[side][-1]:.1f} s; load average "
                           f"{e2e.load_average()}", flush=True)  # fmt: skip
     print("twinflow run + PostgreSQL, 1 Hz readings/s, median (min-max):")
     med = {}
@@ -144,8 +179,17 @@ def main() -> None:
         print(f"  {names[side]:40} {statistics.median(per[side]):.3f} "
               f"({min(per[side]):.3f}-{max(per[side]):.3f})")  # fmt: skip
     ratio = statistics.median(per["B"]) / statistics.median(per["A"])
-    print(f"CPU per reading B / A: {ratio:.3f} (ratio of medians); load average at the end "
-          f"{e2e.load_average()}")  # fmt: skip
+    print(f"CPU per reading B / A: {ratio:.3f} (ratio of medians)")
+    print(
+        "PostgreSQL server CPU (all its processes, during the run with data) per 1 Hz reading, µs:"
+    )
+    srv = {s: [x * 1e6 / rec.readings for x in server[s]] for s in views}
+    for side in views:
+        print(f"  {names[side]:40} {statistics.median(srv[side]):.3f} "
+              f"({min(srv[side]):.3f}-{max(srv[side]):.3f})")  # fmt: skip
+    ratio = statistics.median(srv["B"]) / statistics.median(srv["A"])
+    print(f"server CPU per reading B / A: {ratio:.3f} (ratio of medians); load average at the "
+          f"end {e2e.load_average()}")  # fmt: skip
 
 
 if __name__ == "__main__":
