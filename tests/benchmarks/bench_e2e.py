@@ -49,9 +49,10 @@ read-back consumer is assigned the partition and polls from before the plant is 
 group subscription (``--tail-subscribe``, the earlier way) first waits seconds for its group
 join, which held the first alerts back and made the single > 7 s "alert" of issue 13.
 
-Memory (``--memory 1000,10000``): for each twin count, ``twinflow run --until-end`` (files only)
-over ``--memory-minutes`` of data and over an empty topic; prints peak RSS (``VmHWM``), the
-peak per twin, and the growth per twin between the first and last twin count.
+Memory (``--memory 1000,10000``): for each twin count, ``twinflow run --until-end`` (files only,
+or with ``--memory-postgres`` also into a fresh PostgreSQL database) over ``--memory-minutes`` of
+data and over an empty topic; prints peak RSS (``VmHWM``), the peak per twin, and the growth per
+twin between the first and last twin count.
 With ``--memory-variants 'base|queued.max.messages.kbytes=8192|MALLOC_ARENA_MAX=2'``
 each twin count is recorded once and the sides (librdkafka settings into
 ``services.kafka.extra``; upper-case keys into the environment; ``flow.write_telemetry=false``
@@ -66,6 +67,7 @@ Run: ``.venv/bin/python tests/benchmarks/bench_e2e.py [--twins 50] [--hours 2]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -761,24 +763,43 @@ def memory_compare(args: argparse.Namespace, broker: KafkaBroker, folder: Path) 
 
 
 def memory(args: argparse.Namespace, broker: KafkaBroker, folder: Path) -> None:
+    """Peak RSS of ``twinflow run --until-end`` per twin count (``--memory-postgres``: each
+    run also writes to a fresh PostgreSQL database of one server, as a deployment does)."""
     counts = [int(x) for x in args.memory.split(",")]
     empty = create_topic(broker.bootstrap, unique_topic("bench-e2e-empty"), PARTITIONS)
     peaks: dict[int, float] = {}
-    for n in counts:
-        rec = record(broker.bootstrap, n, args.memory_minutes * 60, args.message_s)
-        idle, idle_peak = run_twinflow(
-            deployment(folder, broker.bootstrap, empty, rec.twin_lines, None), folder
-        )
-        whole, peak = run_twinflow(
-            deployment(folder, broker.bootstrap, rec.topic, rec.twin_lines, None), folder
-        )
-        peaks[n] = peak
-        print(
-            f"{n:,} twins, {args.memory_minutes:g} min of data ({rec.readings:,} 1 Hz readings): "
-            f"peak RSS {peak:,.0f} MiB ({peak * 1024 / n:,.1f} KiB per twin), "
-            f"empty topic {idle_peak:,.0f} MiB; {rec.readings / (whole - idle):,.0f} readings/s",
-            flush=True,
-        )
+    with contextlib.ExitStack() as stack:
+        pg = None
+        if args.memory_postgres:
+            pg = stack.enter_context(Postgres(settings={"shared_buffers": "256MB"}))
+        made = [0]
+
+        def database() -> str | None:
+            if pg is None:
+                return None
+            made[0] += 1
+            url = pg.create_database(f"bench_e2e_memory_{made[0]}")
+            migrate(url)
+            return url
+
+        for n in counts:
+            rec = record(broker.bootstrap, n, args.memory_minutes * 60, args.message_s)
+            idle, idle_peak = run_twinflow(
+                deployment(folder, broker.bootstrap, empty, rec.twin_lines, database()), folder
+            )
+            whole, peak = run_twinflow(
+                deployment(folder, broker.bootstrap, rec.topic, rec.twin_lines, database()),
+                folder,
+            )
+            peaks[n] = peak
+            print(
+                f"{n:,} twins, {args.memory_minutes:g} min of data ({rec.readings:,} 1 Hz "
+                f"readings), {'with PostgreSQL' if pg else 'files only'}: peak RSS "
+                f"{peak:,.0f} MiB ({peak * 1024 / n:,.1f} KiB per twin), empty topic "
+                f"{idle_peak:,.0f} MiB; {rec.readings / (whole - idle):,.0f} readings/s; "
+                f"load average {load_average()}",
+                flush=True,
+            )
     if len(counts) > 1:
         lo, hi = counts[0], counts[-1]
         grow = (peaks[hi] - peaks[lo]) * 1024 / (hi - lo)
@@ -820,6 +841,9 @@ def main() -> None:
     ap.add_argument("--dump-alerts", default="", help="latency run: write the alerts read back")
     ap.add_argument("--memory", default="", help="twin counts, e.g. 1000,10000 (memory run)")
     ap.add_argument("--memory-minutes", type=float, default=10.0)
+    ap.add_argument(
+        "--memory-postgres", action="store_true", help="memory run: write to PostgreSQL too"
+    )
     ap.add_argument("--memory-variants", default="", help="sides to compare: base|k=v,...")
     args = ap.parse_args()
     runs: list[Callable[[argparse.Namespace, KafkaBroker, Path], None]] = []

@@ -21,6 +21,7 @@ from bytewax.testing import run_main
 
 from tests.flows.test_run_deployment import SimulatorThread
 from tests.services.mosquitto import Mosquitto, free_port
+from tests.services.waiting import came_true
 from twinflow.connectors.files import read_jsonl
 from twinflow.connectors.replication.node import ReplicationNode
 from twinflow.core.records import DesiredChange
@@ -59,16 +60,6 @@ class Transport(Protocol):
     def cut(self, base: str, edge_a: ReplicationNode) -> None: ...
 
     def restore(self, base: str, edge_a: ReplicationNode) -> None: ...
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float) -> bool:
-    """Whether ``check`` came true within ``timeout_s`` (polled every 0.1 s)."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 class Recorder:
@@ -139,7 +130,7 @@ def run_long_cut(tmp_path: Path, mqtt: Mosquitto, transport: Transport) -> None:
     dep = load_deployment(path, env={})
     central = transport.node(tmp_path, "central", base, "central", {}).start()
     edge_b = transport.node(tmp_path, "edge-b", base, "edge", {"pump-b": "pump"}).start()
-    assert wait_until(lambda: central.link.connected and edge_b.link.connected, 30)
+    assert came_true(lambda: central.link.connected and edge_b.link.connected, 30)
     sim = SimulatorThread(dep)
     stop = threading.Event()
     out = tmp_path / "out"
@@ -167,7 +158,7 @@ def run_long_cut(tmp_path: Path, mqtt: Mosquitto, transport: Transport) -> None:
     def drive() -> None:
         try:
             state = ("wt-010", "metadata", "state")
-            result["forwarded"] = wait_until(lambda: central.replica.get(*state) is not None, 60)
+            result["forwarded"] = came_true(lambda: central.replica.get(*state) is not None, 60)
             cut_at = time.monotonic()
             result["cut_at"] = cut_at
             transport.cut(base, edge_a)
@@ -198,7 +189,7 @@ def run_long_cut(tmp_path: Path, mqtt: Mosquitto, transport: Transport) -> None:
             result["edge_b_got"] = [c.request_id for c in edge_b.take_desired()]
             result["restored_at"] = time.monotonic()
             transport.restore(base, edge_a)
-            result["reconnected"] = wait_until(lambda: edge_a.link.connected, 60)
+            result["reconnected"] = came_true(lambda: edge_a.link.connected, 60)
             result["reconnect_s"] = time.monotonic() - result["restored_at"]  # type: ignore[operator]
             # Edge-a carries out central's winning motor change once it arrives.
             uid = update_id(result["motor_central"])  # type: ignore[arg-type]
@@ -207,7 +198,7 @@ def run_long_cut(tmp_path: Path, mqtt: Mosquitto, transport: Transport) -> None:
                 rows = list(read_jsonl(out / "commands.jsonl"))
                 return any(uid in c["reason"] and c["status"] == "succeeded" for c in rows)
 
-            result["motor_done"] = wait_until(done, 60)
+            result["motor_done"] = came_true(done, 60)
         finally:
             sim.stop_flag.set()
             sim.join(timeout=30)
@@ -220,9 +211,9 @@ def run_long_cut(tmp_path: Path, mqtt: Mosquitto, transport: Transport) -> None:
         driver.join(timeout=transport.cut_s + 150)
         made_a = rec_a.writes()
         # Every replica settles: edge-a's outbox drained, central has each of its writes.
-        assert wait_until(lambda: len(from_a()) >= len(made_a), 60), (len(from_a()), len(made_a))
+        assert came_true(lambda: len(from_a()) >= len(made_a), 60), (len(from_a()), len(made_a))
         everyone = [central.replica, edge_a.replica, edge_b.replica]
-        assert wait_until(lambda: _locked(converge, everyone, [central, edge_a, edge_b]), 60)
+        assert came_true(lambda: _locked(converge, everyone, [central, edge_a, edge_b]), 60)
     finally:
         stop_nodes()
         central.stop()

@@ -43,11 +43,12 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.flows.test_recovery import contents, new_database, query, tables, wait_until
+from tests.flows.test_recovery import contents, new_database, query, tables
 from tests.services.kafka import KafkaBroker, create_topic, unique_topic
 from tests.services.mosquitto import Mosquitto
 from tests.services.ports import free_port
 from tests.services.postgres import Postgres
+from tests.services.waiting import wait_until
 from twinflow.connectors.mqtt import MqttSource
 from twinflow.connectors.mqtt.client import make_client
 from twinflow.connectors.simulator import Plant, PlantConfig
@@ -297,9 +298,9 @@ def run_to_the_end(s: Setup, runs: list[Run], db: str, topic: str) -> list[tuple
         return all(got.get(status, 0) >= TWINS for status in ("sent", "succeeded"))
 
     try:
-        wait_until(stored, 180, "every reading")
+        wait_until("every reading", stored, 180)
         s.request(topic)
-        wait_until(done, 60, "every command's success and sending")
+        wait_until("every command's success and sending", done, 60)
         counts = [
             (
                 r.counted("twinflow_mqtt_commands", "outcome", "published"),

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +34,7 @@ from confluent_kafka import Producer
 
 from tests.services.kafka import KafkaBroker, create_topic, unique_topic
 from tests.services.postgres import Postgres
+from tests.services.waiting import wait_until
 from twinflow.connectors.postgres import migrate
 from twinflow.connectors.postgres.connection import psycopg
 from twinflow.connectors.simulator import Plant, PlantConfig
@@ -261,14 +262,6 @@ def assert_same_rows(reference: dict[str, list[tuple[Any, ...]]], url: str) -> N
         assert mine == rows, f"{table}: {len(mine)} rows against {len(rows)} in the reference"
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def reference(
     recording: Recording, server: Postgres, tmp_path_factory: pytest.TempPathFactory
@@ -302,7 +295,7 @@ def test_sigkill_mid_run_then_resume_stores_exactly_the_reference_rows(
     out, recovery = tmp_path / "out", tmp_path / "recovery"
     proc = start_run(recording, db, out, recovery)
     try:
-        wait_until(lambda: _telemetry_share(db, reference) > 0.3, 120, "a third of the rows")
+        wait_until("a third of the rows", lambda: _telemetry_share(db, reference) > 0.3, 120)
     finally:
         proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
@@ -323,10 +316,10 @@ def test_postgres_restarted_mid_run_stores_exactly_the_reference_rows(
         events: list[str] = []
 
         def saboteur() -> None:
-            wait_until(lambda: _telemetry_share(db, reference) > 0.2, 120, "a fifth of the rows")
+            wait_until("a fifth of the rows", lambda: _telemetry_share(db, reference) > 0.2, 120)
             fragile.restart()  # fast shutdown: the sink's sessions are cut
             events.append("restarted")
-            wait_until(lambda: _telemetry_share(db, reference) > 0.5, 120, "half of the rows")
+            wait_until("half of the rows", lambda: _telemetry_share(db, reference) > 0.5, 120)
             fragile.crash()  # immediate: WAL recovery at the next start
             time.sleep(1.0)  # down for a while: the flow buffers, then waits (backpressure)
             fragile.start()

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from bytewax.testing import run_main
 
 from tests.flows.test_run_deployment import SimulatorThread
 from tests.services.mosquitto import Mosquitto, free_port
+from tests.services.waiting import came_true
 from twinflow.connectors.bindings import MqttSettings
 from twinflow.connectors.files import read_jsonl
 from twinflow.connectors.replication import DiskOutbox
@@ -50,15 +51,6 @@ pytestmark = [pytest.mark.services, pytest.mark.timeout(240)]
 def mqtt() -> Iterator[Mosquitto]:
     with Mosquitto() as broker:
         yield broker
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def node(mqtt: Mosquitto, folder: Path, name: str, base: str, role: str) -> ReplicationNode:
@@ -101,7 +93,7 @@ replication: {{role: edge, replica: edge-a, topic: {base}, status_interval_s: 0.
     central = node(mqtt, tmp_path, "central", base, "central").start()
     central_link = central.link
     assert isinstance(central_link, MqttLink)
-    assert wait_until(lambda: central_link.connected, 30)  # subscribed before the edge writes
+    assert came_true(lambda: central_link.connected, 30)  # subscribed before the edge writes
     sim = SimulatorThread(dep)
     stop = threading.Event()
     out = tmp_path / "out"
@@ -141,16 +133,16 @@ replication: {{role: edge, replica: edge-a, topic: {base}, status_interval_s: 0.
     def drive() -> None:
         try:
             state = ("wt-001", "metadata", "state")
-            result["forwarded"] = wait_until(lambda: central.replica.get(*state) is not None, 60)
+            result["forwarded"] = came_true(lambda: central.replica.get(*state) is not None, 60)
             # The central side is away for a while: the edge's flow goes on, its writes wait.
             central_link.cut()
             before = len(made)
             # a state or window is due every 300 s of plant time: 30 s of wall clock at 10x
-            wait_until(lambda: len(made) > before, 90)
+            came_true(lambda: len(made) > before, 90)
             time.sleep(0.5)
             result["wrote_while_cut"] = len(made) - before
             central_link.restore()
-            result["reconnected"] = wait_until(lambda: central_link.connected, 30)
+            result["reconnected"] = came_true(lambda: central_link.connected, 30)
             at = utc(time.time())
             change = DesiredChange(
                 "wt-001", "wind_turbine", "power_limit", 1200.0, at, "central-1",
@@ -168,13 +160,13 @@ replication: {{role: edge, replica: edge-a, topic: {base}, status_interval_s: 0.
             result["pending_first"] = [s.state for s in central.sync_status()] == [
                 SyncState.PENDING
             ]
-            result["in_sync"] = wait_until(in_sync, 90)
+            result["in_sync"] = came_true(in_sync, 90)
 
             def applied() -> bool:  # the plant applies a command at the twin's next chunk
                 log = sim.plant.command_log if sim.plant else []
                 return any(r.twin_id == "wt-001" and r.accepted for r in log)
 
-            wait_until(applied, 30)
+            came_true(applied, 30)
         finally:
             sim.stop_flag.set()
             sim.join(timeout=30)
@@ -205,7 +197,7 @@ replication: {{role: edge, replica: edge-a, topic: {base}, status_interval_s: 0.
         assert any(s["property"] == "power_limit" for s in statuses)
         # The edge went on while central was away, and central got each of its writes once.
         assert result.get("reconnected") and int(str(result["wrote_while_cut"])) > 0
-        assert wait_until(lambda: len(got) >= len(made), 30), (len(got), len(made))
+        assert came_true(lambda: len(got) >= len(made), 30), (len(got), len(made))
         key = lambda w: (w.key, w.stamp)  # noqa: E731
         assert sorted(map(key, got)) == sorted(map(key, made))
     finally:
@@ -263,7 +255,7 @@ replication: {{role: central, replica: central, topic: {base}, status_interval_s
         def reported_stored() -> int:
             return sum(1 for d in read_jsonl(stored) if d["kind"] == "reported")
 
-        assert wait_until(lambda: reported_stored() >= 5, 30)  # before the run is stopped
+        assert came_true(lambda: reported_stored() >= 5, 30)  # before the run is stopped
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -25,6 +25,7 @@ from prometheus_client import REGISTRY
 
 from tests.services.mosquitto import Mosquitto, free_port
 from tests.services.postgres import Postgres
+from tests.services.waiting import came_true
 from twinflow.connectors.bindings import MqttSettings
 from twinflow.connectors.files import read_jsonl
 from twinflow.connectors.postgres import migrate
@@ -65,15 +66,6 @@ def database() -> Iterator[str]:
         url = pg.create_database("replication_rollups")
         migrate(url)
         yield url
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def edge(mqtt: Mosquitto, folder: Path, name: str, base: str, twins: list[str]) -> ReplicationNode:
@@ -132,7 +124,7 @@ replication: {{role: central, replica: hq, topic: {base}, status_interval_s: 0.5
     runner.start()
     north = south = None
     try:
-        assert wait_until(lambda: central.link.connected, 30)
+        assert came_true(lambda: central.link.connected, 30)
         north = edge(mqtt, tmp_path, "north", base, ["pump-1", "pump-2"])
         south = edge(mqtt, tmp_path, "south", base, ["fan-1"])
         t = time.time()
@@ -160,8 +152,8 @@ replication: {{role: central, replica: hq, topic: {base}, status_interval_s: 0.5
 
             return check
 
-        assert wait_until(fleet_in_alarm(3), 30), list(read_jsonl(rollups_file))
-        assert wait_until(lambda: newest(status_file, "site").get("fleet", {}).get(
+        assert came_true(fleet_in_alarm(3), 30), list(read_jsonl(rollups_file))
+        assert came_true(lambda: newest(status_file, "site").get("fleet", {}).get(
             "commands_in_flight") == 1, 10)  # fmt: skip
         rolled = newest(rollups_file, "asset_id")
         assert rolled["north"]["asset_type"] == "site"
@@ -183,16 +175,16 @@ replication: {{role: central, replica: hq, topic: {base}, status_interval_s: 0.5
         south.report_link = True
         south.sync_status()
         reported = lambda: newest(status_file, "site")["south"].get("edge_connected")  # noqa: E731
-        assert wait_until(lambda: reported() is True, 10)
+        assert came_true(lambda: reported() is True, 10)
         assert newest(status_file, "site")["south"]["edge_pending"] is not None
         assert gauge("twinflow_fleet_twins_reporting", site="south") == 1
 
         # A clear at one edge lowers its site and the fleet; the command ends.
         north.forward(alert("pump-1", "overheat", AlertState.CLEARED, Severity.CRITICAL, t + 1))
         south.forward(replace(derate, status=CommandStatus.SUCCEEDED))
-        assert wait_until(fleet_in_alarm(2), 30)
+        assert came_true(fleet_in_alarm(2), 30)
         in_flight = lambda: newest(status_file, "site")["fleet"]["commands_in_flight"]  # noqa: E731
-        assert wait_until(lambda: in_flight() == 0, 10)
+        assert came_true(lambda: in_flight() == 0, 10)
         rolled = newest(rollups_file, "asset_id")
         assert rolled["north"]["in_alarm_by_severity"] == {"info": 0, "warning": 1, "critical": 0}
         assert rolled["fleet"]["in_alarm_by_severity"] == {"info": 0, "warning": 2, "critical": 0}
@@ -206,7 +198,7 @@ replication: {{role: central, replica: hq, topic: {base}, status_interval_s: 0.5
             return {r[0]: (r[1], r[2]) for r in rows}
 
         want = {"fleet": (2, 0), "north": (1, 0), "south": (1, 0)}
-        assert wait_until(lambda: stored() == want, 15), stored()
+        assert came_true(lambda: stored() == want, 15), stored()
     finally:
         stop.set()
         runner.join(timeout=60)

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from bytewax.testing import TestingSource, run_main
 
-from tests.flows.test_replication_rollups import wait_until
 from tests.services.mosquitto import Mosquitto, free_port
+from tests.services.waiting import came_true
 from twinflow.connectors.bindings import MqttSettings
 from twinflow.connectors.files import read_jsonl, read_parquet_dir
 from twinflow.connectors.replication import DiskOutbox
@@ -93,9 +93,9 @@ replication: {{role: central, replica: hq, topic: {base}, status_interval_s: 0.5
     )  # fmt: skip
     edge_done = threading.Event()
     try:
-        assert wait_until(lambda: central.link.connected, 30)
+        assert came_true(lambda: central.link.connected, 30)
         edge.start()
-        assert wait_until(lambda: link.connected, 30)
+        assert came_true(lambda: link.connected, 30)
         link.cut()  # the whole edge run happens while the link is down
         t0 = math.floor((time.time() - 300) / EVERY_S) * EVERY_S
         edge_flow = build_flow(
@@ -107,13 +107,13 @@ replication: {{role: central, replica: hq, topic: {base}, status_interval_s: 0.5
         )
         edge_runner = threading.Thread(target=run_main, args=(edge_flow,), daemon=True)
         edge_runner.start()
-        assert wait_until(lambda: link.outbox.pending >= 6, 30), link.outbox.pending
+        assert came_true(lambda: link.outbox.pending >= 6, 30), link.outbox.pending
         time.sleep(1.0)
         assert not any(
             d["property"] == "telemetry" for d in read_jsonl(out / "replicated.jsonl")
         ) if (out / "replicated.jsonl").exists() else True  # fmt: skip
         link.restore()
-        assert wait_until(lambda: link.outbox.pending == 0, 30)
+        assert came_true(lambda: link.outbox.pending == 0, 30)
         stored = out / "replicated.jsonl"
 
         def received() -> list[dict[str, object]]:
@@ -121,7 +121,7 @@ replication: {{role: central, replica: hq, topic: {base}, status_interval_s: 0.5
                 return []
             return [d for d in read_jsonl(stored) if d["property"] == "telemetry"]
 
-        assert wait_until(lambda: len(received()) >= 6, 30), received()
+        assert came_true(lambda: len(received()) >= 6, 30), received()
         time.sleep(1.0)  # anything more (a duplicate) would arrive now
         edge_done.set()
         edge_runner.join(timeout=60)

@@ -15,3 +15,14 @@ def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 20.0) ->
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.05)
+
+
+def came_true(check: Callable[[], bool], timeout_s: float, every_s: float = 0.1) -> bool:
+    """Whether ``check`` came true within ``timeout_s`` (polled every ``every_s``), for a test
+    that records the answer rather than failing at once."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every_s)
+    return True
