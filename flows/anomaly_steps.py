@@ -48,6 +48,7 @@ class SampleAnomalyStep:
             enabled=config.sample_anomaly,
             warmup=config.sample_warmup,
             warmup_s=config.sample_warmup_s,
+            warmup_slow_s=config.sample_warmup_slow_s,
             warmup_shift=config.sample_warmup_shift,
             warmup_max=config.sample_warmup_max,
             track=config.sample_track,
@@ -56,6 +57,7 @@ class SampleAnomalyStep:
             smooth=config.sample_smooth,
             hold=config.sample_hold,
             half_life=config.sample_half_life,
+            long_s=config.sample_long_s,
             adapt=config.anomaly_adapt,
             seed=config.seed,
         )

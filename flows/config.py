@@ -140,6 +140,18 @@ class FlowConfig:
             low=0,
         )
     )
+    sample_warmup_slow_s: float = setting(
+        Number(
+            "sample_warmup_slow_s",
+            "Least event time (s) the sample warm-up lasts for a slowly sampled twin (its first "
+            "samples a minute or more apart): counted in samples, a warm-up of 5-minute or "
+            "hourly data covers a day or two of start-up, not the machine's normal cycles "
+            "(0: counted in samples only, as at 1 Hz).",
+            7 * 86400.0,
+            low=0,
+            shown="`604800` (7 days)",
+        )
+    )
     sample_warmup_shift: float = setting(
         Number(
             "sample_warmup_shift",
@@ -198,6 +210,18 @@ class FlowConfig:
             "forgotten.",
             86400.0,
             low=0,
+        )
+    )
+    sample_long_s: float = setting(
+        Number(
+            "sample_long_s",
+            "Event time (s; and at least `sample_warmup` samples) an anomalous episode of the "
+            "sample model lasts, its score no longer rising, before the level it holds is "
+            "taken as the twin's new normal and its alarm clears (a normal that moved for "
+            "good; a developing fault rises and is never learned). 0: never.",
+            7 * 86400.0,
+            low=0,
+            shown="`604800` (7 days)",
         )
     )
     sample_alarm_for_s: float = setting(

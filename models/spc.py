@@ -23,7 +23,10 @@ points). Slow drift is followed by exponential forgetting (``half_life`` rows) o
 learned while the twin is normal; learning stops while it is anomalous and ``hold`` rows
 after. A fault that ends with the machine at a new level (its score still above the limit but
 at a tenth of the episode's peak for ``recover_rows`` rows) moves normal to that level: the
-recovery rule, without which such a twin would stay anomalous for good.
+recovery rule, without which such a twin would stay anomalous for good. An episode that
+has lasted ``long_s`` of event time (and at least a warm-up's rows) with a score no longer
+rising moves normal to the level it holds: the long-episode rule, for a normal that moved
+for good while the score stayed high (:mod:`~twinflow.models.spc_long`).
 
 The parts: the statistics and limits in :mod:`~twinflow.models.spc_stats`, the warm-up (its
 level-shift restarts and cap) in :mod:`~twinflow.models.spc_warmup`, learning and the
@@ -41,6 +44,7 @@ import numpy as np
 
 from twinflow.models.spc_adapt import Adaptation
 from twinflow.models.spc_explain import Explanation
+from twinflow.models.spc_long import LongEpisode
 from twinflow.models.spc_stats import (
     CONSTANT,
     Model,
@@ -80,7 +84,10 @@ class SpcDetector(Adaptation, Explanation):
     the rows it was fitted on, and a tail too thin to show in few rows is extrapolated by a
     scaled chi-squared of the same mean and variance.
 
-    Warm-up ends after ``warmup`` rows and ``warmup_s`` seconds (both; 0 disables either).
+    Warm-up ends after ``warmup`` rows and ``warmup_s`` seconds (both; 0 disables either),
+    and lasts ``warmup_slow_s`` too when its rows come a minute apart or more (see
+    :class:`~twinflow.models.spc_warmup.Warmup`). ``long_s`` (0: off) sizes the long-episode
+    rule: at least ``warmup`` rows and ``long_s`` over the warm-up's sampling period.
     ``operating`` names the variables that condition the model (settings, not monitored).
     ``variance`` is the share of the correlation's variance the principal components keep.
     After warm-up a row is learned only when ``adapt`` is on, its score is below
@@ -128,6 +135,8 @@ class SpcDetector(Adaptation, Explanation):
         warmup_shift: float = 0.0,
         warmup_cap: int = 0,
         track: float = 0.0,
+        warmup_slow_s: float = 0.0,
+        long_s: float = 0.0,
         seed: int = 0,
     ) -> None:
         monitored = tuple(v for v in variables if v not in set(operating))
@@ -160,13 +169,16 @@ class SpcDetector(Adaptation, Explanation):
         self.recover = recover
         self.recover_rows = max(1, recover_rows)
         self.track = track
+        self.long_s = long_s
         self.seed = seed
         #: Columns: the settings, then the monitored variables.
         self.columns = (*self.operating, *self.variables)
         self.floors = tuple(floors) if floors is not None else (0.0,) * len(self.columns)
         if len(self.floors) != len(self.columns) or not all(f >= 0 for f in self.floors):
             raise ValueError("SpcDetector floors: one value >= 0 per column (settings first)")
-        self._wu = Warmup(warmup, warmup_s, warmup_shift, warmup_cap, max_rows)
+        self._wu = Warmup(
+            warmup, warmup_s, warmup_shift, warmup_cap, max_rows, slow_seconds=warmup_slow_s
+        )
         self._last = np.full(len(self.columns), np.nan)
         self.model: Model | None = None
         self.limits = (math.nan, math.nan, math.nan)  # T², SPE, smoothed score
@@ -192,6 +204,9 @@ class SpcDetector(Adaptation, Explanation):
         self._low = 0
         self._low_sum = np.zeros(len(self.variables))
         self.recoveries = 0
+        #: The long-episode rule (sized at the warm-up's end) and how often it moved normal.
+        self._long: LongEpisode | None = None
+        self.relearned = 0
         #: The drift rule: rows judged, and the learned residuals since its last move.
         self._judged = 0
         self._drift = np.zeros(len(self.variables))
@@ -211,7 +226,15 @@ class SpcDetector(Adaptation, Explanation):
             wu.start = state.pop("start", None)
             state["_wu"] = wu
         n = len(state["variables"])
-        defaults = {"track": 0.0, "_judged": 0, "_drift": np.zeros(n), "_drift_n": 0}
+        defaults = {
+            "track": 0.0,
+            "_judged": 0,
+            "_drift": np.zeros(n),
+            "_drift_n": 0,
+            "long_s": 0.0,
+            "_long": None,
+            "relearned": 0,
+        }
         self.__dict__.update({**defaults, **state})
 
     # -- state -----------------------------------------------------------------------------
@@ -260,7 +283,32 @@ class SpcDetector(Adaptation, Explanation):
         """True when the warm-up ended at its cap with its level still moving."""
         return self._wu.unsettled
 
+    @property
+    def period(self) -> float:
+        """The sampling period the warm-up observed (seconds; NaN: not known)."""
+        return self._wu.period
+
+    @property
+    def slow(self) -> bool:
+        """True when the warm-up's rows came ``SLOW_PERIOD_S`` (a minute) apart or more."""
+        return self.period >= self._wu.slow_period
+
+    @property
+    def long_rows(self) -> int:
+        """Rows an episode lasts before the long-episode rule may move normal (0: off)."""
+        return 0 if self._long is None else self._long.rows
+
+    def _size_long(self) -> None:
+        """The long-episode rule's length: ``long_s`` over the observed sampling period,
+        and at least ``warmup`` rows (off without ``long_s`` or a known period)."""
+        period = self.period
+        if self.long_s > 0 and math.isfinite(period) and period > 0:
+            rows = max(self.warmup, math.ceil(self.long_s / period))
+            self._long = LongEpisode(rows, len(self.variables))
+
     def _finish_warmup(self) -> None:
+        self._size_long()
+        self._wu.gaps = self._wu.gaps and (self._wu.period,)  # its period is all that is kept
         data = np.vstack(self._wu.rows)
         self._wu.rows = []
         floors = np.asarray(self.floors, dtype=float)

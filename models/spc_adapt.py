@@ -4,8 +4,10 @@ warm-up and how its normal moves.
 Learning (``adapt``): a row is learned when it scores below ``learn_below`` and no row of the
 last ``hold`` was anomalous, faded by ``half_life``, the model refitting every
 ``refit_every`` learned rows (and after ``relearn`` rows at a new operating point). The
-recovery rule moves normal to the level a fault left the machine at; the drift rule
-(``track``) moves it with the rows learned in control, every ``TRACK_EVERY`` rows judged.
+recovery rule moves normal to the level a fault left the machine at; the long-episode rule
+(:mod:`~twinflow.models.spc_long`) to the level an episode that lasted long without
+developing holds; the drift rule (``track``) moves it with the rows learned in control,
+every ``TRACK_EVERY`` rows judged.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 
 import numpy as np
 
+from twinflow.models.spc_long import LongEpisode
 from twinflow.models.spc_stats import Model
 
 
@@ -36,6 +39,8 @@ class Adaptation:
     recover_rows: int
     track: float
     recoveries: int
+    relearned: int
+    _long: LongEpisode | None
     _m: np.ndarray | None
     _s_mean: np.ndarray
     _s_sd: np.ndarray
@@ -90,14 +95,26 @@ class Adaptation:
             else:
                 self._low = 0
             if self._low >= self.recover_rows and r > 1.0:
-                self._shift = self._shift + self._low_sum / self._low
-                self._peak, self._low = 0.0, 0
-                self._ewma = math.nan
-                self._z = np.zeros(len(self.variables))
-                self._drift, self._drift_n = np.zeros(len(self.variables)), 0
+                self._move_normal(self._low_sum / self._low)
                 self.recoveries += 1
                 return i
+            level = None if self._long is None else self._long.step(r, resid[i], self._peak > 0)
+            if level is not None:  # the long-episode rule: a level that held, not a fault
+                self._move_normal(level)
+                self.relearned += 1
+                return i
         return -1
+
+    def _move_normal(self, level: np.ndarray) -> None:
+        """Normal moves by ``level`` (standardised residuals): the episode is over, the
+        averages restart there and learning resumes ``hold`` rows later."""
+        self._shift = self._shift + level
+        self._peak, self._low = 0.0, 0
+        self._ewma = math.nan
+        self._z = np.zeros(len(self.variables))
+        self._drift, self._drift_n = np.zeros(len(self.variables)), 0
+        if self._long is not None:
+            self._long.reset()
 
     def _learn(
         self, s: np.ndarray, y: np.ndarray, ratio: np.ndarray, novel: np.ndarray, resid: np.ndarray

@@ -28,6 +28,20 @@ import numpy as np
 
 #: The share of ``target`` rows a warm-up must have seen since its last restart.
 SETTLE_SHARE = 0.5
+#: Gaps between the warm-up's first rows whose median is its observed sampling period.
+PERIOD_GAPS = 64
+#: A sampling period of at least this many seconds makes a machine slowly sampled.
+SLOW_PERIOD_S = 60.0
+
+
+def sampling_period(gaps: np.ndarray) -> float:
+    """The median of the positive gaps (seconds), NaN without any.
+
+    >>> sampling_period(np.array([300.0, 300.0, 0.0, 3600.0]))
+    300.0
+    """
+    pos = gaps[gaps > 0]
+    return float(np.median(pos)) if pos.size else math.nan
 
 
 def level_shift(rows: np.ndarray, scale: np.ndarray, min_segment: int) -> tuple[int, float]:
@@ -85,11 +99,17 @@ class Warmup:
     test off) and at least ``SETTLE_SHARE`` of ``target``, or at ``cap`` rows whatever they
     look like (0: no cap) but never before ``seconds``. ``rows[origin:]`` is the segment
     since the last restart; the rows before it are kept until the end in case the warm-up
-    never settles."""
+    never settles. Rows sampled every ``slow_period`` seconds or more (the median of the
+    first gaps) make it last ``slow_seconds`` too (0: never)."""
 
     #: The first kept row of the segment since the last restart (class default: a warm-up
     #: pickled before it existed had dropped the rows before its restarts).
     origin = 0
+    #: The slow-sampling rule's state (class defaults: a warm-up pickled before it existed).
+    slow_seconds = 0.0
+    slow_period = SLOW_PERIOD_S
+    last_time: float | None = None
+    gaps: tuple[float, ...] = ()
 
     def __init__(
         self,
@@ -98,9 +118,13 @@ class Warmup:
         shift: float = 0.0,
         cap: int = 0,
         max_rows: int = 600,
+        slow_seconds: float = 0.0,
+        slow_period: float = SLOW_PERIOD_S,
     ) -> None:
         self.target = target
         self.seconds = seconds
+        self.slow_seconds = slow_seconds
+        self.slow_period = slow_period
         self.shift = shift
         self.cap = max(cap, target) if cap > 0 else 0
         self.max_rows = max_rows
@@ -116,20 +140,48 @@ class Warmup:
         self.restarts = 0
         self.unsettled = False
 
+    @property
+    def period(self) -> float:
+        """The observed sampling period: the median of the first gaps (NaN: none yet)."""
+        return sampling_period(np.asarray(self.gaps, dtype=float))
+
+    def least_seconds(self, period: float) -> float:
+        """The least event time the warm-up lasts: ``seconds``, and ``slow_seconds`` once
+        the rows come every ``slow_period`` seconds or more."""
+        slow = self.slow_seconds > 0 and period >= self.slow_period
+        return max(self.seconds, self.slow_seconds) if slow else self.seconds
+
+    def _gaps_of(self, times: np.ndarray) -> np.ndarray:
+        """The gaps these rows add to the first ``PERIOD_GAPS`` (none once that many)."""
+        room = PERIOD_GAPS - len(self.gaps)
+        if room <= 0 or not len(times):
+            return np.zeros(0)
+        head = times[: room + 1]
+        if self.last_time is not None:
+            head = np.concatenate([[self.last_time], times[:room]])
+        gaps: np.ndarray = np.diff(head)
+        return gaps
+
     def needed(self, times: np.ndarray) -> tuple[int, bool]:
         """How many of these rows the warm-up takes before it must be checked (all of them
         when the check is not due within them), and whether it is due after them."""
         if self.start is None and len(times):
             self.start = float(times[0])
         i = np.arange(1, len(times) + 1)
-        long_enough = times - (self.start or 0.0) >= self.seconds
+        seen = np.concatenate([np.asarray(self.gaps, dtype=float), self._gaps_of(times)])
+        least = self.least_seconds(sampling_period(seen))
+        long_enough = times - (self.start or 0.0) >= least
         due = (self.seen + i >= self.target) & (self.segment + i >= self.settle) & long_enough
         if self.cap:
             # the cap bounds the restarts, never the least time: a warm-up sized in time
             # (slow sampling: 600 rows of 5-minute data are two days) lasts that time
             due |= (self.seen + i >= self.cap) & long_enough
         hit = np.flatnonzero(due)
-        return (int(hit[0]) + 1, True) if hit.size else (len(times), False)
+        cut, is_due = (int(hit[0]) + 1, True) if hit.size else (len(times), False)
+        if cut:  # the rows taken: their gaps (the period) and the last time
+            self.gaps = (*self.gaps, *self._gaps_of(times[:cut]).tolist())
+            self.last_time = float(times[cut - 1])
+        return cut, is_due
 
     def keep(self, rows: np.ndarray) -> None:
         """Count the rows and keep every ``stride``-th."""
@@ -170,4 +222,12 @@ class Warmup:
         return True
 
 
-__all__ = ["SETTLE_SHARE", "Warmup", "level_shift", "residuals"]
+__all__ = [
+    "PERIOD_GAPS",
+    "SETTLE_SHARE",
+    "SLOW_PERIOD_S",
+    "Warmup",
+    "level_shift",
+    "residuals",
+    "sampling_period",
+]

@@ -12,18 +12,23 @@ alone would be met by two samples in a row, and one quiet sample would clear. Th
 hysteresis, so an open alarm stays open while a fault's score hovers around its limit instead
 of clearing and raising again (each raise would cost ``raise_s`` of a fault's points, and each
 clear ``clear_s`` of a healthy stretch). An open alarm whose score, still above the limit, has
-stayed at or below ``recover`` (a tenth) of its peak for ``recover_s`` (30 s) clears at once:
-the fault is over and the machine settled at a new level, which the sample model re-learns by
-the same rule. A NaN score (warm-up, a new operating point)
-neither raises nor clears, and the first ``settle_s`` seconds of scores after warm-up are
-only watched: the smoothed score and the freshly fitted model settle there (the commonest
-false alarm on healthy recordings was right at the end of warm-up). The raised alert's
+stayed at or below ``recover`` (a tenth) of its peak for ``recover_s`` (30 s) and
+``recover_n`` samples clears at once: the fault is over and the machine settled at a new
+level, which the sample model re-learns by the same rule. (An episode that holds its level
+for a week without rising is taken as the new normal by the sample model's long-episode
+rule; its scores then fall and the alarm clears the usual way.) A NaN score (warm-up, a new
+operating point) neither raises nor clears, and the first ``settle_s`` seconds and
+``settle_n`` samples of scores after warm-up are only watched: the smoothed score and the
+freshly fitted model settle there (the commonest false alarm on healthy recordings was
+right at the end of warm-up). Every span is asked in time and in samples, so the alarm
+behaves alike at 1 Hz (where the times ask for more samples than the counts) and at one
+sample every 5 minutes or an hour (where the counts ask for more time). The raised alert's
 evidence holds the highest score and the share of each signal that drives it, and its
 message names the largest.
 
 >>> import numpy as np
 >>> from twinflow.core.records import TelemetryFrame
->>> alarm = SampleAlarm(raise_s=10.0, clear_s=60.0, settle_s=0.0)
+>>> alarm = SampleAlarm(raise_s=10.0, clear_s=60.0, settle_s=0.0, settle_n=0)
 >>> scores = np.array([0.5] * 5 + [2.0] * 20 + [0.2] * 70)
 >>> frame = TelemetryFrame("P1", "rig", np.arange(95.0), {"anomaly_sample": scores,
 ...     "anomaly_sample.s3": np.where(scores > 1, 0.8, 0.0)})
@@ -47,6 +52,21 @@ from twinflow.operators.sample_anomaly import SAMPLE_PREFIX, SAMPLE_SIGNAL
 RULE = "anomaly_sample"
 
 
+def span(seconds: float) -> str:
+    """A duration as an alert message says it: seconds, minutes or hours.
+
+    >>> span(10.0), span(900.0), span(10800.0), span(float("nan"))
+    ('10 s', '15 min', '3 h', '0 s')
+    """
+    if not math.isfinite(seconds) or seconds < 0:
+        return "0 s"
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
+
+
 @dataclass(slots=True)
 class SampleAlarm:
     """One twin's raw-sample anomaly alarm (its state pickles with the flow's recovery)."""
@@ -61,12 +81,18 @@ class SampleAlarm:
     #: re-learns the level the machine settled at, by the same rule; 0: off).
     recover: float = 0.1
     recover_s: float = 30.0
+    #: Least samples of the recovery run and of the watched start (besides their times).
+    recover_n: int = 20
+    settle_n: int = 30
     #: Least number of samples in a row above the limit to raise, and at or below
     #: ``clear_below`` to clear (besides ``raise_s`` and ``clear_s``).
     raise_n: int = 3
     clear_n: int = 6
-    #: Event time the current run at or below ``recover`` of the peak began (NaN: none).
+    #: Event time the current run at or below ``recover`` of the peak began (NaN: none),
+    #: and its samples; finite scores seen so far.
     low_since: float = math.nan
+    low_n: int = 0
+    scored_n: int = 0
     #: Event time of the first finite score (NaN: none yet).
     first_scored: float = math.nan
     #: Event time the current run of scores above the limit began (NaN: not in one).
@@ -98,7 +124,8 @@ class SampleAlarm:
             t, score = float(times[i]), float(scores[i])
             if math.isnan(self.first_scored):
                 self.first_scored = t
-            if t - self.first_scored < self.settle_s:
+            self.scored_n += 1
+            if t - self.first_scored < self.settle_s or self.scored_n <= self.settle_n:
                 continue
             if self.open is not None and self._recovered(t, score):
                 out.append(self._clear(t, recovered=True))
@@ -136,11 +163,12 @@ class SampleAlarm:
         """The recovery rule: still above the limit, but at or below ``recover`` of the
         run's peak for ``recover_s`` (a score back under the limit clears the usual way)."""
         if self.recover <= 0.0 or score <= 1.0 or score > self.recover * self.peak:
-            self.low_since = math.nan
+            self.low_since, self.low_n = math.nan, 0
             return False
         if math.isnan(self.low_since):
-            self.low_since = t
-        return t - self.low_since >= self.recover_s
+            self.low_since, self.low_n = t, 0
+        self.low_n += 1
+        return t - self.low_since >= self.recover_s and self.low_n >= self.recover_n
 
     def _remember(self, score: float, shares: dict[str, float]) -> None:
         """The run's highest score and, per signal, its largest share (bounded by the type's
@@ -165,7 +193,7 @@ class SampleAlarm:
             severity=Severity.WARNING,
             time=at,
             raised_at=at,
-            message=f"raw samples outside the twin's learned normal for {self.raise_s:g} s "
+            message=f"raw samples outside the twin's learned normal for {span(t - self.hot_since)} "
             f"(T²/SPE score {self.peak:.2f} x its limit){driven}",
             evidence=evidence,
         )
@@ -173,7 +201,7 @@ class SampleAlarm:
 
     def _clear(self, t: float, recovered: bool = False) -> Alert:
         assert self.open is not None
-        message = f"raw samples back within the learned normal for {self.clear_s:g} s"
+        message = f"raw samples back within the learned normal for {span(t - self.cold_since)}"
         if recovered:
             message = (
                 f"the score fell to {self.recover:g} of its peak for {self.recover_s:g} s: the "
@@ -192,7 +220,7 @@ class SampleAlarm:
             evidence=self.open.evidence,
         )
         self.open, self.peak, self.shares = None, 0.0, {}
-        self.low_since = math.nan
+        self.low_since, self.low_n = math.nan, 0
         return cleared
 
 

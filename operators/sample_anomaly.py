@@ -47,6 +47,8 @@ class SampleSettings:
     enabled: bool = False
     warmup: int = 300
     warmup_s: float = 0.0
+    #: Least warm-up time of a slowly sampled twin (a minute or more between samples).
+    warmup_slow_s: float = 7 * 86400.0
     warmup_shift: float = 4.0
     warmup_max: int = 600
     track: float = 0.0
@@ -56,6 +58,9 @@ class SampleSettings:
     hold: int = 60
     half_life: float = 86400.0
     adapt: bool = True
+    #: Event time an anomalous episode lasts, its score not rising, before its level is
+    #: taken as the new normal (the long-episode rule; 0: never).
+    long_s: float = 7 * 86400.0
     seed: int = 0
 
     def for_type(self, kind: TwinType) -> SampleSettings:
@@ -94,9 +99,11 @@ class SampleScorer:
                 operating=operating,
                 warmup=s.warmup,
                 warmup_s=s.warmup_s,
+                warmup_slow_s=s.warmup_slow_s,
                 warmup_shift=s.warmup_shift,
                 warmup_cap=s.warmup_max,
                 track=s.track,
+                long_s=s.long_s,
                 quantile=s.quantile,
                 margin=s.margin,
                 smooth=s.smooth,
@@ -118,10 +125,17 @@ class SampleScorer:
             [np.asarray(frame.signals.get(c, nan), dtype=np.float64) for c in det.columns]
         )
         filled = det.fill(rows)
-        warm = det.warm
+        warm, relearned = det.warm, det.relearned
         scores = det.update_filled(np.asarray(frame.times, dtype=np.float64), filled)
         if det.warm and not warm:
             self._warmed(frame.twin_id)
+        if det.relearned != relearned:
+            log.info(
+                "sample model of %s: an anomalous episode of %d samples held its level "
+                "without rising; that level is its new normal (the long-episode rule)",
+                frame.twin_id,
+                det.long_rows,
+            )
         if not np.isfinite(scores).any():  # warming up, or a new operating point
             return frame
         added = {SAMPLE_SIGNAL: scores}
@@ -147,7 +161,15 @@ class SampleScorer:
                 det.restarts,
                 det.n_seen,
             )
-        elif det.restarts:
+        if det.slow and det.n_seen > det.warmup:
+            log.info(
+                "sample model of %s: sampled every %.0f s, so its warm-up covered %d samples "
+                "(at least flow.sample_warmup_slow_s of event time)",
+                twin_id,
+                det.period,
+                det.n_seen,
+            )
+        if det.restarts and not det.unsettled:
             log.info(
                 "sample model of %s: warm-up restarted %d time(s) after a level shift; "
                 "fitted after %d samples",

@@ -32,7 +32,9 @@ z-score (for one signal, Hotelling's T²) fitted on each file's first 15 % of ro
 probationary period) with the limit at the 99th percentile of those rows' scores; a
 baseline's "alarms" are the rows where its flag turns on.
 
-Run: ``.venv/bin/python tests/benchmarks/bench_nab.py [FOLDER] [--set KEY=VALUE ...]``.
+Run: ``.venv/bin/python tests/benchmarks/bench_nab.py [FOLDER] [--set KEY=VALUE ...]
+[--files NAME ...]``
+(``--files`` replays other NAB files, e.g. held-out ones, with the same one-signal type).
 """
 
 from __future__ import annotations
@@ -79,10 +81,10 @@ def find_labels(folder: Path, given: Path | None) -> Path | None:
     return hits[0] if hits else None
 
 
-def read(folder: Path, labels: Path) -> list[Recording]:
+def read(folder: Path, labels: Path, names: tuple[str, ...] = FILES) -> list[Recording]:
     windows = json.loads(labels.read_text())
     out = []
-    for name in FILES:
+    for name in names:
         paths = sorted(folder.rglob(f"{name}.csv"))
         if not paths:
             print(f"skipped {name}: no {name}.csv under {folder}")
@@ -244,6 +246,14 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a flow setting for the replays (default: none, the documented defaults)",
     )
+    ap.add_argument(
+        "--files",
+        nargs="+",
+        default=list(FILES),
+        metavar="NAME",
+        help="NAB file names (without .csv) to replay instead of the two machine files; "
+        "each gets the same one-signal type (its signal is called temperature)",
+    )
     args = ap.parse_args()
     flow = dict(kv.split("=", 1) for kv in args.set)
     folder = Path(args.folder) if args.folder is not None else None
@@ -255,9 +265,9 @@ def main() -> None:
             "nothing measured"
         )
         return
-    recs = read(folder, labels)
+    recs = read(folder, labels, tuple(args.files))
     if not recs:
-        print(f"no NAB machine-temperature files under {folder}; nothing measured")
+        print(f"none of {', '.join(args.files)} under {folder}; nothing measured")
         return
     for r in recs:
         e = r.exp
