@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from twinflow.core.records import RulEstimate
+from twinflow.models.similarity import bin_medians, weighted_quantiles
 
 #: Rate factors tried first (then refined between the best one's neighbours).
 RATES = tuple(float(r) for r in np.geomspace(0.4, 2.5, 13))
@@ -72,8 +73,9 @@ class Course:
 
 def course(times: Values, rows: np.ndarray, failure: float, points: int = 48) -> Course | None:
     """A unit's course from its index rows (one column per index) at ``times`` (hours) up to
-    ``failure``: the medians of ``points`` equal time bins; ``None`` with fewer than 4
-    complete rows before the failure."""
+    ``failure``: the medians of ``points`` equal time bins (the binning of
+    :func:`~twinflow.models.similarity.bin_medians`, shared with the trajectories);
+    ``None`` with fewer than 4 complete rows before the failure."""
     t = np.asarray(times, dtype=float)
     x = np.atleast_2d(np.asarray(rows, dtype=float).reshape(t.size, -1))
     keep = np.isfinite(t) & np.isfinite(x).all(axis=1) & (t <= failure)
@@ -82,14 +84,7 @@ def course(times: Values, rows: np.ndarray, failure: float, points: int = 48) ->
         return None
     order = np.argsort(t)
     first = float(t[order][0])
-    t, x = t[order] - first, x[order]
-    edges = np.linspace(0.0, t[-1], points + 1)
-    slot = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, points - 1)
-    cuts = np.flatnonzero(np.diff(slot)) + 1  # t is sorted: each bin is one slice
-    ages, values = [], []
-    for a, b in zip(np.r_[0, cuts], np.r_[cuts, t.size], strict=True):
-        ages.append(round(float(np.median(t[a:b])), 4))
-        values.append(tuple(round(float(v), 4) for v in np.median(x[a:b], axis=0)))
+    ages, values = bin_medians(t[order] - first, x[order], points)
     return Course(tuple(ages), tuple(values), round(float(failure - first), 4))
 
 
@@ -211,14 +206,6 @@ class CourseMatch:
 
     def __repr__(self) -> str:
         return f"CourseMatch(units={len(self.library)}, neighbours={self.neighbours})"
-
-
-def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: Sequence[float]) -> list[float]:
-    """Quantiles of ``values`` under ``weights`` (interpolated between the values)."""
-    order = np.argsort(values)
-    v, w = values[order], weights[order]
-    cum = (np.cumsum(w) - 0.5 * w) / w.sum()
-    return [float(np.interp(q, cum, v)) for q in qs]
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,28 @@ def _scale(values: np.ndarray, log: bool) -> np.ndarray:
     return out
 
 
+def bin_medians(
+    times: np.ndarray, rows: np.ndarray, points: int
+) -> tuple[list[float], list[tuple[float, ...]]]:
+    """The medians of ``points`` equal time bins from 0 to the last of ``times`` (sorted,
+    starting at 0; ``rows``: one row per time, one column per value): per non-empty bin its
+    median time and median row, rounded to 4 decimals. Shared by the trajectories here and
+    the courses of :mod:`twinflow.models.rul_match`, so both bin a unit alike.
+
+    >>> bin_medians(np.array([0.0, 1, 2, 3]), np.array([[1.0], [3.0], [5.0], [7.0]]), 2)
+    ([0.5, 2.5], [(2.0,), (6.0,)])
+    """
+    edges = np.linspace(0.0, float(times[-1]), points + 1)
+    slot = np.clip(np.searchsorted(edges, times, side="right") - 1, 0, points - 1)
+    cuts = np.flatnonzero(np.diff(slot)) + 1  # times are sorted: each bin is one slice
+    ages: list[float] = []
+    values: list[tuple[float, ...]] = []
+    for a, b in zip(np.r_[0, cuts], np.r_[cuts, times.size], strict=True):
+        ages.append(round(float(np.median(times[a:b])), 4))
+        values.append(tuple(round(float(v), 4) for v in np.median(rows[a:b], axis=0)))
+    return ages, values
+
+
 def trajectory(
     times: Values,
     index: Values,
@@ -67,8 +89,8 @@ def trajectory(
     points: int = 48,
 ) -> Trajectory | None:
     """A unit's trajectory from its index at ``times`` (hours) up to ``failure`` (hours):
-    the medians of ``points`` equal time bins (noise averaged, size bounded); ``None``
-    with fewer than 4 finite values before the failure."""
+    the medians of ``points`` equal time bins (:func:`bin_medians`: noise averaged, size
+    bounded); ``None`` with fewer than 4 finite values before the failure."""
     t = np.asarray(times, dtype=float)
     h = np.asarray(index, dtype=float)
     keep = np.isfinite(t) & np.isfinite(h) & (t <= failure)
@@ -77,15 +99,8 @@ def trajectory(
         return None
     order = np.argsort(t)
     first = float(t[order][0])
-    t, h = t[order] - first, h[order]
-    edges = np.linspace(0.0, t[-1], points + 1)
-    slot = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, points - 1)
-    ages, values = [], []
-    for b in np.unique(slot):
-        sel = slot == b
-        ages.append(round(float(np.median(t[sel])), 4))
-        values.append(round(float(np.median(h[sel])), 4))
-    return Trajectory(tuple(ages), tuple(values), round(float(failure - first), 4))
+    ages, values = bin_medians(t[order] - first, h[order][:, None], points)
+    return Trajectory(tuple(ages), tuple(v[0] for v in values), round(float(failure - first), 4))
 
 
 class SimilarityRul:
@@ -189,7 +204,7 @@ class SimilarityRul:
         scale = max(best, 1e-6) * 2.0 / self.sharpness
         weight = np.exp(-(misfit - best) / scale)
         tail = (1.0 - self.coverage) / 2.0
-        low, mid, high = _weighted_quantiles(life, weight, (tail, 0.5, 1.0 - tail))
+        low, mid, high = weighted_quantiles(life, weight, (tail, 0.5, 1.0 - tail))
         return RulEstimate(self.name, health, mid, low, high)
 
     def __repr__(self) -> str:
@@ -207,15 +222,23 @@ def _nearest(m: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _weighted_quantiles(
+def weighted_quantiles(
     values: np.ndarray, weights: np.ndarray, qs: Sequence[float]
 ) -> tuple[float, ...]:
     """Quantiles of ``values`` under ``weights`` (the value where the cumulative weight,
-    at each value's midpoint, reaches ``q``; interpolated between values)."""
+    at each value's midpoint, reaches ``q``; interpolated between values). Shared with
+    :mod:`twinflow.models.rul_match`."""
     order = np.argsort(values)
     v, w = values[order], weights[order]
     cum = (np.cumsum(w) - 0.5 * w) / w.sum()
     return tuple(float(np.interp(q, cum, v)) for q in qs)
 
 
-__all__ = ["RATES", "SimilarityRul", "Trajectory", "trajectory"]
+__all__ = [
+    "RATES",
+    "SimilarityRul",
+    "Trajectory",
+    "bin_medians",
+    "trajectory",
+    "weighted_quantiles",
+]

@@ -12,6 +12,7 @@ import pytest
 
 from twinflow.core.records import RulEstimate
 from twinflow.models.rul_match import Buffer, Calibration, CourseMatch, course
+from twinflow.models.similarity import trajectory
 
 
 def linear_course(life: float, n: int = 60) -> tuple[np.ndarray, np.ndarray]:
@@ -27,6 +28,20 @@ def test_a_course_is_binned_up_to_the_failure() -> None:
     assert c.ages[0] >= 0.0 and c.values[-1][0] > 0.95
     assert course(t[:3], x[:3], 10.0) is None  # too few points
     assert set(c.to_json()) == {"ages", "values", "life"}
+
+
+def test_a_course_and_a_trajectory_bin_a_unit_alike() -> None:
+    # one binning for both (similarity.bin_medians): the same unsorted noisy series gives the
+    # same ages and medians, a bin's median time and value, up to the failure only
+    rng = np.random.default_rng(3)
+    t = rng.permutation(np.arange(0.0, 12.0, 0.1)) + 2.0
+    h = 0.1 * t + rng.normal(0.0, 0.05, t.size)
+    c, tr = course(t, h[:, None], 11.0, points=9), trajectory(t, h, 11.0, points=9)
+    assert c is not None and tr is not None
+    assert c.ages == tr.ages and [v[0] for v in c.values] == list(tr.values)
+    assert c.life == tr.life == 9.0 and len(c.ages) == 9
+    first = np.sort(t)[:10]  # the first bin: ages 0 to 1 since the first point
+    assert c.ages[0] == round(float(np.median(first - 2.0)), 4)
 
 
 def test_the_buffer_keeps_the_whole_course_in_bounded_points() -> None:
