@@ -110,7 +110,9 @@ class CourseMatch:
     """RUL of one twin from the courses of a history (see the module): ``coverage`` (the raw
     interval's probability, the neighbours' weighted quantiles), ``rates`` (stretches tried
     first), ``neighbours`` (units that vote; ``None``: a third of the library, at least 3),
-    ``min_points`` (points before any estimate), ``name`` (the indicator in the estimates),
+    ``min_points`` (points before any estimate: 2 by default, since the history's vote
+    gives a loose but finite life from the first points, where an infinite one misleads
+    more), ``name`` (the indicator in the estimates),
     ``recency`` (``None``: each point weighs the time it stands for; else that times
     ``exp(-age / (recency * span))``, the newest points weighing more)."""
 
@@ -120,7 +122,7 @@ class CourseMatch:
         coverage: float = 0.9,
         rates: Sequence[float] = RATES,
         neighbours: int | None = None,
-        min_points: int = 6,
+        min_points: int = 2,
         name: str = "learned_index",
         recency: float | None = None,
     ) -> None:

@@ -44,6 +44,21 @@ def test_a_course_and_a_trajectory_bin_a_unit_alike() -> None:
     assert c.ages[0] == round(float(np.median(first - 2.0)), 4)
 
 
+def test_a_twin_gets_a_finite_life_from_its_second_point() -> None:
+    # a history of lives 8-12.5 h rising linearly from their start; a twin like the 10 h one
+    # gets its life from two points (6 were needed before: an infinite life for 5 windows)
+    lib = []
+    for life in (8.0, 10.0, 12.5):
+        t = np.linspace(0.0, life, 60)
+        c = course(t, (t / life)[:, None], life)
+        assert c is not None
+        lib.append(c)
+    r = CourseMatch(lib).estimate([0.5, 1.0], [[0.05], [0.1]])
+    assert math.isfinite(r.hours) and abs(r.hours - 9.0) <= 0.1 * 9.0
+    assert r.low_hours <= r.hours <= r.high_hours
+    assert math.isinf(CourseMatch(lib).estimate([1.0], [[0.1]]).hours)  # one point: none
+
+
 def test_the_buffer_keeps_the_whole_course_in_bounded_points() -> None:
     b = Buffer(16)
     for i in range(1000):
