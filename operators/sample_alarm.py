@@ -40,7 +40,7 @@ message names the largest.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -81,18 +81,12 @@ class SampleAlarm:
     #: re-learns the level the machine settled at, by the same rule; 0: off).
     recover: float = 0.1
     recover_s: float = 30.0
-    #: Least samples of the recovery run and of the watched start (besides their times).
-    recover_n: int = 20
-    settle_n: int = 30
     #: Least number of samples in a row above the limit to raise, and at or below
     #: ``clear_below`` to clear (besides ``raise_s`` and ``clear_s``).
     raise_n: int = 3
     clear_n: int = 6
-    #: Event time the current run at or below ``recover`` of the peak began (NaN: none),
-    #: and its samples; finite scores seen so far.
+    #: Event time the current run at or below ``recover`` of the peak began (NaN: none).
     low_since: float = math.nan
-    low_n: int = 0
-    scored_n: int = 0
     #: Event time of the first finite score (NaN: none yet).
     first_scored: float = math.nan
     #: Event time the current run of scores above the limit began (NaN: not in one).
@@ -106,6 +100,28 @@ class SampleAlarm:
     open: Alert | None = None
     peak: float = 0.0
     shares: dict[str, float] = field(default_factory=dict)
+    # Fields added later come last, so a snapshot of an older alarm (its fields pickled in
+    # order) restores them and these take their defaults (``__setstate__``).
+    #: Least samples of the recovery run and of the watched start (besides their times).
+    recover_n: int = 20
+    settle_n: int = 30
+    #: Samples of the current run at or below ``recover`` of the peak; finite scores seen.
+    low_n: int = 0
+    scored_n: int = 0
+
+    def __getstate__(self) -> list[object]:
+        """The fields' values in order (as a slotted dataclass pickles)."""
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def __setstate__(self, state: list[object]) -> None:
+        """Restore, also a snapshot of an older alarm with fewer (leading) fields: the
+        later ones take their defaults."""
+        for f, value in zip(fields(self), state, strict=False):
+            object.__setattr__(self, f.name, value)
+        for f in fields(self)[len(state) :]:
+            factory = f.default_factory
+            default = factory() if callable(factory) else f.default
+            object.__setattr__(self, f.name, default)
 
     def update(self, frame: TelemetryFrame) -> list[Alert]:
         """The raise and clear transitions this frame's scores cause, in time order."""

@@ -135,3 +135,21 @@ def test_slow_samples_need_twenty_at_a_tenth_of_the_peak_to_recover() -> None:
     assert alarm.update(slow_frame([3.0] * 19, 5)) == [] and alarm.open is raised
     (cleared,) = alarm.update(slow_frame([3.0], 24))
     assert "fault is over" in cleared.message and cleared.time.timestamp() == 24 * 300.0
+
+
+def test_a_snapshot_of_an_older_alarm_restores_with_the_new_fields_at_their_defaults() -> None:
+    alarm = SampleAlarm(settle_s=0.0, settle_n=0)
+    (raised,) = alarm.update(frame([3.0] * 20))
+    state = alarm.__getstate__()
+    older = state[:-4]  # the alarm before the sample counts of settle and recovery existed
+    restored = SampleAlarm.__new__(SampleAlarm)
+    restored.__setstate__(older)
+    assert restored.open == raised and restored.hot_n == alarm.hot_n
+    assert (restored.recover_n, restored.settle_n, restored.low_n, restored.scored_n) == (
+        20,
+        30,
+        0,
+        0,
+    )
+    again = pickle.loads(pickle.dumps(alarm))
+    assert pickle.dumps(again.__getstate__()) == pickle.dumps(state)  # NaN fields too
