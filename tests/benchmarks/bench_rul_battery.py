@@ -11,13 +11,14 @@ Printed: alpha-lambda (alpha 0.2) at half of the discharge, the interval's cover
 its median width relative to the truth, its coverage over every window of the discharge, the
 RMSE over those windows (estimates capped at the longest life in the history), beside the
 mean-life baseline (the other folds' mean life minus the age); the RMSE also over the
-windows where the flow has an estimate (it needs six points first). Run:
+windows where the flow has an estimate (it needs a few points first). Run:
 ``.venv/bin/python tests/benchmarks/bench_rul_battery.py [--units 20] [--folds 5] [--keep DIR]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import statistics
 import sys
@@ -40,10 +41,12 @@ from twinflow.connectors.files import read_parquet_dir
 from twinflow.connectors.recorded.spec import replay_spec
 from twinflow.flows.deploy import load_deployment
 from twinflow.flows.replay import run_replay
+from twinflow.models.rul_match import CourseMatch
 
 FLOW = "twinflow replay --history (the flow)"
 MEAN = "mean life minus age"
-MIN_POINTS = 6  # CourseMatch's default: points before its first estimate
+#: CourseMatch's default: points before its first estimate.
+MIN_POINTS = int(inspect.signature(CourseMatch).parameters["min_points"].default)
 
 
 def fold_runs(part: list[dict[str, Any]], windows: pl.DataFrame, mean_life: float,
@@ -131,7 +134,7 @@ def main() -> None:
     finite = [_finite(r) for r in runs]
     print(
         "  RMSE, h, over the windows with a finite estimate of the flow (it answers from its "
-        f"{MIN_POINTS}th window): the flow {score(finite, FLOW, cap)['rmse']:.2f}, "
+        f"window {MIN_POINTS} on): the flow {score(finite, FLOW, cap)['rmse']:.2f}, "
         f"mean life {score(finite, MEAN, cap)['rmse']:.2f}"
     )
     print(f"  ({time.perf_counter() - t0:.0f} s; replays in {root})")
