@@ -186,6 +186,7 @@ def _key_order(prefixes: list[bytes], pids: np.ndarray, times: np.ndarray) -> np
     return order
 
 
+@functools.lru_cache(maxsize=65_536)
 def _sort_key(prefix: bytes) -> tuple[int, bytes, bytes]:
     """(prefix length, twin_id bytes, signal bytes) of a tuple prefix (see
     :func:`tuple_prefix`): UTF-8 byte order is the C collation's order of the text."""

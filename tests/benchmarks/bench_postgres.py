@@ -22,7 +22,15 @@ so that the ratio compares like with like;
 The cases run interleaved, ``--repeat`` times; the headline ratio is of the medians (the best
 run of each is printed beside it, for reference only).
 
-Run: ``.venv/bin/python tests/benchmarks/bench_postgres.py [--rows 1000000] [--repeat 3]``.
+With ``--server-cpu``, instead: the server's CPU time per row of the telemetry COPY, the same
+rows in two orders, one connection, interleaved ``--repeat`` times, each into a fresh database:
+the sink's columnar COPY of each batch (``copy_columns.telemetry_copy``: rows in the key's
+order) against the same rows frame by frame as they arrive (``rows.frame_rows``). The CPU is
+the backend's own (user + system, ``/proc/<pg_backend_pid>/stat``), so the hermetic server
+must run on this machine; medians (min-max) and their ratio.
+
+Run: ``.venv/bin/python tests/benchmarks/bench_postgres.py [--rows 1000000] [--repeat 3]``;
+``... --server-cpu --rows 5000000 --twins 200 --frame 10``.
 """
 
 from __future__ import annotations
@@ -202,6 +210,62 @@ def count_rows(url: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def backend_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a server process (a backend) of this machine."""
+    import os
+
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(url: str, payloads: list[bytes]) -> float:
+    """The backend's CPU seconds to COPY ``payloads`` (one transaction each) into a table."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        pid = int(row[0])
+        before = backend_cpu_s(pid)
+        for blob in payloads:
+            with conn.transaction(), conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
+                copy.write(blob)
+        return backend_cpu_s(pid) - before
+
+
+def compare_orders(args: argparse.Namespace, fresh: Callable[[], str], rows: int) -> None:
+    """``--server-cpu``: the key-ordered columnar COPY against the arrival order."""
+    from twinflow.connectors.postgres.copy_columns import telemetry_copy
+
+    frames = make_frames(args.rows, args.twins, args.frame)
+    parts = batches(frames, args.batch_rows)
+    orders = {
+        "key order (copy_columns)": [
+            COPY_HEADER + telemetry_copy(b)[0] + COPY_TRAILER for b in parts
+        ],
+        "arrival order (frame_rows)": [
+            COPY_HEADER + b"".join(frame_rows(f)[0] for f in b) + COPY_TRAILER for b in parts
+        ],
+    }
+    spent: dict[str, list[float]] = {name: [] for name in orders}
+    for r in range(args.repeat):
+        for name in list(orders) if r % 2 == 0 else list(orders)[::-1]:
+            url = fresh()
+            spent[name].append(server_cpu(url, orders[name]) * 1e6 / rows)
+            stored, distinct = count_rows(url)
+            assert stored == distinct == rows, (name, stored, distinct, rows)
+    print(f"server (backend) CPU per telemetry row, µs, median (min-max) of {args.repeat}:")
+    for name, per in spent.items():
+        print(f"  {name:28} {statistics.median(per):.3f} ({min(per):.3f}-{max(per):.3f})")
+    first, second = (statistics.median(v) for v in spent.values())
+    print(f"key order / arrival order: {first / second:.3f}; load average {_load()}")
+
+
+def _load() -> str:
+    import os
+
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -213,6 +277,7 @@ def main() -> None:
     )
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--url", help="an existing server's admin URL (default: start a hermetic one)")
+    p.add_argument("--server-cpu", action="store_true", help="server CPU per row by COPY order")
     args = p.parse_args()
 
     frames = make_frames(args.rows, args.twins, args.frame)
@@ -237,6 +302,13 @@ def main() -> None:
         migrate(url)
         return url
 
+    if args.server_cpu:
+        try:
+            compare_orders(args, fresh, rows)
+        finally:
+            if server is not None:
+                server.close()
+        return
     runs: dict[str, list[float]] = {}
     b, n = args.batch_rows, args.partitions
     cases: dict[str, Callable[[str], float]] = {
