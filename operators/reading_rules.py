@@ -121,7 +121,11 @@ class ReadingAlarms:
             nan = np.full(len(t), np.nan)
             x = np.array([got.get(s, nan) for s in plan.signals], dtype=np.float64)
             missing = tuple(i for i, s in enumerate(plan.signals) if s not in got)
-        if not self.state and not frame.out_of_range and quiet(self, plan, t, x, missing):
+        if (
+            not frame.out_of_range
+            and (not self.state or self._dormant(plan, x))
+            and quiet(self, plan, t, x, missing)
+        ):
             return []
         view = View(self, plan, t, x, frame)
         out: list[tuple[float, bool, Alert]] = []
@@ -135,6 +139,13 @@ class ReadingAlarms:
         view.learn()
         out.sort(key=lambda e: (e[0], e[1]))
         return [a for _, _, a in out]
+
+    def _dormant(self, plan: Plan, x: np.ndarray) -> bool:
+        """Whether every rule pending or open reads a signal without readings in this frame
+        (a dead sensor's open alarm): such a frame changes none of them, so the quick check
+        may take it as for an idle twin."""
+        rows = [plan.row_of.get(name, -1) for name in self.state]
+        return -1 not in rows and bool(np.isnan(x[rows]).all())
 
     def count_blocks(self, plan: Plan, t: np.ndarray, at: np.ndarray, valid: np.ndarray) -> None:
         """Fold the frame into the per-block movement history (``at``: last change times)."""

@@ -32,20 +32,29 @@ def quiet(
 ) -> bool:
     """Whether the frame (times ``t``, readings ``x``, one row per plan signal; ``missing``:
     the rows of signals the frame does not carry, all NaN) can breach no rule of an idle
-    twin; if so it is learnt here (last readings, changes, blocks)."""
+    twin; if so it is learnt here (last readings, changes, blocks). A row with no reading (a
+    signal missing or a dead sensor) and a stuck rule's row that did not move and has no
+    stuck history yet cannot breach a rule either; they keep their last change."""
     xc = np.concatenate((alarms.last, x), axis=1)
     steps = xc[:, 1:] - xc[:, :-1]  # into the last reading before the frame, then each
     jumps = np.abs(steps)
-    # a NaN (a dropout) fails this too, so the rest needs no NaN handling (a missing
-    # signal's NaN compare False below: it has no reading that could breach a rule)
+    # a NaN (a dropout) fails this too, so the rest needs no NaN handling (a row without
+    # readings compares False below: it has no reading that could breach a rule)
     inner = jumps[:, 1:]  # the steps into the frame's own readings
+    empty: list[int] = []
+    still: list[int] = []
     # NaN if any reading is missing; above every signal's movement bound in the common case
     if not float(_MIN(inner, axis=None)) > plan.most_moves:
         least, moves = _MIN(inner, axis=1).tolist(), plan.moves_list
-        if missing:
-            least = [math.inf if i in missing else v for i, v in enumerate(least)]
-        if not all(a > b for a, b in zip(least, moves, strict=True)):
-            return False
+        bad = [i for i, (a, b) in enumerate(zip(least, moves, strict=True)) if not a > b]
+        if missing and len(bad) == len(missing):  # only the signals the frame lacks
+            empty = list(missing)
+        else:
+            gone = np.isnan(x).all(axis=1).tolist()  # the frame's missing signals too
+            empty = [i for i in bad if gone[i]]
+            still = [i for i in bad if not gone[i] and _unmoved(alarms, plan, inner, i)]
+            if len(empty) + len(still) < len(bad):
+                return False
     if (
         plan.any_spike
         # a jump of at least a spike rule's least, in units of it (a missing signal's NaN aside)
@@ -60,14 +69,26 @@ def quiet(
                 return False
     alarms.last = xc[:, -2:].copy()  # not a view that keeps the frame's matrix alive
     if plan.any_stuck:
-        _moved(alarms, plan, t, list(missing))
+        _moved(alarms, plan, t, empty, still)
     return True
 
 
-def _moved(alarms: ReadingAlarms, plan: Plan, t: np.ndarray, rows: list[int]) -> None:
-    """Learn a frame in which every signal but ``rows`` (missing) changed at each reading,
-    as :meth:`View.learn` (one block) and :meth:`ReadingAlarms.count_blocks` (a frame across
-    blocks) would."""
+def _unmoved(alarms: ReadingAlarms, plan: Plan, inner: np.ndarray, row: int) -> bool:
+    """Whether ``row`` is a stuck rule's signal without a stuck history (so its rule cannot
+    be breached in this frame) none of whose readings moved (none missing either)."""
+    return (
+        bool(plan.stuck_rows[row])
+        and not alarms.qualified[row]
+        and float(_MAX(inner[row])) <= plan.moves_list[row]  # NaN: a dropout, False
+    )
+
+
+def _moved(
+    alarms: ReadingAlarms, plan: Plan, t: np.ndarray, empty: list[int], still: list[int]
+) -> None:
+    """Learn a frame in which every signal but ``empty`` (no readings) and ``still`` (no
+    reading moved) changed at each reading, as :meth:`View.learn` (one block) and
+    :meth:`ReadingAlarms.count_blocks` (a frame across blocks, or a still row) would."""
     end = float(t[-1])
     first, last = math.floor(float(t[0]) / BLOCK_S), math.floor(end / BLOCK_S)
     if first == last:
@@ -76,7 +97,7 @@ def _moved(alarms: ReadingAlarms, plan: Plan, t: np.ndarray, rows: list[int]) ->
         blocks = np.floor(t / BLOCK_S)
         cuts = [0, *(np.flatnonzero(np.diff(blocks)) + 1).tolist(), len(t)]
         parts = [(int(blocks[a]), b - a) for a, b in itertools.pairwise(cuts)]
-    if not rows:
+    if not empty and not still:
         for block, count in parts:
             if block != alarms.block:
                 alarms.close_block(plan)
@@ -85,7 +106,11 @@ def _moved(alarms: ReadingAlarms, plan: Plan, t: np.ndarray, rows: list[int]) ->
             alarms.block_count += count
         alarms.changed_at.fill(end)  # an array of this twin's own (see View.learn)
         return
-    before = alarms.changed_at[rows]  # a missing signal keeps its last change
+    rows = empty + still
+    before = alarms.changed_at[rows]  # they keep their last change
+    # View.learn takes count_blocks (each part's last change) unless all others moved
+    # within one block, when it keeps their block flags
+    exact = len(parts) > 1 or bool(still)
     for block, count in parts:
         if block != alarms.block:
             alarms.close_block(plan)
@@ -93,9 +118,13 @@ def _moved(alarms: ReadingAlarms, plan: Plan, t: np.ndarray, rows: list[int]) ->
         kept = alarms.block_moved[rows]
         alarms.block_moved.fill(True)
         alarms.block_count += count
-        alarms.block_moved[rows] = kept | (len(parts) > 1 and before >= block * BLOCK_S)
-        alarms.block_count[rows] -= count
-    alarms.changed_at.fill(end)
+        alarms.block_moved[rows] = kept | (exact and before >= block * BLOCK_S)
+        if empty:
+            alarms.block_count[empty] -= count
+    if still:  # count_blocks' last change: the latest of the frame's and the one before
+        np.maximum(alarms.changed_at, end, out=alarms.changed_at)
+    else:
+        alarms.changed_at.fill(end)
     alarms.changed_at[rows] = before
 
 

@@ -76,6 +76,8 @@ class Plan:
     #: of its spike rules, taken a hair lower (0: no spike rule)
     most_moves: float
     per_jump: np.ndarray
+    #: rule name -> its signal's row
+    row_of: dict[str, int]
 
 
 def _per_jump(spiky: np.ndarray, jump: np.ndarray) -> np.ndarray:
@@ -168,6 +170,7 @@ def reading_plan(kind: TwinType) -> Plan:
         jump * (1.0 - 1e-9),
         max(np.where(stuck, STILL * spans, -np.inf).tolist(), default=-np.inf),
         _per_jump(spiky, jump * (1.0 - 1e-9)),
+        {r.rule.name: r.row for r in chosen},
     )
     _PLANS[id(kind)] = (kind, plan)
     return plan

@@ -7,7 +7,7 @@ hour), rounds interleaved with the order turning, medians with min-max:
   alone over every frame (given the windows the frames close, as in the flow), beside the
   window aggregator over the same frames: microseconds of CPU per frame and the ratio of the
   two; ``--steps-baseline REV`` times the evaluator of an older commit too (its
-  ``reading_rules.py``, from before the split) and says whether the alerts are identical;
+  ``reading_rules*.py`` modules) and says whether the alerts are identical;
 - ``flow``: the whole telemetry flow (files only, no raw telemetry), the CPU seconds of its
   worker thread and readings per worker CPU second, with the per-reading evaluator and with it
   switched off (``without``: its rules are judged per window again, as before it existed;
@@ -57,13 +57,27 @@ def plant(twins: int, hours: float) -> Plant:
 
 
 def evaluator_at(commit: str) -> Any:
-    """``operators/reading_rules.py`` as it was at ``commit`` (one file then: a commit from
-    before it was split), loaded as a module of its own beside this checkout's."""
-    text = subprocess.run(["git", "show", f"{commit}:operators/reading_rules.py"], cwd=ROOT,
-                          check=True, capture_output=True, text=True).stdout  # fmt: skip
-    module = types.ModuleType(f"reading_rules_{commit}")
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(text, f"{commit}:operators/reading_rules.py", "exec"), module.__dict__)
+    """``operators/reading_rules.py`` as it was at ``commit``, with the ``reading_rules_plan``
+    and ``reading_rules_frame`` modules of that commit if it has them (each loaded as a module
+    of its own beside this checkout's, the evaluator's imports pointed at them)."""
+
+    def show(path: str) -> str | None:
+        got = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT,
+                             capture_output=True, text=True)  # fmt: skip
+        return got.stdout if got.returncode == 0 else None
+
+    renames: dict[str, str] = {}
+    module: Any = None
+    for part in ("reading_rules_plan", "reading_rules_frame", "reading_rules"):
+        text = show(f"operators/{part}.py")
+        if text is None:
+            continue
+        for old, new in renames.items():
+            text = text.replace(f"twinflow.operators.{old} ", f"{new} ")
+        module = types.ModuleType(f"{part}_{commit}")
+        sys.modules[module.__name__] = module  # dataclasses look their module up
+        exec(compile(text, f"{commit}:operators/{part}.py", "exec"), module.__dict__)
+        renames[part] = module.__name__
     return module
 
 
@@ -230,7 +244,7 @@ def main() -> None:
     ap.add_argument(
         "--steps-baseline",
         default=None,
-        help="a commit whose evaluator the steps side times too (before the split)",
+        help="a commit whose evaluator (reading_rules*.py) the steps side times too",
     )
     ap.add_argument("--only", choices=("steps", "flow"), default=None)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -126,3 +126,73 @@ def test_a_snapshot_copy_is_equal_and_does_not_move_with_the_twin(kind: TwinType
         alarms.update(f, kind)
     alarms.state["x"][1] = 4
     assert pickle.dumps(copied) == taken
+
+
+def dead_and_still(seed: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Readings where a spike opens an alarm and the signal then dies (no readings) for a
+    while, and where the power does not move at all for stretches (from the start, or later)."""
+    rng = np.random.default_rng(seed)
+    t = T0 + np.arange(float(N))
+    pressure, temp = moves(t), 60.0 + 5.0 * np.sin(t / 90.0)
+    power = 150.0 + 0.1 * np.sin(t * 0.9) + 0.001 * np.arange(N)
+    a = int(rng.integers(300, N - 600))
+    pressure[a] += 6.0  # a spike: its alarm stays open while the sensor is dead
+    dead = int(rng.integers(a + 2, a + 60))
+    pressure[dead : dead + int(rng.integers(30, 500))] = np.nan
+    for _ in range(rng.integers(1, 4)):  # power still, sometimes from the first reading
+        b = 0 if rng.random() < 0.3 else int(rng.integers(0, N - 100))
+        power[b : b + int(rng.integers(20, 900))] = power[b]
+    if rng.random() < 0.5:  # the temperature dead too, for a stretch
+        b = int(rng.integers(0, N - 100))
+        temp[b : b + int(rng.integers(10, 400))] = np.nan
+    return t, {"discharge_pressure": pressure, "discharge_temp": temp, "motor_power": power}
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), cuts=st.lists(st.integers(1, N - 1), max_size=80))
+def test_dead_sensors_and_unmoved_signals_in_the_quick_check_agree_with_the_full_path(
+    kind: TwinType, seed: int, cuts: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows without readings (also under an open alarm) and stuck-rule rows that did not move
+    and have no stuck history take the quick check: the same alerts and state as without it."""
+    t, signals = dead_and_still(seed)
+    batch = frames(t, sorted(set(cuts)), **signals)
+    quick, a = judged(kind, batch, 0.35)
+    with monkeypatch.context() as m:
+        m.setattr(reading_rules, "quiet", lambda *_: False)
+        full, b = judged(kind, batch, 0.35)
+    assert pickle.dumps(quick) == pickle.dumps(full)
+    assert a.state == b.state and a.block == b.block
+    np.testing.assert_array_equal(a.last, b.last)
+    rows = reading_plan(kind).stuck_rows
+    for name in ("changed_at", "block_moved", "block_count", "qualified"):
+        np.testing.assert_array_equal(getattr(a, name)[rows], getattr(b, name)[rows])
+    np.testing.assert_array_equal(a.moved[:, rows], b.moved[:, rows])
+
+
+def test_a_dead_sensor_under_an_open_alarm_and_a_still_signal_take_the_quick_check(
+    kind: TwinType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = T0 + np.arange(float(N))
+    pressure, power = moves(t), np.full(N, 150.0)  # the power never moves
+    pressure[600] += 6.0
+    pressure[700:] = np.nan  # dead after the spike's alarm opened
+    signals = {"discharge_pressure": pressure, "discharge_temp": 60.0 + np.sin(t / 90.0),
+               "motor_power": power}  # fmt: skip
+    taken: list[bool] = []
+    real = reading_rules.quiet
+
+    def counted(*args: object) -> bool:
+        taken.append(real(*args))  # type: ignore[arg-type]
+        return taken[-1]
+
+    monkeypatch.setattr(reading_rules, "quiet", counted)
+    alarms = ReadingAlarms("c-1", "compressor")
+    alarms.learn_window({"discharge_pressure.std": 0.35}, kind)
+    alerts = [
+        a for f in frames(t, list(range(60, N, 60)), **signals) for a in alarms.update(f, kind)
+    ]
+    assert [a.rule for a in alerts] == ["discharge_pressure_spikes"]  # raised, never cleared
+    assert "discharge_pressure_spikes" in alarms.state
+    # every frame after the first; the spike's own and the sensor's last frames excepted
+    assert taken.count(True) >= N // 60 - 4
