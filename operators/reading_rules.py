@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -129,13 +129,17 @@ class ReadingAlarms:
             return []
         view = View(self, plan, t, x, frame)
         out: list[tuple[float, bool, Alert]] = []
-        if self.state or view.may_breach():
-            for rr in plan.rules:
-                st = self.state.get(rr.rule.name)
-                if st is None and not view.candidate(rr):
-                    continue
-                v, valid = view.values(rr)
-                out.extend(self._judge(rr, plan, np.flatnonzero(valid), t, v, st, frame))
+        if view.may_breach():
+            judged: Iterable[ReadingRule] = plan.rules
+        else:  # only the rules pending or open can change (in the plan's order, as above)
+            mine = sorted(plan.rule_of[n] for n in self.state if n in plan.rule_of)
+            judged = [plan.rules[i] for i in mine]
+        for rr in judged:
+            st = self.state.get(rr.rule.name)
+            if st is None and not view.candidate(rr):
+                continue
+            v, valid = view.values(rr)
+            out.extend(self._judge(rr, plan, np.flatnonzero(valid), t, v, st, frame))
         view.learn()
         out.sort(key=lambda e: (e[0], e[1]))
         return [a for _, _, a in out]
@@ -143,9 +147,11 @@ class ReadingAlarms:
     def _dormant(self, plan: Plan, x: np.ndarray) -> bool:
         """Whether every rule pending or open reads a signal without readings in this frame
         (a dead sensor's open alarm): such a frame changes none of them, so the quick check
-        may take it as for an idle twin."""
-        rows = [plan.row_of.get(name, -1) for name in self.state]
-        return -1 not in rows and bool(np.isnan(x[rows]).all())
+        may take it as for an idle twin (a name no rule of the plan has is never judged)."""
+        rows = [plan.rules[plan.rule_of[n]].row for n in self.state if n in plan.rule_of]
+        if not all(math.isnan(x[row, 0]) for row in rows):  # the first reading tells most
+            return False
+        return bool(np.isnan(x[rows]).all())
 
     def count_blocks(self, plan: Plan, t: np.ndarray, at: np.ndarray, valid: np.ndarray) -> None:
         """Fold the frame into the per-block movement history (``at``: last change times)."""

@@ -18,13 +18,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from twinflow.core.records import TelemetryFrame
-from twinflow.operators.reading_rules_plan import BLOCK_S, STUCK_QUIET_S, Plan, ReadingRule
+from twinflow.operators.reading_rules_plan import (
+    BLOCK_S,
+    STUCK_QUIET_S,
+    Plan,
+    ReadingRule,
+    screen,
+)
 from twinflow.operators.rulebook import Rule
 
 if TYPE_CHECKING:
     from twinflow.operators.reading_rules import ReadingAlarms
 
 _MIN, _MAX, _FMAX = np.minimum.reduce, np.maximum.reduce, np.fmax.reduce
+#: What the screen puts where a step is not one into a reading of the frame: passes both
+#: checks (above every movement bound; times a factor of 0 is 0)
+_FAR = 1e300
 
 
 def quiet(
@@ -36,15 +45,18 @@ def quiet(
     signal missing or a dead sensor) and a stuck rule's row that did not move and has no
     stuck history yet cannot breach a rule either; they keep their last change."""
     xc = np.concatenate((alarms.last, x), axis=1)
-    steps = xc[:, 1:] - xc[:, :-1]  # into the last reading before the frame, then each
-    jumps = np.abs(steps)
+    far, per_jump = screen(plan, x.shape[1])
+    flat = xc.ravel()  # every row's steps in one flat run (contiguous: cheaper to reduce)
+    jumps = flat[1:] - flat[:-1]
+    np.abs(jumps, out=jumps)
+    jumps[far] = _FAR  # not a step into a reading of the frame
     # a NaN (a dropout) fails this too, so the rest needs no NaN handling (a row without
     # readings compares False below: it has no reading that could breach a rule)
-    inner = jumps[:, 1:]  # the steps into the frame's own readings
     empty: list[int] = []
     still: list[int] = []
     # NaN if any reading is missing; above every signal's movement bound in the common case
-    if not float(_MIN(inner, axis=None)) > plan.most_moves:
+    if not float(_MIN(jumps)) > plan.most_moves:
+        inner = np.abs(xc[:, 2:] - xc[:, 1:-1])  # the steps into the frame's own readings
         least, moves = _MIN(inner, axis=1).tolist(), plan.moves_list
         bad = [i for i, (a, b) in enumerate(zip(least, moves, strict=True)) if not a > b]
         if missing and len(bad) == len(missing):  # only the signals the frame lacks
@@ -58,8 +70,8 @@ def quiet(
     if (
         plan.any_spike
         # a jump of at least a spike rule's least, in units of it (a missing signal's NaN aside)
-        and float(_FMAX(inner * plan.per_jump, axis=None)) >= 1.0
-        and spikes(alarms, plan, steps, jumps).any()
+        and float(_FMAX(jumps * per_jump)) >= 1.0
+        and _spiky(alarms, plan, xc)
     ):
         return False
     if plan.any_value:
@@ -71,6 +83,12 @@ def quiet(
     if plan.any_stuck:
         _moved(alarms, plan, t, empty, still)
     return True
+
+
+def _spiky(alarms: ReadingAlarms, plan: Plan, xc: np.ndarray) -> bool:
+    """:func:`spikes` of any signal, from the matrix of last and new readings."""
+    steps = xc[:, 1:] - xc[:, :-1]
+    return bool(spikes(alarms, plan, steps, np.abs(steps)).any())
 
 
 def _unmoved(alarms: ReadingAlarms, plan: Plan, inner: np.ndarray, row: int) -> bool:
@@ -91,6 +109,14 @@ def _moved(
     :meth:`ReadingAlarms.count_blocks` (a frame across blocks, or a still row) would."""
     end = float(t[-1])
     first, last = math.floor(float(t[0]) / BLOCK_S), math.floor(end / BLOCK_S)
+    if first == last and not empty and not still:  # the common frame
+        if first != alarms.block:
+            alarms.close_block(plan)
+            alarms.block = first
+        alarms.block_moved.fill(True)
+        alarms.block_count += len(t)
+        alarms.changed_at.fill(end)  # an array of this twin's own (see View.learn)
+        return
     if first == last:
         parts = [(first, len(t))]
     else:
@@ -146,6 +172,14 @@ def held(
     """The first reading at which ``cond`` has held for ``dur`` seconds and ``n`` readings
     (a run that began at ``since`` with ``count`` readings carried in): its index or -1, and
     the run carried out."""
+    if cond.all():  # held throughout (a clear awaited, a fault that lasts): one run
+        base = 0 if since is None else count
+        start = t[0] if since is None else since
+        ok = t - start >= dur
+        ok[: max(0, n - 1 - base)] = False  # runs of fewer than n readings
+        if ok.any():
+            return int(np.argmax(ok)), None, 0
+        return -1, float(start), base + len(t)
     idx = np.arange(len(t))
     last_break = np.maximum.accumulate(np.where(cond, -1, idx))
     fresh = last_break >= 0

@@ -76,8 +76,10 @@ class Plan:
     #: of its spike rules, taken a hair lower (0: no spike rule)
     most_moves: float
     per_jump: np.ndarray
-    #: rule name -> its signal's row
-    row_of: dict[str, int]
+    #: rule name -> its index in ``rules``
+    rule_of: dict[str, int]
+    #: frame length -> its :func:`screen` (filled as frames come)
+    screens: dict[int, tuple[np.ndarray, np.ndarray]]
 
 
 def _per_jump(spiky: np.ndarray, jump: np.ndarray) -> np.ndarray:
@@ -112,6 +114,25 @@ def classify(rule: Rule, signals: dict[str, float]) -> tuple[str, str] | None:
     if how is None or signals.get(signal, 0.0) <= 0.0:
         return None
     return signal, how
+
+
+def screen(plan: Plan, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """For frames of ``length`` readings, seen as one flat row of steps over the matrix of
+    each signal's last two readings and the frame's (``length + 2`` columns): the positions
+    that are not a step into one of the frame's readings (from the reading before the last
+    to the last, and across rows), and each step's factor for the spike screen (the row's
+    ``per_jump``; 0 at those positions). Cached in the plan per length."""
+    hit = plan.screens.get(length)
+    if hit is not None:
+        return hit
+    width, n = length + 2, len(plan.signals)
+    cols = np.arange(n * width - 1) % width
+    inner = (cols >= 1) & (cols <= length)
+    factor = np.zeros((n, width))
+    factor[:, 1 : length + 1] = plan.per_jump
+    got = np.flatnonzero(~inner), np.where(inner, factor.ravel()[:-1], 0.0)
+    plan.screens[length] = got
+    return got
 
 
 _PLANS: dict[int, tuple[TwinType, Plan]] = {}
@@ -170,10 +191,20 @@ def reading_plan(kind: TwinType) -> Plan:
         jump * (1.0 - 1e-9),
         max(np.where(stuck, STILL * spans, -np.inf).tolist(), default=-np.inf),
         _per_jump(spiky, jump * (1.0 - 1e-9)),
-        {r.rule.name: r.row for r in chosen},
+        {r.rule.name: i for i, r in enumerate(chosen)},
+        {},
     )
     _PLANS[id(kind)] = (kind, plan)
     return plan
 
 
-__all__ = ["BLOCK_S", "STILL", "STUCK_QUIET_S", "Plan", "ReadingRule", "classify", "reading_plan"]
+__all__ = [
+    "BLOCK_S",
+    "STILL",
+    "STUCK_QUIET_S",
+    "Plan",
+    "ReadingRule",
+    "classify",
+    "reading_plan",
+    "screen",
+]

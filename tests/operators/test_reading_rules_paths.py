@@ -21,6 +21,7 @@ from tests.operators.test_reading_rules import HOT, T0, frames, moves
 from twinflow.core.records import Alert
 from twinflow.operators.catalog import TwinType
 from twinflow.operators.reading_rules import ReadingAlarms, reading_plan
+from twinflow.operators.reading_rules_frame import held
 
 LOW = """\
   cold_now:
@@ -196,3 +197,45 @@ def test_a_dead_sensor_under_an_open_alarm_and_a_still_signal_take_the_quick_che
     assert "discharge_pressure_spikes" in alarms.state
     # every frame after the first; the spike's own and the sensor's last frames excepted
     assert taken.count(True) >= N // 60 - 4
+
+
+def held_by_hand(
+    t: list[float], cond: list[bool], since: float | None, count: int, dur: float, n: int
+) -> tuple[int, float | None, int]:
+    """``held`` reading by reading: the run's start and length carried along."""
+    for i, (ti, ok) in enumerate(zip(t, cond, strict=True)):
+        if not ok:
+            since, count = None, 0
+            continue
+        since, count = (ti if since is None else since), count + 1
+        if ti - since >= dur and count >= n:
+            return i, None, 0
+    return -1, since, count
+
+
+@settings(max_examples=300)
+@given(
+    gaps=st.lists(st.sampled_from([0.0, 1.0, 1.0, 2.0, 7.5]), min_size=1, max_size=40),
+    cond=st.lists(st.booleans(), min_size=40, max_size=40),
+    all_true=st.booleans(),
+    since=st.one_of(st.none(), st.floats(-50.0, 0.0)),
+    count=st.integers(1, 5),
+    dur=st.sampled_from([0.0, 1.0, 5.0, 30.0]),
+    n=st.integers(1, 8),
+)
+def test_held_agrees_with_walking_the_readings(
+    gaps: list[float],
+    cond: list[bool],
+    all_true: bool,
+    since: float | None,
+    count: int,
+    dur: float,
+    n: int,
+) -> None:
+    """Both of ``held``'s ways (a condition held throughout, and the general one)."""
+    t = np.cumsum(gaps)
+    c = np.ones(len(t), dtype=bool) if all_true else np.array(cond[: len(t)])
+    carried = 0 if since is None else count
+    assert held(t, c, since, carried, dur, n) == held_by_hand(
+        t.tolist(), c.tolist(), since, carried, dur, n
+    )
