@@ -11,15 +11,16 @@ hour), rounds interleaved with the order turning, medians with min-max:
 - ``flow``: the whole telemetry flow (files only, no raw telemetry), the CPU seconds of its
   worker thread and readings per worker CPU second, with the per-reading evaluator and with it
   switched off (``without``: its rules are judged per window again, as before it existed;
-  ``none``: not judged at all, the evaluator's own cost), runs interleaved in one child process
-  after a warm-up run, and the ratios. ``--before
+  ``none``: not judged at all, the evaluator's own cost), and with ``--flow-baseline REV`` the
+  evaluator of commit REV too (``at REV``), runs interleaved in one child process after a
+  warm-up run, and the ratios. ``--before
   PYTHON`` runs the same child under another interpreter too (e.g. the venv of an older
   checkout), in a process of its own after the first.
 
 CPU time, not wall time, because the machine may be shared: a busy machine stretches wall time
 several-fold but CPU time far less. Run: ``.venv/bin/python tests/benchmarks/bench_reading_rules.py
 [--twins 50] [--hours 1] [--rounds 3] [--message-s 60] [--steps-baseline 8c728d0]
-[--before /path/to/other/python]``.
+[--flow-baseline 8c728d0] [--before /path/to/other/python] [--only steps|flow]``.
 """
 
 from __future__ import annotations
@@ -164,12 +165,16 @@ def evaluator(on: bool, window_rules: bool = True) -> None:
     rules.reading_plan = plan if on or not window_rules else (lambda kind: NoPlan())
 
 
-def child(twins: int, hours: float, rounds: int, sides: list[str]) -> None:
+def child(twins: int, hours: float, rounds: int, sides: list[str], rev: str | None) -> None:
     """Runs of the whole flow (files, no raw telemetry) in this process over one plant: a
     warm-up, then ``rounds`` rounds of ``sides`` (``this``: the evaluator on, ``without``:
-    off, ``none``: off and its rules not judged per window either), the order turning each
-    round; prints one line per run: CPU s of the process and of
-    the worker thread, wall s, readings, alerts."""
+    off, ``none``: off and its rules not judged per window either, ``at``: the evaluator of
+    commit ``rev``), the order turning each round; prints one line per run: CPU s of the
+    process and of the worker thread, wall s, readings, alerts."""
+    import twinflow.flows.steps as flow_steps
+
+    mine = flow_steps.ReadingAlarms
+    theirs = evaluator_at(rev).ReadingAlarms if rev else mine
     from bytewax.testing import TestingSource, run_main
 
     from twinflow.flows.config import FlowConfig
@@ -181,7 +186,8 @@ def child(twins: int, hours: float, rounds: int, sides: list[str]) -> None:
     items = list(p.items())
 
     def run(side: str) -> dict[str, Any]:
-        evaluator(side == "this", window_rules=side != "none")
+        evaluator(side in ("this", "at"), window_rules=side != "none")
+        flow_steps.ReadingAlarms = theirs if side == "at" else mine  # type: ignore[misc]
         with tempfile.TemporaryDirectory() as tmp:
             cfg = FlowConfig(out_dir=Path(tmp), write_telemetry=False)
             stats = RunStats()
@@ -201,13 +207,16 @@ def child(twins: int, hours: float, rounds: int, sides: list[str]) -> None:
             print(json.dumps(run(side)), flush=True)
 
 
-def flows(twins: int, hours: float, rounds: int, before: str | None) -> None:
-    """The whole flow with and without the per-reading evaluator, in one process, runs
-    interleaved (and ``before``: the same under another interpreter, in a process of its own
-    after that)."""
+def flows(twins: int, hours: float, rounds: int, before: str | None, rev: str | None) -> None:
+    """The whole flow with and without the per-reading evaluator (and with the evaluator of
+    commit ``rev``), in one process, runs interleaved (and ``before``: the same under another
+    interpreter, in a process of its own after that)."""
     common = ["--child", "--twins", str(twins), "--hours", str(hours), "--rounds", str(rounds),
               "--message-s", str(CHUNK_S[0])]  # fmt: skip
-    children = [(sys.executable, "this,without,none", {"this": "this checkout"})]
+    if rev:
+        common += ["--flow-baseline", rev]
+    sides = "this,without,none" + (",at" if rev else "")
+    children = [(sys.executable, sides, {"this": "this checkout", "at": f"at {rev}"})]
     children += [(before, "this", {"this": "before"})] if before else []
     got: dict[str, list[dict[str, Any]]] = {}
     for python, sides, names in children:
@@ -229,7 +238,7 @@ def flows(twins: int, hours: float, rounds: int, before: str | None) -> None:
               f"worker CPU second (min {min(rate):,.0f}, max {max(rate):,.0f}); per process CPU "
               f"second {statistics.median(cpu):,.0f}; alerts "
               f"{sorted({int(x['alerts']) for x in runs})}")  # fmt: skip
-    for other in [n for n in ("without", "none", "before") if n in rates]:
+    for other in [n for n in ("without", "none", "before", f"at {rev}") if n in rates]:
         print(f"  this checkout / {other}: {rates['this checkout'] / rates[other]:.3f}x "
               "readings per worker CPU second")  # fmt: skip
 
@@ -246,19 +255,24 @@ def main() -> None:
         default=None,
         help="a commit whose evaluator (reading_rules*.py) the steps side times too",
     )
+    ap.add_argument(
+        "--flow-baseline",
+        default=None,
+        help="a commit whose evaluator (reading_rules*.py) the flow runs as a side too",
+    )
     ap.add_argument("--only", choices=("steps", "flow"), default=None)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--sides", default="this", help=argparse.SUPPRESS)
     args = ap.parse_args()
     CHUNK_S[0] = args.message_s
     if args.child:
-        child(args.twins, args.hours, args.rounds, args.sides.split(","))
+        child(args.twins, args.hours, args.rounds, args.sides.split(","), args.flow_baseline)
         return
     print(f"bench_reading_rules on {os.cpu_count()} cores (CPU time; the machine may be busy)")
     if args.only in (None, "steps"):
         steps(args.twins, args.hours, args.rounds, args.steps_baseline)
     if args.only in (None, "flow"):
-        flows(args.twins, args.hours, args.rounds, args.before)
+        flows(args.twins, args.hours, args.rounds, args.before, args.flow_baseline)
 
 
 if __name__ == "__main__":
