@@ -41,7 +41,14 @@ import numpy as np
 
 from twinflow.core.records import Alert, AlertState, TelemetryFrame
 from twinflow.core.times import utc
-from twinflow.operators.reading_rules_frame import View, breached, cleared, held, quiet
+from twinflow.operators.reading_rules_frame import (
+    View,
+    breached,
+    cleared,
+    held,
+    quiet,
+    spike_pct,
+)
 from twinflow.operators.reading_rules_plan import (
     BLOCK_S,
     STUCK_QUIET_S,
@@ -121,12 +128,14 @@ class ReadingAlarms:
             nan = np.full(len(t), np.nan)
             x = np.array([got.get(s, nan) for s in plan.signals], dtype=np.float64)
             missing = tuple(i for i, s in enumerate(plan.signals) if s not in got)
-        if (
-            not frame.out_of_range
-            and (not self.state or self._dormant(plan, x))
-            and quiet(self, plan, t, x, missing)
-        ):
-            return []
+        if not frame.out_of_range:
+            if not self.state or self._dormant(plan, x):
+                if quiet(self, plan, t, x, missing):
+                    return []
+            elif (spiky := self._open_spikes(plan)) is not None:
+                got_alerts = self._spikes_only(spiky, plan, t, x, missing, frame)
+                if got_alerts is not None:
+                    return got_alerts
         view = View(self, plan, t, x, frame)
         out: list[tuple[float, bool, Alert]] = []
         if view.may_breach():
@@ -152,6 +161,35 @@ class ReadingAlarms:
         if not all(math.isnan(x[row, 0]) for row in rows):  # the first reading tells most
             return False
         return bool(np.isnan(x[rows]).all())
+
+    def _open_spikes(self, plan: Plan) -> list[ReadingRule] | None:
+        """The rules pending or open, in the plan's order, when all are spike rules."""
+        mine = sorted(plan.rule_of[n] for n in self.state if n in plan.rule_of)
+        rules = [plan.rules[i] for i in mine]
+        return rules if all(rr.how == "spike" for rr in rules) else None
+
+    def _spikes_only(
+        self,
+        spiky: list[ReadingRule],
+        plan: Plan,
+        t: np.ndarray,
+        x: np.ndarray,
+        missing: tuple[int, ...],
+        frame: TelemetryFrame,
+    ) -> list[Alert] | None:
+        """A frame that can breach no idle rule (the quick check, which learns it), judged
+        for the open spike rules alone (a spiky sensor's alarm awaiting its clear): their
+        values from the readings before it was learnt. ``None`` if the check fails."""
+        xc = np.concatenate((self.last, x), axis=1)
+        values = [spike_pct(plan, float(self.spread[rr.row]), xc[rr.row], rr.row) for rr in spiky]
+        if not quiet(self, plan, t, x, missing):
+            return None
+        out: list[tuple[float, bool, Alert]] = []
+        for rr, v in zip(spiky, values, strict=True):
+            rows = np.flatnonzero(~np.isnan(x[rr.row]))
+            out.extend(self._judge(rr, plan, rows, t, v, self.state.get(rr.rule.name), frame))
+        out.sort(key=lambda e: (e[0], e[1]))
+        return [a for _, _, a in out]
 
     def count_blocks(self, plan: Plan, t: np.ndarray, at: np.ndarray, valid: np.ndarray) -> None:
         """Fold the frame into the per-block movement history (``at``: last change times)."""

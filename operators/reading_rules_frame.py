@@ -204,7 +204,6 @@ class View:
         self.alarms, self.plan, self.t, self.x, self.frame = alarms, plan, t, x, f
         self.xc = np.concatenate([alarms.last, x], axis=1)
         steps = self.xc[:, 1:] - self.xc[:, :-1]
-        self.step = steps[:, 1:]  # each reading minus the one before
         self.valid = ~np.isnan(x)
         self.flat: np.ndarray | None = None  # None: no reading of the frame is flat
         self.flat_rows: list[bool] = [False] * len(x)
@@ -266,19 +265,7 @@ class View:
         return self.x[row], valid
 
     def _spikes(self, row: int) -> np.ndarray:
-        """``spike_pct`` of each reading: the reading before it jumped away from its own
-        neighbours and back, by at least ``spike_crest`` standard deviations of the signal in
-        its last closed window."""
-        xc, step = self.xc[row], self.step[row]
-        back = xc[1:-1] - xc[:-2]
-        size = np.minimum(np.abs(back), np.abs(step))
-        spread = float(self.alarms.spread[row])
-        if math.isnan(spread):  # no closed window yet
-            return np.zeros(len(step))
-        floor = self.plan.spike_crest * spread
-        hit = (back * step < 0.0) & (size >= floor) & (size > 0.0)
-        out: np.ndarray = np.where(hit, 100.0 * size / self.plan.spans[row], 0.0)
-        return out
+        return spike_pct(self.plan, float(self.alarms.spread[row]), self.xc[row], row)
 
     def learn(self) -> None:
         """Carry the frame into the running state: last readings, changes, blocks."""
@@ -299,6 +286,22 @@ class View:
             a.count_blocks(plan, self.t, self.at, self.valid)
 
 
+def spike_pct(plan: Plan, spread: float, xc: np.ndarray, row: int) -> np.ndarray:
+    """``spike_pct`` of each reading of signal ``row`` (``xc``: its last two readings before
+    the frame, then the frame's): the reading before it jumped away from its own neighbours
+    and back, by at least ``spike_crest`` standard deviations of the signal in its last
+    closed window (``spread``)."""
+    if math.isnan(spread):  # no closed window yet
+        return np.zeros(len(xc) - 2)
+    step = xc[2:] - xc[1:-1]  # each reading minus the one before
+    back = xc[1:-1] - xc[:-2]
+    size = np.minimum(np.abs(back), np.abs(step))
+    floor = plan.spike_crest * spread
+    hit = (back * step < 0.0) & (size >= floor) & (size > 0.0)
+    out: np.ndarray = np.where(hit, 100.0 * size / plan.spans[row], 0.0)
+    return out
+
+
 def breached(rule: Rule, v: np.ndarray) -> np.ndarray:
     out: np.ndarray = v > rule.threshold if rule.comparison == "above" else v < rule.threshold
     return out
@@ -312,4 +315,4 @@ def cleared(rule: Rule, v: np.ndarray) -> np.ndarray:
     return above
 
 
-__all__ = ["View", "breached", "cleared", "held", "quiet", "spikes"]
+__all__ = ["View", "breached", "cleared", "held", "quiet", "spike_pct", "spikes"]

@@ -239,3 +239,34 @@ def test_held_agrees_with_walking_the_readings(
     assert held(t, c, since, carried, dur, n) == held_by_hand(
         t.tolist(), c.tolist(), since, carried, dur, n
     )
+
+
+def test_an_open_spike_alarm_awaiting_its_clear_takes_the_quick_check(
+    kind: TwinType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a spike alarm waits for its clear, the quick check takes the twin's frames and
+    the open rule alone is judged: the same raise and clear as the per-rule path."""
+    t = T0 + np.arange(float(N))
+    pressure = moves(t)
+    pressure[300] += 6.0  # its clear comes 30 minutes later
+    signals = {"discharge_pressure": pressure, "discharge_temp": 60.0 + np.sin(t / 90.0),
+               "motor_power": 150.0 + 0.1 * np.sin(t * 0.9)}  # fmt: skip
+    batch = frames(t, list(range(60, N, 60)), **signals)
+    taken: list[bool] = []
+    real = reading_rules.quiet
+
+    def counted(*args: object) -> bool:
+        taken.append(real(*args))  # type: ignore[arg-type]
+        return taken[-1]
+
+    monkeypatch.setattr(reading_rules, "quiet", counted)
+    quick, a = judged(kind, batch, 0.35)
+    with monkeypatch.context() as m:
+        m.setattr(reading_rules, "quiet", lambda *_: False)
+        full, b = judged(kind, batch, 0.35)
+    assert [(x.rule, x.state.value) for x in quick] == [
+        ("discharge_pressure_spikes", "raised"),
+        ("discharge_pressure_spikes", "cleared"),
+    ]
+    assert pickle.dumps(quick) == pickle.dumps(full) and a.state == b.state == {}
+    assert taken.count(True) >= N // 60 - 3  # the first frame, and the spike's own
