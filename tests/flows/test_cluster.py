@@ -32,12 +32,12 @@ from tests.flows.test_recovery import (
     count,
     kafka_deployment,
     new_database,
-    wait_until,
     wire_json,
 )
 from tests.services.kafka import KafkaBroker, create_topic, unique_topic
 from tests.services.ports import free_port
 from tests.services.postgres import Postgres
+from tests.services.waiting import wait_until
 from twinflow.connectors.simulator import Plant, PlantConfig
 from twinflow.core.records import RawMessage, TelemetryFrame
 
@@ -177,7 +177,7 @@ def test_a_cluster_killed_mid_run_resumes_to_exactly_the_same_rows(
     procs = start_cluster(config, db, tmp_path)
     total = len(reference["telemetry"])
     try:
-        wait_until(lambda: _share(db, total) > 0.3, 120, "a third of the rows")
+        wait_until("a third of the rows", lambda: _share(db, total) > 0.3, 120)
     finally:
         procs[1].send_signal(signal.SIGKILL)
     assert procs[1].wait(timeout=30) == -signal.SIGKILL
