@@ -12,7 +12,6 @@ setting). The degradation is the discharge, so its onset is the first reading. N
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from progpy_pump import iso_time, write_type
 
 START = 1_704_067_200.0  # 2024-01-01T00:00:00Z
 STEP_S = 10.0
@@ -97,25 +97,16 @@ def write_units(units: list[dict[str, Any]], folder: Path) -> tuple[list[Path], 
             out
         )
         files.append(out)
-        faults.append(
-            f"{twin(u)},{u['mode']},{_iso(START + u['onset_s'])},{_iso(START + u['failure_s'])}"
-        )
+        on, fail = iso_time(START + u["onset_s"]), iso_time(START + u["failure_s"])
+        faults.append(f"{twin(u)},{u['mode']},{on},{fail}")
     path = folder / "faults.csv"
     path.write_text("\n".join(faults) + "\n")
     return files, path
 
 
-def _iso(t: float) -> str:
-    return np.datetime_as_string(np.datetime64(int(t), "s")) + "Z"
-
-
 def battery_models(folder: Path) -> Path:
     """The type's files (interface and profile) in ``folder/models``."""
-    models = folder / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    (models / f"{TYPE}.json").write_text(json.dumps(INTERFACE))
-    (models / f"{TYPE}.yaml").write_text(PROFILE)
-    return models
+    return write_type(folder, TYPE, INTERFACE, PROFILE)
 
 
 def simulate_units(n_units: int) -> list[dict[str, Any]]:

@@ -111,23 +111,30 @@ def write_units(units: list[dict[str, Any]], folder: Path) -> tuple[list[Path], 
         out = folder / f"{twin}.csv"
         u["frame"].with_columns(time=iso.dt.strftime("%Y-%m-%dT%H:%M:%SZ")).drop("t").write_csv(out)
         files.append(out)
-        on = _iso(START + u["onset_s"])
-        fail = _iso(START + u["failure_s"])
+        on = iso_time(START + u["onset_s"])
+        fail = iso_time(START + u["failure_s"])
         faults.append(f"{twin},{u['mode']},{on},{fail}")
     path = folder / "faults.csv"
     path.write_text("\n".join(faults) + "\n")
     return files, path
 
 
-def _iso(t: float) -> str:
+def iso_time(t: float) -> str:
+    """Epoch seconds as an ISO 8601 UTC time, as the faults files write them."""
     return np.datetime_as_string(np.datetime64(int(t), "s")) + "Z"
 
 
-def pump_deployment(folder: Path) -> Path:
+def write_type(folder: Path, name: str, interface: Any, profile: str) -> Path:
+    """A twin type's files (DTDL interface and profile) in ``folder/models``."""
     models = folder / "models"
     models.mkdir(parents=True, exist_ok=True)
-    (models / "progpy_pump.json").write_text(json.dumps(INTERFACE))
-    (models / "progpy_pump.yaml").write_text(PROFILE)
+    (models / f"{name}.json").write_text(json.dumps(interface))
+    (models / f"{name}.yaml").write_text(profile)
+    return models
+
+
+def pump_deployment(folder: Path) -> Path:
+    write_type(folder, "progpy_pump", INTERFACE, PROFILE)
     return folder
 
 

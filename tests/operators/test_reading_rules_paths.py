@@ -69,6 +69,29 @@ def judged(kind: TwinType, batch: list, spread: float) -> tuple[list[Alert], Rea
     return [a for f in batch for a in alarms.update(f, kind)], alarms
 
 
+def judged_per_rule(
+    kind: TwinType, batch: list, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Alert], ReadingAlarms]:
+    """:func:`judged` with the quick check turned off: every frame takes the per-rule path."""
+    with monkeypatch.context() as m:
+        m.setattr(reading_rules, "quiet", lambda *_: False)
+        return judged(kind, batch, 0.35)
+
+
+def assert_paths_agree(kind: TwinType, batch: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With and without the quick check: the same alerts, and the same state where it is read
+    (other signals' change history is never read)."""
+    quick, a = judged(kind, batch, 0.35)
+    full, b = judged_per_rule(kind, batch, monkeypatch)
+    assert pickle.dumps(quick) == pickle.dumps(full)
+    assert a.state == b.state and a.block == b.block
+    np.testing.assert_array_equal(a.last, b.last)
+    rows = reading_plan(kind).stuck_rows
+    for name in ("changed_at", "block_moved", "block_count", "qualified"):
+        np.testing.assert_array_equal(getattr(a, name)[rows], getattr(b, name)[rows])
+    np.testing.assert_array_equal(a.moved[:, rows], b.moved[:, rows])
+
+
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1), cuts=st.lists(st.integers(1, N - 1), max_size=80))
 def test_the_quick_check_and_the_full_path_agree(
@@ -81,17 +104,7 @@ def test_the_quick_check_and_the_full_path_agree(
         replace(f, signals={k: v for k, v in f.signals.items() if k != "motor_power"}) if out else f
         for f, out in zip(batch, gone.tolist(), strict=True)
     ]
-    quick, a = judged(kind, batch, 0.35)
-    with monkeypatch.context() as m:
-        m.setattr(reading_rules, "quiet", lambda *_: False)
-        full, b = judged(kind, batch, 0.35)
-    assert pickle.dumps(quick) == pickle.dumps(full)
-    assert a.state == b.state and a.block == b.block
-    np.testing.assert_array_equal(a.last, b.last)
-    rows = reading_plan(kind).stuck_rows  # other signals' change history is never read
-    for name in ("changed_at", "block_moved", "block_count", "qualified"):
-        np.testing.assert_array_equal(getattr(a, name)[rows], getattr(b, name)[rows])
-    np.testing.assert_array_equal(a.moved[:, rows], b.moved[:, rows])
+    assert_paths_agree(kind, batch, monkeypatch)
 
 
 def test_most_frames_of_a_healthy_signal_take_the_quick_check(
@@ -158,17 +171,7 @@ def test_dead_sensors_and_unmoved_signals_in_the_quick_check_agree_with_the_full
     and have no stuck history take the quick check: the same alerts and state as without it."""
     t, signals = dead_and_still(seed)
     batch = frames(t, sorted(set(cuts)), **signals)
-    quick, a = judged(kind, batch, 0.35)
-    with monkeypatch.context() as m:
-        m.setattr(reading_rules, "quiet", lambda *_: False)
-        full, b = judged(kind, batch, 0.35)
-    assert pickle.dumps(quick) == pickle.dumps(full)
-    assert a.state == b.state and a.block == b.block
-    np.testing.assert_array_equal(a.last, b.last)
-    rows = reading_plan(kind).stuck_rows
-    for name in ("changed_at", "block_moved", "block_count", "qualified"):
-        np.testing.assert_array_equal(getattr(a, name)[rows], getattr(b, name)[rows])
-    np.testing.assert_array_equal(a.moved[:, rows], b.moved[:, rows])
+    assert_paths_agree(kind, batch, monkeypatch)
 
 
 def test_a_dead_sensor_under_an_open_alarm_and_a_still_signal_take_the_quick_check(
@@ -261,9 +264,7 @@ def test_an_open_spike_alarm_awaiting_its_clear_takes_the_quick_check(
 
     monkeypatch.setattr(reading_rules, "quiet", counted)
     quick, a = judged(kind, batch, 0.35)
-    with monkeypatch.context() as m:
-        m.setattr(reading_rules, "quiet", lambda *_: False)
-        full, b = judged(kind, batch, 0.35)
+    full, b = judged_per_rule(kind, batch, monkeypatch)
     assert [(x.rule, x.state.value) for x in quick] == [
         ("discharge_pressure_spikes", "raised"),
         ("discharge_pressure_spikes", "cleared"),
