@@ -41,6 +41,10 @@ class SampleAnomalyStep:
 
     settings: SampleSettings = field(default_factory=SampleSettings)
     type_of: TypeOf = field(default_factory=TypeOf)
+    #: The hold and half-life in event time (``flow.sample_hold_s``, ``sample_half_life_s``;
+    #: 0: the settings' samples only), sized in samples at the end of each twin's warm-up.
+    hold_s: float = 0.0
+    half_life_s: float = 0.0
 
     @classmethod
     def from_config(cls, config: FlowConfig, type_of: TypeOf | None = None) -> SampleAnomalyStep:
@@ -61,7 +65,7 @@ class SampleAnomalyStep:
             adapt=config.anomaly_adapt,
             seed=config.seed,
         )
-        return cls(settings, type_of or TypeOf())
+        return cls(settings, type_of or TypeOf(), config.sample_hold_s, config.sample_half_life_s)
 
     def __call__(
         self, scorer: SampleScorer | None, frame: Frame
@@ -73,6 +77,9 @@ class SampleAnomalyStep:
             if kind is None:
                 return None, frame
             scorer = SampleScorer(kind, frame, self.settings)
+            if scorer.detector is not None:  # not warm yet: sized when its warm-up ends
+                scorer.detector.hold_s = self.hold_s
+                scorer.detector.half_life_s = self.half_life_s
         return scorer, scorer.score(frame)
 
 
@@ -85,6 +92,22 @@ class SampleAlarmStep:
     raise_s: float = 10.0
     clear_s: float = 120.0
     settle_s: float = 60.0
+    raise_n: int = 3
+    clear_n: int = 6
+    settle_n: int = 30
+    recover_n: int = 20
+
+    @classmethod
+    def from_config(cls, config: FlowConfig) -> SampleAlarmStep:
+        return cls(
+            config.sample_alarm_for_s,
+            config.sample_alarm_clear_s,
+            config.sample_alarm_settle_s,
+            config.sample_alarm_raise_n,
+            config.sample_alarm_clear_n,
+            config.sample_alarm_settle_n,
+            config.sample_alarm_recover_n,
+        )
 
     def __call__(
         self, alarm: SampleAlarm | None, frame: Frame
@@ -92,7 +115,15 @@ class SampleAlarmStep:
         if not isinstance(frame, TelemetryFrame) or SAMPLE_SIGNAL not in frame.signals:
             return alarm, []
         if alarm is None:
-            alarm = SampleAlarm(raise_s=self.raise_s, clear_s=self.clear_s, settle_s=self.settle_s)
+            alarm = SampleAlarm(
+                raise_s=self.raise_s,
+                clear_s=self.clear_s,
+                settle_s=self.settle_s,
+                raise_n=self.raise_n,
+                clear_n=self.clear_n,
+                settle_n=self.settle_n,
+                recover_n=self.recover_n,
+            )
         return alarm, alarm.update(frame)
 
 

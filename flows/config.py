@@ -105,7 +105,7 @@ class FlowConfig:
         Flag(
             "anomaly_adapt",
             "After warm-up, keep learning rows judged normal (never while anomalous, nor "
-            "`sample_hold` samples after); off: the model stays as warm-up left it, except "
+            "`sample_hold_s` after); off: the model stays as warm-up left it, except "
             "for new operating points.",
             True,
         )
@@ -200,15 +200,42 @@ class FlowConfig:
     sample_smooth: int = _count(
         "sample_smooth", "Samples the sample score is averaged over (exponentially).", 30
     )
+    sample_hold_s: float = setting(
+        Number(
+            "sample_hold_s",
+            "Event time (s) after an anomalous sample during which the sample model learns "
+            "nothing, counted in samples with the twin's sampling period as its warm-up "
+            "measured it (60 samples at 1 Hz, 1 at one sample every 5 minutes; at least "
+            "`sample_hold` samples). 0: `sample_hold` samples only.",
+            60.0,
+            low=0,
+            shown="`60` (1 minute)",
+        )
+    )
     sample_hold: int = _count(
-        "sample_hold", "Samples after an anomalous one during which nothing is learned.", 60
+        "sample_hold",
+        "Least samples after an anomalous one during which nothing is learned (besides "
+        "`sample_hold_s`).",
+        3,
+    )
+    sample_half_life_s: float = setting(
+        Number(
+            "sample_half_life_s",
+            "Event time (s) after which a sample the sample model learned weighs half (drift "
+            "is followed), counted in samples with the twin's sampling period as its warm-up "
+            "measured it (86,400 samples at 1 Hz, 288 at 5 minutes) and never fewer than its "
+            "warm-up's samples or `sample_half_life`. 0: `sample_half_life` samples only.",
+            86400.0,
+            low=0,
+            shown="`86400` (1 day)",
+        )
     )
     sample_half_life: float = setting(
         Number(
             "sample_half_life",
-            "Samples after which a learned sample weighs half (drift is followed); 0: never "
-            "forgotten.",
-            86400.0,
+            "Least samples after which a learned sample weighs half (besides "
+            "`sample_half_life_s`); with both 0, never forgotten.",
+            0.0,
             low=0,
         )
     )
@@ -241,6 +268,43 @@ class FlowConfig:
             120.0,
             shown="`2m`",
         )
+    )
+    sample_alarm_raise_n: int = _count(
+        "sample_alarm_raise_n",
+        "Least samples in a row above the limit before the alarm `anomaly_sample` is raised "
+        "(besides `sample_alarm_for_s`: at 1 Hz the time asks for more; at one sample every "
+        "5 minutes 10 s alone would be two samples).",
+        3,
+    )
+    sample_alarm_clear_n: int = _count(
+        "sample_alarm_clear_n",
+        "Least quiet samples in a row before that alarm clears (besides `sample_alarm_clear_s`).",
+        6,
+    )
+    sample_alarm_settle_s: float = setting(
+        Number(
+            "sample_alarm_settle_s",
+            "Event time after the sample model's warm-up during which its scores are only "
+            "watched, never raising that alarm (the freshly fitted model and the average "
+            "settle).",
+            60.0,
+            low=0,
+        )
+    )
+    sample_alarm_settle_n: int = setting(
+        Whole(
+            "sample_alarm_settle_n",
+            "Least scored samples watched after warm-up (besides `sample_alarm_settle_s`).",
+            30,
+            0,
+            coerce=True,
+        )
+    )
+    sample_alarm_recover_n: int = _count(
+        "sample_alarm_recover_n",
+        "Least samples an open alarm's score must stay at or below a tenth of its peak "
+        "(and 30 s) for the fault to be taken as over, the machine at a new level.",
+        20,
     )
     command_interval_s: float = _positive(
         "command_interval_s", "Least time between two automatic commands to one twin.", 1800.0

@@ -14,19 +14,19 @@ drift) moves the averaged vector far outside its own, much narrower, spread long
 averaged row statistics notice, while a short spike is averaged away. A row is anomalous when
 either score passes its limit.
 
-Operating settings (speed, load, setpoints) are not monitored but *condition* the model:
-each monitored variable is first predicted from them by a quadratic least-squares fit, and
-the PCA model watches what that prediction does not explain, so a load change is not an
-anomaly. A setting outside every value seen while learning is a new operating point: those
-rows are not judged but learned, and the model refits (the adaptation rule for operating
-points). Slow drift is followed by exponential forgetting (``half_life`` rows) of rows
-learned while the twin is normal; learning stops while it is anomalous and ``hold`` rows
-after. A fault that ends with the machine at a new level (its score still above the limit but
-at a tenth of the episode's peak for ``recover_rows`` rows) moves normal to that level: the
-recovery rule, without which such a twin would stay anomalous for good. An episode that
-has lasted ``long_s`` of event time (and at least a warm-up's rows) with a score no longer
-rising moves normal to the level it holds: the long-episode rule, for a normal that moved
-for good while the score stayed high (:mod:`~twinflow.models.spc_long`).
+Operating settings (speed, load, setpoints) are not monitored but *condition* the model: each
+monitored variable is first predicted from them by a quadratic least-squares fit, and the PCA
+model watches what that prediction does not explain, so a load change is not an anomaly. A
+setting outside every value seen while learning is a new operating point: those rows are not
+judged but learned, and the model refits (the adaptation rule for operating points). Slow drift
+is followed by exponential forgetting (``half_life`` rows, or ``half_life_s`` of event time) of
+rows learned while the twin is normal; learning stops while it is anomalous and ``hold`` rows
+(or ``hold_s``) after. A fault that ends with the machine at a new level (its score still above
+the limit but at a tenth of the episode's peak for ``recover_rows`` rows) moves normal to that
+level: the recovery rule, without which such a twin would stay anomalous for good. An episode
+that has lasted ``long_s`` of event time (and at least a warm-up's rows) with a score no longer
+rising moves normal to the level it holds: the long-episode rule, for a normal that moved for
+good while the score stayed high (:mod:`~twinflow.models.spc_long`).
 
 The parts: the statistics and limits in :mod:`~twinflow.models.spc_stats`, the warm-up (its
 level-shift restarts and cap) in :mod:`~twinflow.models.spc_warmup`, learning and the
@@ -54,7 +54,7 @@ from twinflow.models.spc_stats import (
     smoothed_floor,
     t2_limit,
 )
-from twinflow.models.spc_warmup import Warmup
+from twinflow.models.spc_warmup import Warmup, rows_in
 
 #: With the drift rule on (``track``), normal moves (the drift rule, a refit) only every
 #: ``TRACK_EVERY`` rows judged, at fixed row counts rather than at a batch's end, so the
@@ -92,7 +92,10 @@ class SpcDetector(Adaptation, Explanation):
     ``variance`` is the share of the correlation's variance the principal components keep.
     After warm-up a row is learned only when ``adapt`` is on, its score is below
     ``learn_below`` and no row of the last ``hold`` was anomalous; learned rows fade with
-    ``half_life`` (rows; 0: never). The model refits every ``refit_every`` learned rows, and
+    ``half_life`` (rows; 0: never). Given in event time instead (``hold_s``, ``half_life_s``;
+    0: rows only), both are sized at the warm-up's end over its sampling period, so a twin
+    sampled every 5 minutes forgets in a day as a 1 Hz one does; ``hold`` and ``half_life``
+    are then their least rows. The model refits every ``refit_every`` learned rows, and
     after ``relearn`` rows learned at a new operating point.
     A row missing a value takes the variable's last value; a row before every variable
     was seen is not scored (NaN). No randomness: ``seed`` is kept for the shared surface.
@@ -137,6 +140,8 @@ class SpcDetector(Adaptation, Explanation):
         track: float = 0.0,
         warmup_slow_s: float = 0.0,
         long_s: float = 0.0,
+        hold_s: float = 0.0,
+        half_life_s: float = 0.0,
         seed: int = 0,
     ) -> None:
         monitored = tuple(v for v in variables if v not in set(operating))
@@ -170,6 +175,10 @@ class SpcDetector(Adaptation, Explanation):
         self.recover_rows = max(1, recover_rows)
         self.track = track
         self.long_s = long_s
+        #: The hold and half-life in event time (0: in rows only), sized at the warm-up's
+        #: end with its sampling period; ``hold`` and ``half_life`` are then their least rows.
+        self.hold_s = hold_s
+        self.half_life_s = half_life_s
         self.seed = seed
         #: Columns: the settings, then the monitored variables.
         self.columns = (*self.operating, *self.variables)
@@ -234,6 +243,8 @@ class SpcDetector(Adaptation, Explanation):
             "long_s": 0.0,
             "_long": None,
             "relearned": 0,
+            "hold_s": 0.0,
+            "half_life_s": 0.0,
         }
         self.__dict__.update({**defaults, **state})
 
@@ -306,8 +317,23 @@ class SpcDetector(Adaptation, Explanation):
             rows = max(self.warmup, math.ceil(self.long_s / period))
             self._long = LongEpisode(rows, len(self.variables))
 
+    def _size_spans(self) -> None:
+        """The hold and the half-life in rows: ``hold_s`` and ``half_life_s`` over the
+        warm-up's sampling period (1 s when not known), at least ``hold`` and ``half_life``
+        rows, and the half-life at least the warm-up's rows (a model forgets no faster than
+        it was fitted). At one row a second the rows equal the seconds; without the times
+        nothing changes."""
+        period = self.period if math.isfinite(self.period) and self.period > 0 else 1.0
+        if self.hold_s > 0:
+            self.hold = max(self.hold, rows_in(self.hold_s, period))
+            self._since_anomalous = max(self._since_anomalous, self.hold)  # none seen yet
+        if self.half_life_s > 0:
+            least = max(self.half_life, float(self._wu.seen))
+            self.half_life = max(least, self.half_life_s / period)
+
     def _finish_warmup(self) -> None:
         self._size_long()
+        self._size_spans()
         self._wu.gaps = self._wu.gaps and (self._wu.period,)  # its period is all that is kept
         data = np.vstack(self._wu.rows)
         self._wu.rows = []

@@ -44,6 +44,16 @@ def sampling_period(gaps: np.ndarray) -> float:
     return float(np.median(pos)) if pos.size else math.nan
 
 
+def rows_in(seconds: float, period: float) -> int:
+    """The rows that span ``seconds`` of event time at ``period`` seconds a row (at least
+    one; a hair of rounding error does not add a row).
+
+    >>> rows_in(60.0, 1.0), rows_in(60.0, 300.0), rows_in(3600.0, 300.0), rows_in(10.0, 3.0)
+    (60, 1, 12, 4)
+    """
+    return max(1, math.ceil(seconds / period - 1e-9))
+
+
 def level_shift(rows: np.ndarray, scale: np.ndarray, min_segment: int) -> tuple[int, float]:
     """The split ``k`` (rows before it are the old level) where the columns' means differ
     most, in pooled within-segment standard deviations (each at least its ``scale``), and

@@ -83,6 +83,8 @@ def spc(rec: Recording, adapt: bool = True, conditioned: bool = True) -> SpcDete
         smooth=c.sample_smooth,
         hold=c.sample_hold,
         half_life=c.sample_half_life,
+        hold_s=c.sample_hold_s,
+        half_life_s=c.sample_half_life_s,
         adapt=adapt and c.anomaly_adapt,
     )
 
