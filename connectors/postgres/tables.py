@@ -79,6 +79,30 @@ TELEMETRY = Table(
     ),
 )
 
+#: The staged telemetry's merges when the database has the compact layout (migration 0009):
+#: the pairs not seen before get series ids, then the readings go to ``telemetry_points``.
+SERIES_TELEMETRY_MERGES = (
+    Merge(
+        "series",
+        "INSERT INTO twinflow.series (twin_id, signal) "
+        "SELECT DISTINCT twin_id, signal FROM twinflow_stage_telemetry ORDER BY 1, 2 "
+        "ON CONFLICT (twin_id, signal) DO NOTHING",
+    ),
+    Merge(
+        "telemetry",
+        "INSERT INTO twinflow.telemetry_points (series, time, value, quality) "
+        "SELECT s.series, t.time, t.value, t.quality FROM twinflow_stage_telemetry AS t "
+        "JOIN twinflow.series AS s USING (twin_id, signal) "
+        "ON CONFLICT (series, time) DO NOTHING",
+        primary=True,
+    ),
+)
+
+#: ``COPY`` of the binary tuples that ``copy_columns.series_tuples`` builds.
+SERIES_COPY_SQL = (
+    "COPY twinflow.telemetry_points (series, time, value, quality) FROM STDIN (FORMAT BINARY)"
+)
+
 _WINDOW_COLS = (
     "twin_id, twin_type, window_start, window_end, features, counts, late, anomaly_score, "
     "anomaly_threshold, rul_indicator, rul_hours, rul_low_hours, rul_high_hours, health"

@@ -16,8 +16,11 @@ the ``twinflow_output_*`` metrics (``postgres:<name>``). :meth:`BatchWriter.flus
 timeout, and :meth:`BatchWriter.held` hands out the rows not committed yet (a snapshot's
 state, see :mod:`twinflow.connectors.postgres.sink`).
 
-Telemetry takes a fast path: COPY straight into ``twinflow.telemetry``, first thing in the
-flush's transaction. If any row of the batch is already stored (a replay after recovery),
+Telemetry takes a fast path: COPY straight into its table, first thing in the flush's
+transaction: ``twinflow.telemetry_points`` with series ids in the rows on a database with the
+compact layout (:mod:`~twinflow.connectors.postgres.series`; the batch's new (twin, signal)
+pairs get their ids in a transaction of their own just before), ``twinflow.telemetry`` on one
+without it. If any row of the batch is already stored (a replay after recovery),
 the unique key aborts that COPY and the transaction, and the same batch is written again
 through the staging table and ``ON CONFLICT DO NOTHING``; the writer keeps using that path
 until a batch turns out to be all new. Either way the batch is stored exactly once. (No
@@ -49,7 +52,13 @@ from twinflow.connectors.postgres.connection import (
 from twinflow.connectors.postgres.pool import leave, pool_for
 from twinflow.connectors.postgres.rows import COPY_HEADER, COPY_TRAILER
 from twinflow.connectors.postgres.schema_check import schema_problem
-from twinflow.connectors.postgres.tables import BY_NAME, TELEMETRY
+from twinflow.connectors.postgres.series import SeriesIds, series_ids_for, series_layout
+from twinflow.connectors.postgres.tables import (
+    BY_NAME,
+    SERIES_COPY_SQL,
+    SERIES_TELEMETRY_MERGES,
+    TELEMETRY,
+)
 from twinflow.core.backoff import Backoff
 
 log = logging.getLogger("twinflow.postgres")
@@ -106,6 +115,8 @@ class BatchWriter:
             connect_timeout_s=settings.connect_timeout_s,
         )
         self._optimistic = settings.optimistic_copy
+        self._layout_known = False
+        self._series: SeriesIds | None = None  # the compact layout's ids (migration 0009)
         self._backoff = Backoff(
             settings.retry_initial_s, settings.retry_max_s, jitter=0.5, seed=None
         ).cursor()
@@ -187,9 +198,7 @@ class BatchWriter:
             batches = ([self._current] if self._current is not None else []) + list(self._queue)
         pieces: list[Piece] = []
         for batch in batches:
-            data, rows = batch.telemetry_payload() if batch.has_telemetry else (b"", 0)
-            if rows:
-                pieces.append((TELEMETRY.name, data, rows))
+            pieces.extend(batch.held())
             pieces.extend((table, row, 1) for table, rows in batch.rows.items() for row in rows)
         return pieces
 
@@ -351,7 +360,17 @@ class BatchWriter:
 
         Returns, per target table, (rows inserted or changed, rows already stored).
         """
-        if not (self._optimistic and batch.has_telemetry):
+        if not self._layout_known:
+            oid = series_layout(conn)
+            self._series = series_ids_for(self.settings.url, oid) if oid is not None else None
+            self._layout_known = True
+        optimistic = self._optimistic and batch.has_telemetry
+        if optimistic and self._series is not None:
+            if batch.legacy:  # text tuples of an older snapshot: they go through the stage
+                optimistic = False
+            else:
+                self._series.ensure(conn, batch.pairs())  # committed before the batch
+        if not optimistic:
             return self._write_once(conn, batch, optimistic=False)
         try:
             return self._write_once(conn, batch, optimistic=True)
@@ -390,17 +409,25 @@ class BatchWriter:
     def _write_telemetry(
         self, cur: psycopg.Cursor[Any], batch: Batch, optimistic: bool
     ) -> tuple[int, int]:
-        tuples, rows = batch.telemetry_payload()  # built here, off the flow's thread
-        data = COPY_HEADER + tuples + COPY_TRAILER
+        series = self._series
         if optimistic:  # first in the transaction: a unique violation aborts nothing else
-            with cur.copy(TELEMETRY.copy_sql("twinflow.telemetry")) as cp:
-                cp.write(data)
+            if series is not None:
+                tuples, rows = batch.series_payload(series)  # built here, off the flow's thread
+                sql = SERIES_COPY_SQL
+            else:
+                tuples, rows = batch.text_payload()
+                sql = TELEMETRY.copy_sql("twinflow.telemetry")
+            with cur.copy(sql) as cp:
+                cp.write(COPY_HEADER + tuples + COPY_TRAILER)
             return rows, 0
+        tuples, rows = batch.text_payload()
         cur.execute(TELEMETRY.create_stage_sql())
         with cur.copy(TELEMETRY.copy_sql()) as cp:
-            cp.write(data)
-        cur.execute(TELEMETRY.merges[0].sql)
-        inserted = max(cur.rowcount, 0)
+            cp.write(COPY_HEADER + tuples + COPY_TRAILER)
+        merges = SERIES_TELEMETRY_MERGES if series is not None else TELEMETRY.merges
+        for merge in merges:
+            cur.execute(merge.sql)
+        inserted = max(cur.rowcount, 0)  # the last merge stores the readings
         if inserted == rows and self.settings.optimistic_copy:
             self._optimistic = True
         return inserted, rows - inserted

@@ -3,11 +3,12 @@
 Not a test (no assertion on time). Prints rows/s and the ratios; the target is the
 idempotent sink at 0.8x or more of bare COPY. In one run, on one hermetic PostgreSQL server
 (tests/services/postgres.py) or on ``--url``, each into a fresh database holding the same
-``twinflow.telemetry`` table (primary key (twin_id, signal, time), BRIN on time):
+``twinflow.telemetry_points`` table (migration 0009: primary key (series, time), BRIN on
+time; the series ids of the bare cases made before their clock starts):
 
 - ``bare COPY (pre-encoded)``: the rows as ready binary COPY bytes made before the clock
-  starts, one ``COPY twinflow.telemetry ... FROM STDIN (FORMAT BINARY)`` and one commit per
-  batch: the database's own ceiling, the strict baseline of the ratio;
+  starts (in the sink's order), one ``COPY twinflow.telemetry_points ... FROM STDIN (FORMAT
+  BINARY)`` and one commit per batch: the database's own ceiling, the strict baseline;
 - ``bare COPY (write_row)``: a plain psycopg loop, ``copy.write_row`` per reading;
 
 both bare cases use as many connections as the sink has partitions (``--partitions``, default
@@ -23,11 +24,12 @@ The cases run interleaved, ``--repeat`` times; the headline ratio is of the medi
 run of each is printed beside it, for reference only).
 
 With ``--server-cpu``, instead: the server's CPU time per row of the telemetry COPY, the same
-rows in two orders, one connection, interleaved ``--repeat`` times, each into a fresh database:
-the sink's columnar COPY of each batch (``copy_columns.telemetry_copy``: rows in the key's
-order) against the same rows frame by frame as they arrive (``rows.frame_rows``). The CPU is
-the backend's own (user + system, ``/proc/<pg_backend_pid>/stat``), so the hermetic server
-must run on this machine; medians (min-max) and their ratio.
+rows into two layouts, one connection, interleaved ``--repeat`` times, each into a fresh
+database: the compact series key of migration 0009 (``telemetry_points``) against the text
+key ``(twin_id, signal, time)`` it replaced (a database migrated up to 0008), each COPY in its
+key's order as the sink sends it, and the size of the table with its indexes. The CPU is the
+backend's own (user + system, ``/proc/<pg_backend_pid>/stat``), so the hermetic server must
+run on this machine; medians (min-max) and their ratio.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_postgres.py [--rows 1000000] [--repeat 3]``;
 ``... --server-cpu --rows 5000000 --twins 200 --frame 10``.
@@ -36,8 +38,10 @@ Run: ``.venv/bin/python tests/benchmarks/bench_postgres.py [--rows 1000000] [--r
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +54,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.services.postgres import Postgres
 from twinflow.connectors.postgres import PostgresSink, migrate
 from twinflow.connectors.postgres.connection import psycopg
-from twinflow.connectors.postgres.rows import COPY_HEADER, COPY_TRAILER, frame_rows
+from twinflow.connectors.postgres.copy_columns import gather, series_tuples
+from twinflow.connectors.postgres.migrations import MIGRATIONS_DIR
+from twinflow.connectors.postgres.rows import COPY_HEADER, COPY_TRAILER
+from twinflow.connectors.postgres.series import SeriesIds
+from twinflow.connectors.postgres.tables import SERIES_COPY_SQL
 from twinflow.core.records import TelemetryFrame
 
 SIGNALS = (
@@ -112,14 +120,28 @@ def concurrently(work: list[Callable[[], None]]) -> float:
         return time.perf_counter() - started
 
 
+def series_ids(url: str, frames: list[TelemetryFrame]) -> SeriesIds:
+    """Every (twin, signal) pair of ``frames`` given its series id (before a clock starts)."""
+    ids = SeriesIds()
+    pairs = sorted({(f.twin_id, s) for f in frames for s in f.signals})
+    with psycopg.connect(url, autocommit=True) as conn:
+        ids.ensure(conn, pairs)
+    return ids
+
+
+def series_payload(frames: list[TelemetryFrame], ids: SeriesIds) -> bytes:
+    """One batch's binary COPY for ``telemetry_points``, as the sink builds it."""
+    got = gather(frames)
+    assert got is not None
+    return COPY_HEADER + series_tuples(got, ids.ids(got.pairs)) + COPY_TRAILER
+
+
 def bare_pre_encoded(
     url: str, frames: list[TelemetryFrame], batch_rows: int, connections: int
 ) -> float:
+    ids = series_ids(url, frames)
     parts = [
-        [
-            COPY_HEADER + b"".join(frame_rows(f)[0] for f in b) + COPY_TRAILER
-            for b in batches(share, batch_rows)
-        ]
+        [series_payload(b, ids) for b in batches(share, batch_rows)]
         for share in routed(frames, connections)
     ]
     conns = [psycopg.connect(url, autocommit=True) for _ in parts]
@@ -127,8 +149,8 @@ def bare_pre_encoded(
     def write(conn: psycopg.Connection, blobs: list[bytes]) -> Callable[[], None]:
         def go() -> None:
             for blob in blobs:
-                with conn.transaction(), conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
-                    copy.write(blob)
+                with conn.transaction(), conn.cursor() as cur, cur.copy(SERIES_COPY_SQL) as cp:
+                    cp.write(blob)
 
         return go
 
@@ -144,19 +166,21 @@ def bare_write_row(
 ) -> float:
     from twinflow.core.times import utc
 
+    ids = series_ids(url, frames)
     shares = routed(frames, connections)
     conns = [psycopg.connect(url, autocommit=True) for _ in shares]
 
     def write(conn: psycopg.Connection, share: list[TelemetryFrame]) -> Callable[[], None]:
         def go() -> None:
             for b in batches(share, batch_rows):
-                with conn.transaction(), conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
-                    copy.set_types(["text", "text", "timestamptz", "float8", "int2"])
+                with conn.transaction(), conn.cursor() as cur, cur.copy(SERIES_COPY_SQL) as cp:
+                    cp.set_types(["int4", "timestamptz", "float8", "int2"])
                     for f in b:
                         stamps = [utc(t) for t in f.times.tolist()]
-                        for signal, values in f.signals.items():
+                        series = ids.ids([(f.twin_id, s) for s in f.signals]).tolist()
+                        for sid, values in zip(series, f.signals.values(), strict=True):
                             for ts, v in zip(stamps, values.tolist(), strict=True):
-                                copy.write_row((f.twin_id, signal, ts, v, 0))
+                                cp.write_row((sid, ts, v, 0))
 
         return go
 
@@ -219,45 +243,63 @@ def backend_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def server_cpu(url: str, payloads: list[bytes]) -> float:
-    """The backend's CPU seconds to COPY ``payloads`` (one transaction each) into a table."""
+def server_cpu(url: str, payloads: list[bytes], sql: str) -> float:
+    """The backend's CPU seconds to COPY ``payloads`` (one transaction each) with ``sql``."""
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
         assert row is not None
         pid = int(row[0])
         before = backend_cpu_s(pid)
         for blob in payloads:
-            with conn.transaction(), conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
+            with conn.transaction(), conn.cursor() as cur, cur.copy(sql) as copy:
                 copy.write(blob)
         return backend_cpu_s(pid) - before
 
 
-def compare_orders(args: argparse.Namespace, fresh: Callable[[], str], rows: int) -> None:
-    """``--server-cpu``: the key-ordered columnar COPY against the arrival order."""
+def compare_layouts(args: argparse.Namespace, fresh: Callable[..., str], rows: int) -> None:
+    """``--server-cpu``: the compact series key against the text key it replaced (a database
+    migrated up to 0008), both COPYs in the key's order as the sink sends them."""
     from twinflow.connectors.postgres.copy_columns import telemetry_copy
 
     frames = make_frames(args.rows, args.twins, args.frame)
     parts = batches(frames, args.batch_rows)
-    orders = {
-        "key order (copy_columns)": [
-            COPY_HEADER + telemetry_copy(b)[0] + COPY_TRAILER for b in parts
-        ],
-        "arrival order (frame_rows)": [
-            COPY_HEADER + b"".join(frame_rows(f)[0] for f in b) + COPY_TRAILER for b in parts
-        ],
-    }
-    spent: dict[str, list[float]] = {name: [] for name in orders}
+    text = [COPY_HEADER + telemetry_copy(b)[0] + COPY_TRAILER for b in parts]
+    spent: dict[str, list[float]] = {"series key (0009)": [], "text key (0001-0008)": []}
+    sizes: dict[str, list[float]] = {name: [] for name in spent}
     for r in range(args.repeat):
-        for name in list(orders) if r % 2 == 0 else list(orders)[::-1]:
-            url = fresh()
-            spent[name].append(server_cpu(url, orders[name]) * 1e6 / rows)
+        for name in list(spent) if r % 2 == 0 else list(spent)[::-1]:
+            if name.startswith("series"):
+                url = fresh()
+                ids = series_ids(url, frames)
+                payloads, sql = [series_payload(b, ids) for b in parts], SERIES_COPY_SQL
+            else:
+                url = fresh(upto=8)
+                payloads, sql = text, COPY_SQL
+            spent[name].append(server_cpu(url, payloads, sql) * 1e6 / rows)
             stored, distinct = count_rows(url)
             assert stored == distinct == rows, (name, stored, distinct, rows)
+            sizes[name].append(relation_mib(url))
     print(f"server (backend) CPU per telemetry row, µs, median (min-max) of {args.repeat}:")
     for name, per in spent.items():
-        print(f"  {name:28} {statistics.median(per):.3f} ({min(per):.3f}-{max(per):.3f})")
+        size = statistics.median(sizes[name])
+        print(
+            f"  {name:22} {statistics.median(per):.3f} ({min(per):.3f}-{max(per):.3f}); "
+            f"table + indexes {size:,.0f} MiB"
+        )
     first, second = (statistics.median(v) for v in spent.values())
-    print(f"key order / arrival order: {first / second:.3f}; load average {_load()}")
+    print(f"series key / text key: {first / second:.3f}; load average {_load()}")
+
+
+def relation_mib(url: str) -> float:
+    """MiB of the telemetry storage table with its indexes (and the series table)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT sum(pg_total_relation_size(c)) FROM unnest(ARRAY["
+            "to_regclass('twinflow.telemetry_points'), to_regclass('twinflow.series'), "
+            "(SELECT oid FROM pg_class WHERE oid = to_regclass('twinflow.telemetry') "
+            "AND relkind = 'r')]) AS c WHERE c IS NOT NULL"
+        ).fetchone()
+    return float(row[0] or 0) / 2**20 if row else 0.0
 
 
 def _load() -> str:
@@ -292,19 +334,28 @@ def main() -> None:
     )
     counter = 0
 
-    def fresh() -> str:
+    def fresh(upto: int | None = None) -> str:
+        """A new database, migrated to the end or only up to migration ``upto``."""
         nonlocal counter
         counter += 1
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS bench_{counter} WITH (FORCE)")
             conn.execute(f"CREATE DATABASE bench_{counter}")
         url = admin.rsplit("/", 1)[0] + f"/bench_{counter}"
-        migrate(url)
+        if upto is None:
+            migrate(url)
+        else:
+            folder = Path(tempfile.mkdtemp(prefix="bench-migrations-"))
+            for path in MIGRATIONS_DIR.glob("*.sql"):
+                if int(path.name[:4]) <= upto:
+                    shutil.copy(path, folder / path.name)
+            migrate(url, directory=folder)
+            shutil.rmtree(folder)
         return url
 
     if args.server_cpu:
         try:
-            compare_orders(args, fresh, rows)
+            compare_layouts(args, fresh, rows)
         finally:
             if server is not None:
                 server.close()

@@ -79,6 +79,7 @@ ALL_MIGRATIONS = (
     "0006_twin_health",
     "0007_maintenance_plan",
     "0008_replication",
+    "0009_series_key",
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -764,19 +765,13 @@ def test_rollups_migration_upgrades_a_database_at_0004_and_runs_once(
     p.write_batch([rollup("site1", 1)])
     with pytest.raises(
         PostgresSinkError,
-        match=r"has not applied 0005_asset_rollups, 0006_twin_health, 0007_maintenance_plan, "
-        r"0008_replication: ",
+        match=r"has not applied " + ", ".join(ALL_MIGRATIONS[4:]) + ": ",
     ):
         p.snapshot()  # the sink refuses a schema without the roll-up tables
     with pytest.raises(PostgresSinkError):
         p.close()
 
-    assert [m.label for m in migrate(fresh, use_timescaledb=False)] == [
-        "0005_asset_rollups",
-        "0006_twin_health",
-        "0007_maintenance_plan",
-        "0008_replication",
-    ]
+    assert tuple(m.label for m in migrate(fresh, use_timescaledb=False)) == ALL_MIGRATIONS[4:]
     assert migrate(fresh, use_timescaledb=False) == []
     assert status(fresh).up_to_date
     write(PostgresSink(fresh), [rollup("site1", 1)])

@@ -214,12 +214,18 @@ def count(url: str, table: str) -> int:
 
 
 def tables(url: str) -> dict[str, list[str]]:
-    """The twinflow tables that the sink writes, with the columns the flow decides."""
+    """The twinflow tables that the sink writes, with the columns the flow decides.
+
+    Telemetry is read through the ``telemetry`` view: the series ids of its storage tables
+    (``series``, ``telemetry_points``) depend on the order pairs were first written in.
+    """
     rows = query(
         url,
         "SELECT table_name, column_name FROM information_schema.columns "
         "WHERE table_schema = 'twinflow' AND table_name IN (SELECT table_name FROM "
-        "information_schema.tables WHERE table_schema = 'twinflow' AND table_type = 'BASE TABLE') "
+        "information_schema.tables WHERE table_schema = 'twinflow' AND (table_type = "
+        "'BASE TABLE' OR table_name = 'telemetry') "
+        "AND table_name NOT IN ('series', 'telemetry_points')) "
         "ORDER BY table_name, ordinal_position",
     )
     out: dict[str, list[str]] = {}
