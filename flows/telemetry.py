@@ -201,7 +201,7 @@ def analytics(
     sample_alerts: list[KeyedStream[Alert]] = []
     if config.sample_anomaly or _types_score_samples(type_of):
         frames = op.stateful_map("samples", frames, SampleAnomalyStep.from_config(config, type_of))
-        alarm = SampleAlarmStep(config.sample_alarm_for_s, config.sample_alarm_clear_s)
+        alarm = SampleAlarmStep.from_config(config)
         sample_alerts.append(op.stateful_flat_map("sample_alarms", frames, alarm))
     windowed = op.stateful("windows", frames, WindowStep(config, types, type_of))
     judged = op.branch("split_reading_alerts", op.key_rm("unkey_windows", windowed), is_alert)
