@@ -11,7 +11,8 @@ own folders do not shadow it; see ``bench_e2e.child_path``).
 
 The plant is recorded once (``bench_e2e.record``), then the sides run interleaved over
 ``--rounds`` rounds (the order turns each round), each into a fresh migrated database on one
-hermetic server, each timed less its own run over an empty topic. Prints 1 Hz readings/s,
+hermetic server (with the schema of that side's own ``infra/migrations``), each timed less its
+own run over an empty topic. Prints 1 Hz readings/s,
 median (min-max), peak RSS, the telemetry rows stored, and B / A of the medians; and the CPU
 time of each ``twinflow run`` child (user + system, its rusage at exit) per 1 Hz reading, less
 that of its run over the empty topic, with B / A of the medians: on a machine shared with other
@@ -131,10 +132,11 @@ def main() -> None:
             )
             count = [0]
 
-            def database() -> str:
+            def database(side: str) -> str:
+                """A fresh database with the schema of ``side``'s own migration files."""
                 count[0] += 1
                 url = pg.create_database(f"bench_ab_{count[0]}")
-                migrate(url)
+                migrate(url, directory=folder / f"tree-{side}" / "infra" / "migrations")
                 return url
 
             net: dict[str, list[float]] = {s: [] for s in views}
@@ -145,7 +147,7 @@ def main() -> None:
             for r in range(args.rounds):
                 for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
                     os.environ["PYTHONPATH"] = str(views[side])
-                    idle, db = database(), database()
+                    idle, db = database(side), database(side)
                     lines = rec.twin_lines
                     empty_cfg = e2e.deployment(folder, broker.bootstrap, empty, lines, idle)
                     full_cfg = e2e.deployment(folder, broker.bootstrap, rec.topic, lines, db)
