@@ -31,6 +31,7 @@ from twinflow.connectors.postgres.connection import (
     psycopg,
     redact,
 )
+from twinflow.connectors.postgres.series import series_layout
 from twinflow.connectors.postgres.timescale import (
     TIMESCALE_LAYERS,
     TIMESCALE_VERSION,
@@ -168,11 +169,25 @@ def _plan(
     support: TimescaleSupport,
     applied: dict[int, AppliedMigration],
     use_timescaledb: bool | None,
+    compact: bool = False,
 ) -> list[Migration]:
+    """The migrations for a database: the files, then the TimescaleDB layers when wanted.
+
+    ``compact``: the database stores telemetry by series (migration 0009 ran where TimescaleDB
+    could not be used); the TimescaleDB layer, written for the text-keyed table, is not
+    applied to it.
+    """
     plan = load_migrations(directory)
     if use_timescaledb is True and not support.usable:
         raise MigrationError(f"TimescaleDB was asked for but cannot be used: {support.describe()}")
-    wanted = use_timescaledb if use_timescaledb is not None else support.usable
+    if use_timescaledb is True and compact and TIMESCALE_VERSION not in applied:
+        raise MigrationError(
+            "TimescaleDB was asked for, but this database already stores telemetry keyed by "
+            "series (migration 0009 ran before TimescaleDB could be used here); the "
+            "TimescaleDB layer applies to the text-keyed telemetry table only: migrate a new "
+            "database on this server, or stay on plain PostgreSQL"
+        )
+    wanted = use_timescaledb if use_timescaledb is not None else support.usable and not compact
     if wanted or TIMESCALE_VERSION in applied:
         plan.extend(timescale_migrations(options))
     return plan
@@ -220,7 +235,9 @@ def migrate(
                     "applied_at timestamptz NOT NULL DEFAULT now())"
                 )
             applied = _applied(conn)
-            plan = _plan(directory, timescale, detect_timescaledb(conn), applied, use_timescaledb)
+            support = detect_timescaledb(conn)
+            compact = series_layout(conn) is not None
+            plan = _plan(directory, timescale, support, applied, use_timescaledb, compact)
             _check(plan, applied)
             for m in plan:
                 if m.version in applied:
@@ -257,6 +274,8 @@ class StatusReport:
     pending: tuple[str, ...]
     changed: tuple[str, ...]
     unknown: tuple[str, ...]
+    #: telemetry keyed by series (migration 0009 on plain PostgreSQL)
+    compact: bool = False
 
     @property
     def up_to_date(self) -> bool:
@@ -274,8 +293,9 @@ class StatusReport:
                 "aggregate telemetry_1m"
             )
         else:
+            key = "telemetry keyed by series, " if self.compact else ""
             path = (
-                "plain PostgreSQL: BRIN indexes on time, telemetry_1m computed on read "
+                f"plain PostgreSQL: {key}BRIN indexes on time, telemetry_1m computed on read "
                 f"({self.timescaledb})"
             )
         lines = [
@@ -312,7 +332,8 @@ def status(
         version = conn.execute("SHOW server_version").fetchone()
         support = detect_timescaledb(conn)
         applied = _applied(conn)
-    plan = _plan(directory, timescale, support, applied, None)
+        compact = series_layout(conn) is not None
+    plan = _plan(directory, timescale, support, applied, None, compact)
     by_version = {m.version: m for m in plan}
     return StatusReport(
         url=redact(url),
@@ -327,4 +348,5 @@ def status(
             if v in by_version and by_version[v].checksum != a.checksum
         ),
         unknown=tuple(a.label for v, a in applied.items() if v not in by_version),
+        compact=compact,
     )

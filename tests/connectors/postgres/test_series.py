@@ -38,11 +38,15 @@ from twinflow.connectors.postgres.copy_columns import (
 from twinflow.connectors.postgres.migrations import (
     MIGRATIONS_DIR,
     MIGRATIONS_TABLE,
+    MigrationError,
+    _plan,
     load_migrations,
+    status,
 )
 from twinflow.connectors.postgres.rows import COPY_HEADER, COPY_TRAILER
 from twinflow.connectors.postgres.series import SeriesIds, series_layout
 from twinflow.connectors.postgres.tables import TELEMETRY
+from twinflow.connectors.postgres.timescale import TimescaleSupport
 from twinflow.core.records import TelemetryFrame
 
 pytestmark = pytest.mark.timeout(90)
@@ -155,7 +159,9 @@ def test_the_migration_moves_stored_readings_and_the_view_keeps_the_table_s_colu
     minutes = query(url, "SELECT * FROM twinflow.telemetry_1m ORDER BY 1, 2, 3")
     assert len(before) == n > 100
 
+    assert "telemetry keyed by" not in str(status(url))
     assert [m.label for m in migrate(url, use_timescaledb=False)] == ["0009_series_key"]
+    assert "plain PostgreSQL: telemetry keyed by series" in str(status(url))
     assert stored(url) == before
     assert query(url, "SELECT * FROM twinflow.telemetry_1m ORDER BY 1, 2, 3") == minutes
     pairs = {(t, s) for t, s, *_ in before}
@@ -257,3 +263,12 @@ def test_the_sink_writes_a_database_whose_telemetry_keeps_the_text_key(
     kind = query(url, "SELECT relkind FROM pg_class WHERE oid = 'twinflow.telemetry'::regclass")
     assert kind == [("r",)]
     assert query(url, "SELECT to_regclass('twinflow.telemetry_points')") == [(None,)]
+
+
+def test_the_timescaledb_layer_is_not_planned_for_a_database_keyed_by_series() -> None:
+    usable = TimescaleSupport(installed=None, available="2.14.2", preloaded=True)
+    files = len(load_migrations())
+    assert len(_plan(None, None, usable, {}, None, compact=False)) > files  # text key: layered
+    assert len(_plan(None, None, usable, {}, None, compact=True)) == files
+    with pytest.raises(MigrationError, match="already stores telemetry keyed by series"):
+        _plan(None, None, usable, {}, True, compact=True)
