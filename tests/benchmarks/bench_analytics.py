@@ -19,8 +19,8 @@ failure, alpha-lambda accuracy (alpha 0.2, lambda 0.5), the interval's coverage 
 life and RMSE of the RUL, next to the baselines *always anomalous* (every window flagged)
 and *mean life* (RUL = mean life of the other units minus the age). Run:
 ``.venv/bin/python tests/benchmarks/bench_analytics.py [--units 12] [--demo-twins 20]
-[--cache DIR] [--keep DIR] [--skip-demo]`` (simulating 12 pumps takes minutes; ``--cache``
-keeps them for the next run).
+[--cache DIR] [--keep DIR] [--skip-demo] [--set KEY=VALUE ...]`` (simulating 12 pumps takes
+minutes; ``--cache`` keeps them for the next run).
 """
 
 from __future__ import annotations
@@ -52,11 +52,17 @@ from twinflow.connectors.recorded.spec import replay_spec
 from twinflow.flows.deploy import load_deployment
 from twinflow.flows.replay import run_replay
 
+#: Flow settings replacing the documented defaults in every replay (``--set KEY=VALUE``).
+SETTINGS: dict[str, str] = {}
+
 
 def deployment_file(folder: Path, twins: dict[str, str], models: bool) -> Path:
     lines = ["version: 1", "site: bench"]
     if models:
         lines.append("models: [models]")
+    if SETTINGS:
+        lines.append("flow:")
+        lines += [f"  {k}: {v}" for k, v in SETTINGS.items()]
     lines.append("twins:")
     lines += [f"  - {{id: {t}, type: {k}, protocol: replay}}" for t, k in twins.items()]
     path = folder / "dep.yaml"
@@ -365,7 +371,15 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None, help="keep the simulated pumps here")
     ap.add_argument("--keep", type=Path, default=None, help="write the replays here (kept)")
     ap.add_argument("--skip-demo", action="store_true", help="only the progpy pumps")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a flow setting for every replay instead of its default (repeatable)",
+    )
     args = ap.parse_args()
+    SETTINGS.update(kv.split("=", 1) for kv in args.set)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
