@@ -46,7 +46,12 @@ from twinflow.connectors.postgres.migrations import (
     timescale_migration,
     timescale_migrations,
 )
-from twinflow.connectors.postgres.rows import clean_text, dead_letter_id, to_json_text
+from twinflow.connectors.postgres.rows import (
+    _json_text,
+    clean_text,
+    dead_letter_id,
+    to_json_text,
+)
 from twinflow.connectors.postgres.timescale import TimescaleOptions, timescale_rollups_ddl
 from twinflow.core.records import (
     Alert,
@@ -1183,3 +1188,28 @@ def test_json_text_is_always_valid_jsonb_input(value: dict[str, Any]) -> None:
 
     parsed = json.loads(to_json_text(value), parse_constant=refuse)
     assert _no_nul(parsed) and len(parsed) <= len(value)
+
+
+_SCALARS = (
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers()
+    | ODD_TEXT
+    | st.none()
+    | st.booleans()
+    | st.floats(allow_nan=True, allow_infinity=True).map(np.float64)
+    | st.floats(width=32, allow_nan=True, allow_infinity=True).map(np.float32)
+    | st.integers(-(2**63), 2**63 - 1).map(np.int64)
+    | st.booleans().map(np.bool_)
+)
+
+
+@given(
+    st.recursive(
+        _SCALARS,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(ODD_TEXT, inner, max_size=4),
+        max_leaves=12,
+    )
+)
+def test_json_text_means_what_the_standard_library_path_means(value: Any) -> None:
+    """orjson writes the common case; its JSON parses to what the slow path's parses to."""
+    assert json.loads(to_json_text(value)) == json.loads(_json_text(value))
