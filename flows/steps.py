@@ -2,8 +2,9 @@
 
 Bytewax's operators take plain callables: ``flat_map`` a function of one item,
 ``stateful_map``/``stateful_flat_map`` a ``(state, item) -> (state, output)`` mapper where
-``state`` is ``None`` for a key's first item, ``stateful`` a builder of a
-:class:`~bytewax.operators.StatefulLogic`, ``inspect`` a ``(step_id, item)`` callback. The
+``state`` is ``None`` for a key's first item, ``stateful_batch`` a builder of a
+:class:`~bytewax.operators.StatefulBatchLogic` (given a key's items of one batch at once),
+``inspect`` a ``(step_id, item)`` callback. The
 adapters below fit the operators and models to those shapes and take their settings from a
 :class:`~twinflow.flows.config.FlowConfig`; the logic itself lives in ``operators/`` and
 ``models/``. The anomaly models' adapters are in :mod:`twinflow.flows.anomaly_steps`, the
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeGuard
 
-from bytewax.operators import StatefulLogic
+from bytewax.operators import StatefulBatchLogic
 
 from twinflow.core.records import (
     Alert,
@@ -214,6 +215,33 @@ def judge_readings(
     return alarms, alarms.update(frame, kind)
 
 
+def judge_batch(
+    alarms: ReadingAlarms | None,
+    frames: list[tuple[TelemetryFrame, list[WindowFeatures]]],
+    type_of: TypeOf,
+) -> tuple[ReadingAlarms | None, list[list[Alert]]]:
+    """:func:`judge_readings` of a twin's frames of one batch (each with the windows it
+    closed), in order: each frame's alerts, with stretches of frames that pass the quick
+    check judged at once (:meth:`ReadingAlarms.update_batch`)."""
+    out: list[list[Alert]] = []
+    if alarms is None and frames:  # the twin's first frame sets its state up
+        alarms, alerts = judge_readings(alarms, frames[0][0], type_of, frames[0][1])
+        out.append(alerts)
+        frames = frames[1:]
+    kind = None
+    if len(frames) > 1 and alarms is not None:
+        first = frames[0][0]
+        if all(f.twin_type == first.twin_type for f, _ in frames):
+            kind = type_of(first.twin_id, first.twin_type)
+    if alarms is None or kind is None:  # one frame, no type: one by one
+        for frame, closed in frames:
+            alarms, alerts = judge_readings(alarms, frame, type_of, closed)
+            out.append(alerts)
+        return alarms, out
+    windows = [[w.features for w in closed] for _, closed in frames]
+    return alarms, out + alarms.update_batch([f for f, _ in frames], kind, windows)
+
+
 def new_window_aggregator(
     frame: Frame, config: FlowConfig, types: TwinTypes = None
 ) -> WindowAggregator:
@@ -236,10 +264,12 @@ def is_alert(item: object) -> TypeGuard[Alert]:
     return isinstance(item, Alert)
 
 
-class WindowLogic(StatefulLogic[Frame, Windowed, WindowState]):
-    """``windows`` (stateful): a twin's :class:`WindowAggregator`, built from its first frame,
-    and its rules that need no window (:class:`ReadingAlarms`: limits on a raw signal, range,
-    stuck, spikes), judged on each frame here so that they cost no step of their own.
+class WindowLogic(StatefulBatchLogic[Frame, Windowed, WindowState]):
+    """``windows`` (stateful_batch): a twin's :class:`WindowAggregator`, built from its first
+    frame, and its rules that need no window (:class:`ReadingAlarms`: limits on a raw signal,
+    range, stuck, spikes), judged on each frame here so that they cost no step of their own.
+    The twin's frames of one Bytewax batch are judged together (:func:`judge_batch`): the
+    stretches of them that pass the quick check at once, the others one by one.
 
     While a twin is silent, its watermark moves on with wall time (as Bytewax's event clock
     does): every ``config.idle_flush_s`` seconds the windows that would have closed by now
@@ -261,7 +291,25 @@ class WindowLogic(StatefulLogic[Frame, Windowed, WindowState]):
         self.type_of = type_of if type_of is not None else TypeOf(types)
         self.last_seen: float | None = None
 
+    def on_batch(self, values: list[Frame]) -> tuple[Iterable[Windowed], bool]:
+        if len(values) == 1:
+            return self.on_item(values[0])
+        if self.agg is None:
+            self.agg = new_window_aggregator(values[0], self.config, self.types)
+        added = [(v, *self.agg.add(v)) for v in values]
+        self.last_seen = time.monotonic()
+        frames = [(v, w) for v, w, _ in added if isinstance(v, TelemetryFrame)]
+        self.alarms, alerts = judge_batch(self.alarms, frames, self.type_of)
+        out: list[Windowed] = []
+        for value, features, dead in added:
+            if isinstance(value, TelemetryFrame):
+                out.extend(alerts.pop(0))
+            out.extend(features)
+            out.extend(dead)
+        return out, StatefulBatchLogic.RETAIN
+
     def on_item(self, value: Frame) -> tuple[Iterable[Windowed], bool]:
+        """One frame: folded into its windows, then judged."""
         if self.agg is None:
             self.agg = new_window_aggregator(value, self.config, self.types)
         features, dead = self.agg.add(value)
@@ -269,21 +317,21 @@ class WindowLogic(StatefulLogic[Frame, Windowed, WindowState]):
         if isinstance(value, TelemetryFrame):
             self.alarms, alerts = judge_readings(self.alarms, value, self.type_of, features)
             if alerts:
-                return [*alerts, *features, *dead], StatefulLogic.RETAIN
-        return [*features, *dead], StatefulLogic.RETAIN
+                return [*alerts, *features, *dead], StatefulBatchLogic.RETAIN
+        return [*features, *dead], StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[Windowed], bool]:
         if self.agg is None or self.last_seen is None:
-            return [], StatefulLogic.RETAIN
+            return [], StatefulBatchLogic.RETAIN
         idle = time.monotonic() - self.last_seen
         out = self.agg.advance(self.agg.watermark + idle)
         if not self.agg.open_windows:
             self.last_seen = None
-        return out, StatefulLogic.RETAIN
+        return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Windowed], bool]:
         self.last_seen = None
-        return (self.agg.flush() if self.agg is not None else []), StatefulLogic.RETAIN
+        return (self.agg.flush() if self.agg is not None else []), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         if self.last_seen is None:
@@ -296,7 +344,7 @@ class WindowLogic(StatefulLogic[Frame, Windowed, WindowState]):
 
 @dataclass(frozen=True)
 class WindowStep:
-    """The builder ``windows`` (stateful) calls with a twin's resumed state, if any."""
+    """The builder ``windows`` (stateful_batch) calls with a twin's resumed state, if any."""
 
     config: FlowConfig
     types: TwinTypes = None

@@ -203,7 +203,7 @@ def analytics(
         frames = op.stateful_map("samples", frames, SampleAnomalyStep.from_config(config, type_of))
         alarm = SampleAlarmStep.from_config(config)
         sample_alerts.append(op.stateful_flat_map("sample_alarms", frames, alarm))
-    windowed = op.stateful("windows", frames, WindowStep(config, types, type_of))
+    windowed = op.stateful_batch("windows", frames, WindowStep(config, types, type_of))
     judged = op.branch("split_reading_alerts", op.key_rm("unkey_windows", windowed), is_alert)
     per_reading = op.key_on("key_reading_alerts", judged.trues, key_of)
     split = op.branch("split_late", judged.falses, is_dead_letter)

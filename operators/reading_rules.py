@@ -27,7 +27,9 @@ reading's. Which rules qualify and their per-signal tables are in
 :mod:`~twinflow.operators.reading_rules_plan`; how a frame is looked at, in
 :mod:`~twinflow.operators.reading_rules_frame`: most frames take a check of a few numpy
 reductions over all signals at once, and a rule is looked at reading by reading only while it
-is pending or open, or when a reading may breach it.
+is pending or open, or when a reading may breach it. A twin's frames of one Bytewax batch are
+checked together (:meth:`ReadingAlarms.update_batch`,
+:mod:`~twinflow.operators.reading_rules_run`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from twinflow.operators.reading_rules_plan import (
     ReadingRule,
     reading_plan,
 )
+from twinflow.operators.reading_rules_run import update_batch
 from twinflow.operators.rulebook import Rule
 from twinflow.operators.twin_type import TwinType
 
@@ -152,6 +155,19 @@ class ReadingAlarms:
         view.learn()
         out.sort(key=lambda e: (e[0], e[1]))
         return [a for _, _, a in out]
+
+    def update_batch(
+        self,
+        frames: list[TelemetryFrame],
+        kind: TwinType,
+        closed: list[list[Mapping[str, float]]],
+    ) -> list[list[Alert]]:
+        """:meth:`learn_window` of each frame's ``closed`` windows' features, then
+        :meth:`update` of the frame, for consecutive frames of the twin (a Bytewax batch
+        hands the windows step several): each frame's alerts, the same as one by one, with
+        the frames that pass the quick check judged a stretch at a time
+        (:mod:`~twinflow.operators.reading_rules_run`)."""
+        return update_batch(self, frames, kind, closed)
 
     def _dormant(self, plan: Plan, x: np.ndarray) -> bool:
         """Whether every rule pending or open reads a signal without readings in this frame

@@ -101,6 +101,12 @@ def _unmoved(alarms: ReadingAlarms, plan: Plan, inner: np.ndarray, row: int) -> 
     )
 
 
+def learn_moved(alarms: ReadingAlarms, plan: Plan, t: np.ndarray) -> None:
+    """Learn readings at times ``t`` at each of which every signal changed, as
+    :func:`quiet` learns its common frame (also frames end to end, across blocks)."""
+    _moved(alarms, plan, t, [], [])
+
+
 def _moved(
     alarms: ReadingAlarms, plan: Plan, t: np.ndarray, empty: list[int], still: list[int]
 ) -> None:
@@ -315,4 +321,13 @@ def cleared(rule: Rule, v: np.ndarray) -> np.ndarray:
     return above
 
 
-__all__ = ["View", "breached", "cleared", "held", "quiet", "spike_pct", "spikes"]
+__all__ = [
+    "View",
+    "breached",
+    "cleared",
+    "held",
+    "learn_moved",
+    "quiet",
+    "spike_pct",
+    "spikes",
+]

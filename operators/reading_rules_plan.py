@@ -80,6 +80,10 @@ class Plan:
     rule_of: dict[str, int]
     #: frame length -> its :func:`screen` (filled as frames come)
     screens: dict[int, tuple[np.ndarray, np.ndarray]]
+    #: ``moves_list``, ``above_list`` and ``below_list`` as columns (frames end to end)
+    moves_col: np.ndarray
+    above_col: np.ndarray
+    below_col: np.ndarray
 
 
 def _per_jump(spiky: np.ndarray, jump: np.ndarray) -> np.ndarray:
@@ -168,6 +172,7 @@ def reading_plan(kind: TwinType) -> Plan:
             above[r.row] = min(above[r.row], r.rule.threshold)
         elif r.how == "value":
             below[r.row] = max(below[r.row], r.rule.threshold)
+    moves = np.where(stuck, STILL * spans, -np.inf)
     plan = Plan(
         tuple(chosen),
         tuple(rows),
@@ -183,16 +188,19 @@ def reading_plan(kind: TwinType) -> Plan:
         bool(stuck.any()),
         bool(spiky.any()),
         any(r.how == "value" for r in chosen),
-        np.where(stuck, STILL * spans, -np.inf).tolist(),
+        moves.tolist(),
         jump.tolist(),
         above.tolist(),
         below.tolist(),
         tuple(sorted({r.row for r in chosen if r.how == "value"})),
         jump * (1.0 - 1e-9),
-        max(np.where(stuck, STILL * spans, -np.inf).tolist(), default=-np.inf),
+        max(moves.tolist(), default=-np.inf),
         _per_jump(spiky, jump * (1.0 - 1e-9)),
         {r.rule.name: i for i, r in enumerate(chosen)},
         {},
+        moves[:, None],
+        above[:, None],
+        below[:, None],
     )
     _PLANS[id(kind)] = (kind, plan)
     return plan

@@ -20,7 +20,9 @@ hour), rounds interleaved with the order turning, medians with min-max:
 CPU time, not wall time, because the machine may be shared: a busy machine stretches wall time
 several-fold but CPU time far less. Run: ``.venv/bin/python tests/benchmarks/bench_reading_rules.py
 [--twins 50] [--hours 1] [--rounds 3] [--message-s 60] [--steps-baseline 8c728d0]
-[--flow-baseline 8c728d0] [--before /path/to/other/python] [--only steps|flow]``.
+[--flow-baseline 8c728d0] [--before /path/to/other/python] [--only steps|flow] [--batch 1]``
+(``--batch``: frames per input batch, in both measurements; 1, the default, gives each step
+one frame at a time).
 """
 
 from __future__ import annotations
@@ -82,10 +84,13 @@ def evaluator_at(commit: str) -> Any:
     return module
 
 
-def steps(twins: int, hours: float, rounds: int, baseline: str | None) -> None:
+def steps(twins: int, hours: float, rounds: int, baseline: str | None, batch: int) -> None:
     """The evaluator (and the one of ``baseline``, a commit) and the window aggregator over
     the same frames, CPU µs per frame; the evaluators are given the windows the frames close
-    (the spike rule's scale) as in the flow, and their alerts are compared."""
+    (the spike rule's scale) as in the flow, and their alerts are compared. With ``batch``
+    > 1 the frames come in input batches of that many, and an evaluator that has
+    ``update_batch`` judges a twin's frames of a batch together, as the ``windows`` step
+    does."""
     from twinflow.flows.config import FlowConfig
     from twinflow.flows.steps import TypeOf, new_window_aggregator, residuals
     from twinflow.operators.reading_rules import ReadingAlarms
@@ -105,13 +110,28 @@ def steps(twins: int, hours: float, rounds: int, baseline: str | None) -> None:
     def rules(cls: Any, name: str) -> None:
         state: dict[str, Any] = {}
         out = alerts[name] = []
-        for f, kind, ws in zip(frames, kinds, closed, strict=True):
-            a = state.get(f.twin_id)
-            if a is None:
-                a = state[f.twin_id] = cls(f.twin_id, f.twin_type)
-            for w in ws:
-                a.learn_window(w.features, kind)
-            out.extend(a.update(f, kind))
+        together = hasattr(cls, "update_batch") and batch > 1
+        for start in range(0, len(frames), batch):
+            mine: dict[str, list[int]] = {}  # a batch's frames by twin, in order
+            for i in range(start, min(start + batch, len(frames))):
+                mine.setdefault(frames[i].twin_id, []).append(i)
+            for twin, rows in mine.items():
+                a = state.get(twin)
+                if together and len(rows) > 1 and a is not None:
+                    got = a.update_batch(
+                        [frames[i] for i in rows],
+                        kinds[rows[0]],
+                        [[w.features for w in closed[i]] for i in rows],
+                    )
+                    out.extend(x for alerts in got for x in alerts)  # fmt: skip
+                    continue
+                for i in rows:
+                    f, kind = frames[i], kinds[i]
+                    if a is None:
+                        a = state[twin] = cls(f.twin_id, f.twin_type)
+                    for w in closed[i]:
+                        a.learn_window(w.features, kind)
+                    out.extend(a.update(f, kind))
 
     def windows() -> None:
         aggs: dict[str, Any] = {}
@@ -131,7 +151,8 @@ def steps(twins: int, hours: float, rounds: int, baseline: str | None) -> None:
             fn()
             cpu[name].append((time.process_time() - t0) * 1e6 / len(frames))
     print(f"steps: {len(frames):,} frames of {readings / len(frames):.0f} 1 Hz readings "
-          f"({readings:,}), {rounds} rounds, CPU µs per frame")  # fmt: skip
+          f"({readings:,}), input batches of {batch}, {rounds} rounds, CPU µs "
+          "per frame")  # fmt: skip
     for name, xs in cpu.items():
         print(f"  {name:<14} median {statistics.median(xs):7.1f} (min {min(xs):.1f}, max "
               f"{max(xs):.1f}); {statistics.median(xs) * 1e3 / (readings / len(frames)):.0f} "
@@ -165,7 +186,27 @@ def evaluator(on: bool, window_rules: bool = True) -> None:
     rules.reading_plan = plan if on or not window_rules else (lambda kind: NoPlan())
 
 
-def child(twins: int, hours: float, rounds: int, sides: list[str], rev: str | None) -> None:
+def _one_by_one(cls: Any) -> Any:
+    """An older evaluator class, given ``update_batch`` (which the flow's ``windows`` step
+    calls with a twin's frames of a batch) as its frames one by one, as it judged them."""
+    if hasattr(cls, "update_batch"):
+        return cls
+
+    class Older(cls):  # type: ignore[misc, valid-type]
+        def update_batch(self, frames: Any, kind: Any, closed: Any) -> list[Any]:
+            out = []
+            for frame, features in zip(frames, closed, strict=True):
+                for w in features:
+                    self.learn_window(w, kind)
+                out.append(self.update(frame, kind))
+            return out
+
+    return Older
+
+
+def child(
+    twins: int, hours: float, rounds: int, sides: list[str], rev: str | None, batch: int
+) -> None:
     """Runs of the whole flow (files, no raw telemetry) in this process over one plant: a
     warm-up, then ``rounds`` rounds of ``sides`` (``this``: the evaluator on, ``without``:
     off, ``none``: off and its rules not judged per window either, ``at``: the evaluator of
@@ -174,7 +215,7 @@ def child(twins: int, hours: float, rounds: int, sides: list[str], rev: str | No
     import twinflow.flows.steps as flow_steps
 
     mine = flow_steps.ReadingAlarms
-    theirs = evaluator_at(rev).ReadingAlarms if rev else mine
+    theirs = _one_by_one(evaluator_at(rev).ReadingAlarms) if rev else mine
     from bytewax.testing import TestingSource, run_main
 
     from twinflow.flows.config import FlowConfig
@@ -191,8 +232,8 @@ def child(twins: int, hours: float, rounds: int, sides: list[str], rev: str | No
         with tempfile.TemporaryDirectory() as tmp:
             cfg = FlowConfig(out_dir=Path(tmp), write_telemetry=False)
             stats = RunStats()
-            flow = build_flow(TestingSource(items), file_outputs(cfg), cfg, clock=p.now,
-                              twins=dict(p.twins), stats=stats)  # fmt: skip
+            flow = build_flow(TestingSource(items, batch_size=batch), file_outputs(cfg), cfg,
+                              clock=p.now, twins=dict(p.twins), stats=stats)  # fmt: skip
             c0, w0, t0 = time.process_time(), time.perf_counter(), time.thread_time()
             run_main(flow, epoch_interval=timedelta(seconds=1))  # the worker: this thread
             worker = time.thread_time() - t0
@@ -207,12 +248,14 @@ def child(twins: int, hours: float, rounds: int, sides: list[str], rev: str | No
             print(json.dumps(run(side)), flush=True)
 
 
-def flows(twins: int, hours: float, rounds: int, before: str | None, rev: str | None) -> None:
+def flows(
+    twins: int, hours: float, rounds: int, before: str | None, rev: str | None, batch: int
+) -> None:
     """The whole flow with and without the per-reading evaluator (and with the evaluator of
     commit ``rev``), in one process, runs interleaved (and ``before``: the same under another
     interpreter, in a process of its own after that)."""
     common = ["--child", "--twins", str(twins), "--hours", str(hours), "--rounds", str(rounds),
-              "--message-s", str(CHUNK_S[0])]  # fmt: skip
+              "--message-s", str(CHUNK_S[0]), "--batch", str(batch)]  # fmt: skip
     if rev:
         common += ["--flow-baseline", rev]
     sides = "this,without,none" + (",at" if rev else "")
@@ -225,8 +268,9 @@ def flows(twins: int, hours: float, rounds: int, before: str | None, rev: str | 
         for line in out.strip().splitlines():
             x = json.loads(line)
             got.setdefault(names.get(x["side"], x["side"]), []).append(x)
-    print(f"flow: {twins} twins, {hours:g} h in frames of {CHUNK_S[0]:g} s, files only, "
-          f"{rounds} rounds interleaved in one process after a warm-up run")  # fmt: skip
+    print(f"flow: {twins} twins, {hours:g} h in frames of {CHUNK_S[0]:g} s, files only, input "
+          f"batches of {batch} frames, {rounds} rounds interleaved in one process after a "
+          "warm-up run")  # fmt: skip
     rates: dict[str, float] = {}
     for name, runs in got.items():
         worker = [x["worker"] for x in runs]
@@ -261,18 +305,26 @@ def main() -> None:
         help="a commit whose evaluator (reading_rules*.py) the flow runs as a side too",
     )
     ap.add_argument("--only", choices=("steps", "flow"), default=None)
+    ap.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="frames per input batch (TestingSource's batch_size; the Kafka source hands the "
+        "flow up to its batch_size, 1000 by default, messages at once)",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--sides", default="this", help=argparse.SUPPRESS)
     args = ap.parse_args()
     CHUNK_S[0] = args.message_s
     if args.child:
-        child(args.twins, args.hours, args.rounds, args.sides.split(","), args.flow_baseline)
+        child(args.twins, args.hours, args.rounds, args.sides.split(","), args.flow_baseline,
+              args.batch)  # fmt: skip
         return
     print(f"bench_reading_rules on {os.cpu_count()} cores (CPU time; the machine may be busy)")
     if args.only in (None, "steps"):
-        steps(args.twins, args.hours, args.rounds, args.steps_baseline)
+        steps(args.twins, args.hours, args.rounds, args.steps_baseline, args.batch)
     if args.only in (None, "flow"):
-        flows(args.twins, args.hours, args.rounds, args.before, args.flow_baseline)
+        flows(args.twins, args.hours, args.rounds, args.before, args.flow_baseline, args.batch)
 
 
 if __name__ == "__main__":
