@@ -44,6 +44,7 @@ from twinflow.operators.frames_residuals import add_residuals_batch
 from twinflow.operators.health import HealthTracker
 from twinflow.operators.pipeline import check_item, deployed_type
 from twinflow.operators.reading_rules import ReadingAlarms
+from twinflow.operators.reading_rules_run import MIN_RUN
 from twinflow.operators.residuals import add_residuals
 from twinflow.operators.rollups import RollupOperator
 from twinflow.operators.rules import AlarmTracker
@@ -229,11 +230,11 @@ def judge_batch(
         out.append(alerts)
         frames = frames[1:]
     kind = None
-    if len(frames) > 1 and alarms is not None:
+    if len(frames) >= MIN_RUN and alarms is not None:
         first = frames[0][0]
         if all(f.twin_type == first.twin_type for f, _ in frames):
             kind = type_of(first.twin_id, first.twin_type)
-    if alarms is None or kind is None:  # one frame, no type: one by one
+    if alarms is None or kind is None:  # a few frames, no type: one by one
         for frame, closed in frames:
             alarms, alerts = judge_readings(alarms, frame, type_of, closed)
             out.append(alerts)

@@ -29,6 +29,10 @@ from twinflow.operators.twin_type import TwinType
 if TYPE_CHECKING:
     from twinflow.operators.reading_rules import ReadingAlarms
 
+#: Fewest frames of a twin in a batch worth marking together (the pass costs a few dozen
+#: numpy calls whatever its length; fewer frames are judged one by one).
+MIN_RUN = 8
+
 
 def update_batch(
     alarms: ReadingAlarms,
@@ -39,11 +43,20 @@ def update_batch(
     """Each frame's alerts, as ``learn_window`` of its ``closed`` windows' features and then
     ``update`` of the frame would give them one by one (see the module docstring)."""
     plan = reading_plan(kind)
-    marks = _clean(alarms, plan, frames) if plan.rules and plan.signals == alarms.signals else None
+    marks = None
+    idle = not alarms.state  # a rule pending or open: the frames are judged one by one
+    if idle and len(frames) >= MIN_RUN and plan.rules and plan.signals == alarms.signals:
+        marks = _clean(alarms, plan, frames)
     out: list[list[Alert]] = []
+    if marks is None:  # one by one
+        for frame, features in zip(frames, closed, strict=True):
+            for w in features:
+                alarms.learn_window(w, kind)
+            out.append(alarms.update(frame, kind))
+        return out
     i, n = 0, len(frames)
     while i < n:
-        if marks is not None and marks[2][i] and not alarms.state:
+        if marks[2][i] and not alarms.state:
             j = i + 1
             while j < n and marks[2][j]:
                 j += 1
@@ -67,17 +80,16 @@ def _clean(
     """The frames end to end after the twin's last two readings (a matrix, one row per plan
     signal), their times, whether each frame's readings are all clean (none refused for its
     range either), and where each frame starts among the readings (and where the last
-    ends); ``None`` if a frame lacks a plan signal or its arrays do not match its times."""
-    try:
-        x = np.array(
-            [np.concatenate([f.signals[s] for f in frames]) for s in plan.signals],
-            dtype=np.float64,
-        )
-    except (KeyError, ValueError):
-        return None
+    ends); ``None`` if a frame lacks a plan signal. (The window aggregator, which sees each
+    frame first, refuses a frame whose arrays do not match its times.)"""
     t = np.concatenate([f.times for f in frames]).astype(np.float64, copy=False)
-    if x.shape != (len(plan.signals), len(t)):
+    try:  # each plan signal's readings of all the frames, one row each
+        flat = np.concatenate([f.signals[s] for s in plan.signals for f in frames])
+    except KeyError:
         return None
+    if flat.size != len(plan.signals) * len(t):
+        return None
+    x = flat.astype(np.float64, copy=False).reshape(len(plan.signals), len(t))
     xc = np.concatenate((alarms.last, x), axis=1)
     steps = np.abs(xc[:, 2:] - xc[:, 1:-1])  # the step into each reading
     # NaN (a reading missing, here or just before) compares False throughout
@@ -106,4 +118,4 @@ def _learn(
         learn_moved(alarms, plan, t[a:b])
 
 
-__all__ = ["update_batch"]
+__all__ = ["MIN_RUN", "update_batch"]

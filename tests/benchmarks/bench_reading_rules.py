@@ -94,6 +94,7 @@ def steps(twins: int, hours: float, rounds: int, baseline: str | None, batch: in
     from twinflow.flows.config import FlowConfig
     from twinflow.flows.steps import TypeOf, new_window_aggregator, residuals
     from twinflow.operators.reading_rules import ReadingAlarms
+    from twinflow.operators.reading_rules_run import MIN_RUN
 
     frames = [residuals(f) for f in plant(twins, hours).items() if isinstance(f, TelemetryFrame)]
     readings = sum(f.readings for f in frames)
@@ -117,7 +118,7 @@ def steps(twins: int, hours: float, rounds: int, baseline: str | None, batch: in
                 mine.setdefault(frames[i].twin_id, []).append(i)
             for twin, rows in mine.items():
                 a = state.get(twin)
-                if together and len(rows) > 1 and a is not None:
+                if together and len(rows) >= MIN_RUN and a is not None:  # as judge_batch
                     got = a.update_batch(
                         [frames[i] for i in rows],
                         kinds[rows[0]],

@@ -33,7 +33,7 @@ def run(batch: int) -> tuple[list[str], list[str]]:
     return lines(alerts), lines(windows)
 
 
-@pytest.mark.parametrize("batch", [7, 200])
+@pytest.mark.parametrize("batch", [100, 400])
 def test_batches_give_the_alerts_and_windows_of_frames_one_at_a_time(batch: int) -> None:
     alerts, windows = run(1)
     assert alerts and windows
