@@ -77,6 +77,7 @@ from twinflow.flows.steps import (
     TwinStateStep,
     TwinTypes,
     TypeOf,
+    Windowed,
     WindowStep,
     asset_of,
     is_alert,
@@ -203,7 +204,7 @@ def analytics(
         frames = op.stateful_map("samples", frames, SampleAnomalyStep.from_config(config, type_of))
         alarm = SampleAlarmStep.from_config(config)
         sample_alerts.append(op.stateful_flat_map("sample_alarms", frames, alarm))
-    windowed = op.stateful_batch("windows", frames, WindowStep(config, types, type_of))
+    windowed = windows_by_batch("windows", frames, WindowStep(config, types, type_of))
     judged = op.branch("split_reading_alerts", op.key_rm("unkey_windows", windowed), is_alert)
     per_reading = op.key_on("key_reading_alerts", judged.trues, key_of)
     split = op.branch("split_late", judged.falses, is_dead_letter)
@@ -216,6 +217,16 @@ def analytics(
     alerts = op.merge("window_and_reading_alerts", alerts, per_reading, *sample_alerts)
     op.inspect("count_alerts", alerts, tally.alert)
     return Analysed(frames, with_rul, alerts, late)
+
+
+@operator
+def windows_by_batch(
+    step_id: str, frames: KeyedStream[Frame], builder: WindowStep
+) -> KeyedStream[Windowed]:
+    """``windows``: each twin's frames of a batch given to its logic at once, under the step
+    ids ``op.stateful`` gave it (its inner ``stateful_batch``), so that recovery snapshots
+    taken before resume."""
+    return op.stateful_batch("stateful_batch", frames, builder)
 
 
 @operator

@@ -38,3 +38,16 @@ def test_batches_give_the_alerts_and_windows_of_frames_one_at_a_time(batch: int)
     alerts, windows = run(1)
     assert alerts and windows
     assert run(batch) == (alerts, windows)
+
+
+def test_the_windows_step_keeps_the_step_id_of_its_recovery_snapshots() -> None:
+    """Recovery snapshots are keyed by step id: ``windows`` keeps the one ``op.stateful``
+    gave it before it took batches, so that a snapshot taken then resumes."""
+    flow = build_flow(TestingSource([]), FlowOutputs(None, None, None), FlowConfig())
+    ids: list[str] = []
+    todo = list(flow.substeps)
+    while todo:
+        step = todo.pop()
+        ids.append(step.step_id)
+        todo.extend(getattr(step, "substeps", []))
+    assert "twinflow-telemetry.analytics.windows.stateful_batch" in ids
