@@ -97,21 +97,18 @@ BEGIN
     CREATE TRIGGER telemetry_insert INSTEAD OF INSERT ON twinflow.telemetry
     FOR EACH ROW EXECUTE FUNCTION twinflow.telemetry_insert();
 
-    -- as in 0002, grouped by series first and named after
+    -- as in 0002, over the view: a filter on twin_id or signal reaches series' index
     CREATE VIEW twinflow.telemetry_1m AS
-    SELECT m.bucket, s.twin_id, s.signal, m.samples, m.mean, m.min, m.max, m.stddev
-    FROM (
-        SELECT
-            date_bin(INTERVAL '1 minute', time, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
-            series,
-            count(value) AS samples,
-            avg(value) AS mean,
-            min(value) AS min,
-            max(value) AS max,
-            stddev_samp(value) AS stddev
-        FROM twinflow.telemetry_points
-        GROUP BY 1, 2
-    ) AS m
-    JOIN twinflow.series AS s USING (series);
+    SELECT
+        date_bin(INTERVAL '1 minute', time, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
+        twin_id,
+        signal,
+        count(value) AS samples,
+        avg(value) AS mean,
+        min(value) AS min,
+        max(value) AS max,
+        stddev_samp(value) AS stddev
+    FROM twinflow.telemetry
+    GROUP BY 1, 2, 3;
 END
 $migration$;
