@@ -98,6 +98,23 @@ SERIES_TELEMETRY_MERGES = (
     ),
 )
 
+#: The staging table of series tuples (the compact layout's replays): its rows already carry
+#: their series ids, so the merge is one insert that skips readings stored before. Not in
+#: :data:`TABLES`: the writer uses it for telemetry frames on a database keyed by series.
+SERIES_STAGE = Table(
+    "telemetry_points",
+    (("series", "int4"), ("time", "timestamptz"), ("value", "float8"), ("quality", "int2")),
+    (
+        Merge(
+            "telemetry",
+            "INSERT INTO twinflow.telemetry_points (series, time, value, quality) "
+            "SELECT series, time, value, quality FROM twinflow_stage_telemetry_points "
+            "ON CONFLICT (series, time) DO NOTHING",
+            primary=True,
+        ),
+    ),
+)
+
 #: ``COPY`` of the binary tuples that ``copy_columns.series_tuples`` builds.
 SERIES_COPY_SQL = (
     "COPY twinflow.telemetry_points (series, time, value, quality) FROM STDIN (FORMAT BINARY)"

@@ -22,7 +22,8 @@ compact layout (:mod:`~twinflow.connectors.postgres.series`; the batch's new (tw
 pairs get their ids in a transaction of their own just before), ``twinflow.telemetry`` on one
 without it. If any row of the batch is already stored (a replay after recovery),
 the unique key aborts that COPY and the transaction, and the same batch is written again
-through the staging table and ``ON CONFLICT DO NOTHING``; the writer keeps using that path
+through a staging table (of series tuples on a database keyed by series) and ``ON CONFLICT
+DO NOTHING``; the writer keeps using that path
 until a batch turns out to be all new. Either way the batch is stored exactly once. (No
 savepoint: the whole flush is redone instead, so the common path stays a plain COPY in a
 plain transaction.)
@@ -56,6 +57,7 @@ from twinflow.connectors.postgres.series import SeriesIds, series_ids_for, serie
 from twinflow.connectors.postgres.tables import (
     BY_NAME,
     SERIES_COPY_SQL,
+    SERIES_STAGE,
     SERIES_TELEMETRY_MERGES,
     TELEMETRY,
 )
@@ -365,7 +367,7 @@ class BatchWriter:
             self._series = series_ids_for(self.settings.url, oid) if oid is not None else None
             self._layout_known = True
         optimistic = self._optimistic and batch.has_telemetry
-        if optimistic and self._series is not None:
+        if self._series is not None and batch.has_telemetry:
             if batch.legacy:  # text tuples of an older snapshot: they go through the stage
                 optimistic = False
             else:
@@ -420,11 +422,17 @@ class BatchWriter:
             with cur.copy(sql) as cp:
                 cp.write(COPY_HEADER + tuples + COPY_TRAILER)
             return rows, 0
-        tuples, rows = batch.text_payload()
-        cur.execute(TELEMETRY.create_stage_sql())
-        with cur.copy(TELEMETRY.copy_sql()) as cp:
+        if series is not None and not batch.legacy:  # ids in the rows: no join needed
+            stage = SERIES_STAGE
+            tuples, rows = batch.series_payload(series)
+            merges = SERIES_STAGE.merges
+        else:  # text rows: an older snapshot's, or a database without the series key
+            stage = TELEMETRY
+            tuples, rows = batch.text_payload()
+            merges = SERIES_TELEMETRY_MERGES if series is not None else TELEMETRY.merges
+        cur.execute(stage.create_stage_sql())
+        with cur.copy(stage.copy_sql()) as cp:
             cp.write(COPY_HEADER + tuples + COPY_TRAILER)
-        merges = SERIES_TELEMETRY_MERGES if series is not None else TELEMETRY.merges
         for merge in merges:
             cur.execute(merge.sql)
         inserted = max(cur.rowcount, 0)  # the last merge stores the readings
