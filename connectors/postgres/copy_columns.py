@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twinflow.connectors.postgres.rows import clean_text, pg_microseconds
+from twinflow.connectors.postgres.rows import READING_FIELDS, clean_text, pg_microseconds
 from twinflow.core.records import TelemetryFrame, WaveformFrame
 
 #: What the columnar encoder takes: the telemetry items a sink stores as readings.
@@ -50,17 +50,7 @@ def tuple_prefix(twin_id: str, signal: str) -> bytes:
 @functools.lru_cache(maxsize=256)
 def _layout(prefix_len: int) -> np.dtype:
     """One tuple whose (twin, signal) prefix is ``prefix_len`` bytes long."""
-    return np.dtype(
-        [
-            ("prefix", f"S{prefix_len}"),
-            ("time_len", ">i4"),
-            ("time", ">i8"),
-            ("value_len", ">i4"),
-            ("value", ">f8"),
-            ("quality_len", ">i4"),
-            ("quality", ">i2"),
-        ]
-    )
+    return np.dtype([("prefix", f"S{prefix_len}"), *READING_FIELDS])
 
 
 class _Segments:
@@ -196,17 +186,7 @@ def text_tuples(got: Columns) -> bytes:
 
 #: One tuple of ``telemetry_points (series int4, time timestamptz, value float8, quality int2)``.
 _SERIES_ROW = np.dtype(
-    [
-        ("fields", ">i2"),
-        ("series_len", ">i4"),
-        ("series", ">i4"),
-        ("time_len", ">i4"),
-        ("time", ">i8"),
-        ("value_len", ">i4"),
-        ("value", ">f8"),
-        ("quality_len", ">i4"),
-        ("quality", ">i2"),
-    ]
+    [("fields", ">i2"), ("series_len", ">i4"), ("series", ">i4"), *READING_FIELDS]
 )
 
 

@@ -134,6 +134,18 @@ def _text(value: str) -> bytes:
     return clean_text(value).encode("utf-8")
 
 
+#: The last fields of every telemetry COPY tuple, whatever identifies its series: the time
+#: (timestamptz), the value (float8) and the quality (int2), each after its byte length.
+READING_FIELDS = (
+    ("time_len", ">i4"),
+    ("time", ">i8"),
+    ("value_len", ">i4"),
+    ("value", ">f8"),
+    ("quality_len", ">i4"),
+    ("quality", ">i2"),
+)
+
+
 @functools.lru_cache(maxsize=4096)
 def _tuple_layout(twin_len: int, signal_len: int) -> np.dtype:
     """numpy layout of one binary COPY tuple (twin_id, signal, time, value, quality)."""
@@ -144,12 +156,7 @@ def _tuple_layout(twin_len: int, signal_len: int) -> np.dtype:
             ("twin", f"S{twin_len}"),
             ("signal_len", ">i4"),
             ("signal", f"S{signal_len}"),
-            ("time_len", ">i4"),
-            ("time", ">i8"),
-            ("value_len", ">i4"),
-            ("value", ">f8"),
-            ("quality_len", ">i4"),
-            ("quality", ">i2"),
+            *READING_FIELDS,
         ]
     )
 
