@@ -78,6 +78,19 @@ def judged_per_rule(
         return judged(kind, batch, 0.35)
 
 
+def count_quick_checks(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The answers of every quick check from now on (True: the frame took it), in order."""
+    taken: list[bool] = []
+    real = reading_rules.quiet
+
+    def counted(*args: object) -> bool:
+        taken.append(real(*args))  # type: ignore[arg-type]
+        return taken[-1]
+
+    monkeypatch.setattr(reading_rules, "quiet", counted)
+    return taken
+
+
 def assert_paths_agree(kind: TwinType, batch: list, monkeypatch: pytest.MonkeyPatch) -> None:
     """With and without the quick check: the same alerts, and the same state where it is read
     (other signals' change history is never read)."""
@@ -113,14 +126,7 @@ def test_most_frames_of_a_healthy_signal_take_the_quick_check(
     t = T0 + np.arange(float(N))
     signals = {"discharge_pressure": moves(t), "discharge_temp": 60.0 + np.sin(t / 90.0),
                "motor_power": 150.0 + 0.1 * np.sin(t * 0.9)}  # fmt: skip
-    taken: list[bool] = []
-
-    def counted(*args: object) -> bool:
-        taken.append(reading_rules_frame_quiet(*args))
-        return taken[-1]
-
-    reading_rules_frame_quiet = reading_rules.quiet
-    monkeypatch.setattr(reading_rules, "quiet", counted)
+    taken = count_quick_checks(monkeypatch)
     alerts, _ = judged(kind, frames(t, list(range(60, N, 60)), **signals), 0.35)
     assert alerts == []
     assert taken.count(True) >= len(taken) - 1  # the first frame has no reading before it
@@ -183,14 +189,7 @@ def test_a_dead_sensor_under_an_open_alarm_and_a_still_signal_take_the_quick_che
     pressure[700:] = np.nan  # dead after the spike's alarm opened
     signals = {"discharge_pressure": pressure, "discharge_temp": 60.0 + np.sin(t / 90.0),
                "motor_power": power}  # fmt: skip
-    taken: list[bool] = []
-    real = reading_rules.quiet
-
-    def counted(*args: object) -> bool:
-        taken.append(real(*args))  # type: ignore[arg-type]
-        return taken[-1]
-
-    monkeypatch.setattr(reading_rules, "quiet", counted)
+    taken = count_quick_checks(monkeypatch)
     alarms = ReadingAlarms("c-1", "compressor")
     alarms.learn_window({"discharge_pressure.std": 0.35}, kind)
     alerts = [
@@ -255,14 +254,7 @@ def test_an_open_spike_alarm_awaiting_its_clear_takes_the_quick_check(
     signals = {"discharge_pressure": pressure, "discharge_temp": 60.0 + np.sin(t / 90.0),
                "motor_power": 150.0 + 0.1 * np.sin(t * 0.9)}  # fmt: skip
     batch = frames(t, list(range(60, N, 60)), **signals)
-    taken: list[bool] = []
-    real = reading_rules.quiet
-
-    def counted(*args: object) -> bool:
-        taken.append(real(*args))  # type: ignore[arg-type]
-        return taken[-1]
-
-    monkeypatch.setattr(reading_rules, "quiet", counted)
+    taken = count_quick_checks(monkeypatch)
     quick, a = judged(kind, batch, 0.35)
     full, b = judged_per_rule(kind, batch, monkeypatch)
     assert [(x.rule, x.state.value) for x in quick] == [
