@@ -62,7 +62,8 @@ LIFECYCLE = ["queued", "sent", "acknowledged", "succeeded"]
 class CountingRelay:
     """``127.0.0.1:port`` relayed to ``127.0.0.1:target``, counting its connections: those
     over which the client said something (``talked``: not the start-up probes, which only
-    connect) and how many were open at most at once."""
+    connect) and how many of those were open at most at once (``most``). A probe is left out
+    of both: the other process's probe may well come while the source's connection is open."""
 
     def __init__(self, target: int) -> None:
         self.target = target
@@ -89,23 +90,29 @@ class CountingRelay:
             except OSError:
                 client.close()
                 continue
-            with self._lock:
-                self._open += 1
-                self.most = max(self.most, self._open)
-            done = threading.Event()
+            done, talking = threading.Event(), threading.Event()
             for a, b in ((client, upstream), (upstream, client)):
-                args = (a, b, done, a is client)
+                args = (a, b, done, talking, a is client)
                 threading.Thread(target=self._pump, args=args, daemon=True).start()
 
     def _pump(
-        self, src: socket.socket, dst: socket.socket, done: threading.Event, asks: bool
+        self,
+        src: socket.socket,
+        dst: socket.socket,
+        done: threading.Event,
+        talking: threading.Event,
+        asks: bool,
     ) -> None:
         try:
             while data := src.recv(65536):
                 if asks:  # the client's first bytes: a connection in use
                     asks = False
                     with self._lock:
-                        self.talked += 1
+                        if not done.is_set():
+                            self.talked += 1
+                            self._open += 1
+                            self.most = max(self.most, self._open)
+                            talking.set()
                 dst.sendall(data)
         except OSError:
             pass
@@ -116,7 +123,8 @@ class CountingRelay:
         with self._lock:
             if not done.is_set():  # the first of the two directions to end closes it
                 done.set()
-                self._open -= 1
+                if talking.is_set():
+                    self._open -= 1
 
 
 @pytest.fixture(scope="module")
