@@ -41,10 +41,6 @@ class SampleAnomalyStep:
 
     settings: SampleSettings = field(default_factory=SampleSettings)
     type_of: TypeOf = field(default_factory=TypeOf)
-    #: The hold and half-life in event time (``flow.sample_hold_s``, ``sample_half_life_s``;
-    #: 0: the settings' samples only), sized in samples at the end of each twin's warm-up.
-    hold_s: float = 0.0
-    half_life_s: float = 0.0
 
     @classmethod
     def from_config(cls, config: FlowConfig, type_of: TypeOf | None = None) -> SampleAnomalyStep:
@@ -62,10 +58,15 @@ class SampleAnomalyStep:
             hold=config.sample_hold,
             half_life=config.sample_half_life,
             long_s=config.sample_long_s,
+            hold_s=config.sample_hold_s,
+            half_life_s=config.sample_half_life_s,
+            smooth_s=config.sample_smooth_s,
+            recover_s=config.sample_recover_s,
+            refit_s=config.sample_refit_s,
             adapt=config.anomaly_adapt,
             seed=config.seed,
         )
-        return cls(settings, type_of or TypeOf(), config.sample_hold_s, config.sample_half_life_s)
+        return cls(settings, type_of or TypeOf())
 
     def __call__(
         self, scorer: SampleScorer | None, frame: Frame
@@ -77,9 +78,6 @@ class SampleAnomalyStep:
             if kind is None:
                 return None, frame
             scorer = SampleScorer(kind, frame, self.settings)
-            if scorer.detector is not None:  # not warm yet: sized when its warm-up ends
-                scorer.detector.hold_s = self.hold_s
-                scorer.detector.half_life_s = self.half_life_s
         return scorer, scorer.score(frame)
 
 

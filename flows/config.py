@@ -197,8 +197,45 @@ class FlowConfig:
     sample_margin: float = _positive(
         "sample_margin", "Factor on the sample model's calibrated limit.", 1.5
     )
+    sample_smooth_s: float = setting(
+        Number(
+            "sample_smooth_s",
+            "Event time (s) the sample score is averaged over (exponentially), counted in "
+            "samples with the twin's sampling period as its warm-up measured it (300 samples "
+            "at 10 Hz; at least `sample_smooth` samples). 0: `sample_smooth` samples only.",
+            30.0,
+            low=0,
+            shown="`30` (30 seconds)",
+        )
+    )
     sample_smooth: int = _count(
-        "sample_smooth", "Samples the sample score is averaged over (exponentially).", 30
+        "sample_smooth",
+        "Least samples the sample score is averaged over (besides `sample_smooth_s`: a slowly "
+        "sampled twin's score is still averaged over this many samples).",
+        30,
+    )
+    sample_recover_s: float = setting(
+        Number(
+            "sample_recover_s",
+            "Event time (s) the sample score must stay at a tenth of its episode's peak, "
+            "still above its limit, before the level the fault left is taken as the twin's "
+            "new normal (the recovery rule), counted in samples with the twin's sampling "
+            "period (at least 30 samples). 0: 30 samples only.",
+            30.0,
+            low=0,
+            shown="`30` (30 seconds)",
+        )
+    )
+    sample_refit_s: float = setting(
+        Number(
+            "sample_refit_s",
+            "Event time (s) of learned samples after which the sample model refits, counted "
+            "in samples with the twin's sampling period (at least 600 samples). 0: every "
+            "600 learned samples.",
+            600.0,
+            low=0,
+            shown="`600` (10 minutes)",
+        )
     )
     sample_hold_s: float = setting(
         Number(

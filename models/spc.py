@@ -92,11 +92,12 @@ class SpcDetector(Adaptation, Explanation):
     ``variance`` is the share of the correlation's variance the principal components keep.
     After warm-up a row is learned only when ``adapt`` is on, its score is below
     ``learn_below`` and no row of the last ``hold`` was anomalous; learned rows fade with
-    ``half_life`` (rows; 0: never). Given in event time instead (``hold_s``, ``half_life_s``;
-    0: rows only), both are sized at the warm-up's end over its sampling period, so a twin
-    sampled every 5 minutes forgets in a day as a 1 Hz one does; ``hold`` and ``half_life``
-    are then their least rows. The model refits every ``refit_every`` learned rows, and
-    after ``relearn`` rows learned at a new operating point.
+    ``half_life`` (rows; 0: never). The model refits every ``refit_every`` learned rows, and
+    after ``relearn`` rows learned at a new operating point. Spans given in event time too
+    (``hold_s``, ``half_life_s``, ``smooth_s``, ``recover_s``, ``refit_s``; 0: rows only)
+    are sized at the warm-up's end over its sampling period, so a twin sampled every 5
+    minutes forgets in a day as a 1 Hz one does, and a 10 Hz one averages its score over
+    as many seconds; the rows given are then their least rows.
     A row missing a value takes the variable's last value; a row before every variable
     was seen is not scored (NaN). No randomness: ``seed`` is kept for the shared surface.
 
@@ -142,6 +143,9 @@ class SpcDetector(Adaptation, Explanation):
         long_s: float = 0.0,
         hold_s: float = 0.0,
         half_life_s: float = 0.0,
+        smooth_s: float = 0.0,
+        recover_s: float = 0.0,
+        refit_s: float = 0.0,
         seed: int = 0,
     ) -> None:
         monitored = tuple(v for v in variables if v not in set(operating))
@@ -170,15 +174,21 @@ class SpcDetector(Adaptation, Explanation):
         self.calibrate = calibrate
         self.regime_margin = regime_margin
         self.max_rows = max_rows
-        self.mewma = mewma and self.smooth > 1
+        #: With ``smooth_s`` the average may grow past one row when the warm-up ends; whether
+        #: it does is settled there (:meth:`_size_spans`).
+        self.mewma = mewma and (self.smooth > 1 or smooth_s > 0)
         self.recover = recover
         self.recover_rows = max(1, recover_rows)
         self.track = track
         self.long_s = long_s
-        #: The hold and half-life in event time (0: in rows only), sized at the warm-up's
-        #: end with its sampling period; ``hold`` and ``half_life`` are then their least rows.
+        #: The spans in event time (0: in rows only), sized at the warm-up's end with its
+        #: sampling period; the rows given (``hold``, ``half_life``, ``smooth``,
+        #: ``recover_rows``, ``refit_every``) are then their least rows.
         self.hold_s = hold_s
         self.half_life_s = half_life_s
+        self.smooth_s = smooth_s
+        self.recover_s = recover_s
+        self.refit_s = refit_s
         self.seed = seed
         #: Columns: the settings, then the monitored variables.
         self.columns = (*self.operating, *self.variables)
@@ -245,6 +255,9 @@ class SpcDetector(Adaptation, Explanation):
             "relearned": 0,
             "hold_s": 0.0,
             "half_life_s": 0.0,
+            "smooth_s": 0.0,
+            "recover_s": 0.0,
+            "refit_s": 0.0,
         }
         self.__dict__.update({**defaults, **state})
 
@@ -318,15 +331,22 @@ class SpcDetector(Adaptation, Explanation):
             self._long = LongEpisode(rows, len(self.variables))
 
     def _size_spans(self) -> None:
-        """The hold and the half-life in rows: ``hold_s`` and ``half_life_s`` over the
-        warm-up's sampling period (1 s when not known), at least ``hold`` and ``half_life``
-        rows, and the half-life at least the warm-up's rows (a model forgets no faster than
-        it was fitted). At one row a second the rows equal the seconds; without the times
-        nothing changes."""
+        """The spans in rows: each span given in event time (``hold_s``, ``smooth_s``,
+        ``recover_s``, ``refit_s``, ``half_life_s``) over the warm-up's sampling period (1 s
+        when not known), at least the rows given for it, and the half-life at least the
+        warm-up's rows (a model forgets no faster than it was fitted). At one row a second
+        the rows equal the seconds; without the times nothing changes."""
         period = self.period if math.isfinite(self.period) and self.period > 0 else 1.0
         if self.hold_s > 0:
             self.hold = max(self.hold, rows_in(self.hold_s, period))
             self._since_anomalous = max(self._since_anomalous, self.hold)  # none seen yet
+        if self.smooth_s > 0:
+            self.smooth = max(self.smooth, rows_in(self.smooth_s, period))
+        self.mewma = self.mewma and self.smooth > 1
+        if self.recover_s > 0:
+            self.recover_rows = max(self.recover_rows, rows_in(self.recover_s, period))
+        if self.refit_s > 0:
+            self.refit_every = max(self.refit_every, rows_in(self.refit_s, period))
         if self.half_life_s > 0:
             least = max(self.half_life, float(self._wu.seen))
             self.half_life = max(least, self.half_life_s / period)

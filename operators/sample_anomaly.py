@@ -61,6 +61,14 @@ class SampleSettings:
     #: Event time an anomalous episode lasts, its score not rising, before its level is
     #: taken as the new normal (the long-episode rule; 0: never).
     long_s: float = 7 * 86400.0
+    #: Spans in event time (0: the samples above only), sized in samples at the end of each
+    #: twin's warm-up; the counts above (and the detector's recovery and refit counts) are
+    #: then their least samples.
+    hold_s: float = 0.0
+    half_life_s: float = 0.0
+    smooth_s: float = 0.0
+    recover_s: float = 0.0
+    refit_s: float = 0.0
     seed: int = 0
 
     def for_type(self, kind: TwinType) -> SampleSettings:
@@ -110,6 +118,11 @@ class SampleScorer:
                 adapt=s.adapt,
                 half_life=s.half_life,
                 hold=s.hold,
+                hold_s=s.hold_s,
+                half_life_s=s.half_life_s,
+                smooth_s=s.smooth_s,
+                recover_s=s.recover_s,
+                refit_s=s.refit_s,
                 floors=[RESOLUTION * (kind.signal(n).high - kind.signal(n).low) for n in cols],
                 seed=s.seed,
             )

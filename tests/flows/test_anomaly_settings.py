@@ -1,6 +1,6 @@
 """The raw-sample anomaly settings reach each twin's model and alarm: the alarm's sample
-counts from the flow's settings, the model's hold and half-life in event time sized with the
-twin's own sampling period."""
+counts from the flow's settings, the model's spans in event time (hold, half-life, smoothing,
+recovery, refit) sized with the twin's own sampling period."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from twinflow.core.records import AlertState, TelemetryFrame
 from twinflow.flows.anomaly_steps import SampleAlarmStep, SampleAnomalyStep
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.steps import TypeOf
+from twinflow.models.spc import SpcDetector
 from twinflow.operators.sample_anomaly import SAMPLE_SIGNAL
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -84,14 +85,37 @@ def compressor(n: int, period: float) -> list[TelemetryFrame]:
     ]
 
 
-def sized(tmp_path: Path, config: FlowConfig, n: int, period: float) -> tuple[int, float]:
-    """The hold and half-life (rows) of the twin's sample model after its warm-up."""
+def warmed(tmp_path: Path, config: FlowConfig, n: int, period: float) -> SpcDetector:
+    """The twin's sample model after ``n`` healthy samples ``period`` seconds apart."""
     step = SampleAnomalyStep.from_config(config, TypeOf({"comp-1": load_compressor(tmp_path)}))
     scorer = None
     for frame in compressor(n, period):
         scorer, _ = step(scorer, frame)
     assert scorer is not None and scorer.detector is not None and scorer.detector.warm
-    return scorer.detector.hold, scorer.detector.half_life
+    return scorer.detector
+
+
+def sized(tmp_path: Path, config: FlowConfig, n: int, period: float) -> tuple[int, float]:
+    """The hold and half-life (rows) of the twin's sample model after its warm-up."""
+    det = warmed(tmp_path, config, n, period)
+    return det.hold, det.half_life
+
+
+def test_smoothing_recovery_and_refit_follow_the_twins_clock(tmp_path: Path) -> None:
+    def spans(config: FlowConfig, period: float) -> tuple[int, int, int, bool]:
+        det = warmed(tmp_path, config, 360, period)
+        return det.smooth, det.recover_rows, det.refit_every, det.mewma
+
+    assert spans(FlowConfig(), 1.0) == (30, 30, 600, True)  # 1 Hz: rows equal seconds
+    assert spans(FlowConfig(), 0.1) == (300, 300, 6000, True)  # 10 Hz: as many seconds
+    short = FlowConfig(sample_warmup_slow_s=0.0)  # a warm-up of 300 samples, not a week
+    assert spans(short, FIVE_MIN) == (30, 30, 600, True)  # slower: the least rows
+    counted = FlowConfig(sample_smooth_s=0.0, sample_recover_s=0.0, sample_refit_s=0.0)
+    assert spans(counted, 0.1) == (30, 30, 600, True)
+    # one sample every 5 minutes, 30 s is less than a sample and the least is 1: no average
+    unsmoothed = FlowConfig(sample_smooth=1, sample_warmup_slow_s=0.0)
+    assert spans(unsmoothed, FIVE_MIN)[0::3] == (1, False)
+    assert spans(unsmoothed, 1.0)[0::3] == (30, True)
 
 
 def test_hold_and_half_life_follow_the_twins_clock(tmp_path: Path) -> None:
