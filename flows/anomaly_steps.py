@@ -34,6 +34,32 @@ from twinflow.operators.sample_anomaly import (
 )
 
 
+def sample_settings(config: FlowConfig) -> SampleSettings:
+    """The raw-sample model's settings from the flow's (before a type's overrides)."""
+    return SampleSettings(
+        enabled=config.sample_anomaly,
+        warmup=config.sample_warmup,
+        warmup_s=config.sample_warmup_s,
+        warmup_slow_s=config.sample_warmup_slow_s,
+        warmup_shift=config.sample_warmup_shift,
+        warmup_max=config.sample_warmup_max,
+        track=config.sample_track,
+        quantile=config.sample_quantile,
+        margin=config.sample_margin,
+        smooth=config.sample_smooth,
+        hold=config.sample_hold,
+        half_life=config.sample_half_life,
+        long_s=config.sample_long_s,
+        hold_s=config.sample_hold_s,
+        half_life_s=config.sample_half_life_s,
+        smooth_s=config.sample_smooth_s,
+        recover_s=config.sample_recover_s,
+        refit_s=config.sample_refit_s,
+        adapt=config.anomaly_adapt,
+        seed=config.seed,
+    )
+
+
 @dataclass(frozen=True)
 class SampleAnomalyStep:
     """``samples`` (stateful_map): score each raw sample of a frame with the twin's sample
@@ -44,29 +70,7 @@ class SampleAnomalyStep:
 
     @classmethod
     def from_config(cls, config: FlowConfig, type_of: TypeOf | None = None) -> SampleAnomalyStep:
-        settings = SampleSettings(
-            enabled=config.sample_anomaly,
-            warmup=config.sample_warmup,
-            warmup_s=config.sample_warmup_s,
-            warmup_slow_s=config.sample_warmup_slow_s,
-            warmup_shift=config.sample_warmup_shift,
-            warmup_max=config.sample_warmup_max,
-            track=config.sample_track,
-            quantile=config.sample_quantile,
-            margin=config.sample_margin,
-            smooth=config.sample_smooth,
-            hold=config.sample_hold,
-            half_life=config.sample_half_life,
-            long_s=config.sample_long_s,
-            hold_s=config.sample_hold_s,
-            half_life_s=config.sample_half_life_s,
-            smooth_s=config.sample_smooth_s,
-            recover_s=config.sample_recover_s,
-            refit_s=config.sample_refit_s,
-            adapt=config.anomaly_adapt,
-            seed=config.seed,
-        )
-        return cls(settings, type_of or TypeOf())
+        return cls(sample_settings(config), type_of or TypeOf())
 
     def __call__(
         self, scorer: SampleScorer | None, frame: Frame

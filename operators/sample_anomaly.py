@@ -17,6 +17,7 @@ windows, never judged by the sensor rules.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -71,6 +72,39 @@ class SampleSettings:
     refit_s: float = 0.0
     seed: int = 0
 
+    def detector(
+        self,
+        names: Sequence[str],
+        operating: Sequence[str] = (),
+        floors: Sequence[float] | None = None,
+    ) -> SpcDetector:
+        """A fresh sample model over ``names`` (``operating`` among them condition it) with
+        these settings; ``floors``: each column's least spread, settings first."""
+        return SpcDetector(
+            names,
+            operating=operating,
+            warmup=self.warmup,
+            warmup_s=self.warmup_s,
+            warmup_slow_s=self.warmup_slow_s,
+            warmup_shift=self.warmup_shift,
+            warmup_cap=self.warmup_max,
+            track=self.track,
+            long_s=self.long_s,
+            quantile=self.quantile,
+            margin=self.margin,
+            smooth=self.smooth,
+            adapt=self.adapt,
+            half_life=self.half_life,
+            hold=self.hold,
+            hold_s=self.hold_s,
+            half_life_s=self.half_life_s,
+            smooth_s=self.smooth_s,
+            recover_s=self.recover_s,
+            refit_s=self.refit_s,
+            floors=floors,
+            seed=self.seed,
+        )
+
     def for_type(self, kind: TwinType) -> SampleSettings:
         """These settings with the type's ``anomaly:`` overrides applied."""
         a = anomaly_of(kind)
@@ -102,30 +136,8 @@ class SampleScorer:
         cols = (*operating, *(n for n in names if n not in operating))
         self.detector: SpcDetector | None = None
         if s.enabled and len(names) > len(operating):
-            self.detector = SpcDetector(
-                names,
-                operating=operating,
-                warmup=s.warmup,
-                warmup_s=s.warmup_s,
-                warmup_slow_s=s.warmup_slow_s,
-                warmup_shift=s.warmup_shift,
-                warmup_cap=s.warmup_max,
-                track=s.track,
-                long_s=s.long_s,
-                quantile=s.quantile,
-                margin=s.margin,
-                smooth=s.smooth,
-                adapt=s.adapt,
-                half_life=s.half_life,
-                hold=s.hold,
-                hold_s=s.hold_s,
-                half_life_s=s.half_life_s,
-                smooth_s=s.smooth_s,
-                recover_s=s.recover_s,
-                refit_s=s.refit_s,
-                floors=[RESOLUTION * (kind.signal(n).high - kind.signal(n).low) for n in cols],
-                seed=s.seed,
-            )
+            floors = [RESOLUTION * (kind.signal(n).high - kind.signal(n).low) for n in cols]
+            self.detector = s.detector(names, operating, floors)
 
     def score(self, frame: TelemetryFrame) -> TelemetryFrame:
         """``frame`` with the ``anomaly_sample`` signal (and shares where anomalous)."""

@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ import numpy as np
 import yaml
 from scipy.signal import lfilter
 
+from twinflow.flows.anomaly_steps import sample_settings
 from twinflow.flows.config import FlowConfig
 from twinflow.models.anomaly import WindowAnomalyDetector
 from twinflow.models.spc import SpcDetector
@@ -70,23 +71,11 @@ def flow_config() -> FlowConfig:
 
 
 def spc(rec: Recording, adapt: bool = True, conditioned: bool = True) -> SpcDetector:
-    c = flow_config()
-    return SpcDetector(
-        rec.columns,
-        operating=rec.operating if conditioned else (),
-        warmup=c.sample_warmup,
-        warmup_shift=c.sample_warmup_shift,
-        warmup_cap=c.sample_warmup_max,
-        track=c.sample_track,
-        quantile=c.sample_quantile,
-        margin=c.sample_margin,
-        smooth=c.sample_smooth,
-        hold=c.sample_hold,
-        half_life=c.sample_half_life,
-        hold_s=c.sample_hold_s,
-        half_life_s=c.sample_half_life_s,
-        adapt=adapt and c.anomaly_adapt,
-    )
+    """The flow's sample model (:func:`~twinflow.flows.anomaly_steps.sample_settings`) for
+    ``rec``'s columns, learning after warm-up only with ``adapt``."""
+    settings = sample_settings(flow_config())
+    settings = replace(settings, adapt=adapt and settings.adapt)
+    return settings.detector(rec.columns, rec.operating if conditioned else ())
 
 
 def run_spc(det: SpcDetector, rec: Recording) -> np.ndarray:
