@@ -152,7 +152,8 @@ class Replication:
     sync_status: Sink[Any] | None = None
     status_interval_s: float = 5.0
     until: Callable[[], bool] | None = None
-    #: Further sinks that take both received writes and sync status (a PostgreSQL sink).
+    #: Further sinks that take received writes, sync status and a central instance's site
+    #: summaries (a PostgreSQL sink).
     stores: tuple[Sink[Any], ...] = ()
     #: Where a central instance's site summaries go (:mod:`twinflow.flows.rollups`).
     fleet_status: Sink[Any] | None = None
@@ -168,7 +169,8 @@ class Replication:
     ) -> Replication:
         """Received writes to ``replicated.jsonl`` and sync status to ``sync_status.jsonl``,
         and both to the database at ``database_url`` when given (tables ``replicated_writes``
-        and ``sync_status``); a central instance's site summaries to ``fleet_status.jsonl``."""
+        and ``sync_status``); a central instance's site summaries to ``fleet_status.jsonl``,
+        and to the database too (``fleet_status`` and ``fleet_status_latest``)."""
         stores: tuple[Sink[Any], ...] = ()
         if database_url:
             from twinflow.connectors.postgres import PostgresSink

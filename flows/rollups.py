@@ -14,7 +14,8 @@ forward up a tree ``fleet -> site -> twin`` (logic in
 :mod:`twinflow.operators.replication.fleet`)::
 
     fleet   [feed] merged writes and the link, in batches -> [rollup] -> AssetRollup
-            [fleet_metrics] SiteStatus as gauges -> [fleet_status_out]
+            [fleet_metrics] SiteStatus as gauges -> [fleet_status_out] (fleet_status.jsonl)
+                                                  -> [fleet_status_store_0] (PostgreSQL)
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def fleet_rollups(
 ) -> Stream[AssetRollup]:
     """A central instance's roll-ups across sites: the fleet's and each site's
     :class:`AssetRollup` (returned, for the flow's roll-up sinks); each
-    :class:`SiteStatus` goes to the gauges and to ``replication.fleet_status``."""
+    :class:`SiteStatus` goes to the gauges, to ``replication.fleet_status`` and to
+    ``replication.stores`` (PostgreSQL's ``fleet_status`` and ``fleet_status_latest``)."""
     node = replication.node
     node.watch_fleet()
     feed = FleetFeed(node, replication.status_interval_s)
@@ -166,7 +168,9 @@ def fleet_rollups(
     out = op.key_rm("unkey", op.stateful_flat_map("rollup", batches, logic))
     split = op.branch("split", out, is_rollup)
     statuses = op.map("fleet_metrics", split.falses, observe)
+    keyed = op.key_on("key_status", statuses, site_of)
     if replication.fleet_status is not None:
-        keyed = op.key_on("key_status", statuses, site_of)
         op.output("fleet_status_out", keyed, replication.fleet_status)
+    for i, store in enumerate(replication.stores):  # the database: fleet_status(_latest)
+        op.output(f"fleet_status_store_{i}", keyed, store)
     return split.trues

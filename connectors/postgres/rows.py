@@ -38,6 +38,7 @@ from twinflow.core.times import iso, utc
 
 if TYPE_CHECKING:
     from twinflow.connectors.replication.node import Received
+    from twinflow.operators.replication.fleet_status import SiteStatus
     from twinflow.operators.replication.status import PropertySync
 
 #: Header of a binary COPY stream: signature, flags, header-extension length.
@@ -321,6 +322,39 @@ def rollup_row(seq: int, r: AssetRollup) -> tuple[Any, ...]:
         int(by_severity.get(Severity.CRITICAL.value, 0)),
         None if r.worst_health is None else _finite(r.worst_health),
         None if r.worst_twin is None else clean_text(r.worst_twin),
+    )
+
+
+def _count(value: int | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def fleet_status_row(seq: int, s: SiteStatus) -> tuple[Any, ...]:
+    """Columns of ``FLEET_STATUS``: a site's (or the fleet's) summary, the figures an
+    operator queries as columns (epoch ms as times) and the whole document as JSON."""
+    by_severity = s.in_alarm_by_severity
+    return (
+        seq,
+        clean_text(s.site),
+        s.time,
+        int(s.sites),
+        int(s.twins_reporting),
+        int(s.twins_in_alarm),
+        int(by_severity.get(Severity.INFO.value, 0)),
+        int(by_severity.get(Severity.WARNING.value, 0)),
+        int(by_severity.get(Severity.CRITICAL.value, 0)),
+        int(s.commands_in_flight),
+        None if s.worst_health is None else _finite(s.worst_health),
+        None if s.worst_twin is None else clean_text(s.worst_twin),
+        None if s.lowest_rul_h is None else _finite(s.lowest_rul_h),
+        None if s.lowest_rul_twin is None else clean_text(s.lowest_rul_twin),
+        clean_text(s.link),
+        _ms_time(s.link_since_ms),
+        _ms_time(s.last_received_ms),
+        int(s.central_pending),
+        None if s.edge_connected is None else bool(s.edge_connected),
+        _count(s.edge_pending),
+        to_json_text(s.to_json()),
     )
 
 

@@ -4,8 +4,10 @@ It takes the items of any of the flow's outputs, as ``(twin_id, item)`` pairs:
 :class:`TelemetryFrame` (raw readings, one row per twin, signal and time),
 :class:`WaveformFrame` (only with ``waveforms=True``: high-rate samples are usually kept as
 window features, not rows), :class:`WindowFeatures`, :class:`TwinState`, :class:`Alert`,
-:class:`Command`, :class:`DeadLetter`, and :class:`AssetRollup` (as ``(asset_id, roll-up)``
-pairs: one row per asset and time, plus the latest per asset). Items are spread over
+:class:`Command`, :class:`DeadLetter`, :class:`AssetRollup` (as ``(asset_id, roll-up)``
+pairs: one row per asset and time, plus the latest per asset), and a central instance's
+:class:`SiteStatus` (as ``(site, summary)`` pairs: one row per distinct summary, plus the
+latest per site). Items are spread over
 ``partitions`` partitions by their key; each partition has its own writer thread (see
 :mod:`twinflow.connectors.postgres.writer`), and the writers of every sink of the process that
 store into one database share one bounded pool of ``pool_size`` connections
@@ -42,6 +44,7 @@ from twinflow.connectors.postgres.tables import (
     ALERTS,
     COMMANDS,
     DEAD_LETTERS,
+    FLEET_STATUS,
     REPLICATED,
     ROLLUPS,
     SYNC_STATUS,
@@ -61,11 +64,12 @@ from twinflow.core.records import (
     WaveformFrame,
     WindowFeatures,
 )
+from twinflow.operators.replication.fleet_status import SiteStatus
 from twinflow.operators.replication.status import PropertySync
 
 _ACCEPTED = (
     "TelemetryFrame, WaveformFrame, WindowFeatures, TwinState, Alert, Command, DeadLetter, "
-    "AssetRollup, PropertySync, Received"
+    "AssetRollup, SiteStatus, PropertySync, Received"
 )
 
 
@@ -110,6 +114,8 @@ class PostgresSinkPartition(StatefulSinkPartition[Any, Held]):
                 pieces.append((DEAD_LETTERS.name, rows.dead_letter_row(v), 1))
             elif isinstance(v, AssetRollup):
                 pieces.append((ROLLUPS.name, rows.rollup_row(seq, v), 1))
+            elif isinstance(v, SiteStatus):  # a central instance's site or fleet summary
+                pieces.append((FLEET_STATUS.name, rows.fleet_status_row(seq, v), 1))
             elif isinstance(v, PropertySync):  # replication's sync status
                 pieces.append((SYNC_STATUS.name, rows.sync_status_row(v), 1))
             elif isinstance(v, Received):  # a write received from another replica

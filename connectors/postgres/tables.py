@@ -11,8 +11,9 @@ store its rows once:
 - ``DO UPDATE`` for rows that a later record replaces: a window computed again after late
   data (the newest arrival wins), the latest twin state (never by an older one), an alarm's
   lifecycle row (raised, then cleared; cleared is final), an asset's roll-up at the same
-  time and its latest roll-up (never by an older one). Updates are skipped when nothing
-  would change, so the row counts tell new data from replays.
+  time and its latest roll-up (never by an older one), a site's latest summary (never by an
+  older one; its history keys on the document's digest and does nothing). Updates are
+  skipped when nothing would change, so the row counts tell new data from replays.
 
 Within one batch, ``DISTINCT ON`` keeps one row per key (``seq`` is the arrival order),
 because ``ON CONFLICT DO UPDATE`` may not touch a row twice in one statement.
@@ -344,6 +345,66 @@ ROLLUPS = Table(
     ),
 )
 
+_FLEET_COLS = (
+    "site, time, sites, twins_reporting, twins_in_alarm, in_alarm_info, in_alarm_warning, "
+    "in_alarm_critical, commands_in_flight, worst_health, worst_twin, lowest_rul_h, "
+    "lowest_rul_twin, link, link_since, last_received, central_pending, edge_connected, "
+    "edge_pending, doc"
+)
+_FLEET_VALUES = [c for c in _FLEET_COLS.split(", ") if c not in ("site", "time")]
+_FLEET_SELECT = _FLEET_COLS.replace("doc", "doc::jsonb AS doc")
+#: A site's summaries order by time, then by the central instance's last receipt (which
+#: only grows); at a tie the newest arrival that differs wins, as for the asset roll-ups.
+_FLEET_ORDER = "(f.time, coalesce(f.last_received, '-infinity'))"
+_FLEET_NEW_ORDER = "(EXCLUDED.time, coalesce(EXCLUDED.last_received, '-infinity'))"
+
+FLEET_STATUS = Table(
+    "fleet_status",
+    (
+        ("seq", "int8"),
+        ("site", "text"),
+        ("time", "timestamptz"),
+        ("sites", "int4"),
+        ("twins_reporting", "int4"),
+        ("twins_in_alarm", "int4"),
+        ("in_alarm_info", "int4"),
+        ("in_alarm_warning", "int4"),
+        ("in_alarm_critical", "int4"),
+        ("commands_in_flight", "int4"),
+        ("worst_health", "float8"),
+        ("worst_twin", "text"),
+        ("lowest_rul_h", "float8"),
+        ("lowest_rul_twin", "text"),
+        ("link", "text"),
+        ("link_since", "timestamptz"),
+        ("last_received", "timestamptz"),
+        ("central_pending", "int4"),
+        ("edge_connected", "bool"),
+        ("edge_pending", "int4"),
+        ("doc", "text"),
+    ),
+    (
+        # every distinct summary once: the key holds the document's digest (0010)
+        Merge(
+            "fleet_status",
+            f"INSERT INTO twinflow.fleet_status ({_FLEET_COLS}) "
+            f"SELECT {_FLEET_SELECT} FROM twinflow_stage_fleet_status ORDER BY seq "
+            "ON CONFLICT (site, time, digest) DO NOTHING",
+            primary=True,
+        ),
+        Merge(
+            "fleet_status_latest",
+            f"INSERT INTO twinflow.fleet_status_latest AS f ({_FLEET_COLS}) "
+            f"SELECT DISTINCT ON (site) {_FLEET_SELECT} FROM twinflow_stage_fleet_status "
+            "ORDER BY site, time DESC, last_received DESC NULLS LAST, seq DESC "
+            "ON CONFLICT (site) DO UPDATE SET time = EXCLUDED.time, "
+            f"{', '.join(f'{c} = EXCLUDED.{c}' for c in _FLEET_VALUES)}, updated_at = now() "
+            f"WHERE {_FLEET_NEW_ORDER} > {_FLEET_ORDER} OR ({_FLEET_NEW_ORDER} = {_FLEET_ORDER} "
+            "AND EXCLUDED.doc IS DISTINCT FROM f.doc)",
+        ),
+    ),
+)
+
 DEAD_LETTERS = Table(
     "dead_letters",
     (
@@ -435,6 +496,7 @@ TABLES: tuple[Table, ...] = (
     ALERTS,
     COMMANDS,
     ROLLUPS,
+    FLEET_STATUS,
     DEAD_LETTERS,
     SYNC_STATUS,
     REPLICATED,
