@@ -85,6 +85,7 @@ ALL_MIGRATIONS = (
     "0007_maintenance_plan",
     "0008_replication",
     "0009_series_key",
+    "0010_fleet_status",
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
