@@ -6,7 +6,8 @@ central flow of a deployment with ``replication: {role: central}`` and a databas
 raised at each edge show in the central instance's roll-ups: each site's twins in alarm, by
 severity, and the fleet's total, in ``rollups.jsonl``, PostgreSQL's ``asset_rollups`` and the
 site summaries of ``fleet_status.jsonl`` (with the gauges, and an edge's report of its own
-link); a clear at one edge lowers them.
+link); a clear at one edge lowers them. The summaries are in PostgreSQL's ``fleet_status``
+and ``fleet_status_latest`` too.
 """
 
 from __future__ import annotations
@@ -199,6 +200,37 @@ replication: {{role: central, replica: hq, topic: {base}, status_interval_s: 0.5
 
         want = {"fleet": (2, 0), "north": (1, 0), "south": (1, 0)}
         assert came_true(lambda: stored() == want, 15), stored()
+
+        # Every summary of fleet_status.jsonl is a row too; the newest per site is the file's.
+        def summaries() -> dict[str, dict[str, Any]]:
+            with psycopg.connect(database) as conn:
+                rows = conn.execute(
+                    "SELECT site, doc, twins_in_alarm, commands_in_flight, link, "
+                    "lowest_rul_h, edge_connected FROM twinflow.fleet_status_latest"
+                ).fetchall()
+            return {r[0]: {**r[1], "columns": r[2:]} for r in rows}
+
+        def same_as_file() -> bool:
+            docs = {
+                k: {f: v for f, v in d.items() if f != "columns"} for k, d in summaries().items()
+            }
+            return docs == newest(status_file, "site")
+
+        assert came_true(same_as_file, 15), (summaries(), newest(status_file, "site"))
+        rows = summaries()
+        assert set(rows) == {"north", "south", "fleet"}
+        assert rows["fleet"]["columns"] == (2, 0, "up", 90.0, None)
+        assert rows["south"]["columns"] == (1, 0, "up", None, True)
+        assert rows["north"]["open_alarms_by_rule"] == {"vibration": 1}
+
+        def history_is_the_file() -> bool:  # every summary the file holds, each once
+            with psycopg.connect(database) as conn:
+                docs = conn.execute(
+                    "SELECT doc FROM twinflow.fleet_status ORDER BY stored_at"
+                ).fetchall()
+            return [d for (d,) in docs] == list(read_jsonl(status_file))  # in the same order
+
+        assert came_true(history_is_the_file, 15)
     finally:
         stop.set()
         runner.join(timeout=60)
