@@ -22,6 +22,7 @@ import pytest
 from tests.connectors.postgres.test_series import database, query
 from tests.services.postgres import Postgres
 from twinflow.connectors.postgres import PostgresSink, PostgresSinkError, migrate
+from twinflow.core.records import Severity
 from twinflow.core.times import utc
 from twinflow.operators.replication.fleet_status import SiteStatus, Twin, summary
 
@@ -40,7 +41,9 @@ def status(site: str, at: float, in_alarm: int = 0, **changes: Any) -> SiteStatu
     """A site's summary at ``at`` (epoch s) with ``in_alarm`` twins in a warning alarm."""
     twins = {f"{site}-{i}": Twin(status="ok") for i in range(3)}
     for i in range(in_alarm):
-        twins[f"{site}-{i}"] = Twin(status="ok", alarms={"a": _warning()}, rules=("overheat",))
+        twins[f"{site}-{i}"] = Twin(
+            status="ok", alarms={"a": Severity.WARNING}, rules=("overheat",)
+        )
     base = replace(
         summary(site, twins),
         time=utc(at),
@@ -49,12 +52,6 @@ def status(site: str, at: float, in_alarm: int = 0, **changes: Any) -> SiteStatu
         last_written_ms=int(at * 1000),
     )
     return replace(base, **changes)
-
-
-def _warning() -> Any:
-    from twinflow.core.records import Severity
-
-    return Severity.WARNING
 
 
 def write(url: str, *batches: list[SiteStatus]) -> None:
@@ -89,7 +86,7 @@ def test_the_migration_applies_on_an_empty_database(
         url,
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'fleet_status_key'",
     )
-    assert key == [("PRIMARY KEY (site, \"time\", digest)",)]
+    assert key == [('PRIMARY KEY (site, "time", digest)',)]
     assert migrate(url, use_timescaledb=False) == []  # nothing left to apply
 
 
