@@ -3,9 +3,10 @@
 - :func:`migrate` / :func:`status`: apply and report the versioned schema
   (``infra/migrations`` plus the generated TimescaleDB layer where the extension exists);
   ``twinflow db migrate|status`` calls them.
-- :class:`PostgresSink`: stores telemetry, window features, twin states, alerts, commands
-  and dead letters with COPY in batches, loses no row on a lost connection, duplicates none
-  on a replay after recovery.
+- :class:`PostgresSink`: stores telemetry, window features, twin states, alerts, commands,
+  asset roll-ups, dead letters, replication's records and a central instance's site
+  summaries with COPY in batches, loses no row on a lost connection, duplicates none on a
+  replay after recovery.
 
 Needs psycopg 3 (the ``postgres`` extra).
 """

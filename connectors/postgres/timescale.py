@@ -11,6 +11,8 @@ The migration runner applies it as the optional migration ``1001_timescaledb``, 
 numbered files, only when :func:`detect_timescaledb` says the extension can be used. Tables
 that later files add get layers of their own (``1002_timescaledb_rollups``: the asset
 roll-up history of 0005), because an applied layer's text is history and never changes.
+The replication tables of 0008 and the site summaries of 0010 stay plain tables: their
+volume is that of property changes, not of telemetry.
 """
 
 from __future__ import annotations
