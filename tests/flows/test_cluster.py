@@ -170,6 +170,7 @@ def test_two_processes_store_exactly_what_one_process_stores(
     assert_same_rows(reference, db)
 
 
+@pytest.mark.timeout(600)  # two cluster runs back to back; under load one took over 300 s
 def test_a_cluster_killed_mid_run_resumes_to_exactly_the_same_rows(
     config: Path, reference: Rows, server: Postgres, tmp_path: Path
 ) -> None:
