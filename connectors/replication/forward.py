@@ -11,7 +11,10 @@ the way is stored as it arrives (the registers' history is for conflicts, not st
 - alerts: ``metadata/alert:<rule>``;
 - raw telemetry (``telemetry``, not forwarded unless named): ``metadata/telemetry``, one
   :class:`~twinflow.operators.replication.downsample.TelemetryBucket` per twin and
-  ``telemetry_every_s`` (each signal's mean over the bucket);
+  ``telemetry_every_s`` (each signal's mean over the bucket). Its writes are
+  *append-only* (:func:`append_only`): each bucket is a fact of its own, not a newer value
+  of the register, so the outbox keeps every one through compaction, and the central
+  instance stores them but does not relay them to the edges, which have no use for them;
 - command transitions (``command_outcomes``): ``metadata/command:<name>``, each command's
   furthest status only (a ``sent`` the command book learnt after the answer, in a cluster,
   is a history row and does not overwrite the end state; :class:`CommandProgress`); a command that
@@ -42,6 +45,7 @@ from twinflow.core.records import (
     WindowFeatures,
 )
 from twinflow.core.times import iso
+from twinflow.operators.replication import PropertyKey
 from twinflow.operators.replication.downsample import TelemetryBucket
 
 #: The streams an edge forwards by default, by their name in the ``forward:`` setting.
@@ -64,6 +68,16 @@ ANSWERS = frozenset(
 ACCEPTED = frozenset({CommandStatus.ACKNOWLEDGED, CommandStatus.SUCCEEDED})
 
 Triple = tuple[str, str, Any]
+
+#: The (kind, name) of properties whose every write is a fact of its own (a telemetry
+#: bucket): not merged away by the outbox's compaction, not relayed to the edges.
+APPEND_ONLY = frozenset({("metadata", "telemetry")})
+
+
+def append_only(key: PropertyKey) -> bool:
+    """Whether the writes of ``key`` are append-only facts (:data:`APPEND_ONLY`): each must
+    reach the central instance, none replaces another, and only the central one stores them."""
+    return (key.kind, key.name) in APPEND_ONLY
 
 
 def _num(x: float) -> float | None:
@@ -148,4 +162,13 @@ class CommandProgress:
         return True
 
 
-__all__ = ["ACCEPTED", "ALL_FORWARDS", "ANSWERS", "FORWARDS", "CommandProgress", "writes_of"]
+__all__ = [
+    "ACCEPTED",
+    "ALL_FORWARDS",
+    "ANSWERS",
+    "APPEND_ONLY",
+    "FORWARDS",
+    "CommandProgress",
+    "append_only",
+    "writes_of",
+]

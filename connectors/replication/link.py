@@ -9,7 +9,10 @@ outbox only when :meth:`_send` reports the broker has them; records travel as
 payloads (a batch, or ``twin_update.v1`` documents one per line) go through
 :meth:`ReplicaLink._receive_payload`: merged into the replica, or kept as a dead letter with
 the reason. With ``relay``, a received write that
-was new to the replica is appended to the outbox too (the central replica's job).
+was new to the replica is appended to the outbox too (the central replica's job), unless it
+is append-only (:func:`~twinflow.connectors.replication.forward.append_only`: a telemetry
+bucket is for the central instance alone); such writes enter the outbox flagged, so its
+compaction keeps each of them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from prometheus_client import Counter as MetricCounter
 from prometheus_client import Gauge
 
+from twinflow.connectors.replication.forward import append_only
 from twinflow.connectors.replication.outbox import DiskOutbox, Entry
 from twinflow.connectors.replication.state import (
     answers,
@@ -54,7 +58,8 @@ PENDING = Gauge(
 )
 DROPPED = MetricCounter(
     "twinflow_replication_outbox_dropped",
-    "Updates the full outbox dropped (oldest first, after compacting to the newest per property)",
+    "Updates the full outbox dropped (after compacting state to the newest per property: "
+    "append-only ones such as telemetry buckets oldest first, then the others)",
     ["replica"],
 )
 
@@ -229,8 +234,11 @@ class ReplicaLink:
         return request
 
     def send_state(self) -> int:
-        """Append every kept write of the replica to the outbox; returns how many."""
+        """Append every kept write of the replica to the outbox (the central replica's
+        answer leaves out the append-only ones, as its relay does); returns how many."""
         writes = state_writes(self.replica, self._lock)
+        if self.relay:
+            writes = [w for w in writes if not append_only(w.key)]
         for w in writes:
             self._append(w)
         self._count("state_sent", len(writes))
@@ -254,7 +262,8 @@ class ReplicaLink:
 
     def _append(self, w: Write) -> None:
         k = w.key
-        self.outbox.append(f"{k.twin_id}/{k.kind}/{k.name}", encode_row(w))
+        key = f"{k.twin_id}/{k.kind}/{k.name}"
+        self.outbox.append(key, encode_row(w), append_only=append_only(k))
         rid = self.replica.replica_id
         PENDING.labels(rid).set(self.outbox.pending)
         if self.outbox.dropped > self._dropped_seen:
@@ -292,8 +301,9 @@ class ReplicaLink:
         log.warning("replication link %s: dead letter: %s", self.replica.replica_id, exc)
 
     def _after(self, write: Write, outcome: Applied) -> None:
-        """Relay a write that was new (central), and tell ``on_applied``."""
-        if self.relay and outcome in (Applied.WON, Applied.LOST):
+        """Relay a write that was new (central; not an append-only one), and tell
+        ``on_applied``."""
+        if self.relay and outcome in (Applied.WON, Applied.LOST) and not append_only(write.key):
             self._append(write)
         if self.on_applied is not None:
             self.on_applied(write, outcome)

@@ -22,9 +22,23 @@ as duplicates.
 it, the outbox first *compacts*: it rewrites the pending records keeping only the newest per
 property key, which loses no state (a last-writer-wins register only needs its newest write;
 an older write of the same property by this replica is not sent, and so never reported as a
-conflict). If the compacted records still exceed the cap, it drops the oldest records until
-the new one fits, and counts them in :attr:`DiskOutbox.dropped` (an exported metric): the
-edge keeps working and the loss is visible.
+conflict). A record appended with ``append_only=True`` is a fact of its own, not a newer
+value of a state (a telemetry bucket: each is a reading that no later bucket replaces), so
+compaction keeps every such record. The flag is stored in the record's frame (the key
+length's top bit), so the outbox needs no configuration to honour it after a reopen, and
+whoever appends a record, who knows what it is, decides.
+
+If the compacted records still exceed the cap, it drops records until the new one fits with
+a twentieth of the cap to spare (so that a full outbox does not rewrite itself at every
+append), and counts them in :attr:`DiskOutbox.dropped` (an exported metric): the edge keeps
+working and the loss is visible. It drops the **oldest append-only records first**, then
+the oldest state records. After compaction the state records are at most one per property,
+a set bounded by the twins' properties that cannot be what keeps growing during a long cut;
+the append-only records are. Dropping state first would free little, lose each property's
+newest value (a raised alarm, a desired change, the answer a strong change waits for, a
+state request: nothing sends these again until the property is written anew, some never),
+and the oldest facts would go right after anyway. Dropping the oldest facts keeps the
+current state whole and loses the oldest history, counted.
 
 >>> import tempfile
 >>> box = DiskOutbox(tempfile.mkdtemp())
@@ -48,8 +62,11 @@ from pathlib import Path
 
 from twinflow.core.errors import TwinflowError
 
-#: Frame header: payload length, CRC-32 of key length + key + payload, key length.
+#: Frame header: payload length, CRC-32 of key length + key + payload, key length (its top
+#: bit: an append-only record).
 HEADER = struct.Struct(">IIH")
+APPEND_ONLY_BIT = 0x8000
+MAX_KEY = APPEND_ONLY_BIT - 1
 FSYNC_POLICIES = ("always", "interval")
 
 
@@ -59,11 +76,18 @@ class OutboxError(TwinflowError):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One pending record; ``end`` is the position (segment, offset) just after it."""
+    """One pending record; ``end`` is the position (segment, offset) just after it;
+    ``append_only``: compaction keeps it beside newer records of its key."""
 
     key: str
     payload: bytes
     end: tuple[int, int]
+    append_only: bool = False
+
+    @property
+    def size(self) -> int:
+        """Its frame's bytes."""
+        return HEADER.size + len(self.key.encode()) + len(self.payload)
 
 
 def _segment_name(n: int) -> str:
@@ -82,18 +106,21 @@ def _read_frames(path: Path, offset: int, limit: int = -1) -> tuple[list[Entry],
             head = f.read(HEADER.size)
             if len(head) < HEADER.size:
                 break
-            length, crc, klen = HEADER.unpack(head)
+            length, crc, flagged = HEADER.unpack(head)
+            klen = flagged & MAX_KEY
             body = f.read(klen + length)
             if len(body) < klen + length or zlib.crc32(head[-2:] + body) != crc:
                 break
             pos += HEADER.size + len(body)
-            out.append(Entry(body[:klen].decode(), body[klen:], (n, pos)))
+            key = body[:klen].decode()
+            out.append(Entry(key, body[klen:], (n, pos), bool(flagged & APPEND_ONLY_BIT)))
     return out, pos
 
 
-def _frame(key: bytes, payload: bytes) -> bytes:
-    klen = len(key).to_bytes(2, "big")
-    return HEADER.pack(len(payload), zlib.crc32(klen + key + payload), len(key)) + key + payload
+def _frame(key: bytes, payload: bytes, append_only: bool = False) -> bytes:
+    flagged = len(key) | (APPEND_ONLY_BIT if append_only else 0)
+    klen = flagged.to_bytes(2, "big")
+    return HEADER.pack(len(payload), zlib.crc32(klen + key + payload), flagged) + key + payload
 
 
 class DiskOutbox:
@@ -172,21 +199,22 @@ class DiskOutbox:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def append(self, key: str, payload: bytes) -> None:
-        """Keep one record for sending; returns once it is written (and synced, per policy)."""
+    def append(self, key: str, payload: bytes, *, append_only: bool = False) -> None:
+        """Keep one record for sending; returns once it is written (and synced, per policy).
+        ``append_only``: a fact that compaction keeps (see the module docstring)."""
         k = key.encode()
         frame_len = HEADER.size + len(k) + len(payload)
-        if len(k) > 0xFFFF or frame_len > self.max_bytes:
+        if len(k) > MAX_KEY or frame_len > self.max_bytes:
             raise OutboxError(
                 f"outbox record for {key!r} is {frame_len} bytes, more than max_bytes "
-                f"({self.max_bytes}) or a key of over 65535 bytes"
+                f"({self.max_bytes}) or a key of over {MAX_KEY} bytes"
             )
         with self._lock:
             if self._pending_bytes + frame_len > self.max_bytes:
                 self._make_room(frame_len)
             if self._file.tell() + frame_len > self.segment_bytes and self._file.tell() > 0:
                 self._roll()
-            self._file.write(_frame(k, payload))
+            self._file.write(_frame(k, payload, append_only))
             self._file.flush()
             self._pending += 1
             self._pending_bytes += frame_len
@@ -210,16 +238,25 @@ class DiskOutbox:
         return out
 
     def _make_room(self, need: int) -> None:
-        """The overflow policy: compact to the newest record per key, then drop the oldest."""
+        """The overflow policy: compact to every append-only record and the newest other
+        record per key; then, if that is not enough, drop the oldest append-only records,
+        then the oldest others, down to a twentieth of the cap to spare."""
         entries = self._all_pending()
-        newest: dict[str, int] = {e.key: i for i, e in enumerate(entries)}
-        kept = [e for i, e in enumerate(entries) if newest[e.key] == i]
+        newest: dict[str, int] = {e.key: i for i, e in enumerate(entries) if not e.append_only}
+        kept = [e for i, e in enumerate(entries) if e.append_only or newest[e.key] == i]
         self.compactions += 1
-        size = sum(HEADER.size + len(e.key.encode()) + len(e.payload) for e in kept)
-        while kept and size + need > self.max_bytes:
-            e = kept.pop(0)
-            size -= HEADER.size + len(e.key.encode()) + len(e.payload)
-            self.dropped += 1
+        size = sum(e.size for e in kept)
+        if size + need > self.max_bytes:
+            limit = self.max_bytes - self.max_bytes // 20
+            order = [e for e in kept if e.append_only] + [e for e in kept if not e.append_only]
+            gone: set[int] = set()
+            for e in order:
+                if size + need <= limit:
+                    break
+                gone.add(id(e))
+                size -= e.size
+            self.dropped += len(gone)
+            kept = [e for e in kept if id(e) not in gone]
         self._rewrite(kept)
 
     def _rewrite(self, kept: list[Entry]) -> None:
@@ -231,7 +268,7 @@ class DiskOutbox:
         tmp = self.directory / "compact.tmp"
         with tmp.open("wb") as f:
             for e in kept:
-                f.write(_frame(e.key.encode(), e.payload))
+                f.write(_frame(e.key.encode(), e.payload, e.append_only))
             f.flush()
             os.fsync(f.fileno())
         tmp.rename(self.directory / _segment_name(self._tail))
@@ -266,9 +303,7 @@ class DiskOutbox:
                 return
             self._cursor = fresh[-1].end
             self._pending -= len(fresh)
-            self._pending_bytes -= sum(
-                HEADER.size + len(e.key.encode()) + len(e.payload) for e in fresh
-            )
+            self._pending_bytes -= sum(e.size for e in fresh)
             now = time.monotonic()
             if self.fsync == "always" or now - self._cursor_synced >= self.fsync_interval_s:
                 self._write_cursor(self._cursor)

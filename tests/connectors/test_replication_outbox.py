@@ -109,3 +109,41 @@ def test_bad_settings_and_oversized_records_are_refused(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(OutboxError, match="cannot be created"):
         DiskOutbox(tmp_path / "file" / "sub")
+
+
+def test_compaction_keeps_every_append_only_record(tmp_path: Path) -> None:
+    """Telemetry buckets share one key but are facts of their own: compaction merges the
+    state writes around them and keeps each bucket, in order, also after a reopen."""
+    box = DiskOutbox(tmp_path, segment_bytes=400, max_bytes=800)
+    for i in range(24):
+        box.append("pump-1/metadata/state", f"s{i:03d}".encode())
+        if i % 2 == 0:
+            box.append("pump-1/metadata/telemetry", f"b{i:03d}".encode(), append_only=True)
+    assert box.compactions >= 1 and box.dropped == 0
+    buckets = [f"b{i:03d}".encode() for i in range(0, 24, 2)]
+    kept = payloads(box)
+    assert [p for p in kept if p.startswith(b"b")] == buckets
+    states = [p for p in kept if p.startswith(b"s")]
+    assert states[-1] == b"s023" and len(states) < 24  # older state writes merged away
+    box.close()
+    again = DiskOutbox(tmp_path, segment_bytes=400, max_bytes=800)
+    assert [e.append_only for e in again.peek(100)] == [p.startswith(b"b") for p in kept]
+    again.append("pump-1/metadata/state", b"s024")  # over the cap: compacts again
+    assert [p for p in payloads(again) if p.startswith(b"b")] == buckets
+
+
+def test_an_outbox_full_of_facts_drops_the_oldest_facts_first_and_counts_them(
+    tmp_path: Path,
+) -> None:
+    box = DiskOutbox(tmp_path, segment_bytes=300, max_bytes=600)
+    box.append("pump-1/desired/speed", b"d000")  # the oldest record: a state write
+    for i in range(60):
+        box.append("pump-1/metadata/telemetry", f"b{i:03d}".encode(), append_only=True)
+        box.append(f"pump-{i % 3}/metadata/state", f"s{i:03d}".encode())
+    kept = payloads(box)
+    facts = [p for p in kept if p.startswith(b"b")]
+    assert box.dropped == 60 - len(facts) > 0  # every loss counted, buckets only
+    assert facts == [f"b{i:03d}".encode() for i in range(60 - len(facts), 60)]  # the newest
+    assert b"d000" in kept  # each property's newest value stays
+    assert {b"s057", b"s058", b"s059"} <= set(kept)
+    assert box.pending == len(kept) and box.pending_bytes <= 600
