@@ -2,8 +2,10 @@
 
 The edge is a telemetry flow (``build_flow``) with ``telemetry`` forwarded every 10 s; its
 link is cut while the flow runs, so every bucket waits in the outbox, and restored after.
-The central instance is a ``twinflow run`` flow: each bucket lands once in its telemetry
-files, one row per twin and bucket (each signal's mean over the bucket), whatever the cut.
+Its outbox is small: state writes made during the cut overflow it, and its compaction keeps
+every bucket. The central instance is a ``twinflow run`` flow: each bucket lands once in its
+telemetry files, one row per twin and bucket (each signal's mean over the bucket), whatever
+the cut; a second edge node receives the first edge's state through it, and no bucket.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,18 +87,24 @@ replication: {{role: central, replica: hq, topic: {base}, status_interval_s: 0.5
         host=mqtt.host, port=mqtt.port, client_id=f"{base}-north",
         reconnect_min_s=0.05, reconnect_max_s=0.5,
     )  # fmt: skip
-    link = MqttLink(
-        TwinReplica("north"), DiskOutbox(tmp_path / "north"), settings, *edge_topics(base, "north")
-    )
+    box = DiskOutbox(tmp_path / "north", segment_bytes=4096, max_bytes=16 * 1024)
+    link = MqttLink(TwinReplica("north"), box, settings, *edge_topics(base, "north"))
     edge = ReplicationNode(
         link, "edge", owned={"P1": "pump"}, forward=(*FORWARDS, "telemetry"),
         telemetry_every_s=EVERY_S,
     )  # fmt: skip
+    south_settings = replace(settings, client_id=f"{base}-south")
+    south_link = MqttLink(
+        TwinReplica("south"), DiskOutbox(tmp_path / "south"), south_settings,
+        *edge_topics(base, "south"),
+    )  # fmt: skip
+    south = ReplicationNode(south_link, "edge", owned={"P2": "pump"})
     edge_done = threading.Event()
     try:
         assert came_true(lambda: central.link.connected, 30)
         edge.start()
-        assert came_true(lambda: link.connected, 30)
+        south.start()
+        assert came_true(lambda: link.connected and south_link.connected, 30)
         link.cut()  # the whole edge run happens while the link is down
         t0 = math.floor((time.time() - 300) / EVERY_S) * EVERY_S
         edge_flow = build_flow(
@@ -107,7 +116,15 @@ replication: {{role: central, replica: hq, topic: {base}, status_interval_s: 0.5
         )
         edge_runner = threading.Thread(target=run_main, args=(edge_flow,), daemon=True)
         edge_runner.start()
-        assert came_true(lambda: link.outbox.pending >= 6, 30), link.outbox.pending
+
+        def waiting_buckets() -> int:
+            return sum(e.append_only for e in box.peek(10_000))
+
+        assert came_true(lambda: waiting_buckets() >= 6, 30), box.pending
+        for i in range(100):  # about 40 KiB of one state register: over the outbox's cap
+            link.write("P3", "metadata", "state", {"status": "ok", "n": i, "pad": "x" * 300})
+        assert box.compactions >= 1 and box.dropped == 0
+        assert waiting_buckets() == 6  # no bucket merged away
         time.sleep(1.0)
         assert not any(
             d["property"] == "telemetry" for d in read_jsonl(out / "replicated.jsonl")
@@ -122,6 +139,12 @@ replication: {{role: central, replica: hq, topic: {base}, status_interval_s: 0.5
             return [d for d in read_jsonl(stored) if d["property"] == "telemetry"]
 
         assert came_true(lambda: len(received()) >= 6, 30), received()
+
+        def south_has_newest() -> bool:
+            w = south.replica.get("P3", "metadata", "state")
+            return w is not None and w.value["n"] == 99
+
+        assert came_true(south_has_newest, 30)  # relayed after every bucket reached central
         time.sleep(1.0)  # anything more (a duplicate) would arrive now
         edge_done.set()
         edge_runner.join(timeout=60)
@@ -130,8 +153,11 @@ replication: {{role: central, replica: hq, topic: {base}, status_interval_s: 0.5
         stop.set()
         runner.join(timeout=60)
         edge.stop()
+        south.stop()
         stop_nodes()
     assert not runner.is_alive()
+    assert south.replica.get("P1", "metadata", "telemetry") is None  # central relayed none
+    assert not [r for r in south.take_received() if r.write.key.name == "telemetry"]
     docs = received()
     assert len(docs) == len({d["update_id"] for d in docs}) == 6  # each bucket once
     rows = read_parquet_dir(out / "telemetry").sort("time")
