@@ -2,6 +2,10 @@
 
 Split from :mod:`twinflow.flows.steps` (same conventions); ``CommandBookLogic`` is a Bytewax
 :class:`~bytewax.operators.StatefulLogic` so that open commands time out on the wall clock.
+Its output is every transition (a :class:`~twinflow.core.records.Command`) and, once after a
+resume from a recovery snapshot, the open commands to send again (:class:`Resend`): both reach
+the actuators through :func:`to_actuators`, only the transitions the commands outputs
+(:func:`transition_of`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,18 @@ BookItem = Command | DesiredChange | CommandOutcome | TwinState
 
 #: Wall-clock seconds between time-out checks while a twin has open commands.
 TICK_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Resend:
+    """An open command a restored book hands to the actuators again: not a transition, so
+    it is not written to the commands outputs (its ``queued`` row was written before)."""
+
+    command: Command
+
+
+#: What the ``command_book`` step emits.
+BookOut = Command | Resend
 
 
 @dataclass(frozen=True)
@@ -78,10 +94,11 @@ def command_settings(config: FlowConfig, routed: bool = True) -> CommandSettings
     )
 
 
-class CommandBookLogic(StatefulLogic[BookItem, Command, CommandBook | None]):
+class CommandBookLogic(StatefulLogic[BookItem, BookOut, CommandBook | None]):
     """``command_book`` (stateful): one twin's :class:`CommandBook`, built from its first
     typed item, with state snapshots for recovery and a wake-up so time-outs fire while a
-    twin is quiet."""
+    twin is quiet. A book resumed from a snapshot first sends its open commands again
+    (:meth:`CommandBook.resend`), at its first item or wake-up, whichever comes first."""
 
     def __init__(
         self,
@@ -109,31 +126,41 @@ class CommandBookLogic(StatefulLogic[BookItem, Command, CommandBook | None]):
             self.book = CommandBook(ttype, command_settings(self.config, self.routed(twin)))
         return self.book
 
-    def on_item(self, value: BookItem) -> tuple[Iterable[Command], bool]:
+    def on_item(self, value: BookItem) -> tuple[Iterable[BookOut], bool]:
         book = self._book_for(value)
         if book is None:  # an outcome before anything else of this twin: nothing to follow
             return [], StatefulLogic.RETAIN
         now = self.clock()
+        out: list[BookOut] = [Resend(c) for c in book.resend(now)]
         if isinstance(value, Command):
-            out = book.submit(value, now)
+            out += book.submit(value, now)
         elif isinstance(value, DesiredChange):
-            out = book.desire(value, now)
+            out += book.desire(value, now)
         elif isinstance(value, CommandOutcome):
-            out = book.outcome(value, now)
+            out += book.outcome(value, now)
         elif isinstance(value, TwinState):
-            out = book.observe(value, now)
+            out += book.observe(value, now)
         else:
             raise TypeError(f"command_book got a {type(value).__name__}")
         deadline = book.next_deadline()
         if deadline is not None and deadline <= now:
-            out = [*out, *book.tick(now)]
+            out += book.tick(now)
         return out, StatefulLogic.RETAIN
 
-    def on_notify(self) -> tuple[Iterable[Command], bool]:
-        return (self.book.tick(self.clock()) if self.book else []), StatefulLogic.RETAIN
+    def on_notify(self) -> tuple[Iterable[BookOut], bool]:
+        if self.book is None:
+            return [], StatefulLogic.RETAIN
+        now = self.clock()
+        out: list[BookOut] = [Resend(c) for c in self.book.resend(now)]
+        out += self.book.tick(now)
+        return out, StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        if self.book is None or self.book.next_deadline() is None:
+        if self.book is None:
+            return None
+        if self.book.resend_due:  # resumed: send the open commands again without waiting
+            return datetime.now(UTC)
+        if self.book.next_deadline() is None:
             return None
         return datetime.now(UTC) + timedelta(seconds=TICK_S)
 
@@ -157,13 +184,22 @@ class CommandBookStep:
         )
 
 
-def to_actuators(routed: Callable[[str], bool]) -> Callable[[Command], bool]:
-    """Which commands the actuators receive: queued ones of twins with an actuator route."""
+def to_actuators(routed: Callable[[str], bool]) -> Callable[[BookOut], Command | None]:
+    """What the actuators receive of the book's output, for twins with an actuator route:
+    queued commands, and the commands a resumed book sends again."""
 
-    def wanted(command: Command) -> bool:
-        return command.status is CommandStatus.QUEUED and routed(command.twin_id)
+    def wanted(item: BookOut) -> Command | None:
+        command = item.command if isinstance(item, Resend) else item
+        if command.status is CommandStatus.QUEUED and routed(command.twin_id):
+            return command
+        return None
 
     return wanted
+
+
+def transition_of(item: BookOut) -> Command | None:
+    """The book's output without what it sends again: the rows of the commands outputs."""
+    return None if isinstance(item, Resend) else item
 
 
 def everyone(_twin_id: str) -> bool:

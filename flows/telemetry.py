@@ -20,8 +20,10 @@ Bytewax's metrics and in its dataflow diagram (``bytewax.visualize.to_mermaid(fl
     rollups       per asset: twins in alarm, worst health (with a registry and its sink)
     commands      [policy] derate on overheating, rate-limited per twin
                   [command_book] <- policy commands, requests, twin states and the actuators'
-                  outcomes [command_feedback]: checks, lifecycle, time-outs
-                  [queued_only] queued commands of twins with an actuator route
+                  outcomes [command_feedback]: checks, lifecycle, time-outs, and
+                  after a resume the open commands to send again
+                  [transitions_only] the lifecycle rows, without what is sent again
+                  [queued_only] queued and sent-again commands of twins with an actuator route
     dead_letters  refused inputs and late readings, merged
     outputs       each stream to its sinks: [telemetry_out] (with the sample scores)
                   [twin_states_out] [windows_out] [alerts_out] [rollups_out] [commands_out]
@@ -62,6 +64,7 @@ from twinflow.flows.command_steps import (
     everyone,
     send_commands,
     to_actuators,
+    transition_of,
 )
 from twinflow.flows.config import FlowConfig
 from twinflow.flows.decide_steps import Decide, decide_flow
@@ -270,10 +273,11 @@ def command_loop(
     if feedback is not None:
         outcomes = op.input("command_feedback", flow, feedback)
         book_in.append(op.key_on("key_outcomes", outcomes, key_of))
-    commands = op.stateful("command_book", op.merge("command_book_in", *book_in), book)
+    booked = op.stateful("command_book", op.merge("command_book_in", *book_in), book)
+    commands = op.filter_map_value("transitions_only", booked, transition_of)
     op.inspect("count_commands", commands, tally.command)
-    queued = op.filter(
-        "queued_only", op.key_rm("unkey_commands", commands), to_actuators(book.routed)
+    queued = op.filter_map(
+        "queued_only", op.key_rm("unkey_commands", booked), to_actuators(book.routed)
     )
     return Commanded(commands, queued)
 

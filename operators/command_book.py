@@ -18,6 +18,13 @@ request from outside (a Kafka command request) and a change of a desired propert
    acknowledges it (a write accepted by an OPC UA or Modbus server) or says so (MQTT).
 3. **Time out**: a command with no end state ``timeout_s`` after it was queued ends
    ``timed_out`` (a device that does not answer, an unreachable server).
+4. **Send again after a restore**: the sinks hold what they are delivering in memory, so a
+   book restored from a recovery snapshot (unpickled: :meth:`CommandBook.__setstate__`)
+   hands its open commands that the device has not acknowledged, have not expired and have
+   not timed out to the actuators once more (:meth:`CommandBook.resend`, one more
+   ``attempt``, a fresh ``timeout_s``), with the same id and parameters. Safe because every
+   command writes a value (a setpoint, a derate fraction of rated), so a device that got it
+   before the crash ends as it was; an MQTT device sees the same ``command_id``.
 
 Every status a command reaches is one :class:`~twinflow.core.records.Command` on the output,
 with its ``status_at`` (the reference clock) and ``attempt``, output once whatever order the
@@ -64,6 +71,8 @@ _RANK = {
 }
 #: Progress the sinks report that may arrive after a later status: kept as a history row.
 _HISTORY = frozenset({CommandStatus.SENT, CommandStatus.ACKNOWLEDGED})
+#: Open statuses whose command may not have reached the device: sent again after a restore.
+_RESEND = frozenset({CommandStatus.QUEUED, CommandStatus.SENT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +163,16 @@ class CommandBook:
     unexpired: dict[str, float] = field(default_factory=dict)
     #: Ended commands kept so that an outcome arriving after the end still gets its row.
     ended: dict[str, _Open] = field(default_factory=dict)
+    #: Restored from a snapshot and its open commands not yet sent again (:meth:`resend`).
+    resend_due: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Resume a snapshot taken before safety commands had a budget of their own, before
-        external request ids were kept until they expire, or before outputs were kept per
-        status (an open command then has output its statuses up to its current one)."""
+        """A book restored from a snapshot: its open commands are due to be sent again.
+
+        Also resumes a snapshot taken before safety commands had a budget of their own,
+        before external request ids were kept until they expire, or before outputs were kept
+        per status (an open command then has output its statuses up to its current one)."""
+        state["resend_due"] = True
         state.setdefault("safety_times", deque())
         state.setdefault("unexpired", {})
         state.setdefault("ended", {})
@@ -295,6 +309,35 @@ class CommandBook:
             last = entry.command.status.value
             detail = f"no end state within {self.settings.timeout_s:g} s (last: {last})"
             out.append(self._end(entry.command, CommandStatus.TIMED_OUT, now, detail))
+        return out
+
+    def resend(self, now: float) -> list[Command]:
+        """Once after a restore, the open commands to hand to the actuators again.
+
+        The sinks' retries and pending writes died with the process, so a command still
+        ``queued``, or ``sent`` without an acknowledgement, would never reach its device.
+        Each such command that has neither expired nor timed out is returned as ``queued``
+        (what the sinks take) with the same id and parameters and one more ``attempt``; its
+        time-out starts again. The book's own status stays where it was (no row is output
+        for this), and the ones not sent again time out as before.
+        """
+        if not self.resend_due:
+            return []
+        self.resend_due = False
+        out = []
+        for entry in self.open.values():
+            current = entry.command
+            if (
+                current.status not in _RESEND
+                or entry.deadline <= now
+                or now >= epoch(current.expires_at)
+            ):
+                continue
+            entry.command = replace(current, attempt=current.attempt + 1)
+            entry.deadline = now + self.settings.timeout_s
+            detail = f"sent again after a restore (was {current.status.value})"
+            again = replace(entry.command, status=CommandStatus.QUEUED, status_at=utc(now))
+            out.append(replace(again, detail=detail))
         return out
 
     # -- queries -------------------------------------------------------------------------
