@@ -23,7 +23,7 @@ request from outside (a Kafka command request) and a change of a desired propert
    hands its open commands that the device has not acknowledged, have not expired and have
    not timed out to the actuators once more (:meth:`CommandBook.resend`, one more
    ``attempt``, a fresh ``timeout_s``), with the same id and parameters. Safe because every
-   command writes a value (a setpoint, a derate fraction of rated), so a device that got it
+   bundled command sets a value (a setpoint, the derate fraction), so a device that got it
    before the crash ends as it was; an MQTT device sees the same ``command_id``.
 
 Every status a command reaches is one :class:`~twinflow.core.records.Command` on the output,

@@ -160,6 +160,19 @@ def readings(port: int) -> dict[str, float]:
     return out
 
 
+def command_writes(port: int) -> dict[str, float]:
+    """``twinflow_command_writes_total`` of a run by ``protocol/connection``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {
+        f"{s.labels['protocol']}/{s.labels['connection']}": s.value
+        for fam in text_string_to_metric_families(text)
+        if fam.name == "twinflow_command_writes"
+        for s in fam.samples
+        if s.name.endswith("_total")
+    }
+
+
 def reads_both(proc: subprocess.Popen[bytes], port: int, log: Path) -> bool:
     """Whether the run has taken in readings of the pump and of the motor (it must be up)."""
     assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
@@ -285,6 +298,8 @@ def test_opcua_and_modbus_twins_resume_after_sigkill(tmp_path: Path, kafka: Kafk
             ),
             COMMAND_TIMEOUT_S + 30,
         )
+        # B, sent again at the resume, and C went over the sources' own connections.
+        resumed_writes = command_writes(port)
         wait_snapshot(recovery, second, log)
         assert stop(second, signal.SIGTERM) == 0, log.read_text(errors="replace")[-3000:]
     finally:
@@ -323,6 +338,9 @@ def test_opcua_and_modbus_twins_resume_after_sigkill(tmp_path: Path, kafka: Kafk
         "load setpoint 80 %",
         "load setpoint 60 %",
     ]
+    assert resumed_writes.get("modbus/source", 0) >= 2, resumed_writes
+    assert resumed_writes.get("opcua/source", 0) >= 1, resumed_writes
+    assert not any(n for k, n in resumed_writes.items() if k.endswith("/own")), resumed_writes
     # Per-twin state went on from the snapshot: a twin's reading count never falls back, and
     # its desired setpoint is never forgotten (a state rebuilt from nothing would have
     # counted from zero and desired nothing until commands C).
