@@ -45,6 +45,7 @@ import math
 from collections import deque
 from collections.abc import MutableSequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -73,6 +74,9 @@ _RANK = {
 _HISTORY = frozenset({CommandStatus.SENT, CommandStatus.ACKNOWLEDGED})
 #: Open statuses whose command may not have reached the device: sent again after a restore.
 _RESEND = frozenset({CommandStatus.QUEUED, CommandStatus.SENT})
+#: Statuses of a command whose value reached its device: an older open command of the same
+#: name is not sent again after a restore.
+_SUPERSEDES = frozenset({CommandStatus.ACKNOWLEDGED, CommandStatus.SUCCEEDED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,11 +323,18 @@ class CommandBook:
         Each such command that has neither expired nor timed out is returned as ``queued``
         (what the sinks take) with the same id and parameters and one more ``attempt``; its
         time-out starts again. The book's own status stays where it was (no row is output
-        for this), and the ones not sent again time out as before.
+        for this), and the ones not sent again time out as before. A command superseded by a
+        later one of the same name (issued later, and open or succeeded) is not sent again:
+        written after it, the older value would undo the newer one.
         """
         if not self.resend_due:
             return []
         self.resend_due = False
+        newest: dict[str, datetime] = {}
+        for kept in (*self.open.values(), *self.ended.values()):
+            c = kept.command
+            if c.status in _RESEND or c.status in _SUPERSEDES:
+                newest[c.name] = max(newest.get(c.name, c.issued_at), c.issued_at)
         out = []
         for entry in self.open.values():
             current = entry.command
@@ -331,6 +342,7 @@ class CommandBook:
                 current.status not in _RESEND
                 or entry.deadline <= now
                 or now >= epoch(current.expires_at)
+                or current.issued_at < newest[current.name]
             ):
                 continue
             entry.command = replace(current, attempt=current.attempt + 1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from twinflow.connectors.simulator.types import MOTOR, PUMP
@@ -153,3 +154,20 @@ def test_the_resumed_step_routes_the_resend_to_the_actuators_only() -> None:
     assert [transition_of(x) for x in out] == [None]  # no row on the commands outputs
     again, _ = resumed.on_notify()
     assert not any(isinstance(x, Resend) for x in again)
+
+
+def test_a_command_superseded_by_a_later_one_is_not_sent_again() -> None:
+    """An older open set_load would undo a newer one that reached the motor; a newer one
+    that never reached it (rejected) does not supersede."""
+    book = CommandBook(MOTOR, CommandSettings(timeout_s=300))
+    older = command("older", 70.0)
+    book.submit(older, NOW)
+    newer = replace(command("newer", 80.0), issued_at=utc(NOW + 10))
+    book.submit(newer, NOW + 10)
+    book.outcome(report(S.SENT, "newer", NOW + 11), NOW + 11)
+    book.outcome(report(S.ACKNOWLEDGED, "newer", NOW + 12), NOW + 12)
+    assert rows(restored(book).resend(NOW + 20)) == []  # "newer" succeeded: "older" is stale
+    book2 = CommandBook(MOTOR, CommandSettings(timeout_s=300))
+    book2.submit(older, NOW)
+    book2.submit(replace(newer, params={"percent": 500.0}), NOW + 10)  # out of limits
+    assert rows(restored(book2).resend(NOW + 20)) == [("older", "queued", 1)]
