@@ -170,7 +170,10 @@ replication: {{role: central, replica: hq, topic: {base}, status_interval_s: 0.5
         assert fleet["open_alarms_by_rule"] == {"overheat": 2, "vibration": 1}
         assert (fleet["lowest_rul_h"], fleet["lowest_rul_twin"]) == (90.0, "pump-2")
         assert status["south"]["commands_in_flight"] == 1
-        assert status["north"]["link"] == "up" and status["north"]["last_received_ms"] > 0
+        assert status["north"]["last_received_ms"] > 0
+        # up, once the link is checked again (under load a check may have read it down)
+        north_link = lambda: newest(status_file, "site")["north"]["link"]  # noqa: E731
+        assert came_true(lambda: north_link() == "up", 20), north_link()
         assert gauge("twinflow_fleet_twins_in_alarm", site="fleet", severity="warning") == 2
         # The edge's report of its own link (what its flow writes each sync-status tick).
         south.report_link = True
