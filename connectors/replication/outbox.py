@@ -51,6 +51,7 @@ current state whole and loses the oldest history, counted.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import threading
@@ -61,6 +62,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twinflow.core.errors import TwinflowError
+
+log = logging.getLogger(__name__)
 
 #: Frame header: payload length, CRC-32 of key length + key + payload, key length (its top
 #: bit: an append-only record).
@@ -256,6 +259,17 @@ class DiskOutbox:
                 gone.add(id(e))
                 size -= e.size
             self.dropped += len(gone)
+            facts = sum(1 for e in kept if e.append_only and id(e) in gone)
+            log.warning(
+                "replication outbox %s is full (%d bytes): dropped the %d oldest records "
+                "(%d append-only, e.g. telemetry buckets; %d state writes), %d since it opened",
+                self.directory,
+                self.max_bytes,
+                len(gone),
+                facts,
+                len(gone) - facts,
+                self.dropped,
+            )
             kept = [e for e in kept if id(e) not in gone]
         self._rewrite(kept)
 

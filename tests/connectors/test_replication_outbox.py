@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -88,12 +89,17 @@ def test_overflow_compacts_to_the_newest_per_property_first(tmp_path: Path) -> N
     assert b"0039" in payloads(DiskOutbox(tmp_path, segment_bytes=300, max_bytes=600))
 
 
-def test_overflow_of_distinct_properties_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+def test_overflow_of_distinct_properties_drops_the_oldest_and_counts_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     box = DiskOutbox(tmp_path, segment_bytes=300, max_bytes=600)
-    for i in range(40):
-        box.append(f"prop-{i}", f"{i:04d}".encode())
+    with caplog.at_level(logging.WARNING, logger="twinflow.connectors.replication.outbox"):
+        for i in range(40):
+            box.append(f"prop-{i}", f"{i:04d}".encode())
     kept = payloads(box)
     assert box.dropped > 0 and box.dropped + len(kept) == 40
+    drops = [r.getMessage() for r in caplog.records if "is full" in r.getMessage()]
+    assert drops and f"{box.dropped} since it opened" in drops[-1]  # each drop is logged
     assert kept == [f"{i:04d}".encode() for i in range(40 - len(kept), 40)]  # the newest
     assert box.pending == len(kept) and box.pending_bytes <= 600
 
