@@ -178,8 +178,9 @@ class FleetRollup:
     ) -> tuple[RollupOperator, list[AssetRollup], bool]:
         """The roll-up operator of the current tree, the roll-ups a change of the tree
         changed, and whether it grew. A new twin joins the operator; a new site rebuilds
-        it; a twin that moved to another site rolls every twin up afresh (the site it left
-        keeps its last roll-up)."""
+        it; a twin that moved to another site rolls every twin up afresh. A site stays in
+        the tree when its last twin left, so its roll-up goes to zero twins rather than
+        keeping the twin it lost."""
         moved = False
         new: list[str] = []
         for twin in sorted(touched):
@@ -195,7 +196,7 @@ class FleetRollup:
             state.members.setdefault(site, set()).add(twin)
             new.append(twin)
         op = self._op
-        sites = {s for s, twins in state.members.items() if twins}
+        sites = set(state.members)
         if op is not None and not moved and sites == self._built:
             for twin in new:
                 if twin not in sites and twin != self.fleet_id:
@@ -245,7 +246,9 @@ class FleetRollup:
         return out
 
     def _statuses(self, state: FleetState) -> list[SiteStatus]:
-        by_site = {s: twins for s, twins in state.members.items() if twins}
+        """Each site's summary (a site whose twins all moved away: with none) and the
+        fleet's, of the sites that hold twins, as far as they changed."""
+        by_site = state.members
         for site, twins in by_site.items():
             if site not in state.sites:
                 state.sites[site] = summary(site, {t: state.twins[t] for t in sorted(twins)})
@@ -257,9 +260,10 @@ class FleetRollup:
             s = self._link(state.sites[site], link, now, got, state.written.get(site))
             s = _edge(s, state.edge_link.get(site))
             out.extend(self._changed(state, s))
-        got = max((state.received[s] for s in by_site if s in state.received), default=None)
-        wrote = max((state.written[s] for s in by_site if s in state.written), default=None)
-        fleet = fleet_summary(self.fleet_id, (state.sites[s] for s in sorted(by_site)))
+        held = sorted(s for s, twins in by_site.items() if twins)
+        got = max((state.received[s] for s in held if s in state.received), default=None)
+        wrote = max((state.written[s] for s in held if s in state.written), default=None)
+        fleet = fleet_summary(self.fleet_id, (state.sites[s] for s in held))
         out.extend(self._changed(state, self._link(fleet, link, now, got, wrote)))
         return out
 

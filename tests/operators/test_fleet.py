@@ -172,6 +172,10 @@ def test_a_twin_that_moves_to_another_site_counts_there_only() -> None:
     assert rolled["south"][2] == 1 and rolled["fleet"][2] == 1
     assert rolled["fleet"][3] == {"info": 0, "warning": 0, "critical": 1}
     assert statuses_of(out)["fleet"].sites == 1
+    # The site it left no longer counts it: its last roll-up and summary hold no twin.
+    assert rolled["north"][1:3] == (0, 0)
+    north = statuses_of(out)["north"]
+    assert (north.twins_reporting, north.twins_in_alarm, north.open_alarms_by_rule) == (0, 0, {})
 
 
 SITES = ("north", "south", "east")
